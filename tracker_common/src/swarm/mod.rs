@@ -1,0 +1,1 @@
+//! Swarm state (placeholder while being written).

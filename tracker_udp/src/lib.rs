@@ -1,0 +1,1 @@
+//! shoal's UDP tracker (placeholder while being written).

@@ -1,0 +1,1 @@
+//! BEP 15 wire format (placeholder while being written).
