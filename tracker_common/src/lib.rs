@@ -1,15 +1,25 @@
 //! Shared building blocks of the shoal trackers.
 //!
 //! Everything that more than one protocol needs lives here, so that the UDP, HTTP and
-//! WebSocket trackers behave the same way where the protocols agree:
+//! WebSocket trackers behave the same way where the protocols agree.
 //!
-//! - value types (`types`), time (`time`) and addresses (`addr`): pure data;
-//! - the swarm (`swarm`): one shard of the torrent maps and the announce / scrape /
-//!   expiry rules, pure and deterministic (time and randomness come in as arguments);
+//! # Layout
+//! - [`types`], [`time`], [`addr`]: value types, coarse server time, canonical addresses.
+//! - [`swarm`]: one shard of the torrent maps and the announce / scrape / expiry rules;
+//!   pure and deterministic (time and randomness come in as arguments).
+//! - [`config`], [`cli`]: documented config sections, `-c` / `-p` / `-h` / `-V`.
+//! - [`access_list`]: allow / deny lists, reloaded without locks on the hot path.
+//! - [`supervisor`]: named threads; any worker that ends takes the process down.
+//! - [`statistics`]: per-worker counters and the periodic log line.
 //!
-//! This crate must not open sockets; the trackers own all network I/O.
+//! This crate opens no sockets; the trackers own all network I/O.
 
+pub mod access_list;
 pub mod addr;
+pub mod cli;
+pub mod config;
+pub mod statistics;
+pub mod supervisor;
 pub mod swarm;
 pub mod time;
 pub mod types;

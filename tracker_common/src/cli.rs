@@ -1,0 +1,158 @@
+//! The command line every shoal binary shares.
+//!
+//! ```text
+//! tracker_udp              run on the built-in default config
+//! tracker_udp -c FILE      run on FILE (TOML; missing keys take their defaults)
+//! tracker_udp -p           print the complete default config, every key documented
+//! tracker_udp -h | -V      help, version
+//! ```
+//!
+//! A config file with an unknown key, a wrong type or an impossible value ends the
+//! process with exit code 1 and a message naming the file, the key and the problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{TrackerConfig, documented_default_toml, load_config_file};
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run, on the given config file or the defaults.
+    Run(Option<PathBuf>),
+    /// Print the documented default config.
+    PrintConfig,
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Parses the arguments after the program name.
+///
+/// # Errors
+/// A message saying which argument is wrong.
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let mut args = args.into_iter();
+    let mut command = None;
+    while let Some(arg) = args.next() {
+        let next = match arg.as_str() {
+            "-c" | "--config-file" => match args.next() {
+                Some(path) => Command::Run(Some(PathBuf::from(path))),
+                None => return Err(format!("{arg} needs a file name")),
+            },
+            "-p" | "--print-config" => Command::PrintConfig,
+            "-h" | "--help" => Command::Help,
+            "-V" | "--version" => Command::Version,
+            other => return Err(format!("unknown argument {other:?}")),
+        };
+        if command.is_some() {
+            return Err("give at most one of -c, -p, -h, -V".to_string());
+        }
+        command = Some(next);
+    }
+    Ok(command.unwrap_or(Command::Run(None)))
+}
+
+fn usage(name: &str) -> String {
+    format!(
+        "{name}: shoal BitTorrent tracker\n\n\
+         Usage:\n  \
+         {name}              run on the built-in default config\n  \
+         {name} -c FILE      run on the config in FILE (TOML)\n  \
+         {name} -p           print the default config, every key documented\n  \
+         {name} -h           print this help\n  \
+         {name} -V           print the version\n\n\
+         Signals: SIGUSR1 re-reads the access list; SIGTERM or SIGINT stops cleanly.\n"
+    )
+}
+
+/// Runs a tracker binary: parses the command line, loads the config, starts logging and
+/// calls `run`. Returns the process exit code.
+pub fn run_app<C: TrackerConfig>(
+    name: &str,
+    version: &str,
+    run: fn(C) -> anyhow::Result<()>,
+) -> ExitCode {
+    let command = match parse_args(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(msg) => {
+            eprintln!("{name}: {msg}\n\n{}", usage(name));
+            return ExitCode::from(2);
+        }
+    };
+    let (mut config, source) = match command {
+        Command::Help => {
+            print!("{}", usage(name));
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("{name} {version}");
+            return ExitCode::SUCCESS;
+        }
+        Command::PrintConfig => {
+            return match documented_default_toml::<C>() {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("{name}: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Run(None) => (C::default(), "built-in default config".to_string()),
+        Command::Run(Some(path)) => match load_config_file::<C>(&path) {
+            Ok(config) => (config, format!("config file {}", path.display())),
+            Err(err) => {
+                eprintln!("{name}: error: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if let Err(err) = config.validate() {
+        eprintln!("{name}: error: {source}: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(err) = simple_logger::SimpleLogger::new()
+        .with_level(config.log_level().to_filter())
+        .with_utc_timestamps()
+        .init()
+    {
+        eprintln!("{name}: start logging: {err}");
+        return ExitCode::FAILURE;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse(&[]), Ok(Command::Run(None)));
+        assert_eq!(
+            parse(&["-c", "udp.toml"]),
+            Ok(Command::Run(Some(PathBuf::from("udp.toml"))))
+        );
+        assert_eq!(parse(&["--print-config"]), Ok(Command::PrintConfig));
+        assert_eq!(parse(&["-p"]), Ok(Command::PrintConfig));
+        assert_eq!(parse(&["-h"]), Ok(Command::Help));
+        assert_eq!(parse(&["-V"]), Ok(Command::Version));
+        assert!(parse(&["-c"]).is_err());
+        assert!(parse(&["-x"]).is_err());
+        assert!(parse(&["-p", "-c", "f"]).is_err());
+    }
+}

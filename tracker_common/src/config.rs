@@ -1,0 +1,471 @@
+//! Configuration plumbing shared by every tracker: documented config sections, loading a
+//! TOML file with messages that name the key, printing the documented default config, and
+//! the sections that every tracker has (log level, workers, swarm, statistics).
+//!
+//! Defaults live only in each section's `Default` impl; the doc comment of every field is
+//! both its rustdoc and the comment printed above it by `-p`, so the two cannot drift.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::access_list::AccessListMode;
+
+/// Gives the doc comment of a config field, so that `-p` can print it above the key.
+///
+/// Implemented by [`config_section!`] for sections and with no docs for plain values.
+pub trait ConfigDoc {
+    /// The doc comment of the field at `path` (one element per nesting level), if any.
+    fn field_doc(path: &[&str]) -> Option<&'static str> {
+        let _ = path;
+        None
+    }
+}
+
+macro_rules! leaf_config_doc {
+    ($($ty:ty),* $(,)?) => { $(impl ConfigDoc for $ty {})* };
+}
+
+leaf_config_doc!(
+    bool,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    i32,
+    i64,
+    String,
+    PathBuf,
+    SocketAddr,
+    LogLevel,
+    AccessListMode,
+);
+
+/// Declares a config section: a struct with serde `default` and `deny_unknown_fields`,
+/// whose field doc comments are also returned by [`ConfigDoc::field_doc`].
+///
+/// Every field must have a doc comment. Write `impl Default` for the struct by hand,
+/// directly below.
+#[macro_export]
+macro_rules! config_section {
+    (
+        $(#[doc = $sdoc:literal])*
+        pub struct $name:ident {
+            $(
+                $(#[doc = $doc:literal])+
+                pub $field:ident : $ty:ty,
+            )*
+        }
+    ) => {
+        $(#[doc = $sdoc])*
+        #[derive(Clone, Debug, PartialEq, ::serde::Deserialize, ::serde::Serialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            $(
+                $(#[doc = $doc])+
+                pub $field: $ty,
+            )*
+        }
+
+        impl $crate::config::ConfigDoc for $name {
+            fn field_doc(path: &[&str]) -> Option<&'static str> {
+                let (first, rest) = path.split_first()?;
+                $(
+                    if *first == stringify!($field) {
+                        return if rest.is_empty() {
+                            Some(concat!($($doc, "\n"),+))
+                        } else {
+                            <$ty as $crate::config::ConfigDoc>::field_doc(rest)
+                        };
+                    }
+                )*
+                None
+            }
+        }
+    };
+}
+
+/// How much the tracker logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Also start-up, reloads and periodic statistics.
+    #[default]
+    Info,
+    /// Also every rejected request (noisy under attack).
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The matching `log` filter.
+    pub fn to_filter(self) -> log::LevelFilter {
+        match self {
+            Self::Off => log::LevelFilter::Off,
+            Self::Error => log::LevelFilter::Error,
+            Self::Warn => log::LevelFilter::Warn,
+            Self::Info => log::LevelFilter::Info,
+            Self::Debug => log::LevelFilter::Debug,
+            Self::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+config_section! {
+    /// Worker threads and the channels between them.
+    pub struct WorkerConfig {
+        /// Socket worker threads: they receive, parse, answer connects, and send. 0 = automatic
+        /// (half the available CPUs, at least 1).
+        pub socket_workers: usize,
+        /// Request (swarm) worker threads, each owning one shard of the torrents. 0 = automatic
+        /// (half the available CPUs, at least 1).
+        pub swarm_workers: usize,
+        /// Capacity of each channel between workers, in batches. A batch that finds its
+        /// channel full is dropped and counted, never waited for.
+        pub channel_capacity: usize,
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            socket_workers: 0,
+            swarm_workers: 0,
+            channel_capacity: 1024,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Replaces "0 = automatic" with real counts, given the number of available CPUs.
+    pub fn resolve(&mut self, available_cpus: usize) {
+        let half = (available_cpus / 2).max(1);
+        if self.socket_workers == 0 {
+            self.socket_workers = half;
+        }
+        if self.swarm_workers == 0 {
+            self.swarm_workers = half;
+        }
+    }
+
+    /// Checks values that cannot work.
+    ///
+    /// # Errors
+    /// A message naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.channel_capacity == 0 {
+            anyhow::bail!("workers.channel_capacity: must be at least 1");
+        }
+        if self.socket_workers > 1024 || self.swarm_workers > 1024 {
+            anyhow::bail!("workers: at most 1024 socket workers and 1024 swarm workers");
+        }
+        Ok(())
+    }
+}
+
+config_section! {
+    /// Swarm rules: intervals, peer lists, expiry and memory bounds.
+    pub struct SwarmConfig {
+        /// Seconds clients are asked to wait between announces.
+        pub announce_interval_secs: u32,
+        /// Peers returned when the client does not say how many it wants (or asks for a
+        /// negative number).
+        pub numwant_default: usize,
+        /// Most peers returned in one announce response, whatever the client asks for.
+        pub numwant_max: usize,
+        /// Seconds after its last announce that a peer is forgotten. Should exceed
+        /// announce_interval_secs, so that punctual peers are never dropped.
+        pub max_peer_age_secs: u32,
+        /// Seconds between sweeps that remove expired peers and empty torrents.
+        pub cleaning_interval_secs: u32,
+        /// Most torrents tracked; announces for further new torrents are answered but not
+        /// stored.
+        pub max_torrents: usize,
+        /// Most peers in one torrent (per address family); further new peers are answered
+        /// but not stored.
+        pub max_peers_per_torrent: usize,
+        /// Use the IP address a client puts in its announce instead of the packet's source
+        /// address. Only for trackers behind a trusted relay: anyone could otherwise add
+        /// someone else's address to a swarm.
+        pub trust_client_ip: bool,
+    }
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            announce_interval_secs: 1800,
+            numwant_default: 30,
+            numwant_max: 50,
+            max_peer_age_secs: 2700,
+            cleaning_interval_secs: 30,
+            max_torrents: 10_000_000,
+            max_peers_per_torrent: 1_000_000,
+            trust_client_ip: false,
+        }
+    }
+}
+
+impl SwarmConfig {
+    /// Checks values that cannot work.
+    ///
+    /// # Errors
+    /// A message naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.announce_interval_secs == 0 {
+            anyhow::bail!("swarm.announce_interval_secs: must be at least 1");
+        }
+        if i32::try_from(self.announce_interval_secs).is_err() {
+            anyhow::bail!("swarm.announce_interval_secs: must be at most {}", i32::MAX);
+        }
+        if self.max_peer_age_secs <= self.announce_interval_secs {
+            anyhow::bail!(
+                "swarm.max_peer_age_secs: must be greater than swarm.announce_interval_secs \
+                 ({}), or peers that announce on time would expire",
+                self.announce_interval_secs
+            );
+        }
+        if self.cleaning_interval_secs == 0 {
+            anyhow::bail!("swarm.cleaning_interval_secs: must be at least 1");
+        }
+        if self.numwant_default > self.numwant_max {
+            anyhow::bail!(
+                "swarm.numwant_default: must not exceed swarm.numwant_max ({})",
+                self.numwant_max
+            );
+        }
+        if self.max_torrents == 0 {
+            anyhow::bail!("swarm.max_torrents: must be at least 1");
+        }
+        if self.max_peers_per_torrent == 0 {
+            anyhow::bail!("swarm.max_peers_per_torrent: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+config_section! {
+    /// Periodic statistics in the log.
+    pub struct StatisticsConfig {
+        /// Seconds between statistics lines in the log (requests/s by kind, responses/s,
+        /// torrents, seeders, leechers, drops, bad requests). 0 = off.
+        pub interval_secs: u32,
+    }
+}
+
+impl Default for StatisticsConfig {
+    fn default() -> Self {
+        Self { interval_secs: 60 }
+    }
+}
+
+/// What every tracker's top-level config offers to the shared CLI.
+pub trait TrackerConfig: ConfigDoc + Serialize + DeserializeOwned + Default {
+    /// The configured log level.
+    fn log_level(&self) -> LogLevel;
+
+    /// Checks the config and resolves automatic values; idempotent.
+    ///
+    /// # Errors
+    /// A message naming the first bad key and the problem.
+    fn validate(&mut self) -> anyhow::Result<()>;
+}
+
+/// Reads and parses a config file.
+///
+/// # Errors
+/// A message naming the file and, for a bad value, the key, the line and the problem.
+pub fn load_config_file<C: DeserializeOwned>(path: &Path) -> anyhow::Result<C> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read config file {}", path.display()))?;
+    parse_config(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+/// Parses config TOML text.
+///
+/// # Errors
+/// A message naming the key (as a dotted path), the line and the problem.
+pub fn parse_config<C: DeserializeOwned>(text: &str) -> anyhow::Result<C> {
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|err| anyhow::anyhow!("{}", err.to_string().trim_end()))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner().to_string();
+        if path == "." || path.is_empty() {
+            anyhow::anyhow!("{}", inner.trim_end())
+        } else {
+            anyhow::anyhow!("key `{path}`: {}", inner.trim_end())
+        }
+    })
+}
+
+/// The default config as TOML, every key preceded by its doc comment.
+///
+/// # Errors
+/// Only if the config cannot be represented as TOML (a programming error).
+pub fn documented_default_toml<C: ConfigDoc + Serialize + Default>() -> anyhow::Result<String> {
+    let table = toml::Table::try_from(C::default()).context("serialize default config")?;
+    let mut out = String::new();
+    write_table::<C>(&mut out, &table, &mut Vec::new());
+    Ok(out)
+}
+
+fn write_doc(out: &mut String, doc: Option<&str>) {
+    for line in doc.unwrap_or("").lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            out.push_str("#\n");
+        } else {
+            let _ = writeln!(out, "# {line}");
+        }
+    }
+}
+
+fn write_table<C: ConfigDoc>(out: &mut String, table: &toml::Table, path: &mut Vec<String>) {
+    // TOML wants a table's plain keys before its sub-tables.
+    for (key, value) in table {
+        if value.is_table() {
+            continue;
+        }
+        path.push(key.clone());
+        let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        write_doc(out, C::field_doc(&refs));
+        let _ = writeln!(out, "{key} = {value}");
+        path.pop();
+    }
+    for (key, value) in table {
+        let Some(sub) = value.as_table() else {
+            continue;
+        };
+        path.push(key.clone());
+        let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        out.push('\n');
+        write_doc(out, C::field_doc(&refs));
+        let _ = writeln!(out, "[{}]", path.join("."));
+        write_table::<C>(out, sub, path);
+        path.pop();
+    }
+}
+
+#[cfg(test)]
+#[expect(
+    unreachable_pub,
+    reason = "config_section! always declares pub structs"
+)]
+mod tests {
+    use super::*;
+
+    config_section! {
+        /// Inner section.
+        pub struct Inner {
+            /// A number.
+            /// Second line.
+            pub number: u32,
+        }
+    }
+
+    impl Default for Inner {
+        fn default() -> Self {
+            Self { number: 7 }
+        }
+    }
+
+    config_section! {
+        /// Outer section.
+        pub struct Outer {
+            /// The level.
+            pub log_level: LogLevel,
+            /// The inner part.
+            pub inner: Inner,
+        }
+    }
+
+    impl Default for Outer {
+        fn default() -> Self {
+            Self {
+                log_level: LogLevel::Warn,
+                inner: Inner::default(),
+            }
+        }
+    }
+
+    #[test]
+    fn documented_toml_parses_back_and_has_comments() {
+        let text = documented_default_toml::<Outer>().unwrap();
+        assert_eq!(
+            text,
+            "# The level.\nlog_level = \"warn\"\n\n# The inner part.\n[inner]\n\
+             # A number.\n# Second line.\nnumber = 7\n"
+        );
+        let parsed: Outer = parse_config(&text).unwrap();
+        assert_eq!(parsed, Outer::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = parse_config::<Outer>("[inner]\nnumber = \"x\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("number"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        let err = parse_config::<Outer>("[inner]\nnumbr = 1\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("unknown field `numbr`"), "{msg}");
+        let err = parse_config::<Outer>("log_level = \"loud\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("loud"));
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(parse_config::<Outer>("").unwrap(), Outer::default());
+    }
+
+    #[test]
+    fn swarm_validation_names_keys() {
+        let mut c = SwarmConfig::default();
+        assert!(c.validate().is_ok());
+        c.max_peer_age_secs = c.announce_interval_secs;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("swarm.max_peer_age_secs"), "{msg}");
+        let mut c = SwarmConfig {
+            numwant_default: 60,
+            ..SwarmConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("swarm.numwant_default")
+        );
+        c.numwant_default = 1;
+        c.cleaning_interval_secs = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn worker_counts_resolve() {
+        let mut w = WorkerConfig::default();
+        w.resolve(1);
+        assert_eq!((w.socket_workers, w.swarm_workers), (1, 1));
+        let mut w = WorkerConfig::default();
+        w.resolve(8);
+        assert_eq!((w.socket_workers, w.swarm_workers), (4, 4));
+        let mut w = WorkerConfig {
+            socket_workers: 3,
+            ..WorkerConfig::default()
+        };
+        w.resolve(8);
+        assert_eq!((w.socket_workers, w.swarm_workers), (3, 4));
+    }
+}

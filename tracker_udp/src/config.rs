@@ -1,0 +1,218 @@
+//! The UDP tracker's configuration: every key, its meaning and its default.
+//!
+//! Print it with `tracker_udp -p`; the committed `config.example.toml` is that output.
+
+use std::net::SocketAddr;
+
+use tracker_common::access_list::AccessListConfig;
+use tracker_common::config::{
+    LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
+};
+use tracker_common::config_section;
+
+config_section! {
+    /// The whole configuration of the UDP tracker.
+    pub struct Config {
+        /// Log level: "off", "error", "warn", "info", "debug" or "trace". Rejected client
+        /// requests are logged at "debug" only.
+        pub log_level: LogLevel,
+        /// Where to listen and how the sockets are set up.
+        pub network: NetworkConfig,
+        /// Limits of the UDP protocol (BEP 15).
+        pub protocol: ProtocolConfig,
+        /// Swarm rules: intervals, peer lists, expiry, memory bounds.
+        pub swarm: SwarmConfig,
+        /// Worker threads and channels.
+        pub workers: WorkerConfig,
+        /// Which torrents are served.
+        pub access_list: AccessListConfig,
+        /// Statistics in the log.
+        pub statistics: StatisticsConfig,
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            log_level: LogLevel::default(),
+            network: NetworkConfig::default(),
+            protocol: ProtocolConfig::default(),
+            swarm: SwarmConfig::default(),
+            workers: WorkerConfig::default(),
+            access_list: AccessListConfig::default(),
+            statistics: StatisticsConfig::default(),
+        }
+    }
+}
+
+impl TrackerConfig for Config {
+    fn log_level(&self) -> LogLevel {
+        self.log_level
+    }
+
+    /// Checks the whole config and resolves "0 = automatic" worker counts. Called by
+    /// the CLI and again by `start`, before any thread exists.
+    fn validate(&mut self) -> anyhow::Result<()> {
+        self.network.validate()?;
+        self.protocol.validate()?;
+        self.swarm.validate()?;
+        self.workers.validate()?;
+        self.access_list.validate()?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.workers.resolve(cpus);
+        Ok(())
+    }
+}
+
+config_section! {
+    /// Listening address and socket options.
+    pub struct NetworkConfig {
+        /// Address and port to listen on. "[::]:PORT" serves IPv6 and (unless only_ipv6)
+        /// IPv4 on all interfaces; "0.0.0.0:PORT" serves IPv4 only. Port 0 lets the OS
+        /// choose (the chosen port is logged).
+        pub address: SocketAddr,
+        /// With an IPv6 address: serve IPv6 only (IPV6_V6ONLY). Ignored for IPv4 addresses.
+        pub only_ipv6: bool,
+        /// Socket receive buffer (SO_RCVBUF) in bytes; large buffers absorb bursts. The
+        /// kernel caps it at net.core.rmem_max (a warning is logged then). 0 = OS default.
+        pub recv_buffer_bytes: usize,
+        /// Socket send buffer (SO_SNDBUF) in bytes. 0 = OS default.
+        pub send_buffer_bytes: usize,
+        /// Milliseconds a socket worker sleeps in poll when idle; it bounds how late a
+        /// shutdown is noticed.
+        pub poll_timeout_ms: u64,
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6969)),
+            only_ipv6: false,
+            recv_buffer_bytes: 8 * 1024 * 1024,
+            send_buffer_bytes: 0,
+            poll_timeout_ms: 50,
+        }
+    }
+}
+
+impl NetworkConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.poll_timeout_ms == 0 || self.poll_timeout_ms > 10_000 {
+            anyhow::bail!("network.poll_timeout_ms: must be between 1 and 10000");
+        }
+        if self.recv_buffer_bytes > i32::MAX as usize || self.send_buffer_bytes > i32::MAX as usize
+        {
+            anyhow::bail!("network: socket buffer sizes must be below 2 GiB");
+        }
+        Ok(())
+    }
+}
+
+config_section! {
+    /// Limits of the UDP protocol.
+    pub struct ProtocolConfig {
+        /// Most info hashes answered in one scrape; further hashes in the request are
+        /// ignored. BEP 15 allows about 74 in one packet.
+        pub max_scrape_torrents: u8,
+        /// Seconds a connection id stays valid after a connect (BEP 15 suggests 120).
+        pub connection_id_valid_secs: u32,
+        /// Most scrapes per socket worker waiting for answers from several request
+        /// workers; further multi-shard scrapes are dropped.
+        pub max_pending_scrapes: usize,
+    }
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        Self {
+            max_scrape_torrents: 74,
+            connection_id_valid_secs: 120,
+            max_pending_scrapes: 65_536,
+        }
+    }
+}
+
+impl ProtocolConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.max_scrape_torrents == 0 {
+            anyhow::bail!("protocol.max_scrape_torrents: must be at least 1");
+        }
+        if !(10..=3600).contains(&self.connection_id_valid_secs) {
+            anyhow::bail!("protocol.connection_id_valid_secs: must be between 10 and 3600");
+        }
+        if self.max_pending_scrapes == 0 {
+            anyhow::bail!("protocol.max_pending_scrapes: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracker_common::config::{TrackerConfig, documented_default_toml, parse_config};
+
+    #[test]
+    fn printed_default_parses_back_to_default() {
+        let text = documented_default_toml::<Config>().unwrap();
+        let parsed: Config = parse_config(&text).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn every_printed_key_is_documented() {
+        let text = documented_default_toml::<Config>().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            assert!(
+                i > 0 && lines[i - 1].starts_with("# "),
+                "{line:?} has no comment above it"
+            );
+        }
+    }
+
+    #[test]
+    fn example_file_is_the_printed_default() {
+        let text = documented_default_toml::<Config>().unwrap();
+        let example = include_str!("../config.example.toml");
+        assert_eq!(
+            example, text,
+            "regenerate with: cargo run -p tracker_udp -- -p > tracker_udp/config.example.toml"
+        );
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        assert!(c.workers.socket_workers >= 1 && c.workers.swarm_workers >= 1);
+
+        let mut c = Config::default();
+        c.protocol.max_scrape_torrents = 0;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("protocol.max_scrape_torrents"), "{msg}");
+
+        let mut c = Config::default();
+        c.access_list.mode = tracker_common::access_list::AccessListMode::Allow;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("access_list.path"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_are_named() {
+        let err = parse_config::<Config>("[swarm]\nnumwant_max = \"many\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("numwant_max") && msg.contains("line 2"),
+            "{msg}"
+        );
+        let err = parse_config::<Config>("[network]\nadress = \"[::]:1\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("adress"));
+        let err = parse_config::<Config>("[network]\naddress = \"nowhere\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("address"));
+    }
+}

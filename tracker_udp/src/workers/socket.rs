@@ -1,0 +1,430 @@
+//! Socket worker: receives datagrams, parses them, answers connects itself, checks
+//! connection ids and the access list, forwards announces and scrapes to the request
+//! workers in batches, and sends the responses that come back.
+
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use hashbrown::HashMap;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use tracker_common::access_list::AccessListCache;
+use tracker_common::addr::CanonicalSocketAddr;
+use tracker_common::statistics::{SocketCounters, Statistics, add};
+use tracker_common::supervisor::ShutdownFlag;
+use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
+use tracker_common::types::InfoHash;
+use tracker_udp_protocol::{
+    ConnectResponse, ErrorResponse, Request, RequestParseError, Response, ScrapeRequest,
+    ScrapeResponse, TorrentScrapeStatistics, TransactionId,
+};
+
+use crate::connection_id::ConnectionValidator;
+use crate::messages::{
+    SocketWorkerIndex, SwarmRequest, SwarmRequestBatch, SwarmResponse, SwarmWorkerIndex,
+};
+
+/// Token of the UDP socket in the worker's poll.
+pub(crate) const SOCKET_TOKEN: Token = Token(0);
+/// Token of the waker that request workers use after sending responses.
+pub(crate) const WAKER_TOKEN: Token = Token(1);
+
+/// Datagrams read before the worker forwards batches and sends responses, so that a
+/// flood on the socket cannot starve the responses.
+const MAX_READS_PER_ROUND: usize = 1024;
+/// Larger than any valid request (a full scrape is 1496 bytes; BEP 41 options add some).
+const RECV_BUFFER_LEN: usize = 4096;
+/// A split scrape whose parts have not all come back by then is dropped.
+const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const ERR_CONNECTION_ID: &str = "invalid connection id";
+const ERR_NOT_ALLOWED: &str = "info hash not allowed";
+
+struct PendingScrape {
+    addr: CanonicalSocketAddr,
+    transaction_id: TransactionId,
+    stats: Vec<TorrentScrapeStatistics>,
+    parts_left: usize,
+    created: Instant,
+}
+
+/// Settings a socket worker needs from the config.
+#[derive(Clone, Debug)]
+pub(crate) struct SocketWorkerSettings {
+    pub(crate) max_scrape_torrents: u8,
+    pub(crate) max_pending_scrapes: usize,
+    pub(crate) trust_client_ip: bool,
+    pub(crate) poll_timeout: Duration,
+}
+
+/// One socket worker and everything it owns.
+pub(crate) struct SocketWorker {
+    pub(crate) index: SocketWorkerIndex,
+    pub(crate) socket: UdpSocket,
+    pub(crate) poll: Poll,
+    pub(crate) request_senders: Vec<Sender<SwarmRequestBatch>>,
+    pub(crate) response_receiver: Receiver<Vec<SwarmResponse>>,
+    pub(crate) validator: ConnectionValidator,
+    pub(crate) access_list: AccessListCache,
+    pub(crate) settings: SocketWorkerSettings,
+    pub(crate) start: ServerStartInstant,
+    pub(crate) statistics: Arc<Statistics>,
+    pub(crate) shutdown: ShutdownFlag,
+}
+
+/// The mutable state of the worker's loop, apart from the socket and channels.
+struct State {
+    send_buf: Vec<u8>,
+    outgoing: Vec<Vec<SwarmRequest>>,
+    pending_scrapes: HashMap<u64, PendingScrape>,
+    next_pending_id: u64,
+    now: SecondsSinceServerStart,
+}
+
+impl SocketWorker {
+    /// Runs until shutdown.
+    ///
+    /// # Errors
+    /// Polling failed, or a request worker is gone while no shutdown was asked for.
+    pub(crate) fn run(mut self) -> anyhow::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut self.socket, SOCKET_TOKEN, Interest::READABLE)?;
+        let mut events = Events::with_capacity(64);
+        let mut recv_buf = vec![0u8; RECV_BUFFER_LEN];
+        let mut state = State {
+            send_buf: Vec::with_capacity(2048),
+            outgoing: self.request_senders.iter().map(|_| Vec::new()).collect(),
+            pending_scrapes: HashMap::new(),
+            next_pending_id: 0,
+            now: self.start.seconds_elapsed(),
+        };
+        // mio is edge-triggered: after stopping short of WouldBlock the socket stays
+        // readable without a new event, so remember it and poll without sleeping.
+        let mut socket_readable = true;
+        let mut last_housekeeping = Instant::now();
+
+        while !self.shutdown.is_set() {
+            let timeout = if socket_readable {
+                Duration::ZERO
+            } else {
+                self.settings.poll_timeout
+            };
+            if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
+                if err.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(anyhow::Error::new(err).context("poll"));
+            }
+            if events.iter().any(|e| e.token() == SOCKET_TOKEN) {
+                socket_readable = true;
+            }
+            state.now = self.start.seconds_elapsed();
+            if socket_readable {
+                socket_readable = self.read_packets(&mut recv_buf, &mut state);
+            }
+            self.flush_requests(&mut state)?;
+            self.send_responses(&mut state);
+
+            if last_housekeeping.elapsed() >= Duration::from_secs(1) {
+                state
+                    .pending_scrapes
+                    .retain(|_, p| p.created.elapsed() < PENDING_SCRAPE_TIMEOUT);
+                last_housekeeping = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads datagrams until the socket is drained or the round's quota is used up.
+    /// Returns whether the socket may still hold datagrams.
+    fn read_packets(&mut self, recv_buf: &mut [u8], state: &mut State) -> bool {
+        for _ in 0..MAX_READS_PER_ROUND {
+            match self.socket.recv_from(recv_buf) {
+                Ok((len, src)) => {
+                    let packet = recv_buf.get(..len).unwrap_or_default();
+                    self.handle_packet(packet, CanonicalSocketAddr::new(src), state);
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => {
+                    // E.g. an ICMP error surfacing; nothing to do but carry on.
+                    log::debug!("recv_from: {err}");
+                }
+            }
+        }
+        true
+    }
+
+    fn counters(&self) -> &SocketCounters {
+        self.statistics.socket(self.index.0)
+    }
+
+    fn handle_packet(&mut self, packet: &[u8], src: CanonicalSocketAddr, state: &mut State) {
+        let ip = src.canonical_ip();
+        match Request::parse_bytes(packet, self.settings.max_scrape_torrents) {
+            Ok(Request::Connect(request)) => {
+                add(&self.counters().connect, 1);
+                let connection_id = self.validator.create(ip, state.now);
+                let response = Response::Connect(ConnectResponse {
+                    transaction_id: request.transaction_id,
+                    connection_id,
+                });
+                self.send_response(src, &response, state);
+            }
+            Ok(Request::Announce(request)) => {
+                add(&self.counters().announce, 1);
+                if !self
+                    .validator
+                    .is_valid(request.connection_id, ip, state.now)
+                {
+                    self.reject_connection_id(src, request.transaction_id, state);
+                    return;
+                }
+                if !self.access_list.allows(&request.info_hash) {
+                    add(&self.counters().access_denied, 1);
+                    self.send_error(src, request.transaction_id, ERR_NOT_ALLOWED, state);
+                    return;
+                }
+                let peer_ip = match (self.settings.trust_client_ip, request.ip_address, ip) {
+                    (true, Some(claimed), IpAddr::V4(_)) => IpAddr::V4(claimed),
+                    _ => ip,
+                };
+                let shard =
+                    SwarmWorkerIndex::from_info_hash(&request.info_hash, state.outgoing.len());
+                if let Some(out) = state.outgoing.get_mut(shard.0) {
+                    out.push(SwarmRequest::Announce {
+                        request,
+                        peer_ip,
+                        addr: src,
+                    });
+                }
+            }
+            Ok(Request::Scrape(request)) => {
+                add(&self.counters().scrape, 1);
+                if !self
+                    .validator
+                    .is_valid(request.connection_id, ip, state.now)
+                {
+                    self.reject_connection_id(src, request.transaction_id, state);
+                    return;
+                }
+                self.route_scrape(request, src, state);
+            }
+            Err(RequestParseError::Sendable {
+                connection_id,
+                transaction_id,
+                err,
+            }) => {
+                add(&self.counters().bad_requests, 1);
+                log::debug!("bad request from {}: {err}", src.socket_addr());
+                // Answer only a client that proved its address: an error to a spoofed
+                // source could be larger than the packet that caused it.
+                if self.validator.is_valid(connection_id, ip, state.now) {
+                    self.send_error(src, transaction_id, err, state);
+                }
+            }
+            Err(RequestParseError::Unsendable { err }) => {
+                add(&self.counters().bad_requests, 1);
+                log::debug!("unanswerable packet from {}: {err}", src.socket_addr());
+            }
+        }
+    }
+
+    fn reject_connection_id(
+        &mut self,
+        src: CanonicalSocketAddr,
+        transaction_id: TransactionId,
+        state: &mut State,
+    ) {
+        add(&self.counters().bad_requests, 1);
+        log::debug!("invalid connection id from {}", src.socket_addr());
+        // The error (29 bytes) is smaller than any announce (98) or scrape (36+), so it
+        // cannot amplify a spoofed request.
+        self.send_error(src, transaction_id, ERR_CONNECTION_ID, state);
+    }
+
+    fn route_scrape(
+        &mut self,
+        request: ScrapeRequest,
+        src: CanonicalSocketAddr,
+        state: &mut State,
+    ) {
+        let total = request.info_hashes.len();
+        let num_shards = state.outgoing.len();
+        let mut parts: Vec<Vec<(u8, InfoHash)>> = vec![Vec::new(); num_shards];
+        for (pos, hash) in request.info_hashes.iter().enumerate() {
+            // Denied hashes answer zeros, as unknown ones do: the list is not revealed.
+            if !self.access_list.allows(hash) {
+                continue;
+            }
+            let shard = SwarmWorkerIndex::from_info_hash(hash, num_shards);
+            if let (Some(part), Ok(pos)) = (parts.get_mut(shard.0), u8::try_from(pos)) {
+                part.push((pos, *hash));
+            }
+        }
+        let num_parts = parts.iter().filter(|p| !p.is_empty()).count();
+        if num_parts == 0 {
+            let response = Response::Scrape(ScrapeResponse {
+                transaction_id: request.transaction_id,
+                torrent_stats: vec![zero_stats(); total],
+            });
+            self.send_response(src, &response, state);
+            return;
+        }
+        let pending_id = if num_parts == 1 && parts.iter().any(|p| p.len() == total) {
+            None
+        } else {
+            if state.pending_scrapes.len() >= self.settings.max_pending_scrapes {
+                add(&self.counters().dropped, 1);
+                log::debug!("too many pending scrapes; dropped one");
+                return;
+            }
+            let id = state.next_pending_id;
+            state.next_pending_id = state.next_pending_id.wrapping_add(1);
+            state.pending_scrapes.insert(
+                id,
+                PendingScrape {
+                    addr: src,
+                    transaction_id: request.transaction_id,
+                    stats: vec![zero_stats(); total],
+                    parts_left: num_parts,
+                    created: Instant::now(),
+                },
+            );
+            Some(id)
+        };
+        for (part, out) in parts.into_iter().zip(state.outgoing.iter_mut()) {
+            if !part.is_empty() {
+                out.push(SwarmRequest::Scrape {
+                    addr: src,
+                    transaction_id: request.transaction_id,
+                    pending_id,
+                    info_hashes: part,
+                });
+            }
+        }
+    }
+
+    fn flush_requests(&self, state: &mut State) -> anyhow::Result<()> {
+        for (out, sender) in state.outgoing.iter_mut().zip(&self.request_senders) {
+            if out.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(out);
+            let len = batch.len() as u64;
+            match sender.try_send((self.index, batch)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    add(&self.counters().dropped, len);
+                    log::debug!("request channel full, dropped {len} requests");
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    if !self.shutdown.is_set() {
+                        anyhow::bail!("request worker channel closed");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_responses(&mut self, state: &mut State) {
+        loop {
+            let batch = match self.response_receiver.try_recv() {
+                Ok(batch) => batch,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            for response in batch {
+                match response {
+                    SwarmResponse::Ready { addr, response } => {
+                        self.send_response(addr, &response, state);
+                    }
+                    SwarmResponse::ScrapePart { pending_id, stats } => {
+                        self.merge_scrape_part(pending_id, &stats, state);
+                    }
+                }
+            }
+        }
+    }
+
+    fn merge_scrape_part(
+        &mut self,
+        pending_id: u64,
+        stats: &[(u8, TorrentScrapeStatistics)],
+        state: &mut State,
+    ) {
+        let Some(pending) = state.pending_scrapes.get_mut(&pending_id) else {
+            return; // Timed out already.
+        };
+        for (pos, s) in stats {
+            if let Some(slot) = pending.stats.get_mut(usize::from(*pos)) {
+                *slot = *s;
+            }
+        }
+        pending.parts_left = pending.parts_left.saturating_sub(1);
+        if pending.parts_left == 0
+            && let Some(done) = state.pending_scrapes.remove(&pending_id)
+        {
+            let response = Response::Scrape(ScrapeResponse {
+                transaction_id: done.transaction_id,
+                torrent_stats: done.stats,
+            });
+            self.send_response(done.addr, &response, state);
+        }
+    }
+
+    fn send_error(
+        &mut self,
+        src: CanonicalSocketAddr,
+        transaction_id: TransactionId,
+        message: &'static str,
+        state: &mut State,
+    ) {
+        let response = Response::Error(ErrorResponse {
+            transaction_id,
+            message: message.into(),
+        });
+        self.send_response(src, &response, state);
+    }
+
+    fn send_response(&mut self, addr: CanonicalSocketAddr, response: &Response, state: &mut State) {
+        state.send_buf.clear();
+        if let Err(err) = response.write_bytes(&mut state.send_buf) {
+            log::warn!("serialize response: {err}");
+            return;
+        }
+        let counters = self.statistics.socket(self.index.0);
+        loop {
+            match self.socket.send_to(&state.send_buf, addr.socket_addr()) {
+                Ok(_) => {
+                    add(&counters.responses, 1);
+                    if matches!(response, Response::Error(_)) {
+                        add(&counters.error_responses, 1);
+                    }
+                    return;
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => {
+                    // WouldBlock (send buffer full) or an address we cannot send to (port
+                    // 0, broadcast): UDP has no delivery promise, so count and move on.
+                    add(&counters.dropped, 1);
+                    log::debug!("send_to {}: {err}", addr.socket_addr());
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn zero_stats() -> TorrentScrapeStatistics {
+    TorrentScrapeStatistics {
+        seeders: 0,
+        completed: 0,
+        leechers: 0,
+    }
+}
