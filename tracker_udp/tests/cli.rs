@@ -1,0 +1,94 @@
+//! The binary's command line: -p, -V, -h, bad config files.
+
+use std::process::Command;
+
+use tracker_udp::Config;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tracker_udp"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn print_config_parses_back_to_the_defaults() {
+    let out = run(&["-p"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("address = \"[::]:6969\""), "{text}");
+    let parsed: Config = tracker_common::config::parse_config(&text).unwrap();
+    assert_eq!(parsed, Config::default());
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["-V"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tracker_udp "));
+    let out = run(&["-h"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-c FILE"));
+    let out = run(&["--bogus"]);
+    assert!(!out.status.success());
+}
+
+fn run_with_config(name: &str, text: &str) -> (Option<i32>, String) {
+    let dir = std::env::temp_dir().join(format!("shoal-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let out = run(&["-c", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_config_files_name_the_file_the_key_and_the_problem() {
+    let (code, err) = run_with_config("wrongtype", "[swarm]\nnumwant_max = \"lots\"\n");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("wrongtype.toml"), "{err}");
+    assert!(err.contains("swarm.numwant_max"), "{err}");
+    assert!(err.contains("invalid type"), "{err}");
+
+    let (code, err) = run_with_config("unknown", "[network]\nport = 1\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("unknown.toml") && err.contains("unknown field `port`"),
+        "{err}"
+    );
+
+    let (code, err) = run_with_config(
+        "impossible",
+        "[swarm]\nannounce_interval_secs = 600\nmax_peer_age_secs = 60\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("impossible.toml"), "{err}");
+    assert!(err.contains("swarm.max_peer_age_secs"), "{err}");
+
+    let (code, err) = run_with_config("syntax", "[network\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("syntax.toml") && err.contains("line 1"),
+        "{err}"
+    );
+
+    let missing = run(&["-c", "/nonexistent/shoal.toml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/shoal.toml"));
+}
+
+#[test]
+fn port_in_use_fails_with_a_message() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (code, err) = run_with_config(
+        "inuse",
+        &format!("[network]\naddress = \"{addr}\"\nrecv_buffer_bytes = 0\n"),
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bind udp socket"), "{err}");
+}
