@@ -121,11 +121,11 @@ impl Supervisor {
 
     /// Sets the shutdown flag and joins the threads, waiting at most `timeout` in all.
     /// Returns the names of threads that had not finished by then.
-    pub fn shutdown(self, timeout: Duration) -> Vec<String> {
+    pub fn shutdown(&mut self, timeout: Duration) -> Vec<String> {
         self.shutdown.set();
         let deadline = Instant::now() + timeout;
         let mut stuck = Vec::new();
-        for (name, handle) in self.handles {
+        for (name, handle) in std::mem::take(&mut self.handles) {
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }

@@ -101,11 +101,18 @@ impl Tracker {
     }
 
     /// Stops every thread and waits for them (a few seconds at most).
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
         let stuck = self.supervisor.shutdown(Duration::from_secs(5));
         if !stuck.is_empty() {
             log::warn!("threads still running after shutdown: {}", stuck.join(", "));
         }
+    }
+}
+
+impl Drop for Tracker {
+    /// A dropped handle (a failed test, say) still stops the threads.
+    fn drop(&mut self) {
+        self.supervisor.shutdown_flag().set();
     }
 }
 
@@ -183,6 +190,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             receiver,
             senders: response_senders.clone(),
             wakers: wakers.clone(),
+            num_shards: num_swarm,
             config: config.swarm.clone(),
             start,
             statistics: statistics.clone(),

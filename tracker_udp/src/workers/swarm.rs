@@ -34,6 +34,8 @@ pub(crate) struct SwarmWorker {
     pub(crate) receiver: Receiver<SwarmRequestBatch>,
     pub(crate) senders: Vec<Sender<Vec<SwarmResponse>>>,
     pub(crate) wakers: Vec<Arc<Waker>>,
+    /// How many request workers share the torrents (for the per-shard torrent bound).
+    pub(crate) num_shards: usize,
     pub(crate) config: SwarmConfig,
     pub(crate) start: ServerStartInstant,
     pub(crate) statistics: Arc<Statistics>,
@@ -164,7 +166,7 @@ impl SwarmWorker {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         let mut handler = Handler {
             shard: SwarmShard::new(tracker_common::swarm::SwarmLimits {
-                max_torrents: self.config.max_torrents.div_ceil(self.senders.len().max(1)),
+                max_torrents: self.config.max_torrents.div_ceil(self.num_shards.max(1)),
                 max_peers_per_torrent: self.config.max_peers_per_torrent,
             }),
             rng: SmallRng::from_os_rng(),
