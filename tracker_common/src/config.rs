@@ -17,7 +17,7 @@ use crate::access_list::AccessListMode;
 
 /// Gives the doc comment of a config field, so that `-p` can print it above the key.
 ///
-/// Implemented by [`config_section!`] for sections and with no docs for plain values.
+/// Implemented by [`crate::config_section!`] for sections and with no docs for plain values.
 pub trait ConfigDoc {
     /// The doc comment of the field at `path` (one element per nesting level), if any.
     fn field_doc(path: &[&str]) -> Option<&'static str> {

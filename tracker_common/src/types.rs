@@ -81,7 +81,10 @@ pub enum AnnounceEvent {
 ///
 /// IPv4 and IPv6 peers live in separate swarms, so that a client only ever receives
 /// peers of the family it announced from.
-pub trait Ip: Copy + Clone + fmt::Debug + PartialEq + Eq + std::hash::Hash + Send + 'static {}
+pub trait Ip:
+    Copy + Clone + fmt::Debug + PartialEq + Eq + std::hash::Hash + Send + 'static
+{
+}
 
 impl Ip for Ipv4Addr {}
 impl Ip for Ipv6Addr {}

@@ -31,6 +31,10 @@ config_section! {
     }
 }
 
+#[expect(
+    clippy::derivable_impls,
+    reason = "every config section spells out its defaults in one hand-written place"
+)]
 impl Default for Config {
     fn default() -> Self {
         Self {

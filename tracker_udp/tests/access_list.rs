@@ -2,9 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
@@ -105,69 +102,6 @@ fn bad_access_list_at_start_names_file_and_line() {
     let msg = format!("{err:#}");
     assert!(msg.contains("bad.txt line 3"), "{msg}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The real binary, its stderr lines, and the address it listens on.
-struct Spawned {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    addr: std::net::SocketAddr,
-}
-
-impl Spawned {
-    fn start(config_path: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracker_udp"))
-            .arg("-c")
-            .arg(config_path)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = Self::wait_line(&lines, "listening on udp://");
-        let addr = line
-            .split("listening on udp://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap();
-        Self { child, lines, addr }
-    }
-
-    fn wait_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
-        loop {
-            match lines.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(err) => panic!("no log line containing {needle:?}: {err}"),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

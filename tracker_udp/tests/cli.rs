@@ -1,4 +1,6 @@
-//! The binary's command line: -p, -V, -h, bad config files.
+//! The binary's command line: -p, -V, -h, bad config files; the statistics log line.
+
+mod common;
 
 use std::process::Command;
 
@@ -91,4 +93,43 @@ fn port_in_use_fails_with_a_message() {
     );
     assert_eq!(code, Some(1));
     assert!(err.contains("bind udp socket"), "{err}");
+}
+
+#[test]
+fn statistics_line_appears_in_the_log() {
+    let dir = std::env::temp_dir().join(format!("shoal-cli-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("stats.toml");
+    std::fs::write(
+        &path,
+        "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
+         [statistics]\ninterval_secs = 1\n",
+    )
+    .unwrap();
+    let spawned = common::Spawned::start(&path);
+    let mut client = common::Client::connected("127.0.0.1:0", spawned.addr);
+    let _ = client.announce(
+        common::info_hash(1),
+        common::peer_id(1),
+        1,
+        0,
+        tracker_common::types::AnnounceEvent::Started,
+        -1,
+    );
+    client.send_raw(b"garbage");
+    let line = common::Spawned::wait_line(&spawned.lines, "requests/s");
+    for part in [
+        "connect",
+        "announce",
+        "scrape",
+        "responses/s",
+        "torrents",
+        "seeders",
+        "leechers",
+        "dropped",
+        "bad requests",
+    ] {
+        assert!(line.contains(part), "{part} missing in {line}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
