@@ -1,0 +1,668 @@
+#!/usr/bin/python3
+"""End-to-end test of the shoal UDP tracker (BEP 15) with real BitTorrent clients.
+
+A libtorrent session seeds a random payload, aria2c downloads it, and both
+find each other only through the tracker under test. All traffic stays on
+127.0.0.1. Run with Debian's interpreter, which is the one that can import
+Debian's python3-libtorrent:
+
+    /usr/bin/python3 e2e/udp_real_clients.py --tracker-bin target/release/tracker_udp
+
+The test checks:
+  * the payload arrives at aria2c intact (SHA-256);
+  * while both clients run, a BEP 15 scrape reports 2 seeders, at least one
+    completed download and no leechers;
+  * after aria2c is stopped with SIGINT (it then announces `stopped`), the
+    seeder count drops by one;
+  * the tracker exits with status 0 on SIGTERM.
+"""
+
+import argparse
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+try:
+    import libtorrent as lt
+except ImportError as exc:  # pragma: no cover - environment problem
+    sys.stderr.write(
+        f"cannot import libtorrent ({exc}); run this script with Debian's /usr/bin/python3 "
+        "after scripts/install-test-deps.sh\n"
+    )
+    sys.exit(2)
+
+LOOPBACK = "127.0.0.1"
+PAYLOAD_NAME = "payload.bin"
+PAYLOAD_SIZE = 4 * 1024 * 1024
+PIECE_SIZE = 64 * 1024
+ANNOUNCE_INTERVAL = 5
+LISTEN_RE = re.compile(r"listening on udp://127\.0\.0\.1:(\d+)")
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+PROTOCOL_ID = 0x41727101980
+ACTION_CONNECT = 0
+ACTION_SCRAPE = 2
+ACTION_ERROR = 3
+
+START = time.monotonic()
+
+
+def log(msg):
+    print(f"[{time.monotonic() - START:6.1f}s] {msg}", flush=True)
+
+
+class TestFailure(Exception):
+    """The test failed for the reason given."""
+
+
+class Deadline:
+    """The overall time budget of the run."""
+
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+
+    def remaining(self):
+        return self.end - time.monotonic()
+
+    def cap(self, seconds):
+        """The end time of a phase of at most `seconds`, within the budget."""
+        return time.monotonic() + max(0.0, min(seconds, self.remaining()))
+
+
+class LineCollector:
+    """Reads a child's pipe in a thread so that it never fills, keeping every line."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _run(self, stream):
+        for raw in iter(stream.readline, b""):
+            line = ANSI_RE.sub("", raw.decode("utf-8", "replace").rstrip("\r\n"))
+            with self.lock:
+                self.lines.append(line)
+        stream.close()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.lines)
+
+
+def free_port(kind):
+    """A port on 127.0.0.1 that is free right now (small race accepted)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def free_port_both():
+    """A port free for both TCP and UDP on 127.0.0.1 right now."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_STREAM)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((LOOPBACK, port))
+            return port
+        except OSError:
+            continue
+    raise TestFailure("could not find a free port on 127.0.0.1")
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# BEP 15 scrape client
+# --------------------------------------------------------------------------
+
+
+def _udp_exchange(sock, addr, request, tid, expected_action, min_len, attempts=4, wait=1.5):
+    """Sends `request` and returns the matching response (same transaction id)."""
+    for _ in range(attempts):
+        sock.sendto(request, addr)
+        end = time.monotonic() + wait
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            try:
+                data, src = sock.recvfrom(65536)
+            except socket.timeout:
+                break
+            if src != addr or len(data) < 8:
+                continue
+            action, rtid = struct.unpack(">ii", data[:8])
+            if rtid != tid:
+                continue
+            if action == ACTION_ERROR:
+                raise TestFailure(f"tracker answered with an error: {data[8:]!r}")
+            if action != expected_action or len(data) < min_len:
+                raise TestFailure(
+                    f"unexpected tracker response (action {action}, {len(data)} bytes): {data.hex()}"
+                )
+            return data
+    raise TestFailure(f"no answer from the tracker at {addr[0]}:{addr[1]} after {attempts} tries")
+
+
+def scrape(port, info_hash):
+    """BEP 15 connect + scrape of one info hash: (seeders, completed, leechers)."""
+    addr = (LOOPBACK, port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        tid = random.getrandbits(31)
+        data = _udp_exchange(
+            sock, addr, struct.pack(">qii", PROTOCOL_ID, ACTION_CONNECT, tid), tid, ACTION_CONNECT, 16
+        )
+        (connection_id,) = struct.unpack(">q", data[8:16])
+        tid = random.getrandbits(31)
+        request = struct.pack(">qii", connection_id, ACTION_SCRAPE, tid) + info_hash
+        data = _udp_exchange(sock, addr, request, tid, ACTION_SCRAPE, 20)
+        return struct.unpack(">iii", data[8:20])
+
+
+def poll_scrape(port, info_hash, want, describe, deadline, seconds=15.0):
+    """Scrapes until `want(figures)` holds or the phase ends; returns the last figures."""
+    end = deadline.cap(seconds)
+    last = None
+    while True:
+        figures = scrape(port, info_hash)
+        if figures != last:
+            log(f"scrape: seeders={figures[0]} completed={figures[1]} leechers={figures[2]}")
+            last = figures
+        if want(figures):
+            return figures
+        if time.monotonic() >= end:
+            raise TestFailure(
+                f"scrape never showed {describe}; last: seeders={figures[0]} "
+                f"completed={figures[1]} leechers={figures[2]}"
+            )
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------
+# libtorrent seeder
+# --------------------------------------------------------------------------
+
+
+class Seeder:
+    """A libtorrent 2.0 session seeding one torrent, on 127.0.0.1 only."""
+
+    def __init__(self):
+        settings = {
+            "listen_interfaces": f"{LOOPBACK}:0",
+            "enable_dht": False,
+            "dht_bootstrap_nodes": "",
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_ip_notifier": False,
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            "allow_multiple_connections_per_ip": True,
+            "ssrf_mitigation": False,
+            "announce_to_all_trackers": True,
+            "announce_to_all_tiers": True,
+            # Follow the tracker's short interval (the default clamps it to 300 s).
+            "min_announce_interval": 1,
+            "tracker_receive_timeout": 5,
+            "tracker_completion_timeout": 10,
+            "stop_tracker_timeout": 3,
+            "peer_connect_timeout": 5,
+            "handshake_timeout": 5,
+            "min_reconnect_time": 1,
+            "alert_mask": lt.alert_category.error
+            | lt.alert_category.status
+            | lt.alert_category.tracker
+            | lt.alert_category.storage,
+        }
+        # flags=0: none of the default plugins (so no ut_pex) and none of the
+        # default features (DHT, LSD, UPnP, NAT-PMP) started.
+        self.session = lt.session(settings, 0)
+        self.handle = None
+        self.alerts = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump_alerts, daemon=True)
+        self._thread.start()
+
+    def _pump_alerts(self):
+        next_reannounce = time.monotonic() + ANNOUNCE_INTERVAL
+        while not self._stop.is_set():
+            self.session.wait_for_alert(200)
+            for alert in self.session.pop_alerts():
+                line = f"{type(alert).__name__}: {alert.message()}"
+                self.alerts.append(line)
+            # libtorrent re-announces to a UDP tracker at most once a minute
+            # whatever interval the tracker asks for (and whatever
+            # min_announce_interval says), so a tracker that expires peers
+            # after a few intervals would forget it. Follow the tracker's
+            # interval by hand instead.
+            handle = self.handle
+            if handle is not None and time.monotonic() >= next_reannounce:
+                next_reannounce = time.monotonic() + ANNOUNCE_INTERVAL
+                if handle.is_valid() and handle.status().is_seeding:
+                    handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+
+    def listen_port(self):
+        return self.session.listen_port()
+
+    def add(self, torrent_path, save_path):
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(torrent_path)
+        params.save_path = save_path
+        params.flags &= ~lt.torrent_flags.auto_managed
+        params.flags &= ~lt.torrent_flags.paused
+        self.handle = self.session.add_torrent(params)
+
+    def wait_seeding(self, deadline, seconds=30.0):
+        end = deadline.cap(seconds)
+        while time.monotonic() < end:
+            st = self.handle.status()
+            if st.errc.value() != 0:
+                raise TestFailure(f"libtorrent torrent error: {st.errc.message()}")
+            if st.is_seeding:
+                return
+            time.sleep(0.1)
+        st = self.handle.status()
+        raise TestFailure(
+            f"libtorrent did not become a seeder after checking (state {st.state}, "
+            f"progress {st.progress:.3f})"
+        )
+
+    def status_line(self):
+        if self.handle is None:
+            return "no torrent"
+        st = self.handle.status()
+        return (
+            f"state={st.state} seeding={st.is_seeding} peers={st.num_peers} "
+            f"uploaded={st.total_payload_upload} tracker={st.current_tracker!r}"
+        )
+
+    def close(self):
+        if self.session is None:
+            return
+        try:
+            if self.handle is not None and self.handle.is_valid():
+                self.session.remove_torrent(self.handle)
+                self.handle = None
+            # A short pause lets the `stopped` announce go out before the
+            # session is destroyed (the destructor waits at most
+            # stop_tracker_timeout for it).
+            time.sleep(0.5)
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            session, self.session = self.session, None
+            del session
+
+
+# --------------------------------------------------------------------------
+# the test
+# --------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.deadline = Deadline(args.timeout)
+        self.tmp = tempfile.mkdtemp(prefix="shoal-e2e-udp-")
+        self.tracker = None
+        self.tracker_out = None
+        self.tracker_err = None
+        self.aria2 = None
+        self.aria2_out = None
+        self.seeder = None
+        self.port = None
+        self.aria2_log = os.path.join(self.tmp, "aria2c.log")
+
+    # ---- tracker ----
+
+    def start_tracker(self):
+        config = os.path.join(self.tmp, "tracker.toml")
+        with open(config, "w") as f:
+            f.write(
+                'log_level = "info"\n'
+                "[network]\n"
+                f'address = "{LOOPBACK}:0"\n'
+                "[swarm]\n"
+                f"announce_interval_secs = {ANNOUNCE_INTERVAL}\n"
+            )
+        cmd = [self.args.tracker_bin, "-c", config]
+        log(f"starting tracker: {' '.join(cmd)}")
+        self.tracker = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.tmp,
+            start_new_session=True,
+        )
+        self.tracker_err = LineCollector(self.tracker.stderr)
+        self.tracker_out = LineCollector(self.tracker.stdout)
+        end = self.deadline.cap(10.0)
+        while time.monotonic() < end:
+            for line in self.tracker_err.snapshot():
+                m = LISTEN_RE.search(line)
+                if m:
+                    self.port = int(m.group(1))
+                    log(f"tracker listens on udp://{LOOPBACK}:{self.port}")
+                    return
+            if self.tracker.poll() is not None:
+                raise TestFailure(f"the tracker exited early with status {self.tracker.returncode}")
+            time.sleep(0.05)
+        raise TestFailure("the tracker did not log 'listening on udp://127.0.0.1:PORT' within 10 s")
+
+    def stop_tracker(self):
+        log("stopping the tracker with SIGTERM")
+        self.tracker.send_signal(signal.SIGTERM)
+        try:
+            rc = self.tracker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("the tracker did not exit within 10 s of SIGTERM") from None
+        if rc != 0:
+            raise TestFailure(f"the tracker exited with status {rc} after SIGTERM (expected 0)")
+        log("tracker exited with status 0")
+
+    # ---- payload and torrent ----
+
+    def make_payload(self):
+        self.seed_dir = os.path.join(self.tmp, "seed")
+        self.download_dir = os.path.join(self.tmp, "download")
+        os.makedirs(self.seed_dir)
+        os.makedirs(self.download_dir)
+        self.payload_path = os.path.join(self.seed_dir, PAYLOAD_NAME)
+        with open(self.payload_path, "wb") as f:
+            f.write(os.urandom(PAYLOAD_SIZE))
+        self.payload_sha = sha256_file(self.payload_path)
+        log(f"payload: {PAYLOAD_SIZE} bytes, sha256 {self.payload_sha}")
+
+    def make_torrent(self):
+        fs = lt.file_storage()
+        lt.add_files(fs, self.payload_path)
+        # v1 only: aria2 1.36 knows no BitTorrent v2, and a hybrid torrent
+        # would make libtorrent announce a second (v2) info hash too.
+        ct = lt.create_torrent(fs, PIECE_SIZE, lt.create_torrent.v1_only)
+        ct.add_tracker(f"udp://{LOOPBACK}:{self.port}/announce")
+        ct.set_priv(True)
+        ct.set_creator("shoal e2e")
+        lt.set_piece_hashes(ct, self.seed_dir)
+        data = lt.bencode(ct.generate())
+        self.torrent_path = os.path.join(self.tmp, "payload.torrent")
+        with open(self.torrent_path, "wb") as f:
+            f.write(data)
+        info = lt.torrent_info(self.torrent_path)
+        if not info.priv():
+            raise TestFailure("the generated torrent is not private")
+        self.info_hash = info.info_hashes().v1.to_bytes()
+        log(f"torrent: info hash {self.info_hash.hex()}, {info.num_pieces()} pieces, private")
+
+    # ---- aria2c ----
+
+    def start_aria2(self):
+        listen_port = free_port_both()
+        dht_port = free_port(socket.SOCK_DGRAM)
+        while dht_port == listen_port:
+            dht_port = free_port(socket.SOCK_DGRAM)
+        stop_timeout = max(10, int(self.deadline.remaining()) + 30)
+        cmd = [
+            "aria2c",
+            "--no-conf=true",
+            f"--dir={self.download_dir}",
+            f"--log={self.aria2_log}",
+            "--log-level=info",
+            "--console-log-level=notice",
+            "--summary-interval=0",
+            "--show-console-readout=false",
+            "--enable-color=false",
+            "--disable-ipv6=true",
+            "--interface=127.0.0.1",
+            f"--listen-port={listen_port}",
+            # aria2 sends UDP tracker traffic over its DHT socket: without DHT
+            # it ignores udp:// trackers. The private flag keeps DHT off for
+            # the torrent itself, and no entry point is given.
+            "--enable-dht=true",
+            "--enable-dht6=false",
+            f"--dht-listen-port={dht_port}",
+            f"--dht-file-path={os.path.join(self.tmp, 'aria2-dht.dat')}",
+            "--enable-peer-exchange=false",
+            "--bt-enable-lpd=false",
+            f"--bt-tracker-interval={ANNOUNCE_INTERVAL}",
+            "--bt-tracker-connect-timeout=5",
+            "--bt-tracker-timeout=5",
+            f"--bt-stop-timeout={stop_timeout}",
+            # Keep seeding after the download until stopped with SIGINT.
+            "--seed-ratio=0.0",
+            "--check-integrity=true",
+            "--file-allocation=none",
+            "--auto-file-renaming=false",
+            "--allow-overwrite=true",
+            f"--stop-with-process={os.getpid()}",
+            self.torrent_path,
+        ]
+        log(f"starting aria2c: listen port {listen_port}, DHT/UDP-tracker port {dht_port}")
+        self.aria2 = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+            start_new_session=True,
+        )
+        self.aria2_out = LineCollector(self.aria2.stdout)
+
+    def wait_download(self):
+        target = os.path.join(self.download_dir, PAYLOAD_NAME)
+        end = self.deadline.cap(self.deadline.remaining())
+        last_size = -1
+        last_report = 0.0
+        while True:
+            if self.aria2.poll() is not None:
+                raise TestFailure(f"aria2c exited early with status {self.aria2.returncode}")
+            size = os.path.getsize(target) if os.path.exists(target) else -1
+            now = time.monotonic()
+            if size != last_size and now - last_report > 2:
+                log(f"aria2c file: {max(size, 0)} / {PAYLOAD_SIZE} bytes")
+                last_size, last_report = size, now
+            # aria2c keeps its .aria2 control file while it seeds, and with
+            # --file-allocation=none the file reaches full size as soon as
+            # the last piece is written: only the content tells completion.
+            if size == PAYLOAD_SIZE and sha256_file(target) == self.payload_sha:
+                log("aria2c download complete, sha256 matches the payload")
+                return
+            if now >= end:
+                raise TestFailure(
+                    f"aria2c did not complete the download within --timeout {self.args.timeout} s "
+                    f"(file size {size}, seeder: {self.seeder.status_line()})"
+                )
+            time.sleep(0.2)
+
+    def stop_aria2(self):
+        log("stopping aria2c with SIGINT")
+        self.aria2.send_signal(signal.SIGINT)
+        try:
+            rc = self.aria2.wait(timeout=max(1.0, min(20.0, self.deadline.remaining())))
+        except subprocess.TimeoutExpired:
+            raise TestFailure("aria2c did not exit within 20 s of SIGINT") from None
+        log(f"aria2c exited with status {rc}")
+
+    # ---- the whole scenario ----
+
+    def run(self):
+        log(f"temp dir {self.tmp}")
+        self.make_payload()
+        self.start_tracker()
+        self.make_torrent()
+
+        self.seeder = Seeder()
+        self.seeder.add(self.torrent_path, self.seed_dir)
+        log(f"libtorrent {lt.__version__} listening on {LOOPBACK}:{self.seeder.listen_port()}")
+        self.seeder.wait_seeding(self.deadline)
+        log("libtorrent checked the payload and is seeding")
+
+        # The seeder must be known to the tracker before aria2c asks for peers.
+        poll_scrape(
+            self.port,
+            self.info_hash,
+            lambda f: f[0] >= 1,
+            "the libtorrent seeder",
+            self.deadline,
+        )
+
+        started = time.monotonic()
+        self.start_aria2()
+        self.wait_download()
+        log(f"transfer took {time.monotonic() - started:.1f}s")
+
+        # Both clients run: libtorrent seeds, aria2c finished (announced
+        # `completed`) and seeds on.
+        before = poll_scrape(
+            self.port,
+            self.info_hash,
+            lambda f: f[0] == 2 and f[1] >= 1 and f[2] == 0,
+            "seeders=2 completed>=1 leechers=0",
+            self.deadline,
+        )
+        log(f"with both clients: seeders={before[0]} completed={before[1]} leechers={before[2]}")
+
+        self.stop_aria2()
+        # aria2c exits only after its `stopped` announce was answered, so the
+        # drop shows at once. The window stays short on purpose: a long one
+        # could be passed by a tracker that ignores `stopped` and merely
+        # expires peers after a few announce intervals.
+        after = poll_scrape(
+            self.port,
+            self.info_hash,
+            lambda f: f[0] == before[0] - 1 and f[2] == 0,
+            f"seeders={before[0] - 1} leechers=0 after aria2c stopped",
+            self.deadline,
+            seconds=ANNOUNCE_INTERVAL,
+        )
+        log(f"after aria2c stopped: seeders={after[0]} completed={after[1]} leechers={after[2]}")
+
+        log("stopping libtorrent")
+        self.seeder.close()
+        final = scrape(self.port, self.info_hash)
+        log(
+            f"after libtorrent stopped (not asserted): seeders={final[0]} "
+            f"completed={final[1]} leechers={final[2]}"
+        )
+
+        self.stop_tracker()
+
+    # ---- reporting and cleanup ----
+
+    def dump_logs(self):
+        def section(title, lines):
+            print(f"----- {title} ({len(lines)} lines) -----")
+            for line in lines:
+                print(line)
+
+        if self.tracker_err is not None:
+            section("tracker stderr", self.tracker_err.snapshot())
+        if self.tracker_out is not None:
+            section("tracker stdout", self.tracker_out.snapshot())
+        if self.aria2_out is not None:
+            section("aria2c output", self.aria2_out.snapshot())
+        if os.path.exists(self.aria2_log):
+            with open(self.aria2_log, errors="replace") as f:
+                lines = f.read().splitlines()
+            section("aria2c log (last 200 lines)", lines[-200:])
+        if self.seeder is not None:
+            section("libtorrent alerts (last 100)", self.seeder.alerts[-100:])
+        sys.stdout.flush()
+
+    def cleanup(self):
+        for name in ("aria2", "tracker"):
+            proc = getattr(self, name)
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.seeder is not None:
+            try:
+                self.seeder.close()
+            except Exception as exc:  # noqa: BLE001 - cleanup must go on
+                print(f"closing libtorrent failed: {exc}")
+        for collector in (self.tracker_err, self.tracker_out, self.aria2_out):
+            if collector is not None:
+                collector.thread.join(timeout=2)
+        if self.args.keep_tmp:
+            print(f"kept temp dir {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tracker-bin", required=True, help="path of the tracker_udp binary")
+    ap.add_argument("--timeout", type=float, default=120.0, help="overall time budget in seconds")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir for inspection")
+    ap.add_argument("--verbose", action="store_true", help="print the logs on success too")
+    args = ap.parse_args()
+    args.tracker_bin = os.path.abspath(args.tracker_bin)
+    if not os.access(args.tracker_bin, os.X_OK):
+        print(f"tracker binary not found or not executable: {args.tracker_bin}")
+        print("e2e udp real clients: 0 passed, 1 failed")
+        return 1
+    if shutil.which("aria2c") is None:
+        print("aria2c not found; run scripts/install-test-deps.sh")
+        print("e2e udp real clients: 0 passed, 1 failed")
+        return 1
+
+    # SIGTERM (e.g. from CI) and a hard watchdog both go through the cleanup.
+    def on_signal(signum, _frame):
+        raise TestFailure(f"interrupted by signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(int(args.timeout) + 60)
+
+    run = Run(args)
+    failed = None
+    try:
+        run.run()
+    except TestFailure as exc:
+        failed = str(exc)
+    except Exception as exc:  # noqa: BLE001 - report any crash as a failure
+        import traceback
+
+        traceback.print_exc()
+        failed = f"{type(exc).__name__}: {exc}"
+    except KeyboardInterrupt:
+        failed = "interrupted"
+    finally:
+        signal.alarm(0)
+        if failed is not None:
+            print(f"FAILED: {failed}")
+        if failed is not None or args.verbose:
+            run.dump_logs()
+        run.cleanup()
+    log(f"total {time.monotonic() - START:.1f}s")
+    if failed is None:
+        print("e2e udp real clients: 1 passed, 0 failed")
+        return 0
+    print("e2e udp real clients: 0 passed, 1 failed")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
