@@ -1,0 +1,38 @@
+//! Arbitrary datagrams into the UDP tracker parsers.
+//!
+//! Whatever parses, as a request or as a response of either address family, must
+//! write back to bytes that parse to the same value; nothing may panic.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tracker_udp_protocol::{Request, Response};
+
+/// The tracker's default scrape limit.
+const MAX_SCRAPE_TORRENTS: u8 = 74;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(request) = Request::parse_bytes(data, MAX_SCRAPE_TORRENTS) {
+        let mut bytes = Vec::new();
+        request
+            .write_bytes(&mut bytes)
+            .expect("writing into a Vec cannot fail");
+        let again = Request::parse_bytes(&bytes, MAX_SCRAPE_TORRENTS);
+        assert_eq!(again.as_ref(), Ok(&request), "request round trip");
+    }
+
+    for ipv4 in [true, false] {
+        if let Ok(response) = Response::parse_bytes(data, ipv4) {
+            let mut bytes = Vec::new();
+            response
+                .write_bytes(&mut bytes)
+                .expect("writing into a Vec cannot fail");
+            let again = Response::parse_bytes(&bytes, ipv4);
+            assert_eq!(
+                again.as_ref(),
+                Ok(&response),
+                "response round trip (ipv4: {ipv4})"
+            );
+        }
+    }
+});
