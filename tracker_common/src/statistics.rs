@@ -140,6 +140,41 @@ impl Statistics {
     }
 }
 
+/// Lets a warning through at most once per interval and counts what it held back, so
+/// that a flood of drops cannot flood the log.
+#[derive(Debug)]
+pub struct RateLimitedWarning {
+    interval: Duration,
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl RateLimitedWarning {
+    /// A limiter that lets one warning through per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// Whether to log now; if so, how many occurrences were held back since the last
+    /// logged one.
+    pub fn check(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
+}
+
 /// The statistics line for the interval between two snapshots.
 pub fn format_line(prev: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
@@ -203,6 +238,17 @@ mod tests {
         assert_eq!(s.bad_requests, 1);
         assert_eq!(s.torrents, 11);
         assert_eq!(s.dropped, 2);
+    }
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let mut w = RateLimitedWarning::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(w.check(t0), Some(0));
+        assert_eq!(w.check(t0 + Duration::from_secs(1)), None);
+        assert_eq!(w.check(t0 + Duration::from_secs(9)), None);
+        assert_eq!(w.check(t0 + Duration::from_secs(10)), Some(2));
+        assert_eq!(w.check(t0 + Duration::from_secs(11)), None);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use anyhow::Context;
 use mio::{Poll, Waker};
 
 use tracker_common::access_list::{self, AccessList, AccessListCache, SharedAccessList};
-use tracker_common::statistics::{Snapshot, Statistics, run_statistics_logger};
+use tracker_common::statistics::{RateLimitedWarning, Snapshot, Statistics, run_statistics_logger};
 use tracker_common::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use tracker_common::time::ServerStartInstant;
 
@@ -195,6 +195,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             start,
             statistics: statistics.clone(),
             shutdown: supervisor.shutdown_flag().clone(),
+            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
         };
         supervisor.spawn(&format!("swarm-{:02}", i + 1), move || worker.run())?;
     }

@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::addr::CanonicalSocketAddr;
-use tracker_common::statistics::{SocketCounters, Statistics, add};
+use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
 use tracker_common::types::InfoHash;
@@ -83,6 +83,7 @@ struct State {
     pending_scrapes: HashMap<u64, PendingScrape>,
     next_pending_id: u64,
     now: SecondsSinceServerStart,
+    full_warning: RateLimitedWarning,
 }
 
 impl SocketWorker {
@@ -102,6 +103,7 @@ impl SocketWorker {
             pending_scrapes: HashMap::new(),
             next_pending_id: 0,
             now: self.start.seconds_elapsed(),
+            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
         };
         // mio is edge-triggered: after stopping short of WouldBlock the socket stays
         // readable without a new event, so remember it and poll without sleeping.
@@ -321,7 +323,12 @@ impl SocketWorker {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
                     add(&self.counters().dropped, len);
-                    log::debug!("request channel full, dropped {len} requests");
+                    if let Some(held_back) = state.full_warning.check(Instant::now()) {
+                        log::warn!(
+                            "request channel full: dropped {len} requests (and {held_back} \
+                             more batches since the last warning); swarm workers are overloaded"
+                        );
+                    }
                 }
                 Err(TrySendError::Disconnected(_)) => {
                     if !self.shutdown.is_set() {

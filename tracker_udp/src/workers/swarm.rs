@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use tracker_common::config::SwarmConfig;
-use tracker_common::statistics::{Statistics, add};
+use tracker_common::statistics::{RateLimitedWarning, Statistics, add};
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::{AnnounceCounts, AnnounceParams, NumWantPolicy, SwarmShard};
 use tracker_common::time::ServerStartInstant;
@@ -40,6 +40,7 @@ pub(crate) struct SwarmWorker {
     pub(crate) start: ServerStartInstant,
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) shutdown: ShutdownFlag,
+    pub(crate) full_warning: RateLimitedWarning,
 }
 
 fn saturating_i32(n: impl TryInto<i32>) -> i32 {
@@ -163,7 +164,7 @@ impl SwarmWorker {
     ///
     /// # Errors
     /// The request channel closed while no shutdown was asked for.
-    pub(crate) fn run(self) -> anyhow::Result<()> {
+    pub(crate) fn run(mut self) -> anyhow::Result<()> {
         let mut handler = Handler {
             shard: SwarmShard::new(tracker_common::swarm::SwarmLimits {
                 max_torrents: self.config.max_torrents.div_ceil(self.num_shards.max(1)),
@@ -176,7 +177,8 @@ impl SwarmWorker {
             },
             interval: saturating_i32(self.config.announce_interval_secs),
         };
-        let gauges = self.statistics.swarm(self.index.0);
+        let statistics = self.statistics.clone();
+        let gauges = statistics.swarm(self.index.0);
         let cleaning_interval = Duration::from_secs(u64::from(self.config.cleaning_interval_secs));
         let mut next_cleaning = Instant::now() + cleaning_interval;
         let mut outgoing: Vec<Vec<SwarmResponse>> =
@@ -235,7 +237,7 @@ impl SwarmWorker {
         Ok(())
     }
 
-    fn flush(&self, outgoing: &mut [Vec<SwarmResponse>]) {
+    fn flush(&mut self, outgoing: &mut [Vec<SwarmResponse>]) {
         let gauges = self.statistics.swarm(self.index.0);
         for ((out, sender), waker) in outgoing.iter_mut().zip(&self.senders).zip(&self.wakers) {
             if out.is_empty() {
@@ -251,7 +253,12 @@ impl SwarmWorker {
                 }
                 Err(TrySendError::Full(_)) => {
                     add(&gauges.dropped, len);
-                    log::debug!("response channel full, dropped {len} responses");
+                    if let Some(held_back) = self.full_warning.check(Instant::now()) {
+                        log::warn!(
+                            "response channel full: dropped {len} responses (and {held_back} \
+                             more batches since the last warning); socket workers are overloaded"
+                        );
+                    }
                 }
                 // The socket worker is gone: the supervisor is already shutting down.
                 Err(TrySendError::Disconnected(_)) => {}
