@@ -161,7 +161,19 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let mut supervisor = Supervisor::new(ShutdownFlag::new());
 
     // Bind every socket before starting any thread, so that a port in use fails fast.
-    let first = workers::make_socket(config.network.address, &config.network, true)?;
+    let first = match workers::make_socket(config.network.address, &config.network, true) {
+        Ok(socket) => socket,
+        Err(err) => {
+            match workers::ipv4_fallback(config.network.address, config.network.only_ipv6, &err) {
+                // A host without IPv6 (some containers) still runs the default config.
+                Some(v4) => {
+                    log::warn!("{err:#}; IPv6 is unavailable here, listening on {v4} (IPv4 only)");
+                    workers::make_socket(v4, &config.network, true)?
+                }
+                None => return Err(err),
+            }
+        }
+    };
     let local_addr = first.local_addr().context("read bound address")?;
     let mut sockets = vec![first];
     for _ in 1..num_socket {

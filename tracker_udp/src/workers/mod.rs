@@ -16,6 +16,27 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::NetworkConfig;
 
+/// The IPv4 address to fall back to when binding the dual-stack wildcard `[::]` failed
+/// because the host has no IPv6, or `None` when no fallback applies.
+pub(crate) fn ipv4_fallback(
+    addr: SocketAddr,
+    only_ipv6: bool,
+    err: &anyhow::Error,
+) -> Option<SocketAddr> {
+    let no_ipv6 = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::EAFNOSUPPORT || code == libc::EADDRNOTAVAIL)
+    });
+    match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() && !only_ipv6 && no_ipv6 => Some(
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, v6.port())),
+        ),
+        _ => None,
+    }
+}
+
 /// Makes a non-blocking UDP socket with SO_REUSEPORT bound to `addr`, so that every
 /// socket worker can have its own socket on the same port and the kernel spreads the
 /// traffic over them.
@@ -60,4 +81,45 @@ pub(crate) fn make_socket(
         .bind(&addr.into())
         .with_context(|| format!("bind udp socket to {addr}"))?;
     Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os_error(code: i32) -> anyhow::Error {
+        anyhow::Error::new(std::io::Error::from_raw_os_error(code)).context("create socket")
+    }
+
+    #[test]
+    fn falls_back_to_ipv4_only_for_the_wildcard_without_ipv6() {
+        let any6: SocketAddr = "[::]:6969".parse().unwrap();
+        let v4: SocketAddr = "0.0.0.0:6969".parse().unwrap();
+        assert_eq!(
+            ipv4_fallback(any6, false, &os_error(libc::EAFNOSUPPORT)),
+            Some(v4)
+        );
+        assert_eq!(
+            ipv4_fallback(any6, false, &os_error(libc::EADDRNOTAVAIL)),
+            Some(v4)
+        );
+        // Other errors, explicit IPv6-only, or specific addresses: no fallback.
+        assert_eq!(
+            ipv4_fallback(any6, false, &os_error(libc::EADDRINUSE)),
+            None
+        );
+        assert_eq!(
+            ipv4_fallback(any6, true, &os_error(libc::EAFNOSUPPORT)),
+            None
+        );
+        let one: SocketAddr = "[::1]:6969".parse().unwrap();
+        assert_eq!(
+            ipv4_fallback(one, false, &os_error(libc::EAFNOSUPPORT)),
+            None
+        );
+        assert_eq!(
+            ipv4_fallback(v4, false, &os_error(libc::EAFNOSUPPORT)),
+            None
+        );
+    }
 }
