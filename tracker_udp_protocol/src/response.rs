@@ -57,8 +57,9 @@ pub struct AnnounceResponse<I: Ip> {
     pub peers: Vec<ResponsePeer<I>>,
 }
 
-/// One torrent's numbers in a scrape response.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// One torrent's numbers in a scrape response; the default (all zeros) is what an
+/// unknown torrent answers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub struct TorrentScrapeStatistics {
     /// Peers with the whole torrent.
     pub seeders: i32,
@@ -200,26 +201,14 @@ impl Response {
                 else {
                     return Err(bad_length);
                 };
+                let header = (transaction_id, announce_interval, leechers, seeders);
                 let peers = r.rest();
-                if ipv4 {
-                    let peers = parse_peers_v4(peers).ok_or(bad_length)?;
-                    Ok(Self::AnnounceIpv4(AnnounceResponse {
-                        transaction_id,
-                        announce_interval,
-                        leechers,
-                        seeders,
-                        peers,
-                    }))
+                let response = if ipv4 {
+                    parse_announce(header, peers).map(Self::AnnounceIpv4)
                 } else {
-                    let peers = parse_peers_v6(peers).ok_or(bad_length)?;
-                    Ok(Self::AnnounceIpv6(AnnounceResponse {
-                        transaction_id,
-                        announce_interval,
-                        leechers,
-                        seeders,
-                        peers,
-                    }))
-                }
+                    parse_announce(header, peers).map(Self::AnnounceIpv6)
+                };
+                response.ok_or(bad_length)
             }
             action::SCRAPE => {
                 let (stats, partial) = r.rest().as_chunks::<12>();
@@ -262,7 +251,7 @@ fn write_header(
 
 fn write_announce<I: Ip>(r: &AnnounceResponse<I>, out: &mut impl Write) -> io::Result<()>
 where
-    ResponsePeer<I>: WritePeer,
+    ResponsePeer<I>: PeerWire,
 {
     write_header(out, action::ANNOUNCE, r.transaction_id)?;
     out.write_all(&r.announce_interval.to_be_bytes())?;
@@ -276,11 +265,19 @@ where
 
 /// A peer entry's wire form. `Ip` (from `tracker_common`) knows nothing of bytes, so
 /// the two families are spelled out here.
-trait WritePeer {
+trait PeerWire: Sized {
+    /// Bytes of one entry: the address, then the port.
+    const LEN: usize;
+
     fn write(&self, out: &mut impl Write) -> io::Result<()>;
+
+    /// Reads one entry of exactly [`PeerWire::LEN`] bytes.
+    fn read(entry: &[u8]) -> Option<Self>;
 }
 
-impl WritePeer for ResponsePeer<Ipv4Addr> {
+impl PeerWire for ResponsePeer<Ipv4Addr> {
+    const LEN: usize = 6;
+
     fn write(&self, out: &mut impl Write) -> io::Result<()> {
         // One 6-byte copy instead of two small ones: this is the hottest loop of the
         // tracker's answer path.
@@ -288,45 +285,57 @@ impl WritePeer for ResponsePeer<Ipv4Addr> {
         let [p0, p1] = self.port.to_be_bytes();
         out.write_all(&[a, b, c, d, p0, p1])
     }
+
+    fn read(entry: &[u8]) -> Option<Self> {
+        let (ip, port) = entry.split_first_chunk::<4>()?;
+        Some(Self {
+            ip: Ipv4Addr::from(*ip),
+            port: u16::from_be_bytes(*port.first_chunk()?),
+        })
+    }
 }
 
-impl WritePeer for ResponsePeer<Ipv6Addr> {
+impl PeerWire for ResponsePeer<Ipv6Addr> {
+    const LEN: usize = 18;
+
     fn write(&self, out: &mut impl Write) -> io::Result<()> {
         out.write_all(&self.ip.octets())?;
         out.write_all(&self.port.to_be_bytes())
     }
+
+    fn read(entry: &[u8]) -> Option<Self> {
+        let (ip, port) = entry.split_first_chunk::<16>()?;
+        Some(Self {
+            ip: Ipv6Addr::from(*ip),
+            port: u16::from_be_bytes(*port.first_chunk()?),
+        })
+    }
 }
 
-/// `None` unless `bytes` is a whole number of 6-byte entries.
-fn parse_peers_v4(bytes: &[u8]) -> Option<Vec<ResponsePeer<Ipv4Addr>>> {
-    let (entries, partial) = bytes.as_chunks::<6>();
-    if !partial.is_empty() {
+/// The announce response with the given header fields (transaction id, interval,
+/// leechers, seeders); `None` unless `peers` is a whole number of entries.
+fn parse_announce<I: Ip>(
+    (transaction_id, announce_interval, leechers, seeders): (TransactionId, i32, i32, i32),
+    peers: &[u8],
+) -> Option<AnnounceResponse<I>>
+where
+    ResponsePeer<I>: PeerWire,
+{
+    let entries = peers.chunks_exact(<ResponsePeer<I> as PeerWire>::LEN);
+    if !entries.remainder().is_empty() {
         return None;
     }
-    let peers = entries.iter().map(|entry| {
-        let [ip @ .., p0, p1] = *entry;
-        ResponsePeer {
-            ip: Ipv4Addr::from(ip),
-            port: u16::from_be_bytes([p0, p1]),
-        }
-    });
-    Some(peers.collect())
-}
-
-/// `None` unless `bytes` is a whole number of 18-byte entries.
-fn parse_peers_v6(bytes: &[u8]) -> Option<Vec<ResponsePeer<Ipv6Addr>>> {
-    let (entries, partial) = bytes.as_chunks::<18>();
-    if !partial.is_empty() {
-        return None;
+    let mut parsed = Vec::with_capacity(entries.len());
+    for entry in entries {
+        parsed.push(<ResponsePeer<I> as PeerWire>::read(entry)?);
     }
-    let peers = entries.iter().map(|entry| {
-        let [ip @ .., p0, p1] = *entry;
-        ResponsePeer {
-            ip: Ipv6Addr::from(ip),
-            port: u16::from_be_bytes([p0, p1]),
-        }
-    });
-    Some(peers.collect())
+    Some(AnnounceResponse {
+        transaction_id,
+        announce_interval,
+        leechers,
+        seeders,
+        peers: parsed,
+    })
 }
 
 impl From<ConnectResponse> for Response {

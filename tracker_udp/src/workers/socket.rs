@@ -273,7 +273,7 @@ impl SocketWorker {
         if num_parts == 0 {
             let response = Response::Scrape(ScrapeResponse {
                 transaction_id: request.transaction_id,
-                torrent_stats: vec![zero_stats(); total],
+                torrent_stats: vec![TorrentScrapeStatistics::default(); total],
             });
             self.send_response(src, &response, state);
             return;
@@ -293,7 +293,7 @@ impl SocketWorker {
                 PendingScrape {
                     addr: src,
                     transaction_id: request.transaction_id,
-                    stats: vec![zero_stats(); total],
+                    stats: vec![TorrentScrapeStatistics::default(); total],
                     parts_left: num_parts,
                     created: Instant::now(),
                 },
@@ -317,7 +317,9 @@ impl SocketWorker {
             if out.is_empty() {
                 continue;
             }
-            let batch = std::mem::take(out);
+            // The next batch will be about as large: one allocation now instead of a
+            // series of doublings while it fills.
+            let batch = std::mem::replace(out, Vec::with_capacity(out.len()));
             let len = batch.len() as u64;
             match sender.try_send((self.index, batch)) {
                 Ok(()) => {}
@@ -405,7 +407,7 @@ impl SocketWorker {
             log::warn!("serialize response: {err}");
             return;
         }
-        let counters = self.statistics.socket(self.index.0);
+        let counters = self.counters();
         loop {
             match self.socket.send_to(&state.send_buf, addr.socket_addr()) {
                 Ok(_) => {
@@ -425,13 +427,5 @@ impl SocketWorker {
                 }
             }
         }
-    }
-}
-
-fn zero_stats() -> TorrentScrapeStatistics {
-    TorrentScrapeStatistics {
-        seeders: 0,
-        completed: 0,
-        leechers: 0,
     }
 }

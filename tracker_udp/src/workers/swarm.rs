@@ -243,7 +243,9 @@ impl SwarmWorker {
             if out.is_empty() {
                 continue;
             }
-            let batch = std::mem::take(out);
+            // The next batch will be about as large: one allocation now instead of a
+            // series of doublings while it fills.
+            let batch = std::mem::replace(out, Vec::with_capacity(out.len()));
             let len = batch.len() as u64;
             match sender.try_send(batch) {
                 Ok(()) => {
