@@ -11,6 +11,7 @@
 //! - [`access_list`]: allow / deny lists, reloaded without locks on the hot path.
 //! - [`supervisor`]: named threads; any worker that ends takes the process down.
 //! - [`statistics`]: per-worker counters and the periodic log line.
+//! - [`udp_batch`]: `recvmmsg` / `sendmmsg` batches over a socket the caller owns.
 //!
 //! This crate opens no sockets; the trackers own all network I/O.
 
@@ -23,3 +24,4 @@ pub mod supervisor;
 pub mod swarm;
 pub mod time;
 pub mod types;
+pub mod udp_batch;

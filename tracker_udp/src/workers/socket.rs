@@ -18,6 +18,7 @@ use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics,
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
 use tracker_common::types::InfoHash;
+use tracker_common::udp_batch::{RecvBatch, SendBatch};
 use tracker_udp_protocol::{
     ConnectResponse, ErrorResponse, Request, RequestParseError, Response, ScrapeRequest,
     ScrapeResponse, TorrentScrapeStatistics, TransactionId,
@@ -38,6 +39,9 @@ pub(crate) const WAKER_TOKEN: Token = Token(1);
 const MAX_READS_PER_ROUND: usize = 1024;
 /// Larger than any valid request (a full scrape is 1496 bytes; BEP 41 options add some).
 const RECV_BUFFER_LEN: usize = 4096;
+/// Datagrams per `recvmmsg` / `sendmmsg` call: enough to amortize the system call,
+/// small enough that the buffers stay in cache.
+const IO_BATCH: usize = 64;
 /// A split scrape whose parts have not all come back by then is dropped.
 const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -78,7 +82,7 @@ pub(crate) struct SocketWorker {
 
 /// The mutable state of the worker's loop, apart from the socket and channels.
 struct State {
-    send_buf: Vec<u8>,
+    send: SendBatch,
     outgoing: Vec<Vec<SwarmRequest>>,
     pending_scrapes: HashMap<u64, PendingScrape>,
     next_pending_id: u64,
@@ -96,9 +100,9 @@ impl SocketWorker {
             .registry()
             .register(&mut self.socket, SOCKET_TOKEN, Interest::READABLE)?;
         let mut events = Events::with_capacity(64);
-        let mut recv_buf = vec![0u8; RECV_BUFFER_LEN];
+        let mut recv = RecvBatch::new(IO_BATCH, RECV_BUFFER_LEN);
         let mut state = State {
-            send_buf: Vec::with_capacity(2048),
+            send: SendBatch::new(IO_BATCH, IO_BATCH * 512),
             outgoing: self.request_senders.iter().map(|_| Vec::new()).collect(),
             pending_scrapes: HashMap::new(),
             next_pending_id: 0,
@@ -127,10 +131,11 @@ impl SocketWorker {
             }
             state.now = self.start.seconds_elapsed();
             if socket_readable {
-                socket_readable = self.read_packets(&mut recv_buf, &mut state);
+                socket_readable = self.read_packets(&mut recv, &mut state);
             }
             self.flush_requests(&mut state)?;
             self.send_responses(&mut state);
+            self.flush_sends(&mut state);
 
             if last_housekeeping.elapsed() >= Duration::from_secs(1) {
                 state
@@ -144,18 +149,22 @@ impl SocketWorker {
 
     /// Reads datagrams until the socket is drained or the round's quota is used up.
     /// Returns whether the socket may still hold datagrams.
-    fn read_packets(&mut self, recv_buf: &mut [u8], state: &mut State) -> bool {
-        for _ in 0..MAX_READS_PER_ROUND {
-            match self.socket.recv_from(recv_buf) {
-                Ok((len, src)) => {
-                    let packet = recv_buf.get(..len).unwrap_or_default();
-                    self.handle_packet(packet, CanonicalSocketAddr::new(src), state);
+    fn read_packets(&mut self, recv: &mut RecvBatch, state: &mut State) -> bool {
+        let mut read = 0;
+        while read < MAX_READS_PER_ROUND {
+            match recv.recv(&self.socket) {
+                Ok(n) => {
+                    read += n.max(1);
+                    for (packet, src) in recv.iter() {
+                        self.handle_packet(packet, CanonicalSocketAddr::new(src), state);
+                    }
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) => {
                     // E.g. an ICMP error surfacing; nothing to do but carry on.
-                    log::debug!("recv_from: {err}");
+                    log::debug!("recvmmsg: {err}");
+                    read += 1;
                 }
             }
         }
@@ -401,31 +410,31 @@ impl SocketWorker {
         self.send_response(src, &response, state);
     }
 
+    /// Queues a response; it leaves with the next [`Self::flush_sends`].
     fn send_response(&mut self, addr: CanonicalSocketAddr, response: &Response, state: &mut State) {
-        state.send_buf.clear();
-        if let Err(err) = response.write_bytes(&mut state.send_buf) {
-            log::warn!("serialize response: {err}");
-            return;
+        if state.send.is_full() {
+            self.flush_sends(state);
         }
-        let counters = self.counters();
-        loop {
-            match self.socket.send_to(&state.send_buf, addr.socket_addr()) {
-                Ok(_) => {
-                    add(&counters.responses, 1);
-                    if matches!(response, Response::Error(_)) {
-                        add(&counters.error_responses, 1);
-                    }
-                    return;
-                }
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) => {
-                    // WouldBlock (send buffer full) or an address we cannot send to (port
-                    // 0, broadcast): UDP has no delivery promise, so count and move on.
-                    add(&counters.dropped, 1);
-                    log::debug!("send_to {}: {err}", addr.socket_addr());
-                    return;
+        match state
+            .send
+            .push_with(addr.socket_addr(), |buf| response.write_bytes(buf))
+        {
+            Ok(_) => {
+                if matches!(response, Response::Error(_)) {
+                    add(&self.counters().error_responses, 1);
                 }
             }
+            Err(err) => log::warn!("serialize response: {err}"),
         }
+    }
+
+    /// Sends the queued responses. Those the kernel refuses (a full send buffer, an
+    /// address we cannot send to such as port 0) are counted as dropped: UDP has no
+    /// delivery promise, and waiting on one client would stall all the others.
+    fn flush_sends(&self, state: &mut State) {
+        let outcome = state.send.flush(&self.socket);
+        let counters = self.counters();
+        add(&counters.responses, outcome.sent as u64);
+        add(&counters.dropped, outcome.dropped as u64);
     }
 }
