@@ -54,16 +54,20 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     Ok(command.unwrap_or(Command::Run(None)))
 }
 
-fn usage(name: &str) -> String {
+/// Printed below the usage of every tracker.
+const TRACKER_NOTES: &str =
+    "Signals: SIGUSR1 re-reads the access list; SIGTERM or SIGINT stops cleanly.\n";
+
+fn usage(name: &str, about: &str, notes: &str) -> String {
     format!(
-        "{name}: shoal BitTorrent tracker\n\n\
+        "{name}: {about}\n\n\
          Usage:\n  \
          {name}              run on the built-in default config\n  \
          {name} -c FILE      run on the config in FILE (TOML)\n  \
          {name} -p           print the default config, every key documented\n  \
          {name} -h           print this help\n  \
          {name} -V           print the version\n\n\
-         Signals: SIGUSR1 re-reads the access list; SIGTERM or SIGINT stops cleanly.\n"
+         {notes}"
     )
 }
 
@@ -74,16 +78,37 @@ pub fn run_app<C: TrackerConfig>(
     version: &str,
     run: fn(C) -> anyhow::Result<()>,
 ) -> ExitCode {
-    let command = match parse_args(std::env::args().skip(1)) {
+    run_app_with_args(
+        name,
+        version,
+        "shoal BitTorrent tracker",
+        TRACKER_NOTES,
+        std::env::args().skip(1),
+        run,
+    )
+}
+
+/// [`run_app`] for programs that take the arguments apart first (a subcommand, an
+/// extra flag): `args` are what is left for `-c` / `-p` / `-h` / `-V`; `about` is the
+/// one-line description and `notes` the text below the usage that `-h` prints.
+pub fn run_app_with_args<C: TrackerConfig>(
+    name: &str,
+    version: &str,
+    about: &str,
+    notes: &str,
+    args: impl IntoIterator<Item = String>,
+    run: impl FnOnce(C) -> anyhow::Result<()>,
+) -> ExitCode {
+    let command = match parse_args(args) {
         Ok(command) => command,
         Err(msg) => {
-            eprintln!("{name}: {msg}\n\n{}", usage(name));
+            eprintln!("{name}: {msg}\n\n{}", usage(name, about, notes));
             return ExitCode::from(2);
         }
     };
     let (mut config, source) = match command {
         Command::Help => {
-            print!("{}", usage(name));
+            print!("{}", usage(name, about, notes));
             return ExitCode::SUCCESS;
         }
         Command::Version => {

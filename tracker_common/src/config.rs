@@ -39,6 +39,7 @@ leaf_config_doc!(
     usize,
     i32,
     i64,
+    f64,
     String,
     PathBuf,
     SocketAddr,

@@ -101,7 +101,11 @@ impl Default for NetworkConfig {
 }
 
 impl NetworkConfig {
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks the values, naming the key of the first bad one.
+    ///
+    /// # Errors
+    /// A message naming the key and what is wrong with it.
+    pub fn validate(&self) -> anyhow::Result<()> {
         if self.poll_timeout_ms == 0 || self.poll_timeout_ms > 10_000 {
             anyhow::bail!("network.poll_timeout_ms: must be between 1 and 10000");
         }

@@ -131,6 +131,17 @@ impl fmt::Display for ResponseParseError {
 impl std::error::Error for ResponseParseError {}
 
 impl Response {
+    /// The transaction id the response answers.
+    pub fn transaction_id(&self) -> TransactionId {
+        match self {
+            Self::Connect(r) => r.transaction_id,
+            Self::AnnounceIpv4(r) => r.transaction_id,
+            Self::AnnounceIpv6(r) => r.transaction_id,
+            Self::Scrape(r) => r.transaction_id,
+            Self::Error(r) => r.transaction_id,
+        }
+    }
+
     /// Writes the response as a tracker sends it (BEP 15). Nothing is allocated here:
     /// into a `Vec` with enough capacity, or a `Cursor<&mut [u8]>`, this only copies.
     ///

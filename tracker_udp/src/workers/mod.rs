@@ -39,8 +39,12 @@ pub(crate) fn ipv4_fallback(
 
 /// Makes a non-blocking UDP socket with SO_REUSEPORT bound to `addr`, so that every
 /// socket worker can have its own socket on the same port and the kernel spreads the
-/// traffic over them.
-pub(crate) fn make_socket(
+/// traffic over them. The load tester's ceiling responder uses it too, so that both are
+/// measured on the same socket setup.
+///
+/// # Errors
+/// The socket could not be created, configured or bound.
+pub fn make_socket(
     addr: SocketAddr,
     config: &NetworkConfig,
     warn_about_buffers: bool,

@@ -1,0 +1,24 @@
+//! shoal's load generator: realistic tracker traffic over loopback, measured.
+//!
+//! `tracker_load_test udp` drives a UDP tracker with a configurable workload (skewed
+//! torrent popularity, a connect / announce / scrape mix, announce events, many source
+//! addresses) from worker threads that each keep many requests in flight. It checks
+//! every answer, prints a line each second and a summary at the end (responses per
+//! second in total and by kind, peers per announce, share unanswered, latency
+//! percentiles, and with `run.tracker_pid` the tracker's CPU time), and writes the
+//! summary as JSON with `--json FILE`. `tracker_load_test udp-ceiling` is the minimal
+//! responder that shows what the machine itself allows.
+//!
+//! # Layout
+//! - [`workload`]: the simulated clients (pure; randomness comes in as an argument).
+//! - [`histogram`]: latency histogram.
+//! - [`report`]: counters, per-second lines, the summary, the tracker's CPU time.
+//! - [`udp`]: the UDP load workers and the ceiling responder.
+//!
+//! It only ever sends to loopback addresses, runs for a bounded time and stops by
+//! itself.
+
+pub mod histogram;
+pub mod report;
+pub mod udp;
+pub mod workload;

@@ -1,0 +1,201 @@
+//! `tracker_load_test udp`: load on a UDP tracker (BEP 15), and `udp-ceiling`, the
+//! minimal responder that shows what the machine and the load generator allow.
+//!
+//! ```text
+//!  worker-01..W (each: S sockets on 127.0.W.1..S or [::1], a table of in-flight
+//!      |         requests, recvmmsg / sendmmsg; a new request for every answer)
+//!      |  one report per second: counts and a latency histogram
+//!      v
+//!  main thread: prints a line per second, samples the tracker's CPU time at the
+//!  start and end of the measured window, prints the summary, writes --json
+//! ```
+
+mod ceiling;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use tracker_common::config::{LogLevel, TrackerConfig};
+use tracker_common::config_section;
+
+use crate::report::{self, RunConfig, Summary};
+use crate::workload::{Workload, WorkloadConfig};
+
+pub use ceiling::{Ceiling, CeilingConfig, run_ceiling, start_ceiling};
+
+config_section! {
+    /// The whole configuration of `tracker_load_test udp`.
+    pub struct Config {
+        /// Log level: "off", "error", "warn", "info", "debug" or "trace".
+        pub log_level: LogLevel,
+        /// Address of the tracker under test. Only loopback addresses (127.0.0.0/8, ::1)
+        /// are accepted: this tool floods what it points at.
+        pub server_address: SocketAddr,
+        /// Duration, warm-up and threads.
+        pub run: RunConfig,
+        /// The load generator's sockets.
+        pub network: NetworkConfig,
+        /// What the simulated clients ask.
+        pub workload: WorkloadConfig,
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            log_level: LogLevel::Warn,
+            server_address: SocketAddr::from(([127, 0, 0, 1], 6969)),
+            run: RunConfig::default(),
+            network: NetworkConfig::default(),
+            workload: WorkloadConfig::default(),
+        }
+    }
+}
+
+impl TrackerConfig for Config {
+    fn log_level(&self) -> LogLevel {
+        self.log_level
+    }
+
+    fn validate(&mut self) -> anyhow::Result<()> {
+        if !self.server_address.ip().is_loopback() {
+            anyhow::bail!(
+                "server_address: {} is not a loopback address (127.0.0.0/8 or ::1)",
+                self.server_address
+            );
+        }
+        if self.server_address.port() == 0 {
+            anyhow::bail!("server_address: the port must not be 0");
+        }
+        self.run.validate("run")?;
+        self.network.validate()?;
+        self.workload.validate("workload")
+    }
+}
+
+config_section! {
+    /// The load generator's sockets.
+    pub struct NetworkConfig {
+        /// Sockets per worker. With an IPv4 server each socket has its own source address
+        /// (127.0.W.S for worker W and socket S), so that SO_REUSEPORT spreads the load
+        /// over the tracker's sockets; with an IPv6 server all use ::1.
+        pub sockets_per_worker: usize,
+        /// Requests each worker keeps in flight; every answer (or timeout) lets the next
+        /// one go.
+        pub in_flight_per_worker: usize,
+        /// Milliseconds after which an unanswered request counts as lost.
+        pub request_timeout_ms: u64,
+        /// Socket receive buffer (SO_RCVBUF) in bytes; 0 = OS default.
+        pub recv_buffer_bytes: usize,
+        /// Seconds between connects on each socket, to keep its connection id fresh (BEP 15
+        /// ids live about two minutes). An "invalid connection id" answer also triggers one.
+        pub reconnect_interval_secs: u64,
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            sockets_per_worker: 4,
+            in_flight_per_worker: 512,
+            request_timeout_ms: 1000,
+            recv_buffer_bytes: 8 * 1024 * 1024,
+            reconnect_interval_secs: 60,
+        }
+    }
+}
+
+impl NetworkConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=250).contains(&self.sockets_per_worker) {
+            anyhow::bail!("network.sockets_per_worker: must be between 1 and 250");
+        }
+        if !(1..=65_536).contains(&self.in_flight_per_worker) {
+            anyhow::bail!("network.in_flight_per_worker: must be between 1 and 65536");
+        }
+        if !(1..=60_000).contains(&self.request_timeout_ms) {
+            anyhow::bail!("network.request_timeout_ms: must be between 1 and 60000");
+        }
+        if self.recv_buffer_bytes > i32::MAX as usize {
+            anyhow::bail!("network.recv_buffer_bytes: must be below 2 GiB");
+        }
+        if self.reconnect_interval_secs == 0 {
+            anyhow::bail!("network.reconnect_interval_secs: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Runs the load test and returns its summary (also printed along the way).
+///
+/// # Errors
+/// A bad config value, or sockets that could not be set up.
+pub fn run(mut config: Config) -> anyhow::Result<Summary> {
+    config.validate()?;
+    let workload = Workload::new(&config.workload);
+    let workers = config.run.workers;
+    let (sender, receiver) = crossbeam_channel::unbounded();
+
+    // Set everything up before the clock starts, so that a socket error fails fast.
+    let mut prepared = Vec::with_capacity(workers);
+    for index in 0..workers {
+        prepared.push(
+            worker::Worker::new(index, &config, workload.clone(), sender.clone())
+                .with_context(|| format!("set up load worker {}", index + 1))?,
+        );
+    }
+    drop(sender);
+    println!(
+        "load test: {} for {} s (+{} s warm-up), {} worker(s) x {} socket(s), {} in flight each",
+        config.server_address,
+        config.run.duration_secs,
+        config.run.warmup_secs,
+        workers,
+        config.network.sockets_per_worker,
+        config.network.in_flight_per_worker
+    );
+    let start = Instant::now();
+    let end = start + Duration::from_secs(u64::from(config.run.total_secs()));
+    let mut handles = Vec::with_capacity(workers);
+    for (index, worker) in prepared.into_iter().enumerate() {
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("load-{:02}", index + 1))
+                .spawn(move || worker.run(start, end))
+                .context("start load worker")?,
+        );
+    }
+    let (measured, cpu) = report::collect(&receiver, workers, &config.run, start);
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(err.context("load worker failed")),
+            Err(_) => anyhow::bail!("a load worker panicked"),
+        }
+    }
+    let summary = report::summarize(
+        "udp",
+        config.server_address.to_string(),
+        &config.run,
+        &measured,
+        cpu,
+    );
+    Ok(summary)
+}
+
+/// What the binary calls: runs, prints the summary and writes it to `json` if given.
+///
+/// # Errors
+/// As [`run`], or the JSON file could not be written.
+pub fn run_cli(config: Config, json: Option<PathBuf>) -> anyhow::Result<()> {
+    let summary = run(config)?;
+    summary.print();
+    if let Some(path) = json {
+        summary.write_json(&path)?;
+    }
+    Ok(())
+}
