@@ -13,6 +13,8 @@ const USAGE: &str = "tracker_load_test: load generator for the shoal trackers
 Usage:
   tracker_load_test udp [-c FILE] [--json FILE]   load a UDP tracker
   tracker_load_test udp -p                        print the default config
+  tracker_load_test udp-info-hashes [-c FILE]     print the workload's info hashes, hex
+                                                  (an allow list for the server under test)
   tracker_load_test udp-ceiling [-c FILE]         minimal UDP responder (the ceiling)
   tracker_load_test udp-ceiling -p                print its default config
   tracker_load_test -h | -V                       help, version
@@ -58,6 +60,14 @@ fn main() -> ExitCode {
                 move |config| tracker_load_test::udp::run_cli(config, json),
             )
         }
+        "udp-info-hashes" => run_app_with_args(
+            "tracker_load_test udp-info-hashes",
+            VERSION,
+            "print the info hashes of a udp load test's workload, 40 hex digits a line",
+            "",
+            args,
+            tracker_load_test::udp::print_info_hashes,
+        ),
         "udp-ceiling" => run_app_with_args(
             "tracker_load_test udp-ceiling",
             VERSION,

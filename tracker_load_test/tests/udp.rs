@@ -161,6 +161,26 @@ fn bad_command_lines_and_configs_fail_with_a_message() {
 }
 
 #[test]
+fn info_hashes_are_printed_as_an_allow_list() {
+    let dir = std::env::temp_dir().join(format!("shoal-load-hashes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = dir.join("load.toml");
+    std::fs::write(&config_path, "[workload]\ntorrents = 500\n").unwrap();
+    let out = bin(&["udp-info-hashes", "-c", config_path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let list_path = dir.join("allow.txt");
+    std::fs::write(&list_path, &out.stdout).unwrap();
+    // shoal's own access list reader takes it, with every line a distinct hash.
+    let list = tracker_common::access_list::AccessList::load_file(
+        tracker_common::access_list::AccessListMode::Allow,
+        &list_path,
+    )
+    .unwrap();
+    assert_eq!(list.len(), 500);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn json_summary_is_written() {
     let mut config = CeilingConfig::default();
     config.network.address = "127.0.0.1:0".parse().unwrap();

@@ -187,6 +187,21 @@ pub fn run(mut config: Config) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
+/// Prints the info hash of every torrent of the workload, hottest first, one a line in
+/// hex: an allow list for a tracker that serves listed torrents only.
+///
+/// # Errors
+/// Standard output could not be written.
+pub fn print_info_hashes(config: Config) -> anyhow::Result<()> {
+    use std::io::Write;
+    let workload = Workload::new(&config.workload);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for rank in 0..config.workload.torrents {
+        writeln!(out, "{}", workload.info_hash(rank).to_hex()).context("write info hashes")?;
+    }
+    out.flush().context("write info hashes")
+}
+
 /// What the binary calls: runs, prints the summary and writes it to `json` if given.
 ///
 /// # Errors

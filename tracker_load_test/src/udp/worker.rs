@@ -455,13 +455,17 @@ impl Worker {
             return;
         };
         let parsed = if truncated {
-            None
+            Err("longer than the receive buffer".to_string())
         } else {
-            Response::parse_bytes(data, self.ipv4).ok()
+            Response::parse_bytes(data, self.ipv4).map_err(|err| format!("{err}: {data:02x?}"))
         };
-        let Some(response) = parsed else {
-            self.counters.malformed += 1;
-            return;
+        let response = match parsed {
+            Ok(response) => response,
+            Err(err) => {
+                log::debug!("load-{:02}: malformed answer: {err}", self.index + 1);
+                self.counters.malformed += 1;
+                return;
+            }
         };
         let (slot_index, generation) = split_transaction_id(response.transaction_id());
         let Some(slot) = self.slots.get_mut(usize::from(slot_index)) else {

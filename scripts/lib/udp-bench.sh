@@ -1,0 +1,76 @@
+# Shared helpers of the UDP benchmark scripts (sourced, not run).
+# Everything here talks to 127.0.0.1 only and every process started is stopped.
+
+# A free UDP port on 127.0.0.1.
+free_udp_port() {
+    python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_udp_port PORT: waits up to 10 s until something listens on UDP PORT.
+wait_udp_port() {
+    local port="$1"
+    for _ in $(seq 1 200); do
+        if ss -Hlun "sport = :$port" | grep -q .; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "nothing listens on udp port $port after 10 s" >&2
+    return 1
+}
+
+# CPU seconds (user + system) of process PID so far.
+cpu_secs() {
+    awk -v hz="$(getconf CLK_TCK)" '{
+        sub(/^.*\) /, "");            # drop pid and (command name)
+        split($0, f, " ");
+        printf "%.3f\n", (f[12] + f[13]) / hz  # utime, stime
+    }' "/proc/$1/stat"
+}
+
+# Peak and current resident memory of PID, in MB.
+peak_rss_mb() {
+    awk '/^VmHWM:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"
+}
+current_rss_mb() {
+    awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"
+}
+
+# stop_process PID: SIGTERM, then SIGKILL after 5 s.
+stop_process() {
+    local pid="$1"
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# pinned CPUS CMD...: runs CMD under taskset when CPUS is not empty. It execs, so
+# that `pinned ... &` leaves the command's own pid in $!.
+pinned() {
+    local cpus="$1"
+    shift
+    if [ -n "$cpus" ]; then
+        exec taskset -c "$cpus" "$@"
+    else
+        exec "$@"
+    fi
+}
+
+# json_field FILE KEY: a number from the load tester's --json summary.
+json_field() {
+    python3 -c 'import json, sys; v = json.load(open(sys.argv[1])).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"
+}
+
+# The directory cargo builds into, absolute.
+release_dir() {
+    local target_dir="${CARGO_TARGET_DIR:-target}"
+    case "$target_dir" in
+        /*) ;;
+        *) target_dir="$repo_root/$target_dir" ;;
+    esac
+    echo "$target_dir/release"
+}

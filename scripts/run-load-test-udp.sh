@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Load test of shoal's UDP tracker on this machine, over loopback.
+#
+# Usage: scripts/run-load-test-udp.sh [DURATION] [SOCKET_WORKERS] [REQUEST_WORKERS] [LOAD_WORKERS]
+#   DURATION         measured seconds (default 10; a 2 s warm-up comes first)
+#   SOCKET_WORKERS   tracker socket workers (default 1)
+#   REQUEST_WORKERS  tracker request (swarm) workers (default 1)
+#   LOAD_WORKERS     load generator threads (default 1)
+# Environment:
+#   TRACKER_CPUS, LOAD_CPUS  taskset CPU lists to pin the tracker and the load
+#                            generator (e.g. TRACKER_CPUS=0 LOAD_CPUS=1); unpinned if unset
+#   LOAD_CONFIG              a tracker_load_test udp config file to start from
+#                            (its server_address, run and tracker_pid are overridden)
+#   JSON                     also write the load tester's summary to this file
+#   TRACKER_BIN              run this tracker_udp binary instead of the one built here
+#                            (e.g. one built from an older commit, for before/after figures)
+#
+# Builds release, starts the tracker on 127.0.0.1 with a temporary config, runs
+# tracker_load_test udp against it, stops the tracker, and prints the summary and
+# the tracker's peak memory (RSS).
+set -euo pipefail
+
+duration="${1:-10}"
+socket_workers="${2:-1}"
+request_workers="${3:-1}"
+load_workers="${4:-1}"
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+# shellcheck source=lib/udp-bench.sh
+source scripts/lib/udp-bench.sh
+
+cargo build --release --locked -p tracker_udp -p tracker_load_test
+bin="$(release_dir)"
+
+work="$(mktemp -d)"
+tracker_pid=""
+cleanup() {
+    [ -n "$tracker_pid" ] && stop_process "$tracker_pid"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port="$(free_udp_port)"
+cat > "$work/tracker.toml" <<TOML
+log_level = "warn"
+[network]
+address = "127.0.0.1:$port"
+[workers]
+socket_workers = $socket_workers
+swarm_workers = $request_workers
+[statistics]
+interval_secs = 0
+TOML
+pinned "${TRACKER_CPUS:-}" "${TRACKER_BIN:-$bin/tracker_udp}" -c "$work/tracker.toml" &
+tracker_pid=$!
+wait_udp_port "$port"
+
+if [ -n "${LOAD_CONFIG:-}" ]; then
+    # Keep the given sections, replace what this script decides.
+    python3 - "$LOAD_CONFIG" "$work/load.toml" "$port" "$duration" "$load_workers" "$tracker_pid" <<'PY'
+import sys, tomllib
+src, dst, port, duration, workers, pid = sys.argv[1:]
+with open(src, "rb") as f:
+    config = tomllib.load(f)
+config["server_address"] = f"127.0.0.1:{port}"
+run = config.setdefault("run", {})
+run.update({"duration_secs": int(duration), "workers": int(workers), "tracker_pid": int(pid)})
+def value(v):
+    if isinstance(v, bool): return "true" if v else "false"
+    if isinstance(v, str): return '"' + v + '"'
+    return repr(v)
+with open(dst, "w") as out:
+    for k, v in config.items():
+        if not isinstance(v, dict): out.write(f"{k} = {value(v)}\n")
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.write(f"[{k}]\n")
+            for kk, vv in v.items(): out.write(f"{kk} = {value(vv)}\n")
+PY
+else
+    cat > "$work/load.toml" <<TOML
+server_address = "127.0.0.1:$port"
+[run]
+duration_secs = $duration
+warmup_secs = 2
+workers = $load_workers
+tracker_pid = $tracker_pid
+TOML
+fi
+
+(pinned "${LOAD_CPUS:-}" "$bin/tracker_load_test" udp -c "$work/load.toml" --json "$work/summary.json")
+if [ -n "${JSON:-}" ]; then
+    cp "$work/summary.json" "$JSON"
+fi
+
+echo "tracker peak RSS: $(peak_rss_mb "$tracker_pid") MB (current $(current_rss_mb "$tracker_pid") MB)"
+stop_process "$tracker_pid"
+tracker_pid=""
