@@ -13,6 +13,13 @@
 //!   the peer selection, each a likely cache miss.
 //! - `swarm/announce/50k_peers_1_torrent`: one big torrent, where picking the 30 response
 //!   peers out of a large map dominates.
+//! - `swarm/announce/400k_torrents_1_to_3_peers`: the common case of a public tracker (and
+//!   of aquatic's load tester), many torrents with one to three peers each. Every announce
+//!   is a likely miss on the torrent table and on the torrent's small peer stores; the
+//!   response is the torrent's other peers, returned whole.
+//! - `swarm/announce/40k_torrents_of_24_peers`: mid-sized torrents, whose seeders and
+//!   leechers (about 12 each) are near the size where a torrent's peer store switches from
+//!   a short vector searched linearly to a hash map; the bench behind that threshold.
 //!
 //! Run: `cargo bench -p tracker_common --bench swarm`; compare with
 //! `-- --save-baseline NAME` and `-- --baseline NAME`.
@@ -181,6 +188,17 @@ fn benches(c: &mut Criterion) {
         c,
         "swarm/announce/50k_peers_1_torrent",
         populate(&[50_000], &mut rng),
+    );
+    let sizes: Vec<usize> = (0..400_000).map(|_| rng.random_range(1..=3)).collect();
+    bench_announce(
+        c,
+        "swarm/announce/400k_torrents_1_to_3_peers",
+        populate(&sizes, &mut rng),
+    );
+    bench_announce(
+        c,
+        "swarm/announce/40k_torrents_of_24_peers",
+        populate(&[24; 40_000], &mut rng),
     );
 }
 

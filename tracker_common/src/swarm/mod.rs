@@ -12,7 +12,7 @@
 //! - A peer is keyed by (info hash, peer id, source IP): an announce from another address
 //!   with the same peer id is another peer and can neither move nor remove the first.
 //! - `left == 0` makes a peer a seeder, anything else a leecher; an announce that changes
-//!   it moves the peer. Seeders and leechers are kept in separate maps per torrent.
+//!   it moves the peer. Seeders and leechers are kept in separate stores per torrent.
 //! - `event=stopped` removes the peer, and the torrent once it has no peers; it never
 //!   creates a torrent and is answered without peers.
 //! - `event=completed` counts a download, unless that peer was already stored as a seeder
@@ -129,6 +129,10 @@ pub struct CleanStats {
 
 /// The torrents of one address family in one shard.
 pub struct TorrentMap<I: Ip> {
+    // Torrents are stored inline. A slot is 80 bytes (the 20-byte hash, padded, and a
+    // 56-byte `Torrent`); boxing would make it 32 bytes plus a 64-byte heap chunk per
+    // torrent, which only saves memory while the table is less than about 3/4 full (it is
+    // 7/16 to 7/8 full), and would cost each announce a second cache miss.
     torrents: HashMap<InfoHash, Torrent<I>, DefaultHashBuilder>,
     limits: SwarmLimits,
     // Running totals, so that the statistics thread's numbers cost O(1) instead of a walk
@@ -1134,7 +1138,38 @@ mod tests {
         Tick(u32),
     }
 
-    fn op_strategy() -> impl Strategy<Value = Op> {
+    /// The range of the operations a model test draws.
+    #[derive(Copy, Clone, Debug)]
+    struct OpSpace {
+        /// Torrents 0..hashes.
+        hashes: u8,
+        /// Peer ids 0..peers, each from IPs 0..3: `3 * peers` possible peers per torrent.
+        peers: u32,
+        /// Cleanings use a maximum age in 0..max_age.
+        max_age: u32,
+        /// Announces ask for 0..numwant peers.
+        numwant: usize,
+    }
+
+    /// Few torrents of few peers, full limits hit often: every peer store stays small.
+    const FEW_PEERS: OpSpace = OpSpace {
+        hashes: 4,
+        peers: 6,
+        max_age: 20,
+        numwant: 8,
+    };
+
+    /// Up to 90 peers in each of two torrents, cleaned with ages from nothing to longer than
+    /// most runs: stores grow past `peers::SMALL_MAX` into maps and go back to the small
+    /// form at cleanings, and responses of up to 40 peers are sampled from either form.
+    const MANY_PEERS: OpSpace = OpSpace {
+        hashes: 2,
+        peers: 30,
+        max_age: 1000,
+        numwant: 40,
+    };
+
+    fn op_strategy(space: OpSpace) -> impl Strategy<Value = Op> {
         let event = prop_oneof![
             Just(AnnounceEvent::None),
             Just(AnnounceEvent::Started),
@@ -1142,11 +1177,19 @@ mod tests {
             Just(AnnounceEvent::Stopped),
         ];
         prop_oneof![
-            8 => (0..4u8, 0..6u32, 0..3u32, any::<bool>(), event, prop::bool::weighted(0.1), 0..8usize)
+            8 => (
+                0..space.hashes,
+                0..space.peers,
+                0..3u32,
+                any::<bool>(),
+                event,
+                prop::bool::weighted(0.1),
+                0..space.numwant,
+            )
                 .prop_map(|(hash, peer, ip, seeder, event, port_zero, numwant)| Op::Announce {
                     hash, peer, ip, seeder, event, port_zero, numwant,
                 }),
-            1 => (0..20u32).prop_map(|max_age| Op::Clean { max_age }),
+            1 => (0..space.max_age).prop_map(|max_age| Op::Clean { max_age }),
             2 => (0..10u32).prop_map(Op::Tick),
         ]
     }
@@ -1157,110 +1200,300 @@ mod tests {
         (1 + peer * 16 + ip) as u16
     }
 
+    /// How often a model run saw a peer store change form.
+    #[derive(Debug, Default)]
+    struct FormChanges {
+        /// Small stores that became maps.
+        to_large: usize,
+        /// Maps that became small stores.
+        to_small: usize,
+    }
+
+    /// Whether each torrent's seeders and leechers are maps, by info hash number (the
+    /// model tests use numbers below 4).
+    fn forms(map: &TorrentMap<Ipv4Addr>) -> StdHashMap<u8, (bool, bool)> {
+        (0..4)
+            .filter_map(|h| {
+                let t = map.torrents.get(&hash(h))?;
+                Some((h, (t.seeders.is_large(), t.leechers.is_large())))
+            })
+            .collect()
+    }
+
+    /// Runs `ops` on a real map and on the model, checking after each that the two agree,
+    /// that the running totals hold and that every peer store follows its form rules.
+    fn run_model(
+        max_torrents: usize,
+        max_peers: usize,
+        seed: u64,
+        ops: Vec<Op>,
+    ) -> Result<FormChanges, TestCaseError> {
+        let limits = SwarmLimits {
+            max_torrents,
+            max_peers_per_torrent: max_peers,
+        };
+        let mut map = TorrentMap::<Ipv4Addr>::new(limits);
+        let mut model = Model::default();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut out = Vec::new();
+        let mut now = 0u32;
+        let mut changes = FormChanges::default();
+        for op in ops {
+            let forms_before = forms(&map);
+            let just_cleaned = matches!(op, Op::Clean { .. });
+            match op {
+                Op::Tick(secs) => now += secs,
+                Op::Clean { max_age } => {
+                    let stats = map.clean(SecondsSinceServerStart(now), max_age);
+                    let before_peers: usize = model.torrents.values().map(|t| t.peers.len()).sum();
+                    let before_torrents = model.torrents.len();
+                    for t in model.torrents.values_mut() {
+                        t.peers.retain(|_, (_, seen)| *seen + max_age >= now);
+                    }
+                    model.torrents.retain(|_, t| !t.peers.is_empty());
+                    let after_peers: usize = model.torrents.values().map(|t| t.peers.len()).sum();
+                    prop_assert_eq!(stats.removed_peers, before_peers - after_peers);
+                    prop_assert_eq!(
+                        stats.removed_torrents,
+                        before_torrents - model.torrents.len()
+                    );
+                }
+                Op::Announce {
+                    hash: h,
+                    peer,
+                    ip: ip_n,
+                    seeder,
+                    event,
+                    port_zero,
+                    numwant,
+                } => {
+                    let p = AnnounceParams {
+                        info_hash: hash(h),
+                        peer_id: peer_id(peer),
+                        port: if port_zero { 0 } else { port_of(peer, ip_n) },
+                        bytes_left: if seeder { 0 } else { 1 },
+                        event,
+                        numwant,
+                    };
+                    let got = map.announce(
+                        &p,
+                        ip(ip_n),
+                        SecondsSinceServerStart(now),
+                        &mut rng,
+                        &mut out,
+                    );
+
+                    // Apply the rules to the model.
+                    let key = (peer, ip_n);
+                    if event == AnnounceEvent::Stopped {
+                        if let Some(t) = model.torrents.get_mut(&h) {
+                            t.peers.remove(&key);
+                            if t.peers.is_empty() {
+                                model.torrents.remove(&h);
+                            }
+                        }
+                    } else if !port_zero {
+                        if !model.torrents.contains_key(&h) {
+                            if model.torrents.len() >= max_torrents || max_peers == 0 {
+                                model.rejected += 1;
+                            } else {
+                                model.torrents.insert(h, ModelTorrent::default());
+                            }
+                        }
+                        if let Some(t) = model.torrents.get_mut(&h) {
+                            let previous = t.peers.get(&key).map(|(s, _)| *s);
+                            if previous.is_none() && t.peers.len() >= max_peers {
+                                model.rejected += 1;
+                            } else {
+                                t.peers.insert(key, (seeder, now));
+                                if event == AnnounceEvent::Completed && previous != Some(true) {
+                                    t.completed += 1;
+                                }
+                            }
+                        }
+                    }
+
+                    let (seeders, _, leechers) = model.counts(h);
+                    prop_assert_eq!(got, AnnounceCounts { seeders, leechers });
+
+                    // The response: the right size, no duplicates, never the
+                    // announcer, only eligible stored peers.
+                    let pool: HashSet<(Ipv4Addr, u16)> = model
+                        .torrents
+                        .get(&h)
+                        .map(|t| {
+                            t.peers
+                                .iter()
+                                .filter(|(k, (s, _))| **k != key && !(seeder && *s))
+                                .map(|((pe, i), _)| (ip(*i), port_of(*pe, *i)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let response: HashSet<(Ipv4Addr, u16)> =
+                        out.iter().map(|r| (r.ip, r.port)).collect();
+                    prop_assert_eq!(response.len(), out.len(), "duplicates");
+                    prop_assert!(
+                        !response.contains(&(ip(ip_n), port_of(peer, ip_n))),
+                        "announcer returned"
+                    );
+                    prop_assert!(response.is_subset(&pool));
+                    let expected_len = if event == AnnounceEvent::Stopped {
+                        0
+                    } else {
+                        numwant.min(pool.len())
+                    };
+                    prop_assert_eq!(out.len(), expected_len);
+                }
+            }
+
+            // Totals against a recount of the real map and against the model.
+            let recount_seeders: usize = map.torrents.values().map(|t| t.seeders.len()).sum();
+            let recount_leechers: usize = map.torrents.values().map(|t| t.leechers.len()).sum();
+            prop_assert_eq!(map.num_seeders(), recount_seeders);
+            prop_assert_eq!(map.num_leechers(), recount_leechers);
+            prop_assert!(
+                map.torrents
+                    .values()
+                    .all(|t| !t.is_empty() && t.num_peers() <= max_peers)
+            );
+            prop_assert!(map.num_torrents() <= max_torrents);
+            prop_assert_eq!(map.num_torrents(), model.torrents.len());
+            prop_assert_eq!(map.num_rejected_by_limits(), model.rejected);
+            for h in 0..4 {
+                let (seeders, completed, leechers) = model.counts(h);
+                prop_assert_eq!(
+                    map.scrape(&hash(h)),
+                    ScrapeCounts {
+                        seeders,
+                        completed,
+                        leechers
+                    }
+                );
+            }
+
+            // Store forms: the rules hold, and maps become small stores only at cleanings.
+            let forms_consistent = map.torrents.values().all(|t| {
+                t.seeders.form_is_consistent(just_cleaned)
+                    && t.leechers.form_is_consistent(just_cleaned)
+            });
+            prop_assert!(forms_consistent);
+            for (h, (seeders_large, leechers_large)) in forms(&map) {
+                let (was_seeders_large, was_leechers_large) =
+                    forms_before.get(&h).copied().unwrap_or_default();
+                for (was, is) in [
+                    (was_seeders_large, seeders_large),
+                    (was_leechers_large, leechers_large),
+                ] {
+                    if !was && is {
+                        changes.to_large += 1;
+                    }
+                    if was && !is {
+                        prop_assert!(just_cleaned, "a map became small outside cleaning");
+                        changes.to_small += 1;
+                    }
+                }
+            }
+        }
+        Ok(changes)
+    }
+
     proptest! {
         #[test]
         fn matches_model_and_totals_hold(
             max_torrents in 0..5usize,
             max_peers in 0..8usize,
             seed in any::<u64>(),
-            ops in prop::collection::vec(op_strategy(), 1..200),
+            ops in prop::collection::vec(op_strategy(FEW_PEERS), 1..200),
         ) {
-            let limits = SwarmLimits { max_torrents, max_peers_per_torrent: max_peers };
-            let mut map = TorrentMap::<Ipv4Addr>::new(limits);
-            let mut model = Model::default();
-            let mut rng = SmallRng::seed_from_u64(seed);
-            let mut out = Vec::new();
-            let mut now = 0u32;
-            for op in ops {
-                match op {
-                    Op::Tick(secs) => now += secs,
-                    Op::Clean { max_age } => {
-                        let stats = map.clean(SecondsSinceServerStart(now), max_age);
-                        let before_peers: usize = model.torrents.values().map(|t| t.peers.len()).sum();
-                        let before_torrents = model.torrents.len();
-                        for t in model.torrents.values_mut() {
-                            t.peers.retain(|_, (_, seen)| *seen + max_age >= now);
-                        }
-                        model.torrents.retain(|_, t| !t.peers.is_empty());
-                        let after_peers: usize = model.torrents.values().map(|t| t.peers.len()).sum();
-                        prop_assert_eq!(stats.removed_peers, before_peers - after_peers);
-                        prop_assert_eq!(stats.removed_torrents, before_torrents - model.torrents.len());
-                    }
-                    Op::Announce { hash: h, peer, ip: ip_n, seeder, event, port_zero, numwant } => {
-                        let p = AnnounceParams {
-                            info_hash: hash(h),
-                            peer_id: peer_id(peer),
-                            port: if port_zero { 0 } else { port_of(peer, ip_n) },
-                            bytes_left: if seeder { 0 } else { 1 },
-                            event,
-                            numwant,
-                        };
-                        let got = map.announce(&p, ip(ip_n), SecondsSinceServerStart(now), &mut rng, &mut out);
-
-                        // Apply the rules to the model.
-                        let key = (peer, ip_n);
-                        if event == AnnounceEvent::Stopped {
-                            if let Some(t) = model.torrents.get_mut(&h) {
-                                t.peers.remove(&key);
-                                if t.peers.is_empty() {
-                                    model.torrents.remove(&h);
-                                }
-                            }
-                        } else if !port_zero {
-                            if !model.torrents.contains_key(&h) {
-                                if model.torrents.len() >= max_torrents || max_peers == 0 {
-                                    model.rejected += 1;
-                                } else {
-                                    model.torrents.insert(h, ModelTorrent::default());
-                                }
-                            }
-                            if let Some(t) = model.torrents.get_mut(&h) {
-                                let previous = t.peers.get(&key).map(|(s, _)| *s);
-                                if previous.is_none() && t.peers.len() >= max_peers {
-                                    model.rejected += 1;
-                                } else {
-                                    t.peers.insert(key, (seeder, now));
-                                    if event == AnnounceEvent::Completed && previous != Some(true) {
-                                        t.completed += 1;
-                                    }
-                                }
-                            }
-                        }
-
-                        let (seeders, _, leechers) = model.counts(h);
-                        prop_assert_eq!(got, AnnounceCounts { seeders, leechers });
-
-                        // The response: the right size, no duplicates, never the
-                        // announcer, only eligible stored peers.
-                        let pool: HashSet<(Ipv4Addr, u16)> = model.torrents.get(&h).map(|t| {
-                            t.peers.iter()
-                                .filter(|(k, (s, _))| **k != key && !(seeder && *s))
-                                .map(|((pe, i), _)| (ip(*i), port_of(*pe, *i)))
-                                .collect()
-                        }).unwrap_or_default();
-                        let response: HashSet<(Ipv4Addr, u16)> = out.iter().map(|r| (r.ip, r.port)).collect();
-                        prop_assert_eq!(response.len(), out.len(), "duplicates");
-                        prop_assert!(!response.contains(&(ip(ip_n), port_of(peer, ip_n))), "announcer returned");
-                        prop_assert!(response.is_subset(&pool));
-                        let expected_len = if event == AnnounceEvent::Stopped { 0 } else { numwant.min(pool.len()) };
-                        prop_assert_eq!(out.len(), expected_len);
-                    }
-                }
-
-                // Totals against a recount of the real map and against the model.
-                let recount_seeders: usize = map.torrents.values().map(|t| t.seeders.len()).sum();
-                let recount_leechers: usize = map.torrents.values().map(|t| t.leechers.len()).sum();
-                prop_assert_eq!(map.num_seeders(), recount_seeders);
-                prop_assert_eq!(map.num_leechers(), recount_leechers);
-                prop_assert!(map.torrents.values().all(|t| !t.is_empty() && t.num_peers() <= max_peers));
-                prop_assert!(map.num_torrents() <= max_torrents);
-                prop_assert_eq!(map.num_torrents(), model.torrents.len());
-                prop_assert_eq!(map.num_rejected_by_limits(), model.rejected);
-                for h in 0..4 {
-                    let (seeders, completed, leechers) = model.counts(h);
-                    prop_assert_eq!(map.scrape(&hash(h)), ScrapeCounts { seeders, completed, leechers });
-                }
-            }
+            run_model(max_torrents, max_peers, seed, ops)?;
         }
+
+        #[test]
+        fn matches_model_across_store_forms(
+            max_torrents in 1..3usize,
+            // Mostly no binding limit; sometimes one near SMALL_MAX, so that a full
+            // torrent and a conversion meet.
+            max_peers in prop_oneof![3 => Just(usize::MAX), 1 => 0..40usize],
+            seed in any::<u64>(),
+            ops in prop::collection::vec(op_strategy(MANY_PEERS), 1..600),
+        ) {
+            run_model(max_torrents, max_peers, seed, ops)?;
+        }
+    }
+
+    /// The model run above, on one fixed long sequence, does go through both conversions
+    /// many times (a proptest case cannot check that its own inputs were interesting).
+    #[test]
+    fn model_runs_convert_both_ways() {
+        use proptest::strategy::ValueTree;
+
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let ops = prop::collection::vec(op_strategy(MANY_PEERS), 5_000)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let changes = run_model(2, usize::MAX, 1, ops).unwrap();
+        assert!(
+            changes.to_large >= 20 && changes.to_small >= 20,
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn forms_change_through_announces_stops_and_cleaning() {
+        // One torrent's leechers through the public API: past SMALL_MAX by announces, down
+        // by stopped events, back to small at a cleaning; answers right all along.
+        let mut h = Harness::new(LIMITS);
+        let n = 3 * peers::SMALL_MAX as u32;
+        let leechers = |h: &Harness| h.map.torrents.get(&hash(1)).map(|t| t.leechers.is_large());
+        for i in 0..n {
+            assert_eq!(
+                h.announce_at(&params(1, i, 1, 9, AnnounceEvent::Started), ip(i), i),
+                counts(0, i + 1)
+            );
+            assert_eq!(leechers(&h), Some(i as usize >= peers::SMALL_MAX));
+            assert_eq!(h.out.len(), (i as usize).min(50));
+            assert!(!h.returned_ips().contains(&ip(i)));
+        }
+        // Everyone but the first SMALL_MAX / 2 + 1 stops: still a map.
+        let keep = peers::SMALL_MAX as u32 / 2 + 1;
+        for i in keep..n {
+            h.announce(&params(1, i, 1, 9, AnnounceEvent::Stopped), ip(i));
+        }
+        assert_eq!(leechers(&h), Some(true));
+        assert_eq!(h.map.scrape(&hash(1)).leechers, keep);
+        // A cleaning that leaves only the peer seen last (at keep - 1) makes it small.
+        assert_eq!(
+            h.map.clean(SecondsSinceServerStart(keep + 10), 11),
+            CleanStats {
+                removed_peers: keep as usize - 1,
+                removed_torrents: 0,
+            }
+        );
+        assert_eq!(leechers(&h), Some(false));
+        assert_eq!(h.map.num_leechers(), 1);
+        // Seeders join until theirs is a map; each gets the one leecher only.
+        let last = keep - 1;
+        for i in 100..100 + n {
+            h.announce_at(&params(1, i, 1, 0, AnnounceEvent::Started), ip(i), 100);
+            assert_eq!(
+                h.out,
+                [ResponsePeer {
+                    ip: ip(last),
+                    port: 1
+                }]
+            );
+        }
+        let t = h.map.torrents.get(&hash(1)).unwrap();
+        assert!(t.seeders.is_large() && !t.leechers.is_large());
+        // The leecher (first in the pool, a small store) gets half the seeders (a map).
+        let p = AnnounceParams {
+            numwant: n as usize / 2,
+            ..params(1, last, 1, 9, AnnounceEvent::None)
+        };
+        h.announce_at(&p, ip(last), 100);
+        assert_eq!(h.out.len(), n as usize / 2);
+        assert_eq!(h.returned_ips().len(), n as usize / 2);
+        assert!(h.out.iter().all(|p| u32::from(p.ip) >= u32::from(ip(100))));
     }
 }
