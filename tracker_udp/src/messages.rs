@@ -3,10 +3,10 @@
 //! Messages travel in batches, one `Vec` per destination per loop iteration, so the
 //! channel cost is paid per batch rather than per request.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracker_common::addr::CanonicalSocketAddr;
-use tracker_common::types::InfoHash;
+use tracker_common::types::{InfoHash, ResponsePeer};
 use tracker_udp_protocol::{AnnounceRequest, Response, TorrentScrapeStatistics, TransactionId};
 
 /// Index of a socket worker: where responses go back to.
@@ -57,6 +57,15 @@ pub type SwarmRequestBatch = (SocketWorkerIndex, Vec<SwarmRequest>);
 /// A response from a request worker.
 #[derive(Debug)]
 pub enum SwarmResponse {
+    /// An announce response; its peers are in the batch's peer buffer of its family.
+    Announce {
+        /// Where it goes.
+        addr: CanonicalSocketAddr,
+        /// Everything but the peers.
+        header: AnnounceHeader,
+        /// Which of the batch's peer buffers, and where in it.
+        peers: PeerRange,
+    },
     /// A complete response, ready to be written.
     Ready {
         /// Where it goes.
@@ -71,4 +80,56 @@ pub enum SwarmResponse {
         /// Counts with their positions in the original request.
         stats: Vec<(u8, TorrentScrapeStatistics)>,
     },
+}
+
+/// The fixed part of an announce response.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AnnounceHeader {
+    /// The announce's transaction id.
+    pub transaction_id: TransactionId,
+    /// Seconds until the client should announce again.
+    pub announce_interval: i32,
+    /// Leechers of the torrent (of the announcer's address family).
+    pub leechers: i32,
+    /// Seeders of the torrent (of the announcer's address family).
+    pub seeders: i32,
+}
+
+/// Where an announce response's peers are in its [`ResponseBatch`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PeerRange {
+    /// In `peers_v6` rather than `peers_v4`.
+    pub ipv6: bool,
+    /// First peer.
+    pub start: u32,
+    /// Number of peers.
+    pub len: u32,
+}
+
+/// A batch of responses for one socket worker. The peers of all its announce
+/// responses share two buffers, so that an announce allocates nothing of its own.
+#[derive(Debug, Default)]
+pub struct ResponseBatch {
+    /// The responses, in the order they were made.
+    pub responses: Vec<SwarmResponse>,
+    /// Peers of the IPv4 announce responses.
+    pub peers_v4: Vec<ResponsePeer<Ipv4Addr>>,
+    /// Peers of the IPv6 announce responses.
+    pub peers_v6: Vec<ResponsePeer<Ipv6Addr>>,
+}
+
+impl ResponseBatch {
+    /// An empty batch with room for about as much as `like` held.
+    pub fn with_capacity_of(like: &ResponseBatch) -> Self {
+        Self {
+            responses: Vec::with_capacity(like.responses.len()),
+            peers_v4: Vec::with_capacity(like.peers_v4.len()),
+            peers_v6: Vec::with_capacity(like.peers_v6.len()),
+        }
+    }
+
+    /// Whether it holds no response.
+    pub fn is_empty(&self) -> bool {
+        self.responses.is_empty()
+    }
 }

@@ -57,6 +57,55 @@ pub struct AnnounceResponse<I: Ip> {
     pub peers: Vec<ResponsePeer<I>>,
 }
 
+/// An announce response whose peers are borrowed, for a writer that keeps the peers of
+/// many responses in one buffer: writing it allocates nothing.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AnnounceResponseRef<'a, I: Ip> {
+    /// The transaction id of the announce request.
+    pub transaction_id: TransactionId,
+    /// Seconds the client should wait before announcing again.
+    pub announce_interval: i32,
+    /// Peers in the swarm still downloading.
+    pub leechers: i32,
+    /// Peers in the swarm with the whole torrent.
+    pub seeders: i32,
+    /// Peers for the client to connect to.
+    pub peers: &'a [ResponsePeer<I>],
+}
+
+impl AnnounceResponseRef<'_, Ipv4Addr> {
+    /// Writes the response exactly as [`Response::AnnounceIpv4`] would.
+    ///
+    /// # Errors
+    /// Only those of `out`.
+    pub fn write_bytes(&self, out: &mut impl Write) -> io::Result<()> {
+        write_announce(self, out)
+    }
+}
+
+impl AnnounceResponseRef<'_, Ipv6Addr> {
+    /// Writes the response exactly as [`Response::AnnounceIpv6`] would.
+    ///
+    /// # Errors
+    /// Only those of `out`.
+    pub fn write_bytes(&self, out: &mut impl Write) -> io::Result<()> {
+        write_announce(self, out)
+    }
+}
+
+impl<I: Ip> AnnounceResponse<I> {
+    /// The same response with its peers borrowed.
+    pub fn as_ref(&self) -> AnnounceResponseRef<'_, I> {
+        AnnounceResponseRef {
+            transaction_id: self.transaction_id,
+            announce_interval: self.announce_interval,
+            leechers: self.leechers,
+            seeders: self.seeders,
+            peers: &self.peers,
+        }
+    }
+}
+
 /// One torrent's numbers in a scrape response; the default (all zeros) is what an
 /// unknown torrent answers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -154,8 +203,8 @@ impl Response {
                 write_header(out, action::CONNECT, r.transaction_id)?;
                 out.write_all(&r.connection_id.0.to_be_bytes())
             }
-            Self::AnnounceIpv4(r) => write_announce(r, out),
-            Self::AnnounceIpv6(r) => write_announce(r, out),
+            Self::AnnounceIpv4(r) => write_announce(&r.as_ref(), out),
+            Self::AnnounceIpv6(r) => write_announce(&r.as_ref(), out),
             Self::Scrape(r) => {
                 write_header(out, action::SCRAPE, r.transaction_id)?;
                 for s in &r.torrent_stats {
@@ -260,7 +309,7 @@ fn write_header(
     out.write_all(&transaction_id.0.to_be_bytes())
 }
 
-fn write_announce<I: Ip>(r: &AnnounceResponse<I>, out: &mut impl Write) -> io::Result<()>
+fn write_announce<I: Ip>(r: &AnnounceResponseRef<'_, I>, out: &mut impl Write) -> io::Result<()>
 where
     ResponsePeer<I>: PeerWire,
 {
@@ -268,7 +317,7 @@ where
     out.write_all(&r.announce_interval.to_be_bytes())?;
     out.write_all(&r.leechers.to_be_bytes())?;
     out.write_all(&r.seeders.to_be_bytes())?;
-    for peer in &r.peers {
+    for peer in r.peers {
         peer.write(out)?;
     }
     Ok(())
@@ -722,6 +771,20 @@ mod tests {
             let response = Response::AnnounceIpv6(announce);
             let bytes = write(&response);
             prop_assert_eq!(Response::parse_bytes(&bytes, false), Ok(response));
+        }
+
+        /// The borrowed form writes the same bytes as the owned one.
+        #[test]
+        fn borrowed_announces_write_the_same_bytes(
+            v4 in announce_strategy(strategies::peer_v4()),
+            v6 in announce_strategy(strategies::peer_v6()),
+        ) {
+            let mut borrowed = Vec::new();
+            v4.as_ref().write_bytes(&mut borrowed).unwrap();
+            prop_assert_eq!(&borrowed, &write(&Response::AnnounceIpv4(v4)));
+            borrowed.clear();
+            v6.as_ref().write_bytes(&mut borrowed).unwrap();
+            prop_assert_eq!(&borrowed, &write(&Response::AnnounceIpv6(v6)));
         }
 
         /// Should never panic, whatever arrives; what parses survives a round trip.

@@ -20,13 +20,14 @@ use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
 use tracker_common::types::InfoHash;
 use tracker_common::udp_batch::{RecvBatch, SendBatch};
 use tracker_udp_protocol::{
-    ConnectResponse, ErrorResponse, Request, RequestParseError, Response, ScrapeRequest,
-    ScrapeResponse, TorrentScrapeStatistics, TransactionId,
+    AnnounceResponseRef, ConnectResponse, ErrorResponse, Request, RequestParseError, Response,
+    ScrapeRequest, ScrapeResponse, TorrentScrapeStatistics, TransactionId,
 };
 
 use crate::connection_id::ConnectionValidator;
 use crate::messages::{
-    SocketWorkerIndex, SwarmRequest, SwarmRequestBatch, SwarmResponse, SwarmWorkerIndex,
+    AnnounceHeader, PeerRange, ResponseBatch, SocketWorkerIndex, SwarmRequest, SwarmRequestBatch,
+    SwarmResponse, SwarmWorkerIndex,
 };
 
 /// Token of the UDP socket in the worker's poll.
@@ -71,7 +72,7 @@ pub(crate) struct SocketWorker {
     pub(crate) socket: UdpSocket,
     pub(crate) poll: Poll,
     pub(crate) request_senders: Vec<Sender<SwarmRequestBatch>>,
-    pub(crate) response_receiver: Receiver<Vec<SwarmResponse>>,
+    pub(crate) response_receiver: Receiver<ResponseBatch>,
     pub(crate) validator: ConnectionValidator,
     pub(crate) access_list: AccessListCache,
     pub(crate) settings: SocketWorkerSettings,
@@ -357,13 +358,20 @@ impl SocketWorker {
                 Ok(batch) => batch,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
-            for response in batch {
+            for response in &batch.responses {
                 match response {
+                    SwarmResponse::Announce {
+                        addr,
+                        header,
+                        peers,
+                    } => {
+                        self.send_announce(*addr, header, *peers, &batch, state);
+                    }
                     SwarmResponse::Ready { addr, response } => {
-                        self.send_response(addr, &response, state);
+                        self.send_response(*addr, response, state);
                     }
                     SwarmResponse::ScrapePart { pending_id, stats } => {
-                        self.merge_scrape_part(pending_id, &stats, state);
+                        self.merge_scrape_part(*pending_id, stats, state);
                     }
                 }
             }
@@ -408,6 +416,47 @@ impl SocketWorker {
             message: message.into(),
         });
         self.send_response(src, &response, state);
+    }
+
+    /// Queues an announce response whose peers are in `batch`.
+    fn send_announce(
+        &mut self,
+        addr: CanonicalSocketAddr,
+        header: &AnnounceHeader,
+        peers: PeerRange,
+        batch: &ResponseBatch,
+        state: &mut State,
+    ) {
+        if state.send.is_full() {
+            self.flush_sends(state);
+        }
+        let range = peers.start as usize..(peers.start as usize).saturating_add(peers.len as usize);
+        let written = if peers.ipv6 {
+            let response = AnnounceResponseRef {
+                transaction_id: header.transaction_id,
+                announce_interval: header.announce_interval,
+                leechers: header.leechers,
+                seeders: header.seeders,
+                peers: batch.peers_v6.get(range).unwrap_or_default(),
+            };
+            state
+                .send
+                .push_with(addr.socket_addr(), |buf| response.write_bytes(buf))
+        } else {
+            let response = AnnounceResponseRef {
+                transaction_id: header.transaction_id,
+                announce_interval: header.announce_interval,
+                leechers: header.leechers,
+                seeders: header.seeders,
+                peers: batch.peers_v4.get(range).unwrap_or_default(),
+            };
+            state
+                .send
+                .push_with(addr.socket_addr(), |buf| response.write_bytes(buf))
+        };
+        if let Err(err) = written {
+            log::warn!("serialize response: {err}");
+        }
     }
 
     /// Queues a response; it leaves with the next [`Self::flush_sends`].

@@ -1,7 +1,7 @@
 //! Request (swarm) worker: owns one shard of the torrents and answers announces and
 //! scrapes for it. No locks: nothing else touches the shard.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -14,25 +14,25 @@ use rand::rngs::SmallRng;
 use tracker_common::config::SwarmConfig;
 use tracker_common::statistics::{RateLimitedWarning, Statistics, add};
 use tracker_common::supervisor::ShutdownFlag;
-use tracker_common::swarm::{AnnounceCounts, AnnounceParams, NumWantPolicy, SwarmShard};
+use tracker_common::swarm::{AnnounceParams, NumWantPolicy, SwarmShard};
 use tracker_common::time::ServerStartInstant;
 use tracker_common::types::{InfoHash, Ip, ResponsePeer};
-use tracker_udp_protocol::{
-    AnnounceRequest, AnnounceResponse, Response, TorrentScrapeStatistics, TransactionId,
-};
+use tracker_udp_protocol::{AnnounceRequest, Response, TorrentScrapeStatistics};
 
-use crate::messages::{SwarmRequest, SwarmRequestBatch, SwarmResponse, SwarmWorkerIndex};
+use crate::messages::{
+    AnnounceHeader, PeerRange, ResponseBatch, SwarmRequest, SwarmRequestBatch, SwarmResponse,
+    SwarmWorkerIndex,
+};
 
 /// How long to block on the request channel before checking shutdown and cleaning.
 const RECV_TIMEOUT: Duration = Duration::from_millis(50);
 /// Batches handled before responses are flushed, to amortize sends and wake-ups.
 const MAX_BATCHES_PER_FLUSH: usize = 64;
-
 /// One request worker and everything it owns.
 pub(crate) struct SwarmWorker {
     pub(crate) index: SwarmWorkerIndex,
     pub(crate) receiver: Receiver<SwarmRequestBatch>,
-    pub(crate) senders: Vec<Sender<Vec<SwarmResponse>>>,
+    pub(crate) senders: Vec<Sender<ResponseBatch>>,
     pub(crate) wakers: Vec<Arc<Waker>>,
     /// How many request workers share the torrents (for the per-shard torrent bound).
     pub(crate) num_shards: usize,
@@ -61,6 +61,24 @@ struct Handler {
     rng: SmallRng,
     numwant: NumWantPolicy,
     interval: i32,
+    /// Reused for every announce: the swarm fills them, the batch copies them.
+    scratch_v4: Vec<ResponsePeer<Ipv4Addr>>,
+    scratch_v6: Vec<ResponsePeer<Ipv6Addr>>,
+}
+
+/// Appends `peers` to `buffer` and says where they went.
+fn append<I: Ip>(
+    buffer: &mut Vec<ResponsePeer<I>>,
+    peers: &[ResponsePeer<I>],
+    ipv6: bool,
+) -> PeerRange {
+    let start = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+    buffer.extend_from_slice(peers);
+    PeerRange {
+        ipv6,
+        start,
+        len: u32::try_from(peers.len()).unwrap_or(0),
+    }
 }
 
 impl Handler {
@@ -69,7 +87,8 @@ impl Handler {
         request: &AnnounceRequest,
         peer_ip: IpAddr,
         now: tracker_common::time::SecondsSinceServerStart,
-    ) -> Response {
+        batch: &mut ResponseBatch,
+    ) -> (AnnounceHeader, PeerRange) {
         let params = AnnounceParams {
             info_hash: request.info_hash,
             peer_id: request.peer_id,
@@ -80,57 +99,50 @@ impl Handler {
             event: request.event,
             numwant: self.numwant.resolve(Some(i64::from(request.peers_wanted))),
         };
-        let numwant = params.numwant;
-        let transaction_id = request.transaction_id;
-        match peer_ip {
+        let (counts, peers) = match peer_ip {
             IpAddr::V4(ip) => {
-                let mut peers = Vec::with_capacity(numwant);
-                let counts = self
-                    .shard
-                    .ipv4
-                    .announce(&params, ip, now, &mut self.rng, &mut peers);
-                Response::AnnounceIpv4(self.response(counts, transaction_id, peers))
+                let counts =
+                    self.shard
+                        .ipv4
+                        .announce(&params, ip, now, &mut self.rng, &mut self.scratch_v4);
+                (counts, append(&mut batch.peers_v4, &self.scratch_v4, false))
             }
             IpAddr::V6(ip) => {
-                let mut peers = Vec::with_capacity(numwant);
-                let counts = self
-                    .shard
-                    .ipv6
-                    .announce(&params, ip, now, &mut self.rng, &mut peers);
-                Response::AnnounceIpv6(self.response(counts, transaction_id, peers))
+                let counts =
+                    self.shard
+                        .ipv6
+                        .announce(&params, ip, now, &mut self.rng, &mut self.scratch_v6);
+                (counts, append(&mut batch.peers_v6, &self.scratch_v6, true))
             }
-        }
-    }
-
-    fn response<I: Ip>(
-        &self,
-        counts: AnnounceCounts,
-        transaction_id: TransactionId,
-        peers: Vec<ResponsePeer<I>>,
-    ) -> AnnounceResponse<I> {
-        AnnounceResponse {
-            transaction_id,
+        };
+        let header = AnnounceHeader {
+            transaction_id: request.transaction_id,
             announce_interval: self.interval,
             leechers: saturating_i32(counts.leechers),
             seeders: saturating_i32(counts.seeders),
-            peers,
-        }
+        };
+        (header, peers)
     }
 
     fn handle(
         &mut self,
         request: SwarmRequest,
         now: tracker_common::time::SecondsSinceServerStart,
-    ) -> SwarmResponse {
-        match request {
+        batch: &mut ResponseBatch,
+    ) {
+        let response = match request {
             SwarmRequest::Announce {
                 request,
                 peer_ip,
                 addr,
-            } => SwarmResponse::Ready {
-                addr,
-                response: self.announce(&request, peer_ip, now),
-            },
+            } => {
+                let (header, peers) = self.announce(&request, peer_ip, now, batch);
+                SwarmResponse::Announce {
+                    addr,
+                    header,
+                    peers,
+                }
+            }
             SwarmRequest::Scrape {
                 addr,
                 transaction_id,
@@ -155,7 +167,8 @@ impl Handler {
                         .collect(),
                 },
             },
-        }
+        };
+        batch.responses.push(response);
     }
 }
 
@@ -176,13 +189,18 @@ impl SwarmWorker {
                 max: self.config.numwant_max,
             },
             interval: saturating_i32(self.config.announce_interval_secs),
+            scratch_v4: Vec::new(),
+            scratch_v6: Vec::new(),
         };
         let statistics = self.statistics.clone();
         let gauges = statistics.swarm(self.index.0);
         let cleaning_interval = Duration::from_secs(u64::from(self.config.cleaning_interval_secs));
         let mut next_cleaning = Instant::now() + cleaning_interval;
-        let mut outgoing: Vec<Vec<SwarmResponse>> =
-            self.senders.iter().map(|_| Vec::new()).collect();
+        let mut outgoing: Vec<ResponseBatch> = self
+            .senders
+            .iter()
+            .map(|_| ResponseBatch::default())
+            .collect();
 
         while !self.shutdown.is_set() {
             let first = match self.receiver.recv_timeout(RECV_TIMEOUT) {
@@ -201,7 +219,10 @@ impl SwarmWorker {
                 let mut next = Some(first);
                 while let Some((from, requests)) = next {
                     if let Some(out) = outgoing.get_mut(from.0) {
-                        out.extend(requests.into_iter().map(|r| handler.handle(r, now)));
+                        out.responses.reserve(requests.len());
+                        for request in requests {
+                            handler.handle(request, now, out);
+                        }
                     }
                     batches += 1;
                     next = if batches < MAX_BATCHES_PER_FLUSH {
@@ -237,7 +258,7 @@ impl SwarmWorker {
         Ok(())
     }
 
-    fn flush(&mut self, outgoing: &mut [Vec<SwarmResponse>]) {
+    fn flush(&mut self, outgoing: &mut [ResponseBatch]) {
         let gauges = self.statistics.swarm(self.index.0);
         for ((out, sender), waker) in outgoing.iter_mut().zip(&self.senders).zip(&self.wakers) {
             if out.is_empty() {
@@ -245,8 +266,8 @@ impl SwarmWorker {
             }
             // The next batch will be about as large: one allocation now instead of a
             // series of doublings while it fills.
-            let batch = std::mem::replace(out, Vec::with_capacity(out.len()));
-            let len = batch.len() as u64;
+            let batch = std::mem::replace(out, ResponseBatch::with_capacity_of(out));
+            let len = batch.responses.len() as u64;
             match sender.try_send(batch) {
                 Ok(()) => {
                     if let Err(err) = waker.wake() {
