@@ -338,6 +338,31 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Whatever arrives, the responder does not panic, and what it answers is a
+        /// well-formed response carrying the request's transaction id.
+        #[test]
+        fn any_datagram_gets_a_well_formed_answer_or_none(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600),
+            action in 0u8..4,
+            ipv4 in proptest::prelude::any::<bool>(),
+        ) {
+            let peers = PeerTemplates::new(30);
+            let mut bytes = bytes;
+            // Random bytes rarely hold a known action; set one in half the cases.
+            if bytes.len() >= 12 && action < 3 {
+                bytes[8..12].copy_from_slice(&i32::from(action).to_be_bytes());
+            }
+            let mut out = Vec::new();
+            if answer(&bytes, ipv4, &peers, &mut out).is_some() {
+                let response = Response::parse_bytes(&out, ipv4).unwrap();
+                proptest::prop_assert_eq!(&response.transaction_id().0.to_be_bytes()[..], &bytes[12..16]);
+            } else {
+                proptest::prop_assert!(out.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn garbage_gets_no_answer() {
         let peers = PeerTemplates::new(1);
