@@ -46,8 +46,8 @@ use tracker_common::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use tracker_common::time::ServerStartInstant;
 
 pub use config::Config;
-pub use workers::make_socket;
 use tracker_common::config::TrackerConfig as _;
+pub use workers::make_socket;
 
 use crate::connection_id::ConnectionValidator;
 use crate::messages::{SocketWorkerIndex, SwarmWorkerIndex};

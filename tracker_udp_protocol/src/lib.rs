@@ -72,7 +72,7 @@ mod response;
 pub use common::{ConnectionId, PROTOCOL_IDENTIFIER, TransactionId};
 pub use request::{AnnounceRequest, ConnectRequest, Request, RequestParseError, ScrapeRequest};
 pub use response::{
-    AnnounceResponse, AnnounceResponseRef, ConnectResponse, ErrorResponse, Response, ResponseParseError, ScrapeResponse,
-    TorrentScrapeStatistics,
+    AnnounceResponse, AnnounceResponseRef, ConnectResponse, ErrorResponse, Response,
+    ResponseParseError, ScrapeResponse, TorrentScrapeStatistics,
 };
 pub use tracker_common::types::{AnnounceEvent, InfoHash, Ip, PeerId, ResponsePeer};
