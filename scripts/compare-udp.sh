@@ -61,16 +61,8 @@ if [ "$memory" = 1 ]; then
     opentracker="$(command -v opentracker || true)"
 fi
 
-cargo build --release --locked -p tracker_udp -p tracker_load_test
-bin="$(release_dir)"
-
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-    [ -n "$server_pid" ] && stop_process "$server_pid"
-    rm -rf "$work"
-}
-trap cleanup EXIT
+build_release
+start_work
 
 # --- servers -----------------------------------------------------------------
 # start_server NAME PORT: starts it pinned, sets server_pid, waits for the port.

@@ -30,16 +30,8 @@ cd "$repo_root"
 # shellcheck source=lib/udp-bench.sh
 source scripts/lib/udp-bench.sh
 
-cargo build --release --locked -p tracker_udp -p tracker_load_test
-bin="$(release_dir)"
-
-work="$(mktemp -d)"
-tracker_pid=""
-cleanup() {
-    [ -n "$tracker_pid" ] && stop_process "$tracker_pid"
-    rm -rf "$work"
-}
-trap cleanup EXIT
+build_release
+start_work
 
 port="$(free_udp_port)"
 cat > "$work/tracker.toml" <<TOML
@@ -53,12 +45,12 @@ swarm_workers = $request_workers
 interval_secs = 0
 TOML
 pinned "${TRACKER_CPUS:-}" "${TRACKER_BIN:-$bin/tracker_udp}" -c "$work/tracker.toml" &
-tracker_pid=$!
+server_pid=$!
 wait_udp_port "$port"
 
 if [ -n "${LOAD_CONFIG:-}" ]; then
     # Keep the given sections, replace what this script decides.
-    python3 - "$LOAD_CONFIG" "$work/load.toml" "$port" "$duration" "$load_workers" "$tracker_pid" <<'PY'
+    python3 - "$LOAD_CONFIG" "$work/load.toml" "$port" "$duration" "$load_workers" "$server_pid" <<'PY'
 import sys, tomllib
 src, dst, port, duration, workers, pid = sys.argv[1:]
 with open(src, "rb") as f:
@@ -85,7 +77,7 @@ server_address = "127.0.0.1:$port"
 duration_secs = $duration
 warmup_secs = 2
 workers = $load_workers
-tracker_pid = $tracker_pid
+tracker_pid = $server_pid
 TOML
 fi
 
@@ -94,6 +86,6 @@ if [ -n "${JSON:-}" ]; then
     cp "$work/summary.json" "$JSON"
 fi
 
-echo "tracker peak RSS: $(peak_rss_mb "$tracker_pid") MB (current $(current_rss_mb "$tracker_pid") MB)"
-stop_process "$tracker_pid"
-tracker_pid=""
+echo "tracker peak RSS: $(peak_rss_mb "$server_pid") MB (current $(current_rss_mb "$server_pid") MB)"
+stop_process "$server_pid"
+server_pid=""

@@ -74,3 +74,23 @@ release_dir() {
     esac
     echo "$target_dir/release"
 }
+
+# Builds the release binaries this script needs and sets $bin to where they are.
+build_release() {
+    cargo build --release --locked -p tracker_udp -p tracker_load_test
+    bin="$(release_dir)"
+}
+
+# Makes the temporary directory $work and arranges that on exit the server whose pid
+# is in $server_pid (if any) is stopped and $work removed.
+start_work() {
+    work="$(mktemp -d)"
+    server_pid=""
+    trap cleanup_work EXIT
+}
+cleanup_work() {
+    if [ -n "$server_pid" ]; then
+        stop_process "$server_pid"
+    fi
+    rm -rf "$work"
+}

@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::types::{InfoHash, ResponsePeer};
-use tracker_udp_protocol::{AnnounceRequest, Response, TorrentScrapeStatistics, TransactionId};
+use tracker_udp_protocol::{
+    AnnounceRequest, AnnounceResponseRef, Ip, Response, TorrentScrapeStatistics, TransactionId,
+};
 
 /// Index of a socket worker: where responses go back to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -93,6 +95,22 @@ pub struct AnnounceHeader {
     pub leechers: i32,
     /// Seeders of the torrent (of the announcer's address family).
     pub seeders: i32,
+}
+
+impl AnnounceHeader {
+    /// The whole response, with `peers`.
+    pub fn with_peers<'a, I: Ip>(
+        &self,
+        peers: &'a [ResponsePeer<I>],
+    ) -> AnnounceResponseRef<'a, I> {
+        AnnounceResponseRef {
+            transaction_id: self.transaction_id,
+            announce_interval: self.announce_interval,
+            leechers: self.leechers,
+            seeders: self.seeders,
+            peers,
+        }
+    }
 }
 
 /// Where an announce response's peers are in its [`ResponseBatch`].

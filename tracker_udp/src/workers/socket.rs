@@ -20,8 +20,8 @@ use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
 use tracker_common::types::InfoHash;
 use tracker_common::udp_batch::{RecvBatch, SendBatch};
 use tracker_udp_protocol::{
-    AnnounceResponseRef, ConnectResponse, ErrorResponse, Request, RequestParseError, Response,
-    ScrapeRequest, ScrapeResponse, TorrentScrapeStatistics, TransactionId,
+    ConnectResponse, ErrorResponse, Request, RequestParseError, Response, ScrapeRequest,
+    ScrapeResponse, TorrentScrapeStatistics, TransactionId,
 };
 
 use crate::connection_id::ConnectionValidator;
@@ -431,28 +431,13 @@ impl SocketWorker {
             self.flush_sends(state);
         }
         let range = peers.start as usize..(peers.start as usize).saturating_add(peers.len as usize);
+        let to = addr.socket_addr();
         let written = if peers.ipv6 {
-            let response = AnnounceResponseRef {
-                transaction_id: header.transaction_id,
-                announce_interval: header.announce_interval,
-                leechers: header.leechers,
-                seeders: header.seeders,
-                peers: batch.peers_v6.get(range).unwrap_or_default(),
-            };
-            state
-                .send
-                .push_with(addr.socket_addr(), |buf| response.write_bytes(buf))
+            let response = header.with_peers(batch.peers_v6.get(range).unwrap_or_default());
+            state.send.push_with(to, |buf| response.write_bytes(buf))
         } else {
-            let response = AnnounceResponseRef {
-                transaction_id: header.transaction_id,
-                announce_interval: header.announce_interval,
-                leechers: header.leechers,
-                seeders: header.seeders,
-                peers: batch.peers_v4.get(range).unwrap_or_default(),
-            };
-            state
-                .send
-                .push_with(addr.socket_addr(), |buf| response.write_bytes(buf))
+            let response = header.with_peers(batch.peers_v4.get(range).unwrap_or_default());
+            state.send.push_with(to, |buf| response.write_bytes(buf))
         };
         if let Err(err) = written {
             log::warn!("serialize response: {err}");
