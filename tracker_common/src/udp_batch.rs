@@ -93,14 +93,18 @@ pub struct RecvBatch {
     /// `capacity` buffers of `buf_len` bytes, back to back.
     data: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
+    #[expect(
+        dead_code,
+        reason = "never read by Rust: it owns the iovecs that `headers` point at"
+    )]
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
     received: usize,
 }
 
 // SAFETY: the raw pointers inside `headers` and `iovecs` point only into this struct's
-// own heap buffers (which move with it when it is sent), are written afresh before each
-// system call and are never read by anything else; no state is shared between threads.
+// own heap buffers, which are never resized, so they stay valid when the struct moves
+// to another thread; nothing outside the struct reads them and no state is shared.
 unsafe impl Send for RecvBatch {}
 
 impl RecvBatch {
@@ -109,19 +113,36 @@ impl RecvBatch {
     pub fn new(capacity: usize, buf_len: usize) -> Self {
         let capacity = capacity.clamp(1, 1024);
         let buf_len = buf_len.max(1);
+        let mut data = vec![0u8; capacity * buf_len];
+        // SAFETY: an all-zero sockaddr_storage is a valid value.
+        let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { zeroed() }; capacity];
+        let mut iovecs: Vec<libc::iovec> = data
+            .chunks_exact_mut(buf_len)
+            .map(|buf| libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf_len,
+            })
+            .collect();
+        // The headers point into the heap buffers of `data`, `addrs` and `iovecs`, which
+        // are never resized: they are set up once here, and only the address length,
+        // which the kernel overwrites, is reset before each call.
+        let headers = iovecs
+            .iter_mut()
+            .zip(addrs.iter_mut())
+            .map(|(iov, addr)| {
+                let mut header = empty_mmsghdr();
+                header.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+                header.msg_hdr.msg_iov = iov;
+                header.msg_hdr.msg_iovlen = 1;
+                header
+            })
+            .collect();
         Self {
             buf_len,
-            data: vec![0; capacity * buf_len],
-            // SAFETY: an all-zero sockaddr_storage is a valid value.
-            addrs: vec![unsafe { zeroed() }; capacity],
-            iovecs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                capacity
-            ],
-            headers: vec![empty_mmsghdr(); capacity],
+            data,
+            addrs,
+            iovecs,
+            headers,
             received: 0,
         }
     }
@@ -139,28 +160,14 @@ impl RecvBatch {
     /// `WouldBlock` when nothing is waiting; any other error of `recvmmsg`.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         self.received = 0;
-        let base = self.data.as_mut_ptr();
-        for (i, ((iov, addr), header)) in self
-            .iovecs
-            .iter_mut()
-            .zip(self.addrs.iter_mut())
-            .zip(self.headers.iter_mut())
-            .enumerate()
-        {
-            // SAFETY: i < capacity, so the buffer [i * buf_len, (i + 1) * buf_len) lies
-            // within `data`, whose length is capacity * buf_len.
-            iov.iov_base = unsafe { base.add(i * self.buf_len) }.cast();
-            iov.iov_len = self.buf_len;
-            *header = empty_mmsghdr();
-            header.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+        for header in &mut self.headers {
             header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_iov = iov;
-            header.msg_hdr.msg_iovlen = 1;
         }
         let vlen = self.headers.len() as libc::c_uint;
         // SAFETY: every header points at one iovec and one sockaddr_storage owned by
-        // `self`, each iovec at a distinct buf_len-sized region of `data`; none of them
-        // moves or is touched while the kernel fills them during this call.
+        // `self` (set up in `new`; the vectors are never resized, so the pointers are
+        // valid), each iovec at a distinct buf_len-sized region of `data`; none of them
+        // is touched while the kernel fills them during this call.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),

@@ -47,7 +47,7 @@ use tracker_common::time::ServerStartInstant;
 
 pub use config::Config;
 use tracker_common::config::TrackerConfig as _;
-pub use workers::make_socket;
+pub use workers::{make_more_sockets, make_socket};
 
 use crate::connection_id::ConnectionValidator;
 use crate::messages::{SocketWorkerIndex, SwarmWorkerIndex};
@@ -175,11 +175,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             }
         }
     };
-    let local_addr = first.local_addr().context("read bound address")?;
-    let mut sockets = vec![first];
-    for _ in 1..num_socket {
-        sockets.push(workers::make_socket(local_addr, &config.network, false)?);
-    }
+    let (local_addr, sockets) = workers::make_more_sockets(first, num_socket, &config.network)?;
     let mut polls = Vec::with_capacity(num_socket);
     let mut wakers = Vec::with_capacity(num_socket);
     for _ in 0..num_socket {

@@ -194,15 +194,8 @@ pub fn run_ceiling(config: CeilingConfig) -> anyhow::Result<()> {
 fn start_inner(mut config: CeilingConfig, handle_signals: bool) -> anyhow::Result<Ceiling> {
     config.validate()?;
     let first = tracker_udp::make_socket(config.network.address, &config.network, true)?;
-    let local_addr = first.local_addr().context("read bound address")?;
-    let mut sockets = vec![first];
-    for _ in 1..config.workers {
-        sockets.push(tracker_udp::make_socket(
-            local_addr,
-            &config.network,
-            false,
-        )?);
-    }
+    let (local_addr, sockets) =
+        tracker_udp::make_more_sockets(first, config.workers, &config.network)?;
     let mut supervisor = Supervisor::new(ShutdownFlag::new());
     let poll_timeout = Duration::from_millis(config.network.poll_timeout_ms);
     for (i, socket) in sockets.into_iter().enumerate() {

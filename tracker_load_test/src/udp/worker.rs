@@ -276,11 +276,8 @@ impl Worker {
 
     /// Sends a request for every free slot; returns how many went out.
     fn fill(&mut self, now: Instant) -> usize {
-        let mut queued = 0;
         while let Some(slot) = self.free.pop() {
-            if self.issue(slot, now) {
-                queued += 1;
-            } else {
+            if !self.issue(slot, now) {
                 self.free.push(slot);
                 break;
             }
@@ -294,7 +291,6 @@ impl Worker {
         }
         // Refused sends will never be answered: their slots time out and are counted
         // as unanswered, which is what they are.
-        let _ = queued;
         sent
     }
 

@@ -87,6 +87,25 @@ pub fn make_socket(
     Ok(mio::net::UdpSocket::from_std(socket.into()))
 }
 
+/// Binds `count` sockets (at least one): `first`, already bound, and more on the same
+/// address and port, which SO_REUSEPORT lets share the traffic. Returns the bound address
+/// (with the real port when 0 was asked for) and the sockets.
+///
+/// # Errors
+/// The address could not be read, or a socket could not be made.
+pub fn make_more_sockets(
+    first: mio::net::UdpSocket,
+    count: usize,
+    config: &NetworkConfig,
+) -> anyhow::Result<(SocketAddr, Vec<mio::net::UdpSocket>)> {
+    let local_addr = first.local_addr().context("read bound address")?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(make_socket(local_addr, config, false)?);
+    }
+    Ok((local_addr, sockets))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -446,38 +446,42 @@ impl SocketWorker {
         batch: &ResponseBatch,
         state: &mut State,
     ) {
-        if state.send.is_full() {
-            self.flush_sends(state);
-        }
         let range = peers.start as usize..(peers.start as usize).saturating_add(peers.len as usize);
-        let to = addr.socket_addr();
-        let written = if peers.ipv6 {
+        if peers.ipv6 {
             let response = header.with_peers(batch.peers_v6.get(range).unwrap_or_default());
-            state.send.push_with(to, |buf| response.write_bytes(buf))
+            self.queue(addr, state, |buf| response.write_bytes(buf));
         } else {
             let response = header.with_peers(batch.peers_v4.get(range).unwrap_or_default());
-            state.send.push_with(to, |buf| response.write_bytes(buf))
-        };
-        if let Err(err) = written {
-            log::warn!("serialize response: {err}");
+            self.queue(addr, state, |buf| response.write_bytes(buf));
         }
     }
 
     /// Queues a response; it leaves with the next [`Self::flush_sends`].
     fn send_response(&mut self, addr: CanonicalSocketAddr, response: &Response, state: &mut State) {
+        if self.queue(addr, state, |buf| response.write_bytes(buf))
+            && matches!(response, Response::Error(_))
+        {
+            add(&self.counters().error_responses, 1);
+        }
+    }
+
+    /// Queues the datagram `write` produces for `addr`, flushing first if the batch is
+    /// full. Returns whether it was queued.
+    fn queue(
+        &mut self,
+        addr: CanonicalSocketAddr,
+        state: &mut State,
+        write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+    ) -> bool {
         if state.send.is_full() {
             self.flush_sends(state);
         }
-        match state
-            .send
-            .push_with(addr.socket_addr(), |buf| response.write_bytes(buf))
-        {
-            Ok(_) => {
-                if matches!(response, Response::Error(_)) {
-                    add(&self.counters().error_responses, 1);
-                }
+        match state.send.push_with(addr.socket_addr(), write) {
+            Ok(queued) => queued,
+            Err(err) => {
+                log::warn!("serialize response: {err}");
+                false
             }
-            Err(err) => log::warn!("serialize response: {err}"),
         }
     }
 
