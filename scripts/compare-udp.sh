@@ -76,7 +76,7 @@ log_level = "warn"
 address = "127.0.0.1:$port"
 [workers]
 socket_workers = $workers
-swarm_workers = $workers
+request_workers = $workers
 [statistics]
 interval_secs = 0
 TOML

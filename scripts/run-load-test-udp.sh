@@ -40,7 +40,7 @@ log_level = "warn"
 address = "127.0.0.1:$port"
 [workers]
 socket_workers = $socket_workers
-swarm_workers = $request_workers
+request_workers = $request_workers
 [statistics]
 interval_secs = 0
 TOML

@@ -130,12 +130,13 @@ config_section! {
         /// Socket worker threads: they receive, parse, answer connects, and send. 0 = automatic
         /// (half the available CPUs, at least 1).
         pub socket_workers: usize,
-        /// Request (swarm) worker threads, each owning one shard of the torrents. 0 = automatic
+        /// Request worker threads, each owning one shard of the torrents. 0 = automatic
         /// (half the available CPUs, at least 1).
-        pub swarm_workers: usize,
-        /// Capacity of each channel between workers, in batches. A batch that finds its
-        /// channel full is dropped and counted, never waited for.
-        pub channel_capacity: usize,
+        pub request_workers: usize,
+        /// Most requests (or responses) waiting in each channel between workers. Requests
+        /// travel in batches; a batch that would not fit is dropped and counted, never
+        /// waited for. At least 1024, the largest batch.
+        pub channel_capacity_requests: usize,
     }
 }
 
@@ -143,8 +144,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             socket_workers: 0,
-            swarm_workers: 0,
-            channel_capacity: 1024,
+            request_workers: 0,
+            channel_capacity_requests: 65_536,
         }
     }
 }
@@ -156,8 +157,8 @@ impl WorkerConfig {
         if self.socket_workers == 0 {
             self.socket_workers = half;
         }
-        if self.swarm_workers == 0 {
-            self.swarm_workers = half;
+        if self.request_workers == 0 {
+            self.request_workers = half;
         }
     }
 
@@ -166,11 +167,14 @@ impl WorkerConfig {
     /// # Errors
     /// A message naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.channel_capacity == 0 {
-            anyhow::bail!("workers.channel_capacity: must be at least 1");
+        if self.channel_capacity_requests < crate::channel::MAX_BATCH_LEN {
+            anyhow::bail!(
+                "workers.channel_capacity_requests: must be at least {} (the largest batch)",
+                crate::channel::MAX_BATCH_LEN
+            );
         }
-        if self.socket_workers > 1024 || self.swarm_workers > 1024 {
-            anyhow::bail!("workers: at most 1024 socket workers and 1024 swarm workers");
+        if self.socket_workers > 1024 || self.request_workers > 1024 {
+            anyhow::bail!("workers: at most 1024 socket workers and 1024 request workers");
         }
         Ok(())
     }
@@ -458,15 +462,24 @@ mod tests {
     fn worker_counts_resolve() {
         let mut w = WorkerConfig::default();
         w.resolve(1);
-        assert_eq!((w.socket_workers, w.swarm_workers), (1, 1));
+        assert_eq!((w.socket_workers, w.request_workers), (1, 1));
         let mut w = WorkerConfig::default();
         w.resolve(8);
-        assert_eq!((w.socket_workers, w.swarm_workers), (4, 4));
+        assert_eq!((w.socket_workers, w.request_workers), (4, 4));
         let mut w = WorkerConfig {
             socket_workers: 3,
             ..WorkerConfig::default()
         };
         w.resolve(8);
-        assert_eq!((w.socket_workers, w.swarm_workers), (3, 4));
+        assert_eq!((w.socket_workers, w.request_workers), (3, 4));
+        let w = WorkerConfig {
+            channel_capacity_requests: 1023,
+            ..WorkerConfig::default()
+        };
+        let msg = w.validate().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("workers.channel_capacity_requests"),
+            "{msg}"
+        );
     }
 }

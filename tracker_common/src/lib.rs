@@ -7,6 +7,13 @@
 //! - [`types`], [`time`], [`addr`]: value types, coarse server time, canonical addresses.
 //! - [`swarm`]: one shard of the torrent maps and the announce / scrape / expiry rules;
 //!   pure and deterministic (time and randomness come in as arguments).
+//! - [`routing`]: which request worker owns a torrent (a keyed hash, so that clients
+//!   cannot aim their torrents at one worker).
+//! - [`request_worker`]: the loop of the threads that own the shards, generic over what
+//!   a protocol's requests mean.
+//! - [`scrape`]: splitting scrapes over request workers and merging the answers.
+//! - [`channel`]: channels between workers, bounded by the requests they hold.
+//! - [`server`]: start-up and thread wiring, and the handle of a running tracker.
 //! - [`config`], [`cli`]: documented config sections, `-c` / `-p` / `-h` / `-V`.
 //! - [`access_list`]: allow / deny lists, reloaded without locks on the hot path.
 //! - [`supervisor`]: named threads; any worker that ends takes the process down.
@@ -17,8 +24,13 @@
 
 pub mod access_list;
 pub mod addr;
+pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod request_worker;
+pub mod routing;
+pub mod scrape;
+pub mod server;
 pub mod statistics;
 pub mod supervisor;
 pub mod swarm;

@@ -20,11 +20,10 @@ pub fn add(counter: &AtomicU64, n: u64) {
     );
 }
 
-/// Requests and responses counted by one socket worker.
+/// Requests and responses counted by one socket worker: what every protocol has.
+/// Protocol-specific counts (UDP connects, say) are kept by the tracker itself.
 #[derive(Debug, Default)]
 pub struct SocketCounters {
-    /// Connect requests received.
-    pub connect: AtomicU64,
     /// Announce requests received.
     pub announce: AtomicU64,
     /// Scrape requests received.
@@ -36,21 +35,28 @@ pub struct SocketCounters {
     /// Requests dropped because a channel to a request worker was full, or a response
     /// could not be sent.
     pub dropped: AtomicU64,
-    /// Packets that could not be parsed, or carried an invalid connection id.
+    /// Requests that could not be parsed, or were refused before reaching a request
+    /// worker (an invalid UDP connection id, say).
     pub bad_requests: AtomicU64,
     /// Requests refused by the access list.
     pub access_denied: AtomicU64,
 }
 
-/// Swarm sizes published by one request worker after each cleaning.
+/// What one request worker publishes: the size of its shard, and what it dropped.
 #[derive(Debug, Default)]
-pub struct SwarmGauges {
-    /// Torrents in this worker's shard (both address families).
+pub struct RequestWorkerGauges {
+    /// Torrents in this worker's shard (distinct info hashes).
     pub torrents: AtomicU64,
     /// Seeders in this worker's shard.
     pub seeders: AtomicU64,
     /// Leechers in this worker's shard.
     pub leechers: AtomicU64,
+    /// Announces not stored because a limit was reached (a running total).
+    pub rejected_by_limits: AtomicU64,
+    /// Emptied torrents whose completed count is kept.
+    pub archived_torrents: AtomicU64,
+    /// Bytes the archive of completed counts takes.
+    pub archive_bytes: AtomicU64,
     /// Responses this worker dropped because the channel back to a socket worker was full.
     pub dropped: AtomicU64,
 }
@@ -59,14 +65,12 @@ pub struct SwarmGauges {
 #[derive(Debug)]
 pub struct Statistics {
     socket: Box<[CachePadded<SocketCounters>]>,
-    swarm: Box<[CachePadded<SwarmGauges>]>,
+    request: Box<[CachePadded<RequestWorkerGauges>]>,
 }
 
 /// The sum of every worker's counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Connect requests received.
-    pub connect: u64,
     /// Announce requests received.
     pub announce: u64,
     /// Scrape requests received.
@@ -87,16 +91,24 @@ pub struct Snapshot {
     pub seeders: u64,
     /// Leechers tracked.
     pub leechers: u64,
+    /// Announces not stored because a limit was reached.
+    pub rejected_by_limits: u64,
+    /// Emptied torrents whose completed count is kept.
+    pub archived_torrents: u64,
+    /// Bytes the archive of completed counts takes.
+    pub archive_bytes: u64,
 }
 
 impl Statistics {
     /// Counters for the given numbers of workers.
-    pub fn new(socket_workers: usize, swarm_workers: usize) -> Self {
+    pub fn new(socket_workers: usize, request_workers: usize) -> Self {
         Self {
             socket: (0..socket_workers)
                 .map(|_| CachePadded::default())
                 .collect(),
-            swarm: (0..swarm_workers).map(|_| CachePadded::default()).collect(),
+            request: (0..request_workers)
+                .map(|_| CachePadded::default())
+                .collect(),
         }
     }
 
@@ -112,8 +124,8 @@ impl Statistics {
     ///
     /// # Panics
     /// If `index` is out of range: worker indexes are fixed at start-up.
-    pub fn swarm(&self, index: usize) -> &SwarmGauges {
-        &self.swarm[index]
+    pub fn request_worker(&self, index: usize) -> &RequestWorkerGauges {
+        &self.request[index]
     }
 
     /// Sums every worker's counters.
@@ -121,7 +133,6 @@ impl Statistics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = Snapshot::default();
         for c in self.socket.iter() {
-            s.connect += get(&c.connect);
             s.announce += get(&c.announce);
             s.scrape += get(&c.scrape);
             s.responses += get(&c.responses);
@@ -130,10 +141,13 @@ impl Statistics {
             s.bad_requests += get(&c.bad_requests);
             s.access_denied += get(&c.access_denied);
         }
-        for g in self.swarm.iter() {
+        for g in self.request.iter() {
             s.torrents += get(&g.torrents);
             s.seeders += get(&g.seeders);
             s.leechers += get(&g.leechers);
+            s.rejected_by_limits += get(&g.rejected_by_limits);
+            s.archived_torrents += get(&g.archived_torrents);
+            s.archive_bytes += get(&g.archive_bytes);
             s.dropped += get(&g.dropped);
         }
         s
@@ -175,15 +189,16 @@ impl RateLimitedWarning {
     }
 }
 
-/// The statistics line for the interval between two snapshots.
-pub fn format_line(prev: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
+/// The statistics line for the interval between two snapshots. `protocol` is the
+/// tracker's own part (UDP connects, say), put first; empty for none.
+pub fn format_line(prev: &Snapshot, now: &Snapshot, elapsed: Duration, protocol: &str) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+    let separator = if protocol.is_empty() { "" } else { ", " };
     format!(
-        "requests/s: connect {:.0}, announce {:.0}, scrape {:.0}; responses/s {:.0} \
-         (errors {:.0}); torrents {}, seeders {}, leechers {}; since last: dropped {}, \
-         bad requests {}, access denied {}",
-        rate(prev.connect, now.connect),
+        "requests/s: {protocol}{separator}announce {:.0}, scrape {:.0}; responses/s {:.0} \
+         (errors {:.0}); torrents {}, seeders {}, leechers {}, archived {} ({} bytes); \
+         since last: dropped {}, bad requests {}, access denied {}, rejected by limits {}",
         rate(prev.announce, now.announce),
         rate(prev.scrape, now.scrape),
         rate(prev.responses, now.responses),
@@ -191,13 +206,18 @@ pub fn format_line(prev: &Snapshot, now: &Snapshot, elapsed: Duration) -> String
         now.torrents,
         now.seeders,
         now.leechers,
+        now.archived_torrents,
+        now.archive_bytes,
         now.dropped.saturating_sub(prev.dropped),
         now.bad_requests.saturating_sub(prev.bad_requests),
         now.access_denied.saturating_sub(prev.access_denied),
+        now.rejected_by_limits
+            .saturating_sub(prev.rejected_by_limits),
     )
 }
 
 /// The statistics thread's loop: logs a line every `interval` until shutdown.
+/// `protocol` gives the tracker's own part of the line for the time since its last call.
 ///
 /// # Errors
 /// None so far; the signature matches the other workers.
@@ -205,14 +225,17 @@ pub fn run_statistics_logger(
     stats: &Statistics,
     interval: Duration,
     shutdown: &ShutdownFlag,
+    mut protocol: impl FnMut(Duration) -> String,
 ) -> anyhow::Result<()> {
     let mut prev = stats.snapshot();
     let mut last = Instant::now();
+    let _ = protocol(Duration::ZERO);
     while !shutdown.is_set() {
         std::thread::sleep(Duration::from_millis(100));
         if last.elapsed() >= interval {
             let now = stats.snapshot();
-            log::info!("{}", format_line(&prev, &now, last.elapsed()));
+            let elapsed = last.elapsed();
+            log::info!("{}", format_line(&prev, &now, elapsed, &protocol(elapsed)));
             prev = now;
             last = Instant::now();
         }
@@ -230,14 +253,25 @@ mod tests {
         add(&stats.socket(0).announce, 3);
         add(&stats.socket(1).announce, 4);
         add(&stats.socket(1).bad_requests, 1);
-        stats.swarm(0).torrents.store(5, Ordering::Relaxed);
-        stats.swarm(1).torrents.store(6, Ordering::Relaxed);
-        add(&stats.swarm(1).dropped, 2);
-        let s = stats.snapshot();
-        assert_eq!(s.announce, 7);
-        assert_eq!(s.bad_requests, 1);
-        assert_eq!(s.torrents, 11);
-        assert_eq!(s.dropped, 2);
+        add(&stats.socket(0).dropped, 5);
+        stats.request_worker(0).torrents.store(5, Ordering::Relaxed);
+        stats.request_worker(1).torrents.store(6, Ordering::Relaxed);
+        stats
+            .request_worker(1)
+            .archive_bytes
+            .store(64, Ordering::Relaxed);
+        add(&stats.request_worker(1).dropped, 2);
+        assert_eq!(
+            stats.snapshot(),
+            Snapshot {
+                announce: 7,
+                bad_requests: 1,
+                torrents: 11,
+                archive_bytes: 64,
+                dropped: 7,
+                ..Snapshot::default()
+            }
+        );
     }
 
     #[test]
@@ -252,17 +286,37 @@ mod tests {
     }
 
     #[test]
-    fn line_shows_rates() {
-        let prev = Snapshot::default();
-        let now = Snapshot {
-            announce: 200,
-            responses: 300,
-            torrents: 9,
+    fn line_shows_rates_gauges_and_deltas() {
+        let prev = Snapshot {
+            dropped: 10,
+            bad_requests: 1,
             ..Snapshot::default()
         };
-        let line = format_line(&prev, &now, Duration::from_secs(2));
-        assert!(line.contains("announce 100"), "{line}");
-        assert!(line.contains("responses/s 150"), "{line}");
-        assert!(line.contains("torrents 9"), "{line}");
+        let now = Snapshot {
+            announce: 200,
+            scrape: 20,
+            responses: 300,
+            error_responses: 4,
+            torrents: 9,
+            seeders: 3,
+            leechers: 5,
+            archived_torrents: 2,
+            archive_bytes: 32,
+            dropped: 13,
+            bad_requests: 8,
+            access_denied: 6,
+            rejected_by_limits: 7,
+        };
+        let line = format_line(&prev, &now, Duration::from_secs(2), "connect 50");
+        assert_eq!(
+            line,
+            "requests/s: connect 50, announce 100, scrape 10; responses/s 150 (errors 2); \
+             torrents 9, seeders 3, leechers 5, archived 2 (32 bytes); since last: dropped 3, \
+             bad requests 7, access denied 6, rejected by limits 7"
+        );
+        assert!(
+            format_line(&prev, &now, Duration::from_secs(1), "")
+                .starts_with("requests/s: announce 200,")
+        );
     }
 }

@@ -14,7 +14,7 @@ fn tracker(address: &str) -> tracker_udp::Tracker {
     config.network.recv_buffer_bytes = 0;
     config.network.poll_timeout_ms = 10;
     config.workers.socket_workers = 1;
-    config.workers.swarm_workers = 2;
+    config.workers.request_workers = 2;
     config.statistics.interval_secs = 0;
     tracker_udp::start(config).unwrap()
 }

@@ -197,7 +197,7 @@ mod tests {
     fn validation_names_keys() {
         let mut c = Config::default();
         c.validate().unwrap();
-        assert!(c.workers.socket_workers >= 1 && c.workers.swarm_workers >= 1);
+        assert!(c.workers.socket_workers >= 1 && c.workers.request_workers >= 1);
 
         let mut c = Config::default();
         c.protocol.max_scrape_torrents = 0;

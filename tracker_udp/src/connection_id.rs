@@ -17,14 +17,14 @@ use tracker_udp_protocol::ConnectionId;
 
 /// Makes and checks connection ids. Clones share the secret.
 #[derive(Clone, Debug)]
-pub struct ConnectionValidator {
+pub(crate) struct ConnectionValidator {
     secret: std::collections::hash_map::RandomState,
     valid_secs: u32,
 }
 
 impl ConnectionValidator {
     /// A validator with a new random secret; ids last `valid_secs`.
-    pub fn new(valid_secs: u32) -> Self {
+    pub(crate) fn new(valid_secs: u32) -> Self {
         Self {
             secret: std::collections::hash_map::RandomState::new(),
             valid_secs,
@@ -37,14 +37,14 @@ impl ConnectionValidator {
     }
 
     /// A new id for a client at `ip`.
-    pub fn create(&self, ip: IpAddr, now: SecondsSinceServerStart) -> ConnectionId {
+    pub(crate) fn create(&self, ip: IpAddr, now: SecondsSinceServerStart) -> ConnectionId {
         let valid_until = now.add_secs(self.valid_secs).0;
         let raw = (u64::from(valid_until) << 32) | u64::from(self.tag(valid_until, ip));
         ConnectionId(raw as i64)
     }
 
     /// Whether `id` was made by this validator for `ip` and has not expired.
-    pub fn is_valid(&self, id: ConnectionId, ip: IpAddr, now: SecondsSinceServerStart) -> bool {
+    pub(crate) fn is_valid(&self, id: ConnectionId, ip: IpAddr, now: SecondsSinceServerStart) -> bool {
         let raw = id.0 as u64;
         let valid_until = (raw >> 32) as u32;
         let tag = raw as u32;

@@ -5,10 +5,11 @@
 //!             SO_REUSEPORT UDP sockets, one per socket worker
 //!  clients <-> socket-01..N   (mio; parse, connection ids, access list, connects,
 //!                 |            serialize and send)
-//!                 |  batches of announces / scrape parts, routed by info hash,
-//!                 |  over bounded crossbeam channels (full: dropped and counted)
+//!                 |  batches of announces / scrape parts, routed by a keyed hash of
+//!                 |  the info hash, over channels bounded by requests (full: dropped
+//!                 |  and counted)
 //!                 v
-//!             swarm-01..M     (each owns one shard of the torrents; announce,
+//!             request-01..M   (each owns one shard of the torrents; announce,
 //!                 |            scrape, peer expiry; no locks)
 //!                 |  batches of responses back to the originating socket worker,
 //!                 |  which a mio Waker rouses
@@ -19,18 +20,21 @@
 //!    process down with an error naming it.
 //! ```
 //!
-//! Connects never leave the socket worker: connection ids are stateless (see
-//! [`connection_id`]). A request with an invalid or expired connection id is answered
+//! Connects never leave the socket worker: connection ids are stateless (a keyed MAC of
+//! the client's IP and an expiry time). A request with an invalid or expired connection id is answered
 //! with the error "invalid connection id" (always smaller than the request) and is
 //! otherwise ignored. A scrape over hashes of several shards is split and merged again
-//! by the socket worker.
+//! by the socket worker. The request workers' loop, the routing, the scrape merging and
+//! the start-up wiring are shared with the other trackers (`tracker_common`); this crate
+//! holds what is UDP's own: the socket workers, connection ids and the meaning of a UDP
+//! announce or scrape for the request workers.
 //!
 //! [`start`] runs the tracker in-process and returns a [`Tracker`] handle (tests use it
 //! on port 0); [`run`] is what the binary calls.
 
 pub mod config;
-pub mod connection_id;
-pub mod messages;
+mod connection_id;
+mod messages;
 mod workers;
 
 use std::net::SocketAddr;
@@ -40,19 +44,20 @@ use std::time::Duration;
 use anyhow::Context;
 use mio::{Poll, Waker};
 
-use tracker_common::access_list::{self, AccessList, AccessListCache, SharedAccessList};
-use tracker_common::statistics::{RateLimitedWarning, Snapshot, Statistics, run_statistics_logger};
-use tracker_common::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
-use tracker_common::time::ServerStartInstant;
+use tracker_common::access_list::AccessListCache;
+use tracker_common::config::TrackerConfig as _;
+use tracker_common::request_worker::WakeFn;
+use tracker_common::server::{Core, TrackerHandle};
+use tracker_common::statistics::Snapshot;
+use tracker_common::swarm::NumWantPolicy;
 
 pub use config::Config;
-use tracker_common::config::TrackerConfig as _;
 pub use workers::{make_more_sockets, make_socket};
 
 use crate::connection_id::ConnectionValidator;
-use crate::messages::{SocketWorkerIndex, SwarmWorkerIndex};
+use crate::workers::UdpCounters;
+use crate::workers::request::UdpHandler;
 use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
-use crate::workers::swarm::SwarmWorker;
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_udp";
@@ -61,17 +66,15 @@ pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A running tracker.
 pub struct Tracker {
-    local_addr: SocketAddr,
-    supervisor: Supervisor,
-    statistics: Arc<Statistics>,
-    access_list: SharedAccessList,
+    handle: TrackerHandle,
+    udp_counters: Arc<UdpCounters>,
     config: Config,
 }
 
 impl Tracker {
     /// The address the sockets are bound to (with the real port when 0 was configured).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.handle.local_addr()
     }
 
     /// The config in force, with worker counts resolved.
@@ -81,7 +84,12 @@ impl Tracker {
 
     /// All workers' counters summed.
     pub fn statistics(&self) -> Snapshot {
-        self.statistics.snapshot()
+        self.handle.statistics()
+    }
+
+    /// Connect requests received.
+    pub fn connects(&self) -> u64 {
+        self.udp_counters.connects()
     }
 
     /// Re-reads the access list file, as SIGUSR1 does. On error the old list stays.
@@ -89,7 +97,7 @@ impl Tracker {
     /// # Errors
     /// The file could not be read or has a bad line.
     pub fn reload_access_list(&self) -> anyhow::Result<usize> {
-        access_list::reload(&self.access_list, &self.config.access_list)
+        self.handle.reload_access_list()
     }
 
     /// Blocks until a thread ends: `Ok` after a requested shutdown, `Err` naming the
@@ -98,22 +106,12 @@ impl Tracker {
     /// # Errors
     /// A worker failed, returned or panicked.
     pub fn wait(&self) -> anyhow::Result<()> {
-        self.supervisor.wait()
+        self.handle.wait()
     }
 
     /// Stops every thread and waits for them (a few seconds at most).
-    pub fn shutdown(mut self) {
-        let stuck = self.supervisor.shutdown(Duration::from_secs(5));
-        if !stuck.is_empty() {
-            log::warn!("threads still running after shutdown: {}", stuck.join(", "));
-        }
-    }
-}
-
-impl Drop for Tracker {
-    /// A dropped handle (a failed test, say) still stops the threads.
-    fn drop(&mut self) {
-        self.supervisor.shutdown_flag().set();
+    pub fn shutdown(self) {
+        self.handle.shutdown();
     }
 }
 
@@ -131,37 +129,93 @@ pub fn start(config: Config) -> anyhow::Result<Tracker> {
 /// # Errors
 /// As [`start`], or a thread that failed, returned or panicked.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let tracker = start_inner(config, true)?;
-    let result = tracker.wait();
-    if result.is_ok() {
-        tracker.shutdown();
-        log::info!("stopped");
-    }
-    result
+    start_inner(config, true)?.handle.run_until_stopped()
 }
 
 fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
     config.validate()?;
-    let list = AccessList::from_config(&config.access_list)?;
-    if config.access_list.mode != access_list::AccessListMode::Off {
-        log::info!(
-            "access list {}: {} info hashes ({:?} mode)",
-            config.access_list.path.display(),
-            list.len(),
-            config.access_list.mode
-        );
-    }
-    let shared_list = access_list::shared(list);
+    let mut core = Core::new(&config.access_list, &config.workers)?;
+    let (local_addr, sockets) = bind_sockets(&config)?;
+    let (polls, wakers) = make_polls(sockets.len())?;
 
-    let num_socket = config.workers.socket_workers;
-    let num_swarm = config.workers.swarm_workers;
-    let capacity = config.workers.channel_capacity;
-    let statistics = Arc::new(Statistics::new(num_socket, num_swarm));
-    let start = ServerStartInstant::new();
+    let interval = i32::try_from(config.swarm.announce_interval_secs).unwrap_or(i32::MAX);
+    let channels = core.spawn_request_workers(
+        &config.swarm,
+        &config.workers,
+        wakers
+            .iter()
+            .map(|waker| -> WakeFn {
+                let waker = waker.clone();
+                Arc::new(move || waker.wake())
+            })
+            .collect(),
+        || UdpHandler::new(interval),
+    )?;
+
+    let udp_counters = Arc::new(UdpCounters::new(sockets.len()));
+    let settings = SocketWorkerSettings {
+        max_scrape_torrents: config.protocol.max_scrape_torrents,
+        max_pending_scrapes: config.protocol.max_pending_scrapes,
+        trust_client_ip: config.swarm.trust_client_ip,
+        poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
+        numwant: NumWantPolicy {
+            default: config.swarm.numwant_default,
+            max: config.swarm.numwant_max,
+        },
+    };
     let validator = ConnectionValidator::new(config.protocol.connection_id_valid_secs);
-    let mut supervisor = Supervisor::new(ShutdownFlag::new());
+    for (index, ((socket, poll), response_receiver)) in sockets
+        .into_iter()
+        .zip(polls)
+        .zip(channels.to_socket_workers)
+        .enumerate()
+    {
+        let worker = SocketWorker {
+            index,
+            socket,
+            poll,
+            request_senders: channels.to_request_workers.clone(),
+            response_receiver,
+            router: core.router.clone(),
+            validator: validator.clone(),
+            access_list: AccessListCache::new(core.access_list.clone()),
+            settings: settings.clone(),
+            start: core.start,
+            statistics: core.statistics.clone(),
+            udp_counters: udp_counters.clone(),
+            shutdown: core.supervisor.shutdown_flag().clone(),
+        };
+        core.supervisor
+            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
+    }
+    drop(channels.to_request_workers);
 
-    // Bind every socket before starting any thread, so that a port in use fails fast.
+    let counters = udp_counters.clone();
+    let mut last_connects = 0;
+    core.spawn_statistics(config.statistics.interval_secs, move |elapsed| {
+        let connects = counters.connects();
+        let rate = connects.saturating_sub(last_connects) as f64 / elapsed.as_secs_f64().max(0.001);
+        last_connects = connects;
+        format!("connect {rate:.0}")
+    })?;
+    if handle_signals {
+        core.spawn_signals()?;
+    }
+
+    log::info!(
+        "listening on udp://{local_addr} with {} socket and {} request workers",
+        config.workers.socket_workers,
+        config.workers.request_workers
+    );
+    Ok(Tracker {
+        handle: core.into_handle(local_addr),
+        udp_counters,
+        config,
+    })
+}
+
+/// Binds one socket per socket worker, all on the configured address and port.
+fn bind_sockets(config: &Config) -> anyhow::Result<(SocketAddr, Vec<mio::net::UdpSocket>)> {
     let first = match workers::make_socket(config.network.address, &config.network, true) {
         Ok(socket) => socket,
         Err(err) => {
@@ -175,102 +229,19 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             }
         }
     };
-    let (local_addr, sockets) = workers::make_more_sockets(first, num_socket, &config.network)?;
-    let mut polls = Vec::with_capacity(num_socket);
-    let mut wakers = Vec::with_capacity(num_socket);
-    for _ in 0..num_socket {
+    workers::make_more_sockets(first, config.workers.socket_workers, &config.network)
+}
+
+/// One poll per socket worker, and the wakers the request workers use to rouse them.
+fn make_polls(count: usize) -> anyhow::Result<(Vec<Poll>, Vec<Arc<Waker>>)> {
+    let mut polls = Vec::with_capacity(count);
+    let mut wakers = Vec::with_capacity(count);
+    for _ in 0..count {
         let poll = Poll::new().context("create poll")?;
         wakers.push(Arc::new(
             Waker::new(poll.registry(), WAKER_TOKEN).context("create waker")?,
         ));
         polls.push(poll);
     }
-
-    let (request_senders, request_receivers): (Vec<_>, Vec<_>) = (0..num_swarm)
-        .map(|_| crossbeam_channel::bounded(capacity))
-        .unzip();
-    let (response_senders, response_receivers): (Vec<_>, Vec<_>) = (0..num_socket)
-        .map(|_| crossbeam_channel::bounded(capacity))
-        .unzip();
-
-    for (i, receiver) in request_receivers.into_iter().enumerate() {
-        let worker = SwarmWorker {
-            index: SwarmWorkerIndex(i),
-            receiver,
-            senders: response_senders.clone(),
-            wakers: wakers.clone(),
-            num_shards: num_swarm,
-            config: config.swarm.clone(),
-            start,
-            statistics: statistics.clone(),
-            shutdown: supervisor.shutdown_flag().clone(),
-            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
-        };
-        supervisor.spawn(&format!("swarm-{:02}", i + 1), move || worker.run())?;
-    }
-    drop(response_senders);
-
-    let settings = SocketWorkerSettings {
-        max_scrape_torrents: config.protocol.max_scrape_torrents,
-        max_pending_scrapes: config.protocol.max_pending_scrapes,
-        trust_client_ip: config.swarm.trust_client_ip,
-        poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
-    };
-    for (i, ((socket, poll), response_receiver)) in sockets
-        .into_iter()
-        .zip(polls)
-        .zip(response_receivers)
-        .enumerate()
-    {
-        let worker = SocketWorker {
-            index: SocketWorkerIndex(i),
-            socket,
-            poll,
-            request_senders: request_senders.clone(),
-            response_receiver,
-            validator: validator.clone(),
-            access_list: AccessListCache::new(shared_list.clone()),
-            settings: settings.clone(),
-            start,
-            statistics: statistics.clone(),
-            shutdown: supervisor.shutdown_flag().clone(),
-        };
-        supervisor.spawn(&format!("socket-{:02}", i + 1), move || worker.run())?;
-    }
-    drop(request_senders);
-
-    if config.statistics.interval_secs > 0 {
-        let stats = statistics.clone();
-        let interval = Duration::from_secs(u64::from(config.statistics.interval_secs));
-        let shutdown = supervisor.shutdown_flag().clone();
-        supervisor.spawn("statistics", move || {
-            run_statistics_logger(&stats, interval, &shutdown)
-        })?;
-    }
-
-    if handle_signals {
-        let list = shared_list.clone();
-        let list_config = config.access_list.clone();
-        spawn_signal_thread(&mut supervisor, move || {
-            if list_config.mode == access_list::AccessListMode::Off {
-                log::info!("SIGUSR1: access list is off, nothing to reload");
-                return;
-            }
-            match access_list::reload(&list, &list_config) {
-                Ok(n) => log::info!("access list reloaded: {n} info hashes"),
-                Err(err) => log::error!("access list reload failed, keeping the old list: {err:#}"),
-            }
-        })?;
-    }
-
-    log::info!(
-        "listening on udp://{local_addr} with {num_socket} socket and {num_swarm} swarm workers"
-    );
-    Ok(Tracker {
-        local_addr,
-        supervisor,
-        statistics,
-        access_list: shared_list,
-        config,
-    })
+    Ok((polls, wakers))
 }

@@ -1,38 +1,29 @@
-//! What socket workers and request (swarm) workers send each other.
+//! What the UDP tracker's socket workers and request workers send each other.
 //!
-//! Messages travel in batches, one `Vec` per destination per loop iteration, so the
-//! channel cost is paid per batch rather than per request.
+//! Requests carry only what the swarm needs: the announce's parameters (numwant already
+//! resolved and capped for the client's address family), never the client's BEP 41 URL
+//! data or anything else whose size the client chooses. Responses travel in batches, one
+//! per socket worker per flush, with the peers of all announce responses of a batch in two
+//! shared buffers, so that an announce allocates nothing of its own.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracker_common::addr::CanonicalSocketAddr;
-use tracker_common::types::{InfoHash, ResponsePeer};
-use tracker_udp_protocol::{
-    AnnounceRequest, AnnounceResponseRef, Ip, Response, TorrentScrapeStatistics, TransactionId,
-};
-
-/// Index of a socket worker: where responses go back to.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct SocketWorkerIndex(pub usize);
-
-/// Index of a request worker: which shard of the torrents.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct SwarmWorkerIndex(pub usize);
-
-impl SwarmWorkerIndex {
-    /// The worker that owns `info_hash` among `num_workers`.
-    pub fn from_info_hash(info_hash: &InfoHash, num_workers: usize) -> Self {
-        Self(tracker_common::swarm::shard_index(info_hash, num_workers))
-    }
-}
+use tracker_common::request_worker::ResponseBatch;
+use tracker_common::scrape::ScrapePart;
+use tracker_common::swarm::{AnnounceParams, ScrapeCounts};
+use tracker_common::types::ResponsePeer;
+use tracker_udp_protocol::{AnnounceResponseRef, Ip, TransactionId};
 
 /// A request for a request worker.
 #[derive(Debug)]
-pub enum SwarmRequest {
+pub(crate) enum UdpRequest {
     /// An announce whose connection id and info hash were already checked.
     Announce {
-        /// The request as parsed.
-        request: AnnounceRequest,
+        /// What the swarm needs.
+        params: AnnounceParams,
+        /// The announce's transaction id.
+        transaction_id: TransactionId,
         /// The IP to store for the peer (its source address unless the config trusts the
         /// `ip` field).
         peer_ip: IpAddr,
@@ -45,20 +36,17 @@ pub enum SwarmRequest {
         addr: CanonicalSocketAddr,
         /// The scrape's transaction id.
         transaction_id: TransactionId,
-        /// Set when the scrape was split over several workers: the socket worker's key
-        /// for collecting the parts.
+        /// Set when the scrape was split: the socket worker's key for collecting the
+        /// parts. Unset, the part is the whole scrape, in order.
         pending_id: Option<u64>,
-        /// Each hash with its position in the original request.
-        info_hashes: Vec<(u8, InfoHash)>,
+        /// The hashes with their positions in the scrape.
+        part: ScrapePart,
     },
 }
 
-/// A batch of requests from one socket worker.
-pub type SwarmRequestBatch = (SocketWorkerIndex, Vec<SwarmRequest>);
-
 /// A response from a request worker.
 #[derive(Debug)]
-pub enum SwarmResponse {
+pub(crate) enum UdpResponse {
     /// An announce response; its peers are in the batch's peer buffer of its family.
     Announce {
         /// Where it goes.
@@ -68,38 +56,40 @@ pub enum SwarmResponse {
         /// Which of the batch's peer buffers, and where in it.
         peers: PeerRange,
     },
-    /// A complete response, ready to be written.
-    Ready {
+    /// A whole scrape answer.
+    Scrape {
         /// Where it goes.
         addr: CanonicalSocketAddr,
-        /// The response.
-        response: Response,
+        /// The scrape's transaction id.
+        transaction_id: TransactionId,
+        /// Counts in the order of the scrape.
+        counts: Vec<ScrapeCounts>,
     },
-    /// One worker's share of a split scrape.
+    /// One request worker's part of a split scrape.
     ScrapePart {
         /// The socket worker's key for the pending scrape.
         pending_id: u64,
-        /// Counts with their positions in the original request.
-        stats: Vec<(u8, TorrentScrapeStatistics)>,
+        /// Counts with their positions in the scrape.
+        counts: Vec<(u16, ScrapeCounts)>,
     },
 }
 
 /// The fixed part of an announce response.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct AnnounceHeader {
+pub(crate) struct AnnounceHeader {
     /// The announce's transaction id.
-    pub transaction_id: TransactionId,
+    pub(crate) transaction_id: TransactionId,
     /// Seconds until the client should announce again.
-    pub announce_interval: i32,
+    pub(crate) announce_interval: i32,
     /// Leechers of the torrent (of the announcer's address family).
-    pub leechers: i32,
+    pub(crate) leechers: i32,
     /// Seeders of the torrent (of the announcer's address family).
-    pub seeders: i32,
+    pub(crate) seeders: i32,
 }
 
 impl AnnounceHeader {
     /// The whole response, with `peers`.
-    pub fn with_peers<'a, I: Ip>(
+    pub(crate) fn with_peers<'a, I: Ip>(
         &self,
         peers: &'a [ResponsePeer<I>],
     ) -> AnnounceResponseRef<'a, I> {
@@ -113,41 +103,38 @@ impl AnnounceHeader {
     }
 }
 
-/// Where an announce response's peers are in its [`ResponseBatch`].
+/// Where an announce response's peers are in its [`UdpResponses`] batch.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct PeerRange {
+pub(crate) struct PeerRange {
     /// In `peers_v6` rather than `peers_v4`.
-    pub ipv6: bool,
+    pub(crate) ipv6: bool,
     /// First peer.
-    pub start: u32,
+    pub(crate) start: u32,
     /// Number of peers.
-    pub len: u32,
+    pub(crate) len: u32,
 }
 
-/// A batch of responses for one socket worker. The peers of all its announce
-/// responses share two buffers, so that an announce allocates nothing of its own.
+/// A batch of responses for one socket worker.
 #[derive(Debug, Default)]
-pub struct ResponseBatch {
+pub(crate) struct UdpResponses {
     /// The responses, in the order they were made.
-    pub responses: Vec<SwarmResponse>,
+    pub(crate) responses: Vec<UdpResponse>,
     /// Peers of the IPv4 announce responses.
-    pub peers_v4: Vec<ResponsePeer<Ipv4Addr>>,
+    pub(crate) peers_v4: Vec<ResponsePeer<Ipv4Addr>>,
     /// Peers of the IPv6 announce responses.
-    pub peers_v6: Vec<ResponsePeer<Ipv6Addr>>,
+    pub(crate) peers_v6: Vec<ResponsePeer<Ipv6Addr>>,
 }
 
-impl ResponseBatch {
-    /// An empty batch with room for about as much as `like` held.
-    pub fn with_capacity_of(like: &ResponseBatch) -> Self {
-        Self {
-            responses: Vec::with_capacity(like.responses.len()),
-            peers_v4: Vec::with_capacity(like.peers_v4.len()),
-            peers_v6: Vec::with_capacity(like.peers_v6.len()),
-        }
+impl ResponseBatch for UdpResponses {
+    fn len(&self) -> usize {
+        self.responses.len()
     }
 
-    /// Whether it holds no response.
-    pub fn is_empty(&self) -> bool {
-        self.responses.is_empty()
+    fn empty_like(&self) -> Self {
+        Self {
+            responses: Vec::with_capacity(self.responses.len()),
+            peers_v4: Vec::with_capacity(self.peers_v4.len()),
+            peers_v6: Vec::with_capacity(self.peers_v6.len()),
+        }
     }
 }

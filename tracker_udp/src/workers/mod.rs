@@ -6,15 +6,57 @@
     clippy::indexing_slicing
 )]
 
+pub(crate) mod request;
 pub(crate) mod socket;
-pub(crate) mod swarm;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::NetworkConfig;
+
+/// What only the UDP tracker counts, per socket worker (the common counters are in
+/// `tracker_common::statistics`).
+pub(crate) struct UdpCounters {
+    connect: Box<[CachePadded<AtomicU64>]>,
+}
+
+impl UdpCounters {
+    pub(crate) fn new(socket_workers: usize) -> Self {
+        Self {
+            connect: (0..socket_workers)
+                .map(|_| CachePadded::default())
+                .collect(),
+        }
+    }
+
+    /// Socket worker `index`'s connect counter; only that worker writes it.
+    pub(crate) fn connect(&self, index: usize) -> &AtomicU64 {
+        static UNUSED: AtomicU64 = AtomicU64::new(0);
+        self.connect.get(index).map_or(&UNUSED, |c| c)
+    }
+
+    /// Connect requests received by all socket workers.
+    pub(crate) fn connects(&self) -> u64 {
+        self.connect.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The most peers an announce response of the family carries in one datagram that a
+/// 1500-byte Ethernet MTU passes without fragmentation: the UDP payload is 1472 bytes
+/// over IPv4 and 1452 over IPv6, less the 20-byte header of the announce response, over
+/// 6-byte IPv4 or 18-byte IPv6 peers.
+pub(crate) fn max_peers_in_datagram(ipv6: bool) -> usize {
+    if ipv6 {
+        (1452 - 20) / 18
+    } else {
+        (1472 - 20) / 6
+    }
+}
 
 /// The IPv4 address to fall back to when binding the dual-stack wildcard `[::]` failed
 /// because the host has no IPv6, or `None` when no fallback applies.

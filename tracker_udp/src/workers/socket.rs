@@ -7,28 +7,29 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
-use hashbrown::HashMap;
+use crossbeam_channel::TryRecvError;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::addr::CanonicalSocketAddr;
+use tracker_common::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
+use tracker_common::request_worker::RequestBatch;
+use tracker_common::routing::ShardRouter;
+use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
 use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
 use tracker_common::supervisor::ShutdownFlag;
+use tracker_common::swarm::{AnnounceParams, NumWantPolicy, ScrapeCounts};
 use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
-use tracker_common::types::InfoHash;
 use tracker_common::udp_batch::{RecvBatch, SendBatch};
 use tracker_udp_protocol::{
-    ConnectResponse, ErrorResponse, Request, RequestParseError, Response, ScrapeRequest,
-    ScrapeResponse, TorrentScrapeStatistics, TransactionId,
+    AnnounceRequest, ConnectResponse, ErrorResponse, Request, RequestParseError, Response,
+    ScrapeRequest, ScrapeResponse, TorrentScrapeStatistics, TransactionId,
 };
 
 use crate::connection_id::ConnectionValidator;
-use crate::messages::{
-    AnnounceHeader, PeerRange, ResponseBatch, SocketWorkerIndex, SwarmRequest, SwarmRequestBatch,
-    SwarmResponse, SwarmWorkerIndex,
-};
+use crate::messages::{AnnounceHeader, PeerRange, UdpRequest, UdpResponse, UdpResponses};
+use crate::workers::{UdpCounters, max_peers_in_datagram};
 
 /// Token of the UDP socket in the worker's poll.
 pub(crate) const SOCKET_TOKEN: Token = Token(0);
@@ -49,14 +50,6 @@ const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 const ERR_CONNECTION_ID: &str = "invalid connection id";
 const ERR_NOT_ALLOWED: &str = "info hash not allowed";
 
-struct PendingScrape {
-    addr: CanonicalSocketAddr,
-    transaction_id: TransactionId,
-    stats: Vec<TorrentScrapeStatistics>,
-    parts_left: usize,
-    created: Instant,
-}
-
 /// Settings a socket worker needs from the config.
 #[derive(Clone, Debug)]
 pub(crate) struct SocketWorkerSettings {
@@ -64,31 +57,36 @@ pub(crate) struct SocketWorkerSettings {
     pub(crate) max_pending_scrapes: usize,
     pub(crate) trust_client_ip: bool,
     pub(crate) poll_timeout: Duration,
+    pub(crate) numwant: NumWantPolicy,
 }
 
 /// One socket worker and everything it owns.
 pub(crate) struct SocketWorker {
-    pub(crate) index: SocketWorkerIndex,
+    pub(crate) index: usize,
     pub(crate) socket: UdpSocket,
     pub(crate) poll: Poll,
-    pub(crate) request_senders: Vec<Sender<SwarmRequestBatch>>,
-    pub(crate) response_receiver: Receiver<ResponseBatch>,
+    pub(crate) request_senders: Vec<WeightedSender<RequestBatch<UdpRequest>>>,
+    pub(crate) response_receiver: WeightedReceiver<UdpResponses>,
+    pub(crate) router: ShardRouter,
     pub(crate) validator: ConnectionValidator,
     pub(crate) access_list: AccessListCache,
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) start: ServerStartInstant,
     pub(crate) statistics: Arc<Statistics>,
+    pub(crate) udp_counters: Arc<UdpCounters>,
     pub(crate) shutdown: ShutdownFlag,
 }
 
 /// The mutable state of the worker's loop, apart from the socket and channels.
 struct State {
     send: SendBatch,
-    outgoing: Vec<Vec<SwarmRequest>>,
-    pending_scrapes: HashMap<u64, PendingScrape>,
-    next_pending_id: u64,
+    outgoing: Vec<Vec<UdpRequest>>,
+    pending_scrapes: PendingScrapes<(CanonicalSocketAddr, TransactionId)>,
     now: SecondsSinceServerStart,
     full_warning: RateLimitedWarning,
+    /// Set when a request worker's channel is closed: the worker then stops with an error
+    /// (unless the tracker is shutting down).
+    request_worker_gone: bool,
 }
 
 impl SocketWorker {
@@ -102,10 +100,13 @@ impl SocketWorker {
         let mut state = State {
             send: SendBatch::new(IO_BATCH, IO_BATCH * 512),
             outgoing: self.request_senders.iter().map(|_| Vec::new()).collect(),
-            pending_scrapes: HashMap::new(),
-            next_pending_id: 0,
+            pending_scrapes: PendingScrapes::new(
+                self.settings.max_pending_scrapes,
+                PENDING_SCRAPE_TIMEOUT,
+            ),
             now: self.start.seconds_elapsed(),
             full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            request_worker_gone: false,
         };
         // Whether the socket may hold datagrams: after a round that stopped short of
         // WouldBlock, or after waking up, it is read without polling first.
@@ -121,14 +122,15 @@ impl SocketWorker {
             if socket_readable {
                 socket_readable = self.read_packets(&mut recv, &mut state);
             }
-            self.flush_requests(&mut state)?;
+            self.flush_requests(&mut state);
+            if state.request_worker_gone && !self.shutdown.is_set() {
+                anyhow::bail!("request worker channel closed");
+            }
             self.send_responses(&mut state);
             self.flush_sends(&mut state);
 
             if last_housekeeping.elapsed() >= Duration::from_secs(1) {
-                state
-                    .pending_scrapes
-                    .retain(|_, p| p.created.elapsed() < PENDING_SCRAPE_TIMEOUT);
+                state.pending_scrapes.expire(Instant::now());
                 last_housekeeping = Instant::now();
             }
         }
@@ -144,9 +146,9 @@ impl SocketWorker {
     /// arrives and every sent datagram whose buffer is freed. A busy worker never
     /// needs those wake-ups, since it reads until the socket is empty anyway. Adding
     /// the socket just before sleeping loses nothing: epoll reports data that is
-    /// already waiting at once. Measured on the ceiling responder, which shares this
-    /// socket code: registered-while-asleep answered 242k-307k requests/s against
-    /// 224k-247k when always registered (3 interleaved rounds, aquatic's load tester).
+    /// already waiting at once. The ceiling responder, which shares this socket code,
+    /// answers more requests per second this way than with the socket always registered
+    /// (documents/udp-benchmark.md, "epoll").
     ///
     /// # Errors
     /// Polling, registering or deregistering failed.
@@ -192,14 +194,14 @@ impl SocketWorker {
     }
 
     fn counters(&self) -> &SocketCounters {
-        self.statistics.socket(self.index.0)
+        self.statistics.socket(self.index)
     }
 
     fn handle_packet(&mut self, packet: &[u8], src: CanonicalSocketAddr, state: &mut State) {
         let ip = src.canonical_ip();
         match Request::parse_bytes(packet, self.settings.max_scrape_torrents) {
             Ok(Request::Connect(request)) => {
-                add(&self.counters().connect, 1);
+                add(self.udp_counters.connect(self.index), 1);
                 let connection_id = self.validator.create(ip, state.now);
                 let response = Response::Connect(ConnectResponse {
                     transaction_id: request.transaction_id,
@@ -221,19 +223,7 @@ impl SocketWorker {
                     self.send_error(src, request.transaction_id, ERR_NOT_ALLOWED, state);
                     return;
                 }
-                let peer_ip = match (self.settings.trust_client_ip, request.ip_address, ip) {
-                    (true, Some(claimed), IpAddr::V4(_)) => IpAddr::V4(claimed),
-                    _ => ip,
-                };
-                let shard =
-                    SwarmWorkerIndex::from_info_hash(&request.info_hash, state.outgoing.len());
-                if let Some(out) = state.outgoing.get_mut(shard.0) {
-                    out.push(SwarmRequest::Announce {
-                        request,
-                        peer_ip,
-                        addr: src,
-                    });
-                }
+                self.route_announce(&request, ip, src, state);
             }
             Ok(Request::Scrape(request)) => {
                 add(&self.counters().scrape, 1);
@@ -244,7 +234,7 @@ impl SocketWorker {
                     self.reject_connection_id(src, request.transaction_id, state);
                     return;
                 }
-                self.route_scrape(request, src, state);
+                self.route_scrape(&request, src, state);
             }
             Err(RequestParseError::Sendable {
                 connection_id,
@@ -279,96 +269,150 @@ impl SocketWorker {
         self.send_error(src, transaction_id, ERR_CONNECTION_ID, state);
     }
 
-    fn route_scrape(
+    /// Queues a checked announce for the request worker that owns its torrent. Only what
+    /// the swarm needs goes: the client's URL data and other sized fields stay here.
+    fn route_announce(
         &mut self,
-        request: ScrapeRequest,
+        request: &AnnounceRequest,
+        ip: IpAddr,
         src: CanonicalSocketAddr,
         state: &mut State,
     ) {
-        let total = request.info_hashes.len();
-        let num_shards = state.outgoing.len();
-        let mut parts: Vec<Vec<(u8, InfoHash)>> = vec![Vec::new(); num_shards];
-        for (pos, hash) in request.info_hashes.iter().enumerate() {
-            // Denied hashes answer zeros, as unknown ones do: the list is not revealed.
-            if !self.access_list.allows(hash) {
-                continue;
-            }
-            let shard = SwarmWorkerIndex::from_info_hash(hash, num_shards);
-            if let (Some(part), Ok(pos)) = (parts.get_mut(shard.0), u8::try_from(pos)) {
-                part.push((pos, *hash));
-            }
-        }
-        let num_parts = parts.iter().filter(|p| !p.is_empty()).count();
-        if num_parts == 0 {
-            let response = Response::Scrape(ScrapeResponse {
+        let peer_ip = match (self.settings.trust_client_ip, request.ip_address, ip) {
+            (true, Some(claimed), IpAddr::V4(_)) => IpAddr::V4(claimed),
+            _ => ip,
+        };
+        // A response must fit one datagram of the client's family (the config keeps the
+        // maximum within the IPv4 figure; IPv6 peers take three times the room).
+        let numwant = self
+            .settings
+            .numwant
+            .resolve(Some(i64::from(request.peers_wanted)))
+            .min(max_peers_in_datagram(peer_ip.is_ipv6()));
+        let params = AnnounceParams {
+            info_hash: request.info_hash,
+            peer_id: request.peer_id,
+            port: request.port,
+            // A negative `left` is nonsense; treat the peer as a leecher rather than
+            // promote it to seeder.
+            bytes_left: u64::try_from(request.bytes_left).unwrap_or(u64::MAX),
+            event: request.event,
+            numwant,
+        };
+        let shard = self.router.shard(&request.info_hash);
+        self.push_request(
+            shard,
+            UdpRequest::Announce {
+                params,
                 transaction_id: request.transaction_id,
-                torrent_stats: vec![TorrentScrapeStatistics::default(); total],
-            });
-            self.send_response(src, &response, state);
-            return;
-        }
-        let pending_id = if num_parts == 1 && parts.iter().any(|p| p.len() == total) {
-            None
-        } else {
-            if state.pending_scrapes.len() >= self.settings.max_pending_scrapes {
-                add(&self.counters().dropped, 1);
-                log::debug!("too many pending scrapes; dropped one");
+                peer_ip,
+                addr: src,
+            },
+            state,
+        );
+    }
+
+    fn route_scrape(
+        &mut self,
+        request: &ScrapeRequest,
+        src: CanonicalSocketAddr,
+        state: &mut State,
+    ) {
+        let access_list = &mut self.access_list;
+        let route = route_scrape(&request.info_hashes, &self.router, |hash| {
+            access_list.allows(hash)
+        });
+        let (pending_id, parts) = match route {
+            ScrapeRoute::Nothing => {
+                let response = Response::Scrape(ScrapeResponse {
+                    transaction_id: request.transaction_id,
+                    torrent_stats: vec![
+                        TorrentScrapeStatistics::default();
+                        request.info_hashes.len()
+                    ],
+                });
+                self.send_response(src, &response, state);
                 return;
             }
-            let id = state.next_pending_id;
-            state.next_pending_id = state.next_pending_id.wrapping_add(1);
-            state.pending_scrapes.insert(
-                id,
-                PendingScrape {
-                    addr: src,
-                    transaction_id: request.transaction_id,
-                    stats: vec![TorrentScrapeStatistics::default(); total],
-                    parts_left: num_parts,
-                    created: Instant::now(),
-                },
-            );
-            Some(id)
-        };
-        for (part, out) in parts.into_iter().zip(state.outgoing.iter_mut()) {
-            if !part.is_empty() {
-                out.push(SwarmRequest::Scrape {
-                    addr: src,
-                    transaction_id: request.transaction_id,
-                    pending_id,
-                    info_hashes: part,
-                });
+            ScrapeRoute::One { shard, part } => (None, vec![(shard, part)]),
+            ScrapeRoute::Split(parts) => {
+                let meta = (src, request.transaction_id);
+                let id = state.pending_scrapes.insert(
+                    meta,
+                    request.info_hashes.len(),
+                    parts.len(),
+                    Instant::now(),
+                );
+                let Some(id) = id else {
+                    add(&self.counters().dropped, 1);
+                    log::debug!("too many pending scrapes; dropped one");
+                    return;
+                };
+                (Some(id), parts)
             }
+        };
+        for (shard, part) in parts {
+            let request = UdpRequest::Scrape {
+                addr: src,
+                transaction_id: request.transaction_id,
+                pending_id,
+                part,
+            };
+            self.push_request(shard, request, state);
         }
     }
 
-    fn flush_requests(&self, state: &mut State) -> anyhow::Result<()> {
-        for (out, sender) in state.outgoing.iter_mut().zip(&self.request_senders) {
-            if out.is_empty() {
-                continue;
-            }
-            // The next batch will be about as large: one allocation now instead of a
-            // series of doublings while it fills.
-            let batch = std::mem::replace(out, Vec::with_capacity(out.len()));
-            let len = batch.len() as u64;
-            match sender.try_send((self.index, batch)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    add(&self.counters().dropped, len);
-                    if let Some(held_back) = state.full_warning.check(Instant::now()) {
-                        log::warn!(
-                            "request channel full: dropped {len} requests (and {held_back} \
-                             more batches since the last warning); swarm workers are overloaded"
-                        );
-                    }
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    if !self.shutdown.is_set() {
-                        anyhow::bail!("request worker channel closed");
-                    }
-                }
-            }
+    /// Adds a request to the batch for request worker `shard`, sending the batch at once
+    /// when it is as large as a batch may be.
+    fn push_request(&self, shard: usize, request: UdpRequest, state: &mut State) {
+        let Some(out) = state.outgoing.get_mut(shard) else {
+            return;
+        };
+        out.push(request);
+        if out.len() >= MAX_BATCH_LEN {
+            self.flush_to(shard, state);
         }
-        Ok(())
+    }
+
+    fn flush_requests(&self, state: &mut State) {
+        for shard in 0..state.outgoing.len() {
+            self.flush_to(shard, state);
+        }
+    }
+
+    /// Sends the batch for request worker `shard`, if there is one; a full channel drops
+    /// it (counted, with a rate-limited warning).
+    fn flush_to(&self, shard: usize, state: &mut State) {
+        let (Some(out), Some(sender)) = (
+            state.outgoing.get_mut(shard),
+            self.request_senders.get(shard),
+        ) else {
+            return;
+        };
+        if out.is_empty() {
+            return;
+        }
+        // The next batch will be about as large: one allocation now instead of a
+        // series of doublings while it fills.
+        let requests = std::mem::replace(out, Vec::with_capacity(out.len()));
+        let len = requests.len();
+        let batch = RequestBatch {
+            from: self.index,
+            requests,
+        };
+        match sender.try_send(batch, len) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                add(&self.counters().dropped, len as u64);
+                if let Some(held_back) = state.full_warning.check(Instant::now()) {
+                    log::warn!(
+                        "request channel full: dropped {len} requests (and {held_back} \
+                         more batches since the last warning); request workers are overloaded"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => state.request_worker_gone = true,
+        }
     }
 
     fn send_responses(&mut self, state: &mut State) {
@@ -379,48 +423,52 @@ impl SocketWorker {
             };
             for response in &batch.responses {
                 match response {
-                    SwarmResponse::Announce {
+                    UdpResponse::Announce {
                         addr,
                         header,
                         peers,
                     } => {
                         self.send_announce(*addr, header, *peers, &batch, state);
                     }
-                    SwarmResponse::Ready { addr, response } => {
-                        self.send_response(*addr, response, state);
+                    UdpResponse::Scrape {
+                        addr,
+                        transaction_id,
+                        counts,
+                    } => {
+                        self.send_scrape(*addr, *transaction_id, counts, state);
                     }
-                    SwarmResponse::ScrapePart { pending_id, stats } => {
-                        self.merge_scrape_part(*pending_id, stats, state);
+                    UdpResponse::ScrapePart { pending_id, counts } => {
+                        if let Some(((addr, transaction_id), counts)) =
+                            state.pending_scrapes.merge(*pending_id, counts)
+                        {
+                            self.send_scrape(addr, transaction_id, &counts, state);
+                        }
                     }
                 }
             }
         }
     }
 
-    fn merge_scrape_part(
+    fn send_scrape(
         &mut self,
-        pending_id: u64,
-        stats: &[(u8, TorrentScrapeStatistics)],
+        addr: CanonicalSocketAddr,
+        transaction_id: TransactionId,
+        counts: &[ScrapeCounts],
         state: &mut State,
     ) {
-        let Some(pending) = state.pending_scrapes.get_mut(&pending_id) else {
-            return; // Timed out already.
-        };
-        for (pos, s) in stats {
-            if let Some(slot) = pending.stats.get_mut(usize::from(*pos)) {
-                *slot = *s;
-            }
-        }
-        pending.parts_left = pending.parts_left.saturating_sub(1);
-        if pending.parts_left == 0
-            && let Some(done) = state.pending_scrapes.remove(&pending_id)
-        {
-            let response = Response::Scrape(ScrapeResponse {
-                transaction_id: done.transaction_id,
-                torrent_stats: done.stats,
-            });
-            self.send_response(done.addr, &response, state);
-        }
+        let saturating = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let response = Response::Scrape(ScrapeResponse {
+            transaction_id,
+            torrent_stats: counts
+                .iter()
+                .map(|c| TorrentScrapeStatistics {
+                    seeders: saturating(c.seeders),
+                    completed: saturating(c.completed),
+                    leechers: saturating(c.leechers),
+                })
+                .collect(),
+        });
+        self.send_response(addr, &response, state);
     }
 
     fn send_error(
@@ -443,7 +491,7 @@ impl SocketWorker {
         addr: CanonicalSocketAddr,
         header: &AnnounceHeader,
         peers: PeerRange,
-        batch: &ResponseBatch,
+        batch: &UdpResponses,
         state: &mut State,
     ) {
         let range = peers.start as usize..(peers.start as usize).saturating_add(peers.len as usize);

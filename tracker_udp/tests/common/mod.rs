@@ -22,7 +22,7 @@ pub fn test_config(address: &str) -> Config {
     config.network.recv_buffer_bytes = 0;
     config.network.poll_timeout_ms = 10;
     config.workers.socket_workers = 2;
-    config.workers.swarm_workers = 3;
+    config.workers.request_workers = 3;
     config.statistics.interval_secs = 0;
     config
 }

@@ -1,0 +1,183 @@
+//! Channels between workers, bounded by the requests (or responses) they hold rather than
+//! by the batches that carry them.
+//!
+//! Workers send batches, so that the cost of a channel operation is paid once per batch.
+//! A channel bounded by batches (crossbeam's `bounded(n)`) would hold anywhere from `n` to
+//! `n` times the largest batch, which is not a bound an operator can reason about. Here
+//! every message carries a weight (the number of requests in the batch), and a message is
+//! refused when the weights queued plus its own would exceed the capacity. Nothing ever
+//! waits: a refused message comes back to the sender, which drops and counts it.
+//!
+//! The queue underneath is crossbeam's unbounded channel; the bound is a shared atomic
+//! counter that the sender raises before sending and the receiver lowers on receipt.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+
+/// The most requests (or responses) a worker puts in one batch; channels hold at least
+/// this much (the config validation sees to it), so that any batch can pass.
+pub const MAX_BATCH_LEN: usize = 1024;
+
+/// Why [`WeightedSender::try_send`] gave the message back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// The channel holds too much; the message was not sent.
+    Full(T),
+    /// The receiver is gone.
+    Disconnected(T),
+}
+
+/// The sending side; clones share the bound.
+#[derive(Debug)]
+pub struct WeightedSender<T> {
+    inner: crossbeam_channel::Sender<(T, usize)>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl<T> Clone for WeightedSender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            queued: self.queued.clone(),
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// The receiving side.
+#[derive(Debug)]
+pub struct WeightedReceiver<T> {
+    inner: crossbeam_channel::Receiver<(T, usize)>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A channel that holds messages of total weight at most `capacity`.
+///
+/// A single message heavier than `capacity` can never be sent; callers keep their batches
+/// no larger than the capacity (trackers check this when they validate the config).
+pub fn weighted<T>(capacity: usize) -> (WeightedSender<T>, WeightedReceiver<T>) {
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        WeightedSender {
+            inner: sender,
+            queued: queued.clone(),
+            capacity,
+        },
+        WeightedReceiver {
+            inner: receiver,
+            queued,
+        },
+    )
+}
+
+impl<T> WeightedSender<T> {
+    /// Sends `message` of weight `weight` unless the channel would then hold more than its
+    /// capacity.
+    ///
+    /// # Errors
+    /// The message comes back when the channel is full or the receiver is gone.
+    pub fn try_send(&self, message: T, weight: usize) -> Result<(), TrySendError<T>> {
+        // Reserve first, so that two senders cannot both see room for one message only.
+        let before = self.queued.fetch_add(weight, Ordering::AcqRel);
+        if before.saturating_add(weight) > self.capacity {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            return Err(TrySendError::Full(message));
+        }
+        self.inner.send((message, weight)).map_err(|err| {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            TrySendError::Disconnected(err.into_inner().0)
+        })
+    }
+
+    /// The weight queued now (for statistics and tests).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// The most weight the channel holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+impl<T> WeightedReceiver<T> {
+    fn release(&self, (message, weight): (T, usize)) -> T {
+        self.queued.fetch_sub(weight, Ordering::AcqRel);
+        message
+    }
+
+    /// The next message, waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// Nothing arrived in time, or every sender is gone.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.inner.recv_timeout(timeout).map(|m| self.release(m))
+    }
+
+    /// The next message if one is queued.
+    ///
+    /// # Errors
+    /// Nothing is queued, or every sender is gone.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.inner.try_recv().map(|m| self.release(m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_counts_weight_not_messages() {
+        let (tx, rx) = weighted::<&str>(10);
+        assert_eq!(tx.try_send("a", 4), Ok(()));
+        assert_eq!(tx.try_send("b", 6), Ok(()));
+        // Full at exactly the capacity: even a message of weight 1 is refused.
+        assert_eq!(tx.try_send("c", 1), Err(TrySendError::Full("c")));
+        assert_eq!(tx.queued(), 10);
+        assert_eq!(rx.try_recv(), Ok("a"));
+        assert_eq!(tx.queued(), 6);
+        assert_eq!(tx.try_send("d", 5), Err(TrySendError::Full("d")));
+        assert_eq!(tx.try_send("e", 4), Ok(()));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok("b"));
+        assert_eq!(rx.try_recv(), Ok("e"));
+        assert_eq!(tx.queued(), 0);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[test]
+    fn a_message_heavier_than_the_capacity_never_passes() {
+        let (tx, _rx) = weighted::<u8>(3);
+        assert_eq!(tx.try_send(1, 4), Err(TrySendError::Full(1)));
+        assert_eq!(tx.queued(), 0);
+    }
+
+    #[test]
+    fn disconnected_gives_the_message_back_and_releases_its_weight() {
+        let (tx, rx) = weighted::<u8>(3);
+        drop(rx);
+        assert_eq!(tx.try_send(1, 2), Err(TrySendError::Disconnected(1)));
+        assert_eq!(tx.queued(), 0);
+    }
+
+    #[test]
+    fn concurrent_senders_never_exceed_the_capacity() {
+        let (tx, rx) = weighted::<u32>(100);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let tx = tx.clone();
+                std::thread::spawn(move || (0..1000).filter(|_| tx.try_send(1, 7).is_ok()).count())
+            })
+            .collect();
+        let sent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        // Nobody receives, so exactly floor(100 / 7) messages fit, whoever sent them.
+        assert_eq!(sent, 14);
+        assert_eq!(tx.queued(), 98);
+        drop(rx);
+    }
+}

@@ -1,0 +1,464 @@
+//! The request worker: the thread that owns one shard of the torrents, and its loop.
+//!
+//! Every tracker has the same request workers; only what a request means differs. The
+//! loop here drains batches of requests from the socket workers, lets the tracker's
+//! [`RequestHandler`] apply each to the shard, sends the responses back in one batch per
+//! socket worker, cleans the shard on schedule and publishes its gauges. Nothing else
+//! touches the shard, so nothing is locked.
+//!
+//! Channels are bounded by requests ([`crate::channel`]); a full channel drops the batch,
+//! counts it and logs a rate-limited warning. Responses are flushed after at most
+//! [`MAX_BATCHES_PER_FLUSH`] batches, or as soon as one socket worker's batch reaches
+//! [`MAX_BATCH_LEN`], so that no batch is larger than a channel can take.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+use rand::rngs::SmallRng;
+
+use crate::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
+use crate::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
+use crate::supervisor::ShutdownFlag;
+use crate::swarm::SwarmShard;
+use crate::time::{SecondsSinceServerStart, ServerStartInstant};
+
+/// How long to block on the request channel before checking shutdown and cleaning.
+const RECV_TIMEOUT: Duration = Duration::from_millis(50);
+/// Request batches handled before responses are flushed, to amortize sends and wake-ups.
+pub const MAX_BATCHES_PER_FLUSH: usize = 64;
+
+/// Wakes a socket worker after responses were sent to it (a mio `Waker`, say).
+pub type WakeFn = Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
+
+/// Requests from one socket worker.
+#[derive(Debug)]
+pub struct RequestBatch<R> {
+    /// The socket worker that sent them, where the responses go.
+    pub from: usize,
+    /// The requests, at most [`MAX_BATCH_LEN`].
+    pub requests: Vec<R>,
+}
+
+/// Responses for one socket worker, as a tracker batches them.
+pub trait ResponseBatch: Send + Default + 'static {
+    /// Responses in the batch: its weight in the channel.
+    fn len(&self) -> usize;
+
+    /// Whether there is nothing to send.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An empty batch with room for about as much as this one holds: the next batch
+    /// will be about as large, and one allocation beats a series of doublings.
+    fn empty_like(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// A shard and what a handler needs to apply requests to it.
+pub struct Swarm {
+    /// The torrents this worker owns.
+    pub shard: SwarmShard,
+    /// Randomness for peer selection.
+    pub rng: SmallRng,
+    /// The time of the batch being handled.
+    pub now: SecondsSinceServerStart,
+}
+
+/// What a request means: the tracker's part of the request worker.
+pub trait RequestHandler: Send + 'static {
+    /// What socket workers send.
+    type Request: Send + 'static;
+    /// What goes back to a socket worker.
+    type Responses: ResponseBatch;
+
+    /// Applies `request`, which came from socket worker `from`, to the swarm, and adds its
+    /// responses to `out` (one batch per socket worker, indexed like them).
+    fn handle(
+        &mut self,
+        swarm: &mut Swarm,
+        from: usize,
+        request: Self::Request,
+        out: &mut [Self::Responses],
+    );
+}
+
+/// The channel back to one socket worker and how to wake it.
+pub struct Responder<B> {
+    /// The channel.
+    pub sender: WeightedSender<B>,
+    /// Called after each batch sent.
+    pub wake: WakeFn,
+}
+
+/// When to clean the shard.
+#[derive(Copy, Clone, Debug)]
+pub struct CleaningSchedule {
+    /// Time between cleanings.
+    pub interval: Duration,
+    /// Peers not seen for longer are removed.
+    pub max_peer_age_secs: u32,
+}
+
+/// One request worker and everything it owns.
+pub struct RequestWorker<H: RequestHandler> {
+    /// Its index among the request workers (its shard).
+    pub index: usize,
+    /// Requests from every socket worker.
+    pub receiver: WeightedReceiver<RequestBatch<H::Request>>,
+    /// Channels back to the socket workers, by index.
+    pub responders: Vec<Responder<H::Responses>>,
+    /// The tracker's part.
+    pub handler: H,
+    /// The shard.
+    pub swarm: Swarm,
+    /// When to clean.
+    pub cleaning: CleaningSchedule,
+    /// The server's start, for `now`.
+    pub start: ServerStartInstant,
+    /// Where the gauges go.
+    pub statistics: Arc<Statistics>,
+    /// Set when the tracker stops.
+    pub shutdown: ShutdownFlag,
+}
+
+impl<H: RequestHandler> RequestWorker<H> {
+    /// Runs until shutdown.
+    ///
+    /// # Errors
+    /// The request channel closed while no shutdown was asked for.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let statistics = self.statistics.clone();
+        let gauges = statistics.request_worker(self.index);
+        let mut full_warning = RateLimitedWarning::new(Duration::from_secs(10));
+        let mut next_cleaning = Instant::now() + self.cleaning.interval;
+        let mut outgoing: Vec<H::Responses> = self
+            .responders
+            .iter()
+            .map(|_| H::Responses::default())
+            .collect();
+
+        while !self.shutdown.is_set() {
+            match self.receiver.recv_timeout(RECV_TIMEOUT) {
+                Ok(first) => {
+                    self.swarm.now = self.start.seconds_elapsed();
+                    let mut next = Some(first);
+                    let mut batches = 0;
+                    while let Some(batch) = next {
+                        self.handle_batch(batch, &mut outgoing, gauges, &mut full_warning);
+                        batches += 1;
+                        next = if batches < MAX_BATCHES_PER_FLUSH {
+                            self.receiver.try_recv().ok()
+                        } else {
+                            None
+                        };
+                    }
+                    for to in 0..outgoing.len() {
+                        self.flush(to, &mut outgoing, gauges, &mut full_warning);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    if self.shutdown.is_set() {
+                        return Ok(());
+                    }
+                    anyhow::bail!("request channel closed");
+                }
+            }
+
+            if Instant::now() >= next_cleaning {
+                let now = self.start.seconds_elapsed();
+                let cleaned = self.swarm.shard.clean(now, self.cleaning.max_peer_age_secs);
+                log::trace!(
+                    "request-{:02}: removed {} peers and {} torrents",
+                    self.index + 1,
+                    cleaned.removed_peers,
+                    cleaned.removed_torrents
+                );
+                next_cleaning = Instant::now() + self.cleaning.interval;
+            }
+            publish_gauges(&self.swarm.shard, gauges);
+        }
+        Ok(())
+    }
+
+    fn handle_batch(
+        &mut self,
+        batch: RequestBatch<H::Request>,
+        outgoing: &mut [H::Responses],
+        gauges: &RequestWorkerGauges,
+        full_warning: &mut RateLimitedWarning,
+    ) {
+        let from = batch.from;
+        for request in batch.requests {
+            self.handler
+                .handle(&mut self.swarm, from, request, outgoing);
+            // Most handlers answer the sender only; checking every destination keeps the
+            // bound for those that also write elsewhere.
+            for to in 0..outgoing.len() {
+                if outgoing
+                    .get(to)
+                    .is_some_and(|out| out.len() >= MAX_BATCH_LEN)
+                {
+                    self.flush(to, outgoing, gauges, full_warning);
+                }
+            }
+        }
+    }
+
+    /// Sends socket worker `to` its batch, if it has one, and wakes it.
+    fn flush(
+        &self,
+        to: usize,
+        outgoing: &mut [H::Responses],
+        gauges: &RequestWorkerGauges,
+        full_warning: &mut RateLimitedWarning,
+    ) {
+        let (Some(out), Some(responder)) = (outgoing.get_mut(to), self.responders.get(to)) else {
+            return;
+        };
+        if out.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(out, out.empty_like());
+        let len = batch.len();
+        match responder.sender.try_send(batch, len) {
+            Ok(()) => {
+                if let Err(err) = (responder.wake)() {
+                    log::warn!("wake socket worker: {err}");
+                }
+            }
+            Err(TrySendError::Full(_)) => {
+                add(&gauges.dropped, len as u64);
+                if let Some(held_back) = full_warning.check(Instant::now()) {
+                    log::warn!(
+                        "response channel full: dropped {len} responses (and {held_back} \
+                         more batches since the last warning); socket workers are overloaded"
+                    );
+                }
+            }
+            // The socket worker is gone: the supervisor is already shutting down.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// Publishes the shard's sizes; cheap (running totals), so done every loop.
+fn publish_gauges(shard: &SwarmShard, gauges: &RequestWorkerGauges) {
+    let set = |gauge: &std::sync::atomic::AtomicU64, value: usize| {
+        gauge.store(value as u64, Ordering::Relaxed);
+    };
+    set(&gauges.torrents, shard.num_torrents());
+    set(&gauges.seeders, shard.num_seeders());
+    set(&gauges.leechers, shard.num_leechers());
+    gauges.rejected_by_limits.store(
+        shard
+            .ipv4
+            .num_rejected_by_limits()
+            .saturating_add(shard.ipv6.num_rejected_by_limits()),
+        Ordering::Relaxed,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::AtomicUsize;
+
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::channel::{WeightedSender, weighted};
+    use crate::swarm::{AnnounceParams, SwarmLimits};
+    use crate::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
+
+    /// Announces a seeder on port `port` of torrent `hash`, answering the torrent's seeder
+    /// count.
+    struct Announcer {
+        scratch: Vec<ResponsePeer<Ipv4Addr>>,
+    }
+
+    impl ResponseBatch for Vec<(u16, u32)> {
+        fn len(&self) -> usize {
+            Vec::len(self)
+        }
+    }
+
+    impl RequestHandler for Announcer {
+        type Request = (u8, u16);
+        type Responses = Vec<(u16, u32)>;
+
+        fn handle(
+            &mut self,
+            swarm: &mut Swarm,
+            from: usize,
+            (hash, port): (u8, u16),
+            out: &mut [Self::Responses],
+        ) {
+            let params = AnnounceParams {
+                info_hash: InfoHash([hash; 20]),
+                peer_id: PeerId([0; 20]),
+                port,
+                bytes_left: 0,
+                event: AnnounceEvent::Started,
+                numwant: 0,
+            };
+            let ip = Ipv4Addr::from(u32::from(port));
+            let counts = swarm.shard.ipv4.announce(
+                &params,
+                ip,
+                swarm.now,
+                &mut swarm.rng,
+                &mut self.scratch,
+            );
+            out[from].push((port, counts.seeders));
+        }
+    }
+
+    struct Running {
+        to_worker: WeightedSender<RequestBatch<(u8, u16)>>,
+        from_worker: Vec<WeightedReceiver<Vec<(u16, u32)>>>,
+        wakes: Arc<AtomicUsize>,
+        statistics: Arc<Statistics>,
+        shutdown: ShutdownFlag,
+        thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    }
+
+    fn start(socket_workers: usize, capacity: usize) -> Running {
+        // Room for two full batches of requests; responses get `capacity`.
+        let (to_worker, receiver) = weighted(2 * MAX_BATCH_LEN);
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let (senders, from_worker): (Vec<_>, Vec<_>) =
+            (0..socket_workers).map(|_| weighted(capacity)).unzip();
+        let statistics = Arc::new(Statistics::new(socket_workers, 1));
+        let shutdown = ShutdownFlag::new();
+        let worker = RequestWorker {
+            index: 0,
+            receiver,
+            responders: senders
+                .into_iter()
+                .map(|sender| {
+                    let wakes = wakes.clone();
+                    Responder {
+                        sender,
+                        wake: Arc::new(move || {
+                            wakes.fetch_add(1, Ordering::Relaxed);
+                            Ok(())
+                        }),
+                    }
+                })
+                .collect(),
+            handler: Announcer {
+                scratch: Vec::new(),
+            },
+            swarm: Swarm {
+                shard: SwarmShard::new(SwarmLimits {
+                    max_torrents: 100,
+                    max_peers_per_torrent: 100_000,
+                }),
+                rng: SmallRng::seed_from_u64(1),
+                now: SecondsSinceServerStart(0),
+            },
+            cleaning: CleaningSchedule {
+                interval: Duration::from_secs(3600),
+                max_peer_age_secs: 3600,
+            },
+            start: ServerStartInstant::new(),
+            statistics: statistics.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let thread = std::thread::spawn(move || worker.run());
+        Running {
+            to_worker,
+            from_worker,
+            wakes,
+            statistics,
+            shutdown,
+            thread,
+        }
+    }
+
+    fn stop(running: Running) {
+        running.shutdown.set();
+        running.thread.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn answers_go_back_to_the_sender_and_wake_it() {
+        let running = start(2, MAX_BATCH_LEN);
+        let batch = |from, requests| RequestBatch { from, requests };
+        running
+            .to_worker
+            .try_send(batch(1, vec![(1, 10), (1, 11)]), 2)
+            .unwrap();
+        let answer = running.from_worker[1]
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(answer, vec![(10, 1), (11, 2)]);
+        running
+            .to_worker
+            .try_send(batch(0, vec![(1, 12)]), 1)
+            .unwrap();
+        let answer = running.from_worker[0]
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(answer, vec![(12, 3)]);
+        assert!(running.wakes.load(Ordering::Relaxed) >= 2);
+        assert!(
+            running.from_worker[1].try_recv().is_err(),
+            "nothing more for worker 1"
+        );
+        stop(running);
+    }
+
+    /// Responses leave in batches of at most MAX_BATCH_LEN, and a batch that finds the
+    /// channel back full is dropped and counted, not waited for.
+    #[test]
+    fn response_batches_are_bounded_and_a_full_channel_drops() {
+        let running = start(1, MAX_BATCH_LEN);
+        let requests: Vec<(u8, u16)> = (0..MAX_BATCH_LEN as u16).map(|p| (2, p + 1)).collect();
+        for _ in 0..2 {
+            let batch = RequestBatch {
+                from: 0,
+                requests: requests.clone(),
+            };
+            assert!(running.to_worker.try_send(batch, MAX_BATCH_LEN).is_ok());
+        }
+        // Nobody reads the responses: the first full batch fills the channel, the second
+        // is dropped whole.
+        let gauges = running.statistics.request_worker(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gauges.dropped.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(gauges.dropped.load(Ordering::Relaxed), MAX_BATCH_LEN as u64);
+        let first = running.from_worker[0].try_recv().unwrap();
+        assert_eq!(first.len(), MAX_BATCH_LEN);
+        assert!(running.from_worker[0].try_recv().is_err());
+        assert_eq!(gauges.seeders.load(Ordering::Relaxed), MAX_BATCH_LEN as u64);
+        stop(running);
+    }
+
+    #[test]
+    fn a_closed_request_channel_without_shutdown_is_an_error() {
+        let running = start(1, MAX_BATCH_LEN);
+        drop(running.to_worker);
+        let result = running.thread.join().unwrap();
+        assert!(
+            result
+                .unwrap_err()
+                .to_string()
+                .contains("request channel closed")
+        );
+    }
+}

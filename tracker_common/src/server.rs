@@ -1,0 +1,273 @@
+//! Start-up and thread wiring that every tracker shares: the access list, the request
+//! workers with their channels, the statistics and signal threads, and the handle that
+//! tests and the binaries hold.
+//!
+//! A tracker starts in a few named steps:
+//! 1. [`Core::new`] loads the access list and makes the statistics and the shard router;
+//! 2. the tracker binds its sockets (see [`crate::net`]) and makes one waker per socket
+//!    worker;
+//! 3. [`Core::spawn_request_workers`] starts the request workers and returns the channels
+//!    the socket workers use;
+//! 4. the tracker spawns its socket workers on [`Core::supervisor`];
+//! 5. [`Core::spawn_statistics`] and [`Core::spawn_signals`], then
+//!    [`Core::into_handle`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::access_list::{self, AccessList, AccessListConfig, AccessListMode, SharedAccessList};
+use crate::channel::{WeightedReceiver, WeightedSender, weighted};
+use crate::config::{SwarmConfig, WorkerConfig};
+use crate::request_worker::{
+    CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Swarm, WakeFn,
+};
+use crate::routing::ShardRouter;
+use crate::statistics::{Snapshot, Statistics, run_statistics_logger};
+use crate::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
+use crate::swarm::{SwarmLimits, SwarmShard};
+use crate::time::{SecondsSinceServerStart, ServerStartInstant};
+
+/// What every tracker starts with, before its sockets.
+pub struct Core {
+    /// The tracker's threads.
+    pub supervisor: Supervisor,
+    /// Every worker's counters.
+    pub statistics: Arc<Statistics>,
+    /// The access list, shared with the socket workers and reloaded by SIGUSR1.
+    pub access_list: SharedAccessList,
+    /// How the access list is read.
+    pub access_list_config: AccessListConfig,
+    /// The server's start, the origin of its coarse clock.
+    pub start: ServerStartInstant,
+    /// Which request worker owns which torrent.
+    pub router: ShardRouter,
+}
+
+/// The channels between the socket workers and the request workers.
+pub struct Channels<H: RequestHandler> {
+    /// To each request worker, by index; every socket worker gets a clone of all.
+    pub to_request_workers: Vec<WeightedSender<RequestBatch<H::Request>>>,
+    /// From the request workers, one per socket worker, by index.
+    pub to_socket_workers: Vec<WeightedReceiver<H::Responses>>,
+}
+
+impl Core {
+    /// Loads the access list (a bad file is an error naming it and the line) and makes
+    /// the shared state for `workers` (already resolved).
+    ///
+    /// # Errors
+    /// The access list cannot be read.
+    pub fn new(
+        access_list_config: &AccessListConfig,
+        workers: &WorkerConfig,
+    ) -> anyhow::Result<Self> {
+        let list = AccessList::from_config(access_list_config)?;
+        if access_list_config.mode != AccessListMode::Off {
+            log::info!(
+                "access list {}: {} info hashes ({:?} mode)",
+                access_list_config.path.display(),
+                list.len(),
+                access_list_config.mode
+            );
+        }
+        Ok(Self {
+            supervisor: Supervisor::new(ShutdownFlag::new()),
+            statistics: Arc::new(Statistics::new(
+                workers.socket_workers,
+                workers.request_workers,
+            )),
+            access_list: access_list::shared(list),
+            access_list_config: access_list_config.clone(),
+            start: ServerStartInstant::new(),
+            router: ShardRouter::new(workers.request_workers),
+        })
+    }
+
+    /// Starts `workers.request_workers` request workers named `request-01`, ..., each
+    /// with a handler from `make_handler` and an empty shard bounded by `swarm`, and
+    /// returns the channels. `wakers` has one entry per socket worker.
+    ///
+    /// # Errors
+    /// A thread could not be started.
+    pub fn spawn_request_workers<H: RequestHandler>(
+        &mut self,
+        swarm: &SwarmConfig,
+        workers: &WorkerConfig,
+        wakers: Vec<WakeFn>,
+        mut make_handler: impl FnMut() -> H,
+    ) -> anyhow::Result<Channels<H>> {
+        let capacity = workers.channel_capacity_requests;
+        let (to_request_workers, request_receivers): (Vec<_>, Vec<_>) = (0..workers
+            .request_workers)
+            .map(|_| weighted(capacity))
+            .unzip();
+        let (response_senders, to_socket_workers): (Vec<_>, Vec<_>) =
+            wakers.iter().map(|_| weighted(capacity)).unzip();
+        let cleaning = CleaningSchedule {
+            interval: Duration::from_secs(u64::from(swarm.cleaning_interval_secs)),
+            max_peer_age_secs: swarm.max_peer_age_secs,
+        };
+        for (index, receiver) in request_receivers.into_iter().enumerate() {
+            let worker = RequestWorker {
+                index,
+                receiver,
+                responders: response_senders
+                    .iter()
+                    .zip(&wakers)
+                    .map(|(sender, wake)| Responder {
+                        sender: sender.clone(),
+                        wake: wake.clone(),
+                    })
+                    .collect(),
+                handler: make_handler(),
+                swarm: Swarm {
+                    shard: new_shard(swarm, workers.request_workers),
+                    rng: SmallRng::from_os_rng(),
+                    now: SecondsSinceServerStart(0),
+                },
+                cleaning,
+                start: self.start,
+                statistics: self.statistics.clone(),
+                shutdown: self.supervisor.shutdown_flag().clone(),
+            };
+            self.supervisor
+                .spawn(&format!("request-{:02}", index + 1), move || worker.run())?;
+        }
+        Ok(Channels {
+            to_request_workers,
+            to_socket_workers,
+        })
+    }
+
+    /// Starts the thread that logs a statistics line every `interval_secs` (0 = none);
+    /// `protocol` gives the tracker's own part of the line.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn spawn_statistics(
+        &mut self,
+        interval_secs: u32,
+        protocol: impl FnMut(Duration) -> String + Send + 'static,
+    ) -> anyhow::Result<()> {
+        if interval_secs == 0 {
+            return Ok(());
+        }
+        let stats = self.statistics.clone();
+        let interval = Duration::from_secs(u64::from(interval_secs));
+        let shutdown = self.supervisor.shutdown_flag().clone();
+        self.supervisor.spawn("statistics", move || {
+            run_statistics_logger(&stats, interval, &shutdown, protocol)
+        })
+    }
+
+    /// Starts the signal thread: SIGUSR1 reloads the access list (a bad file is logged
+    /// and the old list kept), SIGTERM and SIGINT stop the tracker.
+    ///
+    /// # Errors
+    /// The signal handlers could not be installed.
+    pub fn spawn_signals(&mut self) -> anyhow::Result<()> {
+        let list = self.access_list.clone();
+        let list_config = self.access_list_config.clone();
+        spawn_signal_thread(&mut self.supervisor, move || {
+            if list_config.mode == AccessListMode::Off {
+                log::info!("SIGUSR1: access list is off, nothing to reload");
+                return;
+            }
+            match access_list::reload(&list, &list_config) {
+                Ok(n) => log::info!("access list reloaded: {n} info hashes"),
+                Err(err) => log::error!("access list reload failed, keeping the old list: {err:#}"),
+            }
+        })
+    }
+
+    /// The handle of the started tracker, listening on `local_addr`.
+    pub fn into_handle(self, local_addr: SocketAddr) -> TrackerHandle {
+        TrackerHandle {
+            local_addr,
+            supervisor: self.supervisor,
+            statistics: self.statistics,
+            access_list: self.access_list,
+            access_list_config: self.access_list_config,
+        }
+    }
+}
+
+/// An empty shard for one of `num_shards` request workers.
+fn new_shard(swarm: &SwarmConfig, num_shards: usize) -> SwarmShard {
+    SwarmShard::new(SwarmLimits {
+        max_torrents: swarm.max_torrents.div_ceil(num_shards.max(1)),
+        max_peers_per_torrent: swarm.max_peers_per_torrent,
+    })
+}
+
+/// A running tracker, whatever its protocol: what its binary waits on and what tests
+/// inspect. Dropping it stops the threads.
+pub struct TrackerHandle {
+    local_addr: SocketAddr,
+    supervisor: Supervisor,
+    statistics: Arc<Statistics>,
+    access_list: SharedAccessList,
+    access_list_config: AccessListConfig,
+}
+
+impl TrackerHandle {
+    /// The address the sockets are bound to (with the real port when 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// All workers' counters summed.
+    pub fn statistics(&self) -> Snapshot {
+        self.statistics.snapshot()
+    }
+
+    /// Re-reads the access list file, as SIGUSR1 does. On error the old list stays.
+    ///
+    /// # Errors
+    /// The file could not be read or has a bad line.
+    pub fn reload_access_list(&self) -> anyhow::Result<usize> {
+        access_list::reload(&self.access_list, &self.access_list_config)
+    }
+
+    /// Blocks until a thread ends: `Ok` after a requested shutdown, `Err` naming the
+    /// thread otherwise.
+    ///
+    /// # Errors
+    /// A worker failed, returned or panicked.
+    pub fn wait(&self) -> anyhow::Result<()> {
+        self.supervisor.wait()
+    }
+
+    /// Stops every thread and waits for them (a few seconds at most).
+    pub fn shutdown(mut self) {
+        let stuck = self.supervisor.shutdown(Duration::from_secs(5));
+        if !stuck.is_empty() {
+            log::warn!("threads still running after shutdown: {}", stuck.join(", "));
+        }
+    }
+
+    /// Runs until SIGTERM / SIGINT (then `Ok`) or until a thread fails: what a binary
+    /// does after starting.
+    ///
+    /// # Errors
+    /// A thread failed, returned or panicked.
+    pub fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.wait();
+        if result.is_ok() {
+            self.shutdown();
+            log::info!("stopped");
+        }
+        result
+    }
+}
+
+impl Drop for TrackerHandle {
+    /// A dropped handle (a failed test, say) still stops the threads.
+    fn drop(&mut self) {
+        self.supervisor.shutdown_flag().set();
+    }
+}
