@@ -44,7 +44,12 @@ impl ConnectionValidator {
     }
 
     /// Whether `id` was made by this validator for `ip` and has not expired.
-    pub(crate) fn is_valid(&self, id: ConnectionId, ip: IpAddr, now: SecondsSinceServerStart) -> bool {
+    pub(crate) fn is_valid(
+        &self,
+        id: ConnectionId,
+        ip: IpAddr,
+        now: SecondsSinceServerStart,
+    ) -> bool {
         let raw = id.0 as u64;
         let valid_until = (raw >> 32) as u32;
         let tag = raw as u32;

@@ -367,3 +367,37 @@ fn client_ip_field_is_ignored_unless_trusted() {
         tracker.shutdown();
     }
 }
+
+/// A client cannot make an answer larger than one unfragmented datagram: with a maximum
+/// of 200 peers, IPv4 answers carry up to 200 (1220 bytes) and IPv6 answers at most 79
+/// (1442 bytes, within the 1452 bytes of UDP payload a 1500-byte MTU passes over IPv6).
+#[test]
+fn answers_fit_one_datagram_of_each_family() {
+    for (addr, max_peers, peer_len) in [("127.0.0.1:0", 200, 6), ("[::1]:0", 79, 18)] {
+        let mut config = test_config(addr);
+        config.swarm.numwant_max = 200;
+        let tracker = start(config);
+        let mut client = Client::connected(addr, tracker.local_addr());
+        let hash = info_hash(12);
+        // 250 seeders on distinct ports of the loopback address.
+        for i in 0..250u16 {
+            let mut id = [0; 20];
+            id[..2].copy_from_slice(&i.to_be_bytes());
+            let request = client.announce_request(
+                hash,
+                tracker_common::types::PeerId(id),
+                10_000 + i,
+                0,
+                AnnounceEvent::Started,
+                0,
+            );
+            let _ = client.request(&Request::Announce(request));
+        }
+        let request =
+            client.announce_request(hash, peer_id(255), 9999, 1, AnnounceEvent::Started, 1000);
+        client.send(&Request::Announce(request));
+        let reply = client.recv_raw().expect("an announce answer");
+        assert_eq!(reply.len(), 20 + max_peers * peer_len, "{addr}");
+        tracker.shutdown();
+    }
+}
