@@ -18,7 +18,12 @@
 //! - [`access_list`]: allow / deny lists, reloaded without locks on the hot path.
 //! - [`supervisor`]: named threads; any worker that ends takes the process down.
 //! - [`statistics`]: per-worker counters and the periodic log line.
-//! - [`udp_batch`]: `recvmmsg` / `sendmmsg` batches over a socket the caller owns.
+//! - [`udp_batch`]: `recvmmsg` / `sendmmsg` batches over a socket the caller owns. It is
+//!   UDP-only, and the crate's only `unsafe` code (each block with a `SAFETY` comment and
+//!   a test), yet it stays here: the UDP tracker, and the load tester's generator and
+//!   ceiling responder, must share the same batched I/O, and the load tester should not
+//!   reach into the tracker's internals. A crate of its own for one module would add a
+//!   crate without separating anything more.
 //!
 //! This crate opens no sockets; the trackers own all network I/O.
 
