@@ -158,7 +158,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let capacity = config.workers.channel_capacity;
     let statistics = Arc::new(Statistics::new(num_socket, num_swarm));
     let start = ServerStartInstant::new();
-    let validator = ConnectionValidator::new(config.protocol.connection_id_valid_secs);
+    let validator = ConnectionValidator::new(config.protocol.connection_id_valid_secs)?;
     let mut supervisor = Supervisor::new(ShutdownFlag::new());
 
     // Bind every socket before starting any thread, so that a port in use fails fast.
