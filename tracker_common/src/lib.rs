@@ -11,14 +11,18 @@
 //! - [`access_list`]: allow / deny lists, reloaded without locks on the hot path.
 //! - [`supervisor`]: named threads; any worker that ends takes the process down.
 //! - [`statistics`]: per-worker counters and the periodic log line.
+//! - [`net`]: binds the listening sockets (a SO_REUSEPORT group per port), refusing a
+//!   port that another process already serves.
 //! - [`udp_batch`]: `recvmmsg` / `sendmmsg` batches over a socket the caller owns.
 //!
-//! This crate opens no sockets; the trackers own all network I/O.
+//! The only sockets this crate opens are the listening ones of [`net`]; reading,
+//! writing and polling them is the trackers' business.
 
 pub mod access_list;
 pub mod addr;
 pub mod cli;
 pub mod config;
+pub mod net;
 pub mod statistics;
 pub mod supervisor;
 pub mod swarm;

@@ -9,6 +9,7 @@ use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
+use tracker_common::net::UdpSocketOptions;
 
 config_section! {
     /// The whole configuration of the UDP tracker.
@@ -101,6 +102,15 @@ impl Default for NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// The socket options these keys ask for.
+    pub fn socket_options(&self) -> UdpSocketOptions {
+        UdpSocketOptions {
+            only_ipv6: self.only_ipv6,
+            recv_buffer_bytes: self.recv_buffer_bytes,
+            send_buffer_bytes: self.send_buffer_bytes,
+        }
+    }
+
     /// Checks the values, naming the key of the first bad one.
     ///
     /// # Errors

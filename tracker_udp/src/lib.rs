@@ -47,7 +47,6 @@ use tracker_common::time::ServerStartInstant;
 
 pub use config::Config;
 use tracker_common::config::TrackerConfig as _;
-pub use workers::{make_more_sockets, make_socket};
 
 use crate::connection_id::ConnectionValidator;
 use crate::messages::{SocketWorkerIndex, SwarmWorkerIndex};
@@ -162,20 +161,15 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let mut supervisor = Supervisor::new(ShutdownFlag::new());
 
     // Bind every socket before starting any thread, so that a port in use fails fast.
-    let first = match workers::make_socket(config.network.address, &config.network, true) {
-        Ok(socket) => socket,
-        Err(err) => {
-            match workers::ipv4_fallback(config.network.address, config.network.only_ipv6, &err) {
-                // A host without IPv6 (some containers) still runs the default config.
-                Some(v4) => {
-                    log::warn!("{err:#}; IPv6 is unavailable here, listening on {v4} (IPv4 only)");
-                    workers::make_socket(v4, &config.network, true)?
-                }
-                None => return Err(err),
-            }
-        }
-    };
-    let (local_addr, sockets) = workers::make_more_sockets(first, num_socket, &config.network)?;
+    let (local_addr, sockets) = tracker_common::net::bind_udp_sockets(
+        config.network.address,
+        num_socket,
+        &config.network.socket_options(),
+    )?;
+    let sockets: Vec<_> = sockets
+        .into_iter()
+        .map(mio::net::UdpSocket::from_std)
+        .collect();
     let mut polls = Vec::with_capacity(num_socket);
     let mut wakers = Vec::with_capacity(num_socket);
     for _ in 0..num_socket {
