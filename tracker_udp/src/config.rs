@@ -138,6 +138,12 @@ config_section! {
         /// Most scrapes per socket worker waiting for answers from several request
         /// workers; further multi-shard scrapes are dropped.
         pub max_pending_scrapes: usize,
+        /// Most bytes of BEP 41 URL data (the announce URL's path and query) kept from an
+        /// announce; longer data is cut when the packet is parsed, so nothing a client
+        /// sizes is queued at full size. The default holds a passkey URL such as
+        /// "/announce/" plus 40 hex digits (50 bytes) with room for a short query, and
+        /// still keeps every queued announce small. At most 1024.
+        pub max_url_data_bytes: usize,
     }
 }
 
@@ -147,6 +153,7 @@ impl Default for ProtocolConfig {
             max_scrape_torrents: 74,
             connection_id_valid_secs: 120,
             max_pending_scrapes: 65_536,
+            max_url_data_bytes: 128,
         }
     }
 }
@@ -161,6 +168,12 @@ impl ProtocolConfig {
         }
         if self.max_pending_scrapes == 0 {
             anyhow::bail!("protocol.max_pending_scrapes: must be at least 1");
+        }
+        if self.max_url_data_bytes > 1024 {
+            anyhow::bail!(
+                "protocol.max_url_data_bytes: must be at most 1024 (URL data is cut to it \
+                 before announces are queued; no passkey URL is that long)"
+            );
         }
         Ok(())
     }
@@ -213,6 +226,18 @@ mod tests {
         c.protocol.max_scrape_torrents = 0;
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.starts_with("protocol.max_scrape_torrents"), "{msg}");
+
+        let mut c = Config::default();
+        c.protocol.max_url_data_bytes = 1025;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("protocol.max_url_data_bytes"), "{msg}");
+        let mut c = Config::default();
+        c.protocol.max_url_data_bytes = 1024;
+        c.validate().unwrap();
+        assert!(
+            Config::default().protocol.max_url_data_bytes >= "/announce/".len() + 40,
+            "the default holds a passkey URL"
+        );
 
         let mut c = Config::default();
         c.access_list.mode = tracker_common::access_list::AccessListMode::Allow;

@@ -206,6 +206,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
 
     let settings = SocketWorkerSettings {
         max_scrape_torrents: config.protocol.max_scrape_torrents,
+        max_url_data_bytes: config.protocol.max_url_data_bytes,
         max_pending_scrapes: config.protocol.max_pending_scrapes,
         trust_client_ip: config.swarm.trust_client_ip,
         poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),

@@ -49,7 +49,7 @@
 //! datagram.extend_from_slice(&0i32.to_be_bytes()); // action: connect
 //! datagram.extend_from_slice(&7i32.to_be_bytes()); // transaction id
 //!
-//! let Ok(Request::Connect(request)) = Request::parse_bytes(&datagram, 74) else {
+//! let Ok(Request::Connect(request)) = Request::parse_bytes(&datagram, 74, 128) else {
 //!     unreachable!("a well-formed connect request");
 //! };
 //! let response = Response::Connect(ConnectResponse {

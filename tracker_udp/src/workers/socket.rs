@@ -61,6 +61,7 @@ struct PendingScrape {
 #[derive(Clone, Debug)]
 pub(crate) struct SocketWorkerSettings {
     pub(crate) max_scrape_torrents: u8,
+    pub(crate) max_url_data_bytes: usize,
     pub(crate) max_pending_scrapes: usize,
     pub(crate) trust_client_ip: bool,
     pub(crate) poll_timeout: Duration,
@@ -197,7 +198,11 @@ impl SocketWorker {
 
     fn handle_packet(&mut self, packet: &[u8], src: CanonicalSocketAddr, state: &mut State) {
         let ip = src.canonical_ip();
-        match Request::parse_bytes(packet, self.settings.max_scrape_torrents) {
+        match Request::parse_bytes(
+            packet,
+            self.settings.max_scrape_torrents,
+            self.settings.max_url_data_bytes,
+        ) {
             Ok(Request::Connect(request)) => {
                 add(&self.counters().connect, 1);
                 let connection_id = self.validator.create(ip, state.now);
