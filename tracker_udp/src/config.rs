@@ -10,6 +10,7 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::UdpSocketOptions;
+use tracker_udp_protocol::MAX_ANNOUNCE_PEERS_IPV4;
 
 config_section! {
     /// The whole configuration of the UDP tracker.
@@ -61,6 +62,13 @@ impl TrackerConfig for Config {
         self.network.validate()?;
         self.protocol.validate()?;
         self.swarm.validate()?;
+        if self.swarm.numwant_max > MAX_ANNOUNCE_PEERS_IPV4 {
+            anyhow::bail!(
+                "swarm.numwant_max: must be at most {MAX_ANNOUNCE_PEERS_IPV4}: a UDP announce \
+                 answer with more peers does not fit in one datagram on a 1500-byte MTU \
+                 without IP fragmentation"
+            );
+        }
         self.workers.validate()?;
         self.access_list.validate()?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -226,6 +234,16 @@ mod tests {
         c.protocol.max_scrape_torrents = 0;
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.starts_with("protocol.max_scrape_torrents"), "{msg}");
+
+        let mut c = Config::default();
+        c.swarm.numwant_max = MAX_ANNOUNCE_PEERS_IPV4;
+        c.validate().unwrap();
+        c.swarm.numwant_max = MAX_ANNOUNCE_PEERS_IPV4 + 1;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("swarm.numwant_max: must be at most 242") && msg.contains("MTU"),
+            "{msg}"
+        );
 
         let mut c = Config::default();
         c.protocol.max_url_data_bytes = 1025;

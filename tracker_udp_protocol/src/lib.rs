@@ -72,7 +72,8 @@ mod response;
 pub use common::{ConnectionId, PROTOCOL_IDENTIFIER, TransactionId};
 pub use request::{AnnounceRequest, ConnectRequest, Request, RequestParseError, ScrapeRequest};
 pub use response::{
-    AnnounceResponse, AnnounceResponseRef, ConnectResponse, ErrorResponse, Response,
-    ResponseParseError, ScrapeResponse, TorrentScrapeStatistics,
+    ANNOUNCE_RESPONSE_HEADER_LEN, AnnounceResponse, AnnounceResponseRef, ConnectResponse,
+    ErrorResponse, IPV4_PEER_LEN, IPV6_PEER_LEN, MAX_ANNOUNCE_PEERS_IPV4, MAX_ANNOUNCE_PEERS_IPV6,
+    Response, ResponseParseError, ScrapeResponse, TorrentScrapeStatistics, max_announce_peers,
 };
 pub use tracker_common::types::{AnnounceEvent, InfoHash, Ip, PeerId, ResponsePeer};
