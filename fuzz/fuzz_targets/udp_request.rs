@@ -1,7 +1,8 @@
 //! Arbitrary datagrams into the UDP tracker parsers.
 //!
 //! Whatever parses, as a request or as a response of either address family, must
-//! write back to bytes that parse to the same value; nothing may panic.
+//! write back to bytes that parse to the same value; URL data never exceeds its limit;
+//! nothing may panic.
 
 #![no_main]
 
@@ -10,14 +11,19 @@ use tracker_udp_protocol::{Request, Response};
 
 /// The tracker's default scrape limit.
 const MAX_SCRAPE_TORRENTS: u8 = 74;
+/// The tracker's default URL data limit (`protocol.max_url_data_bytes`).
+const MAX_URL_DATA_BYTES: usize = 128;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(request) = Request::parse_bytes(data, MAX_SCRAPE_TORRENTS) {
+    if let Ok(request) = Request::parse_bytes(data, MAX_SCRAPE_TORRENTS, MAX_URL_DATA_BYTES) {
+        if let Request::Announce(announce) = &request {
+            assert!(announce.url_data.capacity() <= MAX_URL_DATA_BYTES, "url data limit");
+        }
         let mut bytes = Vec::new();
         request
             .write_bytes(&mut bytes)
             .expect("writing into a Vec cannot fail");
-        let again = Request::parse_bytes(&bytes, MAX_SCRAPE_TORRENTS);
+        let again = Request::parse_bytes(&bytes, MAX_SCRAPE_TORRENTS, MAX_URL_DATA_BYTES);
         assert_eq!(again.as_ref(), Ok(&request), "request round trip");
     }
 

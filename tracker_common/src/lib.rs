@@ -24,14 +24,18 @@
 //!   ceiling responder, must share the same batched I/O, and the load tester should not
 //!   reach into the tracker's internals. A crate of its own for one module would add a
 //!   crate without separating anything more.
+//! - [`net`]: binds the listening sockets (a SO_REUSEPORT group per port), refusing a
+//!   port that another process already serves.
 //!
-//! This crate opens no sockets; the trackers own all network I/O.
+//! The only sockets this crate opens are the listening ones of [`net`]; reading,
+//! writing and polling them is the trackers' business.
 
 pub mod access_list;
 pub mod addr;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod net;
 pub mod request_worker;
 pub mod routing;
 pub mod scrape;

@@ -329,25 +329,44 @@ impl SendBatch {
             header.msg_hdr.msg_iovlen = 1;
             self.headers.push(header);
         }
-        let mut next = 0;
-        while next < self.headers.len() {
-            let rest = self.headers.get_mut(next..).unwrap_or_default();
+        let fd = socket.as_raw_fd();
+        self.send_headers(&mut outcome, |rest| {
             // SAFETY: each header points at an iovec in `iovecs` and an address in
             // `queued`, and each iovec into `data`; none of these vectors is changed
             // while the headers are in use, and the kernel only reads through them.
-            let n = unsafe {
-                libc::sendmmsg(
-                    socket.as_raw_fd(),
-                    rest.as_mut_ptr(),
-                    rest.len() as libc::c_uint,
-                    0,
-                )
-            };
+            unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) }
+        });
+        self.headers.clear();
+        self.iovecs.clear();
+        self.queued.clear();
+        self.data.clear();
+        outcome
+    }
+
+    /// Hands the prepared headers to `sendmmsg` (a parameter, so that tests can play
+    /// the kernel) until each is sent or dropped, counting both in `outcome`.
+    fn send_headers(
+        &mut self,
+        outcome: &mut FlushOutcome,
+        mut sendmmsg: impl FnMut(&mut [libc::mmsghdr]) -> libc::c_int,
+    ) {
+        let mut next = 0;
+        while next < self.headers.len() {
+            let rest = self.headers.get_mut(next..).unwrap_or_default();
+            let n = sendmmsg(rest);
             if n > 0 {
                 let n = n as usize;
                 outcome.sent += n;
                 next += n;
                 continue;
+            }
+            if n == 0 {
+                // Nothing sent and no error reported. errno is only meaningful after
+                // -1: reading it here could find a stale EINTR and retry for ever.
+                // Retrying would most likely get 0 again, so drop the rest.
+                log::debug!("sendmmsg sent nothing without an error");
+                outcome.dropped += self.headers.len() - next;
+                break;
             }
             let err = io::Error::last_os_error();
             match err.kind() {
@@ -365,11 +384,6 @@ impl SendBatch {
                 }
             }
         }
-        self.headers.clear();
-        self.iovecs.clear();
-        self.queued.clear();
-        self.data.clear();
-        outcome
     }
 }
 
@@ -521,6 +535,87 @@ mod tests {
         );
         let mut recv = RecvBatch::new(4, 8);
         assert_eq!(recv_all(&mut recv, &rx, 2).len(), 2);
+    }
+
+    /// A batch of `n` one-byte datagrams with their headers built, as `flush` builds
+    /// them, for a fake `sendmmsg`.
+    fn headers_for(n: usize) -> SendBatch {
+        let mut send = SendBatch::new(n, 0);
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for _ in 0..n {
+            assert!(
+                send.push_with(to, |b| {
+                    b.push(1);
+                    Ok(())
+                })
+                .unwrap()
+            );
+        }
+        send.headers = (0..n).map(|_| empty_mmsghdr()).collect();
+        send
+    }
+
+    fn set_errno(code: i32) {
+        // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+        unsafe { *libc::__errno_location() = code };
+    }
+
+    /// errno means something only after -1. A `sendmmsg` that returns 0 with a stale
+    /// EINTR in errno must not be retried for ever: the rest is dropped.
+    #[test]
+    fn sendmmsg_returning_zero_does_not_read_a_stale_errno() {
+        let mut send = headers_for(5);
+        let mut calls = 0;
+        let mut outcome = FlushOutcome::default();
+        send.send_headers(&mut outcome, |rest| {
+            calls += 1;
+            assert!(calls < 100, "retried a 0 return {calls} times");
+            set_errno(libc::EINTR);
+            // Two sent on the first call, then nothing and no error.
+            if calls == 1 {
+                2.min(rest.len() as libc::c_int)
+            } else {
+                0
+            }
+        });
+        assert_eq!(
+            outcome,
+            FlushOutcome {
+                sent: 2,
+                dropped: 3
+            }
+        );
+        assert_eq!(calls, 2);
+    }
+
+    /// A real EINTR (-1 with errno EINTR) is retried; EAGAIN drops the rest.
+    #[test]
+    fn sendmmsg_interrupted_is_retried_and_a_full_buffer_drops_the_rest() {
+        let mut send = headers_for(4);
+        let mut calls = 0;
+        let mut outcome = FlushOutcome::default();
+        send.send_headers(&mut outcome, |_| {
+            calls += 1;
+            match calls {
+                1 => {
+                    set_errno(libc::EINTR);
+                    -1
+                }
+                2 => 1,
+                _ => {
+                    set_errno(libc::EAGAIN);
+                    -1
+                }
+            }
+        });
+        assert_eq!(
+            outcome,
+            FlushOutcome {
+                sent: 1,
+                dropped: 3
+            }
+        );
+        assert_eq!(calls, 3);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
+use tracker_common::net::UdpSocketOptions;
+use tracker_udp_protocol::MAX_ANNOUNCE_PEERS_IPV4;
 
 config_section! {
     /// The whole configuration of the UDP tracker.
@@ -60,6 +62,13 @@ impl TrackerConfig for Config {
         self.network.validate()?;
         self.protocol.validate()?;
         self.swarm.validate()?;
+        if self.swarm.numwant_max > MAX_ANNOUNCE_PEERS_IPV4 {
+            anyhow::bail!(
+                "swarm.numwant_max: must be at most {MAX_ANNOUNCE_PEERS_IPV4}: a UDP announce \
+                 answer with more peers does not fit in one datagram on a 1500-byte MTU \
+                 without IP fragmentation"
+            );
+        }
         self.workers.validate()?;
         self.access_list.validate()?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -101,6 +110,15 @@ impl Default for NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// The socket options these keys ask for.
+    pub fn socket_options(&self) -> UdpSocketOptions {
+        UdpSocketOptions {
+            only_ipv6: self.only_ipv6,
+            recv_buffer_bytes: self.recv_buffer_bytes,
+            send_buffer_bytes: self.send_buffer_bytes,
+        }
+    }
+
     /// Checks the values, naming the key of the first bad one.
     ///
     /// # Errors
@@ -128,6 +146,12 @@ config_section! {
         /// Most scrapes per socket worker waiting for answers from several request
         /// workers; further multi-shard scrapes are dropped.
         pub max_pending_scrapes: usize,
+        /// Most bytes of BEP 41 URL data (the announce URL's path and query) kept from an
+        /// announce; longer data is cut when the packet is parsed, so nothing a client
+        /// sizes is queued at full size. The default holds a passkey URL such as
+        /// "/announce/" plus 40 hex digits (50 bytes) with room for a short query, and
+        /// still keeps every queued announce small. At most 1024.
+        pub max_url_data_bytes: usize,
     }
 }
 
@@ -137,6 +161,7 @@ impl Default for ProtocolConfig {
             max_scrape_torrents: 74,
             connection_id_valid_secs: 120,
             max_pending_scrapes: 65_536,
+            max_url_data_bytes: 128,
         }
     }
 }
@@ -151,6 +176,12 @@ impl ProtocolConfig {
         }
         if self.max_pending_scrapes == 0 {
             anyhow::bail!("protocol.max_pending_scrapes: must be at least 1");
+        }
+        if self.max_url_data_bytes > 1024 {
+            anyhow::bail!(
+                "protocol.max_url_data_bytes: must be at most 1024 (URL data is cut to it \
+                 before announces are queued; no passkey URL is that long)"
+            );
         }
         Ok(())
     }
@@ -203,6 +234,28 @@ mod tests {
         c.protocol.max_scrape_torrents = 0;
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.starts_with("protocol.max_scrape_torrents"), "{msg}");
+
+        let mut c = Config::default();
+        c.swarm.numwant_max = MAX_ANNOUNCE_PEERS_IPV4;
+        c.validate().unwrap();
+        c.swarm.numwant_max = MAX_ANNOUNCE_PEERS_IPV4 + 1;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("swarm.numwant_max: must be at most 242") && msg.contains("MTU"),
+            "{msg}"
+        );
+
+        let mut c = Config::default();
+        c.protocol.max_url_data_bytes = 1025;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("protocol.max_url_data_bytes"), "{msg}");
+        let mut c = Config::default();
+        c.protocol.max_url_data_bytes = 1024;
+        c.validate().unwrap();
+        assert!(
+            Config::default().protocol.max_url_data_bytes >= "/announce/".len() + 40,
+            "the default holds a passkey URL"
+        );
 
         let mut c = Config::default();
         c.access_list.mode = tracker_common::access_list::AccessListMode::Allow;

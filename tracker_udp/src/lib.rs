@@ -52,7 +52,6 @@ use tracker_common::statistics::Snapshot;
 use tracker_common::swarm::NumWantPolicy;
 
 pub use config::Config;
-pub use workers::{make_more_sockets, make_socket};
 
 use crate::connection_id::ConnectionValidator;
 use crate::workers::UdpCounters;
@@ -156,6 +155,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let settings = SocketWorkerSettings {
         max_scrape_torrents: config.protocol.max_scrape_torrents,
         max_pending_scrapes: config.protocol.max_pending_scrapes,
+        max_url_data_bytes: config.protocol.max_url_data_bytes,
         trust_client_ip: config.swarm.trust_client_ip,
         poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
         numwant: NumWantPolicy {
@@ -163,7 +163,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             max: config.swarm.numwant_max,
         },
     };
-    let validator = ConnectionValidator::new(config.protocol.connection_id_valid_secs);
+    let validator = ConnectionValidator::new(config.protocol.connection_id_valid_secs)?;
     for (index, ((socket, poll), response_receiver)) in sockets
         .into_iter()
         .zip(polls)
@@ -214,22 +214,19 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     })
 }
 
-/// Binds one socket per socket worker, all on the configured address and port.
+/// Binds one socket per socket worker, all on the configured address and port; fails
+/// if another process serves that port.
 fn bind_sockets(config: &Config) -> anyhow::Result<(SocketAddr, Vec<mio::net::UdpSocket>)> {
-    let first = match workers::make_socket(config.network.address, &config.network, true) {
-        Ok(socket) => socket,
-        Err(err) => {
-            match workers::ipv4_fallback(config.network.address, config.network.only_ipv6, &err) {
-                // A host without IPv6 (some containers) still runs the default config.
-                Some(v4) => {
-                    log::warn!("{err:#}; IPv6 is unavailable here, listening on {v4} (IPv4 only)");
-                    workers::make_socket(v4, &config.network, true)?
-                }
-                None => return Err(err),
-            }
-        }
-    };
-    workers::make_more_sockets(first, config.workers.socket_workers, &config.network)
+    let (local_addr, sockets) = tracker_common::net::bind_udp_sockets(
+        config.network.address,
+        config.workers.socket_workers,
+        &config.network.socket_options(),
+    )?;
+    let sockets = sockets
+        .into_iter()
+        .map(mio::net::UdpSocket::from_std)
+        .collect();
+    Ok((local_addr, sockets))
 }
 
 /// One poll per socket worker, and the wakers the request workers use to rouse them.

@@ -92,7 +92,11 @@ fn port_in_use_fails_with_a_message() {
         &format!("[network]\naddress = \"{addr}\"\nrecv_buffer_bytes = 0\n"),
     );
     assert_eq!(code, Some(1));
-    assert!(err.contains("bind udp socket"), "{err}");
+    let expected = format!(
+        "udp port {} on 127.0.0.1 is already in use by another process (another tracker?)",
+        addr.port()
+    );
+    assert!(err.contains(&expected), "{err}");
 }
 
 #[test]

@@ -16,6 +16,8 @@ use tracker_udp_protocol::{
 
 /// The tracker's default scrape limit.
 const MAX_SCRAPE_TORRENTS: u8 = 74;
+/// The tracker's default URL data limit (`protocol.max_url_data_bytes`).
+const MAX_URL_DATA_BYTES: usize = 128;
 
 fn request_bytes(request: &Request) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -60,7 +62,13 @@ fn scrape_request() -> Vec<u8> {
 
 fn bench_parse(c: &mut Criterion, name: &str, bytes: &[u8]) {
     c.bench_function(name, |b| {
-        b.iter(|| Request::parse_bytes(black_box(bytes), black_box(MAX_SCRAPE_TORRENTS)))
+        b.iter(|| {
+            Request::parse_bytes(
+                black_box(bytes),
+                black_box(MAX_SCRAPE_TORRENTS),
+                black_box(MAX_URL_DATA_BYTES),
+            )
+        })
     });
 }
 

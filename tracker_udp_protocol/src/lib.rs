@@ -49,7 +49,7 @@
 //! datagram.extend_from_slice(&0i32.to_be_bytes()); // action: connect
 //! datagram.extend_from_slice(&7i32.to_be_bytes()); // transaction id
 //!
-//! let Ok(Request::Connect(request)) = Request::parse_bytes(&datagram, 74) else {
+//! let Ok(Request::Connect(request)) = Request::parse_bytes(&datagram, 74, 128) else {
 //!     unreachable!("a well-formed connect request");
 //! };
 //! let response = Response::Connect(ConnectResponse {
@@ -72,7 +72,8 @@ mod response;
 pub use common::{ConnectionId, PROTOCOL_IDENTIFIER, TransactionId};
 pub use request::{AnnounceRequest, ConnectRequest, Request, RequestParseError, ScrapeRequest};
 pub use response::{
-    AnnounceResponse, AnnounceResponseRef, ConnectResponse, ErrorResponse, Response,
-    ResponseParseError, ScrapeResponse, TorrentScrapeStatistics,
+    ANNOUNCE_RESPONSE_HEADER_LEN, AnnounceResponse, AnnounceResponseRef, ConnectResponse,
+    ErrorResponse, IPV4_PEER_LEN, IPV6_PEER_LEN, MAX_ANNOUNCE_PEERS_IPV4, MAX_ANNOUNCE_PEERS_IPV6,
+    Response, ResponseParseError, ScrapeResponse, TorrentScrapeStatistics, max_announce_peers,
 };
 pub use tracker_common::types::{AnnounceEvent, InfoHash, Ip, PeerId, ResponsePeer};

@@ -78,7 +78,8 @@ pub struct AnnounceRequest {
     /// The port the peer listens on.
     pub port: u16,
     /// The data of every BEP 41 URLData option, concatenated in packet order: the path
-    /// and query of the announce URL. Empty (and not allocated) when there is none.
+    /// and query of the announce URL, cut to the `max_url_data_bytes` given to
+    /// [`Request::parse_bytes`]. Empty (and not allocated) when there is none.
     pub url_data: Vec<u8>,
 }
 
@@ -166,6 +167,9 @@ impl Request {
     ///   and data: it is skipped. An option whose length runs past the end of the packet
     ///   ends parsing: a URLData keeps the bytes that are there, any other option is
     ///   dropped. So the options never make an announce invalid.
+    /// - The concatenated URL data is cut to its first `max_url_data_bytes` bytes, and
+    ///   never more than that is allocated, whatever the packet claims: the data is
+    ///   sized by the client, the limit by the caller.
     /// - A scrape request's trailing partial info hash (fewer than 20 bytes) is ignored.
     ///   Only the first `max_scrape_torrents` hashes are kept; the tracker answers for
     ///   those. (With `max_scrape_torrents` 0 the request parses with no hashes.)
@@ -179,7 +183,11 @@ impl Request {
     ///   transaction ids, when the action is unknown ("unknown action"), an announce is
     ///   shorter than 98 bytes ("announce request too short"), or a scrape carries no
     ///   complete info hash ("no info hashes in scrape").
-    pub fn parse_bytes(bytes: &[u8], max_scrape_torrents: u8) -> Result<Self, RequestParseError> {
+    pub fn parse_bytes(
+        bytes: &[u8],
+        max_scrape_torrents: u8,
+        max_url_data_bytes: usize,
+    ) -> Result<Self, RequestParseError> {
         let mut r = Reader::new(bytes);
         let (Some(first_field), Some(action), Some(transaction_id)) = (r.i64(), r.i32(), r.i32())
         else {
@@ -203,7 +211,8 @@ impl Request {
                 }
             }
             action::ANNOUNCE => {
-                AnnounceRequest::parse_body(connection_id, transaction_id, r).map(Self::Announce)
+                AnnounceRequest::parse_body(connection_id, transaction_id, r, max_url_data_bytes)
+                    .map(Self::Announce)
             }
             action::SCRAPE => {
                 // Judge emptiness on the packet, not on the kept hashes, so that a
@@ -266,6 +275,7 @@ impl AnnounceRequest {
         connection_id: ConnectionId,
         transaction_id: TransactionId,
         mut r: Reader<'_>,
+        max_url_data_bytes: usize,
     ) -> Result<Self, RequestParseError> {
         let (
             Some(info_hash),
@@ -311,7 +321,7 @@ impl AnnounceRequest {
             key,
             peers_wanted,
             port,
-            url_data: url_data(r.rest()),
+            url_data: url_data(r.rest(), max_url_data_bytes),
         })
     }
 
@@ -373,16 +383,24 @@ fn parse_info_hashes(bytes: &[u8], max: u8) -> Vec<InfoHash> {
 }
 
 /// Concatenates the data of the URLData options in `options` (see
-/// [`Request::parse_bytes`] for the rules). Two passes, so the result is allocated once
-/// at its exact size, and not at all when there is no URL data.
-fn url_data(options: &[u8]) -> Vec<u8> {
-    let len: usize = UrlDataChunks { rest: options }.map(<[u8]>::len).sum();
+/// [`Request::parse_bytes`] for the rules), cut to `max` bytes. Two passes, so the
+/// result is allocated once at its exact size (at most `max`), and not at all when
+/// there is no URL data.
+fn url_data(options: &[u8], max: usize) -> Vec<u8> {
+    let len: usize = UrlDataChunks { rest: options }
+        .map(<[u8]>::len)
+        .fold(0, usize::saturating_add)
+        .min(max);
     if len == 0 {
         return Vec::new();
     }
     let mut data = Vec::with_capacity(len);
     for chunk in (UrlDataChunks { rest: options }) {
-        data.extend_from_slice(chunk);
+        let room = len - data.len();
+        data.extend_from_slice(chunk.get(..room).unwrap_or(chunk));
+        if data.len() == len {
+            break;
+        }
     }
     data
 }
@@ -473,7 +491,7 @@ mod tests {
             transaction_id: TransactionId(0x1234_5678),
         });
         assert_eq!(
-            Request::parse_bytes(&CONNECT_REQUEST, 74),
+            Request::parse_bytes(&CONNECT_REQUEST, 74, usize::MAX),
             Ok(expected.clone())
         );
         assert_eq!(write(&expected), CONNECT_REQUEST);
@@ -484,8 +502,8 @@ mod tests {
         let mut bytes = CONNECT_REQUEST.to_vec();
         bytes.extend_from_slice(&[0xff; 30]);
         assert_eq!(
-            Request::parse_bytes(&bytes, 74),
-            Request::parse_bytes(&CONNECT_REQUEST, 74)
+            Request::parse_bytes(&bytes, 74, usize::MAX),
+            Request::parse_bytes(&CONNECT_REQUEST, 74, usize::MAX)
         );
     }
 
@@ -494,7 +512,7 @@ mod tests {
         let mut bytes = CONNECT_REQUEST;
         bytes[7] = 0x81;
         assert_eq!(
-            Request::parse_bytes(&bytes, 74),
+            Request::parse_bytes(&bytes, 74, usize::MAX),
             Err(RequestParseError::Unsendable {
                 err: "wrong protocol identifier"
             })
@@ -550,7 +568,7 @@ mod tests {
     fn announce_request_known_answer() {
         let expected = Request::Announce(expected_announce());
         assert_eq!(
-            Request::parse_bytes(&ANNOUNCE_REQUEST, 74),
+            Request::parse_bytes(&ANNOUNCE_REQUEST, 74, usize::MAX),
             Ok(expected.clone())
         );
         assert_eq!(write(&expected), ANNOUNCE_REQUEST);
@@ -569,7 +587,7 @@ mod tests {
             (0xffff_ffff, AnnounceEvent::None),
         ] {
             bytes[80..84].copy_from_slice(&wire.to_be_bytes()); // event
-            let Ok(Request::Announce(r)) = Request::parse_bytes(&bytes, 74) else {
+            let Ok(Request::Announce(r)) = Request::parse_bytes(&bytes, 74, usize::MAX) else {
                 panic!("announce with event {wire} did not parse");
             };
             assert_eq!(r.event, event);
@@ -594,9 +612,29 @@ mod tests {
         let mut expected = expected_announce();
         expected.url_data = b"/announce?k=1".to_vec();
         assert_eq!(
-            Request::parse_bytes(&bytes, 74),
+            Request::parse_bytes(&bytes, 74, usize::MAX),
             Ok(Request::Announce(expected))
         );
+    }
+
+    #[test]
+    fn announce_request_url_data_is_cut_to_the_limit() {
+        let bytes = announce_with_options(&BEP41_OPTIONS);
+        for (max, expected) in [
+            (0, &b""[..]),
+            (1, b"/"),
+            (5, b"/anno"),
+            (7, b"/announ"),  // exactly the first option
+            (8, b"/announc"), // into the second
+            (13, b"/announce?k=1"),
+            (14, b"/announce?k=1"),
+        ] {
+            let Ok(Request::Announce(r)) = Request::parse_bytes(&bytes, 74, max) else {
+                panic!("announce with options did not parse with limit {max}");
+            };
+            assert_eq!(r.url_data, expected, "limit {max}");
+            assert_eq!(r.url_data.capacity(), expected.len(), "limit {max}");
+        }
     }
 
     #[test]
@@ -609,7 +647,8 @@ mod tests {
             0x02, 0x00,             // URLData, length 0
             0x02, 0x01, b'x',       // URLData, length 1: "x"
         ]; // no EndOfOptions: the end of the packet ends the options
-        let Ok(Request::Announce(r)) = Request::parse_bytes(&announce_with_options(&options), 74)
+        let Ok(Request::Announce(r)) =
+            Request::parse_bytes(&announce_with_options(&options), 74, usize::MAX)
         else {
             panic!("announce with options did not parse");
         };
@@ -624,7 +663,7 @@ mod tests {
             0x02, 0x0a, b'c', b'd', b'e', // URLData, length 10, only 3 bytes there: kept
         ];
         let Ok(Request::Announce(r)) =
-            Request::parse_bytes(&announce_with_options(&url_data_too_long), 74)
+            Request::parse_bytes(&announce_with_options(&url_data_too_long), 74, usize::MAX)
         else {
             panic!("announce with truncated URLData did not parse");
         };
@@ -636,7 +675,7 @@ mod tests {
             0x09, 0xff, 0x00, // unknown type 9, length 255: runs past the end, dropped
         ];
         let Ok(Request::Announce(r)) =
-            Request::parse_bytes(&announce_with_options(&unknown_too_long), 74)
+            Request::parse_bytes(&announce_with_options(&unknown_too_long), 74, usize::MAX)
         else {
             panic!("announce with truncated unknown option did not parse");
         };
@@ -644,7 +683,7 @@ mod tests {
 
         for options in [&[0x02][..], &[0x02, 0x05], &[0x01, 0x05]] {
             let Ok(Request::Announce(r)) =
-                Request::parse_bytes(&announce_with_options(options), 74)
+                Request::parse_bytes(&announce_with_options(options), 74, usize::MAX)
             else {
                 panic!("announce with options {options:?} did not parse");
             };
@@ -664,7 +703,7 @@ mod tests {
         assert_eq!(&bytes[355..357], &[0x02, 45]); // URLData, length 45
         assert_eq!(bytes[402], 0x00); // EndOfOptions
         assert_eq!(
-            Request::parse_bytes(&bytes, 74),
+            Request::parse_bytes(&bytes, 74, usize::MAX),
             Ok(Request::Announce(announce))
         );
     }
@@ -672,7 +711,7 @@ mod tests {
     #[test]
     fn announce_request_too_short_is_sendable() {
         assert_eq!(
-            Request::parse_bytes(&ANNOUNCE_REQUEST[..97], 74),
+            Request::parse_bytes(&ANNOUNCE_REQUEST[..97], 74, usize::MAX),
             Err(RequestParseError::Sendable {
                 connection_id: ConnectionId(0x0123_4567_89ab_cdef),
                 transaction_id: TransactionId(0x1122_3344),
@@ -680,7 +719,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            Request::parse_bytes(&ANNOUNCE_REQUEST[..16], 74),
+            Request::parse_bytes(&ANNOUNCE_REQUEST[..16], 74, usize::MAX),
             Err(RequestParseError::Sendable { .. })
         ));
     }
@@ -710,7 +749,7 @@ mod tests {
     fn scrape_request_known_answer() {
         let expected = expected_scrape(&[0xaa, 0xbb]);
         assert_eq!(
-            Request::parse_bytes(&SCRAPE_REQUEST, 74),
+            Request::parse_bytes(&SCRAPE_REQUEST, 74, usize::MAX),
             Ok(expected.clone())
         );
         assert_eq!(write(&expected), SCRAPE_REQUEST);
@@ -719,11 +758,11 @@ mod tests {
     #[test]
     fn scrape_request_keeps_only_max_hashes() {
         assert_eq!(
-            Request::parse_bytes(&SCRAPE_REQUEST, 1),
+            Request::parse_bytes(&SCRAPE_REQUEST, 1, usize::MAX),
             Ok(expected_scrape(&[0xaa]))
         );
         assert_eq!(
-            Request::parse_bytes(&SCRAPE_REQUEST, 0),
+            Request::parse_bytes(&SCRAPE_REQUEST, 0, usize::MAX),
             Ok(expected_scrape(&[]))
         );
 
@@ -731,7 +770,7 @@ mod tests {
         for i in 0..100u8 {
             many.extend_from_slice(&[i; 20]);
         }
-        let Ok(Request::Scrape(r)) = Request::parse_bytes(&many, 74) else {
+        let Ok(Request::Scrape(r)) = Request::parse_bytes(&many, 74, usize::MAX) else {
             panic!("scrape with 100 hashes did not parse");
         };
         assert_eq!(r.info_hashes.len(), 74);
@@ -744,7 +783,7 @@ mod tests {
         let mut bytes = SCRAPE_REQUEST.to_vec();
         bytes.extend_from_slice(&[0xcc; 19]);
         assert_eq!(
-            Request::parse_bytes(&bytes, 74),
+            Request::parse_bytes(&bytes, 74, usize::MAX),
             Ok(expected_scrape(&[0xaa, 0xbb]))
         );
     }
@@ -756,8 +795,14 @@ mod tests {
             transaction_id: TransactionId(0x1122_3344),
             err: "no info hashes in scrape",
         });
-        assert_eq!(Request::parse_bytes(&SCRAPE_REQUEST[..16], 74), expected);
-        assert_eq!(Request::parse_bytes(&SCRAPE_REQUEST[..35], 74), expected);
+        assert_eq!(
+            Request::parse_bytes(&SCRAPE_REQUEST[..16], 74, usize::MAX),
+            expected
+        );
+        assert_eq!(
+            Request::parse_bytes(&SCRAPE_REQUEST[..35], 74, usize::MAX),
+            expected
+        );
     }
 
     // --- anything ---
@@ -766,7 +811,7 @@ mod tests {
     fn short_packets_are_unsendable() {
         for len in 0..16 {
             assert_eq!(
-                Request::parse_bytes(&ANNOUNCE_REQUEST[..len], 74),
+                Request::parse_bytes(&ANNOUNCE_REQUEST[..len], 74, usize::MAX),
                 Err(RequestParseError::Unsendable {
                     err: "request too short"
                 }),
@@ -781,7 +826,7 @@ mod tests {
             let mut bytes = ANNOUNCE_REQUEST;
             bytes[8..12].copy_from_slice(&action.to_be_bytes());
             for len in [16, 98] {
-                let err = Request::parse_bytes(&bytes[..len], 74).unwrap_err();
+                let err = Request::parse_bytes(&bytes[..len], 74, usize::MAX).unwrap_err();
                 assert_eq!(
                     err,
                     RequestParseError::Sendable {
@@ -849,6 +894,29 @@ mod tests {
         )
     }
 
+    /// BEP 41 option lists, mostly URLData, whose length bytes may not match their data
+    /// (data up to 300 bytes, written with a wrapping length byte), and arbitrary bytes.
+    fn options_strategy() -> impl Strategy<Value = Vec<u8>> {
+        let option = (
+            prop_oneof![Just(option::NOP), Just(option::URL_DATA), any::<u8>()],
+            proptest::collection::vec(any::<u8>(), 0..300),
+        );
+        prop_oneof![
+            proptest::collection::vec(option, 0..8).prop_map(|options| {
+                let mut bytes = Vec::new();
+                for (kind, data) in options {
+                    bytes.push(kind);
+                    if kind > option::NOP {
+                        bytes.push(data.len() as u8);
+                        bytes.extend_from_slice(&data);
+                    }
+                }
+                bytes
+            }),
+            proptest::collection::vec(any::<u8>(), 0..1500),
+        ]
+    }
+
     fn scrape_strategy() -> impl Strategy<Value = ScrapeRequest> {
         (
             strategies::connection_id(),
@@ -870,21 +938,49 @@ mod tests {
             let request = Request::Connect(ConnectRequest { transaction_id });
             let bytes = write(&request);
             prop_assert_eq!(bytes.len(), 16);
-            prop_assert_eq!(Request::parse_bytes(&bytes, 74), Ok(request));
+            prop_assert_eq!(Request::parse_bytes(&bytes, 74, usize::MAX), Ok(request));
         }
 
         #[test]
         fn announce_request_round_trip(announce in announce_strategy()) {
             let request = Request::Announce(announce);
             let bytes = write(&request);
-            prop_assert_eq!(Request::parse_bytes(&bytes, 74), Ok(request));
+            prop_assert_eq!(Request::parse_bytes(&bytes, 74, usize::MAX), Ok(request));
         }
 
         #[test]
         fn scrape_request_round_trip(scrape in scrape_strategy()) {
             let request = Request::Scrape(scrape);
             let bytes = write(&request);
-            prop_assert_eq!(Request::parse_bytes(&bytes, 74), Ok(request));
+            prop_assert_eq!(Request::parse_bytes(&bytes, 74, usize::MAX), Ok(request));
+        }
+
+        /// Round trip with a limit of exactly the data's length: nothing is cut.
+        #[test]
+        fn announce_request_round_trip_at_its_own_length(announce in announce_strategy()) {
+            let max = announce.url_data.len();
+            let request = Request::Announce(announce);
+            prop_assert_eq!(Request::parse_bytes(&write(&request), 74, max), Ok(request));
+        }
+
+        /// Whatever the options claim, URL data never exceeds the limit, in length or
+        /// in allocation, and is a prefix of the uncut data.
+        #[test]
+        fn url_data_never_exceeds_the_limit(
+            options in options_strategy(),
+            max in prop_oneof![0usize..300, Just(usize::MAX)],
+        ) {
+            let bytes = announce_with_options(&options);
+            let (Ok(Request::Announce(cut)), Ok(Request::Announce(full))) = (
+                Request::parse_bytes(&bytes, 74, max),
+                Request::parse_bytes(&bytes, 74, usize::MAX),
+            ) else {
+                return Err(TestCaseError::fail("an announce of 98 bytes or more parses"));
+            };
+            prop_assert!(cut.url_data.len() <= max);
+            prop_assert!(cut.url_data.capacity() <= max);
+            prop_assert!(full.url_data.starts_with(&cut.url_data));
+            prop_assert_eq!(cut.url_data.len(), full.url_data.len().min(max));
         }
 
         /// Should never panic, whatever arrives.
@@ -893,10 +989,10 @@ mod tests {
             for max in [74, 0] {
                 // What parsed must survive a round trip (the fuzz target's check). With
                 // a limit of 0 a scrape parses to no hashes, which is not writable.
-                if let Ok(request) = Request::parse_bytes(&bytes, max)
+                if let Ok(request) = Request::parse_bytes(&bytes, max, usize::MAX)
                     && max > 0
                 {
-                    prop_assert_eq!(Request::parse_bytes(&write(&request), max), Ok(request));
+                    prop_assert_eq!(Request::parse_bytes(&write(&request), max, usize::MAX), Ok(request));
                 }
             }
         }
@@ -912,10 +1008,10 @@ mod tests {
             bytes.extend_from_slice(&action.to_be_bytes());
             bytes.extend_from_slice(&body);
             for max in [74, 0] {
-                if let Ok(request) = Request::parse_bytes(&bytes, max)
+                if let Ok(request) = Request::parse_bytes(&bytes, max, usize::MAX)
                     && max > 0
                 {
-                    prop_assert_eq!(Request::parse_bytes(&write(&request), max), Ok(request));
+                    prop_assert_eq!(Request::parse_bytes(&write(&request), max, usize::MAX), Ok(request));
                 }
             }
         }

@@ -15,6 +15,41 @@ use tracker_common::types::{Ip, ResponsePeer};
 
 use crate::common::{ConnectionId, Reader, TransactionId, action};
 
+/// Bytes of an announce response before its peers (BEP 15, "Announce"): action,
+/// transaction id, interval, leechers and seeders, 4 bytes each.
+pub const ANNOUNCE_RESPONSE_HEADER_LEN: usize = 20;
+/// Bytes of one peer in an IPv4 announce response: address and port.
+pub const IPV4_PEER_LEN: usize = 4 + 2;
+/// Bytes of one peer in an IPv6 announce response: address and port.
+pub const IPV6_PEER_LEN: usize = 16 + 2;
+
+/// Bytes of an IPv4 header without options.
+const IPV4_HEADER_LEN: usize = 20;
+/// Bytes of an IPv6 header without extension headers.
+const IPV6_HEADER_LEN: usize = 40;
+/// Bytes of a UDP header.
+const UDP_HEADER_LEN: usize = 8;
+
+/// The most peers an announce response can carry in one datagram that a link with
+/// this `mtu` (in bytes, IP header included) sends without IP fragmentation; `ipv4`
+/// picks the family, which sets both the IP header and the peer size. 0 when even an
+/// empty response does not fit.
+pub const fn max_announce_peers(mtu: usize, ipv4: bool) -> usize {
+    let (ip_header, peer) = if ipv4 {
+        (IPV4_HEADER_LEN, IPV4_PEER_LEN)
+    } else {
+        (IPV6_HEADER_LEN, IPV6_PEER_LEN)
+    };
+    mtu.saturating_sub(ip_header + UDP_HEADER_LEN + ANNOUNCE_RESPONSE_HEADER_LEN) / peer
+}
+
+/// The most peers an IPv4 announce response carries unfragmented on a 1500-byte MTU
+/// (Ethernet): `(1500 - 20 - 8 - 20) / 6`.
+pub const MAX_ANNOUNCE_PEERS_IPV4: usize = max_announce_peers(1500, true);
+/// The most peers an IPv6 announce response carries unfragmented on a 1500-byte MTU
+/// (Ethernet): `(1500 - 40 - 8 - 20) / 18`, rounded down.
+pub const MAX_ANNOUNCE_PEERS_IPV6: usize = max_announce_peers(1500, false);
+
 /// Any response a UDP tracker can send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
@@ -433,6 +468,56 @@ mod tests {
     //! Byte layouts from BEP 15: <https://www.bittorrent.org/beps/bep_0015.html>.
 
     use super::*;
+
+    /// The peer ceilings, checked against what the writer really produces.
+    #[test]
+    fn max_announce_peers_fill_a_1500_byte_mtu_and_no_more() {
+        assert_eq!(MAX_ANNOUNCE_PEERS_IPV4, 242);
+        assert_eq!(MAX_ANNOUNCE_PEERS_IPV6, 79);
+        let v4 = |n: usize| {
+            let peer = ResponsePeer {
+                ip: Ipv4Addr::LOCALHOST,
+                port: 1,
+            };
+            let mut buf = Vec::new();
+            Response::AnnounceIpv4(AnnounceResponse {
+                transaction_id: TransactionId(1),
+                announce_interval: 1,
+                leechers: 1,
+                seeders: 1,
+                peers: vec![peer; n],
+            })
+            .write_bytes(&mut buf)
+            .unwrap();
+            buf.len()
+        };
+        let v6 = |n: usize| {
+            let peer = ResponsePeer {
+                ip: Ipv6Addr::LOCALHOST,
+                port: 1,
+            };
+            let mut buf = Vec::new();
+            Response::AnnounceIpv6(AnnounceResponse {
+                transaction_id: TransactionId(1),
+                announce_interval: 1,
+                leechers: 1,
+                seeders: 1,
+                peers: vec![peer; n],
+            })
+            .write_bytes(&mut buf)
+            .unwrap();
+            buf.len()
+        };
+        // UDP payload room on a 1500-byte MTU: minus the IP and UDP headers.
+        let (room_v4, room_v6) = (1500 - 20 - 8, 1500 - 40 - 8);
+        assert!(v4(MAX_ANNOUNCE_PEERS_IPV4) <= room_v4);
+        assert!(v4(MAX_ANNOUNCE_PEERS_IPV4 + 1) > room_v4);
+        assert!(v6(MAX_ANNOUNCE_PEERS_IPV6) <= room_v6);
+        assert!(v6(MAX_ANNOUNCE_PEERS_IPV6 + 1) > room_v6);
+        assert_eq!(max_announce_peers(0, true), 0);
+        assert_eq!(max_announce_peers(67, false), 0);
+        assert_eq!(max_announce_peers(1280, false), (1280 - 68) / 18);
+    }
     use crate::common::tests as strategies;
     use proptest::prelude::*;
 

@@ -193,12 +193,15 @@ pub fn run_ceiling(config: CeilingConfig) -> anyhow::Result<()> {
 
 fn start_inner(mut config: CeilingConfig, handle_signals: bool) -> anyhow::Result<Ceiling> {
     config.validate()?;
-    let first = tracker_udp::make_socket(config.network.address, &config.network, true)?;
-    let (local_addr, sockets) =
-        tracker_udp::make_more_sockets(first, config.workers, &config.network)?;
+    let (local_addr, sockets) = tracker_common::net::bind_udp_sockets(
+        config.network.address,
+        config.workers,
+        &config.network.socket_options(),
+    )?;
     let mut supervisor = Supervisor::new(ShutdownFlag::new());
     let poll_timeout = Duration::from_millis(config.network.poll_timeout_ms);
     for (i, socket) in sockets.into_iter().enumerate() {
+        let socket = mio::net::UdpSocket::from_std(socket);
         let shutdown = supervisor.shutdown_flag().clone();
         let peers = PeerTemplates::new(config.announce_peers);
         supervisor.spawn(&format!("ceiling-{:02}", i + 1), move || {

@@ -54,6 +54,7 @@ const ERR_NOT_ALLOWED: &str = "info hash not allowed";
 #[derive(Clone, Debug)]
 pub(crate) struct SocketWorkerSettings {
     pub(crate) max_scrape_torrents: u8,
+    pub(crate) max_url_data_bytes: usize,
     pub(crate) max_pending_scrapes: usize,
     pub(crate) trust_client_ip: bool,
     pub(crate) poll_timeout: Duration,
@@ -199,7 +200,11 @@ impl SocketWorker {
 
     fn handle_packet(&mut self, packet: &[u8], src: CanonicalSocketAddr, state: &mut State) {
         let ip = src.canonical_ip();
-        match Request::parse_bytes(packet, self.settings.max_scrape_torrents) {
+        match Request::parse_bytes(
+            packet,
+            self.settings.max_scrape_torrents,
+            self.settings.max_url_data_bytes,
+        ) {
             Ok(Request::Connect(request)) => {
                 add(self.udp_counters.connect(self.index), 1);
                 let connection_id = self.validator.create(ip, state.now);

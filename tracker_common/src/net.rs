@@ -1,0 +1,248 @@
+//! Listening sockets: bound here so that every tracker (and the load tester's ceiling
+//! responder) gets the same socket setup and the same refusal to share a port.
+//!
+//! Each worker gets its own socket with SO_REUSEPORT on one port, and the kernel
+//! spreads the traffic over them. SO_REUSEPORT also lets any other process of the same
+//! user join that group, after which the two would split the traffic without a word.
+//! So before the group is bound, the address is probed with a socket *without*
+//! SO_REUSEPORT: its bind fails with EADDRINUSE if any socket holds the port, with
+//! SO_REUSEPORT or not, and the start is refused with a message saying so. A process
+//! that binds the port after our group exists is not detected; the probe guards the
+//! common mistake of starting a second tracker on a configured port.
+//!
+//! The shape is meant to be repeated for TCP listeners (`bind_tcp_listeners`).
+//!
+//! This module only creates and binds sockets; reading and writing is the caller's.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// How the sockets of [`bind_udp_sockets`] are set up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UdpSocketOptions {
+    /// With an IPv6 address: serve IPv6 only (IPV6_V6ONLY). Ignored for IPv4.
+    pub only_ipv6: bool,
+    /// SO_RCVBUF in bytes; 0 keeps the OS default. The kernel caps it at
+    /// net.core.rmem_max; a warning is logged when it grants less.
+    pub recv_buffer_bytes: usize,
+    /// SO_SNDBUF in bytes; 0 keeps the OS default.
+    pub send_buffer_bytes: usize,
+}
+
+/// Binds `count` (at least 1) non-blocking UDP sockets with SO_REUSEPORT to `addr`,
+/// after checking that no other socket holds the port (see the module doc). Port 0
+/// lets the OS choose one port for all of them. Returns the bound address and the
+/// sockets; wrap them with `mio::net::UdpSocket::from_std` to poll them.
+///
+/// When `addr` is the IPv6 wildcard `[::]` (not `only_ipv6`) and the host has no IPv6
+/// (some containers), the sockets are bound to `0.0.0.0` instead, with a warning.
+///
+/// # Errors
+/// The port is in use ("udp port P on A is already in use by another process"), or a
+/// socket could not be created, configured or bound.
+pub fn bind_udp_sockets(
+    addr: SocketAddr,
+    count: usize,
+    options: &UdpSocketOptions,
+) -> anyhow::Result<(SocketAddr, Vec<std::net::UdpSocket>)> {
+    let probe = match probe_udp(addr, options) {
+        Ok(probe) => probe,
+        Err(err) => match ipv4_fallback(addr, options.only_ipv6, &err) {
+            Some(v4) => {
+                log::warn!("{err:#}; IPv6 is unavailable here, listening on {v4} (IPv4 only)");
+                probe_udp(v4, options)?
+            }
+            None => return Err(err),
+        },
+    };
+    let local_addr = probe
+        .local_addr()
+        .and_then(|a| {
+            a.as_socket()
+                .ok_or_else(|| io::Error::other("not an inet address"))
+        })
+        .context("read the probed address")?;
+    // The group binds the port the probe held (the OS's choice when 0 was asked for).
+    drop(probe);
+    let mut sockets = Vec::with_capacity(count.max(1));
+    for i in 0..count.max(1) {
+        sockets.push(udp_socket(local_addr, options, true, i == 0)?);
+    }
+    Ok((local_addr, sockets))
+}
+
+/// Binds a socket without SO_REUSEPORT, which fails if any socket holds the port.
+fn probe_udp(addr: SocketAddr, options: &UdpSocketOptions) -> anyhow::Result<Socket> {
+    udp_socket(addr, options, false, false).map(std::net::UdpSocket::into)
+}
+
+/// One non-blocking UDP socket bound to `addr`.
+fn udp_socket(
+    addr: SocketAddr,
+    options: &UdpSocketOptions,
+    reuse_port: bool,
+    warn_about_buffers: bool,
+) -> anyhow::Result<std::net::UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).context("create socket")?;
+    if addr.is_ipv6() {
+        socket
+            .set_only_v6(options.only_ipv6)
+            .context("set IPV6_V6ONLY")?;
+    }
+    if reuse_port {
+        socket.set_reuse_port(true).context("set SO_REUSEPORT")?;
+    }
+    socket.set_nonblocking(true).context("set non-blocking")?;
+    if options.recv_buffer_bytes > 0 {
+        socket
+            .set_recv_buffer_size(options.recv_buffer_bytes)
+            .context("set SO_RCVBUF")?;
+        // Linux reports twice the size it granted (the other half is bookkeeping).
+        let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+        if warn_about_buffers && granted < options.recv_buffer_bytes {
+            log::warn!(
+                "network.recv_buffer_bytes: asked for {} bytes, the kernel granted {granted}; \
+                 raise net.core.rmem_max to allow more",
+                options.recv_buffer_bytes
+            );
+        }
+    }
+    if options.send_buffer_bytes > 0 {
+        socket
+            .set_send_buffer_size(options.send_buffer_bytes)
+            .context("set SO_SNDBUF")?;
+    }
+    match socket.bind(&addr.into()) {
+        Ok(()) => Ok(socket.into()),
+        Err(err) if err.raw_os_error() == Some(libc::EADDRINUSE) => {
+            let ip = match addr {
+                SocketAddr::V4(v4) => v4.ip().to_string(),
+                SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+            };
+            Err(anyhow::Error::new(err).context(format!(
+                "udp port {} on {ip} is already in use by another process (another tracker?)",
+                addr.port()
+            )))
+        }
+        Err(err) => Err(anyhow::Error::new(err).context(format!("bind udp socket to {addr}"))),
+    }
+}
+
+/// The IPv4 address to fall back to when binding the dual-stack wildcard `[::]` failed
+/// because the host has no IPv6, or `None` when no fallback applies.
+fn ipv4_fallback(addr: SocketAddr, only_ipv6: bool, err: &anyhow::Error) -> Option<SocketAddr> {
+    let no_ipv6 = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::EAFNOSUPPORT || code == libc::EADDRNOTAVAIL)
+    });
+    match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() && !only_ipv6 && no_ipv6 => {
+            Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, v6.port())))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    fn os_error(code: i32) -> anyhow::Error {
+        anyhow::Error::new(io::Error::from_raw_os_error(code)).context("create socket")
+    }
+
+    #[test]
+    fn falls_back_to_ipv4_only_for_the_wildcard_without_ipv6() {
+        let any6: SocketAddr = "[::]:6969".parse().unwrap();
+        let v4: SocketAddr = "0.0.0.0:6969".parse().unwrap();
+        assert_eq!(
+            ipv4_fallback(any6, false, &os_error(libc::EAFNOSUPPORT)),
+            Some(v4)
+        );
+        assert_eq!(
+            ipv4_fallback(any6, false, &os_error(libc::EADDRNOTAVAIL)),
+            Some(v4)
+        );
+        // Other errors, explicit IPv6-only, or specific addresses: no fallback.
+        assert_eq!(
+            ipv4_fallback(any6, false, &os_error(libc::EADDRINUSE)),
+            None
+        );
+        assert_eq!(
+            ipv4_fallback(any6, true, &os_error(libc::EAFNOSUPPORT)),
+            None
+        );
+        let one: SocketAddr = "[::1]:6969".parse().unwrap();
+        assert_eq!(
+            ipv4_fallback(one, false, &os_error(libc::EAFNOSUPPORT)),
+            None
+        );
+        assert_eq!(
+            ipv4_fallback(v4, false, &os_error(libc::EAFNOSUPPORT)),
+            None
+        );
+    }
+
+    #[test]
+    fn binds_count_sockets_on_one_chosen_port() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (addr, sockets) = bind_udp_sockets(any, 3, &UdpSocketOptions::default()).unwrap();
+        assert_ne!(addr.port(), 0);
+        assert_eq!(sockets.len(), 3);
+        for s in &sockets {
+            assert_eq!(s.local_addr().unwrap(), addr);
+        }
+        // Non-blocking: an empty socket answers WouldBlock at once. (That the group
+        // receives is what every tracker integration test relies on.)
+        let err = sockets[0].recv_from(&mut [0; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn a_port_held_by_another_group_is_refused() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let options = UdpSocketOptions::default();
+        let (addr, _held) = bind_udp_sockets(any, 2, &options).unwrap();
+        let err = bind_udp_sockets(addr, 2, &options).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "udp port {} on 127.0.0.1 is already in use by another process (another tracker?)",
+                addr.port()
+            )
+        );
+    }
+
+    #[test]
+    fn a_port_held_by_a_plain_socket_is_refused() {
+        let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let err = bind_udp_sockets(addr, 1, &UdpSocketOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("already in use by another process"),
+            "{err:#}"
+        );
+        // The wildcard covers 127.0.0.1 too.
+        let wildcard = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+        let err = bind_udp_sockets(wildcard, 1, &UdpSocketOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "udp port {} on 0.0.0.0 is already in use by another process (another tracker?)",
+                addr.port()
+            )
+        );
+    }
+}
