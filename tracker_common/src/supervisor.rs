@@ -195,9 +195,9 @@ mod tests {
     #[test]
     fn a_panicking_worker_is_reported() {
         let mut sup = Supervisor::new(ShutdownFlag::new());
-        sup.spawn("swarm-01", || panic!("boom")).unwrap();
+        sup.spawn("request-01", || panic!("boom")).unwrap();
         let msg = format!("{:#}", sup.wait().unwrap_err());
-        assert!(msg.contains("swarm-01 panicked: boom"), "{msg}");
+        assert!(msg.contains("request-01 panicked: boom"), "{msg}");
     }
 
     #[test]
