@@ -4,7 +4,7 @@
 # Usage: scripts/run-load-test-udp.sh [DURATION] [SOCKET_WORKERS] [REQUEST_WORKERS] [LOAD_WORKERS]
 #   DURATION         measured seconds (default 10; a 2 s warm-up comes first)
 #   SOCKET_WORKERS   tracker socket workers (default 1)
-#   REQUEST_WORKERS  tracker request (swarm) workers (default 1)
+#   REQUEST_WORKERS  tracker request workers (default 1)
 #   LOAD_WORKERS     load generator threads (default 1)
 # Environment:
 #   TRACKER_CPUS, LOAD_CPUS  taskset CPU lists to pin the tracker and the load
