@@ -227,17 +227,41 @@ mod tests {
     #[test]
     fn snapshot_sums_workers() {
         let stats = Statistics::new(2, 2);
-        add(&stats.socket(0).announce, 3);
-        add(&stats.socket(1).announce, 4);
-        add(&stats.socket(1).bad_requests, 1);
-        stats.swarm(0).torrents.store(5, Ordering::Relaxed);
-        stats.swarm(1).torrents.store(6, Ordering::Relaxed);
-        add(&stats.swarm(1).dropped, 2);
-        let s = stats.snapshot();
-        assert_eq!(s.announce, 7);
-        assert_eq!(s.bad_requests, 1);
-        assert_eq!(s.torrents, 11);
-        assert_eq!(s.dropped, 2);
+        // A distinct value per counter and worker, so a counter summed into the wrong
+        // field, or a worker left out, shows.
+        for (i, scale) in [(0, 1), (1, 100)] {
+            let c = stats.socket(i);
+            add(&c.connect, scale);
+            add(&c.announce, 2 * scale);
+            add(&c.scrape, 3 * scale);
+            add(&c.responses, 4 * scale);
+            add(&c.error_responses, 5 * scale);
+            add(&c.dropped, 6 * scale);
+            add(&c.bad_requests, 7 * scale);
+            add(&c.access_denied, 8 * scale);
+            let g = stats.swarm(i);
+            g.torrents.store(9 * scale, Ordering::Relaxed);
+            g.seeders.store(10 * scale, Ordering::Relaxed);
+            g.leechers.store(11 * scale, Ordering::Relaxed);
+            add(&g.dropped, 12 * scale);
+        }
+        assert_eq!(
+            stats.snapshot(),
+            Snapshot {
+                connect: 101,
+                announce: 202,
+                scrape: 303,
+                responses: 404,
+                error_responses: 505,
+                // Socket and swarm drops add up.
+                dropped: 606 + 1212,
+                bad_requests: 707,
+                access_denied: 808,
+                torrents: 909,
+                seeders: 1010,
+                leechers: 1111,
+            }
+        );
     }
 
     #[test]
@@ -252,17 +276,33 @@ mod tests {
     }
 
     #[test]
-    fn line_shows_rates() {
-        let prev = Snapshot::default();
-        let now = Snapshot {
-            announce: 200,
-            responses: 300,
-            torrents: 9,
+    fn line_shows_rates_gauges_and_deltas() {
+        let prev = Snapshot {
+            connect: 10,
+            announce: 100,
+            dropped: 5,
+            bad_requests: 1,
+            torrents: 50,
             ..Snapshot::default()
         };
-        let line = format_line(&prev, &now, Duration::from_secs(2));
-        assert!(line.contains("announce 100"), "{line}");
-        assert!(line.contains("responses/s 150"), "{line}");
-        assert!(line.contains("torrents 9"), "{line}");
+        let now = Snapshot {
+            connect: 30,
+            announce: 300,
+            scrape: 8,
+            responses: 338,
+            error_responses: 4,
+            dropped: 12,
+            bad_requests: 4,
+            access_denied: 2,
+            torrents: 9,
+            seeders: 7,
+            leechers: 3,
+        };
+        assert_eq!(
+            format_line(&prev, &now, Duration::from_secs(2)),
+            "requests/s: connect 10, announce 100, scrape 4; responses/s 169 (errors 2); \
+             torrents 9, seeders 7, leechers 3; since last: dropped 7, bad requests 3, \
+             access denied 2"
+        );
     }
 }
