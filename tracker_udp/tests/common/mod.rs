@@ -237,8 +237,13 @@ impl Client {
 /// that comes back. A socket's datagrams reach one tracker socket in order and are
 /// handled in order, and the socket worker answers errors and connects itself, in
 /// order: so this proves, with no timeout, that nothing sent before it from this
-/// socket was answered. Returns the connection id.
-pub fn assert_first_reply_is_connect(socket: &UdpSocket, tracker: SocketAddr) -> ConnectionId {
+/// socket was answered. The connect is sent again (at most 10 times) while no answer
+/// comes, since after a flood the kernel may drop it. Returns the connection id and
+/// the number of connects sent.
+pub fn assert_first_reply_is_connect(
+    socket: &UdpSocket,
+    tracker: SocketAddr,
+) -> (ConnectionId, u64) {
     let tid = TransactionId(0x5eed_c0de);
     let mut buf = Vec::new();
     Request::Connect(ConnectRequest {
@@ -246,18 +251,20 @@ pub fn assert_first_reply_is_connect(socket: &UdpSocket, tracker: SocketAddr) ->
     })
     .write_bytes(&mut buf)
     .unwrap();
-    socket.send_to(&buf, tracker).unwrap();
     socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(1)))
         .unwrap();
     let mut reply = [0u8; 2048];
-    let (len, _) = socket
-        .recv_from(&mut reply)
-        .expect("the tracker did not answer a connect");
-    match Response::parse_bytes(&reply[..len], true) {
-        Ok(Response::Connect(r)) if r.transaction_id == tid => r.connection_id,
-        other => panic!("the first reply is not the connect's answer: {other:?}"),
+    for sent in 1..=10 {
+        socket.send_to(&buf, tracker).unwrap();
+        if let Ok((len, _)) = socket.recv_from(&mut reply) {
+            return match Response::parse_bytes(&reply[..len], true) {
+                Ok(Response::Connect(r)) if r.transaction_id == tid => (r.connection_id, sent),
+                other => panic!("the first reply is not the connect's answer: {other:?}"),
+            };
+        }
     }
+    panic!("the tracker did not answer 10 connects");
 }
 
 /// Datagrams the kernel dropped (a full receive buffer, say) on the UDP sockets bound
