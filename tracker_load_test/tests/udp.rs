@@ -221,3 +221,18 @@ fn json_summary_is_written() {
     std::fs::remove_dir_all(&dir).unwrap();
     ceiling.shutdown();
 }
+
+#[test]
+fn a_small_burst_is_answered_in_full_and_counted() {
+    let tracker = tracker("127.0.0.1:0");
+    // Small enough for any default receive buffer: nothing may be lost.
+    let summary = tracker_load_test::udp::run_burst(tracker.local_addr(), 64, 4).unwrap();
+    assert_eq!(summary.sent, 64);
+    assert_eq!(summary.answered, 64, "{summary:?}");
+    assert_eq!(summary.port_drops, 0, "{summary:?}");
+    assert_eq!(tracker.statistics().announce, 64);
+    let err =
+        tracker_load_test::udp::run_burst("192.0.2.1:6969".parse().unwrap(), 1, 1).unwrap_err();
+    assert!(err.to_string().contains("not a loopback address"), "{err}");
+    tracker.shutdown();
+}
