@@ -34,7 +34,8 @@ pub struct UdpSocketOptions {
 
 /// Binds `count` (at least 1) non-blocking UDP sockets with SO_REUSEPORT to `addr`,
 /// after checking that no other socket holds the port (see the module doc). Port 0
-/// lets the OS choose one port for all of them. Returns the bound address and the
+/// lets the OS choose one port for all of them (a port it hands out is free, so there is
+/// nothing to probe). Returns the bound address and the
 /// sockets; wrap them with `mio::net::UdpSocket::from_std` to poll them.
 ///
 /// When `addr` is the IPv6 wildcard `[::]` (not `only_ipv6`) and the host has no IPv6
@@ -48,30 +49,47 @@ pub fn bind_udp_sockets(
     count: usize,
     options: &UdpSocketOptions,
 ) -> anyhow::Result<(SocketAddr, Vec<std::net::UdpSocket>)> {
-    let probe = match probe_udp(addr, options) {
-        Ok(probe) => probe,
+    // With port 0 the OS picks a port nobody holds, and releasing a probe to bind the
+    // group there would let any socket made meanwhile take it: the first socket of the
+    // group is then bound directly. A configured port is probed first.
+    let first = if addr.port() == 0 {
+        with_ipv4_fallback(addr, options, |addr| udp_socket(addr, options, true, true))?
+    } else {
+        let probe = with_ipv4_fallback(addr, options, |addr| probe_udp(addr, options))?;
+        let probed = probe
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .context("read the probed address")?;
+        drop(probe);
+        udp_socket(probed, options, true, true)?
+    };
+    let local_addr = first.local_addr().context("read the bound address")?;
+    let mut sockets = Vec::with_capacity(count.max(1));
+    sockets.push(first);
+    for _ in 1..count.max(1) {
+        sockets.push(udp_socket(local_addr, options, true, false)?);
+    }
+    Ok((local_addr, sockets))
+}
+
+/// Runs `bind` on `addr`, or on `0.0.0.0` with a warning when `addr` is the dual-stack
+/// wildcard and the host has no IPv6.
+fn with_ipv4_fallback<T>(
+    addr: SocketAddr,
+    options: &UdpSocketOptions,
+    bind: impl Fn(SocketAddr) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    match bind(addr) {
+        Ok(bound) => Ok(bound),
         Err(err) => match ipv4_fallback(addr, options.only_ipv6, &err) {
             Some(v4) => {
                 log::warn!("{err:#}; IPv6 is unavailable here, listening on {v4} (IPv4 only)");
-                probe_udp(v4, options)?
+                bind(v4)
             }
-            None => return Err(err),
+            None => Err(err),
         },
-    };
-    let local_addr = probe
-        .local_addr()
-        .and_then(|a| {
-            a.as_socket()
-                .ok_or_else(|| io::Error::other("not an inet address"))
-        })
-        .context("read the probed address")?;
-    // The group binds the port the probe held (the OS's choice when 0 was asked for).
-    drop(probe);
-    let mut sockets = Vec::with_capacity(count.max(1));
-    for i in 0..count.max(1) {
-        sockets.push(udp_socket(local_addr, options, true, i == 0)?);
     }
-    Ok((local_addr, sockets))
 }
 
 /// Binds a socket without SO_REUSEPORT, which fails if any socket holds the port.

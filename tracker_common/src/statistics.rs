@@ -250,26 +250,43 @@ mod tests {
     #[test]
     fn snapshot_sums_workers() {
         let stats = Statistics::new(2, 2);
-        add(&stats.socket(0).announce, 3);
-        add(&stats.socket(1).announce, 4);
-        add(&stats.socket(1).bad_requests, 1);
-        add(&stats.socket(0).dropped, 5);
-        stats.request_worker(0).torrents.store(5, Ordering::Relaxed);
-        stats.request_worker(1).torrents.store(6, Ordering::Relaxed);
-        stats
-            .request_worker(1)
-            .archive_bytes
-            .store(64, Ordering::Relaxed);
-        add(&stats.request_worker(1).dropped, 2);
+        // A distinct value per counter and worker, so a counter summed into the wrong
+        // field, or a worker left out, shows.
+        for (i, scale) in [(0, 1), (1, 100)] {
+            let c = stats.socket(i);
+            add(&c.announce, 2 * scale);
+            add(&c.scrape, 3 * scale);
+            add(&c.responses, 4 * scale);
+            add(&c.error_responses, 5 * scale);
+            add(&c.dropped, 6 * scale);
+            add(&c.bad_requests, 7 * scale);
+            add(&c.access_denied, 8 * scale);
+            let g = stats.request_worker(i);
+            g.torrents.store(9 * scale, Ordering::Relaxed);
+            g.seeders.store(10 * scale, Ordering::Relaxed);
+            g.leechers.store(11 * scale, Ordering::Relaxed);
+            add(&g.dropped, 12 * scale);
+            g.rejected_by_limits.store(13 * scale, Ordering::Relaxed);
+            g.archived_torrents.store(14 * scale, Ordering::Relaxed);
+            g.archive_bytes.store(15 * scale, Ordering::Relaxed);
+        }
         assert_eq!(
             stats.snapshot(),
             Snapshot {
-                announce: 7,
-                bad_requests: 1,
-                torrents: 11,
-                archive_bytes: 64,
-                dropped: 7,
-                ..Snapshot::default()
+                announce: 202,
+                scrape: 303,
+                responses: 404,
+                error_responses: 505,
+                // Socket and request worker drops add up.
+                dropped: 606 + 1212,
+                bad_requests: 707,
+                access_denied: 808,
+                torrents: 909,
+                seeders: 1010,
+                leechers: 1111,
+                rejected_by_limits: 1313,
+                archived_torrents: 1414,
+                archive_bytes: 1515,
             }
         );
     }

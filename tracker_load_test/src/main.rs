@@ -17,6 +17,9 @@ Usage:
                                                   (an allow list for the server under test)
   tracker_load_test udp-ceiling [-c FILE]         minimal UDP responder (the ceiling)
   tracker_load_test udp-ceiling -p                print its default config
+  tracker_load_test udp-burst ADDRESS COUNT [SOURCES]
+                                                  send COUNT announces at once, count
+                                                  the answers and the drops
   tracker_load_test -h | -V                       help, version
 
 Traffic goes to loopback addresses only; a run stops by itself after its duration.
@@ -76,6 +79,13 @@ fn main() -> ExitCode {
             args,
             tracker_load_test::udp::run_ceiling,
         ),
+        "udp-burst" => match tracker_load_test::udp::run_burst_cli(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("{NAME}: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         "-h" | "--help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS

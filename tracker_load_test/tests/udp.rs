@@ -69,8 +69,9 @@ fn a_short_load_test_against_the_tracker_is_sane() {
 
 #[test]
 fn a_short_load_test_over_ipv6() {
-    if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        return; // No IPv6 on this host.
+    // Fails, rather than passing unseen, on a host without IPv6 loopback.
+    if let Err(err) = std::net::UdpSocket::bind("[::1]:0") {
+        panic!("this test needs IPv6 loopback (::1), which this host lacks: {err}");
     }
     let tracker = tracker("[::1]:0");
     let summary = run(load_config(tracker.local_addr())).unwrap();
@@ -219,4 +220,19 @@ fn json_summary_is_written() {
     assert_eq!(json["malformed"], 0);
     std::fs::remove_dir_all(&dir).unwrap();
     ceiling.shutdown();
+}
+
+#[test]
+fn a_small_burst_is_answered_in_full_and_counted() {
+    let tracker = tracker("127.0.0.1:0");
+    // Small enough for any default receive buffer: nothing may be lost.
+    let summary = tracker_load_test::udp::run_burst(tracker.local_addr(), 64, 4).unwrap();
+    assert_eq!(summary.sent, 64);
+    assert_eq!(summary.answered, 64, "{summary:?}");
+    assert_eq!(summary.port_drops, 0, "{summary:?}");
+    assert_eq!(tracker.statistics().announce, 64);
+    let err =
+        tracker_load_test::udp::run_burst("192.0.2.1:6969".parse().unwrap(), 1, 1).unwrap_err();
+    assert!(err.to_string().contains("not a loopback address"), "{err}");
+    tracker.shutdown();
 }

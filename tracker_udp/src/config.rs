@@ -86,8 +86,11 @@ config_section! {
         pub address: SocketAddr,
         /// With an IPv6 address: serve IPv6 only (IPV6_V6ONLY). Ignored for IPv4 addresses.
         pub only_ipv6: bool,
-        /// Socket receive buffer (SO_RCVBUF) in bytes; large buffers absorb bursts. The
-        /// kernel caps it at net.core.rmem_max (a warning is logged then). 0 = OS default.
+        /// Socket receive buffer (SO_RCVBUF) in bytes, per socket worker; it absorbs
+        /// bursts, but a deep one costs throughput under sustained overload. The default
+        /// absorbs moderate bursts from idle that smaller buffers lose; see "Receive
+        /// buffer and bursts" in documents/udp-benchmark.md. The kernel caps it at
+        /// net.core.rmem_max (a warning is logged then). 0 = OS default.
         pub recv_buffer_bytes: usize,
         /// Socket send buffer (SO_SNDBUF) in bytes. 0 = OS default.
         pub send_buffer_bytes: usize,

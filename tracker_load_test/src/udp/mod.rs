@@ -1,5 +1,6 @@
 //! `tracker_load_test udp`: load on a UDP tracker (BEP 15), and `udp-ceiling`, the
-//! minimal responder that shows what the machine and the load generator allow.
+//! minimal responder that shows what the machine and the load generator allow; and
+//! `udp-burst`, which counts what a sudden burst loses.
 //!
 //! ```text
 //!  worker-01..W (each: S sockets on 127.0.W.1..S or [::1], a table of in-flight
@@ -10,6 +11,7 @@
 //!  start and end of the measured window, prints the summary, writes --json
 //! ```
 
+mod burst;
 mod ceiling;
 mod worker;
 
@@ -25,6 +27,7 @@ use tracker_common::config_section;
 use crate::report::{self, RunConfig, Summary};
 use crate::workload::{Workload, WorkloadConfig};
 
+pub use burst::{BurstSummary, MAX_BURST, MAX_SOURCES, run_burst, run_burst_cli};
 pub use ceiling::{Ceiling, CeilingConfig, run_ceiling, start_ceiling};
 
 config_section! {

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tracker_common::statistics::Snapshot;
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_udp::{Config, Tracker};
 use tracker_udp_protocol::{
@@ -27,9 +28,20 @@ pub fn test_config(address: &str) -> Config {
     config
 }
 
-/// Starts a tracker in-process.
+/// Starts a tracker in-process. A test that asks for IPv6 loopback on a host without
+/// it fails saying so (IPv6 tests never pass unseen).
 pub fn start(config: Config) -> Tracker {
+    if config.network.address.is_ipv6() {
+        require_ipv6_loopback();
+    }
     tracker_udp::start(config).expect("start tracker")
+}
+
+/// Fails the test, saying why, when this host has no IPv6 loopback.
+pub fn require_ipv6_loopback() {
+    if let Err(err) = UdpSocket::bind("[::1]:0") {
+        panic!("this test needs IPv6 loopback (::1), which this host lacks: {err}");
+    }
 }
 
 /// Where a client should send to reach a tracker bound to an unspecified address.
@@ -219,6 +231,69 @@ impl Client {
         let s = self.scrape(&[hash]);
         (s[0].seeders, s[0].completed, s[0].leechers)
     }
+}
+
+/// Sends a connect from `socket` and asserts that its answer is the first datagram
+/// that comes back. A socket's datagrams reach one tracker socket in order and are
+/// handled in order, and the socket worker answers errors and connects itself, in
+/// order: so this proves, with no timeout, that nothing sent before it from this
+/// socket was answered. The connect is sent again (at most 10 times) while no answer
+/// comes, since after a flood the kernel may drop it. Returns the connection id and
+/// the number of connects sent.
+pub fn assert_first_reply_is_connect(
+    socket: &UdpSocket,
+    tracker: SocketAddr,
+) -> (ConnectionId, u64) {
+    let tid = TransactionId(0x5eed_c0de);
+    let mut buf = Vec::new();
+    Request::Connect(ConnectRequest {
+        transaction_id: tid,
+    })
+    .write_bytes(&mut buf)
+    .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut reply = [0u8; 2048];
+    for sent in 1..=10 {
+        socket.send_to(&buf, tracker).unwrap();
+        if let Ok((len, _)) = socket.recv_from(&mut reply) {
+            return match Response::parse_bytes(&reply[..len], true) {
+                Ok(Response::Connect(r)) if r.transaction_id == tid => (r.connection_id, sent),
+                other => panic!("the first reply is not the connect's answer: {other:?}"),
+            };
+        }
+    }
+    panic!("the tracker did not answer 10 connects");
+}
+
+/// Datagrams the kernel dropped (a full receive buffer, say) on the UDP sockets bound
+/// to `port`, from /proc/net/udp and /proc/net/udp6.
+pub fn kernel_drops(port: u16) -> u64 {
+    let mut drops = 0;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|local| local.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port) {
+                drops += fields.last().and_then(|d| d.parse::<u64>().ok()).unwrap();
+            }
+        }
+    }
+    drops
+}
+
+/// Waits until the tracker's statistics equal `expected` (some counters are bumped
+/// just after the datagram that a test waits for has left), then asserts it, so a
+/// mismatch shows both.
+pub fn assert_statistics(tracker: &Tracker, connects: u64, expected: Snapshot) {
+    eventually(Duration::from_secs(5), || tracker.statistics() == expected);
+    assert_eq!(tracker.statistics(), expected);
+    assert_eq!(tracker.connects(), connects);
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
