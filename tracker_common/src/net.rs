@@ -18,6 +18,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::Context;
+
+use crate::config_section;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// How the sockets of [`bind_udp_sockets`] are set up.
@@ -30,6 +32,68 @@ pub struct UdpSocketOptions {
     pub recv_buffer_bytes: usize,
     /// SO_SNDBUF in bytes; 0 keeps the OS default.
     pub send_buffer_bytes: usize,
+}
+
+config_section! {
+    /// Listening address and socket options of a group of UDP sockets (the `[network]`
+    /// section of the UDP tracker and of the load tester's ceiling responder).
+    pub struct UdpNetworkConfig {
+        /// Address and port to listen on. "[::]:PORT" serves IPv6 and (unless only_ipv6)
+        /// IPv4 on all interfaces; "0.0.0.0:PORT" serves IPv4 only. Port 0 lets the OS
+        /// choose (the chosen port is logged).
+        pub address: SocketAddr,
+        /// With an IPv6 address: serve IPv6 only (IPV6_V6ONLY). Ignored for IPv4 addresses.
+        pub only_ipv6: bool,
+        /// Socket receive buffer (SO_RCVBUF) in bytes, per socket worker; it absorbs
+        /// bursts, but a deep one costs throughput under sustained overload. The default
+        /// absorbs moderate bursts from idle that smaller buffers lose; see "Receive
+        /// buffer and bursts" in documents/udp-benchmark.md. The kernel caps it at
+        /// net.core.rmem_max (a warning is logged then). 0 = OS default.
+        pub recv_buffer_bytes: usize,
+        /// Socket send buffer (SO_SNDBUF) in bytes. 0 = OS default.
+        pub send_buffer_bytes: usize,
+        /// Milliseconds a socket worker sleeps in poll when idle; it bounds how late a
+        /// shutdown is noticed.
+        pub poll_timeout_ms: u64,
+    }
+}
+
+impl Default for UdpNetworkConfig {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6969)),
+            only_ipv6: false,
+            recv_buffer_bytes: 8 * 1024 * 1024,
+            send_buffer_bytes: 0,
+            poll_timeout_ms: 50,
+        }
+    }
+}
+
+impl UdpNetworkConfig {
+    /// The socket options these keys ask for.
+    pub fn socket_options(&self) -> UdpSocketOptions {
+        UdpSocketOptions {
+            only_ipv6: self.only_ipv6,
+            recv_buffer_bytes: self.recv_buffer_bytes,
+            send_buffer_bytes: self.send_buffer_bytes,
+        }
+    }
+
+    /// Checks the values, naming the key of the first bad one.
+    ///
+    /// # Errors
+    /// A message naming the key and what is wrong with it.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.poll_timeout_ms == 0 || self.poll_timeout_ms > 10_000 {
+            anyhow::bail!("network.poll_timeout_ms: must be between 1 and 10000");
+        }
+        if self.recv_buffer_bytes > i32::MAX as usize || self.send_buffer_bytes > i32::MAX as usize
+        {
+            anyhow::bail!("network: socket buffer sizes must be below 2 GiB");
+        }
+        Ok(())
+    }
 }
 
 /// Binds `count` (at least 1) non-blocking UDP sockets with SO_REUSEPORT to `addr`,

@@ -2,14 +2,12 @@
 //!
 //! Print it with `tracker_udp -p`; the committed `config.example.toml` is that output.
 
-use std::net::SocketAddr;
-
 use tracker_common::access_list::AccessListConfig;
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
-use tracker_common::net::UdpSocketOptions;
+use tracker_common::net::UdpNetworkConfig;
 use tracker_udp_protocol::MAX_ANNOUNCE_PEERS_IPV4;
 
 config_section! {
@@ -19,7 +17,7 @@ config_section! {
         /// requests are logged at "debug" only.
         pub log_level: LogLevel,
         /// Where to listen and how the sockets are set up.
-        pub network: NetworkConfig,
+        pub network: UdpNetworkConfig,
         /// Limits of the UDP protocol (BEP 15).
         pub protocol: ProtocolConfig,
         /// Swarm rules: intervals, peer lists, expiry, memory bounds.
@@ -41,7 +39,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             log_level: LogLevel::default(),
-            network: NetworkConfig::default(),
+            network: UdpNetworkConfig::default(),
             protocol: ProtocolConfig::default(),
             swarm: SwarmConfig::default(),
             workers: WorkerConfig::default(),
@@ -73,67 +71,6 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
-        Ok(())
-    }
-}
-
-config_section! {
-    /// Listening address and socket options.
-    pub struct NetworkConfig {
-        /// Address and port to listen on. "[::]:PORT" serves IPv6 and (unless only_ipv6)
-        /// IPv4 on all interfaces; "0.0.0.0:PORT" serves IPv4 only. Port 0 lets the OS
-        /// choose (the chosen port is logged).
-        pub address: SocketAddr,
-        /// With an IPv6 address: serve IPv6 only (IPV6_V6ONLY). Ignored for IPv4 addresses.
-        pub only_ipv6: bool,
-        /// Socket receive buffer (SO_RCVBUF) in bytes, per socket worker; it absorbs
-        /// bursts, but a deep one costs throughput under sustained overload. The default
-        /// absorbs moderate bursts from idle that smaller buffers lose; see "Receive
-        /// buffer and bursts" in documents/udp-benchmark.md. The kernel caps it at
-        /// net.core.rmem_max (a warning is logged then). 0 = OS default.
-        pub recv_buffer_bytes: usize,
-        /// Socket send buffer (SO_SNDBUF) in bytes. 0 = OS default.
-        pub send_buffer_bytes: usize,
-        /// Milliseconds a socket worker sleeps in poll when idle; it bounds how late a
-        /// shutdown is noticed.
-        pub poll_timeout_ms: u64,
-    }
-}
-
-impl Default for NetworkConfig {
-    fn default() -> Self {
-        Self {
-            address: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6969)),
-            only_ipv6: false,
-            recv_buffer_bytes: 8 * 1024 * 1024,
-            send_buffer_bytes: 0,
-            poll_timeout_ms: 50,
-        }
-    }
-}
-
-impl NetworkConfig {
-    /// The socket options these keys ask for.
-    pub fn socket_options(&self) -> UdpSocketOptions {
-        UdpSocketOptions {
-            only_ipv6: self.only_ipv6,
-            recv_buffer_bytes: self.recv_buffer_bytes,
-            send_buffer_bytes: self.send_buffer_bytes,
-        }
-    }
-
-    /// Checks the values, naming the key of the first bad one.
-    ///
-    /// # Errors
-    /// A message naming the key and what is wrong with it.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.poll_timeout_ms == 0 || self.poll_timeout_ms > 10_000 {
-            anyhow::bail!("network.poll_timeout_ms: must be between 1 and 10000");
-        }
-        if self.recv_buffer_bytes > i32::MAX as usize || self.send_buffer_bytes > i32::MAX as usize
-        {
-            anyhow::bail!("network: socket buffer sizes must be below 2 GiB");
-        }
         Ok(())
     }
 }

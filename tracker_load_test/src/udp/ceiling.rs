@@ -14,9 +14,9 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
+use tracker_common::net::UdpNetworkConfig as NetworkConfig;
 use tracker_common::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use tracker_common::udp_batch::{RecvBatch, SendBatch};
-use tracker_udp::config::NetworkConfig;
 
 const IO_BATCH: usize = 64;
 const CONNECTION_ID: [u8; 8] = *b"ceiling!";
