@@ -53,6 +53,7 @@ use crate::connection_id::ConnectionValidator;
 use crate::messages::{SocketWorkerIndex, SwarmWorkerIndex};
 use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
 use crate::workers::swarm::SwarmWorker;
+use tracker_common::swarm::SwarmBudget;
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_udp";
@@ -193,6 +194,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         .map(|_| crossbeam_channel::bounded(capacity))
         .unzip();
 
+    let budget = Arc::new(SwarmBudget::new(&config.swarm.limits()));
     for (i, receiver) in request_receivers.into_iter().enumerate() {
         let worker = SwarmWorker {
             index: SwarmWorkerIndex(i),
@@ -200,6 +202,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             senders: response_senders.clone(),
             wakers: wakers.clone(),
             num_shards: num_swarm,
+            budget: budget.clone(),
             config: config.swarm.clone(),
             start,
             statistics: statistics.clone(),

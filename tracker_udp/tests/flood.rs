@@ -60,8 +60,8 @@ fn garbage_flood_does_not_stall_real_clients() {
     // happen is a tracker that stops answering.
     while answered < 200 || !flooder.is_finished() {
         i = i.wrapping_add(1);
-        let request =
-            client.announce_request(hash, peer_id(1), 1000 + i % 1000, 0, AnnounceEvent::None, 5);
+        // One endpoint throughout: peers are keyed by (IP, port), so this stays one seeder.
+        let request = client.announce_request(hash, peer_id(1), 1000, 0, AnnounceEvent::None, 5);
         let mut bytes = Vec::new();
         tracker_udp_protocol::Request::Announce(request)
             .write_bytes(&mut bytes)

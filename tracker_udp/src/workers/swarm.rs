@@ -14,7 +14,7 @@ use rand::rngs::SmallRng;
 use tracker_common::config::SwarmConfig;
 use tracker_common::statistics::{RateLimitedWarning, Statistics, add};
 use tracker_common::supervisor::ShutdownFlag;
-use tracker_common::swarm::{AnnounceParams, NumWantPolicy, SwarmShard};
+use tracker_common::swarm::{AnnounceParams, NumWantPolicy, SwarmBudget, SwarmShard};
 use tracker_common::time::ServerStartInstant;
 use tracker_common::types::{InfoHash, Ip, ResponsePeer};
 use tracker_udp_protocol::{AnnounceRequest, Response, TorrentScrapeStatistics};
@@ -34,8 +34,10 @@ pub(crate) struct SwarmWorker {
     pub(crate) receiver: Receiver<SwarmRequestBatch>,
     pub(crate) senders: Vec<Sender<ResponseBatch>>,
     pub(crate) wakers: Vec<Arc<Waker>>,
-    /// How many request workers share the torrents (for the per-shard torrent bound).
+    /// How many request workers share the torrents (for the archive's share per shard).
     pub(crate) num_shards: usize,
+    /// The whole tracker's torrents and peers, shared by the request workers.
+    pub(crate) budget: Arc<SwarmBudget>,
     pub(crate) config: SwarmConfig,
     pub(crate) start: ServerStartInstant,
     pub(crate) statistics: Arc<Statistics>,
@@ -103,15 +105,13 @@ impl Handler {
             IpAddr::V4(ip) => {
                 let counts =
                     self.shard
-                        .ipv4
-                        .announce(&params, ip, now, &mut self.rng, &mut self.scratch_v4);
+                        .announce_ipv4(&params, ip, now, &mut self.rng, &mut self.scratch_v4);
                 (counts, append(&mut batch.peers_v4, &self.scratch_v4, false))
             }
             IpAddr::V6(ip) => {
                 let counts =
                     self.shard
-                        .ipv6
-                        .announce(&params, ip, now, &mut self.rng, &mut self.scratch_v6);
+                        .announce_ipv6(&params, ip, now, &mut self.rng, &mut self.scratch_v6);
                 (counts, append(&mut batch.peers_v6, &self.scratch_v6, true))
             }
         };
@@ -179,10 +179,7 @@ impl SwarmWorker {
     /// The request channel closed while no shutdown was asked for.
     pub(crate) fn run(mut self) -> anyhow::Result<()> {
         let mut handler = Handler {
-            shard: SwarmShard::new(tracker_common::swarm::SwarmLimits {
-                max_torrents: self.config.max_torrents.div_ceil(self.num_shards.max(1)),
-                max_peers_per_torrent: self.config.max_peers_per_torrent,
-            }),
+            shard: SwarmShard::new(self.config.limits(), self.budget.clone(), self.num_shards),
             rng: SmallRng::from_os_rng(),
             numwant: NumWantPolicy {
                 default: self.config.numwant_default,

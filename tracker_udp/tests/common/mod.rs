@@ -24,6 +24,8 @@ pub fn test_config(address: &str) -> Config {
     config.workers.socket_workers = 2;
     config.workers.swarm_workers = 3;
     config.statistics.interval_secs = 0;
+    // Every test client announces from the loopback address.
+    config.swarm.max_peers_per_ip = 10_000;
     config
 }
 
