@@ -1,5 +1,5 @@
 //! Cost of one announce on a populated swarm shard, through the public API the request
-//! workers use (`SwarmShard::ipv4.announce`).
+//! workers use (`SwarmShard::announce_ipv4`).
 //!
 //! Each bench builds its state once, then measures re-announces of stored peers (event
 //! none, status unchanged, numwant 30), so the state stays the same however long it runs.
@@ -26,21 +26,23 @@
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use tracker_common::swarm::{AnnounceParams, SwarmLimits, SwarmShard};
+use tracker_common::config::SwarmConfig;
+use tracker_common::swarm::{AnnounceParams, SwarmBudget, SwarmShard};
 use tracker_common::time::SecondsSinceServerStart;
-use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
+use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
 
-/// The tracker's default limits (tracker_common::config), which the bench states stay
-/// well inside.
-const LIMITS: SwarmLimits = SwarmLimits {
-    max_torrents: 10_000_000,
-    max_peers_per_torrent: 1_000_000,
-};
+/// A shard with the tracker's default limits, which the bench states stay well inside
+/// (`populate` checks that every peer was stored).
+fn new_shard() -> SwarmShard {
+    let limits = SwarmConfig::default().limits();
+    SwarmShard::new(limits, Arc::new(SwarmBudget::new(&limits)), 1)
+}
 
 /// What clients usually ask for (and the common tracker default).
 const NUMWANT: usize = 30;
@@ -125,13 +127,13 @@ fn populate(sizes: &[usize], rng: &mut SmallRng) -> Scenario {
     // maps end up scattered over the heap rather than allocated one after the other.
     peers.shuffle(rng);
 
-    let mut shard = SwarmShard::new(LIMITS);
-    let mut out = Vec::new();
+    let mut shard = new_shard();
+    let mut out = Vec::<ResponsePeer<Ipv4Addr>>::new();
     let now = SecondsSinceServerStart(0);
     for peer in &peers {
         // numwant 0: building the state should not pay for responses nobody reads.
         let params = peer.params(&info_hashes, AnnounceEvent::Started, 0);
-        shard.ipv4.announce(&params, peer.ip(), now, rng, &mut out);
+        shard.announce_ipv4(&params, peer.ip(), now, rng, &mut out);
     }
     assert_eq!(shard.num_torrents(), sizes.len());
     assert_eq!(
@@ -161,16 +163,14 @@ fn bench_announce(c: &mut Criterion, name: &str, scenario: Scenario) {
     } = scenario;
     let mut rng = SmallRng::seed_from_u64(2);
     // Reused, as a request worker reuses its buffer.
-    let mut out = Vec::with_capacity(NUMWANT);
+    let mut out = Vec::<ResponsePeer<Ipv4Addr>>::with_capacity(NUMWANT);
     let now = SecondsSinceServerStart(1);
     let mut next = 0usize;
     c.bench_function(name, |b| {
         b.iter(|| {
             let (params, ip) = &announces[next];
             next = (next + 1) % NUM_ANNOUNCES;
-            let counts = shard
-                .ipv4
-                .announce(black_box(params), *ip, now, &mut rng, &mut out);
+            let counts = shard.announce_ipv4(black_box(params), *ip, now, &mut rng, &mut out);
             black_box((counts, out.len()))
         })
     });

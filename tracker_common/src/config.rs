@@ -195,12 +195,29 @@ config_section! {
         pub max_peer_age_secs: u32,
         /// Seconds between sweeps that remove expired peers and empty torrents.
         pub cleaning_interval_secs: u32,
-        /// Most torrents tracked; announces for further new torrents are answered but not
-        /// stored.
+        /// Most torrents (distinct info hashes) tracked by the whole tracker, over all
+        /// request workers and both address families; announces for further new torrents
+        /// are answered but not stored. With max_peers, the bound on the swarm's memory
+        /// (documents/swarm-memory.md gives the memory the defaults come to).
         pub max_torrents: usize,
-        /// Most peers in one torrent (per address family); further new peers are answered
-        /// but not stored.
+        /// Most peers tracked by the whole tracker, over all torrents; further new peers
+        /// are answered but not stored.
+        pub max_peers: usize,
+        /// Most peers in one torrent, seeders and leechers, IPv4 and IPv6 together; further
+        /// new peers are answered but not stored.
         pub max_peers_per_torrent: usize,
+        /// Most peers one IPv4 address, or one IPv6 /64 prefix (what one subscriber
+        /// usually holds), may have in one torrent, seeders and leechers together. A new
+        /// peer beyond it is answered (it gets peers and counts) but not stored, so it is
+        /// not handed to others. This stops one address from filling a swarm with made-up
+        /// peers, while the many users behind one carrier-grade NAT address are rarely in
+        /// the same swarm at the same time, and one over the cap still downloads.
+        pub max_peers_per_ip: usize,
+        /// Most completed counts of emptied torrents kept (whole tracker, split evenly over
+        /// the request workers), so that a scrape's `downloaded` survives a torrent's
+        /// last peer leaving. Takes 12 bytes per entry, allocated at start; when full, the
+        /// smallest counts make way. 0 = keep none.
+        pub max_archived_torrents: usize,
         /// Use the IP address a client puts in its announce instead of the packet's source
         /// address. Only for trackers behind a trusted relay: anyone could otherwise add
         /// someone else's address to a swarm.
@@ -216,8 +233,11 @@ impl Default for SwarmConfig {
             numwant_max: 50,
             max_peer_age_secs: 2700,
             cleaning_interval_secs: 30,
-            max_torrents: 10_000_000,
+            max_torrents: 1_500_000,
+            max_peers: 6_000_000,
             max_peers_per_torrent: 1_000_000,
+            max_peers_per_ip: 32,
+            max_archived_torrents: 1_048_576,
             trust_client_ip: false,
         }
     }
@@ -254,10 +274,27 @@ impl SwarmConfig {
         if self.max_torrents == 0 {
             anyhow::bail!("swarm.max_torrents: must be at least 1");
         }
+        if self.max_peers == 0 {
+            anyhow::bail!("swarm.max_peers: must be at least 1");
+        }
         if self.max_peers_per_torrent == 0 {
             anyhow::bail!("swarm.max_peers_per_torrent: must be at least 1");
         }
+        if self.max_peers_per_ip == 0 {
+            anyhow::bail!("swarm.max_peers_per_ip: must be at least 1");
+        }
         Ok(())
+    }
+
+    /// The whole-tracker memory bounds these settings give the swarm.
+    pub fn limits(&self) -> crate::swarm::SwarmLimits {
+        crate::swarm::SwarmLimits {
+            max_torrents: self.max_torrents,
+            max_peers: self.max_peers,
+            max_peers_per_torrent: self.max_peers_per_torrent,
+            max_peers_per_ip: self.max_peers_per_ip,
+            max_archived_torrents: self.max_archived_torrents,
+        }
     }
 }
 
@@ -456,6 +493,25 @@ mod tests {
         c.numwant_default = 1;
         c.cleaning_interval_secs = 0;
         assert!(c.validate().is_err());
+        for (key, set) in [
+            (
+                "swarm.max_peers:",
+                (|c| c.max_peers = 0) as fn(&mut SwarmConfig),
+            ),
+            ("swarm.max_peers_per_ip:", |c| c.max_peers_per_ip = 0),
+        ] {
+            let mut c = SwarmConfig::default();
+            set(&mut c);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.starts_with(key), "{msg}");
+        }
+        // The archive may be off.
+        let c = SwarmConfig {
+            max_archived_torrents: 0,
+            ..SwarmConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        assert_eq!(c.limits().max_archived_torrents, 0);
     }
 
     #[test]

@@ -261,13 +261,11 @@ fn publish_gauges(shard: &SwarmShard, gauges: &RequestWorkerGauges) {
     set(&gauges.torrents, shard.num_torrents());
     set(&gauges.seeders, shard.num_seeders());
     set(&gauges.leechers, shard.num_leechers());
-    gauges.rejected_by_limits.store(
-        shard
-            .ipv4
-            .num_rejected_by_limits()
-            .saturating_add(shard.ipv6.num_rejected_by_limits()),
-        Ordering::Relaxed,
-    );
+    set(&gauges.archived_torrents, shard.num_archived_torrents());
+    set(&gauges.archive_bytes, shard.archive_memory_bytes());
+    gauges
+        .rejected_by_limits
+        .store(shard.num_rejected_by_limits(), Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -279,7 +277,7 @@ mod tests {
 
     use super::*;
     use crate::channel::{WeightedSender, weighted};
-    use crate::swarm::{AnnounceParams, SwarmLimits};
+    use crate::swarm::{AnnounceParams, SwarmBudget, SwarmLimits};
     use crate::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
 
     /// Announces a seeder on port `port` of torrent `hash`, answering the torrent's seeder
@@ -314,7 +312,7 @@ mod tests {
                 numwant: 0,
             };
             let ip = Ipv4Addr::from(u32::from(port));
-            let counts = swarm.shard.ipv4.announce(
+            let counts = swarm.shard.announce_ipv4(
                 &params,
                 ip,
                 swarm.now,
@@ -362,10 +360,16 @@ mod tests {
                 scratch: Vec::new(),
             },
             swarm: Swarm {
-                shard: SwarmShard::new(SwarmLimits {
-                    max_torrents: 100,
-                    max_peers_per_torrent: 100_000,
-                }),
+                shard: {
+                    let limits = SwarmLimits {
+                        max_torrents: 100,
+                        max_peers: 100_000,
+                        max_peers_per_torrent: 100_000,
+                        max_peers_per_ip: 1,
+                        max_archived_torrents: 0,
+                    };
+                    SwarmShard::new(limits, Arc::new(SwarmBudget::new(&limits)), 1)
+                },
                 rng: SmallRng::seed_from_u64(1),
                 now: SecondsSinceServerStart(0),
             },

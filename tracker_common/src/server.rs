@@ -28,7 +28,7 @@ use crate::request_worker::{
 use crate::routing::ShardRouter;
 use crate::statistics::{Snapshot, Statistics, run_statistics_logger};
 use crate::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
-use crate::swarm::{SwarmLimits, SwarmShard};
+use crate::swarm::{SwarmBudget, SwarmShard};
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
 
 /// What every tracker starts with, before its sockets.
@@ -107,6 +107,9 @@ impl Core {
             .unzip();
         let (response_senders, to_socket_workers): (Vec<_>, Vec<_>) =
             wakers.iter().map(|_| weighted(capacity)).unzip();
+        // The tracker-wide limits: every shard takes torrents and peers from one budget.
+        let limits = swarm.limits();
+        let budget = Arc::new(SwarmBudget::new(&limits));
         let cleaning = CleaningSchedule {
             interval: Duration::from_secs(u64::from(swarm.cleaning_interval_secs)),
             max_peer_age_secs: swarm.max_peer_age_secs,
@@ -125,7 +128,7 @@ impl Core {
                     .collect(),
                 handler: make_handler(),
                 swarm: Swarm {
-                    shard: new_shard(swarm, workers.request_workers),
+                    shard: SwarmShard::new(limits, budget.clone(), workers.request_workers),
                     rng: SmallRng::from_os_rng(),
                     now: SecondsSinceServerStart(0),
                 },
@@ -194,14 +197,6 @@ impl Core {
             access_list_config: self.access_list_config,
         }
     }
-}
-
-/// An empty shard for one of `num_shards` request workers.
-fn new_shard(swarm: &SwarmConfig, num_shards: usize) -> SwarmShard {
-    SwarmShard::new(SwarmLimits {
-        max_torrents: swarm.max_torrents.div_ceil(num_shards.max(1)),
-        max_peers_per_torrent: swarm.max_peers_per_torrent,
-    })
 }
 
 /// A running tracker, whatever its protocol: what its binary waits on and what tests

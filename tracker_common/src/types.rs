@@ -1,5 +1,6 @@
 //! Value types shared by every protocol: info hashes, peer ids, announce events and the
-//! address of a peer as it goes into a response.
+//! peer entries of announce responses ([`ResponsePeer`] for compact answers,
+//! [`ResponsePeerWithId`] where the answer lists peer ids).
 //!
 //! Pure data: nothing here does I/O or reads the clock.
 
@@ -86,18 +87,75 @@ pub enum AnnounceEvent {
 pub trait Ip:
     Copy + Clone + fmt::Debug + PartialEq + Eq + std::hash::Hash + Send + 'static
 {
+    /// What the cap on peers per address counts as one address: an IPv4 address, or an
+    /// IPv6 /64 prefix (one IPv6 subscriber usually holds a whole /64).
+    type Group: Copy + fmt::Debug + Eq + std::hash::Hash + Send + 'static;
+
+    /// The group this address belongs to.
+    fn group(&self) -> Self::Group;
 }
 
-impl Ip for Ipv4Addr {}
-impl Ip for Ipv6Addr {}
+impl Ip for Ipv4Addr {
+    type Group = u32;
 
-/// A peer's address as it is written into an announce response.
+    fn group(&self) -> u32 {
+        u32::from(*self)
+    }
+}
+
+impl Ip for Ipv6Addr {
+    type Group = u64;
+
+    fn group(&self) -> u64 {
+        // The top 64 bits: the /64 prefix.
+        u64::try_from(u128::from(*self) >> 64).unwrap_or(u64::MAX)
+    }
+}
+
+/// A peer entry of an announce response, made from what the swarm stores about a peer.
+///
+/// The swarm's announce fills a `Vec` of any implementor, so that each protocol gets
+/// exactly what its answer needs: [`ResponsePeer`] for compact answers (UDP, compact
+/// HTTP), [`ResponsePeerWithId`] for non-compact HTTP answers, which list peer ids.
+pub trait AnnouncePeer<I: Ip> {
+    /// The entry of the stored peer at `ip` and `port` whose peer id is `peer_id`.
+    fn from_stored(ip: I, port: u16, peer_id: &PeerId) -> Self;
+}
+
+/// A peer's address as it is written into a compact announce response.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ResponsePeer<I: Ip> {
     /// The peer's IP address.
     pub ip: I,
     /// The peer's listening port.
     pub port: u16,
+}
+
+impl<I: Ip> AnnouncePeer<I> for ResponsePeer<I> {
+    fn from_stored(ip: I, port: u16, _peer_id: &PeerId) -> Self {
+        Self { ip, port }
+    }
+}
+
+/// A peer's address and peer id, as a non-compact HTTP announce response lists it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResponsePeerWithId<I: Ip> {
+    /// The peer's IP address.
+    pub ip: I,
+    /// The peer's listening port.
+    pub port: u16,
+    /// The peer id it last announced with.
+    pub peer_id: PeerId,
+}
+
+impl<I: Ip> AnnouncePeer<I> for ResponsePeerWithId<I> {
+    fn from_stored(ip: I, port: u16, peer_id: &PeerId) -> Self {
+        Self {
+            ip,
+            port,
+            peer_id: *peer_id,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +169,17 @@ mod tests {
         assert_eq!(hash.0[0], 0x01);
         assert_eq!(hash.0[19], 0x67);
         assert_eq!(hash.to_hex(), hex.to_lowercase());
+    }
+
+    #[test]
+    fn address_groups() {
+        assert_eq!(Ipv4Addr::new(10, 0, 0, 1).group(), 0x0a00_0001);
+        let a: Ipv6Addr = "2001:db8:1:2::1".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: Ipv6Addr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(a.group(), b.group());
+        assert_ne!(a.group(), c.group());
+        assert_eq!(a.group(), 0x2001_0db8_0001_0002);
     }
 
     #[test]

@@ -87,8 +87,8 @@ fn garbage_flood_does_not_stall_real_clients_and_is_counted() {
     // happen is a tracker that stops answering, or answers wrongly.
     while answered < 200 || !flooder.is_finished() {
         i = i.wrapping_add(1);
-        let request =
-            client.announce_request(hash, peer_id(1), 1000 + i % 1000, 0, AnnounceEvent::None, 5);
+        // One endpoint throughout: peers are keyed by (IP, port), so this stays one seeder.
+        let request = client.announce_request(hash, peer_id(1), 1000, 0, AnnounceEvent::None, 5);
         let tid = request.transaction_id;
         let mut bytes = Vec::new();
         Request::Announce(request).write_bytes(&mut bytes).unwrap();

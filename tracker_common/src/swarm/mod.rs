@@ -1,31 +1,49 @@
 //! Swarm state: which peers are in which torrent, shared by the UDP, HTTP and WebSocket
 //! trackers.
 //!
-//! Each request worker owns one [`SwarmShard`] (the torrents whose info hash
-//! [`shard_index`] maps to it), so nothing here is locked or shared. The module is pure and
-//! deterministic: no sockets, threads, channels, clock, logging or configuration. Time
-//! ([`SecondsSinceServerStart`]) and randomness ([`SmallRng`]) come in as arguments, so the
-//! tests need neither a clock nor threads, and limits come in as plain values
-//! ([`SwarmLimits`], [`NumWantPolicy`]).
+//! Each request worker owns one [`SwarmShard`] (the torrents that
+//! [`crate::routing::ShardRouter`] assigns to it), so the swarms themselves are not
+//! locked. What the shards share is one [`SwarmBudget`]: atomic counts of torrents and peers against the
+//! whole-tracker limits, touched only when a torrent or a peer is created or removed,
+//! never on a re-announce. The module is otherwise pure and deterministic: no sockets,
+//! threads, channels, clock, logging or configuration. Time ([`SecondsSinceServerStart`])
+//! and randomness ([`SmallRng`]) come in as arguments, so the tests need neither a clock
+//! nor threads, and limits come in as plain values ([`SwarmLimits`], [`NumWantPolicy`]).
 //!
 //! # Rules enforced
-//! - A peer is keyed by (info hash, peer id, source IP): an announce from another address
-//!   with the same peer id is another peer and can neither move nor remove the first.
+//! - A peer is keyed by (info hash, IP, port): its endpoint, the IP being the request's
+//!   source address. The peer id is stored as data (non-compact HTTP answers list it). A
+//!   request from another IP can neither move nor remove someone's peer, whatever peer id
+//!   it sends; a client that restarts with a new peer id on the same IP and port replaces
+//!   its old entry.
 //! - `left == 0` makes a peer a seeder, anything else a leecher; an announce that changes
 //!   it moves the peer. Seeders and leechers are kept in separate stores per torrent.
-//! - `event=stopped` removes the peer, and the torrent once it has no peers; it never
-//!   creates a torrent and is answered without peers.
-//! - `event=completed` counts a download, unless that peer was already stored as a seeder
-//!   (a client repeating the event is not counted twice).
+//! - `event=stopped` removes the peer at (source IP, port), and the torrent once it has no
+//!   peers; it never creates a torrent and is answered without peers.
+//! - `completed` grows by one only when a stored leecher becomes a seeder through
+//!   `event=completed` (with `left == 0`), at most once per stored peer: the peer carries
+//!   a flag set when its completion is counted. Repeats, `completed` from a peer that
+//!   stays a leecher, and leecher → seeder → leecher → seeder cycles do not count again. A
+//!   peer that is removed (stopped, expired, replaced) and comes back is a new peer (in
+//!   private mode, where `completed` is credit, accounting will be per user instead).
 //! - Port 0 is answered (counts and peers) but stores nothing.
-//! - The response holds up to `numwant` peers chosen at random, never the announcer
-//!   itself; a seeder gets leechers only, a leecher gets seeders and leechers.
-//! - IPv4 and IPv6 peers never mix: each family has its own [`TorrentMap`].
-//! - Memory is bounded by [`SwarmLimits`]: an announce that would need a torrent or a peer
-//!   beyond them is answered from what exists, stores nothing and is counted
-//!   ([`TorrentMap::num_rejected_by_limits`]).
-//! - [`TorrentMap::clean`] removes peers not seen for the configured age and the torrents
+//! - The response holds up to `numwant` peers chosen at random, never the announcer's own
+//!   endpoint; a seeder gets leechers only, a leecher gets seeders and leechers.
+//! - IPv4 and IPv6 peers never mix: a client gets peers, and announce counts, of the
+//!   family it announced from. A torrent holds both families' peers, so its limits, its
+//!   `completed` and its scrape counts cover both.
+//! - One address (an IPv4 address, or an IPv6 /64) holds at most
+//!   [`SwarmLimits::max_peers_per_ip`] peers in one torrent, seeders and leechers
+//!   together; only a new peer is checked.
+//! - Memory is bounded by [`SwarmLimits`], for the whole tracker: distinct torrents over
+//!   all shards, peers over all shards, peers of one torrent over both families. An
+//!   announce that would need a torrent or a peer beyond them is answered from what exists,
+//!   stores nothing and is counted ([`SwarmShard::num_rejected_by_limits`]).
+//! - [`SwarmShard::clean`] removes peers not seen for the configured age and the torrents
 //!   left empty.
+//! - A torrent that empties keeps its completed count in a bounded archive (see
+//!   `archive.rs` for what it keeps when full); the count comes back with the torrent, and
+//!   a scrape of an archived torrent answers 0 seeders, 0 leechers and that count.
 //!
 //! Nothing here panics on any input: the lints below forbid `unwrap`, `expect`, `panic!`
 //! and unchecked indexing in this module.
@@ -37,17 +55,22 @@
     clippy::indexing_slicing
 )]
 
+mod archive;
 mod peers;
 
+use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::{DefaultHashBuilder, HashTable, hash_table};
 use rand::rngs::SmallRng;
 
 use crate::time::SecondsSinceServerStart;
-use crate::types::{AnnounceEvent, InfoHash, Ip, PeerId, ResponsePeer};
+use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
 
-use self::peers::{Peer, PeerKey, Status, Torrent, Upsert};
+use self::archive::Archive;
+use self::peers::{Family, LastSeen, Peer, PeerKey, Status, Torrent};
 
 /// How many peers to return: missing or negative → default; 0 → none; capped by max
 /// (default is capped by max too).
@@ -72,13 +95,71 @@ impl NumWantPolicy {
     }
 }
 
-/// Bounds on memory.
+/// Bounds on memory, each for the whole tracker (all shards, both address families).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SwarmLimits {
-    /// The most torrents one [`TorrentMap`] (one shard, one address family) holds.
+    /// The most torrents (distinct info hashes) stored.
     pub max_torrents: usize,
-    /// The most peers (seeders and leechers together) one torrent of one family holds.
+    /// The most peers stored, over all torrents.
+    pub max_peers: usize,
+    /// The most peers (seeders and leechers, IPv4 and IPv6) one torrent holds.
     pub max_peers_per_torrent: usize,
+    /// The most peers one IPv4 address or one IPv6 /64 holds in one torrent.
+    pub max_peers_per_ip: usize,
+    /// The most completed counts of emptied torrents kept (split evenly over the shards).
+    pub max_archived_torrents: usize,
+}
+
+/// The torrents and peers stored by all shards, against the whole-tracker limits. Shared
+/// by the shards (`Arc`) and counted with atomics, taken when a torrent or a peer is
+/// created and given back when it goes, so that a limit holds for the sum of the shards
+/// without locking any of them.
+#[derive(Debug)]
+pub struct SwarmBudget {
+    torrents: AtomicUsize,
+    peers: AtomicUsize,
+    max_torrents: usize,
+    max_peers: usize,
+}
+
+impl SwarmBudget {
+    /// An empty budget for `limits`.
+    pub fn new(limits: &SwarmLimits) -> Self {
+        Self {
+            torrents: AtomicUsize::new(0),
+            peers: AtomicUsize::new(0),
+            max_torrents: limits.max_torrents,
+            max_peers: limits.max_peers,
+        }
+    }
+
+    /// Torrents stored, over all shards.
+    pub fn num_torrents(&self) -> usize {
+        self.torrents.load(Ordering::Relaxed)
+    }
+
+    /// Peers stored, over all shards.
+    pub fn num_peers(&self) -> usize {
+        self.peers.load(Ordering::Relaxed)
+    }
+
+    fn try_acquire(counter: &AtomicUsize, max: usize) -> bool {
+        // Relaxed: the counter orders nothing else, it only has to stay exact.
+        counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n.saturating_add(1))
+            })
+            .is_ok()
+    }
+
+    fn release(counter: &AtomicUsize, n: usize) {
+        if n > 0 {
+            // Saturating, so that a bug could never wrap it into "everything is full".
+            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                Some(m.saturating_sub(n))
+            });
+        }
+    }
 }
 
 /// One announce, protocol-independent. `numwant` is already resolved by [`NumWantPolicy`].
@@ -98,7 +179,8 @@ pub struct AnnounceParams {
     pub numwant: usize,
 }
 
-/// Seeders and leechers of the announced torrent, after the announce was applied.
+/// Seeders and leechers of the announced torrent in the announcer's address family (the
+/// swarm it can get peers from), after the announce was applied.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub struct AnnounceCounts {
     /// Peers that have the whole torrent.
@@ -112,7 +194,7 @@ pub struct AnnounceCounts {
 pub struct ScrapeCounts {
     /// Peers that have the whole torrent.
     pub seeders: u32,
-    /// Downloads completed (`event=completed`) since the torrent was created here.
+    /// Downloads completed (see the module rules), kept while the torrent is archived.
     pub completed: u32,
     /// Peers still downloading.
     pub leechers: u32,
@@ -127,14 +209,18 @@ pub struct CleanStats {
     pub removed_torrents: usize,
 }
 
-/// The torrents of one address family in one shard.
-pub struct TorrentMap<I: Ip> {
-    // Torrents are stored inline. A slot is 80 bytes (the 20-byte hash, padded, and a
-    // 56-byte `Torrent`); boxing would make it 32 bytes plus a 64-byte heap chunk per
-    // torrent, which only saves memory while the table is less than about 3/4 full (it is
-    // 7/16 to 7/8 full), and would cost each announce a second cache miss.
-    torrents: HashMap<InfoHash, Torrent<I>, DefaultHashBuilder>,
+/// The torrents of one shard, both address families.
+pub struct SwarmShard {
+    // Torrents are stored inline, info hash included: an 80-byte slot. Boxing would make
+    // a slot 8 bytes plus an 80-byte heap chunk per torrent, which only saves memory while
+    // the table is mostly empty, and would cost each announce a second cache miss.
+    torrents: HashTable<Torrent>,
+    // Seeded at random when the shard is made; its hash of an info hash is also the
+    // archive's fingerprint, so clients cannot aim collisions at either.
+    hasher: DefaultHashBuilder,
     limits: SwarmLimits,
+    budget: Arc<SwarmBudget>,
+    archive: Archive,
     // Running totals, so that the statistics thread's numbers cost O(1) instead of a walk
     // over every torrent.
     num_seeders: usize,
@@ -142,143 +228,247 @@ pub struct TorrentMap<I: Ip> {
     num_rejected_by_limits: u64,
 }
 
-impl<I: Ip> TorrentMap<I> {
-    /// An empty map bounded by `limits`.
-    pub fn new(limits: SwarmLimits) -> Self {
+impl SwarmShard {
+    /// An empty shard, one of `num_shards` sharing `budget` (made from the same `limits`).
+    /// The archive's capacity is split evenly over the shards.
+    pub fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
         Self {
-            torrents: HashMap::with_hasher(DefaultHashBuilder::default()),
+            torrents: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             limits,
+            budget,
+            archive: Archive::new(limits.max_archived_torrents / num_shards.max(1)),
             num_seeders: 0,
             num_leechers: 0,
             num_rejected_by_limits: 0,
         }
     }
 
-    /// Applies the announce from `ip` and fills `out` (cleared first) with up to
-    /// params.numwant random peers.
+    /// Applies the announce from `ip` (IPv4, including IPv4-mapped IPv6 addresses, which
+    /// the caller turns into IPv4) and fills `out` (cleared first) with up to
+    /// params.numwant random IPv4 peers.
     ///
     /// Returns the torrent's counts after the announce; zeros if the torrent does not exist
     /// (any more). See the module documentation for the rules.
-    pub fn announce(
+    pub fn announce_ipv4<P: AnnouncePeer<Ipv4Addr>>(
         &mut self,
         params: &AnnounceParams,
-        ip: I,
+        ip: Ipv4Addr,
         now: SecondsSinceServerStart,
         rng: &mut SmallRng,
-        out: &mut Vec<ResponsePeer<I>>,
+        out: &mut Vec<P>,
+    ) -> AnnounceCounts {
+        self.announce(params, ip, now, rng, out)
+    }
+
+    /// [`Self::announce_ipv4`] for an announce from an IPv6 address; `out` gets IPv6 peers.
+    pub fn announce_ipv6<P: AnnouncePeer<Ipv6Addr>>(
+        &mut self,
+        params: &AnnounceParams,
+        ip: Ipv6Addr,
+        now: SecondsSinceServerStart,
+        rng: &mut SmallRng,
+        out: &mut Vec<P>,
+    ) -> AnnounceCounts {
+        self.announce(params, ip, now, rng, out)
+    }
+
+    fn hash(&self, info_hash: &InfoHash) -> u64 {
+        self.hasher.hash_one(info_hash)
+    }
+
+    fn reject(&mut self) -> AnnounceCounts {
+        self.num_rejected_by_limits = self.num_rejected_by_limits.saturating_add(1);
+        AnnounceCounts::default()
+    }
+
+    fn announce<F: Family, P: AnnouncePeer<F>>(
+        &mut self,
+        params: &AnnounceParams,
+        ip: F,
+        now: SecondsSinceServerStart,
+        rng: &mut SmallRng,
+        out: &mut Vec<P>,
     ) -> AnnounceCounts {
         out.clear();
         let key = PeerKey {
-            peer_id: params.peer_id,
             ip,
+            port: params.port,
         };
-        // Stopped comes before the port check: removing the sender's own peer is allowed
-        // whatever port it sends, and a leaving client wants no peers.
+        let info_hash = params.info_hash;
+        let hash = self.hash(&info_hash);
+        // Stopped comes before the port check: a leaving client wants no peers.
         if params.event == AnnounceEvent::Stopped {
-            return self.remove_peer(&params.info_hash, &key);
+            return self.remove_peer(hash, &info_hash, &key);
         }
         let status = Status::from_bytes_left(params.bytes_left);
 
         if params.port == 0 {
             // A peer nobody can connect to is worth answering but not storing. Nothing
-            // changes, not even `completed`: counting a download from a peer that is not
-            // stored would let a client inflate the count by repeating the event.
-            let Some(torrent) = self.torrents.get(&params.info_hash) else {
+            // changes, not even `completed`. Its endpoint (IP, 0) is never stored, so
+            // there is no announcer to leave out.
+            let Some(torrent) = self.torrents.find(hash, |t| t.info_hash == info_hash) else {
                 return AnnounceCounts::default();
             };
-            torrent.select_peers(status, torrent.locate(&key), params.numwant, rng, out);
-            return counts_of(torrent);
+            if let Some(peers) = F::peers(torrent) {
+                peers.select_peers(status, None, params.numwant, rng, out);
+            }
+            return family_counts::<F>(torrent);
         }
 
-        let num_torrents = self.torrents.len();
-        let torrent = match self.torrents.entry(params.info_hash) {
-            hashbrown::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            hashbrown::hash_map::Entry::Vacant(entry) => {
-                // With no room for a peer, a new torrent would stay empty: reject it too.
-                if num_torrents >= self.limits.max_torrents
-                    || self.limits.max_peers_per_torrent == 0
-                {
-                    self.num_rejected_by_limits = self.num_rejected_by_limits.saturating_add(1);
-                    return AnnounceCounts::default();
+        let limits = self.limits;
+        let new_peer = Peer {
+            peer_id: params.peer_id,
+            last_seen: LastSeen::new(now, false),
+        };
+        let hasher = &self.hasher;
+        let torrent = match self.torrents.entry(
+            hash,
+            |t| t.info_hash == info_hash,
+            |t| hasher.hash_one(t.info_hash),
+        ) {
+            hash_table::Entry::Occupied(entry) => entry.into_mut(),
+            hash_table::Entry::Vacant(entry) => {
+                // A new torrent needs room for itself and for its first peer.
+                if limits.max_peers_per_torrent == 0 || limits.max_peers_per_ip == 0 {
+                    return self.reject();
                 }
-                entry.insert(Torrent::new())
+                if !SwarmBudget::try_acquire(&self.budget.torrents, self.budget.max_torrents) {
+                    return self.reject();
+                }
+                if !SwarmBudget::try_acquire(&self.budget.peers, self.budget.max_peers) {
+                    SwarmBudget::release(&self.budget.torrents, 1);
+                    return self.reject();
+                }
+                let completed = self.archive.take(hash).unwrap_or(0);
+                let mut torrent = Torrent::new(info_hash, completed);
+                F::peers_or_insert(&mut torrent).insert(status, key, new_peer);
+                add_one(&mut self.num_seeders, &mut self.num_leechers, status);
+                // The announcer is the only peer: nothing to send.
+                return family_counts::<F>(entry.insert(torrent).get());
             }
         };
 
-        let peer = Peer {
-            port: params.port,
-            last_seen: now,
-        };
-        let location = match torrent.upsert(key, peer, status, self.limits.max_peers_per_torrent) {
-            Upsert::Stored { location, previous } => {
-                match previous {
-                    None => add_one(&mut self.num_seeders, &mut self.num_leechers, status),
-                    Some(previous) if previous != status => {
-                        sub_one(&mut self.num_seeders, &mut self.num_leechers, previous);
-                        add_one(&mut self.num_seeders, &mut self.num_leechers, status);
-                    }
-                    Some(_) => {}
+        let location = match F::peers(torrent).and_then(|peers| peers.locate(&key, status)) {
+            // The common case: a stored peer re-announcing with its status unchanged.
+            Some(found) if found.status == status => {
+                if let Some(peer) = F::peers_mut(torrent).and_then(|p| p.peer_mut(found)) {
+                    peer.peer_id = params.peer_id;
+                    peer.last_seen = LastSeen::new(now, peer.last_seen.completion_counted());
                 }
-                // Follows the rule literally: a completed event from a peer that is still
-                // a leecher counts too (it was not stored as a seeder). Only a stored
-                // seeder's repeated events are ignored.
-                if params.event == AnnounceEvent::Completed && previous != Some(Status::Seeder) {
+                Some(found)
+            }
+            // A stored peer changing status moves, keeping its completion flag.
+            Some(found) => {
+                let peers = F::peers_or_insert(torrent);
+                let counted_before = peers
+                    .take(found.status, &key)
+                    .is_some_and(|old| old.last_seen.completion_counted());
+                let counts_now = found.status == Status::Leecher
+                    && status == Status::Seeder
+                    && params.event == AnnounceEvent::Completed
+                    && !counted_before;
+                let moved = Peer {
+                    peer_id: params.peer_id,
+                    last_seen: LastSeen::new(now, counted_before || counts_now),
+                };
+                let location = peers.insert(status, key, moved);
+                if counts_now {
                     torrent.completed = torrent.completed.saturating_add(1);
                 }
+                sub_one(&mut self.num_seeders, &mut self.num_leechers, found.status);
+                add_one(&mut self.num_seeders, &mut self.num_leechers, status);
                 Some(location)
             }
-            Upsert::Rejected => {
-                self.num_rejected_by_limits = self.num_rejected_by_limits.saturating_add(1);
-                None
+            // A new peer: the only case that checks the limits.
+            None => {
+                let room = torrent.num_peers() < limits.max_peers_per_torrent
+                    && F::peers(torrent).map_or(0, |p| p.count_group(ip.group()))
+                        < limits.max_peers_per_ip
+                    && SwarmBudget::try_acquire(&self.budget.peers, self.budget.max_peers);
+                if room {
+                    let location = F::peers_or_insert(torrent).insert(status, key, new_peer);
+                    add_one(&mut self.num_seeders, &mut self.num_leechers, status);
+                    Some(location)
+                } else {
+                    self.num_rejected_by_limits = self.num_rejected_by_limits.saturating_add(1);
+                    None
+                }
             }
         };
-        torrent.select_peers(status, location, params.numwant, rng, out);
-        counts_of(torrent)
+        if let Some(peers) = F::peers(torrent) {
+            peers.select_peers(status, location, params.numwant, rng, out);
+        }
+        family_counts::<F>(torrent)
     }
 
     /// Handles `event=stopped`: removes the peer, and its torrent if that is left empty.
-    fn remove_peer(&mut self, info_hash: &InfoHash, key: &PeerKey<I>) -> AnnounceCounts {
-        let hashbrown::hash_map::Entry::Occupied(mut entry) = self.torrents.entry(*info_hash)
+    fn remove_peer<F: Family>(
+        &mut self,
+        hash: u64,
+        info_hash: &InfoHash,
+        key: &PeerKey<F>,
+    ) -> AnnounceCounts {
+        let Ok(mut entry) = self
+            .torrents
+            .find_entry(hash, |t| t.info_hash == *info_hash)
         else {
             return AnnounceCounts::default();
         };
-        if let Some(status) = entry.get_mut().remove(key) {
+        let torrent = entry.get_mut();
+        if let Some(status) = F::peers_mut(torrent).and_then(|peers| peers.remove(key)) {
             sub_one(&mut self.num_seeders, &mut self.num_leechers, status);
+            SwarmBudget::release(&self.budget.peers, 1);
+            F::drop_if_empty(torrent);
         }
-        let counts = counts_of(entry.get());
-        if entry.get().is_empty() {
-            entry.remove();
+        let counts = family_counts::<F>(torrent);
+        if torrent.is_empty() {
+            let (torrent, _) = entry.remove();
+            self.archive.put(hash, torrent.completed);
+            SwarmBudget::release(&self.budget.torrents, 1);
         }
         counts
     }
 
-    /// Seeders, completed downloads and leechers of the torrent; zeros if it is unknown.
+    /// Seeders, completed downloads and leechers of the torrent, both families; for a
+    /// torrent not stored, its archived completed count (zeros if none).
     pub fn scrape(&self, info_hash: &InfoHash) -> ScrapeCounts {
-        self.torrents
-            .get(info_hash)
-            .map(|torrent| {
-                let (seeders, leechers) = torrent.counts();
+        let hash = self.hash(info_hash);
+        match self.torrents.find(hash, |t| t.info_hash == *info_hash) {
+            Some(torrent) => {
+                let AnnounceCounts { seeders, leechers } = counts_of(torrent);
                 ScrapeCounts {
                     seeders,
                     completed: torrent.completed,
                     leechers,
                 }
-            })
-            .unwrap_or_default()
+            }
+            None => ScrapeCounts {
+                completed: self.archive.get(hash).unwrap_or(0),
+                ..ScrapeCounts::default()
+            },
+        }
     }
 
     /// Removes peers whose last announce is older than max_peer_age_secs before now, then
-    /// torrents with no peers.
+    /// torrents with no peers (archiving their completed counts).
     ///
-    /// A peer last seen exactly `max_peer_age_secs` ago stays. Maps left much larger than
+    /// A peer last seen exactly `max_peer_age_secs` ago stays. Tables left much larger than
     /// their contents are shrunk, so that memory follows the swarm down after a peak.
     pub fn clean(&mut self, now: SecondsSinceServerStart, max_peer_age_secs: u32) -> CleanStats {
         // last_seen + age < now  <=>  last_seen < now - age; computing the cutoff once
         // saves an addition per peer, and saturating at 0 keeps everyone early on.
         let cutoff = now.sub_secs(max_peer_age_secs);
         let mut stats = CleanStats::default();
-        let (num_seeders, num_leechers) = (&mut self.num_seeders, &mut self.num_leechers);
-        self.torrents.retain(|_, torrent| {
+        let Self {
+            torrents,
+            hasher,
+            archive,
+            num_seeders,
+            num_leechers,
+            ..
+        } = self;
+        torrents.retain(|torrent| {
             let (seeders, leechers) = torrent.remove_seen_before(cutoff);
             *num_seeders = num_seeders.saturating_sub(seeders);
             *num_leechers = num_leechers.saturating_sub(leechers);
@@ -287,31 +477,37 @@ impl<I: Ip> TorrentMap<I> {
                 .saturating_add(seeders)
                 .saturating_add(leechers);
             if torrent.is_empty() {
+                archive.put(hasher.hash_one(torrent.info_hash), torrent.completed);
                 stats.removed_torrents += 1;
                 false
             } else {
                 true
             }
         });
+        SwarmBudget::release(&self.budget.peers, stats.removed_peers);
+        SwarmBudget::release(&self.budget.torrents, stats.removed_torrents);
         let capacity = self.torrents.capacity();
         if capacity >= 64 && self.torrents.len() <= capacity / 4 {
+            let hasher = &self.hasher;
             self.torrents
-                .shrink_to(self.torrents.len().saturating_mul(2));
+                .shrink_to(self.torrents.len().saturating_mul(2), |t| {
+                    hasher.hash_one(t.info_hash)
+                });
         }
         stats
     }
 
-    /// Torrents stored.
+    /// Torrents stored (distinct info hashes, both families).
     pub fn num_torrents(&self) -> usize {
         self.torrents.len()
     }
 
-    /// Seeders stored, over all torrents.
+    /// Seeders stored, both families.
     pub fn num_seeders(&self) -> usize {
         self.num_seeders
     }
 
-    /// Leechers stored, over all torrents.
+    /// Leechers stored, both families.
     pub fn num_leechers(&self) -> usize {
         self.num_leechers
     }
@@ -321,11 +517,44 @@ impl<I: Ip> TorrentMap<I> {
     pub fn num_rejected_by_limits(&self) -> u64 {
         self.num_rejected_by_limits
     }
+
+    /// Completed counts of emptied torrents held in this shard's archive.
+    pub fn num_archived_torrents(&self) -> usize {
+        self.archive.len()
+    }
+
+    /// Bytes this shard's archive takes (allocated once, whatever it holds).
+    pub fn archive_memory_bytes(&self) -> usize {
+        self.archive.memory_bytes()
+    }
 }
 
-fn counts_of<I: Ip>(torrent: &Torrent<I>) -> AnnounceCounts {
-    let (seeders, leechers) = torrent.counts();
-    AnnounceCounts { seeders, leechers }
+impl Drop for SwarmShard {
+    /// Gives the shard's torrents and peers back to the shared budget.
+    fn drop(&mut self) {
+        SwarmBudget::release(&self.budget.torrents, self.torrents.len());
+        SwarmBudget::release(
+            &self.budget.peers,
+            self.num_seeders.saturating_add(self.num_leechers),
+        );
+    }
+}
+
+/// Seeders and leechers of both families.
+fn counts_of(torrent: &Torrent) -> AnnounceCounts {
+    saturated_counts(torrent.counts())
+}
+
+/// Seeders and leechers of family `F`: the swarm an announcer of that family sees.
+fn family_counts<F: Family>(torrent: &Torrent) -> AnnounceCounts {
+    saturated_counts(F::peers(torrent).map_or((0, 0), |p| (p.seeders.len(), p.leechers.len())))
+}
+
+fn saturated_counts((seeders, leechers): (usize, usize)) -> AnnounceCounts {
+    AnnounceCounts {
+        seeders: u32::try_from(seeders).unwrap_or(u32::MAX),
+        leechers: u32::try_from(leechers).unwrap_or(u32::MAX),
+    }
 }
 
 // Free functions over the two totals (rather than `&mut self` methods) so that they can be
@@ -344,84 +573,6 @@ fn sub_one(seeders: &mut usize, leechers: &mut usize, status: Status) {
     }
 }
 
-/// One shard: the IPv4 and the IPv6 torrents. IPv4 and IPv6 peers never mix.
-pub struct SwarmShard {
-    /// Torrents of peers that announced over IPv4 (including IPv4-mapped IPv6 addresses,
-    /// which the caller turns into IPv4).
-    pub ipv4: TorrentMap<Ipv4Addr>,
-    /// Torrents of peers that announced over IPv6.
-    pub ipv6: TorrentMap<Ipv6Addr>,
-}
-
-impl SwarmShard {
-    /// An empty shard; `limits` applies to each family separately.
-    pub fn new(limits: SwarmLimits) -> Self {
-        Self {
-            ipv4: TorrentMap::new(limits),
-            ipv6: TorrentMap::new(limits),
-        }
-    }
-
-    /// Scrape counts summed over both families.
-    pub fn scrape(&self, info_hash: &InfoHash) -> ScrapeCounts {
-        let v4 = self.ipv4.scrape(info_hash);
-        let v6 = self.ipv6.scrape(info_hash);
-        ScrapeCounts {
-            seeders: v4.seeders.saturating_add(v6.seeders),
-            completed: v4.completed.saturating_add(v6.completed),
-            leechers: v4.leechers.saturating_add(v6.leechers),
-        }
-    }
-
-    /// Cleans both families (see [`TorrentMap::clean`]); returns the summed statistics.
-    pub fn clean(&mut self, now: SecondsSinceServerStart, max_peer_age_secs: u32) -> CleanStats {
-        let v4 = self.ipv4.clean(now, max_peer_age_secs);
-        let v6 = self.ipv6.clean(now, max_peer_age_secs);
-        CleanStats {
-            removed_peers: v4.removed_peers.saturating_add(v6.removed_peers),
-            removed_torrents: v4.removed_torrents.saturating_add(v6.removed_torrents),
-        }
-    }
-
-    /// Torrents stored, both families (a torrent with peers of both counts twice).
-    pub fn num_torrents(&self) -> usize {
-        self.ipv4
-            .num_torrents()
-            .saturating_add(self.ipv6.num_torrents())
-    }
-
-    /// Seeders stored, both families.
-    pub fn num_seeders(&self) -> usize {
-        self.ipv4
-            .num_seeders()
-            .saturating_add(self.ipv6.num_seeders())
-    }
-
-    /// Leechers stored, both families.
-    pub fn num_leechers(&self) -> usize {
-        self.ipv4
-            .num_leechers()
-            .saturating_add(self.ipv6.num_leechers())
-    }
-}
-
-/// Stable shard index for a hash: which of `num_shards` request workers owns it (must
-/// spread well; e.g. from the first bytes of the hash, which is already uniformly random).
-/// Panic-free for num_shards >= 1; treat 0 as 1.
-///
-/// Takes the first 8 bytes as a number in [0, 2^64) and scales it to [0, num_shards) by a
-/// multiply and shift: as even as `%` (both are off by less than num_shards / 2^64) but
-/// without a division.
-/// The mapping is not keyed: a client choosing info hashes can aim them all at one shard,
-/// as it can with any stable mapping derived from the hash alone.
-pub fn shard_index(info_hash: &InfoHash, num_shards: usize) -> usize {
-    let [b0, b1, b2, b3, b4, b5, b6, b7, ..] = info_hash.0;
-    let x = u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
-    let n = num_shards.max(1) as u128;
-    // (x * n) >> 64 < n <= usize::MAX, so the conversion cannot fail.
-    usize::try_from((u128::from(x) * n) >> 64).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::{HashMap as StdHashMap, HashSet};
@@ -430,10 +581,14 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::types::{ResponsePeer, ResponsePeerWithId};
 
     const LIMITS: SwarmLimits = SwarmLimits {
         max_torrents: 1000,
+        max_peers: 100_000,
         max_peers_per_torrent: 1000,
+        max_peers_per_ip: 1000,
+        max_archived_torrents: 1024,
     };
 
     fn hash(n: u8) -> InfoHash {
@@ -450,6 +605,20 @@ mod tests {
         Ipv4Addr::from(0x0a00_0000 + n)
     }
 
+    /// IPv6 addresses two to a /64: `v6(2k)` and `v6(2k + 1)` share a prefix.
+    fn v6(n: u32) -> Ipv6Addr {
+        Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0,
+            (n / 2) as u16,
+            0,
+            0,
+            0,
+            (n % 2 + 1) as u16,
+        )
+    }
+
     fn params(h: u8, id: u32, port: u16, left: u64, event: AnnounceEvent) -> AnnounceParams {
         AnnounceParams {
             info_hash: hash(h),
@@ -461,34 +630,57 @@ mod tests {
         }
     }
 
-    /// A TorrentMap with a reusable response buffer and a fixed seed.
+    fn shard(limits: SwarmLimits) -> SwarmShard {
+        SwarmShard::new(limits, Arc::new(SwarmBudget::new(&limits)), 1)
+    }
+
+    impl SwarmShard {
+        fn torrent(&self, info_hash: &InfoHash) -> Option<&Torrent> {
+            self.torrents
+                .find(self.hash(info_hash), |t| t.info_hash == *info_hash)
+        }
+    }
+
+    /// A shard with reusable response buffers and a fixed seed.
     struct Harness {
-        map: TorrentMap<Ipv4Addr>,
+        shard: SwarmShard,
         rng: SmallRng,
         out: Vec<ResponsePeer<Ipv4Addr>>,
+        out6: Vec<ResponsePeer<Ipv6Addr>>,
     }
 
     impl Harness {
         fn new(limits: SwarmLimits) -> Self {
             Self {
-                map: TorrentMap::new(limits),
+                shard: shard(limits),
                 rng: SmallRng::seed_from_u64(7),
                 out: Vec::new(),
+                out6: Vec::new(),
             }
         }
 
         fn announce_at(&mut self, p: &AnnounceParams, from: Ipv4Addr, now: u32) -> AnnounceCounts {
             let now = SecondsSinceServerStart(now);
-            self.map
-                .announce(p, from, now, &mut self.rng, &mut self.out)
+            self.shard
+                .announce_ipv4(p, from, now, &mut self.rng, &mut self.out)
         }
 
         fn announce(&mut self, p: &AnnounceParams, from: Ipv4Addr) -> AnnounceCounts {
             self.announce_at(p, from, 0)
         }
 
+        fn announce6(&mut self, p: &AnnounceParams, from: Ipv6Addr) -> AnnounceCounts {
+            let now = SecondsSinceServerStart(0);
+            self.shard
+                .announce_ipv6(p, from, now, &mut self.rng, &mut self.out6)
+        }
+
         fn returned_ips(&self) -> HashSet<Ipv4Addr> {
             self.out.iter().map(|p| p.ip).collect()
+        }
+
+        fn completed(&self, h: u8) -> u32 {
+            self.shard.scrape(&hash(h)).completed
         }
     }
 
@@ -520,32 +712,80 @@ mod tests {
     }
 
     #[test]
-    fn peer_is_keyed_by_peer_id_and_ip() {
+    fn peer_is_keyed_by_endpoint_and_another_ip_cannot_touch_it() {
         let mut h = Harness::new(LIMITS);
         let (a, b) = (ip(1), ip(2));
         h.announce(&params(1, 9, 1000, 10, AnnounceEvent::Started), a);
-        // Same peer id from another address: a second peer, and it cannot make the first
-        // a seeder.
+        // Same peer id and port from another address: another peer, which cannot make the
+        // first a seeder ...
         assert_eq!(
-            h.announce(&params(1, 9, 2000, 0, AnnounceEvent::None), b),
+            h.announce(&params(1, 9, 1000, 0, AnnounceEvent::None), b),
             counts(1, 1)
         );
         assert_eq!(h.out, [ResponsePeer { ip: a, port: 1000 }]);
         // ... nor remove it.
         assert_eq!(
-            h.announce(&params(1, 9, 2000, 0, AnnounceEvent::Stopped), b),
+            h.announce(&params(1, 9, 1000, 0, AnnounceEvent::Stopped), b),
             counts(0, 1)
         );
         assert_eq!(
-            h.announce(&params(1, 9, 2000, 0, AnnounceEvent::Stopped), b),
+            h.announce(&params(1, 9, 1000, 0, AnnounceEvent::Stopped), b),
             counts(0, 1)
         );
-        // The first one is untouched (same port, still a leecher).
+        // Another port of the same IP is another peer too.
         assert_eq!(
-            h.announce(&params(1, 8, 3000, 10, AnnounceEvent::None), ip(3)),
+            h.announce(&params(1, 9, 1001, 10, AnnounceEvent::None), a),
             counts(0, 2)
         );
         assert_eq!(h.out, [ResponsePeer { ip: a, port: 1000 }]);
+    }
+
+    #[test]
+    fn restart_with_new_peer_id_replaces_and_never_gets_its_old_entry() {
+        let mut h = Harness::new(LIMITS);
+        let mut out = Vec::<ResponsePeerWithId<Ipv4Addr>>::new();
+        let now = SecondsSinceServerStart(0);
+        h.announce(&params(1, 1, 6881, 10, AnnounceEvent::Started), ip(1));
+        h.announce(&params(1, 2, 6881, 10, AnnounceEvent::Started), ip(2));
+        // ip(1) restarts with peer id 3 on the same port: one entry, never its own.
+        let counts3 = h.shard.announce_ipv4(
+            &params(1, 3, 6881, 10, AnnounceEvent::Started),
+            ip(1),
+            now,
+            &mut h.rng,
+            &mut out,
+        );
+        assert_eq!(counts3, counts(0, 2));
+        assert_eq!(
+            out,
+            [ResponsePeerWithId {
+                ip: ip(2),
+                port: 6881,
+                peer_id: peer_id(2)
+            }]
+        );
+        assert_eq!(h.shard.num_leechers(), 2);
+        // Others now get the new peer id.
+        h.shard.announce_ipv4(
+            &params(1, 2, 6881, 10, AnnounceEvent::None),
+            ip(2),
+            now,
+            &mut h.rng,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            [ResponsePeerWithId {
+                ip: ip(1),
+                port: 6881,
+                peer_id: peer_id(3)
+            }]
+        );
+        // Stopped removes the entry at the endpoint, whatever peer id it sends.
+        assert_eq!(
+            h.announce(&params(1, 1, 6881, 10, AnnounceEvent::Stopped), ip(1)),
+            counts(0, 1)
+        );
     }
 
     #[test]
@@ -567,13 +807,12 @@ mod tests {
             h.announce(&params(1, 1, 1, 5, AnnounceEvent::None), ip(1)),
             counts(1, 1)
         );
-        assert_eq!((h.map.num_seeders(), h.map.num_leechers()), (1, 1));
-        // Re-announcing with the same status changes nothing.
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (1, 1));
         assert_eq!(
             h.announce(&params(1, 1, 1, 4, AnnounceEvent::None), ip(1)),
             counts(1, 1)
         );
-        assert_eq!((h.map.num_seeders(), h.map.num_leechers()), (1, 1));
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (1, 1));
     }
 
     #[test]
@@ -586,78 +825,83 @@ mod tests {
             counts(1, 0)
         );
         assert!(h.out.is_empty());
-        assert_eq!(h.map.num_torrents(), 1);
+        assert_eq!(h.shard.num_torrents(), 1);
         assert_eq!(
             h.announce(&params(1, 1, 1, 0, AnnounceEvent::Stopped), ip(1)),
             counts(0, 0)
         );
         assert!(h.out.is_empty());
-        assert_eq!(h.map.num_torrents(), 0);
-        assert_eq!((h.map.num_seeders(), h.map.num_leechers()), (0, 0));
-    }
-
-    #[test]
-    fn stopped_for_unknown_torrent_creates_nothing() {
-        let mut h = Harness::new(LIMITS);
+        assert_eq!(h.shard.num_torrents(), 0);
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (0, 0));
+        // Stopped for an unknown torrent creates nothing.
         assert_eq!(
             h.announce(&params(3, 1, 1, 0, AnnounceEvent::Stopped), ip(1)),
             counts(0, 0)
         );
-        assert_eq!(h.map.num_torrents(), 0);
-        assert_eq!(h.map.scrape(&hash(3)), ScrapeCounts::default());
-        assert_eq!(h.map.num_rejected_by_limits(), 0);
+        assert_eq!(h.shard.num_torrents(), 0);
+        assert_eq!(h.shard.num_rejected_by_limits(), 0);
     }
 
     #[test]
-    fn stopped_leaves_response_buffer_empty() {
+    fn completed_with_bytes_left_never_counts() {
         let mut h = Harness::new(LIMITS);
-        for i in 0..5 {
-            h.announce(&params(1, i, 1, 0, AnnounceEvent::Started), ip(i));
+        h.announce(&params(1, 1, 1, 5, AnnounceEvent::Started), ip(1));
+        for _ in 0..5 {
+            h.announce(&params(1, 1, 1, 5, AnnounceEvent::Completed), ip(1));
         }
-        h.announce(&params(1, 10, 1, 9, AnnounceEvent::Started), ip(10));
-        assert_eq!(h.out.len(), 5);
-        // A stopped leecher of a torrent with seeders gets none (and the old ones are gone).
-        h.announce(&params(1, 10, 1, 9, AnnounceEvent::Stopped), ip(10));
-        assert!(h.out.is_empty());
+        assert_eq!(h.completed(1), 0);
+        assert_eq!(h.shard.num_leechers(), 1);
     }
 
     #[test]
-    fn completed_counted_once_per_peer() {
+    fn completed_counts_once_per_stored_peer_through_cycles() {
         let mut h = Harness::new(LIMITS);
         h.announce(&params(1, 1, 1, 100, AnnounceEvent::Started), ip(1));
+        // L -> S -> L -> S: one download.
         h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
-        assert_eq!(h.map.scrape(&hash(1)).completed, 1);
-        // Repeats from the now stored seeder do not count.
+        assert_eq!(h.completed(1), 1);
+        h.announce(&params(1, 1, 1, 50, AnnounceEvent::None), ip(1));
         h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
         h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
-        assert_eq!(h.map.scrape(&hash(1)).completed, 1);
-        // A new peer announcing completed directly counts.
+        assert_eq!(h.completed(1), 1);
+        // The flag follows the endpoint through a peer id change.
+        h.announce(&params(1, 7, 1, 50, AnnounceEvent::None), ip(1));
+        h.announce(&params(1, 7, 1, 0, AnnounceEvent::Completed), ip(1));
+        assert_eq!(h.completed(1), 1);
+        // A new peer announcing completed first is not a stored leecher: no count. A
+        // leecher becoming seeder without the event: no count.
         h.announce(&params(1, 2, 1, 0, AnnounceEvent::Completed), ip(2));
-        assert_eq!(
-            h.map.scrape(&hash(1)),
-            ScrapeCounts {
-                seeders: 2,
-                completed: 2,
-                leechers: 0
-            }
-        );
-        // Other events never count.
-        h.announce(&params(1, 3, 1, 0, AnnounceEvent::Started), ip(3));
-        h.announce(&params(1, 4, 1, 0, AnnounceEvent::None), ip(4));
-        assert_eq!(h.map.scrape(&hash(1)).completed, 2);
+        h.announce(&params(1, 3, 1, 9, AnnounceEvent::Started), ip(3));
+        h.announce(&params(1, 3, 1, 0, AnnounceEvent::None), ip(3));
+        assert_eq!(h.completed(1), 1);
+        // A removed peer that comes back is a new peer and may count again.
+        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Stopped), ip(1));
+        h.announce(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1));
+        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
+        assert_eq!(h.completed(1), 2);
+    }
+
+    #[test]
+    fn last_seen_keeps_time_and_flag_apart() {
+        let t = SecondsSinceServerStart(123);
+        assert_eq!(LastSeen::new(t, true).time(), t);
+        assert!(LastSeen::new(t, true).completion_counted());
+        assert!(!LastSeen::new(t, false).completion_counted());
+        // Times beyond 31 bits saturate instead of setting the flag.
+        let late = LastSeen::new(SecondsSinceServerStart(u32::MAX), false);
+        assert!(!late.completion_counted());
+        assert_eq!(late.time(), SecondsSinceServerStart(u32::MAX >> 1));
     }
 
     #[test]
     fn port_zero_answered_but_not_stored() {
         let mut h = Harness::new(LIMITS);
-        // Nothing is created for an unknown torrent.
         assert_eq!(
             h.announce(&params(1, 1, 0, 5, AnnounceEvent::Completed), ip(1)),
             counts(0, 0)
         );
-        assert_eq!(h.map.num_torrents(), 0);
+        assert_eq!(h.shard.num_torrents(), 0);
         h.announce(&params(1, 2, 6881, 0, AnnounceEvent::Started), ip(2));
-        // Answered from what exists, with peers, but not stored and nothing counted.
         assert_eq!(
             h.announce(&params(1, 1, 0, 5, AnnounceEvent::Completed), ip(1)),
             counts(1, 0)
@@ -669,22 +913,9 @@ mod tests {
                 port: 6881
             }]
         );
-        assert_eq!(
-            h.map.scrape(&hash(1)),
-            ScrapeCounts {
-                seeders: 1,
-                completed: 0,
-                leechers: 0
-            }
-        );
-        // A stored peer announcing with port 0 is neither updated nor returned to itself.
-        assert_eq!(
-            h.announce(&params(1, 2, 0, 5, AnnounceEvent::None), ip(2)),
-            counts(1, 0)
-        );
-        assert!(h.out.is_empty());
-        assert_eq!((h.map.num_seeders(), h.map.num_leechers()), (1, 0));
-        assert_eq!(h.map.num_rejected_by_limits(), 0);
+        assert_eq!(h.completed(1), 0);
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (1, 0));
+        assert_eq!(h.shard.num_rejected_by_limits(), 0);
     }
 
     #[test]
@@ -697,18 +928,14 @@ mod tests {
             h.announce(&params(1, i, 1, 9, AnnounceEvent::Started), ip(i));
         }
         let leechers: HashSet<_> = (3..6).map(ip).collect();
-        // A leecher gets seeders and leechers, not itself.
         h.announce(&params(1, 3, 1, 9, AnnounceEvent::None), ip(3));
         let expected: HashSet<_> = [0, 1, 2, 4, 5].map(ip).into();
         assert_eq!(h.returned_ips(), expected);
         assert_eq!(h.out.len(), 5);
-        // A seeder gets leechers only.
         h.announce(&params(1, 0, 1, 0, AnnounceEvent::None), ip(0));
         assert_eq!(h.returned_ips(), leechers);
-        // A leecher turning seeder gets the other leechers only.
         h.announce(&params(1, 4, 1, 0, AnnounceEvent::Completed), ip(4));
         assert_eq!(h.returned_ips(), [3, 5].map(ip).into());
-        // Same with large swarms, where peers are sampled.
         let mut h = Harness::new(LIMITS);
         for i in 0..200 {
             h.announce(
@@ -725,54 +952,17 @@ mod tests {
             assert_eq!(h.out.len(), 30);
             assert!(!h.returned_ips().contains(&ip(i)));
             if i % 2 == 0 {
-                // Seeders (even) see odd IPs only.
                 assert!(h.out.iter().all(|p| u32::from(p.ip) % 2 == 1));
             }
         }
     }
 
     #[test]
-    fn numwant_zero_returns_no_peers() {
-        let mut h = Harness::new(LIMITS);
-        for i in 0..5 {
-            h.announce(&params(1, i, 1, 9, AnnounceEvent::Started), ip(i));
-        }
-        let p = AnnounceParams {
-            numwant: 0,
-            ..params(1, 9, 1, 9, AnnounceEvent::None)
-        };
-        assert_eq!(h.announce(&p, ip(9)), counts(0, 6));
-        assert!(h.out.is_empty());
-    }
-
-    #[test]
-    fn counts_are_after_the_announce_and_per_torrent() {
-        let mut h = Harness::new(LIMITS);
-        assert_eq!(
-            h.announce(&params(1, 1, 1, 0, AnnounceEvent::Started), ip(1)),
-            counts(1, 0)
-        );
-        assert_eq!(
-            h.announce(&params(2, 1, 1, 7, AnnounceEvent::Started), ip(1)),
-            counts(0, 1)
-        );
-        assert_eq!(
-            h.announce(&params(1, 2, 1, 7, AnnounceEvent::Started), ip(2)),
-            counts(1, 1)
-        );
-        assert_eq!(
-            h.announce(&params(1, 2, 1, 0, AnnounceEvent::Completed), ip(2)),
-            counts(2, 0)
-        );
-        assert_eq!(h.map.num_torrents(), 2);
-        assert_eq!((h.map.num_seeders(), h.map.num_leechers()), (2, 1));
-    }
-
-    #[test]
-    fn limit_on_torrents() {
+    fn limit_on_torrents_and_peers_per_torrent() {
         let mut h = Harness::new(SwarmLimits {
             max_torrents: 2,
-            max_peers_per_torrent: 10,
+            max_peers_per_torrent: 2,
+            ..LIMITS
         });
         h.announce(&params(1, 1, 1, 0, AnnounceEvent::Started), ip(1));
         h.announce(&params(2, 1, 1, 0, AnnounceEvent::Started), ip(1));
@@ -780,57 +970,110 @@ mod tests {
             h.announce(&params(3, 1, 1, 0, AnnounceEvent::Started), ip(1)),
             counts(0, 0)
         );
-        assert!(h.out.is_empty());
-        assert_eq!(h.map.num_torrents(), 2);
-        assert_eq!(h.map.num_rejected_by_limits(), 1);
-        // Existing torrents keep working.
-        assert_eq!(
-            h.announce(&params(2, 2, 1, 5, AnnounceEvent::Started), ip(2)),
-            counts(1, 1)
-        );
-        assert_eq!(h.map.num_rejected_by_limits(), 1);
-        // Once one goes, there is room again.
-        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Stopped), ip(1));
-        assert_eq!(
-            h.announce(&params(3, 1, 1, 0, AnnounceEvent::Started), ip(1)),
-            counts(1, 0)
-        );
-        assert_eq!(h.map.num_torrents(), 2);
-    }
-
-    #[test]
-    fn limit_on_peers_per_torrent() {
-        let mut h = Harness::new(SwarmLimits {
-            max_torrents: 10,
-            max_peers_per_torrent: 2,
-        });
-        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Started), ip(1));
+        assert_eq!(h.shard.num_torrents(), 2);
+        assert_eq!(h.shard.num_rejected_by_limits(), 1);
         h.announce(&params(1, 2, 1, 5, AnnounceEvent::Started), ip(2));
-        // A third peer is answered from what exists but not stored.
+        // A third peer (over IPv6: the cap covers both families) is answered, not stored.
         assert_eq!(
-            h.announce(&params(1, 3, 1, 5, AnnounceEvent::Completed), ip(3)),
-            counts(1, 1)
+            h.announce6(&params(1, 3, 1, 5, AnnounceEvent::Started), v6(1)),
+            counts(0, 0)
         );
-        assert_eq!(h.returned_ips(), [1, 2].map(ip).into());
-        assert_eq!(h.map.num_rejected_by_limits(), 1);
-        assert_eq!(h.map.scrape(&hash(1)).completed, 0);
+        assert!(h.out6.is_empty());
+        assert_eq!(h.shard.num_rejected_by_limits(), 2);
+        assert_eq!(h.shard.scrape(&hash(1)).leechers, 1);
         // Known peers still update, including a status change.
         assert_eq!(
             h.announce(&params(1, 2, 1, 0, AnnounceEvent::Completed), ip(2)),
             counts(2, 0)
         );
-        assert_eq!(h.map.num_rejected_by_limits(), 1);
-        // With no room for any peer, no torrent is created either.
-        let mut h = Harness::new(SwarmLimits {
-            max_torrents: 10,
-            max_peers_per_torrent: 0,
-        });
+        assert_eq!(h.shard.num_rejected_by_limits(), 2);
+        // Once a torrent goes, there is room again.
+        h.announce(&params(2, 1, 1, 0, AnnounceEvent::Stopped), ip(1));
         assert_eq!(
-            h.announce(&params(1, 1, 1, 0, AnnounceEvent::Started), ip(1)),
-            counts(0, 0)
+            h.announce(&params(3, 1, 1, 0, AnnounceEvent::Started), ip(1)),
+            counts(1, 0)
         );
-        assert_eq!(h.map.num_torrents(), 0);
-        assert_eq!(h.map.num_rejected_by_limits(), 1);
+    }
+
+    #[test]
+    fn per_ip_cap_counts_ipv4_addresses_and_ipv6_slash_64s() {
+        let mut h = Harness::new(SwarmLimits {
+            max_peers_per_ip: 2,
+            ..LIMITS
+        });
+        for port in 1..=3 {
+            h.announce(&params(1, 0, port, 5, AnnounceEvent::Started), ip(1));
+        }
+        assert_eq!(h.shard.num_leechers(), 2);
+        assert_eq!(h.shard.num_rejected_by_limits(), 1);
+        // The rejected one still got peers and counts; seeders count too.
+        assert_eq!(h.out.len(), 2);
+        h.announce(&params(1, 0, 4, 0, AnnounceEvent::Started), ip(1));
+        assert_eq!(h.shard.num_rejected_by_limits(), 2);
+        // Another address, and another torrent, have their own room.
+        h.announce(&params(1, 0, 1, 5, AnnounceEvent::Started), ip(2));
+        h.announce(&params(2, 0, 1, 5, AnnounceEvent::Started), ip(1));
+        assert_eq!(h.shard.num_leechers(), 4);
+        // Two IPv6 addresses of one /64 share the cap; another /64 does not.
+        h.announce6(&params(1, 0, 1, 5, AnnounceEvent::Started), v6(0));
+        h.announce6(&params(1, 0, 1, 5, AnnounceEvent::Started), v6(1));
+        assert_eq!(
+            h.announce6(&params(1, 0, 2, 5, AnnounceEvent::Started), v6(1)),
+            counts(0, 2)
+        );
+        assert_eq!(h.shard.num_rejected_by_limits(), 3);
+        h.announce6(&params(1, 0, 1, 5, AnnounceEvent::Started), v6(2));
+        assert_eq!(h.shard.num_leechers(), 7);
+        // Re-announces of stored peers are never refused.
+        h.announce6(&params(1, 0, 1, 0, AnnounceEvent::None), v6(1));
+        assert_eq!(h.shard.num_rejected_by_limits(), 3);
+        // In a large store (a side table counts): 40 addresses, then the cap.
+        let mut h = Harness::new(SwarmLimits {
+            max_peers_per_ip: 3,
+            ..LIMITS
+        });
+        for i in 0..40 {
+            for port in 1..=4 {
+                h.announce(&params(1, 0, port, 5, AnnounceEvent::Started), ip(i));
+            }
+        }
+        assert_eq!(h.shard.num_leechers(), 120);
+        assert_eq!(h.shard.num_rejected_by_limits(), 40);
+        // Room frees up when one goes.
+        h.announce(&params(1, 0, 1, 5, AnnounceEvent::Stopped), ip(7));
+        h.announce(&params(1, 0, 9, 5, AnnounceEvent::Started), ip(7));
+        assert_eq!(h.shard.num_leechers(), 120);
+        assert_eq!(h.shard.num_rejected_by_limits(), 40);
+    }
+
+    #[test]
+    fn families_share_a_torrent_but_never_mix_in_responses() {
+        let mut h = Harness::new(LIMITS);
+        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Started), ip(1));
+        assert_eq!(
+            h.announce6(&params(1, 1, 2, 5, AnnounceEvent::None), v6(1)),
+            counts(0, 1)
+        );
+        assert!(h.out6.is_empty());
+        assert_eq!(
+            h.announce(&params(1, 2, 3, 5, AnnounceEvent::None), ip(2)),
+            counts(1, 1)
+        );
+        assert_eq!(
+            h.shard.scrape(&hash(1)),
+            ScrapeCounts {
+                seeders: 1,
+                completed: 0,
+                leechers: 2
+            }
+        );
+        assert_eq!(h.out, [ResponsePeer { ip: ip(1), port: 1 }]);
+        assert_eq!(h.shard.num_torrents(), 1);
+        assert_eq!(h.shard.budget.num_torrents(), 1);
+        // Stopping the IPv6 peer frees its part; the torrent stays.
+        h.announce6(&params(1, 1, 2, 5, AnnounceEvent::Stopped), v6(1));
+        assert!(h.shard.torrent(&hash(1)).unwrap().v6.is_none());
+        assert_eq!(h.shard.num_torrents(), 1);
     }
 
     #[test]
@@ -839,55 +1082,167 @@ mod tests {
         h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::Started), ip(1), 100);
         h.announce_at(&params(1, 2, 1, 5, AnnounceEvent::Started), ip(2), 150);
         h.announce_at(&params(2, 3, 1, 5, AnnounceEvent::Started), ip(3), 100);
-        // Nothing is older than 100 s before 200 (last_seen + age == now stays).
         assert_eq!(
-            h.map.clean(SecondsSinceServerStart(200), 100),
+            h.shard.clean(SecondsSinceServerStart(200), 100),
             CleanStats::default()
         );
-        // At 201 the peers seen at 100 go, and torrent 2 with them.
         assert_eq!(
-            h.map.clean(SecondsSinceServerStart(201), 100),
+            h.shard.clean(SecondsSinceServerStart(201), 100),
             CleanStats {
                 removed_peers: 2,
                 removed_torrents: 1
             }
         );
-        assert_eq!(h.map.num_torrents(), 1);
-        assert_eq!((h.map.num_seeders(), h.map.num_leechers()), (0, 1));
-        assert_eq!(h.map.scrape(&hash(2)), ScrapeCounts::default());
-        // A re-announce refreshes last_seen.
+        assert_eq!(h.shard.num_torrents(), 1);
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (0, 1));
+        assert_eq!(h.shard.scrape(&hash(2)), ScrapeCounts::default());
         h.announce_at(&params(1, 2, 1, 5, AnnounceEvent::None), ip(2), 300);
         assert_eq!(
-            h.map.clean(SecondsSinceServerStart(400), 100).removed_peers,
+            h.shard
+                .clean(SecondsSinceServerStart(400), 100)
+                .removed_peers,
             0
         );
         assert_eq!(
-            h.map
+            h.shard
                 .clean(SecondsSinceServerStart(401), 100)
                 .removed_torrents,
             1
         );
-        assert_eq!(h.map.num_torrents(), 0);
-        assert_eq!((h.map.num_seeders(), h.map.num_leechers()), (0, 0));
-        // Early on (now < age) nothing underflows or goes.
+        assert_eq!(h.shard.num_torrents(), 0);
+        assert_eq!(h.shard.budget.num_torrents(), 0);
+        assert_eq!(h.shard.budget.num_peers(), 0);
         h.announce_at(&params(1, 2, 1, 5, AnnounceEvent::None), ip(2), 0);
         assert_eq!(
-            h.map.clean(SecondsSinceServerStart(5), 100),
+            h.shard.clean(SecondsSinceServerStart(5), 100),
             CleanStats::default()
         );
     }
 
     #[test]
+    fn scrape_after_emptying_keeps_completed_and_it_comes_back() {
+        let mut h = Harness::new(LIMITS);
+        for i in 0..3 {
+            h.announce(&params(1, i, 1, 9, AnnounceEvent::Started), ip(i));
+            h.announce(&params(1, i, 1, 0, AnnounceEvent::Completed), ip(i));
+        }
+        for i in 0..3 {
+            h.announce(&params(1, i, 1, 0, AnnounceEvent::Stopped), ip(i));
+        }
+        assert_eq!(h.shard.num_torrents(), 0);
+        assert_eq!(
+            h.shard.scrape(&hash(1)),
+            ScrapeCounts {
+                seeders: 0,
+                completed: 3,
+                leechers: 0
+            }
+        );
+        assert_eq!(h.shard.num_archived_torrents(), 1);
+        // The torrent comes back with its count, and the archive entry is freed.
+        h.announce(&params(1, 5, 1, 9, AnnounceEvent::Started), ip(5));
+        assert_eq!(h.shard.num_archived_torrents(), 0);
+        h.announce(&params(1, 5, 1, 0, AnnounceEvent::Completed), ip(5));
+        assert_eq!(h.completed(1), 4);
+        // Expiry archives too.
+        h.shard.clean(SecondsSinceServerStart(1000), 10);
+        assert_eq!(h.completed(1), 4);
+        assert_eq!(h.shard.num_archived_torrents(), 1);
+        assert!(h.shard.archive_memory_bytes() > 0);
+    }
+
+    #[test]
+    fn archive_eviction_keeps_larger_counts() {
+        // One set of archive slots: every torrent competes for it.
+        let mut h = Harness::new(SwarmLimits {
+            max_archived_torrents: archive::WAYS,
+            ..LIMITS
+        });
+        let popular = archive::WAYS as u8;
+        // A popular torrent with 5 downloads, then a flood of torrents with 1 each.
+        for i in 0..5 {
+            h.announce(&params(popular, i, 1, 9, AnnounceEvent::Started), ip(i));
+            h.announce(&params(popular, i, 1, 0, AnnounceEvent::Completed), ip(i));
+        }
+        h.shard.clean(SecondsSinceServerStart(100), 10);
+        for t in 0..100u8 {
+            let hs = 100 + t;
+            h.announce_at(&params(hs, 1, 1, 9, AnnounceEvent::Started), ip(1), 200);
+            h.announce_at(&params(hs, 1, 1, 0, AnnounceEvent::Completed), ip(1), 200);
+            h.announce_at(&params(hs, 1, 1, 0, AnnounceEvent::Stopped), ip(1), 200);
+        }
+        assert_eq!(h.completed(popular), 5);
+        assert_eq!(h.shard.num_archived_torrents(), archive::WAYS);
+    }
+
+    #[test]
+    fn budget_never_exceeds_limits_with_two_shards() {
+        let limits = SwarmLimits {
+            max_torrents: 10,
+            max_peers: 25,
+            ..LIMITS
+        };
+        let budget = Arc::new(SwarmBudget::new(&limits));
+        let mut shards = [
+            SwarmShard::new(limits, budget.clone(), 2),
+            SwarmShard::new(limits, budget.clone(), 2),
+        ];
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut out = Vec::<ResponsePeer<Ipv4Addr>>::new();
+        for round in 0..2000u32 {
+            let h = rng.random_range(0..40u8);
+            let event = if rng.random_bool(0.2) {
+                AnnounceEvent::Stopped
+            } else {
+                AnnounceEvent::Started
+            };
+            let p = params(h, 0, 1 + rng.random_range(0..3), 5, event);
+            let shard = &mut shards[usize::from(h % 2)];
+            shard.announce_ipv4(
+                &p,
+                ip(rng.random_range(0..5)),
+                SecondsSinceServerStart(round),
+                &mut rng,
+                &mut out,
+            );
+            if round % 97 == 0 {
+                shard.clean(SecondsSinceServerStart(round), 50);
+            }
+            let torrents: usize = shards.iter().map(SwarmShard::num_torrents).sum();
+            let peers: usize = shards
+                .iter()
+                .map(|s| s.num_seeders() + s.num_leechers())
+                .sum();
+            assert!(torrents <= 10 && peers <= 25);
+            assert_eq!(
+                (budget.num_torrents(), budget.num_peers()),
+                (torrents, peers)
+            );
+        }
+        assert!(
+            shards
+                .iter()
+                .map(|s| s.num_rejected_by_limits())
+                .sum::<u64>()
+                > 0
+        );
+        // A dropped shard gives its share back.
+        let [a, b] = shards;
+        drop(a);
+        assert_eq!(budget.num_torrents(), b.num_torrents());
+        drop(b);
+        assert_eq!((budget.num_torrents(), budget.num_peers()), (0, 0));
+    }
+
+    #[test]
     fn selection_is_random_and_fair() {
         let mut h = Harness::new(LIMITS);
-        // All leechers, so that every peer is eligible for every other one.
         for i in 0..100 {
             h.announce(&params(1, i, 1, 1, AnnounceEvent::None), ip(i));
         }
         let mut chosen = [0u32; 100];
         let mut distinct_responses = HashSet::new();
         for round in 0..2000u32 {
-            // Each stored peer re-announces in turn (its status unchanged).
             let i = round % 100;
             let p = AnnounceParams {
                 numwant: 10,
@@ -936,6 +1291,7 @@ mod tests {
                 h.announce(&p, ip(i));
                 let unique = h.returned_ips();
                 assert_eq!(unique.len(), h.out.len());
+                // 2000 is the 1001st peer: over max_peers_per_torrent, not stored.
                 let pool = if i < 1000 { 999 } else { 1000 };
                 assert_eq!(h.out.len(), numwant.min(pool));
             }
@@ -943,193 +1299,111 @@ mod tests {
     }
 
     #[test]
-    fn shard_index_in_range_and_spread() {
-        let mut rng = SmallRng::seed_from_u64(11);
-        for n in [0, 1, 2, 3, 7, 64, usize::MAX] {
-            for _ in 0..1000 {
-                let h = InfoHash(rng.random());
-                assert!(shard_index(&h, n) < n.max(1));
-            }
+    fn forms_change_through_announces_stops_and_cleaning() {
+        // One torrent's leechers through the public API: past SMALL_MAX by announces, down
+        // by stopped events, back to small at a cleaning; answers right all along.
+        let mut h = Harness::new(LIMITS);
+        let n = 3 * peers::SMALL_MAX as u32;
+        let leechers = |h: &Harness| h.shard.torrent(&hash(1)).map(|t| t.v4.leechers.is_large());
+        for i in 0..n {
+            assert_eq!(
+                h.announce_at(&params(1, i, 1, 9, AnnounceEvent::Started), ip(i), i),
+                counts(0, i + 1)
+            );
+            assert_eq!(leechers(&h), Some(i as usize >= peers::SMALL_MAX));
+            assert_eq!(h.out.len(), (i as usize).min(50));
+            assert!(!h.returned_ips().contains(&ip(i)));
         }
-        assert_eq!(shard_index(&InfoHash([0xff; 20]), 5), 4);
-        assert_eq!(shard_index(&InfoHash([0; 20]), 5), 0);
-        let mut per_shard = [0u32; 4];
-        for _ in 0..10_000 {
-            let h = InfoHash(rng.random());
-            per_shard[shard_index(&h, 4)] += 1;
+        let keep = peers::SMALL_MAX as u32 / 2 + 1;
+        for i in keep..n {
+            h.announce(&params(1, i, 1, 9, AnnounceEvent::Stopped), ip(i));
         }
-        for count in per_shard {
-            assert!((2000..=3000).contains(&count), "{per_shard:?}");
-        }
-        // Stable: the same hash always lands on the same shard.
-        let h = InfoHash(rng.random());
-        assert_eq!(shard_index(&h, 7), shard_index(&h, 7));
-    }
-
-    #[test]
-    fn shard_keeps_families_apart() {
-        let mut shard = SwarmShard::new(LIMITS);
-        let mut rng = SmallRng::seed_from_u64(5);
-        let now = SecondsSinceServerStart(0);
-        let (mut out4, mut out6) = (Vec::new(), Vec::new());
-        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-        shard.ipv4.announce(
-            &params(1, 1, 1, 0, AnnounceEvent::Completed),
-            ip(1),
-            now,
-            &mut rng,
-            &mut out4,
-        );
-        // Same torrent, same peer id from IPv6: a separate swarm, which sees no IPv4 peer.
-        let counts6 = shard.ipv6.announce(
-            &params(1, 1, 2, 5, AnnounceEvent::None),
-            v6,
-            now,
-            &mut rng,
-            &mut out6,
-        );
-        assert_eq!(counts6, counts(0, 1));
-        assert!(out6.is_empty());
-        let counts4 = shard.ipv4.announce(
-            &params(1, 2, 3, 5, AnnounceEvent::None),
-            ip(2),
-            now,
-            &mut rng,
-            &mut out4,
-        );
-        assert_eq!(counts4, counts(1, 1));
-        assert_eq!(out4, [ResponsePeer { ip: ip(1), port: 1 }]);
-        // Stopping the IPv6 peer leaves the IPv4 one.
-        shard.ipv6.announce(
-            &params(1, 1, 2, 5, AnnounceEvent::Stopped),
-            v6,
-            now,
-            &mut rng,
-            &mut out6,
-        );
-        assert_eq!(shard.ipv6.num_torrents(), 0);
-        assert_eq!(shard.ipv4.num_torrents(), 1);
+        assert_eq!(leechers(&h), Some(true));
+        assert_eq!(h.shard.scrape(&hash(1)).leechers, keep);
         assert_eq!(
-            (
-                shard.num_torrents(),
-                shard.num_seeders(),
-                shard.num_leechers()
-            ),
-            (1, 1, 1)
-        );
-    }
-
-    #[test]
-    fn shard_scrape_sums_families_and_zero_for_unknown() {
-        let mut shard = SwarmShard::new(LIMITS);
-        let mut rng = SmallRng::seed_from_u64(5);
-        let now = SecondsSinceServerStart(10);
-        let mut out4 = Vec::new();
-        let mut out6 = Vec::new();
-        let v6 = |n| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n);
-        shard.ipv4.announce(
-            &params(1, 1, 1, 0, AnnounceEvent::Completed),
-            ip(1),
-            now,
-            &mut rng,
-            &mut out4,
-        );
-        shard.ipv4.announce(
-            &params(1, 2, 1, 3, AnnounceEvent::None),
-            ip(2),
-            now,
-            &mut rng,
-            &mut out4,
-        );
-        shard.ipv6.announce(
-            &params(1, 3, 1, 0, AnnounceEvent::Completed),
-            v6(1),
-            now,
-            &mut rng,
-            &mut out6,
-        );
-        shard.ipv6.announce(
-            &params(1, 4, 1, 0, AnnounceEvent::None),
-            v6(2),
-            now,
-            &mut rng,
-            &mut out6,
-        );
-        shard.ipv6.announce(
-            &params(1, 5, 1, 1, AnnounceEvent::None),
-            v6(3),
-            now,
-            &mut rng,
-            &mut out6,
-        );
-        assert_eq!(
-            shard.scrape(&hash(1)),
-            ScrapeCounts {
-                seeders: 3,
-                completed: 2,
-                leechers: 2
-            }
-        );
-        assert_eq!(shard.scrape(&hash(2)), ScrapeCounts::default());
-        assert_eq!(
-            (
-                shard.num_torrents(),
-                shard.num_seeders(),
-                shard.num_leechers()
-            ),
-            (2, 3, 2)
-        );
-        // Cleaning covers both families.
-        assert_eq!(
-            shard.clean(SecondsSinceServerStart(100), 10),
+            h.shard.clean(SecondsSinceServerStart(keep + 10), 11),
             CleanStats {
-                removed_peers: 5,
-                removed_torrents: 2
+                removed_peers: keep as usize - 1,
+                removed_torrents: 0,
             }
         );
-        assert_eq!(shard.scrape(&hash(1)), ScrapeCounts::default());
-        assert_eq!(
-            (
-                shard.num_torrents(),
-                shard.num_seeders(),
-                shard.num_leechers()
-            ),
-            (0, 0, 0)
-        );
+        assert_eq!(leechers(&h), Some(false));
+        assert_eq!(h.shard.num_leechers(), 1);
     }
 
-    /// A deliberately naive model of the rules, for the proptest to compare against.
+    /// The rules, written naively from the module documentation, for the proptest to
+    /// compare against. A peer is keyed by (torrent, family, IP number, port).
+    #[derive(Clone, Copy, Debug)]
+    struct ModelPeer {
+        peer_id: u32,
+        seeder: bool,
+        seen: u32,
+        completion_counted: bool,
+    }
+
+    type ModelKey = (bool, u32, u16);
+
     #[derive(Default)]
     struct ModelTorrent {
-        /// (peer, ip) -> (seeder, last_seen)
-        peers: StdHashMap<(u32, u32), (bool, u32)>,
+        peers: StdHashMap<ModelKey, ModelPeer>,
         completed: u32,
     }
 
     #[derive(Default)]
     struct Model {
         torrents: StdHashMap<u8, ModelTorrent>,
+        /// Unbounded: the tests' archives never fill a set (see `run_model`).
+        archive: StdHashMap<u8, u32>,
         rejected: u64,
     }
 
     impl Model {
-        fn counts(&self, h: u8) -> (u32, u32, u32) {
-            self.torrents.get(&h).map_or((0, 0, 0), |t| {
-                let seeders = t.peers.values().filter(|(s, _)| *s).count() as u32;
-                (seeders, t.completed, t.peers.len() as u32 - seeders)
-            })
+        fn num_peers(&self) -> usize {
+            self.torrents.values().map(|t| t.peers.len()).sum()
         }
+
+        fn scrape(&self, h: u8) -> ScrapeCounts {
+            match self.torrents.get(&h) {
+                Some(t) => {
+                    let seeders = t.peers.values().filter(|p| p.seeder).count() as u32;
+                    ScrapeCounts {
+                        seeders,
+                        completed: t.completed,
+                        leechers: t.peers.len() as u32 - seeders,
+                    }
+                }
+                None => ScrapeCounts {
+                    completed: self.archive.get(&h).copied().unwrap_or(0),
+                    ..ScrapeCounts::default()
+                },
+            }
+        }
+
+        fn forget(&mut self, h: u8) {
+            if let Some(t) = self.torrents.remove(&h)
+                && t.completed > 0
+            {
+                self.archive.insert(h, t.completed);
+            }
+        }
+    }
+
+    /// The address group of IP number `n`: the address for IPv4, the /64 for IPv6 (see
+    /// `v6`), written from the rule rather than from `Ip::group`.
+    fn model_group(v6: bool, n: u32) -> u32 {
+        if v6 { n / 2 } else { n }
     }
 
     #[derive(Clone, Debug)]
     enum Op {
         Announce {
             hash: u8,
-            peer: u32,
+            v6: bool,
             ip: u32,
+            port: u16,
+            peer: u32,
             seeder: bool,
             event: AnnounceEvent,
-            port_zero: bool,
             numwant: usize,
         },
         Clean {
@@ -1141,9 +1415,13 @@ mod tests {
     /// The range of the operations a model test draws.
     #[derive(Copy, Clone, Debug)]
     struct OpSpace {
-        /// Torrents 0..hashes.
+        /// Torrents 0..hashes (at most 8, so that an archive set never fills).
         hashes: u8,
-        /// Peer ids 0..peers, each from IPs 0..3: `3 * peers` possible peers per torrent.
+        /// IP numbers 0..ips of either family.
+        ips: u32,
+        /// Ports 0..ports; port 0 is the "not stored" case.
+        ports: u16,
+        /// Peer ids 0..peers: the same endpoint shows up under several.
         peers: u32,
         /// Cleanings use a maximum age in 0..max_age.
         max_age: u32,
@@ -1151,233 +1429,373 @@ mod tests {
         numwant: usize,
     }
 
-    /// Few torrents of few peers, full limits hit often: every peer store stays small.
+    /// Few endpoints, so that the same one comes back under other peer ids, with status
+    /// changes and completed events (cycles included), and limits are hit often.
     const FEW_PEERS: OpSpace = OpSpace {
-        hashes: 4,
-        peers: 6,
+        hashes: 3,
+        ips: 3,
+        ports: 3,
+        peers: 3,
         max_age: 20,
         numwant: 8,
     };
 
-    /// Up to 90 peers in each of two torrents, cleaned with ages from nothing to longer than
-    /// most runs: stores grow past `peers::SMALL_MAX` into maps and go back to the small
-    /// form at cleanings, and responses of up to 40 peers are sampled from either form.
+    /// Up to 80 endpoints per family in each of two torrents, cleaned with ages from nothing
+    /// to longer than most runs: stores grow past `peers::SMALL_MAX` into maps and go back
+    /// to the small form at cleanings, and responses are sampled from either form.
     const MANY_PEERS: OpSpace = OpSpace {
         hashes: 2,
-        peers: 30,
+        ips: 20,
+        ports: 5,
+        peers: 2,
         max_age: 1000,
         numwant: 40,
     };
 
     fn op_strategy(space: OpSpace) -> impl Strategy<Value = Op> {
         let event = prop_oneof![
-            Just(AnnounceEvent::None),
-            Just(AnnounceEvent::Started),
-            Just(AnnounceEvent::Completed),
-            Just(AnnounceEvent::Stopped),
+            1 => Just(AnnounceEvent::None),
+            1 => Just(AnnounceEvent::Started),
+            2 => Just(AnnounceEvent::Completed),
+            1 => Just(AnnounceEvent::Stopped),
         ];
         prop_oneof![
             8 => (
                 0..space.hashes,
+                prop::bool::weighted(0.3),
+                0..space.ips,
+                prop_oneof![1 => Just(0u16), 9 => 1..space.ports],
                 0..space.peers,
-                0..3u32,
                 any::<bool>(),
                 event,
-                prop::bool::weighted(0.1),
                 0..space.numwant,
             )
-                .prop_map(|(hash, peer, ip, seeder, event, port_zero, numwant)| Op::Announce {
-                    hash, peer, ip, seeder, event, port_zero, numwant,
+                .prop_map(|(hash, v6, ip, port, peer, seeder, event, numwant)| Op::Announce {
+                    hash, v6, ip, port, peer, seeder, event, numwant,
                 }),
             1 => (0..space.max_age).prop_map(|max_age| Op::Clean { max_age }),
             2 => (0..10u32).prop_map(Op::Tick),
         ]
     }
 
-    /// The port a peer announces with: unique per (peer, ip), so that a response entry
-    /// names the stored peer it came from.
-    fn port_of(peer: u32, ip: u32) -> u16 {
-        (1 + peer * 16 + ip) as u16
-    }
-
     /// How often a model run saw a peer store change form.
     #[derive(Debug, Default)]
     struct FormChanges {
-        /// Small stores that became maps.
         to_large: usize,
-        /// Maps that became small stores.
         to_small: usize,
     }
 
-    /// Whether each torrent's seeders and leechers are maps, by info hash number (the
-    /// model tests use numbers below 4).
-    fn forms(map: &TorrentMap<Ipv4Addr>) -> StdHashMap<u8, (bool, bool)> {
-        (0..4)
+    /// Whether each torrent's IPv4 seeders and leechers are maps, by info hash number.
+    fn forms(shards: &[SwarmShard], hashes: u8) -> StdHashMap<u8, (bool, bool)> {
+        (0..hashes)
             .filter_map(|h| {
-                let t = map.torrents.get(&hash(h))?;
-                Some((h, (t.seeders.is_large(), t.leechers.is_large())))
+                let t = shards[usize::from(h) % shards.len()].torrent(&hash(h))?;
+                Some((h, (t.v4.seeders.is_large(), t.v4.leechers.is_large())))
             })
             .collect()
     }
 
-    /// Runs `ops` on a real map and on the model, checking after each that the two agree,
-    /// that the running totals hold and that every peer store follows its form rules.
+    /// The stored peers of one family of a torrent, as (IP, port, peer id, seeder).
+    fn stored<I: Family>(t: &Torrent) -> Vec<(I, u16, PeerId, bool)> {
+        let Some(peers) = I::peers(t) else {
+            return Vec::new();
+        };
+        let mut all = Vec::new();
+        for (store, seeder) in [(&peers.seeders, true), (&peers.leechers, false)] {
+            for (key, peer) in store.entries() {
+                all.push((key.ip, key.port, peer.peer_id, seeder));
+            }
+        }
+        all
+    }
+
+    /// Runs `ops` on two shards sharing one budget (torrent `h` in shard `h % 2`) and on
+    /// the model, checking after each that they agree, that the budget equals the real
+    /// totals and that every peer store follows its form rules.
     fn run_model(
-        max_torrents: usize,
-        max_peers: usize,
+        limits: SwarmLimits,
+        space: OpSpace,
         seed: u64,
         ops: Vec<Op>,
     ) -> Result<FormChanges, TestCaseError> {
+        // 2 shards × one set each: at most 8 torrents per shard can be archived without
+        // eviction, and the spaces have at most 8 hashes.
         let limits = SwarmLimits {
-            max_torrents,
-            max_peers_per_torrent: max_peers,
+            max_archived_torrents: 2 * archive::WAYS,
+            ..limits
         };
-        let mut map = TorrentMap::<Ipv4Addr>::new(limits);
+        let budget = Arc::new(SwarmBudget::new(&limits));
+        let mut shards = vec![
+            SwarmShard::new(limits, budget.clone(), 2),
+            SwarmShard::new(limits, budget.clone(), 2),
+        ];
         let mut model = Model::default();
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut out = Vec::new();
+        let mut out4 = Vec::<ResponsePeerWithId<Ipv4Addr>>::new();
+        let mut out6 = Vec::<ResponsePeerWithId<Ipv6Addr>>::new();
         let mut now = 0u32;
         let mut changes = FormChanges::default();
         for op in ops {
-            let forms_before = forms(&map);
+            let forms_before = forms(&shards, space.hashes);
             let just_cleaned = matches!(op, Op::Clean { .. });
             match op {
                 Op::Tick(secs) => now += secs,
                 Op::Clean { max_age } => {
-                    let stats = map.clean(SecondsSinceServerStart(now), max_age);
-                    let before_peers: usize = model.torrents.values().map(|t| t.peers.len()).sum();
+                    let mut removed = CleanStats::default();
+                    for shard in &mut shards {
+                        let s = shard.clean(SecondsSinceServerStart(now), max_age);
+                        removed.removed_peers += s.removed_peers;
+                        removed.removed_torrents += s.removed_torrents;
+                    }
+                    let before_peers = model.num_peers();
                     let before_torrents = model.torrents.len();
                     for t in model.torrents.values_mut() {
-                        t.peers.retain(|_, (_, seen)| *seen + max_age >= now);
+                        t.peers.retain(|_, p| p.seen + max_age >= now);
                     }
-                    model.torrents.retain(|_, t| !t.peers.is_empty());
-                    let after_peers: usize = model.torrents.values().map(|t| t.peers.len()).sum();
-                    prop_assert_eq!(stats.removed_peers, before_peers - after_peers);
+                    let emptied: Vec<u8> = model
+                        .torrents
+                        .iter()
+                        .filter(|(_, t)| t.peers.is_empty())
+                        .map(|(h, _)| *h)
+                        .collect();
+                    for h in emptied {
+                        model.forget(h);
+                    }
+                    prop_assert_eq!(removed.removed_peers, before_peers - model.num_peers());
                     prop_assert_eq!(
-                        stats.removed_torrents,
+                        removed.removed_torrents,
                         before_torrents - model.torrents.len()
                     );
                 }
                 Op::Announce {
                     hash: h,
-                    peer,
+                    v6: family_v6,
                     ip: ip_n,
+                    port,
+                    peer,
                     seeder,
                     event,
-                    port_zero,
                     numwant,
                 } => {
                     let p = AnnounceParams {
                         info_hash: hash(h),
                         peer_id: peer_id(peer),
-                        port: if port_zero { 0 } else { port_of(peer, ip_n) },
+                        port,
                         bytes_left: if seeder { 0 } else { 1 },
                         event,
                         numwant,
                     };
-                    let got = map.announce(
-                        &p,
-                        ip(ip_n),
-                        SecondsSinceServerStart(now),
-                        &mut rng,
-                        &mut out,
-                    );
+                    let shard = &mut shards[usize::from(h % 2)];
+                    let at = SecondsSinceServerStart(now);
+                    let got = if family_v6 {
+                        shard.announce_ipv6(&p, v6(ip_n), at, &mut rng, &mut out6)
+                    } else {
+                        shard.announce_ipv4(&p, ip(ip_n), at, &mut rng, &mut out4)
+                    };
 
-                    // Apply the rules to the model.
-                    let key = (peer, ip_n);
+                    // The rules, applied to the model.
+                    let key = (family_v6, ip_n, port);
+                    let total_peers = model.num_peers();
                     if event == AnnounceEvent::Stopped {
                         if let Some(t) = model.torrents.get_mut(&h) {
                             t.peers.remove(&key);
                             if t.peers.is_empty() {
-                                model.torrents.remove(&h);
+                                model.forget(h);
                             }
                         }
-                    } else if !port_zero {
-                        if !model.torrents.contains_key(&h) {
-                            if model.torrents.len() >= max_torrents || max_peers == 0 {
-                                model.rejected += 1;
-                            } else {
-                                model.torrents.insert(h, ModelTorrent::default());
-                            }
-                        }
-                        if let Some(t) = model.torrents.get_mut(&h) {
-                            let previous = t.peers.get(&key).map(|(s, _)| *s);
-                            if previous.is_none() && t.peers.len() >= max_peers {
-                                model.rejected += 1;
-                            } else {
-                                t.peers.insert(key, (seeder, now));
-                                if event == AnnounceEvent::Completed && previous != Some(true) {
-                                    t.completed += 1;
+                    } else if port != 0 {
+                        let new_peer = ModelPeer {
+                            peer_id: peer,
+                            seeder,
+                            seen: now,
+                            completion_counted: false,
+                        };
+                        match model.torrents.get_mut(&h) {
+                            None => {
+                                if model.torrents.len() < limits.max_torrents
+                                    && total_peers < limits.max_peers
+                                    && limits.max_peers_per_torrent >= 1
+                                    && limits.max_peers_per_ip >= 1
+                                {
+                                    let completed = model.archive.remove(&h).unwrap_or(0);
+                                    let mut t = ModelTorrent {
+                                        peers: StdHashMap::new(),
+                                        completed,
+                                    };
+                                    t.peers.insert(key, new_peer);
+                                    model.torrents.insert(h, t);
+                                } else {
+                                    model.rejected += 1;
                                 }
                             }
+                            Some(t) => match t.peers.get_mut(&key) {
+                                Some(stored) => {
+                                    let counts = !stored.seeder
+                                        && seeder
+                                        && event == AnnounceEvent::Completed
+                                        && !stored.completion_counted;
+                                    if counts {
+                                        t.completed += 1;
+                                        stored.completion_counted = true;
+                                    }
+                                    stored.peer_id = peer;
+                                    stored.seeder = seeder;
+                                    stored.seen = now;
+                                }
+                                None => {
+                                    let group = model_group(family_v6, ip_n);
+                                    let same_group = t
+                                        .peers
+                                        .keys()
+                                        .filter(|(f, i, _)| {
+                                            *f == family_v6 && model_group(*f, *i) == group
+                                        })
+                                        .count();
+                                    if t.peers.len() < limits.max_peers_per_torrent
+                                        && same_group < limits.max_peers_per_ip
+                                        && total_peers < limits.max_peers
+                                    {
+                                        t.peers.insert(key, new_peer);
+                                    } else {
+                                        model.rejected += 1;
+                                    }
+                                }
+                            },
                         }
                     }
 
-                    let (seeders, _, leechers) = model.counts(h);
+                    let (seeders, leechers) = model.torrents.get(&h).map_or((0, 0), |t| {
+                        let family = t.peers.iter().filter(|((f, _, _), _)| *f == family_v6);
+                        let seeders = family.clone().filter(|(_, p)| p.seeder).count() as u32;
+                        (seeders, family.count() as u32 - seeders)
+                    });
                     prop_assert_eq!(got, AnnounceCounts { seeders, leechers });
 
-                    // The response: the right size, no duplicates, never the
-                    // announcer, only eligible stored peers.
-                    let pool: HashSet<(Ipv4Addr, u16)> = model
+                    // The response: right size, no duplicates, never the announcer's
+                    // endpoint, only eligible stored peers of its family with their
+                    // current peer ids.
+                    let pool: HashSet<(u32, u16, u32)> = model
                         .torrents
                         .get(&h)
                         .map(|t| {
                             t.peers
                                 .iter()
-                                .filter(|(k, (s, _))| **k != key && !(seeder && *s))
-                                .map(|((pe, i), _)| (ip(*i), port_of(*pe, *i)))
+                                .filter(|((f, i, po), p)| {
+                                    *f == family_v6
+                                        && (*i, *po) != (ip_n, port)
+                                        && !(seeder && p.seeder)
+                                })
+                                .map(|((_, i, po), p)| (*i, *po, p.peer_id))
                                 .collect()
                         })
                         .unwrap_or_default();
-                    let response: HashSet<(Ipv4Addr, u16)> =
-                        out.iter().map(|r| (r.ip, r.port)).collect();
-                    prop_assert_eq!(response.len(), out.len(), "duplicates");
-                    prop_assert!(
-                        !response.contains(&(ip(ip_n), port_of(peer, ip_n))),
-                        "announcer returned"
-                    );
-                    prop_assert!(response.is_subset(&pool));
+                    let response: Vec<(u32, u16, u32)> = if family_v6 {
+                        out6.iter()
+                            .map(|r| {
+                                let n = (0..space.ips).find(|&n| v6(n) == r.ip).unwrap();
+                                (
+                                    n,
+                                    r.port,
+                                    u32::from_be_bytes(r.peer_id.0[..4].try_into().unwrap()),
+                                )
+                            })
+                            .collect()
+                    } else {
+                        out4.iter()
+                            .map(|r| {
+                                let n = u32::from(r.ip) - u32::from(ip(0));
+                                (
+                                    n,
+                                    r.port,
+                                    u32::from_be_bytes(r.peer_id.0[..4].try_into().unwrap()),
+                                )
+                            })
+                            .collect()
+                    };
+                    let unique: HashSet<_> = response.iter().copied().collect();
+                    prop_assert_eq!(unique.len(), response.len(), "duplicates");
+                    prop_assert!(unique.is_subset(&pool), "{:?} not in {:?}", unique, pool);
                     let expected_len = if event == AnnounceEvent::Stopped {
                         0
                     } else {
                         numwant.min(pool.len())
                     };
-                    prop_assert_eq!(out.len(), expected_len);
+                    prop_assert_eq!(response.len(), expected_len);
                 }
             }
 
-            // Totals against a recount of the real map and against the model.
-            let recount_seeders: usize = map.torrents.values().map(|t| t.seeders.len()).sum();
-            let recount_leechers: usize = map.torrents.values().map(|t| t.leechers.len()).sum();
-            prop_assert_eq!(map.num_seeders(), recount_seeders);
-            prop_assert_eq!(map.num_leechers(), recount_leechers);
-            prop_assert!(
-                map.torrents
-                    .values()
-                    .all(|t| !t.is_empty() && t.num_peers() <= max_peers)
-            );
-            prop_assert!(map.num_torrents() <= max_torrents);
-            prop_assert_eq!(map.num_torrents(), model.torrents.len());
-            prop_assert_eq!(map.num_rejected_by_limits(), model.rejected);
-            for h in 0..4 {
-                let (seeders, completed, leechers) = model.counts(h);
-                prop_assert_eq!(
-                    map.scrape(&hash(h)),
-                    ScrapeCounts {
-                        seeders,
-                        completed,
-                        leechers
+            // Every stored peer, per shard, against the model; totals and the budget.
+            let mut total_torrents = 0;
+            let mut total_peers = 0;
+            let mut rejected = 0;
+            for (n, shard) in shards.iter().enumerate() {
+                let mut seeders = 0;
+                let mut leechers = 0;
+                for t in shard.torrents.iter() {
+                    let h = t.info_hash.0[0];
+                    prop_assert_eq!(usize::from(h % 2), n);
+                    let m = model.torrents.get(&h);
+                    prop_assert!(m.is_some(), "torrent {} not in the model", h);
+                    let m = m.unwrap();
+                    prop_assert!(!t.is_empty());
+                    prop_assert!(t.v6.as_ref().is_none_or(|p| !p.is_empty()));
+                    let mut real: Vec<(ModelKey, u32, bool)> = Vec::new();
+                    for (i, port, id, s) in stored::<Ipv4Addr>(t) {
+                        real.push((
+                            (false, u32::from(i) - u32::from(ip(0)), port),
+                            u32::from_be_bytes(id.0[..4].try_into().unwrap()),
+                            s,
+                        ));
                     }
-                );
+                    for (i, port, id, s) in stored::<Ipv6Addr>(t) {
+                        let n = (0..space.ips).find(|&n| v6(n) == i).unwrap();
+                        real.push((
+                            (true, n, port),
+                            u32::from_be_bytes(id.0[..4].try_into().unwrap()),
+                            s,
+                        ));
+                    }
+                    real.sort_unstable();
+                    let mut expected: Vec<(ModelKey, u32, bool)> = m
+                        .peers
+                        .iter()
+                        .map(|(k, p)| (*k, p.peer_id, p.seeder))
+                        .collect();
+                    expected.sort_unstable();
+                    prop_assert_eq!(real, expected);
+                    let (s, l) = t.counts();
+                    seeders += s;
+                    leechers += l;
+                    prop_assert!(t.num_peers() <= limits.max_peers_per_torrent);
+                    let consistent = t.v4.seeders.form_is_consistent(just_cleaned)
+                        && t.v4.leechers.form_is_consistent(just_cleaned)
+                        && t.v6.as_ref().is_none_or(|p| {
+                            p.seeders.form_is_consistent(just_cleaned)
+                                && p.leechers.form_is_consistent(just_cleaned)
+                        });
+                    prop_assert!(consistent);
+                }
+                prop_assert_eq!(shard.num_seeders(), seeders);
+                prop_assert_eq!(shard.num_leechers(), leechers);
+                total_torrents += shard.num_torrents();
+                total_peers += seeders + leechers;
+                rejected += shard.num_rejected_by_limits();
+            }
+            prop_assert_eq!(total_torrents, model.torrents.len());
+            prop_assert_eq!(total_peers, model.num_peers());
+            prop_assert_eq!(budget.num_torrents(), total_torrents);
+            prop_assert_eq!(budget.num_peers(), total_peers);
+            prop_assert!(total_torrents <= limits.max_torrents);
+            prop_assert!(total_peers <= limits.max_peers);
+            prop_assert_eq!(rejected, model.rejected);
+            let archived: usize = shards.iter().map(SwarmShard::num_archived_torrents).sum();
+            prop_assert_eq!(archived, model.archive.len());
+            for h in 0..space.hashes {
+                prop_assert_eq!(shards[usize::from(h % 2)].scrape(&hash(h)), model.scrape(h));
             }
 
-            // Store forms: the rules hold, and maps become small stores only at cleanings.
-            let forms_consistent = map.torrents.values().all(|t| {
-                t.seeders.form_is_consistent(just_cleaned)
-                    && t.leechers.form_is_consistent(just_cleaned)
-            });
-            prop_assert!(forms_consistent);
-            for (h, (seeders_large, leechers_large)) in forms(&map) {
+            // Store forms: maps become small stores only at cleanings.
+            for (h, (seeders_large, leechers_large)) in forms(&shards, space.hashes) {
                 let (was_seeders_large, was_leechers_large) =
                     forms_before.get(&h).copied().unwrap_or_default();
                 for (was, is) in [
@@ -1397,34 +1815,57 @@ mod tests {
         Ok(changes)
     }
 
+    fn limits_strategy(
+        max_torrents: impl Strategy<Value = usize>,
+        max_peers: impl Strategy<Value = usize>,
+        per_torrent: impl Strategy<Value = usize>,
+        per_ip: impl Strategy<Value = usize>,
+    ) -> impl Strategy<Value = SwarmLimits> {
+        (max_torrents, max_peers, per_torrent, per_ip).prop_map(|(t, p, pt, pi)| SwarmLimits {
+            max_torrents: t,
+            max_peers: p,
+            max_peers_per_torrent: pt,
+            max_peers_per_ip: pi,
+            max_archived_torrents: 0,
+        })
+    }
+
     proptest! {
         #[test]
-        fn matches_model_and_totals_hold(
-            max_torrents in 0..5usize,
-            max_peers in 0..8usize,
+        fn matches_model_and_budget_holds(
+            // Zero now and then: nothing can be stored at all.
+            limits in limits_strategy(
+                prop_oneof![1 => Just(0usize), 6 => 1..5usize],
+                prop_oneof![1 => Just(0usize), 6 => 1..12usize],
+                prop_oneof![1 => Just(0usize), 6 => 1..8usize],
+                prop_oneof![1 => Just(0usize), 6 => 1..4usize],
+            ),
             seed in any::<u64>(),
             ops in prop::collection::vec(op_strategy(FEW_PEERS), 1..200),
         ) {
-            run_model(max_torrents, max_peers, seed, ops)?;
+            run_model(limits, FEW_PEERS, seed, ops)?;
         }
 
         #[test]
         fn matches_model_across_store_forms(
-            max_torrents in 1..3usize,
-            // Mostly no binding limit; sometimes one near SMALL_MAX, so that a full
-            // torrent and a conversion meet.
-            max_peers in prop_oneof![3 => Just(usize::MAX), 1 => 0..40usize],
+            limits in limits_strategy(
+                1..3usize,
+                prop_oneof![3 => Just(usize::MAX), 1 => 0..60usize],
+                prop_oneof![3 => Just(usize::MAX), 1 => 0..40usize],
+                prop_oneof![3 => Just(usize::MAX), 1 => 1..5usize],
+            ),
             seed in any::<u64>(),
             ops in prop::collection::vec(op_strategy(MANY_PEERS), 1..600),
         ) {
-            run_model(max_torrents, max_peers, seed, ops)?;
+            run_model(limits, MANY_PEERS, seed, ops)?;
         }
     }
 
     /// The model run above, on one fixed long sequence, does go through both conversions
-    /// many times (a proptest case cannot check that its own inputs were interesting).
+    /// many times, and its inputs do produce the cases the rules are about (a proptest
+    /// case cannot check that its own inputs were interesting).
     #[test]
-    fn model_runs_convert_both_ways() {
+    fn model_runs_convert_both_ways_and_cover_the_rules() {
         use proptest::strategy::ValueTree;
 
         let mut runner = proptest::test_runner::TestRunner::deterministic();
@@ -1432,68 +1873,68 @@ mod tests {
             .new_tree(&mut runner)
             .unwrap()
             .current();
-        let changes = run_model(2, usize::MAX, 1, ops).unwrap();
+        let unlimited = SwarmLimits {
+            max_torrents: 2,
+            max_peers: usize::MAX,
+            max_peers_per_torrent: usize::MAX,
+            max_peers_per_ip: usize::MAX,
+            max_archived_torrents: 0,
+        };
+        let changes = run_model(unlimited, MANY_PEERS, 1, ops).unwrap();
         assert!(
             changes.to_large >= 20 && changes.to_small >= 20,
             "{changes:?}"
         );
-    }
-
-    #[test]
-    fn forms_change_through_announces_stops_and_cleaning() {
-        // One torrent's leechers through the public API: past SMALL_MAX by announces, down
-        // by stopped events, back to small at a cleaning; answers right all along.
-        let mut h = Harness::new(LIMITS);
-        let n = 3 * peers::SMALL_MAX as u32;
-        let leechers = |h: &Harness| h.map.torrents.get(&hash(1)).map(|t| t.leechers.is_large());
-        for i in 0..n {
-            assert_eq!(
-                h.announce_at(&params(1, i, 1, 9, AnnounceEvent::Started), ip(i), i),
-                counts(0, i + 1)
-            );
-            assert_eq!(leechers(&h), Some(i as usize >= peers::SMALL_MAX));
-            assert_eq!(h.out.len(), (i as usize).min(50));
-            assert!(!h.returned_ips().contains(&ip(i)));
-        }
-        // Everyone but the first SMALL_MAX / 2 + 1 stops: still a map.
-        let keep = peers::SMALL_MAX as u32 / 2 + 1;
-        for i in keep..n {
-            h.announce(&params(1, i, 1, 9, AnnounceEvent::Stopped), ip(i));
-        }
-        assert_eq!(leechers(&h), Some(true));
-        assert_eq!(h.map.scrape(&hash(1)).leechers, keep);
-        // A cleaning that leaves only the peer seen last (at keep - 1) makes it small.
-        assert_eq!(
-            h.map.clean(SecondsSinceServerStart(keep + 10), 11),
-            CleanStats {
-                removed_peers: keep as usize - 1,
-                removed_torrents: 0,
+        // The small space produces an endpoint under two peer ids, completed with bytes
+        // left, and leecher -> seeder -> leecher -> seeder cycles of one stored peer.
+        let ops = prop::collection::vec(op_strategy(FEW_PEERS), 2_000)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let (mut two_ids, mut completed_left, mut cycles) = (0, 0, 0);
+        // Per endpoint: last peer id, and the statuses it went through while stored.
+        let mut seen: StdHashMap<(u8, ModelKey), (u32, Vec<bool>)> = StdHashMap::new();
+        for op in &ops {
+            if let Op::Announce {
+                hash,
+                v6,
+                ip,
+                port,
+                peer,
+                seeder,
+                event,
+                ..
+            } = *op
+            {
+                if port == 0 {
+                    continue;
+                }
+                if event == AnnounceEvent::Completed && !seeder {
+                    completed_left += 1;
+                }
+                let entry = seen
+                    .entry((hash, (v6, ip, port)))
+                    .or_insert((peer, Vec::new()));
+                if event == AnnounceEvent::Stopped {
+                    entry.1.clear();
+                    continue;
+                }
+                if entry.0 != peer {
+                    two_ids += 1;
+                    entry.0 = peer;
+                }
+                if entry.1.last() != Some(&seeder) {
+                    entry.1.push(seeder);
+                }
+                if entry.1.ends_with(&[false, true, false, true]) {
+                    cycles += 1;
+                }
             }
-        );
-        assert_eq!(leechers(&h), Some(false));
-        assert_eq!(h.map.num_leechers(), 1);
-        // Seeders join until theirs is a map; each gets the one leecher only.
-        let last = keep - 1;
-        for i in 100..100 + n {
-            h.announce_at(&params(1, i, 1, 0, AnnounceEvent::Started), ip(i), 100);
-            assert_eq!(
-                h.out,
-                [ResponsePeer {
-                    ip: ip(last),
-                    port: 1
-                }]
-            );
         }
-        let t = h.map.torrents.get(&hash(1)).unwrap();
-        assert!(t.seeders.is_large() && !t.leechers.is_large());
-        // The leecher (first in the pool, a small store) gets half the seeders (a map).
-        let p = AnnounceParams {
-            numwant: n as usize / 2,
-            ..params(1, last, 1, 9, AnnounceEvent::None)
-        };
-        h.announce_at(&p, ip(last), 100);
-        assert_eq!(h.out.len(), n as usize / 2);
-        assert_eq!(h.returned_ips().len(), n as usize / 2);
-        assert!(h.out.iter().all(|p| u32::from(p.ip) >= u32::from(ip(100))));
+        assert!(
+            two_ids > 50 && completed_left > 50 && cycles > 10,
+            "{two_ids} {completed_left} {cycles}"
+        );
+        run_model(LIMITS, FEW_PEERS, 2, ops).unwrap();
     }
 }

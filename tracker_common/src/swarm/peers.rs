@@ -1,66 +1,139 @@
-//! The peers of one torrent (of one address family) and the random choice of peers for
-//! an announce response.
+//! The peers of one torrent and the random choice of peers for an announce response.
 //!
-//! A torrent keeps its seeders and its leechers in two separate stores, so that both
-//! counts are `len()` calls and a seeder's response (leechers only) needs no filtering.
-//! Random selection needs access by position, so both store forms are ordered sequences;
-//! removal is `swap_remove`, which is O(1) and only reorders the one peer moved into the
-//! hole, and order carries no meaning here.
+//! A torrent keeps, per address family, its seeders and its leechers in two separate
+//! stores, so that both counts are `len()` calls and a seeder's response (leechers only)
+//! needs no filtering. Random selection needs access by position, so both store forms are
+//! ordered sequences; removal is `swap_remove`, which is O(1) and only reorders the one peer
+//! moved into the hole, and order carries no meaning here.
+//!
+//! A stored peer is keyed by its endpoint (IP address and port) within the torrent; its
+//! peer id is data, kept for the answers that list it (non-compact HTTP).
 //!
 //! # Two forms of store
 //! Most torrents of a public tracker have one or two peers, and a hash map is a poor fit
 //! for them: an [`IndexMap`] is 64 bytes inline (with its hasher's seed) and, from its
 //! first peer on, allocates an index table of at least four buckets besides its entries.
 //! So a [`PeerStore`] is a plain vector of exactly as many peers as it holds, searched
-//! linearly, up to [`SMALL_MAX`] peers, and a boxed [`IndexMap`] above that, where a
+//! linearly, up to [`SMALL_MAX`] peers, and a boxed [`LargeStore`] above that, where a
 //! linear search would cost too much. Both forms are addressed by position in the same
 //! way, so [`Location`] and the sampling in [`sample_into`] work on either.
+//!
+//! # Peers per address
+//! The cap on peers per address (an IPv4 address or an IPv6 /64, [`Ip::Group`]) needs
+//! the number of peers a group holds in a torrent. A small store counts by a linear scan,
+//! which it does anyway for lookups; a large store keeps a side table from group to count,
+//! updated wherever a peer enters or leaves it. Only a new peer asks for the count.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hashbrown::DefaultHashBuilder;
+use hashbrown::{DefaultHashBuilder, HashMap};
 use indexmap::IndexMap;
-use indexmap::map::{Entry, Slice};
+use indexmap::map::Slice;
 use rand::Rng;
 use rand::rngs::SmallRng;
 
 use crate::time::SecondsSinceServerStart;
-use crate::types::{Ip, PeerId, ResponsePeer};
+use crate::types::{AnnouncePeer, InfoHash, Ip, PeerId};
 
-/// What identifies a peer within a torrent: its self-chosen id *and* the address it
-/// announced from, so that nobody can move or remove another address's peer by sending
-/// its peer id.
+/// What identifies a peer within a torrent: the endpoint it announced from and listens on.
+///
+/// The IP is the request's source address, so that nobody can move or remove another
+/// address's peer, and a client that restarts with a new peer id on the same endpoint
+/// replaces its old entry instead of being handed it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct PeerKey<I: Ip> {
-    pub(super) peer_id: PeerId,
     pub(super) ip: I,
+    pub(super) port: u16,
 }
 
-/// What a torrent stores per peer besides its key. Kept to 8 bytes (a `u16` and a `u32`)
-/// because a public tracker holds millions of these; the seeder flag is not stored at all
-/// but implied by which store the peer is in.
+/// When a peer was last seen, and whether its completion has been counted, in one `u32`.
+///
+/// The low 31 bits are whole seconds since the server started (saturating: 2^31 seconds
+/// are 68 years); the top bit says that this stored peer's `event=completed` was counted,
+/// so that it is never counted again while the peer stays stored. Packing the flag here
+/// keeps [`Peer`] at 24 bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) struct LastSeen(u32);
+
+impl LastSeen {
+    const COUNTED: u32 = 1 << 31;
+
+    /// Seen at `now`, with the completion flag `counted`.
+    pub(super) fn new(now: SecondsSinceServerStart, counted: bool) -> Self {
+        let secs = now.0.min(Self::COUNTED - 1);
+        Self(if counted { secs | Self::COUNTED } else { secs })
+    }
+
+    /// The time part.
+    pub(super) fn time(self) -> SecondsSinceServerStart {
+        SecondsSinceServerStart(self.0 & !Self::COUNTED)
+    }
+
+    /// Whether this peer's completion has been counted.
+    pub(super) fn completion_counted(self) -> bool {
+        self.0 & Self::COUNTED != 0
+    }
+}
+
+/// What a torrent stores per peer besides its key. Kept to 24 bytes (the peer id and a
+/// `u32`) because a public tracker holds millions of these; the seeder flag is not stored
+/// at all but implied by which store the peer is in.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(super) struct Peer {
-    pub(super) port: u16,
-    pub(super) last_seen: SecondsSinceServerStart,
+    pub(super) peer_id: PeerId,
+    pub(super) last_seen: LastSeen,
 }
 
 /// One peer of a small store: 32 bytes for IPv4, 44 for IPv6.
 type PeerEntry<I> = (PeerKey<I>, Peer);
 
-/// The large form of a store. The hasher's seed is stored per map, but the map is boxed,
-/// so those 8 bytes only cost anything in the few stores large enough to need a map.
+const _: () = assert!(size_of::<Peer>() == 24);
+const _: () = assert!(size_of::<PeerEntry<Ipv4Addr>>() == 32);
+const _: () = assert!(size_of::<PeerEntry<Ipv6Addr>>() == 44);
+
+/// The peers of a large store, by endpoint.
 type PeerMap<I> = IndexMap<PeerKey<I>, Peer, DefaultHashBuilder>;
 
-/// The most peers a store keeps in its small form; one more makes it a map.
-///
-/// 16 rather than 8, measured: announces to torrents of 24 peers (stores of about 12,
-/// `swarm/announce/40k_torrents_of_24_peers`) took 496-619 ns with 16 and 1.10-1.25 µs
-/// with 8, over three alternating runs, and a shard of such torrents held 43 bytes per
-/// IPv4 peer instead of 82. Scanning 16 entries (512 bytes for IPv4, 704 for IPv6, read in
-/// order, which the prefetcher follows) is cheaper than hashing the key and chasing the
-/// box, the index table and the entries, each a likely cache miss. The other benches did
-/// not tell 8 and 16 apart.
+/// The large form of a store: the peers, and how many of them each address group holds
+/// (only groups holding at least one). Boxed in [`PeerStore`], so the two hashers' seeds
+/// and the second table cost only the few stores large enough to need a map.
+pub(super) struct LargeStore<I: Ip> {
+    peers: PeerMap<I>,
+    groups: HashMap<I::Group, u32, DefaultHashBuilder>,
+}
+
+impl<I: Ip> LargeStore<I> {
+    fn from_entries(entries: impl ExactSizeIterator<Item = PeerEntry<I>>) -> Self {
+        let mut store = Self {
+            peers: PeerMap::with_capacity_and_hasher(entries.len(), DefaultHashBuilder::default()),
+            groups: HashMap::with_hasher(DefaultHashBuilder::default()),
+        };
+        for (key, peer) in entries {
+            store.insert(key, peer);
+        }
+        store
+    }
+
+    /// Adds a peer whose key is not here yet; returns its index.
+    fn insert(&mut self, key: PeerKey<I>, peer: Peer) -> usize {
+        let count = self.groups.entry(key.ip.group()).or_insert(0);
+        *count = count.saturating_add(1);
+        self.peers.insert_full(key, peer).0
+    }
+
+    fn group_left(groups: &mut HashMap<I::Group, u32, DefaultHashBuilder>, ip: &I) {
+        if let hashbrown::hash_map::Entry::Occupied(mut entry) = groups.entry(ip.group()) {
+            if *entry.get() <= 1 {
+                entry.remove();
+            } else {
+                *entry.get_mut() -= 1;
+            }
+        }
+    }
+}
+
+/// The most peers a store keeps in its small form; one more makes it a map. The choice
+/// is measured in `documents/` (the announce bench of mid-sized torrents).
 pub(super) const SMALL_MAX: usize = 16;
 
 /// A map left with this many peers or fewer after a cleaning goes back to the small form.
@@ -69,7 +142,7 @@ pub(super) const SMALL_MAX: usize = 16;
 /// before it is a map again.
 const SMALL_AFTER_CLEANING: usize = SMALL_MAX / 2;
 
-/// The peers of one status within one torrent.
+/// The peers of one status and one address family within one torrent.
 pub(super) enum PeerStore<I: Ip> {
     /// Up to [`SMALL_MAX`] peers, searched linearly. The capacity is always the length
     /// (growth and removal reallocate exactly), so a store of one peer is one allocation
@@ -79,24 +152,12 @@ pub(super) enum PeerStore<I: Ip> {
     Small(Vec<PeerEntry<I>>),
     /// More than [`SMALL_MAX`] peers when it was made, found by hash. Boxed so that the
     /// enum stays the size of a `Vec`.
-    Large(Box<PeerMap<I>>),
+    Large(Box<LargeStore<I>>),
 }
 
-// The point of the two forms: a store is no bigger inline than a `Vec`, so a torrent (two
-// stores and a counter) is 56 bytes in the torrent table instead of 136.
+// The point of the two forms: a store is no bigger inline than a `Vec`.
 const _: () = assert!(size_of::<PeerStore<Ipv4Addr>>() <= 24);
 const _: () = assert!(size_of::<PeerStore<Ipv6Addr>>() <= 24);
-
-/// What [`PeerStore::upsert`] did.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum StoreUpsert {
-    /// The peer was here already and is now at this index, updated.
-    Refreshed(usize),
-    /// The peer is new and was added at this index.
-    Inserted(usize),
-    /// The peer is new and the caller did not admit it: nothing changed.
-    Refused,
-}
 
 impl<I: Ip> PeerStore<I> {
     /// An empty store, which allocates nothing.
@@ -108,7 +169,7 @@ impl<I: Ip> PeerStore<I> {
     pub(super) fn len(&self) -> usize {
         match self {
             Self::Small(entries) => entries.len(),
-            Self::Large(map) => map.len(),
+            Self::Large(store) => store.peers.len(),
         }
     }
 
@@ -120,28 +181,38 @@ impl<I: Ip> PeerStore<I> {
     /// The position of the peer with `key`, if it is here.
     fn get_index_of(&self, key: &PeerKey<I>) -> Option<usize> {
         match self {
-            Self::Small(entries) => small_position(entries, key),
-            Self::Large(map) => map.get_index_of(key),
+            Self::Small(entries) => entries.iter().position(|(stored, _)| stored == key),
+            Self::Large(store) => store.peers.get_index_of(key),
         }
     }
 
-    /// Updates the peer with `key` to `peer` if it is here. Otherwise calls `admit`, and
-    /// adds the peer if that returns true, turning a full small store into a map.
-    ///
-    /// `admit` runs only for a new peer, so that the caller can do what only a new peer
-    /// needs (check room, take the peer out of the other store) with a single lookup here.
-    fn upsert(&mut self, key: PeerKey<I>, peer: Peer, admit: impl FnOnce() -> bool) -> StoreUpsert {
+    /// The peer at `index`.
+    fn peer_mut(&mut self, index: usize) -> Option<&mut Peer> {
+        match self {
+            Self::Small(entries) => entries.get_mut(index).map(|(_, peer)| peer),
+            Self::Large(store) => store.peers.get_index_mut(index).map(|(_, peer)| peer),
+        }
+    }
+
+    /// How many peers of address group `group` are here.
+    fn count_group(&self, group: I::Group) -> usize {
+        match self {
+            Self::Small(entries) => entries
+                .iter()
+                .filter(|(key, _)| key.ip.group() == group)
+                .count(),
+            Self::Large(store) => store
+                .groups
+                .get(&group)
+                .map_or(0, |&count| usize::try_from(count).unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// Adds a peer whose key is not here; returns its index. A full small store becomes a
+    /// map, with every peer at the same position.
+    fn push(&mut self, key: PeerKey<I>, peer: Peer) -> usize {
         match self {
             Self::Small(entries) => {
-                if let Some(index) = small_position(entries, &key) {
-                    if let Some((_, stored)) = entries.get_mut(index) {
-                        *stored = peer;
-                    }
-                    return StoreUpsert::Refreshed(index);
-                }
-                if !admit() {
-                    return StoreUpsert::Refused;
-                }
                 let index = entries.len();
                 if index < SMALL_MAX {
                     // A no-op unless the vector is full, which it always is (capacity =
@@ -149,54 +220,35 @@ impl<I: Ip> PeerStore<I> {
                     entries.reserve_exact(1);
                     entries.push((key, peer));
                 } else {
-                    // In the same order, so positions do not change. The map gets room for
-                    // the new peer only: a store that keeps growing grows the map by
-                    // doubling from here, like any map.
-                    let mut map = PeerMap::with_capacity_and_hasher(
-                        index.saturating_add(1),
-                        DefaultHashBuilder::default(),
-                    );
-                    map.extend(std::mem::take(entries));
-                    map.insert(key, peer);
-                    *self = Self::Large(Box::new(map));
+                    let mut store = LargeStore::from_entries(std::mem::take(entries).into_iter());
+                    store.insert(key, peer);
+                    *self = Self::Large(Box::new(store));
                 }
-                StoreUpsert::Inserted(index)
+                index
             }
-            Self::Large(map) => match map.entry(key) {
-                Entry::Occupied(mut entry) => {
-                    *entry.get_mut() = peer;
-                    StoreUpsert::Refreshed(entry.index())
-                }
-                Entry::Vacant(entry) => {
-                    if !admit() {
-                        return StoreUpsert::Refused;
-                    }
-                    let index = entry.index();
-                    entry.insert(peer);
-                    StoreUpsert::Inserted(index)
-                }
-            },
+            Self::Large(store) => store.insert(key, peer),
         }
     }
 
-    /// Removes the peer with `key`; returns whether it was here. The last peer moves into
-    /// its place.
+    /// Removes the peer with `key` and returns it. The last peer moves into its place.
     ///
     /// A map stays a map here, however small it gets: going back to the small form is left
     /// to cleaning ([`Self::remove_seen_before`]), the one place that gives memory back.
-    fn swap_remove(&mut self, key: &PeerKey<I>) -> bool {
+    fn swap_remove(&mut self, key: &PeerKey<I>) -> Option<Peer> {
         match self {
             Self::Small(entries) => {
-                let Some(index) = small_position(entries, key) else {
-                    return false;
-                };
-                entries.swap_remove(index);
+                let index = entries.iter().position(|(stored, _)| stored == key)?;
+                let (_, peer) = entries.swap_remove(index);
                 // Keeps capacity = length (see `Small`); frees the buffer of an emptied
                 // store, such as the leechers of a torrent whose only leecher completed.
                 entries.shrink_to_fit();
-                true
+                Some(peer)
             }
-            Self::Large(map) => map.swap_remove(key).is_some(),
+            Self::Large(store) => {
+                let peer = store.peers.swap_remove(key)?;
+                LargeStore::group_left(&mut store.groups, &key.ip);
+                Some(peer)
+            }
         }
     }
 
@@ -209,20 +261,31 @@ impl<I: Ip> PeerStore<I> {
         match self {
             Self::Small(entries) => {
                 let before = entries.len();
-                entries.retain(|(_, peer)| peer.last_seen >= cutoff);
+                entries.retain(|(_, peer)| peer.last_seen.time() >= cutoff);
                 entries.shrink_to_fit();
                 before.saturating_sub(entries.len())
             }
-            Self::Large(map) => {
-                let before = map.len();
-                map.retain(|_, peer| peer.last_seen >= cutoff);
-                let removed = before.saturating_sub(map.len());
-                if map.len() <= SMALL_AFTER_CLEANING {
-                    let mut entries = Vec::with_capacity(map.len());
-                    entries.extend(map.drain(..));
+            Self::Large(store) => {
+                let LargeStore { peers, groups } = &mut **store;
+                let before = peers.len();
+                peers.retain(|key, peer| {
+                    let keep = peer.last_seen.time() >= cutoff;
+                    if !keep {
+                        LargeStore::group_left(groups, &key.ip);
+                    }
+                    keep
+                });
+                let removed = before.saturating_sub(peers.len());
+                if peers.len() <= SMALL_AFTER_CLEANING {
+                    let mut entries = Vec::with_capacity(peers.len());
+                    entries.extend(peers.drain(..));
                     *self = Self::Small(entries);
                 } else {
-                    shrink_if_sparse(map);
+                    shrink_if_sparse(peers);
+                    let capacity = groups.capacity();
+                    if capacity >= MIN_CAPACITY_TO_SHRINK && groups.len() <= capacity / 4 {
+                        groups.shrink_to(groups.len().saturating_mul(2));
+                    }
                 }
                 removed
             }
@@ -240,31 +303,42 @@ impl<I: Ip> PeerStore<I> {
     pub(super) fn capacity(&self) -> usize {
         match self {
             Self::Small(entries) => entries.capacity(),
-            Self::Large(map) => map.capacity(),
+            Self::Large(store) => store.peers.capacity(),
         }
     }
 
     /// The store's form rules: a small store holds at most [`SMALL_MAX`] peers and no
-    /// spare room; right after cleaning, a map holds more than [`SMALL_AFTER_CLEANING`].
+    /// spare room; right after cleaning, a map holds more than [`SMALL_AFTER_CLEANING`];
+    /// a map's group table counts exactly its peers' groups.
     #[cfg(test)]
     pub(super) fn form_is_consistent(&self, just_cleaned: bool) -> bool {
         match self {
             Self::Small(entries) => {
                 entries.len() <= SMALL_MAX && entries.capacity() == entries.len()
             }
-            Self::Large(map) => !just_cleaned || map.len() > SMALL_AFTER_CLEANING,
+            Self::Large(store) => {
+                let mut recount: std::collections::HashMap<I::Group, u32> =
+                    std::collections::HashMap::new();
+                for key in store.peers.keys() {
+                    *recount.entry(key.ip.group()).or_default() += 1;
+                }
+                let groups_exact = recount.len() == store.groups.len()
+                    && recount
+                        .iter()
+                        .all(|(group, count)| store.groups.get(group) == Some(count));
+                groups_exact && (!just_cleaned || store.peers.len() > SMALL_AFTER_CLEANING)
+            }
         }
     }
-}
 
-/// The position of the peer with `key` in a small store.
-fn small_position<I: Ip>(entries: &[PeerEntry<I>], key: &PeerKey<I>) -> Option<usize> {
-    // The IP first: it nearly always differs between peers and is the cheaper comparison,
-    // whereas the peer ids of one client program share their first eight bytes
-    // ("-qB4650-"), so comparing them first would mostly compare equal bytes.
-    entries
-        .iter()
-        .position(|(stored, _)| stored.ip == key.ip && stored.peer_id == key.peer_id)
+    /// Every stored peer: (key, peer).
+    #[cfg(test)]
+    pub(super) fn entries(&self) -> Vec<PeerEntry<I>> {
+        match self {
+            Self::Small(entries) => entries.clone(),
+            Self::Large(store) => store.peers.iter().map(|(k, p)| (*k, *p)).collect(),
+        }
+    }
 }
 
 /// Seeder or leecher: which of a torrent's two stores a peer is (or would be) in.
@@ -283,14 +357,6 @@ impl Status {
             Self::Leecher
         }
     }
-
-    /// The other status.
-    fn other(self) -> Self {
-        match self {
-            Self::Seeder => Self::Leecher,
-            Self::Leecher => Self::Seeder,
-        }
-    }
 }
 
 /// Where a stored peer is: its store and its position in that store. Valid until the
@@ -301,119 +367,84 @@ pub(super) struct Location {
     pub(super) index: usize,
 }
 
-/// The result of [`Torrent::upsert`].
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) enum Upsert {
-    /// The peer is stored at `location`. `previous` is its status before this announce,
-    /// `None` if it is new.
-    Stored {
-        location: Location,
-        previous: Option<Status>,
-    },
-    /// The peer is new and the torrent is full: nothing was changed.
-    Rejected,
-}
-
 /// One torrent's peers of one address family.
-///
-/// 56 bytes (two 24-byte stores and a counter, padded), small enough to be stored inline
-/// in the torrent table (see `TorrentMap`).
-pub(super) struct Torrent<I: Ip> {
+pub(super) struct Peers<I: Ip> {
     pub(super) seeders: PeerStore<I>,
     pub(super) leechers: PeerStore<I>,
-    /// Completed downloads, for the scrape's `downloaded` / UDP `completed` field.
-    pub(super) completed: u32,
 }
 
 /// Below this capacity a map is never shrunk: reallocating saves too little to be worth it.
 const MIN_CAPACITY_TO_SHRINK: usize = 16;
 
-impl<I: Ip> Torrent<I> {
-    /// A torrent without peers, which allocates nothing.
-    pub(super) fn new() -> Self {
+impl<I: Ip> Peers<I> {
+    /// No peers, which allocates nothing.
+    pub(super) const fn new() -> Self {
         Self {
             seeders: PeerStore::new(),
             leechers: PeerStore::new(),
-            completed: 0,
         }
     }
 
-    /// Seeders and leechers together.
-    pub(super) fn num_peers(&self) -> usize {
-        self.seeders.len().saturating_add(self.leechers.len())
-    }
-
-    /// Whether the torrent has no peer left (it is then removed from its map).
+    /// Whether there is no peer.
     pub(super) fn is_empty(&self) -> bool {
         self.seeders.is_empty() && self.leechers.is_empty()
     }
 
-    /// Seeders and leechers, saturated to what the protocols can carry.
-    pub(super) fn counts(&self) -> (u32, u32) {
-        (
-            saturate_u32(self.seeders.len()),
-            saturate_u32(self.leechers.len()),
-        )
+    fn store_mut(&mut self, status: Status) -> &mut PeerStore<I> {
+        match status {
+            Status::Seeder => &mut self.seeders,
+            Status::Leecher => &mut self.leechers,
+        }
     }
 
-    /// Where the peer with `key` is stored, if it is.
-    pub(super) fn locate(&self, key: &PeerKey<I>) -> Option<Location> {
-        if let Some(index) = self.seeders.get_index_of(key) {
-            return Some(Location {
-                status: Status::Seeder,
-                index,
-            });
+    /// Where the peer with `key` is stored, if it is. `status` is where to look first: an
+    /// announcer is usually where it was.
+    pub(super) fn locate(&self, key: &PeerKey<I>, status: Status) -> Option<Location> {
+        let (first, second, other) = match status {
+            Status::Seeder => (&self.seeders, &self.leechers, Status::Leecher),
+            Status::Leecher => (&self.leechers, &self.seeders, Status::Seeder),
+        };
+        if let Some(index) = first.get_index_of(key) {
+            return Some(Location { status, index });
         }
-        self.leechers.get_index_of(key).map(|index| Location {
-            status: Status::Leecher,
+        second.get_index_of(key).map(|index| Location {
+            status: other,
             index,
         })
     }
 
-    /// Stores or refreshes the peer with `key` under `status`, moving it between the stores
-    /// if its status changed. A new peer is only stored while the torrent has fewer than
-    /// `max_peers` peers; a known peer is always refreshed (it takes no extra room).
-    pub(super) fn upsert(
-        &mut self,
-        key: PeerKey<I>,
-        peer: Peer,
-        status: Status,
-        max_peers: usize,
-    ) -> Upsert {
-        // Taken before borrowing the stores; only needed for a peer new to `own`, when
-        // neither store has changed yet.
-        let num_peers = self.num_peers();
-        let (own, other) = match status {
-            Status::Seeder => (&mut self.seeders, &mut self.leechers),
-            Status::Leecher => (&mut self.leechers, &mut self.seeders),
-        };
-        let mut moved = false;
-        let admit = || {
-            // A peer changing status is not a new peer: it frees its place in `other`, so
-            // a full torrent takes it.
-            moved = other.swap_remove(&key);
-            moved || num_peers < max_peers
-        };
-        let (index, previous) = match own.upsert(key, peer, admit) {
-            StoreUpsert::Refreshed(index) => (index, Some(status)),
-            StoreUpsert::Inserted(index) => (index, moved.then(|| status.other())),
-            StoreUpsert::Refused => return Upsert::Rejected,
-        };
-        Upsert::Stored {
-            location: Location { status, index },
-            previous,
-        }
+    /// The stored peer at `location`.
+    pub(super) fn peer_mut(&mut self, location: Location) -> Option<&mut Peer> {
+        self.store_mut(location.status).peer_mut(location.index)
     }
 
-    /// Removes the peer with `key`; returns the status it had, `None` if it was not here.
+    /// Removes the peer with `key` from the store of `status`.
+    pub(super) fn take(&mut self, status: Status, key: &PeerKey<I>) -> Option<Peer> {
+        self.store_mut(status).swap_remove(key)
+    }
+
+    /// Removes the peer with `key` from whichever store holds it.
     pub(super) fn remove(&mut self, key: &PeerKey<I>) -> Option<Status> {
-        if self.seeders.swap_remove(key) {
+        if self.seeders.swap_remove(key).is_some() {
             Some(Status::Seeder)
-        } else if self.leechers.swap_remove(key) {
+        } else if self.leechers.swap_remove(key).is_some() {
             Some(Status::Leecher)
         } else {
             None
         }
+    }
+
+    /// Adds a peer whose key is stored in neither store; returns where it went.
+    pub(super) fn insert(&mut self, status: Status, key: PeerKey<I>, peer: Peer) -> Location {
+        let index = self.store_mut(status).push(key, peer);
+        Location { status, index }
+    }
+
+    /// Peers of address group `group`, seeders and leechers.
+    pub(super) fn count_group(&self, group: I::Group) -> usize {
+        self.seeders
+            .count_group(group)
+            .saturating_add(self.leechers.count_group(group))
     }
 
     /// Removes the peers last seen before `cutoff`; returns how many seeders and leechers
@@ -430,13 +461,13 @@ impl<I: Ip> Torrent<I> {
     /// random for an announcer of status `announcer_status` stored at `announcer` (`None`
     /// if it is not stored here). A seeder is offered leechers only, a leecher both
     /// seeders and leechers; the announcer itself is never offered.
-    pub(super) fn select_peers(
+    pub(super) fn select_peers<P: AnnouncePeer<I>>(
         &self,
         announcer_status: Status,
         announcer: Option<Location>,
         numwant: usize,
         rng: &mut SmallRng,
-        out: &mut Vec<ResponsePeer<I>>,
+        out: &mut Vec<P>,
     ) {
         // The pool is `first` followed by `second`, indexed as one range. An empty vector
         // allocates nothing.
@@ -456,30 +487,141 @@ impl<I: Ip> Torrent<I> {
     }
 }
 
+/// One torrent: its completed count and its peers of both address families, so that its
+/// limits hold across families and it is one entry of the torrent table.
+///
+/// The IPv6 peers are boxed and only present while there are some: most torrents have
+/// IPv4 peers only, and they pay 8 bytes for the pointer instead of 48 for two stores.
+/// With the info hash inline the whole table slot is 80 bytes.
+pub(super) struct Torrent {
+    pub(super) info_hash: InfoHash,
+    /// Completed downloads, for the scrape's `downloaded` / UDP `completed` field.
+    pub(super) completed: u32,
+    pub(super) v4: Peers<Ipv4Addr>,
+    pub(super) v6: Option<Box<Peers<Ipv6Addr>>>,
+}
+
+const _: () = assert!(size_of::<Torrent>() == 80);
+
+impl Torrent {
+    /// A torrent without peers, which allocates nothing.
+    pub(super) fn new(info_hash: InfoHash, completed: u32) -> Self {
+        Self {
+            info_hash,
+            completed,
+            v4: Peers::new(),
+            v6: None,
+        }
+    }
+
+    /// Seeders and leechers of both families.
+    pub(super) fn num_peers(&self) -> usize {
+        let (seeders, leechers) = self.counts();
+        seeders.saturating_add(leechers)
+    }
+
+    /// Seeders and leechers, both families.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        let (mut seeders, mut leechers) = (self.v4.seeders.len(), self.v4.leechers.len());
+        if let Some(v6) = &self.v6 {
+            seeders = seeders.saturating_add(v6.seeders.len());
+            leechers = leechers.saturating_add(v6.leechers.len());
+        }
+        (seeders, leechers)
+    }
+
+    /// Whether the torrent has no peer left (it is then removed from its table).
+    pub(super) fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.as_ref().is_none_or(|v6| v6.is_empty())
+    }
+
+    /// Removes the peers last seen before `cutoff`, both families; returns how many
+    /// seeders and leechers went.
+    pub(super) fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> (usize, usize) {
+        let (mut seeders, mut leechers) = self.v4.remove_seen_before(cutoff);
+        if let Some(v6) = &mut self.v6 {
+            let (s, l) = v6.remove_seen_before(cutoff);
+            seeders = seeders.saturating_add(s);
+            leechers = leechers.saturating_add(l);
+        }
+        <Ipv6Addr as Family>::drop_if_empty(self);
+        (seeders, leechers)
+    }
+}
+
+/// Access to one family's peers of a [`Torrent`], so that the announce code is written
+/// once for both.
+pub(super) trait Family: Ip + Sized {
+    /// This family's peers, if any.
+    fn peers(torrent: &Torrent) -> Option<&Peers<Self>>;
+    /// This family's peers, if any.
+    fn peers_mut(torrent: &mut Torrent) -> Option<&mut Peers<Self>>;
+    /// This family's peers, made if there are none.
+    fn peers_or_insert(torrent: &mut Torrent) -> &mut Peers<Self>;
+    /// Frees this family's part of the torrent if it holds no peer.
+    fn drop_if_empty(torrent: &mut Torrent);
+}
+
+impl Family for Ipv4Addr {
+    fn peers(torrent: &Torrent) -> Option<&Peers<Self>> {
+        Some(&torrent.v4)
+    }
+    fn peers_mut(torrent: &mut Torrent) -> Option<&mut Peers<Self>> {
+        Some(&mut torrent.v4)
+    }
+    fn peers_or_insert(torrent: &mut Torrent) -> &mut Peers<Self> {
+        &mut torrent.v4
+    }
+    fn drop_if_empty(_: &mut Torrent) {}
+}
+
+impl Family for Ipv6Addr {
+    fn peers(torrent: &Torrent) -> Option<&Peers<Self>> {
+        torrent.v6.as_deref()
+    }
+    fn peers_mut(torrent: &mut Torrent) -> Option<&mut Peers<Self>> {
+        torrent.v6.as_deref_mut()
+    }
+    fn peers_or_insert(torrent: &mut Torrent) -> &mut Peers<Self> {
+        torrent.v6.get_or_insert_with(|| Box::new(Peers::new()))
+    }
+    fn drop_if_empty(torrent: &mut Torrent) {
+        if torrent.v6.as_ref().is_some_and(|v6| v6.is_empty()) {
+            torrent.v6 = None;
+        }
+    }
+}
 /// [`sample_into`] on the pool made of `first` followed by `second`, whatever their forms.
 ///
 /// One copy of the sampling code per pair of forms, so that it reads each form directly,
 /// with no branch on the form per peer.
-fn sample_stores<I: Ip>(
+fn sample_stores<I: Ip, P: AnnouncePeer<I>>(
     first: &PeerStore<I>,
     second: &PeerStore<I>,
     skip: Option<usize>,
     numwant: usize,
     rng: &mut SmallRng,
-    out: &mut Vec<ResponsePeer<I>>,
+    out: &mut Vec<P>,
 ) {
     match (first, second) {
         (PeerStore::Small(a), PeerStore::Small(b)) => {
             sample_into(a.as_slice(), b.as_slice(), skip, numwant, rng, out);
         }
         (PeerStore::Small(a), PeerStore::Large(b)) => {
-            sample_into(a.as_slice(), b.as_slice(), skip, numwant, rng, out);
+            sample_into(a.as_slice(), b.peers.as_slice(), skip, numwant, rng, out);
         }
         (PeerStore::Large(a), PeerStore::Small(b)) => {
-            sample_into(a.as_slice(), b.as_slice(), skip, numwant, rng, out);
+            sample_into(a.peers.as_slice(), b.as_slice(), skip, numwant, rng, out);
         }
         (PeerStore::Large(a), PeerStore::Large(b)) => {
-            sample_into(a.as_slice(), b.as_slice(), skip, numwant, rng, out);
+            sample_into(
+                a.peers.as_slice(),
+                b.peers.as_slice(),
+                skip,
+                numwant,
+                rng,
+                out,
+            );
         }
     }
 }
@@ -498,10 +640,6 @@ where
     }
 }
 
-fn saturate_u32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
 /// The peers of one store read by position, whichever its form: all that [`sample_into`]
 /// needs. A trait rather than an enum so that the sampling is compiled for each form and
 /// reads it directly.
@@ -509,7 +647,7 @@ trait PeerPool<I: Ip> {
     /// Peers in the pool.
     fn pool_len(&self) -> usize;
     /// The response entry of the peer at `index`; `None` past the end.
-    fn response_peer(&self, index: usize) -> Option<ResponsePeer<I>>;
+    fn response_peer<P: AnnouncePeer<I>>(&self, index: usize) -> Option<P>;
 }
 
 impl<I: Ip> PeerPool<I> for [PeerEntry<I>] {
@@ -517,11 +655,9 @@ impl<I: Ip> PeerPool<I> for [PeerEntry<I>] {
         self.len()
     }
 
-    fn response_peer(&self, index: usize) -> Option<ResponsePeer<I>> {
-        self.get(index).map(|(key, peer)| ResponsePeer {
-            ip: key.ip,
-            port: peer.port,
-        })
+    fn response_peer<P: AnnouncePeer<I>>(&self, index: usize) -> Option<P> {
+        self.get(index)
+            .map(|(key, peer)| P::from_stored(key.ip, key.port, &peer.peer_id))
     }
 }
 
@@ -530,11 +666,9 @@ impl<I: Ip> PeerPool<I> for Slice<PeerKey<I>, Peer> {
         self.len()
     }
 
-    fn response_peer(&self, index: usize) -> Option<ResponsePeer<I>> {
-        self.get_index(index).map(|(key, peer)| ResponsePeer {
-            ip: key.ip,
-            port: peer.port,
-        })
+    fn response_peer<P: AnnouncePeer<I>>(&self, index: usize) -> Option<P> {
+        self.get_index(index)
+            .map(|(key, peer)| P::from_stored(key.ip, key.port, &peer.peer_id))
     }
 }
 
@@ -586,15 +720,16 @@ const RUN_LEN: usize = 8;
 ///
 /// A pool with no more candidates than `numwant` is returned whole, which also keeps every
 /// stratum non-empty in the sampling branch.
-fn sample_into<I, A, B>(
+fn sample_into<I, P, A, B>(
     first: &A,
     second: &B,
     skip: Option<usize>,
     numwant: usize,
     rng: &mut SmallRng,
-    out: &mut Vec<ResponsePeer<I>>,
+    out: &mut Vec<P>,
 ) where
     I: Ip,
+    P: AnnouncePeer<I>,
     A: PeerPool<I> + ?Sized,
     B: PeerPool<I> + ?Sized,
 {
@@ -607,8 +742,8 @@ fn sample_into<I, A, B>(
     // `skip` is kept only if it is in the pool, which is then not empty: no underflow.
     let num_candidates = pool_len - usize::from(skip.is_some());
     let pool_peer = |index: usize| match index.checked_sub(first_len) {
-        None => first.response_peer(index),
-        Some(index) => second.response_peer(index),
+        None => first.response_peer::<P>(index),
+        Some(index) => second.response_peer::<P>(index),
     };
     if num_candidates <= numwant {
         out.reserve(num_candidates);
@@ -669,17 +804,37 @@ mod tests {
 
     use super::*;
 
+    use crate::types::ResponsePeer;
+
     fn key(n: u32) -> PeerKey<Ipv4Addr> {
         PeerKey {
-            peer_id: PeerId([1; 20]),
             ip: Ipv4Addr::from(n),
+            port: 1,
         }
     }
 
     fn seen_at(secs: u32) -> Peer {
         Peer {
-            port: 1,
-            last_seen: SecondsSinceServerStart(secs),
+            peer_id: PeerId([1; 20]),
+            last_seen: LastSeen::new(SecondsSinceServerStart(secs), false),
+        }
+    }
+
+    /// Stores peer `n` under `status` as the swarm does: refreshed where it is, moved
+    /// if its status changed, added if new. Returns where it is.
+    fn put(peers: &mut Peers<Ipv4Addr>, n: u32, secs: u32, status: Status) -> Location {
+        match peers.locate(&key(n), status) {
+            Some(found) if found.status == status => {
+                peers.peer_mut(found).unwrap().last_seen =
+                    LastSeen::new(SecondsSinceServerStart(secs), false);
+                found
+            }
+            Some(found) => {
+                let old = peers.take(found.status, &key(n)).unwrap();
+                assert_eq!(old.peer_id, PeerId([1; 20]));
+                peers.insert(status, key(n), seen_at(secs))
+            }
+            None => peers.insert(status, key(n), seen_at(secs)),
         }
     }
 
@@ -689,9 +844,7 @@ mod tests {
     fn store(n: u32, ip_offset: u32, large: bool) -> PeerStore<Ipv4Addr> {
         let entries = (0..n).map(|i| (key(i + ip_offset), seen_at(0)));
         if large {
-            let mut map = PeerMap::with_hasher(DefaultHashBuilder::default());
-            map.extend(entries);
-            PeerStore::Large(Box::new(map))
+            PeerStore::Large(Box::new(LargeStore::from_entries(entries)))
         } else {
             PeerStore::Small(entries.collect())
         }
@@ -712,7 +865,7 @@ mod tests {
         numwant: usize,
         rng: &mut SmallRng,
     ) -> Vec<u32> {
-        let mut out = Vec::new();
+        let mut out = Vec::<ResponsePeer<Ipv4Addr>>::new();
         sample_stores(first, second, skip, numwant, rng, &mut out);
         out.iter().map(|peer| u32::from(peer.ip)).collect()
     }
@@ -722,26 +875,28 @@ mod tests {
         (0..store.len())
             .map(|index| match store {
                 PeerStore::Small(entries) => entries.response_peer(index),
-                PeerStore::Large(map) => map.as_slice().response_peer(index),
+                PeerStore::Large(store) => store.peers.as_slice().response_peer(index),
             })
-            .map(|peer| u32::from(peer.unwrap().ip))
+            .map(|peer: Option<ResponsePeer<Ipv4Addr>>| u32::from(peer.unwrap().ip))
             .collect()
     }
 
     #[test]
     fn layout_stays_small() {
-        assert_eq!(size_of::<Peer>(), 8);
-        assert_eq!(size_of::<PeerKey<Ipv4Addr>>(), 24);
-        assert_eq!(size_of::<PeerKey<Ipv6Addr>>(), 36);
+        assert_eq!(size_of::<Peer>(), 24);
+        assert_eq!(size_of::<PeerKey<Ipv4Addr>>(), 6);
+        assert_eq!(size_of::<PeerKey<Ipv6Addr>>(), 18);
         assert_eq!(size_of::<PeerEntry<Ipv4Addr>>(), 32);
         assert_eq!(size_of::<PeerEntry<Ipv6Addr>>(), 44);
+        // A large store's entry (indexmap keeps the 8-byte hash with key and value): no
+        // larger than with the (peer id, IP) key and (port, time) value before.
+        assert_eq!(size_of::<(u64, PeerKey<Ipv4Addr>, Peer)>(), 40);
+        assert_eq!(size_of::<(u64, PeerKey<Ipv6Addr>, Peer)>(), 56);
         assert_eq!(size_of::<PeerStore<Ipv4Addr>>(), 24);
         assert_eq!(size_of::<PeerStore<Ipv6Addr>>(), 24);
-        // Two stores and a counter, padded; a slot of the torrent table adds the 20-byte
-        // info hash, padded to 24.
-        assert_eq!(size_of::<Torrent<Ipv4Addr>>(), 56);
-        assert_eq!(size_of::<Torrent<Ipv6Addr>>(), 56);
-        assert_eq!(size_of::<(crate::types::InfoHash, Torrent<Ipv4Addr>)>(), 80);
+        // Info hash and counter (24), IPv4 stores (48), boxed IPv6 stores (8).
+        assert_eq!(size_of::<Torrent>(), 80);
+        assert_eq!(size_of::<Peers<Ipv6Addr>>(), 48);
     }
 
     #[test]
@@ -874,21 +1029,21 @@ mod tests {
     fn selection_on_small_stores() {
         // Through the torrent, as announces use it: 5 seeders (IPs 0..5) and 7 leechers
         // (IPs 5..12), both stores small.
-        let mut torrent = Torrent::<Ipv4Addr>::new();
+        let mut torrent = Peers::<Ipv4Addr>::new();
         for i in 0..12 {
             let status = if i < 5 {
                 Status::Seeder
             } else {
                 Status::Leecher
             };
-            torrent.upsert(key(i), seen_at(0), status, usize::MAX);
+            put(&mut torrent, i, 0, status);
         }
         assert!(!torrent.seeders.is_large() && !torrent.leechers.is_large());
         let mut rng = SmallRng::seed_from_u64(6);
         let mut out = Vec::new();
         let select = |status, who: u32, numwant, rng: &mut SmallRng, out: &mut Vec<_>| {
             out.clear();
-            torrent.select_peers(status, torrent.locate(&key(who)), numwant, rng, out);
+            torrent.select_peers(status, torrent.locate(&key(who), status), numwant, rng, out);
             out.iter()
                 .map(|peer: &ResponsePeer<Ipv4Addr>| u32::from(peer.ip))
                 .collect::<Vec<_>>()
@@ -924,84 +1079,35 @@ mod tests {
     }
 
     #[test]
-    fn upsert_moves_and_respects_capacity() {
-        let mut torrent = Torrent::<Ipv4Addr>::new();
-        let peer = seen_at(0);
-        assert!(matches!(
-            torrent.upsert(key(1), peer, Status::Leecher, 1),
-            Upsert::Stored { previous: None, .. }
-        ));
-        // A lone peer gets no room for others (see `PeerStore::Small`).
-        assert_eq!(torrent.leechers.capacity(), 1);
-        assert_eq!(torrent.seeders.capacity(), 0);
-        assert_eq!(
-            torrent.upsert(key(2), peer, Status::Leecher, 1),
-            Upsert::Rejected
-        );
-        // A known peer changing status is not a new peer: the full torrent takes it.
-        assert_eq!(
-            torrent.upsert(key(1), peer, Status::Seeder, 1),
-            Upsert::Stored {
-                location: Location {
-                    status: Status::Seeder,
-                    index: 0
-                },
-                previous: Some(Status::Leecher),
-            }
-        );
-        assert_eq!(torrent.counts(), (1, 0));
-        // The emptied store gave its buffer back.
-        assert_eq!(torrent.leechers.capacity(), 0);
-        assert_eq!(torrent.remove(&key(1)), Some(Status::Seeder));
-        assert!(torrent.is_empty());
-        assert_eq!(torrent.seeders.capacity(), 0);
-    }
-
-    #[test]
     fn small_store_grows_exactly_then_becomes_a_map() {
-        let mut torrent = Torrent::<Ipv4Addr>::new();
+        let mut torrent = Peers::<Ipv4Addr>::new();
         let max = SMALL_MAX as u32;
         for i in 0..max {
-            let stored = torrent.upsert(key(i), seen_at(0), Status::Leecher, usize::MAX);
             let location = Location {
                 status: Status::Leecher,
                 index: i as usize,
             };
-            assert_eq!(
-                stored,
-                Upsert::Stored {
-                    location,
-                    previous: None
-                }
-            );
+            assert_eq!(put(&mut torrent, i, 0, Status::Leecher), location);
             assert!(!torrent.leechers.is_large());
             assert_eq!(torrent.leechers.capacity(), torrent.leechers.len());
             // Refreshing changes neither position nor size.
-            assert_eq!(
-                torrent.upsert(key(i), seen_at(1), Status::Leecher, usize::MAX),
-                Upsert::Stored {
-                    location,
-                    previous: Some(Status::Leecher)
-                }
-            );
+            assert_eq!(put(&mut torrent, i, 1, Status::Leecher), location);
             assert_eq!(torrent.leechers.capacity(), torrent.leechers.len());
         }
         // One more than SMALL_MAX: a map, with every peer where it was.
         assert_eq!(
-            torrent.upsert(key(max), seen_at(0), Status::Leecher, usize::MAX),
-            Upsert::Stored {
-                location: Location {
-                    status: Status::Leecher,
-                    index: SMALL_MAX
-                },
-                previous: None
+            put(&mut torrent, max, 0, Status::Leecher),
+            Location {
+                status: Status::Leecher,
+                index: SMALL_MAX
             }
         );
         assert!(torrent.leechers.is_large());
+        assert!(torrent.leechers.form_is_consistent(false));
         assert_eq!(ips(&torrent.leechers), (0..=max).collect::<Vec<_>>());
         for i in 0..=max {
             assert_eq!(
-                torrent.locate(&key(i)),
+                torrent.locate(&key(i), Status::Seeder),
                 Some(Location {
                     status: Status::Leecher,
                     index: i as usize
@@ -1013,22 +1119,49 @@ mod tests {
             torrent.remove_seen_before(SecondsSinceServerStart(1)),
             (0, 1)
         );
-        assert_eq!(torrent.locate(&key(max)), None);
-        // The limit still holds in the large form.
+        assert_eq!(torrent.locate(&key(max), Status::Leecher), None);
+    }
+
+    #[test]
+    fn group_counts_in_both_forms() {
+        let mut torrent = Peers::<Ipv4Addr>::new();
+        let port = |n: u32, p: u16| PeerKey {
+            ip: Ipv4Addr::from(n),
+            port: p,
+        };
+        for p in 1..=3 {
+            torrent.insert(Status::Leecher, port(7, p), seen_at(0));
+        }
+        torrent.insert(Status::Seeder, port(7, 9), seen_at(5));
+        assert_eq!(torrent.count_group(7), 4);
+        assert_eq!(torrent.count_group(8), 0);
+        // Into the large form: the side table counts the same.
+        for n in 100..100 + SMALL_MAX as u32 {
+            torrent.insert(Status::Leecher, port(n, 1), seen_at(5));
+        }
+        assert!(torrent.leechers.is_large());
+        assert_eq!(torrent.count_group(7), 4);
+        assert_eq!(torrent.count_group(100), 1);
+        assert!(torrent.leechers.form_is_consistent(false));
+        // Removal and expiry update it.
+        assert_eq!(torrent.remove(&port(7, 2)), Some(Status::Leecher));
+        assert_eq!(torrent.count_group(7), 3);
         assert_eq!(
-            torrent.upsert(key(1000), seen_at(1), Status::Leecher, SMALL_MAX),
-            Upsert::Rejected
+            torrent.remove_seen_before(SecondsSinceServerStart(1)),
+            (0, 2)
         );
+        assert_eq!(torrent.count_group(7), 1);
+        assert!(torrent.leechers.form_is_consistent(true));
     }
 
     #[test]
     fn map_becomes_small_again_at_cleaning_only_and_with_hysteresis() {
-        let mut torrent = Torrent::<Ipv4Addr>::new();
+        let mut torrent = Peers::<Ipv4Addr>::new();
         let max = SMALL_MAX as u32;
         // 3 * SMALL_MAX leechers; the first SMALL_MAX / 2 seen later than the others.
         for i in 0..3 * max {
             let seen = if i < max / 2 { 10 } else { 0 };
-            torrent.upsert(key(i), seen_at(seen), Status::Leecher, usize::MAX);
+            put(&mut torrent, i, seen, Status::Leecher);
         }
         assert!(torrent.leechers.is_large());
         // Stopped peers leave a map a map, however few remain.
@@ -1037,7 +1170,6 @@ mod tests {
         }
         assert_eq!(torrent.leechers.len(), SMALL_MAX / 2 + 1);
         assert!(torrent.leechers.is_large());
-        // Cleaning with one more peer than SMALL_AFTER_CLEANING keeps the map.
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(0)),
             (0, 0)
@@ -1054,26 +1186,15 @@ mod tests {
         let mut left = ips(&torrent.leechers);
         left.sort_unstable();
         assert_eq!(left, (0..max / 2).collect::<Vec<_>>());
-        for i in 0..max / 2 {
-            let location = torrent.locate(&key(i)).unwrap();
-            assert_eq!(
-                torrent.upsert(key(i), seen_at(10), Status::Leecher, usize::MAX),
-                Upsert::Stored {
-                    location,
-                    previous: Some(Status::Leecher)
-                }
-            );
-        }
         // It grows back as a small store up to SMALL_MAX, then is a map again.
         for i in 100..100 + max - max / 2 {
-            torrent.upsert(key(i), seen_at(10), Status::Leecher, usize::MAX);
+            put(&mut torrent, i, 10, Status::Leecher);
             assert!(!torrent.leechers.is_large());
         }
         assert_eq!(torrent.leechers.len(), SMALL_MAX);
-        torrent.upsert(key(1000), seen_at(10), Status::Leecher, usize::MAX);
+        put(&mut torrent, 1000, 10, Status::Leecher);
         assert!(torrent.leechers.is_large());
-        // Everything expiring empties the torrent, and the map becomes an empty small
-        // store, which allocates nothing.
+        // Everything expiring empties it, and the map becomes an empty small store.
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(11)),
             (0, SMALL_MAX + 1)
@@ -1084,60 +1205,45 @@ mod tests {
 
     #[test]
     fn status_change_moves_between_forms() {
-        // A map of leechers and a small store of seeders: a leecher completing moves to
-        // the small store, and a seeder going back to the map.
-        let mut torrent = Torrent::<Ipv4Addr>::new();
+        let mut torrent = Peers::<Ipv4Addr>::new();
         let max = SMALL_MAX as u32;
         for i in 0..2 * max {
-            torrent.upsert(key(i), seen_at(0), Status::Leecher, usize::MAX);
+            put(&mut torrent, i, 0, Status::Leecher);
         }
-        torrent.upsert(key(1000), seen_at(0), Status::Seeder, usize::MAX);
+        put(&mut torrent, 1000, 0, Status::Seeder);
         assert!(torrent.leechers.is_large() && !torrent.seeders.is_large());
-        // Full at 2 * max + 1 peers: a move is still allowed, a new peer is not.
-        let limit = 2 * SMALL_MAX + 1;
         assert_eq!(
-            torrent.upsert(key(3), seen_at(0), Status::Seeder, limit),
-            Upsert::Stored {
-                location: Location {
-                    status: Status::Seeder,
-                    index: 1
-                },
-                previous: Some(Status::Leecher)
+            put(&mut torrent, 3, 0, Status::Seeder),
+            Location {
+                status: Status::Seeder,
+                index: 1
             }
         );
-        assert_eq!(torrent.counts(), (2, 2 * max - 1));
         assert_eq!(torrent.seeders.capacity(), 2);
         // The last leecher took the place of the one that moved.
         assert_eq!(
-            torrent.locate(&key(2 * max - 1)),
+            torrent.locate(&key(2 * max - 1), Status::Leecher),
             Some(Location {
                 status: Status::Leecher,
                 index: 3
             })
         );
         assert_eq!(
-            torrent.upsert(key(1000), seen_at(0), Status::Leecher, limit),
-            Upsert::Stored {
-                location: Location {
-                    status: Status::Leecher,
-                    index: 2 * SMALL_MAX - 1
-                },
-                previous: Some(Status::Seeder)
+            put(&mut torrent, 1000, 0, Status::Leecher),
+            Location {
+                status: Status::Leecher,
+                index: 2 * SMALL_MAX - 1
             }
         );
-        assert_eq!(torrent.counts(), (1, 2 * max));
-        assert_eq!(
-            torrent.upsert(key(2000), seen_at(0), Status::Seeder, limit),
-            Upsert::Rejected
-        );
         assert_eq!(torrent.seeders.capacity(), 1);
+        assert!(torrent.leechers.form_is_consistent(false));
     }
 
     #[test]
     fn cleaning_shrinks_sparse_maps() {
-        let mut torrent = Torrent::<Ipv4Addr>::new();
+        let mut torrent = Peers::<Ipv4Addr>::new();
         for i in 0..1000 {
-            torrent.upsert(key(i), seen_at(i), Status::Leecher, usize::MAX);
+            put(&mut torrent, i, i, Status::Leecher);
         }
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(1000 - 3 * SMALL_MAX as u32)),
@@ -1146,10 +1252,10 @@ mod tests {
         assert!(torrent.leechers.is_large());
         assert!(torrent.leechers.capacity() < 12 * SMALL_MAX);
         assert_eq!(torrent.leechers.len(), 3 * SMALL_MAX);
-        // Small stores give back the room of the peers that left.
-        let mut torrent = Torrent::<Ipv4Addr>::new();
+        assert!(torrent.leechers.form_is_consistent(true));
+        let mut torrent = Peers::<Ipv4Addr>::new();
         for i in 0..4 {
-            torrent.upsert(key(i), seen_at(i), Status::Seeder, usize::MAX);
+            put(&mut torrent, i, i, Status::Seeder);
         }
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(2)),

@@ -71,7 +71,7 @@ impl RequestHandler for UdpHandler {
             } => {
                 let (counts, peers) = match peer_ip {
                     IpAddr::V4(ip) => {
-                        let counts = swarm.shard.ipv4.announce(
+                        let counts = swarm.shard.announce_ipv4(
                             &params,
                             ip,
                             swarm.now,
@@ -81,7 +81,7 @@ impl RequestHandler for UdpHandler {
                         (counts, append(&mut batch.peers_v4, &self.scratch_v4, false))
                     }
                     IpAddr::V6(ip) => {
-                        let counts = swarm.shard.ipv6.announce(
+                        let counts = swarm.shard.announce_ipv6(
                             &params,
                             ip,
                             swarm.now,

@@ -25,6 +25,11 @@ pub fn test_config(address: &str) -> Config {
     config.workers.socket_workers = 2;
     config.workers.request_workers = 3;
     config.statistics.interval_secs = 0;
+    // Every test client announces from the loopback address.
+    config.swarm.max_peers_per_ip = 10_000;
+    // No archive of completed counts, so that the statistics of a test are only what it
+    // did (the archive's table is allocated whole); the tests of the archive turn it on.
+    config.swarm.max_archived_torrents = 0;
     config
 }
 

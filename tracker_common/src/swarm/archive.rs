@@ -1,0 +1,160 @@
+//! Completed counts of torrents that left the swarm: a fixed-size, set-associative table
+//! of (fingerprint, count), so that a torrent's `completed` survives its last peer leaving
+//! and memory stays bounded however many torrents come and go.
+//!
+//! # Rules
+//! - An entry is a 64-bit keyed fingerprint of the info hash (the torrent table's hash,
+//!   whose seed is made at start, so clients cannot aim collisions) and its count. A
+//!   count of 0 marks a free slot: a torrent that never completed has nothing to keep.
+//! - A fingerprint maps to one set of [`WAYS`] slots. When its set is full, the newcomer
+//!   replaces the entry with the smallest count, and only if its own count is at least as
+//!   large: a flood of new torrents with small counts cannot push out popular torrents.
+//! - Taking an entry (a torrent that comes back) frees its slot.
+//! - The table is allocated once at its full size and never grows.
+
+/// Slots per set.
+pub(super) const WAYS: usize = 8;
+
+pub(super) struct Archive {
+    fingerprints: Vec<u64>,
+    counts: Vec<u32>,
+    len: usize,
+}
+
+impl Archive {
+    /// A table of at most `capacity` entries, rounded down to whole sets (so 0..WAYS
+    /// entries make a table that keeps nothing).
+    pub(super) fn new(capacity: usize) -> Self {
+        let slots = capacity / WAYS * WAYS;
+        // Zeroed allocations come from fresh pages, which the kernel only backs with
+        // memory once they are written to.
+        Self {
+            fingerprints: vec![0; slots],
+            counts: vec![0; slots],
+            len: 0,
+        }
+    }
+
+    /// The slot range of the set of `fingerprint`, empty if the table has no set.
+    fn set(&self, fingerprint: u64) -> std::ops::Range<usize> {
+        let sets = self.counts.len() / WAYS;
+        // Multiply-shift: the fingerprint's high bits pick the set, uniformly.
+        let set = usize::try_from((u128::from(fingerprint) * sets as u128) >> 64).unwrap_or(0);
+        let start = set.saturating_mul(WAYS);
+        start..start.saturating_add(WAYS).min(self.counts.len())
+    }
+
+    fn position(&self, fingerprint: u64) -> Option<usize> {
+        let set = self.set(fingerprint);
+        let start = set.start;
+        let fingerprints = self.fingerprints.get(set.clone())?;
+        let counts = self.counts.get(set)?;
+        fingerprints
+            .iter()
+            .zip(counts)
+            .position(|(&f, &c)| c != 0 && f == fingerprint)
+            .map(|i| start + i)
+    }
+
+    /// The archived count of `fingerprint`.
+    pub(super) fn get(&self, fingerprint: u64) -> Option<u32> {
+        self.position(fingerprint)
+            .and_then(|i| self.counts.get(i).copied())
+    }
+
+    /// Removes and returns the archived count of `fingerprint`.
+    pub(super) fn take(&mut self, fingerprint: u64) -> Option<u32> {
+        let i = self.position(fingerprint)?;
+        let count = self.counts.get_mut(i)?;
+        let taken = std::mem::take(count);
+        self.len = self.len.saturating_sub(1);
+        Some(taken)
+    }
+
+    /// Archives `count` for `fingerprint` (see the module rules); a count of 0 is not kept.
+    pub(super) fn put(&mut self, fingerprint: u64, count: u32) {
+        if count == 0 {
+            return;
+        }
+        if let Some(i) = self.position(fingerprint) {
+            if let Some(slot) = self.counts.get_mut(i) {
+                *slot = count;
+            }
+            return;
+        }
+        let set = self.set(fingerprint);
+        let Some(counts) = self.counts.get(set.clone()) else {
+            return;
+        };
+        // The free slot, or else the one with the smallest count.
+        let Some((victim, &smallest)) = counts.iter().enumerate().min_by_key(|(_, c)| **c) else {
+            return;
+        };
+        if smallest == 0 {
+            self.len = self.len.saturating_add(1);
+        } else if count < smallest {
+            return;
+        }
+        let i = set.start + victim;
+        if let (Some(f), Some(c)) = (self.fingerprints.get_mut(i), self.counts.get_mut(i)) {
+            *f = fingerprint;
+            *c = count;
+        }
+    }
+
+    /// Entries held.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes the table takes (allocated up front, whatever it holds).
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.counts.len() * (size_of::<u64>() + size_of::<u32>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_take() {
+        let mut a = Archive::new(64);
+        assert_eq!(a.memory_bytes(), 64 * 12);
+        a.put(1, 5);
+        a.put(2, 0);
+        assert_eq!((a.get(1), a.get(2), a.len()), (Some(5), None, 1));
+        a.put(1, 7);
+        assert_eq!((a.get(1), a.len()), (Some(7), 1));
+        assert_eq!(a.take(1), Some(7));
+        assert_eq!((a.get(1), a.take(1), a.len()), (None, None, 0));
+        // Too small for one set: keeps nothing.
+        let mut a = Archive::new(WAYS - 1);
+        a.put(1, 5);
+        assert_eq!((a.get(1), a.len(), a.memory_bytes()), (None, 0, 0));
+    }
+
+    #[test]
+    fn full_set_evicts_smallest_only_for_at_least_as_large() {
+        // One set: every fingerprint shares it.
+        let mut a = Archive::new(WAYS);
+        for f in 0..WAYS as u64 {
+            a.put(f << 60 | 1, 10 + f as u32);
+        }
+        assert_eq!(a.len(), WAYS);
+        // Smaller than every entry: dropped.
+        a.put(99, 9);
+        assert_eq!(a.get(99), None);
+        // Equal to the smallest (10, fingerprint 1): replaces it.
+        a.put(100, 10);
+        assert_eq!((a.get(100), a.get(1)), (Some(10), None));
+        // Larger: replaces the smallest left (100's 10).
+        a.put(101, 1000);
+        assert_eq!((a.get(101), a.get(100)), (Some(1000), None));
+        assert_eq!(a.len(), WAYS);
+        // The larger counts all survived.
+        for f in 1..WAYS as u64 {
+            assert_eq!(a.get(f << 60 | 1), Some(10 + f as u32));
+        }
+    }
+}
