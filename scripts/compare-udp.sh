@@ -77,6 +77,13 @@ address = "127.0.0.1:$port"
 [workers]
 socket_workers = $workers
 request_workers = $workers
+[swarm]
+# The load testers announce every peer from a few loopback addresses, and aquatic has
+# no per-address cap or whole-tracker peer limit: lift them, so that both trackers store
+# the same swarms.
+max_peers_per_ip = 100000000
+max_peers = 100000000
+max_torrents = 100000000
 [statistics]
 interval_secs = 0
 TOML

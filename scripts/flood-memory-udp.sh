@@ -8,6 +8,9 @@
 #   SWARM_TOML   extra lines for the tracker's [swarm] section (e.g. smaller limits, to
 #                reach them sooner); the tracker otherwise runs on its defaults
 #   LOAD_WORKERS load generator threads (default 1)
+#   TORRENTS     how many info hashes the flood draws from (default 2^32 - 1: nearly
+#                every announce a new torrent; a few million makes later announces
+#                land in existing torrents, so that the peer limit is reached too)
 #   TRACKER_BIN  run this tracker_udp binary instead of the one built here
 #
 # Starts the tracker on 127.0.0.1 with its default limits, floods it with announces
@@ -51,7 +54,7 @@ duration_secs = $duration
 warmup_secs = 0
 workers = ${LOAD_WORKERS:-1}
 [workload]
-torrents = 4294967295
+torrents = ${TORRENTS:-4294967295}
 peers = 1000000000000
 popularity_scale = 1.0
 weight_connect = 1

@@ -243,6 +243,9 @@ impl Default for SwarmConfig {
     }
 }
 
+/// The most entries `swarm.max_archived_torrents` may ask for.
+const MAX_ARCHIVED_TORRENTS: usize = 1 << 28;
+
 impl SwarmConfig {
     /// Checks values that cannot work.
     ///
@@ -282,6 +285,14 @@ impl SwarmConfig {
         }
         if self.max_peers_per_ip == 0 {
             anyhow::bail!("swarm.max_peers_per_ip: must be at least 1");
+        }
+        // The archive's table is allocated whole at start: a typo must not ask for
+        // terabytes. 2^28 entries take 3 GiB.
+        if self.max_archived_torrents > MAX_ARCHIVED_TORRENTS {
+            anyhow::bail!(
+                "swarm.max_archived_torrents: must be at most {MAX_ARCHIVED_TORRENTS} (its \
+                 table is allocated at start, 12 bytes an entry)"
+            );
         }
         Ok(())
     }
@@ -493,6 +504,12 @@ mod tests {
         c.numwant_default = 1;
         c.cleaning_interval_secs = 0;
         assert!(c.validate().is_err());
+        let c = SwarmConfig {
+            max_archived_torrents: usize::MAX,
+            ..SwarmConfig::default()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("swarm.max_archived_torrents"), "{msg}");
         for (key, set) in [
             (
                 "swarm.max_peers:",
