@@ -149,7 +149,7 @@ impl SocketWorker {
     /// the socket just before sleeping loses nothing: epoll reports data that is
     /// already waiting at once. The ceiling responder, which shares this socket code,
     /// answers more requests per second this way than with the socket always registered
-    /// (documents/udp-benchmark.md, "epoll").
+    /// (documents/udp-benchmark.md, optimisation 5).
     ///
     /// # Errors
     /// Polling, registering or deregistering failed.
