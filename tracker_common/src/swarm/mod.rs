@@ -14,8 +14,8 @@
 //! - A peer is keyed by (info hash, IP, port): its endpoint, the IP being the request's
 //!   source address. The peer id is stored as data (non-compact HTTP answers list it). A
 //!   request from another IP can neither move nor remove someone's peer, whatever peer id
-//!   it sends; a client that restarts with a new peer id on the same IP and port replaces
-//!   its old entry.
+//!   it sends; a client that restarts with a new peer id on the same IP and port takes
+//!   over its old entry (the entry's peer id changes, nothing else).
 //! - `left == 0` makes a peer a seeder, anything else a leecher; an announce that changes
 //!   it moves the peer. Seeders and leechers are kept in separate stores per torrent.
 //! - `event=stopped` removes the peer at (source IP, port), and the torrent once it has no
@@ -23,9 +23,10 @@
 //! - `completed` grows by one only when a stored leecher becomes a seeder through
 //!   `event=completed` (with `left == 0`), at most once per stored peer: the peer carries
 //!   a flag set when its completion is counted. Repeats, `completed` from a peer that
-//!   stays a leecher, and leecher → seeder → leecher → seeder cycles do not count again. A
-//!   peer that is removed (stopped, expired, replaced) and comes back is a new peer (in
-//!   private mode, where `completed` is credit, accounting will be per user instead).
+//!   stays a leecher, and leecher → seeder → leecher → seeder cycles do not count again,
+//!   nor does a restart under a new peer id at the same endpoint (the same entry, flag
+//!   included). A peer that is removed (stopped or expired) and comes back is a new peer
+//!   (in private mode, where `completed` is credit, accounting will be per user instead).
 //! - Port 0 is answered (counts and peers) but stores nothing.
 //! - The response holds up to `numwant` peers chosen at random, never the announcer's own
 //!   endpoint; a seeder gets leechers only, a leecher gets seeders and leechers.
