@@ -328,6 +328,33 @@ fn bep41_options_make_a_valid_announce() {
     tracker.shutdown();
 }
 
+/// A client that stuffs its announce with URL data (3,000 bytes over twelve BEP 41
+/// options, far past `protocol.max_url_data_bytes`) gets an ordinary answer: the data is
+/// cut while parsing, and nothing of it travels further. A flood of such announces costs
+/// the request workers what any announce costs.
+#[test]
+fn oversized_url_data_is_cut_not_refused() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connected("127.0.0.1:0", tracker.local_addr());
+    for i in 0..100u16 {
+        let mut request = client.announce_request(
+            info_hash(13),
+            peer_id(1),
+            5000 + i,
+            0,
+            AnnounceEvent::Started,
+            -1,
+        );
+        request.url_data = vec![b'x'; 3000];
+        match client.request(&Request::Announce(request)) {
+            Response::AnnounceIpv4(r) => assert_eq!(r.seeders, i32::from(i) + 1),
+            other => panic!("expected an announce response, got {other:?}"),
+        }
+    }
+    assert_eq!(tracker.statistics().bad_requests, 0);
+    tracker.shutdown();
+}
+
 #[test]
 fn expired_peers_and_empty_torrents_are_removed() {
     let mut config = test_config("127.0.0.1:0");
