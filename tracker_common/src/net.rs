@@ -235,6 +235,32 @@ fn ipv4_fallback(addr: SocketAddr, only_ipv6: bool, err: &anyhow::Error) -> Opti
     }
 }
 
+/// Datagrams the kernel dropped (a full receive buffer, say) on the UDP sockets bound to
+/// `port`, summed over /proc/net/udp and /proc/net/udp6 (Linux). For measurements and
+/// tests: the tracker's own counters cannot see what never reached it.
+///
+/// # Errors
+/// A table could not be read.
+pub fn udp_port_drops(port: u16) -> anyhow::Result<u64> {
+    let mut drops = 0u64;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).with_context(|| format!("read {table}"))?;
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Field 1 is "local address:port" in hex; the last field is the drop count.
+            let local_port = fields
+                .get(1)
+                .and_then(|local| local.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port) {
+                let dropped = fields.last().and_then(|d| d.parse::<u64>().ok());
+                drops = drops.saturating_add(dropped.unwrap_or(0));
+            }
+        }
+    }
+    Ok(drops)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -474,40 +474,19 @@ mod tests {
     fn max_announce_peers_fill_a_1500_byte_mtu_and_no_more() {
         assert_eq!(MAX_ANNOUNCE_PEERS_IPV4, 242);
         assert_eq!(MAX_ANNOUNCE_PEERS_IPV6, 79);
-        let v4 = |n: usize| {
-            let peer = ResponsePeer {
-                ip: Ipv4Addr::LOCALHOST,
-                port: 1,
-            };
-            let mut buf = Vec::new();
-            Response::AnnounceIpv4(AnnounceResponse {
+        // The bytes of an announce response with n peers, written by the real writer.
+        fn written<I: Ip>(n: usize, ip: I, wrap: fn(AnnounceResponse<I>) -> Response) -> usize {
+            let response = wrap(AnnounceResponse {
                 transaction_id: TransactionId(1),
                 announce_interval: 1,
                 leechers: 1,
                 seeders: 1,
-                peers: vec![peer; n],
-            })
-            .write_bytes(&mut buf)
-            .unwrap();
-            buf.len()
-        };
-        let v6 = |n: usize| {
-            let peer = ResponsePeer {
-                ip: Ipv6Addr::LOCALHOST,
-                port: 1,
-            };
-            let mut buf = Vec::new();
-            Response::AnnounceIpv6(AnnounceResponse {
-                transaction_id: TransactionId(1),
-                announce_interval: 1,
-                leechers: 1,
-                seeders: 1,
-                peers: vec![peer; n],
-            })
-            .write_bytes(&mut buf)
-            .unwrap();
-            buf.len()
-        };
+                peers: vec![ResponsePeer { ip, port: 1 }; n],
+            });
+            write(&response).len()
+        }
+        let v4 = |n| written(n, Ipv4Addr::LOCALHOST, Response::AnnounceIpv4);
+        let v6 = |n| written(n, Ipv6Addr::LOCALHOST, Response::AnnounceIpv6);
         // UDP payload room on a 1500-byte MTU: minus the IP and UDP headers.
         let (room_v4, room_v6) = (1500 - 20 - 8, 1500 - 40 - 8);
         assert!(v4(MAX_ANNOUNCE_PEERS_IPV4) <= room_v4);

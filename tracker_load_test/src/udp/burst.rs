@@ -107,7 +107,7 @@ pub fn run_burst(target: SocketAddr, count: u64, sources: usize) -> anyhow::Resu
 
     let mut rng = SmallRng::seed_from_u64(1);
     let snmp_before = rcvbuf_errors()?;
-    let port_before = port_drops(target.port())?;
+    let port_before = tracker_common::net::udp_port_drops(target.port())?;
     let mut buf = Vec::with_capacity(256);
     let mut sent = 0;
     for i in 0..count {
@@ -141,7 +141,7 @@ pub fn run_burst(target: SocketAddr, count: u64, sources: usize) -> anyhow::Resu
     Ok(BurstSummary {
         sent,
         answered: answered.load(Ordering::Relaxed),
-        port_drops: port_drops(target.port())?.saturating_sub(port_before),
+        port_drops: tracker_common::net::udp_port_drops(target.port())?.saturating_sub(port_before),
         rcvbuf_errors: rcvbuf_errors()?.saturating_sub(snmp_before),
     })
 }
@@ -183,28 +183,6 @@ fn rcvbuf_errors() -> anyhow::Result<u64> {
         .find(|(name, _)| *name == "RcvbufErrors")
         .and_then(|(_, value)| value.parse().ok())
         .context("no RcvbufErrors in /proc/net/snmp")
-}
-
-/// Drops counted on the UDP sockets bound to `port` (/proc/net/udp and udp6).
-fn port_drops(port: u16) -> anyhow::Result<u64> {
-    let mut drops = 0;
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let text = std::fs::read_to_string(table).with_context(|| format!("read {table}"))?;
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields
-                .get(1)
-                .and_then(|local| local.rsplit(':').next())
-                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
-            if local_port == Some(port) {
-                drops += fields
-                    .last()
-                    .and_then(|d| d.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    Ok(drops)
 }
 
 /// The command line: `udp-burst ADDRESS COUNT [SOURCES]`; prints one line of results.

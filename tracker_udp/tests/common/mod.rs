@@ -272,24 +272,9 @@ pub fn assert_first_reply_is_connect(
     panic!("the tracker did not answer 10 connects");
 }
 
-/// Datagrams the kernel dropped (a full receive buffer, say) on the UDP sockets bound
-/// to `port`, from /proc/net/udp and /proc/net/udp6.
+/// Datagrams the kernel dropped on the UDP sockets bound to `port`.
 pub fn kernel_drops(port: u16) -> u64 {
-    let mut drops = 0;
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields
-                .get(1)
-                .and_then(|local| local.rsplit(':').next())
-                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
-            if local_port == Some(port) {
-                drops += fields.last().and_then(|d| d.parse::<u64>().ok()).unwrap();
-            }
-        }
-    }
-    drops
+    tracker_common::net::udp_port_drops(port).expect("read /proc/net/udp")
 }
 
 /// Waits until the tracker's statistics equal `expected` (some counters are bumped
