@@ -38,8 +38,8 @@ config_section! {
     /// Listening address and socket options of a group of UDP sockets (the `[network]`
     /// section of the UDP tracker and of the load tester's ceiling responder).
     pub struct UdpNetworkConfig {
-        /// Address and port to listen on. "[::]:PORT" serves IPv6 and (unless only_ipv6)
-        /// IPv4 on all interfaces; "0.0.0.0:PORT" serves IPv4 only. Port 0 lets the OS
+        /// Address and port to listen on. `"[::]:PORT"` serves IPv6 and (unless only_ipv6)
+        /// IPv4 on all interfaces; `"0.0.0.0:PORT"` serves IPv4 only. Port 0 lets the OS
         /// choose (the chosen port is logged).
         pub address: SocketAddr,
         /// With an IPv6 address: serve IPv6 only (IPV6_V6ONLY). Ignored for IPv4 addresses.
