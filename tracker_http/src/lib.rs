@@ -1,0 +1,1 @@
+//! shoal's HTTP tracker.

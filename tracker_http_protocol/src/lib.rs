@@ -1,0 +1,44 @@
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! The BitTorrent HTTP tracker wire format: announce and scrape requests as HTTP/1.x
+//! `GET` requests, and their bencoded answers.
+//!
+//! - BEP 3 (announce parameters, `failure reason`), BEP 23 (compact `peers`), BEP 7
+//!   (`peers6`), BEP 48 (scrape), BEP 24 (`external ip`).
+//!
+//! # Guarantees
+//! - **No I/O, no clock, no logging, no configuration.** Limits are arguments
+//!   ([`RequestLimits`]).
+//! - **No panics on any input**, and no allocation larger than the input or a limit.
+//! - **Incomplete input is a state, not an error**: [`parse_request`] answers
+//!   [`Parsed::Incomplete`] until a whole request head is there.
+//! - Parameters the tracker does not use (`key`, `trackerid`, `supportcrypto`, unknown
+//!   ones) may carry any percent-encoded bytes, UTF-8 or not; they never fail a request.
+//!
+//! # Layout
+//! - `query`: percent-decoding and the `key=value&...` pairs of a query string.
+//! - `request`: [`parse_request`] and the request types; `write_http` for load testers.
+//! - `response`: bencoded answers and the HTTP framing around them; parsing them back
+//!   for load testers and tests.
+//! - `bencode`: a bounded bencode decoder ([`bencode::Value`]).
+
+pub mod bencode;
+mod query;
+mod request;
+mod response;
+
+pub use query::{QueryPairs, percent_decode};
+pub use request::{
+    AnnounceRequest, HttpError, Parsed, Request, RequestKind, RequestLimits, ScrapeRequest,
+    parse_request,
+};
+pub use response::{
+    AnnounceResponse, HttpResponse, ParsedAnnounce, ParsedPeer, ScrapeResponse, TrackerResponse,
+    parse_http_response, write_failure_body, write_http_response,
+};
+pub use tracker_common::swarm::ScrapeCounts;
+pub use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeerWithId};
