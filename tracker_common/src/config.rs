@@ -41,6 +41,7 @@ leaf_config_doc!(
     i64,
     f64,
     String,
+    Vec<String>,
     PathBuf,
     SocketAddr,
     LogLevel,

@@ -22,9 +22,9 @@ use anyhow::Context;
 use crate::config_section;
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// How the sockets of [`bind_udp_sockets`] are set up.
+/// How the sockets of [`bind_udp_sockets`] and [`bind_tcp_listeners`] are set up.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UdpSocketOptions {
+pub struct SocketOptions {
     /// With an IPv6 address: serve IPv6 only (IPV6_V6ONLY). Ignored for IPv4.
     pub only_ipv6: bool,
     /// SO_RCVBUF in bytes; 0 keeps the OS default. The kernel caps it at
@@ -72,8 +72,8 @@ impl Default for UdpNetworkConfig {
 
 impl UdpNetworkConfig {
     /// The socket options these keys ask for.
-    pub fn socket_options(&self) -> UdpSocketOptions {
-        UdpSocketOptions {
+    pub fn socket_options(&self) -> SocketOptions {
+        SocketOptions {
             only_ipv6: self.only_ipv6,
             recv_buffer_bytes: self.recv_buffer_bytes,
             send_buffer_bytes: self.send_buffer_bytes,
@@ -111,37 +111,91 @@ impl UdpNetworkConfig {
 pub fn bind_udp_sockets(
     addr: SocketAddr,
     count: usize,
-    options: &UdpSocketOptions,
+    options: &SocketOptions,
 ) -> anyhow::Result<(SocketAddr, Vec<std::net::UdpSocket>)> {
+    let (local_addr, sockets) = bind_group(addr, count, options, Transport::Udp)?;
+    Ok((local_addr, sockets.into_iter().map(Into::into).collect()))
+}
+
+/// Binds `count` (at least 1) non-blocking TCP listeners with SO_REUSEPORT to `addr`,
+/// listening with a backlog of `backlog`, after the same check as [`bind_udp_sockets`]
+/// that no other socket holds the port, and with the same IPv4 fallback. The kernel
+/// spreads new connections over the listeners.
+///
+/// # Errors
+/// The port is in use ("tcp port P on A is already in use by another process"), or a
+/// socket could not be created, configured, bound or set listening.
+pub fn bind_tcp_listeners(
+    addr: SocketAddr,
+    count: usize,
+    options: &SocketOptions,
+    backlog: i32,
+) -> anyhow::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    let (local_addr, sockets) = bind_group(addr, count, options, Transport::Tcp)?;
+    let mut listeners = Vec::with_capacity(sockets.len());
+    for socket in sockets {
+        socket
+            .listen(backlog)
+            .with_context(|| format!("listen on tcp {local_addr}"))?;
+        listeners.push(socket.into());
+    }
+    Ok((local_addr, listeners))
+}
+
+/// UDP or TCP.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// The SO_REUSEPORT group of either transport (see [`bind_udp_sockets`]).
+fn bind_group(
+    addr: SocketAddr,
+    count: usize,
+    options: &SocketOptions,
+    transport: Transport,
+) -> anyhow::Result<(SocketAddr, Vec<Socket>)> {
+    let bind = |addr, reuse_port, warn| bound_socket(addr, options, transport, reuse_port, warn);
     // With port 0 the OS picks a port nobody holds, and releasing a probe to bind the
     // group there would let any socket made meanwhile take it: the first socket of the
-    // group is then bound directly. A configured port is probed first.
+    // group is then bound directly. A configured port is probed first, without
+    // SO_REUSEPORT, so that the bind fails if any socket holds it.
     let first = if addr.port() == 0 {
-        with_ipv4_fallback(addr, options, |addr| udp_socket(addr, options, true, true))?
+        with_ipv4_fallback(addr, options, |addr| bind(addr, true, true))?
     } else {
-        let probe = with_ipv4_fallback(addr, options, |addr| probe_udp(addr, options))?;
-        let probed = probe
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .context("read the probed address")?;
+        let probe = with_ipv4_fallback(addr, options, |addr| bind(addr, false, false))?;
+        let probed = socket_addr(&probe).context("read the probed address")?;
         drop(probe);
-        udp_socket(probed, options, true, true)?
+        bind(probed, true, true)?
     };
-    let local_addr = first.local_addr().context("read the bound address")?;
+    let local_addr = socket_addr(&first).context("read the bound address")?;
     let mut sockets = Vec::with_capacity(count.max(1));
     sockets.push(first);
     for _ in 1..count.max(1) {
-        sockets.push(udp_socket(local_addr, options, true, false)?);
+        sockets.push(bind(local_addr, true, false)?);
     }
     Ok((local_addr, sockets))
+}
+
+fn socket_addr(socket: &Socket) -> Option<SocketAddr> {
+    socket.local_addr().ok().and_then(|a| a.as_socket())
 }
 
 /// Runs `bind` on `addr`, or on `0.0.0.0` with a warning when `addr` is the dual-stack
 /// wildcard and the host has no IPv6.
 fn with_ipv4_fallback<T>(
     addr: SocketAddr,
-    options: &UdpSocketOptions,
+    options: &SocketOptions,
     bind: impl Fn(SocketAddr) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     match bind(addr) {
@@ -156,24 +210,24 @@ fn with_ipv4_fallback<T>(
     }
 }
 
-/// Binds a socket without SO_REUSEPORT, which fails if any socket holds the port.
-fn probe_udp(addr: SocketAddr, options: &UdpSocketOptions) -> anyhow::Result<Socket> {
-    udp_socket(addr, options, false, false).map(std::net::UdpSocket::into)
-}
-
-/// One non-blocking UDP socket bound to `addr`.
-fn udp_socket(
+/// One non-blocking socket bound to `addr`.
+fn bound_socket(
     addr: SocketAddr,
-    options: &UdpSocketOptions,
+    options: &SocketOptions,
+    transport: Transport,
     reuse_port: bool,
     warn_about_buffers: bool,
-) -> anyhow::Result<std::net::UdpSocket> {
+) -> anyhow::Result<Socket> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
         Domain::IPV6
     };
-    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).context("create socket")?;
+    let socket = match transport {
+        Transport::Udp => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)),
+        Transport::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP)),
+    }
+    .context("create socket")?;
     if addr.is_ipv6() {
         socket
             .set_only_v6(options.only_ipv6)
@@ -202,19 +256,20 @@ fn udp_socket(
             .set_send_buffer_size(options.send_buffer_bytes)
             .context("set SO_SNDBUF")?;
     }
+    let name = transport.name();
     match socket.bind(&addr.into()) {
-        Ok(()) => Ok(socket.into()),
+        Ok(()) => Ok(socket),
         Err(err) if err.raw_os_error() == Some(libc::EADDRINUSE) => {
             let ip = match addr {
                 SocketAddr::V4(v4) => v4.ip().to_string(),
                 SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
             };
             Err(anyhow::Error::new(err).context(format!(
-                "udp port {} on {ip} is already in use by another process (another tracker?)",
+                "{name} port {} on {ip} is already in use by another process (another tracker?)",
                 addr.port()
             )))
         }
-        Err(err) => Err(anyhow::Error::new(err).context(format!("bind udp socket to {addr}"))),
+        Err(err) => Err(anyhow::Error::new(err).context(format!("bind {name} socket to {addr}"))),
     }
 }
 
@@ -305,7 +360,7 @@ mod tests {
     #[test]
     fn binds_count_sockets_on_one_chosen_port() {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (addr, sockets) = bind_udp_sockets(any, 3, &UdpSocketOptions::default()).unwrap();
+        let (addr, sockets) = bind_udp_sockets(any, 3, &SocketOptions::default()).unwrap();
         assert_ne!(addr.port(), 0);
         assert_eq!(sockets.len(), 3);
         for s in &sockets {
@@ -320,7 +375,7 @@ mod tests {
     #[test]
     fn a_port_held_by_another_group_is_refused() {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let options = UdpSocketOptions::default();
+        let options = SocketOptions::default();
         let (addr, _held) = bind_udp_sockets(any, 2, &options).unwrap();
         let err = bind_udp_sockets(addr, 2, &options).unwrap_err();
         assert_eq!(
@@ -336,7 +391,7 @@ mod tests {
     fn a_port_held_by_a_plain_socket_is_refused() {
         let held = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
-        let err = bind_udp_sockets(addr, 1, &UdpSocketOptions::default()).unwrap_err();
+        let err = bind_udp_sockets(addr, 1, &SocketOptions::default()).unwrap_err();
         assert!(
             err.to_string()
                 .contains("already in use by another process"),
@@ -344,7 +399,7 @@ mod tests {
         );
         // The wildcard covers 127.0.0.1 too.
         let wildcard = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
-        let err = bind_udp_sockets(wildcard, 1, &UdpSocketOptions::default()).unwrap_err();
+        let err = bind_udp_sockets(wildcard, 1, &SocketOptions::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -352,5 +407,32 @@ mod tests {
                 addr.port()
             )
         );
+    }
+
+    #[test]
+    fn tcp_listeners_share_a_port_and_refuse_a_held_one() {
+        let (addr, listeners) = bind_tcp_listeners(
+            "127.0.0.1:0".parse().unwrap(),
+            3,
+            &SocketOptions::default(),
+            16,
+        )
+        .unwrap();
+        assert_eq!(listeners.len(), 3);
+        for listener in &listeners {
+            assert_eq!(listener.local_addr().unwrap(), addr);
+        }
+        // A client connects to one of them.
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let err = bind_tcp_listeners(addr, 1, &SocketOptions::default(), 16).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "tcp port {} on 127.0.0.1 is already in use by another process (another tracker?)",
+                addr.port()
+            )
+        );
+        // A UDP group on the same port number is another namespace.
+        assert!(bind_udp_sockets(addr, 1, &SocketOptions::default()).is_ok());
     }
 }

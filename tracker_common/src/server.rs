@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -197,6 +198,27 @@ impl Core {
             access_list_config: self.access_list_config,
         }
     }
+}
+
+/// One mio poll per socket worker, and the wake functions the request workers call to
+/// rouse them (a mio `Waker` registered in each poll under `waker_token`).
+///
+/// # Errors
+/// A poll or waker could not be made.
+pub fn make_polls(
+    count: usize,
+    waker_token: mio::Token,
+) -> anyhow::Result<(Vec<mio::Poll>, Vec<WakeFn>)> {
+    let mut polls = Vec::with_capacity(count);
+    let mut wakers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let poll = mio::Poll::new().context("create poll")?;
+        let waker = mio::Waker::new(poll.registry(), waker_token).context("create waker")?;
+        let wake: WakeFn = Arc::new(move || waker.wake());
+        wakers.push(wake);
+        polls.push(poll);
+    }
+    Ok((polls, wakers))
 }
 
 /// A running tracker, whatever its protocol: what its binary waits on and what tests

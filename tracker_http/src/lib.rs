@@ -1,1 +1,219 @@
-//! shoal's HTTP tracker.
+//! shoal's HTTP tracker: BitTorrent over HTTP (BEP 3, with BEP 23 compact peers, BEP 7
+//! `peers6`, BEP 48 scrape and BEP 24 `external ip`), IPv4 and IPv6, keep-alive and
+//! pipelining.
+//!
+//! # Threads and data flow
+//! ```text
+//!             SO_REUSEPORT TCP listeners, one per socket worker
+//!  clients <-> socket-01..N   (mio; accept, read, parse, access list, answer the index
+//!                 |            page and errors, write answers in request order)
+//!                 |  batches of announces / scrape parts, routed by a keyed hash of
+//!                 |  the info hash, over channels bounded by requests
+//!                 v
+//!             request-01..M   (each owns one shard of the torrents; the same request
+//!                 |            workers as the UDP tracker, from tracker_common)
+//!                 |  batches of responses back to the originating socket worker,
+//!                 |  which a mio Waker rouses
+//!                 v
+//!             socket worker writes the answer on its connection
+//!  + statistics, signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
+//!    a supervisor: any thread that ends takes the process down with an error naming it.
+//! ```
+//!
+//! What one client can hold (connections, buffers, pipeline, time) is bounded by the
+//! `[http]` section of the config; see the socket worker.
+//!
+//! [`start`] runs the tracker in-process and returns a [`Tracker`] handle (tests use it
+//! on port 0); [`run`] is what the binary calls.
+
+pub mod config;
+mod messages;
+mod proxy;
+mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracker_common::access_list::AccessListCache;
+use tracker_common::config::TrackerConfig as _;
+use tracker_common::server::{Core, TrackerHandle};
+use tracker_common::statistics::Snapshot;
+use tracker_common::swarm::NumWantPolicy;
+
+pub use config::Config;
+
+use crate::workers::request::HttpHandler;
+use crate::workers::socket::{HttpCounters, SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
+
+/// The binary's name.
+pub const APP_NAME: &str = "tracker_http";
+/// The binary's version.
+pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A running tracker.
+pub struct Tracker {
+    handle: TrackerHandle,
+    http_counters: Arc<HttpCounters>,
+    config: Config,
+}
+
+/// Connection counts of a running tracker.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Open now.
+    pub open: usize,
+    /// Closed at once because `http.max_connections` were open.
+    pub refused: u64,
+    /// Closed for making no progress for `http.idle_timeout_secs`.
+    pub timed_out: u64,
+}
+
+impl Tracker {
+    /// The address the listeners are bound to (with the real port when 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// The config in force, with worker counts resolved.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// All workers' counters summed.
+    pub fn statistics(&self) -> Snapshot {
+        self.handle.statistics()
+    }
+
+    /// Connection counts.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            open: self.http_counters.open.load(Ordering::Acquire),
+            refused: self.http_counters.refused.load(Ordering::Relaxed),
+            timed_out: self.http_counters.timed_out.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Re-reads the access list file, as SIGUSR1 does. On error the old list stays.
+    ///
+    /// # Errors
+    /// The file could not be read or has a bad line.
+    pub fn reload_access_list(&self) -> anyhow::Result<usize> {
+        self.handle.reload_access_list()
+    }
+
+    /// Blocks until a thread ends: `Ok` after a requested shutdown, `Err` naming the
+    /// thread otherwise.
+    ///
+    /// # Errors
+    /// A worker failed, returned or panicked.
+    pub fn wait(&self) -> anyhow::Result<()> {
+        self.handle.wait()
+    }
+
+    /// Stops every thread and waits for them (a few seconds at most).
+    pub fn shutdown(self) {
+        self.handle.shutdown();
+    }
+}
+
+/// Validates the config and starts every thread; returns once the listeners are bound.
+///
+/// # Errors
+/// A bad config value (naming the key), an unreadable access list, or a port that could
+/// not be bound.
+pub fn start(config: Config) -> anyhow::Result<Tracker> {
+    start_inner(config, false)
+}
+
+/// Runs the tracker until SIGTERM / SIGINT (then `Ok`) or until a thread fails.
+///
+/// # Errors
+/// As [`start`], or a thread that failed, returned or panicked.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    start_inner(config, true)?.handle.run_until_stopped()
+}
+
+fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
+    config.validate()?;
+    let proxies = config.proxy.trusted()?;
+    let mut core = Core::new(&config.access_list, &config.workers)?;
+    let (local_addr, listeners) = tracker_common::net::bind_tcp_listeners(
+        config.network.address,
+        config.workers.socket_workers,
+        &config.network.socket_options(),
+        i32::try_from(config.network.backlog).unwrap_or(1024),
+    )?;
+    let (polls, wakers) = tracker_common::server::make_polls(listeners.len(), WAKER_TOKEN)?;
+    let channels =
+        core.spawn_request_workers(&config.swarm, &config.workers, wakers, HttpHandler::default)?;
+
+    let http_counters = Arc::new(HttpCounters::default());
+    let settings = SocketWorkerSettings {
+        max_request_bytes: config.http.max_request_bytes,
+        max_pipelined_requests: config.http.max_pipelined_requests,
+        max_connections: config.http.max_connections,
+        idle_timeout: Duration::from_secs(u64::from(config.http.idle_timeout_secs)),
+        max_scrape_torrents: config.http.max_scrape_torrents,
+        max_pending_scrapes: config.http.max_pending_scrapes,
+        poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
+        numwant: NumWantPolicy {
+            default: config.swarm.numwant_default,
+            max: config.swarm.numwant_max,
+        },
+        interval: config.swarm.announce_interval_secs,
+        min_interval: config.http.min_announce_interval_secs,
+        trust_client_ip: config.swarm.trust_client_ip,
+        proxies,
+        address_header: config.proxy.address_header.clone(),
+        port: local_addr.port(),
+    };
+    for (index, ((listener, poll), response_receiver)) in listeners
+        .into_iter()
+        .zip(polls)
+        .zip(channels.to_socket_workers)
+        .enumerate()
+    {
+        let worker = SocketWorker {
+            index,
+            listener: mio::net::TcpListener::from_std(listener),
+            poll,
+            request_senders: channels.to_request_workers.clone(),
+            response_receiver,
+            router: core.router.clone(),
+            access_list: AccessListCache::new(core.access_list.clone()),
+            settings: settings.clone(),
+            statistics: core.statistics.clone(),
+            http_counters: http_counters.clone(),
+            shutdown: core.supervisor.shutdown_flag().clone(),
+        };
+        core.supervisor
+            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
+    }
+    drop(channels.to_request_workers);
+
+    let counters = http_counters.clone();
+    core.spawn_statistics(config.statistics.interval_secs, move |_| {
+        format!(
+            "connections {} (refused {}, timed out {})",
+            counters.open.load(Ordering::Acquire),
+            counters.refused.load(Ordering::Relaxed),
+            counters.timed_out.load(Ordering::Relaxed)
+        )
+    })?;
+    if handle_signals {
+        core.spawn_signals()?;
+    }
+
+    log::info!(
+        "listening on http://{local_addr} with {} socket and {} request workers",
+        config.workers.socket_workers,
+        config.workers.request_workers
+    );
+    Ok(Tracker {
+        handle: core.into_handle(local_addr),
+        http_counters,
+        config,
+    })
+}

@@ -41,12 +41,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use mio::{Poll, Waker};
-
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
-use tracker_common::request_worker::WakeFn;
 use tracker_common::server::{Core, TrackerHandle};
 use tracker_common::statistics::Snapshot;
 use tracker_common::swarm::NumWantPolicy;
@@ -135,21 +131,12 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     config.validate()?;
     let mut core = Core::new(&config.access_list, &config.workers)?;
     let (local_addr, sockets) = bind_sockets(&config)?;
-    let (polls, wakers) = make_polls(sockets.len())?;
+    let (polls, wakers) = tracker_common::server::make_polls(sockets.len(), WAKER_TOKEN)?;
 
     let interval = i32::try_from(config.swarm.announce_interval_secs).unwrap_or(i32::MAX);
-    let channels = core.spawn_request_workers(
-        &config.swarm,
-        &config.workers,
-        wakers
-            .iter()
-            .map(|waker| -> WakeFn {
-                let waker = waker.clone();
-                Arc::new(move || waker.wake())
-            })
-            .collect(),
-        || UdpHandler::new(interval),
-    )?;
+    let channels = core.spawn_request_workers(&config.swarm, &config.workers, wakers, || {
+        UdpHandler::new(interval)
+    })?;
 
     let udp_counters = Arc::new(UdpCounters::new(sockets.len()));
     let settings = SocketWorkerSettings {
@@ -227,18 +214,4 @@ fn bind_sockets(config: &Config) -> anyhow::Result<(SocketAddr, Vec<mio::net::Ud
         .map(mio::net::UdpSocket::from_std)
         .collect();
     Ok((local_addr, sockets))
-}
-
-/// One poll per socket worker, and the wakers the request workers use to rouse them.
-fn make_polls(count: usize) -> anyhow::Result<(Vec<Poll>, Vec<Arc<Waker>>)> {
-    let mut polls = Vec::with_capacity(count);
-    let mut wakers = Vec::with_capacity(count);
-    for _ in 0..count {
-        let poll = Poll::new().context("create poll")?;
-        wakers.push(Arc::new(
-            Waker::new(poll.registry(), WAKER_TOKEN).context("create waker")?,
-        ));
-        polls.push(poll);
-    }
-    Ok((polls, wakers))
 }

@@ -1,0 +1,1003 @@
+//! Socket worker: accepts connections on its listener, reads and parses requests,
+//! answers what needs no swarm (the index page, errors), forwards announces and scrapes
+//! to the request workers in batches, and writes the answers back on their connections,
+//! in request order.
+//!
+//! # What one client can hold
+//! - A place among `http.max_connections` (whole tracker); one more is closed at once.
+//! - A read buffer of at most `http.max_request_bytes` plus one read: a larger request
+//!   head is answered 431 and the connection closed.
+//! - At most `http.max_pipelined_requests` requests waiting for answers; further
+//!   requests stay unread in the kernel until answers have gone out (TCP flow control
+//!   then slows the client down, not the tracker).
+//! - Time: a connection that completes no request and takes no answer for
+//!   `http.idle_timeout_secs` is closed, whether it is idle, sends a request byte by
+//!   byte, or reads nothing.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::TryRecvError;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use tracker_common::access_list::AccessListCache;
+use tracker_common::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
+use tracker_common::request_worker::RequestBatch;
+use tracker_common::routing::ShardRouter;
+use tracker_common::scrape::{PendingScrapes, ScrapePart, ScrapeRoute, route_scrape};
+use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
+use tracker_common::supervisor::ShutdownFlag;
+use tracker_common::swarm::{AnnounceCounts, AnnounceParams, NumWantPolicy, ScrapeCounts};
+use tracker_http_protocol::{
+    AnnounceRequest, AnnounceResponse, InfoHash, Parsed, Request, RequestKind, RequestLimits,
+    ScrapeResponse, parse_request, write_failure_body, write_http_response,
+};
+
+use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses, PeerRange};
+use crate::proxy::TrustedProxies;
+
+/// Token of the listening socket.
+const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
+/// Token of the waker that request workers use after sending responses.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX - 2);
+/// Bytes read from a connection at a time.
+const READ_CHUNK: usize = 4096;
+/// A split scrape whose parts have not all come back by then is dropped.
+const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections accepted per wake-up, so that a connect flood cannot starve the others.
+const MAX_ACCEPTS_PER_ROUND: usize = 256;
+
+const ERR_NOT_ALLOWED: &str = "info hash not allowed";
+const ERR_FULL_SCRAPE: &str = "full scrape is not served: name the info_hash of each torrent";
+const ERR_OVERLOADED: &str = "tracker overloaded, try again later";
+
+/// Settings a socket worker needs from the config.
+#[derive(Clone, Debug)]
+pub(crate) struct SocketWorkerSettings {
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_pipelined_requests: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_scrape_torrents: usize,
+    pub(crate) max_pending_scrapes: usize,
+    pub(crate) poll_timeout: Duration,
+    pub(crate) numwant: NumWantPolicy,
+    pub(crate) interval: u32,
+    pub(crate) min_interval: u32,
+    pub(crate) trust_client_ip: bool,
+    pub(crate) proxies: TrustedProxies,
+    pub(crate) address_header: String,
+    /// The tracker's port, for the index page.
+    pub(crate) port: u16,
+}
+
+/// Counts only the HTTP tracker keeps.
+#[derive(Debug, Default)]
+pub(crate) struct HttpCounters {
+    /// Connections open now, over all socket workers.
+    pub(crate) open: AtomicUsize,
+    /// Connections closed at once because `http.max_connections` were open.
+    pub(crate) refused: AtomicU64,
+    /// Connections closed for being idle too long.
+    pub(crate) timed_out: AtomicU64,
+}
+
+/// One socket worker and everything it owns.
+pub(crate) struct SocketWorker {
+    pub(crate) index: usize,
+    pub(crate) listener: TcpListener,
+    pub(crate) poll: Poll,
+    pub(crate) request_senders: Vec<WeightedSender<RequestBatch<HttpRequest>>>,
+    pub(crate) response_receiver: WeightedReceiver<HttpResponses>,
+    pub(crate) router: ShardRouter,
+    pub(crate) access_list: AccessListCache,
+    pub(crate) settings: SocketWorkerSettings,
+    pub(crate) statistics: Arc<Statistics>,
+    pub(crate) http_counters: Arc<HttpCounters>,
+    pub(crate) shutdown: ShutdownFlag,
+}
+
+/// What an answer still waiting for a request worker needs to be written.
+#[derive(Debug)]
+enum Awaited {
+    /// The answer was known at once.
+    Nothing,
+    Announce {
+        compact: bool,
+        no_peer_id: bool,
+        external_ip: IpAddr,
+    },
+    Scrape {
+        hashes: Vec<InfoHash>,
+    },
+}
+
+/// One request of a connection's pipeline.
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    keep_alive: bool,
+    awaited: Awaited,
+    /// The whole HTTP response once it is known.
+    answer: Option<Vec<u8>>,
+}
+
+struct Connection {
+    stream: TcpStream,
+    /// The TCP peer, IPv4-mapped addresses as IPv4.
+    peer_ip: IpAddr,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    written: usize,
+    /// Requests whose answers have not been written yet, in request order.
+    pipeline: VecDeque<Pending>,
+    next_seq: u64,
+    last_progress: Instant,
+    /// No further request is read; the connection closes once its answers are out.
+    closing: bool,
+    /// The client closed its side: read no more.
+    peer_closed: bool,
+    /// Reading stopped before the socket was drained (a full pipeline, read buffer or
+    /// unsent answers): read again once the answers are out.
+    read_paused: bool,
+}
+
+/// The connections of the worker, by slot; a slot's generation changes when it is
+/// reused, so that an answer for a closed connection is not given to a newer one.
+#[derive(Default)]
+struct Slots {
+    connections: Vec<Option<Connection>>,
+    generations: Vec<u32>,
+    free: Vec<usize>,
+}
+
+impl Slots {
+    fn insert(&mut self, connection: Connection) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                if let Some(place) = self.connections.get_mut(slot) {
+                    *place = Some(connection);
+                }
+                slot
+            }
+            None => {
+                self.connections.push(Some(connection));
+                self.generations.push(0);
+                self.connections.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<Connection> {
+        let connection = self.connections.get_mut(slot)?.take()?;
+        if let Some(generation) = self.generations.get_mut(slot) {
+            *generation = generation.wrapping_add(1);
+        }
+        self.free.push(slot);
+        Some(connection)
+    }
+
+    fn generation(&self, slot: usize) -> u32 {
+        self.generations.get(slot).copied().unwrap_or(0)
+    }
+
+    fn get_mut(&mut self, slot: usize) -> Option<&mut Connection> {
+        self.connections.get_mut(slot)?.as_mut()
+    }
+
+    fn get_current(&mut self, conn: ConnRef) -> Option<&mut Connection> {
+        let slot = conn.slot as usize;
+        if self.generation(slot) != conn.generation {
+            return None;
+        }
+        self.get_mut(slot)
+    }
+}
+
+/// The worker's loop state, apart from sockets and channels.
+struct State {
+    slots: Slots,
+    outgoing: Vec<Vec<HttpRequest>>,
+    pending_scrapes: PendingScrapes<(ConnRef, usize)>,
+    full_warning: RateLimitedWarning,
+    request_worker_gone: bool,
+    /// Reused for answer bodies.
+    body: Vec<u8>,
+    /// Connections whose reading stopped before the socket was drained (a full pipeline
+    /// or read buffer) and should be read again once their answers are out.
+    resume: Vec<usize>,
+}
+
+impl SocketWorker {
+    /// Runs until shutdown.
+    ///
+    /// # Errors
+    /// Polling failed, or a request worker is gone while no shutdown was asked for.
+    pub(crate) fn run(mut self) -> anyhow::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut self.listener, LISTENER_TOKEN, Interest::READABLE)
+            .map_err(|err| anyhow::Error::new(err).context("register listener"))?;
+        let mut events = Events::with_capacity(1024);
+        let mut state = State {
+            slots: Slots::default(),
+            outgoing: self.request_senders.iter().map(|_| Vec::new()).collect(),
+            pending_scrapes: PendingScrapes::new(
+                self.settings.max_pending_scrapes,
+                PENDING_SCRAPE_TIMEOUT,
+            ),
+            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            request_worker_gone: false,
+            body: Vec::new(),
+            resume: Vec::new(),
+        };
+        let mut last_housekeeping = Instant::now();
+        let mut listener_ready = false;
+
+        while !self.shutdown.is_set() {
+            match self
+                .poll
+                .poll(&mut events, Some(self.settings.poll_timeout))
+            {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => return Err(anyhow::Error::new(err).context("poll")),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER_TOKEN => listener_ready = true,
+                    WAKER_TOKEN => {}
+                    Token(slot) => {
+                        if event.is_readable() || event.is_read_closed() {
+                            self.read(slot, &mut state);
+                        }
+                        if event.is_writable() {
+                            self.write(slot, &mut state);
+                        }
+                    }
+                }
+            }
+            if listener_ready {
+                listener_ready = self.accept(&mut state);
+            }
+            self.flush_requests(&mut state);
+            self.take_responses(&mut state);
+            while let Some(slot) = state.resume.pop() {
+                self.read(slot, &mut state);
+            }
+            self.flush_requests(&mut state);
+            if state.request_worker_gone && !self.shutdown.is_set() {
+                anyhow::bail!("request worker channel closed");
+            }
+            if last_housekeeping.elapsed() >= Duration::from_secs(1) {
+                self.housekeeping(&mut state);
+                last_housekeeping = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> &SocketCounters {
+        self.statistics.socket(self.index)
+    }
+
+    /// Accepts waiting connections; returns whether more may be waiting.
+    fn accept(&mut self, state: &mut State) -> bool {
+        for _ in 0..MAX_ACCEPTS_PER_ROUND {
+            let (stream, addr) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    // Out of file descriptors, say: try again on the next round.
+                    log::warn!("accept: {err}");
+                    return false;
+                }
+            };
+            let open = self.http_counters.open.fetch_add(1, Ordering::AcqRel);
+            if open >= self.settings.max_connections {
+                self.http_counters.open.fetch_sub(1, Ordering::AcqRel);
+                self.http_counters.refused.fetch_add(1, Ordering::Relaxed);
+                continue; // Dropping the stream closes it.
+            }
+            let connection = Connection {
+                peer_ip: canonical_ip(addr),
+                stream: {
+                    let _ = stream.set_nodelay(true);
+                    stream
+                },
+                read_buf: Vec::new(),
+                write_buf: Vec::new(),
+                written: 0,
+                pipeline: VecDeque::new(),
+                next_seq: 0,
+                last_progress: Instant::now(),
+                closing: false,
+                peer_closed: false,
+                read_paused: false,
+            };
+            let slot = state.slots.insert(connection);
+            let registered = state.slots.get_mut(slot).map(|c| {
+                self.poll.registry().register(
+                    &mut c.stream,
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+            });
+            if let Some(Err(err)) = registered {
+                log::warn!("register connection: {err}");
+                self.close(slot, state);
+            }
+        }
+        true
+    }
+
+    /// Reads what the connection has and handles every whole request in it. Reading
+    /// stops early, until the answers are out, while the pipeline is full, the read
+    /// buffer holds a request head's worth, or answers are unsent: a client that sends
+    /// and never reads holds no more than that.
+    fn read(&mut self, slot: usize, state: &mut State) {
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut failed = false;
+        let mut drained = false;
+        {
+            let Some(c) = state.slots.get_mut(slot) else {
+                return;
+            };
+            loop {
+                if c.closing || c.peer_closed {
+                    drained = true;
+                    break;
+                }
+                if c.pipeline.len() >= self.settings.max_pipelined_requests
+                    || c.read_buf.len() > self.settings.max_request_bytes
+                    || c.written < c.write_buf.len()
+                {
+                    break;
+                }
+                match c.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        c.peer_closed = true;
+                        drained = true;
+                        break;
+                    }
+                    Ok(n) => c
+                        .read_buf
+                        .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
+                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+                // Parse before reading on, so that the bounds apply to what is read.
+                if c.read_buf.len() >= READ_CHUNK {
+                    break;
+                }
+            }
+            c.read_paused = !drained;
+        }
+        if failed {
+            self.close(slot, state);
+            return;
+        }
+        self.parse_requests(slot, state);
+        self.write(slot, state);
+        // Stopped only to parse, and there is room again: read on.
+        if let Some(c) = state.slots.get_mut(slot)
+            && c.read_paused
+            && !c.closing
+            && c.pipeline.len() < self.settings.max_pipelined_requests
+            && c.read_buf.len() <= self.settings.max_request_bytes
+            && c.written >= c.write_buf.len()
+        {
+            c.read_paused = false;
+            state.resume.push(slot);
+        }
+    }
+
+    /// Handles the whole requests at the start of the connection's read buffer, as many
+    /// as the pipeline takes.
+    fn parse_requests(&mut self, slot: usize, state: &mut State) {
+        let header = self.settings.address_header.clone();
+        let limits = RequestLimits {
+            max_request_bytes: self.settings.max_request_bytes,
+            max_scrape_hashes: self.settings.max_scrape_torrents,
+            forwarded_header: (!self.settings.proxies.is_empty()).then_some(header.as_str()),
+        };
+        loop {
+            let Some(c) = state.slots.get_mut(slot) else {
+                return;
+            };
+            if c.closing || c.pipeline.len() >= self.settings.max_pipelined_requests {
+                return;
+            }
+            match parse_request(&c.read_buf, &limits) {
+                Ok(Parsed::Incomplete) => {
+                    if c.peer_closed && !c.read_buf.is_empty() {
+                        // Half a request and nothing more will come.
+                        c.read_buf.clear();
+                        c.closing = true;
+                    }
+                    return;
+                }
+                Ok(Parsed::Complete { request, len }) => {
+                    c.read_buf.drain(..len.min(c.read_buf.len()));
+                    c.last_progress = Instant::now();
+                    let seq = c.next_seq;
+                    c.next_seq = c.next_seq.wrapping_add(1);
+                    if !request.keep_alive {
+                        c.closing = true;
+                    }
+                    let peer_ip = c.peer_ip;
+                    let conn = ConnRef {
+                        slot: u32::try_from(slot).unwrap_or(u32::MAX),
+                        generation: state.slots.generation(slot),
+                        seq,
+                    };
+                    self.handle_request(request, peer_ip, conn, state);
+                }
+                Err(error) => {
+                    add(&self.counters().bad_requests, 1);
+                    add(&self.counters().error_responses, 1);
+                    log::debug!("bad http request from {}: {error:?}", c.peer_ip);
+                    let mut answer = Vec::new();
+                    let body = format!("{}\n", error.reason());
+                    write_http_response(
+                        &mut answer,
+                        error.status(),
+                        error.reason(),
+                        "text/plain",
+                        false,
+                        body.as_bytes(),
+                    );
+                    c.read_buf = Vec::new();
+                    c.closing = true;
+                    let seq = c.next_seq;
+                    c.next_seq = c.next_seq.wrapping_add(1);
+                    c.pipeline.push_back(Pending {
+                        seq,
+                        keep_alive: false,
+                        awaited: Awaited::Nothing,
+                        answer: Some(answer),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        request: Request,
+        tcp_peer: IpAddr,
+        conn: ConnRef,
+        state: &mut State,
+    ) {
+        let keep_alive = request.keep_alive;
+        match request.kind {
+            RequestKind::Index => {
+                let page = index_page(self.settings.port);
+                let mut answer = Vec::new();
+                write_http_response(
+                    &mut answer,
+                    200,
+                    "OK",
+                    "text/plain; charset=utf-8",
+                    keep_alive,
+                    page.as_bytes(),
+                );
+                self.ready(conn, keep_alive, answer, state);
+            }
+            RequestKind::Failure(reason) => {
+                add(&self.counters().bad_requests, 1);
+                self.fail(conn, keep_alive, reason, state);
+            }
+            RequestKind::Announce(announce) => {
+                add(&self.counters().announce, 1);
+                if !self.access_list.allows(&announce.info_hash) {
+                    add(&self.counters().access_denied, 1);
+                    self.fail(conn, keep_alive, ERR_NOT_ALLOWED, state);
+                    return;
+                }
+                let client_ip = self
+                    .settings
+                    .proxies
+                    .client_ip(tcp_peer, request.forwarded_for.as_deref());
+                self.route_announce(&announce, client_ip, conn, keep_alive, state);
+            }
+            RequestKind::Scrape(scrape) => {
+                add(&self.counters().scrape, 1);
+                if scrape.info_hashes.is_empty() {
+                    self.fail(conn, keep_alive, ERR_FULL_SCRAPE, state);
+                    return;
+                }
+                self.route_scrape(scrape.info_hashes, conn, keep_alive, state);
+            }
+        }
+    }
+
+    fn route_announce(
+        &mut self,
+        announce: &AnnounceRequest,
+        client_ip: IpAddr,
+        conn: ConnRef,
+        keep_alive: bool,
+        state: &mut State,
+    ) {
+        // The `ip` parameter is believed only behind a relay the operator trusts, and
+        // only within the family the client came from (its peers are of that family).
+        let peer_ip = match (self.settings.trust_client_ip, announce.ip) {
+            (true, Some(claimed)) if claimed.is_ipv4() == client_ip.is_ipv4() => claimed,
+            _ => client_ip,
+        };
+        let params = AnnounceParams {
+            info_hash: announce.info_hash,
+            peer_id: announce.peer_id,
+            port: announce.port,
+            bytes_left: announce.left,
+            event: announce.event,
+            numwant: self.settings.numwant.resolve(announce.numwant),
+        };
+        let shard = self.router.shard(&announce.info_hash);
+        let pending = Pending {
+            seq: conn.seq,
+            keep_alive,
+            awaited: Awaited::Announce {
+                compact: announce.compact,
+                no_peer_id: announce.no_peer_id,
+                external_ip: client_ip,
+            },
+            answer: None,
+        };
+        if let Some(c) = state.slots.get_current(conn) {
+            c.pipeline.push_back(pending);
+        }
+        self.push_request(
+            shard,
+            HttpRequest::Announce {
+                params,
+                peer_ip,
+                conn,
+            },
+            state,
+        );
+    }
+
+    fn route_scrape(
+        &mut self,
+        hashes: Vec<InfoHash>,
+        conn: ConnRef,
+        keep_alive: bool,
+        state: &mut State,
+    ) {
+        let access_list = &mut self.access_list;
+        let route = route_scrape(&hashes, &self.router, |hash| access_list.allows(hash));
+        let parts: Vec<(usize, ScrapePart, Option<u64>)> = match route {
+            ScrapeRoute::Nothing => {
+                let counts = vec![ScrapeCounts::default(); hashes.len()];
+                let answer = self.scrape_answer(&hashes, &counts, keep_alive, state);
+                self.ready(conn, keep_alive, answer, state);
+                return;
+            }
+            ScrapeRoute::One { shard, part } => vec![(shard, part, None)],
+            ScrapeRoute::Split(parts) => {
+                let id = state.pending_scrapes.insert(
+                    (conn, hashes.len()),
+                    hashes.len(),
+                    parts.len(),
+                    Instant::now(),
+                );
+                let Some(id) = id else {
+                    add(&self.counters().dropped, 1);
+                    self.fail(conn, keep_alive, ERR_OVERLOADED, state);
+                    return;
+                };
+                parts
+                    .into_iter()
+                    .map(|(shard, part)| (shard, part, Some(id)))
+                    .collect()
+            }
+        };
+        if let Some(c) = state.slots.get_current(conn) {
+            c.pipeline.push_back(Pending {
+                seq: conn.seq,
+                keep_alive,
+                awaited: Awaited::Scrape { hashes },
+                answer: None,
+            });
+        }
+        for (shard, part, pending_id) in parts {
+            self.push_request(
+                shard,
+                HttpRequest::Scrape {
+                    part,
+                    pending_id,
+                    conn,
+                },
+                state,
+            );
+        }
+    }
+
+    /// Answers with a bencoded `failure reason`, status 200 as clients expect.
+    fn fail(&mut self, conn: ConnRef, keep_alive: bool, reason: &str, state: &mut State) {
+        add(&self.counters().error_responses, 1);
+        state.body.clear();
+        write_failure_body(reason, &mut state.body);
+        let mut answer = Vec::new();
+        write_http_response(
+            &mut answer,
+            200,
+            "OK",
+            "text/plain",
+            keep_alive,
+            &state.body,
+        );
+        self.ready(conn, keep_alive, answer, state);
+    }
+
+    /// Queues an answer that is known at once, in its place in the pipeline.
+    fn ready(&mut self, conn: ConnRef, keep_alive: bool, answer: Vec<u8>, state: &mut State) {
+        if let Some(c) = state.slots.get_current(conn) {
+            c.pipeline.push_back(Pending {
+                seq: conn.seq,
+                keep_alive,
+                awaited: Awaited::Nothing,
+                answer: Some(answer),
+            });
+        }
+    }
+
+    fn push_request(&mut self, shard: usize, request: HttpRequest, state: &mut State) {
+        let Some(out) = state.outgoing.get_mut(shard) else {
+            return;
+        };
+        out.push(request);
+        if out.len() >= MAX_BATCH_LEN {
+            self.flush_to(shard, state);
+        }
+    }
+
+    fn flush_requests(&mut self, state: &mut State) {
+        for shard in 0..state.outgoing.len() {
+            self.flush_to(shard, state);
+        }
+    }
+
+    /// Sends the batch for request worker `shard`. A full channel drops it: each of its
+    /// requests is answered with an "overloaded" failure, so that no connection waits
+    /// forever for an answer that will not come.
+    fn flush_to(&mut self, shard: usize, state: &mut State) {
+        let (Some(out), Some(sender)) = (
+            state.outgoing.get_mut(shard),
+            self.request_senders.get(shard),
+        ) else {
+            return;
+        };
+        if out.is_empty() {
+            return;
+        }
+        let requests = std::mem::replace(out, Vec::with_capacity(out.len()));
+        let len = requests.len();
+        let batch = RequestBatch {
+            from: self.index,
+            requests,
+        };
+        match sender.try_send(batch, len) {
+            Ok(()) => {}
+            Err(TrySendError::Full(batch)) => {
+                add(&self.counters().dropped, len as u64);
+                if let Some(held_back) = state.full_warning.check(Instant::now()) {
+                    log::warn!(
+                        "request channel full: dropped {len} requests (and {held_back} \
+                         more batches since the last warning); request workers are overloaded"
+                    );
+                }
+                for request in batch.requests {
+                    let conn = match request {
+                        HttpRequest::Announce { conn, .. } | HttpRequest::Scrape { conn, .. } => {
+                            conn
+                        }
+                    };
+                    self.answer_overloaded(conn, state);
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => state.request_worker_gone = true,
+        }
+    }
+
+    /// Replaces the awaited answer of `conn` with an "overloaded" failure.
+    fn answer_overloaded(&mut self, conn: ConnRef, state: &mut State) {
+        add(&self.counters().error_responses, 1);
+        let Some(c) = state.slots.get_current(conn) else {
+            return;
+        };
+        let Some(pending) = c.pipeline.iter_mut().find(|p| p.seq == conn.seq) else {
+            return;
+        };
+        if pending.answer.is_some() {
+            return;
+        }
+        let mut body = Vec::new();
+        write_failure_body(ERR_OVERLOADED, &mut body);
+        let mut answer = Vec::new();
+        write_http_response(
+            &mut answer,
+            200,
+            "OK",
+            "text/plain",
+            pending.keep_alive,
+            &body,
+        );
+        pending.answer = Some(answer);
+        state.resume.push(conn.slot as usize);
+    }
+
+    fn take_responses(&mut self, state: &mut State) {
+        loop {
+            let batch = match self.response_receiver.try_recv() {
+                Ok(batch) => batch,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            for response in &batch.responses {
+                match response {
+                    HttpResponse::Announce {
+                        conn,
+                        counts,
+                        peers,
+                    } => self.answer_announce(*conn, *counts, *peers, &batch, state),
+                    HttpResponse::Scrape {
+                        conn,
+                        pending_id: None,
+                        counts,
+                    } => {
+                        let counts: Vec<ScrapeCounts> = counts.iter().map(|(_, c)| *c).collect();
+                        self.answer_scrape(*conn, &counts, state);
+                    }
+                    HttpResponse::Scrape {
+                        pending_id: Some(id),
+                        counts,
+                        ..
+                    } => {
+                        if let Some(((conn, _), all)) = state.pending_scrapes.merge(*id, counts) {
+                            self.answer_scrape(conn, &all, state);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer_announce(
+        &mut self,
+        conn: ConnRef,
+        counts: AnnounceCounts,
+        peers: PeerRange,
+        batch: &HttpResponses,
+        state: &mut State,
+    ) {
+        let Some(c) = state.slots.get_current(conn) else {
+            return;
+        };
+        let Some(pending) = c.pipeline.iter_mut().find(|p| p.seq == conn.seq) else {
+            return;
+        };
+        let Awaited::Announce {
+            compact,
+            no_peer_id,
+            external_ip,
+        } = pending.awaited
+        else {
+            return;
+        };
+        let range = peers.start as usize..(peers.start as usize).saturating_add(peers.len as usize);
+        let (peers_v4, peers_v6) = if peers.ipv6 {
+            (&[][..], batch.peers_v6.get(range).unwrap_or_default())
+        } else {
+            (batch.peers_v4.get(range).unwrap_or_default(), &[][..])
+        };
+        let response = AnnounceResponse {
+            interval: self.settings.interval,
+            min_interval: self.settings.min_interval,
+            complete: counts.seeders,
+            incomplete: counts.leechers,
+            peers_v4,
+            peers_v6,
+            compact,
+            no_peer_id,
+            external_ip: Some(external_ip),
+        };
+        state.body.clear();
+        response.write_body(&mut state.body);
+        let mut answer = Vec::new();
+        write_http_response(
+            &mut answer,
+            200,
+            "OK",
+            "text/plain",
+            pending.keep_alive,
+            &state.body,
+        );
+        pending.answer = Some(answer);
+        self.write(conn.slot as usize, state);
+    }
+
+    fn answer_scrape(&mut self, conn: ConnRef, counts: &[ScrapeCounts], state: &mut State) {
+        let Some(c) = state.slots.get_current(conn) else {
+            return;
+        };
+        let Some(index) = c.pipeline.iter().position(|p| p.seq == conn.seq) else {
+            return;
+        };
+        let (hashes, keep_alive) = match c.pipeline.get_mut(index) {
+            Some(Pending {
+                awaited: Awaited::Scrape { hashes },
+                keep_alive,
+                ..
+            }) => (std::mem::take(hashes), *keep_alive),
+            _ => return,
+        };
+        let answer = self.scrape_answer(&hashes, counts, keep_alive, state);
+        if let Some(pending) = state
+            .slots
+            .get_current(conn)
+            .and_then(|c| c.pipeline.get_mut(index))
+        {
+            pending.answer = Some(answer);
+        }
+        self.write(conn.slot as usize, state);
+    }
+
+    fn scrape_answer(
+        &self,
+        hashes: &[InfoHash],
+        counts: &[ScrapeCounts],
+        keep_alive: bool,
+        state: &mut State,
+    ) -> Vec<u8> {
+        let files: Vec<(InfoHash, ScrapeCounts)> = hashes
+            .iter()
+            .zip(
+                counts
+                    .iter()
+                    .chain(std::iter::repeat(&ScrapeCounts::default())),
+            )
+            .map(|(hash, counts)| (*hash, *counts))
+            .collect();
+        state.body.clear();
+        ScrapeResponse { files: &files }.write_body(&mut state.body);
+        let mut answer = Vec::new();
+        write_http_response(
+            &mut answer,
+            200,
+            "OK",
+            "text/plain",
+            keep_alive,
+            &state.body,
+        );
+        answer
+    }
+
+    /// Moves the answers at the head of the pipeline into the write buffer, writes what
+    /// the socket takes, and closes the connection when it is done.
+    fn write(&mut self, slot: usize, state: &mut State) {
+        let mut failed = false;
+        let mut done = false;
+        let mut resume = false;
+        {
+            let Some(c) = state.slots.get_mut(slot) else {
+                return;
+            };
+            while let Some(head) = c.pipeline.front_mut() {
+                let Some(answer) = head.answer.take() else {
+                    break;
+                };
+                if c.write_buf.is_empty() {
+                    c.write_buf = answer;
+                    c.written = 0;
+                } else {
+                    c.write_buf.extend_from_slice(&answer);
+                }
+                c.pipeline.pop_front();
+                add(&self.statistics.socket(self.index).responses, 1);
+            }
+            while c.written < c.write_buf.len() {
+                let rest = c.write_buf.get(c.written..).unwrap_or_default();
+                match c.stream.write(rest) {
+                    Ok(0) => {
+                        failed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.written += n;
+                        c.last_progress = Instant::now();
+                    }
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if c.written >= c.write_buf.len() {
+                c.write_buf.clear();
+                c.written = 0;
+                if c.write_buf.capacity() > 64 * 1024 {
+                    c.write_buf = Vec::new();
+                }
+                let nothing_left = c.pipeline.is_empty();
+                if nothing_left && (c.closing || (c.peer_closed && c.read_buf.is_empty())) {
+                    done = true;
+                }
+            }
+            // Reading waited for these answers to go out.
+            if c.read_paused && c.written >= c.write_buf.len() && !c.closing && !c.peer_closed {
+                c.read_paused = false;
+                resume = true;
+            }
+        }
+        if failed || done {
+            self.close(slot, state);
+        } else if resume {
+            state.resume.push(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize, state: &mut State) {
+        if let Some(mut c) = state.slots.remove(slot) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            self.http_counters.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Closes connections that made no progress for the idle timeout, and drops split
+    /// scrapes whose parts did not all come back.
+    fn housekeeping(&mut self, state: &mut State) {
+        let now = Instant::now();
+        let timeout = self.settings.idle_timeout;
+        let idle: Vec<usize> = state
+            .slots
+            .connections
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| {
+                let c = c.as_ref()?;
+                (now.saturating_duration_since(c.last_progress) > timeout).then_some(slot)
+            })
+            .collect();
+        for slot in idle {
+            self.http_counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            self.close(slot, state);
+        }
+        state.pending_scrapes.expire(now);
+    }
+}
+
+/// The client's address with IPv4-mapped IPv6 addresses as IPv4, so that a dual-stack
+/// listener puts IPv4 clients in the IPv4 swarm.
+fn canonical_ip(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        ip => ip,
+    }
+}
+
+/// The plain page `GET /` answers.
+fn index_page(port: u16) -> String {
+    format!(
+        "shoal BitTorrent tracker (HTTP)\n\n\
+         Announce URL: http://<this host>:{port}/announce\n\
+         Scrape URL:   http://<this host>:{port}/scrape\n"
+    )
+}
