@@ -2,9 +2,8 @@
 //! small BEP 15 client over a real UDP socket.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -301,64 +300,17 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// The real binary, its stderr lines, and the address it listens on.
-pub struct Spawned {
-    pub child: Child,
-    pub lines: mpsc::Receiver<String>,
-    pub addr: std::net::SocketAddr,
-}
+pub struct Spawned;
 
 impl Spawned {
-    pub fn start(config_path: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracker_udp"))
-            .arg("-c")
-            .arg(config_path)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = Self::wait_line(&lines, "listening on udp://");
-        let addr = line
-            .split("listening on udp://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap();
-        Self { child, lines, addr }
+    pub fn start(config_path: &std::path::Path) -> tracker_common::testing::Spawned {
+        tracker_common::testing::Spawned::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_tracker_udp")),
+            config_path,
+        )
     }
 
     pub fn wait_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
-        loop {
-            match lines.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(err) => panic!("no log line containing {needle:?}: {err}"),
-            }
-        }
-    }
-
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        tracker_common::testing::Spawned::wait_line(lines, needle)
     }
 }

@@ -1,0 +1,103 @@
+//! Support for the trackers' integration tests: a tracker binary started as a child
+//! process, with its log lines and the address it listens on. Not used by the trackers
+//! themselves.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A tracker binary running as a child process; killed when dropped.
+pub struct Spawned {
+    /// The process.
+    pub child: Child,
+    /// Its stderr (the log), line by line.
+    pub lines: mpsc::Receiver<String>,
+    /// The address from its "listening on SCHEME://ADDR" line.
+    pub addr: SocketAddr,
+}
+
+impl Spawned {
+    /// Starts `binary -c config` and waits (10 s at most) for its "listening on" line.
+    ///
+    /// # Panics
+    /// The binary did not start or never said where it listens: a failed test.
+    pub fn start(binary: &Path, config: &Path) -> Self {
+        let mut child = Command::new(binary)
+            .arg("-c")
+            .arg(config)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
+        let Some(stderr) = child.stderr.take() else {
+            panic!("no stderr pipe");
+        };
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = Self::wait_line(&lines, "listening on ");
+        let addr = line
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Self { child, lines, addr }
+    }
+
+    /// The next log line containing `needle`, waiting 10 s at most.
+    ///
+    /// # Panics
+    /// No such line came.
+    pub fn wait_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+        loop {
+            match lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(err) => panic!("no log line containing {needle:?}: {err}"),
+            }
+        }
+    }
+
+    /// Sends the signal `name` ("USR1", "TERM", ...) with kill(1).
+    ///
+    /// # Panics
+    /// kill failed.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// Waits (10 s at most) for the process to exit; its exit code.
+    ///
+    /// # Panics
+    /// It did not exit in time.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(std::time::Instant::now() < deadline, "no exit within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,461 @@
+//! The HTTP tracker over real TCP connections on 127.0.0.1 / ::1: announces and scrapes,
+//! keep-alive and pipelining, partial reads, every error path, the limits one client can
+//! reach, the access list, the proxy header, and IPv6 peers.
+
+mod common;
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use common::*;
+use tracker_common::access_list::AccessListMode;
+use tracker_http_protocol::{AnnounceEvent, ParsedPeer, TrackerResponse};
+
+fn loopback(port: u16) -> (IpAddr, u16) {
+    (IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+fn endpoints(peers: &[ParsedPeer]) -> Vec<(IpAddr, u16)> {
+    peers.iter().map(|p| (p.ip, p.port)).collect()
+}
+
+#[test]
+fn two_peers_find_each_other_and_completed_counts_once() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut a = Client::connect(tracker.local_addr());
+    let mut b = Client::connect(tracker.local_addr());
+    let hash = info_hash(1);
+
+    let answer = a.announce_ok(&announce(hash, peer_id(1), 6001, 0, AnnounceEvent::Started));
+    assert_eq!((answer.complete, answer.incomplete), (1, 0));
+    assert!(
+        answer.peers.is_empty(),
+        "the announcer is never its own peer"
+    );
+    assert_eq!(answer.interval, 1800);
+    assert_eq!(answer.min_interval, Some(900));
+    // BEP 24: the address the tracker saw.
+    assert_eq!(answer.external_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+
+    let answer = b.announce_ok(&announce(
+        hash,
+        peer_id(2),
+        6002,
+        100,
+        AnnounceEvent::Started,
+    ));
+    assert_eq!((answer.complete, answer.incomplete), (1, 1));
+    assert_eq!(endpoints(&answer.peers), [loopback(6001)]);
+
+    // The leecher completes, twice: one download.
+    for _ in 0..2 {
+        b.announce_ok(&announce(
+            hash,
+            peer_id(2),
+            6002,
+            0,
+            AnnounceEvent::Completed,
+        ));
+    }
+    assert_eq!(a.scrape_one(hash), (2, 1, 0));
+    // Stopped removes; the same keep-alive connection goes on serving.
+    b.announce_ok(&announce(hash, peer_id(2), 6002, 0, AnnounceEvent::Stopped));
+    assert_eq!(b.scrape_one(hash), (1, 1, 0));
+
+    let stats = tracker.statistics();
+    assert_eq!((stats.announce, stats.scrape), (5, 2));
+    assert_eq!(tracker.connections().open, 2);
+    tracker.shutdown();
+}
+
+#[test]
+fn non_compact_answers_list_peer_ids_unless_asked_not_to() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    let hash = info_hash(2);
+    client.announce_ok(&announce(hash, peer_id(7), 7000, 0, AnnounceEvent::Started));
+    let mut request = announce(hash, peer_id(8), 7001, 5, AnnounceEvent::Started);
+    request.compact = false;
+    let answer = client.announce_ok(&request);
+    assert_eq!(answer.peers.len(), 1);
+    assert_eq!(answer.peers[0].peer_id, Some(peer_id(7)));
+    assert_eq!((answer.peers[0].ip, answer.peers[0].port), loopback(7000));
+    request.no_peer_id = true;
+    let answer = client.announce_ok(&request);
+    assert_eq!(answer.peers[0].peer_id, None);
+    tracker.shutdown();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    let hash = info_hash(3);
+    // Announce, scrape, index page and a failing announce, in one write: the scrape
+    // must see the announce, and the answers come back in request order.
+    let mut bytes = Vec::new();
+    announce(hash, peer_id(1), 5000, 0, AnnounceEvent::Started).write_http(
+        &mut bytes,
+        "t",
+        "/announce",
+        true,
+    );
+    tracker_http_protocol::ScrapeRequest {
+        info_hashes: vec![hash, info_hash(99)],
+    }
+    .write_http(&mut bytes, "t", "/scrape", true);
+    bytes.extend_from_slice(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    bytes.extend_from_slice(b"GET /announce?info_hash=short HTTP/1.1\r\nHost: t\r\n\r\n");
+    client.send(&bytes);
+
+    let first = client.response();
+    assert!(matches!(
+        TrackerResponse::parse_body(&first.body).unwrap(),
+        TrackerResponse::Announce(a) if a.complete == 1
+    ));
+    let second = client.response();
+    match TrackerResponse::parse_body(&second.body).unwrap() {
+        TrackerResponse::Scrape(files) => {
+            let counts: Vec<_> = files
+                .iter()
+                .map(|(h, c)| (*h, c.seeders, c.leechers))
+                .collect();
+            assert!(counts.contains(&(hash, 1, 0)), "{counts:?}");
+            assert!(counts.contains(&(info_hash(99), 0, 0)), "{counts:?}");
+        }
+        other => panic!("expected a scrape answer, got {other:?}"),
+    }
+    let third = client.response();
+    assert_eq!(third.status, 200);
+    assert!(String::from_utf8_lossy(&third.body).contains("/announce"));
+    let fourth = client.response();
+    assert!(matches!(
+        TrackerResponse::parse_body(&fourth.body).unwrap(),
+        TrackerResponse::Failure(reason) if reason.contains("info_hash")
+    ));
+    assert!(fourth.keep_alive, "a tracker error keeps the connection");
+    tracker.shutdown();
+}
+
+#[test]
+fn a_request_in_pieces_is_read_whole() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    let mut bytes = Vec::new();
+    announce(info_hash(4), peer_id(1), 5000, 0, AnnounceEvent::Started).write_http(
+        &mut bytes,
+        "t",
+        "/announce",
+        true,
+    );
+    for piece in bytes.chunks(7) {
+        client.send(piece);
+        client.stream.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let response = client.response();
+    assert!(matches!(
+        TrackerResponse::parse_body(&response.body).unwrap(),
+        TrackerResponse::Announce(a) if a.complete == 1
+    ));
+    tracker.shutdown();
+}
+
+#[test]
+fn http_errors_get_their_status_and_close() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let addr = tracker.local_addr();
+    let cases: [(&[u8], u16); 4] = [
+        (
+            b"POST /announce HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+            405,
+        ),
+        (b"GET /elsewhere HTTP/1.1\r\nHost: t\r\n\r\n", 404),
+        (
+            b"GET /announce HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+            413,
+        ),
+        (b"\x16\x03\x01 this is not http\r\n\r\n", 400),
+    ];
+    for (request, status) in cases {
+        let mut client = Client::connect(addr);
+        client.send(request);
+        let response = client.response();
+        assert_eq!(
+            response.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(request)
+        );
+        assert!(!response.keep_alive);
+        assert!(client.is_closed_by_tracker());
+    }
+    // A head larger than http.max_request_bytes, even before it ends.
+    let mut client = Client::connect(addr);
+    let mut big = b"GET /announce?".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 5000));
+    client.send(&big);
+    assert_eq!(client.response().status, 431);
+    assert!(client.is_closed_by_tracker());
+    assert_eq!(tracker.statistics().bad_requests, 5);
+    tracker.shutdown();
+}
+
+#[test]
+fn tracker_errors_are_bencoded_failures() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    let cases: [(&str, &str); 4] = [
+        (
+            "/announce?peer_id=aaaaaaaaaaaaaaaaaaaa&port=1&left=0",
+            "info_hash",
+        ),
+        (
+            "/announce?info_hash=%00%01&peer_id=aaaaaaaaaaaaaaaaaaaa&port=1&left=0",
+            "info_hash",
+        ),
+        (
+            "/announce?info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=aaaaaaaaaaaaaaaaaaaa&port=99999&left=0",
+            "port",
+        ),
+        ("/scrape", "full scrape"),
+    ];
+    for (target, word) in cases {
+        client.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let response = client.response();
+        assert_eq!(response.status, 200, "{target}");
+        match TrackerResponse::parse_body(&response.body).unwrap() {
+            TrackerResponse::Failure(reason) => {
+                assert!(reason.contains(word), "{target}: {reason}")
+            }
+            other => panic!("{target}: expected a failure, got {other:?}"),
+        }
+    }
+    tracker.shutdown();
+}
+
+/// Real clients send binary `key`s (aria2 does) and parameters shoal does not know;
+/// none of them may fail the announce.
+#[test]
+fn unused_parameters_with_any_bytes_do_not_fail_an_announce() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    let target = "/announce?info_hash=%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01\
+                  &peer_id=-AR1360-%ff%fe%00abcdefghi&port=6881&left=10&key=%ff%00%c3%28\
+                  &trackerid=%&supportcrypto=1&corrupt=0&something=%zz+x&compact=1";
+    client.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    let response = client.response();
+    match TrackerResponse::parse_body(&response.body).unwrap() {
+        TrackerResponse::Announce(a) => assert_eq!((a.complete, a.incomplete), (0, 1)),
+        other => panic!("expected an announce answer, got {other:?}"),
+    }
+    tracker.shutdown();
+}
+
+#[test]
+fn idle_and_byte_by_byte_connections_are_closed_after_the_timeout() {
+    let mut config = test_config("127.0.0.1:0");
+    config.http.idle_timeout_secs = 1;
+    let tracker = start(config);
+    let addr = tracker.local_addr();
+    let mut idle = Client::connect(addr);
+    let mut slow = Client::connect(addr);
+    // The slow client sends a request one byte every 100 ms: it never completes one
+    // within the timeout.
+    let request = b"GET /announce?info_hash=aaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n";
+    let mut sent = 0;
+    let mut closed = false;
+    for byte in request.iter() {
+        if slow.stream.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(100));
+        if sent > 30 {
+            break;
+        }
+    }
+    assert!(
+        closed || slow.is_closed_by_tracker(),
+        "the slow client was not cut off"
+    );
+    assert!(
+        idle.is_closed_by_tracker(),
+        "the idle connection stayed open"
+    );
+    assert!(eventually(Duration::from_secs(5), || tracker
+        .connections()
+        .open
+        == 0));
+    assert!(tracker.connections().timed_out >= 2);
+    // Others are served all along.
+    let mut fresh = Client::connect(addr);
+    fresh.announce_ok(&announce(
+        info_hash(5),
+        peer_id(1),
+        1,
+        0,
+        AnnounceEvent::Started,
+    ));
+    tracker.shutdown();
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_once() {
+    let mut config = test_config("127.0.0.1:0");
+    config.http.max_connections = 2;
+    let tracker = start(config);
+    let addr = tracker.local_addr();
+    let mut a = Client::connect(addr);
+    let mut b = Client::connect(addr);
+    // Both are served, so both are counted before the third arrives.
+    a.announce_ok(&announce(
+        info_hash(6),
+        peer_id(1),
+        1,
+        0,
+        AnnounceEvent::Started,
+    ));
+    b.announce_ok(&announce(
+        info_hash(6),
+        peer_id(2),
+        2,
+        0,
+        AnnounceEvent::Started,
+    ));
+    let mut c = Client::connect(addr);
+    assert!(c.is_closed_by_tracker());
+    assert_eq!(tracker.connections().refused, 1);
+    drop(a);
+    assert!(eventually(Duration::from_secs(5), || tracker
+        .connections()
+        .open
+        == 1));
+    let mut d = Client::connect(addr);
+    d.announce_ok(&announce(
+        info_hash(6),
+        peer_id(3),
+        3,
+        0,
+        AnnounceEvent::Started,
+    ));
+    tracker.shutdown();
+}
+
+#[test]
+fn the_access_list_refuses_announces_and_hides_scrapes() {
+    let dir = std::env::temp_dir().join(format!("shoal-http-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("deny.txt");
+    std::fs::write(&path, format!("{}\n", info_hash(7).to_hex())).unwrap();
+    let mut config = test_config("127.0.0.1:0");
+    config.access_list.mode = AccessListMode::Deny;
+    config.access_list.path = path;
+    let tracker = start(config);
+    let mut client = Client::connect(tracker.local_addr());
+    match client.announce(&announce(
+        info_hash(7),
+        peer_id(1),
+        1,
+        0,
+        AnnounceEvent::Started,
+    )) {
+        TrackerResponse::Failure(reason) => assert_eq!(reason, "info hash not allowed"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    client.announce_ok(&announce(
+        info_hash(8),
+        peer_id(1),
+        1,
+        0,
+        AnnounceEvent::Started,
+    ));
+    let files = client.scrape(&[info_hash(7), info_hash(8)]);
+    let find = |h| {
+        files
+            .iter()
+            .find(|(hash, _)| *hash == h)
+            .map(|(_, c)| c.seeders)
+    };
+    assert_eq!(find(info_hash(7)), Some(0));
+    assert_eq!(find(info_hash(8)), Some(1));
+    assert_eq!(tracker.statistics().access_denied, 1);
+    tracker.shutdown();
+}
+
+#[test]
+fn the_proxy_header_is_believed_only_from_trusted_proxies() {
+    for trusted in [true, false] {
+        let mut config = test_config("127.0.0.1:0");
+        if trusted {
+            config.proxy.trusted_proxies = vec!["127.0.0.0/8".into()];
+        }
+        let tracker = start(config);
+        let mut proxy = Client::connect(tracker.local_addr());
+        let hash = info_hash(9);
+        let mut bytes = Vec::new();
+        announce(hash, peer_id(1), 4000, 0, AnnounceEvent::Started).write_http(
+            &mut bytes,
+            "t",
+            "/announce",
+            true,
+        );
+        // The client wrote a fake address; the proxy appended the real one.
+        let header = "X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n";
+        let end = bytes.len() - 2;
+        bytes.splice(end..end, header.bytes());
+        proxy.send(&bytes);
+        let answer = proxy.response();
+        match TrackerResponse::parse_body(&answer.body).unwrap() {
+            TrackerResponse::Announce(a) => {
+                let expected: IpAddr = if trusted {
+                    "203.0.113.7".parse().unwrap()
+                } else {
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                };
+                assert_eq!(a.external_ip, Some(expected));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut other = Client::connect(tracker.local_addr());
+        let seen = other.announce_ok(&announce(hash, peer_id(2), 4001, 9, AnnounceEvent::Started));
+        let expected_ip: IpAddr = if trusted {
+            "203.0.113.7".parse().unwrap()
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        assert_eq!(endpoints(&seen.peers), [(expected_ip, 4000)]);
+        tracker.shutdown();
+    }
+}
+
+#[test]
+fn ipv6_clients_get_peers6() {
+    let tracker = start(test_config("[::1]:0"));
+    let mut a = Client::connect(tracker.local_addr());
+    let mut b = Client::connect(tracker.local_addr());
+    let hash = info_hash(10);
+    a.announce_ok(&announce(hash, peer_id(1), 7001, 0, AnnounceEvent::Started));
+    let answer = b.announce_ok(&announce(hash, peer_id(2), 7002, 5, AnnounceEvent::Started));
+    assert_eq!(
+        endpoints(&answer.peers),
+        [("::1".parse::<IpAddr>().unwrap(), 7001)]
+    );
+    assert_eq!(answer.external_ip, Some("::1".parse().unwrap()));
+    tracker.shutdown();
+}
+
+#[test]
+fn a_second_tracker_on_the_same_port_is_refused() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut config = test_config("127.0.0.1:0");
+    config.network.address = tracker.local_addr();
+    let err = tracker_http::start(config).err().expect("start must fail");
+    assert!(
+        format!("{err:#}").contains("already in use by another process"),
+        "{err:#}"
+    );
+    tracker.shutdown();
+}
