@@ -26,6 +26,7 @@
 //!   for load testers and tests.
 //! - `bencode`: a bounded bencode decoder ([`bencode::Value`]).
 
+mod ascii;
 pub mod bencode;
 mod query;
 mod request;
