@@ -1,17 +1,7 @@
 //! HTTP tracker requests: `GET /announce?...`, `GET /scrape?...`, `GET /`.
 //!
-//! Rules [`parse_request`] applies, beyond what its types say:
-//! - Paths are matched exactly: `/announce`, `/scrape` and `/` (whose query is
-//!   ignored). `/announce/`, `/announce.php` and absolute-form targets
-//!   (`http://host/announce`) are [`HttpError::NotFound`]: every client builds its URL
-//!   from the announce URL the tracker published, so there is nothing to guess.
-//! - A repeated announce parameter: the last one counts (scrape's `info_hash` is the
-//!   one parameter meant to repeat).
-//! - Parameters are read only when the tracker uses them; the others are skipped
-//!   without being decoded, so they may carry any bytes.
-//! - Decoding happens onto the stack; the only allocations are the scrape's hash list
-//!   (at most one entry per `info_hash` present, and at most the limit) and the
-//!   forwarded header's value, both smaller than the input.
+//! The rules [`parse_request`] applies are in its documentation, where the users of the
+//! crate read them.
 
 use std::net::IpAddr;
 
@@ -31,6 +21,8 @@ pub struct RequestLimits<'a> {
     /// not complete within this many bytes is refused with [`HttpError::HeadersTooLarge`].
     pub max_request_bytes: usize,
     /// Most info hashes read from one scrape; further `info_hash` parameters are ignored.
+    /// With 0, every scrape reads as a full scrape, so a configuration should require
+    /// at least 1.
     pub max_scrape_hashes: usize,
     /// The header naming the client's address behind a reverse proxy (e.g.
     /// `X-Forwarded-For`, matched without regard to case); `None` reads none.
@@ -159,6 +151,28 @@ impl HttpError {
 /// framed correctly; only then are the method, body, path and parameters judged, in
 /// that order. Parameters follow BEP 3 ("Trackers"); a wrong one is not an
 /// [`HttpError`] but [`RequestKind::Failure`], which clients show to their user.
+///
+/// - Paths are matched exactly: `/announce`, `/scrape` and `/` (whose query is
+///   ignored). `/announce/`, `/announce.php` and absolute-form targets
+///   (`http://host/announce`) are [`HttpError::NotFound`]: every client builds its URL
+///   from the announce URL the tracker published, so there is nothing to guess.
+/// - A repeated announce parameter: the last one counts (scrape's `info_hash` is the
+///   one parameter meant to repeat). Parameter names are matched as sent, not decoded.
+/// - Announce: `info_hash` and `peer_id` must decode to 20 bytes; `port` (u16) and
+///   `left` (u64) are required; `uploaded` and `downloaded` are 0 when missing; `event`
+///   is `started`, `completed`, `stopped`, `empty` or empty. Any of these wrong is a
+///   failure. Lenient where a value only tunes the answer: `numwant` that is not an
+///   `i64` and `ip` that is not an IP address read as `None`; `compact` is false only
+///   for `0`, `no_peer_id` true only for `1`.
+/// - Scrape: the first [`RequestLimits::max_scrape_hashes`] `info_hash` parameters,
+///   each of which must decode to 20 bytes; later ones are ignored, not even decoded.
+/// - Parameters the tracker does not read (`key`, `trackerid`, unknown ones) are
+///   skipped without being decoded, so they may carry any percent-encoded bytes. Raw
+///   bytes that are not UTF-8 anywhere in the target are refused by the request-line
+///   parser ([`HttpError::BadRequest`]); clients percent-encode them.
+/// - Values decode onto the stack; the only allocations are the scrape's hash list
+///   (one entry per kept `info_hash`, allocated once) and the forwarded header's value,
+///   both smaller than the input.
 ///
 /// # Errors
 /// An [`HttpError`] for input that is not a tracker's HTTP request; the caller answers
@@ -1073,6 +1087,42 @@ mod tests {
                 request: Request { kind: RequestKind::Scrape(scrape), keep_alive, forwarded_for: None },
                 len: out.len(),
             }));
+        }
+
+        #[test]
+        fn whatever_parses_writes_back_the_same(
+            path in prop_oneof![Just("/announce"), Just("/scrape")],
+            pairs in proptest::collection::vec((
+                prop_oneof![
+                    Just("info_hash"), Just("peer_id"), Just("port"), Just("left"),
+                    Just("uploaded"), Just("downloaded"), Just("event"), Just("numwant"),
+                    Just("compact"), Just("no_peer_id"), Just("ip"), Just("key"),
+                ],
+                prop_oneof![
+                    "[a-z]{20}", "(%[0-9a-fA-F]{2}){20}", "[0-9]{1,5}", "-?[0-9]{1,20}",
+                    "started", "empty", "", "%", "[0-9.:a-f]{0,20}",
+                ],
+            ), 0..16),
+        ) {
+            // The fuzz target's property, from inputs that reach the parameter rules.
+            let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // Valid required parameters first, so that most cases reach an announce;
+            // the random ones after them override them (the last one counts).
+            let head = format!("GET {path}?{MINIMAL}&{} HTTP/1.1\r\n\r\n", query.join("&"));
+            let Ok(Parsed::Complete { request, .. }) = parse(head.as_bytes()) else {
+                return Err(TestCaseError::fail("not a whole request"));
+            };
+            let mut out = Vec::new();
+            match &request.kind {
+                RequestKind::Announce(announce) => announce.write_http(&mut out, "h", path, true),
+                RequestKind::Scrape(scrape) => scrape.write_http(&mut out, "h", path, true),
+                _ => return Ok(()),
+            }
+            let limits = RequestLimits { max_request_bytes: out.len(), ..LIMITS };
+            let Ok(Parsed::Complete { request: again, .. }) = parse_request(&out, &limits) else {
+                return Err(TestCaseError::fail("written request does not parse"));
+            };
+            prop_assert_eq!(again.kind, request.kind);
         }
 
         #[test]
