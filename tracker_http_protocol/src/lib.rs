@@ -25,7 +25,9 @@
 //! - `response`: bencoded answers and the HTTP framing around them; parsing them back
 //!   for load testers and tests.
 //! - `bencode`: a bounded bencode decoder ([`bencode::Value`]).
+//! - `ascii` (private): decimal numbers and IP address text, formatted on the stack.
 
+mod ascii;
 pub mod bencode;
 mod query;
 mod request;
