@@ -24,6 +24,7 @@
 //!   ceiling responder, must share the same batched I/O, and the load tester should not
 //!   reach into the tracker's internals. A crate of its own for one module would add a
 //!   crate without separating anything more.
+//! - [`tls`]: the `[tls]` section and a reloadable rustls server config (ring provider).
 //! - [`testing`]: a tracker binary as a child process, for the integration tests.
 //! - [`net`]: binds the listening sockets (a SO_REUSEPORT group per port), refusing a
 //!   port that another process already serves.
@@ -46,5 +47,6 @@ pub mod supervisor;
 pub mod swarm;
 pub mod testing;
 pub mod time;
+pub mod tls;
 pub mod types;
 pub mod udp_batch;

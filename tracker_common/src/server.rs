@@ -169,22 +169,26 @@ impl Core {
     }
 
     /// Starts the signal thread: SIGUSR1 reloads the access list (a bad file is logged
-    /// and the old list kept), SIGTERM and SIGINT stop the tracker.
+    /// and the old list kept) and then runs `also` (a tracker's own reloads, such as its
+    /// TLS certificates), SIGTERM and SIGINT stop the tracker.
     ///
     /// # Errors
     /// The signal handlers could not be installed.
-    pub fn spawn_signals(&mut self) -> anyhow::Result<()> {
+    pub fn spawn_signals(&mut self, mut also: impl FnMut() + Send + 'static) -> anyhow::Result<()> {
         let list = self.access_list.clone();
         let list_config = self.access_list_config.clone();
         spawn_signal_thread(&mut self.supervisor, move || {
             if list_config.mode == AccessListMode::Off {
                 log::info!("SIGUSR1: access list is off, nothing to reload");
-                return;
+            } else {
+                match access_list::reload(&list, &list_config) {
+                    Ok(n) => log::info!("access list reloaded: {n} info hashes"),
+                    Err(err) => {
+                        log::error!("access list reload failed, keeping the old list: {err:#}");
+                    }
+                }
             }
-            match access_list::reload(&list, &list_config) {
-                Ok(n) => log::info!("access list reloaded: {n} info hashes"),
-                Err(err) => log::error!("access list reload failed, keeping the old list: {err:#}"),
-            }
+            also();
         })
     }
 

@@ -10,6 +10,7 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::SocketOptions;
+use tracker_common::tls::TlsConfig;
 
 use crate::proxy::TrustedProxies;
 
@@ -25,6 +26,8 @@ config_section! {
         pub http: HttpConfig,
         /// Clients behind a reverse proxy.
         pub proxy: ProxyConfig,
+        /// HTTPS. Certificates are re-read on SIGUSR1, with the access list.
+        pub tls: TlsConfig,
         /// Swarm rules: intervals, peer lists, expiry, memory bounds.
         pub swarm: SwarmConfig,
         /// Worker threads and channels.
@@ -47,6 +50,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             http: HttpConfig::default(),
             proxy: ProxyConfig::default(),
+            tls: TlsConfig::default(),
             swarm: SwarmConfig::default(),
             workers: WorkerConfig::default(),
             access_list: AccessListConfig::default(),
@@ -65,6 +69,7 @@ impl TrackerConfig for Config {
         self.network.validate()?;
         self.http.validate()?;
         self.proxy.trusted()?;
+        self.tls.validate()?;
         self.swarm.validate()?;
         if self.http.min_announce_interval_secs > self.swarm.announce_interval_secs {
             anyhow::bail!(

@@ -41,6 +41,7 @@ use tracker_common::config::TrackerConfig as _;
 use tracker_common::server::{Core, TrackerHandle};
 use tracker_common::statistics::Snapshot;
 use tracker_common::swarm::NumWantPolicy;
+use tracker_common::tls::SharedServerConfig;
 
 pub use config::Config;
 
@@ -56,6 +57,7 @@ pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Tracker {
     handle: TrackerHandle,
     http_counters: Arc<HttpCounters>,
+    tls: Option<SharedServerConfig>,
     config: Config,
 }
 
@@ -103,6 +105,18 @@ impl Tracker {
         self.handle.reload_access_list()
     }
 
+    /// Re-reads the TLS certificate chain and key, as SIGUSR1 does; connections accepted
+    /// from then on get them. On error the old ones stay. Nothing to do without TLS.
+    ///
+    /// # Errors
+    /// A file could not be read, or the key does not fit the certificate.
+    pub fn reload_tls(&self) -> anyhow::Result<()> {
+        match &self.tls {
+            Some(shared) => tracker_common::tls::reload(shared, &self.config.tls),
+            None => Ok(()),
+        }
+    }
+
     /// Blocks until a thread ends: `Ok` after a requested shutdown, `Err` naming the
     /// thread otherwise.
     ///
@@ -138,6 +152,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
     config.validate()?;
     let proxies = config.proxy.trusted()?;
+    let tls = if config.tls.enabled {
+        Some(tracker_common::tls::shared(&config.tls)?)
+    } else {
+        None
+    };
     let mut core = Core::new(&config.access_list, &config.workers)?;
     let (local_addr, listeners) = tracker_common::net::bind_tcp_listeners(
         config.network.address,
@@ -186,6 +205,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             settings: settings.clone(),
             statistics: core.statistics.clone(),
             http_counters: http_counters.clone(),
+            tls: tls.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
         };
         core.supervisor
@@ -203,17 +223,30 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         )
     })?;
     if handle_signals {
-        core.spawn_signals()?;
+        let tls = tls.clone();
+        let tls_config = config.tls.clone();
+        core.spawn_signals(move || {
+            if let Some(shared) = &tls {
+                match tracker_common::tls::reload(shared, &tls_config) {
+                    Ok(()) => log::info!("tls certificates reloaded"),
+                    Err(err) => {
+                        log::error!("tls reload failed, keeping the old certificates: {err:#}");
+                    }
+                }
+            }
+        })?;
     }
 
+    let scheme = if tls.is_some() { "https" } else { "http" };
     log::info!(
-        "listening on http://{local_addr} with {} socket and {} request workers",
+        "listening on {scheme}://{local_addr} with {} socket and {} request workers",
         config.workers.socket_workers,
         config.workers.request_workers
     );
     Ok(Tracker {
         handle: core.into_handle(local_addr),
         http_counters,
+        tls,
         config,
     })
 }

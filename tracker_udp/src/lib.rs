@@ -186,7 +186,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         format!("connect {rate:.0}")
     })?;
     if handle_signals {
-        core.spawn_signals()?;
+        core.spawn_signals(|| {})?;
     }
 
     log::info!(

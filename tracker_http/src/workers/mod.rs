@@ -9,3 +9,4 @@
 
 pub(crate) mod request;
 pub(crate) mod socket;
+pub(crate) mod transport;

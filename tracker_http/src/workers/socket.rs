@@ -15,14 +15,14 @@
 //!   byte, or reads nothing.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::TryRecvError;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
@@ -33,6 +33,7 @@ use tracker_common::scrape::{PendingScrapes, ScrapePart, ScrapeRoute, route_scra
 use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::{AnnounceCounts, AnnounceParams, NumWantPolicy, ScrapeCounts};
+use tracker_common::tls::SharedServerConfig;
 use tracker_http_protocol::{
     AnnounceRequest, AnnounceResponse, InfoHash, Parsed, Request, RequestKind, RequestLimits,
     ScrapeResponse, parse_request, write_failure_body, write_http_response,
@@ -40,6 +41,7 @@ use tracker_http_protocol::{
 
 use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses, PeerRange};
 use crate::proxy::TrustedProxies;
+use crate::workers::transport::{ReadOutcome, Transport};
 
 /// Token of the listening socket.
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
@@ -99,6 +101,8 @@ pub(crate) struct SocketWorker {
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) http_counters: Arc<HttpCounters>,
+    /// The TLS config in force, when the port speaks TLS.
+    pub(crate) tls: Option<SharedServerConfig>,
     pub(crate) shutdown: ShutdownFlag,
 }
 
@@ -128,7 +132,7 @@ struct Pending {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     /// The TCP peer, IPv4-mapped addresses as IPv4.
     peer_ip: IpAddr,
     read_buf: Vec<u8>,
@@ -305,12 +309,21 @@ impl SocketWorker {
                 self.http_counters.refused.fetch_add(1, Ordering::Relaxed);
                 continue; // Dropping the stream closes it.
             }
+            let _ = stream.set_nodelay(true);
+            let stream = match &self.tls {
+                None => Transport::Plain(stream),
+                Some(tls) => match Transport::tls(stream, tls.load_full()) {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        log::warn!("tls session: {err}");
+                        self.http_counters.open.fetch_sub(1, Ordering::AcqRel);
+                        continue;
+                    }
+                },
+            };
             let connection = Connection {
                 peer_ip: canonical_ip(addr),
-                stream: {
-                    let _ = stream.set_nodelay(true);
-                    stream
-                },
+                stream,
                 read_buf: Vec::new(),
                 write_buf: Vec::new(),
                 written: 0,
@@ -324,7 +337,7 @@ impl SocketWorker {
             let slot = state.slots.insert(connection);
             let registered = state.slots.get_mut(slot).map(|c| {
                 self.poll.registry().register(
-                    &mut c.stream,
+                    c.stream.socket(),
                     Token(slot),
                     Interest::READABLE | Interest::WRITABLE,
                 )
@@ -361,15 +374,16 @@ impl SocketWorker {
                     break;
                 }
                 match c.stream.read(&mut chunk) {
-                    Ok(0) => {
+                    Ok(ReadOutcome::Closed) => {
                         c.peer_closed = true;
                         drained = true;
                         break;
                     }
-                    Ok(n) => c
-                        .read_buf
-                        .extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                    Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    Ok(ReadOutcome::Data(n)) => {
+                        c.read_buf
+                            .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    }
+                    Ok(ReadOutcome::WouldBlock) => {
                         drained = true;
                         break;
                     }
@@ -930,7 +944,15 @@ impl SocketWorker {
                     }
                 }
             }
-            if c.written >= c.write_buf.len() {
+            // TLS records still waiting for the socket count as unsent.
+            let flushed = match c.stream.flush() {
+                Ok(flushed) => flushed,
+                Err(_) => {
+                    failed = true;
+                    false
+                }
+            };
+            if c.written >= c.write_buf.len() && flushed {
                 c.write_buf.clear();
                 c.written = 0;
                 if c.write_buf.capacity() > 64 * 1024 {
@@ -956,7 +978,7 @@ impl SocketWorker {
 
     fn close(&mut self, slot: usize, state: &mut State) {
         if let Some(mut c) = state.slots.remove(slot) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
+            let _ = self.poll.registry().deregister(c.stream.socket());
             self.http_counters.open.fetch_sub(1, Ordering::AcqRel);
         }
     }
