@@ -159,6 +159,12 @@ config_section! {
         /// The announce answer's `min interval`, in seconds: clients should not announce
         /// more often. At most swarm.announce_interval_secs.
         pub min_announce_interval_secs: u32,
+        /// A scrape without info_hash (a full scrape) answers the torrents with the most
+        /// peers, at most this many. 0 = full scrapes are refused with a failure reason.
+        pub full_scrape_max_torrents: usize,
+        /// Seconds a full scrape's answer is reused (per socket worker), so that asking
+        /// for it often costs one walk over the torrents per period, not one per request.
+        pub full_scrape_cache_secs: u32,
     }
 }
 
@@ -172,6 +178,8 @@ impl Default for HttpConfig {
             max_scrape_torrents: 100,
             max_pending_scrapes: 65_536,
             min_announce_interval_secs: 900,
+            full_scrape_max_torrents: 0,
+            full_scrape_cache_secs: 60,
         }
     }
 }
@@ -195,6 +203,12 @@ impl HttpConfig {
         }
         if self.max_pending_scrapes == 0 {
             anyhow::bail!("http.max_pending_scrapes: must be at least 1");
+        }
+        if self.full_scrape_max_torrents > 1_000_000 {
+            anyhow::bail!("http.full_scrape_max_torrents: must be at most 1000000");
+        }
+        if self.full_scrape_cache_secs == 0 {
+            anyhow::bail!("http.full_scrape_cache_secs: must be at least 1");
         }
         Ok(())
     }

@@ -187,6 +187,8 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         proxies,
         address_header: config.proxy.address_header.clone(),
         port: local_addr.port(),
+        full_scrape_max_torrents: config.http.full_scrape_max_torrents,
+        full_scrape_cache: Duration::from_secs(u64::from(config.http.full_scrape_cache_secs)),
     };
     for (index, ((listener, poll), response_receiver)) in listeners
         .into_iter()

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tracker_common::request_worker::ResponseBatch;
 use tracker_common::scrape::ScrapePart;
 use tracker_common::swarm::{AnnounceCounts, AnnounceParams, ScrapeCounts};
-use tracker_common::types::ResponsePeerWithId;
+use tracker_common::types::{InfoHash, ResponsePeerWithId};
 
 /// Where an answer goes: a connection of the socket worker, and a request of it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -44,6 +44,11 @@ pub(crate) enum HttpRequest {
         /// Where the answer goes.
         conn: ConnRef,
     },
+    /// The busiest torrents of the shard, for a full scrape.
+    FullScrape {
+        /// How many at most.
+        limit: usize,
+    },
 }
 
 /// Where an announce answer's peers are in its batch.
@@ -69,6 +74,10 @@ pub(crate) enum HttpResponse {
         conn: ConnRef,
         pending_id: Option<u64>,
         counts: Vec<(u16, ScrapeCounts)>,
+    },
+    /// One request worker's busiest torrents, most peers first.
+    FullScrape {
+        files: Vec<(InfoHash, ScrapeCounts)>,
     },
 }
 

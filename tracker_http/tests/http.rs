@@ -459,3 +459,63 @@ fn a_second_tracker_on_the_same_port_is_refused() {
     );
     tracker.shutdown();
 }
+
+/// A full scrape is off by default; on, it answers the busiest torrents, at most
+/// `http.full_scrape_max_torrents`, and reuses its answer for the cache period, so that
+/// asking again and again costs no walk over the torrents.
+#[test]
+fn full_scrape_is_bounded_and_cached() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    client.send(b"GET /scrape HTTP/1.1\r\nHost: t\r\n\r\n");
+    let response = client.response();
+    assert!(matches!(
+        TrackerResponse::parse_body(&response.body).unwrap(),
+        TrackerResponse::Failure(reason) if reason.contains("full scrape")
+    ));
+    tracker.shutdown();
+
+    let mut config = test_config("127.0.0.1:0");
+    config.workers.socket_workers = 1; // one cache
+    config.http.full_scrape_max_torrents = 2;
+    config.http.full_scrape_cache_secs = 1;
+    let tracker = start(config);
+    let mut client = Client::connect(tracker.local_addr());
+    let mut port = 1000;
+    let mut add_peers = |client: &mut Client, torrent: u8, n: u16| {
+        for _ in 0..n {
+            port += 1;
+            client.announce_ok(&announce(
+                info_hash(torrent),
+                peer_id(1),
+                port,
+                1,
+                AnnounceEvent::Started,
+            ));
+        }
+    };
+    add_peers(&mut client, 31, 3);
+    add_peers(&mut client, 32, 2);
+    add_peers(&mut client, 33, 1);
+    let full_scrape = |client: &mut Client| -> Vec<(u8, u32)> {
+        client.send(b"GET /scrape HTTP/1.1\r\nHost: t\r\n\r\n");
+        match TrackerResponse::parse_body(&client.response().body).unwrap() {
+            TrackerResponse::Scrape(files) => {
+                files.iter().map(|(h, c)| (h.0[0], c.leechers)).collect()
+            }
+            other => panic!("expected a scrape answer, got {other:?}"),
+        }
+    };
+    let first = full_scrape(&mut client);
+    assert_eq!(first, [(31, 3), (32, 2)]);
+    // Torrent 33 becomes the busiest; within the cache period the answer stays.
+    add_peers(&mut client, 33, 5);
+    assert_eq!(full_scrape(&mut client), first);
+    assert!(eventually(Duration::from_secs(5), || full_scrape(
+        &mut client
+    ) == [
+        (31, 3),
+        (33, 6)
+    ]));
+    tracker.shutdown();
+}

@@ -451,6 +451,39 @@ impl SwarmShard {
         }
     }
 
+    /// The `limit` torrents with the most peers (seeders and leechers, both families),
+    /// with their scrape counts, most peers first; ties in any order. For a full scrape:
+    /// a walk over every torrent, so callers run it rarely (the HTTP tracker caches it).
+    pub fn busiest_torrents(&self, limit: usize) -> Vec<(InfoHash, ScrapeCounts)> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+
+        if limit == 0 {
+            return Vec::new();
+        }
+        // A min-heap of the best `limit` so far: O(torrents * log limit), and never more
+        // than `limit` entries whatever the shard holds.
+        let mut best: BinaryHeap<Reverse<(usize, InfoHash)>> = BinaryHeap::new();
+        for torrent in &self.torrents {
+            let peers = torrent.num_peers();
+            if best.len() < limit {
+                best.push(Reverse((peers, torrent.info_hash)));
+            } else if best
+                .peek()
+                .is_some_and(|Reverse((least, _))| peers > *least)
+            {
+                best.pop();
+                best.push(Reverse((peers, torrent.info_hash)));
+            }
+        }
+        let mut chosen: Vec<(usize, InfoHash)> = best.into_iter().map(|Reverse(e)| e).collect();
+        chosen.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        chosen
+            .into_iter()
+            .map(|(_, info_hash)| (info_hash, self.scrape(&info_hash)))
+            .collect()
+    }
+
     /// Removes peers whose last announce is older than max_peer_age_secs before now, then
     /// torrents with no peers (archiving their completed counts).
     ///
@@ -687,6 +720,39 @@ mod tests {
 
     fn counts(seeders: u32, leechers: u32) -> AnnounceCounts {
         AnnounceCounts { seeders, leechers }
+    }
+
+    /// The busiest torrents are those with the most peers, IPv6 ones included, and no
+    /// more than asked for.
+    #[test]
+    fn busiest_torrents_are_the_most_peopled() {
+        let mut h = Harness::new(LIMITS);
+        // Torrent n gets n IPv4 peers; torrent 2 also 5 IPv6 peers (7 in all).
+        for n in 1..=6u8 {
+            for i in 0..u32::from(n) {
+                h.announce(&params(n, i, 1, 1, AnnounceEvent::Started), ip(i));
+            }
+        }
+        for i in 0..5u16 {
+            let v6 = Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 1);
+            h.announce6(
+                &params(2, 100 + u32::from(i), 1, 0, AnnounceEvent::Started),
+                v6,
+            );
+        }
+        let busiest = h.shard.busiest_torrents(3);
+        let order: Vec<InfoHash> = busiest.iter().map(|(hash, _)| *hash).collect();
+        assert_eq!(order, [hash(2), hash(6), hash(5)]);
+        assert_eq!(
+            busiest[0].1,
+            ScrapeCounts {
+                seeders: 5,
+                completed: 0,
+                leechers: 2
+            }
+        );
+        assert_eq!(h.shard.busiest_torrents(100).len(), 6);
+        assert!(h.shard.busiest_torrents(0).is_empty());
     }
 
     #[test]

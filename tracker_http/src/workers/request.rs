@@ -87,6 +87,9 @@ impl RequestHandler for HttpHandler {
                 pending_id,
                 counts: answer_part(&part, |hash| swarm.shard.scrape(hash)),
             },
+            HttpRequest::FullScrape { limit } => HttpResponse::FullScrape {
+                files: swarm.shard.busiest_torrents(limit),
+            },
         };
         batch.responses.push(response);
     }

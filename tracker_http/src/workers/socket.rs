@@ -76,6 +76,10 @@ pub(crate) struct SocketWorkerSettings {
     pub(crate) address_header: String,
     /// The tracker's port, for the index page.
     pub(crate) port: u16,
+    /// Most torrents of a full scrape; 0 refuses them.
+    pub(crate) full_scrape_max_torrents: usize,
+    /// How long a full scrape's answer is reused.
+    pub(crate) full_scrape_cache: Duration,
 }
 
 /// Counts only the HTTP tracker keeps.
@@ -119,6 +123,8 @@ enum Awaited {
     Scrape {
         hashes: Vec<InfoHash>,
     },
+    /// The full scrape in flight.
+    FullScrape,
 }
 
 /// One request of a connection's pipeline.
@@ -215,6 +221,23 @@ struct State {
     /// Connections whose reading stopped before the socket was drained (a full pipeline
     /// or read buffer) and should be read again once their answers are out.
     resume: Vec<usize>,
+    full_scrape: FullScrapeState,
+}
+
+/// Full scrapes: the last answer body while it is fresh, and the one being gathered
+/// from the request workers, with the requests waiting for it. However many clients ask,
+/// one walk over the torrents per cache period and socket worker.
+#[derive(Default)]
+struct FullScrapeState {
+    cached: Option<(Instant, Vec<u8>)>,
+    in_flight: Option<FullScrapeInFlight>,
+}
+
+struct FullScrapeInFlight {
+    waiting: Vec<ConnRef>,
+    parts_left: usize,
+    files: Vec<(InfoHash, ScrapeCounts)>,
+    started: Instant,
 }
 
 impl SocketWorker {
@@ -239,6 +262,7 @@ impl SocketWorker {
             request_worker_gone: false,
             body: Vec::new(),
             resume: Vec::new(),
+            full_scrape: FullScrapeState::default(),
         };
         let mut last_housekeeping = Instant::now();
         let mut listener_ready = false;
@@ -532,7 +556,11 @@ impl SocketWorker {
             RequestKind::Scrape(scrape) => {
                 add(&self.counters().scrape, 1);
                 if scrape.info_hashes.is_empty() {
-                    self.fail(conn, keep_alive, ERR_FULL_SCRAPE, state);
+                    if self.settings.full_scrape_max_torrents == 0 {
+                        self.fail(conn, keep_alive, ERR_FULL_SCRAPE, state);
+                    } else {
+                        self.full_scrape(conn, keep_alive, state);
+                    }
                     return;
                 }
                 self.route_scrape(scrape.info_hashes, conn, keep_alive, state);
@@ -643,6 +671,89 @@ impl SocketWorker {
         }
     }
 
+    /// Answers a full scrape from the cache, or waits for the one in flight, or starts
+    /// one: every request worker sends its busiest torrents.
+    fn full_scrape(&mut self, conn: ConnRef, keep_alive: bool, state: &mut State) {
+        if let Some((made, body)) = &state.full_scrape.cached
+            && made.elapsed() < self.settings.full_scrape_cache
+        {
+            let mut answer = Vec::with_capacity(body.len() + 128);
+            write_http_response(&mut answer, 200, "OK", "text/plain", keep_alive, body);
+            self.ready(conn, keep_alive, answer, state);
+            return;
+        }
+        if let Some(c) = state.slots.get_current(conn) {
+            c.pipeline.push_back(Pending {
+                seq: conn.seq,
+                keep_alive,
+                awaited: Awaited::FullScrape,
+                answer: None,
+            });
+        }
+        if let Some(in_flight) = &mut state.full_scrape.in_flight {
+            in_flight.waiting.push(conn);
+            return;
+        }
+        state.full_scrape.in_flight = Some(FullScrapeInFlight {
+            waiting: vec![conn],
+            parts_left: self.request_senders.len(),
+            files: Vec::new(),
+            started: Instant::now(),
+        });
+        let limit = self.settings.full_scrape_max_torrents;
+        for shard in 0..self.request_senders.len() {
+            self.push_request(shard, HttpRequest::FullScrape { limit }, state);
+        }
+    }
+
+    /// Adds one request worker's part; once all are in, keeps the busiest torrents over
+    /// all of them, caches the answer and gives it to everyone waiting.
+    fn full_scrape_part(&mut self, files: &[(InfoHash, ScrapeCounts)], state: &mut State) {
+        let Some(in_flight) = &mut state.full_scrape.in_flight else {
+            return; // Timed out already.
+        };
+        in_flight.files.extend_from_slice(files);
+        in_flight.parts_left = in_flight.parts_left.saturating_sub(1);
+        if in_flight.parts_left > 0 {
+            return;
+        }
+        let Some(mut done) = state.full_scrape.in_flight.take() else {
+            return;
+        };
+        let peers = |c: &ScrapeCounts| u64::from(c.seeders) + u64::from(c.leechers);
+        done.files
+            .sort_unstable_by(|a, b| peers(&b.1).cmp(&peers(&a.1)));
+        done.files.truncate(self.settings.full_scrape_max_torrents);
+        // Sorted by hash, as bencode wants its keys: written without another copy.
+        done.files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut body = Vec::new();
+        ScrapeResponse { files: &done.files }.write_body(&mut body);
+        for conn in done.waiting {
+            self.answer_full_scrape(conn, &body, state);
+        }
+        state.full_scrape.cached = Some((Instant::now(), body));
+    }
+
+    fn answer_full_scrape(&mut self, conn: ConnRef, body: &[u8], state: &mut State) {
+        let Some(c) = state.slots.get_current(conn) else {
+            return;
+        };
+        let Some(pending) = c.pipeline.iter_mut().find(|p| p.seq == conn.seq) else {
+            return;
+        };
+        let mut answer = Vec::with_capacity(body.len() + 128);
+        write_http_response(
+            &mut answer,
+            200,
+            "OK",
+            "text/plain",
+            pending.keep_alive,
+            body,
+        );
+        pending.answer = Some(answer);
+        self.write(conn.slot as usize, state);
+    }
+
     /// Answers with a bencoded `failure reason`, status 200 as clients expect.
     fn fail(&mut self, conn: ConnRef, keep_alive: bool, reason: &str, state: &mut State) {
         add(&self.counters().error_responses, 1);
@@ -722,6 +833,8 @@ impl SocketWorker {
                         HttpRequest::Announce { conn, .. } | HttpRequest::Scrape { conn, .. } => {
                             conn
                         }
+                        // Its waiters are answered when it times out.
+                        HttpRequest::FullScrape { .. } => continue,
                     };
                     self.answer_overloaded(conn, state);
                 }
@@ -787,6 +900,7 @@ impl SocketWorker {
                             self.answer_scrape(conn, &all, state);
                         }
                     }
+                    HttpResponse::FullScrape { files } => self.full_scrape_part(files, state),
                 }
             }
         }
@@ -1003,6 +1117,19 @@ impl SocketWorker {
             self.close(slot, state);
         }
         state.pending_scrapes.expire(now);
+        // A full scrape with a part lost to a full channel: its waiters get the failure
+        // that the lost requests of announces and scrapes get.
+        if state
+            .full_scrape
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| now.saturating_duration_since(f.started) > PENDING_SCRAPE_TIMEOUT)
+            && let Some(lost) = state.full_scrape.in_flight.take()
+        {
+            for conn in lost.waiting {
+                self.answer_overloaded(conn, state);
+            }
+        }
     }
 }
 
