@@ -477,7 +477,7 @@ impl SwarmShard {
             }
         }
         let mut chosen: Vec<(usize, InfoHash)> = best.into_iter().map(|Reverse(e)| e).collect();
-        chosen.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        chosen.sort_unstable_by_key(|&(peers, _)| Reverse(peers));
         chosen
             .into_iter()
             .map(|(_, info_hash)| (info_hash, self.scrape(&info_hash)))

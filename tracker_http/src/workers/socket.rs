@@ -722,10 +722,10 @@ impl SocketWorker {
         };
         let peers = |c: &ScrapeCounts| u64::from(c.seeders) + u64::from(c.leechers);
         done.files
-            .sort_unstable_by(|a, b| peers(&b.1).cmp(&peers(&a.1)));
+            .sort_unstable_by_key(|(_, counts)| std::cmp::Reverse(peers(counts)));
         done.files.truncate(self.settings.full_scrape_max_torrents);
         // Sorted by hash, as bencode wants its keys: written without another copy.
-        done.files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        done.files.sort_unstable_by_key(|(hash, _)| *hash);
         let mut body = Vec::new();
         ScrapeResponse { files: &done.files }.write_body(&mut body);
         for conn in done.waiting {
