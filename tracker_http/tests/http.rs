@@ -519,3 +519,38 @@ fn full_scrape_is_bounded_and_cached() {
     ]));
     tracker.shutdown();
 }
+
+/// 1,000 idle connections and a client sending a request byte by byte hold neither a
+/// worker nor the others: a keep-alive client meanwhile gets every answer, in order.
+#[test]
+fn idle_crowds_and_slow_clients_do_not_hold_up_the_others() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let addr = tracker.local_addr();
+    let idle: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut slow = Client::connect(addr);
+    slow.send(b"GET /announce?info_hash=");
+    assert!(eventually(Duration::from_secs(10), || tracker
+        .connections()
+        .open
+        == 1001));
+    let mut client = Client::connect(addr);
+    for i in 0..200u16 {
+        // The slow client adds a byte now and then; its request never completes.
+        if i % 20 == 0 {
+            slow.send(b"a");
+        }
+        let answer = client.announce_ok(&announce(
+            info_hash(40),
+            peer_id(1),
+            2000 + i,
+            0,
+            AnnounceEvent::None,
+        ));
+        assert_eq!(answer.complete, i64::from(i) + 1);
+    }
+    assert_eq!(tracker.connections().open, 1002);
+    drop(idle);
+    tracker.shutdown();
+}
