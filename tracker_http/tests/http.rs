@@ -554,3 +554,58 @@ fn idle_crowds_and_slow_clients_do_not_hold_up_the_others() {
     drop(idle);
     tracker.shutdown();
 }
+
+/// A client that pipelines 300 requests without reading an answer: the tracker reads
+/// no more than its pipeline holds until the answers go out (its memory for the client
+/// stays bounded), and once the client reads, every answer arrives, in order.
+#[test]
+fn a_client_that_does_not_read_is_held_back_then_answered_in_order() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    let mut bytes = Vec::new();
+    for i in 0..300u16 {
+        let mut request = announce(info_hash(41), peer_id(1), 3000 + i, 0, AnnounceEvent::None);
+        request.numwant = Some(0);
+        request.write_http(&mut bytes, "t", "/announce", true);
+    }
+    let mut writer = client.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&bytes).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..300 {
+        let response = client.response();
+        match TrackerResponse::parse_body(&response.body).unwrap() {
+            // Each announce adds one endpoint: the counts show the order.
+            TrackerResponse::Announce(a) => assert_eq!(a.complete, i + 1),
+            other => panic!("{other:?}"),
+        }
+    }
+    sender.join().unwrap();
+    tracker.shutdown();
+}
+
+/// On the dual-stack default address, an IPv4 client (seen as an IPv4-mapped address)
+/// is in the IPv4 swarm and an IPv6 client in the IPv6 one, with `peers6`.
+#[test]
+fn dual_stack_keeps_the_families_apart() {
+    let tracker = start(test_config("[::]:0"));
+    let v4 = target(&tracker, "127.0.0.1");
+    let v6 = target(&tracker, "::1");
+    let hash = info_hash(42);
+    let mut a = Client::connect(v4);
+    let mut b = Client::connect(v6);
+    let mut c = Client::connect(v4);
+    a.announce_ok(&announce(hash, peer_id(1), 8001, 0, AnnounceEvent::Started));
+    b.announce_ok(&announce(hash, peer_id(2), 8002, 0, AnnounceEvent::Started));
+    let answer = c.announce_ok(&announce(hash, peer_id(3), 8003, 5, AnnounceEvent::Started));
+    assert_eq!(endpoints(&answer.peers), [loopback(8001)]);
+    assert_eq!(answer.external_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    let mut d = Client::connect(v6);
+    let answer = d.announce_ok(&announce(hash, peer_id(4), 8004, 5, AnnounceEvent::Started));
+    assert_eq!(
+        endpoints(&answer.peers),
+        [("::1".parse::<IpAddr>().unwrap(), 8002)]
+    );
+    // A scrape counts both families.
+    assert_eq!(a.scrape_one(hash), (2, 0, 2));
+    tracker.shutdown();
+}

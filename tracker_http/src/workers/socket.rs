@@ -1026,10 +1026,13 @@ impl SocketWorker {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
+            let had_unsent = c.written < c.write_buf.len();
+            let mut popped = 0usize;
             while let Some(head) = c.pipeline.front_mut() {
                 let Some(answer) = head.answer.take() else {
                     break;
                 };
+                popped += 1;
                 if c.write_buf.is_empty() {
                     c.write_buf = answer;
                     c.written = 0;
@@ -1077,9 +1080,11 @@ impl SocketWorker {
                     done = true;
                 }
             }
-            // Reading waited for these answers to go out.
-            if c.read_paused && c.written >= c.write_buf.len() && !c.closing && !c.peer_closed {
-                c.read_paused = false;
+            // Reading and parsing go on once answers have made room in the pipeline
+            // (requests may wait in the read buffer), or once unsent answers, which held
+            // reading back, are out. Either is progress, so resuming cannot loop.
+            let all_out = c.written >= c.write_buf.len();
+            if all_out && !c.closing && (popped > 0 || (had_unsent && c.read_paused)) {
                 resume = true;
             }
         }
