@@ -108,3 +108,33 @@ fn sigusr1_reloads_the_access_list_and_sigterm_stops_cleanly() {
     assert_eq!(spawned.wait_exit(), Some(0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sigusr1_reloads_the_certificates_and_keeps_them_when_broken() {
+    let dir = temp_dir("tls-sigusr1");
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.join("tracker.crt"), dir.join("tracker.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let config = dir.join("https.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[network]\naddress = \"127.0.0.1:0\"\n[statistics]\ninterval_secs = 0\n\
+             [tls]\nenabled = true\ncertificate_chain_path = {:?}\nprivate_key_path = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut spawned = Spawned::start(Path::new(BIN), &config);
+    spawned.signal("USR1");
+    Spawned::wait_line(&spawned.lines, "tls certificates reloaded");
+    std::fs::write(&key, "broken\n").unwrap();
+    spawned.signal("USR1");
+    let line = Spawned::wait_line(&spawned.lines, "tls reload failed");
+    assert!(line.contains("tracker.key"), "{line}");
+    spawned.signal("TERM");
+    assert_eq!(spawned.wait_exit(), Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
