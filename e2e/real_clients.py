@@ -6,7 +6,7 @@ find each other only through the tracker under test. All traffic stays on
 127.0.0.1. Run with Debian's interpreter, which is the one that can import
 Debian's python3-libtorrent:
 
-    /usr/bin/python3 e2e/udp_real_clients.py --tracker-bin target/release/tracker_udp
+    /usr/bin/python3 e2e/real_clients.py --tracker-bin target/release/tracker_udp
 
 The test checks:
   * the payload arrives at aria2c intact (SHA-256);
