@@ -19,5 +19,5 @@ esac
 
 # Debian's interpreter: a python3 earlier on PATH (e.g. pyenv) cannot import
 # Debian's libtorrent.
-exec /usr/bin/python3 e2e/real_clients.py \
+exec /usr/bin/python3 e2e/real_clients.py --protocol udp \
     --tracker-bin "$target_dir/release/tracker_udp" "$@"
