@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of the UDP tracker with real BitTorrent clients
 # (libtorrent seeding, aria2c downloading), all on 127.0.0.1.
-# Usage: scripts/e2e-udp.sh [extra args for e2e/udp_real_clients.py, e.g. --timeout 180]
+# Usage: scripts/e2e-udp.sh [extra args for e2e/real_clients.py, e.g. --timeout 180]
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,5 +19,5 @@ esac
 
 # Debian's interpreter: a python3 earlier on PATH (e.g. pyenv) cannot import
 # Debian's libtorrent.
-exec /usr/bin/python3 e2e/udp_real_clients.py \
+exec /usr/bin/python3 e2e/real_clients.py --protocol udp \
     --tracker-bin "$target_dir/release/tracker_udp" "$@"

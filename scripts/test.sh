@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need (idempotent) and runs every test suite:
 # the workspace's unit, property and integration tests, then the end-to-end
-# test with real BitTorrent clients. Safe to run again and again.
+# tests with real BitTorrent clients, of the UDP and of the HTTP tracker.
+# Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
 cargo test --workspace --locked
 scripts/e2e-udp.sh
+scripts/e2e-http.sh

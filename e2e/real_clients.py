@@ -1,17 +1,20 @@
 #!/usr/bin/python3
-"""End-to-end test of the shoal UDP tracker (BEP 15) with real BitTorrent clients.
+"""End-to-end test of a shoal tracker with real BitTorrent clients.
 
-A libtorrent session seeds a random payload, aria2c downloads it, and both
-find each other only through the tracker under test. All traffic stays on
-127.0.0.1. Run with Debian's interpreter, which is the one that can import
-Debian's python3-libtorrent:
+Covers both trackers: the UDP one (BEP 15, `tracker_udp`) and the HTTP one
+(BEP 3 announce, BEP 48 scrape, `tracker_http`). A libtorrent session seeds a
+random payload, aria2c downloads it, and both find each other only through the
+tracker under test. All traffic stays on 127.0.0.1. Run with Debian's
+interpreter, which is the one that can import Debian's python3-libtorrent:
 
-    /usr/bin/python3 e2e/udp_real_clients.py --tracker-bin target/release/tracker_udp
+    /usr/bin/python3 e2e/real_clients.py --protocol udp --tracker-bin target/release/tracker_udp
+    /usr/bin/python3 e2e/real_clients.py --protocol http --tracker-bin target/release/tracker_http
 
 The test checks:
   * the payload arrives at aria2c intact (SHA-256);
-  * while both clients run, a BEP 15 scrape reports 2 seeders, at least one
-    completed download and no leechers;
+  * while both clients run, a scrape (BEP 15 over UDP, or GET /scrape with a
+    bencoded answer over HTTP) reports 2 seeders, at least one completed
+    download and no leechers;
   * after aria2c is stopped with SIGINT (it then announces `stopped`), the
     seeder count drops by one;
   * the tracker exits with status 0 on SIGTERM.
@@ -19,6 +22,7 @@ The test checks:
 
 import argparse
 import hashlib
+import http.client
 import os
 import random
 import re
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 try:
     import libtorrent as lt
@@ -46,7 +51,7 @@ PAYLOAD_NAME = "payload.bin"
 PAYLOAD_SIZE = 4 * 1024 * 1024
 PIECE_SIZE = 64 * 1024
 ANNOUNCE_INTERVAL = 5
-LISTEN_RE = re.compile(r"listening on udp://127\.0\.0\.1:(\d+)")
+PROTOCOLS = ("udp", "http")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 PROTOCOL_ID = 0x41727101980
@@ -128,6 +133,16 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def listen_re(protocol):
+    """The tracker's log line that gives the port it listens on."""
+    return re.compile(rf"listening on {protocol}://127\.0\.0\.1:(\d+)")
+
+
+def tracker_url(protocol, port):
+    """The announce URL put in the torrent."""
+    return f"{protocol}://{LOOPBACK}:{port}/announce"
+
+
 # --------------------------------------------------------------------------
 # BEP 15 scrape client
 # --------------------------------------------------------------------------
@@ -162,7 +177,7 @@ def _udp_exchange(sock, addr, request, tid, expected_action, min_len, attempts=4
     raise TestFailure(f"no answer from the tracker at {addr[0]}:{addr[1]} after {attempts} tries")
 
 
-def scrape(port, info_hash):
+def scrape_udp(port, info_hash):
     """BEP 15 connect + scrape of one info hash: (seeders, completed, leechers)."""
     addr = (LOOPBACK, port)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -178,12 +193,113 @@ def scrape(port, info_hash):
         return struct.unpack(">iii", data[8:20])
 
 
-def poll_scrape(port, info_hash, want, describe, deadline, seconds=15.0):
+# --------------------------------------------------------------------------
+# HTTP scrape client (BEP 48) and a small bencode reader
+# --------------------------------------------------------------------------
+
+
+def bdecode(data):
+    """Decodes one bencoded value that spans all of `data` (bytes). Strict: integers
+    without leading zeros or "-0", dictionary keys byte strings in sorted order,
+    no trailing bytes. Raises ValueError."""
+    value, end = _bdecode_at(data, 0, 0)
+    if end != len(data):
+        raise ValueError(f"{len(data) - end} trailing bytes after the value")
+    return value
+
+
+def _bdecode_at(data, i, depth):
+    if depth > 32:
+        raise ValueError("nested too deep")
+    if i >= len(data):
+        raise ValueError("truncated")
+    c = data[i : i + 1]
+    if c == b"i":
+        end = data.index(b"e", i)  # ValueError when missing
+        text = data[i + 1 : end]
+        if not re.fullmatch(rb"-?(0|[1-9][0-9]*)", text) or text == b"-0":
+            raise ValueError(f"bad integer {text!r} at {i}")
+        return int(text), end + 1
+    if c == b"l":
+        items, i = [], i + 1
+        while data[i : i + 1] != b"e":
+            item, i = _bdecode_at(data, i, depth + 1)
+            items.append(item)
+        return items, i + 1
+    if c == b"d":
+        out, i, previous = {}, i + 1, None
+        while data[i : i + 1] != b"e":
+            if not data[i : i + 1].isdigit():
+                raise ValueError(f"dictionary key at {i} is not a byte string")
+            key, i = _bdecode_at(data, i, depth + 1)
+            if previous is not None and key <= previous:
+                raise ValueError(f"dictionary key {key!r} not after {previous!r}")
+            value, i = _bdecode_at(data, i, depth + 1)
+            out[key] = value
+            previous = key
+        return out, i + 1
+    if c.isdigit():
+        colon = data.index(b":", i)
+        text = data[i:colon]
+        if not re.fullmatch(rb"0|[1-9][0-9]*", text):
+            raise ValueError(f"bad string length {text!r} at {i}")
+        start, n = colon + 1, int(text)
+        if start + n > len(data):
+            raise ValueError("truncated string")
+        return data[start : start + n], start + n
+    raise ValueError(f"unexpected byte {c!r} at {i}")
+
+
+def scrape_http(port, info_hash, attempts=4, wait=3.0):
+    """GET /scrape of one info hash: (seeders, completed, leechers)."""
+    path = "/scrape?info_hash=" + urllib.parse.quote_from_bytes(info_hash, safe="")
+    problem = None
+    for _ in range(attempts):
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=wait)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            status, body = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.2)
+            continue
+        finally:
+            conn.close()
+        if status != 200:
+            raise TestFailure(f"scrape answered HTTP {status}: {body[:300]!r}")
+        try:
+            answer = bdecode(body)
+        except ValueError as exc:
+            raise TestFailure(f"scrape answer is not bencode ({exc}): {body[:300]!r}") from None
+        if not isinstance(answer, dict):
+            raise TestFailure(f"scrape answer is not a dictionary: {body[:300]!r}")
+        if b"failure reason" in answer:
+            raise TestFailure(f"tracker answered the scrape with a failure: {answer[b'failure reason']!r}")
+        files = answer.get(b"files")
+        entry = files.get(info_hash) if isinstance(files, dict) else None
+        if not isinstance(entry, dict):
+            raise TestFailure(f"scrape answer has no files entry for the info hash: {body[:300]!r}")
+        figures = tuple(entry.get(k) for k in (b"complete", b"downloaded", b"incomplete"))
+        if not all(isinstance(v, int) and v >= 0 for v in figures):
+            raise TestFailure(f"scrape answer lacks complete/downloaded/incomplete counts: {body[:300]!r}")
+        return figures
+    raise TestFailure(f"no scrape answer from http://{LOOPBACK}:{port} after {attempts} tries ({problem})")
+
+
+def scrape(protocol, port, info_hash):
+    """Scrape of one info hash over the tracker's protocol: (seeders, completed, leechers)."""
+    if protocol == "udp":
+        return scrape_udp(port, info_hash)
+    return scrape_http(port, info_hash)
+
+
+def poll_scrape(protocol, port, info_hash, want, describe, deadline, seconds=15.0):
     """Scrapes until `want(figures)` holds or the phase ends; returns the last figures."""
     end = deadline.cap(seconds)
     last = None
     while True:
-        figures = scrape(port, info_hash)
+        figures = scrape(protocol, port, info_hash)
         if figures != last:
             log(f"scrape: seeders={figures[0]} completed={figures[1]} leechers={figures[2]}")
             last = figures
@@ -253,7 +369,8 @@ class Seeder:
             # whatever interval the tracker asks for (and whatever
             # min_announce_interval says), so a tracker that expires peers
             # after a few intervals would forget it. Follow the tracker's
-            # interval by hand instead.
+            # interval by hand instead (for the HTTP tracker too, so that both
+            # runs announce alike).
             handle = self.handle
             if handle is not None and time.monotonic() >= next_reannounce:
                 next_reannounce = time.monotonic() + ANNOUNCE_INTERVAL
@@ -321,8 +438,9 @@ class Seeder:
 class Run:
     def __init__(self, args):
         self.args = args
+        self.protocol = args.protocol
         self.deadline = Deadline(args.timeout)
-        self.tmp = tempfile.mkdtemp(prefix="shoal-e2e-udp-")
+        self.tmp = tempfile.mkdtemp(prefix=f"shoal-e2e-{args.protocol}-")
         self.tracker = None
         self.tracker_out = None
         self.tracker_err = None
@@ -334,16 +452,21 @@ class Run:
 
     # ---- tracker ----
 
+    def tracker_config(self):
+        """The tracker's config file. Each binary rejects keys it does not know: the
+        [http] section is tracker_http's only."""
+        text = 'log_level = "info"\n' "[network]\n" f'address = "{LOOPBACK}:0"\n'
+        if self.protocol == "http":
+            # Must not exceed the announce interval (the default, 900, would), and
+            # stays below it so that it never holds back the clients' announces.
+            text += "[http]\nmin_announce_interval_secs = 1\n"
+        text += "[swarm]\n" f"announce_interval_secs = {ANNOUNCE_INTERVAL}\n"
+        return text
+
     def start_tracker(self):
         config = os.path.join(self.tmp, "tracker.toml")
         with open(config, "w") as f:
-            f.write(
-                'log_level = "info"\n'
-                "[network]\n"
-                f'address = "{LOOPBACK}:0"\n'
-                "[swarm]\n"
-                f"announce_interval_secs = {ANNOUNCE_INTERVAL}\n"
-            )
+            f.write(self.tracker_config())
         cmd = [self.args.tracker_bin, "-c", config]
         log(f"starting tracker: {' '.join(cmd)}")
         self.tracker = subprocess.Popen(
@@ -356,18 +479,29 @@ class Run:
         )
         self.tracker_err = LineCollector(self.tracker.stderr)
         self.tracker_out = LineCollector(self.tracker.stdout)
+        pattern = listen_re(self.protocol)
         end = self.deadline.cap(10.0)
         while time.monotonic() < end:
             for line in self.tracker_err.snapshot():
-                m = LISTEN_RE.search(line)
+                m = pattern.search(line)
                 if m:
                     self.port = int(m.group(1))
-                    log(f"tracker listens on udp://{LOOPBACK}:{self.port}")
+                    log(f"tracker listens on {self.protocol}://{LOOPBACK}:{self.port}")
                     return
             if self.tracker.poll() is not None:
                 raise TestFailure(f"the tracker exited early with status {self.tracker.returncode}")
             time.sleep(0.05)
-        raise TestFailure("the tracker did not log 'listening on udp://127.0.0.1:PORT' within 10 s")
+        raise TestFailure(
+            f"the tracker did not log 'listening on {self.protocol}://127.0.0.1:PORT' within 10 s"
+        )
+
+    def scrape(self):
+        return scrape(self.protocol, self.port, self.info_hash)
+
+    def poll_scrape(self, want, describe, seconds=15.0):
+        return poll_scrape(
+            self.protocol, self.port, self.info_hash, want, describe, self.deadline, seconds
+        )
 
     def stop_tracker(self):
         log("stopping the tracker with SIGTERM")
@@ -399,7 +533,7 @@ class Run:
         # v1 only: aria2 1.36 knows no BitTorrent v2, and a hybrid torrent
         # would make libtorrent announce a second (v2) info hash too.
         ct = lt.create_torrent(fs, PIECE_SIZE, lt.create_torrent.v1_only)
-        ct.add_tracker(f"udp://{LOOPBACK}:{self.port}/announce")
+        ct.add_tracker(tracker_url(self.protocol, self.port))
         ct.set_priv(True)
         ct.set_creator("shoal e2e")
         lt.set_piece_hashes(ct, self.seed_dir)
@@ -411,15 +545,35 @@ class Run:
         if not info.priv():
             raise TestFailure("the generated torrent is not private")
         self.info_hash = info.info_hashes().v1.to_bytes()
-        log(f"torrent: info hash {self.info_hash.hex()}, {info.num_pieces()} pieces, private")
+        log(
+            f"torrent: info hash {self.info_hash.hex()}, {info.num_pieces()} pieces, private, "
+            f"tracker {tracker_url(self.protocol, self.port)}"
+        )
 
     # ---- aria2c ----
 
-    def start_aria2(self):
-        listen_port = free_port_both()
+    def aria2_protocol_options(self, listen_port):
+        """aria2c's options that depend on the tracker's protocol, and a note for the log."""
+        if self.protocol == "http":
+            # HTTP announces need nothing: they go over aria2's HTTP client.
+            return ["--enable-dht=false", "--enable-dht6=false"], "DHT off"
         dht_port = free_port(socket.SOCK_DGRAM)
         while dht_port == listen_port:
             dht_port = free_port(socket.SOCK_DGRAM)
+        # aria2 sends UDP tracker traffic over its DHT socket: without DHT it
+        # ignores udp:// trackers. The private flag keeps DHT off for the
+        # torrent itself, and no entry point is given.
+        options = [
+            "--enable-dht=true",
+            "--enable-dht6=false",
+            f"--dht-listen-port={dht_port}",
+            f"--dht-file-path={os.path.join(self.tmp, 'aria2-dht.dat')}",
+        ]
+        return options, f"DHT/UDP-tracker port {dht_port}"
+
+    def start_aria2(self):
+        listen_port = free_port_both()
+        protocol_options, note = self.aria2_protocol_options(listen_port)
         stop_timeout = max(10, int(self.deadline.remaining()) + 30)
         cmd = [
             "aria2c",
@@ -434,13 +588,7 @@ class Run:
             "--disable-ipv6=true",
             "--interface=127.0.0.1",
             f"--listen-port={listen_port}",
-            # aria2 sends UDP tracker traffic over its DHT socket: without DHT
-            # it ignores udp:// trackers. The private flag keeps DHT off for
-            # the torrent itself, and no entry point is given.
-            "--enable-dht=true",
-            "--enable-dht6=false",
-            f"--dht-listen-port={dht_port}",
-            f"--dht-file-path={os.path.join(self.tmp, 'aria2-dht.dat')}",
+            *protocol_options,
             "--enable-peer-exchange=false",
             "--bt-enable-lpd=false",
             f"--bt-tracker-interval={ANNOUNCE_INTERVAL}",
@@ -456,7 +604,7 @@ class Run:
             f"--stop-with-process={os.getpid()}",
             self.torrent_path,
         ]
-        log(f"starting aria2c: listen port {listen_port}, DHT/UDP-tracker port {dht_port}")
+        log(f"starting aria2c: listen port {listen_port}, {note}")
         self.aria2 = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -517,13 +665,7 @@ class Run:
         log("libtorrent checked the payload and is seeding")
 
         # The seeder must be known to the tracker before aria2c asks for peers.
-        poll_scrape(
-            self.port,
-            self.info_hash,
-            lambda f: f[0] >= 1,
-            "the libtorrent seeder",
-            self.deadline,
-        )
+        self.poll_scrape(lambda f: f[0] >= 1, "the libtorrent seeder")
 
         started = time.monotonic()
         self.start_aria2()
@@ -532,12 +674,9 @@ class Run:
 
         # Both clients run: libtorrent seeds, aria2c finished (announced
         # `completed`) and seeds on.
-        before = poll_scrape(
-            self.port,
-            self.info_hash,
+        before = self.poll_scrape(
             lambda f: f[0] == 2 and f[1] >= 1 and f[2] == 0,
             "seeders=2 completed>=1 leechers=0",
-            self.deadline,
         )
         log(f"with both clients: seeders={before[0]} completed={before[1]} leechers={before[2]}")
 
@@ -546,19 +685,16 @@ class Run:
         # drop shows at once. The window stays short on purpose: a long one
         # could be passed by a tracker that ignores `stopped` and merely
         # expires peers after a few announce intervals.
-        after = poll_scrape(
-            self.port,
-            self.info_hash,
+        after = self.poll_scrape(
             lambda f: f[0] == before[0] - 1 and f[2] == 0,
             f"seeders={before[0] - 1} leechers=0 after aria2c stopped",
-            self.deadline,
             seconds=ANNOUNCE_INTERVAL,
         )
         log(f"after aria2c stopped: seeders={after[0]} completed={after[1]} leechers={after[2]}")
 
         log("stopping libtorrent")
         self.seeder.close()
-        final = scrape(self.port, self.info_hash)
+        final = self.scrape()
         log(
             f"after libtorrent stopped (not asserted): seeders={final[0]} "
             f"completed={final[1]} leechers={final[2]}"
@@ -613,19 +749,23 @@ class Run:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tracker-bin", required=True, help="path of the tracker_udp binary")
+    ap.add_argument("--protocol", required=True, choices=PROTOCOLS, help="the tracker's protocol")
+    ap.add_argument(
+        "--tracker-bin", required=True, help="path of the tracker binary (tracker_udp or tracker_http)"
+    )
     ap.add_argument("--timeout", type=float, default=120.0, help="overall time budget in seconds")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir for inspection")
     ap.add_argument("--verbose", action="store_true", help="print the logs on success too")
     args = ap.parse_args()
     args.tracker_bin = os.path.abspath(args.tracker_bin)
+    summary = f"e2e {args.protocol} real clients"
     if not os.access(args.tracker_bin, os.X_OK):
         print(f"tracker binary not found or not executable: {args.tracker_bin}")
-        print("e2e udp real clients: 0 passed, 1 failed")
+        print(f"{summary}: 0 passed, 1 failed")
         return 1
     if shutil.which("aria2c") is None:
         print("aria2c not found; run scripts/install-test-deps.sh")
-        print("e2e udp real clients: 0 passed, 1 failed")
+        print(f"{summary}: 0 passed, 1 failed")
         return 1
 
     # SIGTERM (e.g. from CI) and a hard watchdog both go through the cleanup.
@@ -658,9 +798,9 @@ def main():
         run.cleanup()
     log(f"total {time.monotonic() - START:.1f}s")
     if failed is None:
-        print("e2e udp real clients: 1 passed, 0 failed")
+        print(f"{summary}: 1 passed, 0 failed")
         return 0
-    print("e2e udp real clients: 0 passed, 1 failed")
+    print(f"{summary}: 0 passed, 1 failed")
     return 1
 
 
