@@ -290,6 +290,17 @@ fn ipv4_fallback(addr: SocketAddr, only_ipv6: bool, err: &anyhow::Error) -> Opti
     }
 }
 
+/// Raises the process's soft limit on open files towards `wanted`, as far as the hard
+/// limit allows, and returns the soft limit in force. A TCP tracker holds one file per
+/// connection, and many systems start processes with a soft limit of 1024 whatever the
+/// hard limit: without this, `accept` would fail long before the configured maximum.
+///
+/// # Errors
+/// The limits could not be read or set.
+pub fn raise_open_files_limit(wanted: u64) -> anyhow::Result<u64> {
+    rlimit::increase_nofile_limit(wanted).context("raise the open files limit (RLIMIT_NOFILE)")
+}
+
 /// Datagrams the kernel dropped (a full receive buffer, say) on the UDP sockets bound to
 /// `port`, summed over /proc/net/udp and /proc/net/udp6 (Linux). For measurements and
 /// tests: the tracker's own counters cannot see what never reached it.
@@ -407,6 +418,16 @@ mod tests {
                 addr.port()
             )
         );
+    }
+
+    #[test]
+    fn the_open_files_limit_is_raised_within_the_hard_limit() {
+        let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        let granted = raise_open_files_limit(u64::MAX).unwrap();
+        assert_eq!(granted, hard.min(granted));
+        assert!(granted >= 1024 || granted == hard, "{granted} of {hard}");
+        // Asking for less never lowers it.
+        assert_eq!(raise_open_files_limit(1).unwrap(), granted);
     }
 
     #[test]
