@@ -215,6 +215,7 @@ struct State {
     outgoing: Vec<Vec<HttpRequest>>,
     pending_scrapes: PendingScrapes<(ConnRef, usize)>,
     full_warning: RateLimitedWarning,
+    accept_warning: RateLimitedWarning,
     request_worker_gone: bool,
     /// Reused for answer bodies.
     body: Vec<u8>,
@@ -259,6 +260,7 @@ impl SocketWorker {
                 PENDING_SCRAPE_TIMEOUT,
             ),
             full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
             request_worker_gone: false,
             body: Vec::new(),
             resume: Vec::new(),
@@ -322,8 +324,12 @@ impl SocketWorker {
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => {
-                    // Out of file descriptors, say: try again on the next round.
-                    log::warn!("accept: {err}");
+                    // Out of file descriptors, say: the connections wait in the backlog
+                    // and are accepted when the next one arrives. Rate-limited: a full
+                    // table would otherwise log at every arrival.
+                    if let Some(held_back) = state.accept_warning.check(Instant::now()) {
+                        log::warn!("accept: {err} ({held_back} more since the last warning)");
+                    }
                     return false;
                 }
             };

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Memory of a TCP tracker holding many open, idle connections.
+
+Usage: scripts/idle-connections.py HOST:PORT PID COUNT [SOURCES]
+
+Opens COUNT TCP connections to HOST:PORT (a loopback address only), spread over
+SOURCES source addresses 127.0.0.1, 127.0.0.2, ... (default 4; one source address
+reaches one port from about 28,000 ephemeral ports), keeps them open and idle, and
+prints the resident memory (VmRSS) of process PID before, and once it has settled
+after, with the bytes per connection. Then it closes them all. Each connection sends
+nothing, so a tracker that closes idle connections sooner than the measurement takes
+shows fewer connections: the script counts those still open at the end.
+
+It raises its own open-files limit to fit COUNT (as root it can raise the hard
+limit too). Everything stays on 127.0.0.0/8 and ends by itself.
+"""
+
+import resource
+import socket
+import sys
+import time
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise SystemExit(f"no VmRSS for pid {pid}")
+
+
+def main():
+    if len(sys.argv) not in (4, 5):
+        raise SystemExit(__doc__)
+    host, port = sys.argv[1].rsplit(":", 1)
+    pid, count = int(sys.argv[2]), int(sys.argv[3])
+    sources = int(sys.argv[4]) if len(sys.argv) == 5 else 4
+    if not host.startswith("127."):
+        raise SystemExit("loopback targets only (127.0.0.0/8)")
+    wanted = count + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(wanted, soft), max(wanted, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+    before = rss_kb(pid)
+    connections = []
+    started = time.monotonic()
+    for i in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((f"127.0.0.{1 + i % sources}", 0))
+        s.connect((host, int(port)))
+        connections.append(s)
+    opened = time.monotonic() - started
+    # Let the tracker accept the backlog and settle.
+    last = rss_kb(pid)
+    for _ in range(20):
+        time.sleep(0.5)
+        now = rss_kb(pid)
+        if now == last:
+            break
+        last = now
+    after = rss_kb(pid)
+    still_open = 0
+    for s in connections:
+        s.setblocking(False)
+        try:
+            still_open += s.recv(1) != b""
+        except BlockingIOError:
+            still_open += 1
+        except OSError:
+            pass
+    for s in connections:
+        s.close()
+    per_connection = (after - before) * 1024 / max(count, 1)
+    print(
+        f"connections {count} (opened in {opened:.1f} s, {still_open} still open at the end); "
+        f"RSS before {before / 1024:.1f} MB, with them {after / 1024:.1f} MB; "
+        f"{per_connection:.0f} bytes per connection"
+    )
+
+
+if __name__ == "__main__":
+    main()
