@@ -1076,10 +1076,13 @@ impl SocketWorker {
                 }
             };
             if c.written >= c.write_buf.len() && flushed {
-                c.write_buf.clear();
+                // Everything out: an idle keep-alive connection keeps no buffer. The next
+                // answer moves in without a copy, and a request of a few hundred bytes
+                // costs one small allocation.
+                c.write_buf = Vec::new();
                 c.written = 0;
-                if c.write_buf.capacity() > 64 * 1024 {
-                    c.write_buf = Vec::new();
+                if c.read_buf.is_empty() {
+                    c.read_buf = Vec::new();
                 }
                 let nothing_left = c.pipeline.is_empty();
                 if nothing_left && (c.closing || (c.peer_closed && c.read_buf.is_empty())) {
