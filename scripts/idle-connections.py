@@ -11,10 +11,14 @@ after, with the bytes per connection. Then it closes them all. Each connection s
 nothing, so a tracker that closes idle connections sooner than the measurement takes
 shows fewer connections: the script counts those still open at the end.
 
+With USED=1 in the environment, every connection first sends a scrape and reads the
+answer, so that what is measured is a keep-alive connection gone idle after use.
+
 It raises its own open-files limit to fit COUNT (as root it can raise the hard
 limit too). Everything stays on 127.0.0.0/8 and ends by itself.
 """
 
+import os
 import resource
 import socket
 import sys
@@ -51,6 +55,14 @@ def main():
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((f"127.0.0.{1 + i % sources}", 0))
         s.connect((host, int(port)))
+        if os.environ.get("USED") == "1":
+            s.sendall(b"GET /scrape?info_hash=aaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: t\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise SystemExit(f"the tracker closed connection {i} instead of answering")
+                answer += chunk
         connections.append(s)
     opened = time.monotonic() - started
     # Let the tracker accept the backlog and settle.

@@ -1084,6 +1084,9 @@ impl SocketWorker {
                 if c.read_buf.is_empty() {
                     c.read_buf = Vec::new();
                 }
+                if c.pipeline.is_empty() {
+                    c.pipeline = VecDeque::new();
+                }
                 let nothing_left = c.pipeline.is_empty();
                 if nothing_left && (c.closing || (c.peer_closed && c.read_buf.is_empty())) {
                     done = true;
