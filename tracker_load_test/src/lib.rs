@@ -20,5 +20,6 @@
 
 pub mod histogram;
 pub mod report;
+mod runner;
 pub mod udp;
 pub mod workload;
