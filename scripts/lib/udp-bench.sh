@@ -1,4 +1,4 @@
-# Shared helpers of the UDP benchmark scripts (sourced, not run).
+# Shared helpers of the benchmark scripts, UDP and HTTP (sourced, not run).
 # Everything here talks to 127.0.0.1 only and every process started is stopped.
 
 # A free UDP port on 127.0.0.1.
@@ -16,6 +16,24 @@ wait_udp_port() {
         sleep 0.05
     done
     echo "nothing listens on udp port $port after 10 s" >&2
+    return 1
+}
+
+# A free TCP port on 127.0.0.1.
+free_tcp_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_tcp_port PORT: waits up to 10 s until something listens on TCP PORT.
+wait_tcp_port() {
+    local port="$1"
+    for _ in $(seq 1 200); do
+        if ss -Hltn "sport = :$port" | grep -q .; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "nothing listens on tcp port $port after 10 s" >&2
     return 1
 }
 
@@ -75,10 +93,45 @@ release_dir() {
     echo "$target_dir/release"
 }
 
-# Builds the release binaries this script needs and sets $bin to where they are.
+# build_release [PACKAGE...]: builds the release binaries this script needs (by default
+# tracker_udp and tracker_load_test) and sets $bin to where they are.
 build_release() {
-    cargo build --release --locked -p tracker_udp -p tracker_load_test
+    local packages=("$@")
+    if [ "${#packages[@]}" -eq 0 ]; then
+        packages=(tracker_udp tracker_load_test)
+    fi
+    local args=()
+    for package in "${packages[@]}"; do
+        args+=(-p "$package")
+    done
+    cargo build --release --locked "${args[@]}"
     bin="$(release_dir)"
+}
+
+# merge_load_config SRC DST PORT DURATION WORKERS PID: writes to DST the load tester
+# config SRC with server_address (127.0.0.1:PORT), run.duration_secs, run.workers and
+# run.tracker_pid replaced, every other key kept.
+merge_load_config() {
+    python3 - "$@" <<'PY'
+import sys, tomllib
+src, dst, port, duration, workers, pid = sys.argv[1:]
+with open(src, "rb") as f:
+    config = tomllib.load(f)
+config["server_address"] = f"127.0.0.1:{port}"
+run = config.setdefault("run", {})
+run.update({"duration_secs": int(duration), "workers": int(workers), "tracker_pid": int(pid)})
+def value(v):
+    if isinstance(v, bool): return "true" if v else "false"
+    if isinstance(v, str): return '"' + v + '"'
+    return repr(v)
+with open(dst, "w") as out:
+    for k, v in config.items():
+        if not isinstance(v, dict): out.write(f"{k} = {value(v)}\n")
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.write(f"[{k}]\n")
+            for kk, vv in v.items(): out.write(f"{kk} = {value(vv)}\n")
+PY
 }
 
 # Makes the temporary directory $work and arranges that on exit the server whose pid

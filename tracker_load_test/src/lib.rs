@@ -9,16 +9,25 @@
 //! summary as JSON with `--json FILE`. `tracker_load_test udp-ceiling` is the minimal
 //! responder that shows what the machine itself allows.
 //!
+//! `tracker_load_test http` drives an HTTP tracker with the same workload and the same
+//! report, over keep-alive connections (with pipelining) or a new connection per
+//! request.
+//!
 //! # Layout
 //! - [`workload`]: the simulated clients (pure; randomness comes in as an argument).
 //! - [`histogram`]: latency histogram.
 //! - [`report`]: counters, per-second lines, the summary, the tracker's CPU time.
 //! - [`udp`]: the UDP load workers and the ceiling responder.
+//! - [`http`]: the HTTP load workers.
+//! - `runner` (private): the loopback check and the start / collect / join of workers
+//!   that every protocol shares.
 //!
 //! It only ever sends to loopback addresses, runs for a bounded time and stops by
 //! itself.
 
 pub mod histogram;
+pub mod http;
 pub mod report;
+mod runner;
 pub mod udp;
 pub mod workload;

@@ -91,6 +91,11 @@ pub struct Counters {
     /// Announce responses with more peers than the request asked for (a stopping
     /// client asks for 0): wasteful, but well-formed.
     pub over_numwant: u64,
+    /// TCP connections opened (HTTP).
+    pub connections: u64,
+    /// TCP connections that failed: not accepted, reset, or closed by the server with
+    /// requests unanswered (HTTP; those requests count as unanswered too).
+    pub connection_errors: u64,
     /// Round-trip times of the answered requests, in nanoseconds.
     pub latency: Histogram,
 }
@@ -109,6 +114,8 @@ impl Counters {
         self.late += other.late;
         self.peers += other.peers;
         self.over_numwant += other.over_numwant;
+        self.connections += other.connections;
+        self.connection_errors += other.connection_errors;
         self.latency.merge(&other.latency);
     }
 
@@ -211,6 +218,10 @@ pub struct Summary {
     pub send_failed: u64,
     /// Announce answers with more peers than asked for.
     pub over_numwant: u64,
+    /// TCP connections opened (HTTP; 0 for UDP).
+    pub connections_opened: u64,
+    /// TCP connections that failed (HTTP; 0 for UDP).
+    pub connection_errors: u64,
     /// Round-trip latency.
     pub latency: Latency,
     /// The tracker's CPU seconds (user + system) in the measured window, if its pid
@@ -230,7 +241,9 @@ impl Summary {
             self.server_address, self.workers, self.measured_secs
         );
         println!("responses per second: {:.0}", self.responses_per_sec);
-        println!("  connect:  {:.0}", self.connect_per_sec);
+        if self.protocol.starts_with("udp") {
+            println!("  connect:  {:.0}", self.connect_per_sec);
+        }
         println!("  announce: {:.0}", self.announce_per_sec);
         println!("  scrape:   {:.0}", self.scrape_per_sec);
         println!("  error:    {:.0}", self.error_per_sec);
@@ -246,6 +259,12 @@ impl Summary {
             self.late,
             self.send_failed
         );
+        if self.connections_opened > 0 || self.connection_errors > 0 {
+            println!(
+                "connections opened: {}   connection errors: {}",
+                self.connections_opened, self.connection_errors
+            );
+        }
         println!(
             "latency: p50 {:.0} us   p99 {:.0} us   p99.9 {:.0} us   max {:.0} us",
             self.latency.p50_us, self.latency.p99_us, self.latency.p999_us, self.latency.max_us
@@ -270,7 +289,7 @@ impl Summary {
 
 fn print_tick(tick: u32, warmup: u32, c: &Counters) {
     let ms = |ns: u64| ns as f64 / 1e6;
-    println!(
+    let mut line = format!(
         "{:>4}s{} {:>8} resp/s (connect {}, announce {}, scrape {}, error {}) | {:.1} peers/announce | \
          no answer {:.2}% | p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms | malformed {}",
         tick + 1,
@@ -287,6 +306,13 @@ fn print_tick(tick: u32, warmup: u32, c: &Counters) {
         ms(c.latency.quantile(0.999)),
         c.malformed
     );
+    if c.connections > 0 || c.connection_errors > 0 {
+        line += &format!(
+            " | connections opened {}, failed {}",
+            c.connections, c.connection_errors
+        );
+    }
+    println!("{line}");
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
@@ -418,6 +444,8 @@ pub(crate) fn summarize(
         late: measured.late,
         send_failed: measured.send_failed,
         over_numwant: measured.over_numwant,
+        connections_opened: measured.connections,
+        connection_errors: measured.connection_errors,
         latency: Latency::of(&measured.latency),
         tracker_cpu_secs,
         responses_per_tracker_cpu_sec: tracker_cpu_secs

@@ -341,6 +341,78 @@ impl Workload {
     }
 }
 
+/// The simulated peers one sender announces for: `count` peers numbered `first`,
+/// `first + stride`, `first + 2·stride`, ... Each peer belongs to one sender only, so that
+/// it always announces from the same source address (the tracker keys a peer by its
+/// address too), and the senders together cover every peer once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSet {
+    first: u64,
+    stride: u64,
+    count: u64,
+    next: u64,
+}
+
+impl PeerSet {
+    /// Part `part` of `parts` of the peers `0..peers`, cut into consecutive ranges
+    /// (a load worker's peers). Never empty: with fewer peers than parts, a part gets
+    /// peer `first` of its range.
+    pub fn range(peers: u64, part: u64, parts: u64) -> Self {
+        let parts = parts.max(1);
+        let first = peers * part / parts;
+        let last = peers * (part + 1) / parts;
+        Self {
+            first,
+            stride: 1,
+            count: (last - first).max(1),
+            next: 0,
+        }
+    }
+
+    /// Share `index` of `shares` of this set, taking every `shares`-th peer (a
+    /// connection's peers among its worker's). Never empty: with fewer peers than
+    /// shares, a share gets the set's peer `index % count`.
+    pub fn interleaved(&self, index: u64, shares: u64) -> Self {
+        let shares = shares.max(1);
+        if index >= self.count {
+            return Self {
+                first: self.first + self.stride * (index % self.count),
+                stride: self.stride,
+                count: 1,
+                next: 0,
+            };
+        }
+        Self {
+            first: self.first + self.stride * index,
+            stride: self.stride * shares,
+            count: (self.count - index).div_ceil(shares),
+            next: 0,
+        }
+    }
+
+    /// Number of peers in the set.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether the set is empty (never, as made by [`PeerSet::range`]).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The next peer to announce: each in turn when `sequential`, else one at random.
+    pub fn pick(&mut self, sequential: bool, rng: &mut impl Rng) -> u64 {
+        let local = if sequential {
+            let local = self.next;
+            self.next = (self.next + 1) % self.count.max(1);
+            local
+        } else {
+            rng.random_range(0..self.count.max(1))
+        };
+        self.first + self.stride * local
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,5 +628,34 @@ mod tests {
             let err = config.validate("workload").unwrap_err().to_string();
             assert!(err.starts_with(key), "{err}");
         }
+    }
+
+    #[test]
+    fn peer_sets_cover_every_peer_once() {
+        let mut rng = SmallRng::seed_from_u64(6);
+        for (peers, workers, connections) in [(1000, 3, 7), (10, 2, 5), (7, 1, 1)] {
+            let mut seen = vec![0u32; peers as usize];
+            for w in 0..workers {
+                let range = PeerSet::range(peers, w, workers);
+                for c in 0..connections {
+                    let mut set = range.interleaved(c, connections);
+                    assert!(!set.is_empty());
+                    for _ in 0..set.len() {
+                        seen[set.pick(true, &mut rng) as usize] += 1;
+                    }
+                    for _ in 0..100 {
+                        let p = set.pick(false, &mut rng);
+                        assert!(p < peers && (p - set.first).is_multiple_of(set.stride));
+                    }
+                }
+            }
+            assert!(
+                seen.iter().all(|n| *n == 1),
+                "{peers} {workers} {connections}"
+            );
+        }
+        // More shares than peers: each share still has one.
+        let tiny = PeerSet::range(2, 0, 1);
+        assert_eq!(tiny.interleaved(5, 8).len(), 1);
     }
 }

@@ -17,7 +17,6 @@ mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -25,6 +24,7 @@ use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
 
 use crate::report::{self, RunConfig, Summary};
+use crate::runner::{check_server_address, run_workers};
 use crate::workload::{Workload, WorkloadConfig};
 
 pub use burst::{BurstSummary, MAX_BURST, MAX_SOURCES, run_burst, run_burst_cli};
@@ -65,15 +65,7 @@ impl TrackerConfig for Config {
     }
 
     fn validate(&mut self) -> anyhow::Result<()> {
-        if !self.server_address.ip().is_loopback() {
-            anyhow::bail!(
-                "server_address: {} is not a loopback address (127.0.0.0/8 or ::1)",
-                self.server_address
-            );
-        }
-        if self.server_address.port() == 0 {
-            anyhow::bail!("server_address: the port must not be 0");
-        }
+        check_server_address(self.server_address)?;
         self.run.validate("run")?;
         self.network.validate()?;
         self.workload.validate("workload")
@@ -161,25 +153,7 @@ pub fn run(mut config: Config) -> anyhow::Result<Summary> {
         config.network.sockets_per_worker,
         config.network.in_flight_per_worker
     );
-    let start = Instant::now();
-    let end = start + Duration::from_secs(u64::from(config.run.total_secs()));
-    let mut handles = Vec::with_capacity(workers);
-    for (index, worker) in prepared.into_iter().enumerate() {
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("load-{:02}", index + 1))
-                .spawn(move || worker.run(start, end))
-                .context("start load worker")?,
-        );
-    }
-    let (measured, cpu) = report::collect(&receiver, workers, &config.run, start);
-    for handle in handles {
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(err.context("load worker failed")),
-            Err(_) => anyhow::bail!("a load worker panicked"),
-        }
-    }
+    let (measured, cpu) = run_workers(prepared, &receiver, &config.run)?;
     let summary = report::summarize(
         "udp",
         config.server_address.to_string(),

@@ -19,8 +19,9 @@ use tracker_udp_protocol::{
 };
 
 use crate::report::{Counters, TickReport};
+use crate::runner::LoadWorker;
 use crate::udp::Config;
-use crate::workload::{RequestKind, Workload};
+use crate::workload::{PeerSet, RequestKind, Workload};
 
 /// Datagrams per `recvmmsg` call.
 const RECV_BATCH: usize = 64;
@@ -71,9 +72,7 @@ pub(crate) struct Worker {
     free: Vec<u16>,
     recv: RecvBatch,
     rng: SmallRng,
-    peer_first: u64,
-    peer_count: u64,
-    next_peer: u64,
+    peers: PeerSet,
     scrape: ScrapeRequest,
     counters: Counters,
     sender: Sender<TickReport>,
@@ -185,10 +184,6 @@ impl Worker {
             in_flight
         ];
         let free = (0..in_flight).rev().map(|i| i as u16).collect();
-        let workers = config.run.workers as u64;
-        let peers = config.workload.peers;
-        let peer_first = peers * index as u64 / workers;
-        let peer_last = peers * (index as u64 + 1) / workers;
         // Room for the largest answer the workload can provoke, so that a long answer
         // is checked rather than cut.
         let numwant = usize::try_from(config.workload.numwant.max(200)).unwrap_or(200);
@@ -205,9 +200,11 @@ impl Worker {
             free,
             recv: RecvBatch::new(RECV_BATCH, recv_buf_len),
             rng: SmallRng::seed_from_u64(config.workload.seed ^ (index as u64 + 1)),
-            peer_first,
-            peer_count: (peer_last - peer_first).max(1),
-            next_peer: 0,
+            peers: PeerSet::range(
+                config.workload.peers,
+                index as u64,
+                config.run.workers as u64,
+            ),
             scrape: ScrapeRequest {
                 connection_id: ConnectionId(0),
                 transaction_id: TransactionId(0),
@@ -220,7 +217,7 @@ impl Worker {
     }
 
     /// Runs from `start` to `end`, reporting each second.
-    pub(crate) fn run(mut self, start: Instant, end: Instant) -> anyhow::Result<()> {
+    fn drive(mut self, start: Instant, end: Instant) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(64);
         let mut tick: u32 = 0;
         let mut tick_end = start + Duration::from_secs(1);
@@ -295,14 +292,8 @@ impl Worker {
     }
 
     fn next_peer(&mut self) -> u64 {
-        let local = if self.workload.config().sequential_peers {
-            let p = self.next_peer;
-            self.next_peer = (self.next_peer + 1) % self.peer_count;
-            p
-        } else {
-            self.rng.random_range(0..self.peer_count)
-        };
-        self.peer_first + local
+        self.peers
+            .pick(self.workload.config().sequential_peers, &mut self.rng)
     }
 
     /// Queues one request in `slot`. Returns false when nothing can be sent yet (every
@@ -346,7 +337,9 @@ impl Worker {
                 )
             }
             RequestKind::Announce => {
-                let peer = peer.unwrap_or_else(|| self.workload.peer(self.peer_first));
+                let Some(peer) = peer else {
+                    return false;
+                };
                 let event = self.workload.sample_event(&mut self.rng);
                 let numwant = self.workload.numwant(event);
                 let request = AnnounceRequest {
@@ -537,6 +530,12 @@ impl Worker {
             );
             self.counters.malformed += 1;
         }
+    }
+}
+
+impl LoadWorker for Worker {
+    fn run(self, start: Instant, end: Instant) -> anyhow::Result<()> {
+        self.drive(start, end)
     }
 }
 
