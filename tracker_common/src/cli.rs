@@ -140,8 +140,12 @@ pub fn run_app_with_args<C: TrackerConfig>(
         eprintln!("{name}: error: {source}: {err:#}");
         return ExitCode::FAILURE;
     }
+    // rustls logs what a client does wrong (an IP address as SNI, say) at warn level,
+    // once per connection: a client could fill the log. Its errors still show.
+    let level = config.log_level().to_filter();
     if let Err(err) = simple_logger::SimpleLogger::new()
-        .with_level(config.log_level().to_filter())
+        .with_level(level)
+        .with_module_level("rustls", level.min(log::LevelFilter::Error))
         .with_utc_timestamps()
         .init()
     {
