@@ -2,18 +2,23 @@
 """End-to-end test of a shoal tracker with real BitTorrent clients.
 
 Covers both trackers: the UDP one (BEP 15, `tracker_udp`) and the HTTP one
-(BEP 3 announce, BEP 48 scrape, `tracker_http`). A libtorrent session seeds a
+(BEP 3 announce, BEP 48 scrape, `tracker_http`), the latter over plain HTTP and
+over HTTPS (`--protocol https`: a self-signed certificate for 127.0.0.1 is made
+with openssl in the temp dir, and every client is told to trust it while
+still checking certificates: a client that does not trust it fails its
+announces or scrapes). A libtorrent session seeds a
 random payload, aria2c downloads it, and both find each other only through the
 tracker under test. All traffic stays on 127.0.0.1. Run with Debian's
 interpreter, which is the one that can import Debian's python3-libtorrent:
 
     /usr/bin/python3 e2e/real_clients.py --protocol udp --tracker-bin target/release/tracker_udp
     /usr/bin/python3 e2e/real_clients.py --protocol http --tracker-bin target/release/tracker_http
+    /usr/bin/python3 e2e/real_clients.py --protocol https --tracker-bin target/release/tracker_http
 
 The test checks:
   * the payload arrives at aria2c intact (SHA-256);
   * while both clients run, a scrape (BEP 15 over UDP, or GET /scrape with a
-    bencoded answer over HTTP) reports 2 seeders, at least one completed
+    bencoded answer over HTTP or HTTPS) reports 2 seeders, at least one completed
     download and no leechers;
   * after aria2c is stopped with SIGINT (it then announces `stopped`), the
     seeder count drops by one;
@@ -29,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -51,7 +57,7 @@ PAYLOAD_NAME = "payload.bin"
 PAYLOAD_SIZE = 4 * 1024 * 1024
 PIECE_SIZE = 64 * 1024
 ANNOUNCE_INTERVAL = 5
-PROTOCOLS = ("udp", "http")
+PROTOCOLS = ("udp", "http", "https")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 PROTOCOL_ID = 0x41727101980
@@ -250,16 +256,25 @@ def _bdecode_at(data, i, depth):
     raise ValueError(f"unexpected byte {c!r} at {i}")
 
 
-def scrape_http(port, info_hash, attempts=4, wait=3.0):
-    """GET /scrape of one info hash: (seeders, completed, leechers)."""
+def scrape_http(port, info_hash, ssl_context=None, attempts=4, wait=3.0):
+    """GET /scrape of one info hash: (seeders, completed, leechers). Over HTTPS
+    when `ssl_context` is given (it must then verify the tracker's certificate)."""
     path = "/scrape?info_hash=" + urllib.parse.quote_from_bytes(info_hash, safe="")
+    scheme = "http" if ssl_context is None else "https"
     problem = None
     for _ in range(attempts):
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=wait)
+        if ssl_context is None:
+            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=wait)
+        else:
+            conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=wait, context=ssl_context)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
             status, body = response.status, response.read()
+        except ssl.SSLCertVerificationError as exc:
+            # Not transient: the tracker presents a certificate that the test CA
+            # does not vouch for.
+            raise TestFailure(f"scrape over HTTPS: certificate check failed: {exc}") from None
         except (OSError, http.client.HTTPException) as exc:
             problem = f"{type(exc).__name__}: {exc}"
             time.sleep(0.2)
@@ -284,22 +299,42 @@ def scrape_http(port, info_hash, attempts=4, wait=3.0):
         if not all(isinstance(v, int) and v >= 0 for v in figures):
             raise TestFailure(f"scrape answer lacks complete/downloaded/incomplete counts: {body[:300]!r}")
         return figures
-    raise TestFailure(f"no scrape answer from http://{LOOPBACK}:{port} after {attempts} tries ({problem})")
+    raise TestFailure(
+        f"no scrape answer from {scheme}://{LOOPBACK}:{port} after {attempts} tries ({problem})"
+    )
 
 
-def scrape(protocol, port, info_hash):
-    """Scrape of one info hash over the tracker's protocol: (seeders, completed, leechers)."""
+def toml_string(text):
+    """`text` as a TOML basic string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def https_client_context(ca_file):
+    """A TLS client context that trusts `ca_file` only and checks the host name."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def scrape(protocol, port, info_hash, ssl_context=None):
+    """Scrape of one info hash over the tracker's protocol: (seeders, completed, leechers).
+    `ssl_context` is for "https" (required there)."""
     if protocol == "udp":
         return scrape_udp(port, info_hash)
+    if protocol == "https":
+        if ssl_context is None:
+            raise TestFailure("internal: an HTTPS scrape needs an ssl context")
+        return scrape_http(port, info_hash, ssl_context)
     return scrape_http(port, info_hash)
 
 
-def poll_scrape(protocol, port, info_hash, want, describe, deadline, seconds=15.0):
+def poll_scrape(protocol, port, info_hash, want, describe, deadline, seconds=15.0, ssl_context=None):
     """Scrapes until `want(figures)` holds or the phase ends; returns the last figures."""
     end = deadline.cap(seconds)
     last = None
     while True:
-        figures = scrape(protocol, port, info_hash)
+        figures = scrape(protocol, port, info_hash, ssl_context)
         if figures != last:
             log(f"scrape: seeders={figures[0]} completed={figures[1]} leechers={figures[2]}")
             last = figures
@@ -319,9 +354,12 @@ def poll_scrape(protocol, port, info_hash, want, describe, deadline, seconds=15.
 
 
 class Seeder:
-    """A libtorrent 2.0 session seeding one torrent, on 127.0.0.1 only."""
+    """A libtorrent 2.0 session seeding one torrent, on 127.0.0.1 only.
 
-    def __init__(self):
+    `ca_file`: the only CA the session trusts for HTTPS trackers (their
+    certificates are checked, `validate_https_trackers` stays on)."""
+
+    def __init__(self, ca_file=None):
         settings = {
             "listen_interfaces": f"{LOOPBACK}:0",
             "enable_dht": False,
@@ -349,14 +387,38 @@ class Seeder:
             | lt.alert_category.tracker
             | lt.alert_category.storage,
         }
+        if ca_file is not None:
+            settings["validate_https_trackers"] = True
         # flags=0: none of the default plugins (so no ut_pex) and none of the
         # default features (DHT, LSD, UPnP, NAT-PMP) started.
-        self.session = lt.session(settings, 0)
+        self.session = self._new_session(settings, ca_file)
         self.handle = None
         self.alerts = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump_alerts, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _new_session(settings, ca_file):
+        if ca_file is None:
+            return lt.session(settings, 0)
+        # libtorrent 2.0 has no setting for the CA of HTTPS trackers: its
+        # session's TLS context calls OpenSSL's set_default_verify_paths() when
+        # it is made, and OpenSSL reads SSL_CERT_FILE/SSL_CERT_DIR then. So the
+        # test CA replaces the system store for this session only. (Without
+        # it the announces fail: tracker_error_alert "certificate verify
+        # failed".)
+        saved = {k: os.environ.get(k) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        os.environ["SSL_CERT_FILE"] = ca_file
+        os.environ["SSL_CERT_DIR"] = os.path.dirname(ca_file)
+        try:
+            return lt.session(settings, 0)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def _pump_alerts(self):
         next_reannounce = time.monotonic() + ANNOUNCE_INTERVAL
@@ -449,6 +511,36 @@ class Run:
         self.seeder = None
         self.port = None
         self.aria2_log = os.path.join(self.tmp, "aria2c.log")
+        # HTTPS only: the self-signed certificate (also the clients' only CA),
+        # its key, and the scrape's TLS context.
+        self.cert_path = None
+        self.key_path = None
+        self.ssl_context = None
+
+    # ---- certificate (HTTPS) ----
+
+    def make_certificate(self):
+        """A self-signed certificate for 127.0.0.1 (an IP subjectAltName, as a
+        client checking the URL's host needs), valid for a day, and its key."""
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise TestFailure("openssl not found; run scripts/install-test-deps.sh")
+        self.cert_path = os.path.join(self.tmp, "cert.pem")
+        self.key_path = os.path.join(self.tmp, "key.pem")
+        cmd = [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", f"/CN={LOOPBACK}", "-addext", f"subjectAltName=IP:{LOOPBACK}",
+            "-keyout", self.key_path, "-out", self.cert_path,
+        ]  # fmt: skip
+        result = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+        )
+        if result.returncode != 0:
+            raise TestFailure(
+                f"openssl req failed with status {result.returncode}: {result.stderr.strip()}"
+            )
+        self.ssl_context = https_client_context(self.cert_path)
+        log(f"self-signed certificate for {LOOPBACK}: {self.cert_path}")
 
     # ---- tracker ----
 
@@ -456,10 +548,17 @@ class Run:
         """The tracker's config file. Each binary rejects keys it does not know: the
         [http] section is tracker_http's only."""
         text = 'log_level = "info"\n' "[network]\n" f'address = "{LOOPBACK}:0"\n'
-        if self.protocol == "http":
+        if self.protocol in ("http", "https"):
             # Must not exceed the announce interval (the default, 900, would), and
             # stays below it so that it never holds back the clients' announces.
             text += "[http]\nmin_announce_interval_secs = 1\n"
+        if self.protocol == "https":
+            text += (
+                "[tls]\n"
+                "enabled = true\n"
+                f"certificate_chain_path = {toml_string(self.cert_path)}\n"
+                f"private_key_path = {toml_string(self.key_path)}\n"
+            )
         text += "[swarm]\n" f"announce_interval_secs = {ANNOUNCE_INTERVAL}\n"
         return text
 
@@ -496,12 +595,28 @@ class Run:
         )
 
     def scrape(self):
-        return scrape(self.protocol, self.port, self.info_hash)
+        return scrape(self.protocol, self.port, self.info_hash, self.ssl_context)
 
     def poll_scrape(self, want, describe, seconds=15.0):
         return poll_scrape(
-            self.protocol, self.port, self.info_hash, want, describe, self.deadline, seconds
+            self.protocol,
+            self.port,
+            self.info_hash,
+            want,
+            describe,
+            self.deadline,
+            seconds,
+            self.ssl_context,
         )
+
+    def check_plain_http_refused(self):
+        """Over HTTPS, the port must not answer a plain-HTTP scrape."""
+        try:
+            scrape_http(self.port, self.info_hash, attempts=1, wait=3.0)
+        except TestFailure as exc:
+            log(f"plain HTTP on the HTTPS port is refused, as it should be ({exc})")
+            return
+        raise TestFailure("the HTTPS tracker answered a plain-HTTP scrape")
 
     def stop_tracker(self):
         log("stopping the tracker with SIGTERM")
@@ -557,6 +672,18 @@ class Run:
         if self.protocol == "http":
             # HTTP announces need nothing: they go over aria2's HTTP client.
             return ["--enable-dht=false", "--enable-dht6=false"], "DHT off"
+        if self.protocol == "https":
+            # HTTPS announces go over aria2's HTTP client too. The test
+            # certificate is added to its CAs; certificates stay checked
+            # (without it: "SSL/TLS handshake failure: `not signed by known
+            # authorities or invalid' `issuer is not known'").
+            options = [
+                "--enable-dht=false",
+                "--enable-dht6=false",
+                "--check-certificate=true",
+                f"--ca-certificate={self.cert_path}",
+            ]
+            return options, "DHT off, test certificate as CA"
         dht_port = free_port(socket.SOCK_DGRAM)
         while dht_port == listen_port:
             dht_port = free_port(socket.SOCK_DGRAM)
@@ -655,10 +782,14 @@ class Run:
     def run(self):
         log(f"temp dir {self.tmp}")
         self.make_payload()
+        if self.protocol == "https":
+            self.make_certificate()
         self.start_tracker()
         self.make_torrent()
+        if self.protocol == "https":
+            self.check_plain_http_refused()
 
-        self.seeder = Seeder()
+        self.seeder = Seeder(self.cert_path)
         self.seeder.add(self.torrent_path, self.seed_dir)
         log(f"libtorrent {lt.__version__} listening on {LOOPBACK}:{self.seeder.listen_port()}")
         self.seeder.wait_seeding(self.deadline)
@@ -751,7 +882,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", required=True, choices=PROTOCOLS, help="the tracker's protocol")
     ap.add_argument(
-        "--tracker-bin", required=True, help="path of the tracker binary (tracker_udp or tracker_http)"
+        "--tracker-bin",
+        required=True,
+        help="path of the tracker binary (tracker_udp, or tracker_http for http and https)",
     )
     ap.add_argument("--timeout", type=float, default=120.0, help="overall time budget in seconds")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir for inspection")

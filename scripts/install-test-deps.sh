@@ -3,7 +3,7 @@
 # Idempotent: nothing is fetched when the packages are already installed.
 set -euo pipefail
 
-packages=(python3-libtorrent aria2)
+packages=(python3-libtorrent aria2 openssl)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -35,3 +35,4 @@ echo "install-test-deps: installing: ${missing[*]}"
 /usr/bin/python3 -c 'import libtorrent; print("install-test-deps: libtorrent", libtorrent.__version__)'
 command -v aria2c >/dev/null
 aria2c --version | head -n 1
+openssl version

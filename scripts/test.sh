@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need (idempotent) and runs every test suite:
 # the workspace's unit, property and integration tests, then the end-to-end
-# tests with real BitTorrent clients, of the UDP and of the HTTP tracker.
+# tests with real BitTorrent clients, of the UDP and of the HTTP tracker (over
+# HTTP and over HTTPS).
 # Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,3 +11,4 @@ scripts/install-test-deps.sh
 cargo test --workspace --locked
 scripts/e2e-udp.sh
 scripts/e2e-http.sh
+scripts/e2e-https.sh
