@@ -27,7 +27,7 @@
 //! matched to their requests.
 //!
 //! With `network.tls` the same requests go over TLS (HTTPS): each connection carries a
-//! rustls client, driven by the same readiness events (see [`tls`] for what is
+//! rustls client, driven by the same readiness events (see the `tls` module for what is
 //! trusted). A handshake that fails after the TCP connect is counted apart from the
 //! other connection errors.
 
