@@ -21,10 +21,14 @@
 #   FILL_SECS      seconds of announces for that fill (default 20); a server that
 #                  answers fewer than 1M announces in it is flagged as not filled
 #   OUT_DIR        where the raw results go (default .local/bench/compare-http-DATE)
+#   TLS            1: everything over HTTPS. Makes a self-signed RSA 2048 certificate
+#                  for IP 127.0.0.1 (openssl) that both servers serve; tracker_load_test
+#                  trusts it (network.tls_ca_path), aquatic_http_load_test runs with
+#                  enable_tls = true (default 0: plain HTTP)
 #
 # Installs aquatic_http and aquatic_http_load_test 0.9.0 from crates.io into the
 # git-ignored .local/aquatic (once). Then, round after round, runs both servers (shoal
-# and aquatic_http, plain HTTP, keep-alive) under both load testers (tracker_load_test
+# and aquatic_http, keep-alive, plain HTTP or with TLS=1 HTTPS) under both load testers (tracker_load_test
 # http and aquatic_http_load_test), in alternation, and prints a table of medians:
 # responses per second, responses per second of server CPU time, peak RSS, and the
 # ratio shoal / aquatic. There is no HTTP ceiling responder yet.
@@ -41,6 +45,7 @@ load_workers="${LOAD_WORKERS:-1}"
 connections="${CONNECTIONS:-128}"
 memory="${MEMORY:-1}"
 fill_secs="${FILL_SECS:-20}"
+tls="${TLS:-0}"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -66,6 +71,18 @@ aquatic_load="$aquatic_root/bin/aquatic_http_load_test"
 build_release tracker_http tracker_load_test
 start_work
 
+if [ "$tls" = 1 ]; then
+    # CA:FALSE: openssl marks a self-signed certificate as a CA by default, and rustls
+    # (webpki) refuses a CA certificate as the server's own (CaUsedAsEndEntity).
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+        -keyout "$work/key.pem" -out "$work/cert.pem" 2> "$work/openssl.log" \
+        || { cat "$work/openssl.log" >&2; exit 1; }
+    aquatic_tls=true
+else
+    aquatic_tls=false
+fi
+
 # --- servers -----------------------------------------------------------------
 # start_server NAME PORT: starts it pinned, sets server_pid, waits for the port.
 start_server() {
@@ -89,6 +106,14 @@ max_torrents = 100000000
 [statistics]
 interval_secs = 0
 TOML
+            if [ "$tls" = 1 ]; then
+                cat >> "$work/shoal.toml" <<TOML
+[tls]
+enabled = true
+certificate_chain_path = "$work/cert.pem"
+private_key_path = "$work/key.pem"
+TOML
+            fi
             pinned "$tracker_cpus" "$bin/tracker_http" -c "$work/shoal.toml" > "$work/server.log" 2>&1 &
             ;;
         aquatic)
@@ -96,6 +121,9 @@ TOML
                 | sed -e "s/^address = .*/address = \"127.0.0.1:$port\"/" \
                       -e "s/^socket_workers = .*/socket_workers = $workers/" \
                       -e "s/^swarm_workers = .*/swarm_workers = $workers/" \
+                      -e "s/^enable_tls = .*/enable_tls = $aquatic_tls/" \
+                      -e "s|^tls_certificate_path = .*|tls_certificate_path = \"$work/cert.pem\"|" \
+                      -e "s|^tls_private_key_path = .*|tls_private_key_path = \"$work/key.pem\"|" \
                       -e 's/^log_level = .*/log_level = "error"/' > "$work/aquatic.toml"
             pinned "$tracker_cpus" "$aquatic_http" -c "$work/aquatic.toml" > "$work/server.log" 2>&1 &
             ;;
@@ -118,6 +146,10 @@ run_shoal_load() {
         echo "tracker_pid = $server_pid"
         echo "[network]"
         echo "connections_per_worker = $connections"
+        if [ "$tls" = 1 ]; then
+            echo "tls = true"
+            echo "tls_ca_path = \"$work/cert.pem\""
+        fi
         printf '%b' "$extra"
     } > "$work/load.toml"
     (pinned "$load_cpus" "$bin/tracker_load_test" http -c "$work/load.toml" --json "$work/summary.json") \
@@ -125,7 +157,7 @@ run_shoal_load() {
     echo "$(json_field "$work/summary.json" responses_per_sec) $(json_field "$work/summary.json" tracker_cpu_secs)"
 }
 
-# run_aquatic_load PORT: runs aquatic_http_load_test (plain HTTP, keep-alive) for the
+# run_aquatic_load PORT: runs aquatic_http_load_test (keep-alive; HTTPS with TLS=1) for the
 # warm-up plus the measured time, sampling the server's CPU time over the measured
 # part; prints "responses_per_sec cpu_secs". Its figure is the average over the whole
 # run (it has no warm-up setting), so the warm-up, in which it opens its connections
@@ -139,7 +171,7 @@ run_aquatic_load() {
               -e "s/^num_connections = .*/num_connections = $connections/" \
               -e "s/^connection_creation_interval_ms = .*/connection_creation_interval_ms = $((1280 / connections))/" \
               -e "s/^duration = .*/duration = $((warmup + duration))/" \
-              -e "s/^enable_tls = .*/enable_tls = false/" > "$work/aquatic-load.toml"
+              -e "s/^enable_tls = .*/enable_tls = $aquatic_tls/" > "$work/aquatic-load.toml"
     pinned "$load_cpus" "$aquatic_load" -c "$work/aquatic-load.toml" > "$work/load.log" 2>&1 &
     local load_pid=$!
     sleep "$warmup"
@@ -196,9 +228,10 @@ if [ "$memory" = 1 ]; then
 fi
 
 # --- the table ---------------------------------------------------------------------
-python3 - "$results" "$memory_results" "$memory" "$duration" <<'PY'
+python3 - "$results" "$memory_results" "$memory" "$duration" "$tls" <<'PY'
 import csv, statistics, sys
 runs, memory_file, memory, duration = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+over = "HTTPS" if sys.argv[5] == "1" else "plain HTTP"
 rows = list(csv.DictReader(open(runs), delimiter="\t"))
 
 def values(tester, server, f):
@@ -222,7 +255,7 @@ per_cpu = lambda r: float(r["responses_per_sec"]) * duration / float(r["server_c
 rss = lambda r: float(r["peak_rss_mb"])
 
 print()
-print(f"medians of {len({r['round'] for r in rows})} rounds, {duration:.0f} s measured per run")
+print(f"medians of {len({r['round'] for r in rows})} rounds, {duration:.0f} s measured per run, {over}")
 print(f"{'load tester':<24}{'server':<10}{'responses/s':>13}{'per CPU-s':>12}{'peak RSS MB':>13}")
 for tester in ("shoal", "aquatic"):
     name = "tracker_load_test" if tester == "shoal" else "aquatic_http_load_test"

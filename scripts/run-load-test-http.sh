@@ -12,9 +12,16 @@
 #   CONNECTIONS              connections per load worker (default: the load tester's)
 #   PIPELINE                 requests in flight per connection (default: the load tester's)
 #   KEEP_ALIVE               0: a new connection for every request (default 1)
+#   TLS                      1: HTTPS. Makes a self-signed certificate for 127.0.0.1
+#                            (RSA 2048, openssl) in the temporary directory, starts the
+#                            tracker with [tls] on it and runs the load tester with
+#                            network.tls, trusting that certificate (default 0)
+#   TLS_VERIFY               0: with TLS=1, the load tester does not verify the
+#                            certificate (network.tls_ca_path empty) (default 1)
 #   LOAD_CONFIG              a tracker_load_test http config file to start from
-#                            (its server_address, run and tracker_pid are overridden;
-#                            CONNECTIONS, PIPELINE, KEEP_ALIVE are then ignored)
+#                            (its server_address, run and tracker_pid are overridden,
+#                            and with TLS=1 its network.tls and tls_ca_path; CONNECTIONS,
+#                            PIPELINE, KEEP_ALIVE are then ignored)
 #   JSON                     also write the load tester's summary to this file
 #   TRACKER_BIN              run this tracker_http binary instead of the one built here
 #                            (e.g. one built from an older commit, for before/after figures)
@@ -37,6 +44,18 @@ source scripts/lib/udp-bench.sh
 build_release tracker_http tracker_load_test
 start_work
 
+tls="${TLS:-0}"
+ca_path=""
+if [ "$tls" = 1 ]; then
+    # CA:FALSE: openssl marks a self-signed certificate as a CA by default, and rustls
+    # (webpki) refuses a CA certificate as the server's own (CaUsedAsEndEntity).
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+        -keyout "$work/key.pem" -out "$work/cert.pem" 2> "$work/openssl.log" \
+        || { cat "$work/openssl.log" >&2; exit 1; }
+    if [ "${TLS_VERIFY:-1}" != 0 ]; then ca_path="$work/cert.pem"; fi
+fi
+
 port="$(free_tcp_port)"
 cat > "$work/tracker.toml" <<TOML
 log_level = "warn"
@@ -55,12 +74,41 @@ max_torrents = 100000000
 [statistics]
 interval_secs = 0
 TOML
+if [ "$tls" = 1 ]; then
+    cat >> "$work/tracker.toml" <<TOML
+[tls]
+enabled = true
+certificate_chain_path = "$work/cert.pem"
+private_key_path = "$work/key.pem"
+TOML
+fi
 pinned "${TRACKER_CPUS:-}" "${TRACKER_BIN:-$bin/tracker_http}" -c "$work/tracker.toml" &
 server_pid=$!
 wait_tcp_port "$port"
 
 if [ -n "${LOAD_CONFIG:-}" ]; then
     merge_load_config "$LOAD_CONFIG" "$work/load.toml" "$port" "$duration" "$load_workers" "$server_pid"
+    if [ "$tls" = 1 ]; then
+        # Rewrite the merged file with [network] tls on, the other keys as they are.
+        python3 - "$work/load.toml" "$ca_path" <<'PY'
+import sys, tomllib
+path, ca = sys.argv[1:]
+with open(path, "rb") as f:
+    config = tomllib.load(f)
+config.setdefault("network", {}).update({"tls": True, "tls_ca_path": ca})
+def value(v):
+    if isinstance(v, bool): return "true" if v else "false"
+    if isinstance(v, str): return '"' + v + '"'
+    return repr(v)
+with open(path, "w") as out:
+    for k, v in config.items():
+        if not isinstance(v, dict): out.write(f"{k} = {value(v)}\n")
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.write(f"[{k}]\n")
+            for kk, vv in v.items(): out.write(f"{kk} = {value(vv)}\n")
+PY
+    fi
 else
     {
         echo "server_address = \"127.0.0.1:$port\""
@@ -73,6 +121,10 @@ else
         if [ -n "${CONNECTIONS:-}" ]; then echo "connections_per_worker = $CONNECTIONS"; fi
         if [ -n "${PIPELINE:-}" ]; then echo "pipeline_depth = $PIPELINE"; fi
         if [ "${KEEP_ALIVE:-1}" = 0 ]; then echo "keep_alive = false"; fi
+        if [ "$tls" = 1 ]; then
+            echo "tls = true"
+            echo "tls_ca_path = \"$ca_path\""
+        fi
     } > "$work/load.toml"
 fi
 

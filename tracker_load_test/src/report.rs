@@ -96,6 +96,10 @@ pub struct Counters {
     /// TCP connections that failed: not accepted, reset, or closed by the server with
     /// requests unanswered (HTTP; those requests count as unanswered too).
     pub connection_errors: u64,
+    /// TLS connections whose TCP connect succeeded and whose TLS handshake then failed
+    /// (a refused certificate, a TLS alert, a close mid-handshake): counted here and
+    /// not among `connection_errors` (HTTPS).
+    pub tls_handshake_failures: u64,
     /// Round-trip times of the answered requests, in nanoseconds.
     pub latency: Histogram,
 }
@@ -116,6 +120,7 @@ impl Counters {
         self.over_numwant += other.over_numwant;
         self.connections += other.connections;
         self.connection_errors += other.connection_errors;
+        self.tls_handshake_failures += other.tls_handshake_failures;
         self.latency.merge(&other.latency);
     }
 
@@ -222,6 +227,8 @@ pub struct Summary {
     pub connections_opened: u64,
     /// TCP connections that failed (HTTP; 0 for UDP).
     pub connection_errors: u64,
+    /// TLS handshakes that failed after the TCP connect (HTTPS; 0 otherwise).
+    pub tls_handshake_failures: u64,
     /// Round-trip latency.
     pub latency: Latency,
     /// The tracker's CPU seconds (user + system) in the measured window, if its pid
@@ -264,6 +271,9 @@ impl Summary {
                 "connections opened: {}   connection errors: {}",
                 self.connections_opened, self.connection_errors
             );
+        }
+        if self.tls_handshake_failures > 0 {
+            println!("TLS handshake failures: {}", self.tls_handshake_failures);
         }
         println!(
             "latency: p50 {:.0} us   p99 {:.0} us   p99.9 {:.0} us   max {:.0} us",
@@ -311,6 +321,9 @@ fn print_tick(tick: u32, warmup: u32, c: &Counters) {
             " | connections opened {}, failed {}",
             c.connections, c.connection_errors
         );
+    }
+    if c.tls_handshake_failures > 0 {
+        line += &format!(" | TLS handshakes failed {}", c.tls_handshake_failures);
     }
     println!("{line}");
 }
@@ -446,6 +459,7 @@ pub(crate) fn summarize(
         over_numwant: measured.over_numwant,
         connections_opened: measured.connections,
         connection_errors: measured.connection_errors,
+        tls_handshake_failures: measured.tls_handshake_failures,
         latency: Latency::of(&measured.latency),
         tracker_cpu_secs,
         responses_per_tracker_cpu_sec: tracker_cpu_secs

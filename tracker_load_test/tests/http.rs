@@ -1,7 +1,9 @@
 //! The HTTP load tester against an in-process shoal HTTP tracker on loopback: keep-alive
-//! connections with and without pipelining, and a new connection per request.
+//! connections with and without pipelining, and a new connection per request, in plain
+//! text and over TLS.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
 
 use tracker_common::config::{TrackerConfig, parse_config};
@@ -9,13 +11,45 @@ use tracker_load_test::http::{Config, run};
 use tracker_load_test::report::Summary;
 
 fn tracker(address: &str) -> tracker_http::Tracker {
+    tracker_with(address, |_| {})
+}
+
+fn tracker_with(
+    address: &str,
+    tune: impl FnOnce(&mut tracker_http::Config),
+) -> tracker_http::Tracker {
     let mut config = tracker_http::Config::default();
     config.network.address = address.parse().unwrap();
     config.network.poll_timeout_ms = 10;
     config.workers.socket_workers = 1;
     config.workers.request_workers = 2;
     config.statistics.interval_secs = 0;
+    tune(&mut config);
     tracker_http::start(config).unwrap()
+}
+
+/// A directory of its own for `name` in this test process, with a self-signed
+/// certificate for 127.0.0.1 in it: returns the directory, the certificate file and the
+/// key file.
+fn certificate(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir =
+        std::env::temp_dir().join(format!("shoal-http-load-tls-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (dir, cert, key)
+}
+
+/// A tracker serving TLS only, with the certificate and key at these paths.
+fn tls_tracker(cert: &std::path::Path, key: &std::path::Path) -> tracker_http::Tracker {
+    tracker_with("127.0.0.1:0", |config| {
+        config.tls.enabled = true;
+        config.tls.certificate_chain_path = cert.to_owned();
+        config.tls.private_key_path = key.to_owned();
+    })
 }
 
 /// A short, small load: 2 measured seconds after a 1 s warm-up.
@@ -112,6 +146,59 @@ fn over_ipv6() {
     let summary = run(load_config(tracker.local_addr())).unwrap();
     assert_sane(&summary);
     tracker.shutdown();
+}
+
+#[test]
+fn over_tls_trusting_the_certificate() {
+    let (dir, cert, key) = certificate("trusted");
+    let tracker = tls_tracker(&cert, &key);
+    let mut config = load_config(tracker.local_addr());
+    config.network.tls = true;
+    config.network.tls_ca_path = cert;
+    config.network.pipeline_depth = 4;
+    let summary = run(config).unwrap();
+    assert_sane(&summary);
+    assert_eq!(summary.protocol, "https");
+    assert_eq!(summary.tls_handshake_failures, 0, "{summary:?}");
+    assert_eq!(summary.connections_opened, 0, "{summary:?}");
+    tracker.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn over_tls_without_verifying_a_new_connection_per_request() {
+    let (dir, cert, key) = certificate("unverified");
+    let tracker = tls_tracker(&cert, &key);
+    let mut config = load_config(tracker.local_addr());
+    config.network.tls = true;
+    config.network.keep_alive = false;
+    config.network.connections_per_worker = 4;
+    let summary = run(config).unwrap();
+    assert_sane(&summary);
+    assert_eq!(summary.protocol, "https-new-connection");
+    assert_eq!(summary.tls_handshake_failures, 0, "{summary:?}");
+    assert!(summary.connections_opened > 0, "{summary:?}");
+    tracker.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_certificate_not_trusted_fails_the_handshake() {
+    let (dir, cert, key) = certificate("served");
+    let (other_dir, other_cert, _) = certificate("other");
+    let tracker = tls_tracker(&cert, &key);
+    let mut config = load_config(tracker.local_addr());
+    config.network.tls = true;
+    config.network.tls_ca_path = other_cert;
+    config.run.duration_secs = 1;
+    config.run.warmup_secs = 0;
+    let summary = run(config).unwrap();
+    assert_eq!(summary.responses, 0, "{summary:?}");
+    assert!(summary.tls_handshake_failures > 0, "{summary:?}");
+    assert_eq!(summary.connection_errors, 0, "{summary:?}");
+    tracker.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&other_dir).unwrap();
 }
 
 #[test]

@@ -25,7 +25,13 @@
 //! `failure reason` counts as an error answer; anything else is malformed, and the
 //! connection it came on is closed, since the answers after it can no longer be
 //! matched to their requests.
+//!
+//! With `network.tls` the same requests go over TLS (HTTPS): each connection carries a
+//! rustls client, driven by the same readiness events (see the `tls` module for what is
+//! trusted). A handshake that fails after the TCP connect is counted apart from the
+//! other connection errors.
 
+mod tls;
 mod worker;
 
 use std::net::SocketAddr;
@@ -112,6 +118,12 @@ config_section! {
         pub request_timeout_ms: u64,
         /// Most bytes of one answer's body; a longer answer counts as malformed.
         pub max_response_body_bytes: usize,
+        /// true: speak TLS (HTTPS) to the tracker, with the server name its IP address.
+        pub tls: bool,
+        /// PEM file of the certificate(s) to trust when tls is true. Empty = accept any
+        /// certificate without verifying it: for a tracker on loopback with a
+        /// self-signed test certificate only.
+        pub tls_ca_path: PathBuf,
     }
 }
 
@@ -123,6 +135,8 @@ impl Default for NetworkConfig {
             keep_alive: true,
             request_timeout_ms: 2000,
             max_response_body_bytes: 64 * 1024,
+            tls: false,
+            tls_ca_path: PathBuf::new(),
         }
     }
 }
@@ -147,6 +161,9 @@ impl NetworkConfig {
         if !(1024..=16 * 1024 * 1024).contains(&self.max_response_body_bytes) {
             anyhow::bail!("network.max_response_body_bytes: must be between 1024 and 16 MiB");
         }
+        if !self.tls && !self.tls_ca_path.as_os_str().is_empty() {
+            anyhow::bail!("network.tls_ca_path: set, but network.tls is false");
+        }
         Ok(())
     }
 }
@@ -163,14 +180,25 @@ pub fn run(mut config: Config) -> anyhow::Result<Summary> {
     let workload = Workload::new(&workload_config);
     let workers = config.run.workers;
     let (sender, receiver) = crossbeam_channel::unbounded();
+    let tls = if config.network.tls {
+        Some(tls::client_config(&config.network.tls_ca_path)?)
+    } else {
+        None
+    };
 
     // Connect before the clock starts (as long-lived clients are connected), so that a
     // bad source address fails fast and the first second measures requests only.
     let mut prepared = Vec::with_capacity(workers);
     for index in 0..workers {
         prepared.push(
-            worker::Worker::new(index, &config, workload.clone(), sender.clone())
-                .with_context(|| format!("set up load worker {}", index + 1))?,
+            worker::Worker::new(
+                index,
+                &config,
+                tls.clone(),
+                workload.clone(),
+                sender.clone(),
+            )
+            .with_context(|| format!("set up load worker {}", index + 1))?,
         );
     }
     drop(sender);
@@ -180,8 +208,9 @@ pub fn run(mut config: Config) -> anyhow::Result<Summary> {
         1
     };
     println!(
-        "load test: http://{} for {} s (+{} s warm-up), {} worker(s) x {} {} connection(s), \
+        "load test: {}://{} for {} s (+{} s warm-up), {} worker(s) x {} {} connection(s), \
          {} request(s) in flight each",
+        if config.network.tls { "https" } else { "http" },
         config.server_address,
         config.run.duration_secs,
         config.run.warmup_secs,
@@ -195,12 +224,14 @@ pub fn run(mut config: Config) -> anyhow::Result<Summary> {
         depth
     );
     let (measured, cpu) = run_workers(prepared, &receiver, &config.run)?;
+    let protocol = match (config.network.tls, config.network.keep_alive) {
+        (false, true) => "http",
+        (false, false) => "http-new-connection",
+        (true, true) => "https",
+        (true, false) => "https-new-connection",
+    };
     Ok(report::summarize(
-        if config.network.keep_alive {
-            "http"
-        } else {
-            "http-new-connection"
-        },
+        protocol,
         config.server_address.to_string(),
         &config.run,
         &measured,
@@ -259,6 +290,15 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("network.pipeline_depth")
+        );
+        let mut ca_without_tls = Config::default();
+        ca_without_tls.network.tls_ca_path = "ca.pem".into();
+        assert!(
+            ca_without_tls
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("network.tls_ca_path")
         );
     }
 }

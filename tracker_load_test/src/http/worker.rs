@@ -1,9 +1,16 @@
 //! One HTTP load worker: its connections, each with its requests in flight in order,
 //! and the loop that keeps them busy, reads the answers, checks them and times them.
+//!
+//! Over TLS each connection carries a rustls client between the socket and the HTTP
+//! bytes: what the socket has goes through `read_tls` and `process_new_packets` and the
+//! answers come out of its `reader()`; requests go into its `writer()` (which holds
+//! them while the handshake is on) and out with `write_tls` until the socket is full.
+//! Every turn does both, so the handshake moves on readable and writable events alike.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,6 +19,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use tracker_http_protocol::{
@@ -57,6 +66,8 @@ struct InFlight {
 
 struct Connection {
     stream: Option<TcpStream>,
+    /// The TLS client of the current stream (HTTPS only).
+    tls: Option<ClientConnection>,
     source: Option<IpAddr>,
     peers: PeerSet,
     connected: bool,
@@ -91,6 +102,9 @@ pub(crate) struct Worker {
     server: SocketAddr,
     host: String,
     keep_alive: bool,
+    /// The client config and the name the server's certificate is checked against
+    /// (its IP address), for HTTPS.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     depth: usize,
     timeout: Duration,
     max_body: usize,
@@ -227,6 +241,7 @@ impl Worker {
     pub(crate) fn new(
         index: usize,
         config: &Config,
+        tls: Option<Arc<ClientConfig>>,
         workload: Workload,
         sender: Sender<TickReport>,
     ) -> anyhow::Result<Self> {
@@ -248,6 +263,7 @@ impl Worker {
             server,
             host: server.to_string(),
             keep_alive: network.keep_alive,
+            tls: tls.map(|config| (config, ServerName::IpAddress(server.ip().into()))),
             depth,
             timeout: Duration::from_millis(network.request_timeout_ms),
             max_body: network.max_response_body_bytes,
@@ -265,6 +281,7 @@ impl Worker {
         for c in 0..per_worker {
             worker.connections.push(Connection {
                 stream: None,
+                tls: None,
                 source: source_ip(server, index, c, per_worker),
                 peers: worker_peers.interleaved(c as u64, per_worker as u64),
                 connected: false,
@@ -361,6 +378,13 @@ impl Worker {
             return Ok(());
         };
         let mut stream = open_stream(self.server, c.source)?;
+        c.tls = match &self.tls {
+            Some((config, name)) => Some(
+                ClientConnection::new(config.clone(), name.clone())
+                    .map_err(std::io::Error::other)?,
+            ),
+            None => None,
+        };
         self.poll.registry().register(
             &mut stream,
             Token(i),
@@ -379,8 +403,14 @@ impl Worker {
             return;
         };
         if let Some(mut stream) = c.stream.take() {
+            if let Some(tls) = c.tls.as_mut().filter(|tls| !tls.is_handshaking()) {
+                // Say goodbye as a TLS client does, if the socket takes it at once.
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut stream);
+            }
             let _ = self.poll.registry().deregister(&mut stream);
         }
+        c.tls = None;
         self.counters.unanswered += c.in_flight.len() as u64;
         c.in_flight.clear();
         c.out.clear();
@@ -420,7 +450,15 @@ impl Worker {
 
     fn fail(&mut self, i: usize, now: Instant, why: &str) {
         log::debug!("load-{:02}: connection {i}: {why}", self.index + 1);
-        self.counters.connection_errors += 1;
+        let in_handshake = self
+            .connections
+            .get(i)
+            .is_some_and(|c| c.connected && c.tls.as_ref().is_some_and(|tls| tls.is_handshaking()));
+        if in_handshake {
+            self.counters.tls_handshake_failures += 1;
+        } else {
+            self.counters.connection_errors += 1;
+        }
         self.close(i);
         if let Some(c) = self.connections.get_mut(i) {
             c.retry_at = Some(now + RETRY_DELAY);
@@ -479,29 +517,14 @@ impl Worker {
         let ipv4 = self.server.is_ipv4();
         let c = self.connections.get_mut(i)?;
         let stream = c.stream.as_mut()?;
-        let mut eof = false;
-        loop {
-            let start = c.input.len();
-            c.input.resize(start + READ_CHUNK, 0);
-            let read = stream.read(c.input.get_mut(start..).unwrap_or_default());
-            match read {
-                Ok(0) => {
-                    c.input.truncate(start);
-                    eof = true;
-                    break;
-                }
-                Ok(n) => c.input.truncate(start + n),
-                Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                    c.input.truncate(start);
-                    break;
-                }
-                Err(err) if err.kind() == ErrorKind::Interrupted => c.input.truncate(start),
-                Err(err) => {
-                    c.input.truncate(start);
-                    return Some(Outcome::Failed(format!("read: {err}")));
-                }
-            }
-        }
+        let read = match c.tls.as_mut() {
+            Some(tls) => read_through_tls(stream, tls, &mut c.input),
+            None => read_plain(stream, &mut c.input),
+        };
+        let eof = match read {
+            Ok(eof) => eof,
+            Err(why) => return Some(Outcome::Failed(why)),
+        };
         let mut consumed = 0;
         loop {
             let rest = c.input.get(consumed..).unwrap_or_default();
@@ -592,6 +615,18 @@ impl Worker {
         let Some(stream) = c.stream.as_mut() else {
             return Outcome::Open;
         };
+        if let Some(tls) = c.tls.as_mut() {
+            return match write_through_tls(stream, tls, &c.out, &mut c.written) {
+                Ok(()) => {
+                    if c.written == c.out.len() {
+                        c.out.clear();
+                        c.written = 0;
+                    }
+                    Outcome::Open
+                }
+                Err(why) => Outcome::Failed(why),
+            };
+        }
         while c.written < c.out.len() {
             let pending = c.out.get(c.written..).unwrap_or_default();
             match stream.write(pending) {
@@ -607,6 +642,100 @@ impl Worker {
             c.written = 0;
         }
         Outcome::Open
+    }
+}
+
+/// Appends what `reader` has to `input`, until it would block. `Ok(true)` at the end of
+/// the stream.
+fn read_plain(reader: &mut impl Read, input: &mut Vec<u8>) -> Result<bool, String> {
+    loop {
+        let start = input.len();
+        input.resize(start + READ_CHUNK, 0);
+        let read = reader.read(input.get_mut(start..).unwrap_or_default());
+        match read {
+            Ok(0) => {
+                input.truncate(start);
+                return Ok(true);
+            }
+            Ok(n) => input.truncate(start + n),
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                input.truncate(start);
+                return Ok(false);
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => input.truncate(start),
+            // rustls's reader: the socket closed without a TLS close_notify. The
+            // answers read so far are whole or not on their own merits.
+            Err(err) if err.kind() == ErrorKind::UnexpectedEof => {
+                input.truncate(start);
+                return Ok(true);
+            }
+            Err(err) => {
+                input.truncate(start);
+                return Err(format!("read: {err}"));
+            }
+        }
+    }
+}
+
+/// Feeds what `stream` has to `tls` (records of the handshake or of answers) and
+/// appends the plaintext to `input`, until the socket would block. `Ok(true)` at the
+/// end of the stream.
+fn read_through_tls(
+    stream: &mut TcpStream,
+    tls: &mut ClientConnection,
+    input: &mut Vec<u8>,
+) -> Result<bool, String> {
+    loop {
+        // Each record read is processed and its plaintext taken out before the next
+        // read, so rustls's buffers never fill.
+        let socket_eof = match tls.read_tls(stream) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            Err(err) => return Err(format!("read: {err}")),
+        };
+        if let Err(err) = tls.process_new_packets() {
+            // rustls queued an alert saying why: send it if the socket takes it.
+            let _ = tls.write_tls(stream);
+            return Err(format!("tls: {err}"));
+        }
+        let plain_eof = read_plain(&mut tls.reader(), input)?;
+        if socket_eof || plain_eof {
+            return Ok(true);
+        }
+    }
+}
+
+/// Hands `out[*written..]` to `tls` and writes its records (handshake and requests) to
+/// `stream` until all are sent or the socket is full. During the handshake rustls holds
+/// the requests back and sends them once it is done.
+fn write_through_tls(
+    stream: &mut TcpStream,
+    tls: &mut ClientConnection,
+    out: &[u8],
+    written: &mut usize,
+) -> Result<(), String> {
+    loop {
+        while *written < out.len() {
+            let pending = out.get(*written..).unwrap_or_default();
+            match tls.writer().write(pending) {
+                // rustls's send buffer is full: send some of it first.
+                Ok(0) => break,
+                Ok(n) => *written += n,
+                Err(err) => return Err(format!("tls write: {err}")),
+            }
+        }
+        if !tls.wants_write() {
+            return Ok(());
+        }
+        match tls.write_tls(stream) {
+            Ok(0) => return Err("write: closed".to_string()),
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(format!("write: {err}")),
+        }
     }
 }
 
