@@ -18,6 +18,7 @@
     clippy::indexing_slicing
 )]
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -28,8 +29,9 @@ use rand::rngs::SmallRng;
 use crate::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
 use crate::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
 use crate::supervisor::ShutdownFlag;
-use crate::swarm::SwarmShard;
+use crate::swarm::{AnnounceCounts, AnnounceParams, SwarmShard};
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
+use crate::types::AnnouncePeer;
 
 /// How long to block on the request channel before checking shutdown and cleaning.
 const RECV_TIMEOUT: Duration = Duration::from_millis(50);
@@ -73,6 +75,126 @@ pub struct Swarm {
     pub rng: SmallRng,
     /// The time of the batch being handled.
     pub now: SecondsSinceServerStart,
+}
+
+/// Where an announce answer's peers are in its batch's [`PeerBuffers`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PeerRange {
+    /// In the IPv6 buffer rather than the IPv4 one.
+    pub ipv6: bool,
+    /// First peer.
+    pub start: u32,
+    /// Number of peers.
+    pub len: u32,
+}
+
+/// The peers of all announce answers of one response batch, one buffer per family, so
+/// that an announce allocates nothing of its own. `P4` and `P6` are what a protocol's
+/// answer lists (compact peers, or peers with ids).
+#[derive(Debug)]
+pub struct PeerBuffers<P4, P6> {
+    /// Peers of IPv4 answers.
+    pub v4: Vec<P4>,
+    /// Peers of IPv6 answers.
+    pub v6: Vec<P6>,
+}
+
+impl<P4, P6> Default for PeerBuffers<P4, P6> {
+    fn default() -> Self {
+        Self {
+            v4: Vec::new(),
+            v6: Vec::new(),
+        }
+    }
+}
+
+impl<P4, P6> PeerBuffers<P4, P6> {
+    /// Empty buffers with room for about as much as these hold.
+    pub fn empty_like(&self) -> Self {
+        Self {
+            v4: Vec::with_capacity(self.v4.len()),
+            v6: Vec::with_capacity(self.v6.len()),
+        }
+    }
+
+    /// The peers of `range`: one slice is empty, the other holds them.
+    pub fn get(&self, range: PeerRange) -> (&[P4], &[P6]) {
+        let start = range.start as usize;
+        let span = start..start.saturating_add(range.len as usize);
+        if range.ipv6 {
+            (&[], self.v6.get(span).unwrap_or_default())
+        } else {
+            (self.v4.get(span).unwrap_or_default(), &[])
+        }
+    }
+}
+
+/// Applies announces to a shard and puts each answer's peers in a batch's
+/// [`PeerBuffers`]: the same for every protocol but for the peer type.
+#[derive(Debug)]
+pub struct Announcer<P4, P6> {
+    // The swarm fills these (cleared first); the batch buffers then take a copy.
+    scratch_v4: Vec<P4>,
+    scratch_v6: Vec<P6>,
+}
+
+impl<P4, P6> Default for Announcer<P4, P6> {
+    fn default() -> Self {
+        Self {
+            scratch_v4: Vec::new(),
+            scratch_v6: Vec::new(),
+        }
+    }
+}
+
+impl<P4, P6> Announcer<P4, P6>
+where
+    P4: AnnouncePeer<Ipv4Addr> + Clone,
+    P6: AnnouncePeer<Ipv6Addr> + Clone,
+{
+    /// Applies the announce from `ip` to the shard of `swarm`; returns the torrent's counts
+    /// (of `ip`'s family) and where the chosen peers went in `buffers`.
+    pub fn announce(
+        &mut self,
+        swarm: &mut Swarm,
+        params: &AnnounceParams,
+        ip: IpAddr,
+        buffers: &mut PeerBuffers<P4, P6>,
+    ) -> (AnnounceCounts, PeerRange) {
+        match ip {
+            IpAddr::V4(ip) => {
+                let counts = swarm.shard.announce_ipv4(
+                    params,
+                    ip,
+                    swarm.now,
+                    &mut swarm.rng,
+                    &mut self.scratch_v4,
+                );
+                (counts, append(&mut buffers.v4, &self.scratch_v4, false))
+            }
+            IpAddr::V6(ip) => {
+                let counts = swarm.shard.announce_ipv6(
+                    params,
+                    ip,
+                    swarm.now,
+                    &mut swarm.rng,
+                    &mut self.scratch_v6,
+                );
+                (counts, append(&mut buffers.v6, &self.scratch_v6, true))
+            }
+        }
+    }
+}
+
+/// Appends `peers` to `buffer` and says where they went.
+fn append<P: Clone>(buffer: &mut Vec<P>, peers: &[P], ipv6: bool) -> PeerRange {
+    let start = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+    buffer.extend_from_slice(peers);
+    PeerRange {
+        ipv6,
+        start,
+        len: u32::try_from(peers.len()).unwrap_or(0),
+    }
 }
 
 /// What a request means: the tracker's part of the request worker.

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use tracker_common::request_worker::ResponseBatch;
+use tracker_common::request_worker::{PeerBuffers, PeerRange, ResponseBatch};
 use tracker_common::scrape::ScrapePart;
 use tracker_common::swarm::{AnnounceCounts, AnnounceParams, ScrapeCounts};
 use tracker_common::types::{InfoHash, ResponsePeerWithId};
@@ -51,14 +51,6 @@ pub(crate) enum HttpRequest {
     },
 }
 
-/// Where an announce answer's peers are in its batch.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PeerRange {
-    pub(crate) ipv6: bool,
-    pub(crate) start: u32,
-    pub(crate) len: u32,
-}
-
 /// A response from a request worker.
 #[derive(Debug)]
 pub(crate) enum HttpResponse {
@@ -86,8 +78,7 @@ pub(crate) enum HttpResponse {
 #[derive(Debug, Default)]
 pub(crate) struct HttpResponses {
     pub(crate) responses: Vec<HttpResponse>,
-    pub(crate) peers_v4: Vec<ResponsePeerWithId<Ipv4Addr>>,
-    pub(crate) peers_v6: Vec<ResponsePeerWithId<Ipv6Addr>>,
+    pub(crate) peers: PeerBuffers<ResponsePeerWithId<Ipv4Addr>, ResponsePeerWithId<Ipv6Addr>>,
 }
 
 impl ResponseBatch for HttpResponses {
@@ -98,8 +89,7 @@ impl ResponseBatch for HttpResponses {
     fn empty_like(&self) -> Self {
         Self {
             responses: Vec::with_capacity(self.responses.len()),
-            peers_v4: Vec::with_capacity(self.peers_v4.len()),
-            peers_v6: Vec::with_capacity(self.peers_v6.len()),
+            peers: self.peers.empty_like(),
         }
     }
 }

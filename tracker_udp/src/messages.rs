@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracker_common::addr::CanonicalSocketAddr;
-use tracker_common::request_worker::ResponseBatch;
+use tracker_common::request_worker::{PeerBuffers, PeerRange, ResponseBatch};
 use tracker_common::scrape::ScrapePart;
 use tracker_common::swarm::{AnnounceParams, ScrapeCounts};
 use tracker_common::types::ResponsePeer;
@@ -103,26 +103,13 @@ impl AnnounceHeader {
     }
 }
 
-/// Where an announce response's peers are in its [`UdpResponses`] batch.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PeerRange {
-    /// In `peers_v6` rather than `peers_v4`.
-    pub(crate) ipv6: bool,
-    /// First peer.
-    pub(crate) start: u32,
-    /// Number of peers.
-    pub(crate) len: u32,
-}
-
 /// A batch of responses for one socket worker.
 #[derive(Debug, Default)]
 pub(crate) struct UdpResponses {
     /// The responses, in the order they were made.
     pub(crate) responses: Vec<UdpResponse>,
-    /// Peers of the IPv4 announce responses.
-    pub(crate) peers_v4: Vec<ResponsePeer<Ipv4Addr>>,
-    /// Peers of the IPv6 announce responses.
-    pub(crate) peers_v6: Vec<ResponsePeer<Ipv6Addr>>,
+    /// Peers of the announce responses.
+    pub(crate) peers: PeerBuffers<ResponsePeer<Ipv4Addr>, ResponsePeer<Ipv6Addr>>,
 }
 
 impl ResponseBatch for UdpResponses {
@@ -133,8 +120,7 @@ impl ResponseBatch for UdpResponses {
     fn empty_like(&self) -> Self {
         Self {
             responses: Vec::with_capacity(self.responses.len()),
-            peers_v4: Vec::with_capacity(self.peers_v4.len()),
-            peers_v6: Vec::with_capacity(self.peers_v6.len()),
+            peers: self.peers.empty_like(),
         }
     }
 }

@@ -1,33 +1,18 @@
 //! The HTTP tracker's part of the request workers: what an announce or a scrape part
 //! means for the shard. The loop is `tracker_common::request_worker`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use tracker_common::request_worker::{RequestHandler, Swarm};
+use tracker_common::request_worker::{Announcer, RequestHandler, Swarm};
 use tracker_common::scrape::answer_part;
-use tracker_common::types::{Ip, ResponsePeerWithId};
+use tracker_common::types::ResponsePeerWithId;
 
-use crate::messages::{HttpRequest, HttpResponse, HttpResponses, PeerRange};
+use crate::messages::{HttpRequest, HttpResponse, HttpResponses};
 
-/// Answers HTTP announces and scrape parts.
+/// Answers HTTP announces, scrape parts and full-scrape parts.
 #[derive(Default)]
 pub(crate) struct HttpHandler {
-    scratch_v4: Vec<ResponsePeerWithId<Ipv4Addr>>,
-    scratch_v6: Vec<ResponsePeerWithId<Ipv6Addr>>,
-}
-
-fn append<I: Ip>(
-    buffer: &mut Vec<ResponsePeerWithId<I>>,
-    peers: &[ResponsePeerWithId<I>],
-    ipv6: bool,
-) -> PeerRange {
-    let start = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
-    buffer.extend_from_slice(peers);
-    PeerRange {
-        ipv6,
-        start,
-        len: u32::try_from(peers.len()).unwrap_or(0),
-    }
+    announcer: Announcer<ResponsePeerWithId<Ipv4Addr>, ResponsePeerWithId<Ipv6Addr>>,
 }
 
 impl RequestHandler for HttpHandler {
@@ -50,28 +35,9 @@ impl RequestHandler for HttpHandler {
                 peer_ip,
                 conn,
             } => {
-                let (counts, peers) = match peer_ip {
-                    IpAddr::V4(ip) => {
-                        let counts = swarm.shard.announce_ipv4(
-                            &params,
-                            ip,
-                            swarm.now,
-                            &mut swarm.rng,
-                            &mut self.scratch_v4,
-                        );
-                        (counts, append(&mut batch.peers_v4, &self.scratch_v4, false))
-                    }
-                    IpAddr::V6(ip) => {
-                        let counts = swarm.shard.announce_ipv6(
-                            &params,
-                            ip,
-                            swarm.now,
-                            &mut swarm.rng,
-                            &mut self.scratch_v6,
-                        );
-                        (counts, append(&mut batch.peers_v6, &self.scratch_v6, true))
-                    }
-                };
+                let (counts, peers) =
+                    self.announcer
+                        .announce(swarm, &params, peer_ip, &mut batch.peers);
                 HttpResponse::Announce {
                     conn,
                     counts,

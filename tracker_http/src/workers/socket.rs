@@ -39,9 +39,10 @@ use tracker_http_protocol::{
     ScrapeResponse, parse_request, write_failure_body, write_http_response,
 };
 
-use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses, PeerRange};
+use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses};
 use crate::proxy::TrustedProxies;
 use crate::workers::transport::{ReadOutcome, Transport};
+use tracker_common::request_worker::PeerRange;
 
 /// Token of the listening socket.
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
@@ -934,12 +935,7 @@ impl SocketWorker {
         else {
             return;
         };
-        let range = peers.start as usize..(peers.start as usize).saturating_add(peers.len as usize);
-        let (peers_v4, peers_v6) = if peers.ipv6 {
-            (&[][..], batch.peers_v6.get(range).unwrap_or_default())
-        } else {
-            (batch.peers_v4.get(range).unwrap_or_default(), &[][..])
-        };
+        let (peers_v4, peers_v6) = batch.peers.get(peers);
         let response = AnnounceResponse {
             interval: self.settings.interval,
             min_interval: self.settings.min_interval,

@@ -2,50 +2,30 @@
 //! means for the shard, and the responses they make. The loop itself (draining, batching,
 //! cleaning, gauges) is `tracker_common::request_worker`.
 
-use std::net::IpAddr;
-
-use tracker_common::request_worker::{RequestHandler, Swarm};
+use tracker_common::request_worker::{Announcer, RequestHandler, Swarm};
 use tracker_common::scrape::answer_part;
-use tracker_common::types::{Ip, ResponsePeer};
+use tracker_common::types::ResponsePeer;
 
-use crate::messages::{AnnounceHeader, PeerRange, UdpRequest, UdpResponse, UdpResponses};
+use crate::messages::{AnnounceHeader, UdpRequest, UdpResponse, UdpResponses};
 
 /// Answers UDP announces and scrape parts.
 pub(crate) struct UdpHandler {
     /// Seconds clients are told to wait between announces.
-    pub(crate) interval: i32,
-    /// Reused for every announce: the swarm fills it, the batch copies it.
-    pub(crate) scratch_v4: Vec<ResponsePeer<std::net::Ipv4Addr>>,
-    pub(crate) scratch_v6: Vec<ResponsePeer<std::net::Ipv6Addr>>,
+    interval: i32,
+    announcer: Announcer<ResponsePeer<std::net::Ipv4Addr>, ResponsePeer<std::net::Ipv6Addr>>,
 }
 
 impl UdpHandler {
     pub(crate) fn new(interval: i32) -> Self {
         Self {
             interval,
-            scratch_v4: Vec::new(),
-            scratch_v6: Vec::new(),
+            announcer: Announcer::default(),
         }
     }
 }
 
 fn saturating_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-/// Appends `peers` to `buffer` and says where they went.
-fn append<I: Ip>(
-    buffer: &mut Vec<ResponsePeer<I>>,
-    peers: &[ResponsePeer<I>],
-    ipv6: bool,
-) -> PeerRange {
-    let start = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
-    buffer.extend_from_slice(peers);
-    PeerRange {
-        ipv6,
-        start,
-        len: u32::try_from(peers.len()).unwrap_or(0),
-    }
 }
 
 impl RequestHandler for UdpHandler {
@@ -69,28 +49,9 @@ impl RequestHandler for UdpHandler {
                 peer_ip,
                 addr,
             } => {
-                let (counts, peers) = match peer_ip {
-                    IpAddr::V4(ip) => {
-                        let counts = swarm.shard.announce_ipv4(
-                            &params,
-                            ip,
-                            swarm.now,
-                            &mut swarm.rng,
-                            &mut self.scratch_v4,
-                        );
-                        (counts, append(&mut batch.peers_v4, &self.scratch_v4, false))
-                    }
-                    IpAddr::V6(ip) => {
-                        let counts = swarm.shard.announce_ipv6(
-                            &params,
-                            ip,
-                            swarm.now,
-                            &mut swarm.rng,
-                            &mut self.scratch_v6,
-                        );
-                        (counts, append(&mut batch.peers_v6, &self.scratch_v6, true))
-                    }
-                };
+                let (counts, peers) =
+                    self.announcer
+                        .announce(swarm, &params, peer_ip, &mut batch.peers);
                 UdpResponse::Announce {
                     addr,
                     header: AnnounceHeader {

@@ -28,8 +28,9 @@ use tracker_udp_protocol::{
 };
 
 use crate::connection_id::ConnectionValidator;
-use crate::messages::{AnnounceHeader, PeerRange, UdpRequest, UdpResponse, UdpResponses};
+use crate::messages::{AnnounceHeader, UdpRequest, UdpResponse, UdpResponses};
 use crate::workers::{UdpCounters, max_peers_in_datagram};
+use tracker_common::request_worker::PeerRange;
 
 /// Token of the UDP socket in the worker's poll.
 pub(crate) const SOCKET_TOKEN: Token = Token(0);
@@ -499,12 +500,12 @@ impl SocketWorker {
         batch: &UdpResponses,
         state: &mut State,
     ) {
-        let range = peers.start as usize..(peers.start as usize).saturating_add(peers.len as usize);
+        let (v4, v6) = batch.peers.get(peers);
         if peers.ipv6 {
-            let response = header.with_peers(batch.peers_v6.get(range).unwrap_or_default());
+            let response = header.with_peers(v6);
             self.queue(addr, state, |buf| response.write_bytes(buf));
         } else {
-            let response = header.with_peers(batch.peers_v4.get(range).unwrap_or_default());
+            let response = header.with_peers(v4);
             self.queue(addr, state, |buf| response.write_bytes(buf));
         }
     }
