@@ -57,26 +57,7 @@ wait_udp_port "$port"
 
 if [ -n "${LOAD_CONFIG:-}" ]; then
     # Keep the given sections, replace what this script decides.
-    python3 - "$LOAD_CONFIG" "$work/load.toml" "$port" "$duration" "$load_workers" "$server_pid" <<'PY'
-import sys, tomllib
-src, dst, port, duration, workers, pid = sys.argv[1:]
-with open(src, "rb") as f:
-    config = tomllib.load(f)
-config["server_address"] = f"127.0.0.1:{port}"
-run = config.setdefault("run", {})
-run.update({"duration_secs": int(duration), "workers": int(workers), "tracker_pid": int(pid)})
-def value(v):
-    if isinstance(v, bool): return "true" if v else "false"
-    if isinstance(v, str): return '"' + v + '"'
-    return repr(v)
-with open(dst, "w") as out:
-    for k, v in config.items():
-        if not isinstance(v, dict): out.write(f"{k} = {value(v)}\n")
-    for k, v in config.items():
-        if isinstance(v, dict):
-            out.write(f"[{k}]\n")
-            for kk, vv in v.items(): out.write(f"{kk} = {value(vv)}\n")
-PY
+    merge_load_config "$LOAD_CONFIG" "$work/load.toml" "$port" "$duration" "$load_workers" "$server_pid"
 else
     cat > "$work/load.toml" <<TOML
 server_address = "127.0.0.1:$port"
