@@ -204,7 +204,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         min_interval: config.http.min_announce_interval_secs,
         trust_client_ip: config.swarm.trust_client_ip,
         proxies,
-        address_header: config.proxy.address_header.clone(),
+        address_header: config.proxy.address_header.as_str().into(),
         port: local_addr.port(),
         full_scrape_max_torrents: config.http.full_scrape_max_torrents,
         full_scrape_cache: Duration::from_secs(u64::from(config.http.full_scrape_cache_secs)),

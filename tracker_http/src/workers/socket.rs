@@ -74,7 +74,8 @@ pub(crate) struct SocketWorkerSettings {
     pub(crate) min_interval: u32,
     pub(crate) trust_client_ip: bool,
     pub(crate) proxies: TrustedProxies,
-    pub(crate) address_header: String,
+    /// Shared rather than owned, so that each parsing round takes it without a copy.
+    pub(crate) address_header: Arc<str>,
     /// The tracker's port, for the index page.
     pub(crate) port: u16,
     /// Most torrents of a full scrape; 0 refuses them.
@@ -199,6 +200,14 @@ impl Slots {
 
     fn get_mut(&mut self, slot: usize) -> Option<&mut Connection> {
         self.connections.get_mut(slot)?.as_mut()
+    }
+
+    /// The request `conn` names, if its connection is still open.
+    fn pending(&mut self, conn: ConnRef) -> Option<&mut Pending> {
+        self.get_current(conn)?
+            .pipeline
+            .iter_mut()
+            .find(|p| p.seq == conn.seq)
     }
 
     fn get_current(&mut self, conn: ConnRef) -> Option<&mut Connection> {
@@ -453,11 +462,11 @@ impl SocketWorker {
     /// Handles the whole requests at the start of the connection's read buffer, as many
     /// as the pipeline takes.
     fn parse_requests(&mut self, slot: usize, state: &mut State) {
-        let header = self.settings.address_header.clone();
+        let header = Arc::clone(&self.settings.address_header);
         let limits = RequestLimits {
             max_request_bytes: self.settings.max_request_bytes,
             max_scrape_hashes: self.settings.max_scrape_torrents,
-            forwarded_header: (!self.settings.proxies.is_empty()).then_some(header.as_str()),
+            forwarded_header: (!self.settings.proxies.is_empty()).then_some(&*header),
         };
         loop {
             let Some(c) = state.slots.get_mut(slot) else {
@@ -684,8 +693,7 @@ impl SocketWorker {
         if let Some((made, body)) = &state.full_scrape.cached
             && made.elapsed() < self.settings.full_scrape_cache
         {
-            let mut answer = Vec::with_capacity(body.len() + 128);
-            write_http_response(&mut answer, 200, "OK", "text/plain", keep_alive, body);
+            let answer = ok_answer(keep_alive, body);
             self.ready(conn, keep_alive, answer, state);
             return;
         }
@@ -742,21 +750,10 @@ impl SocketWorker {
     }
 
     fn answer_full_scrape(&mut self, conn: ConnRef, body: &[u8], state: &mut State) {
-        let Some(c) = state.slots.get_current(conn) else {
+        let Some(pending) = state.slots.pending(conn) else {
             return;
         };
-        let Some(pending) = c.pipeline.iter_mut().find(|p| p.seq == conn.seq) else {
-            return;
-        };
-        let mut answer = Vec::with_capacity(body.len() + 128);
-        write_http_response(
-            &mut answer,
-            200,
-            "OK",
-            "text/plain",
-            pending.keep_alive,
-            body,
-        );
+        let answer = ok_answer(pending.keep_alive, body);
         pending.answer = Some(answer);
         self.write(conn.slot as usize, state);
     }
@@ -766,15 +763,7 @@ impl SocketWorker {
         add(&self.counters().error_responses, 1);
         state.body.clear();
         write_failure_body(reason, &mut state.body);
-        let mut answer = Vec::new();
-        write_http_response(
-            &mut answer,
-            200,
-            "OK",
-            "text/plain",
-            keep_alive,
-            &state.body,
-        );
+        let answer = ok_answer(keep_alive, &state.body);
         self.ready(conn, keep_alive, answer, state);
     }
 
@@ -853,10 +842,7 @@ impl SocketWorker {
     /// Replaces the awaited answer of `conn` with an "overloaded" failure.
     fn answer_overloaded(&mut self, conn: ConnRef, state: &mut State) {
         add(&self.counters().error_responses, 1);
-        let Some(c) = state.slots.get_current(conn) else {
-            return;
-        };
-        let Some(pending) = c.pipeline.iter_mut().find(|p| p.seq == conn.seq) else {
+        let Some(pending) = state.slots.pending(conn) else {
             return;
         };
         if pending.answer.is_some() {
@@ -864,15 +850,7 @@ impl SocketWorker {
         }
         let mut body = Vec::new();
         write_failure_body(ERR_OVERLOADED, &mut body);
-        let mut answer = Vec::new();
-        write_http_response(
-            &mut answer,
-            200,
-            "OK",
-            "text/plain",
-            pending.keep_alive,
-            &body,
-        );
+        let answer = ok_answer(pending.keep_alive, &body);
         pending.answer = Some(answer);
         state.resume.push(conn.slot as usize);
     }
@@ -921,10 +899,7 @@ impl SocketWorker {
         batch: &HttpResponses,
         state: &mut State,
     ) {
-        let Some(c) = state.slots.get_current(conn) else {
-            return;
-        };
-        let Some(pending) = c.pipeline.iter_mut().find(|p| p.seq == conn.seq) else {
+        let Some(pending) = state.slots.pending(conn) else {
             return;
         };
         let Awaited::Announce {
@@ -949,15 +924,7 @@ impl SocketWorker {
         };
         state.body.clear();
         response.write_body(&mut state.body);
-        let mut answer = Vec::new();
-        write_http_response(
-            &mut answer,
-            200,
-            "OK",
-            "text/plain",
-            pending.keep_alive,
-            &state.body,
-        );
+        let answer = ok_answer(pending.keep_alive, &state.body);
         pending.answer = Some(answer);
         self.write(conn.slot as usize, state);
     }
@@ -1006,16 +973,7 @@ impl SocketWorker {
             .collect();
         state.body.clear();
         ScrapeResponse { files: &files }.write_body(&mut state.body);
-        let mut answer = Vec::new();
-        write_http_response(
-            &mut answer,
-            200,
-            "OK",
-            "text/plain",
-            keep_alive,
-            &state.body,
-        );
-        answer
+        ok_answer(keep_alive, &state.body)
     }
 
     /// Moves the answers at the head of the pipeline into the write buffer, writes what
@@ -1144,6 +1102,13 @@ impl SocketWorker {
             }
         }
     }
+}
+
+/// A 200 answer with a bencoded (or plain) `body`, ready to write.
+fn ok_answer(keep_alive: bool, body: &[u8]) -> Vec<u8> {
+    let mut answer = Vec::with_capacity(body.len() + 128);
+    write_http_response(&mut answer, 200, "OK", "text/plain", keep_alive, body);
+    answer
 }
 
 /// The client's address with IPv4-mapped IPv6 addresses as IPv4, so that a dual-stack
