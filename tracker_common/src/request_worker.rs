@@ -77,6 +77,105 @@ pub struct Swarm {
     pub now: SecondsSinceServerStart,
 }
 
+/// A socket worker's batches of requests, one per request worker, and the channels
+/// they go over. Both trackers' socket workers use it.
+///
+/// A batch leaves when it reaches [`MAX_BATCH_LEN`] or at [`Self::flush`]. A batch that
+/// finds its channel full is not waited for: its requests come back to the caller, which
+/// counts them and, where its protocol needs it, answers them; a rate-limited warning is
+/// logged.
+pub struct RequestOutbox<R> {
+    from: usize,
+    senders: Vec<WeightedSender<RequestBatch<R>>>,
+    batches: Vec<Vec<R>>,
+    full_warning: RateLimitedWarning,
+    receiver_gone: bool,
+}
+
+impl<R> RequestOutbox<R> {
+    /// The outbox of socket worker `from`, over one channel per request worker.
+    pub fn new(from: usize, senders: Vec<WeightedSender<RequestBatch<R>>>) -> Self {
+        Self {
+            from,
+            batches: senders.iter().map(|_| Vec::new()).collect(),
+            senders,
+            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            receiver_gone: false,
+        }
+    }
+
+    /// How many request workers there are.
+    pub fn num_shards(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Whether a request worker's channel is closed (the worker is gone).
+    pub fn receiver_gone(&self) -> bool {
+        self.receiver_gone
+    }
+
+    /// Adds `request` for request worker `shard`, sending the batch if it is full now.
+    /// Returns the requests a full channel refused (empty, without allocating, if none).
+    pub fn push(&mut self, shard: usize, request: R) -> Vec<R> {
+        let Some(batch) = self.batches.get_mut(shard) else {
+            return Vec::new();
+        };
+        batch.push(request);
+        if batch.len() >= MAX_BATCH_LEN {
+            return self.send(shard);
+        }
+        Vec::new()
+    }
+
+    /// Sends every batch; returns the requests full channels refused.
+    pub fn flush(&mut self) -> Vec<R> {
+        let mut refused = Vec::new();
+        for shard in 0..self.batches.len() {
+            let mut dropped = self.send(shard);
+            if refused.is_empty() {
+                refused = dropped;
+            } else {
+                refused.append(&mut dropped);
+            }
+        }
+        refused
+    }
+
+    fn send(&mut self, shard: usize) -> Vec<R> {
+        let (Some(batch), Some(sender)) = (self.batches.get_mut(shard), self.senders.get(shard))
+        else {
+            return Vec::new();
+        };
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        // The next batch will be about as large: one allocation now instead of a series
+        // of doublings while it fills.
+        let requests = std::mem::replace(batch, Vec::with_capacity(batch.len()));
+        let len = requests.len();
+        let message = RequestBatch {
+            from: self.from,
+            requests,
+        };
+        match sender.try_send(message, len) {
+            Ok(()) => Vec::new(),
+            Err(TrySendError::Full(message)) => {
+                if let Some(held_back) = self.full_warning.check(Instant::now()) {
+                    log::warn!(
+                        "request channel full: dropped {len} requests (and {held_back} more \
+                         batches since the last warning); request workers are overloaded"
+                    );
+                }
+                message.requests
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.receiver_gone = true;
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// Where an announce answer's peers are in its batch's [`PeerBuffers`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct PeerRange {
@@ -586,5 +685,36 @@ mod tests {
                 .to_string()
                 .contains("request channel closed")
         );
+    }
+
+    /// Batches leave full or at a flush; what a full channel refuses comes back whole;
+    /// a closed channel is noticed.
+    #[test]
+    fn the_outbox_sends_full_batches_and_returns_what_is_refused() {
+        let (sender, receiver) = weighted::<RequestBatch<u32>>(MAX_BATCH_LEN);
+        let mut outbox = RequestOutbox::new(3, vec![sender]);
+        for i in 0..MAX_BATCH_LEN as u32 - 1 {
+            assert!(outbox.push(0, i).is_empty());
+        }
+        assert!(receiver.try_recv().is_err(), "not sent before it is full");
+        assert!(outbox.push(0, 9999).is_empty());
+        let batch = receiver.try_recv().unwrap();
+        assert_eq!((batch.from, batch.requests.len()), (3, MAX_BATCH_LEN));
+        // Fill the channel, then a flushed batch is refused and comes back.
+        assert!(outbox.push(0, 1).is_empty());
+        assert!(outbox.flush().is_empty());
+        for i in 0..MAX_BATCH_LEN as u32 - 1 {
+            assert!(outbox.push(0, i).is_empty());
+        }
+        assert_eq!(outbox.flush(), Vec::<u32>::new(), "1 + 1023 fit exactly");
+        assert!(outbox.push(0, 7).is_empty());
+        assert_eq!(outbox.flush(), vec![7]);
+        assert!(!outbox.receiver_gone());
+        let (sender, receiver) = weighted::<RequestBatch<u32>>(MAX_BATCH_LEN);
+        let mut outbox = RequestOutbox::new(0, vec![sender]);
+        drop(receiver);
+        assert!(outbox.push(0, 8).is_empty());
+        assert!(outbox.flush().is_empty());
+        assert!(outbox.receiver_gone());
     }
 }

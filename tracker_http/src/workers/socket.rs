@@ -26,8 +26,8 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
-use tracker_common::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
-use tracker_common::request_worker::RequestBatch;
+use tracker_common::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapePart, ScrapeRoute, route_scrape};
 use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
@@ -222,11 +222,9 @@ impl Slots {
 /// The worker's loop state, apart from sockets and channels.
 struct State {
     slots: Slots,
-    outgoing: Vec<Vec<HttpRequest>>,
+    outbox: RequestOutbox<HttpRequest>,
     pending_scrapes: PendingScrapes<(ConnRef, usize)>,
-    full_warning: RateLimitedWarning,
     accept_warning: RateLimitedWarning,
-    request_worker_gone: bool,
     /// Reused for answer bodies.
     body: Vec<u8>,
     /// Connections whose reading stopped before the socket was drained (a full pipeline
@@ -264,14 +262,12 @@ impl SocketWorker {
         let mut events = Events::with_capacity(1024);
         let mut state = State {
             slots: Slots::default(),
-            outgoing: self.request_senders.iter().map(|_| Vec::new()).collect(),
+            outbox: RequestOutbox::new(self.index, std::mem::take(&mut self.request_senders)),
             pending_scrapes: PendingScrapes::new(
                 self.settings.max_pending_scrapes,
                 PENDING_SCRAPE_TIMEOUT,
             ),
-            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
             accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
-            request_worker_gone: false,
             body: Vec::new(),
             resume: Vec::new(),
             full_scrape: FullScrapeState::default(),
@@ -311,7 +307,7 @@ impl SocketWorker {
                 self.read(slot, &mut state);
             }
             self.flush_requests(&mut state);
-            if state.request_worker_gone && !self.shutdown.is_set() {
+            if state.outbox.receiver_gone() && !self.shutdown.is_set() {
                 anyhow::bail!("request worker channel closed");
             }
             if last_housekeeping.elapsed() >= Duration::from_secs(1) {
@@ -711,12 +707,12 @@ impl SocketWorker {
         }
         state.full_scrape.in_flight = Some(FullScrapeInFlight {
             waiting: vec![conn],
-            parts_left: self.request_senders.len(),
+            parts_left: state.outbox.num_shards(),
             files: Vec::new(),
             started: Instant::now(),
         });
         let limit = self.settings.full_scrape_max_torrents;
-        for shard in 0..self.request_senders.len() {
+        for shard in 0..state.outbox.num_shards() {
             self.push_request(shard, HttpRequest::FullScrape { limit }, state);
         }
     }
@@ -780,62 +776,27 @@ impl SocketWorker {
     }
 
     fn push_request(&mut self, shard: usize, request: HttpRequest, state: &mut State) {
-        let Some(out) = state.outgoing.get_mut(shard) else {
-            return;
-        };
-        out.push(request);
-        if out.len() >= MAX_BATCH_LEN {
-            self.flush_to(shard, state);
-        }
+        let refused = state.outbox.push(shard, request);
+        self.refused(refused, state);
     }
 
     fn flush_requests(&mut self, state: &mut State) {
-        for shard in 0..state.outgoing.len() {
-            self.flush_to(shard, state);
-        }
+        let refused = state.outbox.flush();
+        self.refused(refused, state);
     }
 
-    /// Sends the batch for request worker `shard`. A full channel drops it: each of its
-    /// requests is answered with an "overloaded" failure, so that no connection waits
-    /// forever for an answer that will not come.
-    fn flush_to(&mut self, shard: usize, state: &mut State) {
-        let (Some(out), Some(sender)) = (
-            state.outgoing.get_mut(shard),
-            self.request_senders.get(shard),
-        ) else {
-            return;
-        };
-        if out.is_empty() {
-            return;
-        }
-        let requests = std::mem::replace(out, Vec::with_capacity(out.len()));
-        let len = requests.len();
-        let batch = RequestBatch {
-            from: self.index,
-            requests,
-        };
-        match sender.try_send(batch, len) {
-            Ok(()) => {}
-            Err(TrySendError::Full(batch)) => {
-                add(&self.counters().dropped, len as u64);
-                if let Some(held_back) = state.full_warning.check(Instant::now()) {
-                    log::warn!(
-                        "request channel full: dropped {len} requests (and {held_back} \
-                         more batches since the last warning); request workers are overloaded"
-                    );
-                }
-                for request in batch.requests {
-                    let conn = match request {
-                        HttpRequest::Announce { conn, .. } | HttpRequest::Scrape { conn, .. } => {
-                            conn
-                        }
-                        // Its waiters are answered when it times out.
-                        HttpRequest::FullScrape { .. } => continue,
-                    };
+    /// Requests a full channel refused: counted, and each answered with an "overloaded"
+    /// failure, so that no connection waits for an answer that will not come.
+    fn refused(&mut self, requests: Vec<HttpRequest>, state: &mut State) {
+        add(&self.counters().dropped, requests.len() as u64);
+        for request in requests {
+            match request {
+                HttpRequest::Announce { conn, .. } | HttpRequest::Scrape { conn, .. } => {
                     self.answer_overloaded(conn, state);
                 }
+                // Its waiters are answered when it times out.
+                HttpRequest::FullScrape { .. } => {}
             }
-            Err(TrySendError::Disconnected(_)) => state.request_worker_gone = true,
         }
     }
 

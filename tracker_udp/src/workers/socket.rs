@@ -13,11 +13,11 @@ use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::addr::CanonicalSocketAddr;
-use tracker_common::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
-use tracker_common::request_worker::RequestBatch;
+use tracker_common::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
-use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
+use tracker_common::statistics::{SocketCounters, Statistics, add};
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::{AnnounceParams, NumWantPolicy, ScrapeCounts};
 use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
@@ -82,13 +82,9 @@ pub(crate) struct SocketWorker {
 /// The mutable state of the worker's loop, apart from the socket and channels.
 struct State {
     send: SendBatch,
-    outgoing: Vec<Vec<UdpRequest>>,
+    outbox: RequestOutbox<UdpRequest>,
     pending_scrapes: PendingScrapes<(CanonicalSocketAddr, TransactionId)>,
     now: SecondsSinceServerStart,
-    full_warning: RateLimitedWarning,
-    /// Set when a request worker's channel is closed: the worker then stops with an error
-    /// (unless the tracker is shutting down).
-    request_worker_gone: bool,
 }
 
 impl SocketWorker {
@@ -101,14 +97,12 @@ impl SocketWorker {
         let mut recv = RecvBatch::new(IO_BATCH, RECV_BUFFER_LEN);
         let mut state = State {
             send: SendBatch::new(IO_BATCH, IO_BATCH * 512),
-            outgoing: self.request_senders.iter().map(|_| Vec::new()).collect(),
+            outbox: RequestOutbox::new(self.index, std::mem::take(&mut self.request_senders)),
             pending_scrapes: PendingScrapes::new(
                 self.settings.max_pending_scrapes,
                 PENDING_SCRAPE_TIMEOUT,
             ),
             now: self.start.seconds_elapsed(),
-            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
-            request_worker_gone: false,
         };
         // Whether the socket may hold datagrams: after a round that stopped short of
         // WouldBlock, or after waking up, it is read without polling first.
@@ -125,7 +119,7 @@ impl SocketWorker {
                 socket_readable = self.read_packets(&mut recv, &mut state);
             }
             self.flush_requests(&mut state);
-            if state.request_worker_gone && !self.shutdown.is_set() {
+            if state.outbox.receiver_gone() && !self.shutdown.is_set() {
                 anyhow::bail!("request worker channel closed");
             }
             self.send_responses(&mut state);
@@ -368,57 +362,16 @@ impl SocketWorker {
         }
     }
 
-    /// Adds a request to the batch for request worker `shard`, sending the batch at once
-    /// when it is as large as a batch may be.
+    /// Adds a request to the batch for request worker `shard`; what a full channel
+    /// refuses is counted as dropped.
     fn push_request(&self, shard: usize, request: UdpRequest, state: &mut State) {
-        let Some(out) = state.outgoing.get_mut(shard) else {
-            return;
-        };
-        out.push(request);
-        if out.len() >= MAX_BATCH_LEN {
-            self.flush_to(shard, state);
-        }
+        let refused = state.outbox.push(shard, request);
+        add(&self.counters().dropped, refused.len() as u64);
     }
 
     fn flush_requests(&self, state: &mut State) {
-        for shard in 0..state.outgoing.len() {
-            self.flush_to(shard, state);
-        }
-    }
-
-    /// Sends the batch for request worker `shard`, if there is one; a full channel drops
-    /// it (counted, with a rate-limited warning).
-    fn flush_to(&self, shard: usize, state: &mut State) {
-        let (Some(out), Some(sender)) = (
-            state.outgoing.get_mut(shard),
-            self.request_senders.get(shard),
-        ) else {
-            return;
-        };
-        if out.is_empty() {
-            return;
-        }
-        // The next batch will be about as large: one allocation now instead of a
-        // series of doublings while it fills.
-        let requests = std::mem::replace(out, Vec::with_capacity(out.len()));
-        let len = requests.len();
-        let batch = RequestBatch {
-            from: self.index,
-            requests,
-        };
-        match sender.try_send(batch, len) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                add(&self.counters().dropped, len as u64);
-                if let Some(held_back) = state.full_warning.check(Instant::now()) {
-                    log::warn!(
-                        "request channel full: dropped {len} requests (and {held_back} \
-                         more batches since the last warning); request workers are overloaded"
-                    );
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => state.request_worker_gone = true,
-        }
+        let refused = state.outbox.flush();
+        add(&self.counters().dropped, refused.len() as u64);
     }
 
     fn send_responses(&mut self, state: &mut State) {
