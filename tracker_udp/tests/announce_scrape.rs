@@ -329,9 +329,10 @@ fn bep41_options_make_a_valid_announce() {
 }
 
 /// A client that stuffs its announce with URL data (3,000 bytes over twelve BEP 41
-/// options, far past `protocol.max_url_data_bytes`) gets an ordinary answer: the data is
-/// cut while parsing, and nothing of it travels further. A flood of such announces costs
-/// the request workers what any announce costs.
+/// options, far past `protocol.max_url_data_bytes`) gets an ordinary answer, not an
+/// error. That the data is cut while parsing is the protocol crate's tests' to show
+/// (`url_data_never_exceeds_the_limit`); requests to the request workers carry no URL
+/// data at all (see `messages.rs`).
 #[test]
 fn oversized_url_data_is_cut_not_refused() {
     let tracker = start(test_config("127.0.0.1:0"));
