@@ -162,6 +162,56 @@ fn a_request_in_pieces_is_read_whole() {
     tracker.shutdown();
 }
 
+/// A client that sends its requests and then shuts down its sending side is answered
+/// and then closed: whether the end of file comes with the last request or after it was
+/// read, and whether the requests fill the read buffer or not.
+#[test]
+fn a_half_closed_client_gets_its_answers_then_the_close() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut one = Vec::new();
+    announce(info_hash(5), peer_id(1), 5000, 0, AnnounceEvent::Started).write_http(
+        &mut one,
+        "t",
+        "/announce",
+        true,
+    );
+    // 1: requests, then the FIN in a later segment once the requests were read.
+    // 2: requests and FIN back to back.
+    // 3: more requests than one read and the pipeline take, then the FIN: the tracker
+    //    pauses reading and must still see the FIN when it reads on.
+    for (case, copies, pause) in [(1, 2, true), (2, 2, false), (3, 40, false)] {
+        let mut client = Client::connect(tracker.local_addr());
+        client.send(&one.repeat(copies));
+        if pause {
+            let first = client.response();
+            assert_eq!(first.status, 200, "case {case}");
+        }
+        client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let expected = if pause { copies - 1 } else { copies };
+        for i in 0..expected {
+            let response = client.try_response();
+            assert!(
+                matches!(&response, Some(r) if r.status == 200),
+                "case {case}: answer {i} of {expected} missing"
+            );
+        }
+        assert!(client.is_closed_by_tracker(), "case {case}: not closed");
+    }
+    // Half a request and the FIN, back to back: nothing will be answered, so nothing
+    // but the end of file itself can wake the tracker; it must close at once, not at
+    // the idle timeout.
+    for round in 0..20 {
+        let mut client = Client::connect(tracker.local_addr());
+        client.send(one.get(..one.len() / 2).unwrap());
+        client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(
+            client.is_closed_by_tracker(),
+            "round {round}: half request, FIN: not closed"
+        );
+    }
+    tracker.shutdown();
+}
+
 #[test]
 fn http_errors_get_their_status_and_close() {
     let tracker = start(test_config("127.0.0.1:0"));

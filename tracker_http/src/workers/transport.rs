@@ -20,6 +20,9 @@ const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 pub(crate) enum ReadOutcome {
     /// This many plain-text bytes.
     Data(usize),
+    /// This many plain-text bytes, fewer than asked for: the socket's receive queue
+    /// was empty after them (plain TCP only; TLS cannot tell).
+    DataDrained(usize),
     /// Nothing more for now.
     WouldBlock,
     /// The client closed its side.
@@ -64,6 +67,7 @@ impl Transport {
         match self {
             Self::Plain(socket) => match socket.read(buf) {
                 Ok(0) => Ok(ReadOutcome::Closed),
+                Ok(n) if n < buf.len() => Ok(ReadOutcome::DataDrained(n)),
                 Ok(n) => Ok(ReadOutcome::Data(n)),
                 Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
                 Err(err) => Err(err),
