@@ -25,6 +25,8 @@
 //!   reach into the tracker's internals. A crate of its own for one module would add a
 //!   crate without separating anything more.
 //! - [`tls`]: the `[tls]` section and a reloadable rustls server config (ring provider).
+//! - [`transport`]: a TCP connection's byte stream, plain or TLS, for the socket workers
+//!   of the TCP trackers.
 //! - [`testing`]: a tracker binary as a child process, for the integration tests.
 //! - [`net`]: binds the listening sockets (a SO_REUSEPORT group per port), refusing a
 //!   port that another process already serves.
@@ -48,5 +50,6 @@ pub mod swarm;
 pub mod testing;
 pub mod time;
 pub mod tls;
+pub mod transport;
 pub mod types;
 pub mod udp_batch;

@@ -9,4 +9,3 @@
 
 pub(crate) mod request;
 pub(crate) mod socket;
-pub(crate) mod transport;

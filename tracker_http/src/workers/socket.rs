@@ -41,8 +41,8 @@ use tracker_http_protocol::{
 
 use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses};
 use crate::proxy::TrustedProxies;
-use crate::workers::transport::{ReadOutcome, Transport};
 use tracker_common::request_worker::PeerRange;
+use tracker_common::transport::{ReadOutcome, Transport};
 
 /// Token of the listening socket.
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);

@@ -1,5 +1,5 @@
-//! A connection's byte stream: plain TCP, or TLS over TCP (rustls). The socket worker
-//! reads and writes plain text through it either way.
+//! A connection's byte stream: plain TCP, or TLS over TCP (rustls). The TCP trackers'
+//! socket workers (HTTP, WebSocket) read and write plain text through it either way.
 //!
 //! rustls keeps what it has decrypted and what it has yet to send in its own buffers;
 //! its send buffer is limited ([`TLS_BUFFER_LIMIT`]), so a client that does not read
@@ -17,7 +17,7 @@ const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// What a read gave.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum ReadOutcome {
+pub enum ReadOutcome {
     /// This many plain-text bytes.
     Data(usize),
     /// This many plain-text bytes, fewer than asked for: the socket's receive queue
@@ -30,12 +30,15 @@ pub(crate) enum ReadOutcome {
 }
 
 /// Plain TCP or TLS over TCP.
-pub(crate) enum Transport {
+pub enum Transport {
+    /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP.
     Tls(Box<TlsStream>),
 }
 
-pub(crate) struct TlsStream {
+/// A TCP socket and its rustls session.
+pub struct TlsStream {
     socket: TcpStream,
     session: ServerConnection,
 }
@@ -45,14 +48,14 @@ impl Transport {
     ///
     /// # Errors
     /// rustls refused the config (it does not, for a config it built).
-    pub(crate) fn tls(socket: TcpStream, config: Arc<ServerConfig>) -> io::Result<Self> {
+    pub fn tls(socket: TcpStream, config: Arc<ServerConfig>) -> io::Result<Self> {
         let mut session = ServerConnection::new(config).map_err(io::Error::other)?;
         session.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         Ok(Self::Tls(Box::new(TlsStream { socket, session })))
     }
 
     /// The TCP socket, to register with the poll.
-    pub(crate) fn socket(&mut self) -> &mut TcpStream {
+    pub fn socket(&mut self) -> &mut TcpStream {
         match self {
             Self::Plain(socket) => socket,
             Self::Tls(tls) => &mut tls.socket,
@@ -63,7 +66,7 @@ impl Transport {
     ///
     /// # Errors
     /// The socket failed, or the client broke the TLS protocol.
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
         match self {
             Self::Plain(socket) => match socket.read(buf) {
                 Ok(0) => Ok(ReadOutcome::Closed),
@@ -81,7 +84,7 @@ impl Transport {
     ///
     /// # Errors
     /// The socket failed.
-    pub(crate) fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             Self::Plain(socket) => socket.write(data),
             Self::Tls(tls) => {
@@ -101,7 +104,7 @@ impl Transport {
     ///
     /// # Errors
     /// The socket failed.
-    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+    pub fn flush(&mut self) -> io::Result<bool> {
         match self {
             Self::Plain(_) => Ok(true),
             Self::Tls(tls) => tls.flush(),
