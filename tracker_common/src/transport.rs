@@ -13,7 +13,7 @@ use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 
 /// Plain text rustls buffers per connection before it takes no more.
-const TLS_BUFFER_LIMIT: usize = 64 * 1024;
+pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// What a read gave.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
