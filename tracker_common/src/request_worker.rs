@@ -29,7 +29,9 @@ use rand::rngs::SmallRng;
 use crate::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
 use crate::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
 use crate::supervisor::ShutdownFlag;
-use crate::swarm::{AnnounceCounts, AnnounceParams, SwarmShard};
+use crate::swarm::{
+    AnnounceCounts, AnnounceParams, CleanStats, SwarmBudget, SwarmLimits, SwarmShard,
+};
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
 use crate::types::AnnouncePeer;
 
@@ -67,10 +69,58 @@ pub trait ResponseBatch: Send + Default + 'static {
     }
 }
 
+/// What the request worker's loop needs of a shard, whatever kind of peers it holds
+/// ([`SwarmShard`] for the UDP and HTTP trackers, whose peers are endpoints).
+pub trait Shard: Send + 'static {
+    /// An empty shard, one of `num_shards` taking torrents and peers from `budget`.
+    fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self;
+    /// Removes peers not seen for `max_peer_age_secs`, then emptied torrents.
+    fn clean(&mut self, now: SecondsSinceServerStart, max_peer_age_secs: u32) -> CleanStats;
+    /// Torrents stored.
+    fn num_torrents(&self) -> usize;
+    /// Seeders stored.
+    fn num_seeders(&self) -> usize;
+    /// Leechers stored.
+    fn num_leechers(&self) -> usize;
+    /// Announces not stored because a limit was reached.
+    fn num_rejected_by_limits(&self) -> u64;
+    /// Completed counts held in the archive.
+    fn num_archived_torrents(&self) -> usize;
+    /// Bytes the archive takes.
+    fn archive_memory_bytes(&self) -> usize;
+}
+
+impl Shard for SwarmShard {
+    fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
+        SwarmShard::new(limits, budget, num_shards)
+    }
+    fn clean(&mut self, now: SecondsSinceServerStart, max_peer_age_secs: u32) -> CleanStats {
+        SwarmShard::clean(self, now, max_peer_age_secs)
+    }
+    fn num_torrents(&self) -> usize {
+        SwarmShard::num_torrents(self)
+    }
+    fn num_seeders(&self) -> usize {
+        SwarmShard::num_seeders(self)
+    }
+    fn num_leechers(&self) -> usize {
+        SwarmShard::num_leechers(self)
+    }
+    fn num_rejected_by_limits(&self) -> u64 {
+        SwarmShard::num_rejected_by_limits(self)
+    }
+    fn num_archived_torrents(&self) -> usize {
+        SwarmShard::num_archived_torrents(self)
+    }
+    fn archive_memory_bytes(&self) -> usize {
+        SwarmShard::archive_memory_bytes(self)
+    }
+}
+
 /// A shard and what a handler needs to apply requests to it.
-pub struct Swarm {
+pub struct Swarm<S = SwarmShard> {
     /// The torrents this worker owns.
-    pub shard: SwarmShard,
+    pub shard: S,
     /// Randomness for peer selection.
     pub rng: SmallRng,
     /// The time of the batch being handled.
@@ -298,6 +348,8 @@ fn append<P: Clone>(buffer: &mut Vec<P>, peers: &[P], ipv6: bool) -> PeerRange {
 
 /// What a request means: the tracker's part of the request worker.
 pub trait RequestHandler: Send + 'static {
+    /// The kind of shard the requests apply to.
+    type Shard: Shard;
     /// What socket workers send.
     type Request: Send + 'static;
     /// What goes back to a socket worker.
@@ -307,7 +359,7 @@ pub trait RequestHandler: Send + 'static {
     /// responses to `out` (one batch per socket worker, indexed like them).
     fn handle(
         &mut self,
-        swarm: &mut Swarm,
+        swarm: &mut Swarm<Self::Shard>,
         from: usize,
         request: Self::Request,
         out: &mut [Self::Responses],
@@ -342,7 +394,7 @@ pub struct RequestWorker<H: RequestHandler> {
     /// The tracker's part.
     pub handler: H,
     /// The shard.
-    pub swarm: Swarm,
+    pub swarm: Swarm<H::Shard>,
     /// When to clean.
     pub cleaning: CleaningSchedule,
     /// The server's start, for `now`.
@@ -475,7 +527,7 @@ impl<H: RequestHandler> RequestWorker<H> {
 }
 
 /// Publishes the shard's sizes; cheap (running totals), so done every loop.
-fn publish_gauges(shard: &SwarmShard, gauges: &RequestWorkerGauges) {
+fn publish_gauges(shard: &impl Shard, gauges: &RequestWorkerGauges) {
     let set = |gauge: &std::sync::atomic::AtomicU64, value: usize| {
         gauge.store(value as u64, Ordering::Relaxed);
     };
@@ -514,6 +566,7 @@ mod tests {
     }
 
     impl RequestHandler for Announcer {
+        type Shard = SwarmShard;
         type Request = (u8, u16);
         type Responses = Vec<(u16, u32)>;
 

@@ -24,12 +24,12 @@ use crate::access_list::{self, AccessList, AccessListConfig, AccessListMode, Sha
 use crate::channel::{WeightedReceiver, WeightedSender, weighted};
 use crate::config::{SwarmConfig, WorkerConfig};
 use crate::request_worker::{
-    CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Swarm, WakeFn,
+    CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, Swarm, WakeFn,
 };
 use crate::routing::ShardRouter;
 use crate::statistics::{Snapshot, Statistics, run_statistics_logger};
 use crate::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
-use crate::swarm::{SwarmBudget, SwarmShard};
+use crate::swarm::SwarmBudget;
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
 
 /// What every tracker starts with, before its sockets.
@@ -129,7 +129,11 @@ impl Core {
                     .collect(),
                 handler: make_handler(),
                 swarm: Swarm {
-                    shard: SwarmShard::new(limits, budget.clone(), workers.request_workers),
+                    shard: <H::Shard as Shard>::new(
+                        limits,
+                        budget.clone(),
+                        workers.request_workers,
+                    ),
                     rng: SmallRng::from_os_rng(),
                     now: SecondsSinceServerStart(0),
                 },

@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use tracker_common::request_worker::{Announcer, RequestHandler, Swarm};
 use tracker_common::scrape::answer_part;
+use tracker_common::swarm::SwarmShard;
 use tracker_common::types::ResponsePeerWithId;
 
 use crate::messages::{HttpRequest, HttpResponse, HttpResponses};
@@ -16,6 +17,7 @@ pub(crate) struct HttpHandler {
 }
 
 impl RequestHandler for HttpHandler {
+    type Shard = SwarmShard;
     type Request = HttpRequest;
     type Responses = HttpResponses;
 

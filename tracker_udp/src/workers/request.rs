@@ -4,6 +4,7 @@
 
 use tracker_common::request_worker::{Announcer, RequestHandler, Swarm};
 use tracker_common::scrape::answer_part;
+use tracker_common::swarm::SwarmShard;
 use tracker_common::types::ResponsePeer;
 
 use crate::messages::{AnnounceHeader, UdpRequest, UdpResponse, UdpResponses};
@@ -29,6 +30,7 @@ fn saturating_i32(n: u32) -> i32 {
 }
 
 impl RequestHandler for UdpHandler {
+    type Shard = SwarmShard;
     type Request = UdpRequest;
     type Responses = UdpResponses;
 
