@@ -25,6 +25,7 @@
 //!   reach into the tracker's internals. A crate of its own for one module would add a
 //!   crate without separating anything more.
 //! - [`tls`]: the `[tls]` section and a reloadable rustls server config (ring provider).
+//! - [`slots`]: a TCP socket worker's connections by slot, with generations.
 //! - [`transport`]: a TCP connection's byte stream, plain or TLS, for the socket workers
 //!   of the TCP trackers.
 //! - [`testing`]: a tracker binary as a child process, for the integration tests.
@@ -44,6 +45,7 @@ pub mod request_worker;
 pub mod routing;
 pub mod scrape;
 pub mod server;
+pub mod slots;
 pub mod statistics;
 pub mod supervisor;
 pub mod swarm;

@@ -42,6 +42,7 @@ use tracker_http_protocol::{
 use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses};
 use crate::proxy::TrustedProxies;
 use tracker_common::request_worker::PeerRange;
+use tracker_common::slots::Slots;
 use tracker_common::transport::{ReadOutcome, Transport};
 
 /// Token of the listening socket.
@@ -159,69 +160,22 @@ struct Connection {
     read_paused: bool,
 }
 
-/// The connections of the worker, by slot; a slot's generation changes when it is
-/// reused, so that an answer for a closed connection is not given to a newer one.
-#[derive(Default)]
-struct Slots {
-    connections: Vec<Option<Connection>>,
-    generations: Vec<u32>,
-    free: Vec<usize>,
+/// The request `conn` names, if its connection is still open.
+fn pending(slots: &mut Slots<Connection>, conn: ConnRef) -> Option<&mut Pending> {
+    get_current(slots, conn)?
+        .pipeline
+        .iter_mut()
+        .find(|p| p.seq == conn.seq)
 }
 
-impl Slots {
-    fn insert(&mut self, connection: Connection) -> usize {
-        match self.free.pop() {
-            Some(slot) => {
-                if let Some(place) = self.connections.get_mut(slot) {
-                    *place = Some(connection);
-                }
-                slot
-            }
-            None => {
-                self.connections.push(Some(connection));
-                self.generations.push(0);
-                self.connections.len() - 1
-            }
-        }
-    }
-
-    fn remove(&mut self, slot: usize) -> Option<Connection> {
-        let connection = self.connections.get_mut(slot)?.take()?;
-        if let Some(generation) = self.generations.get_mut(slot) {
-            *generation = generation.wrapping_add(1);
-        }
-        self.free.push(slot);
-        Some(connection)
-    }
-
-    fn generation(&self, slot: usize) -> u32 {
-        self.generations.get(slot).copied().unwrap_or(0)
-    }
-
-    fn get_mut(&mut self, slot: usize) -> Option<&mut Connection> {
-        self.connections.get_mut(slot)?.as_mut()
-    }
-
-    /// The request `conn` names, if its connection is still open.
-    fn pending(&mut self, conn: ConnRef) -> Option<&mut Pending> {
-        self.get_current(conn)?
-            .pipeline
-            .iter_mut()
-            .find(|p| p.seq == conn.seq)
-    }
-
-    fn get_current(&mut self, conn: ConnRef) -> Option<&mut Connection> {
-        let slot = conn.slot as usize;
-        if self.generation(slot) != conn.generation {
-            return None;
-        }
-        self.get_mut(slot)
-    }
+/// The connection `conn` names, if it is still open.
+fn get_current(slots: &mut Slots<Connection>, conn: ConnRef) -> Option<&mut Connection> {
+    slots.get_current(conn.slot as usize, conn.generation)
 }
 
 /// The worker's loop state, apart from sockets and channels.
 struct State {
-    slots: Slots,
+    slots: Slots<Connection>,
     outbox: RequestOutbox<HttpRequest>,
     pending_scrapes: PendingScrapes<(ConnRef, usize)>,
     accept_warning: RateLimitedWarning,
@@ -630,7 +584,7 @@ impl SocketWorker {
             },
             answer: None,
         };
-        if let Some(c) = state.slots.get_current(conn) {
+        if let Some(c) = get_current(&mut state.slots, conn) {
             c.pipeline.push_back(pending);
         }
         self.push_request(
@@ -679,7 +633,7 @@ impl SocketWorker {
                     .collect()
             }
         };
-        if let Some(c) = state.slots.get_current(conn) {
+        if let Some(c) = get_current(&mut state.slots, conn) {
             c.pipeline.push_back(Pending {
                 seq: conn.seq,
                 keep_alive,
@@ -710,7 +664,7 @@ impl SocketWorker {
             self.ready(conn, keep_alive, answer, state);
             return;
         }
-        if let Some(c) = state.slots.get_current(conn) {
+        if let Some(c) = get_current(&mut state.slots, conn) {
             c.pipeline.push_back(Pending {
                 seq: conn.seq,
                 keep_alive,
@@ -763,7 +717,7 @@ impl SocketWorker {
     }
 
     fn answer_full_scrape(&mut self, conn: ConnRef, body: &[u8], state: &mut State) {
-        let Some(pending) = state.slots.pending(conn) else {
+        let Some(pending) = pending(&mut state.slots, conn) else {
             return;
         };
         let answer = ok_answer(pending.keep_alive, body);
@@ -782,7 +736,7 @@ impl SocketWorker {
 
     /// Queues an answer that is known at once, in its place in the pipeline.
     fn ready(&mut self, conn: ConnRef, keep_alive: bool, answer: Vec<u8>, state: &mut State) {
-        if let Some(c) = state.slots.get_current(conn) {
+        if let Some(c) = get_current(&mut state.slots, conn) {
             c.pipeline.push_back(Pending {
                 seq: conn.seq,
                 keep_alive,
@@ -820,7 +774,7 @@ impl SocketWorker {
     /// Replaces the awaited answer of `conn` with an "overloaded" failure.
     fn answer_overloaded(&mut self, conn: ConnRef, state: &mut State) {
         add(&self.counters().error_responses, 1);
-        let Some(pending) = state.slots.pending(conn) else {
+        let Some(pending) = pending(&mut state.slots, conn) else {
             return;
         };
         if pending.answer.is_some() {
@@ -877,7 +831,7 @@ impl SocketWorker {
         batch: &HttpResponses,
         state: &mut State,
     ) {
-        let Some(pending) = state.slots.pending(conn) else {
+        let Some(pending) = pending(&mut state.slots, conn) else {
             return;
         };
         let Awaited::Announce {
@@ -908,7 +862,7 @@ impl SocketWorker {
     }
 
     fn answer_scrape(&mut self, conn: ConnRef, counts: &[ScrapeCounts], state: &mut State) {
-        let Some(c) = state.slots.get_current(conn) else {
+        let Some(c) = get_current(&mut state.slots, conn) else {
             return;
         };
         let Some(index) = c.pipeline.iter().position(|p| p.seq == conn.seq) else {
@@ -923,10 +877,8 @@ impl SocketWorker {
             _ => return,
         };
         let answer = self.scrape_answer(&hashes, counts, keep_alive, state);
-        if let Some(pending) = state
-            .slots
-            .get_current(conn)
-            .and_then(|c| c.pipeline.get_mut(index))
+        if let Some(pending) =
+            get_current(&mut state.slots, conn).and_then(|c| c.pipeline.get_mut(index))
         {
             pending.answer = Some(answer);
         }
@@ -1053,13 +1005,9 @@ impl SocketWorker {
         let timeout = self.settings.idle_timeout;
         let idle: Vec<usize> = state
             .slots
-            .connections
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, c)| {
-                let c = c.as_ref()?;
-                (now.saturating_duration_since(c.last_progress) > timeout).then_some(slot)
-            })
+            .iter_mut()
+            .filter(|(_, c)| now.saturating_duration_since(c.last_progress) > timeout)
+            .map(|(slot, _)| slot)
             .collect();
         for slot in idle {
             self.http_counters.timed_out.fetch_add(1, Ordering::Relaxed);
