@@ -6,10 +6,13 @@ Covers both trackers: the UDP one (BEP 15, `tracker_udp`) and the HTTP one
 over HTTPS (`--protocol https`: a self-signed certificate for 127.0.0.1 is made
 with openssl in the temp dir, and every client is told to trust it while
 still checking certificates: a client that does not trust it fails its
-announces or scrapes). A libtorrent session seeds a
-random payload, aria2c downloads it, and both find each other only through the
-tracker under test. All traffic stays on 127.0.0.1. Run with Debian's
-interpreter, which is the one that can import Debian's python3-libtorrent:
+announces or scrapes). A libtorrent session seeds a random payload; aria2c
+downloads it, and after aria2c has left, Transmission 3.00 (transmission-daemon,
+driven over its RPC) downloads it too. Each finds the others only through the
+tracker under test: DHT, PEX, local peer discovery and port mapping are off in
+every client, and the torrent is private. All traffic stays on 127.0.0.1, and
+Transmission keeps its config in the temp dir. Run with Debian's interpreter,
+which is the one that can import Debian's python3-libtorrent:
 
     /usr/bin/python3 e2e/real_clients.py --protocol udp --tracker-bin target/release/tracker_udp
     /usr/bin/python3 e2e/real_clients.py --protocol http --tracker-bin target/release/tracker_http
@@ -22,12 +25,20 @@ The test checks:
     download and no leechers;
   * after aria2c is stopped with SIGINT (it then announces `stopped`), the
     seeder count drops by one;
+  * the payload arrives at Transmission intact (SHA-256), every byte of it
+    uploaded by libtorrent, and no announce of Transmission's fails;
+  * with Transmission seeding, the scrape reports one seeder more and exactly
+    one completed download more than before it came, and no leechers;
+  * after its torrent is stopped over RPC (it then announces `stopped`), the
+    seeder count is back where it was, and the daemon exits with status 0 on
+    SIGTERM;
   * the tracker exits with status 0 on SIGTERM.
 """
 
 import argparse
 import hashlib
 import http.client
+import json
 import os
 import random
 import re
@@ -58,6 +69,7 @@ PAYLOAD_SIZE = 4 * 1024 * 1024
 PIECE_SIZE = 64 * 1024
 ANNOUNCE_INTERVAL = 5
 PROTOCOLS = ("udp", "http", "https")
+TRANSMISSION_SESSION_ID_DIR = "/tmp"
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 PROTOCOL_ID = 0x41727101980
@@ -349,6 +361,51 @@ def poll_scrape(protocol, port, info_hash, want, describe, deadline, seconds=15.
 
 
 # --------------------------------------------------------------------------
+# Transmission RPC client
+# --------------------------------------------------------------------------
+
+
+class TransmissionRpc:
+    """The JSON RPC of one transmission-daemon on 127.0.0.1 (what
+    transmission-remote speaks): POST /transmission/rpc, with the session id
+    that a 409 answer hands out."""
+
+    def __init__(self, port):
+        self.port = port
+        self.session_id = None
+
+    def call(self, method, arguments=None, timeout=5.0):
+        """The answer's `arguments`; TestFailure unless the daemon answers "success".
+        OSError when it cannot be reached."""
+        body = json.dumps({"method": method, "arguments": arguments or {}}).encode()
+        for _ in range(2):
+            headers = {"Content-Type": "application/json"}
+            if self.session_id is not None:
+                headers["X-Transmission-Session-Id"] = self.session_id
+            conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=timeout)
+            try:
+                conn.request("POST", "/transmission/rpc", body, headers)
+                response = conn.getresponse()
+                status, data = response.status, response.read()
+                session_id = response.getheader("X-Transmission-Session-Id")
+            finally:
+                conn.close()
+            if status == 409 and session_id:
+                self.session_id = session_id
+                continue
+            if status != 200:
+                raise TestFailure(f"transmission RPC {method}: HTTP {status}: {data[:300]!r}")
+            try:
+                answer = json.loads(data)
+            except ValueError:
+                raise TestFailure(f"transmission RPC {method}: not JSON: {data[:300]!r}") from None
+            if answer.get("result") != "success":
+                raise TestFailure(f"transmission RPC {method} failed: {answer.get('result')!r}")
+            return answer.get("arguments", {})
+        raise TestFailure(f"transmission RPC {method}: no session id accepted")
+
+
+# --------------------------------------------------------------------------
 # libtorrent seeder
 # --------------------------------------------------------------------------
 
@@ -442,6 +499,22 @@ class Seeder:
     def listen_port(self):
         return self.session.listen_port()
 
+    def uploaded(self):
+        """Payload bytes uploaded so far."""
+        return self.handle.status().total_payload_upload
+
+    def wait_uploaded(self, total, deadline, seconds=5.0):
+        """Waits until `uploaded()` reaches `total` (the counter may trail the
+        last piece a little)."""
+        end = deadline.cap(seconds)
+        while self.uploaded() < total:
+            if time.monotonic() >= end:
+                raise TestFailure(
+                    f"libtorrent uploaded {self.uploaded()} payload bytes in all, "
+                    f"expected at least {total}"
+                )
+            time.sleep(0.1)
+
     def add(self, torrent_path, save_path):
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(torrent_path)
@@ -511,6 +584,11 @@ class Run:
         self.seeder = None
         self.port = None
         self.aria2_log = os.path.join(self.tmp, "aria2c.log")
+        self.transmission = None
+        self.transmission_out = None
+        self.transmission_rpc = None
+        self.transmission_id = None
+        self.transmission_dir = os.path.join(self.tmp, "transmission-download")
         # HTTPS only: the self-signed certificate (also the clients' only CA),
         # its key, and the scrape's TLS context.
         self.cert_path = None
@@ -777,6 +855,199 @@ class Run:
             raise TestFailure("aria2c did not exit within 20 s of SIGINT") from None
         log(f"aria2c exited with status {rc}")
 
+    # ---- Transmission ----
+
+    def transmission_settings(self, peer_port, rpc_port):
+        """transmission-daemon's settings.json: peers, announces and RPC on
+        127.0.0.1 only, and no way to find peers but the tracker."""
+        return {
+            "bind-address-ipv4": LOOPBACK,
+            "bind-address-ipv6": "::1",
+            "peer-port": peer_port,
+            "peer-port-random-on-start": False,
+            "port-forwarding-enabled": False,  # no UPnP, no NAT-PMP
+            "dht-enabled": False,
+            "pex-enabled": False,
+            "lpd-enabled": False,
+            "utp-enabled": False,
+            "blocklist-enabled": False,
+            "rpc-enabled": True,
+            "rpc-bind-address": LOOPBACK,
+            "rpc-port": rpc_port,
+            "rpc-authentication-required": False,
+            "rpc-whitelist-enabled": True,
+            "rpc-whitelist": LOOPBACK,
+            "watch-dir-enabled": False,
+            "download-dir": self.transmission_dir,
+            "incomplete-dir-enabled": False,
+            "scrape-paused-torrents-enabled": False,
+            # Seed on after the download until told to stop.
+            "ratio-limit-enabled": False,
+            "idle-seeding-limit-enabled": False,
+            "speed-limit-down-enabled": False,
+            "speed-limit-up-enabled": False,
+            "alt-speed-enabled": False,
+            # 2 = info: announce failures are in the log.
+            "message-level": 2,
+        }
+
+    def transmission_env(self):
+        """transmission-daemon's environment, and a note for the log."""
+        env = dict(os.environ)
+        # Nothing outside the temp dir: -g names the config dir, and HOME and
+        # XDG_CONFIG_HOME (from which libtransmission takes its defaults)
+        # point inside too.
+        home = os.path.join(self.tmp, "transmission-home")
+        os.makedirs(home)
+        env["HOME"] = home
+        env["XDG_CONFIG_HOME"] = os.path.join(home, ".config")
+        # Certificate checks stay on, whatever the caller's environment says.
+        env.pop("TR_CURL_SSL_NO_VERIFY", None)
+        env.pop("CURL_CA_BUNDLE", None)
+        note = "DHT, PEX, LPD, uTP and port mapping off"
+        if self.protocol == "https":
+            # libtransmission 3.00 hands CURL_CA_BUNDLE to libcurl as
+            # CURLOPT_CAINFO (libcurl itself reads no environment): the test
+            # certificate becomes its CA file, and certificates stay checked.
+            # (Without it every announce fails, "Could not connect to tracker".)
+            env["CURL_CA_BUNDLE"] = self.cert_path
+            note += ", test certificate as CA"
+        return env, note
+
+    def start_transmission(self):
+        config_dir = os.path.join(self.tmp, "transmission-config")
+        os.makedirs(config_dir)
+        os.makedirs(self.transmission_dir)
+        peer_port = free_port_both()
+        rpc_port = free_port(socket.SOCK_STREAM)
+        while rpc_port == peer_port:
+            rpc_port = free_port(socket.SOCK_STREAM)
+        with open(os.path.join(config_dir, "settings.json"), "w") as f:
+            json.dump(self.transmission_settings(peer_port, rpc_port), f, indent=2)
+        env, note = self.transmission_env()
+        # The settings file says it all; --foreground keeps it our child, and
+        # logs go to stderr.
+        cmd = ["transmission-daemon", "--foreground", f"--config-dir={config_dir}"]
+        log(f"starting transmission-daemon: peer port {peer_port}, RPC port {rpc_port}, {note}")
+        self.transmission = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+            env=env,
+            start_new_session=True,
+        )
+        self.transmission_out = LineCollector(self.transmission.stdout)
+        self.transmission_rpc = TransmissionRpc(rpc_port)
+        end = self.deadline.cap(10.0)
+        while True:
+            if self.transmission.poll() is not None:
+                raise TestFailure(
+                    f"transmission-daemon exited early with status {self.transmission.returncode}"
+                )
+            try:
+                version = self.transmission_rpc.call("session-get")["version"]
+                break
+            except OSError:
+                pass
+            if time.monotonic() >= end:
+                raise TestFailure("transmission-daemon's RPC did not answer within 10 s")
+            time.sleep(0.05)
+        added = self.transmission_rpc.call(
+            "torrent-add", {"filename": self.torrent_path, "paused": False}
+        )
+        torrent = added.get("torrent-added")
+        if torrent is None:
+            raise TestFailure(f"transmission-daemon did not add the torrent: {added!r}")
+        self.transmission_id = torrent["id"]
+        log(f"transmission-daemon {version} has the torrent (id {self.transmission_id})")
+
+    def transmission_torrent(self):
+        """The torrent as transmission-daemon's RPC describes it (a few fields)."""
+        fields = ["status", "percentDone", "error", "errorString", "peersConnected", "trackerStats"]
+        try:
+            found = self.transmission_rpc.call(
+                "torrent-get", {"ids": [self.transmission_id], "fields": fields}
+            )["torrents"]
+        except OSError as exc:
+            raise TestFailure(f"transmission-daemon's RPC does not answer: {exc}") from None
+        if not found:
+            raise TestFailure("transmission-daemon no longer has the torrent")
+        return found[0]
+
+    @staticmethod
+    def describe_transmission_torrent(t):
+        """`transmission_torrent()` in one line, for failure messages."""
+        trackers = [
+            f"{s.get('announce')}: {s.get('lastAnnounceResult')!r}" for s in t.get("trackerStats", [])
+        ]
+        return (
+            f"status={t.get('status')} done={t.get('percentDone')} peers={t.get('peersConnected')} "
+            f"error={t.get('error')} {t.get('errorString')!r} trackers={trackers}"
+        )
+
+    def check_transmission_announces(self, t):
+        """Fails at the first announce that did not succeed: against a tracker on
+        127.0.0.1 none may fail, and Transmission would wait 20 s and more before
+        it tried again. (Over HTTPS, a certificate it does not trust shows here as
+        "Could not connect to tracker".)"""
+        for stat in t.get("trackerStats", []):
+            if stat.get("hasAnnounced") and not stat.get("lastAnnounceSucceeded"):
+                raise TestFailure(
+                    f"Transmission's announce to {stat.get('announce')} failed: "
+                    f"{stat.get('lastAnnounceResult')!r}"
+                )
+
+    def wait_transmission_download(self):
+        # "rename-partial-files" (on by default) keeps the name free of a
+        # ".part" suffix only once every piece is checked and written.
+        target = os.path.join(self.transmission_dir, PAYLOAD_NAME)
+        end = self.deadline.cap(self.deadline.remaining())
+        while True:
+            if self.transmission.poll() is not None:
+                raise TestFailure(
+                    f"transmission-daemon exited early with status {self.transmission.returncode}"
+                )
+            torrent = self.transmission_torrent()
+            self.check_transmission_announces(torrent)
+            if (
+                os.path.exists(target)
+                and os.path.getsize(target) == PAYLOAD_SIZE
+                and sha256_file(target) == self.payload_sha
+            ):
+                log("transmission-daemon download complete, sha256 matches the payload")
+                return
+            if time.monotonic() >= end:
+                raise TestFailure(
+                    f"transmission-daemon did not complete the download within --timeout "
+                    f"{self.args.timeout} s (torrent: {self.describe_transmission_torrent(torrent)}, "
+                    f"seeder: {self.seeder.status_line()})"
+                )
+            time.sleep(0.2)
+
+    def stop_transmission_torrent(self):
+        # Stopping the torrent, not the daemon: once its session is closing,
+        # Transmission 3.00 starts no new HTTP request (tr_webRunImpl checks
+        # session->isClosing), so the `stopped` announce of a torrent still
+        # running at exit is dropped. (transmission-cli, which exits as soon as
+        # its torrent stops, loses it too unless the announcer's once-a-second
+        # tick comes first.) A stopped torrent in a running session announces
+        # `stopped` on that tick.
+        log("stopping the torrent in transmission-daemon (RPC torrent-stop)")
+        self.transmission_rpc.call("torrent-stop", {"ids": [self.transmission_id]})
+
+    def stop_transmission(self):
+        log("stopping transmission-daemon with SIGTERM")
+        self.transmission.send_signal(signal.SIGTERM)
+        try:
+            rc = self.transmission.wait(timeout=max(1.0, min(20.0, self.deadline.remaining())))
+        except subprocess.TimeoutExpired:
+            raise TestFailure("transmission-daemon did not exit within 20 s of SIGTERM") from None
+        if rc != 0:
+            raise TestFailure(f"transmission-daemon exited with status {rc} after SIGTERM (expected 0)")
+        log("transmission-daemon exited with status 0")
+
     # ---- the whole scenario ----
 
     def run(self):
@@ -823,6 +1094,37 @@ class Run:
         )
         log(f"after aria2c stopped: seeders={after[0]} completed={after[1]} leechers={after[2]}")
 
+        # Transmission downloads while libtorrent is the only other peer the
+        # tracker knows, so every byte it gets comes from libtorrent. It takes
+        # 10 s or more however fast the link: Transmission 3.00 says which
+        # peers it is interested in only on its 10-second rechoke tick
+        # (rechokeDownloads), so no piece comes before the first one.
+        uploaded = self.seeder.uploaded()
+        started = time.monotonic()
+        self.start_transmission()
+        self.wait_transmission_download()
+        log(f"transfer took {time.monotonic() - started:.1f}s")
+        self.seeder.wait_uploaded(uploaded + PAYLOAD_SIZE, self.deadline)
+        log(f"libtorrent uploaded {self.seeder.uploaded() - uploaded} payload bytes meanwhile")
+        # Its `started` announce (left > 0) stored it as a leecher, so its
+        # `completed` counts: exactly one more download than before.
+        with_tr = self.poll_scrape(
+            lambda f: f[0] == after[0] + 1 and f[1] == after[1] + 1 and f[2] == 0,
+            f"seeders={after[0] + 1} completed={after[1] + 1} leechers=0 with Transmission",
+        )
+        log(f"with Transmission: seeders={with_tr[0]} completed={with_tr[1]} leechers={with_tr[2]}")
+
+        self.stop_transmission_torrent()
+        # The `stopped` announce goes out within a second: the same short
+        # window as for aria2c.
+        gone = self.poll_scrape(
+            lambda f: f[0] == after[0] and f[1] == with_tr[1] and f[2] == 0,
+            f"seeders={after[0]} completed={with_tr[1]} leechers=0 after Transmission stopped",
+            seconds=ANNOUNCE_INTERVAL,
+        )
+        log(f"after Transmission stopped: seeders={gone[0]} completed={gone[1]} leechers={gone[2]}")
+        self.stop_transmission()
+
         log("stopping libtorrent")
         self.seeder.close()
         final = self.scrape()
@@ -851,11 +1153,39 @@ class Run:
             with open(self.aria2_log, errors="replace") as f:
                 lines = f.read().splitlines()
             section("aria2c log (last 200 lines)", lines[-200:])
+        if self.transmission_out is not None:
+            section("transmission-daemon output (last 200 lines)", self.transmission_out.snapshot()[-200:])
         if self.seeder is not None:
             section("libtorrent alerts (last 100)", self.seeder.alerts[-100:])
         sys.stdout.flush()
 
+    def cleanup_transmission(self):
+        """Ends transmission-daemon if it still runs, and removes the one file
+        it keeps outside the temp dir."""
+        if self.transmission is not None and self.transmission.poll() is None:
+            # SIGTERM first: only a daemon that closes its session removes its
+            # session-id file.
+            self.transmission.terminate()
+            try:
+                self.transmission.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.transmission.kill()
+                try:
+                    self.transmission.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        # Transmission 3.00 creates /tmp/tr_session_id_<RPC session id> (a
+        # fixed directory: TMPDIR is not read) when its RPC first answers, and
+        # removes it only on a clean exit.
+        session_id = self.transmission_rpc.session_id if self.transmission_rpc else None
+        if session_id and re.fullmatch(r"[0-9A-Za-z]+", session_id):
+            try:
+                os.remove(os.path.join(TRANSMISSION_SESSION_ID_DIR, f"tr_session_id_{session_id}"))
+            except FileNotFoundError:
+                pass
+
     def cleanup(self):
+        self.cleanup_transmission()
         for name in ("aria2", "tracker"):
             proc = getattr(self, name)
             if proc is not None and proc.poll() is None:
@@ -869,7 +1199,7 @@ class Run:
                 self.seeder.close()
             except Exception as exc:  # noqa: BLE001 - cleanup must go on
                 print(f"closing libtorrent failed: {exc}")
-        for collector in (self.tracker_err, self.tracker_out, self.aria2_out):
+        for collector in (self.tracker_err, self.tracker_out, self.aria2_out, self.transmission_out):
             if collector is not None:
                 collector.thread.join(timeout=2)
         if self.args.keep_tmp:
@@ -896,10 +1226,11 @@ def main():
         print(f"tracker binary not found or not executable: {args.tracker_bin}")
         print(f"{summary}: 0 passed, 1 failed")
         return 1
-    if shutil.which("aria2c") is None:
-        print("aria2c not found; run scripts/install-test-deps.sh")
-        print(f"{summary}: 0 passed, 1 failed")
-        return 1
+    for tool in ("aria2c", "transmission-daemon"):
+        if shutil.which(tool) is None:
+            print(f"{tool} not found; run scripts/install-test-deps.sh")
+            print(f"{summary}: 0 passed, 1 failed")
+            return 1
 
     # SIGTERM (e.g. from CI) and a hard watchdog both go through the cleanup.
     def on_signal(signum, _frame):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end test of a tracker with real BitTorrent clients (libtorrent seeding,
-# aria2c downloading), all on 127.0.0.1.
+# aria2c and then transmission-daemon downloading), all on 127.0.0.1.
 # Usage: scripts/e2e.sh udp|http|https [extra args for e2e/real_clients.py, e.g. --timeout 180]
 # https runs the HTTP tracker (tracker_http) with TLS on, behind a self-signed
 # certificate that the test makes and the clients trust.
