@@ -7,7 +7,7 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess};
 use serde_json::value::RawValue;
 
 use crate::json::{
-    Binary, Read, Reader, Slot, binary20, is_json, keys, next_object, opens_object, push_binary,
+    Binary, Read, Reader, Slot, binary_slot, is_json, keys, next_object, opens_object, push_binary,
     push_u64, skip_seq,
 };
 use crate::{Action, AnnounceEvent, Field, InfoHash, OfferId, ParseError, ParseErrorKind, PeerId};
@@ -131,8 +131,11 @@ pub enum InMessage {
 /// - `null` is absent, for every field. Unknown fields are ignored, and so are fields
 ///   the message's action does not use. Of a repeated field the last one counts, as
 ///   with `JSON.parse`.
-/// - Allocation: each kept offer and answer is copied out of the input once, and a
-///   scrape's hashes go in one list; nothing is allocated beyond the input's size.
+/// - Allocation: only for what the message hands out. Each kept offer and answer is
+///   copied out of the input once, and the offers and a scrape's hashes go in one list
+///   each; binary strings are decoded from the input onto the stack, escaped or not.
+///   (Unknown fields whose values nest two deep cost one more: serde_json skips them
+///   with a stack it allocates.) Nothing grows beyond the input's size.
 ///
 /// # Errors
 /// A [`ParseError`] whose text a tracker can send back as `failure reason`, with the
@@ -314,9 +317,8 @@ impl<'de> serde::de::Visitor<'de> for InObject<'_> {
             match key {
                 InKey::Action => fields.action = map.next_value()?,
                 InKey::InfoHash => {
-                    fields.info_hash = map.next_value_seed(Read(HashesReader {
-                        max: self.limits.max_scrape_torrents,
-                    }))?;
+                    let raw = map.next_value::<&RawValue>()?;
+                    fields.info_hash = hashes(raw.get(), self.limits.max_scrape_torrents);
                 }
                 InKey::PeerId => fields.peer_id = map.next_value()?,
                 InKey::ToPeerId => fields.to_peer_id = map.next_value()?,
@@ -352,6 +354,24 @@ enum Hashes {
     Bad(ParseErrorKind),
 }
 
+/// `info_hash` from its raw JSON text (see [`Slot<Binary>`] for why raw).
+fn hashes(raw: &str, max: usize) -> Hashes {
+    if raw.starts_with('[') {
+        // A scrape's list: read again, element by element, each raw. The text is
+        // known to be JSON, so this read does not fail.
+        let mut deserializer = serde_json::Deserializer::from_str(raw);
+        return Read(HashesReader { max })
+            .deserialize(&mut deserializer)
+            .unwrap_or(Hashes::Bad(ParseErrorKind::Invalid(Field::InfoHash)));
+    }
+    match binary_slot(raw) {
+        Slot::Valid(Binary(hash)) => Hashes::One(InfoHash(hash)),
+        Slot::Absent => Hashes::Absent,
+        Slot::Invalid => Hashes::Bad(ParseErrorKind::Invalid(Field::InfoHash)),
+    }
+}
+
+/// A list of info hashes, at most `max`.
 struct HashesReader {
     max: usize,
 }
@@ -361,17 +381,6 @@ impl<'de> Reader<'de> for HashesReader {
 
     fn invalid(self) -> Hashes {
         Hashes::Bad(ParseErrorKind::Invalid(Field::InfoHash))
-    }
-
-    fn null(self) -> Hashes {
-        Hashes::Absent
-    }
-
-    fn str(self, value: &str) -> Hashes {
-        match binary20(value) {
-            Some(hash) => Hashes::One(InfoHash(hash)),
-            None => self.invalid(),
-        }
     }
 
     fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hashes, A::Error> {
@@ -1044,7 +1053,7 @@ mod tests {
             (r#"{"action":"\ud800"}"#, "malformed JSON"), // a lone surrogate
             (
                 r#"{"action":"announce","info_hash":"\udc00aaaaaaaaaaaaaaaaaaa"}"#,
-                "malformed JSON",
+                "invalid info_hash",
             ),
             (r#"{"action":"announce","x":"\ud800"}"#, "missing info_hash"), // unread: not judged
             ("nonsense", "malformed JSON"),

@@ -260,9 +260,25 @@ impl Scalar for u64 {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Binary(pub(crate) [u8; 20]);
 
-impl Scalar for Binary {
-    fn from_str(value: &str) -> Option<Self> {
-        binary20(value).map(Binary)
+/// Read from the string's raw JSON text rather than through `serde_json`'s string
+/// parser, which unescapes into a scratch buffer it allocates per message: the client's
+/// binary strings nearly always hold an escaped byte (any of the 32 control bytes, `"`
+/// or `\` among 20 random bytes: 94 % of hashes), so that would be an allocation per
+/// announce.
+impl<'de> Deserialize<'de> for Slot<Binary> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(deserializer)?;
+        Ok(binary_slot(raw.get()))
+    }
+}
+
+/// A binary string field from its raw JSON text: a string is read by [`binary20`],
+/// `null` is absent, any other value is invalid.
+pub(crate) fn binary_slot(raw: &str) -> Slot<Binary> {
+    match raw.as_bytes().first() {
+        Some(b'"') => binary20(raw).map_or(Slot::Invalid, |bytes| Slot::Valid(Binary(bytes))),
+        _ if raw == "null" => Slot::Absent,
+        _ => Slot::Invalid,
     }
 }
 
@@ -295,29 +311,66 @@ impl Scalar for String {
     }
 }
 
-/// The 20 bytes of a binary string: exactly 20 characters, each U+0000..=U+00FF
-/// standing for the byte of its code point.
+/// The 20 bytes of a binary string, from its JSON text (quotes included, as
+/// `serde_json` checked it: well-formed, UTF-8): exactly 20 characters
+/// U+0000..=U+00FF, each standing for the byte of its code point.
 ///
 /// The client makes these strings with `Buffer.toString('binary')` (Latin-1), and
 /// `JSON.stringify` sends each character as itself in UTF-8 (one byte below U+0080,
-/// two from there to U+00FF) or, for control characters, as a `\u00XX` escape; after
-/// unescaping, both spellings are the same characters.
-pub(crate) fn binary20(text: &str) -> Option<[u8; 20]> {
-    // Each character takes one or two UTF-8 bytes.
-    if !(20..=40).contains(&text.len()) {
-        return None;
-    }
-    if let Ok(bytes) = <[u8; 20]>::try_from(text.as_bytes())
-        && bytes.is_ascii()
+/// two from there to U+00FF) or, for `"`, `\` and control characters, escaped; any
+/// character may also be spelled `\u00XX`, and a few with the short escapes.
+pub(crate) fn binary20(json: &str) -> Option<[u8; 20]> {
+    let text = json.as_bytes().strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    // The common case: 20 plain ASCII characters.
+    if let Ok(bytes) = <[u8; 20]>::try_from(text)
+        && bytes.iter().all(|&b| b.is_ascii() && b != b'\\')
     {
         return Some(bytes);
     }
     let mut out = [0u8; 20];
-    let mut chars = text.chars();
-    for byte in &mut out {
-        *byte = u8::try_from(u32::from(chars.next()?)).ok()?;
+    let mut filled = 0;
+    let mut rest = text;
+    while let Some((&first, after)) = rest.split_first() {
+        let (byte, after) = match first {
+            b'\\' => unescape(after)?,
+            0x00..=0x7F => (first, after),
+            // U+0080..=U+00FF: a lead byte C2 or C3 and one continuation byte (the
+            // text is UTF-8, so it is one).
+            0xC2 | 0xC3 => {
+                let (&next, after) = after.split_first()?;
+                (((first & 0x1F) << 6) | (next & 0x3F), after)
+            }
+            // The lead byte of a character above U+00FF.
+            _ => return None,
+        };
+        *out.get_mut(filled)? = byte;
+        filled += 1;
+        rest = after;
     }
-    chars.next().is_none().then_some(out)
+    (filled == 20).then_some(out)
+}
+
+/// The byte an escape (what follows its `\\`) stands for, and the text after it;
+/// `None` for a character above U+00FF.
+fn unescape(text: &[u8]) -> Option<(u8, &[u8])> {
+    let (&kind, after) = text.split_first()?;
+    let byte = match kind {
+        b'"' | b'\\' | b'/' => kind,
+        b'b' => 0x08,
+        b'f' => 0x0C,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'u' => {
+            let (hex, after) = after.split_first_chunk::<4>()?;
+            let value = hex.iter().try_fold(0u32, |value, &digit| {
+                Some(value * 16 + char::from(digit).to_digit(16)?)
+            })?;
+            return Some((u8::try_from(value).ok()?, after));
+        }
+        _ => return None,
+    };
+    Some((byte, after))
 }
 
 /// Reads a map value that must be a JSON object, kept as its raw text: absent for
@@ -445,20 +498,91 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
 mod tests {
     use super::*;
 
+    /// `text` as a JSON string's raw text.
+    fn quoted(text: &str) -> String {
+        format!("\"{text}\"")
+    }
+
     #[test]
     fn binary_strings_of_every_length_and_range() {
-        assert_eq!(binary20("aaaaaaaaaaaaaaaaaaaa"), Some([b'a'; 20]));
-        assert_eq!(binary20("aaaaaaaaaaaaaaaaaaa"), None);
-        assert_eq!(binary20("aaaaaaaaaaaaaaaaaaaaa"), None);
-        assert_eq!(binary20(""), None);
-        assert_eq!(binary20(&"\u{ff}".repeat(20)), Some([0xFF; 20]));
-        assert_eq!(binary20(&"\u{ff}".repeat(21)), None);
-        assert_eq!(binary20(&"\u{ff}".repeat(19)), None);
-        // 20 characters, one above U+00FF.
-        assert_eq!(binary20(&format!("{}\u{100}", "a".repeat(19))), None);
-        assert_eq!(binary20(&format!("{}\u{1F600}", "a".repeat(19))), None);
+        let a19 = "a".repeat(19);
+        assert_eq!(binary20(&quoted(&"a".repeat(20))), Some([b'a'; 20]));
+        assert_eq!(binary20(&quoted(&a19)), None);
+        assert_eq!(binary20(&quoted(&"a".repeat(21))), None);
+        assert_eq!(binary20(&quoted("")), None);
+        assert_eq!(binary20(&"a".repeat(20)), None, "not a string");
+        assert_eq!(binary20(&quoted(&"\u{ff}".repeat(20))), Some([0xFF; 20]));
+        assert_eq!(binary20(&quoted(&"\u{80}".repeat(20))), Some([0x80; 20]));
+        assert_eq!(binary20(&quoted(&"\u{ff}".repeat(21))), None);
+        assert_eq!(binary20(&quoted(&"\u{ff}".repeat(19))), None);
+        // 20 characters, one above U+00FF, raw or escaped.
+        for above in ["\u{100}", "\u{7ff}", "\u{800}", "\u{ffff}", "\u{1F600}"] {
+            assert_eq!(binary20(&quoted(&format!("{a19}{above}"))), None, "{above}");
+        }
+        for above in [r"\u0100", r"\uFFFF", r"\ud83d\ude00", r"\ud800", r"\udfff"] {
+            assert_eq!(binary20(&quoted(&format!("{a19}{above}"))), None, "{above}");
+        }
         // 20 bytes but fewer characters.
-        assert_eq!(binary20(&format!("{}\u{e9}", "a".repeat(18))), None);
+        assert_eq!(
+            binary20(&quoted(&format!("{}\u{e9}", "a".repeat(18)))),
+            None
+        );
+    }
+
+    #[test]
+    fn binary_string_escapes() {
+        let a19 = "a".repeat(19);
+        for (escape, byte) in [
+            (r#"\""#, b'"'),
+            (r"\\", b'\\'),
+            (r"\/", b'/'),
+            (r"\b", 0x08),
+            (r"\f", 0x0c),
+            (r"\n", b'\n'),
+            (r"\r", b'\r'),
+            (r"\t", b'\t'),
+            (r"\u0000", 0x00),
+            (r"\u001F", 0x1f),
+            (r"\u00e9", 0xe9),
+            (r"\u00E9", 0xe9),
+            (r"\u00fF", 0xff),
+            (r"\u0041", b'A'),
+        ] {
+            let mut expected = [b'a'; 20];
+            expected[19] = byte;
+            assert_eq!(
+                binary20(&quoted(&format!("{a19}{escape}"))),
+                Some(expected),
+                "{escape}"
+            );
+            // The same through serde_json, in a message.
+            let text = format!(r#"{{"a":"{a19}{escape}"}}"#);
+            let map: std::collections::HashMap<String, Box<RawValue>> =
+                serde_json::from_str(&text).unwrap();
+            assert_eq!(binary_slot(map["a"].get()).valid(), Some(Binary(expected)));
+        }
+        for broken in [r"\", r"\u00", r"\u00g0", r"\x41", r"\U0041"] {
+            assert_eq!(
+                binary20(&quoted(&format!("{a19}{broken}"))),
+                None,
+                "{broken}"
+            );
+        }
+    }
+
+    #[test]
+    fn binary_slots() {
+        assert!(matches!(binary_slot("null"), Slot::Absent));
+        for raw in [
+            "1",
+            "[]",
+            "{}",
+            "true",
+            r#"["aaaaaaaaaaaaaaaaaaaa"]"#,
+            r#""a""#,
+        ] {
+            assert!(matches!(binary_slot(raw), Slot::Invalid), "{raw}");
+        }
     }
 
     #[test]
@@ -478,7 +602,15 @@ mod tests {
                 "{byte:#04x}"
             );
             let text: String = serde_json::from_slice(&out).unwrap();
-            assert_eq!(binary20(&text), Some([byte; 20]), "{byte:#04x}");
+            assert_eq!(
+                text.chars().map(u32::from).collect::<Vec<_>>(),
+                [u32::from(byte); 20]
+            );
+            assert_eq!(
+                binary20(std::str::from_utf8(&out).unwrap()),
+                Some([byte; 20]),
+                "{byte:#04x}"
+            );
         }
     }
 
