@@ -12,8 +12,10 @@
 //!
 //! Values are read with `deserialize_any`: with `serde_json` it costs what the typed
 //! entry points cost (a peek at the first byte, then the same parser), and buffers
-//! nothing. Strings without escapes are borrowed from the input; strings with escapes
-//! are unescaped into the deserializer's one scratch buffer.
+//! nothing. Text values (`action`, `event`) are borrowed from the input. Binary strings
+//! are the exception: they are taken as their raw JSON text and decoded here
+//! ([`binary20`]), because `serde_json` would unescape them into a scratch buffer it
+//! allocates per message. Session descriptions are kept raw ([`next_object`]).
 
 use std::fmt;
 use std::marker::PhantomData;
