@@ -21,6 +21,9 @@
 //! - [`http`]: the HTTP load workers.
 //! - `runner` (private): the loopback check and the start / collect / join of workers
 //!   that every protocol shares.
+//! - `tcp`, `tls` (private): what the TCP load workers (HTTP, WebSocket) share: source
+//!   addresses, non-blocking connects, reading and writing through an optional rustls
+//!   client, and that client's config.
 //!
 //! It only ever sends to loopback addresses, runs for a bounded time and stops by
 //! itself.
@@ -29,5 +32,7 @@ pub mod histogram;
 pub mod http;
 pub mod report;
 mod runner;
+mod tcp;
+mod tls;
 pub mod udp;
 pub mod workload;

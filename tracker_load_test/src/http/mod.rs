@@ -27,11 +27,10 @@
 //! matched to their requests.
 //!
 //! With `network.tls` the same requests go over TLS (HTTPS): each connection carries a
-//! rustls client, driven by the same readiness events (see the `tls` module for what is
+//! rustls client, driven by the same readiness events (see the crate's `tls` module for what is
 //! trusted). A handshake that fails after the TCP connect is counted apart from the
 //! other connection errors.
 
-mod tls;
 mod worker;
 
 use std::net::SocketAddr;
@@ -181,7 +180,7 @@ pub fn run(mut config: Config) -> anyhow::Result<Summary> {
     let workers = config.run.workers;
     let (sender, receiver) = crossbeam_channel::unbounded();
     let tls = if config.network.tls {
-        Some(tls::client_config(&config.network.tls_ca_path)?)
+        Some(crate::tls::client_config(&config.network.tls_ca_path)?)
     } else {
         None
     };
