@@ -79,6 +79,16 @@ pub struct Counters {
     pub scrape: u64,
     /// Well-formed error responses.
     pub error: u64,
+    /// Relayed WebRTC offers received (WebSocket).
+    pub offer: u64,
+    /// Relayed WebRTC answers received (WebSocket).
+    pub answer: u64,
+    /// Answers sent to relayed offers (WebSocket; also counted in `sent`).
+    pub answers_sent: u64,
+    /// Announce replies that match no announce in flight on their connection: late
+    /// ones, or replies to answer messages, which aquatic_ws sends and the reference
+    /// server (npm `bittorrent-tracker`) does not (WebSocket).
+    pub unmatched: u64,
     /// Answers that were not a well-formed, plausible response to the request they
     /// name.
     pub malformed: u64,
@@ -113,6 +123,10 @@ impl Counters {
         self.announce += other.announce;
         self.scrape += other.scrape;
         self.error += other.error;
+        self.offer += other.offer;
+        self.answer += other.answer;
+        self.answers_sent += other.answers_sent;
+        self.unmatched += other.unmatched;
         self.malformed += other.malformed;
         self.unanswered += other.unanswered;
         self.late += other.late;
@@ -124,9 +138,10 @@ impl Counters {
         self.latency.merge(&other.latency);
     }
 
-    /// All well-formed responses.
+    /// All well-formed responses (over WebSocket: all messages received, relayed
+    /// offers and answers included).
     pub fn responses(&self) -> u64 {
-        self.connect + self.announce + self.scrape + self.error
+        self.connect + self.announce + self.scrape + self.error + self.offer + self.answer
     }
 
     /// Share of the requests settled in this period (answered, malformed or timed
@@ -211,6 +226,14 @@ pub struct Summary {
     pub scrape_per_sec: f64,
     /// Error responses per second.
     pub error_per_sec: f64,
+    /// Relayed offers received per second (WebSocket; 0 otherwise).
+    pub offer_per_sec: f64,
+    /// Relayed answers received per second (WebSocket; 0 otherwise).
+    pub answer_per_sec: f64,
+    /// Answers sent to relayed offers per second (WebSocket; 0 otherwise).
+    pub answers_sent_per_sec: f64,
+    /// Announce replies that matched no announce in flight (WebSocket; 0 otherwise).
+    pub unmatched: u64,
     /// Average peers per announce response.
     pub peers_per_announce: f64,
     /// Share of settled requests that got no answer.
@@ -247,18 +270,41 @@ impl Summary {
             "server {}, {} worker(s), {:.1} s measured",
             self.server_address, self.workers, self.measured_secs
         );
-        println!("responses per second: {:.0}", self.responses_per_sec);
+        let ws = self.protocol.starts_with("ws");
+        if ws {
+            println!(
+                "messages received per second: {:.0}",
+                self.responses_per_sec
+            );
+        } else {
+            println!("responses per second: {:.0}", self.responses_per_sec);
+        }
         if self.protocol.starts_with("udp") {
             println!("  connect:  {:.0}", self.connect_per_sec);
         }
         println!("  announce: {:.0}", self.announce_per_sec);
+        if ws {
+            println!("  offer:    {:.0}", self.offer_per_sec);
+            println!("  answer:   {:.0}", self.answer_per_sec);
+        }
         println!("  scrape:   {:.0}", self.scrape_per_sec);
         println!("  error:    {:.0}", self.error_per_sec);
-        println!("requests per second: {:.0}", self.requests_per_sec);
-        println!(
-            "peers per announce: {:.1}   answers with more peers than asked: {}",
-            self.peers_per_announce, self.over_numwant
-        );
+        if ws {
+            println!(
+                "messages sent per second: {:.0} (answers {:.0})",
+                self.requests_per_sec, self.answers_sent_per_sec
+            );
+            println!(
+                "announce replies matching no announce in flight: {}",
+                self.unmatched
+            );
+        } else {
+            println!("requests per second: {:.0}", self.requests_per_sec);
+            println!(
+                "peers per announce: {:.1}   answers with more peers than asked: {}",
+                self.peers_per_announce, self.over_numwant
+            );
+        }
         println!(
             "no answer: {:.3} %   malformed: {}   late: {}   send failed: {}",
             self.no_answer_share * 100.0,
@@ -324,6 +370,12 @@ fn print_tick(tick: u32, warmup: u32, c: &Counters) {
     }
     if c.tls_handshake_failures > 0 {
         line += &format!(" | TLS handshakes failed {}", c.tls_handshake_failures);
+    }
+    if c.offer > 0 || c.answer > 0 || c.answers_sent > 0 {
+        line += &format!(
+            " | offers in {}, answers in {}, answers out {}",
+            c.offer, c.answer, c.answers_sent
+        );
     }
     println!("{line}");
 }
@@ -451,6 +503,10 @@ pub(crate) fn summarize(
         announce_per_sec: per_sec(measured.announce),
         scrape_per_sec: per_sec(measured.scrape),
         error_per_sec: per_sec(measured.error),
+        offer_per_sec: per_sec(measured.offer),
+        answer_per_sec: per_sec(measured.answer),
+        answers_sent_per_sec: per_sec(measured.answers_sent),
+        unmatched: measured.unmatched,
         peers_per_announce: measured.peers_per_announce(),
         no_answer_share: measured.no_answer_share(),
         malformed: measured.malformed,
