@@ -1,6 +1,13 @@
 //! Swarm state: which peers are in which torrent, shared by the UDP, HTTP and WebSocket
 //! trackers.
 //!
+//! # Two kinds of shard
+//! [`SwarmShard`] is the swarm of the UDP and HTTP trackers: peers keyed by their IP
+//! endpoint, under the rules below. [`ws::WsSwarmShard`] is the WebTorrent swarm: peers
+//! keyed by peer id and owned by a WebSocket connection, answered with offer targets
+//! instead of addresses; its module states its rules. A tracker uses one kind; both can
+//! share the [`SwarmBudget`] type and [`SwarmLimits`].
+//!
 //! Each request worker owns one [`SwarmShard`] (the torrents that
 //! [`crate::routing::ShardRouter`] assigns to it), so the swarms themselves are not
 //! locked. What the shards share is one [`SwarmBudget`]: atomic counts of torrents and peers against the
@@ -11,16 +18,19 @@
 //! nor threads, and limits come in as plain values ([`SwarmLimits`], [`NumWantPolicy`]).
 //!
 //! # Rules enforced
+//! By [`SwarmShard`]. The WebTorrent swarm applies those marked (*) too, through the same
+//! code.
 //! - A peer is keyed by (info hash, IP, port): its endpoint, the IP being the request's
 //!   source address. The peer id is stored as data (non-compact HTTP answers list it). A
 //!   request from another IP can neither move nor remove someone's peer, whatever peer id
 //!   it sends; a client that restarts with a new peer id on the same IP and port takes
 //!   over its old entry (the entry's peer id changes, nothing else).
-//! - `left == 0` makes a peer a seeder, anything else a leecher; an announce that changes
-//!   it moves the peer. Seeders and leechers are kept in separate stores per torrent.
-//! - `event=stopped` removes the peer at (source IP, port), and the torrent once it has no
-//!   peers; it never creates a torrent and is answered without peers.
-//! - `completed` grows by one only when a stored leecher becomes a seeder through
+//! - (*) `left == 0` makes a peer a seeder, anything else a leecher; an announce that
+//!   changes it moves the peer. Seeders and leechers are kept in separate stores per
+//!   torrent.
+//! - (*) `event=stopped` removes the peer at (source IP, port), and the torrent once it
+//!   has no peers; it never creates a torrent and is answered without peers.
+//! - (*) `completed` grows by one only when a stored leecher becomes a seeder through
 //!   `event=completed` (with `left == 0`), at most once per stored peer: the peer carries
 //!   a flag set when its completion is counted. Repeats, `completed` from a peer that
 //!   stays a leecher, and leecher → seeder → leecher → seeder cycles do not count again,
@@ -28,30 +38,30 @@
 //!   included). A peer that is removed (stopped or expired) and comes back is a new peer
 //!   (in private mode, where `completed` is credit, accounting will be per user instead).
 //! - Port 0 is answered (counts and peers) but stores nothing.
-//! - The response holds up to `numwant` peers chosen at random, never the announcer's own
-//!   endpoint; a seeder gets leechers only, a leecher gets seeders and leechers.
+//! - (*) The response holds up to `numwant` peers chosen at random, never the announcer's
+//!   own endpoint; a seeder gets leechers only, a leecher gets seeders and leechers.
 //! - IPv4 and IPv6 peers never mix: a client gets peers, and announce counts, of the
 //!   family it announced from. A torrent holds both families' peers, so its limits, its
 //!   `completed` and its scrape counts cover both.
 //! - One address (an IPv4 address, or an IPv6 /64) holds at most
 //!   [`SwarmLimits::max_peers_per_ip`] peers in one torrent, seeders and leechers
 //!   together; only a new peer is checked.
-//! - Memory is bounded by [`SwarmLimits`], for the whole tracker: distinct torrents over
-//!   all shards, peers over all shards, peers of one torrent over both families. An
-//!   announce that would need a torrent or a peer beyond them is answered from what exists,
-//!   stores nothing and is counted ([`SwarmShard::num_rejected_by_limits`]).
-//! - [`SwarmShard::clean`] removes peers not seen for the configured age and the torrents
-//!   left empty.
-//! - A torrent that empties keeps its completed count in a bounded archive (see
+//! - (*) Memory is bounded by [`SwarmLimits`], for the whole tracker: distinct torrents
+//!   over all shards, peers over all shards, peers of one torrent over both families. An
+//!   announce that would need a torrent or a peer beyond them is answered from what
+//!   exists, stores nothing and is counted ([`SwarmShard::num_rejected_by_limits`]).
+//! - (*) [`SwarmShard::clean`] removes peers not seen for the configured age (one last
+//!   seen exactly that long ago stays) and the torrents left empty.
+//! - (*) A torrent that empties keeps its completed count in a bounded archive (see
 //!   `archive.rs` for what it keeps when full); the count comes back with the torrent, and
 //!   a scrape of an archived torrent answers 0 seeders, 0 leechers and that count.
 //!
-//! The decisions behind these rules live in private modules, so that another kind of
-//! shard can apply the same ones: `rules` (status from bytes left, when a completion
-//! counts and the flag that keeps it from counting twice, the expiry cutoff), `ledger`
-//! (admission against the limits and the shared [`SwarmBudget`], refusals, totals,
-//! removing a peer and its emptied torrent, the archive, cleaning, scrapes, the busiest
-//! torrents) and the response pool and sampler of `peers`.
+//! The decisions behind the rules marked (*) live in private modules that both kinds of
+//! shard call: `rules` (status from bytes left, when a completion counts and the flag
+//! that keeps it from counting twice, the expiry cutoff), `ledger` (admission against the
+//! limits and the shared [`SwarmBudget`], refusals, totals, removing a peer and its
+//! emptied torrent, the archive, cleaning, scrapes, the busiest torrents) and the
+//! response pool and sampler of `peers`.
 //!
 //! Nothing here panics on any input: the lints below forbid `unwrap`, `expect`, `panic!`
 //! and unchecked indexing in this module.
@@ -67,6 +77,7 @@ mod archive;
 mod ledger;
 mod peers;
 mod rules;
+pub mod ws;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

@@ -25,6 +25,12 @@ impl Status {
             Self::Leecher
         }
     }
+
+    /// The same rule where `left` may be missing (WebTorrent clients may leave it out):
+    /// unknown means leecher, so that a peer is a seeder only if it says it has everything.
+    pub(super) fn from_optional_bytes_left(bytes_left: Option<u64>) -> Self {
+        bytes_left.map_or(Self::Leecher, Self::from_bytes_left)
+    }
 }
 
 /// When a peer was last seen, and whether its completion has been counted, in one `u32`.
@@ -122,6 +128,9 @@ mod tests {
         assert_eq!(Status::from_bytes_left(0), Status::Seeder);
         assert_eq!(Status::from_bytes_left(1), Status::Leecher);
         assert_eq!(Status::from_bytes_left(u64::MAX), Status::Leecher);
+        assert_eq!(Status::from_optional_bytes_left(Some(0)), Status::Seeder);
+        assert_eq!(Status::from_optional_bytes_left(Some(7)), Status::Leecher);
+        assert_eq!(Status::from_optional_bytes_left(None), Status::Leecher);
     }
 
     /// Every (stored, announced, event, flag): only leecher → seeder through completed
