@@ -18,7 +18,6 @@
 //!   request must be complete within the timeout too.
 
 use std::io::ErrorKind;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +37,7 @@ use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
 use tracker_common::swarm::{NumWantPolicy, ScrapeCounts};
 use tracker_common::tls::SharedServerConfig;
-use tracker_common::transport::{ReadOutcome, Transport};
+use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_ws_protocol::{
     Action, AnnounceRequest, InMessage, Limits, OutMessage, ScrapeRequest, parse_in_message,
@@ -56,8 +55,6 @@ use crate::websocket::{
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
 /// Token of the waker that request workers use after sending responses.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX - 2);
-/// Bytes read from a connection at a time.
-const READ_CHUNK: usize = 4096;
 /// A split scrape whose parts have not all come back by then is dropped.
 const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted per wake-up, so that a connect flood cannot starve the others.
@@ -290,34 +287,19 @@ impl SocketWorker {
     /// Accepts waiting connections; returns whether more may be waiting.
     fn accept(&mut self, state: &mut State) -> bool {
         for _ in 0..MAX_ACCEPTS_PER_ROUND {
-            let (stream, _addr): (_, SocketAddr) = match self.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
-                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    if let Some(held_back) = state.accept_warning.check(Instant::now()) {
-                        log::warn!("accept: {err} ({held_back} more since the last warning)");
-                    }
-                    return false;
+            let stream = match accept_one(
+                &self.listener,
+                &self.ws_counters.open,
+                self.settings.max_connections,
+                self.tls.as_ref(),
+                &mut state.accept_warning,
+            ) {
+                Accepted::Connection(stream, _) => stream,
+                Accepted::Refused => {
+                    self.ws_counters.refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-            };
-            let open = self.ws_counters.open.fetch_add(1, Ordering::AcqRel);
-            if open >= self.settings.max_connections {
-                self.ws_counters.open.fetch_sub(1, Ordering::AcqRel);
-                self.ws_counters.refused.fetch_add(1, Ordering::Relaxed);
-                continue; // Dropping the stream closes it.
-            }
-            let _ = stream.set_nodelay(true);
-            let stream = match &self.tls {
-                None => Transport::Plain(stream),
-                Some(tls) => match Transport::tls(stream, tls.load_full()) {
-                    Ok(stream) => stream,
-                    Err(err) => {
-                        log::warn!("tls session: {err}");
-                        self.ws_counters.open.fetch_sub(1, Ordering::AcqRel);
-                        continue;
-                    }
-                },
+                Accepted::None => return false,
             };
             let connection = Connection {
                 stream,
@@ -355,63 +337,26 @@ impl SocketWorker {
 
     /// Reads what the connection has and handles every whole frame in it. Reading stops
     /// early while unsent bytes pass half the outgoing bound, until they are out.
-    ///
-    /// A short read of plain TCP ends the round without the read that would answer
-    /// `WouldBlock` (see the HTTP tracker's socket worker): only when the client may have
-    /// closed meanwhile (`may_be_closed`) is the socket read until `WouldBlock` or end of
-    /// file.
+    /// `may_be_closed`: see [`read_round`].
     fn read(&mut self, slot: usize, state: &mut State, may_be_closed: bool) {
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut failed = false;
-        let mut drained = false;
         let hold = self.settings.max_outgoing_bytes / 2;
-        {
+        let failed = {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
-            loop {
-                if matches!(c.phase, Phase::Closing(_)) || c.peer_closed {
-                    drained = true;
-                    break;
-                }
-                if c.unsent() > hold {
-                    break;
-                }
-                match c.stream.read(&mut chunk) {
-                    Ok(ReadOutcome::Closed) => {
-                        c.peer_closed = true;
-                        drained = true;
-                        break;
-                    }
-                    Ok(ReadOutcome::Data(n)) => {
-                        c.read_buf
-                            .extend_from_slice(chunk.get(..n).unwrap_or_default());
-                    }
-                    Ok(ReadOutcome::DataDrained(n)) => {
-                        c.read_buf
-                            .extend_from_slice(chunk.get(..n).unwrap_or_default());
-                        if !may_be_closed {
-                            drained = true;
-                            break;
-                        }
-                    }
-                    Ok(ReadOutcome::WouldBlock) => {
-                        drained = true;
-                        break;
-                    }
-                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
-                // Handle what is there before reading on, so that the bounds apply.
-                if c.read_buf.len() >= READ_CHUNK {
-                    break;
-                }
+            if matches!(c.phase, Phase::Closing(_)) || c.peer_closed {
+                c.read_paused = false;
+                false
+            } else {
+                let unsent_over = c.unsent() > hold;
+                let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |_| {
+                    unsent_over
+                });
+                c.peer_closed |= round.peer_closed;
+                c.read_paused = !round.drained;
+                round.failed
             }
-            c.read_paused = !drained;
-        }
+        };
         if failed {
             self.close(slot, state);
             return;
@@ -1044,7 +989,7 @@ impl SocketWorker {
 
     /// Writes what the socket takes, and closes a closing connection when all is out.
     fn write(&mut self, slot: usize, state: &mut State) {
-        let mut failed = false;
+        let failed;
         let mut done = false;
         let mut resume = false;
         let hold = self.settings.max_outgoing_bytes / 2;
@@ -1053,31 +998,9 @@ impl SocketWorker {
                 return;
             };
             let had_unsent = c.unsent() > 0;
-            while c.written < c.write_buf.len() {
-                let rest = c.write_buf.get(c.written..).unwrap_or_default();
-                match c.stream.write(rest) {
-                    Ok(0) => {
-                        failed = true;
-                        break;
-                    }
-                    Ok(n) => c.written += n,
-                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-            // TLS records still waiting for the socket count as unsent.
-            let flushed = match c.stream.flush() {
-                Ok(flushed) => flushed,
-                Err(_) => {
-                    failed = true;
-                    false
-                }
-            };
-            if c.written >= c.write_buf.len() && flushed {
+            let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
+            failed = round.failed;
+            if round.all_out {
                 // Everything out: an idle connection keeps no buffer.
                 c.write_buf = Vec::new();
                 c.written = 0;
