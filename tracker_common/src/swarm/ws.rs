@@ -42,7 +42,10 @@
 //!   updates nor removes it: it is answered with the torrent's counts, gets no offer
 //!   targets and is reported as not stored ([`WsAnnounceOutcome::stored`]), so the tracker
 //!   relays none of its offers and nobody can take over a peer id to receive its answers.
-//!   It is counted ([`WsSwarmShard::num_peer_id_conflicts`]).
+//!   It is counted ([`WsSwarmShard::num_peer_id_conflicts`]). The price: a client that
+//!   reconnects and announces before its old connection's close has reached this shard
+//!   (or before an old connection that never closed cleanly times out or expires) is
+//!   refused until then, and stored at its next announce after that.
 //! - A connection holds at most one peer per torrent. When the owning connection
 //!   announces a different peer id in a torrent where it holds a peer (a client that
 //!   restarted the torrent under a new id), the new peer id takes over the entry: the
