@@ -37,8 +37,10 @@ pub(crate) enum WsRequest {
     Answer {
         /// The torrent.
         info_hash: InfoHash,
-        /// The answerer.
+        /// The answerer: relayed only if this peer is on `connection`.
         peer_id: PeerId,
+        /// The connection the answer came on.
+        connection: ConnectionRef,
         /// The answer and where it goes.
         answer: Answer,
     },

@@ -587,3 +587,37 @@ fn ipv6_clients_are_served() {
     assert!(matches!(a.next(), ParsedOutMessage::Offer { .. }));
     tracker.shutdown();
 }
+
+#[test]
+fn an_answer_in_another_peers_name_is_not_relayed() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let hash = info_hash(8);
+    let mut offerer = Client::connect(tracker.local_addr());
+    let mut answerer = Client::connect(tracker.local_addr());
+    let mut forger = Client::connect(tracker.local_addr());
+    answerer.announce_counts(announce(hash, peer_id(2), Some(5), AnnounceEvent::Started));
+    forger.announce_counts(announce(hash, peer_id(3), Some(0), AnnounceEvent::Started));
+    // The offerer is a seeder: its offer goes to the leecher (the answerer) only.
+    let mut request = announce(hash, peer_id(1), Some(0), AnnounceEvent::Started);
+    request.offers = offers(1, 1);
+    request.numwant = Some(1);
+    offerer.announce_counts(request);
+    let ParsedOutMessage::Offer { offer_id, .. } = answerer.next() else {
+        panic!("no offer");
+    };
+    // The forger, a member of the swarm, answers in the answerer's name: dropped.
+    forger.announce(answer(hash, peer_id(2), peer_id(1), offer_id, "forged"));
+    // Its next announce is handled after the forged answer (one request worker, in
+    // order): once it is answered, a relay of the forgery would be on its way.
+    forger.announce_counts(announce(hash, peer_id(3), Some(0), AnnounceEvent::None));
+    // The real answer arrives, and it is the first thing the offerer gets.
+    answerer.announce(answer(hash, peer_id(2), peer_id(1), offer_id, "real"));
+    match offerer.next() {
+        ParsedOutMessage::Answer { answer, .. } => {
+            assert_eq!(answer.get(), sdp("answer", "real").get());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(tracker.connections().answers_relayed, 1);
+    tracker.shutdown();
+}

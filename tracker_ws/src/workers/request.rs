@@ -58,9 +58,14 @@ impl RequestHandler for WsHandler {
             WsRequest::Answer {
                 info_hash,
                 peer_id,
+                connection,
                 answer,
             } => {
-                if let Some(target) = swarm.shard.connection_of(&info_hash, &answer.to_peer_id)
+                // Only a peer may answer as itself: the answering connection must own the
+                // peer id the answer carries, or anyone in the swarm could answer in
+                // another peer's name.
+                if swarm.shard.connection_of(&info_hash, &peer_id) == Some(connection)
+                    && let Some(target) = swarm.shard.connection_of(&info_hash, &answer.to_peer_id)
                     && let Some(batch) = out.get_mut(usize::from(target.worker))
                 {
                     batch.0.push(WsResponse::Answer {

@@ -603,6 +603,7 @@ impl SocketWorker {
             let answer = WsRequest::Answer {
                 info_hash,
                 peer_id: request.peer_id,
+                connection,
                 answer,
             };
             self.push_request(shard, answer, state);
