@@ -290,6 +290,27 @@ fn ipv4_fallback(addr: SocketAddr, only_ipv6: bool, err: &anyhow::Error) -> Opti
     }
 }
 
+/// Makes room for `max_connections` open connections (plus the tracker's own files),
+/// warning, with the config key `key`, when the hard limit does not allow that many.
+///
+/// # Errors
+/// The limits could not be read or set.
+pub fn ensure_open_files(max_connections: usize, key: &str) -> anyhow::Result<()> {
+    // Listeners, pollers, wakers, channels, the log: a few dozen; 1024 is ample.
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1024);
+    let granted = raise_open_files_limit(wanted)?;
+    if granted < wanted {
+        log::warn!(
+            "{key} is {max_connections}, but this process may open only {granted} files \
+             (the hard RLIMIT_NOFILE); connections past that are refused by the kernel. \
+             Raise the hard limit (ulimit -Hn, LimitNOFILE= in systemd)."
+        );
+    }
+    Ok(())
+}
+
 /// Raises the process's soft limit on open files towards `wanted`, as far as the hard
 /// limit allows, and returns the soft limit in force. A TCP tracker holds one file per
 /// connection, and many systems start processes with a soft limit of 1024 whatever the

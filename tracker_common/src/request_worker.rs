@@ -29,6 +29,7 @@ use rand::rngs::SmallRng;
 use crate::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
 use crate::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
 use crate::supervisor::ShutdownFlag;
+use crate::swarm::ws::WsSwarmShard;
 use crate::swarm::{
     AnnounceCounts, AnnounceParams, CleanStats, SwarmBudget, SwarmLimits, SwarmShard,
 };
@@ -90,32 +91,40 @@ pub trait Shard: Send + 'static {
     fn archive_memory_bytes(&self) -> usize;
 }
 
-impl Shard for SwarmShard {
-    fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
-        SwarmShard::new(limits, budget, num_shards)
-    }
-    fn clean(&mut self, now: SecondsSinceServerStart, max_peer_age_secs: u32) -> CleanStats {
-        SwarmShard::clean(self, now, max_peer_age_secs)
-    }
-    fn num_torrents(&self) -> usize {
-        SwarmShard::num_torrents(self)
-    }
-    fn num_seeders(&self) -> usize {
-        SwarmShard::num_seeders(self)
-    }
-    fn num_leechers(&self) -> usize {
-        SwarmShard::num_leechers(self)
-    }
-    fn num_rejected_by_limits(&self) -> u64 {
-        SwarmShard::num_rejected_by_limits(self)
-    }
-    fn num_archived_torrents(&self) -> usize {
-        SwarmShard::num_archived_torrents(self)
-    }
-    fn archive_memory_bytes(&self) -> usize {
-        SwarmShard::archive_memory_bytes(self)
-    }
+/// Implements [`Shard`] for a shard type whose inherent methods have the trait's names.
+macro_rules! impl_shard {
+    ($shard:ty) => {
+        impl Shard for $shard {
+            fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
+                <$shard>::new(limits, budget, num_shards)
+            }
+            fn clean(&mut self, now: SecondsSinceServerStart, max_age_secs: u32) -> CleanStats {
+                <$shard>::clean(self, now, max_age_secs)
+            }
+            fn num_torrents(&self) -> usize {
+                <$shard>::num_torrents(self)
+            }
+            fn num_seeders(&self) -> usize {
+                <$shard>::num_seeders(self)
+            }
+            fn num_leechers(&self) -> usize {
+                <$shard>::num_leechers(self)
+            }
+            fn num_rejected_by_limits(&self) -> u64 {
+                <$shard>::num_rejected_by_limits(self)
+            }
+            fn num_archived_torrents(&self) -> usize {
+                <$shard>::num_archived_torrents(self)
+            }
+            fn archive_memory_bytes(&self) -> usize {
+                <$shard>::archive_memory_bytes(self)
+            }
+        }
+    };
 }
+
+impl_shard!(SwarmShard);
+impl_shard!(WsSwarmShard);
 
 /// A shard and what a handler needs to apply requests to it.
 pub struct Swarm<S = SwarmShard> {

@@ -1,6 +1,6 @@
 //! Support for the trackers' integration tests: a tracker binary started as a child
-//! process, with its log lines and the address it listens on. Not used by the trackers
-//! themselves.
+//! process, with its log lines and the address it listens on, and a TLS client that
+//! trusts one certificate. Not used by the trackers themselves.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -100,4 +100,39 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TLS client connection to `addr` that trusts only the certificate `trusted` (DER),
+/// with its handshake completed, so that a refused certificate fails here.
+///
+/// # Errors
+/// The connection or the handshake failed (a certificate not trusted, say).
+///
+/// # Panics
+/// `trusted` is not a certificate rustls can take: a failed test.
+pub fn tls_client(
+    addr: SocketAddr,
+    trusted: &rustls::pki_types::CertificateDer<'static>,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Err(err) = roots.add(trusted.clone()) {
+        panic!("trusted certificate: {err}");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+        Err(err) => panic!("rustls client config: {err}"),
+    };
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(std::io::Error::other)?;
+    let socket = std::net::TcpStream::connect(addr)?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
 }

@@ -156,3 +156,176 @@ impl TlsStream {
         Ok(true)
     }
 }
+
+/// Bytes read from a connection at a time.
+pub const READ_CHUNK: usize = 4096;
+
+/// How a round of reading ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReadRound {
+    /// The socket failed or the client broke TLS: close the connection.
+    pub failed: bool,
+    /// The client closed its side: nothing more will come.
+    pub peer_closed: bool,
+    /// The socket has nothing more for now; `false` when the round stopped early (the
+    /// caller's bound, or a chunk's worth read), so that it must read again once it has
+    /// handled what came.
+    pub drained: bool,
+}
+
+/// Reads from `stream` into `buf` until the socket has nothing more, the client closes,
+/// `blocked(buf)` (asked before each read) says to stop, or [`READ_CHUNK`] bytes came in
+/// this round, whichever is first.
+///
+/// A short read of plain TCP ends the round as drained, without the read that would
+/// answer `WouldBlock`: with edge-triggered polling, any byte that arrives later raises a
+/// new edge. That saves a third of a socket worker's system calls on keep-alive traffic.
+/// Only when the client may have closed its side meanwhile (`may_be_closed`: the event
+/// says so, or reading was paused and an edge may have passed unseen) is the socket read
+/// until it answers `WouldBlock` or end of file.
+pub fn read_round(
+    stream: &mut Transport,
+    buf: &mut Vec<u8>,
+    may_be_closed: bool,
+    mut blocked: impl FnMut(&[u8]) -> bool,
+) -> ReadRound {
+    let mut chunk = [0u8; READ_CHUNK];
+    let mut read = 0usize;
+    let mut round = ReadRound::default();
+    loop {
+        if blocked(buf) {
+            return round;
+        }
+        match stream.read(&mut chunk) {
+            Ok(ReadOutcome::Closed) => {
+                round.peer_closed = true;
+                round.drained = true;
+                return round;
+            }
+            Ok(ReadOutcome::Data(n)) => {
+                buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                read += n;
+            }
+            Ok(ReadOutcome::DataDrained(n)) => {
+                buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                read += n;
+                if !may_be_closed {
+                    round.drained = true;
+                    return round;
+                }
+            }
+            Ok(ReadOutcome::WouldBlock) => {
+                round.drained = true;
+                return round;
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                round.failed = true;
+                return round;
+            }
+        }
+        // Let the caller handle what came before reading on, so that its bounds apply.
+        if read >= READ_CHUNK {
+            return round;
+        }
+    }
+}
+
+/// How a round of writing ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct WriteRound {
+    /// The socket failed: close the connection.
+    pub failed: bool,
+    /// Bytes the socket took in this round.
+    pub wrote: usize,
+    /// Everything is out: all of `buf` written and, for TLS, all records sent.
+    pub all_out: bool,
+}
+
+/// Writes `buf` from `*written` on, as far as the socket takes it, advancing `*written`;
+/// then sends what TLS still holds.
+pub fn write_round(stream: &mut Transport, buf: &[u8], written: &mut usize) -> WriteRound {
+    let mut round = WriteRound::default();
+    while *written < buf.len() {
+        let rest = buf.get(*written..).unwrap_or_default();
+        match stream.write(rest) {
+            Ok(0) => {
+                round.failed = true;
+                return round;
+            }
+            Ok(n) => {
+                *written += n;
+                round.wrote += n;
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                round.failed = true;
+                return round;
+            }
+        }
+    }
+    // TLS records still waiting for the socket count as unsent.
+    match stream.flush() {
+        Ok(flushed) => round.all_out = flushed && *written >= buf.len(),
+        Err(_) => round.failed = true,
+    }
+    round
+}
+
+/// What [`accept_one`] found.
+pub enum Accepted {
+    /// A new connection, counted in `open`.
+    Connection(Transport, std::net::SocketAddr),
+    /// A connection closed at once: `max_connections` were open (or TLS could not be
+    /// set up for it). Not counted in `open`.
+    Refused,
+    /// No connection waiting (or the listener failed; a warning is logged, rate-limited).
+    None,
+}
+
+/// Accepts one waiting connection on `listener`, counting it in `open` (shared by the
+/// tracker's socket workers) unless `max_connections` are open already, with TCP_NODELAY
+/// and, when `tls` is given, a TLS session on the config in force now.
+pub fn accept_one(
+    listener: &mio::net::TcpListener,
+    open: &std::sync::atomic::AtomicUsize,
+    max_connections: usize,
+    tls: Option<&crate::tls::SharedServerConfig>,
+    warning: &mut crate::statistics::RateLimitedWarning,
+) -> Accepted {
+    use std::sync::atomic::Ordering;
+    let (stream, addr) = loop {
+        match listener.accept() {
+            Ok(accepted) => break accepted,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Accepted::None,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => {
+                // Out of file descriptors, say: the connections wait in the backlog and
+                // are accepted when the next one arrives. Rate-limited: a full table
+                // would otherwise log at every arrival.
+                if let Some(held_back) = warning.check(std::time::Instant::now()) {
+                    log::warn!("accept: {err} ({held_back} more since the last warning)");
+                }
+                return Accepted::None;
+            }
+        }
+    };
+    if open.fetch_add(1, Ordering::AcqRel) >= max_connections {
+        open.fetch_sub(1, Ordering::AcqRel);
+        return Accepted::Refused; // Dropping the stream closes it.
+    }
+    let _ = stream.set_nodelay(true);
+    let transport = match tls {
+        None => Transport::Plain(stream),
+        Some(tls) => match Transport::tls(stream, tls.load_full()) {
+            Ok(transport) => transport,
+            Err(err) => {
+                log::warn!("tls session: {err}");
+                open.fetch_sub(1, Ordering::AcqRel);
+                return Accepted::Refused;
+            }
+        },
+    };
+    Accepted::Connection(transport, addr)
+}

@@ -149,24 +149,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     start_inner(config, true)?.handle.run_until_stopped()
 }
 
-/// Makes room for `max_connections` open connections (plus the tracker's own files),
-/// warning when the hard limit does not allow that many.
-fn ensure_open_files(max_connections: usize) -> anyhow::Result<()> {
-    // Listeners, pollers, wakers, channels, the log: a few dozen; 1024 is ample.
-    let wanted = u64::try_from(max_connections)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1024);
-    let granted = tracker_common::net::raise_open_files_limit(wanted)?;
-    if granted < wanted {
-        log::warn!(
-            "http.max_connections is {max_connections}, but this process may open only \
-             {granted} files (the hard RLIMIT_NOFILE); connections past that are refused by \
-             the kernel. Raise the hard limit (ulimit -Hn, LimitNOFILE= in systemd)."
-        );
-    }
-    Ok(())
-}
-
 fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
     config.validate()?;
     let proxies = config.proxy.trusted()?;
@@ -175,7 +157,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     } else {
         None
     };
-    ensure_open_files(config.http.max_connections)?;
+    tracker_common::net::ensure_open_files(config.http.max_connections, "http.max_connections")?;
     let mut core = Core::new(&config.access_list, &config.workers)?;
     let (local_addr, listeners) = tracker_common::net::bind_tcp_listeners(
         config.network.address,

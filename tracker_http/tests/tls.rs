@@ -5,13 +5,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
+use tracker_common::testing::tls_client;
 use tracker_http_protocol::{AnnounceEvent, HttpResponse, TrackerResponse, parse_http_response};
 
 /// A self-signed certificate for 127.0.0.1, written as PEM files in `dir`.
@@ -22,31 +22,6 @@ fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, CertificateDer
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
     (cert_path, key_path, certified.cert.der().clone())
-}
-
-/// A TLS client that trusts only `trusted`.
-fn tls_client(
-    addr: SocketAddr,
-    trusted: &CertificateDer<'static>,
-) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(trusted.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::IpAddress(addr.ip().into());
-    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let socket = TcpStream::connect(addr)?;
-    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut stream = rustls::StreamOwned::new(connection, socket);
-    // Complete the handshake now, so that a refused certificate fails here.
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
-    }
-    Ok(stream)
 }
 
 fn exchange(stream: &mut impl ReadWrite, request: &[u8]) -> HttpResponse {

@@ -1,6 +1,13 @@
 //! Swarm state: which peers are in which torrent, shared by the UDP, HTTP and WebSocket
 //! trackers.
 //!
+//! # Two kinds of shard
+//! [`SwarmShard`] is the swarm of the UDP and HTTP trackers: peers keyed by their IP
+//! endpoint, under the rules below. [`ws::WsSwarmShard`] is the WebTorrent swarm: peers
+//! keyed by peer id and owned by a WebSocket connection, answered with offer targets
+//! instead of addresses; its module states its rules. A tracker uses one kind; both can
+//! share the [`SwarmBudget`] type and [`SwarmLimits`].
+//!
 //! Each request worker owns one [`SwarmShard`] (the torrents that
 //! [`crate::routing::ShardRouter`] assigns to it), so the swarms themselves are not
 //! locked. What the shards share is one [`SwarmBudget`]: atomic counts of torrents and peers against the
@@ -11,16 +18,19 @@
 //! nor threads, and limits come in as plain values ([`SwarmLimits`], [`NumWantPolicy`]).
 //!
 //! # Rules enforced
+//! By [`SwarmShard`]. The WebTorrent swarm applies those marked (*) too, through the same
+//! code.
 //! - A peer is keyed by (info hash, IP, port): its endpoint, the IP being the request's
 //!   source address. The peer id is stored as data (non-compact HTTP answers list it). A
 //!   request from another IP can neither move nor remove someone's peer, whatever peer id
 //!   it sends; a client that restarts with a new peer id on the same IP and port takes
 //!   over its old entry (the entry's peer id changes, nothing else).
-//! - `left == 0` makes a peer a seeder, anything else a leecher; an announce that changes
-//!   it moves the peer. Seeders and leechers are kept in separate stores per torrent.
-//! - `event=stopped` removes the peer at (source IP, port), and the torrent once it has no
-//!   peers; it never creates a torrent and is answered without peers.
-//! - `completed` grows by one only when a stored leecher becomes a seeder through
+//! - (*) `left == 0` makes a peer a seeder, anything else a leecher; an announce that
+//!   changes it moves the peer. Seeders and leechers are kept in separate stores per
+//!   torrent.
+//! - (*) `event=stopped` removes the peer at (source IP, port), and the torrent once it
+//!   has no peers; it never creates a torrent and is answered without peers.
+//! - (*) `completed` grows by one only when a stored leecher becomes a seeder through
 //!   `event=completed` (with `left == 0`), at most once per stored peer: the peer carries
 //!   a flag set when its completion is counted. Repeats, `completed` from a peer that
 //!   stays a leecher, and leecher → seeder → leecher → seeder cycles do not count again,
@@ -28,23 +38,30 @@
 //!   included). A peer that is removed (stopped or expired) and comes back is a new peer
 //!   (in private mode, where `completed` is credit, accounting will be per user instead).
 //! - Port 0 is answered (counts and peers) but stores nothing.
-//! - The response holds up to `numwant` peers chosen at random, never the announcer's own
-//!   endpoint; a seeder gets leechers only, a leecher gets seeders and leechers.
+//! - (*) The response holds up to `numwant` peers chosen at random, never the announcer's
+//!   own endpoint; a seeder gets leechers only, a leecher gets seeders and leechers.
 //! - IPv4 and IPv6 peers never mix: a client gets peers, and announce counts, of the
 //!   family it announced from. A torrent holds both families' peers, so its limits, its
 //!   `completed` and its scrape counts cover both.
 //! - One address (an IPv4 address, or an IPv6 /64) holds at most
 //!   [`SwarmLimits::max_peers_per_ip`] peers in one torrent, seeders and leechers
 //!   together; only a new peer is checked.
-//! - Memory is bounded by [`SwarmLimits`], for the whole tracker: distinct torrents over
-//!   all shards, peers over all shards, peers of one torrent over both families. An
-//!   announce that would need a torrent or a peer beyond them is answered from what exists,
-//!   stores nothing and is counted ([`SwarmShard::num_rejected_by_limits`]).
-//! - [`SwarmShard::clean`] removes peers not seen for the configured age and the torrents
-//!   left empty.
-//! - A torrent that empties keeps its completed count in a bounded archive (see
+//! - (*) Memory is bounded by [`SwarmLimits`], for the whole tracker: distinct torrents
+//!   over all shards, peers over all shards, peers of one torrent over both families. An
+//!   announce that would need a torrent or a peer beyond them is answered from what
+//!   exists, stores nothing and is counted ([`SwarmShard::num_rejected_by_limits`]).
+//! - (*) [`SwarmShard::clean`] removes peers not seen for the configured age (one last
+//!   seen exactly that long ago stays) and the torrents left empty.
+//! - (*) A torrent that empties keeps its completed count in a bounded archive (see
 //!   `archive.rs` for what it keeps when full); the count comes back with the torrent, and
 //!   a scrape of an archived torrent answers 0 seeders, 0 leechers and that count.
+//!
+//! The decisions behind the rules marked (*) live in private modules that both kinds of
+//! shard call: `rules` (status from bytes left, when a completion counts and the flag
+//! that keeps it from counting twice, the expiry cutoff), `ledger` (admission against the
+//! limits and the shared [`SwarmBudget`], refusals, totals, removing a peer and its
+//! emptied torrent, the archive, cleaning, scrapes, the busiest torrents) and the
+//! response pool and sampler of `peers`.
 //!
 //! Nothing here panics on any input: the lints below forbid `unwrap`, `expect`, `panic!`
 //! and unchecked indexing in this module.
@@ -57,21 +74,24 @@
 )]
 
 mod archive;
+mod ledger;
 mod peers;
+mod rules;
+pub mod ws;
 
-use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hashbrown::{DefaultHashBuilder, HashTable, hash_table};
+use hashbrown::{HashTable, hash_table};
 use rand::rngs::SmallRng;
 
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
 
-use self::archive::Archive;
-use self::peers::{Family, LastSeen, Peer, PeerKey, Status, Torrent};
+use self::ledger::{Ledger, SwarmTorrent};
+use self::peers::{Family, Peer, PeerKey, Torrent};
+use self::rules::{LastSeen, Status};
 
 /// How many peers to return: missing or negative → default; 0 → none; capped by max
 /// (default is capped by max too).
@@ -161,6 +181,26 @@ impl SwarmBudget {
             });
         }
     }
+
+    /// Takes room for one torrent; `false` if the tracker holds `max_torrents` already.
+    fn acquire_torrent(&self) -> bool {
+        Self::try_acquire(&self.torrents, self.max_torrents)
+    }
+
+    /// Takes room for one peer; `false` if the tracker holds `max_peers` already.
+    fn acquire_peer(&self) -> bool {
+        Self::try_acquire(&self.peers, self.max_peers)
+    }
+
+    /// Gives back room for `n` torrents.
+    fn release_torrents(&self, n: usize) {
+        Self::release(&self.torrents, n);
+    }
+
+    /// Gives back room for `n` peers.
+    fn release_peers(&self, n: usize) {
+        Self::release(&self.peers, n);
+    }
 }
 
 /// One announce, protocol-independent. `numwant` is already resolved by [`NumWantPolicy`].
@@ -216,17 +256,9 @@ pub struct SwarmShard {
     // a slot 8 bytes plus an 80-byte heap chunk per torrent, which only saves memory while
     // the table is mostly empty, and would cost each announce a second cache miss.
     torrents: HashTable<Torrent>,
-    // Seeded at random when the shard is made; its hash of an info hash is also the
-    // archive's fingerprint, so clients cannot aim collisions at either.
-    hasher: DefaultHashBuilder,
-    limits: SwarmLimits,
     budget: Arc<SwarmBudget>,
-    archive: Archive,
-    // Running totals, so that the statistics thread's numbers cost O(1) instead of a walk
-    // over every torrent.
-    num_seeders: usize,
-    num_leechers: usize,
-    num_rejected_by_limits: u64,
+    // Limits, totals, refusals, archive and the table's keyed hasher.
+    ledger: Ledger,
 }
 
 impl SwarmShard {
@@ -235,13 +267,8 @@ impl SwarmShard {
     pub fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
         Self {
             torrents: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
-            limits,
             budget,
-            archive: Archive::new(limits.max_archived_torrents / num_shards.max(1)),
-            num_seeders: 0,
-            num_leechers: 0,
-            num_rejected_by_limits: 0,
+            ledger: Ledger::new(limits, num_shards),
         }
     }
 
@@ -275,12 +302,7 @@ impl SwarmShard {
     }
 
     fn hash(&self, info_hash: &InfoHash) -> u64 {
-        self.hasher.hash_one(info_hash)
-    }
-
-    fn reject(&mut self) -> AnnounceCounts {
-        self.num_rejected_by_limits = self.num_rejected_by_limits.saturating_add(1);
-        AnnounceCounts::default()
+        self.ledger.hash(info_hash)
     }
 
     fn announce<F: Family, P: AnnouncePeer<F>>(
@@ -317,34 +339,32 @@ impl SwarmShard {
             return family_counts::<F>(torrent);
         }
 
-        let limits = self.limits;
         let new_peer = Peer {
             peer_id: params.peer_id,
             last_seen: LastSeen::new(now, false),
         };
-        let hasher = &self.hasher;
-        let torrent = match self.torrents.entry(
+        let Self {
+            torrents,
+            budget,
+            ledger,
+        } = self;
+        let limits = ledger.limits();
+        let torrent = match torrents.entry(
             hash,
             |t| t.info_hash == info_hash,
-            |t| hasher.hash_one(t.info_hash),
+            |t| ledger.hash(&t.info_hash),
         ) {
             hash_table::Entry::Occupied(entry) => entry.into_mut(),
             hash_table::Entry::Vacant(entry) => {
-                // A new torrent needs room for itself and for its first peer.
-                if limits.max_peers_per_torrent == 0 || limits.max_peers_per_ip == 0 {
-                    return self.reject();
-                }
-                if !SwarmBudget::try_acquire(&self.budget.torrents, self.budget.max_torrents) {
-                    return self.reject();
-                }
-                if !SwarmBudget::try_acquire(&self.budget.peers, self.budget.max_peers) {
-                    SwarmBudget::release(&self.budget.torrents, 1);
-                    return self.reject();
-                }
-                let completed = self.archive.take(hash).unwrap_or(0);
+                // No peers yet: the per-address cap only asks for room for one.
+                let Some(completed) =
+                    ledger.admit_torrent(budget, hash, limits.max_peers_per_ip > 0)
+                else {
+                    return AnnounceCounts::default();
+                };
                 let mut torrent = Torrent::new(info_hash, completed);
                 F::peers_or_insert(&mut torrent).insert(status, key, new_peer);
-                add_one(&mut self.num_seeders, &mut self.num_leechers, status);
+                ledger.peer_added(status);
                 // The announcer is the only peer: nothing to send.
                 return family_counts::<F>(entry.insert(torrent).get());
             }
@@ -355,44 +375,40 @@ impl SwarmShard {
             Some(found) if found.status == status => {
                 if let Some(peer) = F::peers_mut(torrent).and_then(|p| p.peer_mut(found)) {
                     peer.peer_id = params.peer_id;
-                    peer.last_seen = LastSeen::new(now, peer.last_seen.completion_counted());
+                    peer.last_seen = peer.last_seen.refreshed(now);
                 }
                 Some(found)
             }
             // A stored peer changing status moves, keeping its completion flag.
             Some(found) => {
                 let peers = F::peers_or_insert(torrent);
-                let counted_before = peers
+                let previous = peers
                     .take(found.status, &key)
-                    .is_some_and(|old| old.last_seen.completion_counted());
-                let counts_now = found.status == Status::Leecher
-                    && status == Status::Seeder
-                    && params.event == AnnounceEvent::Completed
-                    && !counted_before;
+                    .map_or(LastSeen::new(now, false), |old| old.last_seen);
+                let (last_seen, counts_now) =
+                    previous.reannounced(now, found.status, status, params.event);
                 let moved = Peer {
                     peer_id: params.peer_id,
-                    last_seen: LastSeen::new(now, counted_before || counts_now),
+                    last_seen,
                 };
                 let location = peers.insert(status, key, moved);
                 if counts_now {
                     torrent.completed = torrent.completed.saturating_add(1);
                 }
-                sub_one(&mut self.num_seeders, &mut self.num_leechers, found.status);
-                add_one(&mut self.num_seeders, &mut self.num_leechers, status);
+                ledger.peer_moved(found.status, status);
                 Some(location)
             }
             // A new peer: the only case that checks the limits.
             None => {
-                let room = torrent.num_peers() < limits.max_peers_per_torrent
-                    && F::peers(torrent).map_or(0, |p| p.count_group(ip.group()))
+                let admitted = ledger.admit_peer(budget, torrent.num_peers(), || {
+                    F::peers(torrent).map_or(0, |p| p.count_group(ip.group()))
                         < limits.max_peers_per_ip
-                    && SwarmBudget::try_acquire(&self.budget.peers, self.budget.max_peers);
-                if room {
+                });
+                if admitted {
                     let location = F::peers_or_insert(torrent).insert(status, key, new_peer);
-                    add_one(&mut self.num_seeders, &mut self.num_leechers, status);
+                    ledger.peer_added(status);
                     Some(location)
                 } else {
-                    self.num_rejected_by_limits = self.num_rejected_by_limits.saturating_add(1);
                     None
                 }
             }
@@ -410,78 +426,35 @@ impl SwarmShard {
         info_hash: &InfoHash,
         key: &PeerKey<F>,
     ) -> AnnounceCounts {
-        let Ok(mut entry) = self
-            .torrents
-            .find_entry(hash, |t| t.info_hash == *info_hash)
-        else {
-            return AnnounceCounts::default();
-        };
-        let torrent = entry.get_mut();
-        if let Some(status) = F::peers_mut(torrent).and_then(|peers| peers.remove(key)) {
-            sub_one(&mut self.num_seeders, &mut self.num_leechers, status);
-            SwarmBudget::release(&self.budget.peers, 1);
-            F::drop_if_empty(torrent);
-        }
-        let counts = family_counts::<F>(torrent);
-        if torrent.is_empty() {
-            let (torrent, _) = entry.remove();
-            self.archive.put(hash, torrent.completed);
-            SwarmBudget::release(&self.budget.torrents, 1);
-        }
-        counts
+        self.ledger
+            .remove_peer(
+                &mut self.torrents,
+                &self.budget,
+                hash,
+                info_hash,
+                |torrent| {
+                    let removed = F::peers_mut(torrent).and_then(|peers| peers.remove(key));
+                    if removed.is_some() {
+                        F::drop_if_empty(torrent);
+                    }
+                    removed
+                },
+                family_counts::<F>,
+            )
+            .unwrap_or_default()
     }
 
     /// Seeders, completed downloads and leechers of the torrent, both families; for a
     /// torrent not stored, its archived completed count (zeros if none).
     pub fn scrape(&self, info_hash: &InfoHash) -> ScrapeCounts {
-        let hash = self.hash(info_hash);
-        match self.torrents.find(hash, |t| t.info_hash == *info_hash) {
-            Some(torrent) => {
-                let AnnounceCounts { seeders, leechers } = counts_of(torrent);
-                ScrapeCounts {
-                    seeders,
-                    completed: torrent.completed,
-                    leechers,
-                }
-            }
-            None => ScrapeCounts {
-                completed: self.archive.get(hash).unwrap_or(0),
-                ..ScrapeCounts::default()
-            },
-        }
+        self.ledger.scrape(&self.torrents, info_hash)
     }
 
     /// The `limit` torrents with the most peers (seeders and leechers, both families),
     /// with their scrape counts, most peers first; ties in any order. For a full scrape:
     /// a walk over every torrent, so callers run it rarely (the HTTP tracker caches it).
     pub fn busiest_torrents(&self, limit: usize) -> Vec<(InfoHash, ScrapeCounts)> {
-        use std::cmp::Reverse;
-        use std::collections::BinaryHeap;
-
-        if limit == 0 {
-            return Vec::new();
-        }
-        // A min-heap of the best `limit` so far: O(torrents * log limit), and never more
-        // than `limit` entries whatever the shard holds.
-        let mut best: BinaryHeap<Reverse<(usize, InfoHash)>> = BinaryHeap::new();
-        for torrent in &self.torrents {
-            let peers = torrent.num_peers();
-            if best.len() < limit {
-                best.push(Reverse((peers, torrent.info_hash)));
-            } else if best
-                .peek()
-                .is_some_and(|Reverse((least, _))| peers > *least)
-            {
-                best.pop();
-                best.push(Reverse((peers, torrent.info_hash)));
-            }
-        }
-        let mut chosen: Vec<(usize, InfoHash)> = best.into_iter().map(|Reverse(e)| e).collect();
-        chosen.sort_unstable_by_key(|&(peers, _)| Reverse(peers));
-        chosen
-            .into_iter()
-            .map(|(_, info_hash)| (info_hash, self.scrape(&info_hash)))
-            .collect()
+        self.ledger.busiest_torrents(&self.torrents, limit)
     }
 
     /// Removes peers whose last announce is older than max_peer_age_secs before now, then
@@ -490,45 +463,8 @@ impl SwarmShard {
     /// A peer last seen exactly `max_peer_age_secs` ago stays. Tables left much larger than
     /// their contents are shrunk, so that memory follows the swarm down after a peak.
     pub fn clean(&mut self, now: SecondsSinceServerStart, max_peer_age_secs: u32) -> CleanStats {
-        // last_seen + age < now  <=>  last_seen < now - age; computing the cutoff once
-        // saves an addition per peer, and saturating at 0 keeps everyone early on.
-        let cutoff = now.sub_secs(max_peer_age_secs);
-        let mut stats = CleanStats::default();
-        let Self {
-            torrents,
-            hasher,
-            archive,
-            num_seeders,
-            num_leechers,
-            ..
-        } = self;
-        torrents.retain(|torrent| {
-            let (seeders, leechers) = torrent.remove_seen_before(cutoff);
-            *num_seeders = num_seeders.saturating_sub(seeders);
-            *num_leechers = num_leechers.saturating_sub(leechers);
-            stats.removed_peers = stats
-                .removed_peers
-                .saturating_add(seeders)
-                .saturating_add(leechers);
-            if torrent.is_empty() {
-                archive.put(hasher.hash_one(torrent.info_hash), torrent.completed);
-                stats.removed_torrents += 1;
-                false
-            } else {
-                true
-            }
-        });
-        SwarmBudget::release(&self.budget.peers, stats.removed_peers);
-        SwarmBudget::release(&self.budget.torrents, stats.removed_torrents);
-        let capacity = self.torrents.capacity();
-        if capacity >= 64 && self.torrents.len() <= capacity / 4 {
-            let hasher = &self.hasher;
-            self.torrents
-                .shrink_to(self.torrents.len().saturating_mul(2), |t| {
-                    hasher.hash_one(t.info_hash)
-                });
-        }
-        stats
+        self.ledger
+            .clean(&mut self.torrents, &self.budget, now, max_peer_age_secs)
     }
 
     /// Torrents stored (distinct info hashes, both families).
@@ -538,45 +474,58 @@ impl SwarmShard {
 
     /// Seeders stored, both families.
     pub fn num_seeders(&self) -> usize {
-        self.num_seeders
+        self.ledger.num_seeders()
     }
 
     /// Leechers stored, both families.
     pub fn num_leechers(&self) -> usize {
-        self.num_leechers
+        self.ledger.num_leechers()
     }
 
     /// Announces that were not stored because a limit was reached (a counter the tracker
     /// reports).
     pub fn num_rejected_by_limits(&self) -> u64 {
-        self.num_rejected_by_limits
+        self.ledger.num_rejected_by_limits()
     }
 
     /// Completed counts of emptied torrents held in this shard's archive.
     pub fn num_archived_torrents(&self) -> usize {
-        self.archive.len()
+        self.ledger.num_archived_torrents()
     }
 
     /// Bytes this shard's archive takes (allocated once, whatever it holds).
     pub fn archive_memory_bytes(&self) -> usize {
-        self.archive.memory_bytes()
+        self.ledger.archive_memory_bytes()
     }
 }
 
 impl Drop for SwarmShard {
     /// Gives the shard's torrents and peers back to the shared budget.
     fn drop(&mut self) {
-        SwarmBudget::release(&self.budget.torrents, self.torrents.len());
-        SwarmBudget::release(
-            &self.budget.peers,
-            self.num_seeders.saturating_add(self.num_leechers),
-        );
+        self.ledger.release_all(&self.budget, self.torrents.len());
     }
 }
 
-/// Seeders and leechers of both families.
-fn counts_of(torrent: &Torrent) -> AnnounceCounts {
-    saturated_counts(torrent.counts())
+impl SwarmTorrent for Torrent {
+    fn info_hash(&self) -> &InfoHash {
+        &self.info_hash
+    }
+
+    fn completed(&self) -> u32 {
+        self.completed
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        Torrent::counts(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        Torrent::is_empty(self)
+    }
+
+    fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> (usize, usize) {
+        Torrent::remove_seen_before(self, cutoff)
+    }
 }
 
 /// Seeders and leechers of family `F`: the swarm an announcer of that family sees.
@@ -584,26 +533,11 @@ fn family_counts<F: Family>(torrent: &Torrent) -> AnnounceCounts {
     saturated_counts(F::peers(torrent).map_or((0, 0), |p| (p.seeders.len(), p.leechers.len())))
 }
 
+/// Seeders and leechers as the answers carry them (saturating at `u32::MAX`).
 fn saturated_counts((seeders, leechers): (usize, usize)) -> AnnounceCounts {
     AnnounceCounts {
         seeders: u32::try_from(seeders).unwrap_or(u32::MAX),
         leechers: u32::try_from(leechers).unwrap_or(u32::MAX),
-    }
-}
-
-// Free functions over the two totals (rather than `&mut self` methods) so that they can be
-// called while a torrent borrowed from `self.torrents` is alive.
-fn add_one(seeders: &mut usize, leechers: &mut usize, status: Status) {
-    match status {
-        Status::Seeder => *seeders = seeders.saturating_add(1),
-        Status::Leecher => *leechers = leechers.saturating_add(1),
-    }
-}
-
-fn sub_one(seeders: &mut usize, leechers: &mut usize, status: Status) {
-    match status {
-        Status::Seeder => *seeders = seeders.saturating_sub(1),
-        Status::Leecher => *leechers = leechers.saturating_sub(1),
     }
 }
 

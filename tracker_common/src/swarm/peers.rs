@@ -23,6 +23,11 @@
 //! the number of peers a group holds in a torrent. A small store counts by a linear scan,
 //! which it does anyway for lookups; a large store keeps a side table from group to count,
 //! updated wherever a peer enters or leaves it. Only a new peer asks for the count.
+//!
+//! # Shared with the WebTorrent swarm
+//! Who is offered to whom ([`response_pool`]) and the uniform choice ([`sample_into`],
+//! over any [`PeerPool`]) serve `super::ws` too, on its own stores, so that both kinds of
+//! shard answer by the same rule with the same sampler.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -35,6 +40,8 @@ use rand::rngs::SmallRng;
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnouncePeer, InfoHash, Ip, PeerId};
 
+use super::rules::{LastSeen, Status};
+
 /// What identifies a peer within a torrent: the endpoint it announced from and listens on.
 ///
 /// The IP is the request's source address, so that nobody can move or remove another
@@ -44,35 +51,6 @@ use crate::types::{AnnouncePeer, InfoHash, Ip, PeerId};
 pub(super) struct PeerKey<I: Ip> {
     pub(super) ip: I,
     pub(super) port: u16,
-}
-
-/// When a peer was last seen, and whether its completion has been counted, in one `u32`.
-///
-/// The low 31 bits are whole seconds since the server started (saturating: 2^31 seconds
-/// are 68 years); the top bit says that this stored peer's `event=completed` was counted,
-/// so that it is never counted again while the peer stays stored. Packing the flag here
-/// keeps [`Peer`] at 24 bytes.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) struct LastSeen(u32);
-
-impl LastSeen {
-    const COUNTED: u32 = 1 << 31;
-
-    /// Seen at `now`, with the completion flag `counted`.
-    pub(super) fn new(now: SecondsSinceServerStart, counted: bool) -> Self {
-        let secs = now.0.min(Self::COUNTED - 1);
-        Self(if counted { secs | Self::COUNTED } else { secs })
-    }
-
-    /// The time part.
-    pub(super) fn time(self) -> SecondsSinceServerStart {
-        SecondsSinceServerStart(self.0 & !Self::COUNTED)
-    }
-
-    /// Whether this peer's completion has been counted.
-    pub(super) fn completion_counted(self) -> bool {
-        self.0 & Self::COUNTED != 0
-    }
 }
 
 /// What a torrent stores per peer besides its key. Kept to 24 bytes (the peer id and a
@@ -261,7 +239,7 @@ impl<I: Ip> PeerStore<I> {
         match self {
             Self::Small(entries) => {
                 let before = entries.len();
-                entries.retain(|(_, peer)| peer.last_seen.time() >= cutoff);
+                entries.retain(|(_, peer)| peer.last_seen.seen_since(cutoff));
                 entries.shrink_to_fit();
                 before.saturating_sub(entries.len())
             }
@@ -269,7 +247,7 @@ impl<I: Ip> PeerStore<I> {
                 let LargeStore { peers, groups } = &mut **store;
                 let before = peers.len();
                 peers.retain(|key, peer| {
-                    let keep = peer.last_seen.time() >= cutoff;
+                    let keep = peer.last_seen.seen_since(cutoff);
                     if !keep {
                         LargeStore::group_left(groups, &key.ip);
                     }
@@ -337,24 +315,6 @@ impl<I: Ip> PeerStore<I> {
         match self {
             Self::Small(entries) => entries.clone(),
             Self::Large(store) => store.peers.iter().map(|(k, p)| (*k, *p)).collect(),
-        }
-    }
-}
-
-/// Seeder or leecher: which of a torrent's two stores a peer is (or would be) in.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) enum Status {
-    Seeder,
-    Leecher,
-}
-
-impl Status {
-    /// `left == 0` means seeder (BEP 3).
-    pub(super) fn from_bytes_left(bytes_left: u64) -> Self {
-        if bytes_left == 0 {
-            Self::Seeder
-        } else {
-            Self::Leecher
         }
     }
 }
@@ -459,8 +419,7 @@ impl<I: Ip> Peers<I> {
 
     /// Fills `out` (which the caller has cleared) with up to `numwant` peers chosen at
     /// random for an announcer of status `announcer_status` stored at `announcer` (`None`
-    /// if it is not stored here). A seeder is offered leechers only, a leecher both
-    /// seeders and leechers; the announcer itself is never offered.
+    /// if it is not stored here), from the pool [`response_pool`] gives it.
     pub(super) fn select_peers<P: AnnouncePeer<I>>(
         &self,
         announcer_status: Status,
@@ -469,22 +428,46 @@ impl<I: Ip> Peers<I> {
         rng: &mut SmallRng,
         out: &mut Vec<P>,
     ) {
-        // The pool is `first` followed by `second`, indexed as one range. An empty vector
-        // allocates nothing.
+        // An empty vector allocates nothing.
         let no_peers = PeerStore::new();
-        let (first, second) = match announcer_status {
-            Status::Seeder => (&self.leechers, &no_peers),
-            Status::Leecher => (&self.seeders, &self.leechers),
-        };
-        let skip = announcer.and_then(|location| match (announcer_status, location.status) {
-            (Status::Seeder, Status::Seeder) => None,
-            (Status::Seeder, Status::Leecher) | (Status::Leecher, Status::Seeder) => {
-                Some(location.index)
-            }
-            (Status::Leecher, Status::Leecher) => Some(first.len().saturating_add(location.index)),
-        });
+        let (first, second, skip) = response_pool(
+            announcer_status,
+            announcer,
+            &self.seeders,
+            &self.leechers,
+            &no_peers,
+            PeerStore::len,
+        );
         sample_stores(first, second, skip, numwant, rng, out);
     }
+}
+
+/// The pool of peers an announcer of status `announcer_status` is answered from, as two
+/// stores read one after the other (indexed as one range), and the pool index to leave
+/// out: the announcer's, if it is stored at `announcer`. A seeder is offered leechers
+/// only (seeders are useless to it), a leecher seeders then leechers. Both kinds of shard
+/// answer from this, whatever their stores `S` (`no_peers` is an empty one, `len` a
+/// store's length).
+pub(super) fn response_pool<'a, S: ?Sized>(
+    announcer_status: Status,
+    announcer: Option<Location>,
+    seeders: &'a S,
+    leechers: &'a S,
+    no_peers: &'a S,
+    len: impl Fn(&S) -> usize,
+) -> (&'a S, &'a S, Option<usize>) {
+    let (first, second) = match announcer_status {
+        Status::Seeder => (leechers, no_peers),
+        Status::Leecher => (seeders, leechers),
+    };
+    let skip = announcer.and_then(|location| match (announcer_status, location.status) {
+        (Status::Seeder, Status::Seeder) => None,
+        (Status::Seeder, Status::Leecher) | (Status::Leecher, Status::Seeder) => {
+            Some(location.index)
+        }
+        (Status::Leecher, Status::Leecher) => Some(len(first).saturating_add(location.index)),
+    });
+    (first, second, skip)
 }
 
 /// One torrent: its completed count and its peers of both address families, so that its
@@ -629,7 +612,7 @@ fn sample_stores<I: Ip, P: AnnouncePeer<I>>(
 /// Shrinks `map` to twice its length once it uses a quarter of its capacity or less. The
 /// gap between the two thresholds keeps a map whose size hovers around one of them from
 /// reallocating at every cleaning.
-fn shrink_if_sparse<K, V, S>(map: &mut IndexMap<K, V, S>)
+pub(super) fn shrink_if_sparse<K, V, S>(map: &mut IndexMap<K, V, S>)
 where
     K: std::hash::Hash + Eq,
     S: std::hash::BuildHasher,
@@ -641,32 +624,32 @@ where
 }
 
 /// The peers of one store read by position, whichever its form: all that [`sample_into`]
-/// needs. A trait rather than an enum so that the sampling is compiled for each form and
-/// reads it directly.
-trait PeerPool<I: Ip> {
+/// needs, `P` being the response entry made of a stored peer. A trait rather than an enum
+/// so that the sampling is compiled for each form and reads it directly.
+pub(super) trait PeerPool<P> {
     /// Peers in the pool.
     fn pool_len(&self) -> usize;
     /// The response entry of the peer at `index`; `None` past the end.
-    fn response_peer<P: AnnouncePeer<I>>(&self, index: usize) -> Option<P>;
+    fn response_peer(&self, index: usize) -> Option<P>;
 }
 
-impl<I: Ip> PeerPool<I> for [PeerEntry<I>] {
+impl<I: Ip, P: AnnouncePeer<I>> PeerPool<P> for [PeerEntry<I>] {
     fn pool_len(&self) -> usize {
         self.len()
     }
 
-    fn response_peer<P: AnnouncePeer<I>>(&self, index: usize) -> Option<P> {
+    fn response_peer(&self, index: usize) -> Option<P> {
         self.get(index)
             .map(|(key, peer)| P::from_stored(key.ip, key.port, &peer.peer_id))
     }
 }
 
-impl<I: Ip> PeerPool<I> for Slice<PeerKey<I>, Peer> {
+impl<I: Ip, P: AnnouncePeer<I>> PeerPool<P> for Slice<PeerKey<I>, Peer> {
     fn pool_len(&self) -> usize {
         self.len()
     }
 
-    fn response_peer<P: AnnouncePeer<I>>(&self, index: usize) -> Option<P> {
+    fn response_peer(&self, index: usize) -> Option<P> {
         self.get_index(index)
             .map(|(key, peer)| P::from_stored(key.ip, key.port, &peer.peer_id))
     }
@@ -720,7 +703,7 @@ const RUN_LEN: usize = 8;
 ///
 /// A pool with no more candidates than `numwant` is returned whole, which also keeps every
 /// stratum non-empty in the sampling branch.
-fn sample_into<I, P, A, B>(
+pub(super) fn sample_into<P, A, B>(
     first: &A,
     second: &B,
     skip: Option<usize>,
@@ -728,10 +711,8 @@ fn sample_into<I, P, A, B>(
     rng: &mut SmallRng,
     out: &mut Vec<P>,
 ) where
-    I: Ip,
-    P: AnnouncePeer<I>,
-    A: PeerPool<I> + ?Sized,
-    B: PeerPool<I> + ?Sized,
+    A: PeerPool<P> + ?Sized,
+    B: PeerPool<P> + ?Sized,
 {
     if numwant == 0 {
         return;
@@ -742,8 +723,8 @@ fn sample_into<I, P, A, B>(
     // `skip` is kept only if it is in the pool, which is then not empty: no underflow.
     let num_candidates = pool_len - usize::from(skip.is_some());
     let pool_peer = |index: usize| match index.checked_sub(first_len) {
-        None => first.response_peer::<P>(index),
-        Some(index) => second.response_peer::<P>(index),
+        None => first.response_peer(index),
+        Some(index) => second.response_peer(index),
     };
     if num_candidates <= numwant {
         out.reserve(num_candidates);

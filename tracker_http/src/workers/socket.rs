@@ -43,14 +43,12 @@ use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses};
 use crate::proxy::TrustedProxies;
 use tracker_common::request_worker::PeerRange;
 use tracker_common::slots::Slots;
-use tracker_common::transport::{ReadOutcome, Transport};
+use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
 
 /// Token of the listening socket.
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
 /// Token of the waker that request workers use after sending responses.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX - 2);
-/// Bytes read from a connection at a time.
-const READ_CHUNK: usize = 4096;
 /// A split scrape whose parts have not all come back by then is dropped.
 const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted per wake-up, so that a connect flood cannot starve the others.
@@ -281,37 +279,19 @@ impl SocketWorker {
     /// Accepts waiting connections; returns whether more may be waiting.
     fn accept(&mut self, state: &mut State) -> bool {
         for _ in 0..MAX_ACCEPTS_PER_ROUND {
-            let (stream, addr) = match self.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
-                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    // Out of file descriptors, say: the connections wait in the backlog
-                    // and are accepted when the next one arrives. Rate-limited: a full
-                    // table would otherwise log at every arrival.
-                    if let Some(held_back) = state.accept_warning.check(Instant::now()) {
-                        log::warn!("accept: {err} ({held_back} more since the last warning)");
-                    }
-                    return false;
+            let (stream, addr) = match accept_one(
+                &self.listener,
+                &self.http_counters.open,
+                self.settings.max_connections,
+                self.tls.as_ref(),
+                &mut state.accept_warning,
+            ) {
+                Accepted::Connection(stream, addr) => (stream, addr),
+                Accepted::Refused => {
+                    self.http_counters.refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-            };
-            let open = self.http_counters.open.fetch_add(1, Ordering::AcqRel);
-            if open >= self.settings.max_connections {
-                self.http_counters.open.fetch_sub(1, Ordering::AcqRel);
-                self.http_counters.refused.fetch_add(1, Ordering::Relaxed);
-                continue; // Dropping the stream closes it.
-            }
-            let _ = stream.set_nodelay(true);
-            let stream = match &self.tls {
-                None => Transport::Plain(stream),
-                Some(tls) => match Transport::tls(stream, tls.load_full()) {
-                    Ok(stream) => stream,
-                    Err(err) => {
-                        log::warn!("tls session: {err}");
-                        self.http_counters.open.fetch_sub(1, Ordering::AcqRel);
-                        continue;
-                    }
-                },
+                Accepted::None => return false,
             };
             let connection = Connection {
                 peer_ip: canonical_ip(addr),
@@ -347,66 +327,28 @@ impl SocketWorker {
     /// buffer holds a request head's worth, or answers are unsent: a client that sends
     /// and never reads holds no more than that.
     ///
-    /// A short read of plain TCP ends the round without the read that would answer
-    /// `WouldBlock`: the receive queue was empty, and any byte that arrives later raises
-    /// a new edge. That saves a third of the socket worker's system calls on keep-alive
-    /// traffic. Only when the client may have closed its side meanwhile
-    /// (`may_be_closed`: the event says so, or reading was paused and an edge may have
-    /// passed unseen) is the socket read until it answers `WouldBlock` or end of file.
+    /// `may_be_closed`: see [`read_round`].
     fn read(&mut self, slot: usize, state: &mut State, may_be_closed: bool) {
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut failed = false;
-        let mut drained = false;
-        {
+        let max_pipelined = self.settings.max_pipelined_requests;
+        let max_request_bytes = self.settings.max_request_bytes;
+        let failed = {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
-            loop {
-                if c.closing || c.peer_closed {
-                    drained = true;
-                    break;
-                }
-                if c.pipeline.len() >= self.settings.max_pipelined_requests
-                    || c.read_buf.len() > self.settings.max_request_bytes
-                    || c.written < c.write_buf.len()
-                {
-                    break;
-                }
-                match c.stream.read(&mut chunk) {
-                    Ok(ReadOutcome::Closed) => {
-                        c.peer_closed = true;
-                        drained = true;
-                        break;
-                    }
-                    Ok(ReadOutcome::Data(n)) => {
-                        c.read_buf
-                            .extend_from_slice(chunk.get(..n).unwrap_or_default());
-                    }
-                    Ok(ReadOutcome::DataDrained(n)) => {
-                        c.read_buf
-                            .extend_from_slice(chunk.get(..n).unwrap_or_default());
-                        if !may_be_closed {
-                            drained = true;
-                            break;
-                        }
-                    }
-                    Ok(ReadOutcome::WouldBlock) => {
-                        drained = true;
-                        break;
-                    }
-                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
-                // Parse before reading on, so that the bounds apply to what is read.
-                if c.read_buf.len() >= READ_CHUNK {
-                    break;
-                }
+            if c.closing || c.peer_closed {
+                c.read_paused = false;
+                false
+            } else {
+                let pipeline_full = c.pipeline.len() >= max_pipelined;
+                let unsent = c.written < c.write_buf.len();
+                let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |buf| {
+                    pipeline_full || unsent || buf.len() > max_request_bytes
+                });
+                c.peer_closed |= round.peer_closed;
+                c.read_paused = !round.drained;
+                round.failed
             }
-            c.read_paused = !drained;
-        }
+        };
         if failed {
             self.close(slot, state);
             return;
@@ -909,7 +851,7 @@ impl SocketWorker {
     /// Moves the answers at the head of the pipeline into the write buffer, writes what
     /// the socket takes, and closes the connection when it is done.
     fn write(&mut self, slot: usize, state: &mut State) {
-        let mut failed = false;
+        let failed;
         let mut done = false;
         let mut resume = false;
         {
@@ -932,34 +874,12 @@ impl SocketWorker {
                 c.pipeline.pop_front();
                 add(&self.statistics.socket(self.index).responses, 1);
             }
-            while c.written < c.write_buf.len() {
-                let rest = c.write_buf.get(c.written..).unwrap_or_default();
-                match c.stream.write(rest) {
-                    Ok(0) => {
-                        failed = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        c.written += n;
-                        c.last_progress = Instant::now();
-                    }
-                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
+            let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
+            failed = round.failed;
+            if round.wrote > 0 {
+                c.last_progress = Instant::now();
             }
-            // TLS records still waiting for the socket count as unsent.
-            let flushed = match c.stream.flush() {
-                Ok(flushed) => flushed,
-                Err(_) => {
-                    failed = true;
-                    false
-                }
-            };
-            if c.written >= c.write_buf.len() && flushed {
+            if round.all_out {
                 // Everything out: an idle keep-alive connection keeps no buffer. The next
                 // answer moves in without a copy, and a request of a few hundred bytes
                 // costs one small allocation.

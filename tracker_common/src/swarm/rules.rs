@@ -1,0 +1,175 @@
+//! The per-peer swarm rules, decided here once so that every kind of shard applies the
+//! same ones: a peer's status from its bytes left, when an announce counts a completed
+//! download (and the flag that keeps it from counting twice), and when a peer has been
+//! silent for too long.
+//!
+//! What the shards share beyond single peers (limits, the whole-tracker budget, totals,
+//! the archive, and the operations over a whole torrent table) is in [`super::ledger`].
+
+use crate::time::SecondsSinceServerStart;
+use crate::types::AnnounceEvent;
+
+/// Seeder or leecher: which of a torrent's two stores a peer is (or would be) in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum Status {
+    Seeder,
+    Leecher,
+}
+
+impl Status {
+    /// `left == 0` means seeder (BEP 3).
+    pub(super) fn from_bytes_left(bytes_left: u64) -> Self {
+        if bytes_left == 0 {
+            Self::Seeder
+        } else {
+            Self::Leecher
+        }
+    }
+
+    /// The same rule where `left` may be missing (WebTorrent clients may leave it out):
+    /// unknown means leecher, so that a peer is a seeder only if it says it has everything.
+    pub(super) fn from_optional_bytes_left(bytes_left: Option<u64>) -> Self {
+        bytes_left.map_or(Self::Leecher, Self::from_bytes_left)
+    }
+}
+
+/// When a peer was last seen, and whether its completion has been counted, in one `u32`.
+///
+/// The low 31 bits are whole seconds since the server started (saturating: 2^31 seconds
+/// are 68 years); the top bit says that this stored peer's `event=completed` was counted,
+/// so that it is never counted again while the peer stays stored. Packing the flag here
+/// keeps the IP swarm's per-peer data at 24 bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) struct LastSeen(u32);
+
+impl LastSeen {
+    const COUNTED: u32 = 1 << 31;
+
+    /// Seen at `now`, with the completion flag `counted`. A new peer starts with `false`.
+    pub(super) fn new(now: SecondsSinceServerStart, counted: bool) -> Self {
+        let secs = now.0.min(Self::COUNTED - 1);
+        Self(if counted { secs | Self::COUNTED } else { secs })
+    }
+
+    /// The time part.
+    pub(super) fn time(self) -> SecondsSinceServerStart {
+        SecondsSinceServerStart(self.0 & !Self::COUNTED)
+    }
+
+    /// Whether this peer's completion has been counted.
+    pub(super) fn completion_counted(self) -> bool {
+        self.0 & Self::COUNTED != 0
+    }
+
+    /// The completion rule, for a stored peer of status `stored` that announces `announced`
+    /// with `event` at `now`: its new `LastSeen`, and whether the torrent's completed count
+    /// grows by one.
+    ///
+    /// It grows only when a stored leecher becomes a seeder through `event=completed`, and
+    /// only if this stored peer's completion was not counted before. The flag is kept
+    /// whatever the move (seeder to leecher and back, or a new peer id taking over the
+    /// entry), so that cycles never count again; only a peer that is removed and comes
+    /// back starts with a clear flag ([`Self::new`]).
+    pub(super) fn reannounced(
+        self,
+        now: SecondsSinceServerStart,
+        stored: Status,
+        announced: Status,
+        event: AnnounceEvent,
+    ) -> (Self, bool) {
+        let counted_before = self.completion_counted();
+        let counts = stored == Status::Leecher
+            && announced == Status::Seeder
+            && event == AnnounceEvent::Completed
+            && !counted_before;
+        (Self::new(now, counted_before || counts), counts)
+    }
+
+    /// [`Self::reannounced`] for a peer whose status stays what it was, where nothing can
+    /// count: seen at `now`, flag kept. Separate so that the common re-announce is one
+    /// store of a `u32`.
+    pub(super) fn refreshed(self, now: SecondsSinceServerStart) -> Self {
+        Self::new(now, self.completion_counted())
+    }
+
+    /// Whether the peer was seen at or after `cutoff` ([`expiry_cutoff`]), so that
+    /// cleaning keeps it.
+    pub(super) fn seen_since(self, cutoff: SecondsSinceServerStart) -> bool {
+        self.time() >= cutoff
+    }
+}
+
+/// The earliest last-seen time that a cleaning at `now` keeps for peers allowed to be
+/// silent for `max_peer_age_secs`: a peer last seen exactly that long ago stays.
+///
+/// `last_seen + age < now` is the same as `last_seen < now - age`; computing the cutoff
+/// once saves an addition per peer, and saturating at 0 keeps everyone early on.
+pub(super) fn expiry_cutoff(
+    now: SecondsSinceServerStart,
+    max_peer_age_secs: u32,
+) -> SecondsSinceServerStart {
+    now.sub_secs(max_peer_age_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUSES: [Status; 2] = [Status::Seeder, Status::Leecher];
+    const EVENTS: [AnnounceEvent; 4] = [
+        AnnounceEvent::None,
+        AnnounceEvent::Completed,
+        AnnounceEvent::Started,
+        AnnounceEvent::Stopped,
+    ];
+
+    #[test]
+    fn status_from_bytes_left() {
+        assert_eq!(Status::from_bytes_left(0), Status::Seeder);
+        assert_eq!(Status::from_bytes_left(1), Status::Leecher);
+        assert_eq!(Status::from_bytes_left(u64::MAX), Status::Leecher);
+        assert_eq!(Status::from_optional_bytes_left(Some(0)), Status::Seeder);
+        assert_eq!(Status::from_optional_bytes_left(Some(7)), Status::Leecher);
+        assert_eq!(Status::from_optional_bytes_left(None), Status::Leecher);
+    }
+
+    /// Every (stored, announced, event, flag): only leecher → seeder through completed
+    /// with a clear flag counts; the flag is set after a count and never cleared.
+    #[test]
+    fn completion_counts_only_leecher_to_seeder_once() {
+        let now = SecondsSinceServerStart(42);
+        for stored in STATUSES {
+            for announced in STATUSES {
+                for event in EVENTS {
+                    for counted in [false, true] {
+                        let before = LastSeen::new(SecondsSinceServerStart(1), counted);
+                        let (after, counts) = before.reannounced(now, stored, announced, event);
+                        let expected = stored == Status::Leecher
+                            && announced == Status::Seeder
+                            && event == AnnounceEvent::Completed
+                            && !counted;
+                        assert_eq!(counts, expected, "{stored:?} {announced:?} {event:?}");
+                        assert_eq!(after.completion_counted(), counted || expected);
+                        assert_eq!(after.time(), now);
+                        if stored == announced {
+                            // The shortcut for an unchanged status is the same rule.
+                            assert_eq!(before.refreshed(now), after);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cutoff_keeps_a_peer_seen_exactly_max_age_ago() {
+        let cutoff = expiry_cutoff(SecondsSinceServerStart(200), 100);
+        let seen = |secs, counted| LastSeen::new(SecondsSinceServerStart(secs), counted);
+        assert!(seen(100, false).seen_since(cutoff));
+        assert!(seen(100, true).seen_since(cutoff));
+        assert!(!seen(99, true).seen_since(cutoff));
+        // Early on, nobody is old enough.
+        let early = expiry_cutoff(SecondsSinceServerStart(5), 100);
+        assert!(seen(0, false).seen_since(early));
+    }
+}

@@ -1,0 +1,375 @@
+//! The WebSocket tracker's configuration: every key, its meaning and its default.
+//!
+//! Print it with `tracker_ws -p`; the committed `config.example.toml` is that output.
+
+use std::net::SocketAddr;
+
+use tracker_common::access_list::AccessListConfig;
+use tracker_common::config::{
+    LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
+};
+use tracker_common::config_section;
+use tracker_common::net::SocketOptions;
+use tracker_common::tls::TlsConfig;
+
+config_section! {
+    /// The whole configuration of the WebSocket (WebTorrent) tracker.
+    pub struct Config {
+        /// Log level: "off", "error", "warn", "info", "debug" or "trace". Rejected client
+        /// messages are logged at "debug" only.
+        pub log_level: LogLevel,
+        /// Where to listen and how the listening sockets are set up.
+        pub network: NetworkConfig,
+        /// Limits of the WebSocket protocol and of connections.
+        pub ws: WsConfig,
+        /// Which web pages may connect, by their Origin header.
+        pub origin: OriginConfig,
+        /// wss:// (WebSocket over TLS). Certificates are re-read on SIGUSR1, with the
+        /// access list.
+        pub tls: TlsConfig,
+        /// Swarm rules: intervals, offers per announce, expiry, memory bounds. A
+        /// WebTorrent peer is a peer id on a connection, not an address: max_peers_per_ip
+        /// and trust_client_ip do not apply here (ws.max_swarms_per_connection bounds
+        /// what one connection holds).
+        pub swarm: SwarmConfig,
+        /// Worker threads and channels.
+        pub workers: WorkerConfig,
+        /// Which torrents are served.
+        pub access_list: AccessListConfig,
+        /// Statistics in the log.
+        pub statistics: StatisticsConfig,
+    }
+}
+
+#[expect(
+    clippy::derivable_impls,
+    reason = "every config section spells out its defaults in one hand-written place"
+)]
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            log_level: LogLevel::default(),
+            network: NetworkConfig::default(),
+            ws: WsConfig::default(),
+            origin: OriginConfig::default(),
+            tls: TlsConfig::default(),
+            swarm: SwarmConfig::default(),
+            workers: WorkerConfig::default(),
+            access_list: AccessListConfig::default(),
+            statistics: StatisticsConfig::default(),
+        }
+    }
+}
+
+impl TrackerConfig for Config {
+    fn log_level(&self) -> LogLevel {
+        self.log_level
+    }
+
+    /// Checks the whole config and resolves "0 = automatic" worker counts.
+    fn validate(&mut self) -> anyhow::Result<()> {
+        self.network.validate()?;
+        self.ws.validate()?;
+        self.origin.validate()?;
+        self.tls.validate()?;
+        self.swarm.validate()?;
+        self.workers.validate()?;
+        self.access_list.validate()?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.workers.resolve(cpus);
+        if self.workers.socket_workers > usize::from(u16::MAX) {
+            anyhow::bail!("workers.socket_workers: must be at most 65535");
+        }
+        Ok(())
+    }
+}
+
+config_section! {
+    /// Listening address and socket options.
+    pub struct NetworkConfig {
+        /// Address and port to listen on (TCP). `"[::]:PORT"` serves IPv6 and (unless
+        /// only_ipv6) IPv4 on all interfaces; `"0.0.0.0:PORT"` serves IPv4 only. Port 0
+        /// lets the OS choose (the chosen port is logged). The default port is one above
+        /// the HTTP tracker's, so that both run side by side on their defaults.
+        pub address: SocketAddr,
+        /// With an IPv6 address: serve IPv6 only (IPV6_V6ONLY). Ignored for IPv4 addresses.
+        pub only_ipv6: bool,
+        /// Pending connections the kernel queues per listening socket (listen backlog).
+        pub backlog: u32,
+        /// Milliseconds a socket worker sleeps in poll when idle; it bounds how late a
+        /// shutdown is noticed.
+        pub poll_timeout_ms: u64,
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6970)),
+            only_ipv6: false,
+            backlog: 1024,
+            poll_timeout_ms: 50,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// The socket options these keys ask for.
+    pub fn socket_options(&self) -> SocketOptions {
+        SocketOptions {
+            only_ipv6: self.only_ipv6,
+            recv_buffer_bytes: 0,
+            send_buffer_bytes: 0,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.poll_timeout_ms == 0 || self.poll_timeout_ms > 10_000 {
+            anyhow::bail!("network.poll_timeout_ms: must be between 1 and 10000");
+        }
+        if self.backlog == 0 || self.backlog > 65_535 {
+            anyhow::bail!("network.backlog: must be between 1 and 65535");
+        }
+        Ok(())
+    }
+}
+
+config_section! {
+    /// Limits of the WebSocket protocol and of connections. Each bounds what one client
+    /// can hold: memory, swarms, or time.
+    pub struct WsConfig {
+        /// Most bytes of the HTTP upgrade request that opens a connection (request line
+        /// and headers); a larger one is answered 431 and the connection closed.
+        pub max_handshake_bytes: usize,
+        /// Most bytes of one message (a JSON text, all its fragments together); a larger
+        /// one closes the connection (close code 1009).
+        pub max_message_bytes: usize,
+        /// Most open connections of the whole tracker; further ones are closed at once.
+        pub max_connections: usize,
+        /// Seconds a connection may go without sending anything. After half of it the
+        /// tracker sends a ping (browsers answer pings by themselves); after all of it
+        /// the connection is closed. An upgrade request must also be complete in this
+        /// time.
+        pub idle_timeout_secs: u32,
+        /// Most offers of one announce relayed; further ones are dropped unread.
+        pub max_offers_per_announce: usize,
+        /// Most torrents one connection may be a peer of at once; an announce for one more
+        /// is refused with a failure reason.
+        pub max_swarms_per_connection: usize,
+        /// Most bytes waiting to be sent to one connection. A client that reads too slowly
+        /// to take its offers, answers and replies is disconnected rather than buffered
+        /// for.
+        pub max_outgoing_bytes_per_connection: usize,
+        /// Most info hashes one scrape may name; a scrape naming more is refused.
+        pub max_scrape_torrents: usize,
+        /// Most scrapes per socket worker waiting for answers from several request
+        /// workers; further scrapes over several request workers are refused.
+        pub max_pending_scrapes: usize,
+        /// A scrape without info_hash (a full scrape) answers the torrents with the most
+        /// peers, at most this many. 0 = full scrapes are refused with a failure reason.
+        pub full_scrape_max_torrents: usize,
+        /// Seconds a full scrape's answer is reused (per socket worker), so that asking
+        /// for it often costs one walk over the torrents per period, not one per request.
+        pub full_scrape_cache_secs: u32,
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_handshake_bytes: 4096,
+            max_message_bytes: 64 * 1024,
+            max_connections: 50_000,
+            idle_timeout_secs: 120,
+            max_offers_per_announce: 10,
+            max_swarms_per_connection: 128,
+            max_outgoing_bytes_per_connection: 256 * 1024,
+            max_scrape_torrents: 100,
+            max_pending_scrapes: 65_536,
+            full_scrape_max_torrents: 0,
+            full_scrape_cache_secs: 60,
+        }
+    }
+}
+
+impl WsConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(256..=65_536).contains(&self.max_handshake_bytes) {
+            anyhow::bail!("ws.max_handshake_bytes: must be between 256 and 65536");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
+            anyhow::bail!("ws.max_message_bytes: must be between 1024 and 16777216");
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!("ws.max_connections: must be at least 1");
+        }
+        if self.idle_timeout_secs < 2 {
+            anyhow::bail!("ws.idle_timeout_secs: must be at least 2");
+        }
+        if self.max_offers_per_announce > 1024 {
+            anyhow::bail!("ws.max_offers_per_announce: must be at most 1024");
+        }
+        if self.max_swarms_per_connection == 0 || self.max_swarms_per_connection > 65_536 {
+            anyhow::bail!("ws.max_swarms_per_connection: must be between 1 and 65536");
+        }
+        if self.max_outgoing_bytes_per_connection < self.max_message_bytes.saturating_add(14) {
+            anyhow::bail!(
+                "ws.max_outgoing_bytes_per_connection: must hold at least one message \
+                 (ws.max_message_bytes + 14)"
+            );
+        }
+        if !(1..=u16::MAX as usize).contains(&self.max_scrape_torrents) {
+            anyhow::bail!("ws.max_scrape_torrents: must be between 1 and 65535");
+        }
+        if self.max_pending_scrapes == 0 {
+            anyhow::bail!("ws.max_pending_scrapes: must be at least 1");
+        }
+        if self.full_scrape_max_torrents > 1_000_000 {
+            anyhow::bail!("ws.full_scrape_max_torrents: must be at most 1000000");
+        }
+        if self.full_scrape_cache_secs == 0 {
+            anyhow::bail!("ws.full_scrape_cache_secs: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// What the Origin list does.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginMode {
+    /// Every page may connect, and clients that send no Origin.
+    Off,
+    /// Only pages whose Origin is listed may connect; a connection without an Origin
+    /// header (not a browser) is refused too.
+    Allow,
+    /// Pages whose Origin is listed are refused; all others may connect.
+    Deny,
+}
+
+impl tracker_common::config::ConfigDoc for OriginMode {}
+
+config_section! {
+    /// Which web pages may connect: browsers send the page's origin
+    /// ("https://example.com") in the Origin header of the upgrade request. A refused
+    /// upgrade is answered 403 and closed.
+    pub struct OriginConfig {
+        /// "off", "allow" (only the listed origins) or "deny" (all but the listed ones).
+        pub mode: OriginMode,
+        /// Origins as browsers send them: scheme, host and port if not the default
+        /// ("https://example.com", "http://localhost:8080"); compared without regard to
+        /// case.
+        pub origins: Vec<String>,
+    }
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self {
+            mode: OriginMode::Off,
+            origins: Vec::new(),
+        }
+    }
+}
+
+impl OriginConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        for origin in &self.origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && !origin.contains(char::is_whitespace);
+            if !ok {
+                anyhow::bail!(
+                    "origin.origins: {origin:?} is not an origin such as \"https://example.com\" \
+                     (scheme and host, no path or trailing slash)"
+                );
+            }
+        }
+        if self.mode == OriginMode::Allow && self.origins.is_empty() {
+            anyhow::bail!("origin.origins: must list at least one origin when mode is \"allow\"");
+        }
+        Ok(())
+    }
+
+    /// Whether a page with this Origin header (`None`: none sent) may connect.
+    pub fn allows(&self, origin: Option<&[u8]>) -> bool {
+        let listed = |o: &[u8]| {
+            self.origins
+                .iter()
+                .any(|allowed| allowed.as_bytes().eq_ignore_ascii_case(o))
+        };
+        match (self.mode, origin) {
+            (OriginMode::Off, _) => true,
+            (OriginMode::Allow, Some(o)) => listed(o),
+            (OriginMode::Allow, None) => false,
+            (OriginMode::Deny, Some(o)) => !listed(o),
+            (OriginMode::Deny, None) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracker_common::config::{documented_default_toml, parse_config};
+
+    #[test]
+    fn printed_default_parses_back_to_default() {
+        let text = documented_default_toml::<Config>().unwrap();
+        let parsed: Config = parse_config(&text).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn example_file_is_the_printed_default() {
+        let text = documented_default_toml::<Config>().unwrap();
+        let example = include_str!("../config.example.toml");
+        assert_eq!(
+            example, text,
+            "regenerate with: cargo run -p tracker_ws -- -p > tracker_ws/config.example.toml"
+        );
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        type Spoil = fn(&mut Config);
+        let cases: [(&str, Spoil); 6] = [
+            ("ws.max_message_bytes", |c| c.ws.max_message_bytes = 10),
+            ("ws.max_connections", |c| c.ws.max_connections = 0),
+            ("ws.max_outgoing_bytes_per_connection", |c| {
+                c.ws.max_outgoing_bytes_per_connection = 100
+            }),
+            ("origin.origins", |c| {
+                c.origin.origins = vec!["example.com".into()];
+            }),
+            ("origin.origins", |c| c.origin.mode = OriginMode::Allow),
+            ("network.backlog", |c| c.network.backlog = 0),
+        ];
+        for (key, spoil) in cases {
+            let mut c = Config::default();
+            spoil(&mut c);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.starts_with(key), "{key}: {msg}");
+        }
+    }
+
+    #[test]
+    fn origin_rules() {
+        let mut o = OriginConfig {
+            mode: OriginMode::Off,
+            origins: vec!["https://good.example".into()],
+        };
+        assert!(o.allows(None) && o.allows(Some(b"https://bad.example")));
+        o.mode = OriginMode::Allow;
+        assert!(o.allows(Some(b"HTTPS://Good.Example")));
+        assert!(!o.allows(Some(b"https://bad.example")));
+        assert!(!o.allows(Some(b"https://good.example.evil")));
+        assert!(!o.allows(None));
+        o.mode = OriginMode::Deny;
+        assert!(!o.allows(Some(b"https://good.example")));
+        assert!(o.allows(Some(b"https://bad.example")));
+        assert!(o.allows(None));
+    }
+}

@@ -1,0 +1,272 @@
+//! shoal's WebSocket tracker: the WebTorrent tracker protocol (JSON messages over
+//! WebSocket, as the `bittorrent-tracker` npm client speaks it), which browsers use to
+//! find peers and to exchange the WebRTC offers and answers that connect them; IPv4 and
+//! IPv6, optional TLS (wss://).
+//!
+//! # Threads and data flow
+//! ```text
+//!             SO_REUSEPORT TCP listeners, one per socket worker
+//!  clients <-> socket-01..N   (mio; accept, WebSocket upgrade and frames, parse JSON,
+//!                 |            access list, write replies, relayed offers and answers)
+//!                 |  batches of announces (with their offers), answers, departures of
+//!                 |  closed connections and scrape parts, routed by a keyed hash of the
+//!                 |  info hash, over channels bounded by requests
+//!                 v
+//!             request-01..M   (each owns one shard of the torrents: peers on
+//!                 |            connections; the request worker loop of tracker_common)
+//!                 |  the announcer's counts back to its socket worker; each offer to the
+//!                 |  socket worker of the peer chosen for it, each answer to the
+//!                 |  offerer's; a mio Waker rouses each
+//!                 v
+//!             socket workers write them on the connections
+//!  + statistics, signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
+//!    a supervisor: any thread that ends takes the process down with an error naming it.
+//! ```
+//!
+//! What one client can hold (connections, buffers, swarms, outgoing queue, time) is
+//! bounded by the `[ws]` section of the config; see the socket worker.
+//!
+//! [`start`] runs the tracker in-process and returns a [`Tracker`] handle (tests use it
+//! on port 0); [`run`] is what the binary calls.
+
+pub mod config;
+mod messages;
+mod websocket;
+mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracker_common::access_list::AccessListCache;
+use tracker_common::config::TrackerConfig as _;
+use tracker_common::server::{Core, TrackerHandle};
+use tracker_common::statistics::Snapshot;
+use tracker_common::swarm::NumWantPolicy;
+use tracker_common::tls::SharedServerConfig;
+
+pub use config::Config;
+
+use crate::workers::request::WsHandler;
+use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN, WsCounters};
+
+/// The binary's name.
+pub const APP_NAME: &str = "tracker_ws";
+/// The binary's version.
+pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A running tracker.
+pub struct Tracker {
+    handle: TrackerHandle,
+    ws_counters: Arc<WsCounters>,
+    tls: Option<SharedServerConfig>,
+    config: Config,
+}
+
+/// Connection counts of a running tracker.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Open now.
+    pub open: usize,
+    /// Closed at once because `ws.max_connections` were open.
+    pub refused: u64,
+    /// Closed for sending nothing for `ws.idle_timeout_secs`.
+    pub timed_out: u64,
+    /// Closed for not reading what was sent to them.
+    pub slow_readers: u64,
+    /// Offers relayed to connected peers.
+    pub offers_relayed: u64,
+    /// Answers relayed to connected peers.
+    pub answers_relayed: u64,
+}
+
+impl Tracker {
+    /// The address the listeners are bound to (with the real port when 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// The config in force, with worker counts resolved.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// All workers' counters summed.
+    pub fn statistics(&self) -> Snapshot {
+        self.handle.statistics()
+    }
+
+    /// Connection counts.
+    pub fn connections(&self) -> Connections {
+        let c = &self.ws_counters;
+        Connections {
+            open: c.open.load(Ordering::Acquire),
+            refused: c.refused.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            slow_readers: c.slow_readers.load(Ordering::Relaxed),
+            offers_relayed: c.offers_relayed.load(Ordering::Relaxed),
+            answers_relayed: c.answers_relayed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Re-reads the access list file, as SIGUSR1 does. On error the old list stays.
+    ///
+    /// # Errors
+    /// The file could not be read or has a bad line.
+    pub fn reload_access_list(&self) -> anyhow::Result<usize> {
+        self.handle.reload_access_list()
+    }
+
+    /// Re-reads the TLS certificate chain and key, as SIGUSR1 does; connections accepted
+    /// from then on get them. On error the old ones stay. Nothing to do without TLS.
+    ///
+    /// # Errors
+    /// A file could not be read, or the key does not fit the certificate.
+    pub fn reload_tls(&self) -> anyhow::Result<()> {
+        match &self.tls {
+            Some(shared) => tracker_common::tls::reload(shared, &self.config.tls),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks until a thread ends: `Ok` after a requested shutdown, `Err` naming the
+    /// thread otherwise.
+    ///
+    /// # Errors
+    /// A worker failed, returned or panicked.
+    pub fn wait(&self) -> anyhow::Result<()> {
+        self.handle.wait()
+    }
+
+    /// Stops every thread and waits for them (a few seconds at most).
+    pub fn shutdown(self) {
+        self.handle.shutdown();
+    }
+}
+
+/// Validates the config and starts every thread; returns once the listeners are bound.
+///
+/// # Errors
+/// A bad config value (naming the key), an unreadable access list, or a port that could
+/// not be bound.
+pub fn start(config: Config) -> anyhow::Result<Tracker> {
+    start_inner(config, false)
+}
+
+/// Runs the tracker until SIGTERM / SIGINT (then `Ok`) or until a thread fails.
+///
+/// # Errors
+/// As [`start`], or a thread that failed, returned or panicked.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    start_inner(config, true)?.handle.run_until_stopped()
+}
+
+fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
+    config.validate()?;
+    let tls = if config.tls.enabled {
+        Some(tracker_common::tls::shared(&config.tls)?)
+    } else {
+        None
+    };
+    tracker_common::net::ensure_open_files(config.ws.max_connections, "ws.max_connections")?;
+    let mut core = Core::new(&config.access_list, &config.workers)?;
+    let (local_addr, listeners) = tracker_common::net::bind_tcp_listeners(
+        config.network.address,
+        config.workers.socket_workers,
+        &config.network.socket_options(),
+        i32::try_from(config.network.backlog).unwrap_or(1024),
+    )?;
+    let (polls, wakers) = tracker_common::server::make_polls(listeners.len(), WAKER_TOKEN)?;
+    let channels =
+        core.spawn_request_workers(&config.swarm, &config.workers, wakers, WsHandler::default)?;
+
+    let ws_counters = Arc::new(WsCounters::default());
+    let settings = SocketWorkerSettings {
+        max_handshake_bytes: config.ws.max_handshake_bytes,
+        max_message_bytes: config.ws.max_message_bytes,
+        max_connections: config.ws.max_connections,
+        idle_timeout: Duration::from_secs(u64::from(config.ws.idle_timeout_secs)),
+        max_offers: config.ws.max_offers_per_announce,
+        max_swarms_per_connection: config.ws.max_swarms_per_connection,
+        max_outgoing_bytes: config.ws.max_outgoing_bytes_per_connection,
+        max_scrape_torrents: config.ws.max_scrape_torrents,
+        max_pending_scrapes: config.ws.max_pending_scrapes,
+        poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
+        numwant: NumWantPolicy {
+            default: config.swarm.numwant_default,
+            max: config.swarm.numwant_max,
+        },
+        interval: config.swarm.announce_interval_secs,
+        origin: config.origin.clone(),
+        full_scrape_max_torrents: config.ws.full_scrape_max_torrents,
+        full_scrape_cache: Duration::from_secs(u64::from(config.ws.full_scrape_cache_secs)),
+        port: local_addr.port(),
+        tls: tls.is_some(),
+    };
+    for (index, ((listener, poll), response_receiver)) in listeners
+        .into_iter()
+        .zip(polls)
+        .zip(channels.to_socket_workers)
+        .enumerate()
+    {
+        let worker = SocketWorker {
+            index,
+            listener: mio::net::TcpListener::from_std(listener),
+            poll,
+            request_senders: channels.to_request_workers.clone(),
+            response_receiver,
+            router: core.router.clone(),
+            access_list: AccessListCache::new(core.access_list.clone()),
+            settings: settings.clone(),
+            statistics: core.statistics.clone(),
+            ws_counters: ws_counters.clone(),
+            tls: tls.clone(),
+            shutdown: core.supervisor.shutdown_flag().clone(),
+        };
+        core.supervisor
+            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
+    }
+    drop(channels.to_request_workers);
+
+    let counters = ws_counters.clone();
+    core.spawn_statistics(config.statistics.interval_secs, move |_| {
+        format!(
+            "connections {} (refused {}, timed out {}, slow readers {}), relayed offers {}, \
+             answers {}",
+            counters.open.load(Ordering::Acquire),
+            counters.refused.load(Ordering::Relaxed),
+            counters.timed_out.load(Ordering::Relaxed),
+            counters.slow_readers.load(Ordering::Relaxed),
+            counters.offers_relayed.load(Ordering::Relaxed),
+            counters.answers_relayed.load(Ordering::Relaxed),
+        )
+    })?;
+    if handle_signals {
+        let tls = tls.clone();
+        let tls_config = config.tls.clone();
+        core.spawn_signals(move || {
+            if let Some(shared) = &tls {
+                match tracker_common::tls::reload(shared, &tls_config) {
+                    Ok(()) => log::info!("tls certificates reloaded"),
+                    Err(err) => {
+                        log::error!("tls reload failed, keeping the old certificates: {err:#}");
+                    }
+                }
+            }
+        })?;
+    }
+
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    log::info!(
+        "listening on {scheme}://{local_addr} with {} socket and {} request workers",
+        config.workers.socket_workers,
+        config.workers.request_workers
+    );
+    Ok(Tracker {
+        handle: core.into_handle(local_addr),
+        ws_counters,
+        tls,
+        config,
+    })
+}

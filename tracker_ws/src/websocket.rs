@@ -1,0 +1,362 @@
+//! The WebSocket layer (RFC 6455) as the socket workers use it: the HTTP upgrade that
+//! opens a connection, and frames. tungstenite supplies the frame header codec and the
+//! accept key; buffers stay the connection's own, so that an idle connection holds none.
+//!
+//! Only what a tracker needs: no extensions (a frame with a reserved bit set is a
+//! protocol error), client frames must be masked, control frames must be whole and at
+//! most 125 bytes.
+
+use std::io::Cursor;
+
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+/// Close codes the tracker sends (RFC 6455, 7.4.1).
+pub(crate) mod close_code {
+    /// Normal closure.
+    pub(crate) const NORMAL: u16 = 1000;
+    /// The peer broke the protocol.
+    pub(crate) const PROTOCOL_ERROR: u16 = 1002;
+    /// A data type the tracker does not take (binary messages).
+    pub(crate) const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text message that is not UTF-8.
+    pub(crate) const INVALID_DATA: u16 = 1007;
+    /// A message larger than the tracker takes.
+    pub(crate) const TOO_BIG: u16 = 1009;
+}
+
+/// What the first request on a connection asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    /// Not all of it is there yet.
+    Incomplete,
+    /// A WebSocket upgrade: answer [`switching_protocols`] with this accept key.
+    WebSocket {
+        /// Bytes of the request.
+        len: usize,
+        /// `Sec-WebSocket-Accept`.
+        accept_key: String,
+        /// The `Origin` header, if sent.
+        origin: Option<Vec<u8>>,
+    },
+    /// `GET /` without an upgrade: the tracker's small page.
+    IndexPage,
+    /// Anything else: this status and reason, then close.
+    Refuse(u16, &'static str),
+}
+
+/// Reads the upgrade request at the start of `buf`.
+pub(crate) fn parse_upgrade(buf: &[u8], max_bytes: usize) -> Upgrade {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max_bytes => len,
+        Ok(httparse::Status::Complete(_)) => {
+            return Upgrade::Refuse(431, "Request Header Fields Too Large");
+        }
+        Ok(httparse::Status::Partial) if buf.len() > max_bytes => {
+            return Upgrade::Refuse(431, "Request Header Fields Too Large");
+        }
+        Ok(httparse::Status::Partial) => return Upgrade::Incomplete,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Upgrade::Refuse(431, "Request Header Fields Too Large");
+        }
+        Err(_) => return Upgrade::Refuse(400, "Bad Request"),
+    };
+    if request.method != Some("GET") {
+        return Upgrade::Refuse(405, "Method Not Allowed");
+    }
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    let upgrade = has_token("Upgrade", "websocket");
+    if !upgrade {
+        let path = request.path.unwrap_or_default();
+        return if path == "/" || path.starts_with("/?") {
+            Upgrade::IndexPage
+        } else {
+            Upgrade::Refuse(426, "Upgrade Required")
+        };
+    }
+    if !has_token("Connection", "upgrade") || header("Sec-WebSocket-Version") != Some(b"13") {
+        return Upgrade::Refuse(400, "Bad Request");
+    }
+    let Some(key) = header("Sec-WebSocket-Key").map(<[u8]>::trim_ascii) else {
+        return Upgrade::Refuse(400, "Bad Request");
+    };
+    // A 16-byte nonce in base64.
+    if key.len() != 24 {
+        return Upgrade::Refuse(400, "Bad Request");
+    }
+    Upgrade::WebSocket {
+        len,
+        accept_key: tungstenite::handshake::derive_accept_key(key),
+        origin: header("Origin").map(<[u8]>::to_vec),
+    }
+}
+
+/// The `101 Switching Protocols` answer to an upgrade.
+pub(crate) fn switching_protocols(accept_key: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: ",
+    );
+    out.extend_from_slice(accept_key.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// A plain HTTP answer that closes the connection.
+pub(crate) fn http_answer(status: u16, reason: &str, body: &str, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// One frame read from a client.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// Not all of it is there yet.
+    Incomplete,
+    /// A whole frame: its kind, whether it ends a message, where its (unmasked, in
+    /// place) payload lies in the buffer, and the frame's whole length.
+    Whole {
+        /// What it carries.
+        kind: FrameKind,
+        /// The FIN bit.
+        fin: bool,
+        /// The payload's place in the buffer.
+        payload: std::ops::Range<usize>,
+        /// Bytes of the frame, header included.
+        len: usize,
+    },
+    /// The client broke the protocol: close with this code.
+    Error(u16),
+}
+
+/// The kinds of frames the tracker handles.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    /// The first frame of a text message.
+    Text,
+    /// The first frame of a binary message.
+    Binary,
+    /// A further frame of a fragmented message.
+    Continuation,
+    /// Close.
+    Close,
+    /// Ping.
+    Ping,
+    /// Pong.
+    Pong,
+}
+
+/// Reads the frame at the start of `buf`, unmasking its payload in place once it is all
+/// there. `max_payload` bounds a data frame's payload.
+pub(crate) fn read_frame(buf: &mut [u8], max_payload: usize) -> Frame {
+    let mut cursor = Cursor::new(&*buf);
+    let (header, payload_len) = match FrameHeader::parse(&mut cursor) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Frame::Incomplete,
+        Err(_) => return Frame::Error(close_code::PROTOCOL_ERROR),
+    };
+    let header_len = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+    if header.rsv1 || header.rsv2 || header.rsv3 {
+        return Frame::Error(close_code::PROTOCOL_ERROR);
+    }
+    let Some(mask) = header.mask else {
+        return Frame::Error(close_code::PROTOCOL_ERROR);
+    };
+    let kind = match header.opcode {
+        OpCode::Data(Data::Text) => FrameKind::Text,
+        OpCode::Data(Data::Binary) => FrameKind::Binary,
+        OpCode::Data(Data::Continue) => FrameKind::Continuation,
+        OpCode::Control(Control::Close) => FrameKind::Close,
+        OpCode::Control(Control::Ping) => FrameKind::Ping,
+        OpCode::Control(Control::Pong) => FrameKind::Pong,
+        OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
+            return Frame::Error(close_code::PROTOCOL_ERROR);
+        }
+    };
+    let control = matches!(kind, FrameKind::Close | FrameKind::Ping | FrameKind::Pong);
+    if control && (payload_len > 125 || !header.is_final) {
+        return Frame::Error(close_code::PROTOCOL_ERROR);
+    }
+    let Ok(payload_len) = usize::try_from(payload_len) else {
+        return Frame::Error(close_code::TOO_BIG);
+    };
+    if payload_len > max_payload {
+        return Frame::Error(close_code::TOO_BIG);
+    }
+    let end = header_len.saturating_add(payload_len);
+    let Some(payload) = buf.get_mut(header_len..end) else {
+        return Frame::Incomplete;
+    };
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask.get(i % 4).copied().unwrap_or(0);
+    }
+    Frame::Whole {
+        kind,
+        fin: header.is_final,
+        payload: header_len..end,
+        len: end,
+    }
+}
+
+/// Appends a whole, unmasked server frame.
+pub(crate) fn write_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8]) {
+    let opcode = match kind {
+        FrameKind::Text => OpCode::Data(Data::Text),
+        FrameKind::Binary => OpCode::Data(Data::Binary),
+        FrameKind::Continuation => OpCode::Data(Data::Continue),
+        FrameKind::Close => OpCode::Control(Control::Close),
+        FrameKind::Ping => OpCode::Control(Control::Ping),
+        FrameKind::Pong => OpCode::Control(Control::Pong),
+    };
+    let header = FrameHeader {
+        is_final: true,
+        opcode,
+        ..FrameHeader::default()
+    };
+    // Writing to a Vec cannot fail.
+    let _ = header.format(payload.len() as u64, out);
+    out.extend_from_slice(payload);
+}
+
+/// A close frame's payload: the code and no reason.
+pub(crate) fn close_payload(code: u16) -> [u8; 2] {
+    code.to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(kind_byte: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let mut out = vec![kind_byte];
+        if payload.len() < 126 {
+            out.push(0x80 | payload.len() as u8);
+        } else {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    #[test]
+    fn reads_a_masked_text_frame_in_place() {
+        let mut buf = masked(0x81, b"{\"action\":\"scrape\"}");
+        let total = buf.len();
+        let Frame::Whole {
+            kind,
+            fin,
+            payload,
+            len,
+        } = read_frame(&mut buf, 1024)
+        else {
+            panic!("not whole");
+        };
+        assert_eq!((kind, fin, len), (FrameKind::Text, true, total));
+        assert_eq!(&buf[payload], b"{\"action\":\"scrape\"}");
+    }
+
+    #[test]
+    fn partial_frames_are_incomplete_and_bad_ones_errors() {
+        let whole = masked(0x81, &[b'x'; 300]);
+        for cut in 0..whole.len() {
+            let mut part = whole[..cut].to_vec();
+            assert_eq!(read_frame(&mut part, 1024), Frame::Incomplete, "cut {cut}");
+        }
+        // Unmasked, reserved bit, reserved opcode, long control, fragmented control,
+        // oversize.
+        let mut unmasked = vec![0x81, 0x01, b'x'];
+        assert_eq!(read_frame(&mut unmasked, 1024), Frame::Error(1002));
+        let mut rsv = masked(0xC1, b"x");
+        assert_eq!(read_frame(&mut rsv, 1024), Frame::Error(1002));
+        let mut reserved = masked(0x83, b"x");
+        assert_eq!(read_frame(&mut reserved, 1024), Frame::Error(1002));
+        let mut long_ping = masked(0x89, &[0; 126]);
+        assert_eq!(read_frame(&mut long_ping, 1024), Frame::Error(1002));
+        let mut split_ping = masked(0x09, b"x");
+        assert_eq!(read_frame(&mut split_ping, 1024), Frame::Error(1002));
+        let mut big = masked(0x81, &[b'x'; 300]);
+        assert_eq!(read_frame(&mut big, 299), Frame::Error(1009));
+    }
+
+    #[test]
+    fn written_frames_have_the_right_header() {
+        for len in [0usize, 1, 125, 126, 65_535, 65_536, 70_000] {
+            let mut out = b"before".to_vec();
+            write_frame(&mut out, FrameKind::Text, &vec![b'a'; len]);
+            let frame = &out[6..];
+            let mut cursor = Cursor::new(frame);
+            let (header, payload_len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+            assert_eq!(header.opcode, OpCode::Data(Data::Text));
+            assert!(header.is_final && header.mask.is_none());
+            assert_eq!(payload_len as usize, len);
+            assert_eq!(frame.len() - cursor.position() as usize, len, "len {len}");
+        }
+    }
+
+    #[test]
+    fn upgrade_requests() {
+        let req = b"GET /announce HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+                    Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://a.example\r\n\r\n";
+        match parse_upgrade(req, 4096) {
+            Upgrade::WebSocket {
+                len,
+                accept_key,
+                origin,
+            } => {
+                assert_eq!(len, req.len());
+                // RFC 6455, 1.3.
+                assert_eq!(accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+                assert_eq!(origin.as_deref(), Some(&b"https://a.example"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_upgrade(&req[..40], 4096), Upgrade::Incomplete);
+        assert_eq!(
+            parse_upgrade(req, 64),
+            Upgrade::Refuse(431, "Request Header Fields Too Large")
+        );
+        assert_eq!(
+            parse_upgrade(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", 4096),
+            Upgrade::IndexPage
+        );
+        assert_eq!(
+            parse_upgrade(b"POST / HTTP/1.1\r\nHost: t\r\n\r\n", 4096),
+            Upgrade::Refuse(405, "Method Not Allowed")
+        );
+        assert_eq!(
+            parse_upgrade(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 4096),
+            Upgrade::Refuse(426, "Upgrade Required")
+        );
+        let old_version = String::from_utf8_lossy(req).replace("Version: 13", "Version: 8");
+        assert_eq!(
+            parse_upgrade(old_version.as_bytes(), 4096),
+            Upgrade::Refuse(400, "Bad Request")
+        );
+        assert_eq!(
+            parse_upgrade(b"\x00\x01garbage\r\n\r\n", 4096),
+            Upgrade::Refuse(400, "Bad Request")
+        );
+    }
+}

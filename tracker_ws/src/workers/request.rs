@@ -1,0 +1,113 @@
+//! The WebSocket tracker's part of the request workers: announces, the relay of offers
+//! and answers, departures and scrapes. The loop is `tracker_common::request_worker`.
+
+use tracker_common::request_worker::{RequestHandler, Swarm};
+use tracker_common::swarm::ws::{ConnectionRef, WsSwarmShard};
+use tracker_common::types::PeerId;
+
+use crate::messages::{WsRequest, WsResponse, WsResponses};
+
+/// Applies WebTorrent requests to a shard.
+#[derive(Default)]
+pub(crate) struct WsHandler {
+    /// The peers an announce's offers go to (cleared by the shard first).
+    targets: Vec<(PeerId, ConnectionRef)>,
+}
+
+impl RequestHandler for WsHandler {
+    type Shard = WsSwarmShard;
+    type Request = WsRequest;
+    type Responses = WsResponses;
+
+    fn handle(
+        &mut self,
+        swarm: &mut Swarm<WsSwarmShard>,
+        from: usize,
+        request: WsRequest,
+        out: &mut [WsResponses],
+    ) {
+        match request {
+            WsRequest::Announce { params, offers } => {
+                let outcome =
+                    swarm
+                        .shard
+                        .announce(&params, swarm.now, &mut swarm.rng, &mut self.targets);
+                if let Some(batch) = out.get_mut(from) {
+                    batch.0.push(WsResponse::Announce {
+                        connection: params.connection.connection,
+                        info_hash: params.info_hash,
+                        counts: outcome.counts,
+                    });
+                }
+                // Only a peer the swarm holds may make offers: answers to them must find
+                // their way back to it.
+                if outcome.stored {
+                    for ((_, target), offer) in self.targets.drain(..).zip(offers) {
+                        if let Some(batch) = out.get_mut(usize::from(target.worker)) {
+                            batch.0.push(WsResponse::Offer {
+                                connection: target.connection,
+                                info_hash: params.info_hash,
+                                peer_id: params.peer_id,
+                                offer_id: offer.offer_id,
+                                offer: offer.offer,
+                            });
+                        }
+                    }
+                }
+            }
+            WsRequest::Answer {
+                info_hash,
+                peer_id,
+                connection,
+                answer,
+            } => {
+                // Only a peer may answer as itself: the answering connection must own the
+                // peer id the answer carries, or anyone in the swarm could answer in
+                // another peer's name.
+                if swarm.shard.connection_of(&info_hash, &peer_id) == Some(connection)
+                    && let Some(target) = swarm.shard.connection_of(&info_hash, &answer.to_peer_id)
+                    && let Some(batch) = out.get_mut(usize::from(target.worker))
+                {
+                    batch.0.push(WsResponse::Answer {
+                        connection: target.connection,
+                        info_hash,
+                        peer_id,
+                        offer_id: answer.offer_id,
+                        answer: answer.answer,
+                    });
+                }
+            }
+            WsRequest::Leave {
+                info_hash,
+                peer_id,
+                connection,
+            } => swarm
+                .shard
+                .remove_connection_peer(&info_hash, &peer_id, connection),
+            WsRequest::Scrape {
+                part,
+                pending_id,
+                connection,
+            } => {
+                if let Some(batch) = out.get_mut(from) {
+                    let files = part
+                        .iter()
+                        .map(|(pos, hash)| (*pos, *hash, swarm.shard.scrape(hash)))
+                        .collect();
+                    batch.0.push(WsResponse::Scrape {
+                        connection,
+                        pending_id,
+                        files,
+                    });
+                }
+            }
+            WsRequest::FullScrape { limit } => {
+                if let Some(batch) = out.get_mut(from) {
+                    batch.0.push(WsResponse::FullScrape {
+                        files: swarm.shard.busiest_torrents(limit),
+                    });
+                }
+            }
+        }
+    }
+}

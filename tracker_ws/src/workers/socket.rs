@@ -1,0 +1,1108 @@
+//! Socket worker: accepts connections on its listener, completes the WebSocket upgrade,
+//! reads frames and parses the JSON messages in them, forwards announces, answers,
+//! departures and scrapes to the request workers in batches, and writes what comes back
+//! (announce replies, relayed offers and answers, scrape replies) on the connections.
+//!
+//! # What one client can hold
+//! - A place among `ws.max_connections` (whole tracker); one more is closed at once.
+//! - A read buffer of at most one message (`ws.max_message_bytes`, all fragments) plus
+//!   one read; a larger message closes the connection (code 1009). An idle connection
+//!   keeps no buffer at all.
+//! - At most `ws.max_outgoing_bytes_per_connection` waiting to be sent: a client that
+//!   does not read its offers and replies is disconnected, not buffered for. While its
+//!   unsent bytes pass half of that, its own messages are not read (TCP flow control
+//!   then slows it down, not the tracker).
+//! - A peer in at most `ws.max_swarms_per_connection` torrents.
+//! - Time: a connection that sends nothing for half of `ws.idle_timeout_secs` is pinged,
+//!   and closed once the whole timeout passes without a frame from it; the upgrade
+//!   request must be complete within the timeout too.
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::TryRecvError;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use tracker_common::access_list::AccessListCache;
+use tracker_common::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::request_worker::{RequestBatch, RequestOutbox};
+use tracker_common::routing::ShardRouter;
+use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
+use tracker_common::slots::Slots;
+use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
+use tracker_common::supervisor::ShutdownFlag;
+use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
+use tracker_common::swarm::{NumWantPolicy, ScrapeCounts};
+use tracker_common::tls::SharedServerConfig;
+use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
+use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
+use tracker_ws_protocol::{
+    Action, AnnounceRequest, InMessage, Limits, OutMessage, ScrapeRequest, parse_in_message,
+    write_out_message,
+};
+
+use crate::config::OriginConfig;
+use crate::messages::{WsRequest, WsResponse, WsResponses, connection_id, slot_and_generation};
+use crate::websocket::{
+    Frame, FrameKind, Upgrade, close_code, close_payload, http_answer, parse_upgrade, read_frame,
+    switching_protocols, write_frame,
+};
+
+/// Token of the listening socket.
+const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
+/// Token of the waker that request workers use after sending responses.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX - 2);
+/// A split scrape whose parts have not all come back by then is dropped.
+const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections accepted per wake-up, so that a connect flood cannot starve the others.
+const MAX_ACCEPTS_PER_ROUND: usize = 256;
+/// How long a closing connection may take to receive its last bytes.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Bytes a frame header adds at most to what the tracker sends.
+const MAX_FRAME_HEADER: usize = 10;
+
+const ERR_NOT_ALLOWED: &str = "info hash not allowed";
+const ERR_FULL_SCRAPE: &str = "full scrape is not served: name the info_hash of each torrent";
+const ERR_OVERLOADED: &str = "tracker overloaded, try again later";
+const ERR_TOO_MANY_SWARMS: &str = "too many torrents on one connection";
+const ERR_ANSWER_NOT_IN_SWARM: &str = "answer for a torrent this connection has not announced";
+
+/// Settings a socket worker needs from the config.
+#[derive(Clone, Debug)]
+pub(crate) struct SocketWorkerSettings {
+    pub(crate) max_handshake_bytes: usize,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_offers: usize,
+    pub(crate) max_swarms_per_connection: usize,
+    pub(crate) max_outgoing_bytes: usize,
+    pub(crate) max_scrape_torrents: usize,
+    pub(crate) max_pending_scrapes: usize,
+    pub(crate) poll_timeout: Duration,
+    pub(crate) numwant: NumWantPolicy,
+    pub(crate) interval: u32,
+    pub(crate) origin: OriginConfig,
+    /// Most torrents of a full scrape; 0 refuses them.
+    pub(crate) full_scrape_max_torrents: usize,
+    /// How long a full scrape's answer is reused.
+    pub(crate) full_scrape_cache: Duration,
+    /// The tracker's port and scheme, for the index page.
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
+}
+
+/// Counts only the WebSocket tracker keeps.
+#[derive(Debug, Default)]
+pub(crate) struct WsCounters {
+    /// Connections open now, over all socket workers.
+    pub(crate) open: AtomicUsize,
+    /// Connections closed at once because `ws.max_connections` were open.
+    pub(crate) refused: AtomicU64,
+    /// Connections closed for sending nothing for the idle timeout.
+    pub(crate) timed_out: AtomicU64,
+    /// Connections closed for not reading what was sent to them.
+    pub(crate) slow_readers: AtomicU64,
+    /// Offers relayed to a connected peer.
+    pub(crate) offers_relayed: AtomicU64,
+    /// Answers relayed to a connected peer.
+    pub(crate) answers_relayed: AtomicU64,
+}
+
+/// One socket worker and everything it owns.
+pub(crate) struct SocketWorker {
+    pub(crate) index: usize,
+    pub(crate) listener: TcpListener,
+    pub(crate) poll: Poll,
+    pub(crate) request_senders: Vec<WeightedSender<RequestBatch<WsRequest>>>,
+    pub(crate) response_receiver: WeightedReceiver<WsResponses>,
+    pub(crate) router: ShardRouter,
+    pub(crate) access_list: AccessListCache,
+    pub(crate) settings: SocketWorkerSettings,
+    pub(crate) statistics: Arc<Statistics>,
+    pub(crate) ws_counters: Arc<WsCounters>,
+    /// The TLS config in force, when the port speaks TLS.
+    pub(crate) tls: Option<SharedServerConfig>,
+    pub(crate) shutdown: ShutdownFlag,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the upgrade request.
+    Handshake,
+    /// WebSocket frames both ways.
+    Open,
+    /// Nothing more is read or queued; closed once the last bytes are out.
+    Closing(Instant),
+}
+
+struct Connection {
+    stream: Transport,
+    phase: Phase,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    written: usize,
+    /// The fragments of a message in progress; `None` between messages.
+    fragments: Option<Vec<u8>>,
+    /// The last frame (or, before the upgrade, the accept).
+    last_received: Instant,
+    ping_sent: bool,
+    /// The client closed its side: read no more.
+    peer_closed: bool,
+    /// Reading stopped before the socket was drained: read again once there is room.
+    read_paused: bool,
+    /// Already in the worker's list of connections with bytes to send.
+    dirty: bool,
+    /// The torrents this connection is a peer of, with the peer id it announced.
+    swarms: Vec<(InfoHash, PeerId)>,
+}
+
+impl Connection {
+    fn unsent(&self) -> usize {
+        self.write_buf.len().saturating_sub(self.written)
+    }
+}
+
+/// The slot of connection id `connection`, if that connection is still open.
+fn current(slots: &Slots<Connection>, connection: u64) -> Option<usize> {
+    let (slot, generation) = slot_and_generation(connection);
+    let slot = slot as usize;
+    slots.is_current(slot, generation).then_some(slot)
+}
+
+/// The worker's loop state, apart from sockets and channels.
+struct State {
+    slots: Slots<Connection>,
+    outbox: RequestOutbox<WsRequest>,
+    pending_scrapes: PendingScrapes<(u64, Vec<InfoHash>)>,
+    accept_warning: RateLimitedWarning,
+    /// Reused for each message's JSON.
+    scratch: Vec<u8>,
+    /// Connections with bytes queued since they were last written.
+    dirty: Vec<usize>,
+    /// Connections whose reading stopped before the socket was drained.
+    resume: Vec<usize>,
+    /// Departures a full channel refused, sent again at the next round.
+    leaves: Vec<(usize, WsRequest)>,
+    full_scrape: FullScrapeState,
+}
+
+/// Full scrapes: the last answer while it is fresh, and the one being gathered from the
+/// request workers, with the connections waiting for it.
+#[derive(Default)]
+struct FullScrapeState {
+    cached: Option<(Instant, Vec<u8>)>,
+    in_flight: Option<FullScrapeInFlight>,
+}
+
+struct FullScrapeInFlight {
+    waiting: Vec<u64>,
+    parts_left: usize,
+    files: Vec<(InfoHash, ScrapeCounts)>,
+    started: Instant,
+}
+
+impl SocketWorker {
+    /// Runs until shutdown.
+    ///
+    /// # Errors
+    /// Polling failed, or a request worker is gone while no shutdown was asked for.
+    pub(crate) fn run(mut self) -> anyhow::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut self.listener, LISTENER_TOKEN, Interest::READABLE)
+            .map_err(|err| anyhow::Error::new(err).context("register listener"))?;
+        let mut events = Events::with_capacity(1024);
+        let mut state = State {
+            slots: Slots::default(),
+            outbox: RequestOutbox::new(self.index, std::mem::take(&mut self.request_senders)),
+            pending_scrapes: PendingScrapes::new(
+                self.settings.max_pending_scrapes,
+                PENDING_SCRAPE_TIMEOUT,
+            ),
+            accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            scratch: Vec::new(),
+            dirty: Vec::new(),
+            resume: Vec::new(),
+            leaves: Vec::new(),
+            full_scrape: FullScrapeState::default(),
+        };
+        let mut last_housekeeping = Instant::now();
+        let mut listener_ready = false;
+
+        while !self.shutdown.is_set() {
+            match self
+                .poll
+                .poll(&mut events, Some(self.settings.poll_timeout))
+            {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => return Err(anyhow::Error::new(err).context("poll")),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER_TOKEN => listener_ready = true,
+                    WAKER_TOKEN => {}
+                    Token(slot) => {
+                        if event.is_readable() || event.is_read_closed() {
+                            let may_be_closed = event.is_read_closed() || event.is_error();
+                            self.read(slot, &mut state, may_be_closed);
+                        }
+                        if event.is_writable() {
+                            self.write(slot, &mut state);
+                        }
+                    }
+                }
+            }
+            if listener_ready {
+                listener_ready = self.accept(&mut state);
+            }
+            self.flush_requests(&mut state);
+            self.take_responses(&mut state);
+            while let Some(slot) = state.resume.pop() {
+                // Reading was paused: a FIN may have come meanwhile, its edge consumed.
+                self.read(slot, &mut state, true);
+            }
+            self.write_dirty(&mut state);
+            self.flush_requests(&mut state);
+            if state.outbox.receiver_gone() && !self.shutdown.is_set() {
+                anyhow::bail!("request worker channel closed");
+            }
+            if last_housekeeping.elapsed() >= Duration::from_secs(1) {
+                self.housekeeping(&mut state);
+                self.write_dirty(&mut state);
+                last_housekeeping = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> &SocketCounters {
+        self.statistics.socket(self.index)
+    }
+
+    /// Accepts waiting connections; returns whether more may be waiting.
+    fn accept(&mut self, state: &mut State) -> bool {
+        for _ in 0..MAX_ACCEPTS_PER_ROUND {
+            let stream = match accept_one(
+                &self.listener,
+                &self.ws_counters.open,
+                self.settings.max_connections,
+                self.tls.as_ref(),
+                &mut state.accept_warning,
+            ) {
+                Accepted::Connection(stream, _) => stream,
+                Accepted::Refused => {
+                    self.ws_counters.refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Accepted::None => return false,
+            };
+            let connection = Connection {
+                stream,
+                phase: Phase::Handshake,
+                read_buf: Vec::new(),
+                write_buf: Vec::new(),
+                written: 0,
+                fragments: None,
+                last_received: Instant::now(),
+                ping_sent: false,
+                peer_closed: false,
+                read_paused: false,
+                dirty: false,
+                swarms: Vec::new(),
+            };
+            let slot = state.slots.insert(connection);
+            let registered = state.slots.get_mut(slot).map(|c| {
+                self.poll.registry().register(
+                    c.stream.socket(),
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+            });
+            match registered {
+                Some(Err(err)) => {
+                    log::warn!("register connection: {err}");
+                    self.close(slot, state);
+                }
+                // Bytes may have come with the connection: read them now.
+                _ => state.resume.push(slot),
+            }
+        }
+        true
+    }
+
+    /// Reads what the connection has and handles every whole frame in it. Reading stops
+    /// early while unsent bytes pass half the outgoing bound, until they are out.
+    /// `may_be_closed`: see [`read_round`].
+    fn read(&mut self, slot: usize, state: &mut State, may_be_closed: bool) {
+        let hold = self.settings.max_outgoing_bytes / 2;
+        let failed = {
+            let Some(c) = state.slots.get_mut(slot) else {
+                return;
+            };
+            if matches!(c.phase, Phase::Closing(_)) || c.peer_closed {
+                c.read_paused = false;
+                false
+            } else {
+                let unsent_over = c.unsent() > hold;
+                let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |_| {
+                    unsent_over
+                });
+                c.peer_closed |= round.peer_closed;
+                c.read_paused = !round.drained;
+                round.failed
+            }
+        };
+        if failed {
+            self.close(slot, state);
+            return;
+        }
+        self.handle_input(slot, state);
+        self.write(slot, state);
+        if let Some(c) = state.slots.get_mut(slot) {
+            if c.peer_closed && !matches!(c.phase, Phase::Closing(_)) {
+                // The client is gone or half-closed: nothing more will come from it.
+                c.phase = Phase::Closing(Instant::now());
+                c.read_buf = Vec::new();
+                self.write(slot, state);
+            } else if c.read_paused && !matches!(c.phase, Phase::Closing(_)) && c.unsent() <= hold {
+                c.read_paused = false;
+                state.resume.push(slot);
+            }
+        }
+    }
+
+    /// Handles the upgrade request or the whole frames at the start of the read buffer.
+    fn handle_input(&mut self, slot: usize, state: &mut State) {
+        let Some(c) = state.slots.get_mut(slot) else {
+            return;
+        };
+        if c.phase == Phase::Handshake {
+            match parse_upgrade(&c.read_buf, self.settings.max_handshake_bytes) {
+                Upgrade::Incomplete => return,
+                Upgrade::WebSocket {
+                    len,
+                    accept_key,
+                    origin,
+                } => {
+                    if !self.settings.origin.allows(origin.as_deref()) {
+                        http_answer(403, "Forbidden", "origin not allowed\n", &mut c.write_buf);
+                        c.phase = Phase::Closing(Instant::now());
+                        return;
+                    }
+                    switching_protocols(&accept_key, &mut c.write_buf);
+                    c.phase = Phase::Open;
+                    c.last_received = Instant::now();
+                    c.read_buf.drain(..len.min(c.read_buf.len()));
+                }
+                Upgrade::IndexPage => {
+                    let page = index_page(self.settings.port, self.settings.tls);
+                    http_answer(200, "OK", &page, &mut c.write_buf);
+                    c.phase = Phase::Closing(Instant::now());
+                    return;
+                }
+                Upgrade::Refuse(status, reason) => {
+                    add(&self.counters().bad_requests, 1);
+                    http_answer(status, reason, &format!("{reason}\n"), &mut c.write_buf);
+                    c.phase = Phase::Closing(Instant::now());
+                    return;
+                }
+            }
+        }
+        // The buffer leaves the connection while its messages are handled, which may
+        // queue bytes on this and other connections.
+        let mut buf = std::mem::take(&mut c.read_buf);
+        let mut pos = 0;
+        let max = self.settings.max_message_bytes;
+        while let Some(rest) = buf.get_mut(pos..) {
+            match read_frame(rest, max) {
+                Frame::Incomplete => break,
+                Frame::Error(code) => {
+                    add(&self.counters().bad_requests, 1);
+                    self.fail_connection(slot, code, state);
+                    return;
+                }
+                Frame::Whole {
+                    kind,
+                    fin,
+                    payload,
+                    len,
+                } => {
+                    let payload = pos + payload.start..pos + payload.end;
+                    pos += len;
+                    if let Some(c) = state.slots.get_mut(slot) {
+                        c.last_received = Instant::now();
+                        c.ping_sent = false;
+                    }
+                    let data = buf.get(payload).unwrap_or_default();
+                    if !self.handle_frame(slot, kind, fin, data, state) {
+                        return;
+                    }
+                }
+            }
+        }
+        buf.drain(..pos.min(buf.len()));
+        if let Some(c) = state.slots.get_mut(slot)
+            && c.phase == Phase::Open
+        {
+            // An idle connection keeps no buffer.
+            c.read_buf = if buf.is_empty() { Vec::new() } else { buf };
+        }
+    }
+
+    /// Handles one frame; returns false once the connection is closing.
+    fn handle_frame(
+        &mut self,
+        slot: usize,
+        kind: FrameKind,
+        fin: bool,
+        data: &[u8],
+        state: &mut State,
+    ) -> bool {
+        let max = self.settings.max_message_bytes;
+        let Some(c) = state.slots.get_mut(slot) else {
+            return false;
+        };
+        let in_message = c.fragments.is_some();
+        match kind {
+            FrameKind::Text if !in_message => {
+                if fin {
+                    self.handle_message(slot, data, state);
+                } else {
+                    c.fragments = Some(data.to_vec());
+                }
+            }
+            FrameKind::Continuation if in_message => {
+                let mut message = c.fragments.take().unwrap_or_default();
+                if message.len().saturating_add(data.len()) > max {
+                    add(&self.counters().bad_requests, 1);
+                    self.fail_connection(slot, close_code::TOO_BIG, state);
+                    return false;
+                }
+                message.extend_from_slice(data);
+                if fin {
+                    self.handle_message(slot, &message, state);
+                } else {
+                    c.fragments = Some(message);
+                }
+            }
+            FrameKind::Binary => {
+                add(&self.counters().bad_requests, 1);
+                self.fail_connection(slot, close_code::UNSUPPORTED_DATA, state);
+                return false;
+            }
+            FrameKind::Text | FrameKind::Continuation => {
+                // A new message inside a fragmented one, or a continuation of none.
+                add(&self.counters().bad_requests, 1);
+                self.fail_connection(slot, close_code::PROTOCOL_ERROR, state);
+                return false;
+            }
+            FrameKind::Ping => {
+                write_frame(&mut c.write_buf, FrameKind::Pong, data);
+                mark_dirty(c, slot, &mut state.dirty);
+            }
+            FrameKind::Pong => {}
+            FrameKind::Close => {
+                // Echo the client's code (RFC 6455, 5.5.1), then close.
+                let code = match data {
+                    [a, b, ..] => u16::from_be_bytes([*a, *b]),
+                    _ => close_code::NORMAL,
+                };
+                write_frame(&mut c.write_buf, FrameKind::Close, &close_payload(code));
+                c.phase = Phase::Closing(Instant::now());
+                c.fragments = None;
+                mark_dirty(c, slot, &mut state.dirty);
+                return false;
+            }
+        }
+        state
+            .slots
+            .get_mut(slot)
+            .is_some_and(|c| c.phase == Phase::Open)
+    }
+
+    /// Sends a close frame with `code` and closes once it is out.
+    fn fail_connection(&mut self, slot: usize, code: u16, state: &mut State) {
+        if let Some(c) = state.slots.get_mut(slot) {
+            if c.phase == Phase::Open {
+                write_frame(&mut c.write_buf, FrameKind::Close, &close_payload(code));
+            }
+            c.phase = Phase::Closing(Instant::now());
+            c.read_buf = Vec::new();
+            c.fragments = None;
+            mark_dirty(c, slot, &mut state.dirty);
+        }
+    }
+
+    /// Handles one whole text message.
+    fn handle_message(&mut self, slot: usize, text: &[u8], state: &mut State) {
+        if std::str::from_utf8(text).is_err() {
+            add(&self.counters().bad_requests, 1);
+            self.fail_connection(slot, close_code::INVALID_DATA, state);
+            return;
+        }
+        let limits = Limits {
+            max_offers: self.settings.max_offers,
+            max_scrape_torrents: self.settings.max_scrape_torrents,
+        };
+        match parse_in_message(text, &limits) {
+            Ok(InMessage::Announce(announce)) => self.announce(slot, announce, state),
+            Ok(InMessage::Scrape(scrape)) => self.scrape(slot, scrape, state),
+            Err(err) => {
+                add(&self.counters().bad_requests, 1);
+                log::debug!("bad message: {err}");
+                let failure = OutMessage::Failure {
+                    reason: err.reason(),
+                    action: err.action,
+                    info_hash: err.info_hash,
+                };
+                self.send_to_slot(slot, &failure, state);
+            }
+        }
+    }
+
+    fn connection_ref(&self, slot: usize, state: &State) -> ConnectionRef {
+        let slot32 = u32::try_from(slot).unwrap_or(u32::MAX);
+        ConnectionRef {
+            worker: u16::try_from(self.index).unwrap_or(u16::MAX),
+            connection: connection_id(slot32, state.slots.generation(slot)),
+        }
+    }
+
+    fn announce(&mut self, slot: usize, mut request: AnnounceRequest, state: &mut State) {
+        add(&self.counters().announce, 1);
+        let info_hash = request.info_hash;
+        let fail = |reason: &'static str| OutMessage::Failure {
+            reason,
+            action: Some(Action::Announce),
+            info_hash: Some(info_hash),
+        };
+        if !self.access_list.allows(&info_hash) {
+            add(&self.counters().access_denied, 1);
+            self.send_to_slot(slot, &fail(ERR_NOT_ALLOWED), state);
+            return;
+        }
+        let connection = self.connection_ref(slot, state);
+        let shard = self.router.shard(&info_hash);
+        let max_swarms = self.settings.max_swarms_per_connection;
+        let Some(c) = state.slots.get_mut(slot) else {
+            return;
+        };
+        let place = c.swarms.iter().position(|(hash, _)| *hash == info_hash);
+        if let Some(answer) = request.answer.take() {
+            // An answer is only relayed: it changes nothing in the swarm.
+            if place.is_none() {
+                add(&self.counters().bad_requests, 1);
+                self.send_to_slot(slot, &fail(ERR_ANSWER_NOT_IN_SWARM), state);
+                return;
+            }
+            let answer = WsRequest::Answer {
+                info_hash,
+                peer_id: request.peer_id,
+                connection,
+                answer,
+            };
+            self.push_request(shard, answer, state);
+            return;
+        }
+        let previous_peer_id = place.and_then(|i| c.swarms.get(i)).map(|(_, peer)| *peer);
+        let refused = match (place, request.event) {
+            (Some(i), AnnounceEvent::Stopped) => {
+                c.swarms.swap_remove(i);
+                false
+            }
+            (Some(i), _) => {
+                if let Some(entry) = c.swarms.get_mut(i) {
+                    entry.1 = request.peer_id;
+                }
+                false
+            }
+            (None, AnnounceEvent::Stopped) => false,
+            (None, _) if c.swarms.len() >= max_swarms => true,
+            (None, _) => {
+                c.swarms.push((info_hash, request.peer_id));
+                false
+            }
+        };
+        if refused {
+            self.send_to_slot(slot, &fail(ERR_TOO_MANY_SWARMS), state);
+            return;
+        }
+        let requested = request
+            .numwant
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let numwant = self
+            .settings
+            .numwant
+            .resolve(requested)
+            .min(request.offers.len());
+        request.offers.truncate(numwant);
+        let params = WsAnnounceParams {
+            info_hash,
+            peer_id: request.peer_id,
+            previous_peer_id,
+            connection,
+            bytes_left: request.left,
+            event: request.event,
+            numwant,
+        };
+        let announce = WsRequest::Announce {
+            params,
+            offers: request.offers,
+        };
+        self.push_request(shard, announce, state);
+    }
+
+    fn scrape(&mut self, slot: usize, scrape: ScrapeRequest, state: &mut State) {
+        add(&self.counters().scrape, 1);
+        let connection = self.connection_ref(slot, state).connection;
+        let hashes = match scrape {
+            ScrapeRequest::Full => {
+                self.full_scrape(slot, connection, state);
+                return;
+            }
+            ScrapeRequest::InfoHashes(hashes) => hashes,
+        };
+        let access_list = &mut self.access_list;
+        let route = route_scrape(&hashes, &self.router, |hash| access_list.allows(hash));
+        match route {
+            ScrapeRoute::Nothing => {
+                let files: Vec<(InfoHash, ScrapeCounts)> = hashes
+                    .iter()
+                    .map(|hash| (*hash, ScrapeCounts::default()))
+                    .collect();
+                self.send_to_slot(slot, &OutMessage::ScrapeResponse { files: &files }, state);
+            }
+            ScrapeRoute::One { shard, part } => {
+                let request = WsRequest::Scrape {
+                    part,
+                    pending_id: None,
+                    connection,
+                };
+                self.push_request(shard, request, state);
+            }
+            ScrapeRoute::Split(parts) => {
+                let num_hashes = hashes.len();
+                let id = state.pending_scrapes.insert(
+                    (connection, hashes),
+                    num_hashes,
+                    parts.len(),
+                    Instant::now(),
+                );
+                let Some(id) = id else {
+                    add(&self.counters().dropped, 1);
+                    self.send_to_slot(slot, &scrape_failure(ERR_OVERLOADED), state);
+                    return;
+                };
+                for (shard, part) in parts {
+                    let request = WsRequest::Scrape {
+                        part,
+                        pending_id: Some(id),
+                        connection,
+                    };
+                    self.push_request(shard, request, state);
+                }
+            }
+        }
+    }
+
+    /// Answers a full scrape from the cache, or waits for the one in flight, or starts
+    /// one: every request worker sends its busiest torrents.
+    fn full_scrape(&mut self, slot: usize, connection: u64, state: &mut State) {
+        if self.settings.full_scrape_max_torrents == 0 {
+            self.send_to_slot(slot, &scrape_failure(ERR_FULL_SCRAPE), state);
+            return;
+        }
+        if let Some((made, json)) = &state.full_scrape.cached
+            && made.elapsed() < self.settings.full_scrape_cache
+        {
+            let json = json.clone();
+            self.send_json(slot, &json, state);
+            return;
+        }
+        if let Some(in_flight) = &mut state.full_scrape.in_flight {
+            in_flight.waiting.push(connection);
+            return;
+        }
+        let shards = state.outbox.num_shards();
+        state.full_scrape.in_flight = Some(FullScrapeInFlight {
+            waiting: vec![connection],
+            parts_left: shards,
+            files: Vec::new(),
+            started: Instant::now(),
+        });
+        let limit = self.settings.full_scrape_max_torrents;
+        for shard in 0..shards {
+            self.push_request(shard, WsRequest::FullScrape { limit }, state);
+        }
+    }
+
+    fn full_scrape_part(&mut self, files: &[(InfoHash, ScrapeCounts)], state: &mut State) {
+        let Some(in_flight) = &mut state.full_scrape.in_flight else {
+            return;
+        };
+        in_flight.files.extend_from_slice(files);
+        in_flight.parts_left = in_flight.parts_left.saturating_sub(1);
+        if in_flight.parts_left > 0 {
+            return;
+        }
+        let Some(mut done) = state.full_scrape.in_flight.take() else {
+            return;
+        };
+        done.files.sort_unstable_by_key(|(_, c)| {
+            std::cmp::Reverse(u64::from(c.seeders) + u64::from(c.leechers))
+        });
+        done.files.truncate(self.settings.full_scrape_max_torrents);
+        let mut json = Vec::new();
+        write_out_message(
+            &OutMessage::ScrapeResponse { files: &done.files },
+            &mut json,
+        );
+        for connection in done.waiting {
+            if let Some(slot) = current(&state.slots, connection) {
+                self.send_json(slot, &json, state);
+            }
+        }
+        state.full_scrape.cached = Some((Instant::now(), json));
+    }
+
+    /// Queues a request for a request worker; handles what a full channel refuses.
+    fn push_request(&mut self, shard: usize, request: WsRequest, state: &mut State) {
+        let refused = state.outbox.push(shard, request);
+        self.refused(refused, shard, state);
+    }
+
+    fn flush_requests(&mut self, state: &mut State) {
+        // Departures refused earlier go first.
+        for (shard, leave) in std::mem::take(&mut state.leaves) {
+            let refused = state.outbox.push(shard, leave);
+            self.refused(refused, shard, state);
+        }
+        let refused = state.outbox.flush();
+        self.refused(refused, usize::MAX, state);
+    }
+
+    /// Requests a full channel refused: announces and scrapes get a failure, departures
+    /// are sent again later (a peer must not outlive its connection in the swarm), and
+    /// answers are dropped (the offerer's WebRTC attempt times out).
+    fn refused(&mut self, refused: Vec<WsRequest>, shard: usize, state: &mut State) {
+        for request in refused {
+            match request {
+                WsRequest::Announce { params, .. } => {
+                    add(&self.counters().dropped, 1);
+                    let failure = OutMessage::Failure {
+                        reason: ERR_OVERLOADED,
+                        action: Some(Action::Announce),
+                        info_hash: Some(params.info_hash),
+                    };
+                    self.send(params.connection.connection, &failure, state);
+                }
+                WsRequest::Scrape { connection, .. } => {
+                    add(&self.counters().dropped, 1);
+                    self.send(connection, &scrape_failure(ERR_OVERLOADED), state);
+                }
+                WsRequest::Leave {
+                    info_hash,
+                    peer_id,
+                    connection,
+                } => {
+                    let shard = if shard == usize::MAX {
+                        self.router.shard(&info_hash)
+                    } else {
+                        shard
+                    };
+                    let leave = WsRequest::Leave {
+                        info_hash,
+                        peer_id,
+                        connection,
+                    };
+                    state.leaves.push((shard, leave));
+                }
+                WsRequest::Answer { .. } | WsRequest::FullScrape { .. } => {
+                    add(&self.counters().dropped, 1);
+                }
+            }
+        }
+    }
+
+    /// Writes what the request workers sent.
+    fn take_responses(&mut self, state: &mut State) {
+        loop {
+            let batch = match self.response_receiver.try_recv() {
+                Ok(batch) => batch,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            for response in batch.0 {
+                self.response(response, state);
+            }
+        }
+    }
+
+    fn response(&mut self, response: WsResponse, state: &mut State) {
+        match response {
+            WsResponse::Announce {
+                connection,
+                info_hash,
+                counts,
+            } => {
+                let reply = OutMessage::AnnounceResponse {
+                    info_hash,
+                    interval: self.settings.interval,
+                    complete: counts.seeders,
+                    incomplete: counts.leechers,
+                };
+                self.send(connection, &reply, state);
+            }
+            WsResponse::Offer {
+                connection,
+                info_hash,
+                peer_id,
+                offer_id,
+                offer,
+            } => {
+                let message = OutMessage::Offer {
+                    info_hash,
+                    peer_id,
+                    offer_id,
+                    offer: &offer,
+                };
+                if self.send(connection, &message, state) {
+                    self.ws_counters
+                        .offers_relayed
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            WsResponse::Answer {
+                connection,
+                info_hash,
+                peer_id,
+                offer_id,
+                answer,
+            } => {
+                let message = OutMessage::Answer {
+                    info_hash,
+                    peer_id,
+                    offer_id,
+                    answer: &answer,
+                };
+                if self.send(connection, &message, state) {
+                    self.ws_counters
+                        .answers_relayed
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            WsResponse::Scrape {
+                connection,
+                pending_id: None,
+                mut files,
+            } => {
+                files.sort_unstable_by_key(|(pos, _, _)| *pos);
+                let files: Vec<(InfoHash, ScrapeCounts)> =
+                    files.into_iter().map(|(_, h, c)| (h, c)).collect();
+                self.send(
+                    connection,
+                    &OutMessage::ScrapeResponse { files: &files },
+                    state,
+                );
+            }
+            WsResponse::Scrape {
+                pending_id: Some(id),
+                files,
+                ..
+            } => {
+                let part: Vec<(u16, ScrapeCounts)> =
+                    files.into_iter().map(|(pos, _, c)| (pos, c)).collect();
+                if let Some(((connection, hashes), counts)) = state.pending_scrapes.merge(id, &part)
+                {
+                    let files: Vec<(InfoHash, ScrapeCounts)> =
+                        hashes.into_iter().zip(counts).collect();
+                    self.send(
+                        connection,
+                        &OutMessage::ScrapeResponse { files: &files },
+                        state,
+                    );
+                }
+            }
+            WsResponse::FullScrape { files } => self.full_scrape_part(&files, state),
+        }
+    }
+
+    /// Queues `message` for connection id `connection`, if it is still open; returns
+    /// whether it was queued.
+    fn send(&mut self, connection: u64, message: &OutMessage<'_>, state: &mut State) -> bool {
+        match current(&state.slots, connection) {
+            Some(slot) => self.send_to_slot(slot, message, state),
+            None => false,
+        }
+    }
+
+    fn send_to_slot(&mut self, slot: usize, message: &OutMessage<'_>, state: &mut State) -> bool {
+        let mut json = std::mem::take(&mut state.scratch);
+        json.clear();
+        write_out_message(message, &mut json);
+        let sent = self.send_json(slot, &json, state);
+        state.scratch = json;
+        if sent && matches!(message, OutMessage::Failure { .. }) {
+            add(&self.counters().error_responses, 1);
+        }
+        sent
+    }
+
+    /// Queues one text frame; a connection that cannot take it is closed.
+    fn send_json(&mut self, slot: usize, json: &[u8], state: &mut State) -> bool {
+        let max = self.settings.max_outgoing_bytes;
+        let Some(c) = state.slots.get_mut(slot) else {
+            return false;
+        };
+        if c.phase != Phase::Open {
+            return false;
+        }
+        if c.unsent().saturating_add(json.len() + MAX_FRAME_HEADER) > max {
+            // It does not read what it is sent: disconnect rather than buffer for it.
+            self.ws_counters
+                .slow_readers
+                .fetch_add(1, Ordering::Relaxed);
+            self.close(slot, state);
+            return false;
+        }
+        if c.written > 0 && c.written >= c.write_buf.len() / 2 {
+            c.write_buf.drain(..c.written);
+            c.written = 0;
+        }
+        write_frame(&mut c.write_buf, FrameKind::Text, json);
+        mark_dirty(c, slot, &mut state.dirty);
+        add(&self.statistics.socket(self.index).responses, 1);
+        true
+    }
+
+    fn write_dirty(&mut self, state: &mut State) {
+        while let Some(slot) = state.dirty.pop() {
+            if let Some(c) = state.slots.get_mut(slot) {
+                c.dirty = false;
+            }
+            self.write(slot, state);
+        }
+    }
+
+    /// Writes what the socket takes, and closes a closing connection when all is out.
+    fn write(&mut self, slot: usize, state: &mut State) {
+        let failed;
+        let mut done = false;
+        let mut resume = false;
+        let hold = self.settings.max_outgoing_bytes / 2;
+        {
+            let Some(c) = state.slots.get_mut(slot) else {
+                return;
+            };
+            let had_unsent = c.unsent() > 0;
+            let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
+            failed = round.failed;
+            if round.all_out {
+                // Everything out: an idle connection keeps no buffer.
+                c.write_buf = Vec::new();
+                c.written = 0;
+                if matches!(c.phase, Phase::Closing(_)) {
+                    done = true;
+                }
+            }
+            if had_unsent && c.read_paused && c.unsent() <= hold && c.phase == Phase::Open {
+                resume = true;
+            }
+        }
+        if failed || done {
+            self.close(slot, state);
+        } else if resume {
+            state.resume.push(slot);
+        }
+    }
+
+    /// Closes the connection and takes its peers out of their swarms.
+    fn close(&mut self, slot: usize, state: &mut State) {
+        let connection = self.connection_ref(slot, state);
+        let Some(mut c) = state.slots.remove(slot) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(c.stream.socket());
+        self.ws_counters.open.fetch_sub(1, Ordering::AcqRel);
+        for (info_hash, peer_id) in c.swarms {
+            let shard = self.router.shard(&info_hash);
+            let leave = WsRequest::Leave {
+                info_hash,
+                peer_id,
+                connection,
+            };
+            self.push_request(shard, leave, state);
+        }
+    }
+
+    /// Pings quiet connections, closes silent ones and finished closings, and drops
+    /// split scrapes whose parts did not all come back.
+    fn housekeeping(&mut self, state: &mut State) {
+        let now = Instant::now();
+        let timeout = self.settings.idle_timeout;
+        let mut to_close = Vec::new();
+        for (slot, c) in state.slots.iter_mut() {
+            let quiet = now.saturating_duration_since(c.last_received);
+            match c.phase {
+                Phase::Closing(since) => {
+                    if now.saturating_duration_since(since) > CLOSE_GRACE {
+                        to_close.push(slot);
+                    }
+                }
+                _ if quiet > timeout => {
+                    self.ws_counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                    to_close.push(slot);
+                }
+                Phase::Open if quiet > timeout / 2 && !c.ping_sent => {
+                    write_frame(&mut c.write_buf, FrameKind::Ping, b"");
+                    c.ping_sent = true;
+                    mark_dirty(c, slot, &mut state.dirty);
+                }
+                Phase::Open | Phase::Handshake => {}
+            }
+        }
+        for slot in to_close {
+            self.close(slot, state);
+        }
+        state.pending_scrapes.expire(now);
+        if state
+            .full_scrape
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| now.saturating_duration_since(f.started) > PENDING_SCRAPE_TIMEOUT)
+            && let Some(lost) = state.full_scrape.in_flight.take()
+        {
+            for connection in lost.waiting {
+                self.send(connection, &scrape_failure(ERR_OVERLOADED), state);
+            }
+        }
+    }
+}
+
+fn mark_dirty(c: &mut Connection, slot: usize, dirty: &mut Vec<usize>) {
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(slot);
+    }
+}
+
+fn scrape_failure(reason: &str) -> OutMessage<'_> {
+    OutMessage::Failure {
+        reason,
+        action: Some(Action::Scrape),
+        info_hash: None,
+    }
+}
+
+/// The plain page `GET /` answers.
+fn index_page(port: u16, tls: bool) -> String {
+    let scheme = if tls { "wss" } else { "ws" };
+    format!(
+        "shoal WebTorrent tracker (WebSocket)\n\n\
+         Announce URL: {scheme}://<this host>:{port}\n"
+    )
+}

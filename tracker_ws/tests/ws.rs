@@ -1,0 +1,623 @@
+//! The WebSocket tracker over real TCP connections on 127.0.0.1: announces, the relay of
+//! offers and answers, scrapes, departures of closed connections, every refusal, and the
+//! limits one client can reach.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use tracker_common::access_list::AccessListMode;
+use tracker_ws::config::OriginMode;
+use tracker_ws_protocol::{Action, AnnounceEvent, InMessage, ParsedOutMessage, ScrapeRequest};
+
+#[test]
+fn offers_reach_other_peers_and_answers_come_back() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let hash = info_hash(1);
+    let mut a = Client::connect(tracker.local_addr());
+    let mut b = Client::connect(tracker.local_addr());
+    assert_eq!(
+        a.announce_counts(announce(
+            hash,
+            peer_id(1),
+            Some(100),
+            AnnounceEvent::Started
+        )),
+        (0, 1)
+    );
+    // b brings three offers, but a is the only other peer: one offer goes out.
+    let mut with_offers = announce(hash, peer_id(2), Some(100), AnnounceEvent::Started);
+    with_offers.offers = offers(10, 3);
+    with_offers.numwant = Some(3);
+    assert_eq!(b.announce_counts(with_offers), (0, 2));
+    let ParsedOutMessage::Offer {
+        info_hash: got_hash,
+        peer_id: from,
+        offer_id: id,
+        offer,
+    } = a.next()
+    else {
+        panic!("a got no offer");
+    };
+    assert_eq!((got_hash, from), (hash, peer_id(2)));
+    let sent = offers(10, 3);
+    let original = sent
+        .iter()
+        .find(|o| o.offer_id == id)
+        .expect("a known offer id");
+    assert_eq!(
+        offer.get(),
+        original.offer.get(),
+        "the SDP is relayed byte for byte"
+    );
+
+    // a answers; only b receives it, with a's peer id.
+    a.announce(answer(hash, peer_id(1), peer_id(2), id, "v=0 answer"));
+    match b.next() {
+        ParsedOutMessage::Answer {
+            info_hash,
+            peer_id: answerer,
+            offer_id,
+            answer,
+        } => {
+            assert_eq!((info_hash, answerer, offer_id), (hash, peer_id(1), id));
+            assert_eq!(answer.get(), sdp("answer", "v=0 answer").get());
+        }
+        other => panic!("b expected an answer, got {other:?}"),
+    }
+    assert!(eventually(Duration::from_secs(2), || {
+        let c = tracker.connections();
+        c.offers_relayed == 1 && c.answers_relayed == 1
+    }));
+    tracker.shutdown();
+}
+
+#[test]
+fn seeders_leechers_and_completed_follow_the_swarm_rules() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let hash = info_hash(2);
+    let mut a = Client::connect(tracker.local_addr());
+    let mut b = Client::connect(tracker.local_addr());
+    // left unknown (null) is a leecher.
+    assert_eq!(
+        a.announce_counts(announce(hash, peer_id(1), None, AnnounceEvent::Started)),
+        (0, 1)
+    );
+    assert_eq!(
+        b.announce_counts(announce(hash, peer_id(2), Some(0), AnnounceEvent::Started)),
+        (1, 1)
+    );
+    // a completes, twice: counted once.
+    for _ in 0..2 {
+        assert_eq!(
+            a.announce_counts(announce(
+                hash,
+                peer_id(1),
+                Some(0),
+                AnnounceEvent::Completed
+            )),
+            (2, 0)
+        );
+    }
+    let files = b.scrape(&[hash, info_hash(99)]);
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0].0, hash);
+    assert_eq!(
+        (
+            files[0].1.seeders,
+            files[0].1.leechers,
+            files[0].1.completed
+        ),
+        (2, 0, 1)
+    );
+    assert_eq!(
+        (files[1].0, files[1].1.seeders, files[1].1.completed),
+        (info_hash(99), 0, 0)
+    );
+    // stopped leaves the swarm.
+    assert_eq!(
+        a.announce_counts(announce(hash, peer_id(1), Some(0), AnnounceEvent::Stopped)),
+        (1, 0)
+    );
+    tracker.shutdown();
+}
+
+#[test]
+fn a_closed_connection_leaves_every_swarm_at_once() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let hashes: Vec<_> = (10..20).map(info_hash).collect();
+    let mut a = Client::connect(tracker.local_addr());
+    let mut b = Client::connect(tracker.local_addr());
+    for hash in &hashes {
+        a.announce_counts(announce(*hash, peer_id(1), Some(5), AnnounceEvent::Started));
+        b.announce_counts(announce(*hash, peer_id(2), Some(0), AnnounceEvent::Started));
+    }
+    let files = b.scrape(&hashes);
+    assert!(files.iter().all(|(_, c)| (c.seeders, c.leechers) == (1, 1)));
+    // Dropped without a close handshake: the TCP connection just ends.
+    drop(a);
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            b.scrape(&hashes)
+                .iter()
+                .all(|(_, c)| (c.seeders, c.leechers) == (1, 0))
+        }),
+        "a's peers stayed after its connection closed"
+    );
+    tracker.shutdown();
+}
+
+#[test]
+fn another_connection_cannot_take_over_a_peer_id() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let hash = info_hash(3);
+    let mut owner = Client::connect(tracker.local_addr());
+    let mut other = Client::connect(tracker.local_addr());
+    let mut thief = Client::connect(tracker.local_addr());
+    owner.announce_counts(announce(hash, peer_id(1), Some(5), AnnounceEvent::Started));
+    other.announce_counts(announce(hash, peer_id(2), Some(5), AnnounceEvent::Started));
+    // The thief uses the owner's peer id: it may neither stop the owner's peer, nor make
+    // it a seeder, nor relay offers as it.
+    thief.announce_counts(announce(hash, peer_id(1), Some(5), AnnounceEvent::Stopped));
+    let mut forged = announce(hash, peer_id(1), Some(0), AnnounceEvent::Completed);
+    forged.offers = offers(1, 1);
+    forged.numwant = Some(1);
+    thief.announce_counts(forged);
+    let files = other.scrape(&[hash]);
+    assert_eq!(
+        (
+            files[0].1.seeders,
+            files[0].1.leechers,
+            files[0].1.completed
+        ),
+        (0, 2, 0)
+    );
+    // An answer addressed to peer 1 still reaches the owner, and the thief got no offer.
+    owner.announce(with_offer_to_others(hash, peer_id(1)));
+    let _ = owner.next(); // the owner's announce reply
+    let ParsedOutMessage::Offer { offer_id, .. } = other.next() else {
+        panic!("other got no offer from the owner");
+    };
+    other.announce(answer(
+        hash,
+        peer_id(2),
+        peer_id(1),
+        offer_id,
+        "to the owner",
+    ));
+    assert!(matches!(owner.next(), ParsedOutMessage::Answer { .. }));
+    assert_eq!(tracker.connections().offers_relayed, 1);
+    tracker.shutdown();
+}
+
+fn with_offer_to_others(
+    hash: tracker_ws_protocol::InfoHash,
+    peer: tracker_ws_protocol::PeerId,
+) -> tracker_ws_protocol::AnnounceRequest {
+    let mut request = announce(hash, peer, Some(5), AnnounceEvent::None);
+    request.offers = offers(40, 1);
+    request.numwant = Some(1);
+    request
+}
+
+#[test]
+fn bad_messages_get_a_failure_and_the_connection_goes_on() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    client.send_text("{not json".into());
+    match client.next() {
+        ParsedOutMessage::Failure { reason, .. } => assert_eq!(reason, "malformed JSON"),
+        other => panic!("{other:?}"),
+    }
+    // An announce with a short info_hash: the failure names the action.
+    client.send_text(
+        r#"{"action":"announce","info_hash":"short","peer_id":"aaaaaaaaaaaaaaaaaaaa"}"#.into(),
+    );
+    match client.next() {
+        ParsedOutMessage::Failure { reason, action, .. } => {
+            assert!(reason.contains("info_hash"), "{reason}");
+            assert_eq!(action, Some(Action::Announce));
+        }
+        other => panic!("{other:?}"),
+    }
+    client.send_text(r#"{"action":"dance"}"#.into());
+    assert!(matches!(client.next(), ParsedOutMessage::Failure { .. }));
+    // Still usable.
+    assert_eq!(
+        client.announce_counts(announce(
+            info_hash(4),
+            peer_id(1),
+            Some(1),
+            AnnounceEvent::Started
+        )),
+        (0, 1)
+    );
+    tracker.shutdown();
+}
+
+#[test]
+fn binary_oversize_and_unmasked_frames_close_with_their_codes() {
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.max_message_bytes = 2048;
+    config.ws.max_outgoing_bytes_per_connection = 4096;
+    let tracker = start(config);
+    let mut client = Client::connect(tracker.local_addr());
+    client
+        .ws
+        .send(tungstenite::Message::binary(vec![1u8, 2, 3]))
+        .unwrap();
+    assert_eq!(client.close_code(), Some(1003));
+
+    let mut client = Client::connect(tracker.local_addr());
+    client.send_text("x".repeat(3000));
+    assert_eq!(client.close_code(), Some(1009));
+
+    // Fragments that add up to too much.
+    let mut client = Client::connect(tracker.local_addr());
+    let mut frame = |fin: bool, opcode: u8, payload: &[u8]| {
+        let mut bytes = vec![(if fin { 0x80 } else { 0 }) | opcode, 0x80 | 126];
+        bytes.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        bytes.extend_from_slice(payload);
+        client.ws.get_mut().write_all(&bytes).unwrap();
+    };
+    frame(false, 0x1, &[b' '; 1500]);
+    frame(true, 0x0, &[b' '; 1500]);
+    let mut raw = Client { ws: client.ws };
+    assert_eq!(raw.close_code(), Some(1009));
+
+    // An unmasked client frame breaks the protocol.
+    let mut client = Client::connect(tracker.local_addr());
+    client
+        .ws
+        .get_mut()
+        .write_all(&[0x81, 0x02, b'{', b'}'])
+        .unwrap();
+    assert_eq!(client.close_code(), Some(1002));
+    tracker.shutdown();
+}
+
+#[test]
+fn upgrade_refusals_and_the_index_page() {
+    let mut config = test_config("127.0.0.1:0");
+    config.origin.mode = OriginMode::Allow;
+    config.origin.origins = vec!["https://good.example".into()];
+    let tracker = start(config);
+    let exchange = |request: &str| {
+        let mut stream = TcpStream::connect(tracker.local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let upgrade = |origin: &str| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             {origin}\r\n"
+        )
+    };
+    assert!(exchange(&upgrade("Origin: https://evil.example\r\n")).starts_with("HTTP/1.1 403"));
+    assert!(exchange(&upgrade("")).starts_with("HTTP/1.1 403"));
+    let mut ok = TcpStream::connect(tracker.local_addr()).unwrap();
+    ok.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    ok.write_all(upgrade("Origin: https://GOOD.example\r\n").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 12];
+    ok.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+
+    let page = exchange("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("shoal WebTorrent tracker"),
+        "{page}"
+    );
+    assert!(
+        exchange("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+            .starts_with("HTTP/1.1 405")
+    );
+    let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(5000));
+    assert!(exchange(&huge).starts_with("HTTP/1.1 431"));
+    tracker.shutdown();
+}
+
+#[test]
+fn the_access_list_refuses_announces_and_hides_scrapes() {
+    let dir = std::env::temp_dir().join(format!("shoal-ws-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("deny.txt");
+    std::fs::write(&list, format!("{}\n", hex(&info_hash(66).0))).unwrap();
+    let mut config = test_config("127.0.0.1:0");
+    config.access_list.mode = AccessListMode::Deny;
+    config.access_list.path = list.clone();
+    let tracker = start(config);
+    let mut client = Client::connect(tracker.local_addr());
+    client.announce(announce(
+        info_hash(66),
+        peer_id(1),
+        Some(1),
+        AnnounceEvent::Started,
+    ));
+    match client.next() {
+        ParsedOutMessage::Failure {
+            reason,
+            action,
+            info_hash: hash,
+        } => {
+            assert_eq!(reason, "info hash not allowed");
+            assert_eq!(
+                (action, hash),
+                (Some(Action::Announce), Some(info_hash(66)))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    client.announce_counts(announce(
+        info_hash(67),
+        peer_id(1),
+        Some(1),
+        AnnounceEvent::Started,
+    ));
+    let files = client.scrape(&[info_hash(66), info_hash(67)]);
+    assert_eq!((files[0].1.leechers, files[1].1.leechers), (0, 1));
+    tracker.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn swarms_per_connection_are_bounded() {
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.max_swarms_per_connection = 3;
+    let tracker = start(config);
+    let mut client = Client::connect(tracker.local_addr());
+    for n in 0..3 {
+        client.announce_counts(announce(
+            info_hash(n),
+            peer_id(1),
+            Some(1),
+            AnnounceEvent::Started,
+        ));
+    }
+    client.announce(announce(
+        info_hash(3),
+        peer_id(1),
+        Some(1),
+        AnnounceEvent::Started,
+    ));
+    match client.next() {
+        ParsedOutMessage::Failure { reason, .. } => {
+            assert_eq!(reason, "too many torrents on one connection");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Leaving one makes room.
+    client.announce_counts(announce(
+        info_hash(0),
+        peer_id(1),
+        Some(1),
+        AnnounceEvent::Stopped,
+    ));
+    client.announce_counts(announce(
+        info_hash(3),
+        peer_id(1),
+        Some(1),
+        AnnounceEvent::Started,
+    ));
+    tracker.shutdown();
+}
+
+#[test]
+fn silent_connections_are_pinged_then_closed_and_answering_ones_stay() {
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.idle_timeout_secs = 2;
+    let tracker = start(config);
+    // Answers pings (tungstenite replies to them while reading).
+    let mut alive = Client::connect(tracker.local_addr());
+    alive
+        .ws
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Completes the upgrade, then never sends a byte.
+    let mut silent = Client::connect(tracker.local_addr());
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        match alive.ws.read() {
+            Ok(tungstenite::Message::Ping(_)) => {
+                pings += 1;
+                let _ = alive.ws.flush();
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                let _ = alive.ws.flush();
+            }
+            Err(err) => panic!("the answering connection was closed: {err}"),
+        }
+    }
+    assert!(pings >= 2, "pings seen: {pings}");
+    // The silent one saw a ping (unanswered: tungstenite answers only on read, and it never
+    // flushed) and was then closed.
+    silent
+        .ws
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = silent.ws.get_mut().read_to_end(&mut raw);
+    assert!(raw.starts_with(&[0x89, 0x00]), "a ping came first: {raw:?}");
+    assert!(tracker.connections().timed_out >= 1);
+    assert_eq!(
+        alive.announce_counts(announce(
+            info_hash(5),
+            peer_id(1),
+            Some(1),
+            AnnounceEvent::Started
+        )),
+        (0, 1)
+    );
+    tracker.shutdown();
+}
+
+#[test]
+fn a_peer_that_does_not_read_is_disconnected_not_buffered_for() {
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.max_message_bytes = 4096;
+    config.ws.max_outgoing_bytes_per_connection = 16 * 1024;
+    let tracker = start(config);
+    let hash = info_hash(6);
+    let mut sink = Client::connect(tracker.local_addr());
+    sink.announce_counts(announce(hash, peer_id(1), Some(1), AnnounceEvent::Started));
+    // The sink never reads again. Offers of ~1 KB pile up in its socket buffers and then
+    // in the tracker's bounded queue.
+    let mut sender = Client::connect(tracker.local_addr());
+    let big = "x".repeat(1000);
+    let mut sent = 0;
+    while tracker.connections().slow_readers == 0 && sent < 50_000 {
+        let mut request = announce(hash, peer_id(2), Some(1), AnnounceEvent::None);
+        request.offers = vec![tracker_ws_protocol::Offer {
+            offer_id: offer_id(1),
+            offer: sdp("offer", &big),
+        }];
+        request.numwant = Some(1);
+        sender.announce_counts(request);
+        sent += 1;
+    }
+    assert!(
+        tracker.connections().slow_readers >= 1,
+        "after {sent} offers"
+    );
+    // Its peer left with it, and the sender is still served.
+    assert!(
+        eventually(Duration::from_secs(3), || sender.scrape(&[hash])[0]
+            .1
+            .leechers
+            == 1),
+        "the slow reader's peer stayed"
+    );
+    tracker.shutdown();
+}
+
+#[test]
+fn scrapes_over_several_request_workers_answer_in_order_and_full_scrape_is_off() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    let hashes: Vec<_> = (100..140).map(info_hash).collect();
+    for (i, hash) in hashes.iter().enumerate() {
+        if i % 2 == 0 {
+            client.announce_counts(announce(*hash, peer_id(1), Some(0), AnnounceEvent::Started));
+        }
+    }
+    let files = client.scrape(&hashes);
+    assert_eq!(files.len(), hashes.len());
+    for (i, (hash, counts)) in files.iter().enumerate() {
+        assert_eq!(*hash, hashes[i]);
+        assert_eq!(counts.seeders, u32::from(i % 2 == 0), "hash {i}");
+    }
+    client.send(&InMessage::Scrape(ScrapeRequest::Full));
+    match client.next() {
+        ParsedOutMessage::Failure { reason, action, .. } => {
+            assert!(reason.starts_with("full scrape is not served"));
+            assert_eq!(action, Some(Action::Scrape));
+        }
+        other => panic!("{other:?}"),
+    }
+    tracker.shutdown();
+}
+
+#[test]
+fn full_scrape_when_enabled_answers_the_busiest_torrents() {
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.full_scrape_max_torrents = 2;
+    let tracker = start(config);
+    let mut clients: Vec<Client> = (0..3)
+        .map(|_| Client::connect(tracker.local_addr()))
+        .collect();
+    for (n, client) in clients.iter_mut().enumerate() {
+        for t in 0..=n as u8 {
+            client.announce_counts(announce(
+                info_hash(200 + t),
+                peer_id(n as u8),
+                Some(0),
+                AnnounceEvent::Started,
+            ));
+        }
+    }
+    clients[0].send(&InMessage::Scrape(ScrapeRequest::Full));
+    match clients[0].next() {
+        ParsedOutMessage::ScrapeResponse { files } => {
+            let got: Vec<_> = files.iter().map(|(h, c)| (h.0[0], c.seeders)).collect();
+            assert_eq!(got, vec![(200, 3), (201, 2)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    tracker.shutdown();
+}
+
+#[test]
+fn ipv6_clients_are_served() {
+    let tracker = start(test_config("[::1]:0"));
+    let mut a = Client::connect(tracker.local_addr());
+    let mut b = Client::connect(tracker.local_addr());
+    a.announce_counts(announce(
+        info_hash(7),
+        peer_id(1),
+        Some(1),
+        AnnounceEvent::Started,
+    ));
+    let mut request = announce(info_hash(7), peer_id(2), Some(1), AnnounceEvent::Started);
+    request.offers = offers(1, 1);
+    request.numwant = Some(1);
+    assert_eq!(b.announce_counts(request), (0, 2));
+    assert!(matches!(a.next(), ParsedOutMessage::Offer { .. }));
+    tracker.shutdown();
+}
+
+#[test]
+fn an_answer_in_another_peers_name_is_not_relayed() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let hash = info_hash(8);
+    let mut offerer = Client::connect(tracker.local_addr());
+    let mut answerer = Client::connect(tracker.local_addr());
+    let mut forger = Client::connect(tracker.local_addr());
+    answerer.announce_counts(announce(hash, peer_id(2), Some(5), AnnounceEvent::Started));
+    forger.announce_counts(announce(hash, peer_id(3), Some(0), AnnounceEvent::Started));
+    // The offerer is a seeder: its offer goes to the leecher (the answerer) only.
+    let mut request = announce(hash, peer_id(1), Some(0), AnnounceEvent::Started);
+    request.offers = offers(1, 1);
+    request.numwant = Some(1);
+    offerer.announce_counts(request);
+    let ParsedOutMessage::Offer { offer_id, .. } = answerer.next() else {
+        panic!("no offer");
+    };
+    // The forger, a member of the swarm, answers in the answerer's name: dropped.
+    forger.announce(answer(hash, peer_id(2), peer_id(1), offer_id, "forged"));
+    // Its next announce is handled after the forged answer (one request worker, in
+    // order): once it is answered, a relay of the forgery would be on its way.
+    forger.announce_counts(announce(hash, peer_id(3), Some(0), AnnounceEvent::None));
+    // The real answer arrives, and it is the first thing the offerer gets.
+    answerer.announce(answer(hash, peer_id(2), peer_id(1), offer_id, "real"));
+    match offerer.next() {
+        ParsedOutMessage::Answer { answer, .. } => {
+            assert_eq!(answer.get(), sdp("answer", "real").get());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(tracker.connections().answers_relayed, 1);
+    tracker.shutdown();
+}
