@@ -13,12 +13,17 @@
 //! report, over keep-alive connections (with pipelining) or a new connection per
 //! request.
 //!
+//! `tracker_load_test ws` drives a WebSocket (WebTorrent) tracker with the same workload:
+//! each connection is a browser that announces with WebRTC offers, answers the offers
+//! relayed to it and scrapes; the report counts every message received by kind.
+//!
 //! # Layout
 //! - [`workload`]: the simulated clients (pure; randomness comes in as an argument).
 //! - [`histogram`]: latency histogram.
 //! - [`report`]: counters, per-second lines, the summary, the tracker's CPU time.
 //! - [`udp`]: the UDP load workers and the ceiling responder.
 //! - [`http`]: the HTTP load workers.
+//! - [`ws`]: the WebSocket load workers.
 //! - `runner` (private): the loopback check and the start / collect / join of workers
 //!   that every protocol shares.
 //! - `tcp`, `tls` (private): what the TCP load workers (HTTP, WebSocket) share: source
@@ -36,3 +41,4 @@ mod tcp;
 mod tls;
 pub mod udp;
 pub mod workload;
+pub mod ws;

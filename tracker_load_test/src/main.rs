@@ -15,6 +15,8 @@ Usage:
   tracker_load_test udp -p                        print the default config
   tracker_load_test http [-c FILE] [--json FILE]  load an HTTP tracker
   tracker_load_test http -p                       print the default config
+  tracker_load_test ws [-c FILE] [--json FILE]    load a WebSocket (WebTorrent) tracker
+  tracker_load_test ws -p                         print the default config
   tracker_load_test udp-info-hashes [-c FILE]     print the workload's info hashes, hex
                                                   (an allow list for the server under test)
   tracker_load_test udp-ceiling [-c FILE]         minimal UDP responder (the ceiling)
@@ -80,6 +82,23 @@ fn main() -> ExitCode {
                 "Traffic goes to loopback addresses only. --json FILE writes the summary.\n",
                 args,
                 move |config| tracker_load_test::http::run_cli(config, json),
+            )
+        }
+        "ws" => {
+            let json = match take_json(&mut args) {
+                Ok(json) => json,
+                Err(msg) => {
+                    eprintln!("{NAME}: {msg}");
+                    return ExitCode::from(2);
+                }
+            };
+            run_app_with_args(
+                "tracker_load_test ws",
+                VERSION,
+                "load test for a WebSocket (WebTorrent) tracker",
+                "Traffic goes to loopback addresses only. --json FILE writes the summary.\n",
+                args,
+                move |config| tracker_load_test::ws::run_cli(config, json),
             )
         }
         "udp-info-hashes" => run_app_with_args(

@@ -85,9 +85,9 @@ pub struct Counters {
     pub answer: u64,
     /// Answers sent to relayed offers (WebSocket; also counted in `sent`).
     pub answers_sent: u64,
-    /// Announce replies that match no announce in flight on their connection: late
-    /// ones, or replies to answer messages, which aquatic_ws sends and the reference
-    /// server (npm `bittorrent-tracker`) does not (WebSocket).
+    /// Announce and scrape replies that match no request in flight on their
+    /// connection: late ones, or replies to answer messages, which aquatic_ws sends and
+    /// the reference server (npm `bittorrent-tracker`) does not (WebSocket).
     pub unmatched: u64,
     /// Answers that were not a well-formed, plausible response to the request they
     /// name.
@@ -232,7 +232,7 @@ pub struct Summary {
     pub answer_per_sec: f64,
     /// Answers sent to relayed offers per second (WebSocket; 0 otherwise).
     pub answers_sent_per_sec: f64,
-    /// Announce replies that matched no announce in flight (WebSocket; 0 otherwise).
+    /// Replies that matched no request in flight (WebSocket; 0 otherwise).
     pub unmatched: u64,
     /// Average peers per announce response.
     pub peers_per_announce: f64,
@@ -294,10 +294,7 @@ impl Summary {
                 "messages sent per second: {:.0} (answers {:.0})",
                 self.requests_per_sec, self.answers_sent_per_sec
             );
-            println!(
-                "announce replies matching no announce in flight: {}",
-                self.unmatched
-            );
+            println!("replies matching no request in flight: {}", self.unmatched);
         } else {
             println!("requests per second: {:.0}", self.requests_per_sec);
             println!(
@@ -376,6 +373,9 @@ fn print_tick(tick: u32, warmup: u32, c: &Counters) {
             " | offers in {}, answers in {}, answers out {}",
             c.offer, c.answer, c.answers_sent
         );
+    }
+    if c.unmatched > 0 {
+        line += &format!(" | replies matching nothing in flight {}", c.unmatched);
     }
     println!("{line}");
 }
