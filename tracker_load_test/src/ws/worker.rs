@@ -5,7 +5,7 @@
 //! Over TLS each connection carries a rustls client between the socket and the
 //! WebSocket bytes, driven as in the HTTP load worker (see `crate::tcp`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hashbrown::HashSet;
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -120,6 +121,7 @@ struct Connection {
     fragmented: bool,
     in_flight: VecDeque<Pending>,
     /// The torrents the connection is a peer of (announced, not stopped since).
+    /// hashbrown's hasher: the set is looked up for every offer received.
     active: HashSet<InfoHash>,
     /// Announces sent, numbering the offer ids.
     announces: u64,
