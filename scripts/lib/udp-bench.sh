@@ -1,4 +1,4 @@
-# Shared helpers of the benchmark scripts, UDP and HTTP (sourced, not run).
+# Shared helpers of the benchmark scripts, UDP, HTTP and WebSocket (sourced, not run).
 # Everything here talks to 127.0.0.1 only and every process started is stopped.
 
 # A free UDP port on 127.0.0.1.
@@ -146,4 +146,39 @@ cleanup_work() {
         stop_process "$server_pid"
     fi
     rm -rf "$work"
+}
+
+# make_test_certificate DIR: a self-signed RSA 2048 certificate for IP 127.0.0.1 in
+# DIR/cert.pem, its key (PKCS #8) in DIR/key.pem. CA:FALSE: openssl marks a
+# self-signed certificate as a CA by default, and rustls (webpki) refuses a CA
+# certificate as the server's own (CaUsedAsEndEntity).
+make_test_certificate() {
+    local dir="$1"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" 2> "$dir/openssl.log" \
+        || { cat "$dir/openssl.log" >&2; return 1; }
+}
+
+# set_load_tls FILE CA: rewrites the load tester config FILE with network.tls on and
+# network.tls_ca_path set to CA (empty: not verified), every other key as it is.
+set_load_tls() {
+    python3 - "$1" "$2" <<'PY'
+import sys, tomllib
+path, ca = sys.argv[1:]
+with open(path, "rb") as f:
+    config = tomllib.load(f)
+config.setdefault("network", {}).update({"tls": True, "tls_ca_path": ca})
+def value(v):
+    if isinstance(v, bool): return "true" if v else "false"
+    if isinstance(v, str): return '"' + v + '"'
+    return repr(v)
+with open(path, "w") as out:
+    for k, v in config.items():
+        if not isinstance(v, dict): out.write(f"{k} = {value(v)}\n")
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.write(f"[{k}]\n")
+            for kk, vv in v.items(): out.write(f"{kk} = {value(vv)}\n")
+PY
 }
