@@ -14,15 +14,71 @@ shows fewer connections: the script counts those still open at the end.
 With USED=1 in the environment, every connection first sends a scrape and reads the
 answer, so that what is measured is a keep-alive connection gone idle after use.
 
+With WEBSOCKET=1 in the environment, every connection first completes a WebSocket
+upgrade (GET / with Upgrade: websocket, answered 101 with the right
+Sec-WebSocket-Accept), so that what is measured is an open WebSocket connection that
+sends nothing more, as a browser tab that keeps its tracker connection. With USED=1
+as well, it then sends one scrape (a masked text frame) and reads the reply frame.
+
 It raises its own open-files limit to fit COUNT (as root it can raise the hard
 limit too). Everything stays on 127.0.0.0/8 and ends by itself.
 """
 
+import base64
+import hashlib
+import json
 import os
 import resource
 import socket
+import struct
 import sys
 import time
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def read_until(s, marker, i):
+    data = b""
+    while marker not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit(f"the tracker closed connection {i} instead of answering")
+        data += chunk
+    return data
+
+
+def websocket_upgrade(s, host, i):
+    key = base64.b64encode(os.urandom(16))
+    s.sendall(
+        b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key +
+        b"\r\nOrigin: http://localhost:8080\r\n\r\n"
+    )
+    answer = read_until(s, b"\r\n\r\n", i)
+    head, rest = answer.split(b"\r\n\r\n", 1)
+    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    if not head.startswith(b"HTTP/1.1 101") or accept not in head:
+        raise SystemExit(f"connection {i}: the upgrade was refused: {head[:200]!r}")
+    return rest
+
+
+def websocket_scrape(s, rest, i):
+    """Sends a scrape in a masked text frame and reads one frame back."""
+    text = json.dumps({"action": "scrape", "info_hash": ["a" * 20]}).encode()
+    mask = os.urandom(4)
+    s.sendall(bytes([0x81, 0x80 | len(text)]) + mask + bytes(b ^ mask[j % 4] for j, b in enumerate(text)))
+    data = rest
+    while True:
+        if len(data) >= 2:
+            n, off = data[1] & 127, 2
+            if n == 126 and len(data) >= 4:
+                n, off = struct.unpack(">H", data[2:4])[0], 4
+            if n < 127 and len(data) >= off + n:
+                return
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit(f"the tracker closed connection {i} instead of answering")
+        data += chunk
 
 
 def rss_kb(pid):
@@ -55,7 +111,11 @@ def main():
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((f"127.0.0.{1 + i % sources}", 0))
         s.connect((host, int(port)))
-        if os.environ.get("USED") == "1":
+        if os.environ.get("WEBSOCKET") == "1":
+            rest = websocket_upgrade(s, sys.argv[1], i)
+            if os.environ.get("USED") == "1":
+                websocket_scrape(s, rest, i)
+        elif os.environ.get("USED") == "1":
             s.sendall(b"GET /scrape?info_hash=aaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: t\r\n\r\n")
             answer = b""
             while b"\r\n\r\n" not in answer:
