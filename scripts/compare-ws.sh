@@ -192,7 +192,7 @@ run_shoal_load() {
 import json, sys
 s = json.load(open(sys.argv[1]))
 cpu = s["tracker_cpu_secs"]
-print(s["responses_per_sec"], "nan" if cpu is None else cpu,
+print(f"{s['responses_per_sec']:.1f}", "nan" if cpu is None else f"{cpu:.3f}",
       *(s[k] for k in ("announce_per_sec", "offer_per_sec", "answer_per_sec",
                        "scrape_per_sec", "error_per_sec")))
 PY
