@@ -205,14 +205,29 @@ pub(crate) fn read_frame(buf: &mut [u8], max_payload: usize) -> Frame {
     let Some(payload) = buf.get_mut(header_len..end) else {
         return Frame::Incomplete;
     };
-    for (i, byte) in payload.iter_mut().enumerate() {
-        *byte ^= mask.get(i % 4).copied().unwrap_or(0);
-    }
+    unmask(payload, mask);
     Frame::Whole {
         kind,
         fin: header.is_final,
         payload: header_len..end,
         len: end,
+    }
+}
+
+/// XORs `payload` with the client's 4-byte `mask`, repeated (RFC 6455, 5.3), eight
+/// bytes at a time: offers of a few kilobytes each pass through here.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let [a, b, c, d] = mask;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut chunks = payload.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // Chunks of 8 keep the mask's phase, so the rest starts at mask byte 0.
+    for (byte, m) in chunks.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+        *byte ^= m;
     }
 }
 
@@ -257,6 +272,22 @@ mod tests {
         out.extend_from_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         out
+    }
+
+    #[test]
+    fn unmasking_matches_the_byte_by_byte_rule() {
+        let mask = [0xA1, 0x02, 0xF3, 0x44];
+        for len in 0..70 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            let mut fast = data.clone();
+            unmask(&mut fast, mask);
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            assert_eq!(fast, slow, "len {len}");
+        }
     }
 
     #[test]
