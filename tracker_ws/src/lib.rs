@@ -31,7 +31,6 @@
 
 pub mod config;
 mod messages;
-mod websocket;
 mod workers;
 
 use std::net::SocketAddr;

@@ -48,7 +48,7 @@ use tracker_ws_protocol::{
 
 use crate::config::OriginConfig;
 use crate::messages::{WsRequest, WsResponse, WsResponses, connection_id, slot_and_generation};
-use crate::websocket::{
+use tracker_ws_protocol::websocket::{
     Frame, FrameKind, Upgrade, close_code, close_payload, http_answer, parse_upgrade, read_frame,
     switching_protocols, write_frame,
 };
