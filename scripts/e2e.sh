@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# End-to-end test of a tracker with real BitTorrent clients (libtorrent seeding,
-# aria2c and then transmission-daemon downloading), all on 127.0.0.1.
-# Usage: scripts/e2e.sh udp|http|https [extra args for e2e/real_clients.py, e.g. --timeout 180]
-# https runs the HTTP tracker (tracker_http) with TLS on, behind a self-signed
-# certificate that the test makes and the clients trust.
+# End-to-end test of a tracker with real BitTorrent clients, all on loopback.
+# Usage: scripts/e2e.sh udp|http|https|ws|wss [extra args for the test, e.g. --timeout 180]
+#
+# udp, http, https: e2e/real_clients.py (libtorrent seeding, aria2c and then
+# transmission-daemon downloading) against tracker_udp or tracker_http; https
+# runs tracker_http with TLS on, behind a self-signed certificate that the test
+# makes and the clients trust.
+# ws, wss: e2e/ws/run.mjs (two WebTorrent clients in Node, WebRTC between them)
+# against tracker_ws, in a network namespace of its own whose only interface is
+# lo, so that WebRTC, which offers every interface it sees, stays on loopback;
+# wss as https.
 set -euo pipefail
 
-protocol="${1:?usage: scripts/e2e.sh udp|http|https [args]}"
+usage="usage: scripts/e2e.sh udp|http|https|ws|wss [args]"
+protocol="${1:?$usage}"
 shift
 case "$protocol" in
     udp) tracker=tracker_udp ;;
     http | https) tracker=tracker_http ;;
+    ws | wss) tracker=tracker_ws ;;
     *)
-        echo "usage: scripts/e2e.sh udp|http|https [args]" >&2
+        echo "$usage" >&2
         exit 2
         ;;
 esac
@@ -29,8 +37,49 @@ case "$target_dir" in
     /*) ;;
     *) target_dir="$repo_root/$target_dir" ;;
 esac
+tracker_bin="$target_dir/release/$tracker"
 
-# Debian's interpreter: a python3 earlier on PATH (e.g. pyenv) cannot import
-# Debian's libtorrent.
-exec /usr/bin/python3 e2e/real_clients.py --protocol "$protocol" \
-    --tracker-bin "$target_dir/release/$tracker" "$@"
+case "$protocol" in
+    udp | http | https)
+        # Debian's interpreter: a python3 earlier on PATH (e.g. pyenv) cannot import
+        # Debian's libtorrent.
+        exec /usr/bin/python3 e2e/real_clients.py --protocol "$protocol" \
+            --tracker-bin "$tracker_bin" "$@"
+        ;;
+esac
+
+# ws, wss. The test bounds itself (--timeout, 60 s unless given); `timeout`
+# bounds it again from outside, and its signal reaches every process of the run.
+budget=60
+args=("$@")
+for i in "${!args[@]}"; do
+    if [ "${args[$i]}" = --timeout ] && [ $((i + 1)) -lt ${#args[@]} ]; then
+        budget="${args[$((i + 1))]%.*}"
+    fi
+done
+summary="e2e $protocol real clients"
+
+# A new network namespace: as root directly, otherwise inside a new user
+# namespace (where we are root too). Whichever works; none is a failure.
+if [ "$(id -u)" -eq 0 ]; then
+    netns=(unshare --net)
+else
+    netns=(unshare --user --map-root-user --net)
+fi
+if ! "${netns[@]}" true 2>/dev/null; then
+    echo "cannot make a network namespace with '${netns[*]}' (needs root, or unprivileged user namespaces)"
+    echo "$summary: 0 passed, 1 failed"
+    exit 1
+fi
+
+# In the namespace: lo up, then the test (which checks that lo is all it sees).
+status=0
+timeout --kill-after=10 "$((budget + 30))" "${netns[@]}" -- \
+    sh -c 'ip link set lo up && exec "$@"' sh \
+    node e2e/ws/run.mjs --protocol "$protocol" --tracker-bin "$tracker_bin" "$@" ||
+    status=$?
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "the test did not end within $((budget + 30)) s and was killed"
+    echo "$summary: 0 passed, 1 failed"
+fi
+exit "$status"

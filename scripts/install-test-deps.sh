@@ -1,9 +1,44 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests need (Debian 12, run as root).
+# Installs what the end-to-end tests need (Debian 12, run as root): Debian's
+# packages, then the npm packages of the WebTorrent test (e2e/ws, exact versions
+# from its package-lock.json; Node 20 or later and npm must be there already).
 # Idempotent: nothing is fetched when the packages are already installed.
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(python3-libtorrent aria2 openssl transmission-daemon)
+packages=(python3-libtorrent aria2 openssl transmission-daemon iproute2 util-linux)
+
+# The WebTorrent clients of e2e/ws/run.mjs. `npm ci` (a clean install of the
+# lockfile's versions) runs only when node_modules is missing or was installed
+# from other package files or by another Node.
+install_npm_packages() {
+    local dir=e2e/ws
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "install-test-deps: node and npm are needed for $dir (Node 20 or later)" >&2
+        return 1
+    fi
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]')"
+    if [ "$major" -lt 20 ]; then
+        echo "install-test-deps: $dir needs Node 20 or later, found $(node --version)" >&2
+        return 1
+    fi
+    local stamp_file="$dir/node_modules/.shoal-installed" stamp
+    stamp="$(
+        cd "$dir" &&
+            { node --version && cat package.json package-lock.json .npmrc webrtc-polyfill-wrtc/*; } |
+            sha256sum | cut -d' ' -f1
+    )"
+    if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
+        echo "install-test-deps: npm packages of $dir already installed"
+        return 0
+    fi
+    echo "install-test-deps: npm ci in $dir"
+    # webtorrent 3 declares Node 22 but runs on 20 (the test shows it): npm's
+    # EBADENGINE warnings about it are expected, and --loglevel=error hides them.
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$stamp" >"$stamp_file"
+}
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -14,6 +49,7 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-test-deps: already installed: ${packages[*]}"
+    install_npm_packages
     exit 0
 fi
 
@@ -66,3 +102,6 @@ command -v aria2c >/dev/null
 aria2c --version | head -n 1
 openssl version
 transmission-daemon --version 2>&1 | head -n 1
+command -v unshare ip >/dev/null
+
+install_npm_packages

@@ -2,7 +2,8 @@
 # Installs what the tests need (idempotent) and runs every test suite:
 # the workspace's unit, property and integration tests, then the end-to-end
 # tests with real BitTorrent clients, of the UDP and of the HTTP tracker (over
-# HTTP and over HTTPS).
+# HTTP and over HTTPS), and with real WebTorrent clients, of the WebSocket
+# tracker (over ws:// and over wss://).
 # Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,3 +13,5 @@ cargo test --workspace --locked
 scripts/e2e-udp.sh
 scripts/e2e-http.sh
 scripts/e2e-https.sh
+scripts/e2e-ws.sh
+scripts/e2e-wss.sh

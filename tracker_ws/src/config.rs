@@ -160,6 +160,11 @@ config_section! {
         /// to take its offers, answers and replies is disconnected rather than buffered
         /// for.
         pub max_outgoing_bytes_per_connection: usize,
+        /// Most bytes waiting to be sent over all connections of the whole tracker. Once
+        /// reached, a connection that still has unsent bytes when more are queued for it is
+        /// disconnected as a slow reader, so that many connections that do not read
+        /// cannot make the tracker hold max_connections times the per-connection bound.
+        pub max_outgoing_bytes_total: usize,
         /// Most info hashes one scrape may name; a scrape naming more is refused.
         pub max_scrape_torrents: usize,
         /// Most scrapes per socket worker waiting for answers from several request
@@ -184,6 +189,7 @@ impl Default for WsConfig {
             max_offers_per_announce: 10,
             max_swarms_per_connection: 128,
             max_outgoing_bytes_per_connection: 256 * 1024,
+            max_outgoing_bytes_total: 256 * 1024 * 1024,
             max_scrape_torrents: 100,
             max_pending_scrapes: 65_536,
             full_scrape_max_torrents: 0,
@@ -215,6 +221,12 @@ impl WsConfig {
         if self.max_outgoing_bytes_per_connection < self.max_message_bytes.saturating_add(14) {
             anyhow::bail!(
                 "ws.max_outgoing_bytes_per_connection: must hold at least one message \
+                 (ws.max_message_bytes + 14)"
+            );
+        }
+        if self.max_outgoing_bytes_total < self.max_message_bytes.saturating_add(14) {
+            anyhow::bail!(
+                "ws.max_outgoing_bytes_total: must hold at least one message \
                  (ws.max_message_bytes + 14)"
             );
         }

@@ -31,7 +31,6 @@
 
 pub mod config;
 mod messages;
-mod websocket;
 mod workers;
 
 use std::net::SocketAddr;
@@ -75,6 +74,8 @@ pub struct Connections {
     pub timed_out: u64,
     /// Closed for not reading what was sent to them.
     pub slow_readers: u64,
+    /// Bytes waiting to be sent now, over all connections.
+    pub queued_bytes: usize,
     /// Offers relayed to connected peers.
     pub offers_relayed: u64,
     /// Answers relayed to connected peers.
@@ -105,6 +106,7 @@ impl Tracker {
             refused: c.refused.load(Ordering::Relaxed),
             timed_out: c.timed_out.load(Ordering::Relaxed),
             slow_readers: c.slow_readers.load(Ordering::Relaxed),
+            queued_bytes: c.queued_bytes.load(Ordering::Relaxed),
             offers_relayed: c.offers_relayed.load(Ordering::Relaxed),
             answers_relayed: c.answers_relayed.load(Ordering::Relaxed),
         }
@@ -190,6 +192,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         max_offers: config.ws.max_offers_per_announce,
         max_swarms_per_connection: config.ws.max_swarms_per_connection,
         max_outgoing_bytes: config.ws.max_outgoing_bytes_per_connection,
+        max_outgoing_bytes_total: config.ws.max_outgoing_bytes_total,
         max_scrape_torrents: config.ws.max_scrape_torrents,
         max_pending_scrapes: config.ws.max_pending_scrapes,
         poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),

@@ -621,3 +621,43 @@ fn an_answer_in_another_peers_name_is_not_relayed() {
     assert_eq!(tracker.connections().answers_relayed, 1);
     tracker.shutdown();
 }
+
+#[test]
+fn bytes_waiting_for_slow_readers_are_bounded_for_the_whole_tracker() {
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.max_message_bytes = 4096;
+    // One connection alone could hold 1 MiB; the whole tracker holds 64 KiB.
+    config.ws.max_outgoing_bytes_per_connection = 1024 * 1024;
+    config.ws.max_outgoing_bytes_total = 64 * 1024;
+    let total = config.ws.max_outgoing_bytes_total;
+    let tracker = start(config);
+    let hash = info_hash(9);
+    let mut sink = Client::connect(tracker.local_addr());
+    sink.announce_counts(announce(hash, peer_id(1), Some(1), AnnounceEvent::Started));
+    // The sink never reads again.
+    let mut sender = Client::connect(tracker.local_addr());
+    let big = "x".repeat(1000);
+    let mut sent = 0;
+    let mut peak = 0;
+    while tracker.connections().slow_readers == 0 && sent < 50_000 {
+        let mut request = announce(hash, peer_id(2), Some(1), AnnounceEvent::None);
+        request.offers = vec![tracker_ws_protocol::Offer {
+            offer_id: offer_id(1),
+            offer: sdp("offer", &big),
+        }];
+        request.numwant = Some(1);
+        sender.announce_counts(request);
+        sent += 1;
+        peak = peak.max(tracker.connections().queued_bytes);
+    }
+    assert_eq!(tracker.connections().slow_readers, 1, "after {sent} offers");
+    // A frame over at most: the check counts what was written before the last send.
+    assert!(peak <= total + 1100, "peak {peak} bytes queued");
+    assert!(peak > total / 2, "the sink never queued much: peak {peak}");
+    assert!(eventually(Duration::from_secs(2), || tracker
+        .connections()
+        .queued_bytes
+        == 0));
+    drop(sink);
+    tracker.shutdown();
+}

@@ -79,6 +79,7 @@ mod error;
 mod incoming;
 mod json;
 mod outgoing;
+pub mod websocket;
 
 pub use common::{Action, OfferId};
 pub use error::{Field, ParseError, ParseErrorKind};

@@ -11,7 +11,9 @@
 //! - At most `ws.max_outgoing_bytes_per_connection` waiting to be sent: a client that
 //!   does not read its offers and replies is disconnected, not buffered for. While its
 //!   unsent bytes pass half of that, its own messages are not read (TCP flow control
-//!   then slows it down, not the tracker).
+//!   then slows it down, not the tracker). Over all connections, once
+//!   `ws.max_outgoing_bytes_total` are waiting, a connection that has not sent out what
+//!   it was given before is disconnected when more comes for it.
 //! - A peer in at most `ws.max_swarms_per_connection` torrents.
 //! - Time: a connection that sends nothing for half of `ws.idle_timeout_secs` is pinged,
 //!   and closed once the whole timeout passes without a frame from it; the upgrade
@@ -46,7 +48,7 @@ use tracker_ws_protocol::{
 
 use crate::config::OriginConfig;
 use crate::messages::{WsRequest, WsResponse, WsResponses, connection_id, slot_and_generation};
-use crate::websocket::{
+use tracker_ws_protocol::websocket::{
     Frame, FrameKind, Upgrade, close_code, close_payload, http_answer, parse_upgrade, read_frame,
     switching_protocols, write_frame,
 };
@@ -80,6 +82,7 @@ pub(crate) struct SocketWorkerSettings {
     pub(crate) max_offers: usize,
     pub(crate) max_swarms_per_connection: usize,
     pub(crate) max_outgoing_bytes: usize,
+    pub(crate) max_outgoing_bytes_total: usize,
     pub(crate) max_scrape_torrents: usize,
     pub(crate) max_pending_scrapes: usize,
     pub(crate) poll_timeout: Duration,
@@ -106,6 +109,9 @@ pub(crate) struct WsCounters {
     pub(crate) timed_out: AtomicU64,
     /// Connections closed for not reading what was sent to them.
     pub(crate) slow_readers: AtomicU64,
+    /// Bytes waiting to be sent, over all connections (as of each connection's last
+    /// write attempt).
+    pub(crate) queued_bytes: AtomicUsize,
     /// Offers relayed to a connected peer.
     pub(crate) offers_relayed: AtomicU64,
     /// Answers relayed to a connected peer.
@@ -145,6 +151,8 @@ struct Connection {
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
     written: usize,
+    /// The part of the unsent bytes counted in `WsCounters::queued_bytes`.
+    accounted: usize,
     /// The fragments of a message in progress; `None` between messages.
     fragments: Option<Vec<u8>>,
     /// The last frame (or, before the upgrade, the accept).
@@ -307,6 +315,7 @@ impl SocketWorker {
                 read_buf: Vec::new(),
                 write_buf: Vec::new(),
                 written: 0,
+                accounted: 0,
                 fragments: None,
                 last_received: Instant::now(),
                 ping_sent: false,
@@ -961,7 +970,16 @@ impl SocketWorker {
         if c.phase != Phase::Open {
             return false;
         }
-        if c.unsent().saturating_add(json.len() + MAX_FRAME_HEADER) > max {
+        let frame = json.len() + MAX_FRAME_HEADER;
+        let unsent = c.unsent();
+        let queued_total = self
+            .ws_counters
+            .queued_bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(unsent.saturating_sub(c.accounted))
+            .saturating_add(frame);
+        let over_total = queued_total > self.settings.max_outgoing_bytes_total && unsent > 0;
+        if unsent.saturating_add(frame) > max || over_total {
             // It does not read what it is sent: disconnect rather than buffer for it.
             self.ws_counters
                 .slow_readers
@@ -1001,6 +1019,7 @@ impl SocketWorker {
             let had_unsent = c.unsent() > 0;
             let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
             failed = round.failed;
+            account(&self.ws_counters.queued_bytes, c);
             if round.all_out {
                 // Everything out: an idle connection keeps no buffer.
                 c.write_buf = Vec::new();
@@ -1028,6 +1047,9 @@ impl SocketWorker {
         };
         let _ = self.poll.registry().deregister(c.stream.socket());
         self.ws_counters.open.fetch_sub(1, Ordering::AcqRel);
+        self.ws_counters
+            .queued_bytes
+            .fetch_sub(c.accounted, Ordering::Relaxed);
         for (info_hash, peer_id) in c.swarms {
             let shard = self.router.shard(&info_hash);
             let leave = WsRequest::Leave {
@@ -1081,6 +1103,17 @@ impl SocketWorker {
             }
         }
     }
+}
+
+/// Brings the whole tracker's count of waiting bytes up to date with this connection's.
+fn account(queued: &AtomicUsize, c: &mut Connection) {
+    let unsent = c.unsent();
+    if unsent > c.accounted {
+        queued.fetch_add(unsent - c.accounted, Ordering::Relaxed);
+    } else {
+        queued.fetch_sub(c.accounted - unsent, Ordering::Relaxed);
+    }
+    c.accounted = unsent;
 }
 
 fn mark_dirty(c: &mut Connection, slot: usize, dirty: &mut Vec<usize>) {
