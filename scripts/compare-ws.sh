@@ -32,6 +32,8 @@
 #                  piles up in the tracker; with shoal's default of 256 KiB shoal closes
 #                  those connections as slow readers, and the tester never holds its
 #                  connections long enough to start measuring)
+#   SHOAL_MAX_OUTGOING_TOTAL  shoal's ws.max_outgoing_bytes_total (default 64 GiB,
+#                  unbounded for the same reason)
 #   IDLE           1 (default): also measures each server's memory with
 #                  IDLE_CONNECTIONS open, idle WebSocket connections (upgrade done,
 #                  nothing sent after), over plain ws:// even with TLS=1, with
@@ -64,6 +66,7 @@ offers="${OFFERS:-10}"
 sdp_bytes="${SDP_BYTES:-500}"
 tls="${TLS:-0}"
 shoal_max_outgoing="${SHOAL_MAX_OUTGOING:-1073741824}"
+shoal_max_outgoing_total="${SHOAL_MAX_OUTGOING_TOTAL:-68719476736}"
 idle="${IDLE:-1}"
 idle_connections="${IDLE_CONNECTIONS:-18000}"
 
@@ -124,6 +127,7 @@ address = "127.0.0.1:$port"
 # peer id) in any of its torrents, and leaves most of what is relayed to it unread.
 max_swarms_per_connection = 65536
 max_outgoing_bytes_per_connection = $shoal_max_outgoing
+max_outgoing_bytes_total = $shoal_max_outgoing_total
 [workers]
 socket_workers = $workers
 request_workers = $workers
