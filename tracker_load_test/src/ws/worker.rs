@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hashbrown::HashSet;
 use crossbeam_channel::Sender;
+use hashbrown::HashSet;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use rand::rngs::SmallRng;
@@ -24,6 +24,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
 use tracker_common::types::AnnounceEvent;
+use tracker_ws_protocol::websocket::{Frame, FrameKind, read_server_frame, write_client_frame};
 use tracker_ws_protocol::{
     Action, AnnounceRequest, Answer, InMessage, InfoHash, Offer, OfferId, ParsedOutMessage, PeerId,
     ScrapeRequest, parse_out_message, write_in_message,
@@ -31,10 +32,7 @@ use tracker_ws_protocol::{
 
 use super::Config;
 use super::client::{Messages, offer_id};
-use super::websocket::{
-    ClientFrame, Frame, ServerFrame, UpgradeAnswer, parse_upgrade_answer, read_frame,
-    upgrade_request, write_frame,
-};
+use super::websocket::{UpgradeAnswer, parse_upgrade_answer, upgrade_request};
 use crate::report::{Counters, TickReport};
 use crate::runner::LoadWorker;
 use crate::tcp::{open_stream, read_plain, read_through_tls, source_ip, write_through_tls};
@@ -509,10 +507,12 @@ impl Worker {
             let Some(c) = self.connections.get_mut(i) else {
                 return Ok(false);
             };
-            let rest = c.input.get(consumed..).unwrap_or_default();
-            let (kind, fin, payload, len) = match read_frame(rest, self.max_message) {
+            let rest = c.input.get_mut(consumed..).unwrap_or_default();
+            let (kind, fin, payload, len) = match read_server_frame(rest, self.max_message) {
                 Frame::Incomplete => break,
-                Frame::Error(why) => return Err(why.to_string()),
+                Frame::Error(code) => {
+                    return Err(format!("WebSocket protocol error (close code {code})"));
+                }
                 Frame::Whole {
                     kind,
                     fin,
@@ -523,20 +523,20 @@ impl Worker {
             let payload = consumed + payload.start..consumed + payload.end;
             consumed += len;
             match kind {
-                ServerFrame::Text if c.fragmented => {
+                FrameKind::Text if c.fragmented => {
                     return Err("a new message inside a fragmented one".to_string());
                 }
-                ServerFrame::Text if fin => self.handle_message(i, Some(payload), now),
-                ServerFrame::Text => {
+                FrameKind::Text if fin => self.handle_message(i, Some(payload), now),
+                FrameKind::Text => {
                     c.fragments.clear();
                     c.fragments
                         .extend_from_slice(c.input.get(payload).unwrap_or_default());
                     c.fragmented = true;
                 }
-                ServerFrame::Continuation if !c.fragmented => {
+                FrameKind::Continuation if !c.fragmented => {
                     return Err("a continuation frame outside a message".to_string());
                 }
-                ServerFrame::Continuation => {
+                FrameKind::Continuation => {
                     if c.fragments.len() + payload.len() > self.max_message {
                         return Err("message larger than network.max_message_bytes".to_string());
                     }
@@ -547,15 +547,15 @@ impl Worker {
                         self.handle_message(i, None, now);
                     }
                 }
-                ServerFrame::Binary => return Err("a binary message".to_string()),
-                ServerFrame::Ping => {
+                FrameKind::Binary => return Err("a binary message".to_string()),
+                FrameKind::Ping => {
                     let mask = self.rng.random::<u32>().to_ne_bytes();
                     let Connection { input, out, .. } = c;
                     let data = input.get(payload).unwrap_or_default();
-                    write_frame(ClientFrame::Pong, data, mask, out);
+                    write_client_frame(out, FrameKind::Pong, data, mask);
                 }
-                ServerFrame::Pong => {}
-                ServerFrame::Close => {
+                FrameKind::Pong => {}
+                FrameKind::Close => {
                     let mask = self.rng.random::<u32>().to_ne_bytes();
                     // Echo the status code, as RFC 6455, 5.5.1 asks.
                     let Connection { input, out, .. } = c;
@@ -563,7 +563,7 @@ impl Worker {
                         .get(payload)
                         .and_then(|p| p.get(..2))
                         .unwrap_or_default();
-                    write_frame(ClientFrame::Close, code, mask, out);
+                    write_client_frame(out, FrameKind::Close, code, mask);
                     closed = true;
                     break;
                 }
@@ -720,7 +720,7 @@ impl Worker {
             self.answer = request.answer;
         }
         let mask = self.rng.random::<u32>().to_ne_bytes();
-        write_frame(ClientFrame::Text, &self.text, mask, &mut c.out);
+        write_client_frame(&mut c.out, FrameKind::Text, &self.text, mask);
         self.counters.sent += 1;
         self.counters.answers_sent += 1;
     }
@@ -741,7 +741,7 @@ impl Worker {
                 return;
             };
             let mask = self.rng.random::<u32>().to_ne_bytes();
-            write_frame(ClientFrame::Text, &self.text, mask, &mut c.out);
+            write_client_frame(&mut c.out, FrameKind::Text, &self.text, mask);
             c.in_flight.push_back(pending);
             self.counters.sent += 1;
         }
