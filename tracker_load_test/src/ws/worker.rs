@@ -649,9 +649,17 @@ impl Worker {
             ParsedOutMessage::ScrapeResponse { files } => {
                 self.counters.scrape += 1;
                 let bits = files.iter().fold(0u128, |bits, (h, _)| bits | hash_bit(h));
-                let place = c.in_flight.iter().position(|p| {
+                // A scrape asking for just these first, then one asking for more, so
+                // that a reply does not take the place of another scrape's.
+                let exact = c.in_flight.iter().position(|p| {
                     matches!(p, Pending::Scrape { filter, asked, .. }
-                        if bits & !filter == 0 && files.len() <= *asked)
+                        if bits == *filter && files.len() == *asked)
+                });
+                let place = exact.or_else(|| {
+                    c.in_flight.iter().position(|p| {
+                        matches!(p, Pending::Scrape { filter, asked, .. }
+                            if bits & !filter == 0 && files.len() <= *asked)
+                    })
                 });
                 if place.and_then(|at| c.in_flight.remove(at)).is_none() {
                     self.counters.unmatched += 1;
