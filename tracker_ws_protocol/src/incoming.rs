@@ -95,8 +95,8 @@ pub struct AnnounceRequest {
 /// A `scrape`: the torrents it asks about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScrapeRequest {
-    /// The named torrents, in message order, at most [`Limits::max_scrape_torrents`]
-    /// (possibly none: `"info_hash":[]`).
+    /// The named torrents, in message order, each once (where it is first named), at
+    /// most [`Limits::max_scrape_torrents`] (possibly none: `"info_hash":[]`).
     InfoHashes(Vec<InfoHash>),
     /// No `info_hash` (or `null`): every torrent.
     Full,
@@ -150,7 +150,7 @@ pub enum InMessage {
 ///   `to_peer_id`, `offer_id`. A field of the wrong type, a binary string that is not
 ///   20 characters U+0000..=U+00FF and an unknown `event` are invalid.
 /// - [`ParseErrorKind::TooManyInfoHashes`]: a scrape naming more than
-///   [`Limits::max_scrape_torrents`] torrents.
+///   [`Limits::max_scrape_torrents`] distinct torrents (a repeated hash counts once).
 pub fn parse_in_message(text: &[u8], limits: &Limits) -> Result<InMessage, ParseError> {
     if !opens_object(text) {
         return Err(ParseError {
@@ -387,6 +387,8 @@ impl<'de> Reader<'de> for HashesReader {
         let mut hashes = Vec::new();
         while let Some(hash) = seq.next_element::<Slot<Binary>>()? {
             let bad = match hash {
+                // A repeated hash is answered once: a JSON object names a key once.
+                Slot::Valid(Binary(hash)) if hashes.contains(&InfoHash(hash)) => continue,
                 Slot::Valid(_) if hashes.len() >= self.max => ParseErrorKind::TooManyInfoHashes,
                 Slot::Valid(Binary(hash)) => {
                     hashes.push(InfoHash(hash));
@@ -973,13 +975,14 @@ mod tests {
                 InfoHash(HASH)
             ])))
         );
-        // Several: an array.
+        // Several: an array. The same hash twice (here once written raw, once escaped)
+        // is one torrent, kept where it first appears: the answer's `files` object must
+        // not name a key twice.
         assert_eq!(
             parse(&format!(
-                r#"{{"action":"scrape","info_hash":[{HASH_JSON},{HASH_JSON_ESCAPED},"aaaaaaaaaaaaaaaaaaaa"]}}"#
+                r#"{{"action":"scrape","info_hash":[{HASH_JSON},"aaaaaaaaaaaaaaaaaaaa",{HASH_JSON_ESCAPED}]}}"#
             )),
             Ok(InMessage::Scrape(ScrapeRequest::InfoHashes(vec![
-                InfoHash(HASH),
                 InfoHash(HASH),
                 InfoHash([b'a'; 20]),
             ])))
@@ -1010,6 +1013,17 @@ mod tests {
             panic!("not a scrape");
         };
         assert_eq!(four.len(), 4);
+        // The limit counts torrents, not how often they are named.
+        let repeated = format!(
+            r#"{{"action":"scrape","info_hash":[{}]}}"#,
+            vec![r#""bbbbbbbbbbbbbbbbbbbb""#; 50].join(",")
+        );
+        assert_eq!(
+            parse(&repeated),
+            Ok(InMessage::Scrape(ScrapeRequest::InfoHashes(vec![
+                InfoHash([b'b'; 20])
+            ])))
+        );
         let error = parse(&hashes(5)).unwrap_err();
         assert_eq!(
             error,
