@@ -8,8 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use tracker_ws_protocol::{
-    InMessage, Limits, ScrapeRequest, parse_in_message, parse_out_message, write_in_message,
-    write_out_message,
+    InMessage, Limits, ScrapeRequest, parse_in_message, parse_in_text, parse_out_message,
+    write_in_message, write_out_message,
 };
 
 /// Small limits, so that inputs reach them.
@@ -19,6 +19,13 @@ const LIMITS: Limits = Limits {
 };
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        assert_eq!(
+            parse_in_text(text, &LIMITS),
+            parse_in_message(data, &LIMITS),
+            "text and bytes parse alike"
+        );
+    }
     if let Ok(message) = parse_in_message(data, &LIMITS) {
         match &message {
             InMessage::Announce(announce) => {

@@ -152,6 +152,25 @@ pub enum InMessage {
 /// - [`ParseErrorKind::TooManyInfoHashes`]: a scrape naming more than
 ///   [`Limits::max_scrape_torrents`] distinct torrents (a repeated hash counts once).
 pub fn parse_in_message(text: &[u8], limits: &Limits) -> Result<InMessage, ParseError> {
+    parse_with(text, serde_json::de::SliceRead::new(text), limits)
+}
+
+/// [`parse_in_message`] for a text already known to be UTF-8, as a WebSocket text
+/// message is once the socket checked it: the JSON reader then does not check the
+/// UTF-8 of every string (and every raw offer and answer) again.
+///
+/// # Errors
+/// As [`parse_in_message`].
+pub fn parse_in_text(text: &str, limits: &Limits) -> Result<InMessage, ParseError> {
+    parse_with(text.as_bytes(), serde_json::de::StrRead::new(text), limits)
+}
+
+/// Parses `text`, read through `reader` (the same text, as bytes or as `str`).
+fn parse_with<'de, R: serde_json::de::Read<'de>>(
+    text: &[u8],
+    reader: R,
+    limits: &Limits,
+) -> Result<InMessage, ParseError> {
     if !opens_object(text) {
         return Err(ParseError {
             kind: not_an_object_or_malformed(text),
@@ -160,7 +179,7 @@ pub fn parse_in_message(text: &[u8], limits: &Limits) -> Result<InMessage, Parse
         });
     }
     let mut fields = InFields::default();
-    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    let mut deserializer = serde_json::Deserializer::new(reader);
     let read = InObject {
         fields: &mut fields,
         limits,
@@ -1521,6 +1540,34 @@ mod tests {
                 let mut again = Vec::new();
                 write_in_message(&parsed, &mut again);
                 prop_assert_eq!(parse_in_message(&again, &LIMITS), Ok(parsed));
+            }
+        }
+
+        #[test]
+        fn text_and_bytes_parse_alike(
+            message in in_message(),
+            cut in any::<prop::sample::Index>(),
+            insert in json_token(),
+            wide in "[\\u{80}-\\u{10FFFF}]{0,3}",
+        ) {
+            // Valid messages, spliced ones, and ones with characters beyond ASCII
+            // (raw, where a JSON string may hold them or where it may not): the same
+            // answer from the checked-UTF-8 path as from the bytes path, error included.
+            let mut text = Vec::new();
+            write_in_message(&message, &mut text);
+            prop_assert_eq!(
+                parse_in_text(std::str::from_utf8(&text).unwrap(), &LIMITS),
+                parse_in_message(&text, &LIMITS)
+            );
+            let at = cut.index(text.len() + 1);
+            text.splice(at..at, insert.bytes());
+            let at = cut.index(text.len() + 1);
+            text.splice(at..at, wide.bytes());
+            if let Ok(checked) = std::str::from_utf8(&text) {
+                prop_assert_eq!(
+                    parse_in_text(checked, &LIMITS),
+                    parse_in_message(&text, &LIMITS)
+                );
             }
         }
     }

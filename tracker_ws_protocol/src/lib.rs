@@ -35,7 +35,7 @@
 //!
 //! # Layout
 //! - `common`: [`Action`], [`OfferId`].
-//! - `incoming`: client to tracker: [`parse_in_message`], [`InMessage`] and its parts;
+//! - `incoming`: client to tracker: [`parse_in_message`] ([`parse_in_text`] for checked UTF-8), [`InMessage`] and its parts;
 //!   [`write_in_message`] for load testers and tests.
 //! - `outgoing`: tracker to client: [`write_out_message`], [`OutMessage`];
 //!   [`parse_out_message`] and [`ParsedOutMessage`] for load testers and tests.
@@ -85,7 +85,7 @@ pub use common::{Action, OfferId};
 pub use error::{Field, ParseError, ParseErrorKind};
 pub use incoming::{
     AnnounceRequest, Answer, InMessage, Limits, Offer, ScrapeRequest, parse_in_message,
-    write_in_message,
+    parse_in_text, write_in_message,
 };
 pub use outgoing::{OutMessage, ParsedOutMessage, parse_out_message, write_out_message};
 pub use serde_json::value::RawValue;

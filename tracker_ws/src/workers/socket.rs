@@ -42,7 +42,7 @@ use tracker_common::tls::SharedServerConfig;
 use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_ws_protocol::{
-    Action, AnnounceRequest, InMessage, Limits, OutMessage, ScrapeRequest, parse_in_message,
+    Action, AnnounceRequest, InMessage, Limits, OutMessage, ScrapeRequest, parse_in_text,
     write_out_message,
 };
 
@@ -549,16 +549,16 @@ impl SocketWorker {
 
     /// Handles one whole text message.
     fn handle_message(&mut self, slot: usize, text: &[u8], state: &mut State) {
-        if std::str::from_utf8(text).is_err() {
+        let Ok(text) = std::str::from_utf8(text) else {
             add(&self.counters().bad_requests, 1);
             self.fail_connection(slot, close_code::INVALID_DATA, state);
             return;
-        }
+        };
         let limits = Limits {
             max_offers: self.settings.max_offers,
             max_scrape_torrents: self.settings.max_scrape_torrents,
         };
-        match parse_in_message(text, &limits) {
+        match parse_in_text(text, &limits) {
             Ok(InMessage::Announce(announce)) => self.announce(slot, announce, state),
             Ok(InMessage::Scrape(scrape)) => self.scrape(slot, scrape, state),
             Err(err) => {
