@@ -27,7 +27,7 @@ use crate::request_worker::{
     CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, Swarm, WakeFn,
 };
 use crate::routing::ShardRouter;
-use crate::statistics::{Snapshot, Statistics, run_statistics_logger};
+use crate::statistics::{ProtocolLine, Snapshot, Statistics, run_statistics_logger};
 use crate::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use crate::swarm::SwarmBudget;
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
@@ -152,14 +152,14 @@ impl Core {
     }
 
     /// Starts the thread that logs a statistics line every `interval_secs` (0 = none);
-    /// `protocol` gives the tracker's own part of the line.
+    /// `protocol` gives the tracker's own parts of the line for the time given.
     ///
     /// # Errors
     /// The thread could not be started.
     pub fn spawn_statistics(
         &mut self,
         interval_secs: u32,
-        protocol: impl FnMut(Duration) -> String + Send + 'static,
+        protocol: impl FnMut(Duration) -> ProtocolLine + Send + 'static,
     ) -> anyhow::Result<()> {
         if interval_secs == 0 {
             return Ok(());

@@ -189,20 +189,44 @@ impl RateLimitedWarning {
     }
 }
 
-/// The statistics line for the interval between two snapshots. `protocol` is the
-/// tracker's own part (UDP connects, say), put first; empty for none.
-pub fn format_line(prev: &Snapshot, now: &Snapshot, elapsed: Duration, protocol: &str) -> String {
+/// A tracker's own parts of the statistics line; an empty part is left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProtocolLine {
+    /// Its own request rates, put first among the requests (UDP's `connect 50`).
+    pub requests: String,
+    /// Its own response rates, put after the responses (WebSocket's relayed offers).
+    pub responses: String,
+    /// Its own state and totals, put last (open connections, say).
+    pub state: String,
+}
+
+/// The statistics line for the interval between two snapshots, with the tracker's own
+/// parts where they belong.
+pub fn format_line(
+    prev: &Snapshot,
+    now: &Snapshot,
+    elapsed: Duration,
+    protocol: &ProtocolLine,
+) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
-    let separator = if protocol.is_empty() { "" } else { ", " };
+    let own = |part: &str, before: &str, after: &str| {
+        if part.is_empty() {
+            String::new()
+        } else {
+            format!("{before}{part}{after}")
+        }
+    };
     format!(
-        "requests/s: {protocol}{separator}announce {:.0}, scrape {:.0}; responses/s {:.0} \
-         (errors {:.0}); torrents {}, seeders {}, leechers {}, archived {} ({} bytes); \
-         since last: dropped {}, bad requests {}, access denied {}, rejected by limits {}",
+        "requests/s: {}announce {:.0}, scrape {:.0}; responses/s {:.0} (errors {:.0}){}; \
+         torrents {}, seeders {}, leechers {}, archived {} ({} bytes); \
+         since last: dropped {}, bad requests {}, access denied {}, rejected by limits {}{}",
+        own(&protocol.requests, "", ", "),
         rate(prev.announce, now.announce),
         rate(prev.scrape, now.scrape),
         rate(prev.responses, now.responses),
         rate(prev.error_responses, now.error_responses),
+        own(&protocol.responses, ", ", ""),
         now.torrents,
         now.seeders,
         now.leechers,
@@ -213,6 +237,7 @@ pub fn format_line(prev: &Snapshot, now: &Snapshot, elapsed: Duration, protocol:
         now.access_denied.saturating_sub(prev.access_denied),
         now.rejected_by_limits
             .saturating_sub(prev.rejected_by_limits),
+        own(&protocol.state, "; ", ""),
     )
 }
 
@@ -225,7 +250,7 @@ pub fn run_statistics_logger(
     stats: &Statistics,
     interval: Duration,
     shutdown: &ShutdownFlag,
-    mut protocol: impl FnMut(Duration) -> String,
+    mut protocol: impl FnMut(Duration) -> ProtocolLine,
 ) -> anyhow::Result<()> {
     let mut prev = stats.snapshot();
     let mut last = Instant::now();
@@ -324,16 +349,27 @@ mod tests {
             access_denied: 6,
             rejected_by_limits: 7,
         };
-        let line = format_line(&prev, &now, Duration::from_secs(2), "connect 50");
+        let udp = ProtocolLine {
+            requests: "connect 50".into(),
+            ..ProtocolLine::default()
+        };
+        let line = format_line(&prev, &now, Duration::from_secs(2), &udp);
         assert_eq!(
             line,
             "requests/s: connect 50, announce 100, scrape 10; responses/s 150 (errors 2); \
              torrents 9, seeders 3, leechers 5, archived 2 (32 bytes); since last: dropped 3, \
              bad requests 7, access denied 6, rejected by limits 7"
         );
-        assert!(
-            format_line(&prev, &now, Duration::from_secs(1), "")
-                .starts_with("requests/s: announce 200,")
+        let ws = ProtocolLine {
+            requests: String::new(),
+            responses: "offers relayed 40".into(),
+            state: "connections 12".into(),
+        };
+        assert_eq!(
+            format_line(&prev, &now, Duration::from_secs(1), &ws),
+            "requests/s: announce 200, scrape 20; responses/s 300 (errors 4), offers relayed \
+             40; torrents 9, seeders 3, leechers 5, archived 2 (32 bytes); since last: \
+             dropped 3, bad requests 7, access denied 6, rejected by limits 7; connections 12"
         );
     }
 }

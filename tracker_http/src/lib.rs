@@ -39,7 +39,7 @@ use std::time::Duration;
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::server::{Core, TrackerHandle};
-use tracker_common::statistics::Snapshot;
+use tracker_common::statistics::{ProtocolLine, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
 use tracker_common::tls::SharedServerConfig;
 
@@ -217,13 +217,14 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     drop(channels.to_request_workers);
 
     let counters = http_counters.clone();
-    core.spawn_statistics(config.statistics.interval_secs, move |_| {
-        format!(
-            "connections {} (refused {}, timed out {})",
+    core.spawn_statistics(config.statistics.interval_secs, move |_| ProtocolLine {
+        state: format!(
+            "connections {} (since start: refused {}, timed out {})",
             counters.open.load(Ordering::Acquire),
             counters.refused.load(Ordering::Relaxed),
             counters.timed_out.load(Ordering::Relaxed)
-        )
+        ),
+        ..ProtocolLine::default()
     })?;
     if handle_signals {
         let tls = tls.clone();

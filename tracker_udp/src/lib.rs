@@ -44,7 +44,7 @@ use std::time::Duration;
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::server::{Core, TrackerHandle};
-use tracker_common::statistics::Snapshot;
+use tracker_common::statistics::{ProtocolLine, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
 
 pub use config::Config;
@@ -183,7 +183,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         let connects = counters.connects();
         let rate = connects.saturating_sub(last_connects) as f64 / elapsed.as_secs_f64().max(0.001);
         last_connects = connects;
-        format!("connect {rate:.0}")
+        ProtocolLine {
+            requests: format!("connect {rate:.0}"),
+            ..ProtocolLine::default()
+        }
     })?;
     if handle_signals {
         core.spawn_signals(|| {})?;

@@ -41,7 +41,7 @@ use std::time::Duration;
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::server::{Core, TrackerHandle};
-use tracker_common::statistics::Snapshot;
+use tracker_common::statistics::{ProtocolLine, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
 use tracker_common::tls::SharedServerConfig;
 
@@ -233,17 +233,33 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     drop(channels.to_request_workers);
 
     let counters = ws_counters.clone();
-    core.spawn_statistics(config.statistics.interval_secs, move |_| {
-        format!(
-            "connections {} (refused {}, timed out {}, slow readers {}), relayed offers {}, \
-             answers {}",
-            counters.open.load(Ordering::Acquire),
-            counters.refused.load(Ordering::Relaxed),
-            counters.timed_out.load(Ordering::Relaxed),
-            counters.slow_readers.load(Ordering::Relaxed),
+    let mut relayed_before = (0, 0);
+    core.spawn_statistics(config.statistics.interval_secs, move |elapsed| {
+        let relayed = (
             counters.offers_relayed.load(Ordering::Relaxed),
             counters.answers_relayed.load(Ordering::Relaxed),
-        )
+        );
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
+        let line = ProtocolLine {
+            requests: String::new(),
+            responses: format!(
+                "offers relayed {:.0}, answers relayed {:.0}",
+                rate(relayed.0, relayed_before.0),
+                rate(relayed.1, relayed_before.1),
+            ),
+            state: format!(
+                "connections {} (since start: refused {}, timed out {}, slow readers {}), \
+                 bytes waiting to be sent {}",
+                counters.open.load(Ordering::Acquire),
+                counters.refused.load(Ordering::Relaxed),
+                counters.timed_out.load(Ordering::Relaxed),
+                counters.slow_readers.load(Ordering::Relaxed),
+                counters.queued_bytes.load(Ordering::Relaxed),
+            ),
+        };
+        relayed_before = relayed;
+        line
     })?;
     if handle_signals {
         let tls = tls.clone();
