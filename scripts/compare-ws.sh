@@ -26,14 +26,14 @@
 #                  aquatic_ws_load_test 0.9.0 runs only then: it always speaks TLS (its
 #                  connections go through a rustls TlsConnector, with no setting to turn
 #                  that off), so it cannot load a plain ws:// server.
-#   SHOAL_MAX_OUTGOING  shoal's ws.max_outgoing_bytes_per_connection (default 1 GiB,
-#                  i.e. unbounded as aquatic_ws is: aquatic_ws_load_test reads one
-#                  message per message it sends, so what the tracker relays beyond that
-#                  piles up in the tracker; with shoal's default of 256 KiB shoal closes
-#                  those connections as slow readers, and the tester never holds its
-#                  connections long enough to start measuring)
-#   SHOAL_MAX_OUTGOING_TOTAL  shoal's ws.max_outgoing_bytes_total (default 64 GiB,
-#                  unbounded for the same reason)
+#   SHOAL_MAX_OUTGOING  shoal's ws.max_outgoing_bytes_per_connection (default: shoal's
+#                  own default, 256 KiB). aquatic_ws_load_test reads one message per
+#                  message it sends, so most of what the tracker relays to it is not
+#                  read: shoal sheds relayed offers and answers to a connection with
+#                  half its bound waiting, where aquatic_ws, which has no bound, keeps
+#                  them all
+#   SHOAL_MAX_OUTGOING_TOTAL  shoal's ws.max_outgoing_bytes_total (default: shoal's
+#                  own default, 256 MiB)
 #   IDLE           1 (default): also measures each server's memory with
 #                  IDLE_CONNECTIONS open, idle WebSocket connections (upgrade done,
 #                  nothing sent after), over plain ws:// even with TLS=1, with
@@ -65,8 +65,8 @@ aquatic_connections="${AQUATIC_CONNECTIONS:-16}"
 offers="${OFFERS:-10}"
 sdp_bytes="${SDP_BYTES:-500}"
 tls="${TLS:-0}"
-shoal_max_outgoing="${SHOAL_MAX_OUTGOING:-1073741824}"
-shoal_max_outgoing_total="${SHOAL_MAX_OUTGOING_TOTAL:-68719476736}"
+shoal_max_outgoing="${SHOAL_MAX_OUTGOING:-262144}"
+shoal_max_outgoing_total="${SHOAL_MAX_OUTGOING_TOTAL:-268435456}"
 idle="${IDLE:-1}"
 idle_connections="${IDLE_CONNECTIONS:-18000}"
 
@@ -123,8 +123,8 @@ log_level = "warn"
 [network]
 address = "127.0.0.1:$port"
 [ws]
-# aquatic_ws has neither bound: aquatic_ws_load_test announces each connection (one
-# peer id) in any of its torrents, and leaves most of what is relayed to it unread.
+# aquatic_ws has no such bound, and aquatic_ws_load_test announces each connection
+# (one peer id) in any of its 10,000 torrents.
 max_swarms_per_connection = 65536
 max_outgoing_bytes_per_connection = $shoal_max_outgoing
 max_outgoing_bytes_total = $shoal_max_outgoing_total

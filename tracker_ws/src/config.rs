@@ -156,14 +156,17 @@ config_section! {
         /// Most torrents one connection may be a peer of at once; an announce for one more
         /// is refused with a failure reason.
         pub max_swarms_per_connection: usize,
-        /// Most bytes waiting to be sent to one connection. A client that reads too slowly
-        /// to take its offers, answers and replies is disconnected rather than buffered
-        /// for.
+        /// Most bytes waiting to be sent to one connection. Past half of it, offers and
+        /// answers relayed to the connection are dropped (counted as shed) and its own
+        /// messages are not read until it catches up; a client that does not read even
+        /// the replies to its own messages is disconnected rather than buffered for.
         pub max_outgoing_bytes_per_connection: usize,
-        /// Most bytes waiting to be sent over all connections of the whole tracker. Once
-        /// reached, a connection that still has unsent bytes when more are queued for it is
-        /// disconnected as a slow reader, so that many connections that do not read
-        /// cannot make the tracker hold max_connections times the per-connection bound.
+        /// Most bytes waiting to be sent over all connections of the whole tracker. Past
+        /// half of it, offers and answers relayed to connections that still have unsent
+        /// bytes are shed; once all of it waits, such a connection is disconnected as a
+        /// slow reader when more is queued for it, so that many connections that do not
+        /// read cannot make the tracker hold max_connections times the per-connection
+        /// bound.
         pub max_outgoing_bytes_total: usize,
         /// Most info hashes one scrape may name; a scrape naming more is refused.
         pub max_scrape_torrents: usize,

@@ -80,6 +80,8 @@ pub struct Connections {
     pub offers_relayed: u64,
     /// Answers relayed to connected peers.
     pub answers_relayed: u64,
+    /// Offers and answers shed: the connection they were for was not keeping up.
+    pub relayed_shed: u64,
 }
 
 impl Tracker {
@@ -109,6 +111,7 @@ impl Tracker {
             queued_bytes: c.queued_bytes.load(Ordering::Relaxed),
             offers_relayed: c.offers_relayed.load(Ordering::Relaxed),
             answers_relayed: c.answers_relayed.load(Ordering::Relaxed),
+            relayed_shed: c.relayed_shed.load(Ordering::Relaxed),
         }
     }
 
@@ -233,20 +236,22 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     drop(channels.to_request_workers);
 
     let counters = ws_counters.clone();
-    let mut relayed_before = (0, 0);
+    let mut relayed_before = (0, 0, 0);
     core.spawn_statistics(config.statistics.interval_secs, move |elapsed| {
         let relayed = (
             counters.offers_relayed.load(Ordering::Relaxed),
             counters.answers_relayed.load(Ordering::Relaxed),
+            counters.relayed_shed.load(Ordering::Relaxed),
         );
         let secs = elapsed.as_secs_f64().max(0.001);
         let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
         let line = ProtocolLine {
             requests: String::new(),
             responses: format!(
-                "offers relayed {:.0}, answers relayed {:.0}",
+                "offers relayed {:.0}, answers relayed {:.0}, offers and answers shed {:.0}",
                 rate(relayed.0, relayed_before.0),
                 rate(relayed.1, relayed_before.1),
+                rate(relayed.2, relayed_before.2),
             ),
             state: format!(
                 "connections {} (since start: refused {}, timed out {}, slow readers {}), \

@@ -474,21 +474,17 @@ fn silent_connections_are_pinged_then_closed_and_answering_ones_stay() {
     tracker.shutdown();
 }
 
-#[test]
-fn a_peer_that_does_not_read_is_disconnected_not_buffered_for() {
-    let mut config = test_config("127.0.0.1:0");
-    config.ws.max_message_bytes = 4096;
-    config.ws.max_outgoing_bytes_per_connection = 16 * 1024;
-    let tracker = start(config);
-    let hash = info_hash(6);
-    let mut sink = Client::connect(tracker.local_addr());
-    sink.announce_counts(announce(hash, peer_id(1), Some(1), AnnounceEvent::Started));
-    // The sink never reads again. Offers of ~1 KB pile up in its socket buffers and then
-    // in the tracker's bounded queue.
-    let mut sender = Client::connect(tracker.local_addr());
+/// Offers of ~1 KB from `sender` to `sink`'s torrent until the tracker sheds one (the
+/// sink, never reading, falls behind); returns the peak of bytes waiting over the tracker.
+fn offer_until_shed(
+    tracker: &tracker_ws::Tracker,
+    sender: &mut Client,
+    hash: tracker_ws_protocol::InfoHash,
+) -> usize {
     let big = "x".repeat(1000);
     let mut sent = 0;
-    while tracker.connections().slow_readers == 0 && sent < 50_000 {
+    let mut peak = 0;
+    while tracker.connections().relayed_shed == 0 && sent < 50_000 {
         let mut request = announce(hash, peer_id(2), Some(1), AnnounceEvent::None);
         request.offers = vec![tracker_ws_protocol::Offer {
             offer_id: offer_id(1),
@@ -497,10 +493,43 @@ fn a_peer_that_does_not_read_is_disconnected_not_buffered_for() {
         request.numwant = Some(1);
         sender.announce_counts(request);
         sent += 1;
+        peak = peak.max(tracker.connections().queued_bytes);
     }
     assert!(
-        tracker.connections().slow_readers >= 1,
-        "after {sent} offers"
+        tracker.connections().relayed_shed >= 1,
+        "nothing shed after {sent} offers"
+    );
+    peak
+}
+
+#[test]
+fn a_peer_that_does_not_read_is_shed_for_then_disconnected_not_buffered_for() {
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.max_message_bytes = 4096;
+    let bound = 16 * 1024;
+    config.ws.max_outgoing_bytes_per_connection = bound;
+    let tracker = start(config);
+    let hash = info_hash(6);
+    let mut sink = Client::connect(tracker.local_addr());
+    sink.announce_counts(announce(hash, peer_id(1), Some(1), AnnounceEvent::Started));
+    // The sink never reads again. Offers of ~1 KB fill its socket buffers and then the
+    // tracker's queue for it, up to half the bound; further offers to it are shed.
+    let mut sender = Client::connect(tracker.local_addr());
+    let peak = offer_until_shed(&tracker, &mut sender, hash);
+    assert!(peak <= bound / 2 + 1100, "peak {peak} bytes queued");
+    // Shedding offers is not a reason to disconnect: the sink is still a peer.
+    assert_eq!(tracker.connections().slow_readers, 0);
+    assert_eq!(sender.scrape(&[hash])[0].1.leechers, 2);
+    // Replies to its own messages are never shed: a client that pipelines scrapes and
+    // does not read their answers passes the bound and is disconnected.
+    let scrape = InMessage::Scrape(ScrapeRequest::InfoHashes(vec![hash]));
+    sink.send_burst_unread(&scrape, 4000);
+    assert!(
+        eventually(Duration::from_secs(5), || tracker
+            .connections()
+            .slow_readers
+            == 1),
+        "the sink was not disconnected"
     );
     // Its peer left with it, and the sender is still served.
     assert!(
@@ -634,30 +663,28 @@ fn bytes_waiting_for_slow_readers_are_bounded_for_the_whole_tracker() {
     let hash = info_hash(9);
     let mut sink = Client::connect(tracker.local_addr());
     sink.announce_counts(announce(hash, peer_id(1), Some(1), AnnounceEvent::Started));
-    // The sink never reads again.
+    // The sink never reads again: relayed offers are shed once half the whole bound
+    // waits, long before its own bound.
     let mut sender = Client::connect(tracker.local_addr());
-    let big = "x".repeat(1000);
-    let mut sent = 0;
-    let mut peak = 0;
-    while tracker.connections().slow_readers == 0 && sent < 50_000 {
-        let mut request = announce(hash, peer_id(2), Some(1), AnnounceEvent::None);
-        request.offers = vec![tracker_ws_protocol::Offer {
-            offer_id: offer_id(1),
-            offer: sdp("offer", &big),
-        }];
-        request.numwant = Some(1);
-        sender.announce_counts(request);
-        sent += 1;
-        peak = peak.max(tracker.connections().queued_bytes);
-    }
-    assert_eq!(tracker.connections().slow_readers, 1, "after {sent} offers");
+    let peak = offer_until_shed(&tracker, &mut sender, hash);
     // A frame over at most: the check counts what was written before the last send.
-    assert!(peak <= total + 1100, "peak {peak} bytes queued");
-    assert!(peak > total / 2, "the sink never queued much: peak {peak}");
+    assert!(peak <= total / 2 + 1100, "peak {peak} bytes queued");
+    assert!(peak > total / 4, "the sink never queued much: peak {peak}");
+    assert_eq!(tracker.connections().slow_readers, 0);
+    // Replies it does not read pass the whole tracker's bound: it is disconnected, and
+    // what waited for it is freed.
+    let scrape = InMessage::Scrape(ScrapeRequest::InfoHashes(vec![hash]));
+    sink.send_burst_unread(&scrape, 4000);
+    assert!(
+        eventually(Duration::from_secs(5), || tracker
+            .connections()
+            .slow_readers
+            == 1),
+        "the sink was not disconnected"
+    );
     assert!(eventually(Duration::from_secs(2), || tracker
         .connections()
         .queued_bytes
         == 0));
-    drop(sink);
     tracker.shutdown();
 }

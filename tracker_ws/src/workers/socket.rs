@@ -8,12 +8,14 @@
 //! - A read buffer of at most one message (`ws.max_message_bytes`, all fragments) plus
 //!   one read; a larger message closes the connection (code 1009). An idle connection
 //!   keeps no buffer at all.
-//! - At most `ws.max_outgoing_bytes_per_connection` waiting to be sent: a client that
-//!   does not read its offers and replies is disconnected, not buffered for. While its
-//!   unsent bytes pass half of that, its own messages are not read (TCP flow control
-//!   then slows it down, not the tracker). Over all connections, once
-//!   `ws.max_outgoing_bytes_total` are waiting, a connection that has not sent out what
-//!   it was given before is disconnected when more comes for it.
+//! - At most `ws.max_outgoing_bytes_per_connection` waiting to be sent. While its
+//!   unsent bytes pass half of that, offers and answers relayed to it are shed (the
+//!   peers that sent them see no answer, as when a browser goes away), and its own
+//!   messages are not read (TCP flow control then slows it down, not the tracker). A
+//!   client that does not read even the replies to its own messages is disconnected,
+//!   not buffered for. Over all connections, once half of `ws.max_outgoing_bytes_total`
+//!   is waiting, relayed messages to connections with unsent bytes are shed; once all of
+//!   it is, such a connection is disconnected when more comes for it.
 //! - A peer in at most `ws.max_swarms_per_connection` torrents.
 //! - Time: a connection that sends nothing for half of `ws.idle_timeout_secs` is pinged,
 //!   and closed once the whole timeout passes without a frame from it; the upgrade
@@ -116,6 +118,9 @@ pub(crate) struct WsCounters {
     pub(crate) offers_relayed: AtomicU64,
     /// Answers relayed to a connected peer.
     pub(crate) answers_relayed: AtomicU64,
+    /// Offers and answers not relayed because the connection they were for was not
+    /// keeping up with what it was sent.
+    pub(crate) relayed_shed: AtomicU64,
 }
 
 /// One socket worker and everything it owns.
@@ -879,7 +884,7 @@ impl SocketWorker {
                     offer_id,
                     offer: &offer,
                 };
-                if self.send(connection, &message, state) {
+                if self.relay(connection, &message, state) {
                     self.ws_counters
                         .offers_relayed
                         .fetch_add(1, Ordering::Relaxed);
@@ -898,7 +903,7 @@ impl SocketWorker {
                     offer_id,
                     answer: &answer,
                 };
-                if self.send(connection, &message, state) {
+                if self.relay(connection, &message, state) {
                     self.ws_counters
                         .answers_relayed
                         .fetch_add(1, Ordering::Relaxed);
@@ -947,6 +952,37 @@ impl SocketWorker {
             Some(slot) => self.send_to_slot(slot, message, state),
             None => false,
         }
+    }
+
+    /// Queues a relayed offer or answer for connection id `connection`, unless that
+    /// connection already has half its outgoing bound waiting, or the whole tracker half
+    /// of its own and this connection some: such a message is shed (counted) rather than
+    /// let grow the queue of a client that is not keeping up. Only replies to its own
+    /// messages then reach the bounds, and a client that does not read those is
+    /// disconnected. Returns whether it was queued.
+    fn relay(&mut self, connection: u64, message: &OutMessage<'_>, state: &mut State) -> bool {
+        let Some(slot) = current(&state.slots, connection) else {
+            return false;
+        };
+        let Some(c) = state.slots.get_mut(slot) else {
+            return false;
+        };
+        let unsent = c.unsent();
+        // The tracker's count holds this connection's bytes as of its last write.
+        let total = self
+            .ws_counters
+            .queued_bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(unsent.saturating_sub(c.accounted));
+        if unsent > self.settings.max_outgoing_bytes / 2
+            || (unsent > 0 && total > self.settings.max_outgoing_bytes_total / 2)
+        {
+            self.ws_counters
+                .relayed_shed
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.send_to_slot(slot, message, state)
     }
 
     fn send_to_slot(&mut self, slot: usize, message: &OutMessage<'_>, state: &mut State) -> bool {

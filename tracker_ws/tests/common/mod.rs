@@ -124,6 +124,30 @@ impl Client {
         self.ws.send(Message::text(text)).unwrap();
     }
 
+    /// Writes `count` copies of `message` at once without reading anything, as a client
+    /// that pipelines and never reads would. Gives up quietly after 5 s blocked: a
+    /// tracker that stops reading it is one of the outcomes tests look for.
+    pub fn send_burst_unread(&mut self, message: &InMessage, count: usize) {
+        use std::io::Write as _;
+        let mut json = Vec::new();
+        write_in_message(message, &mut json);
+        let mut frames = Vec::new();
+        for i in 0..count {
+            let mask = (i as u32).wrapping_mul(0x9E37_79B9).to_be_bytes();
+            tracker_ws_protocol::websocket::write_client_frame(
+                &mut frames,
+                tracker_ws_protocol::websocket::FrameKind::Text,
+                &json,
+                mask,
+            );
+        }
+        let stream = self.ws.get_mut();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = stream.write_all(&frames);
+    }
+
     pub fn announce(&mut self, request: AnnounceRequest) {
         self.send(&InMessage::Announce(request));
     }
