@@ -53,6 +53,7 @@ impl<T> Clone for WeightedSender<T> {
 pub struct WeightedReceiver<T> {
     inner: crossbeam_channel::Receiver<(T, usize)>,
     queued: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 /// A channel that holds messages of total weight at most `capacity`.
@@ -71,6 +72,7 @@ pub fn weighted<T>(capacity: usize) -> (WeightedSender<T>, WeightedReceiver<T>) 
         WeightedReceiver {
             inner: receiver,
             queued,
+            capacity,
         },
     )
 }
@@ -119,6 +121,12 @@ impl<T> WeightedReceiver<T> {
         self.inner.recv_timeout(timeout).map(|m| self.release(m))
     }
 
+    /// Whether more than half the capacity is queued: the receiver is falling behind,
+    /// and should take what is queued before it makes the senders more work.
+    pub fn backlogged(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > self.capacity / 2
+    }
+
     /// The next message if one is queued.
     ///
     /// # Errors
@@ -140,11 +148,14 @@ mod tests {
         // Full at exactly the capacity: even a message of weight 1 is refused.
         assert_eq!(tx.try_send("c", 1), Err(TrySendError::Full("c")));
         assert_eq!(tx.queued(), 10);
+        assert!(rx.backlogged());
         assert_eq!(rx.try_recv(), Ok("a"));
         assert_eq!(tx.queued(), 6);
+        assert!(rx.backlogged(), "6 of 10 is more than half");
         assert_eq!(tx.try_send("d", 5), Err(TrySendError::Full("d")));
         assert_eq!(tx.try_send("e", 4), Ok(()));
         assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok("b"));
+        assert!(!rx.backlogged(), "4 of 10 is not more than half");
         assert_eq!(rx.try_recv(), Ok("e"));
         assert_eq!(tx.queued(), 0);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));

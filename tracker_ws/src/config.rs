@@ -157,9 +157,9 @@ config_section! {
         /// is refused with a failure reason.
         pub max_swarms_per_connection: usize,
         /// Most bytes waiting to be sent to one connection. Past half of it, offers and
-        /// answers relayed to the connection are dropped (counted as shed) and its own
-        /// messages are not read until it catches up; a client that does not read even
-        /// the replies to its own messages is disconnected rather than buffered for.
+        /// answers relayed to the connection are dropped (counted as shed); a client
+        /// that does not read even the replies to its own messages is disconnected
+        /// rather than buffered for.
         pub max_outgoing_bytes_per_connection: usize,
         /// Most bytes waiting to be sent over all connections of the whole tracker. Past
         /// half of it, offers and answers relayed to connections that still have unsent

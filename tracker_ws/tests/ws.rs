@@ -688,3 +688,30 @@ fn bytes_waiting_for_slow_readers_are_bounded_for_the_whole_tracker() {
         == 0));
     tracker.shutdown();
 }
+
+#[test]
+fn pipelined_messages_are_all_answered() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    // Far more than the tracker reads ahead of its replies (64): the rest must be read
+    // as the replies come, none lost and none left unread. Replies may come in another
+    // order (two request workers); each names its torrent.
+    let count = 2000;
+    let burst: Vec<_> = (0..count)
+        .map(|i| InMessage::Scrape(ScrapeRequest::InfoHashes(vec![info_hash((i % 256) as u8)])))
+        .collect();
+    client.send_all_unread(&burst);
+    let mut replies = vec![0usize; 256];
+    for i in 0..count {
+        match client.next() {
+            ParsedOutMessage::ScrapeResponse { files } => {
+                assert_eq!(files.len(), 1, "reply {i}");
+                replies[usize::from(files[0].0.0[0])] += 1;
+            }
+            other => panic!("reply {i}: {other:?}"),
+        }
+    }
+    let expected: Vec<usize> = (0..256).map(|h| (count + 255 - h) / 256).collect();
+    assert_eq!(replies, expected);
+    tracker.shutdown();
+}

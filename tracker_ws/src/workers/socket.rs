@@ -10,12 +10,15 @@
 //!   keeps no buffer at all.
 //! - At most `ws.max_outgoing_bytes_per_connection` waiting to be sent. While its
 //!   unsent bytes pass half of that, offers and answers relayed to it are shed (the
-//!   peers that sent them see no answer, as when a browser goes away), and its own
-//!   messages are not read (TCP flow control then slows it down, not the tracker). A
-//!   client that does not read even the replies to its own messages is disconnected,
-//!   not buffered for. Over all connections, once half of `ws.max_outgoing_bytes_total`
-//!   is waiting, relayed messages to connections with unsent bytes are shed; once all of
-//!   it is, such a connection is disconnected when more comes for it.
+//!   peers that sent them see no answer, as when a browser goes away). A client that
+//!   does not read even the replies to its own messages is disconnected, not buffered
+//!   for. Over all connections, once half of `ws.max_outgoing_bytes_total` is waiting,
+//!   relayed messages to connections with unsent bytes are shed; once all of it is,
+//!   such a connection is disconnected when more comes for it.
+//! - At most [`MAX_AWAITING`] announces and scrapes waiting for their replies: its
+//!   further messages are read once replies come (TCP flow control then slows it down,
+//!   not the tracker). Reading does not wait for the client to read what it was sent:
+//!   a client that writes only after it has read could then never be read again.
 //! - A peer in at most `ws.max_swarms_per_connection` torrents.
 //! - Time: a connection that sends nothing for half of `ws.idle_timeout_secs` is pinged,
 //!   and closed once the whole timeout passes without a frame from it; the upgrade
@@ -67,6 +70,13 @@ const MAX_ACCEPTS_PER_ROUND: usize = 256;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Bytes a frame header adds at most to what the tracker sends.
 const MAX_FRAME_HEADER: usize = 10;
+/// Announces and scrapes of one connection waiting for their replies; past it, its
+/// messages are not read until replies come, so that a socket buffer full of announces
+/// is not read (and sent on to the request workers) at once.
+const MAX_AWAITING: u32 = 64;
+/// Replies not come by then are taken as lost (a request worker dropped them under
+/// overload), so that the connection's reading does not wait for them for ever.
+const AWAITING_TIMEOUT: Duration = Duration::from_secs(10);
 
 const ERR_NOT_ALLOWED: &str = "info hash not allowed";
 const ERR_FULL_SCRAPE: &str = "full scrape is not served: name the info_hash of each torrent";
@@ -167,6 +177,12 @@ struct Connection {
     peer_closed: bool,
     /// Reading stopped before the socket was drained: read again once there is room.
     read_paused: bool,
+    /// In the worker's list of connections whose reading waits for the responses.
+    deferred: bool,
+    /// Its announces and scrapes waiting for their replies (see [`MAX_AWAITING`]).
+    awaiting: u32,
+    /// When a reply last came, or the first of `awaiting` was sent.
+    awaiting_since: Instant,
     /// Already in the worker's list of connections with bytes to send.
     dirty: bool,
     /// The torrents this connection is a peer of, with the peer id it announced.
@@ -176,6 +192,19 @@ struct Connection {
 impl Connection {
     fn unsent(&self) -> usize {
         self.write_buf.len().saturating_sub(self.written)
+    }
+
+    /// Whether its messages may be read: not too many replies are still to come.
+    fn may_read(&self) -> bool {
+        self.awaiting < MAX_AWAITING
+    }
+
+    /// One more announce or scrape sent on to the request workers.
+    fn expect_reply(&mut self) {
+        if self.awaiting == 0 {
+            self.awaiting_since = Instant::now();
+        }
+        self.awaiting += 1;
     }
 }
 
@@ -198,6 +227,8 @@ struct State {
     dirty: Vec<usize>,
     /// Connections whose reading stopped before the socket was drained.
     resume: Vec<usize>,
+    /// Connections not read while the response channel was backlogged.
+    deferred: Vec<usize>,
     /// Departures a full channel refused, sent again at the next round.
     leaves: Vec<(usize, WsRequest)>,
     full_scrape: FullScrapeState,
@@ -240,6 +271,7 @@ impl SocketWorker {
             scratch: Vec::new(),
             dirty: Vec::new(),
             resume: Vec::new(),
+            deferred: Vec::new(),
             leaves: Vec::new(),
             full_scrape: FullScrapeState::default(),
         };
@@ -275,6 +307,8 @@ impl SocketWorker {
             }
             self.flush_requests(&mut state);
             self.take_responses(&mut state);
+            // What waited for the responses is read now that they are taken.
+            state.resume.append(&mut state.deferred);
             while let Some(slot) = state.resume.pop() {
                 // Reading was paused: a FIN may have come meanwhile, its edge consumed.
                 self.read(slot, &mut state, true);
@@ -326,6 +360,9 @@ impl SocketWorker {
                 ping_sent: false,
                 peer_closed: false,
                 read_paused: false,
+                deferred: false,
+                awaiting: 0,
+                awaiting_since: Instant::now(),
                 dirty: false,
                 swarms: Vec::new(),
             };
@@ -350,22 +387,31 @@ impl SocketWorker {
     }
 
     /// Reads what the connection has and handles every whole frame in it. Reading stops
-    /// early while unsent bytes pass half the outgoing bound, until they are out.
-    /// `may_be_closed`: see [`read_round`].
+    /// early while unsent bytes pass half the outgoing bound, until they are out, and
+    /// waits while the response channel is backlogged: announces read then would only
+    /// make the request workers compute offers and replies that find no room, so the
+    /// responses are taken first. `may_be_closed`: see [`read_round`].
     fn read(&mut self, slot: usize, state: &mut State, may_be_closed: bool) {
-        let hold = self.settings.max_outgoing_bytes / 2;
+        let backlogged = self.response_receiver.backlogged();
         let failed = {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
+            if backlogged && c.phase == Phase::Open && !c.peer_closed {
+                // Read again (as if a close may have come unseen) once responses are taken.
+                if !c.deferred {
+                    c.deferred = true;
+                    state.deferred.push(slot);
+                }
+                return;
+            }
+            c.deferred = false;
             if matches!(c.phase, Phase::Closing(_)) || c.peer_closed {
                 c.read_paused = false;
                 false
             } else {
-                let unsent_over = c.unsent() > hold;
-                let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |_| {
-                    unsent_over
-                });
+                let blocked = !c.may_read();
+                let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |_| blocked);
                 c.peer_closed |= round.peer_closed;
                 c.read_paused = !round.drained;
                 round.failed
@@ -383,7 +429,7 @@ impl SocketWorker {
                 c.phase = Phase::Closing(Instant::now());
                 c.read_buf = Vec::new();
                 self.write(slot, state);
-            } else if c.read_paused && !matches!(c.phase, Phase::Closing(_)) && c.unsent() <= hold {
+            } else if c.read_paused && !matches!(c.phase, Phase::Closing(_)) && c.may_read() {
                 c.read_paused = false;
                 state.resume.push(slot);
             }
@@ -668,6 +714,7 @@ impl SocketWorker {
             params,
             offers: request.offers,
         };
+        expect_reply(slot, state);
         self.push_request(shard, announce, state);
     }
 
@@ -697,6 +744,7 @@ impl SocketWorker {
                     pending_id: None,
                     connection,
                 };
+                expect_reply(slot, state);
                 self.push_request(shard, request, state);
             }
             ScrapeRoute::Split(parts) => {
@@ -712,6 +760,7 @@ impl SocketWorker {
                     self.send_to_slot(slot, &scrape_failure(ERR_OVERLOADED), state);
                     return;
                 };
+                expect_reply(slot, state);
                 for (shard, part) in parts {
                     let request = WsRequest::Scrape {
                         part,
@@ -738,6 +787,7 @@ impl SocketWorker {
             self.send_json(slot, &json, state);
             return;
         }
+        expect_reply(slot, state);
         if let Some(in_flight) = &mut state.full_scrape.in_flight {
             in_flight.waiting.push(connection);
             return;
@@ -778,6 +828,7 @@ impl SocketWorker {
         );
         for connection in done.waiting {
             if let Some(slot) = current(&state.slots, connection) {
+                replied(slot, state);
                 self.send_json(slot, &json, state);
             }
         }
@@ -807,6 +858,7 @@ impl SocketWorker {
         for request in refused {
             match request {
                 WsRequest::Announce { params, .. } => {
+                    self.replied_to(params.connection.connection, state);
                     add(&self.counters().dropped, 1);
                     let failure = OutMessage::Failure {
                         reason: ERR_OVERLOADED,
@@ -816,6 +868,7 @@ impl SocketWorker {
                     self.send(params.connection.connection, &failure, state);
                 }
                 WsRequest::Scrape { connection, .. } => {
+                    self.replied_to(connection, state);
                     add(&self.counters().dropped, 1);
                     self.send(connection, &scrape_failure(ERR_OVERLOADED), state);
                 }
@@ -869,6 +922,7 @@ impl SocketWorker {
                     complete: counts.seeders,
                     incomplete: counts.leechers,
                 };
+                self.replied_to(connection, state);
                 self.send(connection, &reply, state);
             }
             WsResponse::Offer {
@@ -917,6 +971,7 @@ impl SocketWorker {
                 files.sort_unstable_by_key(|(pos, _, _)| *pos);
                 let files: Vec<(InfoHash, ScrapeCounts)> =
                     files.into_iter().map(|(_, h, c)| (h, c)).collect();
+                self.replied_to(connection, state);
                 self.send(
                     connection,
                     &OutMessage::ScrapeResponse { files: &files },
@@ -934,6 +989,7 @@ impl SocketWorker {
                 {
                     let files: Vec<(InfoHash, ScrapeCounts)> =
                         hashes.into_iter().zip(counts).collect();
+                    self.replied_to(connection, state);
                     self.send(
                         connection,
                         &OutMessage::ScrapeResponse { files: &files },
@@ -942,6 +998,14 @@ impl SocketWorker {
                 }
             }
             WsResponse::FullScrape { files } => self.full_scrape_part(&files, state),
+        }
+    }
+
+    /// Counts a reply come (or given up) for connection id `connection`, if it is
+    /// still open.
+    fn replied_to(&mut self, connection: u64, state: &mut State) {
+        if let Some(slot) = current(&state.slots, connection) {
+            replied(slot, state);
         }
     }
 
@@ -1044,34 +1108,20 @@ impl SocketWorker {
 
     /// Writes what the socket takes, and closes a closing connection when all is out.
     fn write(&mut self, slot: usize, state: &mut State) {
-        let failed;
+        let Some(c) = state.slots.get_mut(slot) else {
+            return;
+        };
+        let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
+        account(&self.ws_counters.queued_bytes, c);
         let mut done = false;
-        let mut resume = false;
-        let hold = self.settings.max_outgoing_bytes / 2;
-        {
-            let Some(c) = state.slots.get_mut(slot) else {
-                return;
-            };
-            let had_unsent = c.unsent() > 0;
-            let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
-            failed = round.failed;
-            account(&self.ws_counters.queued_bytes, c);
-            if round.all_out {
-                // Everything out: an idle connection keeps no buffer.
-                c.write_buf = Vec::new();
-                c.written = 0;
-                if matches!(c.phase, Phase::Closing(_)) {
-                    done = true;
-                }
-            }
-            if had_unsent && c.read_paused && c.unsent() <= hold && c.phase == Phase::Open {
-                resume = true;
-            }
+        if round.all_out {
+            // Everything out: an idle connection keeps no buffer.
+            c.write_buf = Vec::new();
+            c.written = 0;
+            done = matches!(c.phase, Phase::Closing(_));
         }
-        if failed || done {
+        if round.failed || done {
             self.close(slot, state);
-        } else if resume {
-            state.resume.push(slot);
         }
     }
 
@@ -1122,6 +1172,15 @@ impl SocketWorker {
                 }
                 Phase::Open | Phase::Handshake => {}
             }
+            if c.awaiting > 0 && now.saturating_duration_since(c.awaiting_since) > AWAITING_TIMEOUT
+            {
+                // Lost under overload: read the connection again.
+                c.awaiting = 0;
+                if c.read_paused {
+                    c.read_paused = false;
+                    state.resume.push(slot);
+                }
+            }
         }
         for slot in to_close {
             self.close(slot, state);
@@ -1135,6 +1194,7 @@ impl SocketWorker {
             && let Some(lost) = state.full_scrape.in_flight.take()
         {
             for connection in lost.waiting {
+                self.replied_to(connection, state);
                 self.send(connection, &scrape_failure(ERR_OVERLOADED), state);
             }
         }
@@ -1150,6 +1210,26 @@ fn account(queued: &AtomicUsize, c: &mut Connection) {
         queued.fetch_sub(c.accounted - unsent, Ordering::Relaxed);
     }
     c.accounted = unsent;
+}
+
+/// Counts one more reply on its way for the connection in `slot`.
+fn expect_reply(slot: usize, state: &mut State) {
+    if let Some(c) = state.slots.get_mut(slot) {
+        c.expect_reply();
+    }
+}
+
+/// Counts a reply come for the connection in `slot`, and reads it again if that was
+/// all its reading waited for.
+fn replied(slot: usize, state: &mut State) {
+    if let Some(c) = state.slots.get_mut(slot) {
+        c.awaiting = c.awaiting.saturating_sub(1);
+        c.awaiting_since = Instant::now();
+        if c.read_paused && c.phase == Phase::Open && c.may_read() {
+            c.read_paused = false;
+            state.resume.push(slot);
+        }
+    }
 }
 
 fn mark_dirty(c: &mut Connection, slot: usize, dirty: &mut Vec<usize>) {

@@ -128,11 +128,18 @@ impl Client {
     /// that pipelines and never reads would. Gives up quietly after 5 s blocked: a
     /// tracker that stops reading it is one of the outcomes tests look for.
     pub fn send_burst_unread(&mut self, message: &InMessage, count: usize) {
+        self.send_all_unread(&vec![message.clone(); count]);
+    }
+
+    /// Writes `messages` at once, reading nothing meanwhile (see
+    /// [`Client::send_burst_unread`]).
+    pub fn send_all_unread(&mut self, messages: &[InMessage]) {
         use std::io::Write as _;
-        let mut json = Vec::new();
-        write_in_message(message, &mut json);
         let mut frames = Vec::new();
-        for i in 0..count {
+        let mut json = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
+            json.clear();
+            write_in_message(message, &mut json);
             let mask = (i as u32).wrapping_mul(0x9E37_79B9).to_be_bytes();
             tracker_ws_protocol::websocket::write_client_frame(
                 &mut frames,
