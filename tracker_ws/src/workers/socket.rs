@@ -21,8 +21,9 @@
 //!   a client that writes only after it has read could then never be read again.
 //! - A peer in at most `ws.max_swarms_per_connection` torrents.
 //! - Time: a connection that sends nothing for half of `ws.idle_timeout_secs` is pinged,
-//!   and closed once the whole timeout passes without a frame from it; the upgrade
-//!   request must be complete within the timeout too.
+//!   and closed once the whole timeout passes without a frame from it (and at least a
+//!   second after the ping); the upgrade request must be complete within the timeout
+//!   too.
 
 use std::io::ErrorKind;
 use std::sync::Arc;
@@ -1161,7 +1162,13 @@ impl SocketWorker {
                         to_close.push(slot);
                     }
                 }
-                _ if quiet > timeout => {
+                // Closed only once pinged at an earlier round: rounds are a second or more
+                // apart, so one may pass over the second half of the timeout unseen.
+                Phase::Handshake if quiet > timeout => {
+                    self.ws_counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                    to_close.push(slot);
+                }
+                Phase::Open if quiet > timeout && c.ping_sent => {
                     self.ws_counters.timed_out.fetch_add(1, Ordering::Relaxed);
                     to_close.push(slot);
                 }
