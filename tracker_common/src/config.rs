@@ -216,8 +216,8 @@ config_section! {
         pub max_peers_per_ip: usize,
         /// Most completed counts of emptied torrents kept (whole tracker, split evenly over
         /// the request workers), so that a scrape's `downloaded` survives a torrent's
-        /// last peer leaving. Takes 12 bytes per entry, allocated at start; when full, the
-        /// smallest counts make way. 0 = keep none.
+        /// last peer leaving. Takes 12 bytes per entry, in a table that grows as it
+        /// fills, up to this; when full, the smallest counts make way. 0 = keep none.
         pub max_archived_torrents: usize,
         /// Use the IP address a client puts in its announce instead of the packet's source
         /// address. Only for trackers behind a trusted relay: anyone could otherwise add
@@ -287,12 +287,12 @@ impl SwarmConfig {
         if self.max_peers_per_ip == 0 {
             anyhow::bail!("swarm.max_peers_per_ip: must be at least 1");
         }
-        // The archive's table is allocated whole at start: a typo must not ask for
+        // The archive's table grows up to this: a typo must not let it ask for
         // terabytes. 2^28 entries take 3 GiB.
         if self.max_archived_torrents > MAX_ARCHIVED_TORRENTS {
             anyhow::bail!(
                 "swarm.max_archived_torrents: must be at most {MAX_ARCHIVED_TORRENTS} (its \
-                 table is allocated at start, 12 bytes an entry)"
+                 table grows up to 12 bytes an entry)"
             );
         }
         Ok(())
