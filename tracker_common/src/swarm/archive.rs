@@ -221,7 +221,7 @@ mod tests {
         }
         // Grown in doublings to hold them, far from the full 12 MiB.
         let held = a.memory_bytes();
-        assert!(held >= 2000 * 12 && held <= 8 * 2000 * 12, "{held} bytes");
+        assert!((2000 * 12..=8 * 2000 * 12).contains(&held), "{held} bytes");
         // Never past the full size, however many come.
         for i in 2001..=(2 * full as u64) {
             a.put(spread(i), 1);
