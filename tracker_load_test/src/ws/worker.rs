@@ -822,8 +822,13 @@ impl Worker {
         hashes.clear();
         for _ in 0..n {
             let rank = self.workload.sample_torrent(&mut self.rng);
-            hashes.push(self.workload.info_hash(rank));
+            let hash = self.workload.info_hash(rank);
+            // The tracker answers a torrent named twice once, as a client asks.
+            if !hashes.contains(&hash) {
+                hashes.push(hash);
+            }
         }
+        let asked = hashes.len();
         let filter = hashes.iter().fold(0u128, |bits, h| bits | hash_bit(h));
         let message = InMessage::Scrape(ScrapeRequest::InfoHashes(hashes));
         self.text.clear();
@@ -833,7 +838,7 @@ impl Worker {
         }
         Pending::Scrape {
             filter,
-            asked: n,
+            asked,
             sent_at: now,
         }
     }
