@@ -502,26 +502,30 @@ fn offer_until_shed(
     peak
 }
 
-#[test]
-fn a_peer_that_does_not_read_is_shed_for_then_disconnected_not_buffered_for() {
-    let mut config = test_config("127.0.0.1:0");
-    config.ws.max_message_bytes = 4096;
-    let bound = 16 * 1024;
-    config.ws.max_outgoing_bytes_per_connection = bound;
+/// Starts a tracker on `config` with a sink peer in `hash` that never reads after its
+/// first announce, and offers to it from a sender until one is shed (the sink is not
+/// disconnected for that). Returns the tracker, the sink, the sender and the peak of
+/// bytes waiting.
+fn sink_shed_for(
+    config: tracker_ws::Config,
+    hash: tracker_ws_protocol::InfoHash,
+) -> (tracker_ws::Tracker, Client, Client, usize) {
     let tracker = start(config);
-    let hash = info_hash(6);
     let mut sink = Client::connect(tracker.local_addr());
     sink.announce_counts(announce(hash, peer_id(1), Some(1), AnnounceEvent::Started));
-    // The sink never reads again. Offers of ~1 KB fill its socket buffers and then the
-    // tracker's queue for it, up to half the bound; further offers to it are shed.
     let mut sender = Client::connect(tracker.local_addr());
     let peak = offer_until_shed(&tracker, &mut sender, hash);
-    assert!(peak <= bound / 2 + 1100, "peak {peak} bytes queued");
-    // Shedding offers is not a reason to disconnect: the sink is still a peer.
     assert_eq!(tracker.connections().slow_readers, 0);
-    assert_eq!(sender.scrape(&[hash])[0].1.leechers, 2);
-    // Replies to its own messages are never shed: a client that pipelines scrapes and
-    // does not read their answers passes the bound and is disconnected.
+    (tracker, sink, sender, peak)
+}
+
+/// Replies to its own messages are never shed: `sink` pipelines scrapes and reads
+/// none of their answers, and must be disconnected as a slow reader.
+fn pipeline_until_disconnected(
+    tracker: &tracker_ws::Tracker,
+    sink: &mut Client,
+    hash: tracker_ws_protocol::InfoHash,
+) {
     let scrape = InMessage::Scrape(ScrapeRequest::InfoHashes(vec![hash]));
     sink.send_burst_unread(&scrape, 4000);
     assert!(
@@ -531,6 +535,21 @@ fn a_peer_that_does_not_read_is_shed_for_then_disconnected_not_buffered_for() {
             == 1),
         "the sink was not disconnected"
     );
+}
+
+#[test]
+fn a_peer_that_does_not_read_is_shed_for_then_disconnected_not_buffered_for() {
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.max_message_bytes = 4096;
+    let bound = 16 * 1024;
+    config.ws.max_outgoing_bytes_per_connection = bound;
+    let hash = info_hash(6);
+    // Offers of ~1 KB fill the sink's socket buffers and then the tracker's queue for
+    // it, up to half the bound; further offers to it are shed, and it stays a peer.
+    let (tracker, mut sink, mut sender, peak) = sink_shed_for(config, hash);
+    assert!(peak <= bound / 2 + 1100, "peak {peak} bytes queued");
+    assert_eq!(sender.scrape(&[hash])[0].1.leechers, 2);
+    pipeline_until_disconnected(&tracker, &mut sink, hash);
     // Its peer left with it, and the sender is still served.
     assert!(
         eventually(Duration::from_secs(3), || sender.scrape(&[hash])[0]
@@ -659,29 +678,15 @@ fn bytes_waiting_for_slow_readers_are_bounded_for_the_whole_tracker() {
     config.ws.max_outgoing_bytes_per_connection = 1024 * 1024;
     config.ws.max_outgoing_bytes_total = 64 * 1024;
     let total = config.ws.max_outgoing_bytes_total;
-    let tracker = start(config);
-    let hash = info_hash(9);
-    let mut sink = Client::connect(tracker.local_addr());
-    sink.announce_counts(announce(hash, peer_id(1), Some(1), AnnounceEvent::Started));
-    // The sink never reads again: relayed offers are shed once half the whole bound
-    // waits, long before its own bound.
-    let mut sender = Client::connect(tracker.local_addr());
-    let peak = offer_until_shed(&tracker, &mut sender, hash);
+    // Relayed offers are shed once half the whole bound waits, long before the sink's
+    // own bound.
+    let (tracker, mut sink, _sender, peak) = sink_shed_for(config, info_hash(9));
     // A frame over at most: the check counts what was written before the last send.
     assert!(peak <= total / 2 + 1100, "peak {peak} bytes queued");
     assert!(peak > total / 4, "the sink never queued much: peak {peak}");
-    assert_eq!(tracker.connections().slow_readers, 0);
     // Replies it does not read pass the whole tracker's bound: it is disconnected, and
     // what waited for it is freed.
-    let scrape = InMessage::Scrape(ScrapeRequest::InfoHashes(vec![hash]));
-    sink.send_burst_unread(&scrape, 4000);
-    assert!(
-        eventually(Duration::from_secs(5), || tracker
-            .connections()
-            .slow_readers
-            == 1),
-        "the sink was not disconnected"
-    );
+    pipeline_until_disconnected(&tracker, &mut sink, info_hash(9));
     assert!(eventually(Duration::from_secs(2), || tracker
         .connections()
         .queued_bytes
