@@ -50,6 +50,8 @@ impl Default for Config {
 }
 
 impl TrackerConfig for Config {
+    const ENV_PREFIX: Option<&'static str> = Some("SHOAL_UDP");
+
     fn log_level(&self) -> LogLevel {
         self.log_level
     }
@@ -156,7 +158,7 @@ mod tests {
 
     #[test]
     fn example_file_is_the_printed_default() {
-        let text = documented_default_toml::<Config>().unwrap();
+        let text = tracker_common::config::documented_config_toml::<Config>().unwrap();
         let example = include_str!("../config.example.toml");
         assert_eq!(
             example, text,
