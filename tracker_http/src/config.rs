@@ -10,6 +10,7 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::SocketOptions;
+use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
 
 use crate::proxy::TrustedProxies;
@@ -36,6 +37,9 @@ config_section! {
         pub access_list: AccessListConfig,
         /// Statistics in the log.
         pub statistics: StatisticsConfig,
+        /// Giving up root once the sockets are bound (the tracker must start as root). A
+        /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
+        pub privileges: PrivilegeConfig,
     }
 }
 
@@ -55,6 +59,7 @@ impl Default for Config {
             workers: WorkerConfig::default(),
             access_list: AccessListConfig::default(),
             statistics: StatisticsConfig::default(),
+            privileges: PrivilegeConfig::default(),
         }
     }
 }
@@ -81,6 +86,7 @@ impl TrackerConfig for Config {
         }
         self.workers.validate()?;
         self.access_list.validate()?;
+        self.privileges.validate()?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
         Ok(())
