@@ -430,16 +430,6 @@ where
     })
 }
 
-/// Reads and parses a config file.
-///
-/// # Errors
-/// A message naming the file and, for a bad value, the key, the line and the problem.
-pub fn load_config_file<C: DeserializeOwned>(path: &Path) -> anyhow::Result<C> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read config file {}", path.display()))?;
-    parse_config(&text).with_context(|| format!("config file {}", path.display()))
-}
-
 /// Parses config TOML text.
 ///
 /// # Errors

@@ -56,6 +56,7 @@ impl EnvOverrides {
         V: AsRef<OsStr>,
     {
         let full_prefix = format!("{prefix}{SEPARATOR}");
+        let near_prefix = format!("{prefix}_");
         let defaults = toml::Table::try_from(C::default())
             .map_err(|err| anyhow::anyhow!("serialize the default config: {err}"))?;
         let mut picked: Vec<(String, V)> = Vec::new();
@@ -67,7 +68,7 @@ impl EnvOverrides {
             };
             if name.starts_with(&full_prefix) {
                 picked.push((name.to_string(), value));
-            } else if name.starts_with(&format!("{prefix}_")) {
+            } else if name.starts_with(&near_prefix) {
                 near_misses.push(name.to_string());
             }
         }
