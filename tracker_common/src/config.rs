@@ -1,6 +1,6 @@
 //! Configuration plumbing shared by every tracker: documented config sections, loading a
 //! TOML file with messages that name the key, environment variables that override keys
-//! ([`env`]), printing the documented default config, and the sections that every
+//! ([`mod@env`]), printing the documented default config, and the sections that every
 //! tracker has (log level, workers, swarm, statistics).
 //!
 //! Defaults live only in each section's `Default` impl; the doc comment of every field is
