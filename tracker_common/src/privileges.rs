@@ -35,8 +35,8 @@ config_section! {
         pub drop_privileges: bool,
         /// The user to run as, by name (not root). Needed when drop_privileges is on.
         pub user: String,
-        /// The group to run as, by name; it is also the only supplementary group kept.
-        /// "" = the user's primary group.
+        /// The group to run as, by name (not root); it is also the only supplementary
+        /// group kept. "" = the user's primary group.
         pub group: String,
         /// The directory to chroot to before switching user (an absolute path); "" =
         /// none. The start reads the access list and the TLS certificates from outside
@@ -102,7 +102,7 @@ impl Target {
     ///
     /// # Errors
     /// A name that does not exist or could not be looked up, naming the key; root as
-    /// the user.
+    /// the user or the group.
     pub fn look_up(config: &PrivilegeConfig) -> anyhow::Result<Self> {
         let user = User::from_name(&config.user)
             .with_context(|| format!("privileges.user: look up user {:?}", config.user))?
@@ -132,6 +132,18 @@ impl Target {
                 })?;
             (group.name, group.gid)
         };
+        // Group root opens root's files, and a process whose group ids are 0 could not
+        // be told from one that can set them back to 0.
+        if gid.as_raw() == 0 {
+            anyhow::bail!(
+                "privileges.group: {group:?} is the root group (gid 0): name another group{}",
+                if config.group.is_empty() {
+                    " (it is the primary group of the user)"
+                } else {
+                    ""
+                }
+            );
+        }
         Ok(Self {
             user: user.name,
             uid: user.uid,
@@ -574,8 +586,18 @@ mod tests {
         let t = Target::look_up(&config(&daemon.name, "")).unwrap();
         assert_eq!((t.uid, t.gid), (daemon.uid, daemon.gid), "primary group");
         assert_eq!(t.chroot_dir, None);
-        let t = Target::look_up(&config(&daemon.name, "root")).unwrap();
-        assert_eq!((t.group.as_str(), t.gid), ("root", Gid::from_raw(0)));
+        let Some(group) = Group::from_gid(daemon.gid).unwrap() else {
+            panic!("no group with gid {}", daemon.gid);
+        };
+        let t = Target::look_up(&config(&daemon.name, &group.name)).unwrap();
+        assert_eq!((t.group, t.gid), (group.name, group.gid));
+        let msg = Target::look_up(&config(&daemon.name, "root"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("privileges.group: \"root\" is the root group"),
+            "{msg}"
+        );
         let msg = Target::look_up(&config(&daemon.name, "shoal-no-such-group"))
             .unwrap_err()
             .to_string();
