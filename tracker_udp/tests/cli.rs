@@ -280,3 +280,38 @@ fn a_user_that_does_not_exist_stops_the_start() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn dropping_privileges_without_root_stops_the_start() {
+    if !tracker_common::testing::running_as_root("dropping_privileges_without_root_stops_the_start")
+    {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = tracker_common::testing::user_ids("nobody");
+    let dir = temp_dir("notroot");
+    let path = dir.join("notroot.toml");
+    std::fs::write(
+        &path,
+        "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
+         [privileges]\ndrop_privileges = true\nuser = \"nobody\"\n",
+    )
+    .unwrap();
+    // Started as nobody already: the first privileged call is refused.
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&path)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("privileges.group: set supplementary groups to")
+            && err.contains("EPERM")
+            && err.contains("needs the tracker to start as root"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
