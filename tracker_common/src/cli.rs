@@ -9,11 +9,14 @@
 //!
 //! A config file with an unknown key, a wrong type or an impossible value ends the
 //! process with exit code 1 and a message naming the file, the key and the problem.
+//! Environment variables under the tracker's prefix (`SHOAL_UDP__LOG_LEVEL=debug`, see
+//! [`crate::config::env`]) set keys over the file or the defaults, before validation; a
+//! bad one ends the process the same way, naming the variable.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::{TrackerConfig, documented_default_toml, load_config_file};
+use crate::config::{LoadedConfig, TrackerConfig, documented_config_toml, load_config};
 
 /// What the command line asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,11 +81,19 @@ pub fn run_app<C: TrackerConfig>(
     version: &str,
     run: fn(C) -> anyhow::Result<()>,
 ) -> ExitCode {
+    let notes = match C::ENV_PREFIX {
+        Some(prefix) => format!(
+            "Environment: {prefix}__ and a config key's path in upper case, sections joined\n\
+             by __ ({prefix}__NETWORK__ADDRESS=[::]:6969), set that key over the file.\n\
+             {TRACKER_NOTES}"
+        ),
+        None => TRACKER_NOTES.to_string(),
+    };
     run_app_with_args(
         name,
         version,
         "shoal BitTorrent tracker",
-        TRACKER_NOTES,
+        &notes,
         std::env::args().skip(1),
         run,
     )
@@ -106,7 +117,7 @@ pub fn run_app_with_args<C: TrackerConfig>(
             return ExitCode::from(2);
         }
     };
-    let (mut config, source) = match command {
+    let (loaded, source) = match command {
         Command::Help => {
             print!("{}", usage(name, about, notes));
             return ExitCode::SUCCESS;
@@ -116,7 +127,7 @@ pub fn run_app_with_args<C: TrackerConfig>(
             return ExitCode::SUCCESS;
         }
         Command::PrintConfig => {
-            return match documented_default_toml::<C>() {
+            return match documented_config_toml::<C>() {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -127,15 +138,22 @@ pub fn run_app_with_args<C: TrackerConfig>(
                 }
             };
         }
-        Command::Run(None) => (C::default(), "built-in default config".to_string()),
-        Command::Run(Some(path)) => match load_config_file::<C>(&path) {
-            Ok(config) => (config, format!("config file {}", path.display())),
+        Command::Run(file) => match load_config::<C, _, _>(file.as_deref(), std::env::vars_os()) {
+            Ok(loaded) => {
+                let source = describe_source(file.as_deref(), &loaded);
+                (loaded, source)
+            }
             Err(err) => {
                 eprintln!("{name}: error: {err:#}");
                 return ExitCode::FAILURE;
             }
         },
     };
+    let LoadedConfig {
+        mut config,
+        env_variables,
+        env_near_misses,
+    } = loaded;
     if let Err(err) = config.validate() {
         eprintln!("{name}: error: {source}: {err:#}");
         return ExitCode::FAILURE;
@@ -152,6 +170,19 @@ pub fn run_app_with_args<C: TrackerConfig>(
         eprintln!("{name}: start logging: {err}");
         return ExitCode::FAILURE;
     }
+    if !env_variables.is_empty() {
+        log::info!(
+            "config keys set by the environment: {}",
+            env_variables.join(", ")
+        );
+    }
+    for variable in env_near_misses {
+        log::warn!(
+            "environment variable {variable} is not read: config variables have a double \
+             underscore after the prefix{}",
+            C::ENV_PREFIX.map_or(String::new(), |prefix| format!(" ({prefix}__...)"))
+        );
+    }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -159,6 +190,20 @@ pub fn run_app_with_args<C: TrackerConfig>(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where a config came from, for messages about it: "config file F" or "built-in
+/// default config", and the variables that set keys.
+fn describe_source<C>(file: Option<&std::path::Path>, loaded: &LoadedConfig<C>) -> String {
+    let mut source = match file {
+        Some(path) => format!("config file {}", path.display()),
+        None => "built-in default config".to_string(),
+    };
+    if !loaded.env_variables.is_empty() {
+        source.push_str(" with environment variables ");
+        source.push_str(&loaded.env_variables.join(", "));
+    }
+    source
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
 //! Configuration plumbing shared by every tracker: documented config sections, loading a
-//! TOML file with messages that name the key, printing the documented default config, and
-//! the sections that every tracker has (log level, workers, swarm, statistics).
+//! TOML file with messages that name the key, environment variables that override keys
+//! ([`mod@env`]), printing the documented default config, and the sections that every
+//! tracker has (log level, workers, swarm, statistics).
 //!
 //! Defaults live only in each section's `Default` impl; the doc comment of every field is
 //! both its rustdoc and the comment printed above it by `-p`, so the two cannot drift.
 
+pub mod env;
+
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::access_list::AccessListMode;
+use crate::config::env::EnvOverrides;
 
 /// Gives the doc comment of a config field, so that `-p` can print it above the key.
 ///
@@ -327,6 +332,11 @@ impl Default for StatisticsConfig {
 
 /// What every tracker's top-level config offers to the shared CLI.
 pub trait TrackerConfig: ConfigDoc + Serialize + DeserializeOwned + Default {
+    /// The prefix of the environment variables that set this config's keys
+    /// (`SHOAL_UDP` reads `SHOAL_UDP__NETWORK__ADDRESS`), or `None` for a program whose
+    /// config the environment does not touch.
+    const ENV_PREFIX: Option<&'static str> = None;
+
     /// The configured log level.
     fn log_level(&self) -> LogLevel;
 
@@ -337,14 +347,87 @@ pub trait TrackerConfig: ConfigDoc + Serialize + DeserializeOwned + Default {
     fn validate(&mut self) -> anyhow::Result<()>;
 }
 
-/// Reads and parses a config file.
+/// A config as loaded from its file (or the defaults) and the environment.
+#[derive(Debug)]
+pub struct LoadedConfig<C> {
+    /// The config, not yet validated.
+    pub config: C,
+    /// The environment variables that set keys, sorted.
+    pub env_variables: Vec<String>,
+    /// Variables that look like a misspelt override (`SHOAL_UDP_LOG_LEVEL`, one `_`),
+    /// which were not read.
+    pub env_near_misses: Vec<String>,
+}
+
+/// Loads a tracker's config: the file (or the defaults when there is none), then every
+/// variable of `vars` under [`TrackerConfig::ENV_PREFIX`] written over its key. Validation
+/// is left to the caller.
 ///
 /// # Errors
-/// A message naming the file and, for a bad value, the key, the line and the problem.
-pub fn load_config_file<C: DeserializeOwned>(path: &Path) -> anyhow::Result<C> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read config file {}", path.display()))?;
-    parse_config(&text).with_context(|| format!("config file {}", path.display()))
+/// A file that cannot be read or parsed (naming the file and the key), a variable
+/// under the prefix that names no key, or a value that does not fit its key (naming the
+/// variable).
+pub fn load_config<C, K, V>(
+    file: Option<&Path>,
+    vars: impl IntoIterator<Item = (K, V)>,
+) -> anyhow::Result<LoadedConfig<C>>
+where
+    C: TrackerConfig,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let text = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read config file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let file_context = || match file {
+        Some(path) => format!("config file {}", path.display()),
+        None => "built-in default config".to_string(),
+    };
+    let overrides = match C::ENV_PREFIX {
+        Some(prefix) => EnvOverrides::from_vars::<C, K, V>(prefix, vars)?,
+        None => EnvOverrides::default(),
+    };
+    // The file alone first: its errors keep their line numbers, and a broken file is
+    // reported as such even where a variable would replace the broken value.
+    let from_file = match &text {
+        Some(text) => parse_config::<C>(text).with_context(file_context)?,
+        None => C::default(),
+    };
+    let env_near_misses = overrides.near_misses().to_vec();
+    if overrides.is_empty() {
+        return Ok(LoadedConfig {
+            config: from_file,
+            env_variables: Vec::new(),
+            env_near_misses,
+        });
+    }
+    let mut table = match &text {
+        Some(text) => text
+            .parse::<toml::Table>()
+            .map_err(|err| anyhow::anyhow!("{}", err.to_string().trim_end()))
+            .with_context(file_context)?,
+        None => toml::Table::new(),
+    };
+    overrides.apply(&mut table)?;
+    let config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
+        let path = err.path().to_string();
+        // The message alone: toml would add the key, which is named here already.
+        let inner = err.into_inner();
+        let inner = inner.message().trim_end();
+        match overrides.variable_for(&path) {
+            Some(variable) => anyhow::anyhow!("environment variable {variable}: {inner}"),
+            None => anyhow::anyhow!("{}: key `{path}`: {inner}", file_context()),
+        }
+    })?;
+    Ok(LoadedConfig {
+        config,
+        env_variables: overrides.variables().map(str::to_string).collect(),
+        env_near_misses,
+    })
 }
 
 /// Parses config TOML text.
@@ -373,6 +456,41 @@ pub fn documented_default_toml<C: ConfigDoc + Serialize + Default>() -> anyhow::
     let table = toml::Table::try_from(C::default()).context("serialize default config")?;
     let mut out = String::new();
     write_table::<C>(&mut out, &table, &mut Vec::new());
+    Ok(out)
+}
+
+/// What `-p` prints for a tracker: a header on the environment variables (for a config
+/// with [`TrackerConfig::ENV_PREFIX`]), then [`documented_default_toml`].
+///
+/// # Errors
+/// As [`documented_default_toml`].
+pub fn documented_config_toml<C: TrackerConfig>() -> anyhow::Result<String> {
+    let mut out = String::new();
+    if let Some(prefix) = C::ENV_PREFIX {
+        let examples: Vec<String> = [
+            (&["log_level"][..], "debug"),
+            (&["network", "address"][..], "[::]:6969"),
+        ]
+        .iter()
+        .filter(|(path, _)| C::field_doc(path).is_some())
+        .map(|(path, value)| {
+            let name: Vec<String> = path.iter().map(|s| s.to_ascii_uppercase()).collect();
+            format!("#   {prefix}__{}={value}\n", name.join("__"))
+        })
+        .collect();
+        let _ = write!(
+            out,
+            "# Every key can also be set by an environment variable, over this file (or the\n\
+             # defaults): {prefix}__ and the key's path in upper case, sections joined by __:\n\
+             {}\
+             # A value is read as TOML where it is TOML (numbers, booleans, arrays such as\n\
+             # [\"10.0.0.0/8\"]) and as text otherwise; a key whose value is text takes the\n\
+             # variable as it is. A variable {prefix}__... that names no key, or a value that\n\
+             # does not fit its key, stops the start with a message naming the variable.\n\n",
+            examples.concat()
+        );
+    }
+    out.push_str(&documented_default_toml::<C>()?);
     Ok(out)
 }
 
@@ -478,6 +596,100 @@ mod tests {
         assert!(msg.contains("unknown field `numbr`"), "{msg}");
         let err = parse_config::<Outer>("log_level = \"loud\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("loud"));
+    }
+
+    impl TrackerConfig for Outer {
+        const ENV_PREFIX: Option<&'static str> = Some("SHOAL_TEST");
+
+        fn log_level(&self) -> LogLevel {
+            self.log_level
+        }
+
+        fn validate(&mut self) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("shoal-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn environment_variables_set_keys_over_the_file_or_the_defaults() {
+        let vars = [
+            ("SHOAL_TEST__INNER__NUMBER", "9"),
+            ("SHOAL_TEST__LOG_LEVEL", "debug"),
+            ("SHOAL_OTHER__LOG_LEVEL", "loud"),
+        ];
+        let loaded = load_config::<Outer, _, _>(None, vars).unwrap();
+        assert_eq!(loaded.config.inner.number, 9);
+        assert_eq!(loaded.config.log_level, LogLevel::Debug);
+        assert_eq!(
+            loaded.env_variables,
+            ["SHOAL_TEST__INNER__NUMBER", "SHOAL_TEST__LOG_LEVEL"]
+        );
+
+        // Over a file: the variable wins, the file's other keys stay.
+        let path = temp_file(
+            "env-over-file",
+            "log_level = \"error\"\n[inner]\nnumber = 1\n",
+        );
+        let loaded =
+            load_config::<Outer, _, _>(Some(&path), [("SHOAL_TEST__INNER__NUMBER", "2")]).unwrap();
+        assert_eq!(loaded.config.inner.number, 2);
+        assert_eq!(loaded.config.log_level, LogLevel::Error);
+        // Without variables, the file alone.
+        let loaded = load_config::<Outer, &str, &str>(Some(&path), []).unwrap();
+        assert_eq!(loaded.config.inner.number, 1);
+        assert!(loaded.env_variables.is_empty());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn bad_variables_are_named_and_file_errors_keep_their_lines() {
+        let err =
+            load_config::<Outer, _, _>(None, [("SHOAL_TEST__INNER__NUMBER", "many")]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with("environment variable SHOAL_TEST__INNER__NUMBER: invalid type"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+        let err =
+            load_config::<Outer, _, _>(None, [("SHOAL_TEST__LOG_LEVEL", "loud")]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with("environment variable SHOAL_TEST__LOG_LEVEL: unknown variant `loud`"),
+            "{msg}"
+        );
+        let err =
+            load_config::<Outer, _, _>(None, [("SHOAL_TEST__INNER__NUMBR", "1")]).unwrap_err();
+        assert!(format!("{err:#}").contains("SHOAL_TEST__INNER__NUMBR"));
+
+        let path = temp_file("env-file-error", "[inner]\nnumber = \"x\"\n");
+        let err = load_config::<Outer, _, _>(Some(&path), [("SHOAL_TEST__INNER__NUMBER", "2")])
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("config.toml") && msg.contains("inner.number") && msg.contains("line 2"),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_printed_config_says_how_keys_map_to_variables() {
+        let text = documented_config_toml::<Outer>().unwrap();
+        assert!(text.starts_with("# Every key can also be set"), "{text}");
+        assert!(text.contains("#   SHOAL_TEST__LOG_LEVEL=debug\n"), "{text}");
+        // Outer has no network.address: no example for it.
+        assert!(!text.contains("NETWORK"), "{text}");
+        assert!(text.ends_with(&documented_default_toml::<Outer>().unwrap()));
+        assert_eq!(parse_config::<Outer>(&text).unwrap(), Outer::default());
     }
 
     #[test]

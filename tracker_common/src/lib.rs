@@ -29,6 +29,8 @@
 //! - [`transport`]: a TCP connection's byte stream, plain or TLS, for the socket workers
 //!   of the TCP trackers.
 //! - [`testing`]: a tracker binary as a child process, for the integration tests.
+//! - [`privileges`]: the `[privileges]` section; chroot and switching to an unprivileged
+//!   user once the sockets are bound.
 //! - [`net`]: binds the listening sockets (a SO_REUSEPORT group per port), refusing a
 //!   port that another process already serves.
 //!
@@ -41,6 +43,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod net;
+pub mod privileges;
 pub mod request_worker;
 pub mod routing;
 pub mod scrape;

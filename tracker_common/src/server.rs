@@ -4,8 +4,8 @@
 //!
 //! A tracker starts in a few named steps:
 //! 1. [`Core::new`] loads the access list and makes the statistics and the shard router;
-//! 2. the tracker binds its sockets (see [`crate::net`]) and makes one waker per socket
-//!    worker;
+//! 2. the tracker binds its sockets (see [`crate::net`]), drops root if its config says
+//!    so (see [`crate::privileges`]), and makes one waker per socket worker;
 //! 3. [`Core::spawn_request_workers`] starts the request workers and returns the channels
 //!    the socket workers use;
 //! 4. the tracker spawns its socket workers on [`Core::supervisor`];

@@ -1,6 +1,7 @@
 //! Support for the trackers' integration tests: a tracker binary started as a child
-//! process, with its log lines and the address it listens on, and a TLS client that
-//! trusts one certificate. Not used by the trackers themselves.
+//! process, with its log lines and the address it listens on, a process's user and
+//! group ids, and a TLS client that trusts one certificate. Not used by the trackers
+//! themselves.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -25,9 +26,18 @@ impl Spawned {
     /// # Panics
     /// The binary did not start or never said where it listens: a failed test.
     pub fn start(binary: &Path, config: &Path) -> Self {
+        Self::start_with_env(binary, config, &[])
+    }
+
+    /// [`Spawned::start`] with the environment variables `env` added to the child's.
+    ///
+    /// # Panics
+    /// As [`Spawned::start`].
+    pub fn start_with_env(binary: &Path, config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(binary)
             .arg("-c")
             .arg(config)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -100,6 +110,81 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `binary` with `args` and the environment variables `env` added, to its end: its
+/// exit code and its stderr.
+///
+/// # Panics
+/// The binary could not be started.
+pub fn run_to_exit(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(binary)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("run {}: {err}", binary.display()));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A process's ids, from the `Uid:`, `Gid:` and `Groups:` lines of /proc/PID/status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessIds {
+    /// Real, effective, saved and file system user ids.
+    pub uids: Vec<u32>,
+    /// Real, effective, saved and file system group ids.
+    pub gids: Vec<u32>,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// The ids of process `pid` (Linux).
+///
+/// # Panics
+/// /proc/PID/status could not be read or lacks the lines.
+pub fn process_ids(pid: u32) -> ProcessIds {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {path}: {err}"));
+    let numbers = |key: &str| -> Vec<u32> {
+        let Some(line) = status.lines().find(|line| line.starts_with(key)) else {
+            panic!("no {key} line in {path}");
+        };
+        line.get(key.len()..)
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|n| n.parse().unwrap_or_else(|err| panic!("{line:?}: {err}")))
+            .collect()
+    };
+    ProcessIds {
+        uids: numbers("Uid:"),
+        gids: numbers("Gid:"),
+        groups: numbers("Groups:"),
+    }
+}
+
+/// The uid and primary gid of the user `name`.
+///
+/// # Panics
+/// There is no such user, or the lookup failed.
+pub fn user_ids(name: &str) -> (u32, u32) {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => (user.uid.as_raw(), user.gid.as_raw()),
+        Ok(None) => panic!("no user {name:?} on this system"),
+        Err(err) => panic!("look up user {name:?}: {err}"),
+    }
+}
+
+/// Whether this process runs as root. When it does not, says on stdout that `test` is
+/// skipped and why: a test that needs root must not pass unseen.
+pub fn running_as_root(test: &str) -> bool {
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root() {
+        println!("{test}: skipped: needs root (euid {euid})");
+    }
+    euid.is_root()
 }
 
 /// A TLS client connection to `addr` that trusts only the certificate `trusted` (DER),

@@ -131,6 +131,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     config.validate()?;
     let mut core = Core::new(&config.access_list, &config.workers)?;
     let (local_addr, sockets) = bind_sockets(&config)?;
+    // Everything that needs root is done: the sockets are bound, the access list read.
+    // Drop privileges before any thread starts; glibc's setuid would change every thread
+    // anyway (see tracker_common::privileges::System).
+    tracker_common::privileges::drop_privileges(&config.privileges)?;
     let (polls, wakers) = tracker_common::server::make_polls(sockets.len(), WAKER_TOKEN)?;
 
     let interval = i32::try_from(config.swarm.announce_interval_secs).unwrap_or(i32::MAX);

@@ -10,6 +10,7 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::SocketOptions;
+use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
 
 config_section! {
@@ -38,6 +39,9 @@ config_section! {
         pub access_list: AccessListConfig,
         /// Statistics in the log.
         pub statistics: StatisticsConfig,
+        /// Giving up root once the sockets are bound (the tracker must start as root). A
+        /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
+        pub privileges: PrivilegeConfig,
     }
 }
 
@@ -57,11 +61,14 @@ impl Default for Config {
             workers: WorkerConfig::default(),
             access_list: AccessListConfig::default(),
             statistics: StatisticsConfig::default(),
+            privileges: PrivilegeConfig::default(),
         }
     }
 }
 
 impl TrackerConfig for Config {
+    const ENV_PREFIX: Option<&'static str> = Some("SHOAL_WS");
+
     fn log_level(&self) -> LogLevel {
         self.log_level
     }
@@ -75,6 +82,7 @@ impl TrackerConfig for Config {
         self.swarm.validate()?;
         self.workers.validate()?;
         self.access_list.validate()?;
+        self.privileges.validate()?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
         if self.workers.socket_workers > usize::from(u16::MAX) {
@@ -337,7 +345,7 @@ mod tests {
 
     #[test]
     fn example_file_is_the_printed_default() {
-        let text = documented_default_toml::<Config>().unwrap();
+        let text = tracker_common::config::documented_config_toml::<Config>().unwrap();
         let example = include_str!("../config.example.toml");
         assert_eq!(
             example, text,

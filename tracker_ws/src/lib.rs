@@ -182,6 +182,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         &config.network.socket_options(),
         i32::try_from(config.network.backlog).unwrap_or(1024),
     )?;
+    // Everything that needs root is done: the listeners are bound, the access list and
+    // the TLS certificates read. Drop privileges before any thread starts; glibc's
+    // setuid would change every thread anyway (see tracker_common::privileges::System).
+    tracker_common::privileges::drop_privileges(&config.privileges)?;
     let (polls, wakers) = tracker_common::server::make_polls(listeners.len(), WAKER_TOKEN)?;
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, WsHandler::default)?;
