@@ -528,8 +528,9 @@ fn pipeline_until_disconnected(
 ) {
     let scrape = InMessage::Scrape(ScrapeRequest::InfoHashes(vec![hash]));
     sink.send_burst_unread(&scrape, 4000);
+    // Generous: a debug build on a loaded machine answers 4,000 scrapes slowly.
     assert!(
-        eventually(Duration::from_secs(5), || tracker
+        eventually(Duration::from_secs(30), || tracker
             .connections()
             .slow_readers
             == 1),
