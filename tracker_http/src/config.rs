@@ -14,6 +14,8 @@ use tracker_common::tls::TlsConfig;
 
 use crate::proxy::TrustedProxies;
 
+tracker_common::metrics_config_section!(9002);
+
 config_section! {
     /// The whole configuration of the HTTP tracker.
     pub struct Config {
@@ -36,6 +38,8 @@ config_section! {
         pub access_list: AccessListConfig,
         /// Statistics in the log.
         pub statistics: StatisticsConfig,
+        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json.
+        pub metrics: MetricsConfig,
     }
 }
 
@@ -55,6 +59,7 @@ impl Default for Config {
             workers: WorkerConfig::default(),
             access_list: AccessListConfig::default(),
             statistics: StatisticsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

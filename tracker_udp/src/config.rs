@@ -10,6 +10,8 @@ use tracker_common::config_section;
 use tracker_common::net::UdpNetworkConfig;
 use tracker_udp_protocol::MAX_ANNOUNCE_PEERS_IPV4;
 
+tracker_common::metrics_config_section!(9001);
+
 config_section! {
     /// The whole configuration of the UDP tracker.
     pub struct Config {
@@ -28,6 +30,8 @@ config_section! {
         pub access_list: AccessListConfig,
         /// Statistics in the log.
         pub statistics: StatisticsConfig,
+        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json.
+        pub metrics: MetricsConfig,
     }
 }
 
@@ -45,6 +49,7 @@ impl Default for Config {
             workers: WorkerConfig::default(),
             access_list: AccessListConfig::default(),
             statistics: StatisticsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -12,6 +12,8 @@ use tracker_common::config_section;
 use tracker_common::net::SocketOptions;
 use tracker_common::tls::TlsConfig;
 
+tracker_common::metrics_config_section!(9003);
+
 config_section! {
     /// The whole configuration of the WebSocket (WebTorrent) tracker.
     pub struct Config {
@@ -38,6 +40,8 @@ config_section! {
         pub access_list: AccessListConfig,
         /// Statistics in the log.
         pub statistics: StatisticsConfig,
+        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json.
+        pub metrics: MetricsConfig,
     }
 }
 
@@ -57,6 +61,7 @@ impl Default for Config {
             workers: WorkerConfig::default(),
             access_list: AccessListConfig::default(),
             statistics: StatisticsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
