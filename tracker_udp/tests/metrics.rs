@@ -197,3 +197,16 @@ fn metrics_can_be_turned_off() {
     assert_eq!(tracker.metrics_addr(), None);
     tracker.shutdown();
 }
+
+#[test]
+fn a_taken_metrics_port_stops_the_start_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut config = test_config("127.0.0.1:0");
+    config.metrics.address = addr;
+    let err = tracker_udp::start(config).err().expect("start must fail");
+    assert!(
+        format!("{err:#}").contains(&format!("bind metrics listener on {addr}")),
+        "{err:#}"
+    );
+}
