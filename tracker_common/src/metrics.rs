@@ -21,8 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family as MetricFamily;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::statistics::{Family, RequestKind, ResponseKind, Snapshot, Statistics};
@@ -280,11 +279,12 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
         Unit::Seconds,
         gauge(id.start_unix_secs),
     );
-    registry.register(
-        "build",
-        "The tracker's version",
-        Info::new([("version", id.version)]),
-    );
+    // A gauge of 1 labelled with the version, as Prometheus's own `*_build_info`: the
+    // OpenMetrics `info` type would be the same series, but a parser of the older text
+    // format refuses that type.
+    let build = MetricFamily::<Cause, Gauge>::default();
+    build.get_or_create(&[("version", id.version)]).set(1);
+    registry.register("build_info", "The tracker's version", build);
 
     let mut out = String::new();
     encode(&mut out, &registry)?;
@@ -590,6 +590,7 @@ mod tests {
             "shoal_access_list_info_hashes{protocol=\"udp\"} 33",
             "shoal_access_list_last_reload_timestamp_seconds{protocol=\"udp\"} 34",
             "shoal_start_time_seconds{protocol=\"udp\"} 35",
+            "# TYPE shoal_build_info gauge",
             "shoal_build_info{protocol=\"udp\",version=\"9.8.7\"} 1",
             "# EOF",
         ] {
