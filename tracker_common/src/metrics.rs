@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mio::{Events, Interest, Poll, Token};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::family::Family as MetricFamily;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::statistics::{Family, RequestKind, ResponseKind, Snapshot, Statistics};
@@ -132,8 +133,30 @@ pub struct Identity {
     pub start_unix_secs: u64,
 }
 
-type KindFamily = [(&'static str, &'static str); 2];
-type Cause = [(&'static str, &'static str); 1];
+/// A family of series with the labels given, encoded in the order given (the
+/// prometheus-client `Family` keeps its series in a hash map, so that their order would
+/// change from one scrape to the next).
+#[derive(Debug)]
+struct Ordered<M> {
+    name: &'static str,
+    help: &'static str,
+    series: Vec<(Vec<(&'static str, &'static str)>, M)>,
+}
+
+impl<M: EncodeMetric + std::fmt::Debug + Send + Sync + 'static> Collector for Ordered<M> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some((_, first)) = self.series.first() else {
+            return Ok(());
+        };
+        // The registry ends the help of what is registered with it with a full stop.
+        let help = format!("{}.", self.help);
+        let mut family = encoder.encode_descriptor(self.name, &help, None, first.metric_type())?;
+        for (labels, metric) in &self.series {
+            metric.encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
 
 fn gauge(value: u64) -> ConstGauge<i64> {
     ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
@@ -151,48 +174,48 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
     )];
     let mut registry = Registry::with_prefix_and_labels("shoal", protocol.into_iter());
 
-    let requests = MetricFamily::<KindFamily, Counter>::default();
+    let mut requests = Vec::new();
     for &kind in id.protocol.request_kinds() {
         for family in Family::ALL {
-            requests
-                .get_or_create(&[("kind", kind.label()), ("family", family.label())])
-                .inc_by(s.requests[kind as usize][family as usize]);
+            let value = s.requests[kind as usize][family as usize];
+            let labels = vec![("kind", kind.label()), ("family", family.label())];
+            requests.push((labels, ConstCounter::new(value)));
         }
     }
-    registry.register(
-        "requests",
-        "Requests received, by kind and client address family",
-        requests,
-    );
-    let responses = MetricFamily::<KindFamily, Counter>::default();
+    registry.register_collector(Box::new(Ordered {
+        name: "requests",
+        help: "Requests received, by kind and client address family",
+        series: requests,
+    }));
+    let mut responses = Vec::new();
     for &kind in id.protocol.response_kinds() {
         for family in Family::ALL {
-            responses
-                .get_or_create(&[("kind", kind.label()), ("family", family.label())])
-                .inc_by(s.responses_by_kind[kind as usize][family as usize]);
+            let value = s.responses_by_kind[kind as usize][family as usize];
+            let labels = vec![("kind", kind.label()), ("family", family.label())];
+            responses.push((labels, ConstCounter::new(value)));
         }
     }
-    registry.register(
-        "responses",
-        "Responses written, by kind (error: an error answer) and client address family",
-        responses,
-    );
-    let errors = MetricFamily::<Cause, Counter>::default();
-    for (cause, value) in [
+    registry.register_collector(Box::new(Ordered {
+        name: "responses",
+        help: "Responses written, by kind (error: an error answer) and client address family",
+        series: responses,
+    }));
+    let errors = [
         ("bad_request", s.bad_requests),
         ("access_denied", s.access_denied),
         ("dropped", s.dropped),
         ("rejected_by_limits", s.rejected_by_limits),
-    ] {
-        errors.get_or_create(&[("cause", cause)]).inc_by(value);
-    }
-    registry.register(
-        "errors",
-        "Requests not served as asked, by cause: bad_request (malformed or refused before \
-         routing), access_denied (access list), dropped (a full channel or an overloaded \
-         worker), rejected_by_limits (answered but not stored: a swarm limit)",
-        errors,
-    );
+    ];
+    registry.register_collector(Box::new(Ordered {
+        name: "errors",
+        help: "Requests not served as asked, by cause: bad_request (malformed or refused \
+               before routing), access_denied (access list), dropped (a full channel or an \
+               overloaded worker), rejected_by_limits (answered but not stored: a swarm limit)",
+        series: errors
+            .into_iter()
+            .map(|(cause, value)| (vec![("cause", cause)], ConstCounter::new(value)))
+            .collect(),
+    }));
     registry.register(
         "dropped_full_channel",
         "Requests and responses dropped because a channel between workers was full (part \
@@ -244,18 +267,17 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
         );
     }
     if id.protocol.relays() {
-        let relayed = MetricFamily::<Cause, Counter>::default();
-        relayed
-            .get_or_create(&[("kind", "offer")])
-            .inc_by(s.offers_relayed);
-        relayed
-            .get_or_create(&[("kind", "answer")])
-            .inc_by(s.answers_relayed);
-        registry.register(
-            "relayed",
-            "WebRTC offers and answers relayed to peers",
-            relayed,
-        );
+        registry.register_collector(Box::new(Ordered {
+            name: "relayed",
+            help: "WebRTC offers and answers relayed to peers",
+            series: vec![
+                (vec![("kind", "offer")], ConstCounter::new(s.offers_relayed)),
+                (
+                    vec![("kind", "answer")],
+                    ConstCounter::new(s.answers_relayed),
+                ),
+            ],
+        }));
         registry.register(
             "relayed_shed",
             "Offers and answers shed because the connection they were for was not keeping up",
@@ -282,9 +304,11 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
     // A gauge of 1 labelled with the version, as Prometheus's own `*_build_info`: the
     // OpenMetrics `info` type would be the same series, but a parser of the older text
     // format refuses that type.
-    let build = MetricFamily::<Cause, Gauge>::default();
-    build.get_or_create(&[("version", id.version)]).set(1);
-    registry.register("build_info", "The tracker's version", build);
+    registry.register_collector(Box::new(Ordered {
+        name: "build_info",
+        help: "The tracker's version",
+        series: vec![(vec![("version", id.version)], ConstGauge::new(1i64))],
+    }));
 
     let mut out = String::new();
     encode(&mut out, &registry)?;
@@ -604,6 +628,34 @@ mod tests {
             text.lines().filter(|l| l.starts_with("# HELP ")).count(),
             text.lines().filter(|l| l.starts_with("# TYPE ")).count()
         );
+    }
+
+    /// The same figures give the same text, series in kind then family order, so that
+    /// two scrapes can be compared by eye or by diff.
+    #[test]
+    fn series_come_in_a_fixed_order() {
+        let text = encode_prometheus(&snapshot(), &id(Protocol::Udp)).unwrap();
+        for _ in 0..10 {
+            assert_eq!(
+                encode_prometheus(&snapshot(), &id(Protocol::Udp)).unwrap(),
+                text
+            );
+        }
+        let position = |kind: &str, family: &str| {
+            text.find(&format!(
+                "shoal_requests_total{{protocol=\"udp\",kind=\"{kind}\",family=\"{family}\"}}"
+            ))
+            .unwrap()
+        };
+        let order = [
+            position("connect", "ipv4"),
+            position("connect", "ipv6"),
+            position("announce", "ipv4"),
+            position("announce", "ipv6"),
+            position("scrape", "ipv4"),
+            position("scrape", "ipv6"),
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
     }
 
     #[test]
