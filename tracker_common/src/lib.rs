@@ -18,6 +18,8 @@
 //! - [`access_list`]: allow / deny lists, reloaded without locks on the hot path.
 //! - [`supervisor`]: named threads; any worker that ends takes the process down.
 //! - [`statistics`]: per-worker counters and the periodic log line.
+//! - [`metrics`]: the same counters over HTTP (`/metrics` for Prometheus, `/stats.json`)
+//!   on a small listener of its own, and the `[metrics]` config section.
 //! - [`udp_batch`]: `recvmmsg` / `sendmmsg` batches over a socket the caller owns. It is
 //!   UDP-only, and the crate's only `unsafe` code (each block with a `SAFETY` comment and
 //!   a test), yet it stays here: the UDP tracker, and the load tester's generator and
@@ -34,7 +36,8 @@
 //! - [`net`]: binds the listening sockets (a SO_REUSEPORT group per port), refusing a
 //!   port that another process already serves.
 //!
-//! The only sockets this crate opens are the listening ones of [`net`]; reading,
+//! The only sockets this crate opens are the listening ones of [`net`] and the metrics
+//! endpoint of [`metrics`], which serves itself; apart from that one, reading,
 //! writing and polling them is the trackers' business.
 
 pub mod access_list;
@@ -42,6 +45,7 @@ pub mod addr;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod net;
 pub mod privileges;
 pub mod request_worker;

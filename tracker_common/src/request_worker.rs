@@ -85,6 +85,8 @@ pub trait Shard: Send + 'static {
     fn num_leechers(&self) -> usize;
     /// Announces not stored because a limit was reached.
     fn num_rejected_by_limits(&self) -> u64;
+    /// Downloads counted as completed since the shard was made.
+    fn num_completed(&self) -> u64;
     /// Completed counts held in the archive.
     fn num_archived_torrents(&self) -> usize;
     /// Bytes the archive takes.
@@ -112,6 +114,9 @@ macro_rules! impl_shard {
             }
             fn num_rejected_by_limits(&self) -> u64 {
                 <$shard>::num_rejected_by_limits(self)
+            }
+            fn num_completed(&self) -> u64 {
+                <$shard>::num_completed(self)
             }
             fn num_archived_torrents(&self) -> usize {
                 <$shard>::num_archived_torrents(self)
@@ -467,6 +472,7 @@ impl<H: RequestHandler> RequestWorker<H> {
                     cleaned.removed_peers,
                     cleaned.removed_torrents
                 );
+                add(&gauges.peers_cleaned, cleaned.removed_peers as u64);
                 next_cleaning = Instant::now() + self.cleaning.interval;
             }
             publish_gauges(&self.swarm.shard, gauges);
@@ -548,6 +554,9 @@ fn publish_gauges(shard: &impl Shard, gauges: &RequestWorkerGauges) {
     gauges
         .rejected_by_limits
         .store(shard.num_rejected_by_limits(), Ordering::Relaxed);
+    gauges
+        .completed
+        .store(shard.num_completed(), Ordering::Relaxed);
 }
 
 #[cfg(test)]

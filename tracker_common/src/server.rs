@@ -9,8 +9,8 @@
 //! 3. [`Core::spawn_request_workers`] starts the request workers and returns the channels
 //!    the socket workers use;
 //! 4. the tracker spawns its socket workers on [`Core::supervisor`];
-//! 5. [`Core::spawn_statistics`] and [`Core::spawn_signals`], then
-//!    [`Core::into_handle`].
+//! 5. [`Core::spawn_statistics`], [`Core::spawn_metrics`] and [`Core::spawn_signals`],
+//!    then [`Core::into_handle`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,11 +23,12 @@ use rand::rngs::SmallRng;
 use crate::access_list::{self, AccessList, AccessListConfig, AccessListMode, SharedAccessList};
 use crate::channel::{WeightedReceiver, WeightedSender, weighted};
 use crate::config::{SwarmConfig, WorkerConfig};
+use crate::metrics::{Identity, MetricsServer, Protocol};
 use crate::request_worker::{
     CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, Swarm, WakeFn,
 };
 use crate::routing::ShardRouter;
-use crate::statistics::{ProtocolLine, Snapshot, Statistics, run_statistics_logger};
+use crate::statistics::{ProtocolLine, Snapshot, Statistics, run_statistics_logger, unix_now_secs};
 use crate::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use crate::swarm::SwarmBudget;
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
@@ -46,6 +47,10 @@ pub struct Core {
     pub start: ServerStartInstant,
     /// Which request worker owns which torrent.
     pub router: ShardRouter,
+    /// When the tracker started, in Unix seconds (for the metrics).
+    pub start_unix_secs: u64,
+    /// Where the metrics endpoint listens, once started.
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// The channels between the socket workers and the request workers.
@@ -75,16 +80,17 @@ impl Core {
                 access_list_config.mode
             );
         }
+        let statistics = Statistics::new(workers.socket_workers, workers.request_workers);
+        statistics.access_list_loaded(list.len());
         Ok(Self {
             supervisor: Supervisor::new(ShutdownFlag::new()),
-            statistics: Arc::new(Statistics::new(
-                workers.socket_workers,
-                workers.request_workers,
-            )),
+            statistics: Arc::new(statistics),
             access_list: access_list::shared(list),
             access_list_config: access_list_config.clone(),
             start: ServerStartInstant::new(),
             router: ShardRouter::new(workers.request_workers),
+            start_unix_secs: unix_now_secs(),
+            metrics_addr: None,
         })
     }
 
@@ -172,6 +178,37 @@ impl Core {
         })
     }
 
+    /// Starts the metrics endpoint on `address` (`None`: disabled), serving the counters
+    /// of this `protocol`'s tracker at `version`, and returns where it listens.
+    ///
+    /// # Errors
+    /// The address cannot be bound or the thread could not be started.
+    pub fn spawn_metrics(
+        &mut self,
+        address: Option<SocketAddr>,
+        protocol: Protocol,
+        version: &'static str,
+    ) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(address) = address else {
+            return Ok(None);
+        };
+        let (listener, local) = crate::metrics::bind(address)?;
+        let server = MetricsServer {
+            listener,
+            statistics: self.statistics.clone(),
+            identity: Identity {
+                protocol,
+                version,
+                start_unix_secs: self.start_unix_secs,
+            },
+            shutdown: self.supervisor.shutdown_flag().clone(),
+        };
+        self.supervisor.spawn("metrics", move || server.run())?;
+        log::info!("metrics on http://{local}/metrics and http://{local}/stats.json");
+        self.metrics_addr = Some(local);
+        Ok(Some(local))
+    }
+
     /// Starts the signal thread: SIGUSR1 reloads the access list (a bad file is logged
     /// and the old list kept) and then runs `also` (a tracker's own reloads, such as its
     /// TLS certificates), SIGTERM and SIGINT stop the tracker.
@@ -181,11 +218,12 @@ impl Core {
     pub fn spawn_signals(&mut self, mut also: impl FnMut() + Send + 'static) -> anyhow::Result<()> {
         let list = self.access_list.clone();
         let list_config = self.access_list_config.clone();
+        let statistics = self.statistics.clone();
         spawn_signal_thread(&mut self.supervisor, move || {
             if list_config.mode == AccessListMode::Off {
                 log::info!("SIGUSR1: access list is off, nothing to reload");
             } else {
-                match access_list::reload(&list, &list_config) {
+                match reload_access_list(&list, &list_config, &statistics) {
                     Ok(n) => log::info!("access list reloaded: {n} info hashes"),
                     Err(err) => {
                         log::error!("access list reload failed, keeping the old list: {err:#}");
@@ -200,12 +238,25 @@ impl Core {
     pub fn into_handle(self, local_addr: SocketAddr) -> TrackerHandle {
         TrackerHandle {
             local_addr,
+            metrics_addr: self.metrics_addr,
             supervisor: self.supervisor,
             statistics: self.statistics,
             access_list: self.access_list,
             access_list_config: self.access_list_config,
         }
     }
+}
+
+/// Re-reads the access list and, when that worked, records its size and time for the
+/// metrics.
+fn reload_access_list(
+    list: &SharedAccessList,
+    config: &AccessListConfig,
+    statistics: &Statistics,
+) -> anyhow::Result<usize> {
+    let n = access_list::reload(list, config)?;
+    statistics.access_list_loaded(n);
+    Ok(n)
 }
 
 /// One mio poll per socket worker, and the wake functions the request workers call to
@@ -233,6 +284,7 @@ pub fn make_polls(
 /// inspect. Dropping it stops the threads.
 pub struct TrackerHandle {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     supervisor: Supervisor,
     statistics: Arc<Statistics>,
     access_list: SharedAccessList,
@@ -245,6 +297,12 @@ impl TrackerHandle {
         self.local_addr
     }
 
+    /// Where the metrics endpoint listens (with the real port when 0 was configured);
+    /// `None` when it is disabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// All workers' counters summed.
     pub fn statistics(&self) -> Snapshot {
         self.statistics.snapshot()
@@ -255,7 +313,11 @@ impl TrackerHandle {
     /// # Errors
     /// The file could not be read or has a bad line.
     pub fn reload_access_list(&self) -> anyhow::Result<usize> {
-        access_list::reload(&self.access_list, &self.access_list_config)
+        reload_access_list(
+            &self.access_list,
+            &self.access_list_config,
+            &self.statistics,
+        )
     }
 
     /// Blocks until a thread ends: `Ok` after a requested shutdown, `Err` naming the

@@ -61,6 +61,11 @@ impl<C> Slots<C> {
         self.generations.get(slot).copied().unwrap_or(0)
     }
 
+    /// The connection in the slot, to read.
+    pub fn get(&self, slot: usize) -> Option<&C> {
+        self.connections.get(slot)?.as_ref()
+    }
+
     /// The connection in the slot.
     pub fn get_mut(&mut self, slot: usize) -> Option<&mut C> {
         self.connections.get_mut(slot)?.as_mut()

@@ -2,10 +2,13 @@
 //!
 //! Each worker owns one cache-line-padded block of counters and is its only writer, so a
 //! count is a relaxed load and store (no locked instruction, no cache-line ping-pong).
-//! The statistics thread sums the blocks once per interval.
+//! Readers (the statistics thread once per interval, the metrics endpoint when it is
+//! scraped) sum the blocks into a [`Snapshot`]; nothing is published on the hot path.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
 
@@ -20,26 +23,146 @@ pub fn add(counter: &AtomicU64, n: u64) {
     );
 }
 
-/// Requests and responses counted by one socket worker: what every protocol has.
-/// Protocol-specific counts (UDP connects, say) are kept by the tracker itself.
+/// The address family of a client. IPv4-mapped IPv6 addresses count as IPv4, as they do
+/// in the swarms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4 (and IPv4-mapped IPv6).
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl Family {
+    /// Both families, in index order.
+    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    /// The family of `ip`, mapped addresses as IPv4.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+
+    /// The label value: `ipv4` or `ipv6`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// A UDP connect (BEP 15).
+    Connect,
+    /// An announce.
+    Announce,
+    /// A scrape.
+    Scrape,
+}
+
+impl RequestKind {
+    /// Every kind, in index order.
+    pub const ALL: [RequestKind; 3] = [
+        RequestKind::Connect,
+        RequestKind::Announce,
+        RequestKind::Scrape,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestKind::Connect => "connect",
+            RequestKind::Announce => "announce",
+            RequestKind::Scrape => "scrape",
+        }
+    }
+}
+
+/// What a response is: the answer to a request of a kind, or an error (a failure reason,
+/// an HTTP error status, a UDP error message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResponseKind {
+    /// A UDP connect answer.
+    Connect,
+    /// An announce answer.
+    Announce,
+    /// A scrape answer.
+    Scrape,
+    /// An error.
+    Error,
+}
+
+impl ResponseKind {
+    /// Every kind, in index order.
+    pub const ALL: [ResponseKind; 4] = [
+        ResponseKind::Connect,
+        ResponseKind::Announce,
+        ResponseKind::Scrape,
+        ResponseKind::Error,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ResponseKind::Connect => "connect",
+            ResponseKind::Announce => "announce",
+            ResponseKind::Scrape => "scrape",
+            ResponseKind::Error => "error",
+        }
+    }
+}
+
+/// Counts by kind (`K` kinds) and family.
+pub type ByKindAndFamily<const K: usize> = [[u64; 2]; K];
+
+/// Counters by kind and family, indexed `[kind as usize][family as usize]`.
+type AtomicByKindAndFamily<const K: usize> = [[AtomicU64; 2]; K];
+
+/// What one socket worker counts. Fields a protocol has no use for stay 0 (only the UDP
+/// tracker has connects, only the WebSocket tracker relays offers and answers).
 #[derive(Debug, Default)]
 pub struct SocketCounters {
-    /// Announce requests received.
-    pub announce: AtomicU64,
-    /// Scrape requests received.
-    pub scrape: AtomicU64,
-    /// Responses sent, errors included.
-    pub responses: AtomicU64,
-    /// Error responses sent.
-    pub error_responses: AtomicU64,
+    requests: AtomicByKindAndFamily<3>,
+    responses: AtomicByKindAndFamily<4>,
     /// Requests dropped because a channel to a request worker was full, or a response
     /// could not be sent.
     pub dropped: AtomicU64,
+    /// The part of `dropped` refused by a full channel to a request worker.
+    pub dropped_full_channel: AtomicU64,
     /// Requests that could not be parsed, or were refused before reaching a request
     /// worker (an invalid UDP connection id, say).
     pub bad_requests: AtomicU64,
     /// Requests refused by the access list.
     pub access_denied: AtomicU64,
+    /// Bytes received from clients (UDP payloads; TCP stream bytes after TLS).
+    pub bytes_received: AtomicU64,
+    /// Bytes sent to clients (as `bytes_received`).
+    pub bytes_sent: AtomicU64,
+    /// WebRTC offers relayed to peers.
+    pub offers_relayed: AtomicU64,
+    /// WebRTC answers relayed to peers.
+    pub answers_relayed: AtomicU64,
+    /// Offers and answers shed because the connection they were for was not keeping up.
+    pub relayed_shed: AtomicU64,
+}
+
+impl SocketCounters {
+    /// Counts a request of `kind` from a client of `family`.
+    #[inline]
+    pub fn request(&self, kind: RequestKind, family: Family) {
+        add(&self.requests[kind as usize][family as usize], 1);
+    }
+
+    /// Counts a response of `kind` to a client of `family`.
+    #[inline]
+    pub fn response(&self, kind: ResponseKind, family: Family) {
+        add(&self.responses[kind as usize][family as usize], 1);
+    }
 }
 
 /// What one request worker publishes: the size of its shard, and what it dropped.
@@ -59,32 +182,56 @@ pub struct RequestWorkerGauges {
     pub archive_bytes: AtomicU64,
     /// Responses this worker dropped because the channel back to a socket worker was full.
     pub dropped: AtomicU64,
+    /// Downloads counted as completed (a running total).
+    pub completed: AtomicU64,
+    /// Peers removed by cleaning because they were not seen for too long (a running
+    /// total).
+    pub peers_cleaned: AtomicU64,
 }
 
-/// All workers' counters.
+/// All workers' counters, and the few figures of the whole tracker.
 #[derive(Debug)]
 pub struct Statistics {
     socket: Box<[CachePadded<SocketCounters>]>,
     request: Box<[CachePadded<RequestWorkerGauges>]>,
+    access_list_len: AtomicU64,
+    access_list_loaded_unix_secs: AtomicU64,
+    open_connections: Arc<AtomicUsize>,
 }
 
 /// The sum of every worker's counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Requests received by kind and family (`[RequestKind as usize][Family as usize]`).
+    pub requests: ByKindAndFamily<3>,
+    /// Responses by kind and family (`[ResponseKind as usize][Family as usize]`).
+    pub responses_by_kind: ByKindAndFamily<4>,
     /// Announce requests received.
     pub announce: u64,
     /// Scrape requests received.
     pub scrape: u64,
-    /// Responses sent.
+    /// Responses written for sending, errors included.
     pub responses: u64,
-    /// Error responses sent.
+    /// Error responses written for sending.
     pub error_responses: u64,
-    /// Requests or responses dropped on full channels.
+    /// Requests or responses dropped: on full channels, or by an overloaded worker.
     pub dropped: u64,
+    /// The part of `dropped` refused by full channels between workers.
+    pub dropped_full_channel: u64,
     /// Bad packets.
     pub bad_requests: u64,
     /// Requests refused by the access list.
     pub access_denied: u64,
+    /// Bytes received from clients.
+    pub bytes_received: u64,
+    /// Bytes sent to clients.
+    pub bytes_sent: u64,
+    /// WebRTC offers relayed.
+    pub offers_relayed: u64,
+    /// WebRTC answers relayed.
+    pub answers_relayed: u64,
+    /// Offers and answers shed.
+    pub relayed_shed: u64,
     /// Torrents tracked.
     pub torrents: u64,
     /// Seeders tracked.
@@ -97,6 +244,28 @@ pub struct Snapshot {
     pub archived_torrents: u64,
     /// Bytes the archive of completed counts takes.
     pub archive_bytes: u64,
+    /// Downloads counted as completed.
+    pub completed: u64,
+    /// Peers removed by cleaning.
+    pub peers_cleaned: u64,
+    /// Connections open now (TCP trackers; 0 for UDP).
+    pub open_connections: u64,
+    /// Info hashes in the access list.
+    pub access_list_len: u64,
+    /// When the access list was last loaded (Unix seconds).
+    pub access_list_loaded_unix_secs: u64,
+}
+
+impl Snapshot {
+    /// Requests of `kind`, both families.
+    pub fn requests_of(&self, kind: RequestKind) -> u64 {
+        self.requests[kind as usize].iter().sum()
+    }
+
+    /// Responses of `kind`, both families.
+    pub fn responses_of(&self, kind: ResponseKind) -> u64 {
+        self.responses_by_kind[kind as usize].iter().sum()
+    }
 }
 
 impl Statistics {
@@ -109,7 +278,17 @@ impl Statistics {
             request: (0..request_workers)
                 .map(|_| CachePadded::default())
                 .collect(),
+            access_list_len: AtomicU64::new(0),
+            access_list_loaded_unix_secs: AtomicU64::new(0),
+            open_connections: Arc::default(),
         }
+    }
+
+    /// The number of open connections, which the TCP trackers' socket workers share:
+    /// it enforces their connection limit, so it is one count, changed per connection
+    /// (never per request).
+    pub fn open_connections(&self) -> &Arc<AtomicUsize> {
+        &self.open_connections
     }
 
     /// Socket worker `index`'s counters.
@@ -128,19 +307,42 @@ impl Statistics {
         &self.request[index]
     }
 
+    /// Records that the access list was (re)loaded now with `len` info hashes.
+    pub fn access_list_loaded(&self, len: usize) {
+        self.access_list_len.store(len as u64, Ordering::Relaxed);
+        self.access_list_loaded_unix_secs
+            .store(unix_now_secs(), Ordering::Relaxed);
+    }
+
     /// Sums every worker's counters.
     pub fn snapshot(&self) -> Snapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = Snapshot::default();
         for c in self.socket.iter() {
-            s.announce += get(&c.announce);
-            s.scrape += get(&c.scrape);
-            s.responses += get(&c.responses);
-            s.error_responses += get(&c.error_responses);
+            for (sum, counters) in s.requests.iter_mut().zip(&c.requests) {
+                for (sum, counter) in sum.iter_mut().zip(counters) {
+                    *sum += get(counter);
+                }
+            }
+            for (sum, counters) in s.responses_by_kind.iter_mut().zip(&c.responses) {
+                for (sum, counter) in sum.iter_mut().zip(counters) {
+                    *sum += get(counter);
+                }
+            }
             s.dropped += get(&c.dropped);
+            s.dropped_full_channel += get(&c.dropped_full_channel);
             s.bad_requests += get(&c.bad_requests);
             s.access_denied += get(&c.access_denied);
+            s.bytes_received += get(&c.bytes_received);
+            s.bytes_sent += get(&c.bytes_sent);
+            s.offers_relayed += get(&c.offers_relayed);
+            s.answers_relayed += get(&c.answers_relayed);
+            s.relayed_shed += get(&c.relayed_shed);
         }
+        s.announce = s.requests_of(RequestKind::Announce);
+        s.scrape = s.requests_of(RequestKind::Scrape);
+        s.responses = s.responses_by_kind.iter().flatten().sum();
+        s.error_responses = s.responses_of(ResponseKind::Error);
         for g in self.request.iter() {
             s.torrents += get(&g.torrents);
             s.seeders += get(&g.seeders);
@@ -148,10 +350,24 @@ impl Statistics {
             s.rejected_by_limits += get(&g.rejected_by_limits);
             s.archived_torrents += get(&g.archived_torrents);
             s.archive_bytes += get(&g.archive_bytes);
+            // A request worker drops only on a full channel.
             s.dropped += get(&g.dropped);
+            s.dropped_full_channel += get(&g.dropped);
+            s.completed += get(&g.completed);
+            s.peers_cleaned += get(&g.peers_cleaned);
         }
+        s.open_connections = self.open_connections.load(Ordering::Acquire) as u64;
+        s.access_list_len = get(&self.access_list_len);
+        s.access_list_loaded_unix_secs = get(&self.access_list_loaded_unix_secs);
         s
     }
+}
+
+/// Seconds since the Unix epoch now (0 if the clock is before it).
+pub fn unix_now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Lets a warning through at most once per interval and counts what it held back, so
@@ -279,13 +495,15 @@ mod tests {
         // field, or a worker left out, shows.
         for (i, scale) in [(0, 1), (1, 100)] {
             let c = stats.socket(i);
-            add(&c.announce, 2 * scale);
-            add(&c.scrape, 3 * scale);
-            add(&c.responses, 4 * scale);
-            add(&c.error_responses, 5 * scale);
             add(&c.dropped, 6 * scale);
+            add(&c.dropped_full_channel, 5 * scale);
             add(&c.bad_requests, 7 * scale);
             add(&c.access_denied, 8 * scale);
+            add(&c.bytes_received, 16 * scale);
+            add(&c.bytes_sent, 17 * scale);
+            add(&c.offers_relayed, 18 * scale);
+            add(&c.answers_relayed, 19 * scale);
+            add(&c.relayed_shed, 20 * scale);
             let g = stats.request_worker(i);
             g.torrents.store(9 * scale, Ordering::Relaxed);
             g.seeders.store(10 * scale, Ordering::Relaxed);
@@ -294,26 +512,93 @@ mod tests {
             g.rejected_by_limits.store(13 * scale, Ordering::Relaxed);
             g.archived_torrents.store(14 * scale, Ordering::Relaxed);
             g.archive_bytes.store(15 * scale, Ordering::Relaxed);
+            g.completed.store(21 * scale, Ordering::Relaxed);
+            g.peers_cleaned.store(22 * scale, Ordering::Relaxed);
         }
+        let s = stats.snapshot();
         assert_eq!(
-            stats.snapshot(),
-            Snapshot {
-                announce: 202,
-                scrape: 303,
-                responses: 404,
-                error_responses: 505,
-                // Socket and request worker drops add up.
-                dropped: 606 + 1212,
-                bad_requests: 707,
-                access_denied: 808,
-                torrents: 909,
-                seeders: 1010,
-                leechers: 1111,
-                rejected_by_limits: 1313,
-                archived_torrents: 1414,
-                archive_bytes: 1515,
-            }
+            (s.dropped, s.bad_requests, s.access_denied),
+            // Socket and request worker drops add up.
+            (606 + 1212, 707, 808)
         );
+        assert_eq!(s.dropped_full_channel, 505 + 1212);
+        assert_eq!(
+            (s.bytes_received, s.bytes_sent),
+            (1616, 1717),
+            "bytes in, out"
+        );
+        assert_eq!(
+            (s.offers_relayed, s.answers_relayed, s.relayed_shed),
+            (1818, 1919, 2020)
+        );
+        assert_eq!(
+            (s.torrents, s.seeders, s.leechers, s.rejected_by_limits),
+            (909, 1010, 1111, 1313)
+        );
+        assert_eq!((s.archived_torrents, s.archive_bytes), (1414, 1515));
+        assert_eq!((s.completed, s.peers_cleaned), (2121, 2222));
+    }
+
+    /// Every (kind, family) cell is its own counter, summed over workers into its own
+    /// cell, and the totals the log line uses are the sums of the cells.
+    #[test]
+    fn snapshot_keeps_kinds_and_families_apart() {
+        let stats = Statistics::new(3, 1);
+        // Worker w counts (w + 1) * (1 + cell index) of each request cell, so each
+        // cell's sum over workers is 6 * (1 + cell index): distinct for every cell.
+        for w in 0..3u64 {
+            let c = stats.socket(w as usize);
+            for (k, kind) in RequestKind::ALL.into_iter().enumerate() {
+                for (f, family) in Family::ALL.into_iter().enumerate() {
+                    for _ in 0..(w + 1) * (1 + 2 * k as u64 + f as u64) {
+                        c.request(kind, family);
+                    }
+                }
+            }
+            for (k, kind) in ResponseKind::ALL.into_iter().enumerate() {
+                for (f, family) in Family::ALL.into_iter().enumerate() {
+                    for _ in 0..(w + 1) * (10 + 2 * k as u64 + f as u64) {
+                        c.response(kind, family);
+                    }
+                }
+            }
+        }
+        let s = stats.snapshot();
+        assert_eq!(s.requests, [[6, 12], [18, 24], [30, 36]]);
+        assert_eq!(
+            s.responses_by_kind,
+            [[60, 66], [72, 78], [84, 90], [96, 102]]
+        );
+        assert_eq!(s.requests_of(RequestKind::Connect), 18);
+        assert_eq!((s.announce, s.scrape), (42, 66));
+        assert_eq!(s.responses, 60 + 66 + 72 + 78 + 84 + 90 + 96 + 102);
+        assert_eq!(s.error_responses, 198);
+        assert_eq!(s.responses_of(ResponseKind::Announce), 150);
+    }
+
+    #[test]
+    fn families_count_mapped_addresses_as_ipv4() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(Family::of(v4), Family::Ipv4);
+        assert_eq!(Family::of(mapped), Family::Ipv4);
+        assert_eq!(Family::of(v6), Family::Ipv6);
+    }
+
+    #[test]
+    fn open_connections_and_access_list_are_read_at_snapshot() {
+        let stats = Statistics::new(1, 1);
+        let open = stats.open_connections().clone();
+        open.store(3, Ordering::Release);
+        assert_eq!(stats.snapshot().open_connections, 3);
+        open.store(5, Ordering::Release);
+        assert_eq!(stats.snapshot().open_connections, 5);
+        let before = unix_now_secs();
+        stats.access_list_loaded(42);
+        let s = stats.snapshot();
+        assert_eq!(s.access_list_len, 42);
+        assert!(s.access_list_loaded_unix_secs >= before);
     }
 
     #[test]
@@ -348,6 +633,7 @@ mod tests {
             bad_requests: 8,
             access_denied: 6,
             rejected_by_limits: 7,
+            ..Snapshot::default()
         };
         let udp = ProtocolLine {
             requests: "connect 50".into(),

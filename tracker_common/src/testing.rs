@@ -1,9 +1,9 @@
 //! Support for the trackers' integration tests: a tracker binary started as a child
 //! process, with its log lines and the address it listens on, a process's user and
-//! group ids, and a TLS client that trusts one certificate. Not used by the trackers
-//! themselves.
+//! group ids, a TLS client that trusts one certificate, and a plain HTTP GET for the
+//! metrics endpoint. Not used by the trackers themselves.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -220,4 +220,39 @@ pub fn tls_client(
         stream.conn.complete_io(&mut stream.sock)?;
     }
     Ok(stream)
+}
+
+/// `GET path` from the HTTP server at `addr` (the metrics endpoint), one request on a
+/// new connection: the status code and the body.
+///
+/// # Panics
+/// The server could not be reached, took more than 10 s, or answered no HTTP/1.1
+/// response: a failed test.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+    let timeout = Some(Duration::from_secs(10));
+    if let Err(err) = stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout))
+    {
+        panic!("set timeouts: {err}");
+    }
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    if let Err(err) = stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.read_to_string(&mut answer))
+    {
+        panic!("GET {path} from {addr}: {err}");
+    }
+    let Some((head, body)) = answer.split_once("\r\n\r\n") else {
+        panic!("no end of head in {answer:?}");
+    };
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_owned())
 }

@@ -220,6 +220,8 @@ pub struct FlushOutcome {
     pub sent: usize,
     /// Datagrams given up on: the send buffer was full or the address was refused.
     pub dropped: usize,
+    /// Payload bytes of the datagrams the kernel accepted.
+    pub bytes_sent: usize,
 }
 
 struct Queued {
@@ -357,6 +359,13 @@ impl SendBatch {
             if n > 0 {
                 let n = n as usize;
                 outcome.sent += n;
+                outcome.bytes_sent += self
+                    .queued
+                    .get(next..next + n)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|q| q.len)
+                    .sum::<usize>();
                 next += n;
                 continue;
             }
@@ -431,7 +440,9 @@ mod tests {
                     send.flush(&tx),
                     FlushOutcome {
                         sent: 8,
-                        dropped: 0
+                        dropped: 0,
+                        // Datagrams i - 8 .. i, of i - 7 ..= i bytes.
+                        bytes_sent: (usize::from(i) - 7..=usize::from(i)).sum(),
                     }
                 );
             }
@@ -447,7 +458,8 @@ mod tests {
             send.flush(&tx),
             FlushOutcome {
                 sent: 4,
-                dropped: 0
+                dropped: 0,
+                bytes_sent: 17 + 18 + 19 + 20,
             }
         );
         assert!(send.is_empty());
@@ -531,7 +543,8 @@ mod tests {
             send.flush(&tx),
             FlushOutcome {
                 sent: 2,
-                dropped: 1
+                dropped: 1,
+                bytes_sent: 2,
             }
         );
         let mut recv = RecvBatch::new(4, 8);
@@ -583,7 +596,8 @@ mod tests {
             outcome,
             FlushOutcome {
                 sent: 2,
-                dropped: 3
+                dropped: 3,
+                bytes_sent: 2,
             }
         );
         assert_eq!(calls, 2);
@@ -613,7 +627,8 @@ mod tests {
             outcome,
             FlushOutcome {
                 sent: 1,
-                dropped: 3
+                dropped: 3,
+                bytes_sent: 1,
             }
         );
         assert_eq!(calls, 3);

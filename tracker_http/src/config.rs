@@ -15,6 +15,8 @@ use tracker_common::tls::TlsConfig;
 
 use crate::proxy::TrustedProxies;
 
+tracker_common::metrics_config_section!(9002);
+
 config_section! {
     /// The whole configuration of the HTTP tracker.
     pub struct Config {
@@ -40,6 +42,8 @@ config_section! {
         /// Giving up root once the sockets are bound (the tracker must start as root). A
         /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
         pub privileges: PrivilegeConfig,
+        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json.
+        pub metrics: MetricsConfig,
     }
 }
 
@@ -60,6 +64,7 @@ impl Default for Config {
             access_list: AccessListConfig::default(),
             statistics: StatisticsConfig::default(),
             privileges: PrivilegeConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -16,7 +16,8 @@
 //!                 |  which a mio Waker rouses
 //!                 v
 //!             socket worker writes the answer on its connection
-//!  + statistics, signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
+//!  + statistics (log line), metrics (/metrics and /stats.json on a listener of its
+//!    own, read from the workers' counters when scraped), signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
 //!    a supervisor: any thread that ends takes the process down with an error naming it.
 //! ```
 //!
@@ -38,6 +39,7 @@ use std::time::Duration;
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
+use tracker_common::metrics::Protocol;
 use tracker_common::server::{Core, TrackerHandle};
 use tracker_common::statistics::{ProtocolLine, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
@@ -76,6 +78,12 @@ impl Tracker {
     /// The address the listeners are bound to (with the real port when 0 was configured).
     pub fn local_addr(&self) -> SocketAddr {
         self.handle.local_addr()
+    }
+
+    /// Where the metrics endpoint listens (with the real port when 0 was configured);
+    /// `None` when `metrics.enabled` is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.handle.metrics_addr()
     }
 
     /// The config in force, with worker counts resolved.
@@ -173,7 +181,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, HttpHandler::default)?;
 
-    let http_counters = Arc::new(HttpCounters::default());
+    let http_counters = Arc::new(HttpCounters {
+        open: core.statistics.open_connections().clone(),
+        ..HttpCounters::default()
+    });
     let settings = SocketWorkerSettings {
         max_request_bytes: config.http.max_request_bytes,
         max_pipelined_requests: config.http.max_pipelined_requests,
@@ -230,6 +241,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         ),
         ..ProtocolLine::default()
     })?;
+    core.spawn_metrics(config.metrics.listen_address(), Protocol::Http, APP_VERSION)?;
     if handle_signals {
         let tls = tls.clone();
         let tls_config = config.tls.clone();

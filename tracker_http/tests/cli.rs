@@ -73,7 +73,7 @@ fn sigusr1_reloads_the_access_list_and_sigterm_stops_cleanly() {
         &config,
         format!(
             "[network]\naddress = \"127.0.0.1:0\"\n\
-             [access_list]\nmode = \"allow\"\npath = {:?}\n[statistics]\ninterval_secs = 0\n",
+             [access_list]\nmode = \"allow\"\npath = {:?}\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n",
             list.display().to_string()
         ),
     )
@@ -120,7 +120,7 @@ fn sigusr1_reloads_the_certificates_and_keeps_them_when_broken() {
     std::fs::write(
         &config,
         format!(
-            "[network]\naddress = \"127.0.0.1:0\"\n[statistics]\ninterval_secs = 0\n\
+            "[network]\naddress = \"127.0.0.1:0\"\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n\
              [tls]\nenabled = true\ncertificate_chain_path = {:?}\nprivate_key_path = {:?}\n",
             cert.display().to_string(),
             key.display().to_string()

@@ -24,6 +24,8 @@ fn tracker_with(
     config.workers.socket_workers = 1;
     config.workers.request_workers = 2;
     config.statistics.interval_secs = 0;
+    // Tests run side by side: the metrics endpoint takes a port of its own choosing.
+    config.metrics.address = "127.0.0.1:0".parse().unwrap();
     tune(&mut config);
     tracker_http::start(config).unwrap()
 }

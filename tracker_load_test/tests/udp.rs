@@ -16,6 +16,8 @@ fn tracker(address: &str) -> tracker_udp::Tracker {
     config.workers.socket_workers = 1;
     config.workers.request_workers = 2;
     config.statistics.interval_secs = 0;
+    // Tests run side by side: the metrics endpoint takes a port of its own choosing.
+    config.metrics.address = "127.0.0.1:0".parse().unwrap();
     tracker_udp::start(config).unwrap()
 }
 

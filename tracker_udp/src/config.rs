@@ -11,6 +11,8 @@ use tracker_common::net::UdpNetworkConfig;
 use tracker_common::privileges::PrivilegeConfig;
 use tracker_udp_protocol::MAX_ANNOUNCE_PEERS_IPV4;
 
+tracker_common::metrics_config_section!(9001);
+
 config_section! {
     /// The whole configuration of the UDP tracker.
     pub struct Config {
@@ -32,6 +34,8 @@ config_section! {
         /// Giving up root once the sockets are bound (the tracker must start as root). A
         /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
         pub privileges: PrivilegeConfig,
+        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json.
+        pub metrics: MetricsConfig,
     }
 }
 
@@ -50,6 +54,7 @@ impl Default for Config {
             access_list: AccessListConfig::default(),
             statistics: StatisticsConfig::default(),
             privileges: PrivilegeConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

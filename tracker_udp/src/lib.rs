@@ -15,7 +15,8 @@
 //!                 |  which a mio Waker rouses
 //!                 v
 //!             socket worker sends
-//!  + statistics (periodic log line), signals (SIGUSR1 reloads the access list,
+//!  + statistics (periodic log line), metrics (/metrics and /stats.json on a
+//!    listener of its own, read from the workers' counters when scraped), signals (SIGUSR1 reloads the access list,
 //!    SIGTERM / SIGINT stop), and a supervisor: any thread that ends takes the
 //!    process down with an error naming it.
 //! ```
@@ -38,19 +39,18 @@ mod messages;
 mod workers;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
+use tracker_common::metrics::Protocol;
 use tracker_common::server::{Core, TrackerHandle};
-use tracker_common::statistics::{ProtocolLine, Snapshot};
+use tracker_common::statistics::{ProtocolLine, RequestKind, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
 
 pub use config::Config;
 
 use crate::connection_id::ConnectionValidator;
-use crate::workers::UdpCounters;
 use crate::workers::request::UdpHandler;
 use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
 
@@ -62,7 +62,6 @@ pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A running tracker.
 pub struct Tracker {
     handle: TrackerHandle,
-    udp_counters: Arc<UdpCounters>,
     config: Config,
 }
 
@@ -70,6 +69,12 @@ impl Tracker {
     /// The address the sockets are bound to (with the real port when 0 was configured).
     pub fn local_addr(&self) -> SocketAddr {
         self.handle.local_addr()
+    }
+
+    /// Where the metrics endpoint listens (with the real port when 0 was configured);
+    /// `None` when `metrics.enabled` is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.handle.metrics_addr()
     }
 
     /// The config in force, with worker counts resolved.
@@ -84,7 +89,7 @@ impl Tracker {
 
     /// Connect requests received.
     pub fn connects(&self) -> u64 {
-        self.udp_counters.connects()
+        self.handle.statistics().requests_of(RequestKind::Connect)
     }
 
     /// Re-reads the access list file, as SIGUSR1 does. On error the old list stays.
@@ -142,7 +147,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         UdpHandler::new(interval)
     })?;
 
-    let udp_counters = Arc::new(UdpCounters::new(sockets.len()));
     let settings = SocketWorkerSettings {
         max_scrape_torrents: config.protocol.max_scrape_torrents,
         max_pending_scrapes: config.protocol.max_pending_scrapes,
@@ -173,7 +177,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             settings: settings.clone(),
             start: core.start,
             statistics: core.statistics.clone(),
-            udp_counters: udp_counters.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
         };
         core.supervisor
@@ -181,10 +184,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     }
     drop(channels.to_request_workers);
 
-    let counters = udp_counters.clone();
+    let statistics = core.statistics.clone();
     let mut last_connects = 0;
     core.spawn_statistics(config.statistics.interval_secs, move |elapsed| {
-        let connects = counters.connects();
+        let connects = statistics.snapshot().requests_of(RequestKind::Connect);
         let rate = connects.saturating_sub(last_connects) as f64 / elapsed.as_secs_f64().max(0.001);
         last_connects = connects;
         ProtocolLine {
@@ -192,6 +195,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             ..ProtocolLine::default()
         }
     })?;
+    core.spawn_metrics(config.metrics.listen_address(), Protocol::Udp, APP_VERSION)?;
     if handle_signals {
         core.spawn_signals(|| {})?;
     }
@@ -203,7 +207,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     );
     Ok(Tracker {
         handle: core.into_handle(local_addr),
-        udp_counters,
         config,
     })
 }

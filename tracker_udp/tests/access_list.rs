@@ -116,7 +116,7 @@ fn sigusr1_reloads_the_list_of_the_running_binary() {
         &config,
         format!(
             "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
-             [access_list]\nmode = \"allow\"\npath = {:?}\n[statistics]\ninterval_secs = 0\n",
+             [access_list]\nmode = \"allow\"\npath = {:?}\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n",
             list.display().to_string()
         ),
     )

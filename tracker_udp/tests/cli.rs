@@ -108,7 +108,7 @@ fn statistics_line_appears_in_the_log() {
         &path,
         "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
          [swarm]\nmax_archived_torrents = 0\n\
-         [statistics]\ninterval_secs = 1\n",
+         [statistics]\ninterval_secs = 1\n[metrics]\naddress = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let spawned = common::Spawned::start(&path);

@@ -13,6 +13,8 @@ use tracker_common::net::SocketOptions;
 use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
 
+tracker_common::metrics_config_section!(9003);
+
 config_section! {
     /// The whole configuration of the WebSocket (WebTorrent) tracker.
     pub struct Config {
@@ -42,6 +44,8 @@ config_section! {
         /// Giving up root once the sockets are bound (the tracker must start as root). A
         /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
         pub privileges: PrivilegeConfig,
+        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json.
+        pub metrics: MetricsConfig,
     }
 }
 
@@ -62,6 +66,7 @@ impl Default for Config {
             access_list: AccessListConfig::default(),
             statistics: StatisticsConfig::default(),
             privileges: PrivilegeConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

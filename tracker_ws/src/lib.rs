@@ -19,7 +19,8 @@
 //!                 |  offerer's; a mio Waker rouses each
 //!                 v
 //!             socket workers write them on the connections
-//!  + statistics, signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
+//!  + statistics (log line), metrics (/metrics and /stats.json on a listener of its
+//!    own, read from the workers' counters when scraped), signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
 //!    a supervisor: any thread that ends takes the process down with an error naming it.
 //! ```
 //!
@@ -40,6 +41,7 @@ use std::time::Duration;
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
+use tracker_common::metrics::Protocol;
 use tracker_common::server::{Core, TrackerHandle};
 use tracker_common::statistics::{ProtocolLine, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
@@ -90,6 +92,12 @@ impl Tracker {
         self.handle.local_addr()
     }
 
+    /// Where the metrics endpoint listens (with the real port when 0 was configured);
+    /// `None` when `metrics.enabled` is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.handle.metrics_addr()
+    }
+
     /// The config in force, with worker counts resolved.
     pub fn config(&self) -> &Config {
         &self.config
@@ -103,15 +111,16 @@ impl Tracker {
     /// Connection counts.
     pub fn connections(&self) -> Connections {
         let c = &self.ws_counters;
+        let relays = self.handle.statistics();
         Connections {
             open: c.open.load(Ordering::Acquire),
             refused: c.refused.load(Ordering::Relaxed),
             timed_out: c.timed_out.load(Ordering::Relaxed),
             slow_readers: c.slow_readers.load(Ordering::Relaxed),
             queued_bytes: c.queued_bytes.load(Ordering::Relaxed),
-            offers_relayed: c.offers_relayed.load(Ordering::Relaxed),
-            answers_relayed: c.answers_relayed.load(Ordering::Relaxed),
-            relayed_shed: c.relayed_shed.load(Ordering::Relaxed),
+            offers_relayed: relays.offers_relayed,
+            answers_relayed: relays.answers_relayed,
+            relayed_shed: relays.relayed_shed,
         }
     }
 
@@ -190,7 +199,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, WsHandler::default)?;
 
-    let ws_counters = Arc::new(WsCounters::default());
+    let ws_counters = Arc::new(WsCounters {
+        open: core.statistics.open_connections().clone(),
+        ..WsCounters::default()
+    });
     let settings = SocketWorkerSettings {
         max_handshake_bytes: config.ws.max_handshake_bytes,
         max_message_bytes: config.ws.max_message_bytes,
@@ -240,13 +252,11 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     drop(channels.to_request_workers);
 
     let counters = ws_counters.clone();
+    let statistics = core.statistics.clone();
     let mut relayed_before = (0, 0, 0);
     core.spawn_statistics(config.statistics.interval_secs, move |elapsed| {
-        let relayed = (
-            counters.offers_relayed.load(Ordering::Relaxed),
-            counters.answers_relayed.load(Ordering::Relaxed),
-            counters.relayed_shed.load(Ordering::Relaxed),
-        );
+        let s = statistics.snapshot();
+        let relayed = (s.offers_relayed, s.answers_relayed, s.relayed_shed);
         let secs = elapsed.as_secs_f64().max(0.001);
         let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
         let line = ProtocolLine {
@@ -270,6 +280,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         relayed_before = relayed;
         line
     })?;
+    core.spawn_metrics(config.metrics.listen_address(), Protocol::Ws, APP_VERSION)?;
     if handle_signals {
         let tls = tls.clone();
         let tls_config = config.tls.clone();

@@ -55,6 +55,7 @@ pub(super) struct Ledger {
     num_seeders: usize,
     num_leechers: usize,
     num_rejected_by_limits: u64,
+    num_completed: u64,
 }
 
 impl Ledger {
@@ -68,6 +69,7 @@ impl Ledger {
             num_seeders: 0,
             num_leechers: 0,
             num_rejected_by_limits: 0,
+            num_completed: 0,
         }
     }
 
@@ -327,6 +329,16 @@ impl Ledger {
     /// Announces that stored nothing because a limit was reached.
     pub(super) fn num_rejected_by_limits(&self) -> u64 {
         self.num_rejected_by_limits
+    }
+
+    /// A download was counted as completed (a torrent's `completed` grew).
+    pub(super) fn download_completed(&mut self) {
+        self.num_completed = self.num_completed.saturating_add(1);
+    }
+
+    /// Downloads counted as completed in this shard since it was made.
+    pub(super) fn num_completed(&self) -> u64 {
+        self.num_completed
     }
 
     /// Completed counts of emptied torrents held in the archive.

@@ -394,6 +394,7 @@ impl SwarmShard {
                 let location = peers.insert(status, key, moved);
                 if counts_now {
                     torrent.completed = torrent.completed.saturating_add(1);
+                    ledger.download_completed();
                 }
                 ledger.peer_moved(found.status, status);
                 Some(location)
@@ -486,6 +487,11 @@ impl SwarmShard {
     /// reports).
     pub fn num_rejected_by_limits(&self) -> u64 {
         self.ledger.num_rejected_by_limits()
+    }
+
+    /// Downloads counted as completed (see the module rules) since the shard was made.
+    pub fn num_completed(&self) -> u64 {
+        self.ledger.num_completed()
     }
 
     /// Completed counts of emptied torrents held in this shard's archive.
@@ -852,6 +858,7 @@ mod tests {
         }
         assert_eq!(h.completed(1), 0);
         assert_eq!(h.shard.num_leechers(), 1);
+        assert_eq!(h.shard.num_completed(), 0);
     }
 
     #[test]
@@ -880,6 +887,8 @@ mod tests {
         h.announce(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1));
         h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
         assert_eq!(h.completed(1), 2);
+        // The shard's running total counts the same downloads.
+        assert_eq!(h.shard.num_completed(), 2);
     }
 
     #[test]

@@ -276,20 +276,21 @@ impl WsTorrent {
     /// The stored peer `stored_id` (`peer`, at `stored`) is announced by `params` with
     /// `status` at `now`: refreshed in place if only its time changes, else taken out and
     /// put back under the announced peer id in the store of `status`, keeping its
-    /// completion flag and counting a completion by the shared rule. Returns where it is.
+    /// completion flag and counting a completion by the shared rule. Returns where it is
+    /// and whether a completion was counted.
     fn reannounce(
         &mut self,
         (stored, stored_id, peer): (Location, &PeerId, WsPeer),
         params: &WsAnnounceParams,
         status: Status,
         now: SecondsSinceServerStart,
-    ) -> Location {
+    ) -> (Location, bool) {
         let WsAnnounceParams { peer_id, event, .. } = *params;
         if stored.status == status && *stored_id == peer_id {
             if let Some((_, peer)) = self.store_mut(status).get_index_mut(stored.index) {
                 peer.last_seen = peer.last_seen.refreshed(now);
             }
-            return stored;
+            return (stored, false);
         }
         let (last_seen, counts) = peer
             .last_seen
@@ -298,7 +299,10 @@ impl WsTorrent {
         if counts {
             self.completed = self.completed.saturating_add(1);
         }
-        self.insert(status, peer_id, WsPeer { last_seen, ..peer })
+        (
+            self.insert(status, peer_id, WsPeer { last_seen, ..peer }),
+            counts,
+        )
     }
 
     /// Fills `out` (which the caller has cleared) with up to `numwant` offer targets for
@@ -476,9 +480,12 @@ impl WsSwarmShard {
             }
             // This connection's peer re-announcing.
             Some((stored, peer)) => {
-                let location =
+                let (location, completed) =
                     torrent.reannounce((stored, &params.peer_id, peer), params, status, now);
                 ledger.peer_moved(stored.status, status);
+                if completed {
+                    ledger.download_completed();
+                }
                 location
             }
             None => {
@@ -488,9 +495,12 @@ impl WsSwarmShard {
                 match own {
                     // This connection's peer under a new peer id: it takes over the entry.
                     Some((previous, (stored, peer))) => {
-                        let location =
+                        let (location, completed) =
                             torrent.reannounce((stored, &previous, peer), params, status, now);
                         ledger.peer_moved(stored.status, status);
+                        if completed {
+                            ledger.download_completed();
+                        }
                         location
                     }
                     // A new peer: the only case that checks the limits.
@@ -586,6 +596,11 @@ impl WsSwarmShard {
     /// reports).
     pub fn num_rejected_by_limits(&self) -> u64 {
         self.ledger.num_rejected_by_limits()
+    }
+
+    /// Downloads counted as completed (see the module rules) since the shard was made.
+    pub fn num_completed(&self) -> u64 {
+        self.ledger.num_completed()
     }
 
     /// Announces refused because their peer id is another connection's peer in that
@@ -885,6 +900,8 @@ mod tests {
         h.announce(1, 3, 3, Some(9), Started);
         h.announce(1, 3, 3, Some(0), Completed);
         assert_eq!(h.scrape(1).completed, 2);
+        // The shard's running total counts the same downloads.
+        assert_eq!(h.shard.num_completed(), 2);
     }
 
     #[test]

@@ -30,7 +30,9 @@ use tracker_common::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapePart, ScrapeRoute, route_scrape};
-use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
+use tracker_common::statistics::{
+    self, Family, RateLimitedWarning, ResponseKind, SocketCounters, Statistics, add,
+};
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::{AnnounceCounts, AnnounceParams, NumWantPolicy, ScrapeCounts};
 use tracker_common::tls::SharedServerConfig;
@@ -86,8 +88,8 @@ pub(crate) struct SocketWorkerSettings {
 /// Counts only the HTTP tracker keeps.
 #[derive(Debug, Default)]
 pub(crate) struct HttpCounters {
-    /// Connections open now, over all socket workers.
-    pub(crate) open: AtomicUsize,
+    /// Connections open now, over all socket workers (the count the metrics read).
+    pub(crate) open: Arc<AtomicUsize>,
     /// Connections closed at once because `http.max_connections` were open.
     pub(crate) refused: AtomicU64,
     /// Connections closed for being idle too long.
@@ -134,6 +136,8 @@ struct Pending {
     seq: u64,
     keep_alive: bool,
     awaited: Awaited,
+    /// What the answer counts as when it is written; `None` for the index page.
+    kind: Option<ResponseKind>,
     /// The whole HTTP response once it is known.
     answer: Option<Vec<u8>>,
 }
@@ -341,9 +345,14 @@ impl SocketWorker {
             } else {
                 let pipeline_full = c.pipeline.len() >= max_pipelined;
                 let unsent = c.written < c.write_buf.len();
+                let before = c.read_buf.len();
                 let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |buf| {
                     pipeline_full || unsent || buf.len() > max_request_bytes
                 });
+                add(
+                    &self.statistics.socket(self.index).bytes_received,
+                    c.read_buf.len().saturating_sub(before) as u64,
+                );
                 c.peer_closed |= round.peer_closed;
                 c.read_paused = !round.drained;
                 round.failed
@@ -411,7 +420,6 @@ impl SocketWorker {
                 }
                 Err(error) => {
                     add(&self.counters().bad_requests, 1);
-                    add(&self.counters().error_responses, 1);
                     log::debug!("bad http request from {}: {error:?}", c.peer_ip);
                     let mut answer = Vec::new();
                     let body = format!("{}\n", error.reason());
@@ -431,6 +439,7 @@ impl SocketWorker {
                         seq,
                         keep_alive: false,
                         awaited: Awaited::Nothing,
+                        kind: Some(ResponseKind::Error),
                         answer: Some(answer),
                     });
                     return;
@@ -459,14 +468,15 @@ impl SocketWorker {
                     keep_alive,
                     page.as_bytes(),
                 );
-                self.ready(conn, keep_alive, answer, state);
+                self.ready(conn, keep_alive, None, answer, state);
             }
             RequestKind::Failure(reason) => {
                 add(&self.counters().bad_requests, 1);
                 self.fail(conn, keep_alive, reason, state);
             }
             RequestKind::Announce(announce) => {
-                add(&self.counters().announce, 1);
+                self.counters()
+                    .request(statistics::RequestKind::Announce, Family::of(tcp_peer));
                 if !self.access_list.allows(&announce.info_hash) {
                     add(&self.counters().access_denied, 1);
                     self.fail(conn, keep_alive, ERR_NOT_ALLOWED, state);
@@ -479,7 +489,8 @@ impl SocketWorker {
                 self.route_announce(&announce, client_ip, conn, keep_alive, state);
             }
             RequestKind::Scrape(scrape) => {
-                add(&self.counters().scrape, 1);
+                self.counters()
+                    .request(statistics::RequestKind::Scrape, Family::of(tcp_peer));
                 if scrape.info_hashes.is_empty() {
                     if self.settings.full_scrape_max_torrents == 0 {
                         self.fail(conn, keep_alive, ERR_FULL_SCRAPE, state);
@@ -524,6 +535,7 @@ impl SocketWorker {
                 no_peer_id: announce.no_peer_id,
                 external_ip: client_ip,
             },
+            kind: Some(ResponseKind::Announce),
             answer: None,
         };
         if let Some(c) = get_current(&mut state.slots, conn) {
@@ -553,7 +565,7 @@ impl SocketWorker {
             ScrapeRoute::Nothing => {
                 let counts = vec![ScrapeCounts::default(); hashes.len()];
                 let answer = self.scrape_answer(&hashes, &counts, keep_alive, state);
-                self.ready(conn, keep_alive, answer, state);
+                self.ready(conn, keep_alive, Some(ResponseKind::Scrape), answer, state);
                 return;
             }
             ScrapeRoute::One { shard, part } => vec![(shard, part, None)],
@@ -580,6 +592,7 @@ impl SocketWorker {
                 seq: conn.seq,
                 keep_alive,
                 awaited: Awaited::Scrape { hashes },
+                kind: Some(ResponseKind::Scrape),
                 answer: None,
             });
         }
@@ -603,7 +616,7 @@ impl SocketWorker {
             && made.elapsed() < self.settings.full_scrape_cache
         {
             let answer = ok_answer(keep_alive, body);
-            self.ready(conn, keep_alive, answer, state);
+            self.ready(conn, keep_alive, Some(ResponseKind::Scrape), answer, state);
             return;
         }
         if let Some(c) = get_current(&mut state.slots, conn) {
@@ -611,6 +624,7 @@ impl SocketWorker {
                 seq: conn.seq,
                 keep_alive,
                 awaited: Awaited::FullScrape,
+                kind: Some(ResponseKind::Scrape),
                 answer: None,
             });
         }
@@ -669,20 +683,28 @@ impl SocketWorker {
 
     /// Answers with a bencoded `failure reason`, status 200 as clients expect.
     fn fail(&mut self, conn: ConnRef, keep_alive: bool, reason: &str, state: &mut State) {
-        add(&self.counters().error_responses, 1);
         state.body.clear();
         write_failure_body(reason, &mut state.body);
         let answer = ok_answer(keep_alive, &state.body);
-        self.ready(conn, keep_alive, answer, state);
+        self.ready(conn, keep_alive, Some(ResponseKind::Error), answer, state);
     }
 
-    /// Queues an answer that is known at once, in its place in the pipeline.
-    fn ready(&mut self, conn: ConnRef, keep_alive: bool, answer: Vec<u8>, state: &mut State) {
+    /// Queues an answer that is known at once, in its place in the pipeline; `kind` is
+    /// what it counts as when written.
+    fn ready(
+        &mut self,
+        conn: ConnRef,
+        keep_alive: bool,
+        kind: Option<ResponseKind>,
+        answer: Vec<u8>,
+        state: &mut State,
+    ) {
         if let Some(c) = get_current(&mut state.slots, conn) {
             c.pipeline.push_back(Pending {
                 seq: conn.seq,
                 keep_alive,
                 awaited: Awaited::Nothing,
+                kind,
                 answer: Some(answer),
             });
         }
@@ -702,6 +724,7 @@ impl SocketWorker {
     /// failure, so that no connection waits for an answer that will not come.
     fn refused(&mut self, requests: Vec<HttpRequest>, state: &mut State) {
         add(&self.counters().dropped, requests.len() as u64);
+        add(&self.counters().dropped_full_channel, requests.len() as u64);
         for request in requests {
             match request {
                 HttpRequest::Announce { conn, .. } | HttpRequest::Scrape { conn, .. } => {
@@ -715,13 +738,13 @@ impl SocketWorker {
 
     /// Replaces the awaited answer of `conn` with an "overloaded" failure.
     fn answer_overloaded(&mut self, conn: ConnRef, state: &mut State) {
-        add(&self.counters().error_responses, 1);
         let Some(pending) = pending(&mut state.slots, conn) else {
             return;
         };
         if pending.answer.is_some() {
             return;
         }
+        pending.kind = Some(ResponseKind::Error);
         let mut body = Vec::new();
         write_failure_body(ERR_OVERLOADED, &mut body);
         let answer = ok_answer(pending.keep_alive, &body);
@@ -860,10 +883,15 @@ impl SocketWorker {
             };
             let had_unsent = c.written < c.write_buf.len();
             let mut popped = 0usize;
+            let counters = self.statistics.socket(self.index);
+            let family = Family::of(c.peer_ip);
             while let Some(head) = c.pipeline.front_mut() {
                 let Some(answer) = head.answer.take() else {
                     break;
                 };
+                if let Some(kind) = head.kind {
+                    counters.response(kind, family);
+                }
                 popped += 1;
                 if c.write_buf.is_empty() {
                     c.write_buf = answer;
@@ -872,9 +900,9 @@ impl SocketWorker {
                     c.write_buf.extend_from_slice(&answer);
                 }
                 c.pipeline.pop_front();
-                add(&self.statistics.socket(self.index).responses, 1);
             }
             let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
+            add(&counters.bytes_sent, round.wrote as u64);
             failed = round.failed;
             if round.wrote > 0 {
                 c.last_progress = Instant::now();

@@ -17,7 +17,9 @@ use tracker_common::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
-use tracker_common::statistics::{SocketCounters, Statistics, add};
+use tracker_common::statistics::{
+    Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
+};
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::{AnnounceParams, NumWantPolicy, ScrapeCounts};
 use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
@@ -29,7 +31,7 @@ use tracker_udp_protocol::{
 
 use crate::connection_id::ConnectionValidator;
 use crate::messages::{AnnounceHeader, UdpRequest, UdpResponse, UdpResponses};
-use crate::workers::{UdpCounters, max_peers_in_datagram};
+use crate::workers::max_peers_in_datagram;
 use tracker_common::request_worker::PeerRange;
 
 /// Token of the UDP socket in the worker's poll.
@@ -75,7 +77,6 @@ pub(crate) struct SocketWorker {
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) start: ServerStartInstant,
     pub(crate) statistics: Arc<Statistics>,
-    pub(crate) udp_counters: Arc<UdpCounters>,
     pub(crate) shutdown: ShutdownFlag,
 }
 
@@ -173,9 +174,12 @@ impl SocketWorker {
             match recv.recv(&self.socket) {
                 Ok(n) => {
                     read += n.max(1);
+                    let mut bytes = 0;
                     for (packet, src) in recv.iter() {
+                        bytes += packet.len();
                         self.handle_packet(packet, CanonicalSocketAddr::new(src), state);
                     }
+                    add(&self.counters().bytes_received, bytes as u64);
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
@@ -195,13 +199,14 @@ impl SocketWorker {
 
     fn handle_packet(&mut self, packet: &[u8], src: CanonicalSocketAddr, state: &mut State) {
         let ip = src.canonical_ip();
+        let family = Family::of(ip);
         match Request::parse_bytes(
             packet,
             self.settings.max_scrape_torrents,
             self.settings.max_url_data_bytes,
         ) {
             Ok(Request::Connect(request)) => {
-                add(self.udp_counters.connect(self.index), 1);
+                self.counters().request(RequestKind::Connect, family);
                 let connection_id = self.validator.create(ip, state.now);
                 let response = Response::Connect(ConnectResponse {
                     transaction_id: request.transaction_id,
@@ -210,7 +215,7 @@ impl SocketWorker {
                 self.send_response(src, &response, state);
             }
             Ok(Request::Announce(request)) => {
-                add(&self.counters().announce, 1);
+                self.counters().request(RequestKind::Announce, family);
                 if !self
                     .validator
                     .is_valid(request.connection_id, ip, state.now)
@@ -226,7 +231,7 @@ impl SocketWorker {
                 self.route_announce(&request, ip, src, state);
             }
             Ok(Request::Scrape(request)) => {
-                add(&self.counters().scrape, 1);
+                self.counters().request(RequestKind::Scrape, family);
                 if !self
                     .validator
                     .is_valid(request.connection_id, ip, state.now)
@@ -366,12 +371,17 @@ impl SocketWorker {
     /// refuses is counted as dropped.
     fn push_request(&self, shard: usize, request: UdpRequest, state: &mut State) {
         let refused = state.outbox.push(shard, request);
-        add(&self.counters().dropped, refused.len() as u64);
+        self.count_full_channel(refused.len());
     }
 
     fn flush_requests(&self, state: &mut State) {
         let refused = state.outbox.flush();
-        add(&self.counters().dropped, refused.len() as u64);
+        self.count_full_channel(refused.len());
+    }
+
+    fn count_full_channel(&self, refused: usize) {
+        add(&self.counters().dropped, refused as u64);
+        add(&self.counters().dropped_full_channel, refused as u64);
     }
 
     fn send_responses(&mut self, state: &mut State) {
@@ -454,22 +464,36 @@ impl SocketWorker {
         state: &mut State,
     ) {
         let (v4, v6) = batch.peers.get(peers);
-        if peers.ipv6 {
+        let queued = if peers.ipv6 {
             let response = header.with_peers(v6);
-            self.queue(addr, state, |buf| response.write_bytes(buf));
+            self.queue(addr, state, |buf| response.write_bytes(buf))
         } else {
             let response = header.with_peers(v4);
-            self.queue(addr, state, |buf| response.write_bytes(buf));
+            self.queue(addr, state, |buf| response.write_bytes(buf))
+        };
+        if queued {
+            self.count_response(ResponseKind::Announce, addr);
         }
     }
 
     /// Queues a response; it leaves with the next [`Self::flush_sends`].
     fn send_response(&mut self, addr: CanonicalSocketAddr, response: &Response, state: &mut State) {
-        if self.queue(addr, state, |buf| response.write_bytes(buf))
-            && matches!(response, Response::Error(_))
-        {
-            add(&self.counters().error_responses, 1);
+        if self.queue(addr, state, |buf| response.write_bytes(buf)) {
+            let kind = match response {
+                Response::Connect(_) => ResponseKind::Connect,
+                Response::AnnounceIpv4(_) | Response::AnnounceIpv6(_) => ResponseKind::Announce,
+                Response::Scrape(_) => ResponseKind::Scrape,
+                Response::Error(_) => ResponseKind::Error,
+            };
+            self.count_response(kind, addr);
         }
+    }
+
+    /// Counts a response queued for sending; one the kernel then refuses is also
+    /// counted as dropped.
+    fn count_response(&self, kind: ResponseKind, addr: CanonicalSocketAddr) {
+        self.counters()
+            .response(kind, Family::of(addr.canonical_ip()));
     }
 
     /// Queues the datagram `write` produces for `addr`, flushing first if the batch is
@@ -498,7 +522,7 @@ impl SocketWorker {
     fn flush_sends(&self, state: &mut State) {
         let outcome = state.send.flush(&self.socket);
         let counters = self.counters();
-        add(&counters.responses, outcome.sent as u64);
+        add(&counters.bytes_sent, outcome.bytes_sent as u64);
         add(&counters.dropped, outcome.dropped as u64);
     }
 }

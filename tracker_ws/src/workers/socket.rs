@@ -40,7 +40,9 @@ use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
 use tracker_common::slots::Slots;
-use tracker_common::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
+use tracker_common::statistics::{
+    Family, RateLimitedWarning, RequestKind, ResponseKind, SocketCounters, Statistics, add,
+};
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
 use tracker_common::swarm::{NumWantPolicy, ScrapeCounts};
@@ -114,8 +116,8 @@ pub(crate) struct SocketWorkerSettings {
 /// Counts only the WebSocket tracker keeps.
 #[derive(Debug, Default)]
 pub(crate) struct WsCounters {
-    /// Connections open now, over all socket workers.
-    pub(crate) open: AtomicUsize,
+    /// Connections open now, over all socket workers (the count the metrics read).
+    pub(crate) open: Arc<AtomicUsize>,
     /// Connections closed at once because `ws.max_connections` were open.
     pub(crate) refused: AtomicU64,
     /// Connections closed for sending nothing for the idle timeout.
@@ -125,13 +127,6 @@ pub(crate) struct WsCounters {
     /// Bytes waiting to be sent, over all connections (as of each connection's last
     /// write attempt).
     pub(crate) queued_bytes: AtomicUsize,
-    /// Offers relayed to a connected peer.
-    pub(crate) offers_relayed: AtomicU64,
-    /// Answers relayed to a connected peer.
-    pub(crate) answers_relayed: AtomicU64,
-    /// Offers and answers not relayed because the connection they were for was not
-    /// keeping up with what it was sent.
-    pub(crate) relayed_shed: AtomicU64,
 }
 
 /// One socket worker and everything it owns.
@@ -163,6 +158,8 @@ enum Phase {
 
 struct Connection {
     stream: Transport,
+    /// The client's address family, for the counters.
+    family: Family,
     phase: Phase,
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
@@ -335,14 +332,14 @@ impl SocketWorker {
     /// Accepts waiting connections; returns whether more may be waiting.
     fn accept(&mut self, state: &mut State) -> bool {
         for _ in 0..MAX_ACCEPTS_PER_ROUND {
-            let stream = match accept_one(
+            let (stream, family) = match accept_one(
                 &self.listener,
                 &self.ws_counters.open,
                 self.settings.max_connections,
                 self.tls.as_ref(),
                 &mut state.accept_warning,
             ) {
-                Accepted::Connection(stream, _) => stream,
+                Accepted::Connection(stream, addr) => (stream, Family::of(addr.ip())),
                 Accepted::Refused => {
                     self.ws_counters.refused.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -351,6 +348,7 @@ impl SocketWorker {
             };
             let connection = Connection {
                 stream,
+                family,
                 phase: Phase::Handshake,
                 read_buf: Vec::new(),
                 write_buf: Vec::new(),
@@ -412,7 +410,12 @@ impl SocketWorker {
                 false
             } else {
                 let blocked = !c.may_read();
+                let before = c.read_buf.len();
                 let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |_| blocked);
+                add(
+                    &self.statistics.socket(self.index).bytes_received,
+                    c.read_buf.len().saturating_sub(before) as u64,
+                );
                 c.peer_closed |= round.peer_closed;
                 c.read_paused = !round.drained;
                 round.failed
@@ -635,7 +638,7 @@ impl SocketWorker {
     }
 
     fn announce(&mut self, slot: usize, mut request: AnnounceRequest, state: &mut State) {
-        add(&self.counters().announce, 1);
+        self.count_request(RequestKind::Announce, slot, state);
         let info_hash = request.info_hash;
         let fail = |reason: &'static str| OutMessage::Failure {
             reason,
@@ -719,8 +722,15 @@ impl SocketWorker {
         self.push_request(shard, announce, state);
     }
 
+    /// Counts a request of `kind` from the connection in `slot`.
+    fn count_request(&self, kind: RequestKind, slot: usize, state: &State) {
+        if let Some(c) = state.slots.get(slot) {
+            self.counters().request(kind, c.family);
+        }
+    }
+
     fn scrape(&mut self, slot: usize, scrape: ScrapeRequest, state: &mut State) {
-        add(&self.counters().scrape, 1);
+        self.count_request(RequestKind::Scrape, slot, state);
         let connection = self.connection_ref(slot, state).connection;
         let hashes = match scrape {
             ScrapeRequest::Full => {
@@ -940,9 +950,7 @@ impl SocketWorker {
                     offer: &offer,
                 };
                 if self.relay(connection, &message, state) {
-                    self.ws_counters
-                        .offers_relayed
-                        .fetch_add(1, Ordering::Relaxed);
+                    add(&self.counters().offers_relayed, 1);
                 }
             }
             WsResponse::Answer {
@@ -959,9 +967,7 @@ impl SocketWorker {
                     answer: &answer,
                 };
                 if self.relay(connection, &message, state) {
-                    self.ws_counters
-                        .answers_relayed
-                        .fetch_add(1, Ordering::Relaxed);
+                    add(&self.counters().answers_relayed, 1);
                 }
             }
             WsResponse::Scrape {
@@ -1042,9 +1048,7 @@ impl SocketWorker {
         if unsent > self.settings.max_outgoing_bytes / 2
             || (unsent > 0 && total > self.settings.max_outgoing_bytes_total / 2)
         {
-            self.ws_counters
-                .relayed_shed
-                .fetch_add(1, Ordering::Relaxed);
+            add(&self.counters().relayed_shed, 1);
             return false;
         }
         self.send_to_slot(slot, message, state)
@@ -1056,8 +1060,18 @@ impl SocketWorker {
         write_out_message(message, &mut json);
         let sent = self.send_json(slot, &json, state);
         state.scratch = json;
-        if sent && matches!(message, OutMessage::Failure { .. }) {
-            add(&self.counters().error_responses, 1);
+        // Relayed offers and answers are counted by the caller, as relays.
+        let kind = match message {
+            OutMessage::AnnounceResponse { .. } => Some(ResponseKind::Announce),
+            OutMessage::ScrapeResponse { .. } => Some(ResponseKind::Scrape),
+            OutMessage::Failure { .. } => Some(ResponseKind::Error),
+            OutMessage::Offer { .. } | OutMessage::Answer { .. } => None,
+        };
+        if sent
+            && let Some(kind) = kind
+            && let Some(c) = state.slots.get(slot)
+        {
+            self.counters().response(kind, c.family);
         }
         sent
     }
@@ -1094,7 +1108,6 @@ impl SocketWorker {
         }
         write_frame(&mut c.write_buf, FrameKind::Text, json);
         mark_dirty(c, slot, &mut state.dirty);
-        add(&self.statistics.socket(self.index).responses, 1);
         true
     }
 
@@ -1113,6 +1126,10 @@ impl SocketWorker {
             return;
         };
         let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
+        add(
+            &self.statistics.socket(self.index).bytes_sent,
+            round.wrote as u64,
+        );
         account(&self.ws_counters.queued_bytes, c);
         let mut done = false;
         if round.all_out {

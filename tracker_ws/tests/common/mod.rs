@@ -20,6 +20,8 @@ pub fn test_config(address: &str) -> Config {
     config.workers.socket_workers = 2;
     config.workers.request_workers = 2;
     config.statistics.interval_secs = 0;
+    // Tests run side by side: the metrics endpoint takes a port of its own choosing.
+    config.metrics.address = "127.0.0.1:0".parse().unwrap();
     config.swarm.max_archived_torrents = 0;
     config
 }

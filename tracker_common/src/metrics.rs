@@ -1,0 +1,756 @@
+//! The metrics endpoint: the workers' counters over HTTP, as Prometheus text at
+//! `/metrics` and as JSON at `/stats.json`, on a listener of its own.
+//!
+//! Nothing here runs on the request path. A scrape reads the per-worker counters
+//! ([`Statistics::snapshot`]) and encodes what it read; the workers never wait for it.
+//! The server is deliberately small: one thread, one connection at a time, one request
+//! per connection, a deadline for the whole request and a bound on its size, so that a
+//! client can hold it for [`REQUEST_TIMEOUT`] at most and make it buffer
+//! [`MAX_REQUEST_BYTES`] at most. It is for a scraper on a trusted network, not for the
+//! public: its address defaults to loopback.
+
+use std::borrow::Cow;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mio::{Events, Interest, Poll, Token};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::statistics::{Family, RequestKind, ResponseKind, Snapshot, Statistics};
+use crate::supervisor::ShutdownFlag;
+
+/// Longest time one client may take to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request head read; a larger one is answered 431.
+pub const MAX_REQUEST_BYTES: usize = 8192;
+/// How late the server notices a shutdown at most.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+const LISTENER: Token = Token(0);
+
+/// Declares a tracker's `[metrics]` config section, `MetricsConfig`, whose default
+/// address is 127.0.0.1 on `$port`. A macro rather than one shared struct because the
+/// default port differs per tracker and serde fills a key left out of the file from the
+/// section's own `Default`.
+#[macro_export]
+macro_rules! metrics_config_section {
+    ($port:literal) => {
+        $crate::config_section! {
+            /// The metrics endpoint: `/metrics` (Prometheus text) and `/stats.json`.
+            pub struct MetricsConfig {
+                /// Serve the metrics endpoint.
+                pub enabled: bool,
+                /// Address and port of the metrics endpoint (plain HTTP). It tells anyone
+                /// who can reach it how busy the tracker is: keep it on loopback or a
+                /// private network. Port 0 lets the OS choose (the chosen port is logged).
+                pub address: ::std::net::SocketAddr,
+            }
+        }
+
+        impl Default for MetricsConfig {
+            fn default() -> Self {
+                Self {
+                    enabled: true,
+                    address: ::std::net::SocketAddr::from(([127, 0, 0, 1], $port)),
+                }
+            }
+        }
+
+        impl MetricsConfig {
+            /// The address to serve metrics on, if enabled.
+            pub fn listen_address(&self) -> Option<::std::net::SocketAddr> {
+                self.enabled.then_some(self.address)
+            }
+        }
+    };
+}
+
+/// Which tracker the figures are of: it names the `protocol` label and decides which
+/// series apply (connects are UDP's, connections TCP's, relays WebSocket's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// The UDP tracker.
+    Udp,
+    /// The HTTP tracker.
+    Http,
+    /// The WebSocket tracker.
+    Ws,
+}
+
+impl Protocol {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Http => "http",
+            Protocol::Ws => "ws",
+        }
+    }
+
+    fn request_kinds(self) -> &'static [RequestKind] {
+        match self {
+            Protocol::Udp => &RequestKind::ALL,
+            Protocol::Http | Protocol::Ws => &[RequestKind::Announce, RequestKind::Scrape],
+        }
+    }
+
+    fn response_kinds(self) -> &'static [ResponseKind] {
+        match self {
+            Protocol::Udp => &ResponseKind::ALL,
+            Protocol::Http | Protocol::Ws => &[
+                ResponseKind::Announce,
+                ResponseKind::Scrape,
+                ResponseKind::Error,
+            ],
+        }
+    }
+
+    fn has_connections(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Ws)
+    }
+
+    fn relays(self) -> bool {
+        self == Protocol::Ws
+    }
+}
+
+/// What the figures are of, fixed at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The tracker.
+    pub protocol: Protocol,
+    /// Its version (`CARGO_PKG_VERSION`).
+    pub version: &'static str,
+    /// When it started, in Unix seconds.
+    pub start_unix_secs: u64,
+}
+
+/// A family of series with the labels given, encoded in the order given (the
+/// prometheus-client `Family` keeps its series in a hash map, so that their order would
+/// change from one scrape to the next).
+#[derive(Debug)]
+struct Ordered<M> {
+    name: &'static str,
+    help: &'static str,
+    series: Vec<(Vec<(&'static str, &'static str)>, M)>,
+}
+
+impl<M: EncodeMetric + std::fmt::Debug + Send + Sync + 'static> Collector for Ordered<M> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some((_, first)) = self.series.first() else {
+            return Ok(());
+        };
+        // The registry ends the help of what is registered with it with a full stop.
+        let help = format!("{}.", self.help);
+        let mut family = encoder.encode_descriptor(self.name, &help, None, first.metric_type())?;
+        for (labels, metric) in &self.series {
+            metric.encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn gauge(value: u64) -> ConstGauge<i64> {
+    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// The figures in the OpenMetrics text format (which Prometheus scrapes), every name
+/// prefixed `shoal_` and every series labelled with the protocol.
+///
+/// # Errors
+/// Only if formatting fails, which writing to a `String` does not.
+pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt::Error> {
+    let protocol = [(
+        Cow::Borrowed("protocol"),
+        Cow::Borrowed(id.protocol.label()),
+    )];
+    let mut registry = Registry::with_prefix_and_labels("shoal", protocol.into_iter());
+
+    let mut requests = Vec::new();
+    for &kind in id.protocol.request_kinds() {
+        for family in Family::ALL {
+            let value = s.requests[kind as usize][family as usize];
+            let labels = vec![("kind", kind.label()), ("family", family.label())];
+            requests.push((labels, ConstCounter::new(value)));
+        }
+    }
+    registry.register_collector(Box::new(Ordered {
+        name: "requests",
+        help: "Requests received, by kind and client address family",
+        series: requests,
+    }));
+    let mut responses = Vec::new();
+    for &kind in id.protocol.response_kinds() {
+        for family in Family::ALL {
+            let value = s.responses_by_kind[kind as usize][family as usize];
+            let labels = vec![("kind", kind.label()), ("family", family.label())];
+            responses.push((labels, ConstCounter::new(value)));
+        }
+    }
+    registry.register_collector(Box::new(Ordered {
+        name: "responses",
+        help: "Responses written, by kind (error: an error answer) and client address family",
+        series: responses,
+    }));
+    let errors = [
+        ("bad_request", s.bad_requests),
+        ("access_denied", s.access_denied),
+        ("dropped", s.dropped),
+        ("rejected_by_limits", s.rejected_by_limits),
+    ];
+    registry.register_collector(Box::new(Ordered {
+        name: "errors",
+        help: "Requests not served as asked, by cause: bad_request (malformed or refused \
+               before routing), access_denied (access list), dropped (a full channel or an \
+               overloaded worker), rejected_by_limits (answered but not stored: a swarm limit)",
+        series: errors
+            .into_iter()
+            .map(|(cause, value)| (vec![("cause", cause)], ConstCounter::new(value)))
+            .collect(),
+    }));
+    registry.register(
+        "dropped_full_channel",
+        "Requests and responses dropped because a channel between workers was full (part \
+         of errors_total{cause=\"dropped\"})",
+        ConstCounter::new(s.dropped_full_channel),
+    );
+
+    registry.register("torrents", "Torrents tracked", gauge(s.torrents));
+    registry.register("seeders", "Seeders tracked", gauge(s.seeders));
+    registry.register("leechers", "Leechers tracked", gauge(s.leechers));
+    registry.register(
+        "downloads_completed",
+        "Downloads counted as completed",
+        ConstCounter::new(s.completed),
+    );
+    registry.register(
+        "peers_cleaned",
+        "Peers removed by cleaning because they were not seen for too long",
+        ConstCounter::new(s.peers_cleaned),
+    );
+    registry.register(
+        "archived_torrents",
+        "Emptied torrents whose completed count is kept",
+        gauge(s.archived_torrents),
+    );
+    registry.register_with_unit(
+        "archive",
+        "Memory the archive of completed counts takes",
+        Unit::Bytes,
+        gauge(s.archive_bytes),
+    );
+    registry.register_with_unit(
+        "received",
+        "Bytes received from clients (UDP payloads; TCP stream bytes, after TLS)",
+        Unit::Bytes,
+        ConstCounter::new(s.bytes_received),
+    );
+    registry.register_with_unit(
+        "sent",
+        "Bytes sent to clients (UDP payloads; TCP stream bytes, before TLS)",
+        Unit::Bytes,
+        ConstCounter::new(s.bytes_sent),
+    );
+    if id.protocol.has_connections() {
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            gauge(s.open_connections),
+        );
+    }
+    if id.protocol.relays() {
+        registry.register_collector(Box::new(Ordered {
+            name: "relayed",
+            help: "WebRTC offers and answers relayed to peers",
+            series: vec![
+                (vec![("kind", "offer")], ConstCounter::new(s.offers_relayed)),
+                (
+                    vec![("kind", "answer")],
+                    ConstCounter::new(s.answers_relayed),
+                ),
+            ],
+        }));
+        registry.register(
+            "relayed_shed",
+            "Offers and answers shed because the connection they were for was not keeping up",
+            ConstCounter::new(s.relayed_shed),
+        );
+    }
+    registry.register(
+        "access_list_info_hashes",
+        "Info hashes in the access list",
+        gauge(s.access_list_len),
+    );
+    registry.register_with_unit(
+        "access_list_last_reload_timestamp",
+        "When the access list was last loaded, in Unix time",
+        Unit::Seconds,
+        gauge(s.access_list_loaded_unix_secs),
+    );
+    registry.register_with_unit(
+        "start_time",
+        "When the tracker started, in Unix time",
+        Unit::Seconds,
+        gauge(id.start_unix_secs),
+    );
+    // A gauge of 1 labelled with the version, as Prometheus's own `*_build_info`: the
+    // OpenMetrics `info` type would be the same series, but a parser of the older text
+    // format refuses that type.
+    registry.register_collector(Box::new(Ordered {
+        name: "build_info",
+        help: "The tracker's version",
+        series: vec![(vec![("version", id.version)], ConstGauge::new(1i64))],
+    }));
+
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// The same figures as [`encode_prometheus`], as one JSON object.
+pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
+    let by_family = |cells: &[u64; 2]| {
+        serde_json::Map::from_iter(
+            Family::ALL
+                .into_iter()
+                .zip(cells)
+                .map(|(family, n)| (family.label().to_owned(), (*n).into())),
+        )
+    };
+    let requests = serde_json::Map::from_iter(id.protocol.request_kinds().iter().map(|&k| {
+        (
+            k.label().to_owned(),
+            by_family(&s.requests[k as usize]).into(),
+        )
+    }));
+    let responses = serde_json::Map::from_iter(id.protocol.response_kinds().iter().map(|&k| {
+        (
+            k.label().to_owned(),
+            by_family(&s.responses_by_kind[k as usize]).into(),
+        )
+    }));
+    let mut json = serde_json::json!({
+        "protocol": id.protocol.label(),
+        "version": id.version,
+        "start_time_unix_secs": id.start_unix_secs,
+        "requests": requests,
+        "responses": responses,
+        "errors": {
+            "bad_request": s.bad_requests,
+            "access_denied": s.access_denied,
+            "dropped": s.dropped,
+            "rejected_by_limits": s.rejected_by_limits,
+        },
+        "dropped_full_channel": s.dropped_full_channel,
+        "torrents": s.torrents,
+        "seeders": s.seeders,
+        "leechers": s.leechers,
+        "downloads_completed": s.completed,
+        "peers_cleaned": s.peers_cleaned,
+        "archived_torrents": s.archived_torrents,
+        "archive_bytes": s.archive_bytes,
+        "received_bytes": s.bytes_received,
+        "sent_bytes": s.bytes_sent,
+        "access_list": {
+            "info_hashes": s.access_list_len,
+            "last_reload_unix_secs": s.access_list_loaded_unix_secs,
+        },
+    });
+    if let Some(map) = json.as_object_mut() {
+        if id.protocol.has_connections() {
+            map.insert("connections_open".into(), s.open_connections.into());
+        }
+        if id.protocol.relays() {
+            map.insert(
+                "relayed".into(),
+                serde_json::json!({
+                    "offer": s.offers_relayed,
+                    "answer": s.answers_relayed,
+                    "shed": s.relayed_shed,
+                }),
+            );
+        }
+    }
+    json
+}
+
+/// Binds the metrics listener.
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn bind(address: SocketAddr) -> anyhow::Result<(mio::net::TcpListener, SocketAddr)> {
+    let listener = mio::net::TcpListener::bind(address)
+        .with_context(|| format!("bind metrics listener on {address}"))?;
+    let local = listener
+        .local_addr()
+        .context("read the metrics listener's address")?;
+    Ok((listener, local))
+}
+
+/// The metrics server: what it serves and where.
+pub struct MetricsServer {
+    /// The bound listener.
+    pub listener: mio::net::TcpListener,
+    /// The counters to read.
+    pub statistics: Arc<Statistics>,
+    /// What they are of.
+    pub identity: Identity,
+    /// Set when the tracker stops.
+    pub shutdown: ShutdownFlag,
+}
+
+impl MetricsServer {
+    /// Serves until shutdown, one connection at a time.
+    ///
+    /// # Errors
+    /// The poll failed.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let mut poll = Poll::new().context("create metrics poll")?;
+        poll.registry()
+            .register(&mut self.listener, LISTENER, Interest::READABLE)
+            .context("register metrics listener")?;
+        let mut events = Events::with_capacity(8);
+        while !self.shutdown.is_set() {
+            match poll.poll(&mut events, Some(POLL_TIMEOUT)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => return Err(anyhow::Error::new(err).context("metrics poll")),
+            }
+            // Edge-triggered: accept until the backlog is empty.
+            loop {
+                match self.listener.accept() {
+                    Ok((stream, peer)) => {
+                        let stream = TcpStream::from(OwnedFd::from(stream));
+                        if let Err(err) = self.serve(stream) {
+                            log::debug!("metrics request from {peer}: {err}");
+                        }
+                    }
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        // Out of file descriptors, say: try again at the next poll.
+                        log::warn!("metrics accept: {err}");
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one request and answers it, within [`REQUEST_TIMEOUT`].
+    fn serve(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let mut buf = vec![0u8; MAX_REQUEST_BYTES];
+        let mut len = 0;
+        // Whether the request was read whole; if not, the rest is drained after the answer.
+        let mut whole = false;
+        let answer = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            stream.set_read_timeout(Some(left))?;
+            let Some(free) = buf.get_mut(len..) else {
+                break status(431, "Request Header Fields Too Large");
+            };
+            if free.is_empty() {
+                break status(431, "Request Header Fields Too Large");
+            }
+            let n = stream.read(free)?;
+            if n == 0 {
+                return Err(ErrorKind::UnexpectedEof.into());
+            }
+            len += n;
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(buf.get(..len).unwrap_or_default()) {
+                Ok(httparse::Status::Complete(_)) => {
+                    whole = true;
+                    break self.answer(request.method, request.path);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(_) => break status(400, "Bad Request"),
+            }
+        };
+        stream.write_all(&answer)?;
+        stream.flush()?;
+        if !whole {
+            // Closing with unread bytes would reset the connection, and the reset can
+            // destroy the answer before the client reads it: half-close, and read what
+            // the client still sends, within the same deadline and size bound.
+            stream.shutdown(std::net::Shutdown::Write)?;
+            let mut drained = 0;
+            while drained < MAX_REQUEST_BYTES * 8 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                stream.set_read_timeout(Some(left))?;
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole HTTP response to `method` on `path`.
+    fn answer(&self, method: Option<&str>, path: Option<&str>) -> Vec<u8> {
+        if method != Some("GET") {
+            return status(405, "Method Not Allowed");
+        }
+        // A query string changes nothing.
+        let path = path.and_then(|p| p.split('?').next()).unwrap_or_default();
+        let snapshot = self.statistics.snapshot();
+        match path {
+            "/metrics" => match encode_prometheus(&snapshot, &self.identity) {
+                Ok(body) => response(
+                    200,
+                    "OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body.as_bytes(),
+                ),
+                Err(_) => status(500, "Internal Server Error"),
+            },
+            "/stats.json" => match serde_json::to_vec(&to_json(&snapshot, &self.identity)) {
+                Ok(body) => response(200, "OK", "application/json", &body),
+                Err(_) => status(500, "Internal Server Error"),
+            },
+            _ => status(404, "Not Found"),
+        }
+    }
+}
+
+fn status(code: u16, reason: &str) -> Vec<u8> {
+    response(
+        code,
+        reason,
+        "text/plain; charset=utf-8",
+        format!("{reason}\n").as_bytes(),
+    )
+}
+
+fn response(code: u16, reason: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            requests: [[1, 2], [3, 4], [5, 6]],
+            responses_by_kind: [[7, 8], [9, 10], [11, 12], [13, 14]],
+            bad_requests: 15,
+            access_denied: 16,
+            dropped: 17,
+            dropped_full_channel: 18,
+            rejected_by_limits: 19,
+            torrents: 20,
+            seeders: 21,
+            leechers: 22,
+            completed: 23,
+            peers_cleaned: 24,
+            archived_torrents: 25,
+            archive_bytes: 26,
+            bytes_received: 27,
+            bytes_sent: 28,
+            open_connections: 29,
+            offers_relayed: 30,
+            answers_relayed: 31,
+            relayed_shed: 32,
+            access_list_len: 33,
+            access_list_loaded_unix_secs: 34,
+            ..Snapshot::default()
+        }
+    }
+
+    fn id(protocol: Protocol) -> Identity {
+        Identity {
+            protocol,
+            version: "9.8.7",
+            start_unix_secs: 35,
+        }
+    }
+
+    #[test]
+    fn prometheus_text_has_every_series_of_the_protocol() {
+        let text = encode_prometheus(&snapshot(), &id(Protocol::Udp)).unwrap();
+        for line in [
+            "# TYPE shoal_requests counter",
+            "shoal_requests_total{protocol=\"udp\",kind=\"connect\",family=\"ipv4\"} 1",
+            "shoal_requests_total{protocol=\"udp\",kind=\"scrape\",family=\"ipv6\"} 6",
+            "shoal_responses_total{protocol=\"udp\",kind=\"error\",family=\"ipv6\"} 14",
+            "shoal_errors_total{protocol=\"udp\",cause=\"rejected_by_limits\"} 19",
+            "shoal_dropped_full_channel_total{protocol=\"udp\"} 18",
+            "# TYPE shoal_torrents gauge",
+            "shoal_torrents{protocol=\"udp\"} 20",
+            "shoal_downloads_completed_total{protocol=\"udp\"} 23",
+            "shoal_peers_cleaned_total{protocol=\"udp\"} 24",
+            "shoal_archive_bytes{protocol=\"udp\"} 26",
+            "# UNIT shoal_received_bytes bytes",
+            "shoal_received_bytes_total{protocol=\"udp\"} 27",
+            "shoal_sent_bytes_total{protocol=\"udp\"} 28",
+            "shoal_access_list_info_hashes{protocol=\"udp\"} 33",
+            "shoal_access_list_last_reload_timestamp_seconds{protocol=\"udp\"} 34",
+            "shoal_start_time_seconds{protocol=\"udp\"} 35",
+            "# TYPE shoal_build_info gauge",
+            "shoal_build_info{protocol=\"udp\",version=\"9.8.7\"} 1",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        // Not UDP's: connections and relays.
+        assert!(!text.contains("connections_open"), "{text}");
+        assert!(!text.contains("relayed"), "{text}");
+        // Every series has its HELP and TYPE.
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("# HELP ")).count(),
+            text.lines().filter(|l| l.starts_with("# TYPE ")).count()
+        );
+    }
+
+    /// The same figures give the same text, series in kind then family order, so that
+    /// two scrapes can be compared by eye or by diff.
+    #[test]
+    fn series_come_in_a_fixed_order() {
+        let text = encode_prometheus(&snapshot(), &id(Protocol::Udp)).unwrap();
+        for _ in 0..10 {
+            assert_eq!(
+                encode_prometheus(&snapshot(), &id(Protocol::Udp)).unwrap(),
+                text
+            );
+        }
+        let position = |kind: &str, family: &str| {
+            text.find(&format!(
+                "shoal_requests_total{{protocol=\"udp\",kind=\"{kind}\",family=\"{family}\"}}"
+            ))
+            .unwrap()
+        };
+        let order = [
+            position("connect", "ipv4"),
+            position("connect", "ipv6"),
+            position("announce", "ipv4"),
+            position("announce", "ipv6"),
+            position("scrape", "ipv4"),
+            position("scrape", "ipv6"),
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn tcp_trackers_have_connections_and_ws_relays_and_no_connects() {
+        let http = encode_prometheus(&snapshot(), &id(Protocol::Http)).unwrap();
+        assert!(http.contains("shoal_connections_open{protocol=\"http\"} 29\n"));
+        assert!(!http.contains("kind=\"connect\""), "{http}");
+        assert!(!http.contains("relayed"), "{http}");
+        let ws = encode_prometheus(&snapshot(), &id(Protocol::Ws)).unwrap();
+        assert!(ws.contains("shoal_relayed_total{protocol=\"ws\",kind=\"offer\"} 30\n"));
+        assert!(ws.contains("shoal_relayed_total{protocol=\"ws\",kind=\"answer\"} 31\n"));
+        assert!(ws.contains("shoal_relayed_shed_total{protocol=\"ws\"} 32\n"));
+        assert!(ws.contains("shoal_connections_open{protocol=\"ws\"} 29\n"));
+    }
+
+    #[test]
+    fn json_has_the_same_figures() {
+        let json = to_json(&snapshot(), &id(Protocol::Ws));
+        assert_eq!(json["protocol"], "ws");
+        assert_eq!(json["version"], "9.8.7");
+        assert!(json["requests"].get("connect").is_none());
+        assert_eq!(json["requests"]["announce"]["ipv4"], 3);
+        assert_eq!(json["requests"]["scrape"]["ipv6"], 6);
+        assert_eq!(json["responses"]["error"]["ipv4"], 13);
+        assert_eq!(json["errors"]["access_denied"], 16);
+        assert_eq!(json["dropped_full_channel"], 18);
+        assert_eq!(json["downloads_completed"], 23);
+        assert_eq!(json["received_bytes"], 27);
+        assert_eq!(json["connections_open"], 29);
+        assert_eq!(json["relayed"]["shed"], 32);
+        assert_eq!(json["access_list"]["last_reload_unix_secs"], 34);
+        assert_eq!(json["start_time_unix_secs"], 35);
+        let udp = to_json(&snapshot(), &id(Protocol::Udp));
+        assert_eq!(udp["requests"]["connect"]["ipv6"], 2);
+        assert!(udp.get("connections_open").is_none());
+        assert!(udp.get("relayed").is_none());
+    }
+
+    fn ask(server: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(server).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn server_answers_paths_and_bounds_requests() {
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let statistics = Arc::new(Statistics::new(1, 1));
+        statistics
+            .socket(0)
+            .request(RequestKind::Announce, Family::Ipv6);
+        let shutdown = ShutdownFlag::new();
+        let server = MetricsServer {
+            listener,
+            statistics,
+            identity: id(Protocol::Http),
+            shutdown: shutdown.clone(),
+        };
+        let thread = std::thread::spawn(move || server.run());
+
+        let metrics = ask(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+        assert!(metrics.contains(
+            "shoal_requests_total{protocol=\"http\",kind=\"announce\",family=\"ipv6\"} 1\n"
+        ));
+        let json = ask(addr, b"GET /stats.json?x=1 HTTP/1.1\r\n\r\n");
+        assert!(
+            json.contains("Content-Type: application/json\r\n"),
+            "{json}"
+        );
+        let body = json.split("\r\n\r\n").nth(1).unwrap();
+        let value: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(value["requests"]["announce"]["ipv6"], 1);
+        assert!(ask(addr, b"GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+        assert!(ask(addr, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+        assert!(ask(addr, b"\x00\x01 nonsense\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(10_000));
+        assert!(ask(addr, huge.as_bytes()).starts_with("HTTP/1.1 431 "));
+
+        // A client that sends half a request and waits is cut off at the deadline, and
+        // the next one is served.
+        let started = Instant::now();
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.write_all(b"GET /metr").unwrap();
+        let served = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(served.starts_with("HTTP/1.1 200 OK"));
+        assert!(started.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(2));
+        drop(idle);
+
+        shutdown.set();
+        thread.join().unwrap().unwrap();
+    }
+}

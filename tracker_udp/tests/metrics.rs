@@ -1,0 +1,212 @@
+//! The metrics endpoint end to end: a tracker on port 0 with metrics on port 0, a known
+//! number of connects, announces and scrapes over real IPv4 and IPv6 sockets, then
+//! `/metrics` read with a Prometheus text parser and `/stats.json` with a JSON parser,
+//! both checked against what was sent.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, eventually, info_hash, peer_id, start, target, test_config};
+use prometheus_parse::{Scrape, Value};
+use tracker_common::testing::http_get;
+use tracker_common::types::AnnounceEvent;
+
+/// The value of the one sample of `name` whose labels include `labels`.
+fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?} in {:?}", scrape.samples);
+    match found[0].value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+        ref other => panic!("{name}: unexpected value {other:?}"),
+    }
+}
+
+#[test]
+fn metrics_count_what_was_sent_by_kind_and_family() {
+    let tracker = start(test_config("[::]:0"));
+    let metrics = tracker.metrics_addr().expect("metrics are on by default");
+    assert!(metrics.ip().is_loopback() && metrics.port() != 0);
+    let mut v4 = Client::connected("127.0.0.1:0", target(&tracker, "127.0.0.1"));
+    let mut v6 = Client::connected("[::1]:0", target(&tracker, "::1"));
+
+    // IPv4: three announces (a leecher that completes, and a seeder of another
+    // torrent) and two scrapes.
+    let _ = v4.announce(
+        info_hash(1),
+        peer_id(1),
+        6001,
+        100,
+        AnnounceEvent::Started,
+        -1,
+    );
+    let _ = v4.announce(
+        info_hash(1),
+        peer_id(1),
+        6001,
+        0,
+        AnnounceEvent::Completed,
+        -1,
+    );
+    let _ = v4.announce(
+        info_hash(2),
+        peer_id(1),
+        6001,
+        0,
+        AnnounceEvent::Started,
+        -1,
+    );
+    assert_eq!(v4.scrape_one(info_hash(1)), (1, 1, 0));
+    let _ = v4.scrape(&[info_hash(1), info_hash(2), info_hash(3)]);
+    // IPv6: one leecher's announce and one scrape.
+    let _ = v6.announce(
+        info_hash(1),
+        peer_id(2),
+        6002,
+        50,
+        AnnounceEvent::Started,
+        -1,
+    );
+    let _ = v6.scrape(&[info_hash(2)]);
+    // And one packet that is no request.
+    v4.send_raw(&[0xff; 20]);
+
+    // Bytes, as BEP 15 sizes them: connect 16, announce 98 (no options), scrape 16 + 20
+    // per hash; answers: connect 16, announce 20 + peers (each announcer here gets none
+    // of its family), scrape 8 + 12 per hash.
+    let received = 2 * 16 + 4 * 98 + (16 + 20) + (16 + 60) + (16 + 20) + 20;
+    let sent = 2 * 16 + 4 * 20 + (8 + 12) + (8 + 36) + (8 + 12);
+    // Some counters move just after the answer a client waits for has left.
+    let json = || -> serde_json::Value {
+        let (status, body) = http_get(metrics, "/stats.json");
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
+    };
+    let settled = eventually(Duration::from_secs(10), || {
+        let j = json();
+        j["sent_bytes"] == sent
+            && j["torrents"] == 2
+            && j["seeders"] == 2
+            && j["leechers"] == 1
+            && j["errors"]["bad_request"] == 1
+            && j["downloads_completed"] == 1
+    });
+    assert!(settled, "{}", json());
+
+    let (status, text) = http_get(metrics, "/metrics");
+    assert_eq!(status, 200);
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    for (kind, v4_count, v6_count) in [("connect", 1, 1), ("announce", 3, 1), ("scrape", 2, 1)] {
+        for (family, n) in [("ipv4", v4_count), ("ipv6", v6_count)] {
+            let labels = [("protocol", "udp"), ("kind", kind), ("family", family)];
+            assert_eq!(sample(&scrape, "shoal_requests_total", &labels), n as f64);
+            assert_eq!(sample(&scrape, "shoal_responses_total", &labels), n as f64);
+        }
+    }
+    for family in ["ipv4", "ipv6"] {
+        let labels = [("kind", "error"), ("family", family)];
+        assert_eq!(sample(&scrape, "shoal_responses_total", &labels), 0.0);
+    }
+    for (cause, n) in [
+        ("bad_request", 1.0),
+        ("access_denied", 0.0),
+        ("dropped", 0.0),
+        ("rejected_by_limits", 0.0),
+    ] {
+        assert_eq!(
+            sample(&scrape, "shoal_errors_total", &[("cause", cause)]),
+            n
+        );
+    }
+    for (name, n) in [
+        ("shoal_torrents", 2.0),
+        ("shoal_seeders", 2.0),
+        ("shoal_leechers", 1.0),
+        ("shoal_downloads_completed_total", 1.0),
+        ("shoal_peers_cleaned_total", 0.0),
+        ("shoal_dropped_full_channel_total", 0.0),
+        ("shoal_received_bytes_total", received as f64),
+        ("shoal_sent_bytes_total", sent as f64),
+        ("shoal_access_list_info_hashes", 0.0),
+    ] {
+        assert_eq!(sample(&scrape, name, &[("protocol", "udp")]), n, "{name}");
+    }
+    let started = sample(&scrape, "shoal_start_time_seconds", &[]);
+    assert!(started > 1.7e9, "{started}");
+    assert!(
+        sample(
+            &scrape,
+            "shoal_access_list_last_reload_timestamp_seconds",
+            &[]
+        ) >= started
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        sample(&scrape, "shoal_build_info", &[("version", version)]),
+        1.0
+    );
+    // HELP and TYPE are there; the UDP tracker has no connections or relays.
+    assert!(
+        scrape.docs.contains_key("shoal_requests"),
+        "{:?}",
+        scrape.docs
+    );
+    assert!(text.contains("# TYPE shoal_requests counter\n"));
+    assert!(!text.contains("shoal_connections_open") && !text.contains("shoal_relayed"));
+
+    // The JSON has the same figures.
+    let j = json();
+    assert_eq!(j["protocol"], "udp");
+    assert_eq!(j["version"], version);
+    assert_eq!(j["requests"]["connect"]["ipv6"], 1);
+    assert_eq!(j["requests"]["announce"]["ipv4"], 3);
+    assert_eq!(j["requests"]["announce"]["ipv6"], 1);
+    assert_eq!(j["requests"]["scrape"]["ipv4"], 2);
+    assert_eq!(j["responses"]["scrape"]["ipv6"], 1);
+    assert_eq!(j["responses"]["error"]["ipv4"], 0);
+    assert_eq!(j["errors"]["bad_request"], 1);
+    assert_eq!(
+        (j["seeders"].clone(), j["leechers"].clone()),
+        (2.into(), 1.into())
+    );
+    assert_eq!(j["received_bytes"], received);
+    assert_eq!(j["start_time_unix_secs"].as_f64(), Some(started));
+
+    // The log line's totals come from the same counters.
+    let stats = tracker.statistics();
+    assert_eq!(
+        (stats.announce, stats.scrape, tracker.connects()),
+        (4, 3, 2)
+    );
+    assert_eq!(stats.responses, 2 + 4 + 3);
+
+    assert_eq!(http_get(metrics, "/").0, 404);
+    assert_eq!(http_get(metrics, "/metrics/x").0, 404);
+    tracker.shutdown();
+}
+
+#[test]
+fn metrics_can_be_turned_off() {
+    let mut config = test_config("127.0.0.1:0");
+    config.metrics.enabled = false;
+    let tracker = start(config);
+    assert_eq!(tracker.metrics_addr(), None);
+    tracker.shutdown();
+}
+
+#[test]
+fn a_taken_metrics_port_stops_the_start_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut config = test_config("127.0.0.1:0");
+    config.metrics.address = addr;
+    let err = tracker_udp::start(config).err().expect("start must fail");
+    assert!(
+        format!("{err:#}").contains(&format!("bind metrics listener on {addr}")),
+        "{err:#}"
+    );
+}
