@@ -163,7 +163,7 @@ fn environment_variables_set_keys_over_the_file() {
     std::fs::write(
         &path,
         "[network]\naddress = \"192.0.2.1:6969\"\nrecv_buffer_bytes = 0\n\
-         [swarm]\nmax_archived_torrents = 0\n[statistics]\ninterval_secs = 0\n",
+         [swarm]\nmax_archived_torrents = 0\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let spawned = tracker_common::testing::Spawned::start_with_env(
@@ -230,7 +230,7 @@ fn drops_privileges_to_nobody_and_still_answers() {
         &path,
         format!(
             "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
-             [swarm]\nmax_archived_torrents = 0\n[statistics]\ninterval_secs = 0\n\
+             [swarm]\nmax_archived_torrents = 0\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n\
              [privileges]\ndrop_privileges = true\nuser = \"nobody\"\nchroot_dir = {:?}\n",
             jail.display().to_string()
         ),
@@ -265,7 +265,7 @@ fn a_user_that_does_not_exist_stops_the_start() {
     std::fs::write(
         &path,
         "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
-         [privileges]\ndrop_privileges = true\nuser = \"shoal-no-such-user\"\n",
+         [metrics]\naddress = \"127.0.0.1:0\"\n[privileges]\ndrop_privileges = true\nuser = \"shoal-no-such-user\"\n",
     )
     .unwrap();
     let (code, err) = tracker_common::testing::run_to_exit(
@@ -294,7 +294,7 @@ fn dropping_privileges_without_root_stops_the_start() {
     std::fs::write(
         &path,
         "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
-         [privileges]\ndrop_privileges = true\nuser = \"nobody\"\n",
+         [metrics]\naddress = \"127.0.0.1:0\"\n[privileges]\ndrop_privileges = true\nuser = \"nobody\"\n",
     )
     .unwrap();
     // Started as nobody already: the first privileged call is refused.

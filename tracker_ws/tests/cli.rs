@@ -122,7 +122,7 @@ fn environment_variables_set_keys_over_the_file() {
     // the file can be the ones in force if the tracker listens and logs statistics.
     std::fs::write(
         &path,
-        "[network]\naddress = \"192.0.2.1:6969\"\n[statistics]\ninterval_secs = 0\n",
+        "[network]\naddress = \"192.0.2.1:6969\"\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let spawned = Spawned::start_with_env(
@@ -178,7 +178,7 @@ fn drops_privileges_to_nobody_and_still_answers() {
     std::fs::write(
         &path,
         format!(
-            "[network]\naddress = \"127.0.0.1:0\"\n[statistics]\ninterval_secs = 0\n             [privileges]\ndrop_privileges = true\nuser = \"nobody\"\nchroot_dir = {:?}\n",
+            "[network]\naddress = \"127.0.0.1:0\"\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n             [privileges]\ndrop_privileges = true\nuser = \"nobody\"\nchroot_dir = {:?}\n",
             jail.display().to_string()
         ),
     )
@@ -204,7 +204,7 @@ fn a_user_that_does_not_exist_stops_the_start() {
     let path = dir.join("nouser.toml");
     std::fs::write(
         &path,
-        "[network]\naddress = \"127.0.0.1:0\"\n         [privileges]\ndrop_privileges = true\nuser = \"shoal-no-such-user\"\n",
+        "[network]\naddress = \"127.0.0.1:0\"\n         [metrics]\naddress = \"127.0.0.1:0\"\n[privileges]\ndrop_privileges = true\nuser = \"shoal-no-such-user\"\n",
     )
     .unwrap();
     let (code, err) =
