@@ -129,7 +129,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
     config.validate()?;
-    let mut core = Core::new(&config.access_list, &config.workers)?;
+    let mut core = Core::new(&config.access_list, &config.workers, &config.swarm)?;
     let (local_addr, sockets) = bind_sockets(&config)?;
     let (polls, wakers) = tracker_common::server::make_polls(sockets.len(), WAKER_TOKEN)?;
 
