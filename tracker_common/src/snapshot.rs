@@ -72,6 +72,7 @@ use std::fs::{self, File};
 use std::hash::Hasher;
 use std::io::{self, BufWriter, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -281,7 +282,13 @@ pub fn unix_now() -> u64 {
 pub fn write_file(path: &Path, router_key: [u8; 16], parts: &[SnapshotPart]) -> io::Result<()> {
     let tmp = sibling(path, &format!("tmp-{}", std::process::id()));
     let result = (|| {
-        let file = File::create(&tmp)?;
+        // Owner only: the file holds the routing key and every peer's address.
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         let mut writer = BufWriter::with_capacity(1 << 20, file);
         encode(router_key, unix_now(), parts, &mut writer)?;
         let file = writer.into_inner().map_err(|err| err.into_error())?;
