@@ -134,3 +134,57 @@ fn a_corrupt_snapshot_is_moved_aside_and_the_tracker_starts_empty() {
     assert!(path.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The real binary: a periodic snapshot while it runs, one at SIGTERM, and a second run
+/// on the same file serves the peers of the first.
+#[test]
+fn the_binary_writes_on_sigterm_and_every_interval() {
+    let dir = temp_dir("binary");
+    let path = dir.join("swarm.snapshot");
+    let config = dir.join("udp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
+             [swarm]\nsnapshot_path = {:?}\nsnapshot_interval_secs = 1\n\
+             [workers]\nrequest_workers = 2\n[statistics]\ninterval_secs = 0\n",
+            path.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    // Spawned::start reads the log up to the "listening on" line, which comes after the
+    // snapshot's: the lines waited for below are all written later.
+    let mut spawned = Spawned::start(&config);
+    let mut client = Client::connected("127.0.0.1:0", spawned.addr);
+    client.announce_v4(info_hash(9), peer_id(1), 1234, 0, AnnounceEvent::Started, 0);
+    let line = Spawned::wait_line(&spawned.lines, "1 peers");
+    assert!(
+        line.contains("wrote 1 torrents"),
+        "a periodic snapshot: {line}"
+    );
+    client.announce_v4(info_hash(9), peer_id(2), 1235, 0, AnnounceEvent::Started, 0);
+    spawned.signal("TERM");
+    let line = Spawned::wait_line(&spawned.lines, "2 peers");
+    assert!(
+        line.contains("wrote 1 torrents"),
+        "the snapshot at SIGTERM: {line}"
+    );
+    assert_eq!(spawned.wait_exit(), Some(0));
+
+    let spawned = Spawned::start(&config);
+    let mut other = Client::connected("127.0.0.1:0", spawned.addr);
+    let (seeders, _, peers) = other.announce_v4(
+        info_hash(9),
+        peer_id(3),
+        2000,
+        7,
+        AnnounceEvent::Started,
+        10,
+    );
+    assert_eq!(seeders, 2);
+    assert!(peers.contains(&(Ipv4Addr::LOCALHOST, 1234)), "{peers:?}");
+    assert!(peers.contains(&(Ipv4Addr::LOCALHOST, 1235)), "{peers:?}");
+    drop(spawned);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
