@@ -5,7 +5,7 @@
 //! is saved as the seconds it has left before it expires, not as a time, because the
 //! clock of the next run starts from zero.
 //!
-//! Restoring goes through the same admission as an announce ([`super::ledger::Ledger`]):
+//! Restoring goes through the same admission as an announce (the `ledger` module):
 //! the whole-tracker budget of torrents and peers, the peers per torrent and the peers
 //! per address. A snapshot made under larger limits is cut down, not taken whole, and
 //! what is refused is counted like a refused announce. A torrent left without peers
