@@ -583,3 +583,73 @@ impl Drop for TrackerHandle {
         self.supervisor.shutdown_flag().set();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::swarm::SwarmShard;
+    use crate::swarm::saved::{SaveSink, SavedPeer};
+    use crate::types::{InfoHash, PeerId};
+
+    /// The time a snapshot spent on disk counts against its peers: one whose time ran
+    /// out meanwhile is not restored, one with time left gets what is left. Each
+    /// torrent lands in the shard that owns it under the new worker count.
+    #[test]
+    fn restoring_skips_peers_that_expired_while_the_tracker_was_down() {
+        let key = [3; 16];
+        let mut part = SnapshotPart::new();
+        for n in 0..8u8 {
+            part.torrent(&InfoHash([n; 20]), 2, 2);
+            for (port, remaining_secs) in [(1000, 50), (2000, 500)] {
+                part.peer(&SavedPeer {
+                    ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)),
+                    port,
+                    peer_id: PeerId([n; 20]),
+                    seeder: port == 1000,
+                    completion_counted: false,
+                    remaining_secs,
+                });
+            }
+        }
+        let mut bytes = Vec::new();
+        // Written 100 s ago: the first peer of each torrent had 50 s left.
+        snapshot::encode(key, snapshot::unix_now() - 100, &[part], &mut bytes).unwrap();
+        let loaded = SnapshotFile::parse(bytes).unwrap();
+
+        let config = SwarmConfig::default();
+        let limits = config.limits();
+        let budget = Arc::new(SwarmBudget::new(&limits));
+        let router = ShardRouter::with_key(key, 3);
+        let mut shards: Vec<SwarmShard> = (0..3)
+            .map(|_| SwarmShard::with_router(limits, budget.clone(), &router))
+            .collect();
+        let now = SecondsSinceServerStart(config.max_peer_age_secs);
+        restore(
+            &loaded,
+            std::path::Path::new("test"),
+            &mut shards,
+            &router,
+            now,
+            config.max_peer_age_secs,
+        );
+        for n in 0..8u8 {
+            let hash = InfoHash([n; 20]);
+            let counts = shards[router.shard(&hash)].scrape(&hash);
+            assert_eq!(
+                (counts.seeders, counts.leechers, counts.completed),
+                (0, 1, 2)
+            );
+        }
+        // The survivors have about 400 s left: cleaning 401 s on removes them all.
+        for shard in &mut shards {
+            shard.clean(now.add_secs(399), config.max_peer_age_secs);
+        }
+        assert_eq!(budget.num_peers(), 8);
+        for shard in &mut shards {
+            shard.clean(now.add_secs(402), config.max_peer_age_secs);
+        }
+        assert_eq!(budget.num_peers(), 0);
+    }
+}
