@@ -14,7 +14,7 @@
 //! 2 seeders and 3 leechers), under the default limits.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tracker_common::config::SwarmConfig;
 use tracker_common::routing::ShardRouter;
-use tracker_common::snapshot::{self, LoadSink, SnapshotFile, SnapshotPart};
+use tracker_common::snapshot::{self, LoadSink, SnapshotPart};
 use tracker_common::swarm::saved::SavedTorrent;
 use tracker_common::swarm::{AnnounceParams, SwarmBudget, SwarmShard};
 use tracker_common::time::SecondsSinceServerStart;
@@ -69,7 +69,7 @@ fn empty_shard() -> SwarmShard {
     )
 }
 
-fn save(path: &PathBuf) {
+fn save(path: &Path) {
     let mut shard = empty_shard();
     let mut rng = SmallRng::seed_from_u64(1);
     let mut out: Vec<ResponsePeer<Ipv4Addr>> = Vec::new();
@@ -111,7 +111,7 @@ fn save(path: &PathBuf) {
     report(&format!("written and synced, {:.1} MiB", mib(size)), began);
 }
 
-fn load(path: &PathBuf) {
+fn load(path: &Path) {
     struct Into(SwarmShard, usize);
     impl LoadSink for Into {
         fn torrent(&mut self, torrent: &SavedTorrent) {
