@@ -4,7 +4,8 @@
 //! that picks its hashes could send every announce to one request worker and leave the
 //! others idle. The router hashes the info hash with SipHash-1-3 under a key drawn from
 //! the OS at start, so the shard of a hash cannot be known outside the process, and it
-//! changes at every restart. SipHash-1-3 is the keyed hash std's `HashMap` defaults to
+//! changes at every restart, unless a swarm snapshot is restored: the key is then the
+//! snapshot's (see below), as secret as the file. SipHash-1-3 is the keyed hash std's `HashMap` defaults to
 //! for the same reason (hash flooding); it is pinned here by name, through the
 //! `siphasher` crate, so that the routing does not depend on an unspecified algorithm.
 //!
