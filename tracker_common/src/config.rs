@@ -228,6 +228,16 @@ config_section! {
         /// address. Only for trackers behind a trusted relay: anyone could otherwise add
         /// someone else's address to a swarm.
         pub trust_client_ip: bool,
+        /// File that keeps the swarm over a restart: written at a clean shutdown
+        /// (SIGTERM, SIGINT) and every snapshot_interval_secs, read at start (peers that
+        /// expired meanwhile are dropped; an unreadable file is renamed to
+        /// `<path>.corrupt-<unix time>` and the tracker starts empty). The WebSocket
+        /// tracker keeps only completed counts: its peers are connections. Its directory
+        /// must exist; the routing key is kept in it too, so keep it private. "" = off.
+        pub snapshot_path: String,
+        /// Seconds between snapshots while running, besides the one at shutdown. 0 =
+        /// only at shutdown.
+        pub snapshot_interval_secs: u32,
     }
 }
 
@@ -245,6 +255,8 @@ impl Default for SwarmConfig {
             max_peers_per_ip: 32,
             max_archived_torrents: 1_048_576,
             trust_client_ip: false,
+            snapshot_path: String::new(),
+            snapshot_interval_secs: 0,
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`server`]: start-up and thread wiring, and the handle of a running tracker.
 //! - [`config`], [`cli`]: documented config sections, `-c` / `-p` / `-h` / `-V`.
 //! - [`access_list`]: allow / deny lists, reloaded without locks on the hot path.
+//! - [`snapshot`]: the swarm saved to a file (periodically and at a clean shutdown) and
+//!   restored at start, in a checksummed format of its own.
 //! - [`supervisor`]: named threads; any worker that ends takes the process down.
 //! - [`statistics`]: per-worker counters and the periodic log line.
 //! - [`metrics`]: the same counters over HTTP (`/metrics` for Prometheus, `/stats.json`)
@@ -53,6 +55,7 @@ pub mod routing;
 pub mod scrape;
 pub mod server;
 pub mod slots;
+pub mod snapshot;
 pub mod statistics;
 pub mod supervisor;
 pub mod swarm;

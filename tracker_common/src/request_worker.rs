@@ -27,8 +27,11 @@ use crossbeam_channel::RecvTimeoutError;
 use rand::rngs::SmallRng;
 
 use crate::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
+use crate::routing::ShardRouter;
+use crate::snapshot::SnapshotPart;
 use crate::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
 use crate::supervisor::ShutdownFlag;
+use crate::swarm::saved::{SaveSink, SavedTorrent};
 use crate::swarm::ws::WsSwarmShard;
 use crate::swarm::{
     AnnounceCounts, AnnounceParams, CleanStats, SwarmBudget, SwarmLimits, SwarmShard,
@@ -73,8 +76,19 @@ pub trait ResponseBatch: Send + Default + 'static {
 /// What the request worker's loop needs of a shard, whatever kind of peers it holds
 /// ([`SwarmShard`] for the UDP and HTTP trackers, whose peers are endpoints).
 pub trait Shard: Send + 'static {
-    /// An empty shard, one of `num_shards` taking torrents and peers from `budget`.
-    fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self;
+    /// An empty shard, one of `router`'s, taking torrents and peers from `budget`.
+    fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, router: &ShardRouter) -> Self;
+    /// Hands what a snapshot keeps of the shard to `sink` (see [`crate::snapshot`]).
+    fn save(&self, now: SecondsSinceServerStart, max_peer_age_secs: u32, sink: &mut dyn SaveSink);
+    /// Restores a saved torrent within the limits; returns the peers stored.
+    fn restore_torrent(
+        &mut self,
+        saved: &SavedTorrent,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+    ) -> usize;
+    /// Restores a saved archived completed count.
+    fn restore_archived(&mut self, fingerprint: u64, completed: u32);
     /// Removes peers not seen for `max_peer_age_secs`, then emptied torrents.
     fn clean(&mut self, now: SecondsSinceServerStart, max_peer_age_secs: u32) -> CleanStats;
     /// Torrents stored.
@@ -97,8 +111,27 @@ pub trait Shard: Send + 'static {
 macro_rules! impl_shard {
     ($shard:ty) => {
         impl Shard for $shard {
-            fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
-                <$shard>::new(limits, budget, num_shards)
+            fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, router: &ShardRouter) -> Self {
+                <$shard>::with_router(limits, budget, router)
+            }
+            fn save(
+                &self,
+                now: SecondsSinceServerStart,
+                max_peer_age_secs: u32,
+                sink: &mut dyn SaveSink,
+            ) {
+                <$shard>::save(self, now, max_peer_age_secs, sink)
+            }
+            fn restore_torrent(
+                &mut self,
+                saved: &SavedTorrent,
+                now: SecondsSinceServerStart,
+                max_peer_age_secs: u32,
+            ) -> usize {
+                <$shard>::restore_torrent(self, saved, now, max_peer_age_secs)
+            }
+            fn restore_archived(&mut self, fingerprint: u64, completed: u32) {
+                <$shard>::restore_archived(self, fingerprint, completed)
             }
             fn clean(&mut self, now: SecondsSinceServerStart, max_age_secs: u32) -> CleanStats {
                 <$shard>::clean(self, now, max_age_secs)
@@ -397,6 +430,18 @@ pub struct CleaningSchedule {
     pub max_peer_age_secs: u32,
 }
 
+/// When a request worker hands over its shard's snapshot, and where to
+/// ([`crate::snapshot`]).
+pub struct SnapshotDuty {
+    /// Time between periodic parts; `None` for a part at shutdown only.
+    pub interval: Option<Duration>,
+    /// Where periodic parts go (the `snapshot` thread), with the worker's index. Bounded:
+    /// a part that does not fit (the writer is behind) is skipped, with a warning.
+    pub periodic: crossbeam_channel::Sender<(usize, SnapshotPart)>,
+    /// Where the part taken when the worker stops goes (whoever stops the tracker).
+    pub last: crossbeam_channel::Sender<(usize, SnapshotPart)>,
+}
+
 /// One request worker and everything it owns.
 pub struct RequestWorker<H: RequestHandler> {
     /// Its index among the request workers (its shard).
@@ -417,6 +462,8 @@ pub struct RequestWorker<H: RequestHandler> {
     pub statistics: Arc<Statistics>,
     /// Set when the tracker stops.
     pub shutdown: ShutdownFlag,
+    /// Snapshots to take, if they are on.
+    pub snapshot: Option<SnapshotDuty>,
 }
 
 impl<H: RequestHandler> RequestWorker<H> {
@@ -429,6 +476,11 @@ impl<H: RequestHandler> RequestWorker<H> {
         let gauges = statistics.request_worker(self.index);
         let mut full_warning = RateLimitedWarning::new(Duration::from_secs(10));
         let mut next_cleaning = Instant::now() + self.cleaning.interval;
+        let mut next_snapshot = self
+            .snapshot
+            .as_ref()
+            .and_then(|duty| duty.interval)
+            .map(|interval| Instant::now() + interval);
         let mut outgoing: Vec<H::Responses> = self
             .responders
             .iter()
@@ -457,7 +509,7 @@ impl<H: RequestHandler> RequestWorker<H> {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     if self.shutdown.is_set() {
-                        return Ok(());
+                        break;
                     }
                     anyhow::bail!("request channel closed");
                 }
@@ -475,9 +527,37 @@ impl<H: RequestHandler> RequestWorker<H> {
                 add(&gauges.peers_cleaned, cleaned.removed_peers as u64);
                 next_cleaning = Instant::now() + self.cleaning.interval;
             }
+            if let (Some(due), Some(duty)) = (next_snapshot, &self.snapshot)
+                && Instant::now() >= due
+            {
+                let part = self.snapshot_part();
+                if duty.periodic.try_send((self.index, part)).is_err() {
+                    log::warn!(
+                        "request-{:02}: the snapshot writer is behind, skipping a snapshot",
+                        self.index + 1
+                    );
+                }
+                next_snapshot = duty.interval.map(|interval| Instant::now() + interval);
+            }
             publish_gauges(&self.swarm.shard, gauges);
         }
+        if let Some(duty) = &self.snapshot {
+            // Whoever stops the tracker writes the file once every worker has sent this;
+            // if it is gone, the process is on its way out without a snapshot.
+            let _ = duty.last.send((self.index, self.snapshot_part()));
+        }
         Ok(())
+    }
+
+    /// The shard's snapshot part, taken now.
+    fn snapshot_part(&self) -> SnapshotPart {
+        let mut part = SnapshotPart::new();
+        self.swarm.shard.save(
+            self.start.seconds_elapsed(),
+            self.cleaning.max_peer_age_secs,
+            &mut part,
+        );
+        part
     }
 
     fn handle_batch(
@@ -672,6 +752,7 @@ mod tests {
             start: ServerStartInstant::new(),
             statistics: statistics.clone(),
             shutdown: shutdown.clone(),
+            snapshot: None,
         };
         let thread = std::thread::spawn(move || worker.run());
         Running {

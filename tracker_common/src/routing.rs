@@ -4,9 +4,15 @@
 //! that picks its hashes could send every announce to one request worker and leave the
 //! others idle. The router hashes the info hash with SipHash-1-3 under a key drawn from
 //! the OS at start, so the shard of a hash cannot be known outside the process, and it
-//! changes at every restart. SipHash-1-3 is the keyed hash std's `HashMap` defaults to
+//! changes at every restart, unless a swarm snapshot is restored: the key is then the
+//! snapshot's (see below), as secret as the file. SipHash-1-3 is the keyed hash std's `HashMap` defaults to
 //! for the same reason (hash flooding); it is pinned here by name, through the
 //! `siphasher` crate, so that the routing does not depend on an unspecified algorithm.
+//!
+//! The 64-bit hash itself, the info hash's *fingerprint*, also keys the archive of
+//! emptied torrents' completed counts, which keeps no info hashes. A snapshot saves the
+//! fingerprints and the key, so that a restart, with any number of workers, can tell
+//! which worker each archived count belongs to ([`ShardRouter::shard_of_fingerprint`]).
 
 use std::hash::Hasher;
 
@@ -36,6 +42,17 @@ impl ShardRouter {
         }
     }
 
+    /// The same key with another number of shards: how a snapshot's key is taken over
+    /// by a tracker with another number of request workers.
+    pub fn with_num_shards(&self, num_shards: usize) -> Self {
+        Self::with_key(self.key, num_shards)
+    }
+
+    /// The secret key (for a snapshot, which must route fingerprints after a restart).
+    pub fn key(&self) -> [u8; 16] {
+        self.key
+    }
+
     /// How many shards there are.
     pub fn num_shards(&self) -> usize {
         self.num_shards
@@ -46,11 +63,22 @@ impl ShardRouter {
         if self.num_shards == 1 {
             return 0;
         }
+        self.shard_of_fingerprint(self.fingerprint(info_hash))
+    }
+
+    /// The keyed 64-bit hash of `info_hash` that [`Self::shard`] maps onto a shard.
+    pub fn fingerprint(&self, info_hash: &InfoHash) -> u64 {
         let mut hasher = SipHasher13::new_with_key(&self.key);
         hasher.write(&info_hash.0);
+        hasher.finish()
+    }
+
+    /// The shard that owns the info hashes of `fingerprint` ([`Self::fingerprint`]):
+    /// always below [`Self::num_shards`]. The high bits decide.
+    pub fn shard_of_fingerprint(&self, fingerprint: u64) -> usize {
         // Multiply-shift maps the 64-bit hash onto [0, num_shards) as evenly as `%`
         // would, without a division. The result is below num_shards, so it fits.
-        let scaled = (u128::from(hasher.finish()) * self.num_shards as u128) >> 64;
+        let scaled = (u128::from(fingerprint) * self.num_shards as u128) >> 64;
         usize::try_from(scaled).unwrap_or(0)
     }
 }

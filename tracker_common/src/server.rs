@@ -3,18 +3,21 @@
 //! tests and the binaries hold.
 //!
 //! A tracker starts in a few named steps:
-//! 1. [`Core::new`] loads the access list and makes the statistics and the shard router;
+//! 1. [`Core::new`] loads the access list and the swarm snapshot, if any, and makes the
+//!    statistics and the shard router (with the snapshot's key);
 //! 2. the tracker binds its sockets (see [`crate::net`]), drops root if its config says
 //!    so (see [`crate::privileges`]), and makes one waker per socket worker;
-//! 3. [`Core::spawn_request_workers`] starts the request workers and returns the channels
-//!    the socket workers use;
+//! 3. [`Core::spawn_request_workers`] restores the snapshot into the shards, starts the
+//!    request workers (and the `snapshot` thread) and returns the channels the socket
+//!    workers use;
 //! 4. the tracker spawns its socket workers on [`Core::supervisor`];
 //! 5. [`Core::spawn_statistics`], [`Core::spawn_metrics`] and [`Core::spawn_signals`],
 //!    then [`Core::into_handle`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rand::SeedableRng;
@@ -25,12 +28,15 @@ use crate::channel::{WeightedReceiver, WeightedSender, weighted};
 use crate::config::{SwarmConfig, WorkerConfig};
 use crate::metrics::{Identity, MetricsServer, Protocol};
 use crate::request_worker::{
-    CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, Swarm, WakeFn,
+    CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, SnapshotDuty,
+    Swarm, WakeFn,
 };
 use crate::routing::ShardRouter;
+use crate::snapshot::{self, LoadSink, SnapshotFile, SnapshotPart};
 use crate::statistics::{ProtocolLine, Snapshot, Statistics, run_statistics_logger, unix_now_secs};
 use crate::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use crate::swarm::SwarmBudget;
+use crate::swarm::saved::SavedTorrent;
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
 
 /// What every tracker starts with, before its sockets.
@@ -51,6 +57,25 @@ pub struct Core {
     pub start_unix_secs: u64,
     /// Where the metrics endpoint listens, once started.
     metrics_addr: Option<SocketAddr>,
+    snapshot: Option<SnapshotSetup>,
+}
+
+/// Snapshots, when `swarm.snapshot_path` is set.
+struct SnapshotSetup {
+    path: PathBuf,
+    interval_secs: u32,
+    /// The snapshot read at start, until it is restored into the shards.
+    loaded: Option<SnapshotFile>,
+    /// The request workers' last parts, sent as they stop.
+    last_parts: Option<crossbeam_channel::Receiver<(usize, SnapshotPart)>>,
+}
+
+/// What [`TrackerHandle::shutdown`] needs to write the last snapshot.
+struct FinalSnapshot {
+    path: PathBuf,
+    router_key: [u8; 16],
+    workers: usize,
+    parts: crossbeam_channel::Receiver<(usize, SnapshotPart)>,
 }
 
 /// The channels between the socket workers and the request workers.
@@ -62,14 +87,17 @@ pub struct Channels<H: RequestHandler> {
 }
 
 impl Core {
-    /// Loads the access list (a bad file is an error naming it and the line) and makes
-    /// the shared state for `workers` (already resolved).
+    /// Loads the access list (a bad file is an error naming it and the line) and the
+    /// swarm snapshot of `swarm.snapshot_path` (a missing or unusable one starts an empty
+    /// swarm, see [`crate::snapshot`]), and makes the shared state for `workers` (already
+    /// resolved).
     ///
     /// # Errors
-    /// The access list cannot be read.
+    /// The access list cannot be read, or the snapshot's directory does not exist.
     pub fn new(
         access_list_config: &AccessListConfig,
         workers: &WorkerConfig,
+        swarm: &SwarmConfig,
     ) -> anyhow::Result<Self> {
         let list = AccessList::from_config(access_list_config)?;
         if access_list_config.mode != AccessListMode::Off {
@@ -82,13 +110,45 @@ impl Core {
         }
         let statistics = Statistics::new(workers.socket_workers, workers.request_workers);
         statistics.access_list_loaded(list.len());
+        let snapshot = if swarm.snapshot_path.is_empty() {
+            None
+        } else {
+            let path = PathBuf::from(&swarm.snapshot_path);
+            if !snapshot::directory_exists(&path) {
+                anyhow::bail!(
+                    "swarm.snapshot_path: the directory of {} does not exist",
+                    path.display()
+                );
+            }
+            let loaded = snapshot::load(&path);
+            Some(SnapshotSetup {
+                path,
+                interval_secs: swarm.snapshot_interval_secs,
+                loaded,
+                last_parts: None,
+            })
+        };
+        // The archive is keyed by the router's fingerprints: a snapshot's archived counts
+        // mean something only under the key they were made with.
+        let router = match snapshot.as_ref().and_then(|s| s.loaded.as_ref()) {
+            Some(loaded) => ShardRouter::with_key(loaded.router_key, workers.request_workers),
+            None => ShardRouter::new(workers.request_workers),
+        };
+        // Restored peers were last seen up to max_peer_age_secs ago: the clock starts
+        // there, so that their times need no negative seconds.
+        let start = if snapshot.is_some() {
+            ServerStartInstant::backdated(swarm.max_peer_age_secs)
+        } else {
+            ServerStartInstant::new()
+        };
         Ok(Self {
             supervisor: Supervisor::new(ShutdownFlag::new()),
             statistics: Arc::new(statistics),
             access_list: access_list::shared(list),
             access_list_config: access_list_config.clone(),
-            start: ServerStartInstant::new(),
-            router: ShardRouter::new(workers.request_workers),
+            start,
+            router,
+            snapshot,
             start_unix_secs: unix_now_secs(),
             metrics_addr: None,
         })
@@ -121,7 +181,15 @@ impl Core {
             interval: Duration::from_secs(u64::from(swarm.cleaning_interval_secs)),
             max_peer_age_secs: swarm.max_peer_age_secs,
         };
-        for (index, receiver) in request_receivers.into_iter().enumerate() {
+        let mut shards: Vec<H::Shard> = (0..workers.request_workers)
+            .map(|_| <H::Shard as Shard>::new(limits, budget.clone(), &self.router))
+            .collect();
+        let duties = self.start_snapshots(swarm, &mut shards)?;
+        for ((index, receiver), (shard, snapshot)) in request_receivers
+            .into_iter()
+            .enumerate()
+            .zip(shards.into_iter().zip(duties))
+        {
             let worker = RequestWorker {
                 index,
                 receiver,
@@ -135,11 +203,7 @@ impl Core {
                     .collect(),
                 handler: make_handler(),
                 swarm: Swarm {
-                    shard: <H::Shard as Shard>::new(
-                        limits,
-                        budget.clone(),
-                        workers.request_workers,
-                    ),
+                    shard,
                     rng: SmallRng::from_os_rng(),
                     now: SecondsSinceServerStart(0),
                 },
@@ -147,6 +211,7 @@ impl Core {
                 start: self.start,
                 statistics: self.statistics.clone(),
                 shutdown: self.supervisor.shutdown_flag().clone(),
+                snapshot,
             };
             self.supervisor
                 .spawn(&format!("request-{:02}", index + 1), move || worker.run())?;
@@ -155,6 +220,56 @@ impl Core {
             to_request_workers,
             to_socket_workers,
         })
+    }
+
+    /// Restores the snapshot read at start into `shards` and, with snapshots on, starts
+    /// the `snapshot` thread for periodic ones; returns each request worker's duty.
+    fn start_snapshots<S: Shard>(
+        &mut self,
+        swarm: &SwarmConfig,
+        shards: &mut [S],
+    ) -> anyhow::Result<Vec<Option<SnapshotDuty>>> {
+        let num_workers = shards.len();
+        let Some(setup) = &mut self.snapshot else {
+            return Ok((0..num_workers).map(|_| None).collect());
+        };
+        if let Some(loaded) = setup.loaded.take() {
+            restore(
+                &loaded,
+                &setup.path,
+                shards,
+                &self.router,
+                self.start.seconds_elapsed(),
+                swarm.max_peer_age_secs,
+            );
+        }
+        let (last_sender, last_receiver) = crossbeam_channel::unbounded();
+        setup.last_parts = Some(last_receiver);
+        // Room for a round and a half: a worker that finds it full skips its periodic
+        // part rather than pile up copies of its shard.
+        let (periodic_sender, periodic_receiver) =
+            crossbeam_channel::bounded(num_workers + num_workers / 2 + 1);
+        let interval =
+            (setup.interval_secs > 0).then(|| Duration::from_secs(u64::from(setup.interval_secs)));
+        if interval.is_some() {
+            let writer = PeriodicWriter {
+                path: setup.path.clone(),
+                router_key: self.router.key(),
+                parts: periodic_receiver,
+                shutdown: self.supervisor.shutdown_flag().clone(),
+            };
+            self.supervisor
+                .spawn("snapshot", move || writer.run(num_workers))?;
+        }
+        Ok((0..num_workers)
+            .map(|_| {
+                Some(SnapshotDuty {
+                    interval,
+                    periodic: periodic_sender.clone(),
+                    last: last_sender.clone(),
+                })
+            })
+            .collect())
     }
 
     /// Starts the thread that logs a statistics line every `interval_secs` (0 = none);
@@ -236,7 +351,16 @@ impl Core {
 
     /// The handle of the started tracker, listening on `local_addr`.
     pub fn into_handle(self, local_addr: SocketAddr) -> TrackerHandle {
+        let final_snapshot = self.snapshot.and_then(|setup| {
+            Some(FinalSnapshot {
+                path: setup.path,
+                router_key: self.router.key(),
+                workers: self.router.num_shards(),
+                parts: setup.last_parts?,
+            })
+        });
         TrackerHandle {
+            final_snapshot,
             local_addr,
             metrics_addr: self.metrics_addr,
             supervisor: self.supervisor,
@@ -283,6 +407,7 @@ pub fn make_polls(
 /// A running tracker, whatever its protocol: what its binary waits on and what tests
 /// inspect. Dropping it stops the threads.
 pub struct TrackerHandle {
+    final_snapshot: Option<FinalSnapshot>,
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     supervisor: Supervisor,
@@ -329,11 +454,16 @@ impl TrackerHandle {
         self.supervisor.wait()
     }
 
-    /// Stops every thread and waits for them (a few seconds at most).
+    /// Stops every thread and waits for them (a few seconds at most), then, with
+    /// snapshots on, writes the swarm's snapshot from the parts the request workers left
+    /// as they stopped.
     pub fn shutdown(mut self) {
         let stuck = self.supervisor.shutdown(Duration::from_secs(5));
         if !stuck.is_empty() {
             log::warn!("threads still running after shutdown: {}", stuck.join(", "));
+        }
+        if let Some(last) = self.final_snapshot.take() {
+            last.write();
         }
     }
 
@@ -352,9 +482,236 @@ impl TrackerHandle {
     }
 }
 
+impl FinalSnapshot {
+    /// Writes the snapshot if every request worker left its part; otherwise the file of
+    /// the last complete snapshot stays, since half a swarm would replace a whole one.
+    fn write(self) {
+        let mut parts: Vec<SnapshotPart> = Vec::with_capacity(self.workers);
+        let mut seen = vec![false; self.workers];
+        while let Ok((index, part)) = self.parts.try_recv() {
+            if let Some(slot) = seen.get_mut(index) {
+                *slot = true;
+                parts.push(part);
+            }
+        }
+        if seen.iter().any(|&s| !s) {
+            log::error!(
+                "snapshot {}: a request worker did not stop in time, keeping the previous \
+                 snapshot",
+                self.path.display()
+            );
+            return;
+        }
+        write_logged(&self.path, self.router_key, &parts);
+    }
+}
+
+/// Writes a snapshot of `parts`, logging the outcome.
+fn write_logged(path: &std::path::Path, router_key: [u8; 16], parts: &[SnapshotPart]) {
+    let began = Instant::now();
+    let sum = |f: fn(&SnapshotPart) -> u64| parts.iter().map(f).sum::<u64>();
+    match snapshot::write_file(path, router_key, parts) {
+        Ok(()) => log::info!(
+            "snapshot {}: wrote {} torrents, {} peers, {} archived counts in {} ms",
+            path.display(),
+            sum(SnapshotPart::num_torrents),
+            sum(SnapshotPart::num_peers),
+            sum(SnapshotPart::num_archived),
+            began.elapsed().as_millis()
+        ),
+        Err(err) => log::error!("snapshot {}: cannot write it: {err}", path.display()),
+    }
+}
+
+/// The `snapshot` thread: gathers the request workers' periodic parts and writes a file
+/// once it has one from each.
+struct PeriodicWriter {
+    path: PathBuf,
+    router_key: [u8; 16],
+    parts: crossbeam_channel::Receiver<(usize, SnapshotPart)>,
+    shutdown: ShutdownFlag,
+}
+
+impl PeriodicWriter {
+    fn run(self, num_workers: usize) -> anyhow::Result<()> {
+        let mut round: Vec<Option<SnapshotPart>> = (0..num_workers).map(|_| None).collect();
+        while !self.shutdown.is_set() {
+            let Ok((index, part)) = self.parts.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            // A worker's newer part replaces its older one: the file is made of the
+            // latest part of each worker, and each torrent is in exactly one of them.
+            if let Some(slot) = round.get_mut(index) {
+                *slot = Some(part);
+            }
+            if round.iter().all(Option::is_some) {
+                let parts: Vec<SnapshotPart> = round.iter_mut().filter_map(Option::take).collect();
+                write_logged(&self.path, self.router_key, &parts);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Routes a snapshot's records to the shards that own them now and restores them, then
+/// logs what came back.
+fn restore<S: Shard>(
+    loaded: &SnapshotFile,
+    path: &std::path::Path,
+    shards: &mut [S],
+    router: &ShardRouter,
+    now: SecondsSinceServerStart,
+    max_peer_age_secs: u32,
+) {
+    struct Router<'a, S> {
+        shards: &'a mut [S],
+        router: &'a ShardRouter,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+        downtime_secs: u32,
+        scratch: SavedTorrent,
+        peers_stored: usize,
+        peers_expired: usize,
+    }
+    impl<S: Shard> LoadSink for Router<'_, S> {
+        fn torrent(&mut self, torrent: &SavedTorrent) {
+            // The time it had left, less the time the tracker was down.
+            self.scratch.info_hash = torrent.info_hash;
+            self.scratch.completed = torrent.completed;
+            self.scratch.peers.clear();
+            for peer in &torrent.peers {
+                let remaining_secs = peer.remaining_secs.saturating_sub(self.downtime_secs);
+                if remaining_secs == 0 {
+                    self.peers_expired += 1;
+                } else {
+                    self.scratch.peers.push(crate::swarm::saved::SavedPeer {
+                        remaining_secs,
+                        ..*peer
+                    });
+                }
+            }
+            let shard = self.router.shard(&torrent.info_hash);
+            if let Some(shard) = self.shards.get_mut(shard) {
+                self.peers_stored +=
+                    shard.restore_torrent(&self.scratch, self.now, self.max_peer_age_secs);
+            }
+        }
+
+        fn archived(&mut self, fingerprint: u64, completed: u32) {
+            let shard = self.router.shard_of_fingerprint(fingerprint);
+            if let Some(shard) = self.shards.get_mut(shard) {
+                shard.restore_archived(fingerprint, completed);
+            }
+        }
+    }
+
+    let began = Instant::now();
+    let downtime = snapshot::unix_now().saturating_sub(loaded.written_at_unix_secs);
+    let mut sink = Router {
+        shards,
+        router,
+        now,
+        max_peer_age_secs,
+        downtime_secs: u32::try_from(downtime).unwrap_or(u32::MAX),
+        scratch: SavedTorrent {
+            info_hash: crate::types::InfoHash([0; 20]),
+            completed: 0,
+            peers: Vec::new(),
+        },
+        peers_stored: 0,
+        peers_expired: 0,
+    };
+    if let Err(err) = loaded.read(&mut sink) {
+        // SnapshotFile::parse read every record once: this cannot happen, but if it did,
+        // what was restored so far stays.
+        log::error!("snapshot {}: {err}", path.display());
+    }
+    let (stored, expired) = (sink.peers_stored, sink.peers_expired);
+    let torrents: usize = shards.iter().map(Shard::num_torrents).sum();
+    let archived: usize = shards.iter().map(Shard::num_archived_torrents).sum();
+    log::info!(
+        "snapshot {}: restored {torrents} torrents and {stored} of {} peers ({expired} expired \
+         in the {downtime} s since it was written, the rest over limits), {archived} archived \
+         counts, in {} ms",
+        path.display(),
+        loaded.num_peers,
+        began.elapsed().as_millis()
+    );
+}
+
 impl Drop for TrackerHandle {
     /// A dropped handle (a failed test, say) still stops the threads.
     fn drop(&mut self) {
         self.supervisor.shutdown_flag().set();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::swarm::SwarmShard;
+    use crate::swarm::saved::{SaveSink, SavedPeer};
+    use crate::types::{InfoHash, PeerId};
+
+    /// The time a snapshot spent on disk counts against its peers: one whose time ran
+    /// out meanwhile is not restored, one with time left gets what is left. Each
+    /// torrent lands in the shard that owns it under the new worker count.
+    #[test]
+    fn restoring_skips_peers_that_expired_while_the_tracker_was_down() {
+        let key = [3; 16];
+        let mut part = SnapshotPart::new();
+        for n in 0..8u8 {
+            part.torrent(&InfoHash([n; 20]), 2, 2);
+            for (port, remaining_secs) in [(1000, 50), (2000, 500)] {
+                part.peer(&SavedPeer {
+                    ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)),
+                    port,
+                    peer_id: PeerId([n; 20]),
+                    seeder: port == 1000,
+                    completion_counted: false,
+                    remaining_secs,
+                });
+            }
+        }
+        let mut bytes = Vec::new();
+        // Written 100 s ago: the first peer of each torrent had 50 s left.
+        snapshot::encode(key, snapshot::unix_now() - 100, &[part], &mut bytes).unwrap();
+        let loaded = SnapshotFile::parse(bytes).unwrap();
+
+        let config = SwarmConfig::default();
+        let limits = config.limits();
+        let budget = Arc::new(SwarmBudget::new(&limits));
+        let router = ShardRouter::with_key(key, 3);
+        let mut shards: Vec<SwarmShard> = (0..3)
+            .map(|_| SwarmShard::with_router(limits, budget.clone(), &router))
+            .collect();
+        let now = SecondsSinceServerStart(config.max_peer_age_secs);
+        restore(
+            &loaded,
+            std::path::Path::new("test"),
+            &mut shards,
+            &router,
+            now,
+            config.max_peer_age_secs,
+        );
+        for n in 0..8u8 {
+            let hash = InfoHash([n; 20]);
+            let counts = shards[router.shard(&hash)].scrape(&hash);
+            assert_eq!(
+                (counts.seeders, counts.leechers, counts.completed),
+                (0, 1, 2)
+            );
+        }
+        // The survivors have about 400 s left: cleaning 401 s on removes them all.
+        for shard in &mut shards {
+            shard.clean(now.add_secs(399), config.max_peer_age_secs);
+        }
+        assert_eq!(budget.num_peers(), 8);
+        for shard in &mut shards {
+            shard.clean(now.add_secs(402), config.max_peer_age_secs);
+        }
+        assert_eq!(budget.num_peers(), 0);
     }
 }

@@ -15,6 +15,17 @@ impl ServerStartInstant {
         Self(Instant::now())
     }
 
+    /// A start `secs` seconds before now (or now, if the monotonic clock does not reach
+    /// that far back): a clock that begins at `secs`, so that peers restored from a
+    /// snapshot can be given last-seen times up to `secs` in the past.
+    pub fn backdated(secs: u32) -> Self {
+        let now = Instant::now();
+        Self(
+            now.checked_sub(std::time::Duration::from_secs(u64::from(secs)))
+                .unwrap_or(now),
+        )
+    }
+
     /// Whole seconds elapsed since the server started.
     pub fn seconds_elapsed(&self) -> SecondsSinceServerStart {
         let secs = self.0.elapsed().as_secs();

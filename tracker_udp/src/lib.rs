@@ -134,7 +134,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
     config.validate()?;
-    let mut core = Core::new(&config.access_list, &config.workers)?;
+    let mut core = Core::new(&config.access_list, &config.workers, &config.swarm)?;
     let (local_addr, sockets) = bind_sockets(&config)?;
     // Everything that needs root is done: the sockets are bound, the access list read.
     // Drop privileges before any thread starts; glibc's setuid would change every thread

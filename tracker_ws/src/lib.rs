@@ -184,7 +184,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         None
     };
     tracker_common::net::ensure_open_files(config.ws.max_connections, "ws.max_connections")?;
-    let mut core = Core::new(&config.access_list, &config.workers)?;
+    let mut core = Core::new(&config.access_list, &config.workers, &config.swarm)?;
     let (local_addr, listeners) = tracker_common::net::bind_tcp_listeners(
         config.network.address,
         config.workers.socket_workers,

@@ -3,8 +3,9 @@
 //! and memory stays bounded however many torrents come and go.
 //!
 //! # Rules
-//! - An entry is a 64-bit keyed fingerprint of the info hash (the torrent table's hash,
-//!   whose seed is made at start, so clients cannot aim collisions) and its count. A
+//! - An entry is a 64-bit keyed fingerprint of the info hash (the shard router's SipHash,
+//!   whose key is made at start or taken from a snapshot, so clients cannot aim
+//!   collisions) and its count. A
 //!   count of 0 marks a free slot: a torrent that never completed has nothing to keep.
 //! - A fingerprint maps to one set of [`WAYS`] slots. When its set is full and the table
 //!   is at its full size, the newcomer replaces the entry with the smallest count, and
@@ -142,6 +143,15 @@ impl Archive {
                 self.place(fingerprint, count);
             }
         }
+    }
+
+    /// Every entry held: (fingerprint, count).
+    pub(super) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.fingerprints
+            .iter()
+            .zip(&self.counts)
+            .filter(|&(_, &count)| count != 0)
+            .map(|(&fingerprint, &count)| (fingerprint, count))
     }
 
     /// Entries held.

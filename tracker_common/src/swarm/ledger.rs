@@ -14,6 +14,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use crate::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
 use crate::types::InfoHash;
 
@@ -44,10 +45,12 @@ pub(super) trait SwarmTorrent {
 }
 
 /// A shard's books: its limits, its running totals, the announces its limits refused,
-/// and its archive (with the keyed hasher of its torrent table, whose hash of an info
-/// hash is also the archive's fingerprint, so clients can aim collisions at neither).
+/// and its archive, keyed by the router's keyed fingerprint of the info hash (so clients
+/// can aim no collisions, and a snapshot can route the archived counts after a restart),
+/// with the keyed hasher of its torrent table.
 pub(super) struct Ledger {
     hasher: DefaultHashBuilder,
+    router: ShardRouter,
     limits: SwarmLimits,
     archive: Archive,
     // Running totals, so that the statistics thread's numbers cost O(1) instead of a walk
@@ -59,13 +62,14 @@ pub(super) struct Ledger {
 }
 
 impl Ledger {
-    /// The books of one of `num_shards` shards: a fresh hasher seed and this shard's even
-    /// share of the archive.
-    pub(super) fn new(limits: SwarmLimits, num_shards: usize) -> Self {
+    /// The books of one of the `router`'s shards: a fresh hasher seed and this shard's
+    /// even share of the archive.
+    pub(super) fn new(limits: SwarmLimits, router: &ShardRouter) -> Self {
         Self {
             hasher: DefaultHashBuilder::default(),
+            router: router.clone(),
             limits,
-            archive: Archive::new(limits.max_archived_torrents / num_shards.max(1)),
+            archive: Archive::new(limits.max_archived_torrents / router.num_shards().max(1)),
             num_seeders: 0,
             num_leechers: 0,
             num_rejected_by_limits: 0,
@@ -78,6 +82,18 @@ impl Ledger {
         self.hasher.hash_one(info_hash)
     }
 
+    /// The archive's key of `info_hash`: the router's fingerprint, turned so that its
+    /// high bits, which chose the shard (and so are alike in every entry of this shard),
+    /// do not choose the archive's set too.
+    fn archive_key(&self, info_hash: &InfoHash) -> u64 {
+        Self::archive_key_of_fingerprint(self.router.fingerprint(info_hash))
+    }
+
+    /// [`Self::archive_key`] from a fingerprint.
+    fn archive_key_of_fingerprint(fingerprint: u64) -> u64 {
+        fingerprint.rotate_left(32)
+    }
+
     /// The limits this shard enforces.
     pub(super) fn limits(&self) -> SwarmLimits {
         self.limits
@@ -87,7 +103,7 @@ impl Ledger {
         self.num_rejected_by_limits = self.num_rejected_by_limits.saturating_add(1);
     }
 
-    /// Room for a new torrent of table hash `hash`, which needs room for itself and for
+    /// Room for a new torrent `info_hash`, which needs room for itself and for
     /// its first peer: one torrent and one peer taken from `budget`, if the limits allow
     /// both and `first_peer_fits` (a swarm's own condition on the peer, such as the IP
     /// swarm's per-address cap). Returns the completed count the torrent starts with (its
@@ -96,7 +112,7 @@ impl Ledger {
     pub(super) fn admit_torrent(
         &mut self,
         budget: &SwarmBudget,
-        hash: u64,
+        info_hash: &InfoHash,
         first_peer_fits: bool,
     ) -> Option<u32> {
         if self.limits.max_peers_per_torrent == 0 || !first_peer_fits {
@@ -112,7 +128,8 @@ impl Ledger {
             self.reject();
             return None;
         }
-        Some(self.archive.take(hash).unwrap_or(0))
+        let key = self.archive_key(info_hash);
+        Some(self.archive.take(key).unwrap_or(0))
     }
 
     /// Room for a new peer in a stored torrent that holds `torrent_peers` peers: one peer
@@ -164,10 +181,11 @@ impl Ledger {
         }
     }
 
-    /// A torrent of table hash `hash` left the table: its completed count goes to the
-    /// archive, its room back to `budget`.
-    fn torrent_removed(&mut self, budget: &SwarmBudget, hash: u64, completed: u32) {
-        self.archive.put(hash, completed);
+    /// The torrent `info_hash` left the table: its completed count goes to the archive,
+    /// its room back to `budget`.
+    fn torrent_removed(&mut self, budget: &SwarmBudget, info_hash: &InfoHash, completed: u32) {
+        let key = self.archive_key(info_hash);
+        self.archive.put(key, completed);
         budget.release_torrents(1);
     }
 
@@ -195,7 +213,7 @@ impl Ledger {
         let answer = answer(torrent);
         if torrent.is_empty() {
             let (torrent, _) = entry.remove();
-            self.torrent_removed(budget, hash, torrent.completed());
+            self.torrent_removed(budget, info_hash, torrent.completed());
         }
         Some(answer)
     }
@@ -218,7 +236,7 @@ impl Ledger {
                 }
             }
             None => ScrapeCounts {
-                completed: self.archive.get(hash).unwrap_or(0),
+                completed: self.archive.get(self.archive_key(info_hash)).unwrap_or(0),
                 ..ScrapeCounts::default()
             },
         }
@@ -275,7 +293,7 @@ impl Ledger {
         let cutoff = expiry_cutoff(now, max_peer_age_secs);
         let mut stats = CleanStats::default();
         let Self {
-            hasher,
+            router,
             archive,
             num_seeders,
             num_leechers,
@@ -290,7 +308,8 @@ impl Ledger {
                 .saturating_add(seeders)
                 .saturating_add(leechers);
             if torrent.is_empty() {
-                archive.put(hasher.hash_one(torrent.info_hash()), torrent.completed());
+                let key = Self::archive_key_of_fingerprint(router.fingerprint(torrent.info_hash()));
+                archive.put(key, torrent.completed());
                 stats.removed_torrents += 1;
                 false
             } else {
@@ -314,6 +333,26 @@ impl Ledger {
     pub(super) fn release_all(&self, budget: &SwarmBudget, num_torrents: usize) {
         budget.release_torrents(num_torrents);
         budget.release_peers(self.num_seeders.saturating_add(self.num_leechers));
+    }
+
+    /// Every archived count, by the router's fingerprint of its info hash (for a
+    /// snapshot).
+    pub(super) fn archived_counts(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.archive
+            .entries()
+            .map(|(key, count)| (key.rotate_right(32), count))
+    }
+
+    /// Archives `completed` for the torrent of router fingerprint `fingerprint`, by the
+    /// archive's rules (a full set keeps the larger counts): restoring a snapshot.
+    pub(super) fn restore_archived(&mut self, fingerprint: u64, completed: u32) {
+        self.archive
+            .put(Self::archive_key_of_fingerprint(fingerprint), completed);
+    }
+
+    /// The router's fingerprint of `info_hash`.
+    pub(super) fn fingerprint(&self, info_hash: &InfoHash) -> u64 {
+        self.router.fingerprint(info_hash)
     }
 
     /// Seeders stored.

@@ -77,6 +77,7 @@ mod archive;
 mod ledger;
 mod peers;
 mod rules;
+pub mod saved;
 pub mod ws;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -86,6 +87,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hashbrown::{HashTable, hash_table};
 use rand::rngs::SmallRng;
 
+use crate::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
 
@@ -265,10 +267,21 @@ impl SwarmShard {
     /// An empty shard, one of `num_shards` sharing `budget` (made from the same `limits`).
     /// The archive's capacity is split evenly over the shards.
     pub fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
+        Self::with_router(limits, budget, &ShardRouter::new(num_shards))
+    }
+
+    /// An empty shard of `router`'s shards sharing `budget` (made from the same
+    /// `limits`); its archive is keyed by the router's fingerprints, so that a snapshot
+    /// can route the archived counts after a restart.
+    pub fn with_router(
+        limits: SwarmLimits,
+        budget: Arc<SwarmBudget>,
+        router: &ShardRouter,
+    ) -> Self {
         Self {
             torrents: HashTable::new(),
             budget,
-            ledger: Ledger::new(limits, num_shards),
+            ledger: Ledger::new(limits, router),
         }
     }
 
@@ -358,7 +371,7 @@ impl SwarmShard {
             hash_table::Entry::Vacant(entry) => {
                 // No peers yet: the per-address cap only asks for room for one.
                 let Some(completed) =
-                    ledger.admit_torrent(budget, hash, limits.max_peers_per_ip > 0)
+                    ledger.admit_torrent(budget, &info_hash, limits.max_peers_per_ip > 0)
                 else {
                     return AnnounceCounts::default();
                 };

@@ -270,6 +270,14 @@ impl<I: Ip> PeerStore<I> {
         }
     }
 
+    /// Calls `f` with every stored peer, in store order.
+    pub(super) fn for_each(&self, mut f: impl FnMut(&PeerKey<I>, &Peer)) {
+        match self {
+            Self::Small(entries) => entries.iter().for_each(|(key, peer)| f(key, peer)),
+            Self::Large(store) => store.peers.iter().for_each(|(key, peer)| f(key, peer)),
+        }
+    }
+
     /// Whether the store is in its large form.
     #[cfg(test)]
     pub(super) fn is_large(&self) -> bool {

@@ -97,6 +97,7 @@ use indexmap::IndexMap;
 use indexmap::map::Slice;
 use rand::rngs::SmallRng;
 
+use crate::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
 
@@ -384,10 +385,21 @@ impl WsSwarmShard {
     /// An empty shard, one of `num_shards` sharing `budget` (made from the same `limits`).
     /// The archive's capacity is split evenly over the shards.
     pub fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
+        Self::with_router(limits, budget, &ShardRouter::new(num_shards))
+    }
+
+    /// An empty shard of `router`'s shards sharing `budget` (made from the same
+    /// `limits`); its archive is keyed by the router's fingerprints, so that a snapshot
+    /// can route the archived counts after a restart.
+    pub fn with_router(
+        limits: SwarmLimits,
+        budget: Arc<SwarmBudget>,
+        router: &ShardRouter,
+    ) -> Self {
         Self {
             torrents: HashTable::new(),
             budget,
-            ledger: Ledger::new(limits, num_shards),
+            ledger: Ledger::new(limits, router),
             num_peer_id_conflicts: 0,
         }
     }
@@ -447,7 +459,7 @@ impl WsSwarmShard {
             hash_table::Entry::Occupied(entry) => entry.into_mut(),
             hash_table::Entry::Vacant(entry) => {
                 // No per-address cap here: the first peer only needs room.
-                let Some(completed) = ledger.admit_torrent(budget, hash, true) else {
+                let Some(completed) = ledger.admit_torrent(budget, &info_hash, true) else {
                     return WsAnnounceOutcome::default();
                 };
                 let mut torrent = WsTorrent::new(info_hash, completed);
@@ -617,6 +629,51 @@ impl WsSwarmShard {
     /// Bytes this shard's archive takes (allocated once, whatever it holds).
     pub fn archive_memory_bytes(&self) -> usize {
         self.ledger.archive_memory_bytes()
+    }
+
+    /// Hands the shard's completed counts to `sink`, each as an archived count: its
+    /// peers live on connections, which a restart closes, so a torrent comes back as one
+    /// whose peers all left would be, and nothing else is saved. The time arguments are
+    /// those of [`SwarmShard::save`](super::SwarmShard::save); no peer is saved here, so
+    /// they go unused.
+    pub fn save(
+        &self,
+        _now: SecondsSinceServerStart,
+        _max_peer_age_secs: u32,
+        sink: &mut dyn super::saved::SaveSink,
+    ) {
+        for torrent in &self.torrents {
+            if torrent.completed > 0 {
+                sink.archived(
+                    self.ledger.fingerprint(&torrent.info_hash),
+                    torrent.completed,
+                );
+            }
+        }
+        for (fingerprint, completed) in self.ledger.archived_counts() {
+            sink.archived(fingerprint, completed);
+        }
+    }
+
+    /// Restores what this kind of swarm can of a saved torrent: its completed count, into
+    /// the archive (its peers were on connections that are gone). Returns the peers
+    /// stored: none. The time arguments are those of
+    /// [`SwarmShard::restore_torrent`](super::SwarmShard::restore_torrent), unused here.
+    pub fn restore_torrent(
+        &mut self,
+        saved: &super::saved::SavedTorrent,
+        _now: SecondsSinceServerStart,
+        _max_peer_age_secs: u32,
+    ) -> usize {
+        let fingerprint = self.ledger.fingerprint(&saved.info_hash);
+        self.ledger.restore_archived(fingerprint, saved.completed);
+        0
+    }
+
+    /// Archives a saved completed count by the archive's rules (a full set keeps the
+    /// larger counts).
+    pub fn restore_archived(&mut self, fingerprint: u64, completed: u32) {
+        self.ledger.restore_archived(fingerprint, completed);
     }
 }
 

@@ -1,0 +1,271 @@
+//! A shard's state as a snapshot keeps it, and the way back in.
+//!
+//! Saving walks the shard and hands each torrent, live peer and archived count to a
+//! [`SaveSink`] (the snapshot's encoder), so that nothing is copied first. A peer's time
+//! is saved as the seconds it has left before it expires, not as a time, because the
+//! clock of the next run starts from zero.
+//!
+//! Restoring goes through the same admission as an announce (the `ledger` module):
+//! the whole-tracker budget of torrents and peers, the peers per torrent and the peers
+//! per address. A snapshot made under larger limits is cut down, not taken whole, and
+//! what is refused is counted like a refused announce. A torrent left without peers
+//! keeps its completed count in the archive, as one whose peers left would.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::hash_table;
+
+use crate::time::SecondsSinceServerStart;
+use crate::types::{InfoHash, Ip, PeerId};
+
+use super::SwarmShard;
+use super::peers::{Family, Peer, PeerKey, Peers, Torrent};
+use super::rules::{LastSeen, Status, expiry_cutoff};
+
+/// A peer as a snapshot keeps it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SavedPeer {
+    /// Its address.
+    pub ip: IpAddr,
+    /// Its port (never 0: such peers are not stored).
+    pub port: u16,
+    /// The peer id it announced last.
+    pub peer_id: PeerId,
+    /// Whether it is a seeder.
+    pub seeder: bool,
+    /// Whether its completion was counted (so that it never counts again).
+    pub completion_counted: bool,
+    /// Seconds before it would expire, at least 1.
+    pub remaining_secs: u32,
+}
+
+/// A torrent as a snapshot keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedTorrent {
+    /// Its info hash.
+    pub info_hash: InfoHash,
+    /// Its completed count.
+    pub completed: u32,
+    /// Its live peers.
+    pub peers: Vec<SavedPeer>,
+}
+
+/// Where a shard's saved state goes, record by record.
+pub trait SaveSink {
+    /// A torrent with `num_peers` live peers; that many [`Self::peer`] calls follow.
+    fn torrent(&mut self, info_hash: &InfoHash, completed: u32, num_peers: u32);
+    /// A peer of the last torrent.
+    fn peer(&mut self, peer: &SavedPeer);
+    /// An archived completed count, by the router's fingerprint of its info hash.
+    fn archived(&mut self, fingerprint: u64, completed: u32);
+}
+
+/// Seconds a peer last seen `last_seen` has left at `now`, with `max_peer_age_secs`; 0 if
+/// it expires now or has expired.
+fn remaining_secs(
+    last_seen: LastSeen,
+    now: SecondsSinceServerStart,
+    max_peer_age_secs: u32,
+) -> u32 {
+    last_seen
+        .time()
+        .0
+        .saturating_add(max_peer_age_secs)
+        .saturating_sub(now.0)
+}
+
+impl SwarmShard {
+    /// Hands every torrent with its live peers (those with at least a second left), and
+    /// every archived count, to `sink`. A torrent whose peers have all expired goes as an
+    /// archived count, as cleaning would make it. Peers whose count would not fit a
+    /// record (more than `u32::MAX` in one torrent) are left out.
+    pub fn save(
+        &self,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+        sink: &mut dyn SaveSink,
+    ) {
+        let cutoff = expiry_cutoff(now, max_peer_age_secs);
+        let live = |last_seen: LastSeen| {
+            last_seen.seen_since(cutoff) && remaining_secs(last_seen, now, max_peer_age_secs) > 0
+        };
+        for torrent in &self.torrents {
+            let mut count: u32 = 0;
+            for_each_peer(torrent, &mut |_, _, peer| {
+                if live(peer.last_seen) {
+                    count = count.saturating_add(1);
+                }
+            });
+            if count == 0 {
+                if torrent.completed > 0 {
+                    sink.archived(
+                        self.ledger.fingerprint(&torrent.info_hash),
+                        torrent.completed,
+                    );
+                }
+                continue;
+            }
+            sink.torrent(&torrent.info_hash, torrent.completed, count);
+            let mut left = count;
+            for_each_peer(torrent, &mut |ip, (port, status), peer| {
+                if left == 0 || !live(peer.last_seen) {
+                    return;
+                }
+                left -= 1;
+                sink.peer(&SavedPeer {
+                    ip,
+                    port,
+                    peer_id: peer.peer_id,
+                    seeder: status == Status::Seeder,
+                    completion_counted: peer.last_seen.completion_counted(),
+                    remaining_secs: remaining_secs(peer.last_seen, now, max_peer_age_secs),
+                });
+            });
+        }
+        for (fingerprint, completed) in self.ledger.archived_counts() {
+            sink.archived(fingerprint, completed);
+        }
+    }
+
+    /// Stores a saved torrent's peers as if they had announced at the time their
+    /// remaining seconds give (with `max_peer_age_secs` of this run: a peer never gets
+    /// more than that), within every limit; a peer of no remaining time, of port 0, or
+    /// already stored is skipped. Returns the peers stored. A torrent that gets no peer
+    /// keeps its completed count in the archive.
+    pub fn restore_torrent(
+        &mut self,
+        saved: &SavedTorrent,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+    ) -> usize {
+        let info_hash = saved.info_hash;
+        let hash = self.hash(&info_hash);
+        let mut stored = 0;
+        for peer in &saved.peers {
+            if peer.remaining_secs == 0 || peer.port == 0 {
+                continue;
+            }
+            let age = max_peer_age_secs.saturating_sub(peer.remaining_secs);
+            let last_seen = LastSeen::new(now.sub_secs(age), peer.completion_counted);
+            let status = if peer.seeder {
+                Status::Seeder
+            } else {
+                Status::Leecher
+            };
+            let value = Peer {
+                peer_id: peer.peer_id,
+                last_seen,
+            };
+            let added = match peer.ip.to_canonical() {
+                IpAddr::V4(ip) => self.restore_peer::<Ipv4Addr>(
+                    hash,
+                    &info_hash,
+                    saved.completed,
+                    ip,
+                    peer.port,
+                    status,
+                    value,
+                ),
+                IpAddr::V6(ip) => self.restore_peer::<Ipv6Addr>(
+                    hash,
+                    &info_hash,
+                    saved.completed,
+                    ip,
+                    peer.port,
+                    status,
+                    value,
+                ),
+            };
+            stored += usize::from(added);
+        }
+        let present = self
+            .torrents
+            .find(hash, |t| t.info_hash == info_hash)
+            .is_some();
+        if !present {
+            self.restore_archived(self.ledger.fingerprint(&info_hash), saved.completed);
+        }
+        stored
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one peer's parts, each needed once; a struct would only rename them"
+    )]
+    fn restore_peer<F: Family>(
+        &mut self,
+        hash: u64,
+        info_hash: &InfoHash,
+        completed: u32,
+        ip: F,
+        port: u16,
+        status: Status,
+        peer: Peer,
+    ) -> bool {
+        let key = PeerKey { ip, port };
+        let Self {
+            torrents,
+            budget,
+            ledger,
+        } = self;
+        let limits = ledger.limits();
+        match torrents.entry(
+            hash,
+            |t| t.info_hash == *info_hash,
+            |t| ledger.hash(&t.info_hash),
+        ) {
+            hash_table::Entry::Occupied(mut entry) => {
+                let torrent = entry.get_mut();
+                if F::peers(torrent).is_some_and(|peers| peers.locate(&key, status).is_some()) {
+                    return false;
+                }
+                let admitted = ledger.admit_peer(budget, torrent.num_peers(), || {
+                    F::peers(torrent).map_or(0, |p: &Peers<F>| p.count_group(ip.group()))
+                        < limits.max_peers_per_ip
+                });
+                if admitted {
+                    F::peers_or_insert(torrent).insert(status, key, peer);
+                    ledger.peer_added(status);
+                }
+                admitted
+            }
+            hash_table::Entry::Vacant(entry) => {
+                let Some(archived) =
+                    ledger.admit_torrent(budget, info_hash, limits.max_peers_per_ip > 0)
+                else {
+                    return false;
+                };
+                let mut torrent = Torrent::new(*info_hash, completed.max(archived));
+                F::peers_or_insert(&mut torrent).insert(status, key, peer);
+                ledger.peer_added(status);
+                entry.insert(torrent);
+                true
+            }
+        }
+    }
+
+    /// Archives a saved completed count (see [`SaveSink::archived`]) by the archive's
+    /// rules (a full set keeps the larger counts).
+    pub fn restore_archived(&mut self, fingerprint: u64, completed: u32) {
+        self.ledger.restore_archived(fingerprint, completed);
+    }
+}
+
+/// What [`for_each_peer`] calls with every peer: its IP, its (port, status), the peer.
+type PeerVisitor<'a> = dyn FnMut(IpAddr, (u16, Status), &Peer) + 'a;
+
+/// Calls `f` with every peer of `torrent`, both families.
+fn for_each_peer(torrent: &Torrent, f: &mut PeerVisitor<'_>) {
+    fn family<I: Ip + Into<IpAddr>>(peers: &Peers<I>, f: &mut PeerVisitor<'_>) {
+        peers
+            .seeders
+            .for_each(|key, peer| f(key.ip.into(), (key.port, Status::Seeder), peer));
+        peers
+            .leechers
+            .for_each(|key, peer| f(key.ip.into(), (key.port, Status::Leecher), peer));
+    }
+    family(&torrent.v4, f);
+    if let Some(v6) = &torrent.v6 {
+        family(v6.as_ref(), f);
+    }
+}
