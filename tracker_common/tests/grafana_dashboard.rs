@@ -411,12 +411,52 @@ fn dashboard_reads_only_metrics_the_trackers_serve() {
     assert!(unused.is_empty(), "no panel reads {unused:?}");
 }
 
+/// A small dashboard of the same shape as the real one, written here so that the test
+/// below does not depend on how the real file happens to be formatted.
+fn small_dashboard() -> Value {
+    let source = serde_json::json!({ "type": "prometheus", "uid": "${datasource}" });
+    let panel = |expr: &str, legend: &str| {
+        serde_json::json!({
+            "type": "timeseries",
+            "title": expr,
+            "datasource": source,
+            "targets": [{ "datasource": source, "expr": expr, "legendFormat": legend }],
+        })
+    };
+    serde_json::json!({
+        "title": "t",
+        "uid": "u",
+        "schemaVersion": 39,
+        "templating": { "list": [
+            { "name": "datasource", "type": "datasource", "query": "prometheus" },
+            {
+                "name": "protocol",
+                "type": "query",
+                "datasource": source,
+                "definition": "label_values(shoal_requests_total, protocol)",
+            },
+        ] },
+        "panels": [
+            { "type": "row", "title": "r", "panels": [] },
+            panel(
+                "sum by (protocol, cause) (rate(shoal_errors_total{protocol=~\"$protocol\", \
+                 cause=\"dropped\"}[$__rate_interval]))",
+                "{{protocol}} {{cause}}",
+            ),
+            panel("shoal_torrents{protocol=~\"$protocol\"}", "{{protocol}} {{instance}}"),
+        ],
+    })
+}
+
 /// The checks are not vacuous: a renamed metric, label or label value, a legend naming
-/// a label the query drops, and a missing datasource variable are each caught.
+/// a label the query drops, a selector without the protocol variable and a missing
+/// datasource variable are each caught.
 #[test]
 fn renamed_metrics_and_labels_are_caught() {
     let exposed = exposed();
-    let text = std::fs::read_to_string(DASHBOARD).unwrap();
+    let text = small_dashboard().to_string();
+    let (found, _) = problems(&small_dashboard(), &exposed);
+    assert!(found.is_empty(), "{found:?}");
     for (from, to, expected) in [
         (
             "shoal_torrents{",
@@ -424,37 +464,57 @@ fn renamed_metrics_and_labels_are_caught() {
             "shoal_torrent is not served",
         ),
         (
-            "shoal_requests_total",
-            "shoal_requests",
+            "label_values(shoal_requests_total,",
+            "label_values(shoal_requests,",
             "shoal_requests is not served",
         ),
         (
-            "cause=\\\"dropped\\\"",
-            "cause=\\\"drops\\\"",
-            "is never \"drops\"",
+            "label_values(shoal_requests_total, protocol)",
+            "label_values(shoal_requests_total, proto)",
+            "has no label proto",
         ),
         (
-            "sum by (protocol, cause)",
-            "sum by (protocol, reason)",
+            r#"cause=\"dropped\""#,
+            r#"cause=\"drops\""#,
+            r#"is never "drops""#,
+        ),
+        (
+            r#"cause=\"dropped\""#,
+            r#"reason=\"dropped\""#,
+            "has no label reason",
+        ),
+        (
+            "by (protocol, cause)",
+            "by (protocol, reason)",
             "groups by reason",
         ),
         (
             "{{protocol}} {{cause}}",
-            "{{protocol}} {{why}}",
-            "names why",
+            "{{protocol}} {{kind}}",
+            "names kind",
         ),
         (
-            "\"name\": \"datasource\"",
-            "\"name\": \"source\"",
+            r#"shoal_torrents{protocol=~\"$protocol\"}"#,
+            "shoal_torrents",
+            "does not select protocol",
+        ),
+        (
+            r#""name":"datasource""#,
+            r#""name":"source""#,
             "datasource variable",
         ),
+        (
+            r#""uid":"${datasource}""#,
+            r#""uid":"prom""#,
+            "is not the variable",
+        ),
     ] {
-        assert!(text.contains(from), "{from} not in the dashboard");
+        assert!(text.contains(from), "{from} not in {text}");
         let broken: Value = serde_json::from_str(&text.replace(from, to)).unwrap();
-        let (problems, _) = problems(&broken, &exposed);
+        let (found, _) = problems(&broken, &exposed);
         assert!(
-            problems.iter().any(|p| p.contains(expected)),
-            "{from} -> {to}: {problems:?}"
+            found.iter().any(|p| p.contains(expected)),
+            "{from} -> {to}: {found:?}"
         );
     }
 }
