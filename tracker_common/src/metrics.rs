@@ -95,7 +95,7 @@ impl Protocol {
         }
     }
 
-    fn request_kinds(self) -> &'static [RequestKind] {
+    pub(crate) fn request_kinds(self) -> &'static [RequestKind] {
         match self {
             Protocol::Udp => &RequestKind::ALL,
             Protocol::Http | Protocol::Ws => &[RequestKind::Announce, RequestKind::Scrape],
