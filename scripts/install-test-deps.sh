@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need (Debian 12, run as root): Debian's
-# packages, then the npm packages of the WebTorrent test (e2e/ws, exact versions
-# from its package-lock.json; Node 20 or later and npm must be there already).
+# packages (and chromium, for the metrics page's test, unless /usr/bin/chromium
+# is there), then the npm packages of the WebTorrent test (e2e/ws) and of the
+# metrics page's test (e2e/metrics-page), exact versions from their
+# package-lock.json; Node 20 or later and npm must be there already.
 # Idempotent: nothing is fetched when the packages are already installed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(python3-libtorrent aria2 openssl transmission-daemon iproute2 util-linux)
 
-# The WebTorrent clients of e2e/ws/run.mjs. `npm ci` (a clean install of the
-# lockfile's versions) runs only when node_modules is missing or was installed
-# from other package files or by another Node.
-install_npm_packages() {
-    local dir=e2e/ws
+# The npm packages of a test directory (e2e/ws: the WebTorrent clients;
+# e2e/metrics-page: puppeteer-core). `npm ci` (a clean install of the lockfile's
+# versions) runs only when node_modules is missing or was installed from other
+# package files or by another Node.
+install_npm_packages_in() {
+    local dir="$1"
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         echo "install-test-deps: node and npm are needed for $dir (Node 20 or later)" >&2
         return 1
@@ -26,7 +29,8 @@ install_npm_packages() {
     local stamp_file="$dir/node_modules/.shoal-installed" stamp
     stamp="$(
         cd "$dir" &&
-            { node --version && cat package.json package-lock.json .npmrc webrtc-polyfill-wrtc/*; } |
+            { node --version && cat package.json package-lock.json .npmrc &&
+                if [ -d webrtc-polyfill-wrtc ]; then cat webrtc-polyfill-wrtc/*; fi; } |
             sha256sum | cut -d' ' -f1
     )"
     if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
@@ -39,6 +43,17 @@ install_npm_packages() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$stamp" >"$stamp_file"
 }
+
+install_npm_packages() {
+    install_npm_packages_in e2e/ws
+    install_npm_packages_in e2e/metrics-page
+}
+
+# Debian's chromium, for e2e/metrics-page: checked by its binary rather than by
+# the package, so that a chromium installed otherwise at that path is used as is.
+if [ ! -x /usr/bin/chromium ]; then
+    packages+=(chromium)
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -103,5 +118,6 @@ aria2c --version | head -n 1
 openssl version
 transmission-daemon --version 2>&1 | head -n 1
 command -v unshare ip >/dev/null
+/usr/bin/chromium --version
 
 install_npm_packages

@@ -3,7 +3,8 @@
 # the workspace's unit, property and integration tests, then the end-to-end
 # tests with real BitTorrent clients, of the UDP and of the HTTP tracker (over
 # HTTP and over HTTPS), and with real WebTorrent clients, of the WebSocket
-# tracker (over ws:// and over wss://).
+# tracker (over ws:// and over wss://), and the metrics page in headless
+# Chromium.
 # Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,4 @@ scripts/e2e-http.sh
 scripts/e2e-https.sh
 scripts/e2e-ws.sh
 scripts/e2e-wss.sh
+scripts/e2e-metrics-page.sh

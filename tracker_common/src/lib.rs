@@ -47,6 +47,7 @@ pub mod addr;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod history;
 pub mod metrics;
 pub mod net;
 pub mod privileges;

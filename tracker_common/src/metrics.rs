@@ -1,5 +1,7 @@
 //! The metrics endpoint: the workers' counters over HTTP, as Prometheus text at
-//! `/metrics` and as JSON at `/stats.json`, on a listener of its own.
+//! `/metrics` and as JSON at `/stats.json`, on a listener of its own; and a page of
+//! live figures and charts at `/`, whose last hour the metrics thread keeps
+//! ([`History`], served at `/history.json`). The page's files are built into the binary.
 //!
 //! Nothing here runs on the request path. A scrape reads the per-worker counters
 //! ([`Statistics::snapshot`]) and encodes what it read; the workers never wait for it.
@@ -25,6 +27,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::history::History;
 use crate::statistics::{Family, RequestKind, ResponseKind, Snapshot, Statistics};
 use crate::supervisor::ShutdownFlag;
 
@@ -36,6 +39,31 @@ pub const MAX_REQUEST_BYTES: usize = 8192;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const LISTENER: Token = Token(0);
 
+/// The page and what it loads, built into the binary: path, content type, body. uPlot's
+/// files are vendored from npm (see `assets/README.md`).
+const ASSETS: [(&str, &str, &[u8]); 4] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_bytes!("../assets/index.html"),
+    ),
+    (
+        "/page.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/page.js"),
+    ),
+    (
+        "/uplot.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/uplot.min.js"),
+    ),
+    (
+        "/uplot.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/uplot.min.css"),
+    ),
+];
+
 /// Declares a tracker's `[metrics]` config section, `MetricsConfig`, whose default
 /// address is 127.0.0.1 on `$port`. A macro rather than one shared struct because the
 /// default port differs per tracker and serde fills a key left out of the file from the
@@ -44,7 +72,8 @@ const LISTENER: Token = Token(0);
 macro_rules! metrics_config_section {
     ($port:literal) => {
         $crate::config_section! {
-            /// The metrics endpoint: `/metrics` (Prometheus text) and `/stats.json`.
+            /// The metrics endpoint: `/metrics` (Prometheus text), `/stats.json`, and a
+            /// page of live figures and charts of the last hour at `/`.
             pub struct MetricsConfig {
                 /// Serve the metrics endpoint.
                 pub enabled: bool,
@@ -52,6 +81,9 @@ macro_rules! metrics_config_section {
                 /// who can reach it how busy the tracker is: keep it on loopback or a
                 /// private network. Port 0 lets the OS choose (the chosen port is logged).
                 pub address: ::std::net::SocketAddr,
+                /// Seconds between two samples of the page's charts (1 to 3600). The
+                /// charts keep the last hour of samples.
+                pub history_interval_secs: u64,
             }
         }
 
@@ -60,6 +92,7 @@ macro_rules! metrics_config_section {
                 Self {
                     enabled: true,
                     address: ::std::net::SocketAddr::from(([127, 0, 0, 1], $port)),
+                    history_interval_secs: 10,
                 }
             }
         }
@@ -68,6 +101,22 @@ macro_rules! metrics_config_section {
             /// The address to serve metrics on, if enabled.
             pub fn listen_address(&self) -> Option<::std::net::SocketAddr> {
                 self.enabled.then_some(self.address)
+            }
+
+            /// The time between two samples of the page's charts.
+            pub fn history_interval(&self) -> ::std::time::Duration {
+                ::std::time::Duration::from_secs(self.history_interval_secs)
+            }
+
+            /// Rejects an interval outside 1 to 3600 seconds.
+            ///
+            /// # Errors
+            /// The interval is out of range.
+            pub fn validate(&self) -> ::anyhow::Result<()> {
+                if !(1..=3600).contains(&self.history_interval_secs) {
+                    ::anyhow::bail!("metrics.history_interval_secs: must be between 1 and 3600");
+                }
+                Ok(())
             }
         }
     };
@@ -95,7 +144,7 @@ impl Protocol {
         }
     }
 
-    fn request_kinds(self) -> &'static [RequestKind] {
+    pub(crate) fn request_kinds(self) -> &'static [RequestKind] {
         match self {
             Protocol::Udp => &RequestKind::ALL,
             Protocol::Http | Protocol::Ws => &[RequestKind::Announce, RequestKind::Scrape],
@@ -405,6 +454,8 @@ pub struct MetricsServer {
     pub identity: Identity,
     /// Set when the tracker stops.
     pub shutdown: ShutdownFlag,
+    /// The last hour of samples, which [`MetricsServer::run`] takes.
+    pub history: History,
 }
 
 impl MetricsServer {
@@ -418,8 +469,21 @@ impl MetricsServer {
             .register(&mut self.listener, LISTENER, Interest::READABLE)
             .context("register metrics listener")?;
         let mut events = Events::with_capacity(8);
+        let mut next_sample = Instant::now();
         while !self.shutdown.is_set() {
-            match poll.poll(&mut events, Some(POLL_TIMEOUT)) {
+            // Sampled here rather than on a thread of its own, so that the history has
+            // one owner and no lock; a client holding the thread delays a sample by
+            // [`REQUEST_TIMEOUT`] at most, and the rates use the time actually taken.
+            let now = Instant::now();
+            if now >= next_sample {
+                self.history
+                    .push(unix_now_ms(), &self.statistics.snapshot());
+                next_sample = now + self.history.interval();
+            }
+            let timeout = next_sample
+                .saturating_duration_since(Instant::now())
+                .min(POLL_TIMEOUT);
+            match poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => return Err(anyhow::Error::new(err).context("metrics poll")),
@@ -513,6 +577,15 @@ impl MetricsServer {
         }
         // A query string changes nothing.
         let path = path.and_then(|p| p.split('?').next()).unwrap_or_default();
+        if let Some((_, content_type, body)) = ASSETS.iter().find(|(p, _, _)| *p == path) {
+            return response(200, "OK", content_type, body);
+        }
+        if path == "/history.json" {
+            return match serde_json::to_vec(&self.history.to_json(self.identity.protocol)) {
+                Ok(body) => response(200, "OK", "application/json", &body),
+                Err(_) => status(500, "Internal Server Error"),
+            };
+        }
         let snapshot = self.statistics.snapshot();
         match path {
             "/metrics" => match encode_prometheus(&snapshot, &self.identity) {
@@ -531,6 +604,12 @@ impl MetricsServer {
             _ => status(404, "Not Found"),
         }
     }
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn status(code: u16, reason: &str) -> Vec<u8> {
@@ -718,6 +797,7 @@ mod tests {
             statistics,
             identity: id(Protocol::Http),
             shutdown: shutdown.clone(),
+            history: History::new(Duration::from_secs(1)),
         };
         let thread = std::thread::spawn(move || server.run());
 
@@ -734,7 +814,8 @@ mod tests {
         let body = json.split("\r\n\r\n").nth(1).unwrap();
         let value: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(value["requests"]["announce"]["ipv6"], 1);
-        assert!(ask(addr, b"GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+        assert!(ask(addr, b"GET /nothing HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+        assert!(ask(addr, b"GET /page.js/x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
         assert!(ask(addr, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
         assert!(ask(addr, b"\x00\x01 nonsense\r\n\r\n").starts_with("HTTP/1.1 400 "));
         let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(10_000));
@@ -749,6 +830,78 @@ mod tests {
         assert!(served.starts_with("HTTP/1.1 200 OK"));
         assert!(started.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(2));
         drop(idle);
+
+        shutdown.set();
+        thread.join().unwrap().unwrap();
+    }
+
+    fn content_type(answer: &str) -> &str {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Type: "))
+            .unwrap()
+    }
+
+    #[test]
+    fn server_serves_the_page_and_its_history() {
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let statistics = Arc::new(Statistics::new(1, 1));
+        let shutdown = ShutdownFlag::new();
+        let server = MetricsServer {
+            listener,
+            statistics: statistics.clone(),
+            identity: id(Protocol::Udp),
+            shutdown: shutdown.clone(),
+            history: History::new(Duration::from_secs(1)),
+        };
+        let thread = std::thread::spawn(move || server.run());
+
+        for (path, expected, body_part) in [
+            ("/", "text/html; charset=utf-8", "<script src=\"/page.js\""),
+            ("/?refresh=1", "text/html; charset=utf-8", "<!DOCTYPE html>"),
+            (
+                "/page.js",
+                "text/javascript; charset=utf-8",
+                "/history.json",
+            ),
+            ("/uplot.min.js", "text/javascript; charset=utf-8", "uPlot"),
+            ("/uplot.min.css", "text/css; charset=utf-8", ".uplot"),
+        ] {
+            let answer = ask(addr, format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes());
+            assert!(
+                answer.starts_with("HTTP/1.1 200 OK\r\n"),
+                "{path}: {answer}"
+            );
+            assert_eq!(content_type(&answer), expected, "{path}");
+            assert!(answer.contains(body_part), "{path}");
+        }
+        assert!(ask(addr, b"HEAD / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+
+        // The first sample is taken at start, the next a second later, with the
+        // requests counted in between: the rate is positive.
+        for _ in 0..10 {
+            statistics
+                .socket(0)
+                .request(RequestKind::Announce, Family::Ipv4);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let history = loop {
+            let answer = ask(addr, b"GET /history.json HTTP/1.1\r\n\r\n");
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            assert_eq!(content_type(&answer), "application/json");
+            let body = answer.split("\r\n\r\n").nth(1).unwrap();
+            let history: serde_json::Value = serde_json::from_str(body).unwrap();
+            if history["timestamps"].as_array().unwrap().len() >= 2 {
+                break history;
+            }
+            assert!(Instant::now() < deadline, "no second sample: {history}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(history["protocol"], "udp");
+        assert_eq!(history["interval_secs"], 1);
+        let announces = history["requests_per_sec"]["announce"].as_array().unwrap();
+        assert!(announces[0].is_null());
+        assert!(announces[1].as_f64().unwrap() > 0.0, "{history}");
 
         shutdown.set();
         thread.join().unwrap().unwrap();

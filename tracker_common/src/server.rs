@@ -26,6 +26,7 @@ use rand::rngs::SmallRng;
 use crate::access_list::{self, AccessList, AccessListConfig, AccessListMode, SharedAccessList};
 use crate::channel::{WeightedReceiver, WeightedSender, weighted};
 use crate::config::{SwarmConfig, WorkerConfig};
+use crate::history::History;
 use crate::metrics::{Identity, MetricsServer, Protocol};
 use crate::request_worker::{
     CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, SnapshotDuty,
@@ -301,6 +302,7 @@ impl Core {
     pub fn spawn_metrics(
         &mut self,
         address: Option<SocketAddr>,
+        history_interval: Duration,
         protocol: Protocol,
         version: &'static str,
     ) -> anyhow::Result<Option<SocketAddr>> {
@@ -317,9 +319,13 @@ impl Core {
                 start_unix_secs: self.start_unix_secs,
             },
             shutdown: self.supervisor.shutdown_flag().clone(),
+            history: History::new(history_interval),
         };
         self.supervisor.spawn("metrics", move || server.run())?;
-        log::info!("metrics on http://{local}/metrics and http://{local}/stats.json");
+        log::info!(
+            "metrics on http://{local}/metrics and http://{local}/stats.json, \
+             statistics page on http://{local}/"
+        );
         self.metrics_addr = Some(local);
         Ok(Some(local))
     }

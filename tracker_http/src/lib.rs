@@ -17,7 +17,7 @@
 //!                 v
 //!             socket worker writes the answer on its connection
 //!  + statistics (log line), metrics (/metrics and /stats.json on a listener of its
-//!    own, read from the workers' counters when scraped), signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
+//!    own, read from the workers' counters when scraped; and the statistics page, charting samples it takes), signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
 //!    a supervisor: any thread that ends takes the process down with an error naming it.
 //! ```
 //!
@@ -241,7 +241,12 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         ),
         ..ProtocolLine::default()
     })?;
-    core.spawn_metrics(config.metrics.listen_address(), Protocol::Http, APP_VERSION)?;
+    core.spawn_metrics(
+        config.metrics.listen_address(),
+        config.metrics.history_interval(),
+        Protocol::Http,
+        APP_VERSION,
+    )?;
     if handle_signals {
         let tls = tls.clone();
         let tls_config = config.tls.clone();

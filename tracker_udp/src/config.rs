@@ -34,7 +34,8 @@ config_section! {
         /// Giving up root once the sockets are bound (the tracker must start as root). A
         /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
         pub privileges: PrivilegeConfig,
-        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json.
+        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json,
+        /// a page with charts of the last hour at /.
         pub metrics: MetricsConfig,
     }
 }
@@ -82,6 +83,7 @@ impl TrackerConfig for Config {
         self.workers.validate()?;
         self.access_list.validate()?;
         self.privileges.validate()?;
+        self.metrics.validate()?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
         Ok(())
@@ -187,6 +189,13 @@ mod tests {
         c.protocol.max_scrape_torrents = 0;
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.starts_with("protocol.max_scrape_torrents"), "{msg}");
+
+        for secs in [0, 3601] {
+            let mut c = Config::default();
+            c.metrics.history_interval_secs = secs;
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.starts_with("metrics.history_interval_secs"), "{msg}");
+        }
 
         let mut c = Config::default();
         c.swarm.numwant_max = MAX_ANNOUNCE_PEERS_IPV4;

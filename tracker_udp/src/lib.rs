@@ -16,7 +16,7 @@
 //!                 v
 //!             socket worker sends
 //!  + statistics (periodic log line), metrics (/metrics and /stats.json on a
-//!    listener of its own, read from the workers' counters when scraped), signals (SIGUSR1 reloads the access list,
+//!    listener of its own, read from the workers' counters when scraped; and the statistics page, charting samples it takes), signals (SIGUSR1 reloads the access list,
 //!    SIGTERM / SIGINT stop), and a supervisor: any thread that ends takes the
 //!    process down with an error naming it.
 //! ```
@@ -195,7 +195,12 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             ..ProtocolLine::default()
         }
     })?;
-    core.spawn_metrics(config.metrics.listen_address(), Protocol::Udp, APP_VERSION)?;
+    core.spawn_metrics(
+        config.metrics.listen_address(),
+        config.metrics.history_interval(),
+        Protocol::Udp,
+        APP_VERSION,
+    )?;
     if handle_signals {
         core.spawn_signals(|| {})?;
     }

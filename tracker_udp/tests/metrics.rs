@@ -184,8 +184,50 @@ fn metrics_count_what_was_sent_by_kind_and_family() {
     );
     assert_eq!(stats.responses, 2 + 4 + 3);
 
-    assert_eq!(http_get(metrics, "/").0, 404);
+    assert_eq!(http_get(metrics, "/nothing").0, 404);
     assert_eq!(http_get(metrics, "/metrics/x").0, 404);
+    tracker.shutdown();
+}
+
+/// The statistics page and its history: the page is served, and the history sampled
+/// every second shows the announces sent between two samples as a positive rate.
+#[test]
+fn the_page_charts_the_announces() {
+    let mut config = test_config("127.0.0.1:0");
+    config.metrics.history_interval_secs = 1;
+    let tracker = start(config);
+    let metrics = tracker.metrics_addr().expect("metrics are on by default");
+    let (status, page) = http_get(metrics, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("/page.js"), "{page}");
+    let mut client = Client::connected("127.0.0.1:0", target(&tracker, "127.0.0.1"));
+    for n in 0..5 {
+        let _ = client.announce(
+            info_hash(n),
+            peer_id(1),
+            6001,
+            100,
+            AnnounceEvent::Started,
+            -1,
+        );
+    }
+    let mut history = serde_json::Value::Null;
+    let charted = eventually(Duration::from_secs(10), || {
+        let (status, body) = http_get(metrics, "/history.json");
+        assert_eq!(status, 200);
+        history = serde_json::from_str(&body).unwrap();
+        history["requests_per_sec"]["announce"]
+            .as_array()
+            .is_some_and(|rates| rates.iter().any(|r| r.as_f64().is_some_and(|r| r > 0.0)))
+    });
+    assert!(charted, "no announce rate in {history}");
+    assert_eq!(history["protocol"], "udp");
+    assert_eq!(history["interval_secs"], 1);
+    assert_eq!(history["capacity"], 3600);
+    assert_eq!(
+        history["torrents"].as_array().unwrap().last(),
+        Some(&5.into())
+    );
     tracker.shutdown();
 }
 

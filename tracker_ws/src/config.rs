@@ -44,7 +44,8 @@ config_section! {
         /// Giving up root once the sockets are bound (the tracker must start as root). A
         /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
         pub privileges: PrivilegeConfig,
-        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json.
+        /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json,
+        /// a page with charts of the last hour at /.
         pub metrics: MetricsConfig,
     }
 }
@@ -88,6 +89,7 @@ impl TrackerConfig for Config {
         self.workers.validate()?;
         self.access_list.validate()?;
         self.privileges.validate()?;
+        self.metrics.validate()?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
         if self.workers.socket_workers > usize::from(u16::MAX) {

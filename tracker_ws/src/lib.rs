@@ -20,7 +20,7 @@
 //!                 v
 //!             socket workers write them on the connections
 //!  + statistics (log line), metrics (/metrics and /stats.json on a listener of its
-//!    own, read from the workers' counters when scraped), signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
+//!    own, read from the workers' counters when scraped; and the statistics page, charting samples it takes), signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
 //!    a supervisor: any thread that ends takes the process down with an error naming it.
 //! ```
 //!
@@ -280,7 +280,12 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         relayed_before = relayed;
         line
     })?;
-    core.spawn_metrics(config.metrics.listen_address(), Protocol::Ws, APP_VERSION)?;
+    core.spawn_metrics(
+        config.metrics.listen_address(),
+        config.metrics.history_interval(),
+        Protocol::Ws,
+        APP_VERSION,
+    )?;
     if handle_signals {
         let tls = tls.clone();
         let tls_config = config.tls.clone();
