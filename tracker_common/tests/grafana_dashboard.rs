@@ -11,8 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
+use tracker_common::history::History;
 use tracker_common::metrics::{self, Identity, MetricsServer, Protocol};
 use tracker_common::statistics::Statistics;
 use tracker_common::supervisor::ShutdownFlag;
@@ -44,6 +46,7 @@ fn exposed() -> Exposed {
                 start_unix_secs: 1,
             },
             shutdown: shutdown.clone(),
+            history: History::new(Duration::from_secs(10)),
         };
         let thread = std::thread::spawn(move || server.run());
         let (status, body) = http_get(addr, "/metrics");
