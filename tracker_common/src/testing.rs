@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -255,4 +255,152 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
     (status, body.to_owned())
+}
+
+/// A tracker binary under test, for the command-line checks every tracker shares: the
+/// environment overrides and the privilege drop.
+pub struct TrackerBinary<'a> {
+    /// The binary.
+    pub path: &'a Path,
+    /// Its environment prefix, `SHOAL_UDP__` say.
+    pub env_prefix: &'a str,
+    /// Another tracker's prefix, whose variables it must ignore.
+    pub other_prefix: &'a str,
+    /// Keys its test configs add to `[network]`, each line ending in `\n` (the UDP
+    /// tracker's `recv_buffer_bytes = 0`, so that it logs no warning about it).
+    pub network_extra: &'a str,
+}
+
+/// A fresh directory for one test's files, named after the test and this process.
+///
+/// # Panics
+/// It could not be made.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shoal-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
+    dir
+}
+
+impl TrackerBinary<'_> {
+    /// Writes a config file `name.toml` in `dir`: `address` in `[network]`, metrics on
+    /// port 0, statistics off, and `sections` after them.
+    fn write_config(&self, dir: &Path, name: &str, address: &str, sections: &str) -> PathBuf {
+        let path = dir.join(format!("{name}.toml"));
+        let text = format!(
+            "[network]\naddress = \"{address}\"\n{}[statistics]\ninterval_secs = 0\n\
+             [metrics]\naddress = \"127.0.0.1:0\"\n{sections}",
+            self.network_extra
+        );
+        std::fs::write(&path, text).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+        path
+    }
+
+    /// Starts the tracker on a file whose address (TEST-NET-1, not on this host) and
+    /// statistics interval (0) cannot be the ones in force, with variables that set them
+    /// (127.0.0.1:0, 1 s) and the log level (debug), and another tracker's variables,
+    /// which must be ignored (one of them names no key). Returns it listening, and the
+    /// directory to remove; the caller sends something the tracker logs at debug level
+    /// and calls [`TrackerBinary::expect_debug_and_statistics`].
+    ///
+    /// # Panics
+    /// It did not start, or not where the variable says.
+    pub fn start_with_env_overrides(&self) -> (Spawned, PathBuf) {
+        let dir = temp_dir(&format!("{}env", self.env_prefix.to_lowercase()));
+        let path = self.write_config(&dir, "env", "192.0.2.1:6969", "");
+        let var = |key: &str, prefix: &str| format!("{prefix}{key}");
+        let own = [
+            (var("NETWORK__ADDRESS", self.env_prefix), "127.0.0.1:0"),
+            (var("STATISTICS__INTERVAL_SECS", self.env_prefix), "1"),
+            (var("LOG_LEVEL", self.env_prefix), "debug"),
+            (var("NETWORK__ADDRESS", self.other_prefix), "nowhere"),
+            (var("NO_SUCH_KEY", self.other_prefix), "1"),
+        ];
+        let env: Vec<(&str, &str)> = own.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let spawned = Spawned::start_with_env(self.path, &path, &env);
+        assert_eq!(spawned.addr.ip().to_string(), "127.0.0.1");
+        (spawned, dir)
+    }
+
+    /// Waits for a debug line and a statistics line: the log level and the statistics
+    /// interval the variables set are in force.
+    pub fn expect_debug_and_statistics(spawned: &Spawned, dir: &Path) {
+        Spawned::wait_line(&spawned.lines, "DEBUG");
+        Spawned::wait_line(&spawned.lines, "requests/s");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A malformed value and a variable that names no key each stop the start with exit
+    /// code 1 and a message naming the variable.
+    ///
+    /// # Panics
+    /// They did not: a failed test.
+    pub fn check_bad_environment_variables(&self) {
+        let address = format!("{}NETWORK__ADDRESS", self.env_prefix);
+        let (code, err) = run_to_exit(self.path, &[], &[(&address, "nowhere")]);
+        assert_eq!(code, Some(1), "{err}");
+        let expected = format!("environment variable {address}: invalid socket address syntax");
+        assert!(err.contains(&expected), "{err}");
+        let typo = format!("{}NETWORK__ADRESS", self.env_prefix);
+        let (code, err) = run_to_exit(self.path, &[], &[(&typo, "127.0.0.1:0")]);
+        assert_eq!(code, Some(1), "{err}");
+        let expected = format!("environment variable {typo}: the config has no key");
+        assert!(err.contains(&expected), "{err}");
+    }
+
+    /// Starts the tracker as root, dropping to `nobody` in a fresh chroot, and checks
+    /// that every user and group id is nobody's and the root is the chroot. Returns it
+    /// running (the caller gets a request answered and stops it with
+    /// [`TrackerBinary::stop_cleanly`]), or `None` with the reason printed when this test
+    /// does not run as root.
+    ///
+    /// # Panics
+    /// It did not start, or runs with other ids.
+    pub fn start_as_nobody_in_a_chroot(&self, test: &str) -> Option<(Spawned, PathBuf)> {
+        if !running_as_root(test) {
+            return None;
+        }
+        let (uid, gid) = user_ids("nobody");
+        let dir = temp_dir(&format!("{}privileges", self.env_prefix.to_lowercase()));
+        let jail = dir.join("jail");
+        std::fs::create_dir_all(&jail).unwrap_or_else(|err| panic!("create jail: {err}"));
+        let privileges = format!(
+            "[privileges]\ndrop_privileges = true\nuser = \"nobody\"\nchroot_dir = {:?}\n",
+            jail.display().to_string()
+        );
+        let path = self.write_config(&dir, "privileges", "127.0.0.1:0", &privileges);
+        let spawned = Spawned::start(self.path, &path);
+        let ids = process_ids(spawned.child.id());
+        assert_eq!(ids.uids, [uid; 4], "{ids:?}");
+        assert_eq!(ids.gids, [gid; 4], "{ids:?}");
+        assert_eq!(ids.groups, [gid], "{ids:?}");
+        let root = std::fs::read_link(format!("/proc/{}/root", spawned.child.id()))
+            .unwrap_or_else(|err| panic!("read /proc/PID/root: {err}"));
+        assert_eq!(root, jail);
+        Some((spawned, dir))
+    }
+
+    /// SIGTERM, a clean exit, and the test's directory removed.
+    pub fn stop_cleanly(mut spawned: Spawned, dir: &Path) {
+        spawned.signal("TERM");
+        assert_eq!(spawned.wait_exit(), Some(0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A user that does not exist stops the start, naming `privileges.user`.
+    ///
+    /// # Panics
+    /// It did not: a failed test.
+    pub fn check_unknown_user(&self) {
+        let dir = temp_dir(&format!("{}nouser", self.env_prefix.to_lowercase()));
+        let sections = "[privileges]\ndrop_privileges = true\nuser = \"shoal-no-such-user\"\n";
+        let path = self.write_config(&dir, "nouser", "127.0.0.1:0", sections);
+        let config = path.to_string_lossy().into_owned();
+        let (code, err) = run_to_exit(self.path, &["-c", &config], &[]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("privileges.user: no user \"shoal-no-such-user\""),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -4,6 +4,7 @@ mod common;
 
 use std::process::Command;
 
+use tracker_common::testing::TrackerBinary;
 use tracker_udp::Config;
 
 fn run(args: &[&str]) -> std::process::Output {
@@ -155,133 +156,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn environment_variables_set_keys_over_the_file() {
-    let dir = temp_dir("env");
-    let path = dir.join("env.toml");
-    // Neither the address (TEST-NET-1, not on this host) nor the statistics interval of
-    // the file can be the ones in force if the tracker listens and logs statistics.
-    std::fs::write(
-        &path,
-        "[network]\naddress = \"192.0.2.1:6969\"\nrecv_buffer_bytes = 0\n\
-         [swarm]\nmax_archived_torrents = 0\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
-    let spawned = tracker_common::testing::Spawned::start_with_env(
-        std::path::Path::new(BIN),
-        &path,
-        &[
-            ("SHOAL_UDP__NETWORK__ADDRESS", "127.0.0.1:0"),
-            ("SHOAL_UDP__STATISTICS__INTERVAL_SECS", "1"),
-            ("SHOAL_UDP__LOG_LEVEL", "debug"),
-            // Another tracker's variables are not ours.
-            ("SHOAL_HTTP__NETWORK__ADDRESS", "nowhere"),
-            ("SHOAL_WS__NO_SUCH_KEY", "1"),
-        ],
-    );
-    assert_eq!(spawned.addr.ip().to_string(), "127.0.0.1");
-    let client = common::Client::connected("127.0.0.1:0", spawned.addr);
-    client.send_raw(b"garbage");
-    // At debug level, the garbage is logged.
-    common::Spawned::wait_line(&spawned.lines, "DEBUG");
-    common::Spawned::wait_line(&spawned.lines, "requests/s");
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn bad_environment_variables_stop_the_start_naming_the_variable() {
-    let run = |env: &[(&str, &str)]| {
-        tracker_common::testing::run_to_exit(std::path::Path::new(BIN), &[], env)
-    };
-    let (code, err) = run(&[("SHOAL_UDP__NETWORK__ADDRESS", "nowhere")]);
-    assert_eq!(code, Some(1), "{err}");
-    assert!(
-        err.contains(
-            "environment variable SHOAL_UDP__NETWORK__ADDRESS: invalid socket address syntax"
-        ),
-        "{err}"
-    );
-    let (code, err) = run(&[("SHOAL_UDP__NETWORK__ADRESS", "127.0.0.1:0")]);
-    assert_eq!(code, Some(1), "{err}");
-    assert!(
-        err.contains("environment variable SHOAL_UDP__NETWORK__ADRESS: the config has no key"),
-        "{err}"
-    );
-    // A value that parses but is impossible: validation names the key and the variable.
-    let (code, err) = run(&[("SHOAL_UDP__SWARM__MAX_PEER_AGE_SECS", "5")]);
-    assert_eq!(code, Some(1), "{err}");
-    assert!(
-        err.contains("SHOAL_UDP__SWARM__MAX_PEER_AGE_SECS")
-            && err.contains("swarm.max_peer_age_secs: must be greater"),
-        "{err}"
-    );
-}
-
-#[test]
-fn drops_privileges_to_nobody_and_still_answers() {
-    if !tracker_common::testing::running_as_root("drops_privileges_to_nobody_and_still_answers") {
-        return;
-    }
-    let (uid, gid) = tracker_common::testing::user_ids("nobody");
-    let dir = temp_dir("privileges");
-    let jail = dir.join("jail");
-    std::fs::create_dir_all(&jail).unwrap();
-    let path = dir.join("privileges.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
-             [swarm]\nmax_archived_torrents = 0\n[statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n\
-             [privileges]\ndrop_privileges = true\nuser = \"nobody\"\nchroot_dir = {:?}\n",
-            jail.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut spawned = common::Spawned::start(&path);
-    let ids = tracker_common::testing::process_ids(spawned.child.id());
-    assert_eq!(ids.uids, [uid; 4], "{ids:?}");
-    assert_eq!(ids.gids, [gid; 4], "{ids:?}");
-    assert_eq!(ids.groups, [gid], "{ids:?}");
-    let root = std::fs::read_link(format!("/proc/{}/root", spawned.child.id())).unwrap();
-    assert_eq!(root, jail);
-    let mut client = common::Client::connected("127.0.0.1:0", spawned.addr);
-    let (seeders, leechers, _) = client.announce_v4(
-        common::info_hash(1),
-        common::peer_id(1),
-        1,
-        0,
-        tracker_common::types::AnnounceEvent::Started,
-        -1,
-    );
-    assert_eq!((seeders, leechers), (1, 0));
-    spawned.signal("TERM");
-    assert_eq!(spawned.wait_exit(), Some(0));
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn a_user_that_does_not_exist_stops_the_start() {
-    let dir = temp_dir("nouser");
-    let path = dir.join("nouser.toml");
-    std::fs::write(
-        &path,
-        "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
-         [metrics]\naddress = \"127.0.0.1:0\"\n[privileges]\ndrop_privileges = true\nuser = \"shoal-no-such-user\"\n",
-    )
-    .unwrap();
-    let (code, err) = tracker_common::testing::run_to_exit(
-        std::path::Path::new(BIN),
-        &["-c", path.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(code, Some(1), "{err}");
-    assert!(
-        err.contains("privileges.user: no user \"shoal-no-such-user\""),
-        "{err}"
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
 fn dropping_privileges_without_root_stops_the_start() {
     if !tracker_common::testing::running_as_root("dropping_privileges_without_root_stops_the_start")
     {
@@ -314,4 +188,52 @@ fn dropping_privileges_without_root_stops_the_start() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn binary() -> TrackerBinary<'static> {
+    TrackerBinary {
+        path: std::path::Path::new(BIN),
+        env_prefix: "SHOAL_UDP__",
+        other_prefix: "SHOAL_HTTP__",
+        network_extra: "recv_buffer_bytes = 0\n",
+    }
+}
+
+#[test]
+fn environment_variables_set_keys_over_the_file() {
+    let (spawned, dir) = binary().start_with_env_overrides();
+    // Garbage is logged at debug level.
+    let client = common::Client::connected("127.0.0.1:0", spawned.addr);
+    client.send_raw(b"garbage");
+    TrackerBinary::expect_debug_and_statistics(&spawned, &dir);
+}
+
+#[test]
+fn bad_environment_variables_stop_the_start_naming_the_variable() {
+    binary().check_bad_environment_variables();
+}
+
+#[test]
+fn drops_privileges_to_nobody_and_still_answers() {
+    let Some((spawned, dir)) =
+        binary().start_as_nobody_in_a_chroot("drops_privileges_to_nobody_and_still_answers")
+    else {
+        return;
+    };
+    let mut client = common::Client::connected("127.0.0.1:0", spawned.addr);
+    let (seeders, leechers, _) = client.announce_v4(
+        common::info_hash(1),
+        common::peer_id(1),
+        1,
+        0,
+        tracker_common::types::AnnounceEvent::Started,
+        -1,
+    );
+    assert_eq!((seeders, leechers), (1, 0));
+    TrackerBinary::stop_cleanly(spawned, &dir);
+}
+
+#[test]
+fn a_user_that_does_not_exist_stops_the_start() {
+    binary().check_unknown_user();
 }
