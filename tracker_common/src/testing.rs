@@ -271,12 +271,14 @@ pub struct TrackerBinary<'a> {
     pub network_extra: &'a str,
 }
 
-/// A fresh directory for one test's files, named after the test and this process.
+/// A fresh, empty directory for one test's files, named after the test and this
+/// process (what an earlier run of the same process id left there is removed).
 ///
 /// # Panics
 /// It could not be made.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("shoal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
     dir
 }

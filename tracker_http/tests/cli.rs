@@ -13,9 +13,7 @@ use tracker_http_protocol::{AnnounceEvent, TrackerResponse};
 const BIN: &str = env!("CARGO_BIN_EXE_tracker_http");
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("shoal-http-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tracker_common::testing::temp_dir(&format!("http-{name}"))
 }
 
 #[test]

@@ -55,9 +55,7 @@ fn announce_bytes(port: u16) -> Vec<u8> {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shoal-tls-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tracker_common::testing::temp_dir(&format!("tls-{name}"))
 }
 
 fn tls_config(cert: &Path, key: &Path) -> tracker_http::Config {

@@ -10,9 +10,7 @@ use tracker_common::types::AnnounceEvent;
 use tracker_udp_protocol::Response;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("shoal-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tracker_common::testing::temp_dir(&format!("test-{name}"))
 }
 
 fn is_denied(response: &Response) -> bool {

@@ -150,9 +150,7 @@ fn statistics_line_appears_in_the_log() {
 const BIN: &str = env!("CARGO_BIN_EXE_tracker_udp");
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("shoal-udp-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tracker_common::testing::temp_dir(&format!("udp-{name}"))
 }
 
 #[test]

@@ -14,9 +14,7 @@ use tracker_ws_protocol::{AnnounceEvent, ParsedOutMessage};
 const BIN: &str = env!("CARGO_BIN_EXE_tracker_ws");
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("shoal-ws-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tracker_common::testing::temp_dir(&format!("ws-{name}"))
 }
 
 #[test]

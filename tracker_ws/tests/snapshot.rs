@@ -10,10 +10,7 @@ use common::*;
 use tracker_ws_protocol::AnnounceEvent;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shoal-ws-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tracker_common::testing::temp_dir(&format!("ws-{name}"))
 }
 
 fn snapshot_config(path: &Path, request_workers: usize) -> tracker_ws::Config {

@@ -28,9 +28,7 @@ fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, CertificateDer
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shoal-wss-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tracker_common::testing::temp_dir(&format!("wss-{name}"))
 }
 
 fn tls_config(cert: &Path, key: &Path) -> tracker_ws::Config {
