@@ -1039,12 +1039,7 @@ impl SocketWorker {
             return false;
         };
         let unsent = c.unsent();
-        // The tracker's count holds this connection's bytes as of its last write.
-        let total = self
-            .ws_counters
-            .queued_bytes
-            .load(Ordering::Relaxed)
-            .saturating_add(unsent.saturating_sub(c.accounted));
+        let total = queued_now(&self.ws_counters.queued_bytes, c);
         if unsent > self.settings.max_outgoing_bytes / 2
             || (unsent > 0 && total > self.settings.max_outgoing_bytes_total / 2)
         {
@@ -1087,12 +1082,7 @@ impl SocketWorker {
         }
         let frame = json.len() + MAX_FRAME_HEADER;
         let unsent = c.unsent();
-        let queued_total = self
-            .ws_counters
-            .queued_bytes
-            .load(Ordering::Relaxed)
-            .saturating_add(unsent.saturating_sub(c.accounted))
-            .saturating_add(frame);
+        let queued_total = queued_now(&self.ws_counters.queued_bytes, c).saturating_add(frame);
         let over_total = queued_total > self.settings.max_outgoing_bytes_total && unsent > 0;
         if unsent.saturating_add(frame) > max || over_total {
             // It does not read what it is sent: disconnect rather than buffer for it.
@@ -1223,6 +1213,14 @@ impl SocketWorker {
             }
         }
     }
+}
+
+/// Bytes waiting over the whole tracker now: its count holds each connection's as of
+/// that connection's last write, so `c`'s queued since then are added.
+fn queued_now(queued: &AtomicUsize, c: &Connection) -> usize {
+    queued
+        .load(Ordering::Relaxed)
+        .saturating_add(c.unsent().saturating_sub(c.accounted))
 }
 
 /// Brings the whole tracker's count of waiting bytes up to date with this connection's.
