@@ -33,6 +33,8 @@
 //! - [`transport`]: a TCP connection's byte stream, plain or TLS, for the socket workers
 //!   of the TCP trackers.
 //! - [`testing`]: a tracker binary as a child process, for the integration tests.
+//! - [`private`]: private mode: passkeys, and per-user accounting written exactly once
+//!   to SQLite or PostgreSQL.
 //! - [`privileges`]: the `[privileges]` section; chroot and switching to an unprivileged
 //!   user once the sockets are bound.
 //! - [`net`]: binds the listening sockets (a SO_REUSEPORT group per port), refusing a
@@ -50,6 +52,7 @@ pub mod config;
 pub mod history;
 pub mod metrics;
 pub mod net;
+pub mod private;
 pub mod privileges;
 pub mod request_worker;
 pub mod routing;

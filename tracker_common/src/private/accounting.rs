@@ -1,0 +1,1 @@
+//! The credit rules of private mode (see the parent module).

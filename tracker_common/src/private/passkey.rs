@@ -1,0 +1,434 @@
+//! Passkeys: who may announce in private mode, where a request carries its passkey, and
+//! the check a socket worker makes before a request goes any further.
+//!
+//! A passkey is 32 characters of `[0-9A-Za-z]`. The set in force comes from a file (one
+//! passkey a line, blank lines and `#` comments allowed) or from the accounting
+//! database's `shoal_passkeys` table; either way it sits behind an [`ArcSwap`], so that a
+//! reload swaps one pointer and a check costs one atomic load and one hash lookup: no
+//! database query and no lock on the announce path.
+//!
+//! Where the passkey travels ([`split_passkey_path`]): `/PASSKEY/announce` and
+//! `/PASSKEY/scrape` (Gazelle's form), or `/announce/PASSKEY` and `/scrape/PASSKEY`
+//! (UNIT3D's form). HTTP reads the request path, UDP the path in the BEP 41 URLData
+//! option, WebSocket the path of the upgrade request.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::{ArcSwap, Cache};
+use hashbrown::HashSet;
+
+use crate::types::PeerId;
+
+/// The length of a passkey, in characters (bytes: they are ASCII).
+pub const PASSKEY_LEN: usize = 32;
+
+/// A user's passkey: 32 ASCII characters of `[0-9A-Za-z]`.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Passkey(pub [u8; PASSKEY_LEN]);
+
+impl Passkey {
+    /// The passkey spelled by `bytes`, if they are exactly 32 characters of `[0-9A-Za-z]`.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        let key: [u8; PASSKEY_LEN] = bytes.try_into().ok()?;
+        key.iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(Self(key))
+    }
+
+    /// The passkey as text.
+    pub fn as_str(&self) -> &str {
+        // Only `parse` and `From<[u8; 32]>`-free construction make passkeys; both keep
+        // them ASCII, but a hand-built one with other bytes shows as empty, not a panic.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Passkey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Passkey({})", self.as_str())
+    }
+}
+
+impl std::fmt::Display for Passkey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a request path asks for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `announce`.
+    Announce,
+    /// `scrape`.
+    Scrape,
+}
+
+/// What a request path names: the endpoint, and the passkey segment if there is one
+/// (its bytes as sent, not yet checked: an ill-formed one is still "a passkey", so that it
+/// is refused as unknown rather than as missing).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PasskeyPath<'a> {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The passkey segment, if the path has one.
+    pub passkey: Option<&'a [u8]>,
+}
+
+/// Splits a request path (without its query) into endpoint and passkey segment.
+///
+/// Accepted: `/announce`, `/scrape` (no passkey), `/PASSKEY/announce`,
+/// `/PASSKEY/scrape`, `/announce/PASSKEY`, `/scrape/PASSKEY`, where PASSKEY is any
+/// non-empty segment without `/`. Anything else is `None`.
+pub fn split_passkey_path(path: &[u8]) -> Option<PasskeyPath<'_>> {
+    let rest = path.strip_prefix(b"/")?;
+    let endpoint = |segment: &[u8]| match segment {
+        b"announce" => Some(Endpoint::Announce),
+        b"scrape" => Some(Endpoint::Scrape),
+        _ => None,
+    };
+    let mut segments = rest.splitn(3, |&b| b == b'/');
+    let first = segments.next()?;
+    let second = segments.next();
+    if segments.next().is_some() {
+        return None;
+    }
+    match second {
+        None => Some(PasskeyPath {
+            endpoint: endpoint(first)?,
+            passkey: None,
+        }),
+        Some(second) if first.is_empty() || second.is_empty() => None,
+        Some(second) => match (endpoint(first), endpoint(second)) {
+            // `/announce/scrape` is ambiguous: not a path any client builds.
+            (Some(_), Some(_)) => None,
+            (Some(endpoint), None) => Some(PasskeyPath {
+                endpoint,
+                passkey: Some(second),
+            }),
+            (None, Some(endpoint)) => Some(PasskeyPath {
+                endpoint,
+                passkey: Some(first),
+            }),
+            (None, None) => None,
+        },
+    }
+}
+
+/// The passkeys in force.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PasskeySet {
+    keys: HashSet<Passkey>,
+}
+
+impl PasskeySet {
+    /// A set of these passkeys.
+    pub fn new(keys: impl IntoIterator<Item = Passkey>) -> Self {
+        Self {
+            keys: keys.into_iter().collect(),
+        }
+    }
+
+    /// Parses a passkey file: one passkey a line, blank lines and `#` comments allowed
+    /// (a comment may follow a passkey). A repeated passkey counts once.
+    ///
+    /// # Errors
+    /// The 1-based line number and a message for the first bad line.
+    pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        let mut keys = HashSet::new();
+        for (index, line) in text.lines().enumerate() {
+            let content = line.split('#').next().unwrap_or_default().trim();
+            if content.is_empty() {
+                continue;
+            }
+            let key = Passkey::parse(content.as_bytes()).ok_or_else(|| {
+                (
+                    index + 1,
+                    format!(
+                        "not a passkey (32 characters of 0-9, A-Z, a-z): {:?}",
+                        content.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?;
+            keys.insert(key);
+        }
+        Ok(Self { keys })
+    }
+
+    /// Reads and parses a passkey file.
+    ///
+    /// # Errors
+    /// The file cannot be read, or a line is not a passkey (the message names file and
+    /// line).
+    pub fn load_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read passkey file {}", path.display()))?;
+        Self::parse(&text).map_err(|(line, message)| {
+            anyhow::anyhow!("passkey file {} line {line}: {message}", path.display())
+        })
+    }
+
+    /// Whether `key` is in force.
+    pub fn contains(&self, key: &Passkey) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// Passkeys in force.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no passkey is in force.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// The passkeys in force, shared by every worker and swapped whole on reload.
+pub type SharedPasskeys = Arc<ArcSwap<PasskeySet>>;
+
+/// Why a private-mode request was refused, each counted apart.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The request carried no passkey.
+    MissingPasskey,
+    /// The request carried a passkey that is not in force (or not a passkey at all).
+    UnknownPasskey,
+    /// The client's peer id does not start with an allowed prefix.
+    ClientNotAllowed,
+}
+
+impl Refusal {
+    /// Every cause, in the order of [`Refusal::index`].
+    pub const ALL: [Refusal; 3] = [
+        Refusal::MissingPasskey,
+        Refusal::UnknownPasskey,
+        Refusal::ClientNotAllowed,
+    ];
+
+    /// The message the client gets (a failure reason, a UDP error, a WebSocket failure).
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::MissingPasskey => "missing passkey",
+            Refusal::UnknownPasskey => "unknown passkey",
+            Refusal::ClientNotAllowed => "client not allowed",
+        }
+    }
+
+    /// The cause as a metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::MissingPasskey => "missing_passkey",
+            Refusal::UnknownPasskey => "unknown_passkey",
+            Refusal::ClientNotAllowed => "client_not_allowed",
+        }
+    }
+
+    /// A dense index for counters.
+    pub fn index(self) -> usize {
+        match self {
+            Refusal::MissingPasskey => 0,
+            Refusal::UnknownPasskey => 1,
+            Refusal::ClientNotAllowed => 2,
+        }
+    }
+}
+
+/// Client allow list: peer id prefixes (`-qB4`, `-TR4`, `-lt20`). Empty allows every
+/// client.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientAllowList {
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl ClientAllowList {
+    /// A list of these prefixes (empty ones are ignored).
+    pub fn new<P: AsRef<[u8]>>(prefixes: impl IntoIterator<Item = P>) -> Self {
+        Self {
+            prefixes: prefixes
+                .into_iter()
+                .map(|p| p.as_ref().to_vec())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        }
+    }
+
+    /// Whether the client with this peer id may announce.
+    pub fn allows(&self, peer_id: &PeerId) -> bool {
+        self.prefixes.is_empty() || self.prefixes.iter().any(|p| peer_id.0.starts_with(p))
+    }
+}
+
+/// A socket worker's private-mode check: its cached view of the passkeys in force and the
+/// client allow list. One per socket worker.
+pub struct PasskeyGate {
+    passkeys: Cache<SharedPasskeys, Arc<PasskeySet>>,
+    clients: Arc<ClientAllowList>,
+}
+
+impl PasskeyGate {
+    /// A gate over the shared passkeys and the allow list.
+    pub fn new(passkeys: SharedPasskeys, clients: Arc<ClientAllowList>) -> Self {
+        Self {
+            passkeys: Cache::new(passkeys),
+            clients,
+        }
+    }
+
+    /// Checks an announce's passkey segment (as [`split_passkey_path`] found it) and peer
+    /// id; returns the passkey to credit.
+    ///
+    /// # Errors
+    /// The [`Refusal`] to answer with.
+    pub fn check_announce(
+        &mut self,
+        passkey: Option<&[u8]>,
+        peer_id: &PeerId,
+    ) -> Result<Passkey, Refusal> {
+        let passkey = self.check_passkey(passkey)?;
+        if !self.clients.allows(peer_id) {
+            return Err(Refusal::ClientNotAllowed);
+        }
+        Ok(passkey)
+    }
+
+    /// Checks a passkey segment alone (a scrape, a WebSocket upgrade).
+    ///
+    /// # Errors
+    /// The [`Refusal`] to answer with.
+    pub fn check_passkey(&mut self, passkey: Option<&[u8]>) -> Result<Passkey, Refusal> {
+        let segment = passkey.ok_or(Refusal::MissingPasskey)?;
+        let passkey = Passkey::parse(segment).ok_or(Refusal::UnknownPasskey)?;
+        if self.passkeys.load().contains(&passkey) {
+            Ok(passkey)
+        } else {
+            Err(Refusal::UnknownPasskey)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz012345";
+
+    #[test]
+    fn passkey_is_32_alphanumerics() {
+        assert_eq!(Passkey::parse(KEY), Some(Passkey(*KEY)));
+        assert_eq!(Passkey::parse(&KEY[..31]), None);
+        assert_eq!(Passkey::parse(b"abcdefghijklmnopqrstuvwxyz0123456"), None);
+        assert_eq!(Passkey::parse(b"abcdefghijklmnopqrstuvwxyz01234-"), None);
+        assert_eq!(Passkey::parse(b"abcdefghijklmnopqrstuvwxyz01234\xc3"), None);
+        assert_eq!(
+            Passkey(*KEY).to_string(),
+            "abcdefghijklmnopqrstuvwxyz012345"
+        );
+    }
+
+    #[test]
+    fn paths() {
+        let with = |endpoint, key: &'static [u8]| {
+            Some(PasskeyPath {
+                endpoint,
+                passkey: Some(key),
+            })
+        };
+        let without = |endpoint| {
+            Some(PasskeyPath {
+                endpoint,
+                passkey: None,
+            })
+        };
+        assert_eq!(
+            split_passkey_path(b"/announce"),
+            without(Endpoint::Announce)
+        );
+        assert_eq!(split_passkey_path(b"/scrape"), without(Endpoint::Scrape));
+        assert_eq!(
+            split_passkey_path(b"/KEY/announce"),
+            with(Endpoint::Announce, b"KEY")
+        );
+        assert_eq!(
+            split_passkey_path(b"/KEY/scrape"),
+            with(Endpoint::Scrape, b"KEY")
+        );
+        assert_eq!(
+            split_passkey_path(b"/announce/KEY"),
+            with(Endpoint::Announce, b"KEY")
+        );
+        assert_eq!(
+            split_passkey_path(b"/scrape/KEY"),
+            with(Endpoint::Scrape, b"KEY")
+        );
+        for bad in [
+            &b""[..],
+            b"/",
+            b"announce",
+            b"/announce/",
+            b"//announce",
+            b"/a/b/announce",
+            b"/KEY/announce/x",
+            b"/announce/scrape",
+            b"/KEY/other",
+            b"/ANNOUNCE",
+        ] {
+            assert_eq!(
+                split_passkey_path(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn passkey_file() {
+        let other = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+        let text = format!(
+            "# users\n\n{}  # alice\n  {other}\n{other}\n",
+            std::str::from_utf8(KEY).unwrap()
+        );
+        let set = PasskeySet::parse(&text).unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(set.contains(&Passkey(*KEY)));
+        let (line, message) = PasskeySet::parse(&format!("{other}\nshort\n")).unwrap_err();
+        assert_eq!(line, 2);
+        assert!(message.contains("short"), "{message}");
+    }
+
+    #[test]
+    fn gate_refuses_by_cause() {
+        let shared = Arc::new(ArcSwap::from_pointee(PasskeySet::new([Passkey(*KEY)])));
+        let clients = Arc::new(ClientAllowList::new(["-qB4", "-TR4"]));
+        let mut gate = PasskeyGate::new(shared.clone(), clients);
+        let mut qbit = PeerId([b'x'; 20]);
+        qbit.0[..4].copy_from_slice(b"-qB4");
+        assert_eq!(gate.check_announce(Some(KEY), &qbit), Ok(Passkey(*KEY)));
+        assert_eq!(
+            gate.check_announce(None, &qbit),
+            Err(Refusal::MissingPasskey)
+        );
+        assert_eq!(
+            gate.check_announce(Some(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"), &qbit),
+            Err(Refusal::UnknownPasskey)
+        );
+        assert_eq!(
+            gate.check_announce(Some(b"bad"), &qbit),
+            Err(Refusal::UnknownPasskey)
+        );
+        assert_eq!(
+            gate.check_announce(Some(KEY), &PeerId([b'x'; 20])),
+            Err(Refusal::ClientNotAllowed)
+        );
+        // A reload takes the key away.
+        shared.store(Arc::new(PasskeySet::default()));
+        assert_eq!(
+            gate.check_announce(Some(KEY), &qbit),
+            Err(Refusal::UnknownPasskey)
+        );
+        assert!(ClientAllowList::default().allows(&PeerId([0; 20])));
+    }
+}

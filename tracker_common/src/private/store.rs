@@ -1,0 +1,136 @@
+//! The accounting database: what a batch writes, and the backends that write it.
+//!
+//! A [`Batch`] is written in one transaction together with its id in `shoal_batches`.
+//! A batch whose commit failed in any way (its outcome is unknown: the connection may
+//! have dropped after the server committed) is retried with the same id; the retry finds
+//! the id and applies nothing. So every batch is applied exactly once.
+//!
+//! Tables (created, and later changed, by numbered migrations):
+//! - `shoal_passkeys(passkey, enabled)`: the users, when passkeys come from the database;
+//! - `shoal_user_torrents(passkey, info_hash, uploaded, downloaded, seed_seconds,
+//!   leech_seconds, completed_at, first_announce, last_announce, flagged_announces)`:
+//!   the credit, added to by each batch;
+//! - `shoal_peers(passkey, info_hash, peer_id, uploaded, downloaded, last_announce,
+//!   seeding)`: each peer's committed baseline, loaded at start;
+//! - `shoal_batches(id, committed_at, credits)`: the batches applied.
+//!
+//! Counters are stored as signed 64-bit integers; adding saturates at `i64::MAX`, so that
+//! no client-sent value can make a batch fail for ever.
+
+use crate::private::passkey::Passkey;
+use crate::types::{InfoHash, PeerId};
+
+/// A batch's unique id: 16 random bytes, written as 32 lowercase hex digits.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BatchId(pub [u8; 16]);
+
+impl BatchId {
+    /// The id as 32 lowercase hex digits (how it is stored).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A peer's committed baseline: its counters and state at the last announce that a
+/// committed batch covers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PeerBaseline {
+    /// The user.
+    pub passkey: Passkey,
+    /// The torrent.
+    pub info_hash: InfoHash,
+    /// The peer.
+    pub peer_id: PeerId,
+    /// `uploaded` of that announce.
+    pub uploaded: u64,
+    /// `downloaded` of that announce.
+    pub downloaded: u64,
+    /// When it was, in Unix seconds.
+    pub last_announce: u64,
+    /// Whether the peer was a seeder after it.
+    pub seeding: bool,
+}
+
+/// What a batch adds to one (passkey, info hash) row of `shoal_user_torrents`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct UserTorrentCredit {
+    /// The user.
+    pub passkey: Passkey,
+    /// The torrent.
+    pub info_hash: InfoHash,
+    /// Bytes uploaded to add.
+    pub uploaded: u64,
+    /// Bytes downloaded to add.
+    pub downloaded: u64,
+    /// Seconds seeding to add.
+    pub seed_seconds: u64,
+    /// Seconds leeching to add.
+    pub leech_seconds: u64,
+    /// The first completion in the batch, in Unix seconds; the row keeps the first ever.
+    pub completed_at: Option<u64>,
+    /// The batch's first announce of the row, in Unix seconds; the row keeps the earliest.
+    pub first_announce: u64,
+    /// The batch's last announce of the row, in Unix seconds; the row keeps the latest.
+    pub last_announce: u64,
+    /// Announces whose implied upload speed exceeded the configured bound, to add.
+    pub flagged_announces: u64,
+}
+
+/// One transaction's worth of accounting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Written to `shoal_batches` in the same transaction.
+    pub id: BatchId,
+    /// Added to `shoal_user_torrents`, at most one per (passkey, info hash).
+    pub credits: Vec<UserTorrentCredit>,
+    /// Upserted into `shoal_peers`, at most one per (passkey, info hash, peer id).
+    pub baselines: Vec<PeerBaseline>,
+    /// Unix seconds of the commit, for `shoal_batches.committed_at`.
+    pub created_at: u64,
+}
+
+/// How a commit went.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The batch was applied now.
+    Applied,
+    /// The batch's id was already in `shoal_batches`: an earlier attempt was applied, and
+    /// nothing was applied now.
+    AlreadyApplied,
+}
+
+/// An accounting database.
+///
+/// Every method may fail when the database is unreachable; the next call then tries to
+/// connect again, so a backend never needs to be re-opened.
+pub trait AccountingStore: Send {
+    /// Hands every committed baseline whose `last_announce` is at or after `since` (Unix
+    /// seconds) to `sink`.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    fn load_baselines(
+        &mut self,
+        since: u64,
+        sink: &mut dyn FnMut(PeerBaseline),
+    ) -> anyhow::Result<()>;
+
+    /// The enabled passkeys of `shoal_passkeys` (rows that are not passkeys are skipped).
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    fn load_passkeys(&mut self) -> anyhow::Result<Vec<Passkey>>;
+
+    /// Applies `batch` in one transaction, unless its id is already recorded.
+    ///
+    /// # Errors
+    /// The outcome is unknown: the caller retries the same batch.
+    fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome>;
+
+    /// Deletes the baselines whose `last_announce` is before `before` (Unix seconds),
+    /// and the `shoal_batches` rows committed before it; returns the baselines deleted.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    fn forget_before(&mut self, before: u64) -> anyhow::Result<u64>;
+}

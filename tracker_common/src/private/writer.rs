@@ -1,0 +1,1 @@
+//! The `accounting` thread (see the parent module).
