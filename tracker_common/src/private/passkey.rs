@@ -14,10 +14,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use anyhow::Context;
 use arc_swap::{ArcSwap, Cache};
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 
 use crate::types::PeerId;
 
@@ -117,18 +118,43 @@ pub fn split_passkey_path(path: &[u8]) -> Option<PasskeyPath<'_>> {
     }
 }
 
-/// The passkeys in force.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The passkeys in force, each with the count of peers that hold accounting state under
+/// it (over all request workers, for `accounting.max_peers_per_passkey`).
+#[derive(Clone, Debug, Default)]
 pub struct PasskeySet {
-    keys: HashSet<Passkey>,
+    keys: HashMap<Passkey, Arc<AtomicUsize>>,
 }
+
+impl PartialEq for PasskeySet {
+    fn eq(&self, other: &Self) -> bool {
+        self.keys.len() == other.keys.len() && self.keys.keys().all(|k| other.contains(k))
+    }
+}
+
+impl Eq for PasskeySet {}
 
 impl PasskeySet {
     /// A set of these passkeys.
     pub fn new(keys: impl IntoIterator<Item = Passkey>) -> Self {
         Self {
-            keys: keys.into_iter().collect(),
+            keys: keys.into_iter().map(|k| (k, Arc::default())).collect(),
         }
+    }
+
+    /// This set, with the peer counts of the passkeys that `previous` holds too: what a
+    /// reload swaps in, so that a user's count survives it.
+    pub fn carry_over(mut self, previous: &PasskeySet) -> Self {
+        for (key, count) in &mut self.keys {
+            if let Some(old) = previous.keys.get(key) {
+                *count = Arc::clone(old);
+            }
+        }
+        self
+    }
+
+    /// The count of peers with accounting state under `key`, if it is in force.
+    pub fn peer_count(&self, key: &Passkey) -> Option<&Arc<AtomicUsize>> {
+        self.keys.get(key)
     }
 
     /// Parses a passkey file: one passkey a line, blank lines and `#` comments allowed
@@ -154,7 +180,7 @@ impl PasskeySet {
             })?;
             keys.insert(key);
         }
-        Ok(Self { keys })
+        Ok(Self::new(keys))
     }
 
     /// Reads and parses a passkey file.
@@ -172,7 +198,7 @@ impl PasskeySet {
 
     /// Whether `key` is in force.
     pub fn contains(&self, key: &Passkey) -> bool {
-        self.keys.contains(key)
+        self.keys.contains_key(key)
     }
 
     /// Passkeys in force.
