@@ -27,6 +27,7 @@ use crossbeam_channel::RecvTimeoutError;
 use rand::rngs::SmallRng;
 
 use crate::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
+use crate::private::writer::AccountingDuty;
 use crate::routing::ShardRouter;
 use crate::snapshot::SnapshotPart;
 use crate::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
@@ -172,6 +173,8 @@ pub struct Swarm<S = SwarmShard> {
     pub rng: SmallRng,
     /// The time of the batch being handled.
     pub now: SecondsSinceServerStart,
+    /// Private mode's accounting of the shard's torrents; `None` in public mode.
+    pub accounting: Option<AccountingDuty>,
 }
 
 /// A socket worker's batches of requests, one per request worker, and the channels
@@ -540,6 +543,12 @@ impl<H: RequestHandler> RequestWorker<H> {
                 next_snapshot = duty.interval.map(|interval| Instant::now() + interval);
             }
             publish_gauges(&self.swarm.shard, gauges);
+            if let Some(accounting) = &mut self.swarm.accounting {
+                accounting.tick(self.start.seconds_elapsed());
+            }
+        }
+        if let Some(accounting) = &mut self.swarm.accounting {
+            accounting.finish();
         }
         if let Some(duty) = &self.snapshot {
             // Whoever stops the tracker writes the file once every worker has sent this;
@@ -744,6 +753,7 @@ mod tests {
                 },
                 rng: SmallRng::seed_from_u64(1),
                 now: SecondsSinceServerStart(0),
+                accounting: None,
             },
             cleaning: CleaningSchedule {
                 interval: Duration::from_secs(3600),

@@ -28,6 +28,8 @@ use crate::channel::{WeightedReceiver, WeightedSender, weighted};
 use crate::config::{SwarmConfig, WorkerConfig};
 use crate::history::History;
 use crate::metrics::{Identity, MetricsServer, Protocol};
+use crate::private::writer::FINAL_COMMIT_DEADLINE;
+use crate::private::{AccountingConfig, PrivateAccess, PrivateConfig, PrivateRuntime};
 use crate::request_worker::{
     CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, SnapshotDuty,
     Swarm, WakeFn,
@@ -39,6 +41,9 @@ use crate::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use crate::swarm::SwarmBudget;
 use crate::swarm::saved::SavedTorrent;
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
+
+/// How long a stopping tracker waits for its threads.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every tracker starts with, before its sockets.
 pub struct Core {
@@ -59,6 +64,7 @@ pub struct Core {
     /// Where the metrics endpoint listens, once started.
     metrics_addr: Option<SocketAddr>,
     snapshot: Option<SnapshotSetup>,
+    private: Option<PrivateRuntime>,
 }
 
 /// Snapshots, when `swarm.snapshot_path` is set.
@@ -152,7 +158,38 @@ impl Core {
             snapshot,
             start_unix_secs: unix_now_secs(),
             metrics_addr: None,
+            private: None,
         })
+    }
+
+    /// Starts private mode if `private.enabled`: opens the accounting database, loads the
+    /// passkeys and the committed baselines (see [`PrivateRuntime::start`]). Call it
+    /// after dropping privileges (the database file is then the unprivileged user's, and
+    /// a relative path is inside the chroot) and before
+    /// [`Core::spawn_request_workers`]. Returns what the socket workers need, `None` in
+    /// public mode.
+    ///
+    /// # Errors
+    /// As [`PrivateRuntime::start`].
+    pub fn start_private(
+        &mut self,
+        private: &PrivateConfig,
+        accounting: &AccountingConfig,
+        announce_interval_secs: u64,
+    ) -> anyhow::Result<Option<PrivateAccess>> {
+        if !private.enabled {
+            return Ok(None);
+        }
+        let runtime = PrivateRuntime::start(
+            private,
+            accounting,
+            announce_interval_secs,
+            &self.router,
+            self.statistics.private().clone(),
+        )?;
+        let access = runtime.access();
+        self.private = Some(runtime);
+        Ok(Some(access))
     }
 
     /// Starts `workers.request_workers` request workers named `request-01`, ..., each
@@ -207,6 +244,10 @@ impl Core {
                     shard,
                     rng: SmallRng::from_os_rng(),
                     now: SecondsSinceServerStart(0),
+                    accounting: self
+                        .private
+                        .as_mut()
+                        .and_then(|p| p.duty(index, self.start)),
                 },
                 cleaning,
                 start: self.start,
@@ -216,6 +257,9 @@ impl Core {
             };
             self.supervisor
                 .spawn(&format!("request-{:02}", index + 1), move || worker.run())?;
+        }
+        if let Some(writer) = self.private.as_mut().and_then(PrivateRuntime::take_writer) {
+            self.supervisor.spawn("accounting", move || writer.run())?;
         }
         Ok(Channels {
             to_request_workers,
@@ -340,7 +384,11 @@ impl Core {
         let list = self.access_list.clone();
         let list_config = self.access_list_config.clone();
         let statistics = self.statistics.clone();
+        let reload_passkeys = self.private.as_ref().map(PrivateRuntime::reloader);
         spawn_signal_thread(&mut self.supervisor, move || {
+            if let Some(reload) = &reload_passkeys {
+                reload();
+            }
             if list_config.mode == AccessListMode::Off {
                 log::info!("SIGUSR1: access list is off, nothing to reload");
             } else {
@@ -366,6 +414,12 @@ impl Core {
             })
         });
         TrackerHandle {
+            // The accounting thread's last commit may take its own deadline.
+            shutdown_timeout: if self.private.is_some() {
+                SHUTDOWN_TIMEOUT + FINAL_COMMIT_DEADLINE
+            } else {
+                SHUTDOWN_TIMEOUT
+            },
             final_snapshot,
             local_addr,
             metrics_addr: self.metrics_addr,
@@ -413,6 +467,7 @@ pub fn make_polls(
 /// A running tracker, whatever its protocol: what its binary waits on and what tests
 /// inspect. Dropping it stops the threads.
 pub struct TrackerHandle {
+    shutdown_timeout: Duration,
     final_snapshot: Option<FinalSnapshot>,
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
@@ -464,7 +519,7 @@ impl TrackerHandle {
     /// snapshots on, writes the swarm's snapshot from the parts the request workers left
     /// as they stopped.
     pub fn shutdown(mut self) {
-        let stuck = self.supervisor.shutdown(Duration::from_secs(5));
+        let stuck = self.supervisor.shutdown(self.shutdown_timeout);
         if !stuck.is_empty() {
             log::warn!("threads still running after shutdown: {}", stuck.join(", "));
         }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
 
+use crate::private::stats::{PrivateSnapshot, PrivateStatistics};
+
 use crate::supervisor::ShutdownFlag;
 
 /// Adds `n` to a counter that only the calling thread writes.
@@ -197,6 +199,7 @@ pub struct Statistics {
     access_list_len: AtomicU64,
     access_list_loaded_unix_secs: AtomicU64,
     open_connections: Arc<AtomicUsize>,
+    private: Arc<PrivateStatistics>,
 }
 
 /// The sum of every worker's counters at one moment.
@@ -254,6 +257,8 @@ pub struct Snapshot {
     pub access_list_len: u64,
     /// When the access list was last loaded (Unix seconds).
     pub access_list_loaded_unix_secs: u64,
+    /// Private mode's figures (all zero when it is off).
+    pub private: PrivateSnapshot,
 }
 
 impl Snapshot {
@@ -281,7 +286,13 @@ impl Statistics {
             access_list_len: AtomicU64::new(0),
             access_list_loaded_unix_secs: AtomicU64::new(0),
             open_connections: Arc::default(),
+            private: Arc::new(PrivateStatistics::new(request_workers)),
         }
+    }
+
+    /// Private mode's counters.
+    pub fn private(&self) -> &Arc<PrivateStatistics> {
+        &self.private
     }
 
     /// The number of open connections, which the TCP trackers' socket workers share:
@@ -359,6 +370,7 @@ impl Statistics {
         s.open_connections = self.open_connections.load(Ordering::Acquire) as u64;
         s.access_list_len = get(&self.access_list_len);
         s.access_list_loaded_unix_secs = get(&self.access_list_loaded_unix_secs);
+        s.private = self.private.snapshot();
         s
     }
 }

@@ -117,6 +117,39 @@ pub struct AccountAnnounce {
     pub event: AnnounceEvent,
 }
 
+/// What an accepted private-mode announce carries to its request worker besides the
+/// swarm's parameters.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AccountInfo {
+    /// The user (checked by the socket worker).
+    pub passkey: Passkey,
+    /// Bytes uploaded since the client's `started`.
+    pub uploaded: u64,
+    /// Bytes downloaded since the client's `started`.
+    pub downloaded: u64,
+}
+
+impl AccountInfo {
+    /// The announce as accounting sees it.
+    pub fn announce(
+        &self,
+        info_hash: InfoHash,
+        peer_id: PeerId,
+        left: u64,
+        event: AnnounceEvent,
+    ) -> AccountAnnounce {
+        AccountAnnounce {
+            passkey: self.passkey,
+            info_hash,
+            peer_id,
+            uploaded: self.uploaded,
+            downloaded: self.downloaded,
+            left,
+            event,
+        }
+    }
+}
+
 /// What a peer's announces credited since the last [`AccountingShard::take_pending`], with
 /// the baseline that covers them: one entry of what the `accounting` thread commits.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

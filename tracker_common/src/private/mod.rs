@@ -9,6 +9,7 @@
 //!   deterministic (time comes in as an argument). Each request worker owns the
 //!   accounting of its shard's torrents, next to the swarm.
 //! - [`store`]: what a batch writes, and the SQLite and PostgreSQL backends.
+//! - [`stats`]: its counters, for the statistics line and the metrics endpoint.
 //! - [`writer`]: the `accounting` thread, which gathers the request workers' credits,
 //!   commits them in batches and retries a batch until it is known to be applied.
 //!
@@ -23,6 +24,7 @@
 
 pub mod accounting;
 pub mod passkey;
+pub mod stats;
 pub mod store;
 pub mod writer;
 
@@ -157,5 +159,241 @@ impl AccountingConfig {
             anyhow::bail!("accounting.max_peers_per_passkey: must be at least 1");
         }
         Ok(())
+    }
+}
+
+/// What a socket worker needs in private mode.
+#[derive(Clone)]
+pub struct PrivateAccess {
+    /// The passkeys in force.
+    pub passkeys: passkey::SharedPasskeys,
+    /// The client allow list.
+    pub clients: std::sync::Arc<passkey::ClientAllowList>,
+    /// Whether scrapes need a known passkey.
+    pub scrape_requires_passkey: bool,
+}
+
+impl PrivateAccess {
+    /// A socket worker's gate.
+    pub fn gate(&self) -> passkey::PasskeyGate {
+        passkey::PasskeyGate::new(self.passkeys.clone(), self.clients.clone())
+    }
+}
+
+/// How SIGUSR1 re-reads the passkeys.
+#[derive(Clone)]
+enum PasskeySource {
+    File(PathBuf),
+    Database(std::sync::Arc<std::sync::atomic::AtomicBool>),
+}
+
+/// Private mode, started: the store opened, the passkeys and committed baselines
+/// loaded. [`crate::server::Core`] holds it until the request workers start.
+pub struct PrivateRuntime {
+    access: PrivateAccess,
+    source: PasskeySource,
+    stats: std::sync::Arc<stats::PrivateStatistics>,
+    shards: Vec<accounting::AccountingShard>,
+    sender: crossbeam_channel::Sender<Vec<accounting::PeerCredit>>,
+    writer: Option<writer::AccountingWriter>,
+}
+
+impl PrivateRuntime {
+    /// Opens the accounting database (creating or migrating its schema), loads the
+    /// passkeys and the committed baselines of the last `baseline_retention_secs` into
+    /// one accounting shard per request worker (routed like the torrents), and prepares
+    /// the `accounting` thread.
+    ///
+    /// # Errors
+    /// The database cannot be opened or read, or the passkey file is bad; the message
+    /// names the key.
+    pub fn start(
+        private: &PrivateConfig,
+        config: &AccountingConfig,
+        announce_interval_secs: u64,
+        router: &crate::routing::ShardRouter,
+        stats: std::sync::Arc<stats::PrivateStatistics>,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use std::sync::Arc;
+
+        let mut store = store::open(&config.url).with_context(|| {
+            format!(
+                "accounting.url: cannot open the accounting database {}",
+                redact(&config.url)
+            )
+        })?;
+        let (set, source) = if private.passkeys_path.as_os_str().is_empty() {
+            let keys = store
+                .load_passkeys()
+                .context("accounting.url: reading shoal_passkeys")?;
+            (
+                passkey::PasskeySet::new(keys),
+                PasskeySource::Database(Arc::default()),
+            )
+        } else {
+            let set = passkey::PasskeySet::load_file(&private.passkeys_path)
+                .context("private.passkeys_path")?;
+            (set, PasskeySource::File(private.passkeys_path.clone()))
+        };
+        log::info!("private mode: {} passkeys in force", set.len());
+        stats.enable();
+        stats
+            .passkeys_loaded
+            .store(set.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let passkeys = writer::shared_passkeys(set);
+
+        let rules = accounting::AccountingRules {
+            interval_secs: announce_interval_secs,
+            grace_secs: config.grace_secs,
+            retention_secs: config.baseline_retention_secs,
+            flag_upload_bytes_per_sec: config.flag_upload_bytes_per_sec,
+            max_peers: config.max_peers,
+            max_peers_per_passkey: config.max_peers_per_passkey,
+        };
+        let budget = Arc::new(accounting::AccountingBudget::default());
+        let mut shards: Vec<_> = (0..router.num_shards())
+            .map(|_| accounting::AccountingShard::new(rules, budget.clone()))
+            .collect();
+        let since =
+            crate::statistics::unix_now_secs().saturating_sub(config.baseline_retention_secs);
+        let (mut restored, mut skipped) = (0u64, 0u64);
+        {
+            let set = passkeys.load();
+            store
+                .load_baselines(since, &mut |baseline| {
+                    let shard = router.shard(&baseline.info_hash);
+                    let count = set.peer_count(&baseline.passkey).map(|c| &**c);
+                    let stored = shards
+                        .get_mut(shard)
+                        .is_some_and(|s| s.restore(&baseline, count));
+                    if stored {
+                        restored += 1;
+                    } else {
+                        skipped += 1;
+                    }
+                })
+                .context("accounting.url: loading the committed baselines from shoal_peers")?;
+        }
+        log::info!(
+            "accounting: {restored} committed baselines loaded ({skipped} skipped: passkey no \
+             longer in force, or over a limit)"
+        );
+
+        let workers = router.num_shards();
+        let (sender, receiver) =
+            crossbeam_channel::bounded(workers.saturating_mul(writer::CHANNEL_ROUNDS).max(1));
+        let refresh = match &source {
+            PasskeySource::Database(requested) => Some(writer::PasskeyRefresh {
+                shared: passkeys.clone(),
+                interval: std::time::Duration::from_secs(private.refresh_secs),
+                requested: requested.clone(),
+            }),
+            PasskeySource::File(_) => None,
+        };
+        let writer = writer::AccountingWriter {
+            store,
+            receiver,
+            flush_interval: std::time::Duration::from_secs(config.flush_interval_secs),
+            retention_secs: config.baseline_retention_secs,
+            passkeys: refresh,
+            stats: stats.clone(),
+        };
+        Ok(Self {
+            access: PrivateAccess {
+                passkeys,
+                clients: Arc::new(passkey::ClientAllowList::new(&private.allowed_clients)),
+                scrape_requires_passkey: private.scrape_requires_passkey,
+            },
+            source,
+            stats,
+            shards,
+            sender,
+            writer: Some(writer),
+        })
+    }
+
+    /// What the socket workers need.
+    pub fn access(&self) -> PrivateAccess {
+        self.access.clone()
+    }
+
+    /// Request worker `index`'s accounting duty (each index once; `None` after).
+    pub fn duty(
+        &mut self,
+        index: usize,
+        start: crate::time::ServerStartInstant,
+    ) -> Option<writer::AccountingDuty> {
+        let slot = self.shards.get_mut(index)?;
+        let empty = accounting::AccountingShard::new(
+            accounting::AccountingRules {
+                interval_secs: 0,
+                grace_secs: 0,
+                retention_secs: 0,
+                flag_upload_bytes_per_sec: 0,
+                max_peers: 0,
+                max_peers_per_passkey: 0,
+            },
+            std::sync::Arc::default(),
+        );
+        let shard = std::mem::replace(slot, empty);
+        Some(writer::AccountingDuty::new(
+            index,
+            shard,
+            self.access.passkeys.clone(),
+            self.sender.clone(),
+            start,
+            self.stats.clone(),
+        ))
+    }
+
+    /// The `accounting` thread, once; the runtime's own sender is dropped with it, so
+    /// that the thread sees the channel close when the last request worker stops.
+    pub fn take_writer(&mut self) -> Option<writer::AccountingWriter> {
+        let (closed, _) = crossbeam_channel::bounded(0);
+        self.sender = closed;
+        self.writer.take()
+    }
+
+    /// Re-reads the passkeys, as SIGUSR1 asks: the file now, or the table at the
+    /// `accounting` thread's next wake-up (within a second).
+    pub fn reloader(&self) -> impl Fn() + Send + 'static {
+        let source = self.source.clone();
+        let shared = self.access.passkeys.clone();
+        let stats = self.stats.clone();
+        move || match &source {
+            PasskeySource::File(path) => match passkey::PasskeySet::load_file(path) {
+                Ok(set) => {
+                    let set = set.carry_over(&shared.load());
+                    let len = set.len();
+                    shared.store(std::sync::Arc::new(set));
+                    stats
+                        .passkeys_loaded
+                        .store(len as u64, std::sync::atomic::Ordering::Relaxed);
+                    log::info!("passkeys reloaded: {len}");
+                }
+                Err(err) => {
+                    log::error!("passkey reload failed, keeping the passkeys in force: {err:#}");
+                }
+            },
+            PasskeySource::Database(requested) => {
+                requested.store(true, std::sync::atomic::Ordering::Relaxed);
+                log::info!("passkeys: re-reading shoal_passkeys");
+            }
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }

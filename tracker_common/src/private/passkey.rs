@@ -118,6 +118,28 @@ pub fn split_passkey_path(path: &[u8]) -> Option<PasskeyPath<'_>> {
     }
 }
 
+/// The passkey a request carried, as its parser found it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum PasskeyParam {
+    /// No passkey segment.
+    #[default]
+    Missing,
+    /// A segment that is not a passkey (wrong length or characters).
+    Malformed,
+    /// A well-formed passkey (maybe not one in force).
+    Key(Passkey),
+}
+
+impl PasskeyParam {
+    /// The parameter of a path's passkey segment (see [`split_passkey_path`]).
+    pub fn from_segment(segment: Option<&[u8]>) -> Self {
+        match segment {
+            None => Self::Missing,
+            Some(bytes) => Passkey::parse(bytes).map_or(Self::Malformed, Self::Key),
+        }
+    }
+}
+
 /// The passkeys in force, each with the count of peers that hold accounting state under
 /// it (over all request workers, for `accounting.max_peers_per_passkey`).
 #[derive(Clone, Debug, Default)]
@@ -303,14 +325,13 @@ impl PasskeyGate {
         }
     }
 
-    /// Checks an announce's passkey segment (as [`split_passkey_path`] found it) and peer
-    /// id; returns the passkey to credit.
+    /// Checks an announce's passkey and peer id; returns the passkey to credit.
     ///
     /// # Errors
     /// The [`Refusal`] to answer with.
     pub fn check_announce(
         &mut self,
-        passkey: Option<&[u8]>,
+        passkey: PasskeyParam,
         peer_id: &PeerId,
     ) -> Result<Passkey, Refusal> {
         let passkey = self.check_passkey(passkey)?;
@@ -320,13 +341,16 @@ impl PasskeyGate {
         Ok(passkey)
     }
 
-    /// Checks a passkey segment alone (a scrape, a WebSocket upgrade).
+    /// Checks a passkey alone (a scrape, a WebSocket answer).
     ///
     /// # Errors
     /// The [`Refusal`] to answer with.
-    pub fn check_passkey(&mut self, passkey: Option<&[u8]>) -> Result<Passkey, Refusal> {
-        let segment = passkey.ok_or(Refusal::MissingPasskey)?;
-        let passkey = Passkey::parse(segment).ok_or(Refusal::UnknownPasskey)?;
+    pub fn check_passkey(&mut self, passkey: PasskeyParam) -> Result<Passkey, Refusal> {
+        let passkey = match passkey {
+            PasskeyParam::Missing => return Err(Refusal::MissingPasskey),
+            PasskeyParam::Malformed => return Err(Refusal::UnknownPasskey),
+            PasskeyParam::Key(key) => key,
+        };
         if self.passkeys.load().contains(&passkey) {
             Ok(passkey)
         } else {

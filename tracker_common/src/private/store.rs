@@ -134,3 +134,11 @@ pub trait AccountingStore: Send {
     /// The database cannot be written.
     fn forget_before(&mut self, before: u64) -> anyhow::Result<u64>;
 }
+
+/// Opens the store of `url` (placeholder until the backends land).
+///
+/// # Errors
+/// Always, for now.
+pub fn open(url: &str) -> anyhow::Result<Box<dyn AccountingStore>> {
+    anyhow::bail!("no accounting backend for {url}")
+}

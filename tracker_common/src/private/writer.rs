@@ -1,1 +1,418 @@
-//! The `accounting` thread (see the parent module).
+//! The `accounting` thread, and each request worker's side of it.
+//!
+//! Request workers hand their shards' pending credit over about once a second
+//! ([`AccountingDuty::tick`]) on a bounded channel; credit that does not fit goes back
+//! into its peer's entry, to go with the next hand-over. The thread merges what arrives
+//! per peer, and every `flush_interval_secs` commits it as one [`Batch`] with a fresh id.
+//! A batch whose commit fails is kept and retried, id and content unchanged, until the
+//! store says it is applied (now, or by an earlier attempt whose reply was lost); new
+//! credit meanwhile keeps merging per peer. So what waits is bounded by the number of
+//! peers (at most the in-flight batch, the merged credit and what the channel holds),
+//! and announces are answered throughout.
+//!
+//! When passkeys come from the database, the thread also re-reads `shoal_passkeys`
+//! every `refresh_secs` and when asked (SIGUSR1), and it deletes baselines older than
+//! the retention once an hour.
+//!
+//! At shutdown the request workers hand over everything and drop their senders; the
+//! thread then commits what it holds, retrying for a bounded time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, Cache};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use hashbrown::HashMap;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::private::accounting::{AccountAnnounce, AccountingShard, AnnounceOutcome, PeerCredit};
+use crate::private::passkey::Passkey;
+use crate::private::passkey::{PasskeySet, SharedPasskeys};
+use crate::private::stats::PrivateStatistics;
+use crate::private::store::{AccountingStore, Batch, BatchId, CommitOutcome, UserTorrentCredit};
+use crate::statistics::{RateLimitedWarning, unix_now_secs};
+use crate::time::{SecondsSinceServerStart, ServerStartInstant};
+use crate::types::{InfoHash, PeerId};
+
+/// How often a request worker hands its pending credit over.
+pub const HAND_OVER_INTERVAL: Duration = Duration::from_secs(1);
+/// Hand-overs the channel holds per request worker before a worker keeps its credit.
+pub const CHANNEL_ROUNDS: usize = 4;
+/// How long the thread keeps retrying its last commit at shutdown.
+pub const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(20);
+/// Time between deletions of expired baselines.
+const FORGET_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A request worker's accounting: its shard, the clock, and the channel to the
+/// `accounting` thread.
+pub struct AccountingDuty {
+    /// The accounting of the worker's torrents.
+    pub shard: AccountingShard,
+    passkeys: Cache<SharedPasskeys, Arc<PasskeySet>>,
+    sender: Sender<Vec<PeerCredit>>,
+    /// Unix seconds at the server's start: `now` in Unix seconds is this plus
+    /// [`SecondsSinceServerStart`].
+    unix_at_start: u64,
+    next_hand_over: Instant,
+    next_clean: Instant,
+    stats: Arc<PrivateStatistics>,
+    index: usize,
+    full_warning: RateLimitedWarning,
+}
+
+impl AccountingDuty {
+    /// The duty of request worker `index`.
+    pub fn new(
+        index: usize,
+        shard: AccountingShard,
+        passkeys: SharedPasskeys,
+        sender: Sender<Vec<PeerCredit>>,
+        start: ServerStartInstant,
+        stats: Arc<PrivateStatistics>,
+    ) -> Self {
+        let elapsed = u64::from(start.seconds_elapsed().0);
+        Self {
+            shard,
+            passkeys: Cache::new(passkeys),
+            sender,
+            unix_at_start: unix_now_secs().saturating_sub(elapsed),
+            next_hand_over: Instant::now() + HAND_OVER_INTERVAL,
+            next_clean: Instant::now() + HAND_OVER_INTERVAL,
+            stats,
+            index,
+            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// `now` in Unix seconds.
+    pub fn unix(&self, now: SecondsSinceServerStart) -> u64 {
+        self.unix_at_start.saturating_add(u64::from(now.0))
+    }
+
+    /// Applies an accepted announce.
+    pub fn announce(
+        &mut self,
+        announce: &AccountAnnounce,
+        now: SecondsSinceServerStart,
+    ) -> AnnounceOutcome {
+        let unix = self.unix(now);
+        let passkeys = self.passkeys.load();
+        let count = passkeys.peer_count(&announce.passkey).map(|c| &**c);
+        self.shard.announce(announce, unix, count)
+    }
+
+    /// Hands pending credit over when due, cleans expired baselines, and publishes the
+    /// gauges. Called by the request worker's loop.
+    pub fn tick(&mut self, now: SecondsSinceServerStart) {
+        let instant = Instant::now();
+        if instant >= self.next_hand_over {
+            self.hand_over();
+            self.next_hand_over = instant + HAND_OVER_INTERVAL;
+        }
+        if instant >= self.next_clean {
+            let unix = self.unix(now);
+            let passkeys = Arc::clone(self.passkeys.load());
+            self.shard
+                .clean(unix, |key| passkeys.peer_count(key).map(|c| &**c));
+            self.next_clean = instant + Duration::from_secs(60);
+        }
+        if let Some(gauges) = self.stats.shard(self.index) {
+            let set = |g: &std::sync::atomic::AtomicU64, v: u64| g.store(v, Ordering::Relaxed);
+            set(&gauges.peers, self.shard.num_peers() as u64);
+            set(&gauges.pending, self.shard.num_pending() as u64);
+            set(&gauges.flagged, self.shard.num_flagged());
+            set(&gauges.over_limit, self.shard.num_over_limit());
+        }
+    }
+
+    fn hand_over(&mut self) {
+        let mut credits = Vec::new();
+        if self.shard.take_pending(&mut credits) == 0 {
+            return;
+        }
+        match self.sender.try_send(credits) {
+            Ok(()) => {}
+            Err(TrySendError::Full(credits)) => {
+                if let Some(held_back) = self.full_warning.check(Instant::now()) {
+                    log::warn!(
+                        "request-{:02}: the accounting thread is behind (the database is slow \
+                         or down); keeping {} peers' credit ({held_back} more times since the \
+                         last warning)",
+                        self.index + 1,
+                        credits.len()
+                    );
+                }
+                self.shard.put_back(credits);
+            }
+            Err(TrySendError::Disconnected(credits)) => self.shard.put_back(credits),
+        }
+    }
+
+    /// Hands everything over as the worker stops, waiting a little for room.
+    pub fn finish(&mut self) {
+        let mut credits = Vec::new();
+        if self.shard.take_pending(&mut credits) == 0 {
+            return;
+        }
+        if self
+            .sender
+            .send_timeout(credits, Duration::from_secs(2))
+            .is_err()
+        {
+            log::warn!(
+                "request-{:02}: the accounting thread took no last credit; it is recovered \
+                 from the committed baselines at the peers' next announces",
+                self.index + 1
+            );
+        }
+    }
+}
+
+/// The key of a peer's credit in the thread's merge.
+type PeerKey = (InfoHash, Passkey, PeerId);
+
+/// Where the thread's passkeys come from, when it reads them.
+pub struct PasskeyRefresh {
+    /// The set in force.
+    pub shared: SharedPasskeys,
+    /// Time between reads of `shoal_passkeys`.
+    pub interval: Duration,
+    /// Set by SIGUSR1: read now.
+    pub requested: Arc<AtomicBool>,
+}
+
+/// The `accounting` thread.
+pub struct AccountingWriter {
+    /// The database.
+    pub store: Box<dyn AccountingStore>,
+    /// Credit from the request workers; disconnected once they all stopped.
+    pub receiver: Receiver<Vec<PeerCredit>>,
+    /// Time between batches.
+    pub flush_interval: Duration,
+    /// Baselines older than this many seconds are deleted.
+    pub retention_secs: u64,
+    /// Passkeys from the database, if that is where they come from.
+    pub passkeys: Option<PasskeyRefresh>,
+    /// The counters.
+    pub stats: Arc<PrivateStatistics>,
+}
+
+/// The thread's working state.
+struct WriterState {
+    pending: HashMap<PeerKey, PeerCredit>,
+    in_flight: Option<Batch>,
+    rng: StdRng,
+    failure_warning: RateLimitedWarning,
+}
+
+impl AccountingWriter {
+    /// Runs until every request worker has stopped, then commits what it holds.
+    ///
+    /// # Errors
+    /// Never: database errors are retried and logged. (The signature is the
+    /// supervisor's.)
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let mut state = WriterState {
+            pending: HashMap::new(),
+            in_flight: None,
+            rng: StdRng::from_os_rng(),
+            failure_warning: RateLimitedWarning::new(Duration::from_secs(30)),
+        };
+        let mut next_flush = Instant::now() + self.flush_interval;
+        let mut next_refresh = self.passkeys.as_ref().map(|p| Instant::now() + p.interval);
+        let mut next_forget = Instant::now();
+        loop {
+            // Wake at least once a second, for a SIGUSR1 reload.
+            let wake = next_flush.min(Instant::now() + Duration::from_secs(1));
+            match self.receiver.recv_deadline(wake) {
+                Ok(credits) => state.merge(credits),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Drain what else is there without waiting.
+            while let Ok(credits) = self.receiver.try_recv() {
+                state.merge(credits);
+            }
+            self.stats
+                .writer_pending
+                .store(state.pending.len() as u64, Ordering::Relaxed);
+            let now = Instant::now();
+            if now >= next_flush {
+                self.flush(&mut state);
+                next_flush = Instant::now() + self.flush_interval;
+            }
+            if let Some(refresh) = &self.passkeys {
+                let requested = refresh.requested.swap(false, Ordering::Relaxed);
+                if requested || next_refresh.is_some_and(|due| now >= due) {
+                    self.refresh_passkeys();
+                    next_refresh = self.passkeys.as_ref().map(|p| Instant::now() + p.interval);
+                }
+            }
+            if now >= next_forget {
+                let before = unix_now_secs().saturating_sub(self.retention_secs);
+                match self.store.forget_before(before) {
+                    Ok(n) if n > 0 => log::info!("accounting: forgot {n} expired baselines"),
+                    Ok(_) => {}
+                    Err(err) => log::warn!("accounting: deleting expired baselines: {err:#}"),
+                }
+                next_forget = now + FORGET_INTERVAL;
+            }
+        }
+        // Every request worker has stopped and handed its credit over.
+        let deadline = Instant::now() + FINAL_COMMIT_DEADLINE;
+        while state.in_flight.is_some() || !state.pending.is_empty() {
+            self.flush(&mut state);
+            if Instant::now() >= deadline {
+                log::error!(
+                    "accounting: the database took no last batch; {} peers' credit is \
+                     recovered from the committed baselines at their next announces",
+                    state.pending.len() + state.in_flight.as_ref().map_or(0, |b| b.baselines.len())
+                );
+                break;
+            }
+            if state.in_flight.is_some() {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        self.stats.writer_pending.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits the batch in flight, or makes one of the merged credit and commits it.
+    fn flush(&mut self, state: &mut WriterState) {
+        if state.in_flight.is_none() && !state.pending.is_empty() {
+            let credits: Vec<PeerCredit> = state.pending.drain().map(|(_, c)| c).collect();
+            let mut id = [0u8; 16];
+            state.rng.fill_bytes(&mut id);
+            state.in_flight = Some(make_batch(BatchId(id), &credits, unix_now_secs()));
+        }
+        let Some(batch) = &state.in_flight else {
+            return;
+        };
+        let began = Instant::now();
+        match self.store.commit(batch) {
+            Ok(outcome) => {
+                let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let counter = match outcome {
+                    CommitOutcome::Applied => &self.stats.batches_committed,
+                    CommitOutcome::AlreadyApplied => &self.stats.batches_already_applied,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .credits_committed
+                    .fetch_add(batch.baselines.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .flush_micros_total
+                    .fetch_add(micros, Ordering::Relaxed);
+                self.stats
+                    .last_flush_micros
+                    .store(micros, Ordering::Relaxed);
+                self.stats
+                    .last_commit_unix_secs
+                    .store(unix_now_secs(), Ordering::Relaxed);
+                log::debug!(
+                    "accounting: batch {} {:?}: {} peers, {} user torrents, {} ms",
+                    batch.id.to_hex(),
+                    outcome,
+                    batch.baselines.len(),
+                    batch.credits.len(),
+                    micros / 1000
+                );
+                state.in_flight = None;
+            }
+            Err(err) => {
+                self.stats.batches_failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(held_back) = state.failure_warning.check(Instant::now()) {
+                    log::error!(
+                        "accounting: batch {} of {} peers not committed, will retry it: {err:#} \
+                         ({held_back} more failures since the last message)",
+                        batch.id.to_hex(),
+                        batch.baselines.len()
+                    );
+                }
+            }
+        }
+    }
+
+    fn refresh_passkeys(&mut self) {
+        let Some(refresh) = &self.passkeys else {
+            return;
+        };
+        match self.store.load_passkeys() {
+            Ok(keys) => {
+                let set = PasskeySet::new(keys).carry_over(&refresh.shared.load());
+                let len = set.len();
+                refresh.shared.store(Arc::new(set));
+                self.stats
+                    .passkeys_loaded
+                    .store(len as u64, Ordering::Relaxed);
+                log::debug!("accounting: {len} passkeys loaded from shoal_passkeys");
+            }
+            Err(err) => log::warn!(
+                "accounting: reading shoal_passkeys failed, keeping the passkeys in force: \
+                 {err:#}"
+            ),
+        }
+    }
+}
+
+impl WriterState {
+    fn merge(&mut self, credits: Vec<PeerCredit>) {
+        for credit in credits {
+            let b = &credit.baseline;
+            let key = (b.info_hash, b.passkey, b.peer_id);
+            match self.pending.entry(key) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&credit),
+                hashbrown::hash_map::Entry::Vacant(e) => {
+                    e.insert(credit);
+                }
+            }
+        }
+    }
+}
+
+/// A batch of peer credits: summed per (passkey, info hash), with every peer's baseline.
+pub fn make_batch(id: BatchId, credits: &[PeerCredit], created_at: u64) -> Batch {
+    let mut sums: HashMap<(Passkey, InfoHash), UserTorrentCredit> = HashMap::new();
+    for c in credits {
+        let b = &c.baseline;
+        let entry = sums
+            .entry((b.passkey, b.info_hash))
+            .or_insert(UserTorrentCredit {
+                passkey: b.passkey,
+                info_hash: b.info_hash,
+                uploaded: 0,
+                downloaded: 0,
+                seed_seconds: 0,
+                leech_seconds: 0,
+                completed_at: None,
+                first_announce: c.first_announce,
+                last_announce: b.last_announce,
+                flagged_announces: 0,
+            });
+        entry.uploaded = entry.uploaded.saturating_add(c.uploaded);
+        entry.downloaded = entry.downloaded.saturating_add(c.downloaded);
+        entry.seed_seconds = entry.seed_seconds.saturating_add(c.seed_seconds);
+        entry.leech_seconds = entry.leech_seconds.saturating_add(c.leech_seconds);
+        entry.completed_at = match (entry.completed_at, c.completed_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        entry.first_announce = entry.first_announce.min(c.first_announce);
+        entry.last_announce = entry.last_announce.max(b.last_announce);
+        entry.flagged_announces = entry.flagged_announces.saturating_add(c.flagged_announces);
+    }
+    Batch {
+        id,
+        credits: sums.into_values().collect(),
+        baselines: credits.iter().map(|c| c.baseline).collect(),
+        created_at,
+    }
+}
+
+/// Makes the shared passkeys of a loaded set.
+pub fn shared_passkeys(set: PasskeySet) -> SharedPasskeys {
+    Arc::new(ArcSwap::from_pointee(set))
+}

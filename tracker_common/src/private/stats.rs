@@ -1,0 +1,143 @@
+//! Private mode's counters: written by the socket workers (refusals), the request
+//! workers (their accounting shards' sizes and flags) and the `accounting` thread
+//! (batches), read by the statistics line and the metrics endpoint.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use crate::private::passkey::Refusal;
+
+/// Private mode's counters, all relaxed atomics.
+#[derive(Debug, Default)]
+pub struct PrivateStatistics {
+    enabled: AtomicBool,
+    /// Requests refused, by [`Refusal::index`].
+    refused: [CachePadded<AtomicU64>; 3],
+    /// Per request worker: peers with accounting state, peers with pending credit,
+    /// flagged announces, new peers over a limit.
+    shards: Box<[CachePadded<ShardGauges>]>,
+    /// Passkeys in force.
+    pub passkeys_loaded: AtomicU64,
+    /// Peers whose credit the `accounting` thread holds (merged, not yet committed).
+    pub writer_pending: AtomicU64,
+    /// Batches committed.
+    pub batches_committed: AtomicU64,
+    /// Commit attempts that failed (each retried with the same batch).
+    pub batches_failed: AtomicU64,
+    /// Retries that found their batch already applied.
+    pub batches_already_applied: AtomicU64,
+    /// Peer credits committed.
+    pub credits_committed: AtomicU64,
+    /// Microseconds spent in commits that succeeded, summed, and their count is
+    /// `batches_committed + batches_already_applied`.
+    pub flush_micros_total: AtomicU64,
+    /// Microseconds the last successful commit took.
+    pub last_flush_micros: AtomicU64,
+    /// Unix seconds of the last successful commit.
+    pub last_commit_unix_secs: AtomicU64,
+}
+
+/// One request worker's accounting gauges.
+#[derive(Debug, Default)]
+pub struct ShardGauges {
+    /// Peers with accounting state.
+    pub peers: AtomicU64,
+    /// Peers with credit not yet handed to the `accounting` thread.
+    pub pending: AtomicU64,
+    /// Announces flagged for their upload speed.
+    pub flagged: AtomicU64,
+    /// New peers not credited because of a limit.
+    pub over_limit: AtomicU64,
+}
+
+/// Private mode's figures at one moment (all zero when it is off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrivateSnapshot {
+    /// Whether private mode is on.
+    pub enabled: bool,
+    /// Passkeys in force.
+    pub passkeys_loaded: u64,
+    /// Peers with accounting state.
+    pub peers: u64,
+    /// Peers with credit waiting to be committed (in the request workers or the
+    /// `accounting` thread; a peer may be counted in both).
+    pub credits_pending: u64,
+    /// Batches committed.
+    pub batches_committed: u64,
+    /// Commit attempts that failed.
+    pub batches_failed: u64,
+    /// Retries that found their batch already applied.
+    pub batches_already_applied: u64,
+    /// Peer credits committed.
+    pub credits_committed: u64,
+    /// Microseconds spent in successful commits, summed.
+    pub flush_micros_total: u64,
+    /// Microseconds the last successful commit took.
+    pub last_flush_micros: u64,
+    /// Unix seconds of the last successful commit.
+    pub last_commit_unix_secs: u64,
+    /// Requests refused, by [`Refusal::index`].
+    pub refused: [u64; 3],
+    /// Announces flagged for their upload speed.
+    pub flagged: u64,
+    /// New peers not credited because of a limit.
+    pub over_limit: u64,
+}
+
+impl PrivateStatistics {
+    /// Counters for `request_workers` shards.
+    pub fn new(request_workers: usize) -> Self {
+        Self {
+            shards: (0..request_workers)
+                .map(|_| CachePadded::default())
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Marks private mode as on (the figures are reported from then on).
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts a refused request.
+    pub fn refused(&self, cause: Refusal) {
+        if let Some(counter) = self.refused.get(cause.index()) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Request worker `index`'s gauges, if there is such a worker.
+    pub fn shard(&self, index: usize) -> Option<&ShardGauges> {
+        self.shards.get(index).map(|g| &**g)
+    }
+
+    /// The figures now.
+    pub fn snapshot(&self) -> PrivateSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut s = PrivateSnapshot {
+            enabled: self.enabled.load(Ordering::Relaxed),
+            passkeys_loaded: get(&self.passkeys_loaded),
+            credits_pending: get(&self.writer_pending),
+            batches_committed: get(&self.batches_committed),
+            batches_failed: get(&self.batches_failed),
+            batches_already_applied: get(&self.batches_already_applied),
+            credits_committed: get(&self.credits_committed),
+            flush_micros_total: get(&self.flush_micros_total),
+            last_flush_micros: get(&self.last_flush_micros),
+            last_commit_unix_secs: get(&self.last_commit_unix_secs),
+            ..PrivateSnapshot::default()
+        };
+        for (sum, counter) in s.refused.iter_mut().zip(&self.refused) {
+            *sum = get(counter);
+        }
+        for g in self.shards.iter() {
+            s.peers += get(&g.peers);
+            s.credits_pending += get(&g.pending);
+            s.flagged += get(&g.flagged);
+            s.over_limit += get(&g.over_limit);
+        }
+        s
+    }
+}
