@@ -456,27 +456,29 @@ mod tests {
         let mut gate = PasskeyGate::new(shared.clone(), clients);
         let mut qbit = PeerId([b'x'; 20]);
         qbit.0[..4].copy_from_slice(b"-qB4");
-        assert_eq!(gate.check_announce(Some(KEY), &qbit), Ok(Passkey(*KEY)));
+        let key = |bytes: &[u8]| PasskeyParam::from_segment(Some(bytes));
+        assert_eq!(gate.check_announce(key(KEY), &qbit), Ok(Passkey(*KEY)));
         assert_eq!(
-            gate.check_announce(None, &qbit),
+            gate.check_announce(PasskeyParam::Missing, &qbit),
             Err(Refusal::MissingPasskey)
         );
         assert_eq!(
-            gate.check_announce(Some(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"), &qbit),
+            gate.check_announce(key(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"), &qbit),
+            Err(Refusal::UnknownPasskey)
+        );
+        assert_eq!(key(b"bad"), PasskeyParam::Malformed);
+        assert_eq!(
+            gate.check_announce(key(b"bad"), &qbit),
             Err(Refusal::UnknownPasskey)
         );
         assert_eq!(
-            gate.check_announce(Some(b"bad"), &qbit),
-            Err(Refusal::UnknownPasskey)
-        );
-        assert_eq!(
-            gate.check_announce(Some(KEY), &PeerId([b'x'; 20])),
+            gate.check_announce(key(KEY), &PeerId([b'x'; 20])),
             Err(Refusal::ClientNotAllowed)
         );
         // A reload takes the key away.
         shared.store(Arc::new(PasskeySet::default()));
         assert_eq!(
-            gate.check_announce(Some(KEY), &qbit),
+            gate.check_announce(key(KEY), &qbit),
             Err(Refusal::UnknownPasskey)
         );
         assert!(ClientAllowList::default().allows(&PeerId([0; 20])));
