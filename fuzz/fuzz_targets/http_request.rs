@@ -1,7 +1,8 @@
 //! Arbitrary bytes into the HTTP tracker parsers.
 //!
 //! A request that parses as an announce or a scrape must write back (`write_http`) to
-//! bytes that parse to the same request; a scrape never keeps more hashes than its
+//! bytes that parse to the same request, passkey included (a private tracker's
+//! `/PASSKEY/announce`, `/announce/PASSKEY`); a scrape never keeps more hashes than its
 //! limit; the answer parsers (read by load testers) may fail but never panic.
 
 #![no_main]
@@ -27,18 +28,15 @@ fuzz_target!(|data: &[u8]| {
         );
         let mut bytes = Vec::new();
         match &request.kind {
-            RequestKind::Announce(announce) => announce.write_http(
-                &mut bytes,
-                "tracker.example",
-                "/announce",
-                request.keep_alive,
-            ),
+            RequestKind::Announce(announce) => {
+                announce.write_http(&mut bytes, "tracker.example", request.keep_alive)
+            }
             RequestKind::Scrape(scrape) => {
                 assert!(
                     scrape.info_hashes.len() <= LIMITS.max_scrape_hashes,
                     "scrape limit"
                 );
-                scrape.write_http(&mut bytes, "tracker.example", "/scrape", request.keep_alive)
+                scrape.write_http(&mut bytes, "tracker.example", request.keep_alive)
             }
             RequestKind::Index | RequestKind::Failure(_) => return,
         }

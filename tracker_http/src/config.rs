@@ -10,6 +10,7 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::SocketOptions;
+use tracker_common::private::{AccountingConfig, PrivateConfig};
 use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
 
@@ -45,6 +46,12 @@ config_section! {
         /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json,
         /// a page with charts of the last hour at /.
         pub metrics: MetricsConfig,
+        /// Private mode: announces (and, if so configured, scrapes) need a known passkey
+        /// in the path, `/PASSKEY/announce` or `/announce/PASSKEY`; others get a failure
+        /// reason and are stored nowhere.
+        pub private: PrivateConfig,
+        /// The accounting database of private mode (read only when private.enabled).
+        pub accounting: AccountingConfig,
     }
 }
 
@@ -66,6 +73,8 @@ impl Default for Config {
             statistics: StatisticsConfig::default(),
             privileges: PrivilegeConfig::default(),
             metrics: MetricsConfig::default(),
+            private: PrivateConfig::default(),
+            accounting: AccountingConfig::default(),
         }
     }
 }
@@ -94,6 +103,10 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
+        self.private.validate()?;
+        if self.private.enabled {
+            self.accounting.validate()?;
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
         Ok(())
@@ -294,8 +307,13 @@ mod tests {
         let mut c = Config::default();
         c.validate().unwrap();
         type Spoil = fn(&mut Config);
-        let cases: [(&str, Spoil); 5] = [
+        let cases: [(&str, Spoil); 7] = [
             ("http.max_request_bytes", |c| c.http.max_request_bytes = 10),
+            ("private.refresh_secs", |c| c.private.refresh_secs = 0),
+            ("accounting.url", |c| {
+                c.private.enabled = true;
+                c.accounting.url = "mysql://x".into();
+            }),
             ("http.max_connections", |c| c.http.max_connections = 0),
             ("http.max_pipelined_requests", |c| {
                 c.http.max_pipelined_requests = 0
@@ -315,5 +333,9 @@ mod tests {
         c.http.min_announce_interval_secs = c.swarm.announce_interval_secs + 1;
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.starts_with("http.min_announce_interval_secs"), "{msg}");
+        // The accounting section is read only in private mode.
+        let mut c = Config::default();
+        c.accounting.url = "mysql://x".into();
+        c.validate().unwrap();
     }
 }

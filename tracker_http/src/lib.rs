@@ -48,7 +48,9 @@ use tracker_common::tls::SharedServerConfig;
 pub use config::Config;
 
 use crate::workers::request::HttpHandler;
-use crate::workers::socket::{HttpCounters, SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
+use crate::workers::socket::{
+    HttpCounters, PrivateCheck, SocketWorker, SocketWorkerSettings, WAKER_TOKEN,
+};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_http";
@@ -177,6 +179,12 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     // the TLS certificates read. Drop privileges before any thread starts; glibc's
     // setuid would change every thread anyway (see tracker_common::privileges::System).
     tracker_common::privileges::drop_privileges(&config.privileges)?;
+    // After dropping root: the accounting database is then the unprivileged user's.
+    let private = core.start_private(
+        &config.private,
+        &config.accounting,
+        u64::from(config.swarm.announce_interval_secs),
+    )?;
     let (polls, wakers) = tracker_common::server::make_polls(listeners.len(), WAKER_TOKEN)?;
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, HttpHandler::default)?;
@@ -224,6 +232,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             statistics: core.statistics.clone(),
             http_counters: http_counters.clone(),
             tls: tls.clone(),
+            private: private.as_ref().map(PrivateCheck::new),
             shutdown: core.supervisor.shutdown_flag().clone(),
         };
         core.supervisor

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use tracker_common::private::accounting::AccountInfo;
 use tracker_common::request_worker::{PeerBuffers, PeerRange, ResponseBatch};
 use tracker_common::scrape::ScrapePart;
 use tracker_common::swarm::{AnnounceCounts, AnnounceParams, ScrapeCounts};
@@ -34,6 +35,9 @@ pub(crate) enum HttpRequest {
         peer_ip: IpAddr,
         /// Where the answer goes.
         conn: ConnRef,
+        /// In private mode, the checked passkey and the counters to credit; `None` in
+        /// public mode.
+        account: Option<AccountInfo>,
     },
     /// The part of a scrape that this request worker's shard answers.
     Scrape {

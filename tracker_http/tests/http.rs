@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use tracker_common::access_list::AccessListMode;
-use tracker_http_protocol::{AnnounceEvent, ParsedPeer, TrackerResponse};
+use tracker_http_protocol::{AnnounceEvent, ParsedPeer, Passkey, PasskeyParam, TrackerResponse};
 
 fn loopback(port: u16) -> (IpAddr, u16) {
     (IpAddr::V4(Ipv4Addr::LOCALHOST), port)
@@ -95,16 +95,12 @@ fn pipelined_requests_are_answered_in_order() {
     // Announce, scrape, index page and a failing announce, in one write: the scrape
     // must see the announce, and the answers come back in request order.
     let mut bytes = Vec::new();
-    announce(hash, peer_id(1), 5000, 0, AnnounceEvent::Started).write_http(
-        &mut bytes,
-        "t",
-        "/announce",
-        true,
-    );
+    announce(hash, peer_id(1), 5000, 0, AnnounceEvent::Started).write_http(&mut bytes, "t", true);
     tracker_http_protocol::ScrapeRequest {
         info_hashes: vec![hash, info_hash(99)],
+        passkey: tracker_http_protocol::PasskeyParam::Missing,
     }
-    .write_http(&mut bytes, "t", "/scrape", true);
+    .write_http(&mut bytes, "t", true);
     bytes.extend_from_slice(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     bytes.extend_from_slice(b"GET /announce?info_hash=short HTTP/1.1\r\nHost: t\r\n\r\n");
     client.send(&bytes);
@@ -143,12 +139,8 @@ fn a_request_in_pieces_is_read_whole() {
     let tracker = start(test_config("127.0.0.1:0"));
     let mut client = Client::connect(tracker.local_addr());
     let mut bytes = Vec::new();
-    announce(info_hash(4), peer_id(1), 5000, 0, AnnounceEvent::Started).write_http(
-        &mut bytes,
-        "t",
-        "/announce",
-        true,
-    );
+    announce(info_hash(4), peer_id(1), 5000, 0, AnnounceEvent::Started)
+        .write_http(&mut bytes, "t", true);
     for piece in bytes.chunks(7) {
         client.send(piece);
         client.stream.flush().unwrap();
@@ -169,12 +161,8 @@ fn a_request_in_pieces_is_read_whole() {
 fn a_half_closed_client_gets_its_answers_then_the_close() {
     let tracker = start(test_config("127.0.0.1:0"));
     let mut one = Vec::new();
-    announce(info_hash(5), peer_id(1), 5000, 0, AnnounceEvent::Started).write_http(
-        &mut one,
-        "t",
-        "/announce",
-        true,
-    );
+    announce(info_hash(5), peer_id(1), 5000, 0, AnnounceEvent::Started)
+        .write_http(&mut one, "t", true);
     // 1: requests, then the FIN in a later segment once the requests were read.
     // 2: requests and FIN back to back.
     // 3: more requests than one read and the pipeline take, then the FIN: the tracker
@@ -209,6 +197,51 @@ fn a_half_closed_client_gets_its_answers_then_the_close() {
             "round {round}: half request, FIN: not closed"
         );
     }
+    tracker.shutdown();
+}
+
+#[test]
+fn a_public_tracker_serves_passkey_paths_as_plain_ones() {
+    // Private trackers' URLs: a public tracker ignores the passkey, well-formed or not.
+    let tracker = start(test_config("127.0.0.1:0"));
+    let mut client = Client::connect(tracker.local_addr());
+    let hash = info_hash(61);
+    let key = "abcdefghijklmnopqrstuvwxyzABC789";
+    let query = |id: u8| {
+        format!(
+            "info_hash={}&peer_id={}&port={}&left=0&event=started",
+            "%3D".repeat(20), // info_hash(61): 20 x '='
+            (id as char).to_string().repeat(20),
+            6000 + u16::from(id)
+        )
+    };
+    assert_eq!(hash.0, [61; 20], "%3D is '='");
+    for (id, path) in [
+        (b'a', format!("/{key}/announce")),
+        (b'b', format!("/announce/{key}")),
+        (b'c', "/not-a-passkey/announce".to_string()),
+    ] {
+        client.send(format!("GET {path}?{} HTTP/1.1\r\nHost: t\r\n\r\n", query(id)).as_bytes());
+        let response = client.response();
+        assert!(
+            matches!(
+                TrackerResponse::parse_body(&response.body).unwrap(),
+                TrackerResponse::Announce(_)
+            ),
+            "{path}"
+        );
+    }
+    for passkey in [
+        PasskeyParam::Key(Passkey::parse(key.as_bytes()).unwrap()),
+        PasskeyParam::Malformed,
+    ] {
+        let TrackerResponse::Scrape(files) = client.scrape_with(&[hash], passkey) else {
+            panic!("expected a scrape answer");
+        };
+        assert_eq!(files[0].1.seeders, 3, "{files:?}");
+    }
+    client.send(format!("GET /{key}/other HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    assert_eq!(client.response().status, 404);
     tracker.shutdown();
 }
 
@@ -450,12 +483,8 @@ fn the_proxy_header_is_believed_only_from_trusted_proxies() {
         let mut proxy = Client::connect(tracker.local_addr());
         let hash = info_hash(9);
         let mut bytes = Vec::new();
-        announce(hash, peer_id(1), 4000, 0, AnnounceEvent::Started).write_http(
-            &mut bytes,
-            "t",
-            "/announce",
-            true,
-        );
+        announce(hash, peer_id(1), 4000, 0, AnnounceEvent::Started)
+            .write_http(&mut bytes, "t", true);
         // The client wrote a fake address; the proxy appended the real one.
         let header = "X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n";
         let end = bytes.len() - 2;
@@ -620,7 +649,7 @@ fn a_client_that_does_not_read_is_held_back_then_answered_in_order() {
     for i in 0..300u16 {
         let mut request = announce(info_hash(41), peer_id(1), 3000 + i, 0, AnnounceEvent::None);
         request.numwant = Some(0);
-        request.write_http(&mut bytes, "t", "/announce", true);
+        request.write_http(&mut bytes, "t", true);
     }
     let mut writer = client.stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || writer.write_all(&bytes).unwrap());

@@ -50,7 +50,7 @@ fn announce_bytes(port: u16) -> Vec<u8> {
         0,
         AnnounceEvent::Started,
     )
-    .write_http(&mut bytes, "127.0.0.1", "/announce", true);
+    .write_http(&mut bytes, "127.0.0.1", true);
     bytes
 }
 

@@ -9,6 +9,8 @@
 //!
 //! - BEP 3 (announce parameters, `failure reason`), BEP 23 (compact `peers`), BEP 7
 //!   (`peers6`), BEP 48 (scrape), BEP 24 (`external ip`).
+//! - Private trackers' passkey paths (`/PASSKEY/announce`, `/announce/PASSKEY`): the
+//!   passkey is read into the request ([`PasskeyParam`]); checking it is the tracker's.
 //!
 //! # Guarantees
 //! - **No I/O, no clock, no logging, no configuration.** Limits are arguments
@@ -42,5 +44,6 @@ pub use response::{
     AnnounceResponse, HttpResponse, ParsedAnnounce, ParsedPeer, ScrapeResponse, TrackerResponse,
     parse_http_response, write_failure_body, write_http_response,
 };
+pub use tracker_common::private::passkey::{Passkey, PasskeyParam};
 pub use tracker_common::swarm::ScrapeCounts;
 pub use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeerWithId};

@@ -1,9 +1,12 @@
-//! HTTP tracker requests: `GET /announce?...`, `GET /scrape?...`, `GET /`.
+//! HTTP tracker requests: `GET /announce?...`, `GET /scrape?...` (either of them with a
+//! private tracker's passkey in the path), `GET /`.
 //!
 //! The rules [`parse_request`] applies are in its documentation, where the users of the
 //! crate read them.
 
 use std::net::IpAddr;
+
+use tracker_common::private::passkey::{Endpoint, PasskeyParam, split_passkey_path};
 
 use crate::ascii::{IpText, parse_i64, parse_u64, push_i64, push_u64};
 use crate::query::{QueryPairs, decode_exact, decode_short, percent_encode};
@@ -59,9 +62,10 @@ pub struct Request {
 /// What a request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestKind {
-    /// `GET /announce?...` with valid parameters.
+    /// `GET /announce?...` (or a passkey form of it) with valid parameters.
     Announce(AnnounceRequest),
-    /// `GET /scrape?...`; no `info_hash` asks for a full scrape.
+    /// `GET /scrape?...` (or a passkey form of it); no `info_hash` asks for a full
+    /// scrape.
     Scrape(ScrapeRequest),
     /// `GET /`: the tracker's small index page.
     Index,
@@ -95,6 +99,8 @@ pub struct AnnounceRequest {
     pub no_peer_id: bool,
     /// The `ip` parameter, when it is an IP address (a tracker uses it only if told to).
     pub ip: Option<IpAddr>,
+    /// The passkey segment of the path: [`PasskeyParam::Missing`] for `/announce`.
+    pub passkey: PasskeyParam,
 }
 
 /// A scrape's info hashes (BEP 48).
@@ -103,6 +109,8 @@ pub struct ScrapeRequest {
     /// In request order, at most [`RequestLimits::max_scrape_hashes`]; empty asks for a
     /// full scrape.
     pub info_hashes: Vec<InfoHash>,
+    /// The passkey segment of the path: [`PasskeyParam::Missing`] for `/scrape`.
+    pub passkey: PasskeyParam,
 }
 
 /// A request that is not a tracker request, answered with an HTTP status and closed.
@@ -110,7 +118,7 @@ pub struct ScrapeRequest {
 pub enum HttpError {
     /// 400: not HTTP/1.x, or a malformed request line or header.
     BadRequest,
-    /// 404: a path other than `/`, `/announce` and `/scrape`.
+    /// 404: a path other than `/`, `/announce`, `/scrape` and their passkey forms.
     NotFound,
     /// 405: a method other than `GET`.
     MethodNotAllowed,
@@ -153,7 +161,16 @@ impl HttpError {
 /// [`HttpError`] but [`RequestKind::Failure`], which clients show to their user.
 ///
 /// - Paths are matched exactly: `/announce`, `/scrape` and `/` (whose query is
-///   ignored). `/announce/`, `/announce.php` and absolute-form targets
+///   ignored), and a private tracker's passkey forms of the first two:
+///   `/PASSKEY/announce`, `/PASSKEY/scrape` (Gazelle's), `/announce/PASSKEY` and
+///   `/scrape/PASSKEY` (UNIT3D's and torrust's), read by
+///   [`split_passkey_path`]. The segment is taken as sent (not percent-decoded) into
+///   the request's `passkey`: [`PasskeyParam::Key`] for 32 characters of `[0-9A-Za-z]`,
+///   [`PasskeyParam::Malformed`] for any other non-empty segment (still an announce or
+///   a scrape, so that a private tracker refuses it as an unknown passkey),
+///   [`PasskeyParam::Missing`] for the plain paths. Whether a passkey is needed is the
+///   tracker's business, not the parser's. `/announce/`, `//announce`,
+///   `/a/b/announce`, `/announce.php` and absolute-form targets
 ///   (`http://host/announce`) are [`HttpError::NotFound`]: every client builds its URL
 ///   from the announce URL the tracker published, so there is nothing to guess.
 /// - A repeated announce parameter: the last one counts (scrape's `info_hash` is the
@@ -184,7 +201,8 @@ impl HttpError {
 /// - [`HttpError::MethodNotAllowed`]: any method but `GET`.
 /// - [`HttpError::PayloadTooLarge`]: a `Content-Length` above 0 or any
 ///   `Transfer-Encoding`.
-/// - [`HttpError::NotFound`]: a path other than `/announce`, `/scrape` and `/`.
+/// - [`HttpError::NotFound`]: a path other than `/`, `/announce`, `/scrape` and their
+///   passkey forms.
 pub fn parse_request(bytes: &[u8], limits: &RequestLimits<'_>) -> Result<Parsed, HttpError> {
     // Only the first `max_request_bytes` are given to httparse: a head that does not end
     // within them is refused whatever follows, and a client that sends a huge buffer
@@ -212,11 +230,15 @@ pub fn parse_request(bytes: &[u8], limits: &RequestLimits<'_>) -> Result<Parsed,
         Some((path, query)) => (path, query),
         None => (head.path.unwrap_or_default(), ""),
     };
-    let kind = match path {
-        "/announce" => parse_announce(query.as_bytes()),
-        "/scrape" => parse_scrape(query.as_bytes(), limits.max_scrape_hashes),
-        "/" => RequestKind::Index,
-        _ => return Err(HttpError::NotFound),
+    let kind = if path == "/" {
+        RequestKind::Index
+    } else {
+        let target = split_passkey_path(path.as_bytes()).ok_or(HttpError::NotFound)?;
+        let passkey = PasskeyParam::from_segment(target.passkey);
+        match target.endpoint {
+            Endpoint::Announce => parse_announce(query.as_bytes(), passkey),
+            Endpoint::Scrape => parse_scrape(query.as_bytes(), limits.max_scrape_hashes, passkey),
+        }
     };
     let forwarded_for = limits.forwarded_header.and_then(|wanted| {
         head.headers
@@ -294,7 +316,7 @@ struct AnnounceParams<'a> {
 
 /// Reads an announce's parameters (BEP 3, "Trackers"; `compact` from BEP 23), or the
 /// failure reason for the first wrong one.
-fn parse_announce(query: &[u8]) -> RequestKind {
+fn parse_announce(query: &[u8], passkey: PasskeyParam) -> RequestKind {
     // Keys are matched raw: no client percent-encodes a plain ASCII parameter name.
     let mut params = AnnounceParams::default();
     for (key, value) in QueryPairs::new(query) {
@@ -314,13 +336,16 @@ fn parse_announce(query: &[u8]) -> RequestKind {
         };
         *slot = Some(value);
     }
-    match announce_from(&params) {
+    match announce_from(&params, passkey) {
         Ok(request) => RequestKind::Announce(request),
         Err(reason) => RequestKind::Failure(reason),
     }
 }
 
-fn announce_from(params: &AnnounceParams<'_>) -> Result<AnnounceRequest, &'static str> {
+fn announce_from(
+    params: &AnnounceParams<'_>,
+    passkey: PasskeyParam,
+) -> Result<AnnounceRequest, &'static str> {
     let info_hash = params.info_hash.ok_or("missing info_hash")?;
     let info_hash = InfoHash(decode_exact(info_hash).ok_or("malformed info_hash")?);
     let peer_id = params.peer_id.ok_or("missing peer_id")?;
@@ -362,6 +387,7 @@ fn announce_from(params: &AnnounceParams<'_>) -> Result<AnnounceRequest, &'stati
         compact: params.compact.is_none_or(|raw| !is_decoded(raw, b"0")),
         no_peer_id: params.no_peer_id.is_some_and(|raw| is_decoded(raw, b"1")),
         ip,
+        passkey,
     })
 }
 
@@ -396,7 +422,7 @@ fn is_decoded(raw: &[u8], expected: &[u8]) -> bool {
 }
 
 /// Reads a scrape's info hashes (BEP 48), at most `max` of them.
-fn parse_scrape(query: &[u8], max: usize) -> RequestKind {
+fn parse_scrape(query: &[u8], max: usize, passkey: PasskeyParam) -> RequestKind {
     let hashes = || {
         QueryPairs::new(query)
             .filter(|(key, _)| *key == b"info_hash")
@@ -411,19 +437,23 @@ fn parse_scrape(query: &[u8], max: usize) -> RequestKind {
             None => return RequestKind::Failure("malformed info_hash"),
         }
     }
-    RequestKind::Scrape(ScrapeRequest { info_hashes })
+    RequestKind::Scrape(ScrapeRequest {
+        info_hashes,
+        passkey,
+    })
 }
 
 impl AnnounceRequest {
-    /// Writes this announce as an HTTP/1.1 `GET {path}?...` request for `host`, every
-    /// field as a parameter (binary ones percent-encoded), for load testers and tests.
-    /// Parsing the bytes gives this request back.
+    /// Writes this announce as an HTTP/1.1 `GET` request for `host`, every field as a
+    /// parameter (binary ones percent-encoded), for load testers and tests. Parsing the
+    /// bytes gives this request back.
     ///
-    /// `event`, `numwant` and `ip` are left out when `None`, `no_peer_id` when false;
-    /// `path` and `host` are written as given.
-    pub fn write_http(&self, out: &mut Vec<u8>, host: &str, path: &str, keep_alive: bool) {
-        out.extend_from_slice(b"GET ");
-        out.extend_from_slice(path.as_bytes());
+    /// The path is `/announce`, or Gazelle's `/PASSKEY/announce` with a passkey; a
+    /// [`PasskeyParam::Malformed`] one keeps no bytes and is written as the segment `-`
+    /// (`/-/announce`), which reads back as malformed. `event`, `numwant` and `ip` are
+    /// left out when `None`, `no_peer_id` when false; `host` is written as given.
+    pub fn write_http(&self, out: &mut Vec<u8>, host: &str, keep_alive: bool) {
+        write_target(out, self.passkey, b"announce");
         out.extend_from_slice(b"?info_hash=");
         percent_encode(&self.info_hash.0, out);
         out.extend_from_slice(b"&peer_id=");
@@ -465,10 +495,11 @@ impl AnnounceRequest {
 }
 
 impl ScrapeRequest {
-    /// Writes this scrape as an HTTP/1.1 `GET {path}?info_hash=...` request for `host`.
-    pub fn write_http(&self, out: &mut Vec<u8>, host: &str, path: &str, keep_alive: bool) {
-        out.extend_from_slice(b"GET ");
-        out.extend_from_slice(path.as_bytes());
+    /// Writes this scrape as an HTTP/1.1 `GET /scrape?info_hash=...` request for `host`
+    /// (`/PASSKEY/scrape` with a passkey, `/-/scrape` with a malformed one, as
+    /// [`AnnounceRequest::write_http`] does). Parsing the bytes gives this request back.
+    pub fn write_http(&self, out: &mut Vec<u8>, host: &str, keep_alive: bool) {
+        write_target(out, self.passkey, b"scrape");
         for (i, hash) in self.info_hashes.iter().enumerate() {
             out.extend_from_slice(if i == 0 {
                 b"?info_hash="
@@ -479,6 +510,23 @@ impl ScrapeRequest {
         }
         write_http_tail(out, host, keep_alive);
     }
+}
+
+/// Writes `GET ` and the path of `endpoint` with `passkey`, in Gazelle's form
+/// (`/PASSKEY/announce`), which every private tracker reads. A
+/// [`PasskeyParam::Malformed`] keeps no bytes; it is written as the segment `-`, which
+/// reads back as malformed, so that tests can send one.
+fn write_target(out: &mut Vec<u8>, passkey: PasskeyParam, endpoint: &[u8]) {
+    out.extend_from_slice(b"GET /");
+    match passkey {
+        PasskeyParam::Missing => {}
+        PasskeyParam::Malformed => out.extend_from_slice(b"-/"),
+        PasskeyParam::Key(key) => {
+            out.extend_from_slice(&key.0);
+            out.push(b'/');
+        }
+    }
+    out.extend_from_slice(endpoint);
 }
 
 /// The rest of a request head after its target.
@@ -503,6 +551,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+    use tracker_common::private::passkey::Passkey;
 
     const LIMITS: RequestLimits<'static> = RequestLimits {
         max_request_bytes: 2048,
@@ -550,6 +599,7 @@ mod tests {
             compact: false,
             no_peer_id: true,
             ip: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            passkey: PasskeyParam::Missing,
         }
     }
 
@@ -613,6 +663,7 @@ mod tests {
                 compact: true,
                 no_peer_id: false,
                 ip: None,
+                passkey: PasskeyParam::Missing,
             })
         );
     }
@@ -759,7 +810,8 @@ mod tests {
                 "&key=ignored",
             )),
             RequestKind::Scrape(ScrapeRequest {
-                info_hashes: vec![InfoHash(HASH), InfoHash([b'b'; 20])]
+                info_hashes: vec![InfoHash(HASH), InfoHash([b'b'; 20])],
+                passkey: PasskeyParam::Missing,
             })
         );
     }
@@ -822,6 +874,109 @@ mod tests {
         ] {
             let head = format!("GET {target} HTTP/1.1\r\n\r\n");
             assert_eq!(parse(head.as_bytes()), Err(HttpError::NotFound), "{target}");
+        }
+    }
+
+    /// A passkey: 32 characters of `[0-9A-Za-z]`.
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyzABC789";
+
+    fn key() -> PasskeyParam {
+        PasskeyParam::Key(Passkey::parse(KEY.as_bytes()).unwrap())
+    }
+
+    #[rustfmt::skip]
+    const PASSKEY_ANNOUNCE: &[u8] = concat!(
+        "GET /abcdefghijklmnopqrstuvwxyzABC789/announce", // Gazelle: /PASSKEY/announce
+        "?info_hash=%124Vx%9A%BC%DE%F1%23Eg%89%AB%CD%EF%124Vx%9A", // 20 bytes: HASH
+        "&peer_id=-SH0100-abcdefghijkl",                         // 20 bytes, plain
+        "&port=6881&uploaded=1&downloaded=2&left=3&event=started",
+        "&numwant=-1&compact=0&no_peer_id=1&ip=%3A%3A1",
+        " HTTP/1.1\r\n",
+        "\r\n",
+    ).as_bytes();
+
+    #[test]
+    fn passkey_announce_known_answer() {
+        assert_eq!(
+            request(PASSKEY_ANNOUNCE).kind,
+            RequestKind::Announce(AnnounceRequest {
+                passkey: key(),
+                ..announce_expected()
+            })
+        );
+    }
+
+    #[test]
+    fn passkey_paths() {
+        let malformed = PasskeyParam::Malformed;
+        for (path, passkey) in [
+            // Gazelle's form, then UNIT3D's and torrust's.
+            (format!("/{KEY}/ENDPOINT"), key()),
+            (format!("/ENDPOINT/{KEY}"), key()),
+            ("/ENDPOINT".to_string(), PasskeyParam::Missing),
+            // Not 32 characters of [0-9A-Za-z]: still routed, to be refused as unknown.
+            ("/short/ENDPOINT".to_string(), malformed),
+            (format!("/ENDPOINT/{KEY}0"), malformed),
+            (format!("/{}/ENDPOINT", KEY.get(..31).unwrap()), malformed),
+            (format!("/{}-/ENDPOINT", KEY.get(..31).unwrap()), malformed),
+            // The segment is taken as sent, not percent-decoded.
+            (format!("/%61{}/ENDPOINT", KEY.get(1..).unwrap()), malformed),
+        ] {
+            let announce = path.replace("ENDPOINT", "announce");
+            assert_eq!(
+                announce_of_path(&announce),
+                Ok(AnnounceRequest {
+                    passkey,
+                    ..announce_of(MINIMAL).unwrap()
+                }),
+                "{announce}"
+            );
+            let scrape = path.replace("ENDPOINT", "scrape");
+            assert_eq!(
+                kind_of(&format!("{scrape}?info_hash=aaaaaaaaaaaaaaaaaaaa")),
+                RequestKind::Scrape(ScrapeRequest {
+                    info_hashes: vec![InfoHash([b'a'; 20])],
+                    passkey,
+                }),
+                "{scrape}"
+            );
+            // A full scrape carries its passkey too (a private tracker may need it).
+            assert_eq!(
+                kind_of(&scrape),
+                RequestKind::Scrape(ScrapeRequest {
+                    info_hashes: Vec::new(),
+                    passkey,
+                }),
+                "{scrape}"
+            );
+        }
+        // Wrong parameters behind a passkey are a failure like any other.
+        assert_eq!(
+            kind_of(&format!("/{KEY}/announce")),
+            RequestKind::Failure("missing info_hash")
+        );
+        for target in [
+            format!("/{KEY}"),
+            format!("/{KEY}/"),
+            format!("/{KEY}/announce/"),
+            format!("/{KEY}/announce/x"),
+            format!("/{KEY}/{KEY}/announce"),
+            format!("/{KEY}/other"),
+            format!("//{KEY}/announce"),
+            format!("/{KEY}/announce.php"),
+            "/announce/scrape".to_string(),
+            "/scrape/announce".to_string(),
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\n\r\n");
+            assert_eq!(parse(head.as_bytes()), Err(HttpError::NotFound), "{target}");
+        }
+    }
+
+    fn announce_of_path(path: &str) -> Result<AnnounceRequest, &'static str> {
+        match kind_of(&format!("{path}?{MINIMAL}")) {
+            RequestKind::Announce(announce) => Ok(announce),
+            RequestKind::Failure(reason) => Err(reason),
+            other => panic!("not an announce: {other:?}"),
         }
     }
 
@@ -994,7 +1149,7 @@ mod tests {
     #[test]
     fn write_http_known_answer() {
         let mut out = Vec::new();
-        announce_expected().write_http(&mut out, "tracker.example", "/announce", false);
+        announce_expected().write_http(&mut out, "tracker.example", false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(
@@ -1009,8 +1164,9 @@ mod tests {
         let mut out = Vec::new();
         ScrapeRequest {
             info_hashes: vec![InfoHash([b'a'; 20]), InfoHash([0; 20])],
+            passkey: PasskeyParam::Missing,
         }
-        .write_http(&mut out, "t", "/scrape", true);
+        .write_http(&mut out, "t", true);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(
@@ -1019,6 +1175,42 @@ mod tests {
                 "%00".repeat(20)
             )
         );
+    }
+
+    #[test]
+    fn write_http_passkey_paths() {
+        // Gazelle's form, which every private tracker reads.
+        let mut out = Vec::new();
+        AnnounceRequest {
+            passkey: key(),
+            ..announce_expected()
+        }
+        .write_http(&mut out, "t", true);
+        assert!(out.starts_with(format!("GET /{KEY}/announce?info_hash=").as_bytes()));
+        let mut out = Vec::new();
+        ScrapeRequest {
+            info_hashes: Vec::new(),
+            passkey: key(),
+        }
+        .write_http(&mut out, "t", true);
+        assert!(out.starts_with(format!("GET /{KEY}/scrape HTTP/1.1\r\n").as_bytes()));
+        // A malformed passkey keeps no bytes: `-` stands for it.
+        let mut out = Vec::new();
+        ScrapeRequest {
+            info_hashes: Vec::new(),
+            passkey: PasskeyParam::Malformed,
+        }
+        .write_http(&mut out, "t", true);
+        assert!(out.starts_with(b"GET /-/scrape HTTP/1.1\r\n"));
+    }
+
+    pub(crate) fn passkey_param() -> impl Strategy<Value = PasskeyParam> {
+        prop_oneof![
+            Just(PasskeyParam::Missing),
+            Just(PasskeyParam::Malformed),
+            "[0-9A-Za-z]{32}"
+                .prop_map(|key| PasskeyParam::Key(Passkey::parse(key.as_bytes()).unwrap())),
+        ]
     }
 
     pub(crate) fn announce_request() -> impl Strategy<Value = AnnounceRequest> {
@@ -1032,14 +1224,14 @@ mod tests {
             (any::<[u8; 20]>(), any::<[u8; 20]>(), any::<u16>()),
             (any::<u64>(), any::<u64>(), any::<u64>()),
             (event, any::<Option<i64>>(), any::<bool>(), any::<bool>()),
-            any::<Option<IpAddr>>(),
+            (any::<Option<IpAddr>>(), passkey_param()),
         )
             .prop_map(
                 |(
                     (hash, id, port),
                     (uploaded, downloaded, left),
                     (event, numwant, compact, no_peer_id),
-                    ip,
+                    (ip, passkey),
                 )| {
                     AnnounceRequest {
                         info_hash: InfoHash(hash),
@@ -1053,6 +1245,7 @@ mod tests {
                         compact,
                         no_peer_id,
                         ip,
+                        passkey,
                     }
                 },
             )
@@ -1062,7 +1255,7 @@ mod tests {
         #[test]
         fn announce_round_trip(announce in announce_request(), keep_alive in any::<bool>()) {
             let mut out = Vec::new();
-            announce.write_http(&mut out, "tracker.example:6969", "/announce", keep_alive);
+            announce.write_http(&mut out, "tracker.example:6969", keep_alive);
             let parsed = parse_request(&out, &RequestLimits { max_request_bytes: out.len(), ..LIMITS });
             prop_assert_eq!(parsed, Ok(Parsed::Complete {
                 request: Request {
@@ -1077,11 +1270,15 @@ mod tests {
         #[test]
         fn scrape_round_trip(
             hashes in proptest::collection::vec(any::<[u8; 20]>(), 0..=4),
+            passkey in passkey_param(),
             keep_alive in any::<bool>(),
         ) {
-            let scrape = ScrapeRequest { info_hashes: hashes.into_iter().map(InfoHash).collect() };
+            let scrape = ScrapeRequest {
+                info_hashes: hashes.into_iter().map(InfoHash).collect(),
+                passkey,
+            };
             let mut out = Vec::new();
-            scrape.write_http(&mut out, "h", "/scrape", keep_alive);
+            scrape.write_http(&mut out, "h", keep_alive);
             let parsed = parse_request(&out, &LIMITS);
             prop_assert_eq!(parsed, Ok(Parsed::Complete {
                 request: Request { kind: RequestKind::Scrape(scrape), keep_alive, forwarded_for: None },
@@ -1090,8 +1287,47 @@ mod tests {
         }
 
         #[test]
+        fn passkey_round_trip(
+            key in "[0-9A-Za-z]{32}",
+            scrape in any::<bool>(),
+            unit3d in any::<bool>(),
+        ) {
+            // Whichever form the client used, the passkey read is the one written.
+            let endpoint = if scrape { "scrape" } else { "announce" };
+            let path = if unit3d { format!("/{endpoint}/{key}") } else { format!("/{key}/{endpoint}") };
+            let Ok(Parsed::Complete { request, .. }) =
+                parse(format!("GET {path}?{MINIMAL} HTTP/1.1\r\n\r\n").as_bytes())
+            else {
+                return Err(TestCaseError::fail("not a whole request"));
+            };
+            let expected = PasskeyParam::Key(Passkey::parse(key.as_bytes()).unwrap());
+            let mut out = Vec::new();
+            match &request.kind {
+                RequestKind::Announce(announce) => {
+                    prop_assert_eq!(announce.passkey, expected);
+                    announce.write_http(&mut out, "h", true);
+                }
+                RequestKind::Scrape(scrape) => {
+                    prop_assert_eq!(scrape.passkey, expected);
+                    scrape.write_http(&mut out, "h", true);
+                }
+                other => return Err(TestCaseError::fail(format!("{other:?}"))),
+            }
+            let limits = RequestLimits { max_request_bytes: out.len(), ..LIMITS };
+            let Ok(Parsed::Complete { request: again, .. }) = parse_request(&out, &limits) else {
+                return Err(TestCaseError::fail("written request does not parse"));
+            };
+            prop_assert_eq!(again.kind, request.kind);
+        }
+
+        #[test]
         fn whatever_parses_writes_back_the_same(
-            path in prop_oneof![Just("/announce"), Just("/scrape")],
+            path in prop_oneof![
+                Just("/announce"), Just("/scrape"),
+                Just("/abcdefghijklmnopqrstuvwxyzABC789/announce"),
+                Just("/scrape/abcdefghijklmnopqrstuvwxyzABC789"),
+                Just("/bad/announce"), Just("/scrape/bad"),
+            ],
             pairs in proptest::collection::vec((
                 prop_oneof![
                     Just("info_hash"), Just("peer_id"), Just("port"), Just("left"),
@@ -1114,8 +1350,8 @@ mod tests {
             };
             let mut out = Vec::new();
             match &request.kind {
-                RequestKind::Announce(announce) => announce.write_http(&mut out, "h", path, true),
-                RequestKind::Scrape(scrape) => scrape.write_http(&mut out, "h", path, true),
+                RequestKind::Announce(announce) => announce.write_http(&mut out, "h", true),
+                RequestKind::Scrape(scrape) => scrape.write_http(&mut out, "h", true),
                 _ => return Ok(()),
             }
             let limits = RequestLimits { max_request_bytes: out.len(), ..LIMITS };
@@ -1135,7 +1371,10 @@ mod tests {
             prop_oneof![Just(b'%'), Just(b'&'), Just(b'='), Just(b'+'), b'0'..=b'z'], 0..512)
         ) {
             // Bytes a target can carry, mostly query syntax, behind both paths.
-            for path in ["/announce?", "/scrape?", "/announce?info_hash=", "/scrape?info_hash="] {
+            for path in [
+                "/announce?", "/scrape?", "/announce?info_hash=", "/scrape?info_hash=",
+                "/abcdefghijklmnopqrstuvwxyzABC789/announce?", "/scrape/x?info_hash=",
+            ] {
                 let mut head = format!("GET {path}").into_bytes();
                 head.extend_from_slice(&query);
                 head.extend_from_slice(b" HTTP/1.1\r\n\r\n");

@@ -110,6 +110,22 @@ fn keep_alive_connections_are_reused() {
 }
 
 #[test]
+fn passkeys_go_in_the_path() {
+    // A public tracker serves /PASSKEY/announce as /announce: the paths are accepted and
+    // answered like any other (the private-mode refusals are the tracker's tests).
+    let tracker = tracker("127.0.0.1:0");
+    let mut config = load_config(tracker.local_addr());
+    config.passkeys = vec![
+        "abcdefghijklmnopqrstuvwxyzABC789".to_string(),
+        "0123456789ABCDEFGHIJKLMNOPQRSTUV".to_string(),
+    ];
+    config.network.pipeline_depth = 4;
+    let summary = run(config).unwrap();
+    assert_sane(&summary);
+    tracker.shutdown();
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let tracker = tracker("127.0.0.1:0");
     let mut config = load_config(tracker.local_addr());

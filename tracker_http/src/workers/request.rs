@@ -1,5 +1,6 @@
 //! The HTTP tracker's part of the request workers: what an announce or a scrape part
-//! means for the shard. The loop is `tracker_common::request_worker`.
+//! means for the shard, and, in private mode, for the user's accounting. The loop is
+//! `tracker_common::request_worker`.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -36,10 +37,22 @@ impl RequestHandler for HttpHandler {
                 params,
                 peer_ip,
                 conn,
+                account,
             } => {
                 let (counts, peers) =
                     self.announcer
                         .announce(swarm, &params, peer_ip, &mut batch.peers);
+                // Credit follows the announce whether or not the swarm stored the peer
+                // (port 0, a full torrent): the user's counters are what they are.
+                if let (Some(info), Some(duty)) = (account, swarm.accounting.as_mut()) {
+                    let announce = info.announce(
+                        params.info_hash,
+                        params.peer_id,
+                        params.bytes_left,
+                        params.event,
+                    );
+                    duty.announce(&announce, swarm.now);
+                }
                 HttpResponse::Announce {
                     conn,
                     counts,

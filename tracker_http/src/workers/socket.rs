@@ -13,6 +13,14 @@
 //! - Time: a connection that completes no request and takes no answer for
 //!   `http.idle_timeout_secs` is closed, whether it is idle, sends a request byte by
 //!   byte, or reads nothing.
+//!
+//! # Private mode
+//! Every announce needs a known passkey in its path (and a peer id on the client allow
+//! list); so does every scrape, full scrapes included, when `scrape_requires_passkey`.
+//! A refused request is answered with a `failure reason` naming the cause, counted, and
+//! never sent to a request worker: it is stored nowhere. An accepted announce carries
+//! its passkey and counters to its request worker, which credits them. In public mode a
+//! passkey in the path is ignored.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -27,6 +35,9 @@ use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::private::PrivateAccess;
+use tracker_common::private::accounting::AccountInfo;
+use tracker_common::private::passkey::{PasskeyGate, Refusal};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapePart, ScrapeRoute, route_scrape};
@@ -110,7 +121,24 @@ pub(crate) struct SocketWorker {
     pub(crate) http_counters: Arc<HttpCounters>,
     /// The TLS config in force, when the port speaks TLS.
     pub(crate) tls: Option<SharedServerConfig>,
+    /// Private mode's check; `None` in public mode.
+    pub(crate) private: Option<PrivateCheck>,
     pub(crate) shutdown: ShutdownFlag,
+}
+
+/// A socket worker's private-mode check.
+pub(crate) struct PrivateCheck {
+    gate: PasskeyGate,
+    scrape_requires_passkey: bool,
+}
+
+impl PrivateCheck {
+    pub(crate) fn new(access: &PrivateAccess) -> Self {
+        Self {
+            gate: access.gate(),
+            scrape_requires_passkey: access.scrape_requires_passkey,
+        }
+    }
 }
 
 /// What an answer still waiting for a request worker needs to be written.
@@ -477,6 +505,27 @@ impl SocketWorker {
             RequestKind::Announce(announce) => {
                 self.counters()
                     .request(statistics::RequestKind::Announce, Family::of(tcp_peer));
+                // The passkey before the access list: a stranger learns nothing about
+                // which torrents are served.
+                let account = match &mut self.private {
+                    None => None,
+                    Some(check) => {
+                        match check
+                            .gate
+                            .check_announce(announce.passkey, &announce.peer_id)
+                        {
+                            Ok(passkey) => Some(AccountInfo {
+                                passkey,
+                                uploaded: announce.uploaded,
+                                downloaded: announce.downloaded,
+                            }),
+                            Err(cause) => {
+                                self.refuse(conn, keep_alive, cause, tcp_peer, state);
+                                return;
+                            }
+                        }
+                    }
+                };
                 if !self.access_list.allows(&announce.info_hash) {
                     add(&self.counters().access_denied, 1);
                     self.fail(conn, keep_alive, ERR_NOT_ALLOWED, state);
@@ -486,11 +535,18 @@ impl SocketWorker {
                     .settings
                     .proxies
                     .client_ip(tcp_peer, request.forwarded_for.as_deref());
-                self.route_announce(&announce, client_ip, conn, keep_alive, state);
+                self.route_announce(&announce, client_ip, account, conn, keep_alive, state);
             }
             RequestKind::Scrape(scrape) => {
                 self.counters()
                     .request(statistics::RequestKind::Scrape, Family::of(tcp_peer));
+                if let Some(check) = &mut self.private
+                    && check.scrape_requires_passkey
+                    && let Err(cause) = check.gate.check_passkey(scrape.passkey)
+                {
+                    self.refuse(conn, keep_alive, cause, tcp_peer, state);
+                    return;
+                }
                 if scrape.info_hashes.is_empty() {
                     if self.settings.full_scrape_max_torrents == 0 {
                         self.fail(conn, keep_alive, ERR_FULL_SCRAPE, state);
@@ -504,10 +560,25 @@ impl SocketWorker {
         }
     }
 
+    /// Answers a request private mode refused, with the cause as its failure reason.
+    fn refuse(
+        &mut self,
+        conn: ConnRef,
+        keep_alive: bool,
+        cause: Refusal,
+        tcp_peer: IpAddr,
+        state: &mut State,
+    ) {
+        self.statistics.private().refused(cause);
+        log::debug!("refused http request from {tcp_peer}: {}", cause.message());
+        self.fail(conn, keep_alive, cause.message(), state);
+    }
+
     fn route_announce(
         &mut self,
         announce: &AnnounceRequest,
         client_ip: IpAddr,
+        account: Option<AccountInfo>,
         conn: ConnRef,
         keep_alive: bool,
         state: &mut State,
@@ -547,6 +618,7 @@ impl SocketWorker {
                 params,
                 peer_ip,
                 conn,
+                account,
             },
             state,
         );

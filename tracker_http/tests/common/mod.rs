@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tracker_http::{Config, Tracker};
 use tracker_http_protocol::{
-    AnnounceEvent, AnnounceRequest, HttpResponse, InfoHash, ParsedAnnounce, PeerId, ScrapeCounts,
-    ScrapeRequest, TrackerResponse, parse_http_response,
+    AnnounceEvent, AnnounceRequest, HttpResponse, InfoHash, ParsedAnnounce, PasskeyParam, PeerId,
+    ScrapeCounts, ScrapeRequest, TrackerResponse, parse_http_response,
 };
 
 /// A config for tests: the given address, small worker counts, no periodic log, room for
@@ -74,6 +74,7 @@ pub fn announce(
         compact: true,
         no_peer_id: false,
         ip: None,
+        passkey: PasskeyParam::Missing,
     }
 }
 
@@ -134,7 +135,7 @@ impl Client {
 
     pub fn announce(&mut self, request: &AnnounceRequest) -> TrackerResponse {
         let mut bytes = Vec::new();
-        request.write_http(&mut bytes, "tracker.test", "/announce", true);
+        request.write_http(&mut bytes, "tracker.test", true);
         self.send(&bytes);
         let response = self.response();
         assert_eq!(response.status, 200);
@@ -149,18 +150,24 @@ impl Client {
     }
 
     pub fn scrape(&mut self, hashes: &[InfoHash]) -> Vec<(InfoHash, ScrapeCounts)> {
-        let mut bytes = Vec::new();
-        ScrapeRequest {
-            info_hashes: hashes.to_vec(),
-        }
-        .write_http(&mut bytes, "tracker.test", "/scrape", true);
-        self.send(&bytes);
-        let response = self.response();
-        assert_eq!(response.status, 200);
-        match TrackerResponse::parse_body(&response.body).unwrap() {
+        match self.scrape_with(hashes, PasskeyParam::Missing) {
             TrackerResponse::Scrape(files) => files,
             other => panic!("expected a scrape answer, got {other:?}"),
         }
+    }
+
+    /// The answer to a scrape of `hashes` with `passkey` in its path.
+    pub fn scrape_with(&mut self, hashes: &[InfoHash], passkey: PasskeyParam) -> TrackerResponse {
+        let mut bytes = Vec::new();
+        ScrapeRequest {
+            info_hashes: hashes.to_vec(),
+            passkey,
+        }
+        .write_http(&mut bytes, "tracker.test", true);
+        self.send(&bytes);
+        let response = self.response();
+        assert_eq!(response.status, 200);
+        TrackerResponse::parse_body(&response.body).unwrap()
     }
 
     /// (seeders, completed, leechers) of one torrent.

@@ -26,6 +26,10 @@
 //! connection it came on is closed, since the answers after it can no longer be
 //! matched to their requests.
 //!
+//! With `passkeys` set, the requests carry a private tracker's passkeys in their path
+//! (`/PASSKEY/announce`, `/PASSKEY/scrape`): each simulated peer always announces with
+//! the same one, as a user's client does, and scrapes take them in turn.
+//!
 //! With `network.tls` the same requests go over TLS (HTTPS): each connection carries a
 //! rustls client, driven by the same readiness events (see the crate's `tls` module for what is
 //! trusted). A handshake that fails after the TCP connect is counted apart from the
@@ -40,6 +44,7 @@ use anyhow::Context;
 
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
+use tracker_http_protocol::Passkey;
 
 use crate::report::{self, RunConfig, Summary};
 use crate::runner::{check_server_address, run_workers};
@@ -60,6 +65,11 @@ config_section! {
         /// What the simulated clients ask. HTTP has no connect step: weight_connect is
         /// ignored.
         pub workload: WorkloadConfig,
+        /// Passkeys of a private tracker (32 characters of 0-9, A-Z, a-z each). Set:
+        /// requests go to /PASSKEY/announce and /PASSKEY/scrape, simulated peer n always
+        /// with passkey n mod the count, scrapes with each in turn. Empty: /announce and
+        /// /scrape.
+        pub passkeys: Vec<String>,
     }
 }
 
@@ -71,7 +81,27 @@ impl Default for Config {
             run: RunConfig::default(),
             network: NetworkConfig::default(),
             workload: WorkloadConfig::default(),
+            passkeys: Vec::new(),
         }
+    }
+}
+
+impl Config {
+    /// The passkeys, parsed.
+    ///
+    /// # Errors
+    /// One is not a passkey; the message names the key.
+    pub fn parsed_passkeys(&self) -> anyhow::Result<Vec<Passkey>> {
+        self.passkeys
+            .iter()
+            .map(|key| {
+                Passkey::parse(key.as_bytes()).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "passkeys: {key:?} is not a passkey (32 characters of 0-9, A-Z, a-z)"
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -85,6 +115,7 @@ impl TrackerConfig for Config {
         self.run.validate("run")?;
         self.network.validate()?;
         self.workload.validate("workload")?;
+        self.parsed_passkeys()?;
         if self.workload.weight_announce == 0 && self.workload.weight_scrape == 0 {
             anyhow::bail!(
                 "workload.weight_announce: announces and scrapes both have weight 0 \
@@ -290,6 +321,23 @@ mod tests {
                 .to_string()
                 .starts_with("network.pipeline_depth")
         );
+        let bad_passkey = Config {
+            passkeys: vec!["abcdefghijklmnopqrstuvwxyzABC789".into(), "short".into()],
+            ..Config::default()
+        };
+        assert!(
+            bad_passkey
+                .clone()
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("passkeys: \"short\"")
+        );
+        let mut good = Config {
+            passkeys: vec!["abcdefghijklmnopqrstuvwxyzABC789".into()],
+            ..Config::default()
+        };
+        good.validate().unwrap();
         let mut ca_without_tls = Config::default();
         ca_without_tls.network.tls_ca_path = "ca.pem".into();
         assert!(

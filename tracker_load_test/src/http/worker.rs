@@ -24,8 +24,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
 use tracker_http_protocol::{
-    AnnounceRequest, HttpResponse, InfoHash, ParsedAnnounce, ScrapeRequest, TrackerResponse,
-    parse_http_response,
+    AnnounceRequest, HttpResponse, InfoHash, ParsedAnnounce, Passkey, PasskeyParam, ScrapeRequest,
+    TrackerResponse, parse_http_response,
 };
 
 use crate::http::Config;
@@ -113,6 +113,8 @@ pub(crate) struct Worker {
     rng: SmallRng,
     scrape: ScrapeRequest,
     distinct: Vec<InfoHash>,
+    /// A private tracker's passkeys (empty: none in the path).
+    passkeys: Passkeys,
     counters: Counters,
     sender: Sender<TickReport>,
 }
@@ -211,8 +213,13 @@ impl Worker {
             rng: SmallRng::seed_from_u64(config.workload.seed ^ (index as u64 + 1)),
             scrape: ScrapeRequest {
                 info_hashes: Vec::with_capacity(74),
+                passkey: PasskeyParam::Missing,
             },
             distinct: Vec::with_capacity(74),
+            passkeys: Passkeys {
+                keys: config.parsed_passkeys()?,
+                next_scrape: index,
+            },
             counters: Counters::default(),
             sender,
         };
@@ -534,6 +541,7 @@ impl Worker {
                 &mut c.peers,
                 &mut self.scrape,
                 &mut self.distinct,
+                &mut self.passkeys,
                 &mut c.out,
                 &self.host,
                 self.keep_alive,
@@ -583,6 +591,38 @@ impl Worker {
     }
 }
 
+/// A private tracker's passkeys, as the requests carry them.
+struct Passkeys {
+    keys: Vec<Passkey>,
+    /// The scrapes' turn.
+    next_scrape: usize,
+}
+
+impl Passkeys {
+    /// Simulated peer `peer`'s passkey: always the same one, as a user's client has.
+    fn of_peer(&self, peer: u64) -> PasskeyParam {
+        let n = self.keys.len() as u64;
+        match n {
+            0 => PasskeyParam::Missing,
+            _ => self
+                .keys
+                .get(usize::try_from(peer % n).unwrap_or(0))
+                .map_or(PasskeyParam::Missing, |k| PasskeyParam::Key(*k)),
+        }
+    }
+
+    /// The next scrape's passkey: each in turn.
+    fn for_scrape(&mut self) -> PasskeyParam {
+        if self.keys.is_empty() {
+            return PasskeyParam::Missing;
+        }
+        self.next_scrape = (self.next_scrape + 1) % self.keys.len();
+        self.keys
+            .get(self.next_scrape)
+            .map_or(PasskeyParam::Missing, |k| PasskeyParam::Key(*k))
+    }
+}
+
 /// Draws the next request, writes it to `out` and returns what is in flight.
 #[expect(
     clippy::too_many_arguments,
@@ -594,6 +634,7 @@ fn issue(
     peers: &mut PeerSet,
     scrape: &mut ScrapeRequest,
     distinct: &mut Vec<InfoHash>,
+    passkeys: &mut Passkeys,
     out: &mut Vec<u8>,
     host: &str,
     keep_alive: bool,
@@ -607,7 +648,8 @@ fn issue(
                 let rank = workload.sample_torrent(rng);
                 scrape.info_hashes.push(workload.info_hash(rank));
             }
-            scrape.write_http(out, host, "/scrape", keep_alive);
+            scrape.passkey = passkeys.for_scrape();
+            scrape.write_http(out, host, keep_alive);
             // A hot torrent may be asked about twice; the answer lists it once.
             distinct.clear();
             distinct.extend_from_slice(&scrape.info_hashes);
@@ -621,7 +663,8 @@ fn issue(
         }
         // The workload of an HTTP test draws no connects.
         RequestKind::Announce | RequestKind::Connect => {
-            let peer = workload.peer(peers.pick(workload.config().sequential_peers, rng));
+            let index = peers.pick(workload.config().sequential_peers, rng);
+            let peer = workload.peer(index);
             let event = workload.sample_event(rng);
             let numwant = workload.numwant(event);
             let request = AnnounceRequest {
@@ -637,8 +680,9 @@ fn issue(
                 compact: true,
                 no_peer_id: false,
                 ip: None,
+                passkey: passkeys.of_peer(index),
             };
-            request.write_http(out, host, "/announce", keep_alive);
+            request.write_http(out, host, keep_alive);
             InFlight {
                 kind: Kind::Announce,
                 expected: numwant,
@@ -676,6 +720,38 @@ mod tests {
             port,
             peer_id: None,
         }
+    }
+
+    #[test]
+    fn each_peer_keeps_its_passkey_and_scrapes_take_turns() {
+        let keys: Vec<Passkey> = [
+            "abcdefghijklmnopqrstuvwxyzABC789",
+            "0123456789ABCDEFGHIJKLMNOPQRSTUV",
+        ]
+        .iter()
+        .map(|k| Passkey::parse(k.as_bytes()).unwrap())
+        .collect();
+        let key = |i: usize| PasskeyParam::Key(keys[i]);
+        let mut passkeys = Passkeys {
+            keys: keys.clone(),
+            next_scrape: 0,
+        };
+        assert_eq!(passkeys.of_peer(0), key(0));
+        assert_eq!(passkeys.of_peer(1), key(1));
+        assert_eq!(passkeys.of_peer(2), key(0));
+        assert_eq!(
+            passkeys.of_peer(2),
+            key(0),
+            "the same peer, the same passkey"
+        );
+        assert_eq!(passkeys.for_scrape(), key(1));
+        assert_eq!(passkeys.for_scrape(), key(0));
+        let mut none = Passkeys {
+            keys: Vec::new(),
+            next_scrape: 0,
+        };
+        assert_eq!(none.of_peer(7), PasskeyParam::Missing);
+        assert_eq!(none.for_scrape(), PasskeyParam::Missing);
     }
 
     #[test]
