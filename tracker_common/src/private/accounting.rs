@@ -170,6 +170,11 @@ pub struct PeerCredit {
     pub first_announce: u64,
     /// Announces flagged for their upload speed.
     pub flagged_announces: u64,
+    /// Whether a crash before this is committed would lose credit that no later announce
+    /// brings back: the peer's first credit (no committed baseline yet), a completion,
+    /// or a `stopped` (the peer's last announce of its session). The `accounting` thread
+    /// commits such credit at once rather than at the next flush interval.
+    pub urgent: bool,
 }
 
 impl PeerCredit {
@@ -189,6 +194,7 @@ impl PeerCredit {
         self.flagged_announces = self
             .flagged_announces
             .saturating_add(later.flagged_announces);
+        self.urgent |= later.urgent;
     }
 }
 
@@ -232,6 +238,7 @@ struct Pending {
     completed_at: Option<u64>,
     first_announce: u64,
     flagged_announces: u64,
+    urgent: bool,
 }
 
 /// One peer's state.
@@ -314,6 +321,7 @@ impl AccountingShard {
                     credit.completed_at = Some(now);
                 }
                 credit.flagged_announces = u64::from(flagged);
+                credit.urgent = true;
                 self.accounts.insert(
                     key,
                     Account {
@@ -358,6 +366,7 @@ impl AccountingShard {
                 let rate = self.rules.flag_upload_bytes_per_sec;
                 flagged = rate > 0 && credit.uploaded / gap.max(1) > rate;
                 credit.flagged_announces = u64::from(flagged);
+                credit.urgent = credit.completed_at.is_some() || state_after == PeerState::Stopped;
                 account.uploaded = announce.uploaded;
                 account.downloaded = announce.downloaded;
                 account.last_announce = account.last_announce.max(now);
@@ -424,6 +433,7 @@ impl AccountingShard {
                 completed_at: pending.completed_at,
                 first_announce: pending.first_announce,
                 flagged_announces: pending.flagged_announces,
+                urgent: pending.urgent,
             });
         }
         out.len() - before
@@ -449,6 +459,7 @@ impl AccountingShard {
                 completed_at: credit.completed_at,
                 first_announce: credit.first_announce,
                 flagged_announces: credit.flagged_announces,
+                urgent: credit.urgent,
             };
             match &mut account.pending {
                 Some(pending) => {
@@ -556,6 +567,7 @@ fn merge_pending(pending: &mut Pending, later: &Pending) {
     pending.flagged_announces = pending
         .flagged_announces
         .saturating_add(later.flagged_announces);
+    pending.urgent |= later.urgent;
 }
 
 #[cfg(test)]
@@ -867,6 +879,20 @@ mod tests {
         assert_eq!(f.shard.clean(T0 + 11 + retention, |_| Some(alice)), 1);
         assert_eq!(alice.load(Ordering::Relaxed), 0);
         assert_eq!(f.shard.num_peers(), 0);
+    }
+
+    #[test]
+    fn credit_a_crash_could_lose_is_urgent() {
+        let mut f = Fixture::new(rules());
+        f.announce(ann(ALICE, 1, Started, 0, 0, 5), T0);
+        assert!(f.take()[0].urgent, "a new peer has no committed baseline");
+        f.announce(ann(ALICE, 1, Regular, 10, 0, 5), T0 + 1);
+        assert!(!f.take()[0].urgent, "a later announce carries it again");
+        f.announce(ann(ALICE, 1, Completed, 10, 5, 0), T0 + 2);
+        assert!(f.take()[0].urgent, "a completion is an event");
+        f.announce(ann(ALICE, 1, Regular, 12, 5, 0), T0 + 3);
+        f.announce(ann(ALICE, 1, Stopped, 20, 5, 0), T0 + 4);
+        assert!(f.take()[0].urgent, "a stop is the session's last announce");
     }
 
     #[test]
