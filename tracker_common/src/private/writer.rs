@@ -2,7 +2,7 @@
 //!
 //! Request workers hand their shards' pending credit over about once a second
 //! ([`AccountingDuty::tick`]) on a bounded channel; credit that does not fit goes back
-//! into its peer's entry, to go with the next hand-over. The thread merges what arrives
+//! to the shard, merged per peer, to go with the next hand-over. The thread merges what arrives
 //! per peer, and every `flush_interval_secs` commits it as one [`Batch`] with a fresh id.
 //! A batch whose commit fails is kept and retried, id and content unchanged, until the
 //! store says it is applied (now, or by an earlier attempt whose reply was lost); new
