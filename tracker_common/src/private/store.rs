@@ -18,13 +18,16 @@
 //! no client-sent value can make a batch fail for ever.
 //!
 //! # Backends
-//! [`open`] picks one by the URL's scheme: [`SqliteStore`] (`sqlite://PATH`). Both keep the same tables, columns and
+//! [`open`] picks one by the URL's scheme: [`SqliteStore`] (`sqlite://PATH`) or
+//! [`PostgresStore`] (`postgresql://...`). Both keep the same tables, columns and
 //! migration numbers, and neither panics on what it reads: a row that does not hold a
 //! passkey, a 20-byte info hash or peer id, or a non-negative counter is skipped (and
 //! counted in a warning).
 
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 
 use crate::private::passkey::Passkey;
@@ -147,7 +150,8 @@ pub trait AccountingStore: Send {
 
 /// Opens the accounting database that `url` names: `sqlite://PATH` (PATH as given:
 /// `sqlite:///var/lib/shoal/accounting.db` is absolute, `sqlite://accounting.db` relative
-/// to the working directory). Creates the schema, or brings it up to date, before it
+/// to the working directory) or `postgresql://...` / `postgres://...` (any URL that
+/// PostgreSQL's libpq takes). Creates the schema, or brings it up to date, before it
 /// returns.
 ///
 /// # Errors
@@ -160,7 +164,10 @@ pub fn open(url: &str) -> anyhow::Result<Box<dyn AccountingStore>> {
         }
         return Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?));
     }
-    anyhow::bail!("accounting database {url:?}: must start with sqlite://")
+    if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+        return Ok(Box::new(PostgresStore::open(url)?));
+    }
+    anyhow::bail!("accounting database {url:?}: must start with sqlite:// or postgresql://")
 }
 
 /// The largest value a counter column holds.
