@@ -2,6 +2,10 @@
 //! process, with its log lines and the address it listens on, a process's user and
 //! group ids, a TLS client that trusts one certificate, and a plain HTTP GET for the
 //! metrics endpoint. Not used by the trackers themselves.
+//!
+//! - [`postgres`]: a throwaway PostgreSQL server, for the accounting database's tests.
+
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
