@@ -268,10 +268,12 @@ def _bdecode_at(data, i, depth):
     raise ValueError(f"unexpected byte {c!r} at {i}")
 
 
-def scrape_http(port, info_hash, ssl_context=None, attempts=4, wait=3.0):
+def scrape_http(port, info_hash, ssl_context=None, attempts=4, wait=3.0, passkey=None):
     """GET /scrape of one info hash: (seeders, completed, leechers). Over HTTPS
-    when `ssl_context` is given (it must then verify the tracker's certificate)."""
-    path = "/scrape?info_hash=" + urllib.parse.quote_from_bytes(info_hash, safe="")
+    when `ssl_context` is given (it must then verify the tracker's certificate);
+    GET /PASSKEY/scrape, a private tracker's form, when `passkey` is given."""
+    prefix = "" if passkey is None else f"/{passkey}"
+    path = prefix + "/scrape?info_hash=" + urllib.parse.quote_from_bytes(info_hash, safe="")
     scheme = "http" if ssl_context is None else "https"
     problem = None
     for _ in range(attempts):

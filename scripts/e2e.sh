@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # End-to-end test of a tracker with real BitTorrent clients, all on loopback.
-# Usage: scripts/e2e.sh udp|http|https|ws|wss [extra args for the test, e.g. --timeout 180]
+# Usage: scripts/e2e.sh udp|http|https|private|ws|wss [extra args for the test, e.g. --timeout 180]
 #
 # udp, http, https: e2e/real_clients.py (libtorrent seeding, aria2c and then
 # transmission-daemon downloading) against tracker_udp or tracker_http; https
 # runs tracker_http with TLS on, behind a self-signed certificate that the test
 # makes and the clients trust.
+# private: e2e/private_clients.py (libtorrent seeding to aria2c, each with a
+# passkey of its own) against tracker_http in private mode, with the accounting
+# database checked against the bytes moved.
 # ws, wss: e2e/ws/run.mjs (two WebTorrent clients in Node, WebRTC between them)
 # against tracker_ws, in a network namespace of its own whose only interface is
 # lo, so that WebRTC, which offers every interface it sees, stays on loopback;
 # wss as https.
 set -euo pipefail
 
-usage="usage: scripts/e2e.sh udp|http|https|ws|wss [args]"
+usage="usage: scripts/e2e.sh udp|http|https|private|ws|wss [args]"
 protocol="${1:?$usage}"
 shift
 case "$protocol" in
     udp) tracker=tracker_udp ;;
-    http | https) tracker=tracker_http ;;
+    http | https | private) tracker=tracker_http ;;
     ws | wss) tracker=tracker_ws ;;
     *)
         echo "$usage" >&2
@@ -45,6 +48,9 @@ case "$protocol" in
         # Debian's libtorrent.
         exec /usr/bin/python3 e2e/real_clients.py --protocol "$protocol" \
             --tracker-bin "$tracker_bin" "$@"
+        ;;
+    private)
+        exec /usr/bin/python3 e2e/private_clients.py --tracker-bin "$tracker_bin" "$@"
         ;;
 esac
 

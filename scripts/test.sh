@@ -3,8 +3,9 @@
 # the workspace's unit, property and integration tests, then the end-to-end
 # tests with real BitTorrent clients, of the UDP and of the HTTP tracker (over
 # HTTP and over HTTPS), and with real WebTorrent clients, of the WebSocket
-# tracker (over ws:// and over wss://), and the metrics page in headless
-# Chromium.
+# tracker (over ws:// and over wss://), the metrics page in headless
+# Chromium, and the HTTP tracker's private mode with real clients and its
+# accounting database.
 # Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,4 @@ scripts/e2e-https.sh
 scripts/e2e-ws.sh
 scripts/e2e-wss.sh
 scripts/e2e-metrics-page.sh
+scripts/e2e-private.sh
