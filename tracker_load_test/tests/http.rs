@@ -126,6 +126,33 @@ fn passkeys_go_in_the_path() {
 }
 
 #[test]
+fn a_private_tracker_serves_the_passkeys() {
+    // The benchmark's set-up: private mode on SQLite, every request with a known
+    // passkey. A refused one would be a failure answer, which assert_sane counts.
+    let keys = [
+        "abcdefghijklmnopqrstuvwxyzABC789",
+        "0123456789ABCDEFGHIJKLMNOPQRSTUV",
+    ];
+    let dir = tracker_common::testing::temp_dir("http-load-private");
+    let passkeys = dir.join("passkeys.txt");
+    std::fs::write(&passkeys, keys.join("\n")).unwrap();
+    let tracker = tracker_with("127.0.0.1:0", |config| {
+        config.private.enabled = true;
+        config.private.passkeys_path = passkeys.clone();
+        config.accounting.url = format!("sqlite://{}", dir.join("accounting.db").display());
+    });
+    let mut config = load_config(tracker.local_addr());
+    config.passkeys = keys.iter().map(|k| k.to_string()).collect();
+    let summary = run(config).unwrap();
+    assert_sane(&summary);
+    let stats = tracker.statistics();
+    assert_eq!(stats.private.refused, [0, 0, 0], "{stats:?}");
+    assert!(stats.private.peers > 0, "{stats:?}");
+    tracker.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let tracker = tracker("127.0.0.1:0");
     let mut config = load_config(tracker.local_addr());
