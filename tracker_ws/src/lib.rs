@@ -50,7 +50,9 @@ use tracker_common::tls::SharedServerConfig;
 pub use config::Config;
 
 use crate::workers::request::WsHandler;
-use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN, WsCounters};
+use crate::workers::socket::{
+    PrivateGate, SocketWorker, SocketWorkerSettings, WAKER_TOKEN, WsCounters,
+};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_ws";
@@ -195,6 +197,13 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     // the TLS certificates read. Drop privileges before any thread starts; glibc's
     // setuid would change every thread anyway (see tracker_common::privileges::System).
     tracker_common::privileges::drop_privileges(&config.privileges)?;
+    // Private mode opens its database as the unprivileged user, and must be up before
+    // the request workers take their accounting.
+    let private = core.start_private(
+        &config.private,
+        &config.accounting,
+        u64::from(config.swarm.announce_interval_secs),
+    )?;
     let (polls, wakers) = tracker_common::server::make_polls(listeners.len(), WAKER_TOKEN)?;
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, WsHandler::default)?;
@@ -245,6 +254,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             ws_counters: ws_counters.clone(),
             tls: tls.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
+            private: private.as_ref().map(|access| PrivateGate {
+                gate: access.gate(),
+                scrape_requires_passkey: access.scrape_requires_passkey,
+            }),
         };
         core.supervisor
             .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
