@@ -132,6 +132,20 @@ fn several_requests_in_flight_and_half_of_the_offers_answered() {
 }
 
 #[test]
+fn connections_open_on_the_passkey_path() {
+    // A public tracker ignores the passkey in the path: the load is served as on `/`.
+    let tracker = tracker("127.0.0.1:0");
+    let mut config = load_config(tracker.local_addr());
+    config.network.passkeys = vec![
+        "abcdefghijklmnopqrstuvwxyz012345".to_string(),
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345".to_string(),
+    ];
+    let summary = run(config).unwrap();
+    assert_sane(&summary);
+    tracker.shutdown();
+}
+
+#[test]
 fn over_ipv6() {
     if let Err(err) = std::net::TcpListener::bind("[::1]:0") {
         panic!("this test needs IPv6 loopback (::1), which this host lacks: {err}");
