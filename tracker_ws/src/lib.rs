@@ -7,21 +7,26 @@
 //! ```text
 //!             SO_REUSEPORT TCP listeners, one per socket worker
 //!  clients <-> socket-01..N   (mio; accept, WebSocket upgrade and frames, parse JSON,
-//!                 |            access list, write replies, relayed offers and answers)
+//!                 |            passkeys in private mode, access list, write replies,
+//!                 |            relayed offers and answers)
 //!                 |  batches of announces (with their offers), answers, departures of
 //!                 |  closed connections and scrape parts, routed by a keyed hash of the
 //!                 |  info hash, over channels bounded by requests
 //!                 v
 //!             request-01..M   (each owns one shard of the torrents: peers on
-//!                 |            connections; the request worker loop of tracker_common)
+//!                 |            connections, and in private mode their accounting; the
+//!                 |            request worker loop of tracker_common)
 //!                 |  the announcer's counts back to its socket worker; each offer to the
 //!                 |  socket worker of the peer chosen for it, each answer to the
 //!                 |  offerer's; a mio Waker rouses each
 //!                 v
 //!             socket workers write them on the connections
-//!  + statistics (log line), metrics (/metrics and /stats.json on a listener of its
-//!    own, read from the workers' counters when scraped; and the statistics page, charting samples it takes), signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
-//!    a supervisor: any thread that ends takes the process down with an error naming it.
+//!  + accounting (private mode: commits the request workers' credit to the database),
+//!    statistics (log line), metrics (/metrics and /stats.json on a listener of its
+//!    own, read from the workers' counters when scraped; and the statistics page,
+//!    charting samples it takes), signals (SIGUSR1 reloads the access list and the
+//!    passkeys; SIGTERM / SIGINT stop) and a supervisor: any thread that ends takes the
+//!    process down with an error naming it.
 //! ```
 //!
 //! What one client can hold (connections, buffers, swarms, outgoing queue, time) is

@@ -24,6 +24,18 @@
 //!   and closed once the whole timeout passes without a frame from it (and at least a
 //!   second after the ping); the upgrade request must be complete within the timeout
 //!   too.
+//!
+//! # Private mode
+//! The passkey comes with the upgrade request's path (`/PASSKEY/announce`,
+//! `/announce/PASSKEY`; an upgrade on a path that is not the tracker's is refused 404)
+//! and stays with the connection. It is checked at every announce, so that a passkey
+//! revoked while the connection lives stops working at once: a refused announce is
+//! answered with the refusal's failure reason, counted, and goes no further (no swarm
+//! entry, no offers relayed); an answer from a connection without a passkey in force is
+//! dropped (counted); a scrape needs one when `private.scrape_requires_passkey` is on.
+//! An accepted announce carries the passkey and the client's `uploaded` and
+//! `downloaded` to its request worker, which credits them. Public mode ignores the
+//! path's passkey, and opens on any path, as it always has.
 
 use std::io::ErrorKind;
 use std::sync::Arc;
