@@ -50,6 +50,9 @@ use crate::private::passkey::Passkey;
 use crate::private::store::PeerBaseline;
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
 
+/// Room the map of pending credit keeps after a hand-over.
+const PENDING_KEPT_CAPACITY: usize = 16 * 1024;
+
 /// The numbers the rules use.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct AccountingRules {
@@ -438,6 +441,12 @@ impl AccountingShard {
                 flagged_announces: pending.flagged_announces,
                 urgent: pending.urgent,
             });
+        }
+        // After a burst (every peer announcing within one hand-over, as after a restart)
+        // the map would keep room for all of them; between hand-overs it only needs room
+        // for the peers of one second.
+        if self.pending.capacity() > PENDING_KEPT_CAPACITY {
+            self.pending.shrink_to(PENDING_KEPT_CAPACITY);
         }
         out.len() - before
     }
