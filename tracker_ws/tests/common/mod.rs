@@ -121,32 +121,6 @@ impl Client {
         Self { ws }
     }
 
-    /// Whether no text message comes within `wait` (the connection stays usable).
-    pub fn nothing_within(&mut self, wait: Duration) -> bool {
-        let stream = self.ws.get_mut();
-        stream.set_read_timeout(Some(wait)).unwrap();
-        let got = loop {
-            match self.ws.read() {
-                Ok(Message::Text(text)) => break Some(text),
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(err))
-                    if matches!(
-                        err.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break None;
-                }
-                Err(err) => panic!("read: {err}"),
-            }
-        };
-        self.ws
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        got.is_none()
-    }
-
     pub fn send(&mut self, message: &InMessage) {
         let mut json = Vec::new();
         write_in_message(message, &mut json);
