@@ -346,3 +346,115 @@ fn answers_and_announces_of_a_revoked_passkey_go_nowhere() {
     assert_eq!(spawned.wait_exit(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts the binary on passkeys read from `shoal_passkeys` (A enabled, B disabled),
+/// re-read every `refresh_secs`; returns it, its directory and the database file.
+fn tracker_on_database_passkeys(
+    name: &str,
+    refresh_secs: u64,
+) -> (Spawned, std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir(name);
+    let db = dir.join("accounting.db");
+    let url = format!("sqlite://{}", db.display());
+    // The schema, as the tracker would make it, then the users.
+    drop(tracker_common::private::store::open(&url).unwrap());
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    sql.execute(
+        "INSERT INTO shoal_passkeys (passkey, enabled) VALUES (?1, 1), (?2, 0)",
+        [PASSKEY_A.as_str(), PASSKEY_B.as_str()],
+    )
+    .unwrap();
+    let config = write_private_config(&dir, "", &url, &format!("refresh_secs = {refresh_secs}\n"));
+    // write_private_config names the passkey file; these tests read the table instead.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("passkeys_path = \"{}\"", dir.join("passkeys.txt").display()),
+        "passkeys_path = \"\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let spawned = Spawned::start(env!("CARGO_BIN_EXE_tracker_ws").as_ref(), &config);
+    (spawned, dir, db)
+}
+
+/// Announces as a new peer of `passkey`: `None` if served, the failure reason if not.
+fn try_announce(addr: SocketAddr, passkey: &Passkey, peer: u8) -> Option<String> {
+    let mut client = Client::connect_path(addr, &path(passkey));
+    client.announce(announce(
+        info_hash(11),
+        qbit(peer),
+        Some(5),
+        AnnounceEvent::Started,
+    ));
+    match client.next() {
+        ParsedOutMessage::AnnounceResponse { .. } => None,
+        ParsedOutMessage::Failure { reason, .. } => Some(reason),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// Waits (10 s at most) until `passkey`'s announces get `expected`.
+fn wait_until(addr: SocketAddr, passkey: &Passkey, expected: Option<&str>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for peer in 100u8.. {
+        let got = try_announce(addr, passkey, peer);
+        if got.as_deref() == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{passkey}: still {got:?} after 10 s, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn passkeys_from_the_database_are_reread_on_sigusr1() {
+    // A refresh interval longer than the test: only the signal can bring a change.
+    let (mut spawned, dir, db) = tracker_on_database_passkeys("ws-private-db-usr1", 3600);
+    let addr = spawned.addr;
+    assert_eq!(try_announce(addr, &PASSKEY_A, 1), None);
+    assert_eq!(
+        try_announce(addr, &PASSKEY_B, 2).as_deref(),
+        Some("unknown passkey")
+    );
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    sql.execute("UPDATE shoal_passkeys SET enabled = 1", [])
+        .unwrap();
+    sql.execute(
+        "UPDATE shoal_passkeys SET enabled = 0 WHERE passkey = ?1",
+        [PASSKEY_A.as_str()],
+    )
+    .unwrap();
+    assert_eq!(
+        try_announce(addr, &PASSKEY_B, 3).as_deref(),
+        Some("unknown passkey"),
+        "not before the signal"
+    );
+    spawned.signal("USR1");
+    wait_until(addr, &PASSKEY_B, None);
+    assert_eq!(
+        try_announce(addr, &PASSKEY_A, 4).as_deref(),
+        Some("unknown passkey")
+    );
+    spawned.signal("TERM");
+    assert_eq!(spawned.wait_exit(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn passkeys_from_the_database_are_reread_every_refresh_secs() {
+    let (mut spawned, dir, db) = tracker_on_database_passkeys("ws-private-db-refresh", 1);
+    let addr = spawned.addr;
+    assert_eq!(
+        try_announce(addr, &PASSKEY_B, 1).as_deref(),
+        Some("unknown passkey")
+    );
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE shoal_passkeys SET enabled = 1", [])
+        .unwrap();
+    wait_until(addr, &PASSKEY_B, None);
+    spawned.signal("TERM");
+    assert_eq!(spawned.wait_exit(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
