@@ -2,7 +2,8 @@
 //! (clean run, SIGTERM and restart, SIGKILL and restart, PostgreSQL down for several
 //! flush intervals) played over HTTP against the binary, on SQLite and PostgreSQL; and
 //! the refusals (missing passkey, unknown passkey, client not on the allow list),
-//! answered with their cause, counted, and stored nowhere.
+//! answered with their cause, counted, and stored nowhere; and a passkey taken out of
+//! the file refused after SIGUSR1, on a connection opened before.
 
 mod common;
 
@@ -16,9 +17,9 @@ use common::{Client, announce, info_hash, start, test_config};
 use tracker_common::private::passkey::Refusal;
 use tracker_common::testing::accounting::{
     AnnounceClient, Backend, Database, Interruption, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN,
-    ScenarioTracker, ScriptPeer, Step, Totals, run_scenario,
+    ScenarioTracker, ScriptPeer, Step, Totals, run_scenario, write_private_config,
 };
-use tracker_common::testing::{http_get, temp_dir};
+use tracker_common::testing::{Spawned, http_get, temp_dir};
 use tracker_http_protocol::{
     AnnounceEvent, AnnounceRequest, InfoHash, PasskeyParam, PeerId, TrackerResponse,
     parse_http_response,
@@ -327,5 +328,30 @@ fn scrapes_without_a_passkey_when_the_config_allows_them() {
     ));
     assert_eq!(tracker.statistics().private.refused, [1, 0, 0]);
     tracker.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_passkey_taken_out_of_the_file_is_refused_after_sigusr1() {
+    let dir = temp_dir("http-private-reload");
+    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let config = write_private_config(&dir, "", &url, "");
+    let mut spawned = Spawned::start(Path::new(env!("CARGO_BIN_EXE_tracker_http")), &config);
+    // One keep-alive connection throughout: its socket worker sees the new set.
+    let mut client = Client::connect(spawned.addr);
+    let hash = info_hash(9);
+    let a = PasskeyParam::Key(PASSKEY_A);
+    let b = PasskeyParam::Key(PASSKEY_B);
+    client.announce_ok(&with_passkey(hash, qbittorrent(1), 0, a));
+    client.announce_ok(&with_passkey(hash, qbittorrent(2), 0, b));
+
+    std::fs::write(dir.join("passkeys.txt"), format!("{PASSKEY_B}\n")).unwrap();
+    spawned.signal("USR1");
+    Spawned::wait_line(&spawned.lines, "passkeys reloaded");
+    let answer = client.announce(&with_passkey(hash, qbittorrent(1), 0, a));
+    assert_eq!(failure(answer), Refusal::UnknownPasskey.message());
+    client.announce_ok(&with_passkey(hash, qbittorrent(2), 0, b));
+    spawned.signal("TERM");
+    assert_eq!(spawned.wait_exit(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
