@@ -164,6 +164,70 @@ fn bad_command_lines_and_configs_fail_with_a_message() {
 }
 
 #[test]
+fn passkeys_come_from_the_list_then_the_file() {
+    let a = "AliceAliceAliceAliceAliceAlice01";
+    let b = "BobBobBobBobBobBobBobBobBobBob02";
+    let mut config = Config::default();
+    assert!(config.private.load().unwrap().is_empty(), "none by default");
+    config.private.passkeys = vec!["short".to_string()];
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.starts_with("private.passkeys"), "{err}");
+
+    let dir = tracker_common::testing::temp_dir("load-passkeys");
+    let path = dir.join("passkeys.txt");
+    std::fs::write(
+        &path,
+        format!(
+            "# users
+
+{b}  # bob
+"
+        ),
+    )
+    .unwrap();
+    config.private.passkeys = vec![a.to_string()];
+    config.private.passkeys_path = path.clone();
+    config.validate().unwrap();
+    let keys: Vec<String> = config
+        .private
+        .load()
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(keys, [a, b]);
+    std::fs::write(
+        &path,
+        format!(
+            "{b}
+not-a-passkey
+"
+        ),
+    )
+    .unwrap();
+    let err = format!("{:#}", config.private.load().unwrap_err());
+    assert!(
+        err.starts_with("private.passkeys_path") && err.contains("line 2"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A public tracker ignores the passkeys' URL data: the load is as sane as without.
+#[test]
+fn a_load_test_with_passkeys_against_a_public_tracker_is_sane() {
+    let tracker = tracker("127.0.0.1:0");
+    let mut config = load_config(tracker.local_addr());
+    config.private.passkeys = vec![
+        "AliceAliceAliceAliceAliceAlice01".to_string(),
+        "BobBobBobBobBobBobBobBobBobBob02".to_string(),
+    ];
+    let summary = run(config).unwrap();
+    assert_sane(&summary);
+    tracker.shutdown();
+}
+
+#[test]
 fn info_hashes_are_printed_as_an_allow_list() {
     let dir = std::env::temp_dir().join(format!("shoal-load-hashes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
