@@ -10,6 +10,9 @@
 //!  main thread: prints a line per second, samples the tracker's CPU time at the
 //!  start and end of the measured window, prints the summary, writes --json
 //! ```
+//!
+//! For a tracker in private mode, `[private]` lists passkeys (or a passkey file): every
+//! announce then carries the BEP 41 URL data "/PASSKEY/announce" of its peer's passkey.
 
 mod burst;
 mod ceiling;
