@@ -28,6 +28,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::history::History;
+use crate::private::passkey::Refusal;
+use crate::private::stats::PrivateSnapshot;
 use crate::statistics::{Family, RequestKind, ResponseKind, Snapshot, Statistics};
 use crate::supervisor::ShutdownFlag;
 
@@ -333,6 +335,9 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
             ConstCounter::new(s.relayed_shed),
         );
     }
+    if s.private.enabled {
+        register_private(&mut registry, &s.private);
+    }
     registry.register(
         "access_list_info_hashes",
         "Info hashes in the access list",
@@ -362,6 +367,84 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// Private mode's series, `shoal_private_*`.
+fn register_private(registry: &mut Registry, p: &PrivateSnapshot) {
+    registry.register(
+        "private_passkeys",
+        "Passkeys in force",
+        gauge(p.passkeys_loaded),
+    );
+    registry.register(
+        "private_peers",
+        "Peers with accounting state (baselines kept in memory)",
+        gauge(p.peers),
+    );
+    registry.register(
+        "private_credits_pending",
+        "Peers whose credit waits to be committed to the accounting database",
+        gauge(p.credits_pending),
+    );
+    registry.register_collector(Box::new(Ordered {
+        name: "private_batches",
+        help: "Accounting batches by outcome: committed, already_applied (a retry whose \
+               earlier attempt had been applied), failed (an attempt that will be retried)",
+        series: [
+            ("committed", p.batches_committed),
+            ("already_applied", p.batches_already_applied),
+            ("failed", p.batches_failed),
+        ]
+        .into_iter()
+        .map(|(outcome, n)| (vec![("outcome", outcome)], ConstCounter::new(n)))
+        .collect(),
+    }));
+    registry.register(
+        "private_credits_committed",
+        "Peer credits committed to the accounting database",
+        ConstCounter::new(p.credits_committed),
+    );
+    registry.register_with_unit(
+        "private_flush",
+        "Time spent in successful accounting commits (divide by the batches for the mean \
+         flush latency)",
+        Unit::Seconds,
+        ConstCounter::new(p.flush_micros_total as f64 / 1e6),
+    );
+    registry.register_with_unit(
+        "private_last_flush",
+        "How long the last successful accounting commit took",
+        Unit::Seconds,
+        ConstGauge::new(p.last_flush_micros as f64 / 1e6),
+    );
+    registry.register_with_unit(
+        "private_last_commit_timestamp",
+        "When the last accounting batch was committed, in Unix time",
+        Unit::Seconds,
+        gauge(p.last_commit_unix_secs),
+    );
+    registry.register_collector(Box::new(Ordered {
+        name: "private_refused",
+        help: "Private-mode requests refused, by cause",
+        series: Refusal::ALL
+            .into_iter()
+            .map(|cause| {
+                let n = p.refused.get(cause.index()).copied().unwrap_or(0);
+                (vec![("cause", cause.label())], ConstCounter::new(n))
+            })
+            .collect(),
+    }));
+    registry.register(
+        "private_flagged_announces",
+        "Announces whose implied upload speed exceeded accounting.flag_upload_bytes_per_sec \
+         (credited, and counted in shoal_user_torrents.flagged_announces)",
+        ConstCounter::new(p.flagged),
+    );
+    registry.register(
+        "private_over_limit",
+        "New peers served but not credited because an accounting limit was reached",
+        ConstCounter::new(p.over_limit),
+    );
 }
 
 /// The same figures as [`encode_prometheus`], as one JSON object.
@@ -416,6 +499,33 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
     if let Some(map) = json.as_object_mut() {
         if id.protocol.has_connections() {
             map.insert("connections_open".into(), s.open_connections.into());
+        }
+        if s.private.enabled {
+            let p = &s.private;
+            let refused = serde_json::Map::from_iter(Refusal::ALL.into_iter().map(|cause| {
+                let n = p.refused.get(cause.index()).copied().unwrap_or(0);
+                (cause.label().to_owned(), n.into())
+            }));
+            map.insert(
+                "private".into(),
+                serde_json::json!({
+                    "passkeys": p.passkeys_loaded,
+                    "peers": p.peers,
+                    "credits_pending": p.credits_pending,
+                    "batches": {
+                        "committed": p.batches_committed,
+                        "already_applied": p.batches_already_applied,
+                        "failed": p.batches_failed,
+                    },
+                    "credits_committed": p.credits_committed,
+                    "flush_seconds_total": p.flush_micros_total as f64 / 1e6,
+                    "last_flush_seconds": p.last_flush_micros as f64 / 1e6,
+                    "last_commit_unix_secs": p.last_commit_unix_secs,
+                    "refused": refused,
+                    "flagged_announces": p.flagged,
+                    "over_limit": p.over_limit,
+                }),
+            );
         }
         if id.protocol.relays() {
             map.insert(
@@ -748,6 +858,60 @@ mod tests {
         assert!(ws.contains("shoal_relayed_total{protocol=\"ws\",kind=\"answer\"} 31\n"));
         assert!(ws.contains("shoal_relayed_shed_total{protocol=\"ws\"} 32\n"));
         assert!(ws.contains("shoal_connections_open{protocol=\"ws\"} 29\n"));
+    }
+
+    #[test]
+    fn private_series_only_in_private_mode() {
+        let public = encode_prometheus(&snapshot(), &id(Protocol::Http)).unwrap();
+        assert!(!public.contains("private"), "{public}");
+        assert!(
+            to_json(&snapshot(), &id(Protocol::Http))
+                .get("private")
+                .is_none()
+        );
+        let mut s = snapshot();
+        s.private = PrivateSnapshot {
+            enabled: true,
+            passkeys_loaded: 2,
+            peers: 3,
+            credits_pending: 4,
+            batches_committed: 5,
+            batches_failed: 6,
+            batches_already_applied: 7,
+            credits_committed: 8,
+            flush_micros_total: 2_500_000,
+            last_flush_micros: 1_500,
+            last_commit_unix_secs: 1_800_000_000,
+            refused: [9, 10, 11],
+            flagged: 12,
+            over_limit: 13,
+        };
+        let text = encode_prometheus(&s, &id(Protocol::Http)).unwrap();
+        for line in [
+            "shoal_private_passkeys{protocol=\"http\"} 2",
+            "shoal_private_peers{protocol=\"http\"} 3",
+            "shoal_private_credits_pending{protocol=\"http\"} 4",
+            "shoal_private_batches_total{protocol=\"http\",outcome=\"committed\"} 5",
+            "shoal_private_batches_total{protocol=\"http\",outcome=\"failed\"} 6",
+            "shoal_private_batches_total{protocol=\"http\",outcome=\"already_applied\"} 7",
+            "shoal_private_credits_committed_total{protocol=\"http\"} 8",
+            "shoal_private_flush_seconds_total{protocol=\"http\"} 2.5",
+            "shoal_private_last_flush_seconds{protocol=\"http\"} 0.0015",
+            "shoal_private_refused_total{protocol=\"http\",cause=\"missing_passkey\"} 9",
+            "shoal_private_refused_total{protocol=\"http\",cause=\"unknown_passkey\"} 10",
+            "shoal_private_refused_total{protocol=\"http\",cause=\"client_not_allowed\"} 11",
+            "shoal_private_flagged_announces_total{protocol=\"http\"} 12",
+            "shoal_private_over_limit_total{protocol=\"http\"} 13",
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing from:\n{text}"
+            );
+        }
+        let json = to_json(&s, &id(Protocol::Http));
+        assert_eq!(json["private"]["refused"]["unknown_passkey"], 10);
+        assert_eq!(json["private"]["batches"]["already_applied"], 7);
+        assert_eq!(json["private"]["flush_seconds_total"], 2.5);
     }
 
     #[test]

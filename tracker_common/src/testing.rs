@@ -2,6 +2,12 @@
 //! process, with its log lines and the address it listens on, a process's user and
 //! group ids, a TLS client that trusts one certificate, and a plain HTTP GET for the
 //! metrics endpoint. Not used by the trackers themselves.
+//!
+//! - [`accounting`]: private mode's scenario tests, shared by the three trackers.
+//! - [`postgres`]: a throwaway PostgreSQL server, for the accounting database's tests.
+
+pub mod accounting;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;

@@ -2,8 +2,8 @@
 //!
 //! Pure and deterministic: no clock (times are Unix seconds given as arguments), no
 //! database, no threads. The request worker owns an [`AccountingShard`] beside its swarm
-//! shard and applies every accepted announce to it; what is credited waits in the peer's
-//! own entry until [`AccountingShard::take_pending`] hands it to the `accounting` thread.
+//! shard and applies every accepted announce to it; what is credited waits, merged per
+//! peer, until [`AccountingShard::take_pending`] hands it to the `accounting` thread.
 //!
 //! # Rules
 //! - State is kept per (info hash, passkey, peer id), never per IP: the same peer
@@ -31,8 +31,8 @@
 //! - Memory is bounded: the whole tracker holds at most [`AccountingRules::max_peers`]
 //!   peers with state, and one passkey at most
 //!   [`AccountingRules::max_peers_per_passkey`]; a new peer beyond either is served but
-//!   not credited, and counted. What waits to be written lives in the peer's entry, so
-//!   it never outgrows the number of peers.
+//!   not credited, and counted. What waits to be written is merged per peer, so it
+//!   never outgrows the number of peers.
 
 #![deny(
     clippy::unwrap_used,
@@ -49,6 +49,9 @@ use hashbrown::HashMap;
 use crate::private::passkey::Passkey;
 use crate::private::store::PeerBaseline;
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
+
+/// Room the map of pending credit keeps after a hand-over.
+const PENDING_KEPT_CAPACITY: usize = 16 * 1024;
 
 /// The numbers the rules use.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -170,6 +173,11 @@ pub struct PeerCredit {
     pub first_announce: u64,
     /// Announces flagged for their upload speed.
     pub flagged_announces: u64,
+    /// Whether a crash before this is committed would lose credit that no later announce
+    /// brings back: the peer's first credit (no committed baseline yet), a completion,
+    /// or a `stopped` (the peer's last announce of its session). The `accounting` thread
+    /// commits such credit at once rather than at the next flush interval.
+    pub urgent: bool,
 }
 
 impl PeerCredit {
@@ -189,13 +197,14 @@ impl PeerCredit {
         self.flagged_announces = self
             .flagged_announces
             .saturating_add(later.flagged_announces);
+        self.urgent |= later.urgent;
     }
 }
 
 /// What one announce did to accounting.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum AnnounceOutcome {
-    /// Applied (credit, possibly zero, waits in the peer's entry).
+    /// Applied (credit, possibly zero, waits to be handed over).
     Credited {
         /// The announce was flagged for its upload speed.
         flagged: bool,
@@ -232,17 +241,24 @@ struct Pending {
     completed_at: Option<u64>,
     first_announce: u64,
     flagged_announces: u64,
+    urgent: bool,
 }
 
-/// One peer's state.
+/// One peer's baseline: 24 bytes beside its 72-byte key. Credit waiting to be handed
+/// over lives apart, in a map only as large as the peers that announced since the last
+/// hand-over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Account {
     uploaded: u64,
     downloaded: u64,
-    last_announce: u64,
+    /// Unix seconds; a `u32` lasts until 2106.
+    last_announce: u32,
     state: PeerState,
-    /// Set while the entry is in the dirty list.
-    pending: Option<Pending>,
+}
+
+/// Unix seconds as stored in an [`Account`].
+fn secs32(unix: u64) -> u32 {
+    u32::try_from(unix).unwrap_or(u32::MAX)
 }
 
 /// The accounting state of one request worker's torrents.
@@ -250,8 +266,8 @@ pub struct AccountingShard {
     rules: AccountingRules,
     budget: Arc<AccountingBudget>,
     accounts: HashMap<AccountKey, Account>,
-    /// Keys of the entries with pending credit, each once.
-    dirty: Vec<AccountKey>,
+    /// Credit not yet handed over, of peers that have an entry in `accounts`.
+    pending: HashMap<AccountKey, Pending>,
     flagged: u64,
     over_limit: u64,
 }
@@ -263,7 +279,7 @@ impl AccountingShard {
             rules,
             budget,
             accounts: HashMap::new(),
-            dirty: Vec::new(),
+            pending: HashMap::new(),
             flagged: 0,
             over_limit: 0,
         }
@@ -314,17 +330,17 @@ impl AccountingShard {
                     credit.completed_at = Some(now);
                 }
                 credit.flagged_announces = u64::from(flagged);
+                credit.urgent = true;
                 self.accounts.insert(
                     key,
                     Account {
                         uploaded: announce.uploaded,
                         downloaded: announce.downloaded,
-                        last_announce: now,
+                        last_announce: secs32(now),
                         state: state_after,
-                        pending: Some(credit),
                     },
                 );
-                self.dirty.push(key);
+                self.pending.insert(key, credit);
             }
             Some(account) => {
                 let same_counters = announce.uploaded == account.uploaded
@@ -338,7 +354,7 @@ impl AccountingShard {
                     credit.uploaded = delta(account.uploaded, announce.uploaded);
                     credit.downloaded = delta(account.downloaded, announce.downloaded);
                 }
-                let gap = now.saturating_sub(account.last_announce);
+                let gap = now.saturating_sub(u64::from(account.last_announce));
                 let credited_gap = gap
                     <= self
                         .rules
@@ -358,15 +374,17 @@ impl AccountingShard {
                 let rate = self.rules.flag_upload_bytes_per_sec;
                 flagged = rate > 0 && credit.uploaded / gap.max(1) > rate;
                 credit.flagged_announces = u64::from(flagged);
+                credit.urgent = credit.completed_at.is_some() || state_after == PeerState::Stopped;
                 account.uploaded = announce.uploaded;
                 account.downloaded = announce.downloaded;
-                account.last_announce = account.last_announce.max(now);
+                account.last_announce = account.last_announce.max(secs32(now));
                 account.state = state_after;
-                match &mut account.pending {
-                    Some(pending) => merge_pending(pending, &credit),
-                    None => {
-                        account.pending = Some(credit);
-                        self.dirty.push(key);
+                match self.pending.entry(key) {
+                    hashbrown::hash_map::Entry::Occupied(mut e) => {
+                        merge_pending(e.get_mut(), &credit);
+                    }
+                    hashbrown::hash_map::Entry::Vacant(e) => {
+                        e.insert(credit);
                     }
                 }
             }
@@ -400,11 +418,8 @@ impl AccountingShard {
     /// how many were moved.
     pub fn take_pending(&mut self, out: &mut Vec<PeerCredit>) -> usize {
         let before = out.len();
-        for key in self.dirty.drain(..) {
-            let Some(account) = self.accounts.get_mut(&key) else {
-                continue;
-            };
-            let Some(pending) = account.pending.take() else {
+        for (key, pending) in self.pending.drain() {
+            let Some(account) = self.accounts.get(&key) else {
                 continue;
             };
             out.push(PeerCredit {
@@ -414,7 +429,7 @@ impl AccountingShard {
                     peer_id: key.peer_id,
                     uploaded: account.uploaded,
                     downloaded: account.downloaded,
-                    last_announce: account.last_announce,
+                    last_announce: u64::from(account.last_announce),
                     seeding: account.state == PeerState::Seeding,
                 },
                 uploaded: pending.uploaded,
@@ -424,12 +439,19 @@ impl AccountingShard {
                 completed_at: pending.completed_at,
                 first_announce: pending.first_announce,
                 flagged_announces: pending.flagged_announces,
+                urgent: pending.urgent,
             });
+        }
+        // After a burst (every peer announcing within one hand-over, as after a restart)
+        // the map would keep room for all of them; between hand-overs it only needs room
+        // for the peers of one second.
+        if self.pending.capacity() > PENDING_KEPT_CAPACITY {
+            self.pending.shrink_to(PENDING_KEPT_CAPACITY);
         }
         out.len() - before
     }
 
-    /// Puts credits that could not be handed over back into their entries (in front of
+    /// Puts credits that could not be handed over back with the pending ones (in front of
     /// anything credited since), so that they go with the next [`Self::take_pending`].
     pub fn put_back(&mut self, credits: Vec<PeerCredit>) {
         for credit in credits {
@@ -438,9 +460,9 @@ impl AccountingShard {
                 passkey: credit.baseline.passkey,
                 peer_id: credit.baseline.peer_id,
             };
-            let Some(account) = self.accounts.get_mut(&key) else {
+            if !self.accounts.contains_key(&key) {
                 continue;
-            };
+            }
             let earlier = Pending {
                 uploaded: credit.uploaded,
                 downloaded: credit.downloaded,
@@ -449,16 +471,17 @@ impl AccountingShard {
                 completed_at: credit.completed_at,
                 first_announce: credit.first_announce,
                 flagged_announces: credit.flagged_announces,
+                urgent: credit.urgent,
             };
-            match &mut account.pending {
-                Some(pending) => {
-                    let later = *pending;
+            match self.pending.entry(key) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => {
+                    let later = *e.get();
+                    let pending = e.get_mut();
                     *pending = earlier;
                     merge_pending(pending, &later);
                 }
-                None => {
-                    account.pending = Some(earlier);
-                    self.dirty.push(key);
+                hashbrown::hash_map::Entry::Vacant(e) => {
+                    e.insert(earlier);
                 }
             }
         }
@@ -480,13 +503,12 @@ impl AccountingShard {
             Account {
                 uploaded: baseline.uploaded,
                 downloaded: baseline.downloaded,
-                last_announce: baseline.last_announce,
+                last_announce: secs32(baseline.last_announce),
                 state: if baseline.seeding {
                     PeerState::Seeding
                 } else {
                     PeerState::Leeching
                 },
-                pending: None,
             },
         );
         true
@@ -502,9 +524,10 @@ impl AccountingShard {
     ) -> usize {
         let cutoff = now.saturating_sub(self.rules.retention_secs);
         let budget = &self.budget;
+        let pending = &self.pending;
         let before = self.accounts.len();
         self.accounts.retain(|key, account| {
-            let keep = account.pending.is_some() || account.last_announce >= cutoff;
+            let keep = u64::from(account.last_announce) >= cutoff || pending.contains_key(key);
             if !keep {
                 release(&budget.peers);
                 if let Some(count) = count_of(&key.passkey) {
@@ -523,7 +546,7 @@ impl AccountingShard {
 
     /// Peers with credit waiting to be handed over.
     pub fn num_pending(&self) -> usize {
-        self.dirty.len()
+        self.pending.len()
     }
 
     /// Announces flagged for their upload speed, since the shard was made.
@@ -556,6 +579,7 @@ fn merge_pending(pending: &mut Pending, later: &Pending) {
     pending.flagged_announces = pending
         .flagged_announces
         .saturating_add(later.flagged_announces);
+    pending.urgent |= later.urgent;
 }
 
 #[cfg(test)]
@@ -867,6 +891,20 @@ mod tests {
         assert_eq!(f.shard.clean(T0 + 11 + retention, |_| Some(alice)), 1);
         assert_eq!(alice.load(Ordering::Relaxed), 0);
         assert_eq!(f.shard.num_peers(), 0);
+    }
+
+    #[test]
+    fn credit_a_crash_could_lose_is_urgent() {
+        let mut f = Fixture::new(rules());
+        f.announce(ann(ALICE, 1, Started, 0, 0, 5), T0);
+        assert!(f.take()[0].urgent, "a new peer has no committed baseline");
+        f.announce(ann(ALICE, 1, Regular, 10, 0, 5), T0 + 1);
+        assert!(!f.take()[0].urgent, "a later announce carries it again");
+        f.announce(ann(ALICE, 1, Completed, 10, 5, 0), T0 + 2);
+        assert!(f.take()[0].urgent, "a completion is an event");
+        f.announce(ann(ALICE, 1, Regular, 12, 5, 0), T0 + 3);
+        f.announce(ann(ALICE, 1, Stopped, 20, 5, 0), T0 + 4);
+        assert!(f.take()[0].urgent, "a stop is the session's last announce");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Request workers hand their shards' pending credit over about once a second
 //! ([`AccountingDuty::tick`]) on a bounded channel; credit that does not fit goes back
-//! into its peer's entry, to go with the next hand-over. The thread merges what arrives
+//! to the shard, merged per peer, to go with the next hand-over. The thread merges what arrives
 //! per peer, and every `flush_interval_secs` commits it as one [`Batch`] with a fresh id.
 //! A batch whose commit fails is kept and retried, id and content unchanged, until the
 //! store says it is applied (now, or by an earlier attempt whose reply was lost); new
@@ -42,6 +42,8 @@ pub const HAND_OVER_INTERVAL: Duration = Duration::from_secs(1);
 pub const CHANNEL_ROUNDS: usize = 4;
 /// How long the thread keeps retrying its last commit at shutdown.
 pub const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(20);
+/// The least time between two batches when urgent credit forces one.
+const URGENT_MIN_GAP: Duration = Duration::from_secs(1);
 /// Time between deletions of expired baselines.
 const FORGET_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -223,17 +225,24 @@ impl AccountingWriter {
         let mut next_flush = Instant::now() + self.flush_interval;
         let mut next_refresh = self.passkeys.as_ref().map(|p| Instant::now() + p.interval);
         let mut next_forget = Instant::now();
+        let mut last_flush = Instant::now();
         loop {
             // Wake at least once a second, for a SIGUSR1 reload.
             let wake = next_flush.min(Instant::now() + Duration::from_secs(1));
+            let mut urgent = false;
             match self.receiver.recv_deadline(wake) {
-                Ok(credits) => state.merge(credits),
+                Ok(credits) => urgent |= state.merge(credits),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             // Drain what else is there without waiting.
             while let Ok(credits) = self.receiver.try_recv() {
-                state.merge(credits);
+                urgent |= state.merge(credits);
+            }
+            // Credit that a crash would lose for good goes out at once, at most one
+            // batch a second; the rest waits for the interval.
+            if urgent && state.in_flight.is_none() && last_flush.elapsed() >= URGENT_MIN_GAP {
+                next_flush = Instant::now();
             }
             self.stats
                 .writer_pending
@@ -241,7 +250,8 @@ impl AccountingWriter {
             let now = Instant::now();
             if now >= next_flush {
                 self.flush(&mut state);
-                next_flush = Instant::now() + self.flush_interval;
+                last_flush = Instant::now();
+                next_flush = last_flush + self.flush_interval;
             }
             if let Some(refresh) = &self.passkeys {
                 let requested = refresh.requested.swap(false, Ordering::Relaxed);
@@ -359,8 +369,11 @@ impl AccountingWriter {
 }
 
 impl WriterState {
-    fn merge(&mut self, credits: Vec<PeerCredit>) {
+    /// Merges credits per peer; whether one of them is urgent.
+    fn merge(&mut self, credits: Vec<PeerCredit>) -> bool {
+        let mut urgent = false;
         for credit in credits {
+            urgent |= credit.urgent;
             let b = &credit.baseline;
             let key = (b.info_hash, b.passkey, b.peer_id);
             match self.pending.entry(key) {
@@ -370,6 +383,7 @@ impl WriterState {
                 }
             }
         }
+        urgent
     }
 }
 
@@ -415,4 +429,166 @@ pub fn make_batch(id: BatchId, credits: &[PeerCredit], created_at: u64) -> Batch
 /// Makes the shared passkeys of a loaded set.
 pub fn shared_passkeys(set: PasskeySet) -> SharedPasskeys {
     Arc::new(ArcSwap::from_pointee(set))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::private::store::PeerBaseline;
+
+    /// A store in memory that fails as told: `Lose` applies the batch and then reports
+    /// an error (a commit whose reply was lost), `Refuse` applies nothing and errors.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Failure {
+        Lose,
+        Refuse,
+    }
+
+    #[derive(Default)]
+    struct Memory {
+        applied: HashSet<BatchId>,
+        uploaded: HashMap<(Passkey, InfoHash), u64>,
+        baselines: HashMap<PeerKey, PeerBaseline>,
+        failures: Vec<Failure>,
+        commits: usize,
+    }
+
+    struct MemoryStore(Arc<Mutex<Memory>>);
+
+    impl AccountingStore for MemoryStore {
+        fn load_baselines(
+            &mut self,
+            _since: u64,
+            _sink: &mut dyn FnMut(PeerBaseline),
+        ) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn load_passkeys(&mut self) -> anyhow::Result<Vec<Passkey>> {
+            Ok(Vec::new())
+        }
+        fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
+            let mut m = self.0.lock().unwrap();
+            m.commits += 1;
+            let failure = if m.failures.is_empty() {
+                None
+            } else {
+                Some(m.failures.remove(0))
+            };
+            if failure == Some(Failure::Refuse) {
+                anyhow::bail!("connection refused");
+            }
+            let outcome = if m.applied.insert(batch.id) {
+                for c in &batch.credits {
+                    *m.uploaded.entry((c.passkey, c.info_hash)).or_default() += c.uploaded;
+                }
+                for b in &batch.baselines {
+                    m.baselines.insert((b.info_hash, b.passkey, b.peer_id), *b);
+                }
+                CommitOutcome::Applied
+            } else {
+                CommitOutcome::AlreadyApplied
+            };
+            if failure == Some(Failure::Lose) {
+                anyhow::bail!("connection reset after commit");
+            }
+            Ok(outcome)
+        }
+        fn forget_before(&mut self, _before: u64) -> anyhow::Result<u64> {
+            Ok(0)
+        }
+    }
+
+    fn credit(peer: u8, uploaded: u64, baseline: u64) -> PeerCredit {
+        PeerCredit {
+            baseline: PeerBaseline {
+                passkey: Passkey([b'k'; 32]),
+                info_hash: InfoHash([1; 20]),
+                peer_id: PeerId([peer; 20]),
+                uploaded: baseline,
+                downloaded: 0,
+                last_announce: 100,
+                seeding: false,
+            },
+            uploaded,
+            downloaded: 0,
+            seed_seconds: 0,
+            leech_seconds: 0,
+            completed_at: None,
+            first_announce: 100,
+            flagged_announces: 0,
+            urgent: false,
+        }
+    }
+
+    fn writer(memory: &Arc<Mutex<Memory>>) -> (Sender<Vec<PeerCredit>>, AccountingWriter) {
+        let (sender, receiver) = crossbeam_channel::bounded(4);
+        let writer = AccountingWriter {
+            store: Box::new(MemoryStore(memory.clone())),
+            receiver,
+            flush_interval: Duration::from_millis(20),
+            retention_secs: 3600,
+            passkeys: None,
+            stats: Arc::new(PrivateStatistics::new(1)),
+        };
+        (sender, writer)
+    }
+
+    #[test]
+    fn a_batch_whose_reply_was_lost_is_applied_once() {
+        let memory = Arc::new(Mutex::new(Memory {
+            failures: vec![Failure::Refuse, Failure::Lose, Failure::Refuse],
+            ..Memory::default()
+        }));
+        let (sender, writer) = writer(&memory);
+        let stats = writer.stats.clone();
+        let thread = std::thread::spawn(move || writer.run());
+        sender
+            .send(vec![credit(1, 100, 100), credit(2, 50, 50)])
+            .unwrap();
+        // While the first batch is retried, more credit for the same peers merges.
+        sender.send(vec![credit(1, 7, 107)]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        sender.send(vec![credit(2, 3, 53)]).unwrap();
+        drop(sender);
+        thread.join().unwrap().unwrap();
+        let m = memory.lock().unwrap();
+        let key = (Passkey([b'k'; 32]), InfoHash([1; 20]));
+        assert_eq!(m.uploaded[&key], 160, "every credit once");
+        let peer = |p: u8| m.baselines[&(InfoHash([1; 20]), Passkey([b'k'; 32]), PeerId([p; 20]))];
+        assert_eq!(peer(1).uploaded, 107);
+        assert_eq!(peer(2).uploaded, 53);
+        let s = stats.snapshot();
+        assert_eq!(s.batches_failed, 3);
+        assert_eq!(s.batches_already_applied, 1, "the lost reply's retry");
+        assert!(s.batches_committed >= 1);
+    }
+
+    #[test]
+    fn merged_credit_is_one_entry_per_peer() {
+        let mut state = WriterState {
+            pending: HashMap::new(),
+            in_flight: None,
+            rng: StdRng::seed_from_u64(1),
+            failure_warning: RateLimitedWarning::new(Duration::from_secs(1)),
+        };
+        for round in 0..1000u64 {
+            let urgent = state.merge(vec![credit(1, 1, round), credit(2, 2, round)]);
+            assert!(!urgent);
+        }
+        assert_eq!(state.pending.len(), 2, "bounded by peers, not announces");
+        let mut urgent = credit(3, 0, 0);
+        urgent.urgent = true;
+        assert!(state.merge(vec![urgent]));
+        let batch = make_batch(
+            BatchId([0; 16]),
+            &state.pending.values().copied().collect::<Vec<_>>(),
+            5,
+        );
+        assert_eq!(batch.credits.len(), 1, "one row per (passkey, info hash)");
+        assert_eq!(batch.credits[0].uploaded, 3000);
+        assert_eq!(batch.baselines.len(), 3);
+    }
 }

@@ -1,0 +1,553 @@
+//! Scenario tests of private mode, shared by the three trackers.
+//!
+//! A [`Script`] is a seeded sequence of announces: two users (passkeys), three
+//! torrents, seven peers (one user runs two clients on one torrent), in rounds. Round 0
+//! is every peer's `started` with zero counters; each later round moves bytes (counters
+//! are cumulative, as BEP 3 says), leechers whose `left` reaches 0 announce `completed`
+//! (all in round 1), and in the last round some peers stop. Every announce of round 2 is
+//! sent twice, as a multi-homed client would. [`Script::truth`] is, per (passkey, info
+//! hash), the bytes its peers moved and whether one completed: what
+//! `shoal_user_torrents` must hold at the end.
+//!
+//! [`run_scenario`] starts the tracker binary in private mode on a passkey file and a
+//! fresh SQLite file or PostgreSQL server, plays the script through a protocol's
+//! [`AnnounceClient`], and interrupts it after round 2 as [`Interruption`] says:
+//! - [`Interruption::None`]: a clean run;
+//! - [`Interruption::Sigterm`]: SIGTERM (it must exit 0), then a restart;
+//! - [`Interruption::Kill`]: SIGKILL, then a restart. Round 1's commit (the completions
+//!   and every peer's baseline) is waited for before round 2, so that what the crash
+//!   loses is only what the peers' cumulative counters carry (see the private module's
+//!   documentation for what a crash can lose beyond that);
+//! - [`Interruption::DatabaseOutage`] (PostgreSQL): the server is stopped after round 2,
+//!   rounds 3 and 4 are played while it is down (every announce must still be
+//!   answered), it stays down for several flush intervals more, and is started again.
+//!
+//! At the end the sums in `shoal_user_torrents` must equal the truth (polled until they
+//! do, 30 s at most), and still equal it after a last SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::private::passkey::Passkey;
+use crate::testing::postgres::TestPostgres;
+use crate::testing::{Spawned, temp_dir};
+use crate::types::{AnnounceEvent, InfoHash, PeerId};
+
+/// The first user's passkey.
+pub const PASSKEY_A: Passkey = Passkey(*b"AliceAliceAliceAliceAliceAlice01");
+/// The second user's passkey.
+pub const PASSKEY_B: Passkey = Passkey(*b"BobBobBobBobBobBobBobBobBobBob02");
+/// A well-formed passkey that is not in the file.
+pub const PASSKEY_UNKNOWN: Passkey = Passkey(*b"MalloryMalloryMalloryMallory0003");
+
+/// The accounting flush interval of the scenarios, in seconds.
+pub const FLUSH_INTERVAL_SECS: u64 = 1;
+
+/// One peer of a script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptPeer {
+    /// Its user.
+    pub passkey: Passkey,
+    /// Its torrent.
+    pub info_hash: InfoHash,
+    /// Its peer id (starts with `-qB4`, a client on any allow list the tests use).
+    pub peer_id: PeerId,
+    /// Its port.
+    pub port: u16,
+}
+
+/// One announce of a script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Index of the peer in [`Script::peers`].
+    pub peer: usize,
+    /// The event.
+    pub event: AnnounceEvent,
+    /// Cumulative bytes uploaded since `started`.
+    pub uploaded: u64,
+    /// Cumulative bytes downloaded since `started`.
+    pub downloaded: u64,
+    /// Bytes left.
+    pub left: u64,
+}
+
+/// What `shoal_user_torrents` holds for one (passkey, info hash), as far as the
+/// scenarios check it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Bytes uploaded credited.
+    pub uploaded: u64,
+    /// Bytes downloaded credited.
+    pub downloaded: u64,
+    /// Whether a completion is recorded.
+    pub completed: bool,
+}
+
+/// A scripted run.
+#[derive(Clone, Debug)]
+pub struct Script {
+    /// The peers.
+    pub peers: Vec<ScriptPeer>,
+    /// The announces, round by round.
+    pub rounds: Vec<Vec<Step>>,
+}
+
+/// Rounds of every script.
+pub const ROUNDS: usize = 6;
+
+impl Script {
+    /// The script of `seed`.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let torrents: Vec<InfoHash> = (0..3u8).map(|t| InfoHash([0xa0 + t; 20])).collect();
+        let owners = [
+            (PASSKEY_A, 0),
+            (PASSKEY_A, 0),
+            (PASSKEY_A, 1),
+            (PASSKEY_A, 2),
+            (PASSKEY_B, 0),
+            (PASSKEY_B, 1),
+            (PASSKEY_B, 2),
+        ];
+        let peers: Vec<ScriptPeer> = owners
+            .iter()
+            .enumerate()
+            .map(|(i, &(passkey, torrent))| {
+                let mut id = [b'0'; 20];
+                id[..4].copy_from_slice(b"-qB4");
+                id[19] = b'a' + i as u8;
+                ScriptPeer {
+                    passkey,
+                    info_hash: torrents[torrent],
+                    peer_id: PeerId(id),
+                    port: 40_000 + i as u16,
+                }
+            })
+            .collect();
+        // Leechers start with something left and finish in round 1.
+        let mut state: Vec<(u64, u64, u64)> = peers
+            .iter()
+            .map(|_| {
+                let left = if rng.random_bool(0.5) {
+                    rng.random_range(100_000..2_000_000)
+                } else {
+                    0
+                };
+                (0, 0, left)
+            })
+            .collect();
+        let mut rounds = Vec::with_capacity(ROUNDS);
+        rounds.push(
+            (0..peers.len())
+                .map(|peer| Step {
+                    peer,
+                    event: AnnounceEvent::Started,
+                    uploaded: 0,
+                    downloaded: 0,
+                    left: state[peer].2,
+                })
+                .collect(),
+        );
+        for round in 1..ROUNDS {
+            let mut steps = Vec::new();
+            for (peer, (up, down, left)) in state.iter_mut().enumerate() {
+                *up += rng.random_range(0..500_000);
+                let mut event = AnnounceEvent::None;
+                if round == 1 && *left > 0 {
+                    *down += *left;
+                    *left = 0;
+                    event = AnnounceEvent::Completed;
+                } else {
+                    // Seeders re-download nothing; a little protocol overhead counts.
+                    *down += rng.random_range(0..1_000);
+                }
+                if round == ROUNDS - 1 && peer % 2 == 0 {
+                    event = AnnounceEvent::Stopped;
+                }
+                steps.push(Step {
+                    peer,
+                    event,
+                    uploaded: *up,
+                    downloaded: *down,
+                    left: *left,
+                });
+            }
+            rounds.push(steps);
+        }
+        Self { peers, rounds }
+    }
+
+    /// What the database must hold at the end: per (passkey, info hash), the bytes its
+    /// peers moved (their last counters: they count from `started`, which was at zero)
+    /// and whether one of them completed.
+    pub fn truth(&self) -> BTreeMap<(Passkey, InfoHash), Totals> {
+        let mut totals: BTreeMap<(Passkey, InfoHash), Totals> = BTreeMap::new();
+        for (index, peer) in self.peers.iter().enumerate() {
+            let steps = self.rounds.iter().flatten().filter(|s| s.peer == index);
+            let last = steps.clone().next_back();
+            let entry = totals.entry((peer.passkey, peer.info_hash)).or_default();
+            if let Some(last) = last {
+                entry.uploaded += last.uploaded;
+                entry.downloaded += last.downloaded;
+            }
+            entry.completed |= steps
+                .into_iter()
+                .any(|s| s.event == AnnounceEvent::Completed);
+        }
+        totals
+    }
+}
+
+/// Sends a protocol's announces.
+pub trait AnnounceClient {
+    /// Sends `step` for `peer` to the tracker at `tracker` and waits for an answer that
+    /// is not an error.
+    ///
+    /// # Errors
+    /// No answer, or an error answer.
+    fn announce(
+        &mut self,
+        tracker: SocketAddr,
+        peer: &ScriptPeer,
+        step: &Step,
+    ) -> anyhow::Result<()>;
+
+    /// Forgets connections: the tracker was restarted.
+    fn reset(&mut self) {}
+}
+
+/// The accounting database of a scenario.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the test's directory.
+    Sqlite,
+    /// A PostgreSQL server of the test's own ([`TestPostgres`]).
+    Postgres,
+}
+
+/// What happens after round 2.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Interruption {
+    /// Nothing.
+    None,
+    /// SIGTERM and a restart.
+    Sigterm,
+    /// SIGKILL and a restart.
+    Kill,
+    /// The PostgreSQL server stops for rounds 3 and 4 and several flush intervals.
+    DatabaseOutage,
+}
+
+/// The tracker under test.
+pub struct ScenarioTracker<'a> {
+    /// Its binary (`env!("CARGO_BIN_EXE_tracker_udp")`, say).
+    pub binary: &'a Path,
+    /// A name for the test's directory.
+    pub name: &'a str,
+    /// Keys its configs add to `[network]`, each line ending in `\n`.
+    pub network_extra: &'a str,
+}
+
+/// The database under test and how to read it.
+pub struct Database {
+    /// The accounting URL.
+    pub url: String,
+    /// The server, for PostgreSQL.
+    pub postgres: Option<TestPostgres>,
+}
+
+impl Database {
+    /// A fresh database of `backend` for a test in `dir`.
+    ///
+    /// # Panics
+    /// PostgreSQL could not be started (not installed: run scripts/install-test-deps.sh).
+    pub fn new(backend: Backend, dir: &Path) -> Self {
+        match backend {
+            Backend::Sqlite => Self {
+                url: format!("sqlite://{}", dir.join("accounting.db").display()),
+                postgres: None,
+            },
+            Backend::Postgres => {
+                let server =
+                    TestPostgres::start().unwrap_or_else(|err| panic!("start PostgreSQL: {err:#}"));
+                Self {
+                    url: server.url(),
+                    postgres: Some(server),
+                }
+            }
+        }
+    }
+
+    /// Every row of `shoal_user_torrents`, as [`Totals`].
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn totals(&self) -> anyhow::Result<BTreeMap<(Passkey, InfoHash), Totals>> {
+        let mut out = BTreeMap::new();
+        let mut put = |passkey: String, hash: Vec<u8>, up: i64, down: i64, done: Option<i64>| {
+            let (Some(passkey), Ok(hash)) = (
+                Passkey::parse(passkey.as_bytes()),
+                <[u8; 20]>::try_from(hash),
+            ) else {
+                return;
+            };
+            out.insert(
+                (passkey, InfoHash(hash)),
+                Totals {
+                    uploaded: up as u64,
+                    downloaded: down as u64,
+                    completed: done.is_some(),
+                },
+            );
+        };
+        const QUERY: &str = "SELECT passkey, info_hash, uploaded, downloaded, completed_at \
+                             FROM shoal_user_torrents";
+        if let Some(path) = self.url.strip_prefix("sqlite://") {
+            let db = rusqlite::Connection::open(path)?;
+            let mut statement = db.prepare(QUERY)?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                put(
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                );
+            }
+        } else {
+            let mut client = postgres::Client::connect(&self.url, postgres::NoTls)?;
+            for row in client.query(QUERY, &[])? {
+                put(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows of `shoal_peers` (committed baselines).
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn committed_baselines(&self) -> anyhow::Result<u64> {
+        const QUERY: &str = "SELECT COUNT(*) FROM shoal_peers";
+        let n: i64 = if let Some(path) = self.url.strip_prefix("sqlite://") {
+            rusqlite::Connection::open(path)?.query_row(QUERY, [], |row| row.get(0))?
+        } else {
+            postgres::Client::connect(&self.url, postgres::NoTls)?
+                .query_one(QUERY, &[])?
+                .try_get(0)?
+        };
+        Ok(n as u64)
+    }
+
+    /// Waits (`timeout` at most) until `check` holds of the totals; the last totals read.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&BTreeMap<(Passkey, InfoHash), Totals>) -> bool,
+    ) -> BTreeMap<(Passkey, InfoHash), Totals> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let totals = self.totals().unwrap_or_default();
+            if check(&totals) || Instant::now() >= deadline {
+                return totals;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Writes the passkey file (users A and B) and a private-mode config in `dir`; returns
+/// the config's path. `extra` goes at the end of `[private]`.
+pub fn write_private_config(
+    dir: &Path,
+    network_extra: &str,
+    url: &str,
+    private_extra: &str,
+) -> PathBuf {
+    let passkeys = dir.join("passkeys.txt");
+    std::fs::write(
+        &passkeys,
+        format!("# users\n{PASSKEY_A}  # alice\n{PASSKEY_B}  # bob\n"),
+    )
+    .unwrap_or_else(|err| panic!("write {}: {err}", passkeys.display()));
+    let config = dir.join("private.toml");
+    let text = format!(
+        "[network]\naddress = \"127.0.0.1:0\"\n{network_extra}\
+         [statistics]\ninterval_secs = 0\n\
+         [metrics]\naddress = \"127.0.0.1:0\"\n\
+         [private]\nenabled = true\npasskeys_path = \"{}\"\n{private_extra}\
+         [accounting]\nurl = \"{url}\"\nflush_interval_secs = {FLUSH_INTERVAL_SECS}\n",
+        passkeys.display()
+    );
+    std::fs::write(&config, text).unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
+    config
+}
+
+/// Plays the script of `seed` against the tracker, interrupted as `interruption` says,
+/// and checks the database against the truth (see the module documentation).
+///
+/// # Panics
+/// A check failed: the test fails, saying which.
+pub fn run_scenario(
+    tracker: &ScenarioTracker<'_>,
+    backend: Backend,
+    interruption: Interruption,
+    seed: u64,
+    client: &mut dyn AnnounceClient,
+) {
+    assert!(
+        interruption != Interruption::DatabaseOutage || backend == Backend::Postgres,
+        "a database outage is a PostgreSQL scenario"
+    );
+    let dir = temp_dir(&format!("{}-{backend:?}-{interruption:?}", tracker.name).to_lowercase());
+    let mut database = Database::new(backend, &dir);
+    let config = write_private_config(&dir, tracker.network_extra, &database.url, "");
+    let script = Script::new(seed);
+    let truth = script.truth();
+    let mut spawned = Spawned::start(tracker.binary, &config);
+
+    let play = |spawned: &Spawned, client: &mut dyn AnnounceClient, round: usize| {
+        for step in &script.rounds[round] {
+            let peer = &script.peers[step.peer];
+            let times = if round == 2 { 2 } else { 1 };
+            for _ in 0..times {
+                client
+                    .announce(spawned.addr, peer, step)
+                    .unwrap_or_else(|err| panic!("round {round}, peer {}: {err:#}", step.peer));
+            }
+        }
+    };
+
+    play(&spawned, client, 0);
+    play(&spawned, client, 1);
+    // Round 1's completions and every peer's baseline are committed before round 2.
+    let completions = truth.values().filter(|t| t.completed).count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while database.committed_baselines().unwrap_or(0) < script.peers.len() as u64
+        || database
+            .totals()
+            .unwrap_or_default()
+            .values()
+            .filter(|t| t.completed)
+            .count()
+            < completions
+    {
+        assert!(
+            Instant::now() < deadline,
+            "round 1 was not committed within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    play(&spawned, client, 2);
+
+    let mut next_round = 3;
+    match interruption {
+        Interruption::None => {}
+        Interruption::Sigterm | Interruption::Kill => {
+            let signal = if interruption == Interruption::Sigterm {
+                "TERM"
+            } else {
+                "KILL"
+            };
+            spawned.signal(signal);
+            let code = spawned.wait_exit();
+            if interruption == Interruption::Sigterm {
+                assert_eq!(code, Some(0), "exit status after SIGTERM");
+            }
+            spawned = Spawned::start(tracker.binary, &config);
+            client.reset();
+        }
+        Interruption::DatabaseOutage => {
+            let server = database.postgres.as_mut().expect("a PostgreSQL scenario");
+            server
+                .stop()
+                .unwrap_or_else(|err| panic!("stop PostgreSQL: {err:#}"));
+            play(&spawned, client, 3);
+            play(&spawned, client, 4);
+            next_round = 5;
+            // Several flush intervals fail while it is down.
+            std::thread::sleep(Duration::from_secs(4 * FLUSH_INTERVAL_SECS));
+            server
+                .start_again()
+                .unwrap_or_else(|err| panic!("start PostgreSQL again: {err:#}"));
+        }
+    }
+    for round in next_round..ROUNDS {
+        play(&spawned, client, round);
+    }
+    let totals = database.wait_for(Duration::from_secs(30), |t| *t == truth);
+    assert_eq!(totals, truth, "shoal_user_torrents against the bytes moved");
+    spawned.signal("TERM");
+    assert_eq!(
+        spawned.wait_exit(),
+        Some(0),
+        "exit status after the last SIGTERM"
+    );
+    assert_eq!(
+        database
+            .totals()
+            .unwrap_or_else(|err| panic!("read totals: {err:#}")),
+        truth,
+        "nothing applied twice at shutdown"
+    );
+    drop(database);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_truth_follows_the_counters() {
+        let script = Script::new(7);
+        assert_eq!(script.rounds.len(), ROUNDS);
+        assert!(
+            script.rounds[0]
+                .iter()
+                .all(|s| s.event == AnnounceEvent::Started)
+        );
+        // Counters never go backwards within a peer's script.
+        for peer in 0..script.peers.len() {
+            let steps: Vec<&Step> = script
+                .rounds
+                .iter()
+                .flatten()
+                .filter(|s| s.peer == peer)
+                .collect();
+            for pair in steps.windows(2) {
+                assert!(pair[1].uploaded >= pair[0].uploaded);
+                assert!(pair[1].downloaded >= pair[0].downloaded);
+            }
+        }
+        let truth = script.truth();
+        // Two users on three torrents.
+        assert_eq!(truth.len(), 6);
+        let a0 = truth[&(PASSKEY_A, InfoHash([0xa0; 20]))];
+        let last = |peer: usize| {
+            script.rounds[ROUNDS - 1]
+                .iter()
+                .find(|s| s.peer == peer)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            a0.uploaded,
+            last(0).uploaded + last(1).uploaded,
+            "two clients of one user"
+        );
+        assert_eq!(Script::new(7).rounds, script.rounds, "seeded");
+    }
+}
