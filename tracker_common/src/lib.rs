@@ -32,7 +32,8 @@
 //! - [`slots`]: a TCP socket worker's connections by slot, with generations.
 //! - [`transport`]: a TCP connection's byte stream, plain or TLS, for the socket workers
 //!   of the TCP trackers.
-//! - [`testing`]: a tracker binary as a child process, for the integration tests.
+//! - [`testing`]: a tracker binary as a child process, and a throwaway PostgreSQL server,
+//!   for the integration tests.
 //! - [`private`]: private mode: passkeys, and per-user accounting written exactly once
 //!   to SQLite or PostgreSQL.
 //! - [`privileges`]: the `[privileges]` section; chroot and switching to an unprivileged

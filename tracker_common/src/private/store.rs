@@ -16,6 +16,19 @@
 //!
 //! Counters are stored as signed 64-bit integers; adding saturates at `i64::MAX`, so that
 //! no client-sent value can make a batch fail for ever.
+//!
+//! # Backends
+//! [`open`] picks one by the URL's scheme: [`SqliteStore`] (`sqlite://PATH`) or
+//! [`PostgresStore`] (`postgresql://...`). Both keep the same tables, columns and
+//! migration numbers, and neither panics on what it reads: a row that does not hold a
+//! passkey, a 20-byte info hash or peer id, or a non-negative counter is skipped (and
+//! counted in a warning).
+
+mod postgres;
+mod sqlite;
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::SqliteStore;
 
 use crate::private::passkey::Passkey;
 use crate::types::{InfoHash, PeerId};
@@ -135,10 +148,140 @@ pub trait AccountingStore: Send {
     fn forget_before(&mut self, before: u64) -> anyhow::Result<u64>;
 }
 
-/// Opens the store of `url` (placeholder until the backends land).
+/// Opens the accounting database that `url` names: `sqlite://PATH` (PATH as given:
+/// `sqlite:///var/lib/shoal/accounting.db` is absolute, `sqlite://accounting.db` relative
+/// to the working directory) or `postgresql://...` / `postgres://...` (any URL that
+/// PostgreSQL's libpq takes). Creates the schema, or brings it up to date, before it
+/// returns.
 ///
 /// # Errors
-/// Always, for now.
+/// The URL names no backend, or the database cannot be reached or migrated now. Later
+/// outages do not need a new `open`: every method reconnects.
 pub fn open(url: &str) -> anyhow::Result<Box<dyn AccountingStore>> {
-    anyhow::bail!("no accounting backend for {url}")
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            anyhow::bail!("accounting database {url:?}: sqlite:// needs a file path");
+        }
+        return Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?));
+    }
+    if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+        return Ok(Box::new(PostgresStore::open(url)?));
+    }
+    anyhow::bail!("accounting database {url:?}: must start with sqlite:// or postgresql://")
+}
+
+/// The largest value a counter column holds.
+const COUNTER_MAX: i64 = i64::MAX;
+
+/// `value` as a column value, saturating at [`COUNTER_MAX`].
+fn to_column(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(COUNTER_MAX)
+}
+
+/// Now, in Unix seconds (0 if the clock is before 1970).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| to_column(elapsed.as_secs()))
+}
+
+/// A `shoal_peers` row as read, before it is checked.
+struct RawBaseline<'a> {
+    passkey: &'a [u8],
+    info_hash: &'a [u8],
+    peer_id: &'a [u8],
+    uploaded: i64,
+    downloaded: i64,
+    last_announce: i64,
+    seeding: bool,
+}
+
+impl RawBaseline<'_> {
+    /// The baseline, if every field holds what it must (a passkey, 20-byte ids,
+    /// non-negative counters and time).
+    fn check(&self) -> Option<PeerBaseline> {
+        Some(PeerBaseline {
+            passkey: Passkey::parse(self.passkey)?,
+            info_hash: InfoHash(self.info_hash.try_into().ok()?),
+            peer_id: PeerId(self.peer_id.try_into().ok()?),
+            uploaded: u64::try_from(self.uploaded).ok()?,
+            downloaded: u64::try_from(self.downloaded).ok()?,
+            last_announce: u64::try_from(self.last_announce).ok()?,
+            seeding: self.seeding,
+        })
+    }
+}
+
+/// Logs the rows of `table` that were skipped for not holding what they must.
+fn warn_skipped(table: &str, skipped: u64) {
+    if skipped > 0 {
+        log::warn!("accounting database: skipped {skipped} malformed rows of {table}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_saturate_at_i64_max() {
+        assert_eq!(to_column(0), 0);
+        assert_eq!(to_column(i64::MAX as u64), i64::MAX);
+        assert_eq!(to_column(i64::MAX as u64 + 1), i64::MAX);
+        assert_eq!(to_column(u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn a_baseline_row_is_checked_field_by_field() {
+        let good = RawBaseline {
+            passkey: b"0123456789abcdefABCDEF0123456789",
+            info_hash: &[1; 20],
+            peer_id: &[2; 20],
+            uploaded: 3,
+            downloaded: 4,
+            last_announce: 5,
+            seeding: true,
+        };
+        assert!(good.check().is_some());
+        let bad = [
+            RawBaseline {
+                passkey: b"0123456789abcdefABCDEF012345678",
+                ..good
+            },
+            RawBaseline {
+                passkey: b"0123456789abcdefABCDEF012345678-",
+                ..good
+            },
+            RawBaseline {
+                info_hash: &[1; 19],
+                ..good
+            },
+            RawBaseline {
+                peer_id: &[2; 21],
+                ..good
+            },
+            RawBaseline {
+                uploaded: -1,
+                ..good
+            },
+            RawBaseline {
+                downloaded: -1,
+                ..good
+            },
+            RawBaseline {
+                last_announce: -1,
+                ..good
+            },
+        ];
+        for row in bad {
+            assert!(row.check().is_none());
+        }
+    }
+
+    #[test]
+    fn open_refuses_unknown_schemes() {
+        for url in ["", "sqlite://", "mysql://x", "sqlite:x.db"] {
+            assert!(open(url).is_err(), "{url}");
+        }
+    }
 }
