@@ -1,16 +1,29 @@
-//! Arbitrary bytes into the WebSocket layer: the upgrade request parser and the frame
-//! readers of both sides. Nothing may panic, a whole frame lies within the input, and a
-//! frame written back from what was read reads the same again.
+//! Arbitrary bytes into the WebSocket layer: the upgrade request parser (with the passkey
+//! of its path) and the frame readers of both sides. Nothing may panic, a passkey found
+//! is in the input, a whole frame lies within the input, and a frame written back from
+//! what was read reads the same again.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tracker_common::private::passkey::PasskeyParam;
 use tracker_ws_protocol::websocket::{
-    Frame, parse_upgrade, read_frame, read_server_frame, write_client_frame, write_frame,
+    Frame, Upgrade, parse_upgrade, read_frame, read_server_frame, write_client_frame,
+    write_frame,
 };
 
 fuzz_target!(|data: &[u8]| {
-    let _ = parse_upgrade(data, 1024);
+    if let Upgrade::WebSocket {
+        passkey: Some(PasskeyParam::Key(key)),
+        ..
+    } = parse_upgrade(data, 1024)
+    {
+        // A passkey is read from the path, as sent.
+        assert!(
+            data.windows(32).any(|w| w == key.as_str().as_bytes()),
+            "passkey from the input"
+        );
+    }
     for client in [true, false] {
         let mut buf = data.to_vec();
         let frame = if client {

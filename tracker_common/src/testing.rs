@@ -24,6 +24,9 @@ pub struct Spawned {
     pub lines: mpsc::Receiver<String>,
     /// The address from its "listening on SCHEME://ADDR" line.
     pub addr: SocketAddr,
+    /// Where its metrics endpoint listens, from its "metrics on http://ADDR/metrics"
+    /// line (logged before "listening on"); `None` if it logged none.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Spawned {
@@ -59,14 +62,28 @@ impl Spawned {
                 }
             }
         });
-        let line = Self::wait_line(&lines, "listening on ");
+        let mut metrics = None;
+        let line = loop {
+            let line = Self::wait_line(&lines, "");
+            if let Some(rest) = line.split("metrics on http://").nth(1) {
+                metrics = rest.split('/').next().and_then(|addr| addr.parse().ok());
+            }
+            if line.contains("listening on ") {
+                break line;
+            }
+        };
         let addr = line
             .split("://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Self { child, lines, addr }
+        Self {
+            child,
+            lines,
+            addr,
+            metrics,
+        }
     }
 
     /// The next log line containing `needle`, waiting 10 s at most.

@@ -132,6 +132,52 @@ fn several_requests_in_flight_and_half_of_the_offers_answered() {
 }
 
 #[test]
+fn connections_open_on_the_passkey_path() {
+    // A public tracker ignores the passkey in the path: the load is served as on `/`.
+    let tracker = tracker("127.0.0.1:0");
+    let mut config = load_config(tracker.local_addr());
+    config.network.passkeys = vec![
+        "abcdefghijklmnopqrstuvwxyz012345".to_string(),
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345".to_string(),
+    ];
+    let summary = run(config).unwrap();
+    assert_sane(&summary);
+    tracker.shutdown();
+}
+
+#[test]
+fn a_private_tracker_serves_the_passkeys_given_and_refuses_others() {
+    let keys = [
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+    ];
+    let dir = tracker_common::testing::temp_dir("ws-load-private");
+    let passkeys = dir.join("passkeys.txt");
+    std::fs::write(&passkeys, keys.join("\n")).unwrap();
+    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let tracker = tracker_with("127.0.0.1:0", |config| {
+        config.private.enabled = true;
+        config.private.passkeys_path = passkeys;
+        config.accounting.url = url;
+    });
+    let mut config = load_config(tracker.local_addr());
+    config.network.passkeys = keys.iter().map(|k| k.to_string()).collect();
+    let summary = run(config.clone()).unwrap();
+    assert_sane(&summary);
+    assert_eq!(tracker.statistics().private.refused, [0, 0, 0]);
+
+    // With a passkey the tracker does not know, every announce and scrape is refused.
+    config.network.passkeys = vec!["MalloryMalloryMalloryMallory0003".to_string()];
+    let summary = run(config).unwrap();
+    assert_eq!(summary.announce_per_sec, 0.0, "{summary:?}");
+    assert!(summary.error_per_sec > 0.0, "{summary:?}");
+    let refused = tracker.statistics().private.refused;
+    assert!(refused[1] > 0 && refused[0] == 0, "{refused:?}");
+    tracker.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn over_ipv6() {
     if let Err(err) = std::net::TcpListener::bind("[::1]:0") {
         panic!("this test needs IPv6 loopback (::1), which this host lacks: {err}");

@@ -10,6 +10,7 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::SocketOptions;
+use tracker_common::private::{AccountingConfig, PrivateConfig};
 use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
 
@@ -47,6 +48,15 @@ config_section! {
         /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json,
         /// a page with charts of the last hour at /.
         pub metrics: MetricsConfig,
+        /// Private mode: a connection opens on ws://HOST:PORT/PASSKEY/announce (or
+        /// /announce/PASSKEY), and every announce on it needs that passkey in force,
+        /// checked at each announce; answers from a connection without one are not
+        /// relayed. Off: the path's passkey is ignored.
+        pub private: PrivateConfig,
+        /// Private mode's accounting database (used only when private.enabled is on).
+        /// uploaded and downloaded are the counters the WebTorrent client sends with
+        /// each announce.
+        pub accounting: AccountingConfig,
     }
 }
 
@@ -68,6 +78,8 @@ impl Default for Config {
             statistics: StatisticsConfig::default(),
             privileges: PrivilegeConfig::default(),
             metrics: MetricsConfig::default(),
+            private: PrivateConfig::default(),
+            accounting: AccountingConfig::default(),
         }
     }
 }
@@ -90,6 +102,10 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
+        self.private.validate()?;
+        if self.private.enabled {
+            self.accounting.validate()?;
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
         if self.workers.socket_workers > usize::from(u16::MAX) {

@@ -7,21 +7,26 @@
 //! ```text
 //!             SO_REUSEPORT TCP listeners, one per socket worker
 //!  clients <-> socket-01..N   (mio; accept, WebSocket upgrade and frames, parse JSON,
-//!                 |            access list, write replies, relayed offers and answers)
+//!                 |            passkeys in private mode, access list, write replies,
+//!                 |            relayed offers and answers)
 //!                 |  batches of announces (with their offers), answers, departures of
 //!                 |  closed connections and scrape parts, routed by a keyed hash of the
 //!                 |  info hash, over channels bounded by requests
 //!                 v
 //!             request-01..M   (each owns one shard of the torrents: peers on
-//!                 |            connections; the request worker loop of tracker_common)
+//!                 |            connections, and in private mode their accounting; the
+//!                 |            request worker loop of tracker_common)
 //!                 |  the announcer's counts back to its socket worker; each offer to the
 //!                 |  socket worker of the peer chosen for it, each answer to the
 //!                 |  offerer's; a mio Waker rouses each
 //!                 v
 //!             socket workers write them on the connections
-//!  + statistics (log line), metrics (/metrics and /stats.json on a listener of its
-//!    own, read from the workers' counters when scraped; and the statistics page, charting samples it takes), signals (SIGUSR1 reloads the access list; SIGTERM / SIGINT stop) and
-//!    a supervisor: any thread that ends takes the process down with an error naming it.
+//!  + accounting (private mode: commits the request workers' credit to the database),
+//!    statistics (log line), metrics (/metrics and /stats.json on a listener of its
+//!    own, read from the workers' counters when scraped; and the statistics page,
+//!    charting samples it takes), signals (SIGUSR1 reloads the access list and the
+//!    passkeys; SIGTERM / SIGINT stop) and a supervisor: any thread that ends takes the
+//!    process down with an error naming it.
 //! ```
 //!
 //! What one client can hold (connections, buffers, swarms, outgoing queue, time) is
@@ -50,7 +55,9 @@ use tracker_common::tls::SharedServerConfig;
 pub use config::Config;
 
 use crate::workers::request::WsHandler;
-use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN, WsCounters};
+use crate::workers::socket::{
+    PrivateGate, SocketWorker, SocketWorkerSettings, WAKER_TOKEN, WsCounters,
+};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_ws";
@@ -195,6 +202,13 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     // the TLS certificates read. Drop privileges before any thread starts; glibc's
     // setuid would change every thread anyway (see tracker_common::privileges::System).
     tracker_common::privileges::drop_privileges(&config.privileges)?;
+    // Private mode opens its database as the unprivileged user, and must be up before
+    // the request workers take their accounting.
+    let private = core.start_private(
+        &config.private,
+        &config.accounting,
+        u64::from(config.swarm.announce_interval_secs),
+    )?;
     let (polls, wakers) = tracker_common::server::make_polls(listeners.len(), WAKER_TOKEN)?;
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, WsHandler::default)?;
@@ -245,6 +259,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             ws_counters: ws_counters.clone(),
             tls: tls.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
+            private: private.as_ref().map(|access| PrivateGate {
+                gate: access.gate(),
+                scrape_requires_passkey: access.scrape_requires_passkey,
+            }),
         };
         core.supervisor
             .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;

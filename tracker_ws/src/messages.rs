@@ -6,6 +6,7 @@
 //! in the same slot.
 
 use serde_json::value::RawValue;
+use tracker_common::private::accounting::AccountInfo;
 use tracker_common::request_worker::ResponseBatch;
 use tracker_common::scrape::ScrapePart;
 use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
@@ -32,6 +33,9 @@ pub(crate) enum WsRequest {
         params: WsAnnounceParams,
         /// Offers, one per chosen peer; `params.numwant` is at most their number.
         offers: Vec<Offer>,
+        /// Private mode: the passkey checked and the client's counters, to credit.
+        /// `None` in public mode.
+        account: Option<AccountInfo>,
     },
     /// An answer to an offer, for the peer that made it.
     Answer {

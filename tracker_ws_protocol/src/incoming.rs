@@ -1480,6 +1480,8 @@ mod tests {
             Just(r#""offer""#),
             Just(r#""answer""#),
             Just(r#""numwant""#),
+            Just(r#""uploaded""#),
+            Just(r#""downloaded""#),
             Just(r#""left""#),
             Just(r#""event""#),
             Just(r#""started""#),

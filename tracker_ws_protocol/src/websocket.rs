@@ -9,6 +9,7 @@
 
 use std::io::Cursor;
 
+use tracker_common::private::passkey::{PasskeyParam, split_passkey_path};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
@@ -39,11 +40,26 @@ pub enum Upgrade {
         accept_key: String,
         /// The `Origin` header, if sent.
         origin: Option<Vec<u8>>,
+        /// The passkey the path carries (see [`upgrade_passkey`]); `None` for a path
+        /// that is not one of the tracker's.
+        passkey: Option<PasskeyParam>,
     },
     /// `GET /` without an upgrade: the tracker's small page.
     IndexPage,
     /// Anything else: this status and reason, then close.
     Refuse(u16, &'static str),
+}
+
+/// The passkey of an upgrade request's path (its part before any `?`): `/` carries
+/// none; `/announce`, `/PASSKEY/announce`, `/announce/PASSKEY` and the same with
+/// `scrape` are read by [`split_passkey_path`] (a WebSocket connection serves both, so
+/// the endpoint does not matter). `None` for any other path.
+pub fn upgrade_passkey(path: &[u8]) -> Option<PasskeyParam> {
+    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+    if path == b"/" {
+        return Some(PasskeyParam::Missing);
+    }
+    split_passkey_path(path).map(|found| PasskeyParam::from_segment(found.passkey))
 }
 
 /// Reads the upgrade request at the start of `buf`.
@@ -103,6 +119,7 @@ pub fn parse_upgrade(buf: &[u8], max_bytes: usize) -> Upgrade {
         len,
         accept_key: tungstenite::handshake::derive_accept_key(key),
         origin: header("Origin").map(<[u8]>::to_vec),
+        passkey: upgrade_passkey(request.path.unwrap_or_default().as_bytes()),
     }
 }
 
@@ -384,8 +401,10 @@ mod tests {
                 len,
                 accept_key,
                 origin,
+                passkey,
             } => {
                 assert_eq!(len, req.len());
+                assert_eq!(passkey, Some(PasskeyParam::Missing));
                 // RFC 6455, 1.3.
                 assert_eq!(accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
                 assert_eq!(origin.as_deref(), Some(&b"https://a.example"[..]));
@@ -420,8 +439,61 @@ mod tests {
         );
     }
 
+    /// An upgrade request for `path`, as a browser sends it.
+    fn upgrade_to(path: &str) -> Vec<u8> {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn passkey_of(path: &str) -> Option<PasskeyParam> {
+        match parse_upgrade(&upgrade_to(path), 4096) {
+            Upgrade::WebSocket { passkey, .. } => passkey,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn upgrade_paths_carry_the_passkey() {
+        const KEY: &str = "abcdefghijklmnopqrstuvwxyz012345";
+        let key = Some(PasskeyParam::Key(
+            tracker_common::private::passkey::Passkey::parse(KEY.as_bytes()).unwrap(),
+        ));
+        for (path, expected) in [
+            ("/", Some(PasskeyParam::Missing)),
+            ("/?x=1", Some(PasskeyParam::Missing)),
+            ("/announce", Some(PasskeyParam::Missing)),
+            ("/scrape", Some(PasskeyParam::Missing)),
+            ("/announce?info_hash=x", Some(PasskeyParam::Missing)),
+            (&format!("/{KEY}/announce"), key),
+            (&format!("/announce/{KEY}"), key),
+            (&format!("/{KEY}/scrape"), key),
+            (&format!("/scrape/{KEY}"), key),
+            (&format!("/{KEY}/announce?a=b/c"), key),
+            // A segment that is not a passkey is still one: refused as unknown.
+            ("/short/announce", Some(PasskeyParam::Malformed)),
+            (
+                "/abcdefghijklmnopqrstuvwxyz01234-/announce",
+                Some(PasskeyParam::Malformed),
+            ),
+            // Not one of the tracker's paths.
+            ("/x", None),
+            ("/ws", None),
+            ("//announce", None),
+            ("/announce/", None),
+            (&format!("/{KEY}"), None),
+            (&format!("/a/{KEY}/announce"), None),
+            ("?/announce", None),
+        ] {
+            assert_eq!(passkey_of(path), expected, "{path}");
+        }
+    }
+
     mod round_trips {
         use super::super::*;
+        use super::passkey_of;
         use proptest::prelude::*;
 
         fn kind() -> impl Strategy<Value = FrameKind> {
@@ -478,6 +550,36 @@ mod tests {
                 let mut buf = bytes;
                 let wrong = if client { read_server_frame(&mut buf, 1 << 20) } else { read_frame(&mut buf, 1 << 20) };
                 prop_assert_eq!(wrong, Frame::Error(close_code::PROTOCOL_ERROR));
+            }
+
+            /// A passkey in any of the path forms is found; any path parses without
+            /// panic, and one that names a passkey segment names it as sent.
+            #[test]
+            fn upgrade_paths_find_the_passkey(
+                key in "[0-9A-Za-z]{32}",
+                form in 0usize..4,
+                query in proptest::option::of("[ -~]{0,20}"),
+                other in "/[!-~]{0,40}",
+            ) {
+                use tracker_common::private::passkey::Passkey;
+                let path = match form {
+                    0 => format!("/{key}/announce"),
+                    1 => format!("/announce/{key}"),
+                    2 => format!("/{key}/scrape"),
+                    _ => format!("/scrape/{key}"),
+                };
+                let path = match query {
+                    Some(q) => format!("{path}?{}", q.replace(' ', "+")),
+                    None => path,
+                };
+                let expected = Passkey::parse(key.as_bytes()).map(PasskeyParam::Key);
+                prop_assert_eq!(upgrade_passkey(path.as_bytes()), expected);
+                prop_assert_eq!(passkey_of(&path), expected);
+                if let Some(found) = upgrade_passkey(other.as_bytes()) {
+                    let before_query = other.split('?').next().unwrap_or_default();
+                    prop_assert!(before_query == "/" || split_passkey_path(before_query.as_bytes()).is_some());
+                    prop_assert_eq!(found == PasskeyParam::Missing, !before_query.trim_start_matches('/').contains('/'));
+                }
             }
 
             /// Any bytes: no panic, and a whole frame lies within the input.

@@ -58,6 +58,9 @@
 //!
 //! With `network.tls` the connections speak wss:// through the same rustls client as
 //! the HTTP load test.
+//!
+//! With `network.passkeys` (a private tracker) each connection opens on
+//! `/PASSKEY/announce` with one of them, in turn, instead of `/`.
 
 mod client;
 mod websocket;
@@ -70,6 +73,7 @@ use anyhow::Context;
 
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
+use tracker_common::private::passkey::Passkey;
 
 use crate::report::{self, RunConfig, Summary};
 use crate::runner::{check_server_address, run_workers};
@@ -167,6 +171,10 @@ config_section! {
         /// certificate without verifying it: for a tracker on loopback with a
         /// self-signed test certificate only.
         pub tls_ca_path: PathBuf,
+        /// Passkeys of a private tracker (32 characters of 0-9, A-Z, a-z each):
+        /// connection N opens on /PASSKEY/announce with the (N mod count)th of them.
+        /// Empty: connections open on /, as for a public tracker.
+        pub passkeys: Vec<String>,
     }
 }
 
@@ -180,6 +188,7 @@ impl Default for NetworkConfig {
             origin: "http://localhost:8080".to_string(),
             tls: false,
             tls_ca_path: PathBuf::new(),
+            passkeys: Vec::new(),
         }
     }
 }
@@ -209,6 +218,14 @@ impl NetworkConfig {
         }
         if !self.tls && !self.tls_ca_path.as_os_str().is_empty() {
             anyhow::bail!("network.tls_ca_path: set, but network.tls is false");
+        }
+        for key in &self.passkeys {
+            if Passkey::parse(key.as_bytes()).is_none() {
+                anyhow::bail!(
+                    "network.passkeys: {:?} is not a passkey (32 characters of 0-9, A-Z, a-z)",
+                    key.chars().take(64).collect::<String>()
+                );
+            }
         }
         Ok(())
     }
@@ -342,7 +359,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         type Spoil = fn(&mut Config);
-        let cases: [(Spoil, &str); 6] = [
+        let cases: [(Spoil, &str); 7] = [
             (
                 |c| c.server_address = "192.0.2.1:6970".parse().unwrap(),
                 "server_address",
@@ -363,6 +380,10 @@ mod tests {
                 "network.tls_ca_path",
             ),
             (|c| c.webtorrent.sdp_bytes = 1, "webtorrent.sdp_bytes"),
+            (
+                |c| c.network.passkeys = vec!["not a passkey".to_string()],
+                "network.passkeys",
+            ),
             (
                 |c| c.webtorrent.answer_share = 1.5,
                 "webtorrent.answer_share",

@@ -8,11 +8,14 @@
 /// Most bytes of the server's `101 Switching Protocols` answer that are waited for.
 const MAX_UPGRADE_ANSWER_BYTES: usize = 8192;
 
-/// Appends the upgrade request that opens a connection to `host` (the server's address
-/// as `ip:port`), with the `Sec-WebSocket-Key` `key` and, unless empty, an `Origin`
-/// header, as a browser sends it.
-pub(crate) fn upgrade_request(host: &str, key: &str, origin: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"GET / HTTP/1.1\r\nHost: ");
+/// Appends the upgrade request that opens a connection to `path` (`/`, or
+/// `/PASSKEY/announce` on a private tracker) at `host` (the server's address as
+/// `ip:port`), with the `Sec-WebSocket-Key` `key` and, unless empty, an `Origin` header,
+/// as a browser sends it.
+pub(crate) fn upgrade_request(host: &str, path: &str, key: &str, origin: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(
         b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
@@ -94,7 +97,8 @@ mod tests {
     fn the_upgrade_request_is_what_a_server_accepts() {
         let key = tungstenite::handshake::client::generate_key();
         let mut out = Vec::new();
-        upgrade_request("127.0.0.1:6970", &key, "http://localhost", &mut out);
+        let path = "/abcdefghijklmnopqrstuvwxyz012345/announce";
+        upgrade_request("127.0.0.1:6970", path, &key, "http://localhost", &mut out);
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let mut request = httparse::Request::new(&mut headers);
         assert_eq!(
@@ -102,6 +106,7 @@ mod tests {
             httparse::Status::Complete(out.len())
         );
         assert_eq!(request.method, Some("GET"));
+        assert_eq!(request.path, Some(path));
         let get = |name: &str| {
             request
                 .headers
@@ -113,7 +118,7 @@ mod tests {
         assert_eq!(get("Sec-WebSocket-Version"), Some(&b"13"[..]));
         assert_eq!(get("Origin"), Some(&b"http://localhost"[..]));
         let mut without = Vec::new();
-        upgrade_request("127.0.0.1:1", &key, "", &mut without);
+        upgrade_request("127.0.0.1:1", "/", &key, "", &mut without);
         assert!(!String::from_utf8(without).unwrap().contains("Origin"));
     }
 

@@ -132,6 +132,9 @@ pub(crate) struct Worker {
     index: usize,
     server: SocketAddr,
     host: String,
+    /// The paths connections open on, by connection number: `/`, or
+    /// `/PASSKEY/announce` for each of `network.passkeys`.
+    paths: Vec<String>,
     origin: String,
     /// The client config and the name the server's certificate is checked against
     /// (its IP address), for wss.
@@ -156,6 +159,17 @@ pub(crate) struct Worker {
     hashes: Vec<InfoHash>,
     counters: Counters,
     sender: Sender<TickReport>,
+}
+
+/// The upgrade paths for these passkeys: `/` without any.
+fn upgrade_paths(passkeys: &[String]) -> Vec<String> {
+    if passkeys.is_empty() {
+        return vec!["/".to_string()];
+    }
+    passkeys
+        .iter()
+        .map(|key| format!("/{key}/announce"))
+        .collect()
 }
 
 impl Worker {
@@ -191,6 +205,7 @@ impl Worker {
             index,
             server,
             host: server.to_string(),
+            paths: upgrade_paths(&network.passkeys),
             origin: network.origin.clone(),
             tls: tls.map(|config| (config, ServerName::IpAddress(server.ip().into()))),
             depth: network.requests_in_flight,
@@ -345,7 +360,11 @@ impl Worker {
         )?;
         let key = tungstenite::handshake::client::generate_key();
         c.accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());
-        upgrade_request(&self.host, &key, &self.origin, &mut c.out);
+        let path = self
+            .paths
+            .get(c.number as usize % self.paths.len().max(1))
+            .map_or("/", String::as_str);
+        upgrade_request(&self.host, path, &key, &self.origin, &mut c.out);
         c.stream = Some(stream);
         c.phase = Phase::Connecting;
         c.opened_at = now;

@@ -24,6 +24,18 @@
 //!   and closed once the whole timeout passes without a frame from it (and at least a
 //!   second after the ping); the upgrade request must be complete within the timeout
 //!   too.
+//!
+//! # Private mode
+//! The passkey comes with the upgrade request's path (`/PASSKEY/announce`,
+//! `/announce/PASSKEY`; an upgrade on a path that is not the tracker's is refused 404)
+//! and stays with the connection. It is checked at every announce, so that a passkey
+//! revoked while the connection lives stops working at once: a refused announce is
+//! answered with the refusal's failure reason, counted, and goes no further (no swarm
+//! entry, no offers relayed); an answer from a connection without a passkey in force is
+//! dropped (counted); a scrape needs one when `private.scrape_requires_passkey` is on.
+//! An accepted announce carries the passkey and the client's `uploaded` and
+//! `downloaded` to its request worker, which credits them. Public mode ignores the
+//! path's passkey, and opens on any path, as it always has.
 
 use std::io::ErrorKind;
 use std::sync::Arc;
@@ -36,6 +48,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::private::accounting::AccountInfo;
+use tracker_common::private::passkey::{PasskeyGate, PasskeyParam, Refusal};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
@@ -144,6 +158,16 @@ pub(crate) struct SocketWorker {
     /// The TLS config in force, when the port speaks TLS.
     pub(crate) tls: Option<SharedServerConfig>,
     pub(crate) shutdown: ShutdownFlag,
+    /// Private mode's check; `None` in public mode.
+    pub(crate) private: Option<PrivateGate>,
+}
+
+/// A socket worker's part of private mode.
+pub(crate) struct PrivateGate {
+    /// Its view of the passkeys in force and the client allow list.
+    pub(crate) gate: PasskeyGate,
+    /// Whether scrapes need a known passkey too.
+    pub(crate) scrape_requires_passkey: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -185,6 +209,9 @@ struct Connection {
     dirty: bool,
     /// The torrents this connection is a peer of, with the peer id it announced.
     swarms: Vec<(InfoHash, PeerId)>,
+    /// The passkey of the upgrade request's path, checked at every announce in private
+    /// mode (a passkey may be revoked while the connection lives).
+    passkey: PasskeyParam,
 }
 
 impl Connection {
@@ -364,6 +391,7 @@ impl SocketWorker {
                 awaiting_since: Instant::now(),
                 dirty: false,
                 swarms: Vec::new(),
+                passkey: PasskeyParam::Missing,
             };
             let slot = state.slots.insert(connection);
             let registered = state.slots.get_mut(slot).map(|c| {
@@ -452,11 +480,25 @@ impl SocketWorker {
                     len,
                     accept_key,
                     origin,
+                    passkey,
                 } => {
                     if !self.settings.origin.allows(origin.as_deref()) {
                         http_answer(403, "Forbidden", "origin not allowed\n", &mut c.write_buf);
                         c.phase = Phase::Closing(Instant::now());
                         return;
+                    }
+                    // Public mode opens on any path, as it always has; private mode only
+                    // on the tracker's own, which carry the passkey.
+                    match (passkey, self.private.is_some()) {
+                        (Some(passkey), _) => c.passkey = passkey,
+                        (None, false) => {}
+                        (None, true) => {
+                            add(&self.counters().bad_requests, 1);
+                            let body = "not found: connect to /PASSKEY/announce\n";
+                            http_answer(404, "Not Found", body, &mut c.write_buf);
+                            c.phase = Phase::Closing(Instant::now());
+                            return;
+                        }
                     }
                     switching_protocols(&accept_key, &mut c.write_buf);
                     c.phase = Phase::Open;
@@ -645,6 +687,14 @@ impl SocketWorker {
             action: Some(Action::Announce),
             info_hash: Some(info_hash),
         };
+        let account = match self.check_announce(slot, &request, state) {
+            Ok(account) => account,
+            Err(Some(cause)) => {
+                self.send_to_slot(slot, &fail(cause.message()), state);
+                return;
+            }
+            Err(None) => return,
+        };
         if !self.access_list.allows(&info_hash) {
             add(&self.counters().access_denied, 1);
             self.send_to_slot(slot, &fail(ERR_NOT_ALLOWED), state);
@@ -717,9 +767,62 @@ impl SocketWorker {
         let announce = WsRequest::Announce {
             params,
             offers: request.offers,
+            account,
         };
         expect_reply(slot, state);
         self.push_request(shard, announce, state);
+    }
+
+    /// Private mode's check of an announce (or of an answer, which needs the passkey
+    /// only), against the passkey the connection opened with: `Ok` with what to credit
+    /// (`None` in public mode and for answers), or the refusal, counted. An announce is
+    /// answered with the refusal's message (`Err(Some)`); an answer is dropped
+    /// (`Err(None)`): the offerer's attempt times out.
+    fn check_announce(
+        &mut self,
+        slot: usize,
+        request: &AnnounceRequest,
+        state: &State,
+    ) -> Result<Option<AccountInfo>, Option<Refusal>> {
+        let Some(private) = &mut self.private else {
+            return Ok(None);
+        };
+        let Some(c) = state.slots.get(slot) else {
+            return Err(None);
+        };
+        if request.answer.is_some() {
+            return match private.gate.check_passkey(c.passkey) {
+                Ok(_) => Ok(None),
+                Err(cause) => {
+                    self.statistics.private().refused(cause);
+                    Err(None)
+                }
+            };
+        }
+        match private.gate.check_announce(c.passkey, &request.peer_id) {
+            Ok(passkey) => Ok(Some(AccountInfo {
+                passkey,
+                uploaded: request.uploaded.unwrap_or(0),
+                downloaded: request.downloaded.unwrap_or(0),
+            })),
+            Err(cause) => {
+                self.statistics.private().refused(cause);
+                Err(Some(cause))
+            }
+        }
+    }
+
+    /// Private mode's check of a scrape when scrapes need a passkey: the refusal,
+    /// counted, or `None` to serve it.
+    fn check_scrape(&mut self, slot: usize, state: &State) -> Option<Refusal> {
+        let private = self.private.as_mut()?;
+        if !private.scrape_requires_passkey {
+            return None;
+        }
+        let c = state.slots.get(slot)?;
+        let cause = private.gate.check_passkey(c.passkey).err()?;
+        self.statistics.private().refused(cause);
+        Some(cause)
     }
 
     /// Counts a request of `kind` from the connection in `slot`.
@@ -731,6 +834,10 @@ impl SocketWorker {
 
     fn scrape(&mut self, slot: usize, scrape: ScrapeRequest, state: &mut State) {
         self.count_request(RequestKind::Scrape, slot, state);
+        if let Some(cause) = self.check_scrape(slot, state) {
+            self.send_to_slot(slot, &scrape_failure(cause.message()), state);
+            return;
+        }
         let connection = self.connection_ref(slot, state).connection;
         let hashes = match scrape {
             ScrapeRequest::Full => {

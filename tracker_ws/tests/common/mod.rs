@@ -107,11 +107,16 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
+        Self::connect_path(addr, "/announce")
+    }
+
+    /// A connection upgraded on `path` (`/PASSKEY/announce`, say).
+    pub fn connect_path(addr: SocketAddr, path: &str) -> Self {
         let stream = TcpStream::connect(addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        let (ws, _) = tungstenite::client::client(format!("ws://{addr}/announce"), stream)
+        let (ws, _) = tungstenite::client::client(format!("ws://{addr}{path}"), stream)
             .expect("websocket handshake");
         Self { ws }
     }

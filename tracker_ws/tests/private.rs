@@ -1,0 +1,460 @@
+//! Private mode of the WebSocket tracker: the scenarios of
+//! `tracker_common::testing::accounting` (a scripted run, SIGTERM or kill -9 and a
+//! restart mid-way, a PostgreSQL outage) against the binary on SQLite and PostgreSQL,
+//! and the refusals: an unknown or missing passkey and a client not on the allow list
+//! are answered with their message, counted, and stored nowhere; answers from a
+//! connection whose passkey was revoked are not relayed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::Context;
+use tracker_common::private::passkey::Passkey;
+use tracker_common::testing::accounting::{
+    AnnounceClient, Backend, Interruption, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScenarioTracker,
+    ScriptPeer, Step, run_scenario, write_private_config,
+};
+use tracker_common::testing::{Spawned, temp_dir};
+use tracker_ws_protocol::{
+    Action, AnnounceEvent, AnnounceRequest, InMessage, InfoHash, ParsedOutMessage, PeerId,
+    ScrapeCounts, parse_out_message, write_in_message,
+};
+use tungstenite::{Message, WebSocket};
+
+use common::{Client, announce, answer, info_hash, offers, test_config};
+
+/// The scenarios' WebTorrent client: one connection per scripted peer, opened on
+/// `/PASSKEY/announce` and kept; opened again after a restart or a broken connection.
+#[derive(Default)]
+struct WsAnnouncer {
+    connections: HashMap<PeerId, WebSocket<TcpStream>>,
+}
+
+impl WsAnnouncer {
+    fn connect(tracker: SocketAddr, passkey: &Passkey) -> anyhow::Result<WebSocket<TcpStream>> {
+        let stream = TcpStream::connect(tracker).context("connect")?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let (ws, _) =
+            tungstenite::client::client(format!("ws://{tracker}/{passkey}/announce"), stream)
+                .map_err(|err| anyhow::anyhow!("websocket upgrade: {err}"))?;
+        Ok(ws)
+    }
+
+    /// Sends the announce on `ws` and reads up to its reply.
+    fn exchange(ws: &mut WebSocket<TcpStream>, text: &str, hash: InfoHash) -> anyhow::Result<()> {
+        ws.send(Message::text(text)).context("send")?;
+        loop {
+            let Message::Text(reply) = ws.read().context("read")? else {
+                continue;
+            };
+            match parse_out_message(reply.as_bytes()) {
+                Ok(ParsedOutMessage::AnnounceResponse {
+                    info_hash,
+                    interval,
+                    ..
+                }) if info_hash == hash => {
+                    anyhow::ensure!(interval > 0, "an announce reply without interval");
+                    return Ok(());
+                }
+                Ok(ParsedOutMessage::Failure { reason, .. }) => {
+                    anyhow::bail!("failure reason: {reason}");
+                }
+                // Nothing else is expected (no offers are made), but nothing else is a
+                // reply to this announce either.
+                Ok(_) => {}
+                Err(err) => anyhow::bail!("unreadable message {reply:?}: {err}"),
+            }
+        }
+    }
+}
+
+impl AnnounceClient for WsAnnouncer {
+    fn announce(
+        &mut self,
+        tracker: SocketAddr,
+        peer: &ScriptPeer,
+        step: &Step,
+    ) -> anyhow::Result<()> {
+        let request = AnnounceRequest {
+            info_hash: peer.info_hash,
+            peer_id: peer.peer_id,
+            event: step.event,
+            left: Some(step.left),
+            uploaded: Some(step.uploaded),
+            downloaded: Some(step.downloaded),
+            numwant: Some(0),
+            offers: Vec::new(),
+            answer: None,
+        };
+        let mut json = Vec::new();
+        write_in_message(&InMessage::Announce(request), &mut json);
+        let text = String::from_utf8(json).context("announce text")?;
+        // A connection kept from before may have broken (the tracker restarted): one
+        // more try on a new one.
+        if let Some(ws) = self.connections.get_mut(&peer.peer_id)
+            && Self::exchange(ws, &text, peer.info_hash).is_ok()
+        {
+            return Ok(());
+        }
+        self.connections.remove(&peer.peer_id);
+        let mut ws = Self::connect(tracker, &peer.passkey)?;
+        Self::exchange(&mut ws, &text, peer.info_hash)?;
+        self.connections.insert(peer.peer_id, ws);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.connections.clear();
+    }
+}
+
+fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
+    let tracker = ScenarioTracker {
+        binary: env!("CARGO_BIN_EXE_tracker_ws").as_ref(),
+        name: "ws-private",
+        network_extra: "",
+    };
+    run_scenario(
+        &tracker,
+        backend,
+        interruption,
+        seed,
+        &mut WsAnnouncer::default(),
+    );
+}
+
+#[test]
+fn sqlite_clean_run() {
+    scenario(Backend::Sqlite, Interruption::None, 1);
+}
+
+#[test]
+fn sqlite_sigterm_and_restart() {
+    scenario(Backend::Sqlite, Interruption::Sigterm, 2);
+}
+
+#[test]
+fn sqlite_kill_and_restart() {
+    scenario(Backend::Sqlite, Interruption::Kill, 3);
+}
+
+#[test]
+fn postgres_clean_run() {
+    scenario(Backend::Postgres, Interruption::None, 4);
+}
+
+#[test]
+fn postgres_sigterm_and_restart() {
+    scenario(Backend::Postgres, Interruption::Sigterm, 5);
+}
+
+#[test]
+fn postgres_kill_and_restart() {
+    scenario(Backend::Postgres, Interruption::Kill, 6);
+}
+
+#[test]
+fn postgres_outage_mid_way() {
+    scenario(Backend::Postgres, Interruption::DatabaseOutage, 7);
+}
+
+/// A peer id of an allowed client (`-qB4`), numbered.
+fn qbit(n: u8) -> PeerId {
+    let mut id = [b'0'; 20];
+    id[..4].copy_from_slice(b"-qB4");
+    id[19] = n;
+    PeerId(id)
+}
+
+fn path(passkey: &Passkey) -> String {
+    format!("/{passkey}/announce")
+}
+
+fn failure(reason: &str, action: Action, hash: Option<InfoHash>) -> ParsedOutMessage {
+    ParsedOutMessage::Failure {
+        reason: reason.to_string(),
+        action: Some(action),
+        info_hash: hash,
+    }
+}
+
+/// A private tracker in-process on SQLite, with users A and B and the allow list
+/// `-qB4`; its directory, removed by the caller.
+fn private_tracker(name: &str) -> (tracker_ws::Tracker, std::path::PathBuf) {
+    let dir = temp_dir(name);
+    let passkeys = dir.join("passkeys.txt");
+    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n")).unwrap();
+    let mut config = test_config("127.0.0.1:0");
+    config.private.enabled = true;
+    config.private.passkeys_path = passkeys;
+    config.private.allowed_clients = vec!["-qB4".to_string()];
+    config.accounting.url = format!("sqlite://{}", dir.join("accounting.db").display());
+    config.accounting.flush_interval_secs = 1;
+    (common::start(config), dir)
+}
+
+#[test]
+fn refusals_are_answered_counted_and_stored_nowhere() {
+    let (tracker, dir) = private_tracker("ws-private-refusals");
+    let addr = tracker.local_addr();
+    let hash = info_hash(7);
+    let refused = |reason: &str| failure(reason, Action::Announce, Some(hash));
+
+    // A peer in the swarm, to see that no offer of a refused announce reaches it.
+    let mut member = Client::connect_path(addr, &path(&PASSKEY_B));
+    assert_eq!(
+        member.announce_counts(announce(hash, qbit(1), Some(10), AnnounceEvent::Started)),
+        (0, 1)
+    );
+
+    let with_offers = |peer: PeerId| AnnounceRequest {
+        numwant: Some(2),
+        offers: offers(1, 2),
+        ..announce(hash, peer, Some(0), AnnounceEvent::Started)
+    };
+    // An unknown passkey, and a segment that is not a passkey at all.
+    let mut unknown = Client::connect_path(addr, &path(&PASSKEY_UNKNOWN));
+    unknown.announce(with_offers(qbit(2)));
+    assert_eq!(unknown.next(), refused("unknown passkey"));
+    let mut malformed = Client::connect_path(addr, "/not-a-passkey/announce");
+    malformed.announce(with_offers(qbit(3)));
+    assert_eq!(malformed.next(), refused("unknown passkey"));
+    // No passkey: /announce and /.
+    let mut bare = Client::connect_path(addr, "/announce");
+    bare.announce(with_offers(qbit(4)));
+    assert_eq!(bare.next(), refused("missing passkey"));
+    let mut root = Client::connect_path(addr, "/");
+    root.announce(with_offers(qbit(5)));
+    assert_eq!(root.next(), refused("missing passkey"));
+    // A known passkey from a client not on the allow list.
+    let mut other_client = Client::connect_path(addr, &format!("/announce/{PASSKEY_A}"));
+    let mut transmission = [b'1'; 20];
+    transmission[..4].copy_from_slice(b"-TR4");
+    other_client.announce(with_offers(PeerId(transmission)));
+    assert_eq!(other_client.next(), refused("client not allowed"));
+    // The connections stay open: the same connection is refused again.
+    unknown.announce(with_offers(qbit(2)));
+    assert_eq!(unknown.next(), refused("unknown passkey"));
+
+    // Scrapes need a passkey too (scrape_requires_passkey is on by default).
+    bare.send(&InMessage::Scrape(
+        tracker_ws_protocol::ScrapeRequest::InfoHashes(vec![hash]),
+    ));
+    assert_eq!(
+        bare.next(),
+        failure("missing passkey", Action::Scrape, None)
+    );
+
+    // Stored nowhere: the swarm holds the member alone, and no offer was relayed (the
+    // socket worker refuses before anything reaches a request worker).
+    assert_eq!(
+        member.scrape(&[hash]),
+        vec![(
+            hash,
+            ScrapeCounts {
+                seeders: 0,
+                leechers: 1,
+                completed: 0
+            }
+        )]
+    );
+    assert_eq!(tracker.connections().offers_relayed, 0);
+
+    // Counted by cause: missing (2 announces, 1 scrape), unknown (3), client (1).
+    let private = tracker.statistics().private;
+    assert!(private.enabled);
+    assert_eq!(private.refused, [3, 3, 1], "{private:?}");
+
+    // An upgrade on a path that is not the tracker's is refused in private mode.
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    match tungstenite::client::client(format!("ws://{addr}/elsewhere"), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), 404);
+        }
+        Err(err) => panic!("expected a 404 refusal, got {err}"),
+        Ok(_) => panic!("expected a 404 refusal, the upgrade was accepted"),
+    }
+
+    // A known passkey and client are served, and the swarm then has both.
+    let mut user = Client::connect_path(addr, &path(&PASSKEY_A));
+    assert_eq!(
+        user.announce_counts(announce(hash, qbit(6), Some(0), AnnounceEvent::Started)),
+        (1, 1)
+    );
+    tracker.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn answers_and_announces_of_a_revoked_passkey_go_nowhere() {
+    let dir = temp_dir("ws-private-revoked");
+    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let config = write_private_config(&dir, "", &url, "");
+    let mut spawned = Spawned::start(env!("CARGO_BIN_EXE_tracker_ws").as_ref(), &config);
+    let addr = spawned.addr;
+    let hash = info_hash(9);
+
+    let mut offerer = Client::connect_path(addr, &path(&PASSKEY_A));
+    let mut answerer = Client::connect_path(addr, &path(&PASSKEY_B));
+    answerer.announce_counts(announce(hash, qbit(2), Some(5), AnnounceEvent::Started));
+    let offer_to_answerer = |first: u8| AnnounceRequest {
+        numwant: Some(1),
+        offers: offers(first, 1),
+        ..announce(hash, qbit(1), Some(0), AnnounceEvent::None)
+    };
+
+    // While both passkeys are in force, an offer and its answer go through.
+    offerer.announce_counts(offer_to_answerer(1));
+    let ParsedOutMessage::Offer { offer_id, .. } = answerer.next() else {
+        panic!("no offer relayed");
+    };
+    answerer.announce(answer(hash, qbit(2), qbit(1), offer_id, "first"));
+    assert!(matches!(offerer.next(), ParsedOutMessage::Answer { .. }));
+
+    // B's passkey is revoked while its connection lives.
+    offerer.announce_counts(offer_to_answerer(2));
+    let ParsedOutMessage::Offer { offer_id, .. } = answerer.next() else {
+        panic!("no offer relayed");
+    };
+    std::fs::write(dir.join("passkeys.txt"), format!("{PASSKEY_A}\n")).unwrap();
+    spawned.signal("USR1");
+    Spawned::wait_line(&spawned.lines, "passkeys reloaded");
+
+    answerer.announce(answer(hash, qbit(2), qbit(1), offer_id, "second"));
+    answerer.announce(announce(hash, qbit(2), Some(5), AnnounceEvent::None));
+    assert_eq!(
+        answerer.next(),
+        failure("unknown passkey", Action::Announce, Some(hash))
+    );
+    // The connection's messages are handled in order: by the failure above, its socket
+    // worker had refused the answer (counted with the announce, both "unknown
+    // passkey"), before anything could reach a request worker; one answer, the first,
+    // was relayed.
+    let metrics = spawned.metrics.expect("the metrics endpoint's address");
+    let (status, body) = tracker_common::testing::http_get(metrics, "/stats.json");
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["private"]["refused"]["unknown_passkey"], 2, "{stats}");
+    assert_eq!(stats["relayed"]["answer"], 1, "{stats}");
+    spawned.signal("TERM");
+    assert_eq!(spawned.wait_exit(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the binary on passkeys read from `shoal_passkeys` (A enabled, B disabled),
+/// re-read every `refresh_secs`; returns it, its directory and the database file.
+fn tracker_on_database_passkeys(
+    name: &str,
+    refresh_secs: u64,
+) -> (Spawned, std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir(name);
+    let db = dir.join("accounting.db");
+    let url = format!("sqlite://{}", db.display());
+    // The schema, as the tracker would make it, then the users.
+    drop(tracker_common::private::store::open(&url).unwrap());
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    sql.execute(
+        "INSERT INTO shoal_passkeys (passkey, enabled) VALUES (?1, 1), (?2, 0)",
+        [PASSKEY_A.as_str(), PASSKEY_B.as_str()],
+    )
+    .unwrap();
+    let config = write_private_config(&dir, "", &url, &format!("refresh_secs = {refresh_secs}\n"));
+    // write_private_config names the passkey file; these tests read the table instead.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("passkeys_path = \"{}\"", dir.join("passkeys.txt").display()),
+        "passkeys_path = \"\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let spawned = Spawned::start(env!("CARGO_BIN_EXE_tracker_ws").as_ref(), &config);
+    (spawned, dir, db)
+}
+
+/// Announces as a new peer of `passkey`: `None` if served, the failure reason if not.
+fn try_announce(addr: SocketAddr, passkey: &Passkey, peer: u8) -> Option<String> {
+    let mut client = Client::connect_path(addr, &path(passkey));
+    client.announce(announce(
+        info_hash(11),
+        qbit(peer),
+        Some(5),
+        AnnounceEvent::Started,
+    ));
+    match client.next() {
+        ParsedOutMessage::AnnounceResponse { .. } => None,
+        ParsedOutMessage::Failure { reason, .. } => Some(reason),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// Waits (10 s at most) until `passkey`'s announces get `expected`.
+fn wait_until(addr: SocketAddr, passkey: &Passkey, expected: Option<&str>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for peer in 100u8.. {
+        let got = try_announce(addr, passkey, peer);
+        if got.as_deref() == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{passkey}: still {got:?} after 10 s, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn passkeys_from_the_database_are_reread_on_sigusr1() {
+    // A refresh interval longer than the test: only the signal can bring a change.
+    let (mut spawned, dir, db) = tracker_on_database_passkeys("ws-private-db-usr1", 3600);
+    let addr = spawned.addr;
+    assert_eq!(try_announce(addr, &PASSKEY_A, 1), None);
+    assert_eq!(
+        try_announce(addr, &PASSKEY_B, 2).as_deref(),
+        Some("unknown passkey")
+    );
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    sql.execute("UPDATE shoal_passkeys SET enabled = 1", [])
+        .unwrap();
+    sql.execute(
+        "UPDATE shoal_passkeys SET enabled = 0 WHERE passkey = ?1",
+        [PASSKEY_A.as_str()],
+    )
+    .unwrap();
+    assert_eq!(
+        try_announce(addr, &PASSKEY_B, 3).as_deref(),
+        Some("unknown passkey"),
+        "not before the signal"
+    );
+    spawned.signal("USR1");
+    wait_until(addr, &PASSKEY_B, None);
+    assert_eq!(
+        try_announce(addr, &PASSKEY_A, 4).as_deref(),
+        Some("unknown passkey")
+    );
+    spawned.signal("TERM");
+    assert_eq!(spawned.wait_exit(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn passkeys_from_the_database_are_reread_every_refresh_secs() {
+    let (mut spawned, dir, db) = tracker_on_database_passkeys("ws-private-db-refresh", 1);
+    let addr = spawned.addr;
+    assert_eq!(
+        try_announce(addr, &PASSKEY_B, 1).as_deref(),
+        Some("unknown passkey")
+    );
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE shoal_passkeys SET enabled = 1", [])
+        .unwrap();
+    wait_until(addr, &PASSKEY_B, None);
+    spawned.signal("TERM");
+    assert_eq!(spawned.wait_exit(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
