@@ -377,3 +377,59 @@ fn public_mode_ignores_passkeys() {
     assert_eq!(stats.private.refused, [0, 0, 0]);
     tracker.shutdown();
 }
+
+/// SIGUSR1 re-reads the passkey file: a passkey added to it is served from then on, one
+/// taken out is refused.
+#[test]
+fn sigusr1_reloads_the_passkeys() {
+    let dir = tracker_common::testing::temp_dir("udp-private-sigusr1");
+    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let config = tracker_common::testing::accounting::write_private_config(&dir, "", &url, "");
+    let passkeys = dir.join("passkeys.txt");
+    std::fs::write(&passkeys, format!("{PASSKEY_A}\n")).unwrap();
+    let spawned = tracker_common::testing::Spawned::start(
+        Path::new(env!("CARGO_BIN_EXE_tracker_udp")),
+        &config,
+    );
+    let peer = |passkey, n| ScriptPeer {
+        passkey,
+        info_hash: InfoHash([9; 20]),
+        peer_id: qbittorrent(n),
+        port: 7000 + u16::from(n),
+    };
+    let step = Step {
+        peer: 0,
+        event: AnnounceEvent::Started,
+        uploaded: 0,
+        downloaded: 0,
+        left: 10,
+    };
+    let mut client = UdpAnnounceClient::new();
+    client
+        .announce(spawned.addr, &peer(PASSKEY_A, 1), &step)
+        .unwrap();
+    let err = client
+        .announce(spawned.addr, &peer(PASSKEY_B, 2), &step)
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown passkey"), "{err:#}");
+
+    std::fs::write(&passkeys, format!("{PASSKEY_B}\n")).unwrap();
+    spawned.signal("USR1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client
+        .announce(spawned.addr, &peer(PASSKEY_B, 2), &step)
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added passkey was not served within 10 s of SIGUSR1"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = client
+        .announce(spawned.addr, &peer(PASSKEY_A, 1), &step)
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown passkey"), "{err:#}");
+    drop(spawned);
+    let _ = std::fs::remove_dir_all(&dir);
+}
