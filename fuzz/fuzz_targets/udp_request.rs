@@ -2,12 +2,13 @@
 //!
 //! Whatever parses, as a request or as a response of either address family, must
 //! write back to bytes that parse to the same value; URL data never exceeds its limit;
-//! nothing may panic.
+//! the passkey private mode reads from it is spelled by the URL's path; nothing may
+//! panic.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracker_udp_protocol::{Request, Response};
+use tracker_udp_protocol::{PasskeyParam, Request, Response};
 
 /// The tracker's default scrape limit.
 const MAX_SCRAPE_TORRENTS: u8 = 74;
@@ -18,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(request) = Request::parse_bytes(data, MAX_SCRAPE_TORRENTS, MAX_URL_DATA_BYTES) {
         if let Request::Announce(announce) = &request {
             assert!(announce.url_data.capacity() <= MAX_URL_DATA_BYTES, "url data limit");
+            let path = announce.url_path();
+            assert!(announce.url_data.starts_with(path) && !path.contains(&b'?'));
+            if let PasskeyParam::Key(key) = announce.passkey() {
+                assert!(path.windows(32).any(|w| w == key.0), "passkey from the path");
+            }
         }
         let mut bytes = Vec::new();
         request

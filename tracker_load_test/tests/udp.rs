@@ -164,6 +164,112 @@ fn bad_command_lines_and_configs_fail_with_a_message() {
 }
 
 #[test]
+fn passkeys_come_from_the_list_then_the_file() {
+    let a = "AliceAliceAliceAliceAliceAlice01";
+    let b = "BobBobBobBobBobBobBobBobBobBob02";
+    let mut config = Config::default();
+    assert!(config.private.load().unwrap().is_empty(), "none by default");
+    config.private.passkeys = vec!["short".to_string()];
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.starts_with("private.passkeys"), "{err}");
+
+    let dir = tracker_common::testing::temp_dir("load-passkeys");
+    let path = dir.join("passkeys.txt");
+    std::fs::write(
+        &path,
+        format!(
+            "# users
+
+{b}  # bob
+"
+        ),
+    )
+    .unwrap();
+    config.private.passkeys = vec![a.to_string()];
+    config.private.passkeys_path = path.clone();
+    config.validate().unwrap();
+    let keys: Vec<String> = config
+        .private
+        .load()
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(keys, [a, b]);
+    std::fs::write(
+        &path,
+        format!(
+            "{b}
+not-a-passkey
+"
+        ),
+    )
+    .unwrap();
+    let err = format!("{:#}", config.private.load().unwrap_err());
+    assert!(
+        err.starts_with("private.passkeys_path") && err.contains("line 2"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A public tracker ignores the passkeys' URL data: the load is as sane as without.
+#[test]
+fn a_load_test_with_passkeys_against_a_public_tracker_is_sane() {
+    let tracker = tracker("127.0.0.1:0");
+    let mut config = load_config(tracker.local_addr());
+    config.private.passkeys = vec![
+        "AliceAliceAliceAliceAliceAlice01".to_string(),
+        "BobBobBobBobBobBobBobBobBobBob02".to_string(),
+    ];
+    let summary = run(config).unwrap();
+    assert_sane(&summary);
+    tracker.shutdown();
+}
+
+/// The benchmark of private mode: every announce carries its peer's passkey and is
+/// served (none refused), and the peers get accounting state.
+#[test]
+fn a_load_test_with_passkeys_against_a_private_tracker_is_sane() {
+    let a = "AliceAliceAliceAliceAliceAlice01";
+    let b = "BobBobBobBobBobBobBobBobBobBob02";
+    let dir = tracker_common::testing::temp_dir("load-private");
+    let passkeys = dir.join("passkeys.txt");
+    std::fs::write(&passkeys, format!("{a}\n{b}\n")).unwrap();
+    let mut config = tracker_udp::Config::default();
+    config.network.address = "127.0.0.1:0".parse().unwrap();
+    config.network.recv_buffer_bytes = 0;
+    config.network.poll_timeout_ms = 10;
+    config.workers.socket_workers = 1;
+    config.workers.request_workers = 2;
+    config.statistics.interval_secs = 0;
+    config.metrics.address = "127.0.0.1:0".parse().unwrap();
+    config.private.enabled = true;
+    config.private.passkeys_path = passkeys.clone();
+    // The workload scrapes too; UDP scrapes cannot carry a passkey.
+    config.private.scrape_requires_passkey = false;
+    config.accounting.url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let tracker = tracker_udp::start(config).unwrap();
+
+    let mut load = load_config(tracker.local_addr());
+    load.private.passkeys_path = passkeys;
+    let summary = run(load).unwrap();
+    assert_sane(&summary);
+    let stats = tracker.statistics();
+    assert_eq!(stats.private.refused, [0, 0, 0], "{stats:?}");
+    assert!(stats.private.peers > 0, "{stats:?}");
+
+    // Without passkeys every announce is refused, as "missing passkey".
+    let summary = run(load_config(tracker.local_addr())).unwrap();
+    assert_eq!(summary.announce_per_sec, 0.0, "{summary:?}");
+    assert!(summary.error_per_sec > 0.0, "{summary:?}");
+    let refused = tracker.statistics().private.refused;
+    assert!(refused[0] > 0 && refused[1..] == [0, 0], "{refused:?}");
+    tracker.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn info_hashes_are_printed_as_an_allow_list() {
     let dir = std::env::temp_dir().join(format!("shoal-load-hashes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

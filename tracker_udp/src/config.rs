@@ -8,10 +8,16 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::UdpNetworkConfig;
+use tracker_common::private::{AccountingConfig, PrivateConfig};
 use tracker_common::privileges::PrivilegeConfig;
 use tracker_udp_protocol::MAX_ANNOUNCE_PEERS_IPV4;
 
 tracker_common::metrics_config_section!(9001);
+
+/// The URL data of a passkey URL, "/" + 32 characters + "/announce" (or the same bytes
+/// in "/announce/PASSKEY"): anything shorter cuts the passkey off.
+const MIN_PRIVATE_URL_DATA_BYTES: usize =
+    1 + tracker_common::private::passkey::PASSKEY_LEN + "/announce".len();
 
 config_section! {
     /// The whole configuration of the UDP tracker.
@@ -37,6 +43,13 @@ config_section! {
         /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json,
         /// a page with charts of the last hour at /.
         pub metrics: MetricsConfig,
+        /// Private mode: passkeys and per-user accounting. The passkey travels in the
+        /// announce's BEP 41 URL data ("/PASSKEY/announce" or "/announce/PASSKEY");
+        /// UDP scrapes cannot carry one, so with scrape_requires_passkey on they are
+        /// refused.
+        pub private: PrivateConfig,
+        /// Where private mode's accounting is written.
+        pub accounting: AccountingConfig,
     }
 }
 
@@ -56,6 +69,8 @@ impl Default for Config {
             statistics: StatisticsConfig::default(),
             privileges: PrivilegeConfig::default(),
             metrics: MetricsConfig::default(),
+            private: PrivateConfig::default(),
+            accounting: AccountingConfig::default(),
         }
     }
 }
@@ -84,6 +99,17 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
+        self.private.validate()?;
+        if self.private.enabled {
+            self.accounting.validate()?;
+            if self.protocol.max_url_data_bytes < MIN_PRIVATE_URL_DATA_BYTES {
+                anyhow::bail!(
+                    "protocol.max_url_data_bytes: must be at least \
+                     {MIN_PRIVATE_URL_DATA_BYTES} in private mode, or no passkey URL \
+                     (\"/PASSKEY/announce\") fits"
+                );
+            }
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
         Ok(())
@@ -103,9 +129,10 @@ config_section! {
         pub max_pending_scrapes: usize,
         /// Most bytes of BEP 41 URL data (the announce URL's path and query) kept from an
         /// announce; longer data is cut when the packet is parsed, so nothing a client
-        /// sizes is queued at full size. The default holds a passkey URL such as
-        /// "/announce/" plus 40 hex digits (50 bytes) with room for a short query, and
-        /// still keeps every queued announce small. At most 1024.
+        /// sizes is queued at full size. The default holds a private-mode passkey URL
+        /// ("/PASSKEY/announce" or "/announce/PASSKEY", 42 bytes) with room for a short
+        /// query, and still keeps every queued announce small. At least 42 in private
+        /// mode; at most 1024.
         pub max_url_data_bytes: usize,
     }
 }
@@ -214,10 +241,37 @@ mod tests {
         let mut c = Config::default();
         c.protocol.max_url_data_bytes = 1024;
         c.validate().unwrap();
+        assert_eq!(MIN_PRIVATE_URL_DATA_BYTES, "/announce/".len() + 32);
         assert!(
-            Config::default().protocol.max_url_data_bytes >= "/announce/".len() + 40,
+            Config::default().protocol.max_url_data_bytes >= MIN_PRIVATE_URL_DATA_BYTES,
             "the default holds a passkey URL"
         );
+        let mut c = Config::default();
+        c.private.enabled = true;
+        c.validate().unwrap();
+        c.protocol.max_url_data_bytes = MIN_PRIVATE_URL_DATA_BYTES;
+        c.validate().unwrap();
+        c.protocol.max_url_data_bytes = MIN_PRIVATE_URL_DATA_BYTES - 1;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("protocol.max_url_data_bytes: must be at least 42 in private"),
+            "{msg}"
+        );
+        // Public mode ignores passkeys: any limit will do.
+        c.private.enabled = false;
+        c.validate().unwrap();
+
+        // The accounting section is checked only in private mode.
+        let mut c = Config::default();
+        c.accounting.url = "mysql://x".to_string();
+        c.validate().unwrap();
+        c.private.enabled = true;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("accounting.url"), "{msg}");
+        let mut c = Config::default();
+        c.private.refresh_secs = 0;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("private.refresh_secs"), "{msg}");
 
         let mut c = Config::default();
         c.access_list.mode = tracker_common::access_list::AccessListMode::Allow;

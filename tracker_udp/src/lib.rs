@@ -3,30 +3,36 @@
 //! # Threads and data flow
 //! ```text
 //!             SO_REUSEPORT UDP sockets, one per socket worker
-//!  clients <-> socket-01..N   (mio; parse, connection ids, access list, connects,
-//!                 |            serialize and send)
+//!  clients <-> socket-01..N   (mio; parse, connection ids, passkeys in private
+//!                 |            mode, access list, connects, serialize and send)
 //!                 |  batches of announces / scrape parts, routed by a keyed hash of
 //!                 |  the info hash, over channels bounded by requests (full: dropped
 //!                 |  and counted)
 //!                 v
 //!             request-01..M   (each owns one shard of the torrents; announce,
-//!                 |            scrape, peer expiry; no locks)
+//!                 |            scrape, peer expiry; no locks; in private mode the
+//!                 |            accounting of its torrents, handed to the
+//!                 |            `accounting` thread, which writes it to the database)
 //!                 |  batches of responses back to the originating socket worker,
 //!                 |  which a mio Waker rouses
 //!                 v
 //!             socket worker sends
 //!  + statistics (periodic log line), metrics (/metrics and /stats.json on a
-//!    listener of its own, read from the workers' counters when scraped; and the statistics page, charting samples it takes), signals (SIGUSR1 reloads the access list,
-//!    SIGTERM / SIGINT stop), and a supervisor: any thread that ends takes the
-//!    process down with an error naming it.
+//!    listener of its own, read from the workers' counters when scraped; and the
+//!    statistics page, charting samples it takes), signals (SIGUSR1 reloads the access
+//!    list and, in private mode, the passkeys; SIGTERM / SIGINT stop), and a
+//!    supervisor: any thread that ends takes the process down with an error naming it.
 //! ```
 //!
 //! Connects never leave the socket worker: connection ids are stateless (a keyed MAC of
-//! the client's IP and an expiry time). A request with an invalid or expired connection id is answered
-//! with the error "invalid connection id" (always smaller than the request) and is
-//! otherwise ignored. A scrape over hashes of several shards is split and merged again
-//! by the socket worker. The request workers' loop, the routing, the scrape merging and
-//! the start-up wiring are shared with the other trackers (`tracker_common`); this crate
+//! the client's IP and an expiry time). A request with an invalid or expired connection
+//! id is answered with the error "invalid connection id" (always smaller than the
+//! request) and is otherwise ignored. A scrape over hashes of several shards is split
+//! and merged again by the socket worker. In private mode an announce needs a passkey in
+//! its BEP 41 URL data, and a scrape (which cannot carry one) is refused unless
+//! `private.scrape_requires_passkey` is off; see `workers::socket`. The request workers'
+//! loop, the routing, the scrape merging, private mode's accounting and the start-up
+//! wiring are shared with the other trackers (`tracker_common`); this crate
 //! holds what is UDP's own: the socket workers, connection ids and the meaning of a UDP
 //! announce or scrape for the request workers.
 //!
@@ -52,7 +58,7 @@ pub use config::Config;
 
 use crate::connection_id::ConnectionValidator;
 use crate::workers::request::UdpHandler;
-use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
+use crate::workers::socket::{PrivateGate, SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_udp";
@@ -118,8 +124,9 @@ impl Tracker {
 /// Validates the config and starts every thread; returns once the sockets are bound.
 ///
 /// # Errors
-/// A bad config value (naming the key), an unreadable access list, or a socket that
-/// could not be bound.
+/// A bad config value (naming the key), an unreadable access list, a socket that could
+/// not be bound, or (in private mode) an accounting database or passkey file that
+/// cannot be read.
 pub fn start(config: Config) -> anyhow::Result<Tracker> {
     start_inner(config, false)
 }
@@ -142,6 +149,13 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     tracker_common::privileges::drop_privileges(&config.privileges)?;
     let (polls, wakers) = tracker_common::server::make_polls(sockets.len(), WAKER_TOKEN)?;
 
+    // After dropping root (the database file belongs to the unprivileged user) and
+    // before the request workers, which take their accounting from it.
+    let private = core.start_private(
+        &config.private,
+        &config.accounting,
+        u64::from(config.swarm.announce_interval_secs),
+    )?;
     let interval = i32::try_from(config.swarm.announce_interval_secs).unwrap_or(i32::MAX);
     let channels = core.spawn_request_workers(&config.swarm, &config.workers, wakers, || {
         UdpHandler::new(interval)
@@ -178,6 +192,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             start: core.start,
             statistics: core.statistics.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
+            private: private.as_ref().map(PrivateGate::new),
         };
         core.supervisor
             .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;

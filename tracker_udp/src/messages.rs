@@ -1,14 +1,16 @@
 //! What the UDP tracker's socket workers and request workers send each other.
 //!
 //! Requests carry only what the swarm needs: the announce's parameters (numwant already
-//! resolved and capped for the client's address family), never the client's BEP 41 URL
-//! data or anything else whose size the client chooses. Responses travel in batches, one
+//! resolved and capped for the client's address family) and, in private mode, the
+//! checked passkey with the counters to credit; never the client's BEP 41 URL data or
+//! anything else whose size the client chooses. Responses travel in batches, one
 //! per socket worker per flush, with the peers of all announce responses of a batch in two
 //! shared buffers, so that an announce allocates nothing of its own.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracker_common::addr::CanonicalSocketAddr;
+use tracker_common::private::accounting::AccountInfo;
 use tracker_common::request_worker::{PeerBuffers, PeerRange, ResponseBatch};
 use tracker_common::scrape::ScrapePart;
 use tracker_common::swarm::{AnnounceParams, ScrapeCounts};
@@ -29,6 +31,10 @@ pub(crate) enum UdpRequest {
         peer_ip: IpAddr,
         /// Where the response goes.
         addr: CanonicalSocketAddr,
+        /// Private mode: the user's passkey (checked) and counters, to credit once the
+        /// swarm has the announce. `None` in public mode. Boxed: a pointer in every
+        /// request rather than 56 bytes.
+        account: Option<Box<AccountInfo>>,
     },
     /// The part of a scrape that this request worker's shard answers.
     Scrape {
@@ -122,5 +128,20 @@ impl ResponseBatch for UdpResponses {
             responses: Vec::with_capacity(self.responses.len()),
             peers: self.peers.empty_like(),
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Requests are copied into batches and across channels by the million: private
+    /// mode's accounting rides in a box (one pointer, null in public mode) rather than
+    /// adding its 56 bytes to every announce, public or private.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn requests_stay_small() {
+        assert!(std::mem::size_of::<super::UdpRequest>() <= 128);
+        assert_eq!(
+            std::mem::size_of::<Option<Box<super::AccountInfo>>>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

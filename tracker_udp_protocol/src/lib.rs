@@ -76,4 +76,5 @@ pub use response::{
     ErrorResponse, IPV4_PEER_LEN, IPV6_PEER_LEN, MAX_ANNOUNCE_PEERS_IPV4, MAX_ANNOUNCE_PEERS_IPV6,
     Response, ResponseParseError, ScrapeResponse, TorrentScrapeStatistics, max_announce_peers,
 };
+pub use tracker_common::private::passkey::{Passkey, PasskeyParam};
 pub use tracker_common::types::{AnnounceEvent, InfoHash, Ip, PeerId, ResponsePeer};

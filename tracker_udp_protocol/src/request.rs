@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 
+use tracker_common::private::passkey::{PasskeyParam, split_passkey_path};
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 
 use crate::common::{ConnectionId, PROTOCOL_IDENTIFIER, Reader, TransactionId, action};
@@ -270,6 +271,30 @@ impl Request {
 }
 
 impl AnnounceRequest {
+    /// The path of the announce URL in [`Self::url_data`]: everything before the first
+    /// `?` (BEP 41 carries the URL's path and query). Empty without URL data.
+    pub fn url_path(&self) -> &[u8] {
+        self.url_data
+            .split(|&b| b == b'?')
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// The passkey of a private tracker's announce URL, from the path in the URL data:
+    /// `/PASSKEY/announce` or `/announce/PASSKEY` (see
+    /// [`tracker_common::private::passkey::split_passkey_path`]; a path naming the
+    /// scrape endpoint counts the same, only its passkey segment matters).
+    ///
+    /// [`PasskeyParam::Missing`] without URL data, for a path without a passkey segment
+    /// and for a path of any other shape (a passkey cut short by the URL data limit is
+    /// such a path); [`PasskeyParam::Malformed`] for a passkey segment that is not 32
+    /// characters of `[0-9A-Za-z]`. Never allocates.
+    pub fn passkey(&self) -> PasskeyParam {
+        split_passkey_path(self.url_path()).map_or(PasskeyParam::Missing, |path| {
+            PasskeyParam::from_segment(path.passkey)
+        })
+    }
+
     /// Parses what follows the 16-byte header.
     fn parse_body(
         connection_id: ConnectionId,
@@ -469,6 +494,7 @@ mod tests {
     use super::*;
     use crate::common::tests as strategies;
     use proptest::prelude::*;
+    use tracker_common::private::passkey::Passkey;
 
     fn write(request: &Request) -> Vec<u8> {
         let mut out = Vec::new();
@@ -706,6 +732,105 @@ mod tests {
             Request::parse_bytes(&bytes, 74, usize::MAX),
             Ok(Request::Announce(announce))
         );
+    }
+
+    const PASSKEY: &[u8; 32] = b"0123456789abcdefghijABCDEFGHIJkl";
+
+    fn with_url_data(url_data: &[u8]) -> AnnounceRequest {
+        AnnounceRequest {
+            url_data: url_data.to_vec(),
+            ..expected_announce()
+        }
+    }
+
+    #[test]
+    fn passkey_from_bep41_url_data() {
+        #[rustfmt::skip]
+        let options = [
+            0x02, 0x11,                                        // URLData, length 17
+            b'/', b'0', b'1', b'2', b'3', b'4', b'5', b'6',    //   "/0123456789abcdef"
+            b'7', b'8', b'9', b'a', b'b', b'c', b'd', b'e', b'f',
+            0x01,                                              // NOP
+            0x02, 0x1a,                                        // URLData, length 26
+            b'g', b'h', b'i', b'j', b'A', b'B', b'C', b'D',    //   "ghijABCDEFGHIJkl"
+            b'E', b'F', b'G', b'H', b'I', b'J', b'k', b'l',
+            b'/', b'a', b'n', b'n', b'o', b'u', b'n', b'c',    //   "/announce"
+            b'e', b'?',                                        //   "?"
+            0x00,                                              // EndOfOptions
+        ];
+        let Ok(Request::Announce(r)) =
+            Request::parse_bytes(&announce_with_options(&options), 74, 128)
+        else {
+            panic!("announce with a passkey URL did not parse");
+        };
+        let key = Passkey::parse(PASSKEY).unwrap();
+        assert_eq!(r.url_path(), b"/0123456789abcdefghijABCDEFGHIJkl/announce");
+        assert_eq!(r.passkey(), PasskeyParam::Key(key));
+    }
+
+    #[test]
+    fn passkey_forms() {
+        let key = PasskeyParam::Key(Passkey::parse(PASSKEY).unwrap());
+        let k = std::str::from_utf8(PASSKEY).unwrap();
+        for (url_data, expected) in [
+            (format!("/{k}/announce"), key),
+            (format!("/announce/{k}"), key),
+            (format!("/{k}/announce?info_hash=x&a=/b?c"), key),
+            (format!("/announce/{k}?"), key),
+            // Only the segment matters, whatever endpoint the path names.
+            (format!("/{k}/scrape"), key),
+            (format!("/scrape/{k}"), key),
+            // Not a passkey: refused as unknown, not as missing.
+            (format!("/{}/announce", &k[..31]), PasskeyParam::Malformed),
+            (format!("/{k}x/announce"), PasskeyParam::Malformed),
+            (format!("/announce/{}-", &k[..31]), PasskeyParam::Malformed),
+            ("/announce/%41".to_string(), PasskeyParam::Malformed),
+            // No passkey segment.
+            (String::new(), PasskeyParam::Missing),
+            ("/announce".to_string(), PasskeyParam::Missing),
+            ("/announce?passkey=x".to_string(), PasskeyParam::Missing),
+            ("?/x/announce".to_string(), PasskeyParam::Missing),
+            // Paths of other shapes.
+            (format!("/{k}/other"), PasskeyParam::Missing),
+            (format!("/{k}/announce/"), PasskeyParam::Missing),
+            (format!("{k}/announce"), PasskeyParam::Missing),
+            (format!("/x/{k}/announce"), PasskeyParam::Missing),
+            (format!("//{k}/announce"), PasskeyParam::Missing),
+        ] {
+            let announce = with_url_data(url_data.as_bytes());
+            assert_eq!(announce.passkey(), expected, "{url_data:?}");
+        }
+        assert_eq!(with_url_data(b"/a?b?c").url_path(), b"/a");
+        assert_eq!(with_url_data(b"").url_path(), b"");
+    }
+
+    /// The default `protocol.max_url_data_bytes` (128) keeps a passkey URL whole; a
+    /// limit that cuts it makes the passkey missing, never a different passkey.
+    #[test]
+    fn passkey_cut_by_the_url_data_limit_is_missing() {
+        let k = std::str::from_utf8(PASSKEY).unwrap();
+        let key = PasskeyParam::Key(Passkey::parse(PASSKEY).unwrap());
+        for url_data in [format!("/{k}/announce"), format!("/announce/{k}")] {
+            assert_eq!(url_data.len(), 42);
+            let bytes = write(&Request::Announce(with_url_data(url_data.as_bytes())));
+            for max in 0..=url_data.len() + 1 {
+                let Ok(Request::Announce(r)) = Request::parse_bytes(&bytes, 74, max) else {
+                    panic!("announce with a passkey URL did not parse with limit {max}");
+                };
+                let expected = if max >= url_data.len() {
+                    key
+                } else if url_data.starts_with("/announce/") && max > "/announce/".len() {
+                    PasskeyParam::Malformed
+                } else {
+                    PasskeyParam::Missing
+                };
+                assert_eq!(r.passkey(), expected, "{url_data} cut to {max}");
+            }
+            let Ok(Request::Announce(r)) = Request::parse_bytes(&bytes, 74, 128) else {
+                panic!("announce with a passkey URL did not parse");
+            };
+            assert_eq!(r.passkey(), key);
+        }
     }
 
     #[test]
@@ -963,6 +1088,61 @@ mod tests {
             prop_assert_eq!(Request::parse_bytes(&write(&request), 74, max), Ok(request));
         }
 
+        /// A passkey URL written by a client (BEP 41 URLData, with an optional query)
+        /// gives back its passkey, in either form.
+        #[test]
+        fn passkey_round_trip(
+            announce in announce_strategy(),
+            key in proptest::collection::vec(
+                proptest::sample::select(
+                    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".to_vec()
+                ),
+                32,
+            ),
+            gazelle in any::<bool>(),
+            query in proptest::option::of("[ -~]{0,60}"),
+        ) {
+            let k = std::str::from_utf8(&key).unwrap();
+            let mut url = if gazelle {
+                format!("/{k}/announce")
+            } else {
+                format!("/announce/{k}")
+            };
+            if let Some(query) = query {
+                url.push('?');
+                url.push_str(&query);
+            }
+            let announce = AnnounceRequest { url_data: url.into_bytes(), ..announce };
+            let bytes = write(&Request::Announce(announce));
+            let Ok(Request::Announce(parsed)) = Request::parse_bytes(&bytes, 74, 128) else {
+                return Err(TestCaseError::fail("an announce with URL data parses"));
+            };
+            prop_assert_eq!(parsed.passkey(), PasskeyParam::Key(Passkey::parse(&key).unwrap()));
+        }
+
+        /// Whatever the URL data, the passkey found is spelled by its bytes, before any
+        /// `?`.
+        #[test]
+        fn passkey_is_read_from_the_path(options in options_strategy()) {
+            let Ok(Request::Announce(r)) =
+                Request::parse_bytes(&announce_with_options(&options), 74, 128)
+            else {
+                return Err(TestCaseError::fail("an announce of 98 bytes or more parses"));
+            };
+            prop_assert!(r.url_data.starts_with(r.url_path()));
+            prop_assert!(!r.url_path().contains(&b'?'));
+            match r.passkey() {
+                PasskeyParam::Key(key) => {
+                    let path = r.url_path();
+                    prop_assert!(path.windows(32).any(|w| w == key.0));
+                }
+                PasskeyParam::Malformed => {
+                    prop_assert!(split_passkey_path(r.url_path()).is_some());
+                }
+                PasskeyParam::Missing => {}
+            }
+        }
+
         /// Whatever the options claim, URL data never exceeds the limit, in length or
         /// in allocation, and is a prefix of the uncut data.
         #[test]
@@ -992,6 +1172,10 @@ mod tests {
                 if let Ok(request) = Request::parse_bytes(&bytes, max, usize::MAX)
                     && max > 0
                 {
+                    if let Request::Announce(announce) = &request {
+                        // The private-mode check reads any URL data without panicking.
+                        let _ = announce.passkey();
+                    }
                     prop_assert_eq!(Request::parse_bytes(&write(&request), max, usize::MAX), Ok(request));
                 }
             }
@@ -1011,6 +1195,9 @@ mod tests {
                 if let Ok(request) = Request::parse_bytes(&bytes, max, usize::MAX)
                     && max > 0
                 {
+                    if let Request::Announce(announce) = &request {
+                        let _ = announce.passkey();
+                    }
                     prop_assert_eq!(Request::parse_bytes(&write(&request), max, usize::MAX), Ok(request));
                 }
             }

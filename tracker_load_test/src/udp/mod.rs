@@ -10,6 +10,9 @@
 //!  main thread: prints a line per second, samples the tracker's CPU time at the
 //!  start and end of the measured window, prints the summary, writes --json
 //! ```
+//!
+//! For a tracker in private mode, `[private]` lists passkeys (or a passkey file): every
+//! announce then carries the BEP 41 URL data "/PASSKEY/announce" of its peer's passkey.
 
 mod burst;
 mod ceiling;
@@ -22,6 +25,7 @@ use anyhow::Context;
 
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
+use tracker_common::private::passkey::Passkey;
 
 use crate::report::{self, RunConfig, Summary};
 use crate::runner::{check_server_address, run_workers};
@@ -44,6 +48,8 @@ config_section! {
         pub network: NetworkConfig,
         /// What the simulated clients ask.
         pub workload: WorkloadConfig,
+        /// Passkeys for a tracker in private mode.
+        pub private: PrivateConfig,
     }
 }
 
@@ -55,6 +61,7 @@ impl Default for Config {
             run: RunConfig::default(),
             network: NetworkConfig::default(),
             workload: WorkloadConfig::default(),
+            private: PrivateConfig::default(),
         }
     }
 }
@@ -68,8 +75,89 @@ impl TrackerConfig for Config {
         check_server_address(self.server_address)?;
         self.run.validate("run")?;
         self.network.validate()?;
-        self.workload.validate("workload")
+        self.workload.validate("workload")?;
+        self.private.validate()
     }
+}
+
+config_section! {
+    /// Passkeys for a tracker in private mode: each announce then carries BEP 41 URL
+    /// data "/PASSKEY/announce", every simulated peer always with the same passkey
+    /// (peer n takes passkey n modulo their number). With neither set, announces carry
+    /// no URL data.
+    pub struct PrivateConfig {
+        /// Passkeys (32 characters of 0-9, A-Z, a-z).
+        pub passkeys: Vec<String>,
+        /// A passkey file in the tracker's format (one a line, blank lines and #
+        /// comments allowed), used after the passkeys above. Empty: none.
+        pub passkeys_path: PathBuf,
+    }
+}
+
+impl Default for PrivateConfig {
+    fn default() -> Self {
+        Self {
+            passkeys: Vec::new(),
+            passkeys_path: PathBuf::new(),
+        }
+    }
+}
+
+impl PrivateConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        for key in &self.passkeys {
+            if Passkey::parse(key.as_bytes()).is_none() {
+                anyhow::bail!(
+                    "private.passkeys: {key:?} is not a passkey (32 characters of 0-9, A-Z, a-z)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The passkeys, in order: the list, then the file's. Empty: no passkeys.
+    ///
+    /// # Errors
+    /// The file cannot be read or has a line that is not a passkey (named with its
+    /// number).
+    pub fn load(&self) -> anyhow::Result<Vec<Passkey>> {
+        let mut keys: Vec<Passkey> = self
+            .passkeys
+            .iter()
+            .filter_map(|key| Passkey::parse(key.as_bytes()))
+            .collect();
+        if self.passkeys_path.as_os_str().is_empty() {
+            return Ok(keys);
+        }
+        let path = &self.passkeys_path;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("private.passkeys_path: read {}", path.display()))?;
+        for (index, line) in text.lines().enumerate() {
+            let content = line.split('#').next().unwrap_or_default().trim();
+            if content.is_empty() {
+                continue;
+            }
+            let key = Passkey::parse(content.as_bytes()).with_context(|| {
+                format!(
+                    "private.passkeys_path: {} line {}: not a passkey (32 characters of 0-9, \
+                     A-Z, a-z)",
+                    path.display(),
+                    index + 1
+                )
+            })?;
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+}
+
+/// The BEP 41 URL data of an announce with `passkey`: "/PASSKEY/announce".
+pub fn passkey_url_data(passkey: &Passkey) -> Vec<u8> {
+    let mut url = Vec::with_capacity(passkey.0.len() + "//announce".len());
+    url.push(b'/');
+    url.extend_from_slice(&passkey.0);
+    url.extend_from_slice(b"/announce");
+    url
 }
 
 config_section! {
@@ -133,25 +221,31 @@ pub fn run(mut config: Config) -> anyhow::Result<Summary> {
     config.validate()?;
     let workload = Workload::new(&config.workload);
     let workers = config.run.workers;
+    let passkeys = config.private.load()?;
     let (sender, receiver) = crossbeam_channel::unbounded();
 
     // Set everything up before the clock starts, so that a socket error fails fast.
     let mut prepared = Vec::with_capacity(workers);
     for index in 0..workers {
         prepared.push(
-            worker::Worker::new(index, &config, workload.clone(), sender.clone())
+            worker::Worker::new(index, &config, workload.clone(), &passkeys, sender.clone())
                 .with_context(|| format!("set up load worker {}", index + 1))?,
         );
     }
     drop(sender);
     println!(
-        "load test: {} for {} s (+{} s warm-up), {} worker(s) x {} socket(s), {} in flight each",
+        "load test: {} for {} s (+{} s warm-up), {} worker(s) x {} socket(s), {} in flight each{}",
         config.server_address,
         config.run.duration_secs,
         config.run.warmup_secs,
         workers,
         config.network.sockets_per_worker,
-        config.network.in_flight_per_worker
+        config.network.in_flight_per_worker,
+        if passkeys.is_empty() {
+            String::new()
+        } else {
+            format!(", {} passkeys", passkeys.len())
+        }
     );
     let (measured, cpu) = run_workers(prepared, &receiver, &config.run)?;
     let summary = report::summarize(

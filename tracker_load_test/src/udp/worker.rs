@@ -12,6 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use tracker_common::private::passkey::Passkey;
 use tracker_common::udp_batch::{RecvBatch, SendBatch};
 use tracker_udp_protocol::{
     AnnounceRequest, ConnectRequest, ConnectionId, Ip, Request, Response, ScrapeRequest,
@@ -20,7 +21,7 @@ use tracker_udp_protocol::{
 
 use crate::report::{Counters, TickReport};
 use crate::runner::LoadWorker;
-use crate::udp::Config;
+use crate::udp::{Config, passkey_url_data};
 use crate::workload::{PeerSet, RequestKind, Workload};
 
 /// Datagrams per `recvmmsg` call.
@@ -74,6 +75,9 @@ pub(crate) struct Worker {
     rng: SmallRng,
     peers: PeerSet,
     scrape: ScrapeRequest,
+    /// Private mode: the BEP 41 URL data of each passkey, lent to one announce at a
+    /// time so that no announce allocates. Empty: no passkeys.
+    url_data: Vec<Vec<u8>>,
     counters: Counters,
     sender: Sender<TickReport>,
 }
@@ -113,6 +117,11 @@ fn make_socket(
     Ok(mio::net::UdpSocket::from_std(socket.into()))
 }
 
+/// Which of `passkeys` passkeys peer `peer` announces with; `None` without passkeys.
+fn passkey_index(peer: u64, passkeys: usize) -> Option<usize> {
+    (passkeys > 0).then(|| (peer % passkeys as u64) as usize)
+}
+
 fn transaction_id(slot: u16, generation: u16) -> TransactionId {
     TransactionId(((u32::from(generation) << 16) | u32::from(slot)) as i32)
 }
@@ -144,6 +153,7 @@ impl Worker {
         index: usize,
         config: &Config,
         workload: Workload,
+        passkeys: &[Passkey],
         sender: Sender<TickReport>,
     ) -> anyhow::Result<Self> {
         let server = config.server_address;
@@ -210,6 +220,7 @@ impl Worker {
                 transaction_id: TransactionId(0),
                 info_hashes: Vec::with_capacity(74),
             },
+            url_data: passkeys.iter().map(passkey_url_data).collect(),
             workload,
             counters: Counters::default(),
             sender,
@@ -327,6 +338,8 @@ impl Worker {
         let generation = slot.generation.wrapping_add(1);
         let transaction_id = transaction_id(slot_index, generation);
         let connection_id = s.connection_id.unwrap_or(ConnectionId(0));
+        // The passkey whose URL data an announce borrows, given back once written.
+        let mut lent = None;
         let (slot_kind, expected, request) = match kind {
             RequestKind::Connect => {
                 s.connect_in_flight = true;
@@ -342,6 +355,12 @@ impl Worker {
                 };
                 let event = self.workload.sample_event(&mut self.rng);
                 let numwant = self.workload.numwant(event);
+                // Each peer always has the same passkey, as a real user's client does.
+                lent = passkey_index(peer.index, self.url_data.len());
+                let url_data = lent
+                    .and_then(|i| self.url_data.get_mut(i))
+                    .map(std::mem::take)
+                    .unwrap_or_default();
                 let request = AnnounceRequest {
                     connection_id,
                     transaction_id,
@@ -355,7 +374,7 @@ impl Worker {
                     key: peer.index as u32,
                     peers_wanted: numwant,
                     port: peer.port,
-                    url_data: Vec::new(),
+                    url_data,
                 };
                 (Kind::Announce, numwant, Request::Announce(request))
             }
@@ -383,9 +402,16 @@ impl Worker {
             .send
             .push_with(self.server, |buf| request.write_bytes(buf))
             .unwrap_or(false);
-        if let Request::Scrape(scrape) = request {
+        match request {
             // Keep the hash buffer for the next scrape.
-            self.scrape = scrape;
+            Request::Scrape(scrape) => self.scrape = scrape,
+            // Give the passkey's URL data back.
+            Request::Announce(announce) => {
+                if let Some(slot) = lent.and_then(|i| self.url_data.get_mut(i)) {
+                    *slot = announce.url_data;
+                }
+            }
+            _ => {}
         }
         if !pushed {
             if slot_kind == Kind::Connect {
@@ -542,6 +568,41 @@ impl LoadWorker for Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_peer_keeps_its_passkey() {
+        assert_eq!(passkey_index(7, 0), None);
+        assert_eq!(passkey_index(7, 3), Some(1));
+        assert_eq!(passkey_index(u64::MAX, 2), Some(1));
+        let key = Passkey(*b"0123456789abcdefghijABCDEFGHIJkl");
+        let url = passkey_url_data(&key);
+        assert_eq!(url, b"/0123456789abcdefghijABCDEFGHIJkl/announce");
+        // What the tracker reads back from the written announce.
+        let announce = AnnounceRequest {
+            connection_id: ConnectionId(1),
+            transaction_id: TransactionId(2),
+            info_hash: tracker_udp_protocol::InfoHash([3; 20]),
+            peer_id: tracker_udp_protocol::PeerId([4; 20]),
+            bytes_downloaded: 0,
+            bytes_left: 0,
+            bytes_uploaded: 0,
+            event: tracker_udp_protocol::AnnounceEvent::Started,
+            ip_address: None,
+            key: 5,
+            peers_wanted: -1,
+            port: 6,
+            url_data: url,
+        };
+        let mut bytes = Vec::new();
+        Request::Announce(announce).write_bytes(&mut bytes).unwrap();
+        let Ok(Request::Announce(parsed)) = Request::parse_bytes(&bytes, 74, 128) else {
+            panic!("the announce parses");
+        };
+        assert_eq!(
+            parsed.passkey(),
+            tracker_udp_protocol::PasskeyParam::Key(key)
+        );
+    }
 
     #[test]
     fn transaction_ids_carry_slot_and_generation() {

@@ -1,6 +1,7 @@
 //! The UDP tracker's part of the request workers: what an announce or a scrape part
-//! means for the shard, and the responses they make. The loop itself (draining, batching,
-//! cleaning, gauges) is `tracker_common::request_worker`.
+//! means for the shard (and, in private mode, for the accounting of its torrents), and
+//! the responses they make. The loop itself (draining, batching, cleaning, gauges) is
+//! `tracker_common::request_worker`.
 
 use tracker_common::request_worker::{Announcer, RequestHandler, Swarm};
 use tracker_common::scrape::answer_part;
@@ -50,10 +51,22 @@ impl RequestHandler for UdpHandler {
                 transaction_id,
                 peer_ip,
                 addr,
+                account,
             } => {
                 let (counts, peers) =
                     self.announcer
                         .announce(swarm, &params, peer_ip, &mut batch.peers);
+                // Credit does not depend on whether the swarm stored the peer (a full
+                // swarm, port 0): the user's transfer happened either way.
+                if let (Some(info), Some(duty)) = (account.as_deref(), swarm.accounting.as_mut()) {
+                    let announce = info.announce(
+                        params.info_hash,
+                        params.peer_id,
+                        params.bytes_left,
+                        params.event,
+                    );
+                    duty.announce(&announce, swarm.now);
+                }
                 UdpResponse::Announce {
                     addr,
                     header: AnnounceHeader {

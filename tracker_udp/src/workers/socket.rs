@@ -1,6 +1,17 @@
 //! Socket worker: receives datagrams, parses them, answers connects itself, checks
-//! connection ids and the access list, forwards announces and scrapes to the request
-//! workers in batches, and sends the responses that come back.
+//! connection ids, passkeys (in private mode) and the access list, forwards announces
+//! and scrapes to the request workers in batches, and sends the responses that come
+//! back.
+//!
+//! # Private mode
+//! An announce must carry a passkey in force in its BEP 41 URL data
+//! (`/PASSKEY/announce` or `/announce/PASSKEY`), and its peer id must start with an
+//! allowed prefix; otherwise it is answered with a BEP 15 error carrying the
+//! [`Refusal`]'s message, counted, and goes no further: no request worker sees it, so
+//! it is neither stored nor credited. A UDP scrape cannot carry a passkey (BEP 41
+//! options follow announces only): with `private.scrape_requires_passkey` it is refused
+//! as "missing passkey". Refusals, like every error, go only to a source whose
+//! connection id is valid, and are smaller than the request (no amplification).
 
 use std::io::ErrorKind;
 use std::net::IpAddr;
@@ -14,6 +25,9 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::access_list::AccessListCache;
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::private::PrivateAccess;
+use tracker_common::private::accounting::AccountInfo;
+use tracker_common::private::passkey::{PasskeyGate, PasskeyParam, Refusal};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
@@ -78,6 +92,48 @@ pub(crate) struct SocketWorker {
     pub(crate) start: ServerStartInstant,
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) shutdown: ShutdownFlag,
+    /// Private mode's check; `None` in public mode.
+    pub(crate) private: Option<PrivateGate>,
+}
+
+/// A socket worker's private-mode check.
+pub(crate) struct PrivateGate {
+    gate: PasskeyGate,
+    scrape_requires_passkey: bool,
+}
+
+impl PrivateGate {
+    /// The worker's own gate over the shared passkeys.
+    pub(crate) fn new(access: &PrivateAccess) -> Self {
+        Self {
+            gate: access.gate(),
+            scrape_requires_passkey: access.scrape_requires_passkey,
+        }
+    }
+
+    /// What an announce carries to its request worker for accounting, or why it is
+    /// refused.
+    fn check_announce(&mut self, request: &AnnounceRequest) -> Result<AccountInfo, Refusal> {
+        let passkey = self
+            .gate
+            .check_announce(request.passkey(), &request.peer_id)?;
+        // Negative counters are nonsense: credit nothing for them rather than a fortune.
+        let counter = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(AccountInfo {
+            passkey,
+            uploaded: counter(request.bytes_uploaded),
+            downloaded: counter(request.bytes_downloaded),
+        })
+    }
+
+    /// Why a scrape is refused, if it is.
+    fn check_scrape(&mut self) -> Result<(), Refusal> {
+        if self.scrape_requires_passkey {
+            // A UDP scrape has no URL data to carry a passkey in.
+            self.gate.check_passkey(PasskeyParam::Missing)?;
+        }
+        Ok(())
+    }
 }
 
 /// The mutable state of the worker's loop, apart from the socket and channels.
@@ -223,12 +279,22 @@ impl SocketWorker {
                     self.reject_connection_id(src, request.transaction_id, state);
                     return;
                 }
+                // Before the access list: a client without a passkey learns nothing of
+                // which torrents are served.
+                let account = match self.private.as_mut().map(|p| p.check_announce(&request)) {
+                    None => None,
+                    Some(Ok(account)) => Some(account),
+                    Some(Err(cause)) => {
+                        self.refuse(src, request.transaction_id, cause, state);
+                        return;
+                    }
+                };
                 if !self.access_list.allows(&request.info_hash) {
                     add(&self.counters().access_denied, 1);
                     self.send_error(src, request.transaction_id, ERR_NOT_ALLOWED, state);
                     return;
                 }
-                self.route_announce(&request, ip, src, state);
+                self.route_announce(&request, ip, src, account.map(Box::new), state);
             }
             Ok(Request::Scrape(request)) => {
                 self.counters().request(RequestKind::Scrape, family);
@@ -237,6 +303,10 @@ impl SocketWorker {
                     .is_valid(request.connection_id, ip, state.now)
                 {
                     self.reject_connection_id(src, request.transaction_id, state);
+                    return;
+                }
+                if let Some(Err(cause)) = self.private.as_mut().map(PrivateGate::check_scrape) {
+                    self.refuse(src, request.transaction_id, cause, state);
                     return;
                 }
                 self.route_scrape(&request, src, state);
@@ -274,13 +344,30 @@ impl SocketWorker {
         self.send_error(src, transaction_id, ERR_CONNECTION_ID, state);
     }
 
+    /// Answers a private-mode refusal with a BEP 15 error carrying its message, and
+    /// counts it. The caller has validated the connection id, and the error (at most 26
+    /// bytes) is smaller than any announce or scrape: no amplification.
+    fn refuse(
+        &mut self,
+        src: CanonicalSocketAddr,
+        transaction_id: TransactionId,
+        cause: Refusal,
+        state: &mut State,
+    ) {
+        self.statistics.private().refused(cause);
+        log::debug!("{} from {}", cause.message(), src.socket_addr());
+        self.send_error(src, transaction_id, cause.message(), state);
+    }
+
     /// Queues a checked announce for the request worker that owns its torrent. Only what
-    /// the swarm needs goes: the client's URL data and other sized fields stay here.
+    /// the swarm and the accounting need goes: the client's URL data and other sized
+    /// fields stay here.
     fn route_announce(
         &mut self,
         request: &AnnounceRequest,
         ip: IpAddr,
         src: CanonicalSocketAddr,
+        account: Option<Box<AccountInfo>>,
         state: &mut State,
     ) {
         let peer_ip = match (self.settings.trust_client_ip, request.ip_address, ip) {
@@ -312,6 +399,7 @@ impl SocketWorker {
                 transaction_id: request.transaction_id,
                 peer_ip,
                 addr: src,
+                account,
             },
             state,
         );
