@@ -87,7 +87,7 @@ fn main() {
     let before = rss_bytes();
     let began = Instant::now();
     for (user, announce) in &announces {
-        shard.announce(announce, now, Some(&counts[*user]));
+        shard.announce(announce, now, || Some(&counts[*user]));
     }
     let fill = began.elapsed();
     let mut credits = Vec::new();
@@ -113,7 +113,7 @@ fn main() {
             event: AnnounceEvent::None,
             ..*announce
         };
-        shard.announce(&again, now + 60, Some(&counts[*user]));
+        shard.announce(&again, now + 60, || Some(&counts[*user]));
         if i % 10_000 == 9_999 {
             handed.clear();
             shard.take_pending(&mut handed);
@@ -128,7 +128,7 @@ fn main() {
             event: AnnounceEvent::None,
             ..*announce
         };
-        shard.announce(&again, now + 120, Some(&counts[*user]));
+        shard.announce(&again, now + 120, || Some(&counts[*user]));
     }
     let with_pending = rss_bytes();
     let began = Instant::now();

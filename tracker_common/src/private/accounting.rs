@@ -50,6 +50,11 @@ use crate::private::passkey::Passkey;
 use crate::private::store::PeerBaseline;
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
 
+/// Seconds after which an unchanged baseline is written again, so that the committed
+/// `last_announce` (which the retention and the seconds after a restart go by) never
+/// lags by more.
+pub const BASELINE_REFRESH_SECS: u32 = 3600;
+
 /// Room the map of pending credit keeps after a hand-over.
 const PENDING_KEPT_CAPACITY: usize = 16 * 1024;
 
@@ -178,6 +183,12 @@ pub struct PeerCredit {
     /// or a `stopped` (the peer's last announce of its session). The `accounting` thread
     /// commits such credit at once rather than at the next flush interval.
     pub urgent: bool,
+    /// Whether the baseline must be written: its counters or state changed since the
+    /// last baseline handed over, or that was [`BASELINE_REFRESH_SECS`] or more before.
+    /// An unchanged baseline (an idle seeder's) is not rewritten at every announce: the
+    /// committed one still accounts for every byte committed, and only its
+    /// `last_announce` lags, by less than the refresh.
+    pub baseline_changed: bool,
 }
 
 impl PeerCredit {
@@ -198,6 +209,7 @@ impl PeerCredit {
             .flagged_announces
             .saturating_add(later.flagged_announces);
         self.urgent |= later.urgent;
+        self.baseline_changed |= later.baseline_changed;
     }
 }
 
@@ -234,6 +246,8 @@ enum PeerState {
 /// Credit not yet handed over.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 struct Pending {
+    /// The peer's baseline after the last of the announces credited here.
+    baseline: Snapshot,
     uploaded: u64,
     downloaded: u64,
     seed_seconds: u64,
@@ -242,9 +256,31 @@ struct Pending {
     first_announce: u64,
     flagged_announces: u64,
     urgent: bool,
+    baseline_changed: bool,
 }
 
-/// One peer's baseline: 24 bytes beside its 72-byte key. Credit waiting to be handed
+/// A peer's baseline as a pending credit carries it, so that a hand-over needs no
+/// lookup of the peer's entry.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+struct Snapshot {
+    uploaded: u64,
+    downloaded: u64,
+    last_announce: u32,
+    seeding: bool,
+}
+
+impl Account {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            uploaded: self.uploaded,
+            downloaded: self.downloaded,
+            last_announce: self.last_announce,
+            seeding: self.state == PeerState::Seeding,
+        }
+    }
+}
+
+/// One peer's baseline: 32 bytes beside its 72-byte key. Credit waiting to be handed
 /// over lives apart, in a map only as large as the peers that announced since the last
 /// hand-over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,6 +289,8 @@ struct Account {
     downloaded: u64,
     /// Unix seconds; a `u32` lasts until 2106.
     last_announce: u32,
+    /// When the baseline was last handed over to be written (Unix seconds).
+    written_at: u32,
     state: PeerState,
 }
 
@@ -285,15 +323,16 @@ impl AccountingShard {
         }
     }
 
-    /// Applies one accepted announce at `now` (Unix seconds). `user_peers` is the count of
-    /// peers with state under the announce's passkey (see
-    /// [`crate::private::passkey::PasskeySet::peer_count`]); `None` if the passkey is no
-    /// longer in force, in which case a new peer is not stored.
-    pub fn announce(
+    /// Applies one accepted announce at `now` (Unix seconds). `user_peers` finds the
+    /// count of peers with state under the announce's passkey (see
+    /// [`crate::private::passkey::PasskeySet::peer_count`]), asked only for a new peer;
+    /// `None` if the passkey is no longer in force, in which case a new peer is not
+    /// stored.
+    pub fn announce<'a>(
         &mut self,
         announce: &AccountAnnounce,
         now: u64,
-        user_peers: Option<&AtomicUsize>,
+        user_peers: impl FnOnce() -> Option<&'a AtomicUsize>,
     ) -> AnnounceOutcome {
         let key = AccountKey {
             info_hash: announce.info_hash,
@@ -317,7 +356,7 @@ impl AccountingShard {
                 if announce.event == AnnounceEvent::Stopped {
                     return AnnounceOutcome::Ignored;
                 }
-                if !self.acquire(user_peers) {
+                if !self.acquire(user_peers()) {
                     self.over_limit = self.over_limit.saturating_add(1);
                     return AnnounceOutcome::OverLimit;
                 }
@@ -331,15 +370,16 @@ impl AccountingShard {
                 }
                 credit.flagged_announces = u64::from(flagged);
                 credit.urgent = true;
-                self.accounts.insert(
-                    key,
-                    Account {
-                        uploaded: announce.uploaded,
-                        downloaded: announce.downloaded,
-                        last_announce: secs32(now),
-                        state: state_after,
-                    },
-                );
+                credit.baseline_changed = true;
+                let account = Account {
+                    uploaded: announce.uploaded,
+                    downloaded: announce.downloaded,
+                    last_announce: secs32(now),
+                    written_at: secs32(now),
+                    state: state_after,
+                };
+                credit.baseline = account.snapshot();
+                self.accounts.insert(key, account);
                 self.pending.insert(key, credit);
             }
             Some(account) => {
@@ -375,10 +415,19 @@ impl AccountingShard {
                 flagged = rate > 0 && credit.uploaded / gap.max(1) > rate;
                 credit.flagged_announces = u64::from(flagged);
                 credit.urgent = credit.completed_at.is_some() || state_after == PeerState::Stopped;
+                credit.baseline_changed = !same_counters || account.state != state_after;
                 account.uploaded = announce.uploaded;
                 account.downloaded = announce.downloaded;
                 account.last_announce = account.last_announce.max(secs32(now));
                 account.state = state_after;
+                if credit.baseline_changed
+                    || account.last_announce.saturating_sub(account.written_at)
+                        >= BASELINE_REFRESH_SECS
+                {
+                    credit.baseline_changed = true;
+                    account.written_at = account.last_announce;
+                }
+                credit.baseline = account.snapshot();
                 match self.pending.entry(key) {
                     hashbrown::hash_map::Entry::Occupied(mut e) => {
                         merge_pending(e.get_mut(), &credit);
@@ -419,18 +468,16 @@ impl AccountingShard {
     pub fn take_pending(&mut self, out: &mut Vec<PeerCredit>) -> usize {
         let before = out.len();
         for (key, pending) in self.pending.drain() {
-            let Some(account) = self.accounts.get(&key) else {
-                continue;
-            };
+            let baseline = pending.baseline;
             out.push(PeerCredit {
                 baseline: PeerBaseline {
                     passkey: key.passkey,
                     info_hash: key.info_hash,
                     peer_id: key.peer_id,
-                    uploaded: account.uploaded,
-                    downloaded: account.downloaded,
-                    last_announce: u64::from(account.last_announce),
-                    seeding: account.state == PeerState::Seeding,
+                    uploaded: baseline.uploaded,
+                    downloaded: baseline.downloaded,
+                    last_announce: u64::from(baseline.last_announce),
+                    seeding: baseline.seeding,
                 },
                 uploaded: pending.uploaded,
                 downloaded: pending.downloaded,
@@ -440,6 +487,7 @@ impl AccountingShard {
                 first_announce: pending.first_announce,
                 flagged_announces: pending.flagged_announces,
                 urgent: pending.urgent,
+                baseline_changed: pending.baseline_changed,
             });
         }
         // After a burst (every peer announcing within one hand-over, as after a restart)
@@ -463,7 +511,14 @@ impl AccountingShard {
             if !self.accounts.contains_key(&key) {
                 continue;
             }
+            let b = &credit.baseline;
             let earlier = Pending {
+                baseline: Snapshot {
+                    uploaded: b.uploaded,
+                    downloaded: b.downloaded,
+                    last_announce: secs32(b.last_announce),
+                    seeding: b.seeding,
+                },
                 uploaded: credit.uploaded,
                 downloaded: credit.downloaded,
                 seed_seconds: credit.seed_seconds,
@@ -472,6 +527,7 @@ impl AccountingShard {
                 first_announce: credit.first_announce,
                 flagged_announces: credit.flagged_announces,
                 urgent: credit.urgent,
+                baseline_changed: credit.baseline_changed,
             };
             match self.pending.entry(key) {
                 hashbrown::hash_map::Entry::Occupied(mut e) => {
@@ -504,6 +560,7 @@ impl AccountingShard {
                 uploaded: baseline.uploaded,
                 downloaded: baseline.downloaded,
                 last_announce: secs32(baseline.last_announce),
+                written_at: secs32(baseline.last_announce),
                 state: if baseline.seeding {
                     PeerState::Seeding
                 } else {
@@ -567,6 +624,7 @@ fn delta(baseline: u64, new: u64) -> u64 {
 }
 
 fn merge_pending(pending: &mut Pending, later: &Pending) {
+    pending.baseline = later.baseline;
     pending.uploaded = pending.uploaded.saturating_add(later.uploaded);
     pending.downloaded = pending.downloaded.saturating_add(later.downloaded);
     pending.seed_seconds = pending.seed_seconds.saturating_add(later.seed_seconds);
@@ -580,6 +638,7 @@ fn merge_pending(pending: &mut Pending, later: &Pending) {
         .flagged_announces
         .saturating_add(later.flagged_announces);
     pending.urgent |= later.urgent;
+    pending.baseline_changed |= later.baseline_changed;
 }
 
 #[cfg(test)]
@@ -624,7 +683,7 @@ mod tests {
             } else {
                 &self.bob
             };
-            self.shard.announce(&a, now, Some(count))
+            self.shard.announce(&a, now, || Some(count))
         }
 
         fn take(&mut self) -> Vec<PeerCredit> {
@@ -839,7 +898,7 @@ mod tests {
         let alice = AtomicUsize::new(0);
         let bob = AtomicUsize::new(0);
         let go = |s: &mut AccountingShard, key, peer, count| {
-            s.announce(&ann(key, peer, Started, 0, 0, 1), T0, Some(count))
+            s.announce(&ann(key, peer, Started, 0, 0, 1), T0, || Some(count))
         };
         assert!(matches!(
             go(&mut a, ALICE, 1, &alice),
@@ -867,7 +926,7 @@ mod tests {
         ));
         // A passkey no longer in force gets no new state.
         assert_eq!(
-            a.announce(&ann(BOB, 7, Started, 0, 0, 1), T0, None),
+            a.announce(&ann(BOB, 7, Started, 0, 0, 1), T0, || None),
             AnnounceOutcome::OverLimit
         );
     }
@@ -905,6 +964,29 @@ mod tests {
         f.announce(ann(ALICE, 1, Regular, 12, 5, 0), T0 + 3);
         f.announce(ann(ALICE, 1, Stopped, 20, 5, 0), T0 + 4);
         assert!(f.take()[0].urgent, "a stop is the session's last announce");
+    }
+
+    #[test]
+    fn unchanged_baseline_is_rewritten_only_after_the_refresh() {
+        let mut f = Fixture::new(rules());
+        f.announce(ann(ALICE, 1, Started, 0, 0, 0), T0);
+        assert!(f.take()[0].baseline_changed, "a new peer");
+        // An idle seeder: same counters, same state.
+        f.announce(ann(ALICE, 1, Regular, 0, 0, 0), T0 + 1800);
+        let credit = f.take()[0];
+        assert!(!credit.baseline_changed);
+        assert_eq!(
+            credit.seed_seconds, 1800,
+            "its seconds are credited all the same"
+        );
+        f.announce(ann(ALICE, 1, Regular, 5, 0, 0), T0 + 1900);
+        assert!(f.take()[0].baseline_changed, "counters moved");
+        f.announce(ann(ALICE, 1, Regular, 5, 0, 7), T0 + 2000);
+        assert!(f.take()[0].baseline_changed, "became a leecher");
+        f.announce(ann(ALICE, 1, Regular, 5, 0, 7), T0 + 2000 + 3599);
+        assert!(!f.take()[0].baseline_changed);
+        f.announce(ann(ALICE, 1, Regular, 5, 0, 7), T0 + 2000 + 3600);
+        assert!(f.take()[0].baseline_changed, "refreshed after an hour");
     }
 
     #[test]
@@ -1007,7 +1089,7 @@ mod tests {
                     left: 1,
                     event,
                 };
-                shard.announce(&a, now, Some(&count));
+                shard.announce(&a, now, || Some(&count));
             };
             let commit = |shard: &mut AccountingShard, committed_credit: &mut [(u64, u64); 3], baselines: &mut HashMap<PeerId, PeerBaseline>, accounted_to: &mut [(u64, u64); 3]| {
                 let mut out = Vec::new();
@@ -1017,7 +1099,13 @@ mod tests {
                     committed_credit[peer].0 += c.uploaded;
                     committed_credit[peer].1 += c.downloaded;
                     accounted_to[peer] = (c.baseline.uploaded, c.baseline.downloaded);
-                    baselines.insert(c.baseline.peer_id, c.baseline);
+                    // What the database gets: baselines that changed.
+                    if c.baseline_changed {
+                        baselines.insert(c.baseline.peer_id, c.baseline);
+                    } else {
+                        let committed = baselines.get(&c.baseline.peer_id).copied();
+                        assert!(committed.is_some_and(|b| (b.uploaded, b.downloaded) == (c.baseline.uploaded, c.baseline.downloaded)), "an unchanged baseline differs from the committed one");
+                    }
                 }
             };
             for step in steps {

@@ -100,9 +100,10 @@ impl AccountingDuty {
         now: SecondsSinceServerStart,
     ) -> AnnounceOutcome {
         let unix = self.unix(now);
-        let passkeys = self.passkeys.load();
-        let count = passkeys.peer_count(&announce.passkey).map(|c| &**c);
-        self.shard.announce(announce, unix, count)
+        let passkeys = &mut self.passkeys;
+        self.shard.announce(announce, unix, || {
+            passkeys.load().peer_count(&announce.passkey).map(|c| &**c)
+        })
     }
 
     /// Hands pending credit over when due, cleans expired baselines, and publishes the
@@ -204,7 +205,8 @@ pub struct AccountingWriter {
 /// The thread's working state.
 struct WriterState {
     pending: HashMap<PeerKey, PeerCredit>,
-    in_flight: Option<Batch>,
+    /// The batch being committed, with the number of peer credits it holds.
+    in_flight: Option<(Batch, usize)>,
     rng: StdRng,
     failure_warning: RateLimitedWarning,
 }
@@ -216,6 +218,7 @@ impl AccountingWriter {
     /// Never: database errors are retried and logged. (The signature is the
     /// supervisor's.)
     pub fn run(mut self) -> anyhow::Result<()> {
+        lower_priority();
         let mut state = WriterState {
             pending: HashMap::new(),
             in_flight: None,
@@ -278,7 +281,7 @@ impl AccountingWriter {
                 log::error!(
                     "accounting: the database took no last batch; {} peers' credit is \
                      recovered from the committed baselines at their next announces",
-                    state.pending.len() + state.in_flight.as_ref().map_or(0, |b| b.baselines.len())
+                    state.pending.len() + state.in_flight.as_ref().map_or(0, |(_, n)| *n)
                 );
                 break;
             }
@@ -296,9 +299,12 @@ impl AccountingWriter {
             let credits: Vec<PeerCredit> = state.pending.drain().map(|(_, c)| c).collect();
             let mut id = [0u8; 16];
             state.rng.fill_bytes(&mut id);
-            state.in_flight = Some(make_batch(BatchId(id), &credits, unix_now_secs()));
+            state.in_flight = Some((
+                make_batch(BatchId(id), &credits, unix_now_secs()),
+                credits.len(),
+            ));
         }
-        let Some(batch) = &state.in_flight else {
+        let Some((batch, peer_credits)) = &state.in_flight else {
             return;
         };
         let began = Instant::now();
@@ -312,7 +318,7 @@ impl AccountingWriter {
                 counter.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .credits_committed
-                    .fetch_add(batch.baselines.len() as u64, Ordering::Relaxed);
+                    .fetch_add(*peer_credits as u64, Ordering::Relaxed);
                 self.stats
                     .flush_micros_total
                     .fetch_add(micros, Ordering::Relaxed);
@@ -323,11 +329,13 @@ impl AccountingWriter {
                     .last_commit_unix_secs
                     .store(unix_now_secs(), Ordering::Relaxed);
                 log::debug!(
-                    "accounting: batch {} {:?}: {} peers, {} user torrents, {} ms",
+                    "accounting: batch {} {:?}: {} peers' credit, {} user torrents, {} \
+                     baselines, {} ms",
                     batch.id.to_hex(),
                     outcome,
-                    batch.baselines.len(),
+                    peer_credits,
                     batch.credits.len(),
+                    batch.baselines.len(),
                     micros / 1000
                 );
                 state.in_flight = None;
@@ -339,7 +347,7 @@ impl AccountingWriter {
                         "accounting: batch {} of {} peers not committed, will retry it: {err:#} \
                          ({held_back} more failures since the last message)",
                         batch.id.to_hex(),
-                        batch.baselines.len()
+                        peer_credits
                     );
                 }
             }
@@ -365,6 +373,28 @@ impl AccountingWriter {
                  {err:#}"
             ),
         }
+    }
+}
+
+/// The nice value of the `accounting` thread.
+pub const ACCOUNTING_NICE: i32 = 10;
+
+/// Lowers this thread's scheduling priority to [`ACCOUNTING_NICE`]: when the CPU is
+/// short, announces come first and the credit waits (merged per peer, so bounded),
+/// rather than every announce waiting for the database. On Linux a nice value is per
+/// thread.
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions; setpriority only reads its arguments, and
+    // PRIO_PROCESS with a thread id changes that thread's nice value (Linux).
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, ACCOUNTING_NICE)
+    };
+    if result != 0 {
+        log::warn!(
+            "accounting: could not lower the thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -418,10 +448,19 @@ pub fn make_batch(id: BatchId, credits: &[PeerCredit], created_at: u64) -> Batch
         entry.last_announce = entry.last_announce.max(b.last_announce);
         entry.flagged_announces = entry.flagged_announces.saturating_add(c.flagged_announces);
     }
+    // In key order: both databases then walk their primary-key B-trees in order.
+    let mut rows: Vec<UserTorrentCredit> = sums.into_values().collect();
+    rows.sort_unstable_by_key(|a| (a.passkey, a.info_hash));
+    let mut baselines: Vec<_> = credits
+        .iter()
+        .filter(|c| c.baseline_changed)
+        .map(|c| c.baseline)
+        .collect();
+    baselines.sort_unstable_by_key(|b| (b.passkey, b.info_hash, b.peer_id));
     Batch {
         id,
-        credits: sums.into_values().collect(),
-        baselines: credits.iter().map(|c| c.baseline).collect(),
+        credits: rows,
+        baselines,
         created_at,
     }
 }
@@ -520,6 +559,7 @@ mod tests {
             first_announce: 100,
             flagged_announces: 0,
             urgent: false,
+            baseline_changed: true,
         }
     }
 
@@ -564,6 +604,33 @@ mod tests {
         assert_eq!(s.batches_failed, 3);
         assert_eq!(s.batches_already_applied, 1, "the lost reply's retry");
         assert!(s.batches_committed >= 1);
+    }
+
+    /// The nice value of thread `tid`.
+    fn nice_of(tid: libc::pid_t) -> i32 {
+        // SAFETY: getpriority only reads its arguments.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) }
+    }
+
+    #[test]
+    fn lower_priority_lowers_this_thread_only() {
+        // SAFETY: gettid has no preconditions.
+        let main = unsafe { libc::gettid() };
+        let before = nice_of(main);
+        let nice = std::thread::spawn(|| {
+            lower_priority();
+            // SAFETY: as above.
+            nice_of(unsafe { libc::gettid() })
+        })
+        .join()
+        .unwrap();
+        // A nice value only goes up without privileges: at least ACCOUNTING_NICE.
+        assert!(nice >= ACCOUNTING_NICE, "{nice}");
+        assert_eq!(
+            nice_of(main),
+            before,
+            "the calling thread's own priority is unchanged"
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl RequestHandler for UdpHandler {
                         .announce(swarm, &params, peer_ip, &mut batch.peers);
                 // Credit does not depend on whether the swarm stored the peer (a full
                 // swarm, port 0): the user's transfer happened either way.
-                if let (Some(info), Some(duty)) = (account.as_deref(), swarm.accounting.as_mut()) {
+                if let (Some(info), Some(duty)) = (account.as_ref(), swarm.accounting.as_mut()) {
                     let announce = info.announce(
                         params.info_hash,
                         params.peer_id,

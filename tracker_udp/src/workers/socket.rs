@@ -294,7 +294,7 @@ impl SocketWorker {
                     self.send_error(src, request.transaction_id, ERR_NOT_ALLOWED, state);
                     return;
                 }
-                self.route_announce(&request, ip, src, account.map(Box::new), state);
+                self.route_announce(&request, ip, src, account, state);
             }
             Ok(Request::Scrape(request)) => {
                 self.counters().request(RequestKind::Scrape, family);
@@ -367,7 +367,7 @@ impl SocketWorker {
         request: &AnnounceRequest,
         ip: IpAddr,
         src: CanonicalSocketAddr,
-        account: Option<Box<AccountInfo>>,
+        account: Option<AccountInfo>,
         state: &mut State,
     ) {
         let peer_ip = match (self.settings.trust_client_ip, request.ip_address, ip) {

@@ -48,7 +48,6 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         seeding BOOLEAN NOT NULL,
         PRIMARY KEY (passkey, info_hash, peer_id)
     );
-    CREATE INDEX shoal_peers_last_announce ON shoal_peers (last_announce);
     CREATE TABLE shoal_batches (
         id TEXT PRIMARY KEY,
         committed_at BIGINT NOT NULL,
@@ -129,7 +128,8 @@ const MIGRATION_LOCK: i64 = 0x73686f616c; // "shoal"
 ///   PRIMARY KEY (passkey, info_hash))`;
 /// - `shoal_peers(passkey TEXT, info_hash BYTEA, peer_id BYTEA, uploaded, downloaded,
 ///   last_announce BIGINT, seeding BOOLEAN, PRIMARY KEY (passkey, info_hash, peer_id))`,
-///   indexed on `last_announce`;
+///   not indexed on `last_announce`: every upsert would pay for that index, while only
+///   the hourly deletion of expired baselines reads it (a scan);
 /// - `shoal_batches(id TEXT PRIMARY KEY, committed_at BIGINT, credits BIGINT)`, indexed
 ///   on `committed_at`.
 ///

@@ -48,7 +48,6 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         seeding INTEGER NOT NULL,
         PRIMARY KEY (passkey, info_hash, peer_id)
     ) WITHOUT ROWID;
-    CREATE INDEX shoal_peers_last_announce ON shoal_peers (last_announce);
     CREATE TABLE shoal_batches (
         id TEXT PRIMARY KEY,
         committed_at INTEGER NOT NULL,
@@ -110,7 +109,8 @@ const UPSERT_BASELINE: &str = "
 ///   PRIMARY KEY (passkey, info_hash))`;
 /// - `shoal_peers(passkey TEXT, info_hash BLOB, peer_id BLOB, uploaded, downloaded,
 ///   last_announce INTEGER, seeding INTEGER, PRIMARY KEY (passkey, info_hash, peer_id))`,
-///   indexed on `last_announce`;
+///   not indexed on `last_announce`: every upsert would pay for that index, while only
+///   the hourly deletion of expired baselines reads it (a scan);
 /// - `shoal_batches(id TEXT PRIMARY KEY, committed_at INTEGER, credits INTEGER)`, indexed
 ///   on `committed_at`.
 ///
