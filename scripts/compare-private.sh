@@ -138,11 +138,21 @@ if [ "$memory" = 1 ]; then
         port="$(free_udp_port)"
         start_tracker "$mode" "$port"
         run_load "$mode" "$port" 20 0 "$fill" > /dev/null
-        # Let the last hand-overs and batches land before reading the memory.
-        sleep 8
         committed=""
         if [ "$mode" = private ]; then
-            committed="$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM shoal_peers").fetchone()[0])' "$work/accounting.db")"
+            # The steady state: every peer's baseline committed (the count stops
+            # growing), so that no batch or backlog is counted as the peers' memory.
+            previous=-1
+            for _ in $(seq 1 60); do
+                sleep 2
+                committed="$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1], timeout=10).execute("SELECT COUNT(*) FROM shoal_peers").fetchone()[0])' "$work/accounting.db")"
+                if [ "$committed" = "$previous" ]; then
+                    break
+                fi
+                previous="$committed"
+            done
+        else
+            sleep 2
         fi
         echo -e "$mode\t$(peak_rss_mb "$server_pid")\t$(current_rss_mb "$server_pid")\t$committed" | tee -a "$memory_results"
         stop_process "$server_pid"

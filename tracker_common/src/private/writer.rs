@@ -42,6 +42,8 @@ pub const HAND_OVER_INTERVAL: Duration = Duration::from_secs(1);
 pub const CHANNEL_ROUNDS: usize = 4;
 /// How long the thread keeps retrying its last commit at shutdown.
 pub const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(20);
+/// The most peers' credit one batch (one transaction) holds.
+pub const MAX_BATCH_CREDITS: usize = 100_000;
 /// The least time between two batches when urgent credit forces one.
 const URGENT_MIN_GAP: Duration = Duration::from_secs(1);
 /// Time between deletions of expired baselines.
@@ -255,6 +257,11 @@ impl AccountingWriter {
                 self.flush(&mut state);
                 last_flush = Instant::now();
                 next_flush = last_flush + self.flush_interval;
+                // A backlog beyond one batch (after a burst or an outage) goes out batch
+                // after batch, not one per interval.
+                if state.in_flight.is_none() && state.pending.len() >= MAX_BATCH_CREDITS {
+                    next_flush = last_flush;
+                }
             }
             if let Some(refresh) = &self.passkeys {
                 let requested = refresh.requested.swap(false, Ordering::Relaxed);
@@ -296,7 +303,22 @@ impl AccountingWriter {
     /// Commits the batch in flight, or makes one of the merged credit and commits it.
     fn flush(&mut self, state: &mut WriterState) {
         if state.in_flight.is_none() && !state.pending.is_empty() {
-            let credits: Vec<PeerCredit> = state.pending.drain().map(|(_, c)| c).collect();
+            // At most MAX_BATCH_CREDITS peers a transaction: a short transaction, and a
+            // batch in flight (kept whole until it is known to be applied) that is small
+            // beside the credit still merging. A peer's credit goes whole into one batch.
+            let mut taken = 0;
+            let credits: Vec<PeerCredit> = state
+                .pending
+                .extract_if(|_, _| {
+                    taken += 1;
+                    taken <= MAX_BATCH_CREDITS
+                })
+                .map(|(_, c)| c)
+                .collect();
+            // After a burst the map would keep room for all of it.
+            if state.pending.capacity() > 4 * state.pending.len() + 16 * 1024 {
+                state.pending.shrink_to(state.pending.len());
+            }
             let mut id = [0u8; 16];
             state.rng.fill_bytes(&mut id);
             state.in_flight = Some((
@@ -657,5 +679,30 @@ mod tests {
         assert_eq!(batch.credits.len(), 1, "one row per (passkey, info hash)");
         assert_eq!(batch.credits[0].uploaded, 3000);
         assert_eq!(batch.baselines.len(), 3);
+    }
+
+    #[test]
+    fn a_backlog_goes_out_in_bounded_batches_each_once() {
+        let memory = Arc::new(Mutex::new(Memory::default()));
+        let (sender, writer) = writer(&memory);
+        let peers = MAX_BATCH_CREDITS * 2 + 10;
+        let thread = std::thread::spawn(move || writer.run());
+        let credits: Vec<PeerCredit> = (0..peers)
+            .map(|i| {
+                let mut c = credit(0, 1, 1);
+                c.baseline.peer_id.0[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                c
+            })
+            .collect();
+        sender.send(credits).unwrap();
+        drop(sender);
+        thread.join().unwrap().unwrap();
+        let m = memory.lock().unwrap();
+        assert_eq!(m.commits, 3, "three batches of at most MAX_BATCH_CREDITS");
+        assert_eq!(m.baselines.len(), peers);
+        assert_eq!(
+            m.uploaded[&(Passkey([b'k'; 32]), InfoHash([1; 20]))],
+            peers as u64
+        );
     }
 }
