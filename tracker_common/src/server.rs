@@ -6,8 +6,8 @@
 //! 1. [`Core::new`] loads the access list and the swarm snapshot, if any, and makes the
 //!    statistics and the shard router (with the snapshot's key);
 //! 2. the tracker binds its sockets (see [`crate::net`]), drops root if its config says
-//!    so (see [`crate::privileges`]), and makes one waker per socket worker;
-//!    In private mode it then calls [`Core::start_private`], which opens the accounting
+//!    so (see [`crate::privileges`]), and makes one waker per socket worker; in
+//!    private mode it then calls [`Core::start_private`], which opens the accounting
 //!    database as the unprivileged user and loads the passkeys and committed baselines;
 //! 3. [`Core::spawn_request_workers`] restores the snapshot into the shards, starts the
 //!    request workers (and the `snapshot` thread) and returns the channels the socket
