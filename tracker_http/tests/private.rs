@@ -80,40 +80,7 @@ fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
     run_scenario(&tracker, backend, interruption, seed, &mut HttpAnnouncer);
 }
 
-#[test]
-fn sqlite_clean_run() {
-    scenario(Backend::Sqlite, Interruption::None, 1);
-}
-
-#[test]
-fn sqlite_sigterm_and_restart() {
-    scenario(Backend::Sqlite, Interruption::Sigterm, 2);
-}
-
-#[test]
-fn sqlite_kill_and_restart() {
-    scenario(Backend::Sqlite, Interruption::Kill, 3);
-}
-
-#[test]
-fn postgres_clean_run() {
-    scenario(Backend::Postgres, Interruption::None, 4);
-}
-
-#[test]
-fn postgres_sigterm_and_restart() {
-    scenario(Backend::Postgres, Interruption::Sigterm, 5);
-}
-
-#[test]
-fn postgres_kill_and_restart() {
-    scenario(Backend::Postgres, Interruption::Kill, 6);
-}
-
-#[test]
-fn postgres_outage() {
-    scenario(Backend::Postgres, Interruption::DatabaseOutage, 7);
-}
+tracker_common::accounting_scenario_tests!(scenario);
 
 /// A tracker in private mode on SQLite, in-process: users A and B, clients `-qB4` only,
 /// full scrapes served.

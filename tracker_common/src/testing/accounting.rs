@@ -506,6 +506,57 @@ pub fn run_scenario(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The seven scenario tests of a tracker: `sqlite_` and `postgres_` `clean_run`,
+/// `sigterm_and_restart` and `kill_and_restart`, and `postgres_outage_mid_way`, each
+/// calling `$scenario(backend, interruption, seed)` (a function of the tracker's test
+/// that runs [`run_scenario`] with its client) with a seed of its own.
+#[macro_export]
+macro_rules! accounting_scenario_tests {
+    ($scenario:path) => {
+        #[test]
+        fn sqlite_clean_run() {
+            use $crate::testing::accounting::{Backend, Interruption};
+            $scenario(Backend::Sqlite, Interruption::None, 1);
+        }
+
+        #[test]
+        fn sqlite_sigterm_and_restart() {
+            use $crate::testing::accounting::{Backend, Interruption};
+            $scenario(Backend::Sqlite, Interruption::Sigterm, 2);
+        }
+
+        #[test]
+        fn sqlite_kill_and_restart() {
+            use $crate::testing::accounting::{Backend, Interruption};
+            $scenario(Backend::Sqlite, Interruption::Kill, 3);
+        }
+
+        #[test]
+        fn postgres_clean_run() {
+            use $crate::testing::accounting::{Backend, Interruption};
+            $scenario(Backend::Postgres, Interruption::None, 4);
+        }
+
+        #[test]
+        fn postgres_sigterm_and_restart() {
+            use $crate::testing::accounting::{Backend, Interruption};
+            $scenario(Backend::Postgres, Interruption::Sigterm, 5);
+        }
+
+        #[test]
+        fn postgres_kill_and_restart() {
+            use $crate::testing::accounting::{Backend, Interruption};
+            $scenario(Backend::Postgres, Interruption::Kill, 6);
+        }
+
+        #[test]
+        fn postgres_outage_mid_way() {
+            use $crate::testing::accounting::{Backend, Interruption};
+            $scenario(Backend::Postgres, Interruption::DatabaseOutage, 7);
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
