@@ -35,7 +35,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import sqlite3
 import string
 import sys
@@ -308,39 +307,7 @@ def main():
         print(f"{summary}: 0 passed, 1 failed")
         return 1
 
-    def on_signal(signum, _frame):
-        raise TestFailure(f"interrupted by signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.alarm(int(args.timeout) + 60)
-
-    run = PrivateRun(args)
-    failed = None
-    try:
-        run.run()
-    except TestFailure as exc:
-        failed = str(exc)
-    except Exception as exc:  # noqa: BLE001 - report any crash as a failure
-        import traceback
-
-        traceback.print_exc()
-        failed = f"{type(exc).__name__}: {exc}"
-    except KeyboardInterrupt:
-        failed = "interrupted"
-    finally:
-        signal.alarm(0)
-        if failed is not None:
-            print(f"FAILED: {failed}")
-        if failed is not None or args.verbose:
-            run.dump_logs()
-        run.cleanup()
-    log(f"total {time.monotonic() - rc.START:.1f}s")
-    if failed is None:
-        print(f"{summary}: 1 passed, 0 failed")
-        return 0
-    print(f"{summary}: 0 passed, 1 failed")
-    return 1
+    return rc.run_and_report(PrivateRun(args), summary, args)
 
 
 if __name__ == "__main__":

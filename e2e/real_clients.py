@@ -1234,7 +1234,15 @@ def main():
             print(f"{summary}: 0 passed, 1 failed")
             return 1
 
-    # SIGTERM (e.g. from CI) and a hard watchdog both go through the cleanup.
+    return run_and_report(Run(args), summary, args)
+
+
+def run_and_report(run, summary, args):
+    """Runs `run.run()` under a watchdog of `args.timeout` + 60 s, cleans up whatever
+    happens (SIGTERM, e.g. from CI, and the watchdog go through the cleanup too), dumps
+    the logs on failure or with --verbose, and prints the one-line summary; returns the
+    exit status."""
+
     def on_signal(signum, _frame):
         raise TestFailure(f"interrupted by signal {signum}")
 
@@ -1242,7 +1250,6 @@ def main():
     signal.signal(signal.SIGALRM, on_signal)
     signal.alarm(int(args.timeout) + 60)
 
-    run = Run(args)
     failed = None
     try:
         run.run()
