@@ -499,6 +499,46 @@ impl AccountingShard {
         out.len() - before
     }
 
+    /// Everything a clean stop must write: the pending credit, and the baseline of every
+    /// peer whose written `last_announce` lags (an idle peer's baseline is rewritten only
+    /// hourly), as a credit of nothing, so that after the restart the gap to the peer's
+    /// next announce is measured from its real last announce. Returns how many were
+    /// moved into `out`.
+    pub fn take_all(&mut self, out: &mut Vec<PeerCredit>) -> usize {
+        let before = out.len();
+        for pending in self.pending.values_mut() {
+            pending.baseline_changed = true;
+        }
+        for (key, account) in &mut self.accounts {
+            if account.written_at < account.last_announce && !self.pending.contains_key(key) {
+                let baseline = account.snapshot();
+                out.push(PeerCredit {
+                    baseline: PeerBaseline {
+                        passkey: key.passkey,
+                        info_hash: key.info_hash,
+                        peer_id: key.peer_id,
+                        uploaded: baseline.uploaded,
+                        downloaded: baseline.downloaded,
+                        last_announce: u64::from(baseline.last_announce),
+                        seeding: baseline.seeding,
+                    },
+                    uploaded: 0,
+                    downloaded: 0,
+                    seed_seconds: 0,
+                    leech_seconds: 0,
+                    completed_at: None,
+                    first_announce: u64::from(baseline.last_announce),
+                    flagged_announces: 0,
+                    urgent: false,
+                    baseline_changed: true,
+                });
+            }
+            account.written_at = account.last_announce;
+        }
+        self.take_pending(out);
+        out.len() - before
+    }
+
     /// Puts credits that could not be handed over back with the pending ones (in front of
     /// anything credited since), so that they go with the next [`Self::take_pending`].
     pub fn put_back(&mut self, credits: Vec<PeerCredit>) {
@@ -987,6 +1027,34 @@ mod tests {
         assert!(!f.take()[0].baseline_changed);
         f.announce(ann(ALICE, 1, Regular, 5, 0, 7), T0 + 2000 + 3600);
         assert!(f.take()[0].baseline_changed, "refreshed after an hour");
+    }
+
+    #[test]
+    fn a_clean_stop_writes_every_lagging_baseline() {
+        let mut f = Fixture::new(rules());
+        f.announce(ann(ALICE, 1, Started, 0, 0, 0), T0);
+        f.announce(ann(ALICE, 2, Started, 0, 0, 0), T0);
+        f.take();
+        // Peer 1 idles (its baseline is not rewritten); peer 2 has credit pending but an
+        // unchanged baseline too.
+        f.announce(ann(ALICE, 1, Regular, 0, 0, 0), T0 + 1800);
+        f.take();
+        f.announce(ann(ALICE, 2, Regular, 0, 0, 0), T0 + 1800);
+        let mut out = Vec::new();
+        assert_eq!(f.shard.take_all(&mut out), 2);
+        out.sort_by_key(|c| c.baseline.peer_id);
+        assert!(out.iter().all(|c| c.baseline_changed));
+        assert!(out.iter().all(|c| c.baseline.last_announce == T0 + 1800));
+        assert_eq!(
+            out[0].seed_seconds, 0,
+            "peer 1's seconds were handed over already"
+        );
+        assert_eq!(
+            out[1].seed_seconds, 1800,
+            "peer 2's pending credit goes too"
+        );
+        out.clear();
+        assert_eq!(f.shard.take_all(&mut out), 0, "nothing lags any more");
     }
 
     #[test]

@@ -155,10 +155,11 @@ impl AccountingDuty {
         }
     }
 
-    /// Hands everything over as the worker stops, waiting a little for room.
+    /// Hands everything over as the worker stops (see [`AccountingShard::take_all`]),
+    /// waiting a little for room.
     pub fn finish(&mut self) {
         let mut credits = Vec::new();
-        if self.shard.take_pending(&mut credits) == 0 {
+        if self.shard.take_all(&mut credits) == 0 {
             return;
         }
         if self
