@@ -9,6 +9,9 @@
 #   TRACKER_CPUS   CPUs for the tracker (default 0: all its threads on one core)
 #   LOAD_CPUS      CPUs for the load generator (default 1)
 #   USERS          passkeys the load spreads its peers over (default 1000)
+#   LOAD_EXTRA     TOML lines added to the load tester's config of the rounds, e.g.
+#                  '[workload]\ntorrents = 10000\npeers = 100000\n' (default: none,
+#                  the load tester's default workload)
 #   MEMORY         1 (default) also fills each mode with 1M peers in 100k torrents and
 #                  reports the tracker's memory; 0 skips that
 #   OUT_DIR        where the raw results go (default .local/bench/compare-private-DATE)
@@ -116,7 +119,7 @@ for round in $(seq 1 "$rounds"); do
     for mode in public private; do
         port="$(free_udp_port)"
         start_tracker "$mode" "$port"
-        read -r rps cpu < <(run_load "$mode" "$port" "$duration" "$warmup")
+        read -r rps cpu < <(run_load "$mode" "$port" "$duration" "$warmup" "${LOAD_EXTRA:-}")
         rss="$(peak_rss_mb "$server_pid")"
         stop_process "$server_pid"
         server_pid=""
