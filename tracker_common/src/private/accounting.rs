@@ -192,6 +192,22 @@ pub struct PeerCredit {
 }
 
 impl PeerCredit {
+    /// A credit of nothing, with `baseline`, first announced at `now`.
+    fn nothing(baseline: PeerBaseline, now: u64) -> Self {
+        Self {
+            baseline,
+            uploaded: 0,
+            downloaded: 0,
+            seed_seconds: 0,
+            leech_seconds: 0,
+            completed_at: None,
+            first_announce: now,
+            flagged_announces: 0,
+            urgent: false,
+            baseline_changed: false,
+        }
+    }
+
     /// Adds a later credit of the same peer: sums, the later baseline, the first
     /// completion and the first announce.
     pub fn merge(&mut self, later: &PeerCredit) {
@@ -243,38 +259,16 @@ enum PeerState {
     Stopped,
 }
 
-/// Credit not yet handed over.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-struct Pending {
-    /// The peer's baseline after the last of the announces credited here.
-    baseline: Snapshot,
-    uploaded: u64,
-    downloaded: u64,
-    seed_seconds: u64,
-    leech_seconds: u64,
-    completed_at: Option<u64>,
-    first_announce: u64,
-    flagged_announces: u64,
-    urgent: bool,
-    baseline_changed: bool,
-}
-
-/// A peer's baseline as a pending credit carries it, so that a hand-over needs no
-/// lookup of the peer's entry.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-struct Snapshot {
-    uploaded: u64,
-    downloaded: u64,
-    last_announce: u32,
-    seeding: bool,
-}
-
 impl Account {
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
+    /// The peer's baseline as a credit carries it.
+    fn baseline(&self, key: &AccountKey) -> PeerBaseline {
+        PeerBaseline {
+            passkey: key.passkey,
+            info_hash: key.info_hash,
+            peer_id: key.peer_id,
             uploaded: self.uploaded,
             downloaded: self.downloaded,
-            last_announce: self.last_announce,
+            last_announce: u64::from(self.last_announce),
             seeding: self.state == PeerState::Seeding,
         }
     }
@@ -305,7 +299,7 @@ pub struct AccountingShard {
     budget: Arc<AccountingBudget>,
     accounts: HashMap<AccountKey, Account>,
     /// Credit not yet handed over, of peers that have an entry in `accounts`.
-    pending: HashMap<AccountKey, Pending>,
+    pending: HashMap<AccountKey, PeerCredit>,
     flagged: u64,
     over_limit: u64,
 }
@@ -346,10 +340,17 @@ impl AccountingShard {
         } else {
             PeerState::Leeching
         };
-        let mut credit = Pending {
-            first_announce: now,
-            ..Pending::default()
+        // The baseline is set once the announce is applied.
+        let placeholder = PeerBaseline {
+            passkey: key.passkey,
+            info_hash: key.info_hash,
+            peer_id: key.peer_id,
+            uploaded: 0,
+            downloaded: 0,
+            last_announce: now,
+            seeding: false,
         };
+        let mut credit = PeerCredit::nothing(placeholder, now);
         let mut flagged = false;
         match self.accounts.get_mut(&key) {
             None => {
@@ -378,7 +379,7 @@ impl AccountingShard {
                     written_at: secs32(now),
                     state: state_after,
                 };
-                credit.baseline = account.snapshot();
+                credit.baseline = account.baseline(&key);
                 self.accounts.insert(key, account);
                 self.pending.insert(key, credit);
             }
@@ -427,11 +428,9 @@ impl AccountingShard {
                     credit.baseline_changed = true;
                     account.written_at = account.last_announce;
                 }
-                credit.baseline = account.snapshot();
+                credit.baseline = account.baseline(&key);
                 match self.pending.entry(key) {
-                    hashbrown::hash_map::Entry::Occupied(mut e) => {
-                        merge_pending(e.get_mut(), &credit);
-                    }
+                    hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&credit),
                     hashbrown::hash_map::Entry::Vacant(e) => {
                         e.insert(credit);
                     }
@@ -467,29 +466,7 @@ impl AccountingShard {
     /// how many were moved.
     pub fn take_pending(&mut self, out: &mut Vec<PeerCredit>) -> usize {
         let before = out.len();
-        for (key, pending) in self.pending.drain() {
-            let baseline = pending.baseline;
-            out.push(PeerCredit {
-                baseline: PeerBaseline {
-                    passkey: key.passkey,
-                    info_hash: key.info_hash,
-                    peer_id: key.peer_id,
-                    uploaded: baseline.uploaded,
-                    downloaded: baseline.downloaded,
-                    last_announce: u64::from(baseline.last_announce),
-                    seeding: baseline.seeding,
-                },
-                uploaded: pending.uploaded,
-                downloaded: pending.downloaded,
-                seed_seconds: pending.seed_seconds,
-                leech_seconds: pending.leech_seconds,
-                completed_at: pending.completed_at,
-                first_announce: pending.first_announce,
-                flagged_announces: pending.flagged_announces,
-                urgent: pending.urgent,
-                baseline_changed: pending.baseline_changed,
-            });
-        }
+        out.extend(self.pending.drain().map(|(_, credit)| credit));
         // After a burst (every peer announcing within one hand-over, as after a restart)
         // the map would keep room for all of them; between hand-overs it only needs room
         // for the peers of one second.
@@ -511,27 +488,10 @@ impl AccountingShard {
         }
         for (key, account) in &mut self.accounts {
             if account.written_at < account.last_announce && !self.pending.contains_key(key) {
-                let baseline = account.snapshot();
-                out.push(PeerCredit {
-                    baseline: PeerBaseline {
-                        passkey: key.passkey,
-                        info_hash: key.info_hash,
-                        peer_id: key.peer_id,
-                        uploaded: baseline.uploaded,
-                        downloaded: baseline.downloaded,
-                        last_announce: u64::from(baseline.last_announce),
-                        seeding: baseline.seeding,
-                    },
-                    uploaded: 0,
-                    downloaded: 0,
-                    seed_seconds: 0,
-                    leech_seconds: 0,
-                    completed_at: None,
-                    first_announce: u64::from(baseline.last_announce),
-                    flagged_announces: 0,
-                    urgent: false,
-                    baseline_changed: true,
-                });
+                let mut credit =
+                    PeerCredit::nothing(account.baseline(key), u64::from(account.last_announce));
+                credit.baseline_changed = true;
+                out.push(credit);
             }
             account.written_at = account.last_announce;
         }
@@ -551,33 +511,15 @@ impl AccountingShard {
             if !self.accounts.contains_key(&key) {
                 continue;
             }
-            let b = &credit.baseline;
-            let earlier = Pending {
-                baseline: Snapshot {
-                    uploaded: b.uploaded,
-                    downloaded: b.downloaded,
-                    last_announce: secs32(b.last_announce),
-                    seeding: b.seeding,
-                },
-                uploaded: credit.uploaded,
-                downloaded: credit.downloaded,
-                seed_seconds: credit.seed_seconds,
-                leech_seconds: credit.leech_seconds,
-                completed_at: credit.completed_at,
-                first_announce: credit.first_announce,
-                flagged_announces: credit.flagged_announces,
-                urgent: credit.urgent,
-                baseline_changed: credit.baseline_changed,
-            };
             match self.pending.entry(key) {
                 hashbrown::hash_map::Entry::Occupied(mut e) => {
                     let later = *e.get();
                     let pending = e.get_mut();
-                    *pending = earlier;
-                    merge_pending(pending, &later);
+                    *pending = credit;
+                    pending.merge(&later);
                 }
                 hashbrown::hash_map::Entry::Vacant(e) => {
-                    e.insert(earlier);
+                    e.insert(credit);
                 }
             }
         }
@@ -661,24 +603,6 @@ impl AccountingShard {
 /// where it went backwards (the client counts anew).
 fn delta(baseline: u64, new: u64) -> u64 {
     if new >= baseline { new - baseline } else { new }
-}
-
-fn merge_pending(pending: &mut Pending, later: &Pending) {
-    pending.baseline = later.baseline;
-    pending.uploaded = pending.uploaded.saturating_add(later.uploaded);
-    pending.downloaded = pending.downloaded.saturating_add(later.downloaded);
-    pending.seed_seconds = pending.seed_seconds.saturating_add(later.seed_seconds);
-    pending.leech_seconds = pending.leech_seconds.saturating_add(later.leech_seconds);
-    pending.completed_at = match (pending.completed_at, later.completed_at) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    pending.first_announce = pending.first_announce.min(later.first_announce);
-    pending.flagged_announces = pending
-        .flagged_announces
-        .saturating_add(later.flagged_announces);
-    pending.urgent |= later.urgent;
-    pending.baseline_changed |= later.baseline_changed;
 }
 
 #[cfg(test)]
