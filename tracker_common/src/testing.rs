@@ -4,9 +4,11 @@
 //! metrics endpoint. Not used by the trackers themselves.
 //!
 //! - [`accounting`]: private mode's scenario tests, shared by the three trackers.
+//! - [`metrics`]: reading a tracker's `/metrics`.
 //! - [`postgres`]: a throwaway PostgreSQL server, for the accounting database's tests.
 
 pub mod accounting;
+pub mod metrics;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};

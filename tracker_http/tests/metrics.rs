@@ -8,23 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, announce, eventually, info_hash, peer_id, start, target, test_config};
-use prometheus_parse::{Scrape, Value};
+use prometheus_parse::Scrape;
 use tracker_common::testing::http_get;
+use tracker_common::testing::metrics::{expect_errors, sample};
 use tracker_http_protocol::AnnounceEvent;
-
-/// The value of the one sample of `name` whose labels include `labels`.
-fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<_> = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .collect();
-    assert_eq!(found.len(), 1, "{name} {labels:?} in {:?}", scrape.samples);
-    match found[0].value {
-        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-        ref other => panic!("{name}: unexpected value {other:?}"),
-    }
-}
 
 #[test]
 fn metrics_count_what_was_sent_by_kind_and_family() {
@@ -101,17 +88,7 @@ fn metrics_count_what_was_sent_by_kind_and_family() {
         let labels = [("kind", "error"), ("family", family)];
         assert_eq!(sample(&scrape, "shoal_responses_total", &labels), n);
     }
-    for (cause, n) in [
-        ("bad_request", 1.0),
-        ("access_denied", 0.0),
-        ("dropped", 0.0),
-        ("rejected_by_limits", 0.0),
-    ] {
-        assert_eq!(
-            sample(&scrape, "shoal_errors_total", &[("cause", cause)]),
-            n
-        );
-    }
+    expect_errors(&scrape, 1.0);
     for (name, n) in [
         ("shoal_torrents", 2.0),
         ("shoal_seeders", 2.0),
