@@ -528,6 +528,9 @@ impl<H: RequestHandler> RequestWorker<H> {
                     cleaned.removed_torrents
                 );
                 add(&gauges.peers_cleaned, cleaned.removed_peers as u64);
+                if let Some(accounting) = &mut self.swarm.accounting {
+                    accounting.clean(now);
+                }
                 next_cleaning = Instant::now() + self.cleaning.interval;
             }
             if let (Some(due), Some(duty)) = (next_snapshot, &self.snapshot)
@@ -544,7 +547,7 @@ impl<H: RequestHandler> RequestWorker<H> {
             }
             publish_gauges(&self.swarm.shard, gauges);
             if let Some(accounting) = &mut self.swarm.accounting {
-                accounting.tick(self.start.seconds_elapsed());
+                accounting.tick();
             }
         }
         if let Some(accounting) = &mut self.swarm.accounting {

@@ -60,7 +60,6 @@ pub struct AccountingDuty {
     /// [`SecondsSinceServerStart`].
     unix_at_start: u64,
     next_hand_over: Instant,
-    next_clean: Instant,
     stats: Arc<PrivateStatistics>,
     index: usize,
     full_warning: RateLimitedWarning,
@@ -83,7 +82,6 @@ impl AccountingDuty {
             sender,
             unix_at_start: unix_now_secs().saturating_sub(elapsed),
             next_hand_over: Instant::now() + HAND_OVER_INTERVAL,
-            next_clean: Instant::now() + HAND_OVER_INTERVAL,
             stats,
             index,
             full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
@@ -108,20 +106,22 @@ impl AccountingDuty {
         })
     }
 
-    /// Hands pending credit over when due, cleans expired baselines, and publishes the
-    /// gauges. Called by the request worker's loop.
-    pub fn tick(&mut self, now: SecondsSinceServerStart) {
+    /// Removes the baselines older than the retention; the request worker calls it
+    /// with its swarm's cleaning, on the same schedule.
+    pub fn clean(&mut self, now: SecondsSinceServerStart) {
+        let unix = self.unix(now);
+        let passkeys = Arc::clone(self.passkeys.load());
+        self.shard
+            .clean(unix, |key| passkeys.peer_count(key).map(|c| &**c));
+    }
+
+    /// Hands pending credit over when due and publishes the gauges. Called by the
+    /// request worker's loop.
+    pub fn tick(&mut self) {
         let instant = Instant::now();
         if instant >= self.next_hand_over {
             self.hand_over();
             self.next_hand_over = instant + HAND_OVER_INTERVAL;
-        }
-        if instant >= self.next_clean {
-            let unix = self.unix(now);
-            let passkeys = Arc::clone(self.passkeys.load());
-            self.shard
-                .clean(unix, |key| passkeys.peer_count(key).map(|c| &**c));
-            self.next_clean = instant + Duration::from_secs(60);
         }
         if let Some(gauges) = self.stats.shard(self.index) {
             let set = |g: &std::sync::atomic::AtomicU64, v: u64| g.store(v, Ordering::Relaxed);
