@@ -2,7 +2,7 @@
 //! accounting shard with peers (random passkeys among 10,000 users, random info hashes
 //! and peer ids) and prints the resident memory it took per peer, then times what the
 //! tracker does with their credit before it reaches the database: the request worker's
-//! hand-over (`take_pending`), the accounting thread's merge and the batch it makes.
+//! hand-over (`take_pending`) and the batch the accounting thread makes of it.
 //! The figures go in documents/private-benchmark.md.
 //!
 //! Run: `cargo run --release -p tracker_common --example accounting_memory -- 1000000`
@@ -91,7 +91,7 @@ fn main() {
     }
     let fill = began.elapsed();
     let mut credits = Vec::new();
-    shard.take_pending(&mut credits);
+    shard.take_pending(&mut credits, usize::MAX);
     drop(credits);
     let after = rss_bytes();
     println!(
@@ -116,7 +116,7 @@ fn main() {
         shard.announce(&again, now + 60, || Some(&counts[*user]));
         if i % 10_000 == 9_999 {
             handed.clear();
-            shard.take_pending(&mut handed);
+            shard.take_pending(&mut handed, usize::MAX);
         }
     }
     let reannounce = began.elapsed();
@@ -133,7 +133,7 @@ fn main() {
     let with_pending = rss_bytes();
     let began = Instant::now();
     let mut credits = Vec::with_capacity(peers);
-    shard.take_pending(&mut credits);
+    shard.take_pending(&mut credits, usize::MAX);
     let take = began.elapsed();
     let began = Instant::now();
     let batch = make_batch(BatchId([7; 16]), &credits, now + 60);

@@ -2,8 +2,9 @@
 //!
 //! Pure and deterministic: no clock (times are Unix seconds given as arguments), no
 //! database, no threads. The request worker owns an [`AccountingShard`] beside its swarm
-//! shard and applies every accepted announce to it; what is credited waits, merged per
-//! peer, until [`AccountingShard::take_pending`] hands it to the `accounting` thread.
+//! shard and applies every accepted announce to it; what is credited waits, merged in
+//! the peer's own state, until [`AccountingShard::take_pending`] hands it to the
+//! `accounting` thread.
 //!
 //! # Rules
 //! - State is kept per (info hash, passkey, peer id), never per IP: the same peer
@@ -41,10 +42,12 @@
     clippy::indexing_slicing
 )]
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use crate::private::passkey::Passkey;
 use crate::private::store::PeerBaseline;
@@ -55,7 +58,7 @@ use crate::types::{AnnounceEvent, InfoHash, PeerId};
 /// lags by more.
 pub const BASELINE_REFRESH_SECS: u32 = 3600;
 
-/// Room the map of pending credit keeps after a hand-over.
+/// Room the queue of peers with pending credit keeps after a hand-over.
 const PENDING_KEPT_CAPACITY: usize = 16 * 1024;
 
 /// The numbers the rules use.
@@ -180,8 +183,8 @@ pub struct PeerCredit {
     pub flagged_announces: u64,
     /// Whether a crash before this is committed would lose credit that no later announce
     /// brings back: the peer's first credit (no committed baseline yet), a completion,
-    /// or a `stopped` (the peer's last announce of its session). The `accounting` thread
-    /// commits such credit at once rather than at the next flush interval.
+    /// or a `stopped` (the peer's last announce of its session). Such credit is handed
+    /// over and committed within about a second rather than at the next flush interval.
     pub urgent: bool,
     /// Whether the baseline must be written: its counters or state changed since the
     /// last baseline handed over, or that was [`BASELINE_REFRESH_SECS`] or more before.
@@ -251,6 +254,16 @@ struct AccountKey {
     peer_id: PeerId,
 }
 
+impl AccountKey {
+    fn of(baseline: &PeerBaseline) -> Self {
+        Self {
+            info_hash: baseline.info_hash,
+            passkey: baseline.passkey,
+            peer_id: baseline.peer_id,
+        }
+    }
+}
+
 /// The state the peer was in after its last announce.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum PeerState {
@@ -259,7 +272,62 @@ enum PeerState {
     Stopped,
 }
 
+/// Flags of an [`Account`]'s pending credit.
+const PENDING: u8 = 1;
+const URGENT: u8 = 2;
+const BASELINE_CHANGED: u8 = 4;
+
+/// One peer's baseline, and its credit not yet handed over: 64 bytes beside its 72-byte
+/// key.
+///
+/// The pending credit lives in the peer's own entry: an announce adds to it where the
+/// look-up of the baseline already brought it into the cache, and a backlog (the
+/// `accounting` thread behind, the database down) costs nothing more than the flag,
+/// however many announces it spans. The `pending_*` fields mean something only with
+/// the `PENDING` flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Account {
+    uploaded: u64,
+    downloaded: u64,
+    /// Unix seconds; a `u32` lasts until 2106.
+    last_announce: u32,
+    /// When the baseline was last handed over to be written (Unix seconds).
+    written_at: u32,
+    state: PeerState,
+    flags: u8,
+    pending_uploaded: u64,
+    pending_downloaded: u64,
+    pending_seed_seconds: u32,
+    pending_leech_seconds: u32,
+    /// Unix seconds of the first announce credited.
+    pending_first_announce: u32,
+    /// Unix seconds of the first completion credited; 0 for none.
+    pending_completed_at: u32,
+    pending_flagged: u32,
+}
+
+const _: () = assert!(size_of::<Account>() <= 64);
+
 impl Account {
+    /// A peer with `baseline` and nothing pending.
+    fn new(uploaded: u64, downloaded: u64, last_announce: u64, state: PeerState) -> Self {
+        Self {
+            uploaded,
+            downloaded,
+            last_announce: secs32(last_announce),
+            written_at: secs32(last_announce),
+            state,
+            flags: 0,
+            pending_uploaded: 0,
+            pending_downloaded: 0,
+            pending_seed_seconds: 0,
+            pending_leech_seconds: 0,
+            pending_first_announce: 0,
+            pending_completed_at: 0,
+            pending_flagged: 0,
+        }
+    }
+
     /// The peer's baseline as a credit carries it.
     fn baseline(&self, key: &AccountKey) -> PeerBaseline {
         PeerBaseline {
@@ -272,23 +340,83 @@ impl Account {
             seeding: self.state == PeerState::Seeding,
         }
     }
+
+    fn is_pending(&self) -> bool {
+        self.flags & PENDING != 0
+    }
+
+    fn is_urgent(&self) -> bool {
+        self.flags & URGENT != 0
+    }
+
+    /// Adds `credit` to the pending credit; whether something was pending before.
+    fn add(&mut self, credit: &PeerCredit) -> bool {
+        let was_pending = self.is_pending();
+        if !was_pending {
+            self.flags = PENDING;
+            self.pending_uploaded = 0;
+            self.pending_downloaded = 0;
+            self.pending_seed_seconds = 0;
+            self.pending_leech_seconds = 0;
+            self.pending_first_announce = secs32(credit.first_announce);
+            self.pending_completed_at = 0;
+            self.pending_flagged = 0;
+        }
+        self.pending_uploaded = self.pending_uploaded.saturating_add(credit.uploaded);
+        self.pending_downloaded = self.pending_downloaded.saturating_add(credit.downloaded);
+        self.pending_seed_seconds = self
+            .pending_seed_seconds
+            .saturating_add(secs32(credit.seed_seconds));
+        self.pending_leech_seconds = self
+            .pending_leech_seconds
+            .saturating_add(secs32(credit.leech_seconds));
+        self.pending_first_announce = self
+            .pending_first_announce
+            .min(secs32(credit.first_announce));
+        if let Some(at) = credit.completed_at.map(secs32) {
+            self.pending_completed_at = match self.pending_completed_at {
+                0 => at,
+                earlier => earlier.min(at),
+            };
+        }
+        self.pending_flagged = self
+            .pending_flagged
+            .saturating_add(secs32(credit.flagged_announces));
+        if credit.urgent {
+            self.flags |= URGENT;
+        }
+        if credit.baseline_changed {
+            self.flags |= BASELINE_CHANGED;
+        }
+        was_pending
+    }
+
+    /// The pending credit with the current baseline, leaving nothing pending.
+    fn take(&mut self, key: &AccountKey) -> PeerCredit {
+        let flags = std::mem::take(&mut self.flags);
+        PeerCredit {
+            baseline: self.baseline(key),
+            uploaded: self.pending_uploaded,
+            downloaded: self.pending_downloaded,
+            seed_seconds: u64::from(self.pending_seed_seconds),
+            leech_seconds: u64::from(self.pending_leech_seconds),
+            completed_at: (self.pending_completed_at != 0)
+                .then_some(u64::from(self.pending_completed_at)),
+            first_announce: u64::from(self.pending_first_announce),
+            flagged_announces: u64::from(self.pending_flagged),
+            urgent: flags & URGENT != 0,
+            baseline_changed: flags & BASELINE_CHANGED != 0,
+        }
+    }
 }
 
-/// One peer's baseline: 32 bytes beside its 72-byte key. Credit waiting to be handed
-/// over lives apart, in a map only as large as the peers that announced since the last
-/// hand-over.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Account {
-    uploaded: u64,
-    downloaded: u64,
-    /// Unix seconds; a `u32` lasts until 2106.
-    last_announce: u32,
-    /// When the baseline was last handed over to be written (Unix seconds).
-    written_at: u32,
-    state: PeerState,
+/// Whether `uploaded` bytes over `secs` seconds (at least one) exceed the flag rate.
+fn too_fast(rules: &AccountingRules, uploaded: u64, secs: u64) -> bool {
+    let rate = rules.flag_upload_bytes_per_sec;
+    rate > 0 && uploaded / secs.max(1) > rate
 }
 
-/// Unix seconds as stored in an [`Account`].
+/// Unix seconds (or a count of seconds) as stored in an [`Account`].
 fn secs32(unix: u64) -> u32 {
     u32::try_from(unix).unwrap_or(u32::MAX)
 }
@@ -298,8 +426,10 @@ pub struct AccountingShard {
     rules: AccountingRules,
     budget: Arc<AccountingBudget>,
     accounts: HashMap<AccountKey, Account>,
-    /// Credit not yet handed over, of peers that have an entry in `accounts`.
-    pending: HashMap<AccountKey, PeerCredit>,
+    /// The peers with pending credit, each once, oldest first.
+    pending: VecDeque<AccountKey>,
+    /// How many of them hold urgent credit.
+    urgent: usize,
     flagged: u64,
     over_limit: u64,
 }
@@ -311,7 +441,8 @@ impl AccountingShard {
             rules,
             budget,
             accounts: HashMap::new(),
-            pending: HashMap::new(),
+            pending: VecDeque::new(),
+            urgent: 0,
             flagged: 0,
             over_limit: 0,
         }
@@ -352,19 +483,19 @@ impl AccountingShard {
         };
         let mut credit = PeerCredit::nothing(placeholder, now);
         let mut flagged = false;
-        match self.accounts.get_mut(&key) {
-            None => {
+        let account = match self.accounts.entry(key) {
+            Entry::Vacant(vacant) => {
                 if announce.event == AnnounceEvent::Stopped {
                     return AnnounceOutcome::Ignored;
                 }
-                if !self.acquire(user_peers()) {
+                if !Self::acquire(&self.budget, &self.rules, user_peers()) {
                     self.over_limit = self.over_limit.saturating_add(1);
                     return AnnounceOutcome::OverLimit;
                 }
                 if announce.event == AnnounceEvent::Started {
                     credit.uploaded = announce.uploaded;
                     credit.downloaded = announce.downloaded;
-                    flagged = self.flags(announce.uploaded, 1);
+                    flagged = too_fast(&self.rules, announce.uploaded, 1);
                 }
                 if announce.event == AnnounceEvent::Completed && announce.left == 0 {
                     credit.completed_at = Some(now);
@@ -372,18 +503,15 @@ impl AccountingShard {
                 credit.flagged_announces = u64::from(flagged);
                 credit.urgent = true;
                 credit.baseline_changed = true;
-                let account = Account {
-                    uploaded: announce.uploaded,
-                    downloaded: announce.downloaded,
-                    last_announce: secs32(now),
-                    written_at: secs32(now),
-                    state: state_after,
-                };
-                credit.baseline = account.baseline(&key);
-                self.accounts.insert(key, account);
-                self.pending.insert(key, credit);
+                vacant.insert(Account::new(
+                    announce.uploaded,
+                    announce.downloaded,
+                    now,
+                    state_after,
+                ))
             }
-            Some(account) => {
+            Entry::Occupied(occupied) => {
+                let account = occupied.into_mut();
                 let same_counters = announce.uploaded == account.uploaded
                     && announce.downloaded == account.downloaded;
                 if announce.event == AnnounceEvent::Started {
@@ -412,8 +540,7 @@ impl AccountingShard {
                 {
                     credit.completed_at = Some(now);
                 }
-                let rate = self.rules.flag_upload_bytes_per_sec;
-                flagged = rate > 0 && credit.uploaded / gap.max(1) > rate;
+                flagged = too_fast(&self.rules, credit.uploaded, gap);
                 credit.flagged_announces = u64::from(flagged);
                 credit.urgent = credit.completed_at.is_some() || state_after == PeerState::Stopped;
                 credit.baseline_changed = !same_counters || account.state != state_after;
@@ -428,14 +555,15 @@ impl AccountingShard {
                     credit.baseline_changed = true;
                     account.written_at = account.last_announce;
                 }
-                credit.baseline = account.baseline(&key);
-                match self.pending.entry(key) {
-                    hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&credit),
-                    hashbrown::hash_map::Entry::Vacant(e) => {
-                        e.insert(credit);
-                    }
-                }
+                account
             }
+        };
+        let was_urgent = account.is_urgent();
+        if !account.add(&credit) {
+            self.pending.push_back(key);
+        }
+        if !was_urgent && credit.urgent {
+            self.urgent = self.urgent.saturating_add(1);
         }
         if flagged {
             self.flagged = self.flagged.saturating_add(1);
@@ -443,37 +571,54 @@ impl AccountingShard {
         AnnounceOutcome::Credited { flagged }
     }
 
-    fn flags(&self, uploaded: u64, secs: u64) -> bool {
-        let rate = self.rules.flag_upload_bytes_per_sec;
-        rate > 0 && uploaded / secs.max(1) > rate
-    }
-
-    fn acquire(&self, user_peers: Option<&AtomicUsize>) -> bool {
+    fn acquire(
+        budget: &AccountingBudget,
+        rules: &AccountingRules,
+        user_peers: Option<&AtomicUsize>,
+    ) -> bool {
         let Some(user_peers) = user_peers else {
             return false;
         };
-        if !try_acquire(&self.budget.peers, self.rules.max_peers) {
+        if !try_acquire(&budget.peers, rules.max_peers) {
             return false;
         }
-        if !try_acquire(user_peers, self.rules.max_peers_per_passkey) {
-            release(&self.budget.peers);
+        if !try_acquire(user_peers, rules.max_peers_per_passkey) {
+            release(&budget.peers);
             return false;
         }
         true
     }
 
-    /// Moves every pending credit, with its baseline, into `out`, and clears it. Returns
-    /// how many were moved.
-    pub fn take_pending(&mut self, out: &mut Vec<PeerCredit>) -> usize {
+    /// Moves the pending credit of at most `max` peers (those pending longest), each
+    /// with its baseline, into `out`. Returns how many were moved.
+    pub fn take_pending(&mut self, out: &mut Vec<PeerCredit>, max: usize) -> usize {
         let before = out.len();
-        out.extend(self.pending.drain().map(|(_, credit)| credit));
-        // After a burst (every peer announcing within one hand-over, as after a restart)
-        // the map would keep room for all of them; between hand-overs it only needs room
-        // for the peers of one second.
-        if self.pending.capacity() > PENDING_KEPT_CAPACITY {
-            self.pending.shrink_to(PENDING_KEPT_CAPACITY);
+        while out.len() - before < max {
+            let Some(key) = self.pending.pop_front() else {
+                break;
+            };
+            if let Some(account) = self.accounts.get_mut(&key)
+                && account.is_pending()
+            {
+                let credit = account.take(&key);
+                if credit.urgent {
+                    self.urgent = self.urgent.saturating_sub(1);
+                }
+                out.push(credit);
+            }
         }
+        self.shrink_pending();
         out.len() - before
+    }
+
+    /// After a burst (every peer announcing within one hand-over, as after a restart)
+    /// the queue would keep room for all of them; between hand-overs it only needs room
+    /// for the peers of a few seconds.
+    fn shrink_pending(&mut self) {
+        if self.pending.capacity() > PENDING_KEPT_CAPACITY.max(2 * self.pending.len()) {
+            self.pending
+                .shrink_to(PENDING_KEPT_CAPACITY.max(self.pending.len()));
+        }
     }
 
     /// Everything a clean stop must write: the pending credit, and the baseline of every
@@ -483,11 +628,12 @@ impl AccountingShard {
     /// moved into `out`.
     pub fn take_all(&mut self, out: &mut Vec<PeerCredit>) -> usize {
         let before = out.len();
-        for pending in self.pending.values_mut() {
-            pending.baseline_changed = true;
-        }
         for (key, account) in &mut self.accounts {
-            if account.written_at < account.last_announce && !self.pending.contains_key(key) {
+            if account.is_pending() {
+                let mut credit = account.take(key);
+                credit.baseline_changed = true;
+                out.push(credit);
+            } else if account.written_at < account.last_announce {
                 let mut credit =
                     PeerCredit::nothing(account.baseline(key), u64::from(account.last_announce));
                 credit.baseline_changed = true;
@@ -495,32 +641,30 @@ impl AccountingShard {
             }
             account.written_at = account.last_announce;
         }
-        self.take_pending(out);
+        self.pending.clear();
+        self.urgent = 0;
+        self.shrink_pending();
         out.len() - before
     }
 
     /// Puts credits that could not be handed over back with the pending ones (in front of
     /// anything credited since), so that they go with the next [`Self::take_pending`].
     pub fn put_back(&mut self, credits: Vec<PeerCredit>) {
-        for credit in credits {
-            let key = AccountKey {
-                info_hash: credit.baseline.info_hash,
-                passkey: credit.baseline.passkey,
-                peer_id: credit.baseline.peer_id,
-            };
-            if !self.accounts.contains_key(&key) {
+        for credit in credits.into_iter().rev() {
+            let key = AccountKey::of(&credit.baseline);
+            let Some(account) = self.accounts.get_mut(&key) else {
                 continue;
+            };
+            let was_urgent = account.is_urgent();
+            let later = account.is_pending().then(|| account.take(&key));
+            account.add(&credit);
+            if let Some(later) = later {
+                account.add(&later);
+            } else {
+                self.pending.push_front(key);
             }
-            match self.pending.entry(key) {
-                hashbrown::hash_map::Entry::Occupied(mut e) => {
-                    let later = *e.get();
-                    let pending = e.get_mut();
-                    *pending = credit;
-                    pending.merge(&later);
-                }
-                hashbrown::hash_map::Entry::Vacant(e) => {
-                    e.insert(credit);
-                }
+            if !was_urgent && account.is_urgent() {
+                self.urgent = self.urgent.saturating_add(1);
             }
         }
     }
@@ -528,27 +672,25 @@ impl AccountingShard {
     /// Restores a committed baseline loaded at start, within the limits; `false` if it
     /// was not stored (a limit, or the peer already has state).
     pub fn restore(&mut self, baseline: &PeerBaseline, user_peers: Option<&AtomicUsize>) -> bool {
-        let key = AccountKey {
-            info_hash: baseline.info_hash,
-            passkey: baseline.passkey,
-            peer_id: baseline.peer_id,
-        };
-        if self.accounts.contains_key(&key) || !self.acquire(user_peers) {
+        let key = AccountKey::of(baseline);
+        if self.accounts.contains_key(&key)
+            || !Self::acquire(&self.budget, &self.rules, user_peers)
+        {
             return false;
         }
+        let state = if baseline.seeding {
+            PeerState::Seeding
+        } else {
+            PeerState::Leeching
+        };
         self.accounts.insert(
             key,
-            Account {
-                uploaded: baseline.uploaded,
-                downloaded: baseline.downloaded,
-                last_announce: secs32(baseline.last_announce),
-                written_at: secs32(baseline.last_announce),
-                state: if baseline.seeding {
-                    PeerState::Seeding
-                } else {
-                    PeerState::Leeching
-                },
-            },
+            Account::new(
+                baseline.uploaded,
+                baseline.downloaded,
+                baseline.last_announce,
+                state,
+            ),
         );
         true
     }
@@ -563,10 +705,9 @@ impl AccountingShard {
     ) -> usize {
         let cutoff = now.saturating_sub(self.rules.retention_secs);
         let budget = &self.budget;
-        let pending = &self.pending;
         let before = self.accounts.len();
         self.accounts.retain(|key, account| {
-            let keep = u64::from(account.last_announce) >= cutoff || pending.contains_key(key);
+            let keep = u64::from(account.last_announce) >= cutoff || account.is_pending();
             if !keep {
                 release(&budget.peers);
                 if let Some(count) = count_of(&key.passkey) {
@@ -586,6 +727,11 @@ impl AccountingShard {
     /// Peers with credit waiting to be handed over.
     pub fn num_pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether some pending credit is urgent (see [`PeerCredit::urgent`]).
+    pub fn has_urgent(&self) -> bool {
+        self.urgent > 0
     }
 
     /// Announces flagged for their upload speed, since the shard was made.
@@ -652,7 +798,7 @@ mod tests {
 
         fn take(&mut self) -> Vec<PeerCredit> {
             let mut out = Vec::new();
-            self.shard.take_pending(&mut out);
+            self.shard.take_pending(&mut out, usize::MAX);
             out
         }
     }
@@ -1085,7 +1231,7 @@ mod tests {
             };
             let commit = |shard: &mut AccountingShard, committed_credit: &mut [(u64, u64); 3], baselines: &mut HashMap<PeerId, PeerBaseline>, accounted_to: &mut [(u64, u64); 3]| {
                 let mut out = Vec::new();
-                shard.take_pending(&mut out);
+                shard.take_pending(&mut out, usize::MAX);
                 for c in out {
                     let peer = usize::from(c.baseline.peer_id.0[0]);
                     committed_credit[peer].0 += c.uploaded;

@@ -194,7 +194,11 @@ pub struct PrivateRuntime {
     source: PasskeySource,
     stats: std::sync::Arc<stats::PrivateStatistics>,
     shards: Vec<accounting::AccountingShard>,
-    sender: crossbeam_channel::Sender<Vec<accounting::PeerCredit>>,
+    sender: crossbeam_channel::Sender<writer::HandOver>,
+    outstanding: writer::Outstanding,
+    /// What the request workers' flush times count from.
+    epoch: std::time::Instant,
+    flush_interval: std::time::Duration,
     writer: Option<writer::AccountingWriter>,
 }
 
@@ -291,10 +295,13 @@ impl PrivateRuntime {
             }),
             PasskeySource::File(_) => None,
         };
+        let outstanding = writer::outstanding_flags(workers);
+        let flush_interval = std::time::Duration::from_secs(config.flush_interval_secs);
         let writer = writer::AccountingWriter {
             store,
             receiver,
-            flush_interval: std::time::Duration::from_secs(config.flush_interval_secs),
+            outstanding: outstanding.clone(),
+            flush_interval,
             retention_secs: config.baseline_retention_secs,
             passkeys: refresh,
             stats: stats.clone(),
@@ -309,6 +316,9 @@ impl PrivateRuntime {
             stats,
             shards,
             sender,
+            outstanding,
+            epoch: std::time::Instant::now(),
+            flush_interval,
             writer: Some(writer),
         })
     }
@@ -342,6 +352,9 @@ impl PrivateRuntime {
             shard,
             self.access.passkeys.clone(),
             self.sender.clone(),
+            self.outstanding.clone(),
+            self.epoch,
+            self.flush_interval,
             start,
             self.stats.clone(),
         ))

@@ -1,14 +1,18 @@
 //! The `accounting` thread, and each request worker's side of it.
 //!
-//! Request workers hand their shards' pending credit over about once a second
-//! ([`AccountingDuty::tick`]) on a bounded channel; credit that does not fit goes back
-//! to the shard, merged per peer, to go with the next hand-over. The thread merges what arrives
-//! per peer, and every `flush_interval_secs` commits it as one [`Batch`] with a fresh id.
-//! A batch whose commit fails is kept and retried, id and content unchanged, until the
-//! store says it is applied (now, or by an earlier attempt whose reply was lost); new
-//! credit meanwhile keeps merging per peer. So what waits is bounded by the number of
-//! peers (at most the in-flight batch, the merged credit and what the channel holds),
-//! and announces are answered throughout.
+//! Credit waits in the request workers' shards, merged in each peer's own state (see
+//! [`AccountingShard`]). A worker hands the credit of at most [`MAX_BATCH_CREDITS`]
+//! peers over every `flush_interval_secs`, or at its next check (each second) when some
+//! of it is urgent, but only once the thread has committed its previous hand-over: a
+//! worker has at most one hand-over outstanding. So the thread merges nothing, holds
+//! at most one hand-over per worker, and a thread that is behind (a busy CPU, a slow or
+//! absent database) costs the workers nothing: their credit keeps merging in place,
+//! bounded by the number of peers, and announces are answered throughout.
+//!
+//! The thread commits what it holds as one [`Batch`] with a fresh id once every worker
+//! with credit has handed over or the oldest hand-over has waited [`GATHER`]. A batch
+//! whose commit fails is kept and retried, id and content unchanged, until the store
+//! says it is applied (now, or by an earlier attempt whose reply was lost).
 //!
 //! When passkeys come from the database, the thread also re-reads `shoal_passkeys`
 //! every `refresh_secs` and when asked (SIGUSR1), and it deletes baselines older than
@@ -17,6 +21,7 @@
 //! At shutdown the request workers hand over everything and drop their senders; the
 //! thread then commits what it holds, retrying for a bounded time.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,22 +37,46 @@ use crate::private::passkey::Passkey;
 use crate::private::passkey::{PasskeySet, SharedPasskeys};
 use crate::private::stats::PrivateStatistics;
 use crate::private::store::{AccountingStore, Batch, BatchId, CommitOutcome, UserTorrentCredit};
+use crate::types::InfoHash;
 use crate::statistics::{RateLimitedWarning, unix_now_secs};
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
-use crate::types::{InfoHash, PeerId};
 
-/// How often a request worker hands its pending credit over.
-pub const HAND_OVER_INTERVAL: Duration = Duration::from_secs(1);
-/// Hand-overs the channel holds per request worker before a worker keeps its credit.
-pub const CHANNEL_ROUNDS: usize = 4;
+/// How often a request worker checks whether to hand credit over.
+pub const HAND_OVER_CHECK: Duration = Duration::from_secs(1);
+/// Hand-overs the channel holds per request worker: the one outstanding, and the last
+/// one a stopping worker sends.
+pub const CHANNEL_ROUNDS: usize = 2;
 /// How long the thread keeps retrying its last commit at shutdown.
 pub const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(20);
-/// The most peers' credit one batch (one transaction) holds.
+/// The most peers' credit one hand-over, and one batch (one transaction), holds.
 pub const MAX_BATCH_CREDITS: usize = 100_000;
-/// The least time between two batches when urgent credit forces one.
-const URGENT_MIN_GAP: Duration = Duration::from_secs(1);
+/// How long the thread waits, after the first hand-over arrives, for the other
+/// workers' before it commits: the workers' flush times are aligned, so that one
+/// transaction usually takes them all.
+pub const GATHER: Duration = Duration::from_secs(1);
+/// A worker whose hand-over has been outstanding this long says so in the log.
+const OUTSTANDING_WARNING_AFTER: Duration = Duration::from_secs(60);
 /// Time between deletions of expired baselines.
 const FORGET_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// One request worker's pending credit, handed to the `accounting` thread.
+#[derive(Debug)]
+pub struct HandOver {
+    /// The request worker's index.
+    pub worker: usize,
+    /// The credit, each peer once.
+    pub credits: Vec<PeerCredit>,
+}
+
+/// Per request worker: whether the `accounting` thread holds a hand-over of it not yet
+/// committed. Set by the worker as it hands over, cleared by the thread once the
+/// hand-over's last credit is committed.
+pub type Outstanding = Arc<[AtomicBool]>;
+
+/// The outstanding flags of `workers` request workers, all clear.
+pub fn outstanding_flags(workers: usize) -> Outstanding {
+    (0..workers).map(|_| AtomicBool::new(false)).collect()
+}
 
 /// A request worker's accounting: its shard, the clock, and the channel to the
 /// `accounting` thread.
@@ -55,36 +84,57 @@ pub struct AccountingDuty {
     /// The accounting of the worker's torrents.
     pub shard: AccountingShard,
     passkeys: Cache<SharedPasskeys, Arc<PasskeySet>>,
-    sender: Sender<Vec<PeerCredit>>,
+    sender: Sender<HandOver>,
+    outstanding: Outstanding,
     /// Unix seconds at the server's start: `now` in Unix seconds is this plus
     /// [`SecondsSinceServerStart`].
     unix_at_start: u64,
-    next_hand_over: Instant,
+    /// The instant the workers' flush times count from, shared by all of them.
+    epoch: Instant,
+    flush_interval: Duration,
+    /// Time between checks ([`HAND_OVER_CHECK`]).
+    check_interval: Duration,
+    next_check: Instant,
+    next_flush: Instant,
+    handed_over_at: Instant,
     stats: Arc<PrivateStatistics>,
     index: usize,
-    full_warning: RateLimitedWarning,
+    behind_warning: RateLimitedWarning,
 }
 
 impl AccountingDuty {
-    /// The duty of request worker `index`.
+    /// The duty of request worker `index`; its flush times are `epoch` plus whole
+    /// multiples of `flush_interval`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         shard: AccountingShard,
         passkeys: SharedPasskeys,
-        sender: Sender<Vec<PeerCredit>>,
+        sender: Sender<HandOver>,
+        outstanding: Outstanding,
+        epoch: Instant,
+        flush_interval: Duration,
         start: ServerStartInstant,
         stats: Arc<PrivateStatistics>,
     ) -> Self {
         let elapsed = u64::from(start.seconds_elapsed().0);
+        let now = Instant::now();
+        let flush_interval = flush_interval.max(Duration::from_millis(1));
         Self {
             shard,
             passkeys: Cache::new(passkeys),
             sender,
+            outstanding,
             unix_at_start: unix_now_secs().saturating_sub(elapsed),
-            next_hand_over: Instant::now() + HAND_OVER_INTERVAL,
+            epoch,
+            flush_interval,
+            check_interval: HAND_OVER_CHECK,
+            next_check: now + HAND_OVER_CHECK,
+            next_flush: next_multiple(epoch, flush_interval, now),
+            handed_over_at: now,
             stats,
             index,
-            full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            behind_warning: RateLimitedWarning::new(OUTSTANDING_WARNING_AFTER),
         }
     }
 
@@ -115,13 +165,37 @@ impl AccountingDuty {
             .clean(unix, |key| passkeys.peer_count(key).map(|c| &**c));
     }
 
+    fn flag(&self) -> Option<&AtomicBool> {
+        self.outstanding.get(self.index)
+    }
+
     /// Hands pending credit over when due and publishes the gauges. Called by the
     /// request worker's loop.
     pub fn tick(&mut self) {
         let instant = Instant::now();
-        if instant >= self.next_hand_over {
-            self.hand_over();
-            self.next_hand_over = instant + HAND_OVER_INTERVAL;
+        if instant < self.next_check {
+            return;
+        }
+        self.next_check = instant + self.check_interval;
+        let due = instant >= self.next_flush || self.shard.has_urgent();
+        if due && self.shard.num_pending() > 0 {
+            if self.flag().is_some_and(|f| f.load(Ordering::Acquire)) {
+                if instant.duration_since(self.handed_over_at) >= OUTSTANDING_WARNING_AFTER
+                    && let Some(held_back) = self.behind_warning.check(instant)
+                {
+                    log::warn!(
+                        "request-{:02}: the accounting thread has not committed this worker's \
+                         last credit for {} s (the database is slow or down, or the CPU \
+                         busy); {} peers' credit waits here ({held_back} more times since \
+                         the last warning)",
+                        self.index + 1,
+                        instant.duration_since(self.handed_over_at).as_secs(),
+                        self.shard.num_pending()
+                    );
+                }
+            } else {
+                self.hand_over(instant);
+            }
         }
         if let Some(gauges) = self.stats.shard(self.index) {
             let set = |g: &std::sync::atomic::AtomicU64, v: u64| g.store(v, Ordering::Relaxed);
@@ -132,26 +206,30 @@ impl AccountingDuty {
         }
     }
 
-    fn hand_over(&mut self) {
+    fn hand_over(&mut self, instant: Instant) {
         let mut credits = Vec::new();
-        if self.shard.take_pending(&mut credits) == 0 {
+        if self.shard.take_pending(&mut credits, MAX_BATCH_CREDITS) == 0 {
             return;
         }
-        match self.sender.try_send(credits) {
+        self.next_flush = next_multiple(self.epoch, self.flush_interval, instant);
+        self.handed_over_at = instant;
+        if let Some(flag) = self.flag() {
+            flag.store(true, Ordering::Release);
+        }
+        let hand_over = HandOver {
+            worker: self.index,
+            credits,
+        };
+        match self.sender.try_send(hand_over) {
             Ok(()) => {}
-            Err(TrySendError::Full(credits)) => {
-                if let Some(held_back) = self.full_warning.check(Instant::now()) {
-                    log::warn!(
-                        "request-{:02}: the accounting thread is behind (the database is slow \
-                         or down); keeping {} peers' credit ({held_back} more times since the \
-                         last warning)",
-                        self.index + 1,
-                        credits.len()
-                    );
+            // Neither happens while the thread runs (the channel has room for every
+            // worker's outstanding hand-over); the credit stays here either way.
+            Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
+                if let Some(flag) = self.flag() {
+                    flag.store(false, Ordering::Release);
                 }
-                self.shard.put_back(credits);
+                self.shard.put_back(back.credits);
             }
-            Err(TrySendError::Disconnected(credits)) => self.shard.put_back(credits),
         }
     }
 
@@ -162,9 +240,13 @@ impl AccountingDuty {
         if self.shard.take_all(&mut credits) == 0 {
             return;
         }
+        let hand_over = HandOver {
+            worker: self.index,
+            credits,
+        };
         if self
             .sender
-            .send_timeout(credits, Duration::from_secs(2))
+            .send_timeout(hand_over, Duration::from_secs(2))
             .is_err()
         {
             log::warn!(
@@ -176,8 +258,13 @@ impl AccountingDuty {
     }
 }
 
-/// The key of a peer's credit in the thread's merge.
-type PeerKey = (InfoHash, Passkey, PeerId);
+/// The first instant after `now` that is `epoch` plus a whole multiple of `interval`.
+fn next_multiple(epoch: Instant, interval: Duration, now: Instant) -> Instant {
+    let elapsed = now.saturating_duration_since(epoch).as_nanos();
+    let step = interval.as_nanos().max(1);
+    let steps = u32::try_from(elapsed / step + 1).unwrap_or(u32::MAX);
+    epoch + interval.saturating_mul(steps)
+}
 
 /// Where the thread's passkeys come from, when it reads them.
 pub struct PasskeyRefresh {
@@ -194,8 +281,10 @@ pub struct AccountingWriter {
     /// The database.
     pub store: Box<dyn AccountingStore>,
     /// Credit from the request workers; disconnected once they all stopped.
-    pub receiver: Receiver<Vec<PeerCredit>>,
-    /// Time between batches.
+    pub receiver: Receiver<HandOver>,
+    /// The request workers' outstanding flags, cleared here.
+    pub outstanding: Outstanding,
+    /// Time between retries of a batch that failed.
     pub flush_interval: Duration,
     /// Baselines older than this many seconds are deleted.
     pub retention_secs: u64,
@@ -205,13 +294,103 @@ pub struct AccountingWriter {
     pub stats: Arc<PrivateStatistics>,
 }
 
+/// A batch being committed.
+struct InFlight {
+    batch: Batch,
+    /// Peer credits it holds.
+    credits: usize,
+    /// Workers whose hand-over ends in it: their flags clear once it is applied.
+    completes: Vec<usize>,
+}
+
 /// The thread's working state.
 struct WriterState {
-    pending: HashMap<PeerKey, PeerCredit>,
-    /// The batch being committed, with the number of peer credits it holds.
-    in_flight: Option<(Batch, usize)>,
+    /// Hand-overs not yet in a batch, with when they arrived.
+    queue: VecDeque<(Instant, HandOver)>,
+    /// Peer credits in `queue`.
+    queued: usize,
+    in_flight: Option<InFlight>,
+    /// When the batch in flight may be tried again.
+    retry_at: Instant,
     rng: StdRng,
     failure_warning: RateLimitedWarning,
+}
+
+impl WriterState {
+    fn new(rng: StdRng) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            queued: 0,
+            in_flight: None,
+            retry_at: Instant::now(),
+            rng,
+            failure_warning: RateLimitedWarning::new(Duration::from_secs(30)),
+        }
+    }
+
+    fn push(&mut self, hand_over: HandOver) {
+        self.queued = self.queued.saturating_add(hand_over.credits.len());
+        self.queue.push_back((Instant::now(), hand_over));
+    }
+
+    /// Peer credits held, queued or in flight.
+    fn held(&self) -> usize {
+        self.queued + self.in_flight.as_ref().map_or(0, |f| f.credits)
+    }
+
+    /// Whether to commit now: a batch to retry whose time has come, or a full batch's
+    /// worth queued, or every worker's hand-over, or one that waited [`GATHER`].
+    fn commit_due(&self, workers: usize, now: Instant) -> bool {
+        if self.in_flight.is_some() {
+            return now >= self.retry_at;
+        }
+        let Some((oldest, _)) = self.queue.front() else {
+            return false;
+        };
+        self.queued >= MAX_BATCH_CREDITS
+            || self.queue.len() >= workers
+            || now.saturating_duration_since(*oldest) >= GATHER
+    }
+
+    /// When the loop must wake next for a commit, if it must.
+    fn next_commit(&self) -> Option<Instant> {
+        if self.in_flight.is_some() {
+            return Some(self.retry_at);
+        }
+        self.queue.front().map(|(oldest, _)| *oldest + GATHER)
+    }
+
+    /// Makes the next batch of at most [`MAX_BATCH_CREDITS`] peer credits from the
+    /// queue, oldest first, unless one is in flight.
+    fn take_batch(&mut self) {
+        if self.in_flight.is_some() || self.queue.is_empty() {
+            return;
+        }
+        let mut credits: Vec<PeerCredit> = Vec::new();
+        let mut completes = Vec::new();
+        while credits.len() < MAX_BATCH_CREDITS {
+            let room = MAX_BATCH_CREDITS - credits.len();
+            let Some((_, front)) = self.queue.front_mut() else {
+                break;
+            };
+            if front.credits.len() > room {
+                credits.extend(front.credits.drain(..room));
+                break;
+            }
+            if let Some((_, whole)) = self.queue.pop_front() {
+                credits.extend(whole.credits);
+                completes.push(whole.worker);
+            }
+        }
+        self.queued = self.queued.saturating_sub(credits.len());
+        let mut id = [0u8; 16];
+        self.rng.fill_bytes(&mut id);
+        self.in_flight = Some(InFlight {
+            batch: make_batch(BatchId(id), &credits, unix_now_secs()),
+            credits: credits.len(),
+            completes,
+        });
+    }
 }
 
 impl AccountingWriter {
@@ -222,48 +401,39 @@ impl AccountingWriter {
     /// supervisor's.)
     pub fn run(mut self) -> anyhow::Result<()> {
         lower_priority();
-        let mut state = WriterState {
-            pending: HashMap::new(),
-            in_flight: None,
-            rng: StdRng::from_os_rng(),
-            failure_warning: RateLimitedWarning::new(Duration::from_secs(30)),
-        };
-        let mut next_flush = Instant::now() + self.flush_interval;
+        let mut state = WriterState::new(StdRng::from_os_rng());
+        let workers = self.outstanding.len().max(1);
         let mut next_refresh = self.passkeys.as_ref().map(|p| Instant::now() + p.interval);
         let mut next_forget = Instant::now();
-        let mut last_flush = Instant::now();
         loop {
             // Wake at least once a second, for a SIGUSR1 reload.
-            let wake = next_flush.min(Instant::now() + Duration::from_secs(1));
-            let mut urgent = false;
+            let mut wake = Instant::now() + Duration::from_secs(1);
+            if let Some(commit) = state.next_commit() {
+                wake = wake.min(commit);
+            }
             match self.receiver.recv_deadline(wake) {
-                Ok(credits) => urgent |= state.merge(credits),
+                Ok(hand_over) => state.push(hand_over),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            // Drain what else is there without waiting.
-            while let Ok(credits) = self.receiver.try_recv() {
-                urgent |= state.merge(credits);
-            }
-            // Credit that a crash would lose for good goes out at once, at most one
-            // batch a second; the rest waits for the interval.
-            if urgent && state.in_flight.is_none() && last_flush.elapsed() >= URGENT_MIN_GAP {
-                next_flush = Instant::now();
+            // Take what else is there without waiting.
+            while let Ok(hand_over) = self.receiver.try_recv() {
+                state.push(hand_over);
             }
             self.stats
                 .writer_pending
-                .store(state.pending.len() as u64, Ordering::Relaxed);
-            let now = Instant::now();
-            if now >= next_flush {
-                self.flush(&mut state);
-                last_flush = Instant::now();
-                next_flush = last_flush + self.flush_interval;
-                // A backlog beyond one batch (after a burst or an outage) goes out batch
-                // after batch, not one per interval.
-                if state.in_flight.is_none() && state.pending.len() >= MAX_BATCH_CREDITS {
-                    next_flush = last_flush;
+                .store(state.held() as u64, Ordering::Relaxed);
+            // A backlog (a burst, or the database back after an outage) goes out batch
+            // after batch.
+            while state.commit_due(workers, Instant::now()) {
+                if !self.flush(&mut state) {
+                    break;
                 }
             }
+            self.stats
+                .writer_pending
+                .store(state.held() as u64, Ordering::Relaxed);
+            let now = Instant::now();
             if let Some(refresh) = &self.passkeys {
                 let requested = refresh.requested.swap(false, Ordering::Relaxed);
                 if requested || next_refresh.is_some_and(|due| now >= due) {
@@ -283,17 +453,17 @@ impl AccountingWriter {
         }
         // Every request worker has stopped and handed its credit over.
         let deadline = Instant::now() + FINAL_COMMIT_DEADLINE;
-        while state.in_flight.is_some() || !state.pending.is_empty() {
-            self.flush(&mut state);
+        while state.in_flight.is_some() || !state.queue.is_empty() {
+            let committed = self.flush(&mut state);
             if Instant::now() >= deadline {
                 log::error!(
                     "accounting: the database took no last batch; {} peers' credit is \
                      recovered from the committed baselines at their next announces",
-                    state.pending.len() + state.in_flight.as_ref().map_or(0, |(_, n)| *n)
+                    state.held()
                 );
                 break;
             }
-            if state.in_flight.is_some() {
+            if !committed {
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
@@ -301,35 +471,15 @@ impl AccountingWriter {
         Ok(())
     }
 
-    /// Commits the batch in flight, or makes one of the merged credit and commits it.
-    fn flush(&mut self, state: &mut WriterState) {
-        if state.in_flight.is_none() && !state.pending.is_empty() {
-            // At most MAX_BATCH_CREDITS peers a transaction: a short transaction, and a
-            // batch in flight (kept whole until it is known to be applied) that is small
-            // beside the credit still merging. A peer's credit goes whole into one batch.
-            let mut taken = 0;
-            let credits: Vec<PeerCredit> = state
-                .pending
-                .extract_if(|_, _| {
-                    taken += 1;
-                    taken <= MAX_BATCH_CREDITS
-                })
-                .map(|(_, c)| c)
-                .collect();
-            // After a burst the map would keep room for all of it.
-            if state.pending.capacity() > 4 * state.pending.len() + 16 * 1024 {
-                state.pending.shrink_to(state.pending.len());
-            }
-            let mut id = [0u8; 16];
-            state.rng.fill_bytes(&mut id);
-            state.in_flight = Some((
-                make_batch(BatchId(id), &credits, unix_now_secs()),
-                credits.len(),
-            ));
-        }
-        let Some((batch, peer_credits)) = &state.in_flight else {
-            return;
+    /// Commits the batch in flight, or makes one of the queued credit and commits it.
+    /// Whether it was committed.
+    fn flush(&mut self, state: &mut WriterState) -> bool {
+        state.take_batch();
+        let Some(in_flight) = &state.in_flight else {
+            return false;
         };
+        let batch = &in_flight.batch;
+        let peer_credits = in_flight.credits;
         let began = Instant::now();
         match self.store.commit(batch) {
             Ok(outcome) => {
@@ -341,7 +491,7 @@ impl AccountingWriter {
                 counter.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .credits_committed
-                    .fetch_add(*peer_credits as u64, Ordering::Relaxed);
+                    .fetch_add(peer_credits as u64, Ordering::Relaxed);
                 self.stats
                     .flush_micros_total
                     .fetch_add(micros, Ordering::Relaxed);
@@ -361,7 +511,13 @@ impl AccountingWriter {
                     batch.baselines.len(),
                     micros / 1000
                 );
+                for worker in &in_flight.completes {
+                    if let Some(flag) = self.outstanding.get(*worker) {
+                        flag.store(false, Ordering::Release);
+                    }
+                }
                 state.in_flight = None;
+                true
             }
             Err(err) => {
                 self.stats.batches_failed.fetch_add(1, Ordering::Relaxed);
@@ -373,6 +529,8 @@ impl AccountingWriter {
                         peer_credits
                     );
                 }
+                state.retry_at = Instant::now() + self.flush_interval;
+                false
             }
         }
     }
@@ -421,25 +579,6 @@ fn lower_priority() {
     }
 }
 
-impl WriterState {
-    /// Merges credits per peer; whether one of them is urgent.
-    fn merge(&mut self, credits: Vec<PeerCredit>) -> bool {
-        let mut urgent = false;
-        for credit in credits {
-            urgent |= credit.urgent;
-            let b = &credit.baseline;
-            let key = (b.info_hash, b.passkey, b.peer_id);
-            match self.pending.entry(key) {
-                hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&credit),
-                hashbrown::hash_map::Entry::Vacant(e) => {
-                    e.insert(credit);
-                }
-            }
-        }
-        urgent
-    }
-}
-
 /// A batch of peer credits: summed per (passkey, info hash), with every peer's baseline.
 pub fn make_batch(id: BatchId, credits: &[PeerCredit], created_at: u64) -> Batch {
     let mut sums: HashMap<(Passkey, InfoHash), UserTorrentCredit> = HashMap::new();
@@ -479,7 +618,13 @@ pub fn make_batch(id: BatchId, credits: &[PeerCredit], created_at: u64) -> Batch
         .filter(|c| c.baseline_changed)
         .map(|c| c.baseline)
         .collect();
-    baselines.sort_unstable_by_key(|b| (b.passkey, b.info_hash, b.peer_id));
+    // A peer may come twice (a stopping worker's last hand-over after its outstanding
+    // one): the later baseline is the one to write. A stable sort keeps the order of
+    // arrival within a peer; reversed, the dedup keeps the latest.
+    baselines.sort_by_key(|b| (b.passkey, b.info_hash, b.peer_id));
+    baselines.reverse();
+    baselines.dedup_by_key(|b| (b.passkey, b.info_hash, b.peer_id));
+    baselines.reverse();
     Batch {
         id,
         credits: rows,
@@ -499,7 +644,11 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::private::accounting::{AccountingBudget, AccountingRules};
     use crate::private::store::PeerBaseline;
+    use crate::types::{AnnounceEvent, PeerId};
+
+    type PeerKey = (InfoHash, Passkey, PeerId);
 
     /// A store in memory that fails as told: `Lose` applies the batch and then reports
     /// an error (a commit whose reply was lost), `Refuse` applies nothing and errors.
@@ -586,17 +735,39 @@ mod tests {
         }
     }
 
-    fn writer(memory: &Arc<Mutex<Memory>>) -> (Sender<Vec<PeerCredit>>, AccountingWriter) {
-        let (sender, receiver) = crossbeam_channel::bounded(4);
+    fn writer(
+        memory: &Arc<Mutex<Memory>>,
+        workers: usize,
+    ) -> (Sender<HandOver>, Outstanding, AccountingWriter) {
+        let (sender, receiver) = crossbeam_channel::bounded(workers * CHANNEL_ROUNDS);
+        let outstanding = outstanding_flags(workers);
         let writer = AccountingWriter {
             store: Box::new(MemoryStore(memory.clone())),
             receiver,
+            outstanding: outstanding.clone(),
             flush_interval: Duration::from_millis(20),
             retention_secs: 3600,
             passkeys: None,
-            stats: Arc::new(PrivateStatistics::new(1)),
+            stats: Arc::new(PrivateStatistics::new(workers)),
         };
-        (sender, writer)
+        (sender, outstanding, writer)
+    }
+
+    /// Hands `credits` over as worker `worker` does: once its previous hand-over is
+    /// committed.
+    fn hand_over(
+        sender: &Sender<HandOver>,
+        outstanding: &Outstanding,
+        worker: usize,
+        credits: Vec<PeerCredit>,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while outstanding[worker].load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the hand-over was never committed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        outstanding[worker].store(true, Ordering::Release);
+        sender.send(HandOver { worker, credits }).unwrap();
     }
 
     #[test]
@@ -605,21 +776,26 @@ mod tests {
             failures: vec![Failure::Refuse, Failure::Lose, Failure::Refuse],
             ..Memory::default()
         }));
-        let (sender, writer) = writer(&memory);
+        let (sender, outstanding, writer) = writer(&memory, 2);
         let stats = writer.stats.clone();
         let thread = std::thread::spawn(move || writer.run());
-        sender
-            .send(vec![credit(1, 100, 100), credit(2, 50, 50)])
-            .unwrap();
-        // While the first batch is retried, more credit for the same peers merges.
-        sender.send(vec![credit(1, 7, 107)]).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        sender.send(vec![credit(2, 3, 53)]).unwrap();
+        hand_over(
+            &sender,
+            &outstanding,
+            0,
+            vec![credit(1, 100, 100), credit(2, 50, 50)],
+        );
+        // Worker 0's next hand-over waits until the first is applied; worker 1's goes
+        // in meanwhile.
+        hand_over(&sender, &outstanding, 1, vec![credit(3, 4, 4)]);
+        hand_over(&sender, &outstanding, 0, vec![credit(1, 7, 107)]);
+        hand_over(&sender, &outstanding, 0, vec![credit(2, 3, 53)]);
         drop(sender);
         thread.join().unwrap().unwrap();
+        assert!(outstanding.iter().all(|f| !f.load(Ordering::Acquire)));
         let m = memory.lock().unwrap();
         let key = (Passkey([b'k'; 32]), InfoHash([1; 20]));
-        assert_eq!(m.uploaded[&key], 160, "every credit once");
+        assert_eq!(m.uploaded[&key], 164, "every credit once");
         let peer = |p: u8| m.baselines[&(InfoHash([1; 20]), Passkey([b'k'; 32]), PeerId([p; 20]))];
         assert_eq!(peer(1).uploaded, 107);
         assert_eq!(peer(2).uploaded, 53);
@@ -627,6 +803,80 @@ mod tests {
         assert_eq!(s.batches_failed, 3);
         assert_eq!(s.batches_already_applied, 1, "the lost reply's retry");
         assert!(s.batches_committed >= 1);
+    }
+
+    #[test]
+    fn every_workers_hand_over_goes_in_one_transaction() {
+        let memory = Arc::new(Mutex::new(Memory::default()));
+        let (sender, outstanding, writer) = writer(&memory, 2);
+        hand_over(&sender, &outstanding, 0, vec![credit(1, 1, 1)]);
+        hand_over(&sender, &outstanding, 1, vec![credit(2, 1, 1)]);
+        drop(sender);
+        writer.run().unwrap();
+        let m = memory.lock().unwrap();
+        assert_eq!(m.commits, 1);
+        assert_eq!(m.baselines.len(), 2);
+    }
+
+    fn rules() -> AccountingRules {
+        AccountingRules {
+            interval_secs: 1800,
+            grace_secs: 300,
+            retention_secs: 3600,
+            flag_upload_bytes_per_sec: 0,
+            max_peers: 100,
+            max_peers_per_passkey: 100,
+        }
+    }
+
+    #[test]
+    fn a_worker_keeps_its_credit_while_its_hand_over_is_outstanding() {
+        let key = Passkey([b'k'; 32]);
+        let passkeys = shared_passkeys(PasskeySet::new(vec![key]));
+        let (sender, receiver) = crossbeam_channel::bounded(CHANNEL_ROUNDS);
+        let outstanding = outstanding_flags(1);
+        let mut duty = AccountingDuty::new(
+            0,
+            AccountingShard::new(rules(), Arc::new(AccountingBudget::default())),
+            passkeys,
+            sender,
+            outstanding.clone(),
+            Instant::now(),
+            Duration::from_secs(3600),
+            ServerStartInstant::new(),
+            Arc::new(PrivateStatistics::new(1)),
+        );
+        duty.check_interval = Duration::ZERO;
+        duty.next_check = Instant::now();
+        let announce = |peer: u8, uploaded: u64| AccountAnnounce {
+            passkey: key,
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([peer; 20]),
+            uploaded,
+            downloaded: 0,
+            left: 1,
+            event: AnnounceEvent::Started,
+        };
+        let now = SecondsSinceServerStart(0);
+        duty.announce(&announce(1, 10), now);
+        duty.tick();
+        let first = receiver.try_recv().expect("a new peer's credit is urgent");
+        assert_eq!(first.credits.len(), 1);
+        assert!(outstanding[0].load(Ordering::Acquire));
+        // While that is outstanding, new credit, urgent or not, stays in the shard.
+        duty.announce(&announce(2, 20), now);
+        duty.announce(&announce(3, 30), now);
+        duty.tick();
+        assert!(receiver.try_recv().is_err(), "one hand-over outstanding at most");
+        assert_eq!(duty.shard.num_pending(), 2);
+        // Committed: the next check hands the rest over.
+        outstanding[0].store(false, Ordering::Release);
+        duty.tick();
+        let second = receiver.try_recv().expect("handed over once the first is done");
+        let mut uploaded: Vec<u64> = second.credits.iter().map(|c| c.uploaded).collect();
+        uploaded.sort_unstable();
+        assert_eq!(uploaded, [20, 30]);
+        assert_eq!(duty.shard.num_pending(), 0);
     }
 
     /// The nice value of thread `tid`.
@@ -657,35 +907,29 @@ mod tests {
     }
 
     #[test]
-    fn merged_credit_is_one_entry_per_peer() {
-        let mut state = WriterState {
-            pending: HashMap::new(),
-            in_flight: None,
-            rng: StdRng::seed_from_u64(1),
-            failure_warning: RateLimitedWarning::new(Duration::from_secs(1)),
-        };
-        for round in 0..1000u64 {
-            let urgent = state.merge(vec![credit(1, 1, round), credit(2, 2, round)]);
-            assert!(!urgent);
-        }
-        assert_eq!(state.pending.len(), 2, "bounded by peers, not announces");
-        let mut urgent = credit(3, 0, 0);
-        urgent.urgent = true;
-        assert!(state.merge(vec![urgent]));
-        let batch = make_batch(
-            BatchId([0; 16]),
-            &state.pending.values().copied().collect::<Vec<_>>(),
-            5,
-        );
+    fn a_batch_sums_per_user_torrent_and_keeps_each_peers_latest_baseline() {
+        // Peer 1 twice (an outstanding hand-over and a stopping worker's last one).
+        let credits = [credit(1, 10, 10), credit(2, 5, 5), credit(1, 3, 13)];
+        let batch = make_batch(BatchId([0; 16]), &credits, 5);
         assert_eq!(batch.credits.len(), 1, "one row per (passkey, info hash)");
-        assert_eq!(batch.credits[0].uploaded, 3000);
-        assert_eq!(batch.baselines.len(), 3);
+        assert_eq!(batch.credits[0].uploaded, 18);
+        assert_eq!(batch.baselines.len(), 2, "one baseline per peer");
+        let of = |p: u8| {
+            batch
+                .baselines
+                .iter()
+                .find(|b| b.peer_id == PeerId([p; 20]))
+                .unwrap()
+                .uploaded
+        };
+        assert_eq!(of(1), 13, "the later baseline");
+        assert_eq!(of(2), 5);
     }
 
     #[test]
     fn a_backlog_goes_out_in_bounded_batches_each_once() {
         let memory = Arc::new(Mutex::new(Memory::default()));
-        let (sender, writer) = writer(&memory);
+        let (sender, _outstanding, writer) = writer(&memory, 1);
         let peers = MAX_BATCH_CREDITS * 2 + 10;
         let thread = std::thread::spawn(move || writer.run());
         let credits: Vec<PeerCredit> = (0..peers)
@@ -695,7 +939,13 @@ mod tests {
                 c
             })
             .collect();
-        sender.send(credits).unwrap();
+        // A stopping worker's last hand-over may hold more than one batch.
+        sender
+            .send(HandOver {
+                worker: 0,
+                credits,
+            })
+            .unwrap();
         drop(sender);
         thread.join().unwrap().unwrap();
         let m = memory.lock().unwrap();
