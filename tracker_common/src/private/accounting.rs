@@ -43,11 +43,12 @@
 )]
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::private::passkey::Passkey;
 use crate::private::store::PeerBaseline;
@@ -425,9 +426,14 @@ fn secs32(unix: u64) -> u32 {
 pub struct AccountingShard {
     rules: AccountingRules,
     budget: Arc<AccountingBudget>,
-    accounts: HashMap<AccountKey, Account>,
-    /// The peers with pending credit, each once, oldest first.
-    pending: VecDeque<AccountKey>,
+    /// The peers' state, by key: a table whose hashes the shard computes, so that the
+    /// queue below can name a peer by its hash, 8 bytes rather than its 72-byte key.
+    accounts: HashTable<(AccountKey, Account)>,
+    hasher: DefaultHashBuilder,
+    /// The hashes of the peers with pending credit, one entry per such peer, oldest
+    /// first. An entry takes any peer with that hash and pending credit: as many
+    /// entries as pending peers share the hash, so each is taken once.
+    pending: VecDeque<u64>,
     /// How many of them hold urgent credit.
     urgent: usize,
     flagged: u64,
@@ -440,7 +446,8 @@ impl AccountingShard {
         Self {
             rules,
             budget,
-            accounts: HashMap::new(),
+            accounts: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             pending: VecDeque::new(),
             urgent: 0,
             flagged: 0,
@@ -483,7 +490,12 @@ impl AccountingShard {
         };
         let mut credit = PeerCredit::nothing(placeholder, now);
         let mut flagged = false;
-        let account = match self.accounts.entry(key) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(key);
+        let entry = self
+            .accounts
+            .entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k));
+        let account = match entry {
             Entry::Vacant(vacant) => {
                 if announce.event == AnnounceEvent::Stopped {
                     return AnnounceOutcome::Ignored;
@@ -503,15 +515,11 @@ impl AccountingShard {
                 credit.flagged_announces = u64::from(flagged);
                 credit.urgent = true;
                 credit.baseline_changed = true;
-                vacant.insert(Account::new(
-                    announce.uploaded,
-                    announce.downloaded,
-                    now,
-                    state_after,
-                ))
+                let account = Account::new(announce.uploaded, announce.downloaded, now, state_after);
+                &mut vacant.insert((key, account)).into_mut().1
             }
             Entry::Occupied(occupied) => {
-                let account = occupied.into_mut();
+                let account = &mut occupied.into_mut().1;
                 let same_counters = announce.uploaded == account.uploaded
                     && announce.downloaded == account.downloaded;
                 if announce.event == AnnounceEvent::Started {
@@ -560,7 +568,7 @@ impl AccountingShard {
         };
         let was_urgent = account.is_urgent();
         if !account.add(&credit) {
-            self.pending.push_back(key);
+            self.pending.push_back(hash);
         }
         if !was_urgent && credit.urgent {
             self.urgent = self.urgent.saturating_add(1);
@@ -594,13 +602,11 @@ impl AccountingShard {
     pub fn take_pending(&mut self, out: &mut Vec<PeerCredit>, max: usize) -> usize {
         let before = out.len();
         while out.len() - before < max {
-            let Some(key) = self.pending.pop_front() else {
+            let Some(hash) = self.pending.pop_front() else {
                 break;
             };
-            if let Some(account) = self.accounts.get_mut(&key)
-                && account.is_pending()
-            {
-                let credit = account.take(&key);
+            if let Some((key, account)) = self.accounts.find_mut(hash, |(_, a)| a.is_pending()) {
+                let credit = account.take(key);
                 if credit.urgent {
                     self.urgent = self.urgent.saturating_sub(1);
                 }
@@ -628,7 +634,7 @@ impl AccountingShard {
     /// moved into `out`.
     pub fn take_all(&mut self, out: &mut Vec<PeerCredit>) -> usize {
         let before = out.len();
-        for (key, account) in &mut self.accounts {
+        for (key, account) in self.accounts.iter_mut() {
             if account.is_pending() {
                 let mut credit = account.take(key);
                 credit.baseline_changed = true;
@@ -652,7 +658,8 @@ impl AccountingShard {
     pub fn put_back(&mut self, credits: Vec<PeerCredit>) {
         for credit in credits.into_iter().rev() {
             let key = AccountKey::of(&credit.baseline);
-            let Some(account) = self.accounts.get_mut(&key) else {
+            let hash = self.hasher.hash_one(key);
+            let Some((_, account)) = self.accounts.find_mut(hash, |(k, _)| *k == key) else {
                 continue;
             };
             let was_urgent = account.is_urgent();
@@ -661,7 +668,7 @@ impl AccountingShard {
             if let Some(later) = later {
                 account.add(&later);
             } else {
-                self.pending.push_front(key);
+                self.pending.push_front(hash);
             }
             if !was_urgent && account.is_urgent() {
                 self.urgent = self.urgent.saturating_add(1);
@@ -673,7 +680,9 @@ impl AccountingShard {
     /// was not stored (a limit, or the peer already has state).
     pub fn restore(&mut self, baseline: &PeerBaseline, user_peers: Option<&AtomicUsize>) -> bool {
         let key = AccountKey::of(baseline);
-        if self.accounts.contains_key(&key)
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(key);
+        if self.accounts.find(hash, |(k, _)| *k == key).is_some()
             || !Self::acquire(&self.budget, &self.rules, user_peers)
         {
             return false;
@@ -683,15 +692,14 @@ impl AccountingShard {
         } else {
             PeerState::Leeching
         };
-        self.accounts.insert(
-            key,
-            Account::new(
-                baseline.uploaded,
-                baseline.downloaded,
-                baseline.last_announce,
-                state,
-            ),
+        let account = Account::new(
+            baseline.uploaded,
+            baseline.downloaded,
+            baseline.last_announce,
+            state,
         );
+        self.accounts
+            .insert_unique(hash, (key, account), |(k, _)| hasher.hash_one(k));
         true
     }
 
@@ -706,7 +714,7 @@ impl AccountingShard {
         let cutoff = now.saturating_sub(self.rules.retention_secs);
         let budget = &self.budget;
         let before = self.accounts.len();
-        self.accounts.retain(|key, account| {
+        self.accounts.retain(|(key, account)| {
             let keep = u64::from(account.last_announce) >= cutoff || account.is_pending();
             if !keep {
                 release(&budget.peers);
@@ -754,6 +762,7 @@ fn delta(baseline: u64, new: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hashbrown::HashMap;
     use proptest::prelude::*;
 
     const ALICE: Passkey = Passkey(*b"alicealicealicealicealicealice01");
@@ -1176,6 +1185,12 @@ mod tests {
         },
         /// The tracker hands its pending credit to the database, which commits it.
         Commit,
+        /// The tracker hands over the credit of at most this many peers, which the
+        /// database commits.
+        CommitSome(usize),
+        /// A hand-over of at most this many peers that could not be sent: the credit
+        /// goes back to the shard.
+        Bounce(usize),
         /// The tracker crashes: all that was not committed is gone; at start it loads
         /// the committed baselines.
         Crash,
@@ -1186,6 +1201,8 @@ mod tests {
             6 => (0..3usize, 0..5000u32, 0..5000u32, proptest::bool::weighted(0.2), proptest::bool::weighted(0.1))
                 .prop_map(|(peer, up, down, lost, twice)| Step::Transfer { peer, up, down, lost, twice }),
             2 => Just(Step::Commit),
+            1 => (1..3usize).prop_map(Step::CommitSome),
+            1 => (1..3usize).prop_map(Step::Bounce),
             1 => Just(Step::Crash),
         ]
     }
@@ -1229,9 +1246,9 @@ mod tests {
                 };
                 shard.announce(&a, now, || Some(&count));
             };
-            let commit = |shard: &mut AccountingShard, committed_credit: &mut [(u64, u64); 3], baselines: &mut HashMap<PeerId, PeerBaseline>, accounted_to: &mut [(u64, u64); 3]| {
+            let commit = |shard: &mut AccountingShard, max: usize, committed_credit: &mut [(u64, u64); 3], baselines: &mut HashMap<PeerId, PeerBaseline>, accounted_to: &mut [(u64, u64); 3]| {
                 let mut out = Vec::new();
-                shard.take_pending(&mut out, usize::MAX);
+                shard.take_pending(&mut out, max);
                 for c in out {
                     let peer = usize::from(c.baseline.peer_id.0[0]);
                     committed_credit[peer].0 += c.uploaded;
@@ -1272,7 +1289,13 @@ mod tests {
                             }
                         }
                     }
-                    Step::Commit => commit(&mut shard, &mut committed_credit, &mut committed_baselines, &mut accounted_to),
+                    Step::Commit => commit(&mut shard, usize::MAX, &mut committed_credit, &mut committed_baselines, &mut accounted_to),
+                    Step::CommitSome(max) => commit(&mut shard, max, &mut committed_credit, &mut committed_baselines, &mut accounted_to),
+                    Step::Bounce(max) => {
+                        let mut out = Vec::new();
+                        shard.take_pending(&mut out, max);
+                        shard.put_back(out);
+                    }
                     Step::Crash => {
                         for peer in 0..3 {
                             let id = PeerId([peer as u8; 20]);
@@ -1300,7 +1323,8 @@ mod tests {
                     announce(&mut shard, peer, counters[peer], Regular, now);
                 }
             }
-            commit(&mut shard, &mut committed_credit, &mut committed_baselines, &mut accounted_to);
+            commit(&mut shard, usize::MAX, &mut committed_credit, &mut committed_baselines, &mut accounted_to);
+            prop_assert_eq!(shard.num_pending(), 0);
             let expected: Vec<(u64, u64)> = (0..3)
                 .map(|p| (moved[p].0 - given_up[p].0, moved[p].1 - given_up[p].1))
                 .collect();
