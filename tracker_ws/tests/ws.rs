@@ -682,8 +682,10 @@ fn bytes_waiting_for_slow_readers_are_bounded_for_the_whole_tracker() {
     // Relayed offers are shed once half the whole bound waits, long before the sink's
     // own bound.
     let (tracker, mut sink, _sender, peak) = sink_shed_for(config, info_hash(9));
-    // A frame over at most: the check counts what was written before the last send.
-    assert!(peak <= total / 2 + 1100, "peak {peak} bytes queued");
+    // A frame over at most (the check counts what was written before the last send),
+    // plus the sender's own announce reply, counted in the whole tracker's bytes while
+    // it is on its way: replies are never shed.
+    assert!(peak <= total / 2 + 1100 + 1024, "peak {peak} bytes queued");
     assert!(peak > total / 4, "the sink never queued much: peak {peak}");
     // Replies it does not read pass the whole tracker's bound: it is disconnected, and
     // what waited for it is freed.
