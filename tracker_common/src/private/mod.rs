@@ -10,7 +10,7 @@
 //!   accounting of its shard's torrents, next to the swarm.
 //! - [`store`]: what a batch writes, and the SQLite and PostgreSQL backends.
 //! - [`stats`]: its counters, for the statistics line and the metrics endpoint.
-//! - [`writer`]: the `accounting` thread, which gathers the request workers' credits,
+//! - [`writer`]: the `accounting` thread, which takes the request workers' hand-overs,
 //!   commits them in batches and retries a batch until it is known to be applied.
 //!
 //! # Exactly once
@@ -19,8 +19,8 @@
 //! the credits they account for, and they are loaded at start. A peer's next announce
 //! after a restart, a crash or a database outage is credited against its committed
 //! baseline, and its cumulative counters carry whatever was not committed. What waits for
-//! the database is merged per peer, so it is bounded by the number of peers, not by the
-//! number of announces.
+//! the database stays merged in each peer's entry, so it is bounded by the number of
+//! peers, not by the number of announces.
 
 pub mod accounting;
 pub mod passkey;

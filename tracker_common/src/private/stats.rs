@@ -19,7 +19,7 @@ pub struct PrivateStatistics {
     shards: Box<[CachePadded<ShardGauges>]>,
     /// Passkeys in force.
     pub passkeys_loaded: AtomicU64,
-    /// Peers whose credit the `accounting` thread holds (merged, not yet committed).
+    /// Peers' credit the `accounting` thread holds (handed over, not yet committed).
     pub writer_pending: AtomicU64,
     /// Batches committed.
     pub batches_committed: AtomicU64,
