@@ -515,7 +515,8 @@ impl AccountingShard {
                 credit.flagged_announces = u64::from(flagged);
                 credit.urgent = true;
                 credit.baseline_changed = true;
-                let account = Account::new(announce.uploaded, announce.downloaded, now, state_after);
+                let account =
+                    Account::new(announce.uploaded, announce.downloaded, now, state_after);
                 &mut vacant.insert((key, account)).into_mut().1
             }
             Entry::Occupied(occupied) => {

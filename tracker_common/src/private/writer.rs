@@ -37,9 +37,9 @@ use crate::private::passkey::Passkey;
 use crate::private::passkey::{PasskeySet, SharedPasskeys};
 use crate::private::stats::PrivateStatistics;
 use crate::private::store::{AccountingStore, Batch, BatchId, CommitOutcome, UserTorrentCredit};
-use crate::types::InfoHash;
 use crate::statistics::{RateLimitedWarning, unix_now_secs};
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
+use crate::types::InfoHash;
 
 /// How often a request worker checks whether to hand credit over.
 pub const HAND_OVER_CHECK: Duration = Duration::from_secs(1);
@@ -763,7 +763,10 @@ mod tests {
     ) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while outstanding[worker].load(Ordering::Acquire) {
-            assert!(Instant::now() < deadline, "the hand-over was never committed");
+            assert!(
+                Instant::now() < deadline,
+                "the hand-over was never committed"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         outstanding[worker].store(true, Ordering::Release);
@@ -867,12 +870,17 @@ mod tests {
         duty.announce(&announce(2, 20), now);
         duty.announce(&announce(3, 30), now);
         duty.tick();
-        assert!(receiver.try_recv().is_err(), "one hand-over outstanding at most");
+        assert!(
+            receiver.try_recv().is_err(),
+            "one hand-over outstanding at most"
+        );
         assert_eq!(duty.shard.num_pending(), 2);
         // Committed: the next check hands the rest over.
         outstanding[0].store(false, Ordering::Release);
         duty.tick();
-        let second = receiver.try_recv().expect("handed over once the first is done");
+        let second = receiver
+            .try_recv()
+            .expect("handed over once the first is done");
         let mut uploaded: Vec<u64> = second.credits.iter().map(|c| c.uploaded).collect();
         uploaded.sort_unstable();
         assert_eq!(uploaded, [20, 30]);
@@ -940,12 +948,7 @@ mod tests {
             })
             .collect();
         // A stopping worker's last hand-over may hold more than one batch.
-        sender
-            .send(HandOver {
-                worker: 0,
-                credits,
-            })
-            .unwrap();
+        sender.send(HandOver { worker: 0, credits }).unwrap();
         drop(sender);
         thread.join().unwrap().unwrap();
         let m = memory.lock().unwrap();
