@@ -211,26 +211,6 @@ impl PeerCredit {
             baseline_changed: false,
         }
     }
-
-    /// Adds a later credit of the same peer: sums, the later baseline, the first
-    /// completion and the first announce.
-    pub fn merge(&mut self, later: &PeerCredit) {
-        self.baseline = later.baseline;
-        self.uploaded = self.uploaded.saturating_add(later.uploaded);
-        self.downloaded = self.downloaded.saturating_add(later.downloaded);
-        self.seed_seconds = self.seed_seconds.saturating_add(later.seed_seconds);
-        self.leech_seconds = self.leech_seconds.saturating_add(later.leech_seconds);
-        self.completed_at = match (self.completed_at, later.completed_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.first_announce = self.first_announce.min(later.first_announce);
-        self.flagged_announces = self
-            .flagged_announces
-            .saturating_add(later.flagged_announces);
-        self.urgent |= later.urgent;
-        self.baseline_changed |= later.baseline_changed;
-    }
 }
 
 /// What one announce did to accounting.
@@ -654,21 +634,18 @@ impl AccountingShard {
         out.len() - before
     }
 
-    /// Puts credits that could not be handed over back with the pending ones (in front of
-    /// anything credited since), so that they go with the next [`Self::take_pending`].
+    /// Puts credits that could not be handed over back with the pending ones, so that
+    /// they go with the next [`Self::take_pending`]. Adding credit is order-free (sums,
+    /// earliest times, flags), and the baseline is the peer's current one either way.
     pub fn put_back(&mut self, credits: Vec<PeerCredit>) {
-        for credit in credits.into_iter().rev() {
+        for credit in credits {
             let key = AccountKey::of(&credit.baseline);
             let hash = self.hasher.hash_one(key);
             let Some((_, account)) = self.accounts.find_mut(hash, |(k, _)| *k == key) else {
                 continue;
             };
             let was_urgent = account.is_urgent();
-            let later = account.is_pending().then(|| account.take(&key));
-            account.add(&credit);
-            if let Some(later) = later {
-                account.add(&later);
-            } else {
+            if !account.add(&credit) {
                 self.pending.push_front(hash);
             }
             if !was_urgent && account.is_urgent() {
