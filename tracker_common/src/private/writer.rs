@@ -305,10 +305,8 @@ struct InFlight {
 
 /// The thread's working state.
 struct WriterState {
-    /// Hand-overs not yet in a batch, with when they arrived.
+    /// Hand-overs not yet in a batch, with when they arrived: at most two per worker.
     queue: VecDeque<(Instant, HandOver)>,
-    /// Peer credits in `queue`.
-    queued: usize,
     in_flight: Option<InFlight>,
     /// When the batch in flight may be tried again.
     retry_at: Instant,
@@ -320,7 +318,6 @@ impl WriterState {
     fn new(rng: StdRng) -> Self {
         Self {
             queue: VecDeque::new(),
-            queued: 0,
             in_flight: None,
             retry_at: Instant::now(),
             rng,
@@ -329,13 +326,17 @@ impl WriterState {
     }
 
     fn push(&mut self, hand_over: HandOver) {
-        self.queued = self.queued.saturating_add(hand_over.credits.len());
         self.queue.push_back((Instant::now(), hand_over));
+    }
+
+    /// Peer credits queued.
+    fn queued(&self) -> usize {
+        self.queue.iter().map(|(_, h)| h.credits.len()).sum()
     }
 
     /// Peer credits held, queued or in flight.
     fn held(&self) -> usize {
-        self.queued + self.in_flight.as_ref().map_or(0, |f| f.credits)
+        self.queued() + self.in_flight.as_ref().map_or(0, |f| f.credits)
     }
 
     /// Whether to commit now: a batch to retry whose time has come, or a full batch's
@@ -347,7 +348,7 @@ impl WriterState {
         let Some((oldest, _)) = self.queue.front() else {
             return false;
         };
-        self.queued >= MAX_BATCH_CREDITS
+        self.queued() >= MAX_BATCH_CREDITS
             || self.queue.len() >= workers
             || now.saturating_duration_since(*oldest) >= GATHER
     }
@@ -374,15 +375,21 @@ impl WriterState {
                 break;
             };
             if front.credits.len() > room {
-                credits.extend(front.credits.drain(..room));
+                // A hand-over holds each peer once, in no particular order: its tail
+                // goes, without moving the rest.
+                let at = front.credits.len() - room;
+                credits.extend(front.credits.split_off(at));
                 break;
             }
             if let Some((_, whole)) = self.queue.pop_front() {
-                credits.extend(whole.credits);
+                if credits.is_empty() {
+                    credits = whole.credits;
+                } else {
+                    credits.extend(whole.credits);
+                }
                 completes.push(whole.worker);
             }
         }
-        self.queued = self.queued.saturating_sub(credits.len());
         let mut id = [0u8; 16];
         self.rng.fill_bytes(&mut id);
         self.in_flight = Some(InFlight {
