@@ -193,7 +193,8 @@ pub struct PrivateRuntime {
     access: PrivateAccess,
     source: PasskeySource,
     stats: std::sync::Arc<stats::PrivateStatistics>,
-    shards: Vec<accounting::AccountingShard>,
+    /// Each request worker's shard, until its duty takes it.
+    shards: Vec<Option<accounting::AccountingShard>>,
     sender: crossbeam_channel::Sender<writer::HandOver>,
     outstanding: writer::Outstanding,
     /// What the request workers' flush times count from.
@@ -314,7 +315,7 @@ impl PrivateRuntime {
             },
             source,
             stats,
-            shards,
+            shards: shards.into_iter().map(Some).collect(),
             sender,
             outstanding,
             epoch: std::time::Instant::now(),
@@ -334,19 +335,7 @@ impl PrivateRuntime {
         index: usize,
         start: crate::time::ServerStartInstant,
     ) -> Option<writer::AccountingDuty> {
-        let slot = self.shards.get_mut(index)?;
-        let empty = accounting::AccountingShard::new(
-            accounting::AccountingRules {
-                interval_secs: 0,
-                grace_secs: 0,
-                retention_secs: 0,
-                flag_upload_bytes_per_sec: 0,
-                max_peers: 0,
-                max_peers_per_passkey: 0,
-            },
-            std::sync::Arc::default(),
-        );
-        let shard = std::mem::replace(slot, empty);
+        let shard = self.shards.get_mut(index)?.take()?;
         Some(writer::AccountingDuty::new(
             index,
             shard,
