@@ -27,6 +27,7 @@ use crossbeam_channel::RecvTimeoutError;
 use rand::rngs::SmallRng;
 
 use crate::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
+use crate::private::accounting::AccountInfo;
 use crate::private::writer::AccountingDuty;
 use crate::routing::ShardRouter;
 use crate::snapshot::SnapshotPart;
@@ -38,7 +39,7 @@ use crate::swarm::{
     AnnounceCounts, AnnounceParams, CleanStats, SwarmBudget, SwarmLimits, SwarmShard,
 };
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
-use crate::types::AnnouncePeer;
+use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
 
 /// How long to block on the request channel before checking shutdown and cleaning.
 const RECV_TIMEOUT: Duration = Duration::from_millis(50);
@@ -175,6 +176,25 @@ pub struct Swarm<S = SwarmShard> {
     pub now: SecondsSinceServerStart,
     /// Private mode's accounting of the shard's torrents; `None` in public mode.
     pub accounting: Option<AccountingDuty>,
+}
+
+impl<S> Swarm<S> {
+    /// Credits an accepted announce to its user, in private mode (`account` is what the
+    /// socket worker checked; `None` in public mode). Credit does not depend on whether
+    /// the swarm stored the peer (a full torrent, port 0): the client's counters are
+    /// what it transferred either way.
+    pub fn account(
+        &mut self,
+        account: Option<&AccountInfo>,
+        info_hash: InfoHash,
+        peer_id: PeerId,
+        left: u64,
+        event: AnnounceEvent,
+    ) {
+        if let (Some(info), Some(duty)) = (account, self.accounting.as_mut()) {
+            duty.announce(&info.announce(info_hash, peer_id, left, event), self.now);
+        }
+    }
 }
 
 /// A socket worker's batches of requests, one per request worker, and the channels

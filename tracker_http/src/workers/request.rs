@@ -42,17 +42,13 @@ impl RequestHandler for HttpHandler {
                 let (counts, peers) =
                     self.announcer
                         .announce(swarm, &params, peer_ip, &mut batch.peers);
-                // Credit follows the announce whether or not the swarm stored the peer
-                // (port 0, a full torrent): the user's counters are what they are.
-                if let (Some(info), Some(duty)) = (account, swarm.accounting.as_mut()) {
-                    let announce = info.announce(
-                        params.info_hash,
-                        params.peer_id,
-                        params.bytes_left,
-                        params.event,
-                    );
-                    duty.announce(&announce, swarm.now);
-                }
+                swarm.account(
+                    account.as_ref(),
+                    params.info_hash,
+                    params.peer_id,
+                    params.bytes_left,
+                    params.event,
+                );
                 HttpResponse::Announce {
                     conn,
                     counts,

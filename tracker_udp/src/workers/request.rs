@@ -56,17 +56,13 @@ impl RequestHandler for UdpHandler {
                 let (counts, peers) =
                     self.announcer
                         .announce(swarm, &params, peer_ip, &mut batch.peers);
-                // Credit does not depend on whether the swarm stored the peer (a full
-                // swarm, port 0): the user's transfer happened either way.
-                if let (Some(info), Some(duty)) = (account.as_ref(), swarm.accounting.as_mut()) {
-                    let announce = info.announce(
-                        params.info_hash,
-                        params.peer_id,
-                        params.bytes_left,
-                        params.event,
-                    );
-                    duty.announce(&announce, swarm.now);
-                }
+                swarm.account(
+                    account.as_ref(),
+                    params.info_hash,
+                    params.peer_id,
+                    params.bytes_left,
+                    params.event,
+                );
                 UdpResponse::Announce {
                     addr,
                     header: AnnounceHeader {

@@ -36,15 +36,14 @@ impl RequestHandler for WsHandler {
                     swarm
                         .shard
                         .announce(&params, swarm.now, &mut swarm.rng, &mut self.targets);
-                // Credit is given whether or not the swarm stored the peer: the
-                // client's counters are what it did, wherever it is.
-                if let (Some(info), Some(duty)) = (account, swarm.accounting.as_mut()) {
-                    // An unknown size (`left: null`) is a leecher, as in the swarm.
-                    let left = params.bytes_left.unwrap_or(u64::MAX);
-                    let announce =
-                        info.announce(params.info_hash, params.peer_id, left, params.event);
-                    duty.announce(&announce, swarm.now);
-                }
+                // An unknown size (`left: null`) is a leecher, as in the swarm.
+                swarm.account(
+                    account.as_ref(),
+                    params.info_hash,
+                    params.peer_id,
+                    params.bytes_left.unwrap_or(u64::MAX),
+                    params.event,
+                );
                 if let Some(batch) = out.get_mut(from) {
                     batch.0.push(WsResponse::Announce {
                         connection: params.connection.connection,
