@@ -429,8 +429,10 @@ fn register_private(registry: &mut Registry, p: &PrivateSnapshot) {
         series: Refusal::ALL
             .into_iter()
             .map(|cause| {
-                let n = p.refused.get(cause.index()).copied().unwrap_or(0);
-                (vec![("cause", cause.label())], ConstCounter::new(n))
+                (
+                    vec![("cause", cause.label())],
+                    ConstCounter::new(p.refused_for(cause)),
+                )
             })
             .collect(),
     }));
@@ -502,10 +504,11 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
         }
         if s.private.enabled {
             let p = &s.private;
-            let refused = serde_json::Map::from_iter(Refusal::ALL.into_iter().map(|cause| {
-                let n = p.refused.get(cause.index()).copied().unwrap_or(0);
-                (cause.label().to_owned(), n.into())
-            }));
+            let refused = serde_json::Map::from_iter(
+                Refusal::ALL
+                    .into_iter()
+                    .map(|cause| (cause.label().to_owned(), p.refused_for(cause).into())),
+            );
             map.insert(
                 "private".into(),
                 serde_json::json!({

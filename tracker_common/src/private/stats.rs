@@ -85,6 +85,13 @@ pub struct PrivateSnapshot {
     pub over_limit: u64,
 }
 
+impl PrivateSnapshot {
+    /// Requests refused for `cause`.
+    pub fn refused_for(&self, cause: Refusal) -> u64 {
+        self.refused.get(cause.index()).copied().unwrap_or(0)
+    }
+}
+
 impl PrivateStatistics {
     /// Counters for `request_workers` shards.
     pub fn new(request_workers: usize) -> Self {
