@@ -75,7 +75,6 @@ fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
     let tracker = ScenarioTracker {
         binary: Path::new(env!("CARGO_BIN_EXE_tracker_http")),
         name: "http",
-        network_extra: "",
     };
     run_scenario(&tracker, backend, interruption, seed, &mut HttpAnnouncer);
 }
@@ -302,7 +301,7 @@ fn scrapes_without_a_passkey_when_the_config_allows_them() {
 fn a_passkey_taken_out_of_the_file_is_refused_after_sigusr1() {
     let dir = temp_dir("http-private-reload");
     let url = format!("sqlite://{}", dir.join("accounting.db").display());
-    let config = write_private_config(&dir, "", &url, "");
+    let config = write_private_config(&dir, &url, "");
     let mut spawned = Spawned::start(Path::new(env!("CARGO_BIN_EXE_tracker_http")), &config);
     // One keep-alive connection throughout: its socket worker sees the new set.
     let mut client = Client::connect(spawned.addr);

@@ -145,7 +145,6 @@ fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
     let tracker = ScenarioTracker {
         binary: Path::new(env!("CARGO_BIN_EXE_tracker_udp")),
         name: "udp-private",
-        network_extra: "",
     };
     run_scenario(
         &tracker,
@@ -351,7 +350,7 @@ fn public_mode_ignores_passkeys() {
 fn sigusr1_reloads_the_passkeys() {
     let dir = tracker_common::testing::temp_dir("udp-private-sigusr1");
     let url = format!("sqlite://{}", dir.join("accounting.db").display());
-    let config = tracker_common::testing::accounting::write_private_config(&dir, "", &url, "");
+    let config = tracker_common::testing::accounting::write_private_config(&dir, &url, "");
     let passkeys = dir.join("passkeys.txt");
     std::fs::write(&passkeys, format!("{PASSKEY_A}\n")).unwrap();
     let spawned = tracker_common::testing::Spawned::start(

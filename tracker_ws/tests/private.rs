@@ -115,7 +115,6 @@ fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
     let tracker = ScenarioTracker {
         binary: env!("CARGO_BIN_EXE_tracker_ws").as_ref(),
         name: "ws-private",
-        network_extra: "",
     };
     run_scenario(
         &tracker,
@@ -262,7 +261,7 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
 fn answers_and_announces_of_a_revoked_passkey_go_nowhere() {
     let dir = temp_dir("ws-private-revoked");
     let url = format!("sqlite://{}", dir.join("accounting.db").display());
-    let config = write_private_config(&dir, "", &url, "");
+    let config = write_private_config(&dir, &url, "");
     let mut spawned = Spawned::start(env!("CARGO_BIN_EXE_tracker_ws").as_ref(), &config);
     let addr = spawned.addr;
     let hash = info_hash(9);
@@ -331,7 +330,7 @@ fn tracker_on_database_passkeys(
         [PASSKEY_A.as_str(), PASSKEY_B.as_str()],
     )
     .unwrap();
-    let config = write_private_config(&dir, "", &url, &format!("refresh_secs = {refresh_secs}\n"));
+    let config = write_private_config(&dir, &url, &format!("refresh_secs = {refresh_secs}\n"));
     // write_private_config names the passkey file; these tests read the table instead.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("passkeys_path = \"{}\"", dir.join("passkeys.txt").display()),

@@ -249,8 +249,6 @@ pub struct ScenarioTracker<'a> {
     pub binary: &'a Path,
     /// A name for the test's directory.
     pub name: &'a str,
-    /// Keys its configs add to `[network]`, each line ending in `\n`.
-    pub network_extra: &'a str,
 }
 
 /// The database under test and how to read it.
@@ -369,13 +367,8 @@ impl Database {
 }
 
 /// Writes the passkey file (users A and B) and a private-mode config in `dir`; returns
-/// the config's path. `extra` goes at the end of `[private]`.
-pub fn write_private_config(
-    dir: &Path,
-    network_extra: &str,
-    url: &str,
-    private_extra: &str,
-) -> PathBuf {
+/// the config's path. `private_extra` goes at the end of `[private]`.
+pub fn write_private_config(dir: &Path, url: &str, private_extra: &str) -> PathBuf {
     let passkeys = dir.join("passkeys.txt");
     std::fs::write(
         &passkeys,
@@ -384,7 +377,7 @@ pub fn write_private_config(
     .unwrap_or_else(|err| panic!("write {}: {err}", passkeys.display()));
     let config = dir.join("private.toml");
     let text = format!(
-        "[network]\naddress = \"127.0.0.1:0\"\n{network_extra}\
+        "[network]\naddress = \"127.0.0.1:0\"\n\
          [statistics]\ninterval_secs = 0\n\
          [metrics]\naddress = \"127.0.0.1:0\"\n\
          [private]\nenabled = true\npasskeys_path = \"{}\"\n{private_extra}\
@@ -413,7 +406,7 @@ pub fn run_scenario(
     );
     let dir = temp_dir(&format!("{}-{backend:?}-{interruption:?}", tracker.name).to_lowercase());
     let mut database = Database::new(backend, &dir);
-    let config = write_private_config(&dir, tracker.network_extra, &database.url, "");
+    let config = write_private_config(&dir, &database.url, "");
     let script = Script::new(seed);
     let truth = script.truth();
     let mut spawned = Spawned::start(tracker.binary, &config);
