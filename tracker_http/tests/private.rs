@@ -16,8 +16,8 @@ use anyhow::Context;
 use common::{Client, announce, info_hash, start, test_config};
 use tracker_common::private::passkey::Refusal;
 use tracker_common::testing::accounting::{
-    AnnounceClient, Backend, Database, Interruption, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN,
-    ScenarioTracker, ScriptPeer, Step, Totals, run_scenario, write_private_config,
+    AnnounceClient, Database, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, Totals,
+    write_private_config,
 };
 use tracker_common::testing::{Spawned, http_get, temp_dir};
 use tracker_http_protocol::{
@@ -71,15 +71,11 @@ impl AnnounceClient for HttpAnnouncer {
     }
 }
 
-fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
-    let tracker = ScenarioTracker {
-        binary: Path::new(env!("CARGO_BIN_EXE_tracker_http")),
-        name: "http",
-    };
-    run_scenario(&tracker, backend, interruption, seed, &mut HttpAnnouncer);
-}
-
-tracker_common::accounting_scenario_tests!(scenario);
+tracker_common::accounting_scenario_tests!(
+    env!("CARGO_BIN_EXE_tracker_http"),
+    "http",
+    HttpAnnouncer
+);
 
 /// A tracker in private mode on SQLite, in-process: users A and B, clients `-qB4` only,
 /// full scrapes served.

@@ -13,8 +13,7 @@ use std::time::Duration;
 use common::*;
 use tracker_common::private::passkey::{Passkey, Refusal};
 use tracker_common::testing::accounting::{
-    AnnounceClient, Backend, Database, Interruption, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN,
-    ScenarioTracker, ScriptPeer, Step, Totals, run_scenario,
+    AnnounceClient, Database, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, Totals,
 };
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_udp::Config;
@@ -141,21 +140,11 @@ impl AnnounceClient for UdpAnnounceClient {
     }
 }
 
-fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
-    let tracker = ScenarioTracker {
-        binary: Path::new(env!("CARGO_BIN_EXE_tracker_udp")),
-        name: "udp-private",
-    };
-    run_scenario(
-        &tracker,
-        backend,
-        interruption,
-        seed,
-        &mut UdpAnnounceClient::new(),
-    );
-}
-
-tracker_common::accounting_scenario_tests!(scenario);
+tracker_common::accounting_scenario_tests!(
+    env!("CARGO_BIN_EXE_tracker_udp"),
+    "udp-private",
+    UdpAnnounceClient::new()
+);
 
 // --- refusals, in-process ---
 

@@ -14,8 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tracker_common::private::passkey::Passkey;
 use tracker_common::testing::accounting::{
-    AnnounceClient, Backend, Interruption, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScenarioTracker,
-    ScriptPeer, Step, run_scenario, write_private_config,
+    AnnounceClient, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, write_private_config,
 };
 use tracker_common::testing::{Spawned, temp_dir};
 use tracker_ws_protocol::{
@@ -111,21 +110,11 @@ impl AnnounceClient for WsAnnouncer {
     }
 }
 
-fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
-    let tracker = ScenarioTracker {
-        binary: env!("CARGO_BIN_EXE_tracker_ws").as_ref(),
-        name: "ws-private",
-    };
-    run_scenario(
-        &tracker,
-        backend,
-        interruption,
-        seed,
-        &mut WsAnnouncer::default(),
-    );
-}
-
-tracker_common::accounting_scenario_tests!(scenario);
+tracker_common::accounting_scenario_tests!(
+    env!("CARGO_BIN_EXE_tracker_ws"),
+    "ws-private",
+    WsAnnouncer::default()
+);
 
 /// A peer id of an allowed client (`-qB4`), numbered.
 fn qbit(n: u8) -> PeerId {

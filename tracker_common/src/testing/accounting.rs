@@ -501,52 +501,43 @@ pub fn run_scenario(
 
 /// The seven scenario tests of a tracker: `sqlite_` and `postgres_` `clean_run`,
 /// `sigterm_and_restart` and `kill_and_restart`, and `postgres_outage_mid_way`, each
-/// calling `$scenario(backend, interruption, seed)` (a function of the tracker's test
-/// that runs [`run_scenario`] with its client) with a seed of its own.
+/// running [`run_scenario`] on the binary `$binary` (`env!("CARGO_BIN_EXE_...")`), with
+/// `$name` for its directory, a fresh `$client` (an [`AnnounceClient`]) and a seed of its
+/// own.
 #[macro_export]
 macro_rules! accounting_scenario_tests {
-    ($scenario:path) => {
-        #[test]
-        fn sqlite_clean_run() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Sqlite, Interruption::None, 1);
-        }
-
-        #[test]
-        fn sqlite_sigterm_and_restart() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Sqlite, Interruption::Sigterm, 2);
-        }
-
-        #[test]
-        fn sqlite_kill_and_restart() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Sqlite, Interruption::Kill, 3);
-        }
-
-        #[test]
-        fn postgres_clean_run() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Postgres, Interruption::None, 4);
-        }
-
-        #[test]
-        fn postgres_sigterm_and_restart() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Postgres, Interruption::Sigterm, 5);
-        }
-
-        #[test]
-        fn postgres_kill_and_restart() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Postgres, Interruption::Kill, 6);
-        }
-
-        #[test]
-        fn postgres_outage_mid_way() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Postgres, Interruption::DatabaseOutage, 7);
-        }
+    ($binary:expr, $name:expr, $client:expr) => {
+        $crate::accounting_scenario_tests!(@all $binary, $name, $client;
+            sqlite_clean_run, Sqlite, None, 1;
+            sqlite_sigterm_and_restart, Sqlite, Sigterm, 2;
+            sqlite_kill_and_restart, Sqlite, Kill, 3;
+            postgres_clean_run, Postgres, None, 4;
+            postgres_sigterm_and_restart, Postgres, Sigterm, 5;
+            postgres_kill_and_restart, Postgres, Kill, 6;
+            postgres_outage_mid_way, Postgres, DatabaseOutage, 7;
+        );
+    };
+    (@all $binary:expr, $name:expr, $client:expr;
+        $($test:ident, $backend:ident, $interruption:ident, $seed:expr;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                use $crate::testing::accounting::{
+                    Backend, Interruption, ScenarioTracker, run_scenario,
+                };
+                let tracker = ScenarioTracker {
+                    binary: ::std::path::Path::new($binary),
+                    name: $name,
+                };
+                run_scenario(
+                    &tracker,
+                    Backend::$backend,
+                    Interruption::$interruption,
+                    $seed,
+                    &mut $client,
+                );
+            }
+        )*
     };
 }
 
