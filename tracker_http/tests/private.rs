@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use common::{Client, announce, info_hash, start, test_config};
 use tracker_common::private::passkey::Refusal;
 use tracker_common::testing::accounting::{
     AnnounceClient, Database, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, Totals,
-    write_private_config,
+    configure_private, write_private_config,
 };
 use tracker_common::testing::{Spawned, http_get, temp_dir};
 use tracker_http_protocol::{
@@ -79,19 +79,12 @@ tracker_common::accounting_scenario_tests!(
 
 /// A tracker in private mode on SQLite, in-process: users A and B, clients `-qB4` only,
 /// full scrapes served.
-fn private_tracker(dir: &Path, scrape_requires_passkey: bool) -> (tracker_http::Tracker, String) {
-    let passkeys = dir.join("passkeys.txt");
-    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n")).unwrap();
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+fn private_tracker(dir: &Path, scrape_requires_passkey: bool) -> (tracker_http::Tracker, Database) {
     let mut config = test_config("127.0.0.1:0");
-    config.private.enabled = true;
-    config.private.passkeys_path = PathBuf::from(&passkeys);
-    config.private.allowed_clients = vec!["-qB4".to_string()];
+    let database = configure_private(dir, &mut config.private, &mut config.accounting);
     config.private.scrape_requires_passkey = scrape_requires_passkey;
     config.http.full_scrape_max_torrents = 100;
-    config.accounting.url = url.clone();
-    config.accounting.flush_interval_secs = 1;
-    (start(config), url)
+    (start(config), database)
 }
 
 fn qbittorrent(n: u8) -> PeerId {
@@ -123,7 +116,7 @@ fn failure(answer: TrackerResponse) -> String {
 #[test]
 fn refusals_name_their_cause_are_counted_and_stored_nowhere() {
     let dir = temp_dir("http-private-refusals");
-    let (tracker, url) = private_tracker(&dir, true);
+    let (tracker, database) = private_tracker(&dir, true);
     let mut client = Client::connect(tracker.local_addr());
     let hash = info_hash(7);
     let a = PasskeyParam::Key(PASSKEY_A);
@@ -234,10 +227,6 @@ fn refusals_name_their_cause_are_counted_and_stored_nowhere() {
     }
 
     // Only what the served announces moved is credited; the refused ones left no row.
-    let database = Database {
-        url,
-        postgres: None,
-    };
     let expected = [
         (
             (PASSKEY_A, hash),

@@ -14,6 +14,7 @@ use common::*;
 use tracker_common::private::passkey::{Passkey, Refusal};
 use tracker_common::testing::accounting::{
     AnnounceClient, Database, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, Totals,
+    configure_private,
 };
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_udp::Config;
@@ -152,19 +153,9 @@ tracker_common::accounting_scenario_tests!(
 /// clients with a `-qB4` peer id prefix allowed.
 fn private_tracker(name: &str, scrape_requires_passkey: bool) -> (tracker_udp::Tracker, Database) {
     let dir = tracker_common::testing::temp_dir(&format!("udp-private-{name}"));
-    let passkeys = dir.join("passkeys.txt");
-    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n")).unwrap();
     let mut config: Config = test_config("127.0.0.1:0");
-    config.private.enabled = true;
-    config.private.passkeys_path = passkeys;
-    config.private.allowed_clients = vec!["-qB4".to_string()];
+    let database = configure_private(&dir, &mut config.private, &mut config.accounting);
     config.private.scrape_requires_passkey = scrape_requires_passkey;
-    let database = Database {
-        url: format!("sqlite://{}", dir.join("accounting.db").display()),
-        postgres: None,
-    };
-    config.accounting.url = database.url.clone();
-    config.accounting.flush_interval_secs = 1;
     (start(config), database)
 }
 

@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tracker_common::private::passkey::Passkey;
 use tracker_common::testing::accounting::{
-    AnnounceClient, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, write_private_config,
+    AnnounceClient, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, configure_private,
+    write_private_config,
 };
 use tracker_common::testing::{Spawned, temp_dir};
 use tracker_ws_protocol::{
@@ -140,14 +141,8 @@ fn failure(reason: &str, action: Action, hash: Option<InfoHash>) -> ParsedOutMes
 /// `-qB4`; its directory, removed by the caller.
 fn private_tracker(name: &str) -> (tracker_ws::Tracker, std::path::PathBuf) {
     let dir = temp_dir(name);
-    let passkeys = dir.join("passkeys.txt");
-    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n")).unwrap();
     let mut config = test_config("127.0.0.1:0");
-    config.private.enabled = true;
-    config.private.passkeys_path = passkeys;
-    config.private.allowed_clients = vec!["-qB4".to_string()];
-    config.accounting.url = format!("sqlite://{}", dir.join("accounting.db").display());
-    config.accounting.flush_interval_secs = 1;
+    configure_private(&dir, &mut config.private, &mut config.accounting);
     (common::start(config), dir)
 }
 

@@ -34,6 +34,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::private::passkey::Passkey;
+use crate::private::{AccountingConfig, PrivateConfig};
 use crate::testing::postgres::TestPostgres;
 use crate::testing::{Spawned, temp_dir};
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
@@ -364,6 +365,30 @@ impl Database {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Private mode for a tracker started in-process: writes the passkey file (users A and
+/// B) in `dir`, turns `private` on with that file and the allow list `-qB4` (the
+/// scripts' clients), and points `accounting` at a fresh SQLite file in `dir`, flushed
+/// every [`FLUSH_INTERVAL_SECS`]; returns that database.
+///
+/// # Panics
+/// The passkey file could not be written.
+pub fn configure_private(
+    dir: &Path,
+    private: &mut PrivateConfig,
+    accounting: &mut AccountingConfig,
+) -> Database {
+    let passkeys = dir.join("passkeys.txt");
+    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n"))
+        .unwrap_or_else(|err| panic!("write {}: {err}", passkeys.display()));
+    private.enabled = true;
+    private.passkeys_path = passkeys;
+    private.allowed_clients = vec!["-qB4".to_string()];
+    let database = Database::new(Backend::Sqlite, dir);
+    accounting.url.clone_from(&database.url);
+    accounting.flush_interval_secs = FLUSH_INTERVAL_SECS;
+    database
 }
 
 /// Writes the passkey file (users A and B) and a private-mode config in `dir`; returns
