@@ -285,7 +285,7 @@ fn scrapes_without_a_passkey_when_the_config_allows_them() {
 #[test]
 fn a_passkey_taken_out_of_the_file_is_refused_after_sigusr1() {
     let dir = temp_dir("http-private-reload");
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
     let config = write_private_config(&dir, &url, "");
     let mut spawned = Spawned::start(Path::new(env!("CARGO_BIN_EXE_tracker_http")), &config);
     // One keep-alive connection throughout: its socket worker sees the new set.

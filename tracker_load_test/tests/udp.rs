@@ -248,7 +248,7 @@ fn a_load_test_with_passkeys_against_a_private_tracker_is_sane() {
     config.private.passkeys_path = passkeys.clone();
     // The workload scrapes too; UDP scrapes cannot carry a passkey.
     config.private.scrape_requires_passkey = false;
-    config.accounting.url = format!("sqlite://{}", dir.join("accounting.db").display());
+    config.accounting.url = tracker_common::testing::accounting::sqlite_url(&dir);
     let tracker = tracker_udp::start(config).unwrap();
 
     let mut load = load_config(tracker.local_addr());

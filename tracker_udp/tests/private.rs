@@ -329,7 +329,7 @@ fn public_mode_ignores_passkeys() {
 #[test]
 fn sigusr1_reloads_the_passkeys() {
     let dir = tracker_common::testing::temp_dir("udp-private-sigusr1");
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
     let config = tracker_common::testing::accounting::write_private_config(&dir, &url, "");
     let passkeys = dir.join("passkeys.txt");
     std::fs::write(&passkeys, format!("{PASSKEY_A}\n")).unwrap();

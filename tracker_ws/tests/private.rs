@@ -244,7 +244,7 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
 #[test]
 fn answers_and_announces_of_a_revoked_passkey_go_nowhere() {
     let dir = temp_dir("ws-private-revoked");
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
     let config = write_private_config(&dir, &url, "");
     let mut spawned = Spawned::start(env!("CARGO_BIN_EXE_tracker_ws").as_ref(), &config);
     let addr = spawned.addr;
@@ -305,7 +305,7 @@ fn tracker_on_database_passkeys(
 ) -> (Spawned, std::path::PathBuf, std::path::PathBuf) {
     let dir = temp_dir(name);
     let db = dir.join("accounting.db");
-    let url = format!("sqlite://{}", db.display());
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
     // The schema, as the tracker would make it, then the users.
     drop(tracker_common::private::store::open(&url).unwrap());
     let sql = rusqlite::Connection::open(&db).unwrap();

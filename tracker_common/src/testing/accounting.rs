@@ -252,6 +252,11 @@ pub struct ScenarioTracker<'a> {
     pub name: &'a str,
 }
 
+/// The accounting URL of the SQLite file `accounting.db` in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("accounting.db").display())
+}
+
 /// The database under test and how to read it.
 pub struct Database {
     /// The accounting URL.
@@ -268,7 +273,7 @@ impl Database {
     pub fn new(backend: Backend, dir: &Path) -> Self {
         match backend {
             Backend::Sqlite => Self {
-                url: format!("sqlite://{}", dir.join("accounting.db").display()),
+                url: sqlite_url(dir),
                 postgres: None,
             },
             Backend::Postgres => {
