@@ -184,16 +184,7 @@ fn passkeys_come_from_the_list_then_the_file() {
 
     let dir = tracker_common::testing::temp_dir("load-passkeys");
     let path = dir.join("passkeys.txt");
-    std::fs::write(
-        &path,
-        format!(
-            "# users
-
-{b}  # bob
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("# users\n\n{b}  # bob\n")).unwrap();
     config.private.passkeys = vec![a.to_string()];
     config.private.passkeys_path = path.clone();
     config.validate().unwrap();
@@ -205,15 +196,7 @@ fn passkeys_come_from_the_list_then_the_file() {
         .map(ToString::to_string)
         .collect();
     assert_eq!(keys, [a, b]);
-    std::fs::write(
-        &path,
-        format!(
-            "{b}
-not-a-passkey
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("{b}\nnot-a-passkey\n")).unwrap();
     let err = format!("{:#}", config.private.load().unwrap_err());
     assert!(
         err.starts_with("private.passkeys_path") && err.contains("line 2"),
