@@ -32,7 +32,8 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Starts `binary -c config` and waits (10 s at most) for its "listening on" line.
+    /// Starts `binary -c config` and waits for its "listening on" line (10 s at most for
+    /// each log line), noting the metrics address logged before it.
     ///
     /// # Panics
     /// The binary did not start or never said where it listens: a failed test.

@@ -62,7 +62,7 @@ impl Drop for Sqlite {
 impl Backend for Sqlite {
     fn url(&self) -> String {
         // An absolute path: sqlite:///tmp/...
-        format!("sqlite://{}", self.dir.join("accounting.db").display())
+        tracker_common::testing::accounting::sqlite_url(&self.dir)
     }
 
     fn exec(&self, sql: &str) {

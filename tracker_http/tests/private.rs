@@ -9,15 +9,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use common::{Client, announce, info_hash, start, test_config};
 use tracker_common::private::passkey::Refusal;
 use tracker_common::testing::accounting::{
-    AnnounceClient, Backend, Database, Interruption, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN,
-    ScenarioTracker, ScriptPeer, Step, Totals, run_scenario, write_private_config,
+    AnnounceClient, Database, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, Totals,
+    configure_private, write_private_config,
 };
 use tracker_common::testing::{Spawned, http_get, temp_dir};
 use tracker_http_protocol::{
@@ -71,32 +71,20 @@ impl AnnounceClient for HttpAnnouncer {
     }
 }
 
-fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
-    let tracker = ScenarioTracker {
-        binary: Path::new(env!("CARGO_BIN_EXE_tracker_http")),
-        name: "http",
-        network_extra: "",
-    };
-    run_scenario(&tracker, backend, interruption, seed, &mut HttpAnnouncer);
-}
-
-tracker_common::accounting_scenario_tests!(scenario);
+tracker_common::accounting_scenario_tests!(
+    env!("CARGO_BIN_EXE_tracker_http"),
+    "http",
+    HttpAnnouncer
+);
 
 /// A tracker in private mode on SQLite, in-process: users A and B, clients `-qB4` only,
 /// full scrapes served.
-fn private_tracker(dir: &Path, scrape_requires_passkey: bool) -> (tracker_http::Tracker, String) {
-    let passkeys = dir.join("passkeys.txt");
-    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n")).unwrap();
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+fn private_tracker(dir: &Path, scrape_requires_passkey: bool) -> (tracker_http::Tracker, Database) {
     let mut config = test_config("127.0.0.1:0");
-    config.private.enabled = true;
-    config.private.passkeys_path = PathBuf::from(&passkeys);
-    config.private.allowed_clients = vec!["-qB4".to_string()];
+    let database = configure_private(dir, &mut config.private, &mut config.accounting);
     config.private.scrape_requires_passkey = scrape_requires_passkey;
     config.http.full_scrape_max_torrents = 100;
-    config.accounting.url = url.clone();
-    config.accounting.flush_interval_secs = 1;
-    (start(config), url)
+    (start(config), database)
 }
 
 fn qbittorrent(n: u8) -> PeerId {
@@ -128,7 +116,7 @@ fn failure(answer: TrackerResponse) -> String {
 #[test]
 fn refusals_name_their_cause_are_counted_and_stored_nowhere() {
     let dir = temp_dir("http-private-refusals");
-    let (tracker, url) = private_tracker(&dir, true);
+    let (tracker, database) = private_tracker(&dir, true);
     let mut client = Client::connect(tracker.local_addr());
     let hash = info_hash(7);
     let a = PasskeyParam::Key(PASSKEY_A);
@@ -239,10 +227,6 @@ fn refusals_name_their_cause_are_counted_and_stored_nowhere() {
     }
 
     // Only what the served announces moved is credited; the refused ones left no row.
-    let database = Database {
-        url,
-        postgres: None,
-    };
     let expected = [
         (
             (PASSKEY_A, hash),
@@ -301,8 +285,8 @@ fn scrapes_without_a_passkey_when_the_config_allows_them() {
 #[test]
 fn a_passkey_taken_out_of_the_file_is_refused_after_sigusr1() {
     let dir = temp_dir("http-private-reload");
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
-    let config = write_private_config(&dir, "", &url, "");
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
+    let config = write_private_config(&dir, &url, "");
     let mut spawned = Spawned::start(Path::new(env!("CARGO_BIN_EXE_tracker_http")), &config);
     // One keep-alive connection throughout: its socket worker sees the new set.
     let mut client = Client::connect(spawned.addr);

@@ -139,7 +139,7 @@ fn a_private_tracker_serves_the_passkeys() {
     let tracker = tracker_with("127.0.0.1:0", |config| {
         config.private.enabled = true;
         config.private.passkeys_path = passkeys.clone();
-        config.accounting.url = format!("sqlite://{}", dir.join("accounting.db").display());
+        config.accounting.url = tracker_common::testing::accounting::sqlite_url(&dir);
     });
     let mut config = load_config(tracker.local_addr());
     config.passkeys = keys.iter().map(|k| k.to_string()).collect();

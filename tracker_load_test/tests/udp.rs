@@ -9,6 +9,14 @@ use tracker_load_test::report::Summary;
 use tracker_load_test::udp::{CeilingConfig, Config, run, start_ceiling};
 
 fn tracker(address: &str) -> tracker_udp::Tracker {
+    tracker_with(address, |_| {})
+}
+
+/// [`tracker`] with `tune` applied to its config last.
+fn tracker_with(
+    address: &str,
+    tune: impl FnOnce(&mut tracker_udp::Config),
+) -> tracker_udp::Tracker {
     let mut config = tracker_udp::Config::default();
     config.network.address = address.parse().unwrap();
     config.network.recv_buffer_bytes = 0;
@@ -18,6 +26,7 @@ fn tracker(address: &str) -> tracker_udp::Tracker {
     config.statistics.interval_secs = 0;
     // Tests run side by side: the metrics endpoint takes a port of its own choosing.
     config.metrics.address = "127.0.0.1:0".parse().unwrap();
+    tune(&mut config);
     tracker_udp::start(config).unwrap()
 }
 
@@ -175,16 +184,7 @@ fn passkeys_come_from_the_list_then_the_file() {
 
     let dir = tracker_common::testing::temp_dir("load-passkeys");
     let path = dir.join("passkeys.txt");
-    std::fs::write(
-        &path,
-        format!(
-            "# users
-
-{b}  # bob
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("# users\n\n{b}  # bob\n")).unwrap();
     config.private.passkeys = vec![a.to_string()];
     config.private.passkeys_path = path.clone();
     config.validate().unwrap();
@@ -196,15 +196,7 @@ fn passkeys_come_from_the_list_then_the_file() {
         .map(ToString::to_string)
         .collect();
     assert_eq!(keys, [a, b]);
-    std::fs::write(
-        &path,
-        format!(
-            "{b}
-not-a-passkey
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("{b}\nnot-a-passkey\n")).unwrap();
     let err = format!("{:#}", config.private.load().unwrap_err());
     assert!(
         err.starts_with("private.passkeys_path") && err.contains("line 2"),
@@ -236,20 +228,13 @@ fn a_load_test_with_passkeys_against_a_private_tracker_is_sane() {
     let dir = tracker_common::testing::temp_dir("load-private");
     let passkeys = dir.join("passkeys.txt");
     std::fs::write(&passkeys, format!("{a}\n{b}\n")).unwrap();
-    let mut config = tracker_udp::Config::default();
-    config.network.address = "127.0.0.1:0".parse().unwrap();
-    config.network.recv_buffer_bytes = 0;
-    config.network.poll_timeout_ms = 10;
-    config.workers.socket_workers = 1;
-    config.workers.request_workers = 2;
-    config.statistics.interval_secs = 0;
-    config.metrics.address = "127.0.0.1:0".parse().unwrap();
-    config.private.enabled = true;
-    config.private.passkeys_path = passkeys.clone();
-    // The workload scrapes too; UDP scrapes cannot carry a passkey.
-    config.private.scrape_requires_passkey = false;
-    config.accounting.url = format!("sqlite://{}", dir.join("accounting.db").display());
-    let tracker = tracker_udp::start(config).unwrap();
+    let tracker = tracker_with("127.0.0.1:0", |config| {
+        config.private.enabled = true;
+        config.private.passkeys_path = passkeys.clone();
+        // The workload scrapes too; UDP scrapes cannot carry a passkey.
+        config.private.scrape_requires_passkey = false;
+        config.accounting.url = tracker_common::testing::accounting::sqlite_url(&dir);
+    });
 
     let mut load = load_config(tracker.local_addr());
     load.private.passkeys_path = passkeys;

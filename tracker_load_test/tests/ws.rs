@@ -154,7 +154,7 @@ fn a_private_tracker_serves_the_passkeys_given_and_refuses_others() {
     let dir = tracker_common::testing::temp_dir("ws-load-private");
     let passkeys = dir.join("passkeys.txt");
     std::fs::write(&passkeys, keys.join("\n")).unwrap();
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
     let tracker = tracker_with("127.0.0.1:0", |config| {
         config.private.enabled = true;
         config.private.passkeys_path = passkeys;

@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::*;
 use tracker_common::private::passkey::{Passkey, Refusal};
 use tracker_common::testing::accounting::{
-    AnnounceClient, Backend, Database, Interruption, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN,
-    ScenarioTracker, ScriptPeer, Step, Totals, run_scenario,
+    AnnounceClient, Database, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, Totals,
+    configure_private,
 };
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_udp::Config;
@@ -141,22 +141,11 @@ impl AnnounceClient for UdpAnnounceClient {
     }
 }
 
-fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
-    let tracker = ScenarioTracker {
-        binary: Path::new(env!("CARGO_BIN_EXE_tracker_udp")),
-        name: "udp-private",
-        network_extra: "",
-    };
-    run_scenario(
-        &tracker,
-        backend,
-        interruption,
-        seed,
-        &mut UdpAnnounceClient::new(),
-    );
-}
-
-tracker_common::accounting_scenario_tests!(scenario);
+tracker_common::accounting_scenario_tests!(
+    env!("CARGO_BIN_EXE_tracker_udp"),
+    "udp-private",
+    UdpAnnounceClient::new()
+);
 
 // --- refusals, in-process ---
 
@@ -164,19 +153,9 @@ tracker_common::accounting_scenario_tests!(scenario);
 /// clients with a `-qB4` peer id prefix allowed.
 fn private_tracker(name: &str, scrape_requires_passkey: bool) -> (tracker_udp::Tracker, Database) {
     let dir = tracker_common::testing::temp_dir(&format!("udp-private-{name}"));
-    let passkeys = dir.join("passkeys.txt");
-    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n")).unwrap();
     let mut config: Config = test_config("127.0.0.1:0");
-    config.private.enabled = true;
-    config.private.passkeys_path = passkeys;
-    config.private.allowed_clients = vec!["-qB4".to_string()];
+    let database = configure_private(&dir, &mut config.private, &mut config.accounting);
     config.private.scrape_requires_passkey = scrape_requires_passkey;
-    let database = Database {
-        url: format!("sqlite://{}", dir.join("accounting.db").display()),
-        postgres: None,
-    };
-    config.accounting.url = database.url.clone();
-    config.accounting.flush_interval_secs = 1;
     (start(config), database)
 }
 
@@ -350,8 +329,8 @@ fn public_mode_ignores_passkeys() {
 #[test]
 fn sigusr1_reloads_the_passkeys() {
     let dir = tracker_common::testing::temp_dir("udp-private-sigusr1");
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
-    let config = tracker_common::testing::accounting::write_private_config(&dir, "", &url, "");
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
+    let config = tracker_common::testing::accounting::write_private_config(&dir, &url, "");
     let passkeys = dir.join("passkeys.txt");
     std::fs::write(&passkeys, format!("{PASSKEY_A}\n")).unwrap();
     let spawned = tracker_common::testing::Spawned::start(
@@ -382,17 +361,12 @@ fn sigusr1_reloads_the_passkeys() {
 
     std::fs::write(&passkeys, format!("{PASSKEY_B}\n")).unwrap();
     spawned.signal("USR1");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while client
-        .announce(spawned.addr, &peer(PASSKEY_B, 2), &step)
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the added passkey was not served within 10 s of SIGUSR1"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || client
+            .announce(spawned.addr, &peer(PASSKEY_B, 2), &step)
+            .is_ok()),
+        "the added passkey was not served within 10 s of SIGUSR1"
+    );
     let err = client
         .announce(spawned.addr, &peer(PASSKEY_A, 1), &step)
         .unwrap_err();

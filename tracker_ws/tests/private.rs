@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tracker_common::private::passkey::Passkey;
 use tracker_common::testing::accounting::{
-    AnnounceClient, Backend, Interruption, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScenarioTracker,
-    ScriptPeer, Step, run_scenario, write_private_config,
+    AnnounceClient, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, configure_private,
+    write_private_config,
 };
 use tracker_common::testing::{Spawned, temp_dir};
 use tracker_ws_protocol::{
@@ -111,22 +111,11 @@ impl AnnounceClient for WsAnnouncer {
     }
 }
 
-fn scenario(backend: Backend, interruption: Interruption, seed: u64) {
-    let tracker = ScenarioTracker {
-        binary: env!("CARGO_BIN_EXE_tracker_ws").as_ref(),
-        name: "ws-private",
-        network_extra: "",
-    };
-    run_scenario(
-        &tracker,
-        backend,
-        interruption,
-        seed,
-        &mut WsAnnouncer::default(),
-    );
-}
-
-tracker_common::accounting_scenario_tests!(scenario);
+tracker_common::accounting_scenario_tests!(
+    env!("CARGO_BIN_EXE_tracker_ws"),
+    "ws-private",
+    WsAnnouncer::default()
+);
 
 /// A peer id of an allowed client (`-qB4`), numbered.
 fn qbit(n: u8) -> PeerId {
@@ -152,14 +141,8 @@ fn failure(reason: &str, action: Action, hash: Option<InfoHash>) -> ParsedOutMes
 /// `-qB4`; its directory, removed by the caller.
 fn private_tracker(name: &str) -> (tracker_ws::Tracker, std::path::PathBuf) {
     let dir = temp_dir(name);
-    let passkeys = dir.join("passkeys.txt");
-    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n")).unwrap();
     let mut config = test_config("127.0.0.1:0");
-    config.private.enabled = true;
-    config.private.passkeys_path = passkeys;
-    config.private.allowed_clients = vec!["-qB4".to_string()];
-    config.accounting.url = format!("sqlite://{}", dir.join("accounting.db").display());
-    config.accounting.flush_interval_secs = 1;
+    configure_private(&dir, &mut config.private, &mut config.accounting);
     (common::start(config), dir)
 }
 
@@ -261,8 +244,8 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
 #[test]
 fn answers_and_announces_of_a_revoked_passkey_go_nowhere() {
     let dir = temp_dir("ws-private-revoked");
-    let url = format!("sqlite://{}", dir.join("accounting.db").display());
-    let config = write_private_config(&dir, "", &url, "");
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
+    let config = write_private_config(&dir, &url, "");
     let mut spawned = Spawned::start(env!("CARGO_BIN_EXE_tracker_ws").as_ref(), &config);
     let addr = spawned.addr;
     let hash = info_hash(9);
@@ -322,7 +305,7 @@ fn tracker_on_database_passkeys(
 ) -> (Spawned, std::path::PathBuf, std::path::PathBuf) {
     let dir = temp_dir(name);
     let db = dir.join("accounting.db");
-    let url = format!("sqlite://{}", db.display());
+    let url = tracker_common::testing::accounting::sqlite_url(&dir);
     // The schema, as the tracker would make it, then the users.
     drop(tracker_common::private::store::open(&url).unwrap());
     let sql = rusqlite::Connection::open(&db).unwrap();
@@ -331,7 +314,7 @@ fn tracker_on_database_passkeys(
         [PASSKEY_A.as_str(), PASSKEY_B.as_str()],
     )
     .unwrap();
-    let config = write_private_config(&dir, "", &url, &format!("refresh_secs = {refresh_secs}\n"));
+    let config = write_private_config(&dir, &url, &format!("refresh_secs = {refresh_secs}\n"));
     // write_private_config names the passkey file; these tests read the table instead.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("passkeys_path = \"{}\"", dir.join("passkeys.txt").display()),

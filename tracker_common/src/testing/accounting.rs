@@ -34,6 +34,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::private::passkey::Passkey;
+use crate::private::{AccountingConfig, PrivateConfig};
 use crate::testing::postgres::TestPostgres;
 use crate::testing::{Spawned, temp_dir};
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
@@ -249,8 +250,11 @@ pub struct ScenarioTracker<'a> {
     pub binary: &'a Path,
     /// A name for the test's directory.
     pub name: &'a str,
-    /// Keys its configs add to `[network]`, each line ending in `\n`.
-    pub network_extra: &'a str,
+}
+
+/// The accounting URL of the SQLite file `accounting.db` in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("accounting.db").display())
 }
 
 /// The database under test and how to read it.
@@ -269,7 +273,7 @@ impl Database {
     pub fn new(backend: Backend, dir: &Path) -> Self {
         match backend {
             Backend::Sqlite => Self {
-                url: format!("sqlite://{}", dir.join("accounting.db").display()),
+                url: sqlite_url(dir),
                 postgres: None,
             },
             Backend::Postgres => {
@@ -368,14 +372,33 @@ impl Database {
     }
 }
 
-/// Writes the passkey file (users A and B) and a private-mode config in `dir`; returns
-/// the config's path. `extra` goes at the end of `[private]`.
-pub fn write_private_config(
+/// Private mode for a tracker started in-process: writes the passkey file (users A and
+/// B) in `dir`, turns `private` on with that file and the allow list `-qB4` (the
+/// scripts' clients), and points `accounting` at a fresh SQLite file in `dir`, flushed
+/// every [`FLUSH_INTERVAL_SECS`]; returns that database.
+///
+/// # Panics
+/// The passkey file could not be written.
+pub fn configure_private(
     dir: &Path,
-    network_extra: &str,
-    url: &str,
-    private_extra: &str,
-) -> PathBuf {
+    private: &mut PrivateConfig,
+    accounting: &mut AccountingConfig,
+) -> Database {
+    let passkeys = dir.join("passkeys.txt");
+    std::fs::write(&passkeys, format!("{PASSKEY_A}\n{PASSKEY_B}\n"))
+        .unwrap_or_else(|err| panic!("write {}: {err}", passkeys.display()));
+    private.enabled = true;
+    private.passkeys_path = passkeys;
+    private.allowed_clients = vec!["-qB4".to_string()];
+    let database = Database::new(Backend::Sqlite, dir);
+    accounting.url.clone_from(&database.url);
+    accounting.flush_interval_secs = FLUSH_INTERVAL_SECS;
+    database
+}
+
+/// Writes the passkey file (users A and B) and a private-mode config in `dir`; returns
+/// the config's path. `private_extra` goes at the end of `[private]`.
+pub fn write_private_config(dir: &Path, url: &str, private_extra: &str) -> PathBuf {
     let passkeys = dir.join("passkeys.txt");
     std::fs::write(
         &passkeys,
@@ -384,7 +407,7 @@ pub fn write_private_config(
     .unwrap_or_else(|err| panic!("write {}: {err}", passkeys.display()));
     let config = dir.join("private.toml");
     let text = format!(
-        "[network]\naddress = \"127.0.0.1:0\"\n{network_extra}\
+        "[network]\naddress = \"127.0.0.1:0\"\n\
          [statistics]\ninterval_secs = 0\n\
          [metrics]\naddress = \"127.0.0.1:0\"\n\
          [private]\nenabled = true\npasskeys_path = \"{}\"\n{private_extra}\
@@ -413,7 +436,7 @@ pub fn run_scenario(
     );
     let dir = temp_dir(&format!("{}-{backend:?}-{interruption:?}", tracker.name).to_lowercase());
     let mut database = Database::new(backend, &dir);
-    let config = write_private_config(&dir, tracker.network_extra, &database.url, "");
+    let config = write_private_config(&dir, &database.url, "");
     let script = Script::new(seed);
     let truth = script.truth();
     let mut spawned = Spawned::start(tracker.binary, &config);
@@ -508,52 +531,43 @@ pub fn run_scenario(
 
 /// The seven scenario tests of a tracker: `sqlite_` and `postgres_` `clean_run`,
 /// `sigterm_and_restart` and `kill_and_restart`, and `postgres_outage_mid_way`, each
-/// calling `$scenario(backend, interruption, seed)` (a function of the tracker's test
-/// that runs [`run_scenario`] with its client) with a seed of its own.
+/// running [`run_scenario`] on the binary `$binary` (`env!("CARGO_BIN_EXE_...")`), with
+/// `$name` for its directory, a fresh `$client` (an [`AnnounceClient`]) and a seed of its
+/// own.
 #[macro_export]
 macro_rules! accounting_scenario_tests {
-    ($scenario:path) => {
-        #[test]
-        fn sqlite_clean_run() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Sqlite, Interruption::None, 1);
-        }
-
-        #[test]
-        fn sqlite_sigterm_and_restart() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Sqlite, Interruption::Sigterm, 2);
-        }
-
-        #[test]
-        fn sqlite_kill_and_restart() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Sqlite, Interruption::Kill, 3);
-        }
-
-        #[test]
-        fn postgres_clean_run() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Postgres, Interruption::None, 4);
-        }
-
-        #[test]
-        fn postgres_sigterm_and_restart() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Postgres, Interruption::Sigterm, 5);
-        }
-
-        #[test]
-        fn postgres_kill_and_restart() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Postgres, Interruption::Kill, 6);
-        }
-
-        #[test]
-        fn postgres_outage_mid_way() {
-            use $crate::testing::accounting::{Backend, Interruption};
-            $scenario(Backend::Postgres, Interruption::DatabaseOutage, 7);
-        }
+    ($binary:expr, $name:expr, $client:expr) => {
+        $crate::accounting_scenario_tests!(@all $binary, $name, $client;
+            sqlite_clean_run, Sqlite, None, 1;
+            sqlite_sigterm_and_restart, Sqlite, Sigterm, 2;
+            sqlite_kill_and_restart, Sqlite, Kill, 3;
+            postgres_clean_run, Postgres, None, 4;
+            postgres_sigterm_and_restart, Postgres, Sigterm, 5;
+            postgres_kill_and_restart, Postgres, Kill, 6;
+            postgres_outage_mid_way, Postgres, DatabaseOutage, 7;
+        );
+    };
+    (@all $binary:expr, $name:expr, $client:expr;
+        $($test:ident, $backend:ident, $interruption:ident, $seed:expr;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                use $crate::testing::accounting::{
+                    Backend, Interruption, ScenarioTracker, run_scenario,
+                };
+                let tracker = ScenarioTracker {
+                    binary: ::std::path::Path::new($binary),
+                    name: $name,
+                };
+                run_scenario(
+                    &tracker,
+                    Backend::$backend,
+                    Interruption::$interruption,
+                    $seed,
+                    &mut $client,
+                );
+            }
+        )*
     };
 }
 

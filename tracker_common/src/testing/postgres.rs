@@ -88,11 +88,6 @@ impl TestPostgres {
         format!("postgresql://shoal@127.0.0.1:{}/shoal", self.port)
     }
 
-    /// The server's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Stops the server (`pg_ctl stop -m fast`: open connections are closed) and waits
     /// until it has.
     ///
