@@ -86,24 +86,8 @@ class PrivateRun(rc.Run):
         return f"http://{LOOPBACK}:{self.port}/{passkey}/announce"
 
     def scrape(self, passkey=None):
+        """User A's scrape, or `passkey`'s; Run.poll_scrape polls this."""
         return rc.scrape_http(self.port, self.info_hash, passkey=passkey or self.passkey_a)
-
-    def poll_scrape(self, want, describe, seconds=15.0):
-        end = self.deadline.cap(seconds)
-        last = None
-        while True:
-            figures = self.scrape()
-            if figures != last:
-                log(f"scrape: seeders={figures[0]} completed={figures[1]} leechers={figures[2]}")
-                last = figures
-            if want(figures):
-                return figures
-            if time.monotonic() >= end:
-                raise TestFailure(
-                    f"scrape never showed {describe}; last: seeders={figures[0]} "
-                    f"completed={figures[1]} leechers={figures[2]}"
-                )
-            time.sleep(0.5)
 
     def check_scrape_refused(self, passkey, reason):
         """A scrape with `passkey` (None: the plain path) must get the failure `reason`."""

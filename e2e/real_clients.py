@@ -343,12 +343,13 @@ def scrape(protocol, port, info_hash, ssl_context=None):
     return scrape_http(port, info_hash)
 
 
-def poll_scrape(protocol, port, info_hash, want, describe, deadline, seconds=15.0, ssl_context=None):
-    """Scrapes until `want(figures)` holds or the phase ends; returns the last figures."""
+def poll_scrape(scrape_once, want, describe, deadline, seconds=15.0):
+    """Calls `scrape_once()` (a scrape: (seeders, completed, leechers)) until
+    `want(figures)` holds or the phase ends; returns the last figures."""
     end = deadline.cap(seconds)
     last = None
     while True:
-        figures = scrape(protocol, port, info_hash, ssl_context)
+        figures = scrape_once()
         if figures != last:
             log(f"scrape: seeders={figures[0]} completed={figures[1]} leechers={figures[2]}")
             last = figures
@@ -678,16 +679,7 @@ class Run:
         return scrape(self.protocol, self.port, self.info_hash, self.ssl_context)
 
     def poll_scrape(self, want, describe, seconds=15.0):
-        return poll_scrape(
-            self.protocol,
-            self.port,
-            self.info_hash,
-            want,
-            describe,
-            self.deadline,
-            seconds,
-            self.ssl_context,
-        )
+        return poll_scrape(self.scrape, want, describe, self.deadline, seconds)
 
     def check_plain_http_refused(self):
         """Over HTTPS, the port must not answer a plain-HTTP scrape."""
