@@ -221,18 +221,14 @@ impl PostgresStore {
         what: &str,
         call: impl FnOnce(&mut Client) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = None;
-            let client = self
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => self
                 .config
                 .connect(NoTls)
-                .with_context(|| format!("connect to postgresql on {}", self.server()))?;
-            self.client = Some(client);
-        }
-        let Some(client) = self.client.as_mut() else {
-            anyhow::bail!("no postgresql connection");
+                .with_context(|| format!("connect to postgresql on {}", self.server()))?,
         };
-        let result = call(client).with_context(|| what.to_string());
+        let result = call(self.client.insert(client)).with_context(|| what.to_string());
         if result.is_err() {
             self.client = None;
         }
