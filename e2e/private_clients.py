@@ -86,24 +86,8 @@ class PrivateRun(rc.Run):
         return f"http://{LOOPBACK}:{self.port}/{passkey}/announce"
 
     def scrape(self, passkey=None):
+        """User A's scrape, or `passkey`'s; Run.poll_scrape polls this."""
         return rc.scrape_http(self.port, self.info_hash, passkey=passkey or self.passkey_a)
-
-    def poll_scrape(self, want, describe, seconds=15.0):
-        end = self.deadline.cap(seconds)
-        last = None
-        while True:
-            figures = self.scrape()
-            if figures != last:
-                log(f"scrape: seeders={figures[0]} completed={figures[1]} leechers={figures[2]}")
-                last = figures
-            if want(figures):
-                return figures
-            if time.monotonic() >= end:
-                raise TestFailure(
-                    f"scrape never showed {describe}; last: seeders={figures[0]} "
-                    f"completed={figures[1]} leechers={figures[2]}"
-                )
-            time.sleep(0.5)
 
     def check_scrape_refused(self, passkey, reason):
         """A scrape with `passkey` (None: the plain path) must get the failure `reason`."""
@@ -121,28 +105,15 @@ class PrivateRun(rc.Run):
 
     # ---- torrents: one per user ----
 
-    def write_torrent(self, url, path):
-        fs = lt.file_storage()
-        lt.add_files(fs, self.payload_path)
-        ct = lt.create_torrent(fs, PIECE_SIZE, lt.create_torrent.v1_only)
-        ct.add_tracker(url)
-        ct.set_priv(True)
-        ct.set_creator("shoal e2e")
-        lt.set_piece_hashes(ct, self.seed_dir)
-        with open(path, "wb") as f:
-            f.write(lt.bencode(ct.generate()))
-        info = lt.torrent_info(path)
-        if not info.priv():
-            raise TestFailure("the generated torrent is not private")
-        return info.info_hashes().v1.to_bytes()
-
     def make_torrent(self):
         # The announce URL is outside the info dictionary: both users' torrents have
         # one info hash, as on a private site.
         self.torrent_path = os.path.join(self.tmp, "payload-a.torrent")
         self.torrent_b = os.path.join(self.tmp, "payload-b.torrent")
-        self.info_hash = self.write_torrent(self.announce_url(self.passkey_a), self.torrent_path)
-        hash_b = self.write_torrent(self.announce_url(self.passkey_b), self.torrent_b)
+        info_a = self.write_torrent(self.announce_url(self.passkey_a), self.torrent_path)
+        self.info_hash = info_a.info_hashes().v1.to_bytes()
+        info_b = self.write_torrent(self.announce_url(self.passkey_b), self.torrent_b)
+        hash_b = info_b.info_hashes().v1.to_bytes()
         if hash_b != self.info_hash:
             raise TestFailure("the two users' torrents have different info hashes")
         log(

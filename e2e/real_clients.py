@@ -343,12 +343,13 @@ def scrape(protocol, port, info_hash, ssl_context=None):
     return scrape_http(port, info_hash)
 
 
-def poll_scrape(protocol, port, info_hash, want, describe, deadline, seconds=15.0, ssl_context=None):
-    """Scrapes until `want(figures)` holds or the phase ends; returns the last figures."""
+def poll_scrape(scrape_once, want, describe, deadline, seconds=15.0):
+    """Calls `scrape_once()` (a scrape: (seeders, completed, leechers)) until
+    `want(figures)` holds or the phase ends; returns the last figures."""
     end = deadline.cap(seconds)
     last = None
     while True:
-        figures = scrape(protocol, port, info_hash, ssl_context)
+        figures = scrape_once()
         if figures != last:
             log(f"scrape: seeders={figures[0]} completed={figures[1]} leechers={figures[2]}")
             last = figures
@@ -678,16 +679,7 @@ class Run:
         return scrape(self.protocol, self.port, self.info_hash, self.ssl_context)
 
     def poll_scrape(self, want, describe, seconds=15.0):
-        return poll_scrape(
-            self.protocol,
-            self.port,
-            self.info_hash,
-            want,
-            describe,
-            self.deadline,
-            seconds,
-            self.ssl_context,
-        )
+        return poll_scrape(self.scrape, want, describe, self.deadline, seconds)
 
     def check_plain_http_refused(self):
         """Over HTTPS, the port must not answer a plain-HTTP scrape."""
@@ -722,23 +714,29 @@ class Run:
         self.payload_sha = sha256_file(self.payload_path)
         log(f"payload: {PAYLOAD_SIZE} bytes, sha256 {self.payload_sha}")
 
-    def make_torrent(self):
+    def write_torrent(self, url, path):
+        """Writes to `path` a private torrent of the payload that announces to `url`;
+        returns its lt.torrent_info."""
         fs = lt.file_storage()
         lt.add_files(fs, self.payload_path)
         # v1 only: aria2 1.36 knows no BitTorrent v2, and a hybrid torrent
         # would make libtorrent announce a second (v2) info hash too.
         ct = lt.create_torrent(fs, PIECE_SIZE, lt.create_torrent.v1_only)
-        ct.add_tracker(tracker_url(self.protocol, self.port))
+        ct.add_tracker(url)
         ct.set_priv(True)
         ct.set_creator("shoal e2e")
         lt.set_piece_hashes(ct, self.seed_dir)
         data = lt.bencode(ct.generate())
-        self.torrent_path = os.path.join(self.tmp, "payload.torrent")
-        with open(self.torrent_path, "wb") as f:
+        with open(path, "wb") as f:
             f.write(data)
-        info = lt.torrent_info(self.torrent_path)
+        info = lt.torrent_info(path)
         if not info.priv():
             raise TestFailure("the generated torrent is not private")
+        return info
+
+    def make_torrent(self):
+        self.torrent_path = os.path.join(self.tmp, "payload.torrent")
+        info = self.write_torrent(tracker_url(self.protocol, self.port), self.torrent_path)
         self.info_hash = info.info_hashes().v1.to_bytes()
         log(
             f"torrent: info hash {self.info_hash.hex()}, {info.num_pieces()} pieces, private, "

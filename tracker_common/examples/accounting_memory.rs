@@ -21,20 +21,8 @@ use tracker_common::private::store::BatchId;
 use tracker_common::private::writer::make_batch;
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 
-/// Resident memory of this process, in bytes (VmRSS of /proc/self/status).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/self/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS in kB");
-    kib * 1024
-}
+mod common;
+use common::rss_bytes;
 
 fn main() {
     let peers: usize = std::env::args()

@@ -28,24 +28,12 @@ use tracker_common::swarm::{AnnounceParams, SwarmBudget, SwarmShard};
 use tracker_common::time::SecondsSinceServerStart;
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
 
+mod common;
+use common::{rss_bytes, status_bytes};
+
 const TORRENTS: usize = 200_000;
 const PEERS_PER_TORRENT: usize = 5;
 const KEY: [u8; 16] = [42; 16];
-
-/// A field of /proc/self/status in bytes: `VmRSS` (resident now) or `VmHWM` (the peak).
-fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .expect("field in /proc/self/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a size in kB");
-    kib * 1024
-}
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -55,7 +43,7 @@ fn report(what: &str, began: Instant) {
     println!(
         "{what}: {:.0} ms, resident {:.0} MiB, peak {:.0} MiB",
         began.elapsed().as_secs_f64() * 1000.0,
-        mib(status_bytes("VmRSS:")),
+        mib(rss_bytes()),
         mib(status_bytes("VmHWM:"))
     );
 }

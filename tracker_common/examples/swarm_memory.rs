@@ -25,6 +25,9 @@ use tracker_common::swarm::{AnnounceParams, SwarmBudget, SwarmLimits, SwarmShard
 use tracker_common::time::SecondsSinceServerStart;
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
 
+mod common;
+use common::rss_bytes;
+
 const CASES: [&str; 8] = [
     "v4_1peer",
     "v6_1peer",
@@ -35,21 +38,6 @@ const CASES: [&str; 8] = [
     "flood_v4",
     "flood_v6",
 ];
-
-/// Resident memory of this process, in bytes (VmRSS of /proc/self/status).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/self/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS in kB");
-    kib * 1024
-}
 
 struct Filler {
     shard: SwarmShard,

@@ -94,9 +94,14 @@ pub struct UserTorrentCredit {
 pub struct Batch {
     /// Written to `shoal_batches` in the same transaction.
     pub id: BatchId,
-    /// Added to `shoal_user_torrents`, at most one per (passkey, info hash).
+    /// Added to `shoal_user_torrents`, at most one per (passkey, info hash). Sorted by
+    /// those (the table's primary key; [`make_batch`] sorts them), the database walks
+    /// its B-tree in order; any order is applied the same, only slower.
+    ///
+    /// [`make_batch`]: crate::private::writer::make_batch
     pub credits: Vec<UserTorrentCredit>,
-    /// Upserted into `shoal_peers`, at most one per (passkey, info hash, peer id).
+    /// Upserted into `shoal_peers`, at most one per (passkey, info hash, peer id), and
+    /// sorted by those as `credits` are.
     pub baselines: Vec<PeerBaseline>,
     /// Unix seconds of the commit, for `shoal_batches.committed_at`.
     pub created_at: u64,

@@ -18,7 +18,7 @@ use crate::private::passkey::Passkey;
 /// in `shoal_schema_migrations`. Never edit one that has shipped: add the next.
 ///
 /// Passkeys are ASCII identifiers, compared byte by byte (`COLLATE "C"`) rather than by
-/// the database's locale: cheaper, and the order that `commit` sorts a batch in.
+/// the database's locale: cheaper, and the order a [`Batch`]'s rows come in.
 const MIGRATIONS: &[(i64, &str)] = &[(
     1,
     r#"CREATE TABLE shoal_passkeys (
@@ -133,9 +133,9 @@ const MIGRATION_LOCK: i64 = 0x73686f616c; // "shoal"
 /// - `shoal_batches(id TEXT PRIMARY KEY, committed_at BIGINT, credits BIGINT)`, indexed
 ///   on `committed_at`.
 ///
-/// Times are Unix seconds. A batch's rows are upserted in primary key order from arrays
-/// (`UNNEST`), in chunks of 10,000 rows, so that a batch costs a few round trips, not
-/// one a row. A batch must therefore hold at most one credit per (passkey, info hash)
+/// Times are Unix seconds. A batch's rows are upserted in the order the batch holds them
+/// (primary key order, see [`Batch`]) from arrays (`UNNEST`), in chunks of 10,000 rows,
+/// so that a batch costs a few round trips, not one a row. A batch must therefore hold at most one credit per (passkey, info hash)
 /// and one baseline per (passkey, info hash, peer id), as [`Batch`] says, or PostgreSQL
 /// refuses it (one statement may not update a row twice).
 pub struct PostgresStore {
@@ -221,18 +221,14 @@ impl PostgresStore {
         what: &str,
         call: impl FnOnce(&mut Client) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = None;
-            let client = self
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => self
                 .config
                 .connect(NoTls)
-                .with_context(|| format!("connect to postgresql on {}", self.server()))?;
-            self.client = Some(client);
-        }
-        let Some(client) = self.client.as_mut() else {
-            anyhow::bail!("no postgresql connection");
+                .with_context(|| format!("connect to postgresql on {}", self.server()))?,
         };
-        let result = call(client).with_context(|| what.to_string());
+        let result = call(self.client.insert(client)).with_context(|| what.to_string());
         if result.is_err() {
             self.client = None;
         }
@@ -288,11 +284,7 @@ fn baseline(row: &Row) -> Option<PeerBaseline> {
 
 fn upsert_credits(tx: &mut Transaction<'_>, batch: &Batch) -> anyhow::Result<()> {
     let statement = tx.prepare(UPSERT_CREDITS)?;
-    // In primary key order, each chunk's rows share the index's pages with their
-    // neighbours instead of touching pages all over it.
-    let mut credits: Vec<&super::UserTorrentCredit> = batch.credits.iter().collect();
-    credits.sort_unstable_by_key(|c| (c.passkey, c.info_hash));
-    for chunk in credits.chunks(CHUNK_ROWS) {
+    for chunk in batch.credits.chunks(CHUNK_ROWS) {
         let passkeys: Vec<&str> = chunk.iter().map(|c| c.passkey.as_str()).collect();
         let info_hashes: Vec<&[u8]> = chunk.iter().map(|c| &c.info_hash.0[..]).collect();
         let column = |f: fn(&super::UserTorrentCredit) -> u64| -> Vec<i64> {
@@ -324,9 +316,7 @@ fn upsert_credits(tx: &mut Transaction<'_>, batch: &Batch) -> anyhow::Result<()>
 
 fn upsert_baselines(tx: &mut Transaction<'_>, batch: &Batch) -> anyhow::Result<()> {
     let statement = tx.prepare(UPSERT_BASELINES)?;
-    let mut baselines: Vec<&PeerBaseline> = batch.baselines.iter().collect();
-    baselines.sort_unstable_by_key(|b| (b.passkey, b.info_hash, b.peer_id));
-    for chunk in baselines.chunks(CHUNK_ROWS) {
+    for chunk in batch.baselines.chunks(CHUNK_ROWS) {
         let passkeys: Vec<&str> = chunk.iter().map(|b| b.passkey.as_str()).collect();
         let info_hashes: Vec<&[u8]> = chunk.iter().map(|b| &b.info_hash.0[..]).collect();
         let peer_ids: Vec<&[u8]> = chunk.iter().map(|b| &b.peer_id.0[..]).collect();
