@@ -165,7 +165,13 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let settings = SocketWorkerSettings {
         max_scrape_torrents: config.protocol.max_scrape_torrents,
         max_pending_scrapes: config.protocol.max_pending_scrapes,
-        max_url_data_bytes: config.protocol.max_url_data_bytes,
+        // Only private mode reads the URL data (for the passkey): public mode keeps none,
+        // so that a client's "/announce" costs its announce no allocation.
+        max_url_data_bytes: if private.is_some() {
+            config.protocol.max_url_data_bytes
+        } else {
+            0
+        },
         trust_client_ip: config.swarm.trust_client_ip,
         poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
         numwant: NumWantPolicy {
