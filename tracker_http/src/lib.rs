@@ -40,6 +40,7 @@ use std::time::Duration;
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::metrics::Protocol;
+use tracker_common::private::passkey::PrivateCheck;
 use tracker_common::server::{Core, TrackerHandle};
 use tracker_common::statistics::{ProtocolLine, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
@@ -48,9 +49,7 @@ use tracker_common::tls::SharedServerConfig;
 pub use config::Config;
 
 use crate::workers::request::HttpHandler;
-use crate::workers::socket::{
-    HttpCounters, PrivateCheck, SocketWorker, SocketWorkerSettings, WAKER_TOKEN,
-};
+use crate::workers::socket::{HttpCounters, SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_http";

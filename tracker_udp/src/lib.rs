@@ -50,6 +50,7 @@ use std::time::Duration;
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::metrics::Protocol;
+use tracker_common::private::passkey::PrivateCheck;
 use tracker_common::server::{Core, TrackerHandle};
 use tracker_common::statistics::{ProtocolLine, RequestKind, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
@@ -58,7 +59,7 @@ pub use config::Config;
 
 use crate::connection_id::ConnectionValidator;
 use crate::workers::request::UdpHandler;
-use crate::workers::socket::{PrivateGate, SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
+use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_udp";
@@ -164,7 +165,13 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let settings = SocketWorkerSettings {
         max_scrape_torrents: config.protocol.max_scrape_torrents,
         max_pending_scrapes: config.protocol.max_pending_scrapes,
-        max_url_data_bytes: config.protocol.max_url_data_bytes,
+        // Only private mode reads the URL data (for the passkey): public mode keeps none,
+        // so that a client's "/announce" costs its announce no allocation.
+        max_url_data_bytes: if private.is_some() {
+            config.protocol.max_url_data_bytes
+        } else {
+            0
+        },
         trust_client_ip: config.swarm.trust_client_ip,
         poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
         numwant: NumWantPolicy {
@@ -192,7 +199,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             start: core.start,
             statistics: core.statistics.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
-            private: private.as_ref().map(PrivateGate::new),
+            private: private.as_ref().map(PrivateCheck::new),
         };
         core.supervisor
             .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;

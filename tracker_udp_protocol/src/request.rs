@@ -286,9 +286,11 @@ impl AnnounceRequest {
     /// scrape endpoint counts the same, only its passkey segment matters).
     ///
     /// [`PasskeyParam::Missing`] without URL data, for a path without a passkey segment
-    /// and for a path of any other shape (a passkey cut short by the URL data limit is
-    /// such a path); [`PasskeyParam::Malformed`] for a passkey segment that is not 32
-    /// characters of `[0-9A-Za-z]`. Never allocates.
+    /// and for a path of any other shape; [`PasskeyParam::Malformed`] for a passkey
+    /// segment that is not 32 characters of `[0-9A-Za-z]`. A passkey URL cut short by
+    /// the URL data limit is never read as another passkey: `/PASSKEY/announce` cut is
+    /// missing, `/announce/PASSKEY` cut within the passkey is malformed. Never
+    /// allocates.
     pub fn passkey(&self) -> PasskeyParam {
         split_passkey_path(self.url_path()).map_or(PasskeyParam::Missing, |path| {
             PasskeyParam::from_segment(path.passkey)
@@ -412,6 +414,10 @@ fn parse_info_hashes(bytes: &[u8], max: u8) -> Vec<InfoHash> {
 /// result is allocated once at its exact size (at most `max`), and not at all when
 /// there is no URL data.
 fn url_data(options: &[u8], max: usize) -> Vec<u8> {
+    if max == 0 {
+        // Nothing is kept: no need to walk the options.
+        return Vec::new();
+    }
     let len: usize = UrlDataChunks { rest: options }
         .map(<[u8]>::len)
         .fold(0, usize::saturating_add)
@@ -805,7 +811,8 @@ mod tests {
     }
 
     /// The default `protocol.max_url_data_bytes` (128) keeps a passkey URL whole; a
-    /// limit that cuts it makes the passkey missing, never a different passkey.
+    /// limit that cuts it makes the passkey missing (or malformed, for
+    /// `/announce/PASSKEY` cut within the passkey), never a different passkey.
     #[test]
     fn passkey_cut_by_the_url_data_limit_is_missing() {
         let k = std::str::from_utf8(PASSKEY).unwrap();

@@ -47,6 +47,7 @@ use std::time::Duration;
 use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::metrics::Protocol;
+use tracker_common::private::passkey::PrivateCheck;
 use tracker_common::server::{Core, TrackerHandle};
 use tracker_common::statistics::{ProtocolLine, Snapshot};
 use tracker_common::swarm::NumWantPolicy;
@@ -55,9 +56,7 @@ use tracker_common::tls::SharedServerConfig;
 pub use config::Config;
 
 use crate::workers::request::WsHandler;
-use crate::workers::socket::{
-    PrivateGate, SocketWorker, SocketWorkerSettings, WAKER_TOKEN, WsCounters,
-};
+use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN, WsCounters};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_ws";
@@ -259,10 +258,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             ws_counters: ws_counters.clone(),
             tls: tls.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
-            private: private.as_ref().map(|access| PrivateGate {
-                gate: access.gate(),
-                scrape_requires_passkey: access.scrape_requires_passkey,
-            }),
+            private: private.as_ref().map(PrivateCheck::new),
         };
         core.supervisor
             .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;

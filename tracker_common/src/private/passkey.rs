@@ -359,6 +359,55 @@ impl PasskeyGate {
     }
 }
 
+/// A socket worker's whole private-mode check, the same for UDP, HTTP and WebSocket: its
+/// [`PasskeyGate`] and whether scrapes need a passkey too. One per socket worker.
+pub struct PrivateCheck {
+    gate: PasskeyGate,
+    scrape_requires_passkey: bool,
+}
+
+impl PrivateCheck {
+    /// A socket worker's check over the tracker's private access.
+    pub fn new(access: &super::PrivateAccess) -> Self {
+        Self {
+            gate: access.gate(),
+            scrape_requires_passkey: access.scrape_requires_passkey,
+        }
+    }
+
+    /// Checks an announce's passkey and peer id (see [`PasskeyGate::check_announce`]).
+    ///
+    /// # Errors
+    /// The [`Refusal`] to answer with.
+    pub fn check_announce(
+        &mut self,
+        passkey: PasskeyParam,
+        peer_id: &PeerId,
+    ) -> Result<Passkey, Refusal> {
+        self.gate.check_announce(passkey, peer_id)
+    }
+
+    /// Checks a passkey alone (see [`PasskeyGate::check_passkey`]).
+    ///
+    /// # Errors
+    /// The [`Refusal`] to answer with.
+    pub fn check_passkey(&mut self, passkey: PasskeyParam) -> Result<Passkey, Refusal> {
+        self.gate.check_passkey(passkey)
+    }
+
+    /// Checks a scrape: its passkey when `private.scrape_requires_passkey` is on,
+    /// nothing otherwise.
+    ///
+    /// # Errors
+    /// The [`Refusal`] to answer with.
+    pub fn check_scrape(&mut self, passkey: PasskeyParam) -> Result<(), Refusal> {
+        if self.scrape_requires_passkey {
+            self.gate.check_passkey(passkey)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,5 +531,34 @@ mod tests {
             Err(Refusal::UnknownPasskey)
         );
         assert!(ClientAllowList::default().allows(&PeerId([0; 20])));
+    }
+
+    #[test]
+    fn scrapes_need_a_passkey_only_when_configured() {
+        let key = PasskeyParam::Key(Passkey(*KEY));
+        for required in [false, true] {
+            let access = crate::private::PrivateAccess {
+                passkeys: Arc::new(ArcSwap::from_pointee(PasskeySet::new([Passkey(*KEY)]))),
+                clients: Arc::new(ClientAllowList::default()),
+                scrape_requires_passkey: required,
+            };
+            let mut check = PrivateCheck::new(&access);
+            assert_eq!(check.check_scrape(key), Ok(()));
+            let refused = |cause| if required { Err(cause) } else { Ok(()) };
+            assert_eq!(
+                check.check_scrape(PasskeyParam::Missing),
+                refused(Refusal::MissingPasskey)
+            );
+            assert_eq!(
+                check.check_scrape(PasskeyParam::Malformed),
+                refused(Refusal::UnknownPasskey)
+            );
+            // Announces need one either way.
+            assert_eq!(
+                check.check_announce(PasskeyParam::Missing, &PeerId([0; 20])),
+                Err(Refusal::MissingPasskey)
+            );
+            assert_eq!(check.check_passkey(key), Ok(Passkey(*KEY)));
+        }
     }
 }

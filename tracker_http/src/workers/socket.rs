@@ -35,9 +35,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
-use tracker_common::private::PrivateAccess;
 use tracker_common::private::accounting::AccountInfo;
-use tracker_common::private::passkey::{PasskeyGate, Refusal};
+use tracker_common::private::passkey::{PrivateCheck, Refusal};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapePart, ScrapeRoute, route_scrape};
@@ -124,21 +123,6 @@ pub(crate) struct SocketWorker {
     /// Private mode's check; `None` in public mode.
     pub(crate) private: Option<PrivateCheck>,
     pub(crate) shutdown: ShutdownFlag,
-}
-
-/// A socket worker's private-mode check.
-pub(crate) struct PrivateCheck {
-    gate: PasskeyGate,
-    scrape_requires_passkey: bool,
-}
-
-impl PrivateCheck {
-    pub(crate) fn new(access: &PrivateAccess) -> Self {
-        Self {
-            gate: access.gate(),
-            scrape_requires_passkey: access.scrape_requires_passkey,
-        }
-    }
 }
 
 /// What an answer still waiting for a request worker needs to be written.
@@ -510,10 +494,7 @@ impl SocketWorker {
                 let account = match &mut self.private {
                     None => None,
                     Some(check) => {
-                        match check
-                            .gate
-                            .check_announce(announce.passkey, &announce.peer_id)
-                        {
+                        match check.check_announce(announce.passkey, &announce.peer_id) {
                             Ok(passkey) => Some(AccountInfo {
                                 passkey,
                                 uploaded: announce.uploaded,
@@ -541,8 +522,7 @@ impl SocketWorker {
                 self.counters()
                     .request(statistics::RequestKind::Scrape, Family::of(tcp_peer));
                 if let Some(check) = &mut self.private
-                    && check.scrape_requires_passkey
-                    && let Err(cause) = check.gate.check_passkey(scrape.passkey)
+                    && let Err(cause) = check.check_scrape(scrape.passkey)
                 {
                     self.refuse(conn, keep_alive, cause, tcp_peer, state);
                     return;

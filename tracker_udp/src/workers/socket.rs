@@ -25,9 +25,8 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::access_list::AccessListCache;
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
-use tracker_common::private::PrivateAccess;
 use tracker_common::private::accounting::AccountInfo;
-use tracker_common::private::passkey::{PasskeyGate, PasskeyParam, Refusal};
+use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
@@ -93,47 +92,23 @@ pub(crate) struct SocketWorker {
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) shutdown: ShutdownFlag,
     /// Private mode's check; `None` in public mode.
-    pub(crate) private: Option<PrivateGate>,
+    pub(crate) private: Option<PrivateCheck>,
 }
 
-/// A socket worker's private-mode check.
-pub(crate) struct PrivateGate {
-    gate: PasskeyGate,
-    scrape_requires_passkey: bool,
-}
-
-impl PrivateGate {
-    /// The worker's own gate over the shared passkeys.
-    pub(crate) fn new(access: &PrivateAccess) -> Self {
-        Self {
-            gate: access.gate(),
-            scrape_requires_passkey: access.scrape_requires_passkey,
-        }
-    }
-
-    /// What an announce carries to its request worker for accounting, or why it is
-    /// refused.
-    fn check_announce(&mut self, request: &AnnounceRequest) -> Result<AccountInfo, Refusal> {
-        let passkey = self
-            .gate
-            .check_announce(request.passkey(), &request.peer_id)?;
-        // Negative counters are nonsense: credit nothing for them rather than a fortune.
-        let counter = |n: i64| u64::try_from(n).unwrap_or(0);
-        Ok(AccountInfo {
-            passkey,
-            uploaded: counter(request.bytes_uploaded),
-            downloaded: counter(request.bytes_downloaded),
-        })
-    }
-
-    /// Why a scrape is refused, if it is.
-    fn check_scrape(&mut self) -> Result<(), Refusal> {
-        if self.scrape_requires_passkey {
-            // A UDP scrape has no URL data to carry a passkey in.
-            self.gate.check_passkey(PasskeyParam::Missing)?;
-        }
-        Ok(())
-    }
+/// What an announce carries to its request worker for accounting, or why private mode
+/// refuses it.
+fn check_announce(
+    check: &mut PrivateCheck,
+    request: &AnnounceRequest,
+) -> Result<AccountInfo, Refusal> {
+    let passkey = check.check_announce(request.passkey(), &request.peer_id)?;
+    // Negative counters are nonsense: credit nothing for them rather than a fortune.
+    let counter = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(AccountInfo {
+        passkey,
+        uploaded: counter(request.bytes_uploaded),
+        downloaded: counter(request.bytes_downloaded),
+    })
 }
 
 /// The mutable state of the worker's loop, apart from the socket and channels.
@@ -281,7 +256,7 @@ impl SocketWorker {
                 }
                 // Before the access list: a client without a passkey learns nothing of
                 // which torrents are served.
-                let account = match self.private.as_mut().map(|p| p.check_announce(&request)) {
+                let account = match self.private.as_mut().map(|p| check_announce(p, &request)) {
                     None => None,
                     Some(Ok(account)) => Some(account),
                     Some(Err(cause)) => {
@@ -305,7 +280,12 @@ impl SocketWorker {
                     self.reject_connection_id(src, request.transaction_id, state);
                     return;
                 }
-                if let Some(Err(cause)) = self.private.as_mut().map(PrivateGate::check_scrape) {
+                // A UDP scrape has no URL data to carry a passkey in.
+                if let Some(Err(cause)) = self
+                    .private
+                    .as_mut()
+                    .map(|p| p.check_scrape(PasskeyParam::Missing))
+                {
                     self.refuse(src, request.transaction_id, cause, state);
                     return;
                 }

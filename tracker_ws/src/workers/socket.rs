@@ -49,7 +49,7 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::access_list::AccessListCache;
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::private::accounting::AccountInfo;
-use tracker_common::private::passkey::{PasskeyGate, PasskeyParam, Refusal};
+use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
@@ -159,15 +159,7 @@ pub(crate) struct SocketWorker {
     pub(crate) tls: Option<SharedServerConfig>,
     pub(crate) shutdown: ShutdownFlag,
     /// Private mode's check; `None` in public mode.
-    pub(crate) private: Option<PrivateGate>,
-}
-
-/// A socket worker's part of private mode.
-pub(crate) struct PrivateGate {
-    /// Its view of the passkeys in force and the client allow list.
-    pub(crate) gate: PasskeyGate,
-    /// Whether scrapes need a known passkey too.
-    pub(crate) scrape_requires_passkey: bool,
+    pub(crate) private: Option<PrivateCheck>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -791,7 +783,7 @@ impl SocketWorker {
             return Err(None);
         };
         if request.answer.is_some() {
-            return match private.gate.check_passkey(c.passkey) {
+            return match private.check_passkey(c.passkey) {
                 Ok(_) => Ok(None),
                 Err(cause) => {
                     self.statistics.private().refused(cause);
@@ -799,7 +791,7 @@ impl SocketWorker {
                 }
             };
         }
-        match private.gate.check_announce(c.passkey, &request.peer_id) {
+        match private.check_announce(c.passkey, &request.peer_id) {
             Ok(passkey) => Ok(Some(AccountInfo {
                 passkey,
                 uploaded: request.uploaded.unwrap_or(0),
@@ -816,11 +808,8 @@ impl SocketWorker {
     /// counted, or `None` to serve it.
     fn check_scrape(&mut self, slot: usize, state: &State) -> Option<Refusal> {
         let private = self.private.as_mut()?;
-        if !private.scrape_requires_passkey {
-            return None;
-        }
         let c = state.slots.get(slot)?;
-        let cause = private.gate.check_passkey(c.passkey).err()?;
+        let cause = private.check_scrape(c.passkey).err()?;
         self.statistics.private().refused(cause);
         Some(cause)
     }
