@@ -249,6 +249,9 @@ fn refusals_name_their_cause_are_counted_and_stored_nowhere() {
     .collect();
     let totals = database.wait_for(Duration::from_secs(30), |t| *t == expected);
     assert_eq!(totals, expected);
+    // A refused announce without a baseline would be credited nothing but would leave
+    // one: only the two served peers have baselines.
+    assert_eq!(database.committed_baselines().unwrap(), 2);
     tracker.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }

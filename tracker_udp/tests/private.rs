@@ -256,15 +256,26 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
     assert_eq!(client.scrape_one(hash), (0, 0, 2));
     assert_eq!(tracker.statistics().private.refused, [3, 2, 1]);
 
-    // Credited to the two users, and to no one else.
-    let expected_users = |t: &std::collections::BTreeMap<(Passkey, InfoHash), Totals>| {
-        t.keys().map(|(key, _)| *key).collect::<Vec<_>>() == [PASSKEY_A, PASSKEY_B]
+    // Credited to the two users, each exactly its one served announce (every refused
+    // one was a `started` of 1,000 bytes too, A's among them), and to no one else.
+    let served = Totals {
+        uploaded: 1_000,
+        downloaded: 0,
+        completed: false,
     };
-    let totals = database.wait_for(Duration::from_secs(10), expected_users);
-    assert!(expected_users(&totals), "{totals:?}");
+    let expected: std::collections::BTreeMap<(Passkey, InfoHash), Totals> =
+        [((PASSKEY_A, hash), served), ((PASSKEY_B, hash), served)]
+            .into_iter()
+            .collect();
+    let totals = database.wait_for(Duration::from_secs(10), |t| *t == expected);
+    assert_eq!(totals, expected);
     tracker.shutdown();
-    let totals = database.totals().unwrap();
-    assert!(expected_users(&totals), "{totals:?}");
+    assert_eq!(database.totals().unwrap(), expected);
+    assert_eq!(
+        database.committed_baselines().unwrap(),
+        2,
+        "the served peers only"
+    );
 }
 
 #[test]
