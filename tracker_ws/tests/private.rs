@@ -285,7 +285,10 @@ fn answers_and_announces_of_a_revoked_passkey_go_nowhere() {
     // The connection's messages are handled in order: by the failure above, its socket
     // worker had refused the answer (counted with the announce, both "unknown
     // passkey"), before anything could reach a request worker; one answer, the first,
-    // was relayed.
+    // was relayed. Had the answer reached the request worker after all, the offerer's
+    // next announce (same torrent, so the same request worker, in order) would find it
+    // relayed first, and `announce_counts` panics on anything but its reply.
+    offerer.announce_counts(announce(hash, qbit(1), Some(0), AnnounceEvent::None));
     let metrics = spawned.metrics.expect("the metrics endpoint's address");
     let (status, body) = tracker_common::testing::http_get(metrics, "/stats.json");
     assert_eq!(status, 200);
