@@ -290,24 +290,30 @@ impl Database {
     /// Every row of `shoal_user_torrents`, as [`Totals`].
     ///
     /// # Errors
-    /// The database cannot be read.
+    /// The database cannot be read, or a row's passkey or info hash is malformed (so that
+    /// credit under such a key cannot go unseen).
     pub fn totals(&self) -> anyhow::Result<BTreeMap<(Passkey, InfoHash), Totals>> {
         let mut out = BTreeMap::new();
         let mut put = |passkey: String, hash: Vec<u8>, up: i64, down: i64, done: Option<i64>| {
-            let (Some(passkey), Ok(hash)) = (
+            let (Some(key), Ok(hash)) = (
                 Passkey::parse(passkey.as_bytes()),
-                <[u8; 20]>::try_from(hash),
+                <[u8; 20]>::try_from(hash.as_slice()),
             ) else {
-                return;
+                anyhow::bail!(
+                    "shoal_user_torrents has a row under passkey {passkey:?} and an info \
+                     hash of {} bytes",
+                    hash.len()
+                );
             };
             out.insert(
-                (passkey, InfoHash(hash)),
+                (key, InfoHash(hash)),
                 Totals {
                     uploaded: up as u64,
                     downloaded: down as u64,
                     completed: done.is_some(),
                 },
             );
+            Ok(())
         };
         const QUERY: &str = "SELECT passkey, info_hash, uploaded, downloaded, completed_at \
                              FROM shoal_user_torrents";
@@ -322,7 +328,7 @@ impl Database {
                     row.get(2)?,
                     row.get(3)?,
                     row.get(4)?,
-                );
+                )?;
             }
         } else {
             let mut client = postgres::Client::connect(&self.url, postgres::NoTls)?;
@@ -333,7 +339,7 @@ impl Database {
                     row.try_get(2)?,
                     row.try_get(3)?,
                     row.try_get(4)?,
-                );
+                )?;
             }
         }
         Ok(out)
@@ -356,6 +362,10 @@ impl Database {
     }
 
     /// Waits (`timeout` at most) until `check` holds of the totals; the last totals read.
+    /// A read that fails (the database restarting) counts as no rows until the deadline.
+    ///
+    /// # Panics
+    /// The last read at the deadline failed: its error, rather than empty totals.
     pub fn wait_for(
         &self,
         timeout: Duration,
@@ -363,9 +373,13 @@ impl Database {
     ) -> BTreeMap<(Passkey, InfoHash), Totals> {
         let deadline = Instant::now() + timeout;
         loop {
-            let totals = self.totals().unwrap_or_default();
-            if check(&totals) || Instant::now() >= deadline {
+            let read = self.totals();
+            let totals = read.as_ref().cloned().unwrap_or_default();
+            if check(&totals) {
                 return totals;
+            }
+            if Instant::now() >= deadline {
+                return read.unwrap_or_else(|err| panic!("read shoal_user_torrents: {err:#}"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -500,7 +514,9 @@ pub fn run_scenario(
             play(&spawned, client, 3);
             play(&spawned, client, 4);
             next_round = 5;
-            // Several flush intervals fail while it is down.
+            // A commit failed while it is down (the rounds' credit was tried), and
+            // several flush intervals pass.
+            Spawned::wait_line(&spawned.lines, "not committed, will retry");
             std::thread::sleep(Duration::from_secs(4 * FLUSH_INTERVAL_SECS));
             server
                 .start_again()
