@@ -103,10 +103,7 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
-        self.private.validate()?;
-        if self.private.enabled {
-            self.accounting.validate()?;
-        }
+        self.private.validate_with(&self.accounting)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);
         Ok(())

@@ -99,16 +99,12 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
-        self.private.validate()?;
-        if self.private.enabled {
-            self.accounting.validate()?;
-            if self.protocol.max_url_data_bytes < MIN_PRIVATE_URL_DATA_BYTES {
-                anyhow::bail!(
-                    "protocol.max_url_data_bytes: must be at least \
-                     {MIN_PRIVATE_URL_DATA_BYTES} in private mode, or no passkey URL \
-                     (\"/PASSKEY/announce\") fits"
-                );
-            }
+        self.private.validate_with(&self.accounting)?;
+        if self.private.enabled && self.protocol.max_url_data_bytes < MIN_PRIVATE_URL_DATA_BYTES {
+            anyhow::bail!(
+                "protocol.max_url_data_bytes: must be at least {MIN_PRIVATE_URL_DATA_BYTES} in \
+                 private mode, or no passkey URL (\"/PASSKEY/announce\") fits"
+            );
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);

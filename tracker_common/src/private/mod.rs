@@ -66,11 +66,12 @@ impl Default for PrivateConfig {
 }
 
 impl PrivateConfig {
-    /// Checks values that cannot work.
+    /// Checks this section and, when private mode is on, `accounting` too (which only
+    /// private mode reads).
     ///
     /// # Errors
     /// A message naming the key.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate_with(&self, accounting: &AccountingConfig) -> anyhow::Result<()> {
         if self.refresh_secs == 0 {
             anyhow::bail!("private.refresh_secs: must be at least 1");
         }
@@ -81,6 +82,9 @@ impl PrivateConfig {
                      prefix such as \"-qB4\")"
                 );
             }
+        }
+        if self.enabled {
+            accounting.validate()?;
         }
         Ok(())
     }
