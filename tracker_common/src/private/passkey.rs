@@ -18,7 +18,7 @@ use std::sync::atomic::AtomicUsize;
 
 use anyhow::Context;
 use arc_swap::{ArcSwap, Cache};
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
 use crate::types::PeerId;
 
@@ -36,6 +36,24 @@ impl Passkey {
         key.iter()
             .all(u8::is_ascii_alphanumeric)
             .then_some(Self(key))
+    }
+
+    /// The passkeys of a configuration list, in order; the error names `key` and the
+    /// first entry that is not a passkey.
+    ///
+    /// # Errors
+    /// An entry is not a passkey.
+    pub fn parse_list(key: &str, list: &[String]) -> anyhow::Result<Vec<Self>> {
+        list.iter()
+            .map(|entry| {
+                Self::parse(entry.as_bytes()).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{key}: {:?} is not a passkey (32 characters of 0-9, A-Z, a-z)",
+                        entry.chars().take(64).collect::<String>()
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The passkey as text.
@@ -185,24 +203,7 @@ impl PasskeySet {
     /// # Errors
     /// The 1-based line number and a message for the first bad line.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
-        let mut keys = HashSet::new();
-        for (index, line) in text.lines().enumerate() {
-            let content = line.split('#').next().unwrap_or_default().trim();
-            if content.is_empty() {
-                continue;
-            }
-            let key = Passkey::parse(content.as_bytes()).ok_or_else(|| {
-                (
-                    index + 1,
-                    format!(
-                        "not a passkey (32 characters of 0-9, A-Z, a-z): {:?}",
-                        content.chars().take(64).collect::<String>()
-                    ),
-                )
-            })?;
-            keys.insert(key);
-        }
-        Ok(Self::new(keys))
+        Ok(Self::new(parse_lines(text)?))
     }
 
     /// Reads and parses a passkey file.
@@ -406,6 +407,32 @@ impl PrivateCheck {
         }
         Ok(())
     }
+}
+
+/// The passkeys of a passkey file's text, in file order, repeats kept: one a line,
+/// blank lines and `#` comments allowed (a comment may follow a passkey).
+///
+/// # Errors
+/// The 1-based line number and a message for the first bad line.
+pub fn parse_lines(text: &str) -> Result<Vec<Passkey>, (usize, String)> {
+    let mut keys = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or_default().trim();
+        if content.is_empty() {
+            continue;
+        }
+        let key = Passkey::parse(content.as_bytes()).ok_or_else(|| {
+            (
+                index + 1,
+                format!(
+                    "not a passkey (32 characters of 0-9, A-Z, a-z): {:?}",
+                    content.chars().take(64).collect::<String>()
+                ),
+            )
+        })?;
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

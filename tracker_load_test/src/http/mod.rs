@@ -92,16 +92,7 @@ impl Config {
     /// # Errors
     /// One is not a passkey; the message names the key.
     pub fn parsed_passkeys(&self) -> anyhow::Result<Vec<Passkey>> {
-        self.passkeys
-            .iter()
-            .map(|key| {
-                Passkey::parse(key.as_bytes()).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "passkeys: {key:?} is not a passkey (32 characters of 0-9, A-Z, a-z)"
-                    )
-                })
-            })
-            .collect()
+        Passkey::parse_list("passkeys", &self.passkeys)
     }
 }
 

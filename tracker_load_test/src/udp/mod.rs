@@ -25,7 +25,7 @@ use anyhow::Context;
 
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
-use tracker_common::private::passkey::Passkey;
+use tracker_common::private::passkey::{self, Passkey};
 
 use crate::report::{self, RunConfig, Summary};
 use crate::runner::{check_server_address, run_workers};
@@ -105,14 +105,7 @@ impl Default for PrivateConfig {
 
 impl PrivateConfig {
     fn validate(&self) -> anyhow::Result<()> {
-        for key in &self.passkeys {
-            if Passkey::parse(key.as_bytes()).is_none() {
-                anyhow::bail!(
-                    "private.passkeys: {key:?} is not a passkey (32 characters of 0-9, A-Z, a-z)"
-                );
-            }
-        }
-        Ok(())
+        Passkey::parse_list("private.passkeys", &self.passkeys).map(drop)
     }
 
     /// The passkeys, in order: the list, then the file's. Empty: no passkeys.
@@ -121,32 +114,20 @@ impl PrivateConfig {
     /// The file cannot be read or has a line that is not a passkey (named with its
     /// number).
     pub fn load(&self) -> anyhow::Result<Vec<Passkey>> {
-        let mut keys: Vec<Passkey> = self
-            .passkeys
-            .iter()
-            .filter_map(|key| Passkey::parse(key.as_bytes()))
-            .collect();
+        let mut keys = Passkey::parse_list("private.passkeys", &self.passkeys)?;
         if self.passkeys_path.as_os_str().is_empty() {
             return Ok(keys);
         }
         let path = &self.passkeys_path;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("private.passkeys_path: read {}", path.display()))?;
-        for (index, line) in text.lines().enumerate() {
-            let content = line.split('#').next().unwrap_or_default().trim();
-            if content.is_empty() {
-                continue;
-            }
-            let key = Passkey::parse(content.as_bytes()).with_context(|| {
-                format!(
-                    "private.passkeys_path: {} line {}: not a passkey (32 characters of 0-9, \
-                     A-Z, a-z)",
-                    path.display(),
-                    index + 1
-                )
-            })?;
-            keys.push(key);
-        }
+        let from_file = passkey::parse_lines(&text).map_err(|(line, message)| {
+            anyhow::anyhow!(
+                "private.passkeys_path: {} line {line}: {message}",
+                path.display()
+            )
+        })?;
+        keys.extend(from_file);
         Ok(keys)
     }
 }

@@ -219,15 +219,7 @@ impl NetworkConfig {
         if !self.tls && !self.tls_ca_path.as_os_str().is_empty() {
             anyhow::bail!("network.tls_ca_path: set, but network.tls is false");
         }
-        for key in &self.passkeys {
-            if Passkey::parse(key.as_bytes()).is_none() {
-                anyhow::bail!(
-                    "network.passkeys: {:?} is not a passkey (32 characters of 0-9, A-Z, a-z)",
-                    key.chars().take(64).collect::<String>()
-                );
-            }
-        }
-        Ok(())
+        Passkey::parse_list("network.passkeys", &self.passkeys).map(drop)
     }
 }
 
