@@ -1150,6 +1150,60 @@ mod tests {
             }
         }
 
+        /// A passkey URL in either form, with or without a query, split into URL data
+        /// options at random points and mixed with NOPs as a client may send it, gives
+        /// back exactly its passkey.
+        #[test]
+        fn a_passkey_url_split_into_options_gives_its_passkey(
+            key in proptest::collection::vec(
+                proptest::sample::select(
+                    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".to_vec(),
+                ),
+                32,
+            ),
+            unit3d_form in any::<bool>(),
+            query in proptest::option::of("[a-z=&]{0,20}"),
+            cuts in proptest::collection::vec((1usize..40, any::<bool>()), 1..8),
+        ) {
+            let key = String::from_utf8(key).unwrap();
+            let mut url = if unit3d_form {
+                format!("/announce/{key}")
+            } else {
+                format!("/{key}/announce")
+            };
+            if let Some(query) = query {
+                url = format!("{url}?{query}");
+            }
+            // The URL in chunks of the drawn sizes (the last takes the rest), each
+            // an URL data option, some after a NOP.
+            let mut options = Vec::new();
+            let mut rest = url.as_bytes();
+            for (i, (size, nop)) in cuts.iter().enumerate() {
+                if rest.is_empty() {
+                    break;
+                }
+                if *nop {
+                    options.push(option::NOP);
+                }
+                let take = if i + 1 == cuts.len() { rest.len() } else { (*size).min(rest.len()) };
+                let (chunk, tail) = rest.split_at(take);
+                options.push(option::URL_DATA);
+                options.push(chunk.len() as u8);
+                options.extend_from_slice(chunk);
+                rest = tail;
+            }
+            let Ok(Request::Announce(r)) =
+                Request::parse_bytes(&announce_with_options(&options), 74, 1024)
+            else {
+                return Err(TestCaseError::fail("an announce with URL data parses"));
+            };
+            prop_assert_eq!(&r.url_data[..], url.as_bytes());
+            prop_assert_eq!(
+                r.passkey(),
+                PasskeyParam::Key(Passkey::parse(key.as_bytes()).unwrap())
+            );
+        }
+
         /// Whatever the options claim, URL data never exceeds the limit, in length or
         /// in allocation, and is a prefix of the uncut data.
         #[test]
