@@ -575,7 +575,7 @@ fn postgres_outage_is_survived() {
         vec![baseline(1, 1, 1, 100)],
     );
     assert!(store.commit(&two).is_err());
-    // While the server is down, every call fails quickly (connection refused).
+    // While the server is down, every call fails (connection refused).
     assert!(store.commit(&two).is_err());
     assert!(store.load_passkeys().is_err());
 
