@@ -48,7 +48,8 @@ pub const HAND_OVER_CHECK: Duration = Duration::from_secs(1);
 pub const CHANNEL_ROUNDS: usize = 2;
 /// How long the thread keeps retrying its last commit at shutdown.
 pub const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(20);
-/// The most peers' credit one hand-over, and one batch (one transaction), holds.
+/// The most peers' credit one batch (one transaction) holds, and one hand-over but a
+/// stopping worker's last (which the thread then commits batch after batch).
 pub const MAX_BATCH_CREDITS: usize = 100_000;
 /// How long the thread waits, after the first hand-over arrives, for the other
 /// workers' before it commits: the workers' flush times are aligned, so that one
