@@ -30,6 +30,8 @@
 //!   crate without separating anything more.
 //! - [`tls`]: the `[tls]` section and a reloadable rustls server config (ring provider).
 //! - [`slots`]: a TCP socket worker's connections by slot, with generations.
+//! - [`ready`]: a TCP socket worker's turn order: each connection with work left is
+//!   served once per turn, so that none can hold the worker.
 //! - [`transport`]: a TCP connection's byte stream, plain or TLS, for the socket workers
 //!   of the TCP trackers.
 //! - [`testing`]: a tracker binary as a child process, and a throwaway PostgreSQL server,
@@ -55,6 +57,7 @@ pub mod metrics;
 pub mod net;
 pub mod private;
 pub mod privileges;
+pub mod ready;
 pub mod request_worker;
 pub mod routing;
 pub mod scrape;

@@ -544,11 +544,15 @@ fn a_peer_that_does_not_read_is_shed_for_then_disconnected_not_buffered_for() {
     config.ws.max_message_bytes = 4096;
     let bound = 16 * 1024;
     config.ws.max_outgoing_bytes_per_connection = bound;
+    // No ping of the tracker's own (a control frame outside the relay rule) within the
+    // test: the bound below is then exact.
+    config.ws.idle_timeout_secs = 3600;
     let hash = info_hash(6);
     // Offers of ~1 KB fill the sink's socket buffers and then the tracker's queue for
-    // it, up to half the bound; further offers to it are shed, and it stays a peer.
+    // it, up to half the bound; an offer that would pass it is shed, and the sink stays
+    // a peer. Nothing else waits: the sender reads each reply before it sends again.
     let (tracker, mut sink, mut sender, peak) = sink_shed_for(config, hash);
-    assert!(peak <= bound / 2 + 1100, "peak {peak} bytes queued");
+    assert!(peak <= bound / 2, "peak {peak} bytes queued");
     assert_eq!(sender.scrape(&[hash])[0].1.leechers, 2);
     pipeline_until_disconnected(&tracker, &mut sink, hash);
     // Its peer left with it, and the sender is still served.
@@ -682,10 +686,10 @@ fn bytes_waiting_for_slow_readers_are_bounded_for_the_whole_tracker() {
     // Relayed offers are shed once half the whole bound waits, long before the sink's
     // own bound.
     let (tracker, mut sink, _sender, peak) = sink_shed_for(config, info_hash(9));
-    // A frame over at most (the check counts what was written before the last send),
-    // plus the sender's own announce reply, counted in the whole tracker's bytes while
-    // it is on its way: replies are never shed.
-    assert!(peak <= total / 2 + 1100 + 1024, "peak {peak} bytes queued");
+    // Relays stop at half the whole bound; the sender's own announce reply may be
+    // counted in the whole tracker's bytes while it is on its way (replies are never
+    // shed), and it is far under 1 KiB.
+    assert!(peak <= total / 2 + 1024, "peak {peak} bytes queued");
     assert!(peak > total / 4, "the sink never queued much: peak {peak}");
     // Replies it does not read pass the whole tracker's bound: it is disconnected, and
     // what waited for it is freed.

@@ -302,9 +302,75 @@ pub fn close_payload(code: u16) -> [u8; 2] {
     code.to_be_bytes()
 }
 
+/// The code to answer a client's close frame with `payload` (RFC 6455, 5.5.1 and 7.4):
+/// - no payload: [`close_code::NORMAL`];
+/// - a code an endpoint may send, with a reason that is UTF-8: that code, echoed;
+/// - one byte, or a code no endpoint may send (below 1000; 1004, 1005, 1006 and 1015,
+///   which are reserved or only reported locally; 1016 to 2999, not assigned;
+///   5000 and above): [`close_code::PROTOCOL_ERROR`];
+/// - a reason that is not UTF-8: [`close_code::INVALID_DATA`].
+///
+/// The codes that may be sent are RFC 6455's (1000 to 1003, 1007 to 1011), those IANA
+/// registered since (1012 to 1014), and the ranges left to libraries and applications
+/// (3000 to 4999).
+pub fn close_reply(payload: &[u8]) -> u16 {
+    let [high, low, reason @ ..] = payload else {
+        return if payload.is_empty() {
+            close_code::NORMAL
+        } else {
+            close_code::PROTOCOL_ERROR
+        };
+    };
+    let code = u16::from_be_bytes([*high, *low]);
+    let may_be_sent = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+    if !may_be_sent {
+        close_code::PROTOCOL_ERROR
+    } else if std::str::from_utf8(reason).is_err() {
+        close_code::INVALID_DATA
+    } else {
+        code
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_frames_are_answered_by_rfc_6455s_rules() {
+        // No payload: a normal closure.
+        assert_eq!(close_reply(b""), 1000);
+        // One byte cannot hold a code.
+        assert_eq!(close_reply(&[0x03]), 1002);
+        // Codes an endpoint may send are echoed, with or without a UTF-8 reason.
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
+        ] {
+            assert_eq!(close_reply(&code.to_be_bytes()), code, "{code}");
+            let mut payload = code.to_be_bytes().to_vec();
+            payload.extend_from_slice("bye, ünïcode".as_bytes());
+            assert_eq!(close_reply(&payload), code, "{code} with a reason");
+        }
+        // Reserved, local-only, unassigned and out-of-range codes are a protocol error.
+        for code in [
+            0u16,
+            999,
+            1004,
+            1005,
+            1006,
+            1015,
+            1016,
+            2000,
+            2999,
+            5000,
+            u16::MAX,
+        ] {
+            assert_eq!(close_reply(&code.to_be_bytes()), 1002, "{code}");
+        }
+        // A reason that is not UTF-8 is invalid data.
+        assert_eq!(close_reply(&[0x03, 0xe8, 0xff, 0xfe]), 1007);
+        assert_eq!(close_reply(&[0x03, 0xe8, 0xc3]), 1007, "a cut sequence");
+    }
 
     fn masked(kind_byte: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [0x12, 0x34, 0x56, 0x78];

@@ -53,6 +53,7 @@ use tracker_http_protocol::{
 
 use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses};
 use crate::proxy::TrustedProxies;
+use tracker_common::ready::ReadyQueue;
 use tracker_common::request_worker::PeerRange;
 use tracker_common::slots::Slots;
 use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
@@ -196,8 +197,9 @@ struct State {
     /// Reused for answer bodies.
     body: Vec<u8>,
     /// Connections whose reading stopped before the socket was drained (a full pipeline
-    /// or read buffer) and should be read again once their answers are out.
-    resume: Vec<usize>,
+    /// or read buffer, or their part of a turn used) and should be read again once
+    /// their answers are out, one turn each.
+    resume: ReadyQueue,
     full_scrape: FullScrapeState,
 }
 
@@ -237,17 +239,20 @@ impl SocketWorker {
             ),
             accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
             body: Vec::new(),
-            resume: Vec::new(),
+            resume: ReadyQueue::default(),
             full_scrape: FullScrapeState::default(),
         };
         let mut last_housekeeping = Instant::now();
         let mut listener_ready = false;
 
         while !self.shutdown.is_set() {
-            match self
-                .poll
-                .poll(&mut events, Some(self.settings.poll_timeout))
-            {
+            // While connections have work left, only look for events, and come back.
+            let timeout = if state.resume.is_empty() {
+                self.settings.poll_timeout
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) => return Err(anyhow::Error::new(err).context("poll")),
@@ -272,7 +277,10 @@ impl SocketWorker {
             }
             self.flush_requests(&mut state);
             self.take_responses(&mut state);
-            while let Some(slot) = state.resume.pop() {
+            // One turn: each connection with work left reads (at most a chunk) and
+            // handles once; one that has more waits for the next turn, after the poll.
+            let mut turn = state.resume.turn();
+            while let Some(slot) = state.resume.next(&mut turn) {
                 // Reading was paused: a FIN may have come meanwhile, its edge consumed.
                 self.read(slot, &mut state, true);
             }

@@ -50,6 +50,7 @@ use tracker_common::access_list::AccessListCache;
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::private::accounting::AccountInfo;
 use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
+use tracker_common::ready::ReadyQueue;
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
@@ -71,8 +72,8 @@ use tracker_ws_protocol::{
 use crate::config::OriginConfig;
 use crate::messages::{WsRequest, WsResponse, WsResponses, connection_id, slot_and_generation};
 use tracker_ws_protocol::websocket::{
-    Frame, FrameKind, Upgrade, close_code, close_payload, http_answer, parse_upgrade, read_frame,
-    switching_protocols, write_frame,
+    Frame, FrameKind, Upgrade, close_code, close_payload, close_reply, http_answer, parse_upgrade,
+    read_frame, switching_protocols, write_frame,
 };
 
 /// Token of the listening socket.
@@ -187,6 +188,12 @@ struct Connection {
     /// The last frame (or, before the upgrade, the accept).
     last_received: Instant,
     ping_sent: bool,
+    /// The payload of the latest ping, while its pong waits for the one before it to be
+    /// written (see [`Self::queue_pong`]).
+    pong: Option<Vec<u8>>,
+    /// Where the last pong queued in `write_buf` ends: a new one is queued only once
+    /// `written` has passed it.
+    pong_end: usize,
     /// The client closed its side: read no more.
     peer_closed: bool,
     /// Reading stopped before the socket was drained: read again once there is room.
@@ -216,6 +223,35 @@ impl Connection {
         self.awaiting < MAX_AWAITING
     }
 
+    /// Moves the waiting pong into the write buffer once the pong before it is written,
+    /// if it fits within `max_unsent` bytes waiting for this connection.
+    fn queue_pong(&mut self, max_unsent: usize) {
+        if self.written < self.pong_end {
+            return;
+        }
+        let Some(len) = self.pong.as_ref().map(Vec::len) else {
+            return;
+        };
+        if self.unsent() + len + MAX_FRAME_HEADER > max_unsent {
+            return;
+        }
+        self.compact();
+        if let Some(payload) = self.pong.take() {
+            write_frame(&mut self.write_buf, FrameKind::Pong, &payload);
+        }
+        self.pong_end = self.write_buf.len();
+    }
+
+    /// Drops the written half of the write buffer (once at least half is written), so
+    /// that a connection that is always sent something does not grow it for ever.
+    fn compact(&mut self) {
+        if self.written > 0 && self.written >= self.write_buf.len() / 2 {
+            self.write_buf.drain(..self.written);
+            self.pong_end = self.pong_end.saturating_sub(self.written);
+            self.written = 0;
+        }
+    }
+
     /// One more announce or scrape sent on to the request workers.
     fn expect_reply(&mut self) {
         if self.awaiting == 0 {
@@ -242,8 +278,9 @@ struct State {
     scratch: Vec<u8>,
     /// Connections with bytes queued since they were last written.
     dirty: Vec<usize>,
-    /// Connections whose reading stopped before the socket was drained.
-    resume: Vec<usize>,
+    /// Connections whose reading stopped before the socket was drained (or their part
+    /// of a turn was used), read again one turn each.
+    resume: ReadyQueue,
     /// Connections not read while the response channel was backlogged.
     deferred: Vec<usize>,
     /// Departures a full channel refused, sent again at the next round.
@@ -287,7 +324,7 @@ impl SocketWorker {
             accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
             scratch: Vec::new(),
             dirty: Vec::new(),
-            resume: Vec::new(),
+            resume: ReadyQueue::default(),
             deferred: Vec::new(),
             leaves: Vec::new(),
             full_scrape: FullScrapeState::default(),
@@ -296,10 +333,13 @@ impl SocketWorker {
         let mut listener_ready = false;
 
         while !self.shutdown.is_set() {
-            match self
-                .poll
-                .poll(&mut events, Some(self.settings.poll_timeout))
-            {
+            // While connections have work left, only look for events, and come back.
+            let timeout = if state.resume.is_empty() {
+                self.settings.poll_timeout
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) => return Err(anyhow::Error::new(err).context("poll")),
@@ -325,8 +365,13 @@ impl SocketWorker {
             self.flush_requests(&mut state);
             self.take_responses(&mut state);
             // What waited for the responses is read now that they are taken.
-            state.resume.append(&mut state.deferred);
-            while let Some(slot) = state.resume.pop() {
+            for slot in state.deferred.drain(..) {
+                state.resume.push(slot);
+            }
+            // One turn: each connection with work left reads (at most a chunk) and
+            // handles once; one that has more waits for the next turn, after the poll.
+            let mut turn = state.resume.turn();
+            while let Some(slot) = state.resume.next(&mut turn) {
                 // Reading was paused: a FIN may have come meanwhile, its edge consumed.
                 self.read(slot, &mut state, true);
             }
@@ -376,6 +421,8 @@ impl SocketWorker {
                 fragments: None,
                 last_received: Instant::now(),
                 ping_sent: false,
+                pong: None,
+                pong_end: 0,
                 peer_closed: false,
                 read_paused: false,
                 deferred: false,
@@ -600,16 +647,22 @@ impl SocketWorker {
                 return false;
             }
             FrameKind::Ping => {
-                write_frame(&mut c.write_buf, FrameKind::Pong, data);
+                // RFC 6455 (5.5.3) lets an endpoint answer only the latest of several
+                // pings: one pong waits at most, so a client that pings and does not
+                // read holds a pong's worth, however fast it pings.
+                match &mut c.pong {
+                    Some(pong) => {
+                        pong.clear();
+                        pong.extend_from_slice(data);
+                    }
+                    None => c.pong = Some(data.to_vec()),
+                }
                 mark_dirty(c, slot, &mut state.dirty);
             }
             FrameKind::Pong => {}
             FrameKind::Close => {
-                // Echo the client's code (RFC 6455, 5.5.1), then close.
-                let code = match data {
-                    [a, b, ..] => u16::from_be_bytes([*a, *b]),
-                    _ => close_code::NORMAL,
-                };
+                // Echo the client's code if it may be sent (RFC 6455, 5.5.1), then close.
+                let code = close_reply(data);
                 write_frame(&mut c.write_buf, FrameKind::Close, &close_payload(code));
                 c.phase = Phase::Closing(Instant::now());
                 c.fragments = None;
@@ -1121,28 +1174,38 @@ impl SocketWorker {
         }
     }
 
-    /// Queues a relayed offer or answer for connection id `connection`, unless that
-    /// connection already has half its outgoing bound waiting, or the whole tracker half
-    /// of its own and this connection some: such a message is shed (counted) rather than
-    /// let grow the queue of a client that is not keeping up. Only replies to its own
-    /// messages then reach the bounds, and a client that does not read those is
-    /// disconnected. Returns whether it was queued.
+    /// Queues a relayed offer or answer for connection id `connection`, unless the
+    /// connection has bytes waiting and the message would put more than half its
+    /// outgoing bound, or half the whole tracker's, waiting: such a message
+    /// is shed (counted) rather than let grow the queue of a client that is not keeping
+    /// up. Only replies to its own messages then reach the bounds, and a client that
+    /// does not read those is disconnected. Returns whether it was queued.
     fn relay(&mut self, connection: u64, message: &OutMessage<'_>, state: &mut State) -> bool {
         let Some(slot) = current(&state.slots, connection) else {
             return false;
         };
-        let Some(c) = state.slots.get_mut(slot) else {
+        let Some(c) = state.slots.get(slot) else {
             return false;
         };
+        let mut json = std::mem::take(&mut state.scratch);
+        json.clear();
+        write_out_message(message, &mut json);
+        let frame = json.len() + MAX_FRAME_HEADER;
         let unsent = c.unsent();
         let total = queued_now(&self.ws_counters.queued_bytes, c);
-        if unsent > self.settings.max_outgoing_bytes / 2
-            || (unsent > 0 && total > self.settings.max_outgoing_bytes_total / 2)
+        // A connection with nothing waiting takes any one message (the config makes sure
+        // its bound holds the largest), so that big offers still reach idle peers.
+        let sent = if unsent > 0
+            && (unsent + frame > self.settings.max_outgoing_bytes / 2
+                || total + frame > self.settings.max_outgoing_bytes_total / 2)
         {
             add(&self.counters().relayed_shed, 1);
-            return false;
-        }
-        self.send_to_slot(slot, message, state)
+            false
+        } else {
+            self.send_json(slot, &json, state)
+        };
+        state.scratch = json;
+        sent
     }
 
     fn send_to_slot(&mut self, slot: usize, message: &OutMessage<'_>, state: &mut State) -> bool {
@@ -1188,10 +1251,7 @@ impl SocketWorker {
             self.close(slot, state);
             return false;
         }
-        if c.written > 0 && c.written >= c.write_buf.len() / 2 {
-            c.write_buf.drain(..c.written);
-            c.written = 0;
-        }
+        c.compact();
         write_frame(&mut c.write_buf, FrameKind::Text, json);
         mark_dirty(c, slot, &mut state.dirty);
         true
@@ -1211,6 +1271,9 @@ impl SocketWorker {
         let Some(c) = state.slots.get_mut(slot) else {
             return;
         };
+        if c.phase == Phase::Open {
+            c.queue_pong(self.settings.max_outgoing_bytes);
+        }
         let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
         add(
             &self.statistics.socket(self.index).bytes_sent,
@@ -1222,7 +1285,15 @@ impl SocketWorker {
             // Everything out: an idle connection keeps no buffer.
             c.write_buf = Vec::new();
             c.written = 0;
+            c.pong_end = 0;
             done = matches!(c.phase, Phase::Closing(_));
+            if c.pong.is_some() && c.phase == Phase::Open {
+                // A ping came while the last pong was on its way: its turn now.
+                c.queue_pong(self.settings.max_outgoing_bytes);
+                if c.pong.is_none() {
+                    mark_dirty(c, slot, &mut state.dirty);
+                }
+            }
         }
         if round.failed || done {
             self.close(slot, state);
