@@ -165,38 +165,23 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
         offers: offers(1, 2),
         ..announce(hash, peer, Some(0), AnnounceEvent::Started)
     };
-    // An unknown passkey, and a segment that is not a passkey at all.
-    let mut unknown = Client::connect_path(addr, &path(&PASSKEY_UNKNOWN));
-    unknown.announce(with_offers(qbit(2)));
-    assert_eq!(unknown.next(), refused("unknown passkey"));
-    let mut malformed = Client::connect_path(addr, "/not-a-passkey/announce");
-    malformed.announce(with_offers(qbit(3)));
-    assert_eq!(malformed.next(), refused("unknown passkey"));
-    // No passkey: /announce and /.
-    let mut bare = Client::connect_path(addr, "/announce");
-    bare.announce(with_offers(qbit(4)));
-    assert_eq!(bare.next(), refused("missing passkey"));
-    let mut root = Client::connect_path(addr, "/");
-    root.announce(with_offers(qbit(5)));
-    assert_eq!(root.next(), refused("missing passkey"));
-    // A known passkey from a client not on the allow list.
+    // An upgrade without a passkey in force is refused: it holds no connection. An
+    // unknown passkey, a segment that is not a passkey at all, and no passkey (/announce
+    // and /).
+    assert_upgrade_refused(addr, &path(&PASSKEY_UNKNOWN), 403, "unknown passkey");
+    assert_upgrade_refused(addr, "/not-a-passkey/announce", 403, "unknown passkey");
+    assert_upgrade_refused(addr, "/announce", 403, "missing passkey");
+    assert_upgrade_refused(addr, "/", 403, "missing passkey");
+    // A known passkey from a client not on the allow list: the connection opens (the
+    // peer id comes with the announce), and its announces are refused.
     let mut other_client = Client::connect_path(addr, &format!("/announce/{PASSKEY_A}"));
     let mut transmission = [b'1'; 20];
     transmission[..4].copy_from_slice(b"-TR4");
     other_client.announce(with_offers(PeerId(transmission)));
     assert_eq!(other_client.next(), refused("client not allowed"));
-    // The connections stay open: the same connection is refused again.
-    unknown.announce(with_offers(qbit(2)));
-    assert_eq!(unknown.next(), refused("unknown passkey"));
-
-    // Scrapes need a passkey too (scrape_requires_passkey is on by default).
-    bare.send(&InMessage::Scrape(
-        tracker_ws_protocol::ScrapeRequest::InfoHashes(vec![hash]),
-    ));
-    assert_eq!(
-        bare.next(),
-        failure("missing passkey", Action::Scrape, None)
-    );
+    // The connection stays open: the same connection is refused again.
+    other_client.announce(with_offers(PeerId(transmission)));
+    assert_eq!(other_client.next(), refused("client not allowed"));
 
     // Stored nowhere: the swarm holds the member alone, and no offer was relayed (the
     // socket worker refuses before anything reaches a request worker).
@@ -213,23 +198,18 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
     );
     assert_eq!(tracker.connections().offers_relayed, 0);
 
-    // Counted by cause: missing (2 announces, 1 scrape), unknown (3), client (1).
+    // Counted by cause: missing (2 upgrades), unknown (2 upgrades), client (2 announces).
     let private = tracker.statistics().private;
     assert!(private.enabled);
-    assert_eq!(private.refused, [3, 3, 1], "{private:?}");
+    assert_eq!(private.refused, [2, 2, 2], "{private:?}");
 
     // An upgrade on a path that is not the tracker's is refused in private mode.
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    match tungstenite::client::client(format!("ws://{addr}/elsewhere"), stream) {
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-            assert_eq!(response.status(), 404);
-        }
-        Err(err) => panic!("expected a 404 refusal, got {err}"),
-        Ok(_) => panic!("expected a 404 refusal, the upgrade was accepted"),
-    }
+    assert_upgrade_refused(
+        addr,
+        "/elsewhere",
+        404,
+        "not found: connect to /PASSKEY/announce",
+    );
 
     // A known passkey and client are served, and the swarm then has both.
     let mut user = Client::connect_path(addr, &path(&PASSKEY_A));
@@ -241,8 +221,25 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Asserts that an upgrade on `path` is refused with `status` and a body of `reason`.
+fn assert_upgrade_refused(addr: SocketAddr, path: &str, status: u16, reason: &str) {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    match tungstenite::client::client(format!("ws://{addr}{path}"), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), status, "{path}");
+            let body = response.body().as_deref().unwrap_or_default();
+            assert_eq!(String::from_utf8_lossy(body).trim_end(), reason, "{path}");
+        }
+        Err(err) => panic!("{path}: expected a {status} refusal, got {err}"),
+        Ok(_) => panic!("{path}: expected a {status} refusal, the upgrade was accepted"),
+    }
+}
+
 #[test]
-fn answers_and_announces_of_a_revoked_passkey_go_nowhere() {
+fn a_revoked_passkeys_connection_is_closed_and_its_peer_leaves() {
     let dir = temp_dir("ws-private-revoked");
     let url = tracker_common::testing::accounting::sqlite_url(&dir);
     let config = write_private_config(&dir, &url, "");
@@ -276,25 +273,26 @@ fn answers_and_announces_of_a_revoked_passkey_go_nowhere() {
     spawned.signal("USR1");
     Spawned::wait_line(&spawned.lines, "passkeys reloaded");
 
+    // Its connection is closed with 1008 (policy) at the worker's next housekeeping,
+    // whatever it sends meanwhile: an answer to the offer it holds is refused too.
     answerer.announce(answer(hash, qbit(2), qbit(1), offer_id, "second"));
-    answerer.announce(announce(hash, qbit(2), Some(5), AnnounceEvent::None));
+    assert_eq!(answerer.close_code(), Some(1008));
+    // Its peer left the swarm before the close frame was written: the offerer's next
+    // announce (same torrent, so the same request worker, after the departure) finds
+    // itself alone, and no answer but the first was relayed (`announce_counts` panics
+    // on anything but its reply).
     assert_eq!(
-        answerer.next(),
-        failure("unknown passkey", Action::Announce, Some(hash))
+        offerer.announce_counts(offer_to_answerer(3)),
+        (1, 0),
+        "the revoked peer is still in the swarm"
     );
-    // The connection's messages are handled in order: by the failure above, its socket
-    // worker had refused the answer (counted with the announce, both "unknown
-    // passkey"), before anything could reach a request worker; one answer, the first,
-    // was relayed. Had the answer reached the request worker after all, the offerer's
-    // next announce (same torrent, so the same request worker, in order) would find it
-    // relayed first, and `announce_counts` panics on anything but its reply.
-    offerer.announce_counts(announce(hash, qbit(1), Some(0), AnnounceEvent::None));
     let metrics = spawned.metrics.expect("the metrics endpoint's address");
     let (status, body) = tracker_common::testing::http_get(metrics, "/stats.json");
     assert_eq!(status, 200);
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(stats["private"]["refused"]["unknown_passkey"], 2, "{stats}");
     assert_eq!(stats["relayed"]["answer"], 1, "{stats}");
+    // And B can no longer connect.
+    assert_upgrade_refused(addr, &path(&PASSKEY_B), 403, "unknown passkey");
     spawned.signal("TERM");
     assert_eq!(spawned.wait_exit(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
@@ -328,9 +326,23 @@ fn tracker_on_database_passkeys(
     (spawned, dir, db)
 }
 
-/// Announces as a new peer of `passkey`: `None` if served, the failure reason if not.
+/// Announces as a new peer of `passkey`: `None` if served, the failure reason if not
+/// (the refused upgrade's body, for a passkey not in force).
 fn try_announce(addr: SocketAddr, passkey: &Passkey, peer: u8) -> Option<String> {
-    let mut client = Client::connect_path(addr, &path(passkey));
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let ws = match tungstenite::client::client(format!("ws://{addr}{}", path(passkey)), stream) {
+        Ok((ws, _)) => ws,
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), 403);
+            let body = response.body().as_deref().unwrap_or_default();
+            return Some(String::from_utf8_lossy(body).trim_end().to_string());
+        }
+        Err(err) => panic!("upgrade: {err}"),
+    };
+    let mut client = Client { ws };
     client.announce(announce(
         info_hash(11),
         qbit(peer),

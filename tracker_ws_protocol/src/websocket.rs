@@ -23,6 +23,8 @@ pub mod close_code {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A text message that is not UTF-8.
     pub const INVALID_DATA: u16 = 1007;
+    /// The tracker's policy ends the connection (a passkey revoked while it was open).
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// A message larger than the tracker takes.
     pub const TOO_BIG: u16 = 1009;
 }

@@ -315,15 +315,33 @@ impl ClientAllowList {
 pub struct PasskeyGate {
     passkeys: Cache<SharedPasskeys, Arc<PasskeySet>>,
     clients: Arc<ClientAllowList>,
+    /// The set [`Self::passkeys_changed`] saw last (held, so that a new set cannot take
+    /// its address and pass for it).
+    seen: Arc<PasskeySet>,
 }
 
 impl PasskeyGate {
     /// A gate over the shared passkeys and the allow list.
     pub fn new(passkeys: SharedPasskeys, clients: Arc<ClientAllowList>) -> Self {
+        let mut passkeys = Cache::new(passkeys);
+        let seen = Arc::clone(passkeys.load());
         Self {
-            passkeys: Cache::new(passkeys),
+            passkeys,
             clients,
+            seen,
         }
+    }
+
+    /// Whether the passkeys in force are another set than at the last call (or than at
+    /// the start): a reload happened, and what was admitted under the old set may have
+    /// lost its passkey.
+    pub fn passkeys_changed(&mut self) -> bool {
+        let now = self.passkeys.load();
+        if Arc::ptr_eq(now, &self.seen) {
+            return false;
+        }
+        self.seen = Arc::clone(now);
+        true
     }
 
     /// Checks an announce's passkey and peer id; returns the passkey to credit.
@@ -394,6 +412,11 @@ impl PrivateCheck {
     /// The [`Refusal`] to answer with.
     pub fn check_passkey(&mut self, passkey: PasskeyParam) -> Result<Passkey, Refusal> {
         self.gate.check_passkey(passkey)
+    }
+
+    /// Whether the passkeys in force changed (see [`PasskeyGate::passkeys_changed`]).
+    pub fn passkeys_changed(&mut self) -> bool {
+        self.gate.passkeys_changed()
     }
 
     /// Checks a scrape: its passkey when `private.scrape_requires_passkey` is on,
@@ -558,6 +581,28 @@ mod tests {
             Err(Refusal::UnknownPasskey)
         );
         assert!(ClientAllowList::default().allows(&PeerId([0; 20])));
+    }
+
+    #[test]
+    fn a_gate_sees_each_reload_once() {
+        let shared = Arc::new(ArcSwap::from_pointee(PasskeySet::new([Passkey(*KEY)])));
+        let mut gate = PasskeyGate::new(shared.clone(), Arc::default());
+        assert!(
+            !gate.passkeys_changed(),
+            "nothing changed since the gate was made"
+        );
+        // Even a reload to the same keys is another set: what was admitted is checked
+        // again, which costs a look-up per connection and never misses a change.
+        shared.store(Arc::new(PasskeySet::new([Passkey(*KEY)])));
+        assert!(gate.passkeys_changed());
+        assert!(!gate.passkeys_changed());
+        shared.store(Arc::new(PasskeySet::default()));
+        shared.store(Arc::new(PasskeySet::default()));
+        assert!(
+            gate.passkeys_changed(),
+            "two reloads between calls are seen once"
+        );
+        assert!(!gate.passkeys_changed());
     }
 
     #[test]

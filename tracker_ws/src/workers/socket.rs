@@ -27,12 +27,16 @@
 //!
 //! # Private mode
 //! The passkey comes with the upgrade request's path (`/PASSKEY/announce`,
-//! `/announce/PASSKEY`; an upgrade on a path that is not the tracker's is refused 404)
-//! and stays with the connection. It is checked at every announce, so that a passkey
-//! revoked while the connection lives stops working at once: a refused announce is
-//! answered with the refusal's failure reason, counted, and goes no further (no swarm
-//! entry, no offers relayed); an answer from a connection without a passkey in force is
-//! dropped (counted); a scrape needs one when `private.scrape_requires_passkey` is on.
+//! `/announce/PASSKEY`; an upgrade on a path that is not the tracker's is refused 404),
+//! and an upgrade without a passkey in force is refused 403 with the cause, counted: a
+//! stranger holds no connection. The passkey stays with the connection and is checked
+//! at every announce, so that a passkey revoked while the connection lives stops working
+//! at once: a refused announce is answered with the refusal's failure reason, counted,
+//! and goes no further (no swarm entry, no offers relayed); an answer from a connection
+//! without a passkey in force is dropped (counted); a scrape needs one when
+//! `private.scrape_requires_passkey` is on. At the first housekeeping after a reload,
+//! the connections whose passkey is gone are closed (code 1008) and their peers leave
+//! their swarms before the close frame goes out.
 //! An accepted announce carries the passkey and the client's `uploaded` and
 //! `downloaded` to its request worker, which credits them. Public mode ignores the
 //! path's passkey, and opens on any path, as it always has.
@@ -382,6 +386,9 @@ impl SocketWorker {
             }
             if last_housekeeping.elapsed() >= Duration::from_secs(1) {
                 self.housekeeping(&mut state);
+                // Departures (of revoked connections, say) before the close frames that
+                // tell their clients.
+                self.flush_requests(&mut state);
                 self.write_dirty(&mut state);
                 last_housekeeping = Instant::now();
             }
@@ -527,11 +534,22 @@ impl SocketWorker {
                         return;
                     }
                     // Public mode opens on any path, as it always has; private mode only
-                    // on the tracker's own, which carry the passkey.
-                    match (passkey, self.private.is_some()) {
-                        (Some(passkey), _) => c.passkey = passkey,
-                        (None, false) => {}
-                        (None, true) => {
+                    // on the tracker's own, which carry the passkey, and only with a
+                    // passkey in force: a stranger holds no connection.
+                    match (passkey, &mut self.private) {
+                        (Some(passkey), None) => c.passkey = passkey,
+                        (None, None) => {}
+                        (Some(passkey), Some(check)) => match check.check_passkey(passkey) {
+                            Ok(_) => c.passkey = passkey,
+                            Err(cause) => {
+                                self.statistics.private().refused(cause);
+                                let body = format!("{}\n", cause.message());
+                                http_answer(403, "Forbidden", &body, &mut c.write_buf);
+                                c.phase = Phase::Closing(Instant::now());
+                                return;
+                            }
+                        },
+                        (None, Some(_)) => {
                             add(&self.counters().bad_requests, 1);
                             let body = "not found: connect to /PASSKEY/announce\n";
                             http_answer(404, "Not Found", body, &mut c.write_buf);
@@ -1311,7 +1329,28 @@ impl SocketWorker {
         self.ws_counters
             .queued_bytes
             .fetch_sub(c.accounted, Ordering::Relaxed);
-        for (info_hash, peer_id) in c.swarms {
+        self.leave(connection, c.swarms, state);
+    }
+
+    /// Takes the peers of the connection in `slot` out of their swarms now, while the
+    /// connection itself stays until its last bytes are out.
+    fn leave_swarms(&mut self, slot: usize, state: &mut State) {
+        let connection = self.connection_ref(slot, state);
+        let Some(c) = state.slots.get_mut(slot) else {
+            return;
+        };
+        let swarms = std::mem::take(&mut c.swarms);
+        self.leave(connection, swarms, state);
+    }
+
+    /// Sends the departures of `connection`'s peers to their request workers.
+    fn leave(
+        &mut self,
+        connection: ConnectionRef,
+        swarms: Vec<(InfoHash, PeerId)>,
+        state: &mut State,
+    ) {
+        for (info_hash, peer_id) in swarms {
             let shard = self.router.shard(&info_hash);
             let leave = WsRequest::Leave {
                 info_hash,
@@ -1322,9 +1361,33 @@ impl SocketWorker {
         }
     }
 
+    /// After a reload of the passkeys, closes the connections whose passkey is no longer
+    /// in force (close code 1008), and takes their peers out of their swarms at once, so
+    /// that no other peer's offer reaches them meanwhile.
+    fn revoke(&mut self, state: &mut State) {
+        let Some(check) = &mut self.private else {
+            return;
+        };
+        if !check.passkeys_changed() {
+            return;
+        }
+        let revoked: Vec<usize> = state
+            .slots
+            .iter_mut()
+            .filter(|(_, c)| c.phase == Phase::Open && check.check_passkey(c.passkey).is_err())
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in revoked {
+            log::debug!("closing a connection whose passkey was revoked");
+            self.fail_connection(slot, close_code::POLICY_VIOLATION, state);
+            self.leave_swarms(slot, state);
+        }
+    }
+
     /// Pings quiet connections, closes silent ones and finished closings, and drops
     /// split scrapes whose parts did not all come back.
     fn housekeeping(&mut self, state: &mut State) {
+        self.revoke(state);
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
         let mut to_close = Vec::new();
