@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracker_common::private::passkey::PasskeyParam;
+use tracker_types::PasskeyParam;
 use tracker_ws_protocol::websocket::{
     Frame, Upgrade, parse_upgrade, read_frame, read_server_frame, write_client_frame,
     write_frame,

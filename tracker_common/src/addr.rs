@@ -23,13 +23,7 @@ impl CanonicalSocketAddr {
 
     /// The IP with IPv4-mapped IPv6 addresses turned into IPv4.
     pub fn canonical_ip(&self) -> IpAddr {
-        match self.0.ip() {
-            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(ip),
-            },
-            ip => ip,
-        }
+        self.0.ip().to_canonical()
     }
 
     /// The canonical IPv4 address, if the client is an IPv4 client.

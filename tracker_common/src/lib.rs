@@ -4,7 +4,9 @@
 //! WebSocket trackers behave the same way where the protocols agree.
 //!
 //! # Layout
-//! - [`types`], [`time`], [`addr`]: value types, coarse server time, canonical addresses.
+//! - [`types`], [`time`], [`addr`]: value types (re-exported from `tracker_types`, which
+//!   the wire crates build on instead of this crate), coarse server time, canonical
+//!   addresses.
 //! - [`swarm`]: one shard of the torrent maps and the announce / scrape / expiry rules;
 //!   pure and deterministic (time and randomness come in as arguments).
 //! - [`routing`]: which request worker owns a torrent (a keyed hash, so that clients

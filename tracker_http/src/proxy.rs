@@ -29,7 +29,7 @@ impl TrustedProxies {
             };
             let addr: IpAddr = addr.trim().parse().map_err(|_| entry.clone())?;
             // A mapped address is matched as IPv4; its prefix counts IPv4 bits then.
-            let addr = canonical(addr);
+            let addr = addr.to_canonical();
             let max = if addr.is_ipv4() { 32 } else { 128 };
             let len = match len {
                 Some(len) => len
@@ -52,7 +52,8 @@ impl TrustedProxies {
 
     /// Whether `ip` is in a trusted network.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
+        // IPv4-mapped IPv6 addresses as IPv4, so that one CIDR matches either spelling.
+        let ip = ip.to_canonical();
         self.networks
             .iter()
             .any(|(net, len)| in_network(ip, *net, *len))
@@ -75,21 +76,13 @@ impl TrustedProxies {
                 // A malformed entry: what is left of it cannot be trusted either.
                 return leftmost.unwrap_or(peer);
             };
-            let ip = canonical(ip);
+            let ip = ip.to_canonical();
             if !self.contains(ip) {
                 return ip;
             }
             leftmost = Some(ip);
         }
         leftmost.unwrap_or(peer)
-    }
-}
-
-/// IPv4-mapped IPv6 addresses as IPv4, so that one CIDR matches either spelling.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
     }
 }
 

@@ -44,6 +44,6 @@ pub use response::{
     AnnounceResponse, HttpResponse, ParsedAnnounce, ParsedPeer, ScrapeResponse, TrackerResponse,
     parse_http_response, write_failure_body, write_http_response,
 };
-pub use tracker_common::private::passkey::{Passkey, PasskeyParam};
-pub use tracker_common::swarm::ScrapeCounts;
-pub use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeerWithId};
+pub use tracker_types::{
+    AnnounceEvent, InfoHash, Passkey, PasskeyParam, PeerId, ResponsePeerWithId, ScrapeCounts,
+};

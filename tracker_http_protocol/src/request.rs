@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use tracker_common::private::passkey::{Endpoint, PasskeyParam, split_passkey_path};
+use tracker_types::{Endpoint, PasskeyParam, split_passkey_path};
 
 use crate::ascii::{IpText, parse_i64, parse_u64, push_i64, push_u64};
 use crate::query::{QueryPairs, decode_exact, decode_short, percent_encode};
@@ -551,7 +551,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use tracker_common::private::passkey::Passkey;
+    use tracker_types::Passkey;
 
     const LIMITS: RequestLimits<'static> = RequestLimits {
         max_request_bytes: 2048,

@@ -71,12 +71,12 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     //! Reader tests, and the proptest strategies the request and response tests share
-    //! (the orphan rule keeps us from implementing `Arbitrary` for `tracker_common` types).
+    //! (the orphan rule keeps us from implementing `Arbitrary` for `tracker_types` types).
 
     use super::*;
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
+    use tracker_types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
 
     pub(crate) fn connection_id() -> impl Strategy<Value = ConnectionId> {
         any::<i64>().prop_map(ConnectionId)

@@ -35,7 +35,7 @@
 //!   request can still be answered with an error packet.
 //! - `response`: [`Response`] and its messages; [`ResponseParseError`].
 //!
-//! The value types of `tracker_common` that appear in messages are re-exported, so a
+//! The value types of `tracker_types` that appear in messages are re-exported, so a
 //! user of this crate needs no other import.
 //!
 //! # Example
@@ -76,5 +76,4 @@ pub use response::{
     ErrorResponse, IPV4_PEER_LEN, IPV6_PEER_LEN, MAX_ANNOUNCE_PEERS_IPV4, MAX_ANNOUNCE_PEERS_IPV6,
     Response, ResponseParseError, ScrapeResponse, TorrentScrapeStatistics, max_announce_peers,
 };
-pub use tracker_common::private::passkey::{Passkey, PasskeyParam};
-pub use tracker_common::types::{AnnounceEvent, InfoHash, Ip, PeerId, ResponsePeer};
+pub use tracker_types::{AnnounceEvent, InfoHash, Ip, Passkey, PasskeyParam, PeerId, ResponsePeer};

@@ -9,8 +9,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 
-use tracker_common::private::passkey::{PasskeyParam, split_passkey_path};
-use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
+use tracker_types::{AnnounceEvent, InfoHash, PasskeyParam, PeerId, split_passkey_path};
 
 use crate::common::{ConnectionId, PROTOCOL_IDENTIFIER, Reader, TransactionId, action};
 
@@ -282,7 +281,7 @@ impl AnnounceRequest {
 
     /// The passkey of a private tracker's announce URL, from the path in the URL data:
     /// `/PASSKEY/announce` or `/announce/PASSKEY` (see
-    /// [`tracker_common::private::passkey::split_passkey_path`]; a path naming the
+    /// [`tracker_types::split_passkey_path`]; a path naming the
     /// scrape endpoint counts the same, only its passkey segment matters).
     ///
     /// [`PasskeyParam::Missing`] without URL data, for a path without a passkey segment
@@ -500,7 +499,7 @@ mod tests {
     use super::*;
     use crate::common::tests as strategies;
     use proptest::prelude::*;
-    use tracker_common::private::passkey::Passkey;
+    use tracker_types::Passkey;
 
     fn write(request: &Request) -> Vec<u8> {
         let mut out = Vec::new();

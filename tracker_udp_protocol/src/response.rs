@@ -11,7 +11,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use tracker_common::types::{Ip, ResponsePeer};
+use tracker_types::{Ip, ResponsePeer};
 
 use crate::common::{ConnectionId, Reader, TransactionId, action};
 
@@ -358,7 +358,7 @@ where
     Ok(())
 }
 
-/// A peer entry's wire form. `Ip` (from `tracker_common`) knows nothing of bytes, so
+/// A peer entry's wire form. `Ip` (from `tracker_types`) knows nothing of bytes, so
 /// the two families are spelled out here.
 trait PeerWire: Sized {
     /// Bytes of one entry: the address, then the port.

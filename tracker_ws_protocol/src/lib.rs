@@ -43,7 +43,7 @@
 //! - `json` (private): field readers that never fail the parse on a wrong type, binary
 //!   strings, hand-written JSON output.
 //!
-//! The value types of `tracker_common` that appear in messages are re-exported.
+//! The value types of `tracker_types` that appear in messages are re-exported.
 //!
 //! # Example
 //! ```
@@ -89,5 +89,4 @@ pub use incoming::{
 };
 pub use outgoing::{OutMessage, ParsedOutMessage, parse_out_message, write_out_message};
 pub use serde_json::value::RawValue;
-pub use tracker_common::swarm::ScrapeCounts;
-pub use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
+pub use tracker_types::{AnnounceEvent, InfoHash, PeerId, ScrapeCounts};

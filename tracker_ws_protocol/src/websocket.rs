@@ -9,7 +9,7 @@
 
 use std::io::Cursor;
 
-use tracker_common::private::passkey::{PasskeyParam, split_passkey_path};
+use tracker_types::{PasskeyParam, split_passkey_path};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
@@ -527,7 +527,7 @@ mod tests {
     fn upgrade_paths_carry_the_passkey() {
         const KEY: &str = "abcdefghijklmnopqrstuvwxyz012345";
         let key = Some(PasskeyParam::Key(
-            tracker_common::private::passkey::Passkey::parse(KEY.as_bytes()).unwrap(),
+            tracker_types::Passkey::parse(KEY.as_bytes()).unwrap(),
         ));
         for (path, expected) in [
             ("/", Some(PasskeyParam::Missing)),
@@ -629,7 +629,7 @@ mod tests {
                 query in proptest::option::of("[ -~]{0,20}"),
                 other in "/[!-~]{0,40}",
             ) {
-                use tracker_common::private::passkey::Passkey;
+                use tracker_types::Passkey;
                 let path = match form {
                     0 => format!("/{key}/announce"),
                     1 => format!("/announce/{key}"),

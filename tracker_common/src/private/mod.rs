@@ -2,8 +2,9 @@
 //! PostgreSQL.
 //!
 //! # Layout
-//! - [`passkey`]: passkeys, where a request carries one, and the socket workers' check
-//!   (with the optional client allow list). Refused requests are answered with a
+//! - [`passkey`]: the passkeys in force, and the socket workers' check (with the
+//!   optional client allow list); the passkey type and where a request carries one are
+//!   `tracker_types`'. Refused requests are answered with a
 //!   protocol error and never reach a request worker.
 //! - [`accounting`]: the credit rules, per (passkey, info hash, peer id); pure and
 //!   deterministic (time comes in as an argument). Each request worker owns the

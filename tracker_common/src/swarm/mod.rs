@@ -91,6 +91,10 @@ use crate::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
 
+// What a scrape reports, defined with the other wire values so that the wire crates
+// need not depend on this crate; re-exported at its old path.
+pub use tracker_types::ScrapeCounts;
+
 use self::ledger::{Ledger, SwarmTorrent};
 use self::peers::{Family, Peer, PeerKey, Torrent};
 use self::rules::{LastSeen, Status};
@@ -228,17 +232,6 @@ pub struct AnnounceParams {
 pub struct AnnounceCounts {
     /// Peers that have the whole torrent.
     pub seeders: u32,
-    /// Peers still downloading.
-    pub leechers: u32,
-}
-
-/// What a scrape reports for one torrent (BEP 48; BEP 15 scrape).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
-pub struct ScrapeCounts {
-    /// Peers that have the whole torrent.
-    pub seeders: u32,
-    /// Downloads completed (see the module rules), kept while the torrent is archived.
-    pub completed: u32,
     /// Peers still downloading.
     pub leechers: u32,
 }

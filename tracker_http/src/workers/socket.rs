@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -318,7 +318,7 @@ impl SocketWorker {
                 Accepted::None => return false,
             };
             let connection = Connection {
-                peer_ip: canonical_ip(addr),
+                peer_ip: addr.ip().to_canonical(),
                 stream,
                 read_buf: Vec::new(),
                 write_buf: Vec::new(),
@@ -1043,15 +1043,6 @@ fn ok_answer(keep_alive: bool, body: &[u8]) -> Vec<u8> {
     let mut answer = Vec::with_capacity(body.len() + 128);
     write_http_response(&mut answer, 200, "OK", "text/plain", keep_alive, body);
     answer
-}
-
-/// The client's address with IPv4-mapped IPv6 addresses as IPv4, so that a dual-stack
-/// listener puts IPv4 clients in the IPv4 swarm.
-fn canonical_ip(addr: SocketAddr) -> IpAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        ip => ip,
-    }
 }
 
 /// The plain page `GET /` answers.

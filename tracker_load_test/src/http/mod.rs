@@ -44,6 +44,7 @@ use anyhow::Context;
 
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
+use tracker_common::private::passkey;
 use tracker_http_protocol::Passkey;
 
 use crate::report::{self, RunConfig, Summary};
@@ -92,7 +93,7 @@ impl Config {
     /// # Errors
     /// One is not a passkey; the message names the key.
     pub fn parsed_passkeys(&self) -> anyhow::Result<Vec<Passkey>> {
-        Passkey::parse_list("passkeys", &self.passkeys)
+        passkey::parse_list("passkeys", &self.passkeys)
     }
 }
 

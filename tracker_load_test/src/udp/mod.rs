@@ -105,7 +105,7 @@ impl Default for PrivateConfig {
 
 impl PrivateConfig {
     fn validate(&self) -> anyhow::Result<()> {
-        Passkey::parse_list("private.passkeys", &self.passkeys).map(drop)
+        passkey::parse_list("private.passkeys", &self.passkeys).map(drop)
     }
 
     /// The passkeys, in order: the list, then the file's. Empty: no passkeys.
@@ -114,7 +114,7 @@ impl PrivateConfig {
     /// The file cannot be read or has a line that is not a passkey (named with its
     /// number).
     pub fn load(&self) -> anyhow::Result<Vec<Passkey>> {
-        let mut keys = Passkey::parse_list("private.passkeys", &self.passkeys)?;
+        let mut keys = passkey::parse_list("private.passkeys", &self.passkeys)?;
         if self.passkeys_path.as_os_str().is_empty() {
             return Ok(keys);
         }

@@ -73,7 +73,7 @@ use anyhow::Context;
 
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
-use tracker_common::private::passkey::Passkey;
+use tracker_common::private::passkey;
 
 use crate::report::{self, RunConfig, Summary};
 use crate::runner::{check_server_address, run_workers};
@@ -219,7 +219,7 @@ impl NetworkConfig {
         if !self.tls && !self.tls_ca_path.as_os_str().is_empty() {
             anyhow::bail!("network.tls_ca_path: set, but network.tls is false");
         }
-        Passkey::parse_list("network.passkeys", &self.passkeys).map(drop)
+        passkey::parse_list("network.passkeys", &self.passkeys).map(drop)
     }
 }
 
