@@ -64,6 +64,11 @@ const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX - 2);
 /// A split scrape whose parts have not all come back by then is dropped.
 const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request whose answer has not come by then (a request worker dropped it on a full
+/// channel, or its split scrape expired) is answered "overloaded": seen unanswered at
+/// the head of its pipeline at two housekeeping rounds this far apart, so within this
+/// plus two rounds (a second each) of being asked.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 /// Connections accepted per wake-up, so that a connect flood cannot starve the others.
 const MAX_ACCEPTS_PER_ROUND: usize = 256;
 
@@ -173,6 +178,9 @@ struct Connection {
     /// Reading stopped before the socket was drained (a full pipeline, read buffer or
     /// unsent answers): read again once the answers are out.
     read_paused: bool,
+    /// The request at the head of the pipeline still waiting for its answer, and when
+    /// housekeeping first saw it so (see [`ANSWER_DEADLINE`]).
+    waiting_head: Option<(u64, Instant)>,
 }
 
 /// The request `conn` names, if its connection is still open.
@@ -329,6 +337,7 @@ impl SocketWorker {
                 closing: false,
                 peer_closed: false,
                 read_paused: false,
+                waiting_head: None,
             };
             let slot = state.slots.insert(connection);
             let registered = state.slots.get_mut(slot).map(|c| {
@@ -796,6 +805,38 @@ impl SocketWorker {
         }
     }
 
+    /// Answers "overloaded" the requests of each connection whose head request has waited
+    /// past [`ANSWER_DEADLINE`]: its answer was lost, and those behind it, which could
+    /// only be written after it, get the same failure rather than wait for the idle
+    /// timeout. (An answer that comes after all replaces the failure if that is not
+    /// written yet.)
+    fn answer_lost(&mut self, now: Instant, state: &mut State) {
+        let mut lost = Vec::new();
+        for (slot, c) in state.slots.iter_mut() {
+            let head = c
+                .pipeline
+                .iter()
+                .find(|p| p.answer.is_none())
+                .map(|p| p.seq);
+            let (waiting_head, expired) = head_deadline(head, c.waiting_head, now);
+            c.waiting_head = waiting_head;
+            if expired {
+                let unanswered = c.pipeline.iter().filter(|p| p.answer.is_none());
+                lost.extend(unanswered.map(|p| (slot, p.seq)));
+            }
+        }
+        // Counted where they were lost (a request worker's dropped responses), and as
+        // error responses when written.
+        for (slot, seq) in lost {
+            let conn = ConnRef {
+                slot: u32::try_from(slot).unwrap_or(u32::MAX),
+                generation: state.slots.generation(slot),
+                seq,
+            };
+            self.answer_overloaded(conn, state);
+        }
+    }
+
     /// Replaces the awaited answer of `conn` with an "overloaded" failure.
     fn answer_overloaded(&mut self, conn: ConnRef, state: &mut State) {
         let Some(pending) = pending(&mut state.slots, conn) else {
@@ -1022,6 +1063,7 @@ impl SocketWorker {
             self.close(slot, state);
         }
         state.pending_scrapes.expire(now);
+        self.answer_lost(now, state);
         // A full scrape with a part lost to a full channel: its waiters get the failure
         // that the lost requests of announces and scrapes get.
         if state
@@ -1035,6 +1077,28 @@ impl SocketWorker {
                 self.answer_overloaded(conn, state);
             }
         }
+    }
+}
+
+/// Housekeeping's look at a connection's first unanswered request `head` (its sequence
+/// number), given what it saw at earlier rounds (`seen`: that request and when it was
+/// first seen unanswered): what to remember now, and whether the answer is taken as
+/// lost (the same request unanswered for [`ANSWER_DEADLINE`]).
+fn head_deadline(
+    head: Option<u64>,
+    seen: Option<(u64, Instant)>,
+    now: Instant,
+) -> (Option<(u64, Instant)>, bool) {
+    match (head, seen) {
+        (None, _) => (None, false),
+        (Some(seq), Some((seen_seq, since))) if seq == seen_seq => {
+            if now.saturating_duration_since(since) < ANSWER_DEADLINE {
+                (Some((seq, since)), false)
+            } else {
+                (None, true)
+            }
+        }
+        (Some(seq), _) => (Some((seq, now)), false),
     }
 }
 
@@ -1052,4 +1116,37 @@ fn index_page(port: u16) -> String {
          Announce URL: http://<this host>:{port}/announce\n\
          Scrape URL:   http://<this host>:{port}/scrape\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_request_unanswered_for_the_deadline_is_lost() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        // Nothing waits: nothing is remembered.
+        assert_eq!(head_deadline(None, Some((3, start)), at(60)), (None, false));
+        // First seen unanswered: remembered from now.
+        assert_eq!(
+            head_deadline(Some(3), None, at(1)),
+            (Some((3, at(1))), false)
+        );
+        // Still the same request, under the deadline: kept, not lost.
+        assert_eq!(
+            head_deadline(Some(3), Some((3, at(1))), at(10)),
+            (Some((3, at(1))), false)
+        );
+        // The deadline reached: lost, and forgotten.
+        assert_eq!(
+            head_deadline(Some(3), Some((3, at(1))), at(11)),
+            (None, true)
+        );
+        // Another request at the head (the one before was answered): its own clock.
+        assert_eq!(
+            head_deadline(Some(4), Some((3, at(1))), at(30)),
+            (Some((4, at(30))), false)
+        );
+    }
 }

@@ -95,7 +95,7 @@ const MAX_FRAME_HEADER: usize = 10;
 /// Announces and scrapes of one connection waiting for their replies; past it, its
 /// messages are not read until replies come, so that a socket buffer full of announces
 /// is not read (and sent on to the request workers) at once.
-const MAX_AWAITING: u32 = 64;
+const MAX_AWAITING: usize = 64;
 /// Replies not come by then are taken as lost (a request worker dropped them under
 /// overload), so that the connection's reading does not wait for them for ever.
 const AWAITING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -204,8 +204,9 @@ struct Connection {
     read_paused: bool,
     /// In the worker's list of connections whose reading waits for the responses.
     deferred: bool,
-    /// Its announces and scrapes waiting for their replies (see [`MAX_AWAITING`]).
-    awaiting: u32,
+    /// Its announces (by torrent) and scrapes (`None`) waiting for their replies, in the
+    /// order they were sent on (see [`MAX_AWAITING`]); no allocation while empty.
+    awaiting: Vec<Option<InfoHash>>,
     /// When a reply last came, or the first of `awaiting` was sent.
     awaiting_since: Instant,
     /// Already in the worker's list of connections with bytes to send.
@@ -224,7 +225,7 @@ impl Connection {
 
     /// Whether its messages may be read: not too many replies are still to come.
     fn may_read(&self) -> bool {
-        self.awaiting < MAX_AWAITING
+        self.awaiting.len() < MAX_AWAITING
     }
 
     /// Moves the waiting pong into the write buffer once the pong before it is written,
@@ -256,12 +257,25 @@ impl Connection {
         }
     }
 
-    /// One more announce or scrape sent on to the request workers.
-    fn expect_reply(&mut self) {
-        if self.awaiting == 0 {
+    /// One more announce (of torrent `Some(hash)`) or scrape (`None`) sent on to the
+    /// request workers.
+    fn expect_reply(&mut self, what: Option<InfoHash>) {
+        if self.awaiting.is_empty() {
             self.awaiting_since = Instant::now();
         }
-        self.awaiting += 1;
+        self.awaiting.push(what);
+    }
+
+    /// The reply to an announce of `Some(hash)`, or to a scrape (`None`), came (or was
+    /// given up): the first such request no longer waits.
+    fn reply_came(&mut self, what: Option<InfoHash>) {
+        if let Some(i) = self.awaiting.iter().position(|w| *w == what) {
+            self.awaiting.remove(i);
+        }
+        if self.awaiting.is_empty() {
+            self.awaiting = Vec::new();
+        }
+        self.awaiting_since = Instant::now();
     }
 }
 
@@ -433,7 +447,7 @@ impl SocketWorker {
                 peer_closed: false,
                 read_paused: false,
                 deferred: false,
-                awaiting: 0,
+                awaiting: Vec::new(),
                 awaiting_since: Instant::now(),
                 dirty: false,
                 swarms: Vec::new(),
@@ -832,7 +846,9 @@ impl SocketWorker {
             offers: request.offers,
             account,
         };
-        expect_reply(slot, state);
+        if let Some(c) = state.slots.get_mut(slot) {
+            c.expect_reply(Some(info_hash));
+        }
         self.push_request(shard, announce, state);
     }
 
@@ -1036,7 +1052,7 @@ impl SocketWorker {
         for request in refused {
             match request {
                 WsRequest::Announce { params, .. } => {
-                    self.replied_to(params.connection.connection, state);
+                    self.announce_replied(params.connection.connection, params.info_hash, state);
                     add(&self.counters().dropped, 1);
                     let failure = OutMessage::Failure {
                         reason: ERR_OVERLOADED,
@@ -1100,7 +1116,7 @@ impl SocketWorker {
                     complete: counts.seeders,
                     incomplete: counts.leechers,
                 };
-                self.replied_to(connection, state);
+                self.announce_replied(connection, info_hash, state);
                 self.send(connection, &reply, state);
             }
             WsResponse::Offer {
@@ -1175,11 +1191,19 @@ impl SocketWorker {
         }
     }
 
-    /// Counts a reply come (or given up) for connection id `connection`, if it is
+    /// Counts a scrape reply come (or given up) for connection id `connection`, if it is
     /// still open.
     fn replied_to(&mut self, connection: u64, state: &mut State) {
         if let Some(slot) = current(&state.slots, connection) {
             replied(slot, state);
+        }
+    }
+
+    /// Counts the reply to an announce of `info_hash` come (or given up) for connection
+    /// id `connection`, if it is still open.
+    fn announce_replied(&mut self, connection: u64, info_hash: InfoHash, state: &mut State) {
+        if let Some(slot) = current(&state.slots, connection) {
+            reply_came(slot, Some(info_hash), state);
         }
     }
 
@@ -1391,6 +1415,7 @@ impl SocketWorker {
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
         let mut to_close = Vec::new();
+        let mut lost = Vec::new();
         for (slot, c) in state.slots.iter_mut() {
             let quiet = now.saturating_duration_since(c.last_received);
             match c.phase {
@@ -1416,10 +1441,13 @@ impl SocketWorker {
                 }
                 Phase::Open | Phase::Handshake => {}
             }
-            if c.awaiting > 0 && now.saturating_duration_since(c.awaiting_since) > AWAITING_TIMEOUT
+            if !c.awaiting.is_empty()
+                && now.saturating_duration_since(c.awaiting_since) > AWAITING_TIMEOUT
             {
-                // Lost under overload: read the connection again.
-                c.awaiting = 0;
+                // Lost under overload (a request worker dropped the replies on a full
+                // channel, or a split scrape expired): each is answered "overloaded"
+                // rather than left without an answer, and the connection is read again.
+                lost.push((slot, std::mem::take(&mut c.awaiting)));
                 if c.read_paused {
                     c.read_paused = false;
                     state.resume.push(slot);
@@ -1428,6 +1456,19 @@ impl SocketWorker {
         }
         for slot in to_close {
             self.close(slot, state);
+        }
+        for (slot, awaited) in lost {
+            for what in awaited {
+                let failure = match what {
+                    Some(info_hash) => OutMessage::Failure {
+                        reason: ERR_OVERLOADED,
+                        action: Some(Action::Announce),
+                        info_hash: Some(info_hash),
+                    },
+                    None => scrape_failure(ERR_OVERLOADED),
+                };
+                self.send_to_slot(slot, &failure, state);
+            }
         }
         state.pending_scrapes.expire(now);
         if state
@@ -1464,19 +1505,23 @@ fn account(queued: &AtomicUsize, c: &mut Connection) {
     c.accounted = unsent;
 }
 
-/// Counts one more reply on its way for the connection in `slot`.
+/// Counts one more scrape reply on its way for the connection in `slot`.
 fn expect_reply(slot: usize, state: &mut State) {
     if let Some(c) = state.slots.get_mut(slot) {
-        c.expect_reply();
+        c.expect_reply(None);
     }
 }
 
-/// Counts a reply come for the connection in `slot`, and reads it again if that was
-/// all its reading waited for.
+/// Counts a scrape reply come for the connection in `slot` (see [`reply_came`]).
 fn replied(slot: usize, state: &mut State) {
+    reply_came(slot, None, state);
+}
+
+/// Counts the reply to an announce of `Some(hash)`, or to a scrape (`None`), come for the
+/// connection in `slot`, and reads it again if that was all its reading waited for.
+fn reply_came(slot: usize, what: Option<InfoHash>, state: &mut State) {
     if let Some(c) = state.slots.get_mut(slot) {
-        c.awaiting = c.awaiting.saturating_sub(1);
-        c.awaiting_since = Instant::now();
+        c.reply_came(what);
         if c.read_paused && c.phase == Phase::Open && c.may_read() {
             c.read_paused = false;
             state.resume.push(slot);
