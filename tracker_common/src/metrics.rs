@@ -74,8 +74,8 @@ pub(crate) const ASSETS: [(&str, &str, &[u8]); 4] = [
 macro_rules! metrics_config_section {
     ($port:literal) => {
         $crate::config_section! {
-            /// The metrics endpoint: `/metrics` (Prometheus text), `/stats.json`, and a
-            /// page of live figures and charts of the last hour at `/`.
+            /// The metrics endpoint: `/metrics` (Prometheus text), `/stats.json`,
+            /// `/health`, and a page of live figures and charts of the last hour at `/`.
             pub struct MetricsConfig {
                 /// Serve the metrics endpoint.
                 pub enabled: bool,
