@@ -46,7 +46,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// Largest request head read; a larger one is answered 431.
 pub const MAX_REQUEST_BYTES: usize = 8192;
 /// Most bytes read, and dropped, after an answer to a request that was not read whole
-/// (see [`State::Draining`]).
+/// (too large, or not HTTP), so that closing does not reset the connection before the
+/// client has read the answer.
 pub const MAX_DRAINED_BYTES: usize = 8 * MAX_REQUEST_BYTES;
 /// How late the server notices a shutdown at most.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -220,10 +221,10 @@ impl MetricsServer {
                 let Some(slot) = token.0.checked_sub(1).and_then(|i| slots.get_mut(i)) else {
                     continue;
                 };
-                if let Some(connection) = slot {
-                    if self.advance(connection, &mut scratch) == Next::Close {
-                        *slot = None;
-                    }
+                if let Some(connection) = slot
+                    && self.advance(connection, &mut scratch) == Next::Close
+                {
+                    *slot = None;
                 }
             }
             let now = Instant::now();
