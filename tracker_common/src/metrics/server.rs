@@ -32,7 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::history::History;
 use crate::metrics::{ASSETS, Identity, encode_prometheus, health, to_json};
-use crate::statistics::Statistics;
+use crate::statistics::{RateLimitedWarning, Statistics};
 use crate::supervisor::{EndedThreads, ShutdownFlag};
 
 /// Longest time one request may take, from accept to the last byte of its answer
@@ -186,6 +186,9 @@ impl MetricsServer {
         // Set when accept failed for want of file descriptors, say: the listener is
         // edge-triggered and would not say again that connections wait.
         let mut accept_again = false;
+        // Retried after every poll, a failing accept would otherwise log ten lines a
+        // second.
+        let mut accept_warning = RateLimitedWarning::new(Duration::from_secs(10));
         while !self.shutdown.is_set() {
             let now = Instant::now();
             if now >= next_sample {
@@ -207,12 +210,13 @@ impl MetricsServer {
                 Err(err) => return Err(anyhow::Error::new(err).context("metrics poll")),
             }
             if std::mem::take(&mut accept_again) {
-                accept_again = !self.accept(&poll, &mut slots, &mut scratch);
+                accept_again = !self.accept(&poll, &mut slots, &mut scratch, &mut accept_warning);
             }
             for event in &events {
                 let token = event.token();
                 if token == LISTENER {
-                    accept_again = !self.accept(&poll, &mut slots, &mut scratch);
+                    accept_again =
+                        !self.accept(&poll, &mut slots, &mut scratch, &mut accept_warning);
                     continue;
                 }
                 // Events for a connection closed earlier in this batch find an empty
@@ -241,14 +245,24 @@ impl MetricsServer {
     /// Accepts every connection waiting, into a free slot, or closes it if there is
     /// none. Whether the backlog was emptied (if not, accept failed and is tried again
     /// after the next poll).
-    fn accept(&self, poll: &Poll, slots: &mut [Option<Connection>], scratch: &mut [u8]) -> bool {
+    fn accept(
+        &self,
+        poll: &Poll,
+        slots: &mut [Option<Connection>],
+        scratch: &mut [u8],
+        warning: &mut RateLimitedWarning,
+    ) -> bool {
         loop {
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return true,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => {
-                    log::warn!("metrics accept: {err}");
+                    if let Some(held_back) = warning.check(Instant::now()) {
+                        log::warn!(
+                            "metrics accept: {err} ({held_back} more since the last message)"
+                        );
+                    }
                     return false;
                 }
             };
