@@ -1,25 +1,29 @@
 //! The metrics endpoint: the workers' counters over HTTP, as Prometheus text at
-//! `/metrics` and as JSON at `/stats.json`, on a listener of its own; and a page of
-//! live figures and charts at `/`, whose last hour the metrics thread keeps
-//! ([`History`], served at `/history.json`). The page's files are built into the binary.
+//! `/metrics` and as JSON at `/stats.json`, on a listener of its own; whether the
+//! tracker is whole at `/health` ([`health`]); and a page of live figures and charts at
+//! `/`, whose last hour the metrics thread keeps ([`History`], served at
+//! `/history.json`). The page's files are built into the binary.
 //!
 //! Nothing here runs on the request path. A scrape reads the per-worker counters
 //! ([`Statistics::snapshot`]) and encodes what it read; the workers never wait for it.
-//! The server is deliberately small: one thread, one connection at a time, one request
-//! per connection, a deadline for the whole request and a bound on its size, so that a
-//! client can hold it for [`REQUEST_TIMEOUT`] at most and make it buffer
-//! [`MAX_REQUEST_BYTES`] at most. It is for a scraper on a trusted network, not for the
-//! public: its address defaults to loopback.
+//!
+//! # Layout
+//! - this module: what is served, encoded from a [`Snapshot`] (no I/O);
+//! - [`health`]: the answer to `/health` (no I/O);
+//! - [`server`]: the listener, [`MetricsServer`]: one thread and one mio poll serving
+//!   many connections at once, each with a deadline on its whole request
+//!   ([`REQUEST_TIMEOUT`]) and bounds on their number ([`MAX_CONNECTIONS`]) and on what
+//!   a client may make it read ([`MAX_REQUEST_BYTES`]), so that no client can delay a
+//!   scrape. It is for a scraper on a trusted network, not for the public: its address
+//!   defaults to loopback.
+//!
+//! [`Statistics::snapshot`]: crate::statistics::Statistics::snapshot
+
+pub mod health;
+pub mod server;
 
 use std::borrow::Cow;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::OwnedFd;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use mio::{Events, Interest, Poll, Token};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -27,23 +31,19 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
+pub use server::{
+    Limits, MAX_CONNECTIONS, MAX_REQUEST_BYTES, MetricsServer, REQUEST_TIMEOUT, bind,
+};
+
+#[cfg(doc)]
 use crate::history::History;
 use crate::private::passkey::Refusal;
 use crate::private::stats::PrivateSnapshot;
-use crate::statistics::{Family, RequestKind, ResponseKind, Snapshot, Statistics};
-use crate::supervisor::ShutdownFlag;
-
-/// Longest time one client may take to send its request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest request head read; a larger one is answered 431.
-pub const MAX_REQUEST_BYTES: usize = 8192;
-/// How late the server notices a shutdown at most.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-const LISTENER: Token = Token(0);
+use crate::statistics::{Family, RequestKind, ResponseKind, Snapshot};
 
 /// The page and what it loads, built into the binary: path, content type, body. uPlot's
 /// files are vendored from npm (see `assets/README.md`).
-const ASSETS: [(&str, &str, &[u8]); 4] = [
+pub(crate) const ASSETS: [(&str, &str, &[u8]); 4] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -74,8 +74,8 @@ const ASSETS: [(&str, &str, &[u8]); 4] = [
 macro_rules! metrics_config_section {
     ($port:literal) => {
         $crate::config_section! {
-            /// The metrics endpoint: `/metrics` (Prometheus text), `/stats.json`, and a
-            /// page of live figures and charts of the last hour at `/`.
+            /// The metrics endpoint: `/metrics` (Prometheus text), `/stats.json`,
+            /// `/health`, and a page of live figures and charts of the last hour at `/`.
             pub struct MetricsConfig {
                 /// Serve the metrics endpoint.
                 pub enabled: bool,
@@ -524,6 +524,7 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
                     "flush_seconds_total": p.flush_micros_total as f64 / 1e6,
                     "last_flush_seconds": p.last_flush_micros as f64 / 1e6,
                     "last_commit_unix_secs": p.last_commit_unix_secs,
+                    "commit_failures_in_a_row": p.commit_failures_in_a_row,
                     "refused": refused,
                     "flagged_announces": p.flagged,
                     "over_limit": p.over_limit,
@@ -542,207 +543,6 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
         }
     }
     json
-}
-
-/// Binds the metrics listener.
-///
-/// # Errors
-/// The address cannot be bound.
-pub fn bind(address: SocketAddr) -> anyhow::Result<(mio::net::TcpListener, SocketAddr)> {
-    let listener = mio::net::TcpListener::bind(address)
-        .with_context(|| format!("bind metrics listener on {address}"))?;
-    let local = listener
-        .local_addr()
-        .context("read the metrics listener's address")?;
-    Ok((listener, local))
-}
-
-/// The metrics server: what it serves and where.
-pub struct MetricsServer {
-    /// The bound listener.
-    pub listener: mio::net::TcpListener,
-    /// The counters to read.
-    pub statistics: Arc<Statistics>,
-    /// What they are of.
-    pub identity: Identity,
-    /// Set when the tracker stops.
-    pub shutdown: ShutdownFlag,
-    /// The last hour of samples, which [`MetricsServer::run`] takes.
-    pub history: History,
-}
-
-impl MetricsServer {
-    /// Serves until shutdown, one connection at a time.
-    ///
-    /// # Errors
-    /// The poll failed.
-    pub fn run(mut self) -> anyhow::Result<()> {
-        let mut poll = Poll::new().context("create metrics poll")?;
-        poll.registry()
-            .register(&mut self.listener, LISTENER, Interest::READABLE)
-            .context("register metrics listener")?;
-        let mut events = Events::with_capacity(8);
-        let mut next_sample = Instant::now();
-        while !self.shutdown.is_set() {
-            // Sampled here rather than on a thread of its own, so that the history has
-            // one owner and no lock; a client holding the thread delays a sample by
-            // [`REQUEST_TIMEOUT`] at most, and the rates use the time actually taken.
-            let now = Instant::now();
-            if now >= next_sample {
-                self.history
-                    .push(unix_now_ms(), &self.statistics.snapshot());
-                next_sample = now + self.history.interval();
-            }
-            let timeout = next_sample
-                .saturating_duration_since(Instant::now())
-                .min(POLL_TIMEOUT);
-            match poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) => return Err(anyhow::Error::new(err).context("metrics poll")),
-            }
-            // Edge-triggered: accept until the backlog is empty.
-            loop {
-                match self.listener.accept() {
-                    Ok((stream, peer)) => {
-                        let stream = TcpStream::from(OwnedFd::from(stream));
-                        if let Err(err) = self.serve(stream) {
-                            log::debug!("metrics request from {peer}: {err}");
-                        }
-                    }
-                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                    Err(err) => {
-                        // Out of file descriptors, say: try again at the next poll.
-                        log::warn!("metrics accept: {err}");
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads one request and answers it, within [`REQUEST_TIMEOUT`].
-    fn serve(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        stream.set_nonblocking(false)?;
-        stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        let mut buf = vec![0u8; MAX_REQUEST_BYTES];
-        let mut len = 0;
-        // Whether the request was read whole; if not, the rest is drained after the answer.
-        let mut whole = false;
-        let answer = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ErrorKind::TimedOut.into());
-            }
-            stream.set_read_timeout(Some(left))?;
-            let Some(free) = buf.get_mut(len..) else {
-                break status(431, "Request Header Fields Too Large");
-            };
-            if free.is_empty() {
-                break status(431, "Request Header Fields Too Large");
-            }
-            let n = stream.read(free)?;
-            if n == 0 {
-                return Err(ErrorKind::UnexpectedEof.into());
-            }
-            len += n;
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut request = httparse::Request::new(&mut headers);
-            match request.parse(buf.get(..len).unwrap_or_default()) {
-                Ok(httparse::Status::Complete(_)) => {
-                    whole = true;
-                    break self.answer(request.method, request.path);
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(_) => break status(400, "Bad Request"),
-            }
-        };
-        stream.write_all(&answer)?;
-        stream.flush()?;
-        if !whole {
-            // Closing with unread bytes would reset the connection, and the reset can
-            // destroy the answer before the client reads it: half-close, and read what
-            // the client still sends, within the same deadline and size bound.
-            stream.shutdown(std::net::Shutdown::Write)?;
-            let mut drained = 0;
-            while drained < MAX_REQUEST_BYTES * 8 {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                stream.set_read_timeout(Some(left))?;
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => drained += n,
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The whole HTTP response to `method` on `path`.
-    fn answer(&self, method: Option<&str>, path: Option<&str>) -> Vec<u8> {
-        if method != Some("GET") {
-            return status(405, "Method Not Allowed");
-        }
-        // A query string changes nothing.
-        let path = path.and_then(|p| p.split('?').next()).unwrap_or_default();
-        if let Some((_, content_type, body)) = ASSETS.iter().find(|(p, _, _)| *p == path) {
-            return response(200, "OK", content_type, body);
-        }
-        if path == "/history.json" {
-            return match serde_json::to_vec(&self.history.to_json(self.identity.protocol)) {
-                Ok(body) => response(200, "OK", "application/json", &body),
-                Err(_) => status(500, "Internal Server Error"),
-            };
-        }
-        let snapshot = self.statistics.snapshot();
-        match path {
-            "/metrics" => match encode_prometheus(&snapshot, &self.identity) {
-                Ok(body) => response(
-                    200,
-                    "OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body.as_bytes(),
-                ),
-                Err(_) => status(500, "Internal Server Error"),
-            },
-            "/stats.json" => match serde_json::to_vec(&to_json(&snapshot, &self.identity)) {
-                Ok(body) => response(200, "OK", "application/json", &body),
-                Err(_) => status(500, "Internal Server Error"),
-            },
-            _ => status(404, "Not Found"),
-        }
-    }
-}
-
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn status(code: u16, reason: &str) -> Vec<u8> {
-    response(
-        code,
-        reason,
-        "text/plain; charset=utf-8",
-        format!("{reason}\n").as_bytes(),
-    )
-}
-
-fn response(code: u16, reason: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
 }
 
 #[cfg(test)]
@@ -885,6 +685,7 @@ mod tests {
             flush_micros_total: 2_500_000,
             last_flush_micros: 1_500,
             last_commit_unix_secs: 1_800_000_000,
+            commit_failures_in_a_row: 0,
             refused: [9, 10, 11],
             flagged: 12,
             over_limit: 13,
@@ -938,139 +739,5 @@ mod tests {
         assert_eq!(udp["requests"]["connect"]["ipv6"], 2);
         assert!(udp.get("connections_open").is_none());
         assert!(udp.get("relayed").is_none());
-    }
-
-    fn ask(server: SocketAddr, request: &[u8]) -> String {
-        let mut stream = TcpStream::connect(server).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(request).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer
-    }
-
-    #[test]
-    fn server_answers_paths_and_bounds_requests() {
-        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let statistics = Arc::new(Statistics::new(1, 1));
-        statistics
-            .socket(0)
-            .request(RequestKind::Announce, Family::Ipv6);
-        let shutdown = ShutdownFlag::new();
-        let server = MetricsServer {
-            listener,
-            statistics,
-            identity: id(Protocol::Http),
-            shutdown: shutdown.clone(),
-            history: History::new(Duration::from_secs(1)),
-        };
-        let thread = std::thread::spawn(move || server.run());
-
-        let metrics = ask(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
-        assert!(metrics.contains(
-            "shoal_requests_total{protocol=\"http\",kind=\"announce\",family=\"ipv6\"} 1\n"
-        ));
-        let json = ask(addr, b"GET /stats.json?x=1 HTTP/1.1\r\n\r\n");
-        assert!(
-            json.contains("Content-Type: application/json\r\n"),
-            "{json}"
-        );
-        let body = json.split("\r\n\r\n").nth(1).unwrap();
-        let value: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(value["requests"]["announce"]["ipv6"], 1);
-        assert!(ask(addr, b"GET /nothing HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
-        assert!(ask(addr, b"GET /page.js/x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
-        assert!(ask(addr, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
-        assert!(ask(addr, b"\x00\x01 nonsense\r\n\r\n").starts_with("HTTP/1.1 400 "));
-        let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(10_000));
-        assert!(ask(addr, huge.as_bytes()).starts_with("HTTP/1.1 431 "));
-
-        // A client that sends half a request and waits is cut off at the deadline, and
-        // the next one is served.
-        let started = Instant::now();
-        let mut idle = TcpStream::connect(addr).unwrap();
-        idle.write_all(b"GET /metr").unwrap();
-        let served = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
-        assert!(served.starts_with("HTTP/1.1 200 OK"));
-        assert!(started.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(2));
-        drop(idle);
-
-        shutdown.set();
-        thread.join().unwrap().unwrap();
-    }
-
-    fn content_type(answer: &str) -> &str {
-        answer
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Type: "))
-            .unwrap()
-    }
-
-    #[test]
-    fn server_serves_the_page_and_its_history() {
-        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let statistics = Arc::new(Statistics::new(1, 1));
-        let shutdown = ShutdownFlag::new();
-        let server = MetricsServer {
-            listener,
-            statistics: statistics.clone(),
-            identity: id(Protocol::Udp),
-            shutdown: shutdown.clone(),
-            history: History::new(Duration::from_secs(1)),
-        };
-        let thread = std::thread::spawn(move || server.run());
-
-        for (path, expected, body_part) in [
-            ("/", "text/html; charset=utf-8", "<script src=\"/page.js\""),
-            ("/?refresh=1", "text/html; charset=utf-8", "<!DOCTYPE html>"),
-            (
-                "/page.js",
-                "text/javascript; charset=utf-8",
-                "/history.json",
-            ),
-            ("/uplot.min.js", "text/javascript; charset=utf-8", "uPlot"),
-            ("/uplot.min.css", "text/css; charset=utf-8", ".uplot"),
-        ] {
-            let answer = ask(addr, format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes());
-            assert!(
-                answer.starts_with("HTTP/1.1 200 OK\r\n"),
-                "{path}: {answer}"
-            );
-            assert_eq!(content_type(&answer), expected, "{path}");
-            assert!(answer.contains(body_part), "{path}");
-        }
-        assert!(ask(addr, b"HEAD / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
-
-        // The first sample is taken at start, the next a second later, with the
-        // requests counted in between: the rate is positive.
-        for _ in 0..10 {
-            statistics
-                .socket(0)
-                .request(RequestKind::Announce, Family::Ipv4);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let history = loop {
-            let answer = ask(addr, b"GET /history.json HTTP/1.1\r\n\r\n");
-            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-            assert_eq!(content_type(&answer), "application/json");
-            let body = answer.split("\r\n\r\n").nth(1).unwrap();
-            let history: serde_json::Value = serde_json::from_str(body).unwrap();
-            if history["timestamps"].as_array().unwrap().len() >= 2 {
-                break history;
-            }
-            assert!(Instant::now() < deadline, "no second sample: {history}");
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert_eq!(history["protocol"], "udp");
-        assert_eq!(history["interval_secs"], 1);
-        let announces = history["requests_per_sec"]["announce"].as_array().unwrap();
-        assert!(announces[0].is_null());
-        assert!(announces[1].as_f64().unwrap() > 0.0, "{history}");
-
-        shutdown.set();
-        thread.join().unwrap().unwrap();
     }
 }

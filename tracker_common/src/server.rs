@@ -356,21 +356,22 @@ impl Core {
             return Ok(None);
         };
         let (listener, local) = crate::metrics::bind(address)?;
-        let server = MetricsServer {
+        let server = MetricsServer::new(
             listener,
-            statistics: self.statistics.clone(),
-            identity: Identity {
+            self.statistics.clone(),
+            Identity {
                 protocol,
                 version,
                 start_unix_secs: self.start_unix_secs,
             },
-            shutdown: self.supervisor.shutdown_flag().clone(),
-            history: History::new(history_interval),
-        };
+            self.supervisor.shutdown_flag().clone(),
+            History::new(history_interval),
+        )
+        .with_ended_threads(self.supervisor.ended_threads());
         self.supervisor.spawn("metrics", move || server.run())?;
         log::info!(
-            "metrics on http://{local}/metrics and http://{local}/stats.json, \
-             statistics page on http://{local}/"
+            "metrics on http://{local}/metrics and http://{local}/stats.json, health on \
+             http://{local}/health, statistics page on http://{local}/"
         );
         self.metrics_addr = Some(local);
         Ok(Some(local))

@@ -8,6 +8,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +37,20 @@ impl ShutdownFlag {
     }
 }
 
+/// The name of the first supervised thread that ended, for the metrics endpoint's
+/// `/health`. Each thread records itself as it ends, before the supervisor hears of it,
+/// so in the moment between a worker's death and the process's exit (or for as long as
+/// a test keeps a tracker whose worker died) the health check already says so.
+#[derive(Clone, Debug, Default)]
+pub struct EndedThreads(Arc<OnceLock<String>>);
+
+impl EndedThreads {
+    /// The first thread that ended, if any has.
+    pub fn first(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
 struct WorkerExit {
     name: String,
     outcome: Result<anyhow::Result<()>, String>,
@@ -47,6 +62,7 @@ pub struct Supervisor {
     exit_sender: Sender<WorkerExit>,
     exit_receiver: Receiver<WorkerExit>,
     handles: Vec<(String, JoinHandle<()>)>,
+    ended: EndedThreads,
 }
 
 impl Supervisor {
@@ -58,7 +74,13 @@ impl Supervisor {
             exit_sender,
             exit_receiver,
             handles: Vec::new(),
+            ended: EndedThreads::default(),
         }
+    }
+
+    /// Which thread ended first, as its threads record it.
+    pub fn ended_threads(&self) -> EndedThreads {
+        self.ended.clone()
     }
 
     /// The flag that stops every worker.
@@ -76,6 +98,7 @@ impl Supervisor {
     {
         let sender = self.exit_sender.clone();
         let thread_name = name.to_string();
+        let ended = self.ended.clone();
         let handle = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
@@ -88,6 +111,9 @@ impl Supervisor {
                         "unknown panic payload".to_string()
                     }
                 });
+                // Only the first name is kept: the threads that follow are usually the
+                // others stopping because of it.
+                let _ = ended.0.set(thread_name.clone());
                 // The receiver lives as long as the supervisor; if it is gone, the
                 // process is already on its way out.
                 let _ = sender.send(WorkerExit {
@@ -190,6 +216,16 @@ mod tests {
             "{msg}"
         );
         assert!(sup.shutdown(Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn the_first_thread_to_end_is_recorded_before_it_is_reported() {
+        let mut sup = Supervisor::new(ShutdownFlag::new());
+        let ended = sup.ended_threads();
+        assert_eq!(ended.first(), None);
+        sup.spawn("request-02", || Ok(())).unwrap();
+        assert!(sup.wait().is_err());
+        assert_eq!(ended.first(), Some("request-02"));
     }
 
     #[test]

@@ -37,17 +37,17 @@ fn exposed() -> Exposed {
     for protocol in [Protocol::Udp, Protocol::Http, Protocol::Ws] {
         let (listener, addr) = metrics::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let shutdown = ShutdownFlag::new();
-        let server = MetricsServer {
+        let server = MetricsServer::new(
             listener,
-            statistics: Arc::new(Statistics::new(1, 1)),
-            identity: Identity {
+            Arc::new(Statistics::new(1, 1)),
+            Identity {
                 protocol,
                 version: env!("CARGO_PKG_VERSION"),
                 start_unix_secs: 1,
             },
-            shutdown: shutdown.clone(),
-            history: History::new(Duration::from_secs(10)),
-        };
+            shutdown.clone(),
+            History::new(Duration::from_secs(10)),
+        );
         let thread = std::thread::spawn(move || server.run());
         let (status, body) = http_get(addr, "/metrics");
         shutdown.set();

@@ -44,7 +44,8 @@ config_section! {
         /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
         pub privileges: PrivilegeConfig,
         /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json,
-        /// a page with charts of the last hour at /.
+        /// whether the tracker is whole at /health (200 or 503), a page with charts of
+        /// the last hour at /.
         pub metrics: MetricsConfig,
         /// Private mode: announces (and, if so configured, scrapes) need a known passkey
         /// in the path, `/PASSKEY/announce` or `/announce/PASSKEY`; others get a failure

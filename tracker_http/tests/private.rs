@@ -252,6 +252,21 @@ fn refusals_name_their_cause_are_counted_and_stored_nowhere() {
     // A refused announce without a baseline would be credited nothing but would leave
     // one: only the two served peers have baselines.
     assert_eq!(database.committed_baselines().unwrap(), 2);
+    // The credit is in: /health shows the accounting state, and it is whole.
+    let (status, body) = http_get(metrics, "/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let accounting = &health["accounting"];
+    assert_eq!(accounting["status"], "ok", "{health}");
+    assert_eq!(accounting["commit_failures_in_a_row"], 0, "{health}");
+    assert!(
+        accounting["batches_committed"].as_u64() >= Some(1),
+        "{health}"
+    );
+    assert!(
+        accounting["last_commit_unix_secs"].as_u64() > Some(0),
+        "{health}"
+    );
     tracker.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }

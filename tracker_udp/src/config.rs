@@ -41,7 +41,8 @@ config_section! {
         /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
         pub privileges: PrivilegeConfig,
         /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json,
-        /// a page with charts of the last hour at /.
+        /// whether the tracker is whole at /health (200 or 503), a page with charts of
+        /// the last hour at /.
         pub metrics: MetricsConfig,
         /// Private mode: passkeys and per-user accounting. The passkey travels in the
         /// announce's BEP 41 URL data ("/PASSKEY/announce" or "/announce/PASSKEY");

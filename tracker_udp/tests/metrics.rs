@@ -1,11 +1,13 @@
 //! The metrics endpoint end to end: a tracker on port 0 with metrics on port 0, a known
 //! number of connects, announces and scrapes over real IPv4 and IPv6 sockets, then
 //! `/metrics` read with a Prometheus text parser and `/stats.json` with a JSON parser,
-//! both checked against what was sent.
+//! both checked against what was sent; and the real binary's listener answering a
+//! scrape and `/health` while idle connections are held.
 
 mod common;
 
-use std::time::Duration;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use common::{Client, eventually, info_hash, peer_id, start, target, test_config};
 use prometheus_parse::Scrape;
@@ -228,4 +230,48 @@ fn a_taken_metrics_port_stops_the_start_naming_it() {
         format!("{err:#}").contains(&format!("bind metrics listener on {addr}")),
         "{err:#}"
     );
+}
+
+/// The binary's metrics listener answers a scrape at once while local clients hold
+/// connections to it without asking anything (five such held the one-connection
+/// listener this replaced for 10 s, Prometheus's scrape timeout), and `/health` says the
+/// tracker is whole. 1 s is the issue's bound, not a measure of how long it takes.
+#[test]
+fn the_binary_answers_a_scrape_while_idle_connections_are_held() {
+    let dir = std::env::temp_dir().join(format!("shoal-metrics-idle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("idle.toml");
+    std::fs::write(
+        &path,
+        "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
+         [swarm]\nmax_archived_torrents = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let spawned = common::Spawned::start(&path);
+    let metrics = spawned
+        .metrics
+        .expect("the binary logs where its metrics listen");
+    let idle: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(metrics).unwrap())
+        .collect();
+
+    let started = Instant::now();
+    let (status, text) = http_get(metrics, "/metrics");
+    let took = started.elapsed();
+    eprintln!("/metrics answered in {took:?} with 5 idle connections held");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    let (status, body) = http_get(metrics, "/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["protocol"], "udp", "{health}");
+    assert_eq!(health["problems"], serde_json::json!([]), "{health}");
+    assert!(health.get("accounting").is_none(), "{health}");
+
+    drop(idle);
+    drop(spawned);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -46,7 +46,8 @@ config_section! {
         /// chroot changes where SIGUSR1 finds the files it re-reads: see chroot_dir.
         pub privileges: PrivilegeConfig,
         /// Live statistics over HTTP: Prometheus text at /metrics, JSON at /stats.json,
-        /// a page with charts of the last hour at /.
+        /// whether the tracker is whole at /health (200 or 503), a page with charts of
+        /// the last hour at /.
         pub metrics: MetricsConfig,
         /// Private mode: a connection opens on ws://HOST:PORT/PASSKEY/announce (or
         /// /announce/PASSKEY), and every announce on it needs that passkey in force,

@@ -36,6 +36,9 @@ pub struct PrivateStatistics {
     pub last_flush_micros: AtomicU64,
     /// Unix seconds of the last successful commit.
     pub last_commit_unix_secs: AtomicU64,
+    /// Commit attempts that failed since the last one that succeeded: 0 while the
+    /// database takes the batches (or none was tried yet).
+    pub commit_failures_in_a_row: AtomicU64,
 }
 
 /// One request worker's accounting gauges.
@@ -77,6 +80,8 @@ pub struct PrivateSnapshot {
     pub last_flush_micros: u64,
     /// Unix seconds of the last successful commit.
     pub last_commit_unix_secs: u64,
+    /// Commit attempts that failed since the last one that succeeded.
+    pub commit_failures_in_a_row: u64,
     /// Requests refused, by [`Refusal::index`].
     pub refused: [u64; 3],
     /// Announces flagged for their upload speed.
@@ -134,6 +139,7 @@ impl PrivateStatistics {
             flush_micros_total: get(&self.flush_micros_total),
             last_flush_micros: get(&self.last_flush_micros),
             last_commit_unix_secs: get(&self.last_commit_unix_secs),
+            commit_failures_in_a_row: get(&self.commit_failures_in_a_row),
             ..PrivateSnapshot::default()
         };
         for (sum, counter) in s.refused.iter_mut().zip(&self.refused) {

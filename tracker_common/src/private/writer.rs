@@ -509,6 +509,9 @@ impl AccountingWriter {
                 self.stats
                     .last_commit_unix_secs
                     .store(unix_now_secs(), Ordering::Relaxed);
+                self.stats
+                    .commit_failures_in_a_row
+                    .store(0, Ordering::Relaxed);
                 log::debug!(
                     "accounting: batch {} {:?}: {} peers' credit, {} user torrents, {} \
                      baselines, {} ms",
@@ -529,6 +532,9 @@ impl AccountingWriter {
             }
             Err(err) => {
                 self.stats.batches_failed.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .commit_failures_in_a_row
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Some(held_back) = state.failure_warning.check(Instant::now()) {
                     log::error!(
                         "accounting: batch {} of {} peers not committed, will retry it: {err:#} \
@@ -814,6 +820,30 @@ mod tests {
         assert_eq!(s.batches_failed, 3);
         assert_eq!(s.batches_already_applied, 1, "the lost reply's retry");
         assert!(s.batches_committed >= 1);
+    }
+
+    /// What `/health` reads: failures count up until a commit works, which resets them.
+    #[test]
+    fn failures_in_a_row_count_until_a_commit_works() {
+        let memory = Arc::new(Mutex::new(Memory {
+            failures: vec![Failure::Refuse, Failure::Refuse],
+            ..Memory::default()
+        }));
+        let (_sender, _outstanding, mut writer) = writer(&memory, 1);
+        let mut state = WriterState::new(StdRng::seed_from_u64(1));
+        state.push(HandOver {
+            worker: 0,
+            credits: vec![credit(1, 1, 1)],
+        });
+        let in_a_row = |w: &AccountingWriter| w.stats.snapshot().commit_failures_in_a_row;
+        assert_eq!(in_a_row(&writer), 0);
+        assert!(!writer.flush(&mut state));
+        assert_eq!(in_a_row(&writer), 1);
+        assert!(!writer.flush(&mut state));
+        assert_eq!(in_a_row(&writer), 2);
+        assert!(writer.flush(&mut state));
+        assert_eq!(in_a_row(&writer), 0);
+        assert_eq!(writer.stats.snapshot().batches_failed, 2);
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! `GET /health`: whether every part of the tracker is up, as a status code that a load
+//! balancer, a container runtime or a monitor reads, and a small JSON body that a person
+//! reads.
+//!
+//! - 200 with `"status": "ok"` while no part is known to be down;
+//! - 503 with `"status": "down"` and `"problems"`, one sentence per part that is down:
+//!   - a supervised thread has ended ([`EndedThreads`]): the process is on its way out;
+//!   - in private mode, the last attempt to commit credit to the accounting database
+//!     failed (announces are still answered and the credit waits, but nothing reaches
+//!     the database until a commit works again).
+//!
+//! What "threads alive" rests on: the supervisor ends the process when any worker
+//! returns or panics, and each thread records its name as it ends, before the
+//! supervisor hears of it. So while this answers and no thread has recorded itself, every
+//! worker is running. A worker that is alive but stuck (a loop that never returns to its
+//! poll) is not seen: the workers publish no heartbeat, and one would cost a store on
+//! every socket and request worker's loop.
+//!
+//! A pure function of what it is given: no I/O, no clock.
+//!
+//! [`EndedThreads`]: crate::supervisor::EndedThreads
+
+use serde_json::json;
+
+use crate::metrics::Identity;
+use crate::private::stats::PrivateSnapshot;
+
+/// The answer to `/health`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Health {
+    /// Whether every part is up: 200 if so, 503 if not.
+    pub ok: bool,
+    /// The body: `status`, `protocol`, `version`, `start_time_unix_secs`, `problems`
+    /// and, in private mode, `accounting`.
+    pub body: serde_json::Value,
+}
+
+/// The tracker's health from its private-mode figures (all zero when private mode is
+/// off) and the first thread that ended, if one has (see
+/// [`EndedThreads::first`](crate::supervisor::EndedThreads::first)).
+pub fn check(private: &PrivateSnapshot, id: &Identity, ended_thread: Option<&str>) -> Health {
+    let mut problems = Vec::new();
+    if let Some(name) = ended_thread {
+        problems.push(format!("thread {name} has stopped"));
+    }
+    let accounting_ok = private.commit_failures_in_a_row == 0;
+    if private.enabled && !accounting_ok {
+        problems.push(format!(
+            "accounting database: the last {} commit attempts failed",
+            private.commit_failures_in_a_row
+        ));
+    }
+    let ok = problems.is_empty();
+    let mut body = json!({
+        "status": if ok { "ok" } else { "down" },
+        "protocol": id.protocol.label(),
+        "version": id.version,
+        "start_time_unix_secs": id.start_unix_secs,
+        "problems": problems,
+    });
+    if private.enabled
+        && let Some(map) = body.as_object_mut()
+    {
+        map.insert(
+            "accounting".into(),
+            json!({
+                "status": if accounting_ok { "ok" } else { "failing" },
+                "commit_failures_in_a_row": private.commit_failures_in_a_row,
+                "last_commit_unix_secs": private.last_commit_unix_secs,
+                "credits_pending": private.credits_pending,
+                "batches_committed": private.batches_committed,
+                "batches_failed": private.batches_failed,
+            }),
+        );
+    }
+    Health { ok, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Protocol;
+
+    fn id() -> Identity {
+        Identity {
+            protocol: Protocol::Ws,
+            version: "1.2.3",
+            start_unix_secs: 7,
+        }
+    }
+
+    #[test]
+    fn public_and_whole_is_ok_without_accounting() {
+        let health = check(&PrivateSnapshot::default(), &id(), None);
+        assert!(health.ok);
+        assert_eq!(
+            health.body,
+            json!({
+                "status": "ok",
+                "protocol": "ws",
+                "version": "1.2.3",
+                "start_time_unix_secs": 7,
+                "problems": [],
+            })
+        );
+    }
+
+    #[test]
+    fn an_ended_thread_is_down_and_named() {
+        let health = check(&PrivateSnapshot::default(), &id(), Some("request-02"));
+        assert!(!health.ok);
+        assert_eq!(health.body["status"], "down");
+        assert_eq!(health.body["problems"][0], "thread request-02 has stopped");
+    }
+
+    #[test]
+    fn private_mode_reports_its_accounting_and_a_failing_database_is_down() {
+        let mut private = PrivateSnapshot {
+            enabled: true,
+            credits_pending: 5,
+            batches_committed: 4,
+            last_commit_unix_secs: 1_800_000_000,
+            ..PrivateSnapshot::default()
+        };
+        let health = check(&private, &id(), None);
+        assert!(health.ok, "{}", health.body);
+        assert_eq!(
+            health.body["accounting"],
+            json!({
+                "status": "ok",
+                "commit_failures_in_a_row": 0,
+                "last_commit_unix_secs": 1_800_000_000u64,
+                "credits_pending": 5,
+                "batches_committed": 4,
+                "batches_failed": 0,
+            })
+        );
+
+        private.commit_failures_in_a_row = 3;
+        private.batches_failed = 3;
+        let health = check(&private, &id(), None);
+        assert!(!health.ok);
+        assert_eq!(health.body["status"], "down");
+        assert_eq!(health.body["accounting"]["status"], "failing");
+        assert_eq!(
+            health.body["problems"],
+            json!(["accounting database: the last 3 commit attempts failed"])
+        );
+    }
+}
