@@ -125,6 +125,12 @@ pub(crate) enum WsResponse {
         /// Torrents and counts.
         files: Vec<(InfoHash, ScrapeCounts)>,
     },
+    /// An answer from this connection was handled (relayed, or dropped as not its
+    /// peer's to give): its place among the messages awaiting a reply is free.
+    AnswerTaken {
+        /// The answering connection's id.
+        connection: u64,
+    },
 }
 
 /// A batch of messages for one socket worker.

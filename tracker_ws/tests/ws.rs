@@ -727,3 +727,36 @@ fn pipelined_messages_are_all_answered() {
     assert_eq!(replies, expected);
     tracker.shutdown();
 }
+
+#[test]
+fn pipelined_answers_are_taken_and_reading_goes_on() {
+    let tracker = start(test_config("127.0.0.1:0"));
+    let hash = info_hash(12);
+    let mut client = Client::connect(tracker.local_addr());
+    client.announce_counts(announce(hash, peer_id(1), Some(1), AnnounceEvent::Started));
+    // Far more answers than the worker lets wait for their request workers (64): each
+    // is handled and its place freed, so the announce behind them is read and answered.
+    let mut burst: Vec<_> = (0..2000)
+        .map(|i| {
+            InMessage::Announce(answer(
+                hash,
+                peer_id(1),
+                peer_id(2),
+                offer_id((i % 200) as u8),
+                "nobody",
+            ))
+        })
+        .collect();
+    burst.push(InMessage::Announce(announce(
+        hash,
+        peer_id(1),
+        Some(1),
+        AnnounceEvent::None,
+    )));
+    client.send_all_unread(&burst);
+    match client.next() {
+        ParsedOutMessage::AnnounceResponse { info_hash, .. } => assert_eq!(info_hash, hash),
+        other => panic!("{other:?}"),
+    }
+    tracker.shutdown();
+}

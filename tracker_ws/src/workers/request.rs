@@ -88,6 +88,11 @@ impl RequestHandler for WsHandler {
                         answer: answer.answer,
                     });
                 }
+                if let Some(batch) = out.get_mut(from) {
+                    batch.0.push(WsResponse::AnswerTaken {
+                        connection: connection.connection,
+                    });
+                }
             }
             WsRequest::Leave {
                 info_hash,

@@ -204,9 +204,9 @@ struct Connection {
     read_paused: bool,
     /// In the worker's list of connections whose reading waits for the responses.
     deferred: bool,
-    /// Its announces (by torrent) and scrapes (`None`) waiting for their replies, in the
-    /// order they were sent on (see [`MAX_AWAITING`]); no allocation while empty.
-    awaiting: Vec<Option<InfoHash>>,
+    /// Its announces, scrapes and answers waiting for their replies, in the order they
+    /// were sent on (see [`MAX_AWAITING`]); no allocation while empty.
+    awaiting: Vec<Awaited>,
     /// When a reply last came, or the first of `awaiting` was sent.
     awaiting_since: Instant,
     /// Already in the worker's list of connections with bytes to send.
@@ -257,18 +257,17 @@ impl Connection {
         }
     }
 
-    /// One more announce (of torrent `Some(hash)`) or scrape (`None`) sent on to the
-    /// request workers.
-    fn expect_reply(&mut self, what: Option<InfoHash>) {
+    /// One more message sent on to the request workers, whose reply is `what`.
+    fn expect_reply(&mut self, what: Awaited) {
         if self.awaiting.is_empty() {
             self.awaiting_since = Instant::now();
         }
         self.awaiting.push(what);
     }
 
-    /// The reply to an announce of `Some(hash)`, or to a scrape (`None`), came (or was
-    /// given up): the first such request no longer waits.
-    fn reply_came(&mut self, what: Option<InfoHash>) {
+    /// The reply `what` came (or was given up): the first message awaiting it no longer
+    /// waits.
+    fn reply_came(&mut self, what: Awaited) {
         if let Some(i) = self.awaiting.iter().position(|w| *w == what) {
             self.awaiting.remove(i);
         }
@@ -277,6 +276,19 @@ impl Connection {
         }
         self.awaiting_since = Instant::now();
     }
+}
+
+/// What a message sent on to the request workers awaits.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Awaited {
+    /// The reply to an announce of this torrent.
+    Announce(InfoHash),
+    /// The reply to a scrape.
+    Scrape,
+    /// Word that an answer was handled (relayed or not): answers count against
+    /// [`MAX_AWAITING`] like announces, so that a client streaming answers cannot queue
+    /// work for the request workers without bound.
+    Answer,
 }
 
 /// The slot of connection id `connection`, if that connection is still open.
@@ -797,6 +809,7 @@ impl SocketWorker {
                 connection,
                 answer,
             };
+            c.expect_reply(Awaited::Answer);
             self.push_request(shard, answer, state);
             return;
         }
@@ -847,7 +860,7 @@ impl SocketWorker {
             account,
         };
         if let Some(c) = state.slots.get_mut(slot) {
-            c.expect_reply(Some(info_hash));
+            c.expect_reply(Awaited::Announce(info_hash));
         }
         self.push_request(shard, announce, state);
     }
@@ -1052,7 +1065,8 @@ impl SocketWorker {
         for request in refused {
             match request {
                 WsRequest::Announce { params, .. } => {
-                    self.announce_replied(params.connection.connection, params.info_hash, state);
+                    let what = Awaited::Announce(params.info_hash);
+                    self.reply_came_to(params.connection.connection, what, state);
                     add(&self.counters().dropped, 1);
                     let failure = OutMessage::Failure {
                         reason: ERR_OVERLOADED,
@@ -1083,7 +1097,11 @@ impl SocketWorker {
                     };
                     state.leaves.push((shard, leave));
                 }
-                WsRequest::Answer { .. } | WsRequest::FullScrape { .. } => {
+                WsRequest::Answer { connection, .. } => {
+                    self.reply_came_to(connection.connection, Awaited::Answer, state);
+                    add(&self.counters().dropped, 1);
+                }
+                WsRequest::FullScrape { .. } => {
                     add(&self.counters().dropped, 1);
                 }
             }
@@ -1116,7 +1134,7 @@ impl SocketWorker {
                     complete: counts.seeders,
                     incomplete: counts.leechers,
                 };
-                self.announce_replied(connection, info_hash, state);
+                self.reply_came_to(connection, Awaited::Announce(info_hash), state);
                 self.send(connection, &reply, state);
             }
             WsResponse::Offer {
@@ -1188,6 +1206,9 @@ impl SocketWorker {
                 }
             }
             WsResponse::FullScrape { files } => self.full_scrape_part(&files, state),
+            WsResponse::AnswerTaken { connection } => {
+                self.reply_came_to(connection, Awaited::Answer, state);
+            }
         }
     }
 
@@ -1199,11 +1220,11 @@ impl SocketWorker {
         }
     }
 
-    /// Counts the reply to an announce of `info_hash` come (or given up) for connection
-    /// id `connection`, if it is still open.
-    fn announce_replied(&mut self, connection: u64, info_hash: InfoHash, state: &mut State) {
+    /// Counts the reply `what` come (or given up) for connection id `connection`, if it
+    /// is still open.
+    fn reply_came_to(&mut self, connection: u64, what: Awaited, state: &mut State) {
         if let Some(slot) = current(&state.slots, connection) {
-            reply_came(slot, Some(info_hash), state);
+            reply_came(slot, what, state);
         }
     }
 
@@ -1460,12 +1481,14 @@ impl SocketWorker {
         for (slot, awaited) in lost {
             for what in awaited {
                 let failure = match what {
-                    Some(info_hash) => OutMessage::Failure {
+                    Awaited::Announce(info_hash) => OutMessage::Failure {
                         reason: ERR_OVERLOADED,
                         action: Some(Action::Announce),
                         info_hash: Some(info_hash),
                     },
-                    None => scrape_failure(ERR_OVERLOADED),
+                    Awaited::Scrape => scrape_failure(ERR_OVERLOADED),
+                    // An answer has no reply: the offerer's attempt times out.
+                    Awaited::Answer => continue,
                 };
                 self.send_to_slot(slot, &failure, state);
             }
@@ -1508,18 +1531,18 @@ fn account(queued: &AtomicUsize, c: &mut Connection) {
 /// Counts one more scrape reply on its way for the connection in `slot`.
 fn expect_reply(slot: usize, state: &mut State) {
     if let Some(c) = state.slots.get_mut(slot) {
-        c.expect_reply(None);
+        c.expect_reply(Awaited::Scrape);
     }
 }
 
 /// Counts a scrape reply come for the connection in `slot` (see [`reply_came`]).
 fn replied(slot: usize, state: &mut State) {
-    reply_came(slot, None, state);
+    reply_came(slot, Awaited::Scrape, state);
 }
 
-/// Counts the reply to an announce of `Some(hash)`, or to a scrape (`None`), come for the
-/// connection in `slot`, and reads it again if that was all its reading waited for.
-fn reply_came(slot: usize, what: Option<InfoHash>, state: &mut State) {
+/// Counts the reply `what` come for the connection in `slot`, and reads it again if
+/// that was all its reading waited for.
+fn reply_came(slot: usize, what: Awaited, state: &mut State) {
     if let Some(c) = state.slots.get_mut(slot) {
         c.reply_came(what);
         if c.read_paused && c.phase == Phase::Open && c.may_read() {
