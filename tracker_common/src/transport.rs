@@ -280,8 +280,54 @@ pub enum Accepted {
     /// A connection closed at once: `max_connections` were open (or TLS could not be
     /// set up for it). Not counted in `open`.
     Refused,
-    /// No connection waiting (or the listener failed; a warning is logged, rate-limited).
+    /// An accept failed for that one connection (see [`AcceptError::Skip`]): go on
+    /// accepting.
+    Skipped,
+    /// No connection waiting.
     None,
+    /// Accepting must wait until a descriptor is freed (see [`AcceptError::Blocked`]);
+    /// a warning is logged, rate-limited.
+    Blocked,
+}
+
+/// What a failed `accept` means for the listener.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AcceptError {
+    /// That connection failed, not the listener: the client reset it while it waited
+    /// (ECONNABORTED), a protocol or firewall error (EPROTO, EPERM), a network error
+    /// Linux passes on from the new socket (ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET,
+    /// EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH; accept(2) says to retry on them), or the
+    /// kernel was short of memory for it (ENOBUFS, ENOMEM). Skip it, accept the next.
+    Skip,
+    /// Out of file descriptors (EMFILE, ENFILE), or the listener itself failed. The
+    /// connections wait in the backlog, and with edge-triggered polling no new readiness
+    /// edge comes for them until yet another connection arrives: the caller must try
+    /// again by itself once a descriptor may be free (a connection of its own closed, or
+    /// a periodic tick).
+    Blocked,
+}
+
+impl AcceptError {
+    /// What `err`, from `accept`, means.
+    pub fn of(err: &io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(
+                libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH,
+            ) => Self::Skip,
+            _ => Self::Blocked,
+        }
+    }
 }
 
 /// Accepts one waiting connection on `listener`, counting it in `open` (shared by the
@@ -300,15 +346,24 @@ pub fn accept_one(
             Ok(accepted) => break accepted,
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Accepted::None,
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => {
-                // Out of file descriptors, say: the connections wait in the backlog and
-                // are accepted when the next one arrives. Rate-limited: a full table
-                // would otherwise log at every arrival.
-                if let Some(held_back) = warning.check(std::time::Instant::now()) {
-                    log::warn!("accept: {err} ({held_back} more since the last warning)");
+            Err(err) => match AcceptError::of(&err) {
+                AcceptError::Skip => {
+                    // A client can cause these at will: never above debug.
+                    log::debug!("accept: {err}; accepting the next connection");
+                    return Accepted::Skipped;
                 }
-                return Accepted::None;
-            }
+                AcceptError::Blocked => {
+                    // Rate-limited: a full descriptor table would otherwise log at every
+                    // retry.
+                    if let Some(held_back) = warning.check(std::time::Instant::now()) {
+                        log::warn!(
+                            "accept: {err}; connections wait until one closes \
+                             ({held_back} more since the last warning)"
+                        );
+                    }
+                    return Accepted::Blocked;
+                }
+            },
         }
     };
     if open.fetch_add(1, Ordering::AcqRel) >= max_connections {
@@ -328,4 +383,30 @@ pub fn accept_one(
         },
     };
     Accepted::Connection(transport, addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_accept_errors_are_skipped_and_descriptor_shortage_blocks() {
+        let error = |code| AcceptError::of(&io::Error::from_raw_os_error(code));
+        for code in [
+            libc::ECONNABORTED,
+            libc::EPROTO,
+            libc::EPERM,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::ENETUNREACH,
+            libc::EHOSTUNREACH,
+        ] {
+            assert_eq!(error(code), AcceptError::Skip, "{code}");
+        }
+        for code in [libc::EMFILE, libc::ENFILE, libc::EBADF, libc::EINVAL] {
+            assert_eq!(error(code), AcceptError::Blocked, "{code}");
+        }
+        let no_code = io::Error::other("no os error");
+        assert_eq!(AcceptError::of(&no_code), AcceptError::Blocked);
+    }
 }

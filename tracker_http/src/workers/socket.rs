@@ -193,6 +193,12 @@ struct State {
     outbox: RequestOutbox<HttpRequest>,
     pending_scrapes: PendingScrapes<(ConnRef, usize)>,
     accept_warning: RateLimitedWarning,
+    /// Accepting stopped for want of descriptors (EMFILE): the waiting connections raise
+    /// no new edge, so accepting is retried when a connection closes and at
+    /// housekeeping.
+    accept_blocked: bool,
+    /// Retry accepting at the next round (a descriptor was freed while blocked).
+    retry_accept: bool,
     /// Reused for answer bodies.
     body: Vec<u8>,
     /// Connections whose reading stopped before the socket was drained (a full pipeline
@@ -236,6 +242,8 @@ impl SocketWorker {
                 PENDING_SCRAPE_TIMEOUT,
             ),
             accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            accept_blocked: false,
+            retry_accept: false,
             body: Vec::new(),
             resume: Vec::new(),
             full_scrape: FullScrapeState::default(),
@@ -267,7 +275,7 @@ impl SocketWorker {
                     }
                 }
             }
-            if listener_ready {
+            if listener_ready || std::mem::take(&mut state.retry_accept) {
                 listener_ready = self.accept(&mut state);
             }
             self.flush_requests(&mut state);
@@ -307,7 +315,15 @@ impl SocketWorker {
                     self.http_counters.refused.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Accepted::None => return false,
+                Accepted::Skipped => continue,
+                Accepted::None => {
+                    state.accept_blocked = false;
+                    return false;
+                }
+                Accepted::Blocked => {
+                    state.accept_blocked = true;
+                    return false;
+                }
             };
             let connection = Connection {
                 peer_ip: canonical_ip(addr),
@@ -995,11 +1011,14 @@ impl SocketWorker {
         if let Some(mut c) = state.slots.remove(slot) {
             let _ = self.poll.registry().deregister(c.stream.socket());
             self.http_counters.open.fetch_sub(1, Ordering::AcqRel);
+            // A descriptor is freed: a connection waiting in the backlog may now be taken.
+            state.retry_accept |= state.accept_blocked;
         }
     }
 
-    /// Closes connections that made no progress for the idle timeout, and drops split
-    /// scrapes whose parts did not all come back.
+    /// Closes connections that made no progress for the idle timeout, drops split
+    /// scrapes whose parts did not all come back, and has accepting retried if it was
+    /// blocked (descriptors another worker freed).
     fn housekeeping(&mut self, state: &mut State) {
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
@@ -1013,6 +1032,7 @@ impl SocketWorker {
             self.http_counters.timed_out.fetch_add(1, Ordering::Relaxed);
             self.close(slot, state);
         }
+        state.retry_accept |= state.accept_blocked;
         state.pending_scrapes.expire(now);
         // A full scrape with a part lost to a full channel: its waiters get the failure
         // that the lost requests of announces and scrapes get.

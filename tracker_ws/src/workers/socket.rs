@@ -238,6 +238,12 @@ struct State {
     outbox: RequestOutbox<WsRequest>,
     pending_scrapes: PendingScrapes<(u64, Vec<InfoHash>)>,
     accept_warning: RateLimitedWarning,
+    /// Accepting stopped for want of descriptors (EMFILE): the waiting connections raise
+    /// no new edge, so accepting is retried when a connection closes and at
+    /// housekeeping.
+    accept_blocked: bool,
+    /// Retry accepting at the next round (a descriptor was freed while blocked).
+    retry_accept: bool,
     /// Reused for each message's JSON.
     scratch: Vec<u8>,
     /// Connections with bytes queued since they were last written.
@@ -285,6 +291,8 @@ impl SocketWorker {
                 PENDING_SCRAPE_TIMEOUT,
             ),
             accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            accept_blocked: false,
+            retry_accept: false,
             scratch: Vec::new(),
             dirty: Vec::new(),
             resume: Vec::new(),
@@ -319,7 +327,7 @@ impl SocketWorker {
                     }
                 }
             }
-            if listener_ready {
+            if listener_ready || std::mem::take(&mut state.retry_accept) {
                 listener_ready = self.accept(&mut state);
             }
             self.flush_requests(&mut state);
@@ -363,7 +371,15 @@ impl SocketWorker {
                     self.ws_counters.refused.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Accepted::None => return false,
+                Accepted::Skipped => continue,
+                Accepted::None => {
+                    state.accept_blocked = false;
+                    return false;
+                }
+                Accepted::Blocked => {
+                    state.accept_blocked = true;
+                    return false;
+                }
             };
             let connection = Connection {
                 stream,
@@ -1237,6 +1253,8 @@ impl SocketWorker {
         };
         let _ = self.poll.registry().deregister(c.stream.socket());
         self.ws_counters.open.fetch_sub(1, Ordering::AcqRel);
+        // A descriptor is freed: a connection waiting in the backlog may now be taken.
+        state.retry_accept |= state.accept_blocked;
         self.ws_counters
             .queued_bytes
             .fetch_sub(c.accounted, Ordering::Relaxed);
@@ -1251,8 +1269,9 @@ impl SocketWorker {
         }
     }
 
-    /// Pings quiet connections, closes silent ones and finished closings, and drops
-    /// split scrapes whose parts did not all come back.
+    /// Pings quiet connections, closes silent ones and finished closings, drops split
+    /// scrapes whose parts did not all come back, and has accepting retried if it was
+    /// blocked (descriptors another worker freed).
     fn housekeeping(&mut self, state: &mut State) {
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
@@ -1295,6 +1314,7 @@ impl SocketWorker {
         for slot in to_close {
             self.close(slot, state);
         }
+        state.retry_accept |= state.accept_blocked;
         state.pending_scrapes.expire(now);
         if state
             .full_scrape
