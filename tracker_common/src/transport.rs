@@ -12,6 +12,8 @@ use std::sync::Arc;
 use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::address_limit::{AddressLimit, AddressPermit};
+
 /// Plain text rustls buffers per connection before it takes no more.
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 
@@ -275,11 +277,15 @@ pub fn write_round(stream: &mut Transport, buf: &[u8], written: &mut usize) -> W
 
 /// What [`accept_one`] found.
 pub enum Accepted {
-    /// A new connection, counted in `open`.
-    Connection(Transport, std::net::SocketAddr),
+    /// A new connection, counted in `open` and under its address's cap (the permit
+    /// gives its place back when dropped with the connection).
+    Connection(Transport, std::net::SocketAddr, AddressPermit),
     /// A connection closed at once: `max_connections` were open (or TLS could not be
     /// set up for it). Not counted in `open`.
     Refused,
+    /// A connection closed at once: its client address had the per-address cap's
+    /// number of connections open. Not counted in `open`.
+    OverAddressLimit,
     /// An accept failed for that one connection (see [`AcceptError::Skip`]): go on
     /// accepting.
     Skipped,
@@ -331,12 +337,14 @@ impl AcceptError {
 }
 
 /// Accepts one waiting connection on `listener`, counting it in `open` (shared by the
-/// tracker's socket workers) unless `max_connections` are open already, with TCP_NODELAY
+/// tracker's socket workers) unless `max_connections` are open already, and under its
+/// client address in `per_address` unless that address is at its cap, with TCP_NODELAY
 /// and, when `tls` is given, a TLS session on the config in force now.
 pub fn accept_one(
     listener: &mio::net::TcpListener,
     open: &std::sync::atomic::AtomicUsize,
     max_connections: usize,
+    per_address: &Arc<AddressLimit>,
     tls: Option<&crate::tls::SharedServerConfig>,
     warning: &mut crate::statistics::RateLimitedWarning,
 ) -> Accepted {
@@ -370,6 +378,10 @@ pub fn accept_one(
         open.fetch_sub(1, Ordering::AcqRel);
         return Accepted::Refused; // Dropping the stream closes it.
     }
+    let Some(permit) = per_address.try_acquire(addr.ip()) else {
+        open.fetch_sub(1, Ordering::AcqRel);
+        return Accepted::OverAddressLimit;
+    };
     let _ = stream.set_nodelay(true);
     let transport = match tls {
         None => Transport::Plain(stream),
@@ -382,7 +394,7 @@ pub fn accept_one(
             }
         },
     };
-    Accepted::Connection(transport, addr)
+    Accepted::Connection(transport, addr, permit)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Connections at the edges, seen from real sockets: a restart right after a stop with
-//! clients connected, and a tracker that runs out of file descriptors.
+//! clients connected, a tracker that runs out of file descriptors, and the cap on
+//! connections per client address.
 //!
 //! What the kernel holds (a connection accepted or still in the backlog, the tracker's
 //! side in TIME_WAIT) is read from /proc/net/tcp rather than guessed from timings.
@@ -128,4 +129,32 @@ fn freed_descriptors_restart_accepting_after_the_tracker_ran_out() {
     assert_eq!(clients[taken - 1].response().status, 200);
     drop(tracker);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn connections_past_the_cap_per_address_are_closed_at_accept_and_counted() {
+    // Two socket workers: the cap is the whole tracker's.
+    let mut config = test_config("127.0.0.1:0");
+    config.http.max_connections_per_ip = 3;
+    let tracker = start(config);
+    let addr = tracker.local_addr();
+    let mut clients: Vec<Client> = (0..3).map(|_| served(addr)).collect();
+    let mut over = Client::connect(addr);
+    assert!(over.is_closed_by_tracker());
+    assert_eq!(tracker.connections().refused_per_ip, 1);
+    assert_eq!(tracker.connections().refused, 0);
+    assert_eq!(tracker.connections().open, 3);
+    // The others are still served.
+    for client in &mut clients {
+        client.send(INDEX);
+        assert_eq!(client.response().status, 200);
+    }
+    // One leaves: once the tracker has seen it go, a new one takes its place.
+    drop(clients.pop());
+    assert!(eventually(std::time::Duration::from_secs(10), || {
+        tracker.connections().open == 2
+    }));
+    drop(served(addr));
+    assert_eq!(tracker.connections().refused_per_ip, 1);
+    tracker.shutdown();
 }

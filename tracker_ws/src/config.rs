@@ -174,6 +174,16 @@ config_section! {
         pub max_message_bytes: usize,
         /// Most open connections of the whole tracker; further ones are closed at once.
         pub max_connections: usize,
+        /// Most open connections from one client address (an IPv4 address, or an IPv6
+        /// /64, the prefix one subscriber or host is given), over the whole tracker;
+        /// further ones are closed at once (counted as refused per ip). It keeps one
+        /// address from taking all of max_connections. 0 = no cap. The default is meant
+        /// to be far above what carrier-grade NAT puts behind one IPv4 address: a
+        /// BitTorrent client keeps at most a keep-alive connection or two per tracker,
+        /// a WebTorrent page a few, so it leaves room for well over a hundred clients
+        /// connected at once from one shared address, while a single address still
+        /// holds only a small part of max_connections.
+        pub max_connections_per_ip: u32,
         /// Seconds a connection may go without sending anything. After half of it the
         /// tracker sends a ping (browsers answer pings by themselves); after all of it
         /// the connection is closed. An upgrade request must also be complete in this
@@ -216,6 +226,7 @@ impl Default for WsConfig {
             max_handshake_bytes: 4096,
             max_message_bytes: 64 * 1024,
             max_connections: 50_000,
+            max_connections_per_ip: 256,
             idle_timeout_secs: 120,
             max_offers_per_announce: 10,
             max_swarms_per_connection: 128,

@@ -1,5 +1,6 @@
 //! Connections at the edges, seen from real sockets: a restart right after a stop with
-//! clients connected, and a tracker that runs out of file descriptors.
+//! clients connected, a tracker that runs out of file descriptors, and the cap on
+//! connections per client address.
 //!
 //! What the kernel holds (a connection accepted or still in the backlog, the tracker's
 //! side in TIME_WAIT) is read from /proc/net/tcp rather than guessed from timings.
@@ -147,4 +148,37 @@ fn freed_descriptors_restart_accepting_after_the_tracker_ran_out() {
     assert!(answer_head(&mut clients[taken - 1]).starts_with("HTTP/1.1 101"));
     drop(tracker);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn connections_past_the_cap_per_address_are_closed_at_accept_and_counted() {
+    // Two socket workers: the cap is the whole tracker's.
+    let mut config = test_config("127.0.0.1:0");
+    config.ws.max_connections_per_ip = 3;
+    let tracker = start(config);
+    let addr = tracker.local_addr();
+    let mut clients: Vec<Client> = (0..3).map(|_| served(addr)).collect();
+    let mut over = TcpStream::connect(addr).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = over.write_all(UPGRADE);
+    match over.read(&mut [0u8; 64]) {
+        Ok(0) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection over the cap was not closed: {other:?}"),
+    }
+    assert_eq!(tracker.connections().refused_per_ip, 1);
+    assert_eq!(tracker.connections().refused, 0);
+    assert_eq!(tracker.connections().open, 3);
+    // The others are still served.
+    for client in &mut clients {
+        assert_eq!(client.scrape(&[info_hash(2)]).len(), 1);
+    }
+    // One leaves: once the tracker has seen it go, a new one takes its place.
+    drop(clients.pop());
+    assert!(eventually(Duration::from_secs(10), || {
+        tracker.connections().open == 2
+    }));
+    drop(served(addr));
+    assert_eq!(tracker.connections().refused_per_ip, 1);
+    tracker.shutdown();
 }

@@ -4,7 +4,9 @@
 //! in request order.
 //!
 //! # What one client can hold
-//! - A place among `http.max_connections` (whole tracker); one more is closed at once.
+//! - A place among `http.max_connections` (whole tracker), and among the
+//!   `http.max_connections_per_ip` of its address (IPv4 address, IPv6 /64; whole
+//!   tracker); one more is closed at once.
 //! - A read buffer of at most `http.max_request_bytes` plus one read: a larger request
 //!   head is answered 431 and the connection closed.
 //! - At most `http.max_pipelined_requests` requests waiting for answers; further
@@ -34,6 +36,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
+use tracker_common::address_limit::{AddressLimit, AddressPermit};
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::private::accounting::AccountInfo;
 use tracker_common::private::passkey::{PrivateCheck, Refusal};
@@ -102,6 +105,9 @@ pub(crate) struct HttpCounters {
     pub(crate) open: Arc<AtomicUsize>,
     /// Connections closed at once because `http.max_connections` were open.
     pub(crate) refused: AtomicU64,
+    /// Connections closed at once because their address had
+    /// `http.max_connections_per_ip` open.
+    pub(crate) refused_per_ip: AtomicU64,
     /// Connections closed for being idle too long.
     pub(crate) timed_out: AtomicU64,
 }
@@ -118,6 +124,8 @@ pub(crate) struct SocketWorker {
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) http_counters: Arc<HttpCounters>,
+    /// Open connections per client address, shared by all socket workers.
+    pub(crate) per_address: Arc<AddressLimit>,
     /// The TLS config in force, when the port speaks TLS.
     pub(crate) tls: Option<SharedServerConfig>,
     /// Private mode's check; `None` in public mode.
@@ -156,6 +164,8 @@ struct Pending {
 
 struct Connection {
     stream: Transport,
+    /// Its place under `http.max_connections_per_ip`, given back when it is dropped.
+    _address_permit: AddressPermit,
     /// The TCP peer, IPv4-mapped addresses as IPv4.
     peer_ip: IpAddr,
     read_buf: Vec<u8>,
@@ -303,16 +313,23 @@ impl SocketWorker {
     /// Accepts waiting connections; returns whether more may be waiting.
     fn accept(&mut self, state: &mut State) -> bool {
         for _ in 0..MAX_ACCEPTS_PER_ROUND {
-            let (stream, addr) = match accept_one(
+            let (stream, addr, address_permit) = match accept_one(
                 &self.listener,
                 &self.http_counters.open,
                 self.settings.max_connections,
+                &self.per_address,
                 self.tls.as_ref(),
                 &mut state.accept_warning,
             ) {
-                Accepted::Connection(stream, addr) => (stream, addr),
+                Accepted::Connection(stream, addr, permit) => (stream, addr, permit),
                 Accepted::Refused => {
                     self.http_counters.refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Accepted::OverAddressLimit => {
+                    self.http_counters
+                        .refused_per_ip
+                        .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 Accepted::Skipped => continue,
@@ -326,6 +343,7 @@ impl SocketWorker {
                 }
             };
             let connection = Connection {
+                _address_permit: address_permit,
                 peer_ip: canonical_ip(addr),
                 stream,
                 read_buf: Vec::new(),

@@ -4,7 +4,9 @@
 //! (announce replies, relayed offers and answers, scrape replies) on the connections.
 //!
 //! # What one client can hold
-//! - A place among `ws.max_connections` (whole tracker); one more is closed at once.
+//! - A place among `ws.max_connections` (whole tracker), and among the
+//!   `ws.max_connections_per_ip` of its address (IPv4 address, IPv6 /64; whole
+//!   tracker); one more is closed at once.
 //! - A read buffer of at most one message (`ws.max_message_bytes`, all fragments) plus
 //!   one read; a larger message closes the connection (code 1009). An idle connection
 //!   keeps no buffer at all.
@@ -47,6 +49,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
+use tracker_common::address_limit::{AddressLimit, AddressPermit};
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::private::accounting::AccountInfo;
 use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
@@ -134,6 +137,9 @@ pub(crate) struct WsCounters {
     pub(crate) open: Arc<AtomicUsize>,
     /// Connections closed at once because `ws.max_connections` were open.
     pub(crate) refused: AtomicU64,
+    /// Connections closed at once because their address had
+    /// `ws.max_connections_per_ip` open.
+    pub(crate) refused_per_ip: AtomicU64,
     /// Connections closed for sending nothing for the idle timeout.
     pub(crate) timed_out: AtomicU64,
     /// Connections closed for not reading what was sent to them.
@@ -155,6 +161,8 @@ pub(crate) struct SocketWorker {
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) ws_counters: Arc<WsCounters>,
+    /// Open connections per client address, shared by all socket workers.
+    pub(crate) per_address: Arc<AddressLimit>,
     /// The TLS config in force, when the port speaks TLS.
     pub(crate) tls: Option<SharedServerConfig>,
     pub(crate) shutdown: ShutdownFlag,
@@ -174,6 +182,8 @@ enum Phase {
 
 struct Connection {
     stream: Transport,
+    /// Its place under `ws.max_connections_per_ip`, given back when it is dropped.
+    _address_permit: AddressPermit,
     /// The client's address family, for the counters.
     family: Family,
     phase: Phase,
@@ -359,16 +369,25 @@ impl SocketWorker {
     /// Accepts waiting connections; returns whether more may be waiting.
     fn accept(&mut self, state: &mut State) -> bool {
         for _ in 0..MAX_ACCEPTS_PER_ROUND {
-            let (stream, family) = match accept_one(
+            let (stream, family, address_permit) = match accept_one(
                 &self.listener,
                 &self.ws_counters.open,
                 self.settings.max_connections,
+                &self.per_address,
                 self.tls.as_ref(),
                 &mut state.accept_warning,
             ) {
-                Accepted::Connection(stream, addr) => (stream, Family::of(addr.ip())),
+                Accepted::Connection(stream, addr, permit) => {
+                    (stream, Family::of(addr.ip()), permit)
+                }
                 Accepted::Refused => {
                     self.ws_counters.refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Accepted::OverAddressLimit => {
+                    self.ws_counters
+                        .refused_per_ip
+                        .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 Accepted::Skipped => continue,
@@ -383,6 +402,7 @@ impl SocketWorker {
             };
             let connection = Connection {
                 stream,
+                _address_permit: address_permit,
                 family,
                 phase: Phase::Handshake,
                 read_buf: Vec::new(),
