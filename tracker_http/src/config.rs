@@ -172,12 +172,13 @@ config_section! {
         /// Most open connections from one client address (an IPv4 address, or an IPv6
         /// /64, the prefix one subscriber or host is given), over the whole tracker;
         /// further ones are closed at once (counted as refused per ip). It keeps one
-        /// address from taking all of max_connections. 0 = no cap. The default is meant
-        /// to be far above what carrier-grade NAT puts behind one IPv4 address: a
-        /// BitTorrent client keeps at most a keep-alive connection or two per tracker,
-        /// a WebTorrent page a few, so it leaves room for well over a hundred clients
-        /// connected at once from one shared address, while a single address still
-        /// holds only a small part of max_connections.
+        /// address from taking all of max_connections. 0 = no cap. The default leaves
+        /// room for the many subscribers carrier-grade NAT puts behind one IPv4
+        /// address: a BitTorrent client keeps at most a keep-alive connection or two
+        /// per tracker (over HTTP only for a while after each announce), a WebTorrent
+        /// page a few, so well over a hundred clients can be connected at once from one
+        /// shared address, while one address holds only a small part of
+        /// max_connections. Raise it for a tracker that serves large NATs.
         pub max_connections_per_ip: u32,
         /// Seconds a connection may go without completing a request (idle keep-alive
         /// connections, and clients that send a request byte by byte) before it is
