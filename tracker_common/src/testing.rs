@@ -1,7 +1,8 @@
 //! Support for the trackers' integration tests: a tracker binary started as a child
 //! process, with its log lines and the address it listens on, a process's user and
 //! group ids, a TLS client that trusts one certificate, a plain HTTP GET for the
-//! metrics endpoint, and the kernel's table of TCP sockets. Not used by the trackers
+//! metrics endpoint, the kernel's table of TCP sockets, and a client connection with a
+//! small receive window. Not used by the trackers
 //! themselves.
 //!
 //! - [`accounting`]: private mode's scenario tests, shared by the three trackers.
@@ -220,6 +221,35 @@ pub fn tcp_sockets() -> Vec<TcpSocketLine> {
         }
     }
     sockets
+}
+
+/// A TCP connection to `addr` whose receive buffer is as small as the kernel allows,
+/// with a read timeout of 10 s: what the server sends beyond a few KiB waits in the
+/// server's send queue until this side reads. For tests of what a server's close does
+/// to answers it has not delivered yet.
+///
+/// # Panics
+/// The socket could not be made or connected: a failed test.
+pub fn connect_with_small_receive_buffer(addr: SocketAddr) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, None).unwrap_or_else(|err| panic!("{err}"));
+    // Set before connecting: the window scale is agreed in the handshake.
+    if let Err(err) = socket.set_recv_buffer_size(1) {
+        panic!("SO_RCVBUF: {err}");
+    }
+    if let Err(err) = socket.connect(&addr.into()) {
+        panic!("connect to {addr}: {err}");
+    }
+    let stream = std::net::TcpStream::from(socket);
+    if let Err(err) = stream.set_read_timeout(Some(Duration::from_secs(10))) {
+        panic!("read timeout: {err}");
+    }
+    stream
 }
 
 /// A process's ids, from the `Uid:`, `Gid:` and `Groups:` lines of /proc/PID/status.

@@ -8,6 +8,7 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
@@ -99,6 +100,20 @@ impl Transport {
                 Ok(taken)
             }
         }
+    }
+
+    /// Shuts the write side down, after TLS's close_notify (sent as far as the socket
+    /// takes it): the client reads what was sent, then end of stream.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        if let Self::Tls(tls) = self {
+            tls.session.send_close_notify();
+            // Best effort: the answers are out already; the alert is a courtesy.
+            let _ = tls.flush();
+        }
+        self.socket().shutdown(std::net::Shutdown::Write)
     }
 
     /// Sends what TLS still holds; `Ok(true)` once nothing is left. Plain TCP holds
@@ -275,6 +290,70 @@ pub fn write_round(stream: &mut Transport, buf: &[u8], written: &mut usize) -> W
     round
 }
 
+/// Bytes a lingering connection reads and throws away at most (see [`linger`]).
+pub const LINGER_MAX_BYTES: usize = 64 * 1024;
+/// How long a lingering connection waits at most for the client to close its side (see
+/// [`linger`]); the caller's housekeeping closes it then.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection closing after its last answer: whether its write side is shut yet, and
+/// what it threw away.
+#[derive(Debug, Default)]
+pub struct Linger {
+    since: Option<Instant>,
+    discarded: usize,
+}
+
+impl Linger {
+    /// Whether the connection is lingering (its write side shut).
+    pub fn started(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// Whether it has lingered for [`LINGER_TIMEOUT`] by `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.since
+            .is_some_and(|since| now.saturating_duration_since(since) >= LINGER_TIMEOUT)
+    }
+}
+
+/// Closes a connection whose last answer is out, gracefully; returns whether it may be
+/// dropped now.
+///
+/// Dropping a socket whose received bytes are still unread makes Linux send a reset and
+/// throw away what it still had to send, which may be that last answer (a 400 or 431
+/// to a client that sent more than was read). So the first call shuts the write side
+/// down (the client gets end of stream after the answer), and every call reads and
+/// throws away what the client has sent, without blocking. The connection may be
+/// dropped once the client closed its side (nothing unread is left), the socket
+/// failed, or more than [`LINGER_MAX_BYTES`] came (a client that keeps sending gets
+/// its reset). Otherwise the caller keeps it, calls again when it is readable, and
+/// drops it once [`Linger::expired`] (or its own bound of the same order passed).
+pub fn linger(stream: &mut Transport, linger: &mut Linger) -> bool {
+    if linger.since.is_none() {
+        linger.since = Some(Instant::now());
+        if stream.shutdown_write().is_err() {
+            return true;
+        }
+    }
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        // The raw socket, TLS or not: what is thrown away need not be decrypted.
+        match stream.socket().read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => {
+                linger.discarded += n;
+                if linger.discarded > LINGER_MAX_BYTES {
+                    return true;
+                }
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
 /// What [`accept_one`] found.
 pub enum Accepted {
     /// A new connection, counted in `open` and under its address's cap (the permit
@@ -363,7 +442,7 @@ pub fn accept_one(
                 AcceptError::Blocked => {
                     // Rate-limited: a full descriptor table would otherwise log at every
                     // retry.
-                    if let Some(held_back) = warning.check(std::time::Instant::now()) {
+                    if let Some(held_back) = warning.check(Instant::now()) {
                         log::warn!(
                             "accept: {err}; connections wait until one closes \
                              ({held_back} more since the last warning)"
@@ -400,6 +479,64 @@ pub fn accept_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connected pair: the client, blocking with a read timeout, and the server side
+    /// as a non-blocking plain transport.
+    fn pair() -> (std::net::TcpStream, Transport) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (client, Transport::Plain(TcpStream::from_std(server)))
+    }
+
+    /// Calls `linger` until it says the connection may be dropped (10 s at most).
+    fn linger_to_the_end(stream: &mut Transport, state: &mut Linger) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !linger(stream, state) {
+            assert!(Instant::now() < deadline, "still lingering");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn linger_sends_end_of_stream_after_the_answer_and_waits_for_the_clients() {
+        let (mut client, mut stream) = pair();
+        // Input the server's application never reads.
+        client.write_all(&[7u8; 1000]).unwrap();
+        assert_eq!(stream.write(b"answer").unwrap(), 6);
+        let mut state = Linger::default();
+        assert!(
+            !linger(&mut stream, &mut state),
+            "the client is still there"
+        );
+        assert!(state.started() && !state.expired(Instant::now()));
+        assert!(state.expired(Instant::now() + LINGER_TIMEOUT));
+        // The answer, then end of stream: no reset.
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"answer");
+        drop(client);
+        linger_to_the_end(&mut stream, &mut state);
+        assert_eq!(state.discarded, 1000);
+    }
+
+    #[test]
+    fn linger_gives_up_on_a_client_that_keeps_sending() {
+        let (mut client, mut stream) = pair();
+        let mut state = Linger::default();
+        assert!(!linger(&mut stream, &mut state));
+        client.write_all(&vec![7u8; LINGER_MAX_BYTES + 1]).unwrap();
+        linger_to_the_end(&mut stream, &mut state);
+        assert!(state.discarded > LINGER_MAX_BYTES);
+        // The client is still connected: it was the budget, not end of stream.
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty());
+    }
 
     #[test]
     fn per_connection_accept_errors_are_skipped_and_descriptor_shortage_blocks() {

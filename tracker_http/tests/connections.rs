@@ -1,16 +1,22 @@
 //! Connections at the edges, seen from real sockets: a restart right after a stop with
 //! clients connected, a tracker that runs out of file descriptors, and the cap on
-//! connections per client address.
+//! connections per client address, and an answer that must arrive in full although the
+//! client's input is left unread.
 //!
 //! What the kernel holds (a connection accepted or still in the backlog, the tracker's
 //! side in TIME_WAIT) is read from /proc/net/tcp rather than guessed from timings.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::*;
-use tracker_common::testing::{Spawned, tcp_sockets, tcp_state, temp_dir};
+use tracker_common::testing::{
+    Spawned, connect_with_small_receive_buffer, tcp_sockets, tcp_state, temp_dir,
+};
+use tracker_http_protocol::parse_http_response;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracker_http");
 const INDEX: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -151,10 +157,57 @@ fn connections_past_the_cap_per_address_are_closed_at_accept_and_counted() {
     }
     // One leaves: once the tracker has seen it go, a new one takes its place.
     drop(clients.pop());
-    assert!(eventually(std::time::Duration::from_secs(10), || {
+    assert!(eventually(Duration::from_secs(10), || {
         tracker.connections().open == 2
     }));
     drop(served(addr));
     assert_eq!(tracker.connections().refused_per_ip, 1);
+    tracker.shutdown();
+}
+
+#[test]
+fn an_error_answer_arrives_in_full_though_the_clients_input_is_left_unread() {
+    let mut config = test_config("127.0.0.1:0");
+    config.workers.socket_workers = 1;
+    let tracker = start(config);
+    let addr = tracker.local_addr();
+    let max = tracker.config().http.max_request_bytes;
+    let mut stream = connect_with_small_receive_buffer(addr);
+    let client_port = stream.local_addr().unwrap().port();
+    // Pipelined requests whose answers overflow the client's small receive window and
+    // wait in the tracker's send queue; then a head larger than max_request_bytes, and
+    // bytes after it that the tracker never reads. Closing a socket with input unread
+    // resets it, and a reset throws the send queue away: the 431 with it.
+    let mut bytes = INDEX.repeat(60);
+    bytes.extend_from_slice(b"GET /announce?info_hash=");
+    bytes.extend(std::iter::repeat_n(b'a', max + 1000));
+    bytes.extend(std::iter::repeat_n(b'b', 16 * 1024));
+    stream.write_all(&bytes).unwrap();
+    // Read nothing until the tracker is done with the connection: its side leaves
+    // ESTABLISHED when it closes it or shuts its write side down.
+    let established = || {
+        tcp_sockets().iter().any(|s| {
+            s.local_port == addr.port()
+                && s.remote_port == client_port
+                && s.state == tcp_state::ESTABLISHED
+        })
+    };
+    assert!(eventually(Duration::from_secs(10), || !established()));
+    let mut received = Vec::new();
+    let end = stream.read_to_end(&mut received);
+    assert!(end.is_ok(), "{end:?} after {} bytes", received.len());
+    // The 60 index pages, then the 431, each whole, then end of stream.
+    let mut rest = &received[..];
+    let mut statuses = Vec::new();
+    while !rest.is_empty() {
+        let (response, len) = parse_http_response(rest, 1 << 20)
+            .unwrap()
+            .expect("a whole response");
+        statuses.push(response.status);
+        rest = &rest[len..];
+    }
+    assert_eq!(statuses.len(), 61, "{statuses:?}");
+    assert!(statuses[..60].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[60], 431);
     tracker.shutdown();
 }

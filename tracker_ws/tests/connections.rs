@@ -1,6 +1,7 @@
 //! Connections at the edges, seen from real sockets: a restart right after a stop with
 //! clients connected, a tracker that runs out of file descriptors, and the cap on
-//! connections per client address.
+//! connections per client address, and an answer that must arrive in full although the
+//! client's input is left unread.
 //!
 //! What the kernel holds (a connection accepted or still in the backlog, the tracker's
 //! side in TIME_WAIT) is read from /proc/net/tcp rather than guessed from timings.
@@ -13,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use tracker_common::testing::{Spawned, tcp_sockets, tcp_state, temp_dir};
+use tracker_common::testing::{
+    Spawned, connect_with_small_receive_buffer, tcp_sockets, tcp_state, temp_dir,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracker_ws");
 const UPGRADE: &[u8] = b"GET /announce HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
@@ -180,5 +183,49 @@ fn connections_past_the_cap_per_address_are_closed_at_accept_and_counted() {
     }));
     drop(served(addr));
     assert_eq!(tracker.connections().refused_per_ip, 1);
+    tracker.shutdown();
+}
+
+#[test]
+fn a_refused_upgrade_is_answered_in_full_though_the_clients_input_is_left_unread() {
+    let mut config = test_config("127.0.0.1:0");
+    config.workers.socket_workers = 1;
+    let tracker = start(config);
+    let addr = tracker.local_addr();
+    let mut stream = connect_with_small_receive_buffer(addr);
+    let client_port = stream.local_addr().unwrap().port();
+    // No Sec-WebSocket-Key: refused 400. The bytes after it are never read by the
+    // tracker; closing a socket with input unread resets it, and a reset throws away
+    // what it still had to send.
+    let mut bytes = b"GET /announce HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    bytes.extend(std::iter::repeat_n(b'x', 16 * 1024));
+    stream.write_all(&bytes).unwrap();
+    // Read nothing until the tracker is done with the connection: its side leaves
+    // ESTABLISHED when it closes it or shuts its write side down.
+    let established = || {
+        tcp_sockets().iter().any(|s| {
+            s.local_port == addr.port()
+                && s.remote_port == client_port
+                && s.state == tcp_state::ESTABLISHED
+        })
+    };
+    assert!(eventually(Duration::from_secs(10), || !established()));
+    let mut received = Vec::new();
+    let end = stream.read_to_end(&mut received);
+    assert!(
+        end.is_ok(),
+        "{end:?} after {:?}",
+        String::from_utf8_lossy(&received)
+    );
+    let text = String::from_utf8(received).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", body.len())),
+        "{text}"
+    );
+    assert_eq!(tracker.statistics().bad_requests, 1);
     tracker.shutdown();
 }

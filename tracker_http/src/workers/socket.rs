@@ -58,7 +58,9 @@ use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses};
 use crate::proxy::TrustedProxies;
 use tracker_common::request_worker::PeerRange;
 use tracker_common::slots::Slots;
-use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
+use tracker_common::transport::{
+    Accepted, Linger, Transport, accept_one, linger, read_round, write_round,
+};
 
 /// Token of the listening socket.
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
@@ -166,6 +168,8 @@ struct Connection {
     stream: Transport,
     /// Its place under `http.max_connections_per_ip`, given back when it is dropped.
     _address_permit: AddressPermit,
+    /// Closing after its last answer (see [`linger`]).
+    linger: Linger,
     /// The TCP peer, IPv4-mapped addresses as IPv4.
     peer_ip: IpAddr,
     read_buf: Vec<u8>,
@@ -344,6 +348,7 @@ impl SocketWorker {
             };
             let connection = Connection {
                 _address_permit: address_permit,
+                linger: Linger::default(),
                 peer_ip: canonical_ip(addr),
                 stream,
                 read_buf: Vec::new(),
@@ -1007,7 +1012,10 @@ impl SocketWorker {
                 }
                 let nothing_left = c.pipeline.is_empty();
                 if nothing_left && (c.closing || (c.peer_closed && c.read_buf.is_empty())) {
-                    done = true;
+                    // Input still unread would turn the close into a reset that can
+                    // destroy the last answer (a 400 or 431): linger unless the client
+                    // has closed its side.
+                    done = c.peer_closed || linger(&mut c.stream, &mut c.linger);
                 }
             }
             // Reading and parsing go on once answers have made room in the pipeline
@@ -1034,20 +1042,29 @@ impl SocketWorker {
         }
     }
 
-    /// Closes connections that made no progress for the idle timeout, drops split
-    /// scrapes whose parts did not all come back, and has accepting retried if it was
-    /// blocked (descriptors another worker freed).
+    /// Closes connections that made no progress for the idle timeout and lingering ones
+    /// whose time is up, drops split scrapes whose parts did not all come back, and has
+    /// accepting retried if it was blocked (descriptors another worker freed).
     fn housekeeping(&mut self, state: &mut State) {
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
-        let idle: Vec<usize> = state
+        // (slot, whether it timed out rather than lingered its time)
+        let idle: Vec<(usize, bool)> = state
             .slots
             .iter_mut()
-            .filter(|(_, c)| now.saturating_duration_since(c.last_progress) > timeout)
-            .map(|(slot, _)| slot)
+            .filter_map(|(slot, c)| {
+                if c.linger.started() {
+                    c.linger.expired(now).then_some((slot, false))
+                } else {
+                    let idle = now.saturating_duration_since(c.last_progress) > timeout;
+                    idle.then_some((slot, true))
+                }
+            })
             .collect();
-        for slot in idle {
-            self.http_counters.timed_out.fetch_add(1, Ordering::Relaxed);
+        for (slot, timed_out) in idle {
+            if timed_out {
+                self.http_counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
             self.close(slot, state);
         }
         state.retry_accept |= state.accept_blocked;

@@ -64,7 +64,9 @@ use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
 use tracker_common::swarm::{NumWantPolicy, ScrapeCounts};
 use tracker_common::tls::SharedServerConfig;
-use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
+use tracker_common::transport::{
+    Accepted, Linger, Transport, accept_one, linger, read_round, write_round,
+};
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_ws_protocol::{
     Action, AnnounceRequest, InMessage, Limits, OutMessage, ScrapeRequest, parse_in_text,
@@ -184,6 +186,8 @@ struct Connection {
     stream: Transport,
     /// Its place under `ws.max_connections_per_ip`, given back when it is dropped.
     _address_permit: AddressPermit,
+    /// Closing after its last bytes (see [`linger`]).
+    linger: Linger,
     /// The client's address family, for the counters.
     family: Family,
     phase: Phase,
@@ -403,6 +407,7 @@ impl SocketWorker {
             let connection = Connection {
                 stream,
                 _address_permit: address_permit,
+                linger: Linger::default(),
                 family,
                 phase: Phase::Handshake,
                 read_buf: Vec::new(),
@@ -501,6 +506,9 @@ impl SocketWorker {
         let Some(c) = state.slots.get_mut(slot) else {
             return;
         };
+        if matches!(c.phase, Phase::Closing(_)) {
+            return; // Lingering: what is left is not for the tracker.
+        }
         if c.phase == Phase::Handshake {
             match parse_upgrade(&c.read_buf, self.settings.max_handshake_bytes) {
                 Upgrade::Incomplete => return,
@@ -1258,7 +1266,11 @@ impl SocketWorker {
             // Everything out: an idle connection keeps no buffer.
             c.write_buf = Vec::new();
             c.written = 0;
-            done = matches!(c.phase, Phase::Closing(_));
+            // Input still unread would turn the close into a reset that can destroy the
+            // last bytes (a 400 answer, a close frame): linger unless the client has
+            // closed its side. CLOSE_GRACE bounds it.
+            done = matches!(c.phase, Phase::Closing(_))
+                && (c.peer_closed || linger(&mut c.stream, &mut c.linger));
         }
         if round.failed || done {
             self.close(slot, state);
