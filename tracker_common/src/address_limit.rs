@@ -16,7 +16,8 @@
 //! The maps hash with a random key per process, so clients cannot pick addresses that
 //! collide.
 //!
-//! This module keeps counts only; refusing the connection is the caller's.
+//! Addresses may be exempt (a reverse proxy's: every client behind it would share its
+//! cap). This module keeps counts only; refusing the connection is the caller's.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -45,12 +46,16 @@ impl AddressKey {
     }
 }
 
+/// Whether an address is exempt from the cap.
+type Exempt = Box<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
 /// Open connections per client address, over all socket workers of a tracker, with a
 /// cap.
-#[derive(Debug)]
 pub struct AddressLimit {
     /// Most connections per address; 0 = no cap (nothing is counted).
     max_per_address: u32,
+    /// Addresses not capped nor counted.
+    exempt: Option<Exempt>,
     /// Picks the shard.
     hasher: RandomState,
     shards: Box<[Mutex<HashMap<AddressKey, u32>>]>,
@@ -69,9 +74,23 @@ impl AddressLimit {
     /// A table allowing `max_per_address` open connections per client address; 0 = no
     /// cap.
     pub fn new(max_per_address: u32) -> Arc<Self> {
+        Self::build(max_per_address, None)
+    }
+
+    /// As [`AddressLimit::new`], but connections from addresses for which `exempt`
+    /// holds are neither capped nor counted (a trusted reverse proxy's).
+    pub fn with_exempt(
+        max_per_address: u32,
+        exempt: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Self::build(max_per_address, Some(Box::new(exempt)))
+    }
+
+    fn build(max_per_address: u32, exempt: Option<Exempt>) -> Arc<Self> {
         let shards = if max_per_address == 0 { 0 } else { SHARDS };
         Arc::new(Self {
             max_per_address,
+            exempt,
             hasher: RandomState::new(),
             shards: (0..shards).map(|_| Mutex::default()).collect(),
         })
@@ -81,7 +100,7 @@ impl AddressLimit {
     /// cap's number open already.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressPermit> {
         let key = AddressKey::of(ip);
-        if self.max_per_address == 0 {
+        if self.max_per_address == 0 || self.exempt.as_ref().is_some_and(|exempt| exempt(ip)) {
             return Some(AddressPermit { limit: None, key });
         }
         let mut shard = self.shard(key)?;
@@ -142,6 +161,16 @@ impl AddressLimit {
 /// a poisoned lock still holds consistent counts.
 fn lock(shard: &Mutex<HashMap<AddressKey, u32>>) -> MutexGuard<'_, HashMap<AddressKey, u32>> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for AddressLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddressLimit")
+            .field("max_per_address", &self.max_per_address)
+            .field("exempt", &self.exempt.is_some())
+            .field("addresses", &self.addresses())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AddressPermit {
@@ -238,6 +267,22 @@ mod tests {
         for shard in limit.shards.iter() {
             assert!(lock(shard).capacity() <= 64, "{}", lock(shard).capacity());
         }
+    }
+
+    #[test]
+    fn exempt_addresses_are_neither_capped_nor_counted() {
+        let proxy = ip("10.1.2.3");
+        let limit = AddressLimit::with_exempt(1, move |ip| ip.to_canonical() == proxy);
+        let permits: Vec<AddressPermit> = (0..10)
+            .map(|_| limit.try_acquire(ip("::ffff:10.1.2.3")).unwrap())
+            .collect();
+        assert_eq!(limit.open(proxy), 0);
+        assert_eq!(limit.addresses(), 0);
+        // Others are capped as ever.
+        let _a = limit.try_acquire(ip("10.1.2.4")).unwrap();
+        assert!(limit.try_acquire(ip("10.1.2.4")).is_none());
+        drop(permits);
+        assert_eq!(limit.addresses(), 1);
     }
 
     #[test]

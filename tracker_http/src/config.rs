@@ -178,7 +178,9 @@ config_section! {
         /// per tracker (over HTTP only for a while after each announce), a WebTorrent
         /// page a few, so well over a hundred clients can be connected at once from one
         /// shared address, while one address holds only a small part of
-        /// max_connections. Raise it for a tracker that serves large NATs.
+        /// max_connections. Raise it for a tracker that serves large NATs. Connections
+        /// from proxy.trusted_proxies are not capped (a reverse proxy speaks for many
+        /// clients).
         pub max_connections_per_ip: u32,
         /// Seconds a connection may go without completing a request (idle keep-alive
         /// connections, and clients that send a request byte by byte) before it is

@@ -218,7 +218,11 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         full_scrape_max_torrents: config.http.full_scrape_max_torrents,
         full_scrape_cache: Duration::from_secs(u64::from(config.http.full_scrape_cache_secs)),
     };
-    let per_address = AddressLimit::new(config.http.max_connections_per_ip);
+    // A trusted proxy speaks for many clients: its connections are not capped.
+    let trusted = settings.proxies.clone();
+    let per_address = AddressLimit::with_exempt(config.http.max_connections_per_ip, move |ip| {
+        trusted.contains(ip)
+    });
     for (index, ((listener, poll), response_receiver)) in listeners
         .into_iter()
         .zip(polls)

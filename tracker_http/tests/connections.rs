@@ -214,3 +214,16 @@ fn an_error_answer_arrives_in_full_though_the_clients_input_is_left_unread() {
     assert_eq!(statuses[60], 431);
     tracker.shutdown();
 }
+
+#[test]
+fn a_trusted_proxys_connections_are_not_capped() {
+    let mut config = test_config("127.0.0.1:0");
+    config.http.max_connections_per_ip = 1;
+    config.proxy.trusted_proxies = vec!["127.0.0.1".into()];
+    let tracker = start(config);
+    let clients: Vec<Client> = (0..3).map(|_| served(tracker.local_addr())).collect();
+    assert_eq!(tracker.connections().open, 3);
+    assert_eq!(tracker.connections().refused_per_ip, 0);
+    drop(clients);
+    tracker.shutdown();
+}

@@ -183,7 +183,8 @@ config_section! {
         /// per tracker (over HTTP only for a while after each announce), a WebTorrent
         /// page a few, so well over a hundred clients can be connected at once from one
         /// shared address, while one address holds only a small part of
-        /// max_connections. Raise it for a tracker that serves large NATs.
+        /// max_connections. Raise it for a tracker that serves large NATs. Behind a
+        /// reverse proxy every connection comes from the proxy's address: set 0.
         pub max_connections_per_ip: u32,
         /// Seconds a connection may go without sending anything. After half of it the
         /// tracker sends a ping (browsers answer pings by themselves); after all of it
