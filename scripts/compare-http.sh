@@ -93,6 +93,9 @@ start_server() {
 log_level = "warn"
 [network]
 address = "127.0.0.1:$port"
+[http]
+# The load testers open their connections from loopback, some from one address.
+max_connections_per_ip = 0
 [workers]
 socket_workers = $workers
 request_workers = $workers

@@ -123,6 +123,9 @@ log_level = "warn"
 [network]
 address = "127.0.0.1:$port"
 [ws]
+# The load testers (and the idle connections) connect from loopback, many from one
+# address.
+max_connections_per_ip = 0
 # aquatic_ws has no such bound, and aquatic_ws_load_test announces each connection
 # (one peer id) in any of its 10,000 torrents.
 max_swarms_per_connection = 65536

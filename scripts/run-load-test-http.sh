@@ -61,6 +61,9 @@ cat > "$work/tracker.toml" <<TOML
 log_level = "warn"
 [network]
 address = "127.0.0.1:$port"
+[http]
+# The load testers open their connections from loopback, some from one address.
+max_connections_per_ip = 0
 [workers]
 socket_workers = $socket_workers
 request_workers = $request_workers

@@ -61,6 +61,9 @@ log_level = "warn"
 [network]
 address = "127.0.0.1:$port"
 [ws]
+# The load testers (and the idle connections) connect from loopback, many from one
+# address.
+max_connections_per_ip = 0
 # One load tester connection is one browser in many torrents (up to peers /
 # connections of them); aquatic has no such limit.
 max_swarms_per_connection = 65536

@@ -35,7 +35,9 @@
 //! - [`ready`]: a TCP socket worker's turn order: each connection with work left is
 //!   served once per turn, so that none can hold the worker.
 //! - [`transport`]: a TCP connection's byte stream, plain or TLS, for the socket workers
-//!   of the TCP trackers.
+//!   of the TCP trackers; accepting connections, and closing them gracefully.
+//! - [`address_limit`]: the cap on open connections per client address (IPv4 address,
+//!   IPv6 /64) that both TCP trackers enforce at accept.
 //! - [`testing`]: a tracker binary as a child process, and a throwaway PostgreSQL server,
 //!   for the integration tests.
 //! - [`private`]: private mode: passkeys, and per-user accounting written exactly once
@@ -51,6 +53,7 @@
 
 pub mod access_list;
 pub mod addr;
+pub mod address_limit;
 pub mod channel;
 pub mod cli;
 pub mod config;

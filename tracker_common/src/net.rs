@@ -10,7 +10,13 @@
 //! that binds the port after our group exists is not detected; the probe guards the
 //! common mistake of starting a second tracker on a configured port.
 //!
-//! The shape is meant to be repeated for TCP listeners (`bind_tcp_listeners`).
+//! TCP sockets, the probe included, are bound with SO_REUSEADDR. A tracker stopped while
+//! clients were connected leaves its side of those connections in TIME_WAIT (or
+//! FIN_WAIT2) for a minute or so; without SO_REUSEADDR they hold the port, and the next
+//! start would take them for another tracker. On Linux a SO_REUSEADDR bind still fails
+//! with EADDRINUSE while any socket is *listening* on the port, so the probe still finds
+//! a second tracker. UDP sockets do not get it: there SO_REUSEADDR would let two
+//! processes bind one port and split its datagrams, the very thing the probe refuses.
 //!
 //! This module only creates and binds sockets; reading and writing is the caller's.
 
@@ -236,6 +242,10 @@ fn bound_socket(
     if reuse_port {
         socket.set_reuse_port(true).context("set SO_REUSEPORT")?;
     }
+    if transport == Transport::Tcp {
+        // See the module doc: connections of a stopped tracker must not hold the port.
+        socket.set_reuse_address(true).context("set SO_REUSEADDR")?;
+    }
     socket.set_nonblocking(true).context("set non-blocking")?;
     if options.recv_buffer_bytes > 0 {
         socket
@@ -449,6 +459,81 @@ mod tests {
         assert!(granted >= 1024 || granted == hard, "{granted} of {hard}");
         // Asking for less never lowers it.
         assert_eq!(raise_open_files_limit(1).unwrap(), granted);
+    }
+
+    #[test]
+    fn a_port_with_only_time_wait_connections_binds_and_a_listener_still_refuses() {
+        use crate::testing::{tcp_sockets, tcp_state};
+        use std::io::Read;
+        use std::time::{Duration, Instant};
+        let options = SocketOptions::default();
+        // A listener of ours serves one connection and closes it first, as a stopping
+        // tracker does; the client closes too: our side goes to TIME_WAIT.
+        let (addr, mut listeners) =
+            bind_tcp_listeners("127.0.0.1:0".parse().unwrap(), 1, &options, 16).unwrap();
+        let listener = listeners.pop().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let server = loop {
+            match listener.accept() {
+                Ok((server, _)) => break server,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no connection to accept");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(err) => panic!("accept: {err}"),
+            }
+        };
+        drop(server);
+        assert_eq!(client.read(&mut [0; 8]).unwrap(), 0, "the server's FIN");
+        drop(client);
+        drop(listener);
+        let time_wait = || {
+            tcp_sockets()
+                .iter()
+                .any(|s| s.local_port == addr.port() && s.state == tcp_state::TIME_WAIT)
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !time_wait() {
+            assert!(Instant::now() < deadline, "no TIME_WAIT socket on {addr}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The problem this guards against: without SO_REUSEADDR the port is taken.
+        let plain = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let err = plain.bind(&addr.into()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
+        drop(plain);
+        // The tracker's probe and group bind it.
+        let (again, listeners) = bind_tcp_listeners(addr, 2, &options, 16).unwrap();
+        assert_eq!(again, addr);
+        for listener in &listeners {
+            assert!(socket2::SockRef::from(listener).reuse_address().unwrap());
+        }
+        drop(listeners);
+        // A listening socket still holds the port, though it has SO_REUSEADDR too (as
+        // std's listeners do).
+        let held = std::net::TcpListener::bind(addr).unwrap();
+        assert!(socket2::SockRef::from(&held).reuse_address().unwrap());
+        let err = bind_tcp_listeners(addr, 1, &options, 16).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "tcp port {} on 127.0.0.1 is already in use by another process (another tracker?)",
+                addr.port()
+            )
+        );
+    }
+
+    #[test]
+    fn udp_sockets_do_not_reuse_addresses() {
+        let (_, sockets) =
+            bind_udp_sockets("127.0.0.1:0".parse().unwrap(), 2, &SocketOptions::default()).unwrap();
+        for socket in &sockets {
+            assert!(!socket2::SockRef::from(socket).reuse_address().unwrap());
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Support for the trackers' integration tests: a tracker binary started as a child
 //! process, with its log lines and the address it listens on, a process's user and
-//! group ids, a TLS client that trusts one certificate, and a plain HTTP GET for the
-//! metrics endpoint. Not used by the trackers themselves.
+//! group ids, a TLS client that trusts one certificate, a plain HTTP GET for the
+//! metrics endpoint, the kernel's table of TCP sockets, and a client connection with a
+//! small receive window. Not used by the trackers
+//! themselves.
 //!
 //! - [`accounting`]: private mode's scenario tests, shared by the three trackers.
 //! - [`metrics`]: reading a tracker's `/metrics`.
@@ -154,6 +156,100 @@ pub fn run_to_exit(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (Optio
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// TCP states as /proc/net/tcp numbers them (include/net/tcp_states.h).
+pub mod tcp_state {
+    /// ESTABLISHED.
+    pub const ESTABLISHED: u8 = 0x01;
+    /// FIN_WAIT1: our FIN sent, not yet acknowledged.
+    pub const FIN_WAIT1: u8 = 0x04;
+    /// FIN_WAIT2: our FIN acknowledged, the peer's not yet come.
+    pub const FIN_WAIT2: u8 = 0x05;
+    /// TIME_WAIT.
+    pub const TIME_WAIT: u8 = 0x06;
+    /// LISTEN.
+    pub const LISTEN: u8 = 0x0A;
+}
+
+/// One TCP socket of this network namespace, from /proc/net/tcp or /proc/net/tcp6.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TcpSocketLine {
+    /// Its local port.
+    pub local_port: u16,
+    /// The peer's port (0 for a listener).
+    pub remote_port: u16,
+    /// Its state (see [`tcp_state`]).
+    pub state: u8,
+    /// The inode of its file; 0 when no process holds it: a connection still in a
+    /// listener's accept queue, or one a process has closed (TIME_WAIT, say).
+    pub inode: u64,
+}
+
+/// The TCP sockets of this network namespace (Linux), IPv4 and IPv6: for tests that
+/// must see what the kernel holds (a connection accepted or still in the backlog, a
+/// server side in TIME_WAIT) rather than guess it from timings.
+///
+/// # Panics
+/// A table could not be read.
+pub fn tcp_sockets() -> Vec<TcpSocketLine> {
+    let mut sockets = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text =
+            std::fs::read_to_string(table).unwrap_or_else(|err| panic!("read {table}: {err}"));
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "ADDR:PORT" in hex, the state in hex, the inode in decimal.
+            let port = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.rsplit(':').next())
+                    .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+            };
+            let state = fields.get(3).and_then(|f| u8::from_str_radix(f, 16).ok());
+            let inode = fields.get(9).and_then(|f| f.parse().ok());
+            if let (Some(local_port), Some(remote_port), Some(state), Some(inode)) =
+                (port(1), port(2), state, inode)
+            {
+                sockets.push(TcpSocketLine {
+                    local_port,
+                    remote_port,
+                    state,
+                    inode,
+                });
+            }
+        }
+    }
+    sockets
+}
+
+/// A TCP connection to `addr` whose receive buffer is as small as the kernel allows,
+/// with a read timeout of 10 s: what the server sends beyond a few KiB waits in the
+/// server's send queue until this side reads. For tests of what a server's close does
+/// to answers it has not delivered yet.
+///
+/// # Panics
+/// The socket could not be made or connected: a failed test.
+pub fn connect_with_small_receive_buffer(addr: SocketAddr) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, None).unwrap_or_else(|err| panic!("{err}"));
+    // Set before connecting: the window scale is agreed in the handshake.
+    if let Err(err) = socket.set_recv_buffer_size(1) {
+        panic!("SO_RCVBUF: {err}");
+    }
+    if let Err(err) = socket.connect(&addr.into()) {
+        panic!("connect to {addr}: {err}");
+    }
+    let stream = std::net::TcpStream::from(socket);
+    if let Err(err) = stream.set_read_timeout(Some(Duration::from_secs(10))) {
+        panic!("read timeout: {err}");
+    }
+    stream
 }
 
 /// A process's ids, from the `Uid:`, `Gid:` and `Groups:` lines of /proc/PID/status.

@@ -8,9 +8,12 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
+
+use crate::address_limit::{AddressLimit, AddressPermit};
 
 /// Plain text rustls buffers per connection before it takes no more.
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
@@ -97,6 +100,20 @@ impl Transport {
                 Ok(taken)
             }
         }
+    }
+
+    /// Shuts the write side down, after TLS's close_notify (sent as far as the socket
+    /// takes it): the client reads what was sent, then end of stream.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        if let Self::Tls(tls) = self {
+            tls.session.send_close_notify();
+            // Best effort: the answers are out already; the alert is a courtesy.
+            let _ = tls.flush();
+        }
+        self.socket().shutdown(std::net::Shutdown::Write)
     }
 
     /// Sends what TLS still holds; `Ok(true)` once nothing is left. Plain TCP holds
@@ -273,24 +290,140 @@ pub fn write_round(stream: &mut Transport, buf: &[u8], written: &mut usize) -> W
     round
 }
 
+/// Bytes a lingering connection reads and throws away at most (see [`linger`]).
+pub const LINGER_MAX_BYTES: usize = 64 * 1024;
+/// How long a lingering connection waits at most for the client to close its side (see
+/// [`linger`]); the caller's housekeeping closes it then.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection closing after its last answer: whether its write side is shut yet, and
+/// what it threw away.
+#[derive(Debug, Default)]
+pub struct Linger {
+    since: Option<Instant>,
+    discarded: usize,
+}
+
+impl Linger {
+    /// Whether the connection is lingering (its write side shut).
+    pub fn started(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// Whether it has lingered for [`LINGER_TIMEOUT`] by `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.since
+            .is_some_and(|since| now.saturating_duration_since(since) >= LINGER_TIMEOUT)
+    }
+}
+
+/// Closes a connection whose last answer is out, gracefully; returns whether it may be
+/// dropped now.
+///
+/// Dropping a socket whose received bytes are still unread makes Linux send a reset and
+/// throw away what it still had to send, which may be that last answer (a 400 or 431
+/// to a client that sent more than was read). So the first call shuts the write side
+/// down (the client gets end of stream after the answer), and every call reads and
+/// throws away what the client has sent, without blocking. The connection may be
+/// dropped once the client closed its side (nothing unread is left), the socket
+/// failed, or more than [`LINGER_MAX_BYTES`] came (a client that keeps sending gets
+/// its reset). Otherwise the caller keeps it, calls again when it is readable, and
+/// drops it once [`Linger::expired`] (or its own bound of the same order passed).
+pub fn linger(stream: &mut Transport, linger: &mut Linger) -> bool {
+    if linger.since.is_none() {
+        linger.since = Some(Instant::now());
+        if stream.shutdown_write().is_err() {
+            return true;
+        }
+    }
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        // The raw socket, TLS or not: what is thrown away need not be decrypted.
+        match stream.socket().read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => {
+                linger.discarded += n;
+                if linger.discarded > LINGER_MAX_BYTES {
+                    return true;
+                }
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
 /// What [`accept_one`] found.
 pub enum Accepted {
-    /// A new connection, counted in `open`.
-    Connection(Transport, std::net::SocketAddr),
+    /// A new connection, counted in `open` and under its address's cap (the permit
+    /// gives its place back when dropped with the connection).
+    Connection(Transport, std::net::SocketAddr, AddressPermit),
     /// A connection closed at once: `max_connections` were open (or TLS could not be
     /// set up for it). Not counted in `open`.
     Refused,
-    /// No connection waiting (or the listener failed; a warning is logged, rate-limited).
+    /// A connection closed at once: its client address had the per-address cap's
+    /// number of connections open. Not counted in `open`.
+    OverAddressLimit,
+    /// An accept failed for that one connection (see [`AcceptError::Skip`]): go on
+    /// accepting.
+    Skipped,
+    /// No connection waiting.
     None,
+    /// Accepting must wait until a descriptor is freed (see [`AcceptError::Blocked`]);
+    /// a warning is logged, rate-limited.
+    Blocked,
+}
+
+/// What a failed `accept` means for the listener.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AcceptError {
+    /// That connection failed, not the listener: the client reset it while it waited
+    /// (ECONNABORTED), a protocol or firewall error (EPROTO, EPERM), a network error
+    /// Linux passes on from the new socket (ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET,
+    /// EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH; accept(2) says to retry on them), or the
+    /// kernel was short of memory for it (ENOBUFS, ENOMEM). Skip it, accept the next.
+    Skip,
+    /// Out of file descriptors (EMFILE, ENFILE), or the listener itself failed. The
+    /// connections wait in the backlog, and with edge-triggered polling no new readiness
+    /// edge comes for them until yet another connection arrives: the caller must try
+    /// again by itself once a descriptor may be free (a connection of its own closed, or
+    /// a periodic tick).
+    Blocked,
+}
+
+impl AcceptError {
+    /// What `err`, from `accept`, means.
+    pub fn of(err: &io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(
+                libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH,
+            ) => Self::Skip,
+            _ => Self::Blocked,
+        }
+    }
 }
 
 /// Accepts one waiting connection on `listener`, counting it in `open` (shared by the
-/// tracker's socket workers) unless `max_connections` are open already, with TCP_NODELAY
+/// tracker's socket workers) unless `max_connections` are open already, and under its
+/// client address in `per_address` unless that address is at its cap, with TCP_NODELAY
 /// and, when `tls` is given, a TLS session on the config in force now.
 pub fn accept_one(
     listener: &mio::net::TcpListener,
     open: &std::sync::atomic::AtomicUsize,
     max_connections: usize,
+    per_address: &Arc<AddressLimit>,
     tls: Option<&crate::tls::SharedServerConfig>,
     warning: &mut crate::statistics::RateLimitedWarning,
 ) -> Accepted {
@@ -300,21 +433,34 @@ pub fn accept_one(
             Ok(accepted) => break accepted,
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Accepted::None,
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => {
-                // Out of file descriptors, say: the connections wait in the backlog and
-                // are accepted when the next one arrives. Rate-limited: a full table
-                // would otherwise log at every arrival.
-                if let Some(held_back) = warning.check(std::time::Instant::now()) {
-                    log::warn!("accept: {err} ({held_back} more since the last warning)");
+            Err(err) => match AcceptError::of(&err) {
+                AcceptError::Skip => {
+                    // A client can cause these at will: never above debug.
+                    log::debug!("accept: {err}; accepting the next connection");
+                    return Accepted::Skipped;
                 }
-                return Accepted::None;
-            }
+                AcceptError::Blocked => {
+                    // Rate-limited: a full descriptor table would otherwise log at every
+                    // retry.
+                    if let Some(held_back) = warning.check(Instant::now()) {
+                        log::warn!(
+                            "accept: {err}; connections wait until one closes \
+                             ({held_back} more since the last warning)"
+                        );
+                    }
+                    return Accepted::Blocked;
+                }
+            },
         }
     };
     if open.fetch_add(1, Ordering::AcqRel) >= max_connections {
         open.fetch_sub(1, Ordering::AcqRel);
         return Accepted::Refused; // Dropping the stream closes it.
     }
+    let Some(permit) = per_address.try_acquire(addr.ip()) else {
+        open.fetch_sub(1, Ordering::AcqRel);
+        return Accepted::OverAddressLimit;
+    };
     let _ = stream.set_nodelay(true);
     let transport = match tls {
         None => Transport::Plain(stream),
@@ -327,5 +473,89 @@ pub fn accept_one(
             }
         },
     };
-    Accepted::Connection(transport, addr)
+    Accepted::Connection(transport, addr, permit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair: the client, blocking with a read timeout, and the server side
+    /// as a non-blocking plain transport.
+    fn pair() -> (std::net::TcpStream, Transport) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (client, Transport::Plain(TcpStream::from_std(server)))
+    }
+
+    /// Calls `linger` until it says the connection may be dropped (10 s at most).
+    fn linger_to_the_end(stream: &mut Transport, state: &mut Linger) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !linger(stream, state) {
+            assert!(Instant::now() < deadline, "still lingering");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn linger_sends_end_of_stream_after_the_answer_and_waits_for_the_clients() {
+        let (mut client, mut stream) = pair();
+        // Input the server's application never reads.
+        client.write_all(&[7u8; 1000]).unwrap();
+        assert_eq!(stream.write(b"answer").unwrap(), 6);
+        let mut state = Linger::default();
+        assert!(
+            !linger(&mut stream, &mut state),
+            "the client is still there"
+        );
+        assert!(state.started() && !state.expired(Instant::now()));
+        assert!(state.expired(Instant::now() + LINGER_TIMEOUT));
+        // The answer, then end of stream: no reset.
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"answer");
+        drop(client);
+        linger_to_the_end(&mut stream, &mut state);
+        assert_eq!(state.discarded, 1000);
+    }
+
+    #[test]
+    fn linger_gives_up_on_a_client_that_keeps_sending() {
+        let (mut client, mut stream) = pair();
+        let mut state = Linger::default();
+        assert!(!linger(&mut stream, &mut state));
+        client.write_all(&vec![7u8; LINGER_MAX_BYTES + 1]).unwrap();
+        linger_to_the_end(&mut stream, &mut state);
+        assert!(state.discarded > LINGER_MAX_BYTES);
+        // The client is still connected: it was the budget, not end of stream.
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn per_connection_accept_errors_are_skipped_and_descriptor_shortage_blocks() {
+        let error = |code| AcceptError::of(&io::Error::from_raw_os_error(code));
+        for code in [
+            libc::ECONNABORTED,
+            libc::EPROTO,
+            libc::EPERM,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::ENETUNREACH,
+            libc::EHOSTUNREACH,
+        ] {
+            assert_eq!(error(code), AcceptError::Skip, "{code}");
+        }
+        for code in [libc::EMFILE, libc::ENFILE, libc::EBADF, libc::EINVAL] {
+            assert_eq!(error(code), AcceptError::Blocked, "{code}");
+        }
+        let no_code = io::Error::other("no os error");
+        assert_eq!(AcceptError::of(&no_code), AcceptError::Blocked);
+    }
 }

@@ -170,6 +170,19 @@ config_section! {
         pub max_request_bytes: usize,
         /// Most open connections of the whole tracker; further ones are closed at once.
         pub max_connections: usize,
+        /// Most open connections from one client address (an IPv4 address, or an IPv6
+        /// /64, the prefix one subscriber or host is given), over the whole tracker;
+        /// further ones are closed at once (counted as refused per ip). It keeps one
+        /// address from taking all of max_connections. 0 = no cap. The default leaves
+        /// room for the many subscribers carrier-grade NAT puts behind one IPv4
+        /// address: a BitTorrent client keeps at most a keep-alive connection or two
+        /// per tracker (over HTTP only for a while after each announce), a WebTorrent
+        /// page a few, so well over a hundred clients can be connected at once from one
+        /// shared address, while one address holds only a small part of
+        /// max_connections. Raise it for a tracker that serves large NATs. Connections
+        /// from proxy.trusted_proxies are not capped (a reverse proxy speaks for many
+        /// clients).
+        pub max_connections_per_ip: u32,
         /// Seconds a connection may go without completing a request (idle keep-alive
         /// connections, and clients that send a request byte by byte) before it is
         /// closed.
@@ -199,6 +212,7 @@ impl Default for HttpConfig {
         Self {
             max_request_bytes: 4096,
             max_connections: 50_000,
+            max_connections_per_ip: 256,
             idle_timeout_secs: 120,
             max_pipelined_requests: 16,
             max_scrape_torrents: 100,

@@ -38,6 +38,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracker_common::access_list::AccessListCache;
+use tracker_common::address_limit::AddressLimit;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::metrics::Protocol;
 use tracker_common::private::passkey::PrivateCheck;
@@ -71,6 +72,9 @@ pub struct Connections {
     pub open: usize,
     /// Closed at once because `http.max_connections` were open.
     pub refused: u64,
+    /// Closed at once because their client address (IPv4 address, IPv6 /64) had
+    /// `http.max_connections_per_ip` open.
+    pub refused_per_ip: u64,
     /// Closed for making no progress for `http.idle_timeout_secs`.
     pub timed_out: u64,
 }
@@ -102,6 +106,7 @@ impl Tracker {
         Connections {
             open: self.http_counters.open.load(Ordering::Acquire),
             refused: self.http_counters.refused.load(Ordering::Relaxed),
+            refused_per_ip: self.http_counters.refused_per_ip.load(Ordering::Relaxed),
             timed_out: self.http_counters.timed_out.load(Ordering::Relaxed),
         }
     }
@@ -213,6 +218,11 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         full_scrape_max_torrents: config.http.full_scrape_max_torrents,
         full_scrape_cache: Duration::from_secs(u64::from(config.http.full_scrape_cache_secs)),
     };
+    // A trusted proxy speaks for many clients: its connections are not capped.
+    let trusted = settings.proxies.clone();
+    let per_address = AddressLimit::with_exempt(config.http.max_connections_per_ip, move |ip| {
+        trusted.contains(ip)
+    });
     for (index, ((listener, poll), response_receiver)) in listeners
         .into_iter()
         .zip(polls)
@@ -230,6 +240,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             settings: settings.clone(),
             statistics: core.statistics.clone(),
             http_counters: http_counters.clone(),
+            per_address: per_address.clone(),
             tls: tls.clone(),
             private: private.as_ref().map(PrivateCheck::new),
             shutdown: core.supervisor.shutdown_flag().clone(),
@@ -242,9 +253,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let counters = http_counters.clone();
     core.spawn_statistics(config.statistics.interval_secs, move |_| ProtocolLine {
         state: format!(
-            "connections {} (since start: refused {}, timed out {})",
+            "connections {} (since start: refused {}, over the per-ip cap {}, timed out {})",
             counters.open.load(Ordering::Acquire),
             counters.refused.load(Ordering::Relaxed),
+            counters.refused_per_ip.load(Ordering::Relaxed),
             counters.timed_out.load(Ordering::Relaxed)
         ),
         ..ProtocolLine::default()

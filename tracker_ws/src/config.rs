@@ -175,6 +175,18 @@ config_section! {
         pub max_message_bytes: usize,
         /// Most open connections of the whole tracker; further ones are closed at once.
         pub max_connections: usize,
+        /// Most open connections from one client address (an IPv4 address, or an IPv6
+        /// /64, the prefix one subscriber or host is given), over the whole tracker;
+        /// further ones are closed at once (counted as refused per ip). It keeps one
+        /// address from taking all of max_connections. 0 = no cap. The default leaves
+        /// room for the many subscribers carrier-grade NAT puts behind one IPv4
+        /// address: a BitTorrent client keeps at most a keep-alive connection or two
+        /// per tracker (over HTTP only for a while after each announce), a WebTorrent
+        /// page a few, so well over a hundred clients can be connected at once from one
+        /// shared address, while one address holds only a small part of
+        /// max_connections. Raise it for a tracker that serves large NATs. Behind a
+        /// reverse proxy every connection comes from the proxy's address: set 0.
+        pub max_connections_per_ip: u32,
         /// Seconds a connection may go without sending anything. After half of it the
         /// tracker sends a ping (browsers answer pings by themselves); after all of it
         /// the connection is closed. An upgrade request must also be complete in this
@@ -217,6 +229,7 @@ impl Default for WsConfig {
             max_handshake_bytes: 4096,
             max_message_bytes: 64 * 1024,
             max_connections: 50_000,
+            max_connections_per_ip: 256,
             idle_timeout_secs: 120,
             max_offers_per_announce: 10,
             max_swarms_per_connection: 128,

@@ -45,6 +45,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracker_common::access_list::AccessListCache;
+use tracker_common::address_limit::AddressLimit;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::metrics::Protocol;
 use tracker_common::private::passkey::PrivateCheck;
@@ -78,6 +79,9 @@ pub struct Connections {
     pub open: usize,
     /// Closed at once because `ws.max_connections` were open.
     pub refused: u64,
+    /// Closed at once because their client address (IPv4 address, IPv6 /64) had
+    /// `ws.max_connections_per_ip` open.
+    pub refused_per_ip: u64,
     /// Closed for sending nothing for `ws.idle_timeout_secs`.
     pub timed_out: u64,
     /// Closed for not reading what was sent to them.
@@ -121,6 +125,7 @@ impl Tracker {
         Connections {
             open: c.open.load(Ordering::Acquire),
             refused: c.refused.load(Ordering::Relaxed),
+            refused_per_ip: c.refused_per_ip.load(Ordering::Relaxed),
             timed_out: c.timed_out.load(Ordering::Relaxed),
             slow_readers: c.slow_readers.load(Ordering::Relaxed),
             queued_bytes: c.queued_bytes.load(Ordering::Relaxed),
@@ -239,6 +244,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         port: local_addr.port(),
         tls: tls.is_some(),
     };
+    let per_address = AddressLimit::new(config.ws.max_connections_per_ip);
     for (index, ((listener, poll), response_receiver)) in listeners
         .into_iter()
         .zip(polls)
@@ -256,6 +262,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             settings: settings.clone(),
             statistics: core.statistics.clone(),
             ws_counters: ws_counters.clone(),
+            per_address: per_address.clone(),
             tls: tls.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
             private: private.as_ref().map(PrivateCheck::new),
@@ -282,10 +289,11 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
                 rate(relayed.2, relayed_before.2),
             ),
             state: format!(
-                "connections {} (since start: refused {}, timed out {}, slow readers {}), \
+                "connections {} (since start: refused {}, over the per-ip cap {}, timed out {}, slow readers {}), \
                  bytes waiting to be sent {}",
                 counters.open.load(Ordering::Acquire),
                 counters.refused.load(Ordering::Relaxed),
+                counters.refused_per_ip.load(Ordering::Relaxed),
                 counters.timed_out.load(Ordering::Relaxed),
                 counters.slow_readers.load(Ordering::Relaxed),
                 counters.queued_bytes.load(Ordering::Relaxed),

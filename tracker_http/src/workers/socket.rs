@@ -4,7 +4,9 @@
 //! in request order.
 //!
 //! # What one client can hold
-//! - A place among `http.max_connections` (whole tracker); one more is closed at once.
+//! - A place among `http.max_connections` (whole tracker), and among the
+//!   `http.max_connections_per_ip` of its address (IPv4 address, IPv6 /64; whole
+//!   tracker); one more is closed at once.
 //! - A read buffer of at most `http.max_request_bytes` plus one read: a larger request
 //!   head is answered 431 and the connection closed.
 //! - At most `http.max_pipelined_requests` requests waiting for answers; further
@@ -34,6 +36,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
+use tracker_common::address_limit::{AddressLimit, AddressPermit};
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::private::accounting::AccountInfo;
 use tracker_common::private::passkey::{PrivateCheck, Refusal};
@@ -56,7 +59,9 @@ use crate::proxy::TrustedProxies;
 use tracker_common::ready::ReadyQueue;
 use tracker_common::request_worker::PeerRange;
 use tracker_common::slots::Slots;
-use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
+use tracker_common::transport::{
+    Accepted, Linger, Transport, accept_one, linger, read_round, write_round,
+};
 
 /// Token of the listening socket.
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
@@ -108,6 +113,9 @@ pub(crate) struct HttpCounters {
     pub(crate) open: Arc<AtomicUsize>,
     /// Connections closed at once because `http.max_connections` were open.
     pub(crate) refused: AtomicU64,
+    /// Connections closed at once because their address had
+    /// `http.max_connections_per_ip` open.
+    pub(crate) refused_per_ip: AtomicU64,
     /// Connections closed for being idle too long.
     pub(crate) timed_out: AtomicU64,
 }
@@ -124,6 +132,8 @@ pub(crate) struct SocketWorker {
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) http_counters: Arc<HttpCounters>,
+    /// Open connections per client address, shared by all socket workers.
+    pub(crate) per_address: Arc<AddressLimit>,
     /// The TLS config in force, when the port speaks TLS.
     pub(crate) tls: Option<SharedServerConfig>,
     /// Private mode's check; `None` in public mode.
@@ -162,6 +172,10 @@ struct Pending {
 
 struct Connection {
     stream: Transport,
+    /// Its place under `http.max_connections_per_ip`, given back when it is dropped.
+    _address_permit: AddressPermit,
+    /// Closing after its last answer (see [`linger`]).
+    linger: Linger,
     /// The TCP peer, IPv4-mapped addresses as IPv4.
     peer_ip: IpAddr,
     read_buf: Vec<u8>,
@@ -202,6 +216,12 @@ struct State {
     outbox: RequestOutbox<HttpRequest>,
     pending_scrapes: PendingScrapes<(ConnRef, usize)>,
     accept_warning: RateLimitedWarning,
+    /// Accepting stopped for want of descriptors (EMFILE): the waiting connections raise
+    /// no new edge, so accepting is retried when a connection closes and at
+    /// housekeeping.
+    accept_blocked: bool,
+    /// Retry accepting at the next round (a descriptor was freed while blocked).
+    retry_accept: bool,
     /// Reused for answer bodies.
     body: Vec<u8>,
     /// Connections whose reading stopped before the socket was drained (a full pipeline
@@ -246,6 +266,8 @@ impl SocketWorker {
                 PENDING_SCRAPE_TIMEOUT,
             ),
             accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            accept_blocked: false,
+            retry_accept: false,
             body: Vec::new(),
             resume: ReadyQueue::default(),
             full_scrape: FullScrapeState::default(),
@@ -280,7 +302,7 @@ impl SocketWorker {
                     }
                 }
             }
-            if listener_ready {
+            if listener_ready || std::mem::take(&mut state.retry_accept) {
                 listener_ready = self.accept(&mut state);
             }
             self.flush_requests(&mut state);
@@ -311,21 +333,38 @@ impl SocketWorker {
     /// Accepts waiting connections; returns whether more may be waiting.
     fn accept(&mut self, state: &mut State) -> bool {
         for _ in 0..MAX_ACCEPTS_PER_ROUND {
-            let (stream, addr) = match accept_one(
+            let (stream, addr, address_permit) = match accept_one(
                 &self.listener,
                 &self.http_counters.open,
                 self.settings.max_connections,
+                &self.per_address,
                 self.tls.as_ref(),
                 &mut state.accept_warning,
             ) {
-                Accepted::Connection(stream, addr) => (stream, addr),
+                Accepted::Connection(stream, addr, permit) => (stream, addr, permit),
                 Accepted::Refused => {
                     self.http_counters.refused.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Accepted::None => return false,
+                Accepted::OverAddressLimit => {
+                    self.http_counters
+                        .refused_per_ip
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Accepted::Skipped => continue,
+                Accepted::None => {
+                    state.accept_blocked = false;
+                    return false;
+                }
+                Accepted::Blocked => {
+                    state.accept_blocked = true;
+                    return false;
+                }
             };
             let connection = Connection {
+                _address_permit: address_permit,
+                linger: Linger::default(),
                 peer_ip: addr.ip().to_canonical(),
                 stream,
                 read_buf: Vec::new(),
@@ -1022,7 +1061,10 @@ impl SocketWorker {
                 }
                 let nothing_left = c.pipeline.is_empty();
                 if nothing_left && (c.closing || (c.peer_closed && c.read_buf.is_empty())) {
-                    done = true;
+                    // Input still unread would turn the close into a reset that can
+                    // destroy the last answer (a 400 or 431): linger unless the client
+                    // has closed its side.
+                    done = c.peer_closed || linger(&mut c.stream, &mut c.linger);
                 }
             }
             // Reading and parsing go on once answers have made room in the pipeline
@@ -1044,24 +1086,37 @@ impl SocketWorker {
         if let Some(mut c) = state.slots.remove(slot) {
             let _ = self.poll.registry().deregister(c.stream.socket());
             self.http_counters.open.fetch_sub(1, Ordering::AcqRel);
+            // A descriptor is freed: a connection waiting in the backlog may now be taken.
+            state.retry_accept |= state.accept_blocked;
         }
     }
 
-    /// Closes connections that made no progress for the idle timeout, and drops split
-    /// scrapes whose parts did not all come back.
+    /// Closes connections that made no progress for the idle timeout and lingering ones
+    /// whose time is up, drops split scrapes whose parts did not all come back, and has
+    /// accepting retried if it was blocked (descriptors another worker freed).
     fn housekeeping(&mut self, state: &mut State) {
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
-        let idle: Vec<usize> = state
+        // (slot, whether it timed out rather than lingered its time)
+        let idle: Vec<(usize, bool)> = state
             .slots
             .iter_mut()
-            .filter(|(_, c)| now.saturating_duration_since(c.last_progress) > timeout)
-            .map(|(slot, _)| slot)
+            .filter_map(|(slot, c)| {
+                if c.linger.started() {
+                    c.linger.expired(now).then_some((slot, false))
+                } else {
+                    let idle = now.saturating_duration_since(c.last_progress) > timeout;
+                    idle.then_some((slot, true))
+                }
+            })
             .collect();
-        for slot in idle {
-            self.http_counters.timed_out.fetch_add(1, Ordering::Relaxed);
+        for (slot, timed_out) in idle {
+            if timed_out {
+                self.http_counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
             self.close(slot, state);
         }
+        state.retry_accept |= state.accept_blocked;
         state.pending_scrapes.expire(now);
         self.answer_lost(now, state);
         // A full scrape with a part lost to a full channel: its waiters get the failure

@@ -25,6 +25,8 @@ pub fn test_config(address: &str) -> Config {
     config.metrics.address = "127.0.0.1:0".parse().unwrap();
     config.swarm.max_peers_per_ip = 10_000;
     config.swarm.max_archived_torrents = 0;
+    // Every test client connects from 127.0.0.1, some by the thousand.
+    config.http.max_connections_per_ip = 0;
     config
 }
 

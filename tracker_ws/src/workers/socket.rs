@@ -4,7 +4,9 @@
 //! (announce replies, relayed offers and answers, scrape replies) on the connections.
 //!
 //! # What one client can hold
-//! - A place among `ws.max_connections` (whole tracker); one more is closed at once.
+//! - A place among `ws.max_connections` (whole tracker), and among the
+//!   `ws.max_connections_per_ip` of its address (IPv4 address, IPv6 /64; whole
+//!   tracker); one more is closed at once.
 //! - A read buffer of at most one message (`ws.max_message_bytes`, all fragments) plus
 //!   one read; a larger message closes the connection (code 1009). An idle connection
 //!   keeps no buffer at all.
@@ -51,6 +53,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::access_list::AccessListCache;
+use tracker_common::address_limit::{AddressLimit, AddressPermit};
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::private::accounting::AccountInfo;
 use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
@@ -66,7 +69,9 @@ use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
 use tracker_common::swarm::{NumWantPolicy, ScrapeCounts};
 use tracker_common::tls::SharedServerConfig;
-use tracker_common::transport::{Accepted, Transport, accept_one, read_round, write_round};
+use tracker_common::transport::{
+    Accepted, Linger, Transport, accept_one, linger, read_round, write_round,
+};
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_ws_protocol::{
     Action, AnnounceRequest, InMessage, Limits, OutMessage, ScrapeRequest, parse_in_text,
@@ -139,6 +144,9 @@ pub(crate) struct WsCounters {
     pub(crate) open: Arc<AtomicUsize>,
     /// Connections closed at once because `ws.max_connections` were open.
     pub(crate) refused: AtomicU64,
+    /// Connections closed at once because their address had
+    /// `ws.max_connections_per_ip` open.
+    pub(crate) refused_per_ip: AtomicU64,
     /// Connections closed for sending nothing for the idle timeout.
     pub(crate) timed_out: AtomicU64,
     /// Connections closed for not reading what was sent to them.
@@ -160,6 +168,8 @@ pub(crate) struct SocketWorker {
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) ws_counters: Arc<WsCounters>,
+    /// Open connections per client address, shared by all socket workers.
+    pub(crate) per_address: Arc<AddressLimit>,
     /// The TLS config in force, when the port speaks TLS.
     pub(crate) tls: Option<SharedServerConfig>,
     pub(crate) shutdown: ShutdownFlag,
@@ -179,6 +189,10 @@ enum Phase {
 
 struct Connection {
     stream: Transport,
+    /// Its place under `ws.max_connections_per_ip`, given back when it is dropped.
+    _address_permit: AddressPermit,
+    /// Closing after its last bytes (see [`linger`]).
+    linger: Linger,
     /// The client's address family, for the counters.
     family: Family,
     phase: Phase,
@@ -304,6 +318,12 @@ struct State {
     outbox: RequestOutbox<WsRequest>,
     pending_scrapes: PendingScrapes<(u64, Vec<InfoHash>)>,
     accept_warning: RateLimitedWarning,
+    /// Accepting stopped for want of descriptors (EMFILE): the waiting connections raise
+    /// no new edge, so accepting is retried when a connection closes and at
+    /// housekeeping.
+    accept_blocked: bool,
+    /// Retry accepting at the next round (a descriptor was freed while blocked).
+    retry_accept: bool,
     /// Reused for each message's JSON.
     scratch: Vec<u8>,
     /// Connections with bytes queued since they were last written.
@@ -352,6 +372,8 @@ impl SocketWorker {
                 PENDING_SCRAPE_TIMEOUT,
             ),
             accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            accept_blocked: false,
+            retry_accept: false,
             scratch: Vec::new(),
             dirty: Vec::new(),
             resume: ReadyQueue::default(),
@@ -389,7 +411,7 @@ impl SocketWorker {
                     }
                 }
             }
-            if listener_ready {
+            if listener_ready || std::mem::take(&mut state.retry_accept) {
                 listener_ready = self.accept(&mut state);
             }
             self.flush_requests(&mut state);
@@ -429,22 +451,41 @@ impl SocketWorker {
     /// Accepts waiting connections; returns whether more may be waiting.
     fn accept(&mut self, state: &mut State) -> bool {
         for _ in 0..MAX_ACCEPTS_PER_ROUND {
-            let (stream, family) = match accept_one(
+            let (stream, family, address_permit) = match accept_one(
                 &self.listener,
                 &self.ws_counters.open,
                 self.settings.max_connections,
+                &self.per_address,
                 self.tls.as_ref(),
                 &mut state.accept_warning,
             ) {
-                Accepted::Connection(stream, addr) => (stream, Family::of(addr.ip())),
+                Accepted::Connection(stream, addr, permit) => {
+                    (stream, Family::of(addr.ip()), permit)
+                }
                 Accepted::Refused => {
                     self.ws_counters.refused.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Accepted::None => return false,
+                Accepted::OverAddressLimit => {
+                    self.ws_counters
+                        .refused_per_ip
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Accepted::Skipped => continue,
+                Accepted::None => {
+                    state.accept_blocked = false;
+                    return false;
+                }
+                Accepted::Blocked => {
+                    state.accept_blocked = true;
+                    return false;
+                }
             };
             let connection = Connection {
                 stream,
+                _address_permit: address_permit,
+                linger: Linger::default(),
                 family,
                 phase: Phase::Handshake,
                 read_buf: Vec::new(),
@@ -545,6 +586,9 @@ impl SocketWorker {
         let Some(c) = state.slots.get_mut(slot) else {
             return;
         };
+        if matches!(c.phase, Phase::Closing(_)) {
+            return; // Lingering: what is left is not for the tracker.
+        }
         if c.phase == Phase::Handshake {
             match parse_upgrade(&c.read_buf, self.settings.max_handshake_bytes) {
                 Upgrade::Incomplete => return,
@@ -1349,7 +1393,11 @@ impl SocketWorker {
             c.write_buf = Vec::new();
             c.written = 0;
             c.pong_end = 0;
-            done = matches!(c.phase, Phase::Closing(_));
+            // Input still unread would turn the close into a reset that can destroy the
+            // last bytes (a 400 answer, a close frame): linger unless the client has
+            // closed its side. CLOSE_GRACE bounds it.
+            done = matches!(c.phase, Phase::Closing(_))
+                && (c.peer_closed || linger(&mut c.stream, &mut c.linger));
             if c.pong.is_some() && c.phase == Phase::Open {
                 // A ping came while the last pong was on its way: its turn now.
                 c.queue_pong(self.settings.max_outgoing_bytes);
@@ -1371,6 +1419,8 @@ impl SocketWorker {
         };
         let _ = self.poll.registry().deregister(c.stream.socket());
         self.ws_counters.open.fetch_sub(1, Ordering::AcqRel);
+        // A descriptor is freed: a connection waiting in the backlog may now be taken.
+        state.retry_accept |= state.accept_blocked;
         self.ws_counters
             .queued_bytes
             .fetch_sub(c.accounted, Ordering::Relaxed);
@@ -1429,8 +1479,9 @@ impl SocketWorker {
         }
     }
 
-    /// Pings quiet connections, closes silent ones and finished closings, and drops
-    /// split scrapes whose parts did not all come back.
+    /// Pings quiet connections, closes silent ones and finished closings, drops split
+    /// scrapes whose parts did not all come back, and has accepting retried if it was
+    /// blocked (descriptors another worker freed).
     fn housekeeping(&mut self, state: &mut State) {
         self.revoke(state);
         let now = Instant::now();
@@ -1493,6 +1544,7 @@ impl SocketWorker {
                 self.send_to_slot(slot, &failure, state);
             }
         }
+        state.retry_accept |= state.accept_blocked;
         state.pending_scrapes.expire(now);
         if state
             .full_scrape

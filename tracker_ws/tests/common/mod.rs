@@ -23,6 +23,8 @@ pub fn test_config(address: &str) -> Config {
     // Tests run side by side: the metrics endpoint takes a port of its own choosing.
     config.metrics.address = "127.0.0.1:0".parse().unwrap();
     config.swarm.max_archived_torrents = 0;
+    // Every test client connects from 127.0.0.1, some by the thousand.
+    config.ws.max_connections_per_ip = 0;
     config
 }
 
