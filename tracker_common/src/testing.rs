@@ -223,6 +223,42 @@ pub fn tcp_sockets() -> Vec<TcpSocketLine> {
     sockets
 }
 
+/// Which of the client connections to the server port `server_port` (named by their
+/// local ports) the server has accepted (their server side has a file), once that has
+/// not changed for three seconds. A server that ran out of descriptors retries
+/// accepting at each housekeeping round (a second apart): a descriptor freed for a
+/// moment elsewhere in the process lets it take one more connection, so one look could
+/// catch it mid-change (and /proc/net/tcp is not read atomically). Gives up after 30 s.
+pub fn accepted_when_settled(server_port: u16, client_ports: &[u16]) -> Vec<bool> {
+    let look = || {
+        let sockets = tcp_sockets();
+        client_ports
+            .iter()
+            .map(|port| {
+                sockets
+                    .iter()
+                    .any(|s| s.local_port == server_port && s.remote_port == *port && s.inode != 0)
+            })
+            .collect::<Vec<bool>>()
+    };
+    let started = std::time::Instant::now();
+    let mut last = look();
+    let mut since = std::time::Instant::now();
+    while since.elapsed() < std::time::Duration::from_secs(3) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "accepting never settled: {last:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = look();
+        if now != last {
+            last = now;
+            since = std::time::Instant::now();
+        }
+    }
+    last
+}
+
 /// A TCP connection to `addr` whose receive buffer is as small as the kernel allows,
 /// with a read timeout of 10 s: what the server sends beyond a few KiB waits in the
 /// server's send queue until this side reads. For tests of what a server's close does

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use common::*;
 use tracker_common::testing::{
-    Spawned, connect_with_small_receive_buffer, tcp_sockets, tcp_state, temp_dir,
+    Spawned, accepted_when_settled, connect_with_small_receive_buffer, tcp_sockets, tcp_state,
+    temp_dir,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracker_ws");
@@ -126,19 +127,14 @@ fn freed_descriptors_restart_accepting_after_the_tracker_ran_out() {
         })
         .collect();
     Spawned::wait_line(&tracker.lines, "Too many open files");
-    // Accepting is blocked now, and stays so while no connection closes. The kernel
-    // shows which connections it took: their side has a file (an inode); those still
-    // in the backlog have none. The backlog is first in, first out.
-    let sockets = tcp_sockets();
-    let accepted: Vec<bool> = clients
+    // Accepting is blocked now. The kernel shows which connections it took: their side
+    // has a file (an inode); those still in the backlog have none. The backlog is first
+    // in, first out.
+    let ports: Vec<u16> = clients
         .iter()
-        .map(|client| {
-            let port = client.local_addr().unwrap().port();
-            sockets
-                .iter()
-                .any(|s| s.local_port == addr.port() && s.remote_port == port && s.inode != 0)
-        })
+        .map(|client| client.local_addr().unwrap().port())
         .collect();
+    let accepted = accepted_when_settled(addr.port(), &ports);
     let taken = accepted.iter().filter(|a| **a).count();
     assert!(taken > 0 && taken < clients.len(), "{accepted:?}");
     assert!(accepted[..taken].iter().all(|a| *a), "{accepted:?}");
