@@ -13,6 +13,8 @@ use tracker_common::net::SocketOptions;
 use tracker_common::private::{AccountingConfig, PrivateConfig};
 use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
+use tracker_ws_protocol::max_scrape_response_bytes;
+use tracker_ws_protocol::websocket::MAX_SERVER_FRAME_HEADER;
 
 tracker_common::metrics_config_section!(9003);
 
@@ -203,6 +205,9 @@ config_section! {
         pub max_pending_scrapes: usize,
         /// A scrape without info_hash (a full scrape) answers the torrents with the most
         /// peers, at most this many. 0 = full scrapes are refused with a failure reason.
+        /// The answer is one message, so its largest size (about 200 bytes a torrent)
+        /// must fit in max_outgoing_bytes_per_connection: a config where it cannot is
+        /// refused.
         pub full_scrape_max_torrents: usize,
         /// Seconds a full scrape's answer is reused (per socket worker), so that asking
         /// for it often costs one walk over the torrents per period, not one per request.
@@ -272,6 +277,24 @@ impl WsConfig {
         }
         if self.full_scrape_cache_secs == 0 {
             anyhow::bail!("ws.full_scrape_cache_secs: must be at least 1");
+        }
+        // A full scrape's answer is one frame that a connection must take whole: one
+        // larger than its bound would disconnect every client that asks, as a slow
+        // reader. Refused here rather than cut short, so that a full scrape lists what
+        // the operator configured, or is refused before the tracker starts.
+        let full_scrape_bytes = match self.full_scrape_max_torrents {
+            0 => 0,
+            n => max_scrape_response_bytes(n).saturating_add(MAX_SERVER_FRAME_HEADER),
+        };
+        if full_scrape_bytes > self.max_outgoing_bytes_per_connection {
+            anyhow::bail!(
+                "ws.full_scrape_max_torrents: an answer of {} torrents takes up to {} bytes, \
+                 more than ws.max_outgoing_bytes_per_connection ({}) lets wait for one \
+                 connection: lower the first or raise the second",
+                self.full_scrape_max_torrents,
+                full_scrape_bytes,
+                self.max_outgoing_bytes_per_connection
+            );
         }
         Ok(())
     }
@@ -396,6 +419,29 @@ mod tests {
             let msg = c.validate().unwrap_err().to_string();
             assert!(msg.starts_with(key), "{key}: {msg}");
         }
+    }
+
+    /// The largest full scrape must fit a connection's outgoing bound: the largest
+    /// count that fits passes, one more is refused naming both keys.
+    #[test]
+    fn a_full_scrape_must_fit_the_outgoing_bound() {
+        let mut c = Config::default();
+        let bound = c.ws.max_outgoing_bytes_per_connection;
+        let fits = (1..)
+            .take_while(|&n| max_scrape_response_bytes(n) + MAX_SERVER_FRAME_HEADER <= bound)
+            .last()
+            .unwrap();
+        c.ws.full_scrape_max_torrents = fits;
+        c.validate().unwrap();
+        c.ws.full_scrape_max_torrents = fits + 1;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("ws.full_scrape_max_torrents"), "{msg}");
+        assert!(
+            msg.contains("ws.max_outgoing_bytes_per_connection"),
+            "{msg}"
+        );
+        c.ws.max_outgoing_bytes_per_connection *= 2;
+        c.validate().unwrap();
     }
 
     #[test]

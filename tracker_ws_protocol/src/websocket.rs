@@ -267,6 +267,10 @@ pub fn write_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8]) {
     write_any_frame(out, kind, payload, None);
 }
 
+/// The longest header of an unmasked server frame: 2 bytes, and 8 of payload length
+/// past 65,535 bytes (RFC 6455, 5.2).
+pub const MAX_SERVER_FRAME_HEADER: usize = 10;
+
 /// Appends the header of an unmasked server frame whose `payload_len` bytes of payload
 /// the caller sends from elsewhere (a shared cached message): with the payload, what
 /// [`write_frame`] writes.
