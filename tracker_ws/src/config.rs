@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use tracker_common::access_list::AccessListConfig;
+use tracker_common::channel::{BATCHES_PER_BYTE_CHANNEL, max_batch_bytes};
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
@@ -15,6 +16,8 @@ use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
 use tracker_ws_protocol::max_scrape_response_bytes;
 use tracker_ws_protocol::websocket::MAX_SERVER_FRAME_HEADER;
+
+use crate::messages::{WeightLimits, max_weight};
 
 tracker_common::metrics_config_section!(9003);
 
@@ -212,6 +215,16 @@ config_section! {
         /// Seconds a full scrape's answer is reused (per socket worker), so that asking
         /// for it often costs one walk over the torrents per period, not one per request.
         pub full_scrape_cache_secs: u32,
+        /// Most bytes of messages (announces with their offers, answers, relayed offers,
+        /// replies, scrapes) waiting in each channel between workers; a batch that would
+        /// not fit is dropped and counted, never waited for. It replaces
+        /// workers.channel_capacity_requests here, because offers and answers vary in size
+        /// up to max_message_bytes: counting them would let a channel hold 65,536 whole
+        /// messages. A message weighs its own size and the bytes it holds (its session
+        /// descriptions). Must hold 4 times the heaviest message the other limits allow
+        /// (max_message_bytes, max_offers_per_announce, max_scrape_torrents,
+        /// full_scrape_max_torrents).
+        pub max_channel_bytes: usize,
     }
 }
 
@@ -230,6 +243,12 @@ impl Default for WsConfig {
             max_pending_scrapes: 65_536,
             full_scrape_max_torrents: 0,
             full_scrape_cache_secs: 60,
+            // Channels fill only when request or socket workers fall behind, and what
+            // waits then only adds delay. 64 MiB holds about 6,000 announces with ten
+            // 1 KiB offers, or 1,000 of the largest default messages (64 KiB), far more
+            // than one poll round sends, and bounds each channel at 1/64 of what 65,536
+            // such messages counted by number would hold.
+            max_channel_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -286,6 +305,21 @@ impl WsConfig {
             0 => 0,
             n => max_scrape_response_bytes(n).saturating_add(MAX_SERVER_FRAME_HEADER),
         };
+        let heaviest = max_weight(WeightLimits {
+            max_message_bytes: self.max_message_bytes,
+            max_offers: self.max_offers_per_announce,
+            max_scrape_torrents: self.max_scrape_torrents,
+            full_scrape_max_torrents: self.full_scrape_max_torrents,
+        });
+        if max_batch_bytes(self.max_channel_bytes) < heaviest {
+            anyhow::bail!(
+                "ws.max_channel_bytes: must be at least {} ({BATCHES_PER_BYTE_CHANNEL} times \
+                 the heaviest message that ws.max_message_bytes, ws.max_offers_per_announce, \
+                 ws.max_scrape_torrents and ws.full_scrape_max_torrents allow), so that any \
+                 batch can pass",
+                heaviest.saturating_mul(BATCHES_PER_BYTE_CHANNEL)
+            );
+        }
         if full_scrape_bytes > self.max_outgoing_bytes_per_connection {
             anyhow::bail!(
                 "ws.full_scrape_max_torrents: an answer of {} torrents takes up to {} bytes, \
@@ -401,7 +435,7 @@ mod tests {
         let mut c = Config::default();
         c.validate().unwrap();
         type Spoil = fn(&mut Config);
-        let cases: [(&str, Spoil); 6] = [
+        let cases: [(&str, Spoil); 7] = [
             ("ws.max_message_bytes", |c| c.ws.max_message_bytes = 10),
             ("ws.max_connections", |c| c.ws.max_connections = 0),
             ("ws.max_outgoing_bytes_per_connection", |c| {
@@ -412,6 +446,9 @@ mod tests {
             }),
             ("origin.origins", |c| c.origin.mode = OriginMode::Allow),
             ("network.backlog", |c| c.network.backlog = 0),
+            ("ws.max_channel_bytes", |c| {
+                c.ws.max_channel_bytes = 4 * c.ws.max_message_bytes
+            }),
         ];
         for (key, spoil) in cases {
             let mut c = Config::default();

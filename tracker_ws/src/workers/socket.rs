@@ -318,7 +318,11 @@ impl SocketWorker {
         let parts = self.request_senders.len();
         let mut state = State {
             slots: Slots::default(),
-            outbox: RequestOutbox::new(self.index, std::mem::take(&mut self.request_senders)),
+            outbox: RequestOutbox::weighed(
+                self.index,
+                std::mem::take(&mut self.request_senders),
+                WsRequest::weight,
+            ),
             pending_scrapes: PendingScrapes::new(
                 self.settings.max_pending_scrapes,
                 PENDING_SCRAPE_TIMEOUT,
