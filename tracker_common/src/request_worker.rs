@@ -322,7 +322,7 @@ impl<R> RequestOutbox<R> {
         let weight = self
             .weights
             .get_mut(shard)
-            .map_or(len, |w| std::mem::take(w));
+            .map_or(len, std::mem::take);
         let message = RequestBatch {
             from: self.from,
             requests,
