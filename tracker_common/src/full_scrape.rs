@@ -14,9 +14,16 @@
 //! parts that come back, and answers the waiters that [`FullScrapes::expire`] hands
 //! back (a part lost to a full channel) with its protocol's `overloaded` failure.
 //!
-//! `Arc<[u8]>` rather than `bytes::Bytes`: nothing here slices the body or converts
-//! it from a `Vec` without a copy more than once per cache period, and the workspace
-//! needs no further dependency for a reference count.
+//! `Arc<[u8]>` rather than `bytes::Bytes`: the body is never sliced, the one copy out of
+//! the `Vec` it is written into is made once per cache period, and a reference count
+//! needs no further dependency.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -319,10 +319,7 @@ impl<R> RequestOutbox<R> {
         // of doublings while it fills.
         let requests = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         let len = requests.len();
-        let weight = self
-            .weights
-            .get_mut(shard)
-            .map_or(len, std::mem::take);
+        let weight = self.weights.get_mut(shard).map_or(len, std::mem::take);
         let message = RequestBatch {
             from: self.from,
             requests,

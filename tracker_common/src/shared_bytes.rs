@@ -12,6 +12,13 @@
 //! Unsent bytes of shared bodies are counted like those of the buffer
 //! ([`SharedBodies::unsent`]): a connection's bound holds what it would hold with a copy.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
