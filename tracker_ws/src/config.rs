@@ -305,6 +305,17 @@ impl WsConfig {
             0 => 0,
             n => max_scrape_response_bytes(n).saturating_add(MAX_SERVER_FRAME_HEADER),
         };
+        if full_scrape_bytes > self.max_outgoing_bytes_per_connection {
+            anyhow::bail!(
+                "ws.full_scrape_max_torrents: an answer of {} torrents takes up to {} bytes, \
+                 more than ws.max_outgoing_bytes_per_connection ({}) lets wait for one \
+                 connection: lower the first or raise the second",
+                self.full_scrape_max_torrents,
+                full_scrape_bytes,
+                self.max_outgoing_bytes_per_connection
+            );
+        }
+        // After the full scrape's own bound, which names the key to lower first.
         let heaviest = max_weight(WeightLimits {
             max_message_bytes: self.max_message_bytes,
             max_offers: self.max_offers_per_announce,
@@ -318,16 +329,6 @@ impl WsConfig {
                  ws.max_scrape_torrents and ws.full_scrape_max_torrents allow), so that any \
                  batch can pass",
                 heaviest.saturating_mul(BATCHES_PER_BYTE_CHANNEL)
-            );
-        }
-        if full_scrape_bytes > self.max_outgoing_bytes_per_connection {
-            anyhow::bail!(
-                "ws.full_scrape_max_torrents: an answer of {} torrents takes up to {} bytes, \
-                 more than ws.max_outgoing_bytes_per_connection ({}) lets wait for one \
-                 connection: lower the first or raise the second",
-                self.full_scrape_max_torrents,
-                full_scrape_bytes,
-                self.max_outgoing_bytes_per_connection
             );
         }
         Ok(())
