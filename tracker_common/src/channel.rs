@@ -1,12 +1,21 @@
-//! Channels between workers, bounded by the requests (or responses) they hold rather than
-//! by the batches that carry them.
+//! Channels between workers, bounded by the requests (or responses) they hold, or by
+//! their bytes, rather than by the batches that carry them.
 //!
 //! Workers send batches, so that the cost of a channel operation is paid once per batch.
 //! A channel bounded by batches (crossbeam's `bounded(n)`) would hold anywhere from `n` to
 //! `n` times the largest batch, which is not a bound an operator can reason about. Here
-//! every message carries a weight (the number of requests in the batch), and a message is
-//! refused when the weights queued plus its own would exceed the capacity. Nothing ever
-//! waits: a refused message comes back to the sender, which drops and counts it.
+//! every message carries a weight, and a message is refused when the weights queued plus
+//! its own would exceed the capacity. Nothing ever waits: a refused message comes back to
+//! the sender, which drops and counts it.
+//!
+//! The weight is what the bound is about ([`ChannelBound`]): the number of requests in
+//! the batch where every request has the same size (UDP, HTTP), and bytes where they do
+//! not (WebSocket offers and answers run from a few bytes to a whole message): a bound by
+//! count would let a channel of 65,536 offers of 64 KiB hold 4 GiB.
+//!
+//! Any batch must be able to pass an empty channel: a channel says how much one batch
+//! may weigh ([`WeightedSender::max_batch_weight`]), senders keep their batches within
+//! it, and configs are checked so that it holds the heaviest single message.
 //!
 //! The queue underneath is crossbeam's unbounded channel; the bound is a shared atomic
 //! counter that the sender raises before sending and the receiver lowers on receipt.
@@ -20,6 +29,27 @@ use crossbeam_channel::{RecvTimeoutError, TryRecvError};
 /// The most requests (or responses) a worker puts in one batch; channels hold at least
 /// this much (the config validation sees to it), so that any batch can pass.
 pub const MAX_BATCH_LEN: usize = 1024;
+
+/// A channel bounded by bytes holds at least this many of its heaviest batches: one
+/// batch is at most this fraction of the channel.
+pub const BATCHES_PER_BYTE_CHANNEL: usize = 4;
+
+/// What a channel's capacity counts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ChannelBound {
+    /// Requests (or responses): a batch weighs its length, at most [`MAX_BATCH_LEN`],
+    /// and the capacity is at least that.
+    Requests(usize),
+    /// Bytes: a batch weighs what its messages hold, at most
+    /// [`max_batch_bytes`] of the capacity.
+    Bytes(usize),
+}
+
+/// The most a batch may weigh in a channel of `capacity` bytes; every single message
+/// must weigh no more (the config validation sees to it), so that any batch can pass.
+pub const fn max_batch_bytes(capacity: usize) -> usize {
+    capacity / BATCHES_PER_BYTE_CHANNEL
+}
 
 /// Why [`WeightedSender::try_send`] gave the message back.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +66,7 @@ pub struct WeightedSender<T> {
     inner: crossbeam_channel::Sender<(T, usize)>,
     queued: Arc<AtomicUsize>,
     capacity: usize,
+    max_batch_weight: usize,
 }
 
 impl<T> Clone for WeightedSender<T> {
@@ -44,6 +75,7 @@ impl<T> Clone for WeightedSender<T> {
             inner: self.inner.clone(),
             queued: self.queued.clone(),
             capacity: self.capacity,
+            max_batch_weight: self.max_batch_weight,
         }
     }
 }
@@ -61,6 +93,21 @@ pub struct WeightedReceiver<T> {
 /// A single message heavier than `capacity` can never be sent; callers keep their batches
 /// no larger than the capacity (trackers check this when they validate the config).
 pub fn weighted<T>(capacity: usize) -> (WeightedSender<T>, WeightedReceiver<T>) {
+    with_max_batch(capacity, capacity)
+}
+
+/// A channel bounded as `bound` says.
+pub fn bounded<T>(bound: ChannelBound) -> (WeightedSender<T>, WeightedReceiver<T>) {
+    match bound {
+        ChannelBound::Requests(capacity) => weighted(capacity),
+        ChannelBound::Bytes(capacity) => with_max_batch(capacity, max_batch_bytes(capacity)),
+    }
+}
+
+fn with_max_batch<T>(
+    capacity: usize,
+    max_batch_weight: usize,
+) -> (WeightedSender<T>, WeightedReceiver<T>) {
     let (sender, receiver) = crossbeam_channel::unbounded();
     let queued = Arc::new(AtomicUsize::new(0));
     (
@@ -68,6 +115,7 @@ pub fn weighted<T>(capacity: usize) -> (WeightedSender<T>, WeightedReceiver<T>) 
             inner: sender,
             queued: queued.clone(),
             capacity,
+            max_batch_weight,
         },
         WeightedReceiver {
             inner: receiver,
@@ -104,6 +152,13 @@ impl<T> WeightedSender<T> {
     /// The most weight the channel holds.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// The most one batch should weigh: a batch sent once it reaches this (or before a
+    /// message would take it past this) can always pass the empty channel. For a channel
+    /// bounded by requests it is the capacity, which [`MAX_BATCH_LEN`] never reaches.
+    pub fn max_batch_weight(&self) -> usize {
+        self.max_batch_weight
     }
 }
 
@@ -174,6 +229,57 @@ mod tests {
         drop(rx);
         assert_eq!(tx.try_send(1, 2), Err(TrySendError::Disconnected(1)));
         assert_eq!(tx.queued(), 0);
+    }
+
+    /// Bounded by bytes: messages of different sizes fill the channel to exactly its
+    /// capacity and no further, whoever sends them; a receive makes exactly its bytes
+    /// of room.
+    #[test]
+    fn the_byte_bound_holds_exactly() {
+        let (tx, rx) = bounded::<Vec<u8>>(ChannelBound::Bytes(100_000));
+        assert_eq!(tx.max_batch_weight(), 25_000);
+        let sizes = [25_000, 1, 24_999, 7, 25_000, 24_993];
+        for size in sizes {
+            let message = vec![0; size];
+            assert_eq!(tx.try_send(message, size), Ok(()));
+        }
+        assert_eq!(tx.queued(), 100_000);
+        assert_eq!(
+            tx.try_send(vec![0], 1),
+            Err(TrySendError::Full(vec![0])),
+            "one byte more"
+        );
+        assert_eq!(rx.try_recv().map(|m| m.len()), Ok(25_000));
+        assert_eq!(
+            tx.try_send(vec![0; 25_001], 25_001).map_err(|_| ()),
+            Err(())
+        );
+        assert_eq!(tx.try_send(vec![0; 25_000], 25_000), Ok(()));
+        assert_eq!(tx.queued(), 100_000);
+        // Many threads, many sizes: the queue never holds a byte over the capacity.
+        let (tx, rx) = bounded::<()>(ChannelBound::Bytes(1 << 20));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let mut sent = 0;
+                    for i in 0..2000u64 {
+                        let size = ((i * 7919 + t * 104_729) % 65_536) as usize + 1;
+                        if tx.try_send((), size).is_ok() {
+                            sent += size;
+                        }
+                        assert!(tx.queued() <= 1 << 20);
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let sent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(sent, tx.queued());
+        assert!(sent <= 1 << 20);
+        drop(rx);
+        let (tx, _rx) = bounded::<()>(ChannelBound::Requests(2048));
+        assert_eq!((tx.capacity(), tx.max_batch_weight()), (2048, 2048));
     }
 
     #[test]

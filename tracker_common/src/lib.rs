@@ -14,6 +14,10 @@
 //! - [`request_worker`]: the loop of the threads that own the shards, generic over what
 //!   a protocol's requests mean.
 //! - [`scrape`]: splitting scrapes over request workers and merging the answers.
+//! - [`full_scrape`]: full scrapes gathered from every request worker, merged, and one
+//!   cached body shared by every answer.
+//! - [`shared_bytes`]: shared bodies in a connection's outgoing stream, written from
+//!   their one copy.
 //! - [`channel`]: channels between workers, bounded by the requests they hold.
 //! - [`server`]: start-up and thread wiring, and the handle of a running tracker.
 //! - [`config`], [`cli`]: documented config sections, `-c` / `-p` / `-h` / `-V`.
@@ -57,6 +61,7 @@ pub mod address_limit;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod full_scrape;
 pub mod history;
 pub mod metrics;
 pub mod net;
@@ -67,6 +72,7 @@ pub mod request_worker;
 pub mod routing;
 pub mod scrape;
 pub mod server;
+pub mod shared_bytes;
 pub mod slots;
 pub mod snapshot;
 pub mod statistics;

@@ -6,10 +6,11 @@
 //! socket worker, cleans the shard on schedule and publishes its gauges. Nothing else
 //! touches the shard, so nothing is locked.
 //!
-//! Channels are bounded by requests ([`crate::channel`]); a full channel drops the batch,
-//! counts it and logs a rate-limited warning. Responses are flushed after at most
-//! [`MAX_BATCHES_PER_FLUSH`] batches, or as soon as one socket worker's batch reaches
-//! [`MAX_BATCH_LEN`], so that no batch is larger than a channel can take.
+//! Channels are bounded by requests or bytes ([`crate::channel`]); a full channel drops
+//! the batch, counts it and logs a rate-limited warning. Responses are flushed after at
+//! most [`MAX_BATCHES_PER_FLUSH`] batches, or as soon as one socket worker's batch reaches
+//! [`MAX_BATCH_LEN`] or its channel's largest batch weight, so that no batch is larger
+//! than a channel can take.
 
 #![deny(
     clippy::unwrap_used,
@@ -60,8 +61,15 @@ pub struct RequestBatch<R> {
 
 /// Responses for one socket worker, as a tracker batches them.
 pub trait ResponseBatch: Send + Default + 'static {
-    /// Responses in the batch: its weight in the channel.
+    /// Responses in the batch.
     fn len(&self) -> usize;
+
+    /// The batch's weight in its channel: its length, unless the tracker's channels are
+    /// bounded by bytes (see [`crate::channel::ChannelBound`]). Called after every
+    /// request handled: keep a running total rather than summing.
+    fn weight(&self) -> usize {
+        self.len()
+    }
 
     /// Whether there is nothing to send.
     fn is_empty(&self) -> bool {
@@ -200,7 +208,8 @@ impl<S> Swarm<S> {
 /// A socket worker's batches of requests, one per request worker, and the channels
 /// they go over. Both trackers' socket workers use it.
 ///
-/// A batch leaves when it reaches [`MAX_BATCH_LEN`] or at [`Self::flush`]. A batch that
+/// A batch leaves when it reaches [`MAX_BATCH_LEN`] or its channel's largest batch weight,
+/// before a request would take it past that weight, or at [`Self::flush`]. A batch that
 /// finds its channel full is not waited for: its requests come back to the caller, which
 /// counts them and, where its protocol needs it, answers them; a rate-limited warning is
 /// logged.
@@ -208,17 +217,34 @@ pub struct RequestOutbox<R> {
     from: usize,
     senders: Vec<WeightedSender<RequestBatch<R>>>,
     batches: Vec<Vec<R>>,
+    /// The weight of each batch, by `weigh`.
+    weights: Vec<usize>,
+    weigh: fn(&R) -> usize,
     full_warning: RateLimitedWarning,
     receiver_gone: bool,
 }
 
 impl<R> RequestOutbox<R> {
-    /// The outbox of socket worker `from`, over one channel per request worker.
+    /// The outbox of socket worker `from`, over one channel per request worker, each
+    /// request weighing 1 (channels bounded by requests).
     pub fn new(from: usize, senders: Vec<WeightedSender<RequestBatch<R>>>) -> Self {
+        Self::weighed(from, senders, |_| 1)
+    }
+
+    /// The outbox of socket worker `from`, over channels whose weights are `weigh`'s
+    /// (bytes, say). No single request should weigh more than a channel's largest batch
+    /// (the config validation sees to it); one that does leaves in a batch of its own.
+    pub fn weighed(
+        from: usize,
+        senders: Vec<WeightedSender<RequestBatch<R>>>,
+        weigh: fn(&R) -> usize,
+    ) -> Self {
         Self {
             from,
             batches: senders.iter().map(|_| Vec::new()).collect(),
+            weights: senders.iter().map(|_| 0).collect(),
             senders,
+            weigh,
             full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
             receiver_gone: false,
         }
@@ -237,14 +263,34 @@ impl<R> RequestOutbox<R> {
     /// Adds `request` for request worker `shard`, sending the batch if it is full now.
     /// Returns the requests a full channel refused (empty, without allocating, if none).
     pub fn push(&mut self, shard: usize, request: R) -> Vec<R> {
-        let Some(batch) = self.batches.get_mut(shard) else {
+        let (Some(weight), Some(sender)) = (self.weights.get(shard), self.senders.get(shard))
+        else {
             return Vec::new();
         };
+        let max_weight = sender.max_batch_weight();
+        let added = (self.weigh)(&request);
+        // The batch leaves first if this request would take it past the largest weight.
+        let mut refused = if *weight > 0 && weight.saturating_add(added) > max_weight {
+            self.send(shard)
+        } else {
+            Vec::new()
+        };
+        let (Some(batch), Some(weight)) =
+            (self.batches.get_mut(shard), self.weights.get_mut(shard))
+        else {
+            return refused;
+        };
         batch.push(request);
-        if batch.len() >= MAX_BATCH_LEN {
-            return self.send(shard);
+        *weight = weight.saturating_add(added);
+        if batch.len() >= MAX_BATCH_LEN || *weight >= max_weight {
+            let mut more = self.send(shard);
+            if refused.is_empty() {
+                refused = more;
+            } else {
+                refused.append(&mut more);
+            }
         }
-        Vec::new()
+        refused
     }
 
     /// Sends every batch; returns the requests full channels refused.
@@ -273,11 +319,12 @@ impl<R> RequestOutbox<R> {
         // of doublings while it fills.
         let requests = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         let len = requests.len();
+        let weight = self.weights.get_mut(shard).map_or(len, std::mem::take);
         let message = RequestBatch {
             from: self.from,
             requests,
         };
-        match sender.try_send(message, len) {
+        match sender.try_send(message, weight) {
             Ok(()) => Vec::new(),
             Err(TrySendError::Full(message)) => {
                 if let Some(held_back) = self.full_warning.check(Instant::now()) {
@@ -604,11 +651,17 @@ impl<H: RequestHandler> RequestWorker<H> {
             self.handler
                 .handle(&mut self.swarm, from, request, outgoing);
             // Most handlers answer the sender only; checking every destination keeps the
-            // bound for those that also write elsewhere.
+            // bound for those that also write elsewhere. A batch passes its largest weight
+            // by one request's responses at most, which the config validation keeps
+            // within that weight again: at most twice it, at most the capacity.
             for to in 0..outgoing.len() {
+                let max_weight = self
+                    .responders
+                    .get(to)
+                    .map_or(usize::MAX, |r| r.sender.max_batch_weight());
                 if outgoing
                     .get(to)
-                    .is_some_and(|out| out.len() >= MAX_BATCH_LEN)
+                    .is_some_and(|out| out.len() >= MAX_BATCH_LEN || out.weight() >= max_weight)
                 {
                     self.flush(to, outgoing, gauges, full_warning);
                 }
@@ -632,7 +685,8 @@ impl<H: RequestHandler> RequestWorker<H> {
         }
         let batch = std::mem::replace(out, out.empty_like());
         let len = batch.len();
-        match responder.sender.try_send(batch, len) {
+        let weight = batch.weight();
+        match responder.sender.try_send(batch, weight) {
             Ok(()) => {
                 if let Err(err) = (responder.wake)() {
                     log::warn!("wake socket worker: {err}");
@@ -870,6 +924,44 @@ mod tests {
                 .to_string()
                 .contains("request channel closed")
         );
+    }
+
+    /// Weighed by bytes: a batch leaves before a request would take it past the
+    /// channel's largest batch weight, or once it reaches it; the channel counts the
+    /// batch's bytes, exactly.
+    #[test]
+    fn a_weighed_outbox_keeps_batches_within_the_largest_weight() {
+        let (sender, receiver) =
+            crate::channel::bounded::<RequestBatch<u32>>(crate::channel::ChannelBound::Bytes(400));
+        assert_eq!(sender.max_batch_weight(), 100);
+        let mut outbox = RequestOutbox::weighed(0, vec![sender.clone()], |r: &u32| *r as usize);
+        assert!(outbox.push(0, 60).is_empty());
+        assert!(receiver.try_recv().is_err(), "60 of 100: waits");
+        assert!(outbox.push(0, 60).is_empty());
+        assert_eq!(
+            receiver.try_recv().unwrap().requests,
+            vec![60],
+            "120 would pass 100"
+        );
+        assert!(outbox.push(0, 40).is_empty());
+        assert_eq!(
+            receiver.try_recv().unwrap().requests,
+            vec![60, 40],
+            "100: full"
+        );
+        assert!(outbox.push(0, 7).is_empty());
+        assert!(outbox.push(0, 150).is_empty());
+        assert_eq!(receiver.try_recv().unwrap().requests, vec![7]);
+        assert_eq!(receiver.try_recv().unwrap().requests, vec![150], "alone");
+        assert_eq!(sender.queued(), 0);
+        for _ in 0..4 {
+            assert!(outbox.push(0, 100).is_empty());
+        }
+        assert_eq!(sender.queued(), 400);
+        assert_eq!(outbox.push(0, 100), vec![100], "the budget is used");
+        assert!(outbox.push(0, 1).is_empty());
+        assert_eq!(outbox.flush(), vec![1]);
+        assert_eq!(sender.queued(), 400);
     }
 
     /// Batches leave full or at a flush; what a full channel refuses comes back whole;

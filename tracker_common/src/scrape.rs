@@ -41,12 +41,21 @@ pub enum ScrapeRoute {
 /// `allows` refuses; refused hashes are answered with zeros, as unknown ones are, so that
 /// the access list is not revealed. Positions past `u16::MAX` are not answered (no
 /// protocol lets a scrape carry that many).
+///
+/// O(n) in the hashes: each goes straight to its request worker's part (parts are
+/// indexed by request worker, so none is searched for), and the parts come out in
+/// request-worker order. Repeated hashes are routed as often as they are named; a
+/// protocol whose answer names each torrent once drops repeats when it parses or
+/// writes.
 pub fn route_scrape(
     info_hashes: &[InfoHash],
     router: &ShardRouter,
     mut allows: impl FnMut(&InfoHash) -> bool,
 ) -> ScrapeRoute {
-    let mut parts: Vec<(usize, ScrapePart)> = Vec::new();
+    // One allocation: empty parts allocate nothing, and are dropped at the end.
+    let mut parts: Vec<(usize, ScrapePart)> = (0..router.num_shards())
+        .map(|shard| (shard, Vec::new()))
+        .collect();
     let mut all_allowed = true;
     for (pos, hash) in info_hashes.iter().enumerate() {
         let Ok(pos) = u16::try_from(pos) else {
@@ -56,12 +65,11 @@ pub fn route_scrape(
             all_allowed = false;
             continue;
         }
-        let shard = router.shard(hash);
-        match parts.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, part)) => part.push((pos, *hash)),
-            None => parts.push((shard, vec![(pos, *hash)])),
+        if let Some((_, part)) = parts.get_mut(router.shard(hash)) {
+            part.push((pos, *hash));
         }
     }
+    parts.retain(|(_, part)| !part.is_empty());
     match parts.len() {
         0 => ScrapeRoute::Nothing,
         1 if all_allowed => match parts.pop() {
@@ -232,6 +240,36 @@ mod tests {
             route_scrape(&hashes, &router, |h| *h == hash(2)),
             ScrapeRoute::Split(vec![(0, vec![(1, hash(2))])])
         );
+    }
+
+    /// The largest scrape a config accepts (65,535 hashes: positions are u16), over
+    /// many request workers, every hash named twice: each occurrence routed once, to
+    /// its owner, with its own position.
+    #[test]
+    fn largest_scrape_with_repeats_routes_every_position_once() {
+        let router = ShardRouter::with_key([3; 16], 64);
+        let hashes: Vec<InfoHash> = (0..usize::from(u16::MAX))
+            .map(|i| {
+                let mut h = [0; 20];
+                h[..8].copy_from_slice(&((i % 32_768) as u64).to_le_bytes());
+                InfoHash(h)
+            })
+            .collect();
+        let ScrapeRoute::Split(parts) = route_scrape(&hashes, &router, |_| true) else {
+            panic!("split");
+        };
+        let mut seen = vec![false; hashes.len()];
+        let mut last_shard = None;
+        for (shard, part) in &parts {
+            assert!(Some(*shard) > last_shard, "request-worker order, each once");
+            last_shard = Some(*shard);
+            for (pos, h) in part {
+                assert_eq!(router.shard(h), *shard);
+                assert_eq!(hashes[usize::from(*pos)], *h);
+                assert!(!std::mem::replace(&mut seen[usize::from(*pos)], true));
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::access_list::{self, AccessList, AccessListConfig, AccessListMode, SharedAccessList};
-use crate::channel::{WeightedReceiver, WeightedSender, weighted};
+use crate::channel::{ChannelBound, WeightedReceiver, WeightedSender, bounded};
 use crate::config::{SwarmConfig, WorkerConfig};
 use crate::history::History;
 use crate::metrics::{Identity, MetricsServer, Protocol};
@@ -205,15 +205,30 @@ impl Core {
         swarm: &SwarmConfig,
         workers: &WorkerConfig,
         wakers: Vec<WakeFn>,
+        make_handler: impl FnMut() -> H,
+    ) -> anyhow::Result<Channels<H>> {
+        let bound = ChannelBound::Requests(workers.channel_capacity_requests);
+        self.spawn_request_workers_bounded(swarm, workers, bound, wakers, make_handler)
+    }
+
+    /// As [`Self::spawn_request_workers`], with channels bounded as `bound` says (by
+    /// bytes, for a tracker whose messages vary in size) rather than by
+    /// `workers.channel_capacity_requests`.
+    ///
+    /// # Errors
+    /// A thread could not be started.
+    pub fn spawn_request_workers_bounded<H: RequestHandler>(
+        &mut self,
+        swarm: &SwarmConfig,
+        workers: &WorkerConfig,
+        bound: ChannelBound,
+        wakers: Vec<WakeFn>,
         mut make_handler: impl FnMut() -> H,
     ) -> anyhow::Result<Channels<H>> {
-        let capacity = workers.channel_capacity_requests;
-        let (to_request_workers, request_receivers): (Vec<_>, Vec<_>) = (0..workers
-            .request_workers)
-            .map(|_| weighted(capacity))
-            .unzip();
+        let (to_request_workers, request_receivers): (Vec<_>, Vec<_>) =
+            (0..workers.request_workers).map(|_| bounded(bound)).unzip();
         let (response_senders, to_socket_workers): (Vec<_>, Vec<_>) =
-            wakers.iter().map(|_| weighted(capacity)).unzip();
+            wakers.iter().map(|_| bounded(bound)).unzip();
         // The tracker-wide limits: every shard takes torrents and peers from one budget.
         let limits = swarm.limits();
         let budget = Arc::new(SwarmBudget::new(&limits));

@@ -600,6 +600,22 @@ fn full_scrape_is_bounded_and_cached() {
         (31, 3),
         (33, 6)
     ]));
+    // Cached answers share one body: pipelined between other answers, each goes out
+    // whole and in its place (the head, the shared body, then what follows).
+    let mut pipelined = Vec::new();
+    for _ in 0..3 {
+        pipelined.extend_from_slice(b"GET /scrape HTTP/1.1\r\nHost: t\r\n\r\n");
+        pipelined.extend_from_slice(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    client.send(&pipelined);
+    for _ in 0..3 {
+        match TrackerResponse::parse_body(&client.response().body).unwrap() {
+            TrackerResponse::Scrape(files) => assert_eq!(files.len(), 2),
+            other => panic!("expected a scrape answer, got {other:?}"),
+        }
+        let index = client.response();
+        assert!(String::from_utf8_lossy(&index.body).contains("Announce URL"));
+    }
     tracker.shutdown();
 }
 

@@ -42,7 +42,7 @@ pub use request::{
 };
 pub use response::{
     AnnounceResponse, HttpResponse, ParsedAnnounce, ParsedPeer, ScrapeResponse, TrackerResponse,
-    parse_http_response, write_failure_body, write_http_response,
+    parse_http_response, write_failure_body, write_http_head, write_http_response,
 };
 pub use tracker_types::{
     AnnounceEvent, InfoHash, Passkey, PasskeyParam, PeerId, ResponsePeerWithId, ScrapeCounts,

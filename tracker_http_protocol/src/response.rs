@@ -157,6 +157,20 @@ pub fn write_http_response(
     keep_alive: bool,
     body: &[u8],
 ) {
+    write_http_head(out, status, reason, content_type, keep_alive, body.len());
+    out.extend_from_slice(body);
+}
+
+/// Appends what [`write_http_response`] writes before the body, for a body of
+/// `body_len` bytes that the caller sends from elsewhere (a shared cached answer).
+pub fn write_http_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    keep_alive: bool,
+    body_len: usize,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
     out.push(b' ');
@@ -164,14 +178,13 @@ pub fn write_http_response(
     out.extend_from_slice(b"\r\nContent-Type: ");
     out.extend_from_slice(content_type.as_bytes());
     out.extend_from_slice(b"\r\nContent-Length: ");
-    push_u64(out, body.len() as u64);
+    push_u64(out, body_len as u64);
     // Said either way: HTTP/1.0 clients need `keep-alive` spelled out to keep it.
     out.extend_from_slice(if keep_alive {
         b"\r\nConnection: keep-alive\r\n\r\n"
     } else {
         b"\r\nConnection: close\r\n\r\n"
     });
-    out.extend_from_slice(body);
 }
 
 /// An HTTP response read back (load testers and tests).

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use tracker_common::access_list::AccessListConfig;
+use tracker_common::channel::{BATCHES_PER_BYTE_CHANNEL, max_batch_bytes};
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
@@ -13,6 +14,10 @@ use tracker_common::net::SocketOptions;
 use tracker_common::private::{AccountingConfig, PrivateConfig};
 use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
+use tracker_ws_protocol::max_scrape_response_bytes;
+use tracker_ws_protocol::websocket::MAX_SERVER_FRAME_HEADER;
+
+use crate::messages::{WeightLimits, max_weight};
 
 tracker_common::metrics_config_section!(9003);
 
@@ -216,10 +221,23 @@ config_section! {
         pub max_pending_scrapes: usize,
         /// A scrape without info_hash (a full scrape) answers the torrents with the most
         /// peers, at most this many. 0 = full scrapes are refused with a failure reason.
+        /// The answer is one message, so its largest size (about 200 bytes a torrent)
+        /// must fit in max_outgoing_bytes_per_connection: a config where it cannot is
+        /// refused.
         pub full_scrape_max_torrents: usize,
         /// Seconds a full scrape's answer is reused (per socket worker), so that asking
         /// for it often costs one walk over the torrents per period, not one per request.
         pub full_scrape_cache_secs: u32,
+        /// Most bytes of messages (announces with their offers, answers, relayed offers,
+        /// replies, scrapes) waiting in each channel between workers; a batch that would
+        /// not fit is dropped and counted, never waited for. It replaces
+        /// workers.channel_capacity_requests here, because offers and answers vary in size
+        /// up to max_message_bytes: counting them would let a channel hold 65,536 whole
+        /// messages. A message weighs its own size and the bytes it holds (its session
+        /// descriptions). Must hold 4 times the heaviest message the other limits allow
+        /// (max_message_bytes, max_offers_per_announce, max_scrape_torrents,
+        /// full_scrape_max_torrents).
+        pub max_channel_bytes: usize,
     }
 }
 
@@ -239,6 +257,12 @@ impl Default for WsConfig {
             max_pending_scrapes: 65_536,
             full_scrape_max_torrents: 0,
             full_scrape_cache_secs: 60,
+            // Channels fill only when request or socket workers fall behind, and what
+            // waits then only adds delay. 64 MiB holds about 6,000 announces with ten
+            // 1 KiB offers, or 1,000 of the largest default messages (64 KiB), far more
+            // than one poll round sends, and bounds each channel at 1/64 of what 65,536
+            // such messages counted by number would hold.
+            max_channel_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -286,6 +310,40 @@ impl WsConfig {
         }
         if self.full_scrape_cache_secs == 0 {
             anyhow::bail!("ws.full_scrape_cache_secs: must be at least 1");
+        }
+        // A full scrape's answer is one frame that a connection must take whole: one
+        // larger than its bound would disconnect every client that asks, as a slow
+        // reader. Refused here rather than cut short, so that a full scrape lists what
+        // the operator configured, or is refused before the tracker starts.
+        let full_scrape_bytes = match self.full_scrape_max_torrents {
+            0 => 0,
+            n => max_scrape_response_bytes(n).saturating_add(MAX_SERVER_FRAME_HEADER),
+        };
+        if full_scrape_bytes > self.max_outgoing_bytes_per_connection {
+            anyhow::bail!(
+                "ws.full_scrape_max_torrents: an answer of {} torrents takes up to {} bytes, \
+                 more than ws.max_outgoing_bytes_per_connection ({}) lets wait for one \
+                 connection: lower the first or raise the second",
+                self.full_scrape_max_torrents,
+                full_scrape_bytes,
+                self.max_outgoing_bytes_per_connection
+            );
+        }
+        // After the full scrape's own bound, which names the key to lower first.
+        let heaviest = max_weight(WeightLimits {
+            max_message_bytes: self.max_message_bytes,
+            max_offers: self.max_offers_per_announce,
+            max_scrape_torrents: self.max_scrape_torrents,
+            full_scrape_max_torrents: self.full_scrape_max_torrents,
+        });
+        if max_batch_bytes(self.max_channel_bytes) < heaviest {
+            anyhow::bail!(
+                "ws.max_channel_bytes: must be at least {} ({BATCHES_PER_BYTE_CHANNEL} times \
+                 the heaviest message that ws.max_message_bytes, ws.max_offers_per_announce, \
+                 ws.max_scrape_torrents and ws.full_scrape_max_torrents allow), so that any \
+                 batch can pass",
+                heaviest.saturating_mul(BATCHES_PER_BYTE_CHANNEL)
+            );
         }
         Ok(())
     }
@@ -392,7 +450,7 @@ mod tests {
         let mut c = Config::default();
         c.validate().unwrap();
         type Spoil = fn(&mut Config);
-        let cases: [(&str, Spoil); 6] = [
+        let cases: [(&str, Spoil); 7] = [
             ("ws.max_message_bytes", |c| c.ws.max_message_bytes = 10),
             ("ws.max_connections", |c| c.ws.max_connections = 0),
             ("ws.max_outgoing_bytes_per_connection", |c| {
@@ -403,6 +461,9 @@ mod tests {
             }),
             ("origin.origins", |c| c.origin.mode = OriginMode::Allow),
             ("network.backlog", |c| c.network.backlog = 0),
+            ("ws.max_channel_bytes", |c| {
+                c.ws.max_channel_bytes = 4 * c.ws.max_message_bytes
+            }),
         ];
         for (key, spoil) in cases {
             let mut c = Config::default();
@@ -410,6 +471,29 @@ mod tests {
             let msg = c.validate().unwrap_err().to_string();
             assert!(msg.starts_with(key), "{key}: {msg}");
         }
+    }
+
+    /// The largest full scrape must fit a connection's outgoing bound: the largest
+    /// count that fits passes, one more is refused naming both keys.
+    #[test]
+    fn a_full_scrape_must_fit_the_outgoing_bound() {
+        let mut c = Config::default();
+        let bound = c.ws.max_outgoing_bytes_per_connection;
+        let fits = (1..)
+            .take_while(|&n| max_scrape_response_bytes(n) + MAX_SERVER_FRAME_HEADER <= bound)
+            .last()
+            .unwrap();
+        c.ws.full_scrape_max_torrents = fits;
+        c.validate().unwrap();
+        c.ws.full_scrape_max_torrents = fits + 1;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("ws.full_scrape_max_torrents"), "{msg}");
+        assert!(
+            msg.contains("ws.max_outgoing_bytes_per_connection"),
+            "{msg}"
+        );
+        c.ws.max_outgoing_bytes_per_connection *= 2;
+        c.validate().unwrap();
     }
 
     #[test]

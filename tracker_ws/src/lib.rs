@@ -11,7 +11,7 @@
 //!                 |            relayed offers and answers)
 //!                 |  batches of announces (with their offers), answers, departures of
 //!                 |  closed connections and scrape parts, routed by a keyed hash of the
-//!                 |  info hash, over channels bounded by requests
+//!                 |  info hash, over channels bounded by bytes
 //!                 v
 //!             request-01..M   (each owns one shard of the torrents: peers on
 //!                 |            connections, and in private mode their accounting; the
@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use tracker_common::access_list::AccessListCache;
 use tracker_common::address_limit::AddressLimit;
+use tracker_common::channel::ChannelBound;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::metrics::Protocol;
 use tracker_common::private::passkey::PrivateCheck;
@@ -214,8 +215,14 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         u64::from(config.swarm.announce_interval_secs),
     )?;
     let (polls, wakers) = tracker_common::server::make_polls(listeners.len(), WAKER_TOKEN)?;
-    let channels =
-        core.spawn_request_workers(&config.swarm, &config.workers, wakers, WsHandler::default)?;
+    // Bounded by bytes: offers and answers vary in size (see messages).
+    let channels = core.spawn_request_workers_bounded(
+        &config.swarm,
+        &config.workers,
+        ChannelBound::Bytes(config.ws.max_channel_bytes),
+        wakers,
+        WsHandler::default,
+    )?;
 
     let ws_counters = Arc::new(WsCounters {
         open: core.statistics.open_connections().clone(),

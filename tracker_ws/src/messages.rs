@@ -4,6 +4,16 @@
 //! within the process (the slot in the lower 32 bits, the slot's generation in the upper
 //! ones), so that a message for a connection that has closed is not given to a newer one
 //! in the same slot.
+//!
+//! # Weights
+//! Offers and answers run from a few bytes to a whole message, so the channels that
+//! carry these are bounded by bytes, not by count ([`tracker_common::channel`]): a
+//! message weighs its own size plus the heap bytes it holds (session descriptions,
+//! scrape lists). [`max_weight`] bounds what one request, and the responses one request
+//! makes for one socket worker, can weigh under the config's limits; the config is
+//! checked against it so that any batch can pass.
+
+use std::mem::size_of;
 
 use serde_json::value::RawValue;
 use tracker_common::private::accounting::AccountInfo;
@@ -133,16 +143,201 @@ pub(crate) enum WsResponse {
     },
 }
 
-/// A batch of messages for one socket worker.
+impl WsRequest {
+    /// Its weight in a channel: its size and the heap bytes it holds.
+    pub(crate) fn weight(&self) -> usize {
+        let held = match self {
+            Self::Announce { offers, .. } => offers
+                .iter()
+                .map(|offer| size_of::<Offer>() + offer.offer.get().len())
+                .sum(),
+            Self::Answer { answer, .. } => answer.answer.get().len(),
+            Self::Scrape { part, .. } => part.len() * size_of::<(u16, InfoHash)>(),
+            Self::Leave { .. } | Self::FullScrape { .. } => 0,
+        };
+        size_of::<Self>() + held
+    }
+}
+
+impl WsResponse {
+    /// Its weight in a channel: its size and the heap bytes it holds.
+    pub(crate) fn weight(&self) -> usize {
+        let held = match self {
+            Self::Announce { .. } => 0,
+            Self::Offer { offer, .. } => offer.get().len(),
+            Self::Answer { answer, .. } => answer.get().len(),
+            Self::Scrape { files, .. } => files.len() * size_of::<(u16, InfoHash, ScrapeCounts)>(),
+            Self::FullScrape { files } => files.len() * size_of::<(InfoHash, ScrapeCounts)>(),
+            Self::AnswerTaken { .. } => 0,
+        };
+        size_of::<Self>() + held
+    }
+}
+
+/// The limits that bound what a message can weigh.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct WeightLimits {
+    /// `ws.max_message_bytes`: the session descriptions of one message fit in it.
+    pub(crate) max_message_bytes: usize,
+    /// `ws.max_offers_per_announce`.
+    pub(crate) max_offers: usize,
+    /// `ws.max_scrape_torrents`.
+    pub(crate) max_scrape_torrents: usize,
+    /// `ws.full_scrape_max_torrents`.
+    pub(crate) full_scrape_max_torrents: usize,
+}
+
+/// The most one request weighs, or the responses one request makes for one socket
+/// worker (an announce's reply and every offer it relays may go to the same one), under
+/// `limits`. Session descriptions are parts of one message, so together they are at most
+/// `max_message_bytes`.
+pub(crate) fn max_weight(limits: WeightLimits) -> usize {
+    let request = size_of::<WsRequest>();
+    let response = size_of::<WsResponse>();
+    let offers = limits.max_offers;
+    let scrape = limits.max_scrape_torrents.min(usize::from(u16::MAX));
+    [
+        request + offers * size_of::<Offer>() + limits.max_message_bytes,
+        request + scrape * size_of::<(u16, InfoHash)>(),
+        (1 + offers) * response + limits.max_message_bytes,
+        // A relayed answer, and the word that it was taken, to the same socket worker.
+        2 * response + limits.max_message_bytes,
+        response + scrape * size_of::<(u16, InfoHash, ScrapeCounts)>(),
+        response + limits.full_scrape_max_torrents * size_of::<(InfoHash, ScrapeCounts)>(),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
+}
+
+/// A batch of messages for one socket worker, with its weight kept as it grows.
 #[derive(Debug, Default)]
-pub(crate) struct WsResponses(pub(crate) Vec<WsResponse>);
+pub(crate) struct WsResponses(pub(crate) Vec<WsResponse>, usize);
+
+impl WsResponses {
+    /// Adds `response`, and its weight.
+    pub(crate) fn push(&mut self, response: WsResponse) {
+        self.1 += response.weight();
+        self.0.push(response);
+    }
+}
 
 impl ResponseBatch for WsResponses {
     fn len(&self) -> usize {
         self.0.len()
     }
 
+    fn weight(&self) -> usize {
+        self.1
+    }
+
     fn empty_like(&self) -> Self {
-        Self(Vec::with_capacity(self.0.len()))
+        Self(Vec::with_capacity(self.0.len()), 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracker_common::channel::{ChannelBound, bounded, max_batch_bytes};
+    use tracker_common::request_worker::{RequestBatch, RequestOutbox};
+    use tracker_common::types::AnnounceEvent;
+
+    use super::*;
+
+    const LIMITS: WeightLimits = WeightLimits {
+        max_message_bytes: 64 * 1024,
+        max_offers: 10,
+        max_scrape_torrents: 100,
+        full_scrape_max_torrents: 0,
+    };
+
+    /// An announce with `offers` offers of `sdp_bytes` bytes of JSON each.
+    fn announce(n: u16, offers: usize, sdp_bytes: usize) -> WsRequest {
+        let sdp = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "x".repeat(sdp_bytes - 25)
+        );
+        WsRequest::Announce {
+            params: WsAnnounceParams {
+                info_hash: InfoHash([1; 20]),
+                peer_id: PeerId([2; 20]),
+                previous_peer_id: None,
+                connection: ConnectionRef {
+                    worker: 0,
+                    connection: u64::from(n),
+                },
+                bytes_left: Some(1),
+                event: AnnounceEvent::Started,
+                numwant: offers,
+            },
+            offers: (0..offers)
+                .map(|i| Offer {
+                    offer_id: OfferId([i as u8; 20]),
+                    offer: RawValue::from_string(sdp.clone()).unwrap(),
+                })
+                .collect(),
+            account: None,
+        }
+    }
+
+    #[test]
+    fn weights_count_the_session_descriptions() {
+        let light = announce(0, 1, 100);
+        let heavy = announce(0, 10, 6000);
+        assert_eq!(
+            heavy.weight() - light.weight(),
+            9 * size_of::<Offer>() + 10 * 6000 - 100
+        );
+        // The heaviest announce that fits a message is within the bound.
+        assert!(announce(0, 10, 6500).weight() <= max_weight(LIMITS));
+        let relayed = WsResponse::Offer {
+            connection: 1,
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([2; 20]),
+            offer_id: OfferId([3; 20]),
+            offer: RawValue::from_string(format!(r#""{}""#, "y".repeat(998))).unwrap(),
+        };
+        assert_eq!(relayed.weight(), size_of::<WsResponse>() + 1000);
+        let mut batch = WsResponses::default();
+        batch.push(relayed);
+        assert_eq!(batch.weight(), size_of::<WsResponse>() + 1000);
+        assert_eq!(batch.empty_like().weight(), 0);
+    }
+
+    /// In a channel of the smallest byte budget the config accepts, with no request
+    /// worker reading, announces with ten 6 KB offers are queued until the budget is
+    /// used and every further one comes back refused (the socket worker answers it
+    /// `overloaded` and counts it dropped), rather than queued: counted by number, all
+    /// 200 (12 MB) would have been. Every batch weighs at most the channel's largest
+    /// batch, and the bytes queued are exactly those of the announces taken.
+    #[test]
+    fn heavy_offers_are_refused_once_the_byte_budget_is_used() {
+        let capacity = 4 * max_weight(LIMITS);
+        let (sender, receiver) = bounded::<RequestBatch<WsRequest>>(ChannelBound::Bytes(capacity));
+        let mut outbox = RequestOutbox::weighed(0, vec![sender.clone()], WsRequest::weight);
+        let mut refused = Vec::new();
+        for n in 0..200 {
+            refused.extend(outbox.push(0, announce(n, 10, 6000)));
+        }
+        refused.extend(outbox.flush());
+        let weight = announce(0, 10, 6000).weight();
+        assert!(sender.queued() <= capacity);
+        let taken = 200 - refused.len();
+        assert!(taken >= capacity / weight - 2 * max_batch_bytes(capacity) / weight);
+        assert!(refused.len() > 150, "{} refused", refused.len());
+        let mut received = 0;
+        let mut bytes = 0;
+        while let Ok(batch) = receiver.try_recv() {
+            let batch_bytes: usize = batch.requests.iter().map(WsRequest::weight).sum();
+            assert!(batch_bytes <= max_batch_bytes(capacity));
+            received += batch.requests.len();
+            bytes += batch_bytes;
+        }
+        assert_eq!((received, bytes), (taken, taken * weight));
+        assert_eq!(sender.queued(), 0);
+        // Room again: taken at once.
+        assert!(outbox.push(0, announce(0, 10, 6000)).is_empty());
+        assert!(outbox.flush().is_empty());
+        assert_eq!(sender.queued(), weight);
     }
 }

@@ -760,3 +760,60 @@ fn pipelined_answers_are_taken_and_reading_goes_on() {
     }
     tracker.shutdown();
 }
+
+/// The most torrents a full scrape may list is what fits a connection's outgoing bound
+/// (the config refuses one more); with the bound set to exactly that, a full scrape of
+/// that many torrents, whose hashes all need escaping in JSON, is answered whole, twice
+/// (the second from the shared cache), and the client stays connected.
+#[test]
+fn a_full_scrape_of_the_most_torrents_fits_and_the_client_stays() {
+    const TORRENTS: usize = 200;
+    let mut config = test_config("127.0.0.1:0");
+    config.workers.socket_workers = 1; // one cache
+    config.ws.max_message_bytes = 16 * 1024;
+    config.ws.max_swarms_per_connection = TORRENTS;
+    config.ws.full_scrape_max_torrents = TORRENTS;
+    config.ws.max_outgoing_bytes_per_connection =
+        tracker_ws_protocol::max_scrape_response_bytes(TORRENTS)
+            + tracker_ws_protocol::websocket::MAX_SERVER_FRAME_HEADER;
+    let mut too_small = config.clone();
+    too_small.ws.max_outgoing_bytes_per_connection -= 1;
+    let err = tracker_ws::start(too_small).err().unwrap().to_string();
+    assert!(err.starts_with("ws.full_scrape_max_torrents"), "{err}");
+    assert!(
+        err.contains("ws.max_outgoing_bytes_per_connection"),
+        "{err}"
+    );
+    let tracker = start(config);
+    let mut client = Client::connect(tracker.local_addr());
+    // Every byte below 0x20: written as \u00xx, the longest a hash gets.
+    let hash = |i: usize| {
+        let mut h = [0x1f; 20];
+        h[0] = (i % 32) as u8;
+        h[1] = (i / 32) as u8;
+        tracker_ws_protocol::InfoHash(h)
+    };
+    for i in 0..TORRENTS {
+        client.announce_counts(announce(
+            hash(i),
+            peer_id(1),
+            Some(0),
+            AnnounceEvent::Started,
+        ));
+    }
+    for _ in 0..2 {
+        client.send(&InMessage::Scrape(ScrapeRequest::Full));
+        match client.next() {
+            ParsedOutMessage::ScrapeResponse { files } => {
+                assert_eq!(files.len(), TORRENTS);
+                assert!(files.iter().all(|(_, c)| c.seeders == 1));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Still connected, and served.
+    assert_eq!(client.scrape(&[hash(7)])[0].1.seeders, 1);
+    let connections = tracker.connections();
+    assert_eq!((connections.open, connections.slow_readers), (1, 0));
+    tracker.shutdown();
+}

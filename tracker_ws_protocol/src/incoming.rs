@@ -402,16 +402,29 @@ impl<'de> Reader<'de> for HashesReader {
         Hashes::Bad(ParseErrorKind::Invalid(Field::InfoHash))
     }
 
+    /// A repeated hash is answered once (a JSON object names a key once), kept where it
+    /// first appears, and counts once against the limit. The list is taken with its
+    /// repeats and de-duplicated whenever it passes twice the limit, and at the end:
+    /// O(n log n) over the whole list, however it repeats, and never more than twice
+    /// the limit held. The error is the one a hash-by-hash reading gives: too many
+    /// torrents if they were named before a bad element, the bad element otherwise.
     fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hashes, A::Error> {
         let mut hashes = Vec::new();
+        let too_many = |hashes: &mut Vec<InfoHash>| {
+            dedup_keeping_order(hashes);
+            hashes.len() > self.max
+        };
         while let Some(hash) = seq.next_element::<Slot<Binary>>()? {
             let bad = match hash {
-                // A repeated hash is answered once: a JSON object names a key once.
-                Slot::Valid(Binary(hash)) if hashes.contains(&InfoHash(hash)) => continue,
-                Slot::Valid(_) if hashes.len() >= self.max => ParseErrorKind::TooManyInfoHashes,
                 Slot::Valid(Binary(hash)) => {
                     hashes.push(InfoHash(hash));
-                    continue;
+                    if hashes.len() <= self.max.saturating_mul(2) || !too_many(&mut hashes) {
+                        continue;
+                    }
+                    ParseErrorKind::TooManyInfoHashes
+                }
+                Slot::Absent | Slot::Invalid if too_many(&mut hashes) => {
+                    ParseErrorKind::TooManyInfoHashes
                 }
                 Slot::Absent | Slot::Invalid => ParseErrorKind::Invalid(Field::InfoHash),
             };
@@ -419,8 +432,42 @@ impl<'de> Reader<'de> for HashesReader {
             skip_seq(&mut seq)?;
             return Ok(Hashes::Bad(bad));
         }
+        if too_many(&mut hashes) {
+            return Ok(Hashes::Bad(ParseErrorKind::TooManyInfoHashes));
+        }
         Ok(Hashes::List(hashes))
     }
+}
+
+/// Scrapes name this many hashes or fewer, nearly always: de-duplicated by comparing
+/// each with those kept, without allocating.
+const FEW_HASHES: usize = 16;
+
+/// Removes repeated hashes, keeping each where it first appears, in O(n log n).
+fn dedup_keeping_order(hashes: &mut Vec<InfoHash>) {
+    if hashes.len() <= FEW_HASHES {
+        let mut kept = 0;
+        for i in 0..hashes.len() {
+            let Some(hash) = hashes.get(i).copied() else {
+                break;
+            };
+            if !hashes.get(..kept).unwrap_or_default().contains(&hash) {
+                if let Some(slot) = hashes.get_mut(kept) {
+                    *slot = hash;
+                }
+                kept += 1;
+            }
+        }
+        hashes.truncate(kept);
+        return;
+    }
+    // Sorted by hash, then place: the first of each run is the first seen.
+    let mut placed: Vec<(InfoHash, usize)> = hashes.iter().copied().zip(0..).collect();
+    placed.sort_unstable();
+    placed.dedup_by_key(|(hash, _)| *hash);
+    placed.sort_unstable_by_key(|(_, place)| *place);
+    hashes.clear();
+    hashes.extend(placed.into_iter().map(|(hash, _)| hash));
 }
 
 /// `offers` as read.
@@ -1065,6 +1112,60 @@ mod tests {
         assert_eq!(
             parse_in_message(br#"{"action":"scrape"}"#, &none),
             Ok(InMessage::Scrape(ScrapeRequest::Full))
+        );
+    }
+
+    /// The largest scrape the WebSocket config accepts (65,535 torrents), every torrent
+    /// named twice, in an order that puts each repeat far from its first: repeats
+    /// dropped, first places kept; one torrent more is refused, and so is a bad element
+    /// after the limit was passed. (Checked hash by hash against those kept, as it was,
+    /// this scrape alone took billions of comparisons.)
+    #[test]
+    fn largest_scrape_with_repeats() {
+        const MAX: usize = u16::MAX as usize;
+        let hash = |i: usize| {
+            let mut h = [b'a'; 20];
+            for (slot, digit) in h.iter_mut().zip(format!("{i:020}").bytes()) {
+                *slot = digit;
+            }
+            h
+        };
+        let limits = Limits {
+            max_scrape_torrents: MAX,
+            ..LIMITS
+        };
+        let text = |order: &mut dyn Iterator<Item = usize>, tail: &str| {
+            let list: Vec<String> = order
+                .map(|i| format!("\"{}\"", String::from_utf8_lossy(&hash(i))))
+                .collect();
+            format!(
+                r#"{{"action":"scrape","info_hash":[{}{tail}]}}"#,
+                list.join(",")
+            )
+        };
+        // Descending, then ascending again: every hash twice.
+        let twice = text(&mut (0..MAX).rev().chain(0..MAX), "");
+        let Ok(InMessage::Scrape(ScrapeRequest::InfoHashes(read))) =
+            parse_in_message(twice.as_bytes(), &limits)
+        else {
+            panic!("not a scrape");
+        };
+        let expected: Vec<InfoHash> = (0..MAX).rev().map(|i| InfoHash(hash(i))).collect();
+        assert_eq!(read, expected);
+        let one_more = text(&mut (0..MAX).chain(0..=MAX), "");
+        assert_eq!(
+            parse_in_message(one_more.as_bytes(), &limits).map_err(|e| e.kind),
+            Err(ParseErrorKind::TooManyInfoHashes)
+        );
+        let bad_after_too_many = text(&mut (0..=MAX), ",5");
+        assert_eq!(
+            parse_in_message(bad_after_too_many.as_bytes(), &limits).map_err(|e| e.kind),
+            Err(ParseErrorKind::TooManyInfoHashes)
+        );
+        let bad_within = text(&mut (0..MAX).chain(0..MAX), ",5");
+        assert_eq!(
+            parse_in_message(bad_within.as_bytes(), &limits).map_err(|e| e.kind),
+            Err(ParseErrorKind::Invalid(Field::InfoHash))
         );
     }
 

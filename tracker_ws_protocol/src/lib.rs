@@ -87,6 +87,8 @@ pub use incoming::{
     AnnounceRequest, Answer, InMessage, Limits, Offer, ScrapeRequest, parse_in_message,
     parse_in_text, write_in_message,
 };
-pub use outgoing::{OutMessage, ParsedOutMessage, parse_out_message, write_out_message};
+pub use outgoing::{
+    OutMessage, ParsedOutMessage, max_scrape_response_bytes, parse_out_message, write_out_message,
+};
 pub use serde_json::value::RawValue;
 pub use tracker_types::{AnnounceEvent, InfoHash, PeerId, ScrapeCounts};

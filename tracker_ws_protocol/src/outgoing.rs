@@ -608,6 +608,30 @@ fn scrape_counts(
     })
 }
 
+/// The most bytes [`write_out_message`] writes for a [`OutMessage::ScrapeResponse`] of
+/// `files` torrents: each key a 20-byte hash of bytes that escape to `\u00xx` (6 bytes
+/// each, with the quotes 122), each count 10 digits (`u32::MAX`). A tracker checks its
+/// outgoing bounds against it when it reads its config.
+pub const fn max_scrape_response_bytes(files: usize) -> usize {
+    const OPEN: usize = r#"{"action":"scrape","files":{"#.len();
+    const CLOSE: usize = "}}".len();
+    const HASH: usize = 2 + 20 * 6;
+    const COUNT: usize = 10;
+    const ENTRY: usize = HASH
+        + r#":{"complete":"#.len()
+        + COUNT
+        + r#","incomplete":"#.len()
+        + COUNT
+        + r#","downloaded":"#.len()
+        + COUNT
+        + "}".len();
+    // Entries are separated by commas: one fewer than entries.
+    let commas = files.saturating_sub(1);
+    OPEN.saturating_add(CLOSE)
+        .saturating_add(files.saturating_mul(ENTRY))
+        .saturating_add(commas)
+}
+
 #[cfg(test)]
 mod tests {
     //! Messages as the `bittorrent-tracker` npm client reads them
@@ -967,5 +991,37 @@ mod tests {
                 prop_assert_eq!(parse_out_message(&again), Ok(parsed));
             }
         }
+    }
+
+    /// The bound is reached, exactly, by the worst case: every hash byte escaped to
+    /// six bytes, every count at its largest; nothing exceeds it.
+    #[test]
+    fn the_largest_scrape_response_is_the_bound() {
+        let worst = (
+            InfoHash([0x01; 20]),
+            ScrapeCounts {
+                seeders: u32::MAX,
+                completed: u32::MAX,
+                leechers: u32::MAX,
+            },
+        );
+        for n in [0usize, 1, 2, 7, 1000] {
+            let files: Vec<_> = (0..n)
+                .map(|i| {
+                    let mut file = worst;
+                    // Distinct keys, every byte still escaped (all below 0x20).
+                    file.0.0[0] = (i % 32) as u8;
+                    file.0.0[1] = ((i / 32) % 32) as u8;
+                    file
+                })
+                .collect();
+            let mut out = Vec::new();
+            write_out_message(&OutMessage::ScrapeResponse { files: &files }, &mut out);
+            assert_eq!(out.len(), max_scrape_response_bytes(n), "{n} files");
+        }
+        let mut out = Vec::new();
+        let light = [(InfoHash([b'a'; 20]), ScrapeCounts::default())];
+        write_out_message(&OutMessage::ScrapeResponse { files: &light }, &mut out);
+        assert!(out.len() < max_scrape_response_bytes(1));
     }
 }

@@ -269,24 +269,44 @@ pub fn write_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8]) {
     write_any_frame(out, kind, payload, None);
 }
 
+/// The longest header of an unmasked server frame: 2 bytes, and 8 of payload length
+/// past 65,535 bytes (RFC 6455, 5.2).
+pub const MAX_SERVER_FRAME_HEADER: usize = 10;
+
+/// Appends the header of an unmasked server frame whose `payload_len` bytes of payload
+/// the caller sends from elsewhere (a shared cached message): with the payload, what
+/// [`write_frame`] writes.
+pub fn write_frame_header(out: &mut Vec<u8>, kind: FrameKind, payload_len: usize) {
+    let header = FrameHeader {
+        is_final: true,
+        opcode: opcode(kind),
+        ..FrameHeader::default()
+    };
+    // Writing to a Vec cannot fail.
+    let _ = header.format(payload_len as u64, out);
+}
+
 /// Appends a whole client frame, masked with `mask` (which a client must choose at
 /// random for each frame; RFC 6455, 5.3).
 pub fn write_client_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8], mask: [u8; 4]) {
     write_any_frame(out, kind, payload, Some(mask));
 }
 
-fn write_any_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8], mask: Option<[u8; 4]>) {
-    let opcode = match kind {
+fn opcode(kind: FrameKind) -> OpCode {
+    match kind {
         FrameKind::Text => OpCode::Data(Data::Text),
         FrameKind::Binary => OpCode::Data(Data::Binary),
         FrameKind::Continuation => OpCode::Data(Data::Continue),
         FrameKind::Close => OpCode::Control(Control::Close),
         FrameKind::Ping => OpCode::Control(Control::Ping),
         FrameKind::Pong => OpCode::Control(Control::Pong),
-    };
+    }
+}
+
+fn write_any_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8], mask: Option<[u8; 4]>) {
     let header = FrameHeader {
         is_final: true,
-        opcode,
+        opcode: opcode(kind),
         mask,
         ..FrameHeader::default()
     };

@@ -38,11 +38,13 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::access_list::AccessListCache;
 use tracker_common::address_limit::{AddressLimit, AddressPermit};
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::full_scrape::{Ask, FullScrapeSettings, FullScrapes, ScrapeFile};
 use tracker_common::private::accounting::AccountInfo;
 use tracker_common::private::passkey::{PrivateCheck, Refusal};
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapePart, ScrapeRoute, route_scrape};
+use tracker_common::shared_bytes::{SharedBodies, write_round_shared};
 use tracker_common::statistics::{
     self, Family, RateLimitedWarning, ResponseKind, SocketCounters, Statistics, add,
 };
@@ -51,7 +53,7 @@ use tracker_common::swarm::{AnnounceCounts, AnnounceParams, NumWantPolicy, Scrap
 use tracker_common::tls::SharedServerConfig;
 use tracker_http_protocol::{
     AnnounceRequest, AnnounceResponse, InfoHash, Parsed, Request, RequestKind, RequestLimits,
-    ScrapeResponse, parse_request, write_failure_body, write_http_response,
+    ScrapeResponse, parse_request, write_failure_body, write_http_head, write_http_response,
 };
 
 use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses};
@@ -59,9 +61,7 @@ use crate::proxy::TrustedProxies;
 use tracker_common::ready::ReadyQueue;
 use tracker_common::request_worker::PeerRange;
 use tracker_common::slots::Slots;
-use tracker_common::transport::{
-    Accepted, Linger, Transport, accept_one, linger, read_round, write_round,
-};
+use tracker_common::transport::{Accepted, Linger, Transport, accept_one, linger, read_round};
 
 /// Token of the listening socket.
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
@@ -167,7 +167,24 @@ struct Pending {
     /// What the answer counts as when it is written; `None` for the index page.
     kind: Option<ResponseKind>,
     /// The whole HTTP response once it is known.
-    answer: Option<Vec<u8>>,
+    answer: Option<Answer>,
+}
+
+/// An HTTP response ready to write: its bytes, then a shared body, if any (a cached
+/// full scrape's, which every answer references rather than copies).
+#[derive(Debug)]
+struct Answer {
+    bytes: Vec<u8>,
+    shared: Option<Arc<[u8]>>,
+}
+
+impl From<Vec<u8>> for Answer {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            shared: None,
+        }
+    }
 }
 
 struct Connection {
@@ -181,6 +198,8 @@ struct Connection {
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
     written: usize,
+    /// Shared bodies queued between the write buffer's bytes.
+    shared: SharedBodies,
     /// Requests whose answers have not been written yet, in request order.
     pipeline: VecDeque<Pending>,
     next_seq: u64,
@@ -195,6 +214,13 @@ struct Connection {
     /// The request at the head of the pipeline still waiting for its answer, and when
     /// housekeeping first saw it so (see [`ANSWER_DEADLINE`]).
     waiting_head: Option<(u64, Instant)>,
+}
+
+impl Connection {
+    /// Whether bytes queued for it (the buffer's or shared bodies') are unsent.
+    fn unsent(&self) -> bool {
+        self.written < self.write_buf.len() || !self.shared.is_empty()
+    }
 }
 
 /// The request `conn` names, if its connection is still open.
@@ -228,23 +254,13 @@ struct State {
     /// or read buffer, or their part of a turn used) and should be read again once
     /// their answers are out, one turn each.
     resume: ReadyQueue,
-    full_scrape: FullScrapeState,
+    /// The cached full scrape, shared by its answers, and the one being gathered.
+    full_scrape: FullScrapes<ConnRef>,
 }
 
-/// Full scrapes: the last answer body while it is fresh, and the one being gathered
-/// from the request workers, with the requests waiting for it. However many clients ask,
-/// one walk over the torrents per cache period and socket worker.
-#[derive(Default)]
-struct FullScrapeState {
-    cached: Option<(Instant, Vec<u8>)>,
-    in_flight: Option<FullScrapeInFlight>,
-}
-
-struct FullScrapeInFlight {
-    waiting: Vec<ConnRef>,
-    parts_left: usize,
-    files: Vec<(InfoHash, ScrapeCounts)>,
-    started: Instant,
+/// A full scrape's body: bencoded, as a scrape of those torrents is answered.
+fn write_full_scrape_body(files: &[ScrapeFile], out: &mut Vec<u8>) {
+    ScrapeResponse { files }.write_body(out);
 }
 
 impl SocketWorker {
@@ -258,6 +274,8 @@ impl SocketWorker {
             .register(&mut self.listener, LISTENER_TOKEN, Interest::READABLE)
             .map_err(|err| anyhow::Error::new(err).context("register listener"))?;
         let mut events = Events::with_capacity(1024);
+        // Taken by the outbox below: every request worker sends a part of a full scrape.
+        let parts = self.request_senders.len();
         let mut state = State {
             slots: Slots::default(),
             outbox: RequestOutbox::new(self.index, std::mem::take(&mut self.request_senders)),
@@ -270,7 +288,13 @@ impl SocketWorker {
             retry_accept: false,
             body: Vec::new(),
             resume: ReadyQueue::default(),
-            full_scrape: FullScrapeState::default(),
+            full_scrape: FullScrapes::new(FullScrapeSettings {
+                max_torrents: self.settings.full_scrape_max_torrents,
+                parts,
+                cache_for: self.settings.full_scrape_cache,
+                timeout: PENDING_SCRAPE_TIMEOUT,
+                write_body: write_full_scrape_body,
+            }),
         };
         let mut last_housekeeping = Instant::now();
         let mut listener_ready = false;
@@ -370,6 +394,7 @@ impl SocketWorker {
                 read_buf: Vec::new(),
                 write_buf: Vec::new(),
                 written: 0,
+                shared: SharedBodies::default(),
                 pipeline: VecDeque::new(),
                 next_seq: 0,
                 last_progress: Instant::now(),
@@ -412,7 +437,7 @@ impl SocketWorker {
                 false
             } else {
                 let pipeline_full = c.pipeline.len() >= max_pipelined;
-                let unsent = c.written < c.write_buf.len();
+                let unsent = c.unsent();
                 let before = c.read_buf.len();
                 let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |buf| {
                     pipeline_full || unsent || buf.len() > max_request_bytes
@@ -438,7 +463,7 @@ impl SocketWorker {
             && !c.closing
             && c.pipeline.len() < self.settings.max_pipelined_requests
             && c.read_buf.len() <= self.settings.max_request_bytes
-            && c.written >= c.write_buf.len()
+            && !c.unsent()
         {
             c.read_paused = false;
             state.resume.push(slot);
@@ -508,7 +533,7 @@ impl SocketWorker {
                         keep_alive: false,
                         awaited: Awaited::Nothing,
                         kind: Some(ResponseKind::Error),
-                        answer: Some(answer),
+                        answer: Some(answer.into()),
                     });
                     return;
                 }
@@ -720,13 +745,6 @@ impl SocketWorker {
     /// Answers a full scrape from the cache, or waits for the one in flight, or starts
     /// one: every request worker sends its busiest torrents.
     fn full_scrape(&mut self, conn: ConnRef, keep_alive: bool, state: &mut State) {
-        if let Some((made, body)) = &state.full_scrape.cached
-            && made.elapsed() < self.settings.full_scrape_cache
-        {
-            let answer = ok_answer(keep_alive, body);
-            self.ready(conn, keep_alive, Some(ResponseKind::Scrape), answer, state);
-            return;
-        }
         if let Some(c) = get_current(&mut state.slots, conn) {
             c.pipeline.push_back(Pending {
                 seq: conn.seq,
@@ -736,56 +754,38 @@ impl SocketWorker {
                 answer: None,
             });
         }
-        if let Some(in_flight) = &mut state.full_scrape.in_flight {
-            in_flight.waiting.push(conn);
-            return;
-        }
-        state.full_scrape.in_flight = Some(FullScrapeInFlight {
-            waiting: vec![conn],
-            parts_left: state.outbox.num_shards(),
-            files: Vec::new(),
-            started: Instant::now(),
-        });
-        let limit = self.settings.full_scrape_max_torrents;
-        for shard in 0..state.outbox.num_shards() {
-            self.push_request(shard, HttpRequest::FullScrape { limit }, state);
+        match state.full_scrape.ask(conn, Instant::now()) {
+            // Written with the answers before it, once the request is parsed.
+            Ask::Cached { waiter, body } => {
+                if let Some(pending) = pending(&mut state.slots, waiter) {
+                    pending.answer = Some(full_scrape_answer(pending.keep_alive, &body));
+                }
+            }
+            Ask::Joined => {}
+            Ask::Start { limit } => {
+                for shard in 0..state.outbox.num_shards() {
+                    self.push_request(shard, HttpRequest::FullScrape { limit }, state);
+                }
+            }
         }
     }
 
-    /// Adds one request worker's part; once all are in, keeps the busiest torrents over
-    /// all of them, caches the answer and gives it to everyone waiting.
-    fn full_scrape_part(&mut self, files: &[(InfoHash, ScrapeCounts)], state: &mut State) {
-        let Some(in_flight) = &mut state.full_scrape.in_flight else {
-            return; // Timed out already.
-        };
-        in_flight.files.extend_from_slice(files);
-        in_flight.parts_left = in_flight.parts_left.saturating_sub(1);
-        if in_flight.parts_left > 0 {
-            return;
+    /// Adds one request worker's part; once all are in, answers everyone waiting with
+    /// the one body, now cached.
+    fn full_scrape_part(&mut self, files: &[ScrapeFile], state: &mut State) {
+        if let Some((body, waiting)) = state.full_scrape.part(files, Instant::now()) {
+            for conn in waiting {
+                self.answer_full_scrape(conn, &body, state);
+            }
         }
-        let Some(mut done) = state.full_scrape.in_flight.take() else {
-            return;
-        };
-        let peers = |c: &ScrapeCounts| u64::from(c.seeders) + u64::from(c.leechers);
-        done.files
-            .sort_unstable_by_key(|(_, counts)| std::cmp::Reverse(peers(counts)));
-        done.files.truncate(self.settings.full_scrape_max_torrents);
-        // Sorted by hash, as bencode wants its keys: written without another copy.
-        done.files.sort_unstable_by_key(|(hash, _)| *hash);
-        let mut body = Vec::new();
-        ScrapeResponse { files: &done.files }.write_body(&mut body);
-        for conn in done.waiting {
-            self.answer_full_scrape(conn, &body, state);
-        }
-        state.full_scrape.cached = Some((Instant::now(), body));
     }
 
-    fn answer_full_scrape(&mut self, conn: ConnRef, body: &[u8], state: &mut State) {
+    /// Gives `conn` the head of a full scrape's answer and a reference to its body.
+    fn answer_full_scrape(&mut self, conn: ConnRef, body: &Arc<[u8]>, state: &mut State) {
         let Some(pending) = pending(&mut state.slots, conn) else {
             return;
         };
-        let answer = ok_answer(pending.keep_alive, body);
-        pending.answer = Some(answer);
+        pending.answer = Some(full_scrape_answer(pending.keep_alive, body));
         self.write(conn.slot as usize, state);
     }
 
@@ -813,7 +813,7 @@ impl SocketWorker {
                 keep_alive,
                 awaited: Awaited::Nothing,
                 kind,
-                answer: Some(answer),
+                answer: Some(answer.into()),
             });
         }
     }
@@ -888,7 +888,7 @@ impl SocketWorker {
         let mut body = Vec::new();
         write_failure_body(ERR_OVERLOADED, &mut body);
         let answer = ok_answer(pending.keep_alive, &body);
-        pending.answer = Some(answer);
+        pending.answer = Some(answer.into());
         state.resume.push(conn.slot as usize);
     }
 
@@ -962,7 +962,7 @@ impl SocketWorker {
         state.body.clear();
         response.write_body(&mut state.body);
         let answer = ok_answer(pending.keep_alive, &state.body);
-        pending.answer = Some(answer);
+        pending.answer = Some(answer.into());
         self.write(conn.slot as usize, state);
     }
 
@@ -985,7 +985,7 @@ impl SocketWorker {
         if let Some(pending) =
             get_current(&mut state.slots, conn).and_then(|c| c.pipeline.get_mut(index))
         {
-            pending.answer = Some(answer);
+            pending.answer = Some(answer.into());
         }
         self.write(conn.slot as usize, state);
     }
@@ -1021,7 +1021,7 @@ impl SocketWorker {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
-            let had_unsent = c.written < c.write_buf.len();
+            let had_unsent = c.unsent();
             let mut popped = 0usize;
             let counters = self.statistics.socket(self.index);
             let family = Family::of(c.peer_ip);
@@ -1034,14 +1034,18 @@ impl SocketWorker {
                 }
                 popped += 1;
                 if c.write_buf.is_empty() {
-                    c.write_buf = answer;
+                    c.write_buf = answer.bytes;
                     c.written = 0;
                 } else {
-                    c.write_buf.extend_from_slice(&answer);
+                    c.write_buf.extend_from_slice(&answer.bytes);
+                }
+                if let Some(body) = answer.shared {
+                    c.shared.push(c.write_buf.len(), body);
                 }
                 c.pipeline.pop_front();
             }
-            let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
+            let round =
+                write_round_shared(&mut c.stream, &c.write_buf, &mut c.written, &mut c.shared);
             add(&counters.bytes_sent, round.wrote as u64);
             failed = round.failed;
             if round.wrote > 0 {
@@ -1070,7 +1074,7 @@ impl SocketWorker {
             // Reading and parsing go on once answers have made room in the pipeline
             // (requests may wait in the read buffer), or once unsent answers, which held
             // reading back, are out. Either is progress, so resuming cannot loop.
-            let all_out = c.written >= c.write_buf.len();
+            let all_out = !c.unsent();
             if all_out && !c.closing && (popped > 0 || (had_unsent && c.read_paused)) {
                 resume = true;
             }
@@ -1121,16 +1125,8 @@ impl SocketWorker {
         self.answer_lost(now, state);
         // A full scrape with a part lost to a full channel: its waiters get the failure
         // that the lost requests of announces and scrapes get.
-        if state
-            .full_scrape
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| now.saturating_duration_since(f.started) > PENDING_SCRAPE_TIMEOUT)
-            && let Some(lost) = state.full_scrape.in_flight.take()
-        {
-            for conn in lost.waiting {
-                self.answer_overloaded(conn, state);
-            }
+        for conn in state.full_scrape.expire(now) {
+            self.answer_overloaded(conn, state);
         }
     }
 }
@@ -1162,6 +1158,17 @@ fn ok_answer(keep_alive: bool, body: &[u8]) -> Vec<u8> {
     let mut answer = Vec::with_capacity(body.len() + 128);
     write_http_response(&mut answer, 200, "OK", "text/plain", keep_alive, body);
     answer
+}
+
+/// A 200 answer whose body is a full scrape's shared one: only the head is written
+/// here.
+fn full_scrape_answer(keep_alive: bool, body: &Arc<[u8]>) -> Answer {
+    let mut head = Vec::with_capacity(128);
+    write_http_head(&mut head, 200, "OK", "text/plain", keep_alive, body.len());
+    Answer {
+        bytes: head,
+        shared: Some(Arc::clone(body)),
+    }
 }
 
 /// The plain page `GET /` answers.

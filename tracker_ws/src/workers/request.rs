@@ -45,7 +45,7 @@ impl RequestHandler for WsHandler {
                     params.event,
                 );
                 if let Some(batch) = out.get_mut(from) {
-                    batch.0.push(WsResponse::Announce {
+                    batch.push(WsResponse::Announce {
                         connection: params.connection.connection,
                         info_hash: params.info_hash,
                         counts: outcome.counts,
@@ -56,7 +56,7 @@ impl RequestHandler for WsHandler {
                 if outcome.stored {
                     for ((_, target), offer) in self.targets.drain(..).zip(offers) {
                         if let Some(batch) = out.get_mut(usize::from(target.worker)) {
-                            batch.0.push(WsResponse::Offer {
+                            batch.push(WsResponse::Offer {
                                 connection: target.connection,
                                 info_hash: params.info_hash,
                                 peer_id: params.peer_id,
@@ -80,7 +80,7 @@ impl RequestHandler for WsHandler {
                     && let Some(target) = swarm.shard.connection_of(&info_hash, &answer.to_peer_id)
                     && let Some(batch) = out.get_mut(usize::from(target.worker))
                 {
-                    batch.0.push(WsResponse::Answer {
+                    batch.push(WsResponse::Answer {
                         connection: target.connection,
                         info_hash,
                         peer_id,
@@ -89,7 +89,7 @@ impl RequestHandler for WsHandler {
                     });
                 }
                 if let Some(batch) = out.get_mut(from) {
-                    batch.0.push(WsResponse::AnswerTaken {
+                    batch.push(WsResponse::AnswerTaken {
                         connection: connection.connection,
                     });
                 }
@@ -111,7 +111,7 @@ impl RequestHandler for WsHandler {
                         .iter()
                         .map(|(pos, hash)| (*pos, *hash, swarm.shard.scrape(hash)))
                         .collect();
-                    batch.0.push(WsResponse::Scrape {
+                    batch.push(WsResponse::Scrape {
                         connection,
                         pending_id,
                         files,
@@ -120,7 +120,7 @@ impl RequestHandler for WsHandler {
             }
             WsRequest::FullScrape { limit } => {
                 if let Some(batch) = out.get_mut(from) {
-                    batch.0.push(WsResponse::FullScrape {
+                    batch.push(WsResponse::FullScrape {
                         files: swarm.shard.busiest_torrents(limit),
                     });
                 }

@@ -55,12 +55,14 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::access_list::AccessListCache;
 use tracker_common::address_limit::{AddressLimit, AddressPermit};
 use tracker_common::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::full_scrape::{Ask, FullScrapeSettings, FullScrapes, ScrapeFile};
 use tracker_common::private::accounting::AccountInfo;
 use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
 use tracker_common::ready::ReadyQueue;
 use tracker_common::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::routing::ShardRouter;
 use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
+use tracker_common::shared_bytes::{SharedBodies, write_round_shared};
 use tracker_common::slots::Slots;
 use tracker_common::statistics::{
     Family, RateLimitedWarning, RequestKind, ResponseKind, SocketCounters, Statistics, add,
@@ -69,9 +71,7 @@ use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
 use tracker_common::swarm::{NumWantPolicy, ScrapeCounts};
 use tracker_common::tls::SharedServerConfig;
-use tracker_common::transport::{
-    Accepted, Linger, Transport, accept_one, linger, read_round, write_round,
-};
+use tracker_common::transport::{Accepted, Linger, Transport, accept_one, linger, read_round};
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_ws_protocol::{
     Action, AnnounceRequest, InMessage, Limits, OutMessage, ScrapeRequest, parse_in_text,
@@ -82,7 +82,7 @@ use crate::config::OriginConfig;
 use crate::messages::{WsRequest, WsResponse, WsResponses, connection_id, slot_and_generation};
 use tracker_ws_protocol::websocket::{
     Frame, FrameKind, Upgrade, close_code, close_payload, close_reply, http_answer, parse_upgrade,
-    read_frame, switching_protocols, write_frame,
+    read_frame, switching_protocols, write_frame, write_frame_header,
 };
 
 /// Token of the listening socket.
@@ -199,6 +199,8 @@ struct Connection {
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
     written: usize,
+    /// Shared bodies (a cached full scrape's) queued between the write buffer's bytes.
+    shared: SharedBodies,
     /// The part of the unsent bytes counted in `WsCounters::queued_bytes`.
     accounted: usize,
     /// The fragments of a message in progress; `None` between messages.
@@ -234,7 +236,10 @@ struct Connection {
 
 impl Connection {
     fn unsent(&self) -> usize {
-        self.write_buf.len().saturating_sub(self.written)
+        self.write_buf
+            .len()
+            .saturating_sub(self.written)
+            .saturating_add(self.shared.unsent())
     }
 
     /// Whether its messages may be read: not too many replies are still to come.
@@ -266,6 +271,7 @@ impl Connection {
     fn compact(&mut self) {
         if self.written > 0 && self.written >= self.write_buf.len() / 2 {
             self.write_buf.drain(..self.written);
+            self.shared.shift(self.written);
             self.pong_end = self.pong_end.saturating_sub(self.written);
             self.written = 0;
         }
@@ -335,22 +341,14 @@ struct State {
     deferred: Vec<usize>,
     /// Departures a full channel refused, sent again at the next round.
     leaves: Vec<(usize, WsRequest)>,
-    full_scrape: FullScrapeState,
+    /// The cached full scrape, shared by its answers, and the one being gathered (its
+    /// waiters by connection id).
+    full_scrape: FullScrapes<u64>,
 }
 
-/// Full scrapes: the last answer while it is fresh, and the one being gathered from the
-/// request workers, with the connections waiting for it.
-#[derive(Default)]
-struct FullScrapeState {
-    cached: Option<(Instant, Vec<u8>)>,
-    in_flight: Option<FullScrapeInFlight>,
-}
-
-struct FullScrapeInFlight {
-    waiting: Vec<u64>,
-    parts_left: usize,
-    files: Vec<(InfoHash, ScrapeCounts)>,
-    started: Instant,
+/// A full scrape's body: the JSON message a scrape of those torrents is answered with.
+fn write_full_scrape_body(files: &[ScrapeFile], out: &mut Vec<u8>) {
+    write_out_message(&OutMessage::ScrapeResponse { files }, out);
 }
 
 impl SocketWorker {
@@ -364,9 +362,15 @@ impl SocketWorker {
             .register(&mut self.listener, LISTENER_TOKEN, Interest::READABLE)
             .map_err(|err| anyhow::Error::new(err).context("register listener"))?;
         let mut events = Events::with_capacity(1024);
+        // Taken by the outbox below: every request worker sends a part of a full scrape.
+        let parts = self.request_senders.len();
         let mut state = State {
             slots: Slots::default(),
-            outbox: RequestOutbox::new(self.index, std::mem::take(&mut self.request_senders)),
+            outbox: RequestOutbox::weighed(
+                self.index,
+                std::mem::take(&mut self.request_senders),
+                WsRequest::weight,
+            ),
             pending_scrapes: PendingScrapes::new(
                 self.settings.max_pending_scrapes,
                 PENDING_SCRAPE_TIMEOUT,
@@ -379,7 +383,13 @@ impl SocketWorker {
             resume: ReadyQueue::default(),
             deferred: Vec::new(),
             leaves: Vec::new(),
-            full_scrape: FullScrapeState::default(),
+            full_scrape: FullScrapes::new(FullScrapeSettings {
+                max_torrents: self.settings.full_scrape_max_torrents,
+                parts,
+                cache_for: self.settings.full_scrape_cache,
+                timeout: PENDING_SCRAPE_TIMEOUT,
+                write_body: write_full_scrape_body,
+            }),
         };
         let mut last_housekeeping = Instant::now();
         let mut listener_ready = false;
@@ -491,6 +501,7 @@ impl SocketWorker {
                 read_buf: Vec::new(),
                 write_buf: Vec::new(),
                 written: 0,
+                shared: SharedBodies::default(),
                 accounted: 0,
                 fragments: None,
                 last_received: Instant::now(),
@@ -1031,59 +1042,40 @@ impl SocketWorker {
             self.send_to_slot(slot, &scrape_failure(ERR_FULL_SCRAPE), state);
             return;
         }
-        if let Some((made, json)) = &state.full_scrape.cached
-            && made.elapsed() < self.settings.full_scrape_cache
-        {
-            let json = json.clone();
-            self.send_json(slot, &json, state);
-            return;
-        }
         expect_reply(slot, state);
-        if let Some(in_flight) = &mut state.full_scrape.in_flight {
-            in_flight.waiting.push(connection);
-            return;
-        }
-        let shards = state.outbox.num_shards();
-        state.full_scrape.in_flight = Some(FullScrapeInFlight {
-            waiting: vec![connection],
-            parts_left: shards,
-            files: Vec::new(),
-            started: Instant::now(),
-        });
-        let limit = self.settings.full_scrape_max_torrents;
-        for shard in 0..shards {
-            self.push_request(shard, WsRequest::FullScrape { limit }, state);
+        match state.full_scrape.ask(connection, Instant::now()) {
+            Ask::Cached { waiter, body } => self.answer_full_scrape(waiter, &body, state),
+            Ask::Joined => {}
+            Ask::Start { limit } => {
+                for shard in 0..state.outbox.num_shards() {
+                    self.push_request(shard, WsRequest::FullScrape { limit }, state);
+                }
+            }
         }
     }
 
-    fn full_scrape_part(&mut self, files: &[(InfoHash, ScrapeCounts)], state: &mut State) {
-        let Some(in_flight) = &mut state.full_scrape.in_flight else {
-            return;
-        };
-        in_flight.files.extend_from_slice(files);
-        in_flight.parts_left = in_flight.parts_left.saturating_sub(1);
-        if in_flight.parts_left > 0 {
-            return;
-        }
-        let Some(mut done) = state.full_scrape.in_flight.take() else {
-            return;
-        };
-        done.files.sort_unstable_by_key(|(_, c)| {
-            std::cmp::Reverse(u64::from(c.seeders) + u64::from(c.leechers))
-        });
-        done.files.truncate(self.settings.full_scrape_max_torrents);
-        let mut json = Vec::new();
-        write_out_message(
-            &OutMessage::ScrapeResponse { files: &done.files },
-            &mut json,
-        );
-        for connection in done.waiting {
-            if let Some(slot) = current(&state.slots, connection) {
-                replied(slot, state);
-                self.send_json(slot, &json, state);
+    /// Adds one request worker's part; once all are in, answers everyone waiting with
+    /// the one message, now cached.
+    fn full_scrape_part(&mut self, files: &[ScrapeFile], state: &mut State) {
+        if let Some((body, waiting)) = state.full_scrape.part(files, Instant::now()) {
+            for connection in waiting {
+                self.answer_full_scrape(connection, &body, state);
             }
         }
-        state.full_scrape.cached = Some((Instant::now(), json));
+    }
+
+    /// Queues a full scrape's answer for connection id `connection`: a frame header,
+    /// then a reference to the shared message.
+    fn answer_full_scrape(&mut self, connection: u64, body: &Arc<[u8]>, state: &mut State) {
+        let Some(slot) = current(&state.slots, connection) else {
+            return;
+        };
+        replied(slot, state);
+        if self.queue_text(slot, &[], Some(body), state)
+            && let Some(c) = state.slots.get(slot)
+        {
+            self.counters().response(ResponseKind::Scrape, c.family);
+        }
     }
 
     /// Queues a request for a request worker; handles what a full channel refuses.
@@ -1339,14 +1331,27 @@ impl SocketWorker {
 
     /// Queues one text frame; a connection that cannot take it is closed.
     fn send_json(&mut self, slot: usize, json: &[u8], state: &mut State) -> bool {
+        self.queue_text(slot, json, None, state)
+    }
+
+    /// Queues one text frame whose payload is `json` then `shared` (referenced, not
+    /// copied); a connection that cannot take it is closed.
+    fn queue_text(
+        &mut self,
+        slot: usize,
+        json: &[u8],
+        shared: Option<&Arc<[u8]>>,
+        state: &mut State,
+    ) -> bool {
         let max = self.settings.max_outgoing_bytes;
+        let payload = json.len() + shared.map_or(0, |body| body.len());
         let Some(c) = state.slots.get_mut(slot) else {
             return false;
         };
         if c.phase != Phase::Open {
             return false;
         }
-        let frame = json.len() + MAX_FRAME_HEADER;
+        let frame = payload + MAX_FRAME_HEADER;
         let unsent = c.unsent();
         let queued_total = queued_now(&self.ws_counters.queued_bytes, c).saturating_add(frame);
         let over_total = queued_total > self.settings.max_outgoing_bytes_total && unsent > 0;
@@ -1359,7 +1364,14 @@ impl SocketWorker {
             return false;
         }
         c.compact();
-        write_frame(&mut c.write_buf, FrameKind::Text, json);
+        match shared {
+            None => write_frame(&mut c.write_buf, FrameKind::Text, json),
+            Some(body) => {
+                write_frame_header(&mut c.write_buf, FrameKind::Text, payload);
+                c.write_buf.extend_from_slice(json);
+                c.shared.push(c.write_buf.len(), Arc::clone(body));
+            }
+        }
         mark_dirty(c, slot, &mut state.dirty);
         true
     }
@@ -1381,7 +1393,7 @@ impl SocketWorker {
         if c.phase == Phase::Open {
             c.queue_pong(self.settings.max_outgoing_bytes);
         }
-        let round = write_round(&mut c.stream, &c.write_buf, &mut c.written);
+        let round = write_round_shared(&mut c.stream, &c.write_buf, &mut c.written, &mut c.shared);
         add(
             &self.statistics.socket(self.index).bytes_sent,
             round.wrote as u64,
@@ -1546,17 +1558,9 @@ impl SocketWorker {
         }
         state.retry_accept |= state.accept_blocked;
         state.pending_scrapes.expire(now);
-        if state
-            .full_scrape
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| now.saturating_duration_since(f.started) > PENDING_SCRAPE_TIMEOUT)
-            && let Some(lost) = state.full_scrape.in_flight.take()
-        {
-            for connection in lost.waiting {
-                self.replied_to(connection, state);
-                self.send(connection, &scrape_failure(ERR_OVERLOADED), state);
-            }
+        for connection in state.full_scrape.expire(now) {
+            self.replied_to(connection, state);
+            self.send(connection, &scrape_failure(ERR_OVERLOADED), state);
         }
     }
 }
