@@ -20,8 +20,8 @@
 //!   ([`Limits`]).
 //! - **No panics on any input**, and no allocation beyond the input's size: the crate
 //!   denies `unwrap`, `expect`, `panic!` and unchecked indexing outside tests; property
-//!   tests and a fuzz target (`fuzz/fuzz_targets/ws_message.rs`) feed it arbitrary
-//!   bytes and JSON.
+//!   tests and fuzz targets (`fuzz/fuzz_targets/ws_message.rs`, `ws_frame.rs`,
+//!   `ws_session.rs`) feed it arbitrary bytes and JSON.
 //! - **Offers and answers are relayed as sent.** Their session descriptions are kept
 //!   as raw JSON text ([`serde_json::value::RawValue`]) and written back byte for
 //!   byte, never decoded and encoded again.
@@ -40,6 +40,9 @@
 //! - `outgoing`: tracker to client: [`write_out_message`], [`OutMessage`];
 //!   [`parse_out_message`] and [`ParsedOutMessage`] for load testers and tests.
 //! - `error`: [`ParseError`] and its [`ParseErrorKind`] and [`Field`].
+//! - [`websocket`]: the upgrade request and its answers, frames, close codes.
+//! - [`session`]: one server-side connection as a state machine over those: bytes in,
+//!   events out, control frames (pongs, the close frame) out when the caller has room.
 //! - `json` (private): field readers that never fail the parse on a wrong type, binary
 //!   strings, hand-written JSON output.
 //!
@@ -79,6 +82,7 @@ mod error;
 mod incoming;
 mod json;
 mod outgoing;
+pub mod session;
 pub mod websocket;
 
 pub use common::{Action, OfferId};

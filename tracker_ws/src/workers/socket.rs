@@ -1,5 +1,6 @@
-//! Socket worker: accepts connections on its listener, completes the WebSocket upgrade,
-//! reads frames and parses the JSON messages in them, forwards announces, answers,
+//! Socket worker: accepts connections on its listener, hands what it reads to each
+//! connection's WebSocket session (`tracker_ws_protocol::session`: the upgrade, frames,
+//! pings, closes), parses the JSON messages the session gives, forwards announces, answers,
 //! departures and scrapes to the request workers in batches, and writes what comes back
 //! (announce replies, relayed offers and answers, scrape replies) on the connections.
 //!
@@ -80,10 +81,8 @@ use tracker_ws_protocol::{
 
 use crate::config::OriginConfig;
 use crate::messages::{WsRequest, WsResponse, WsResponses, connection_id, slot_and_generation};
-use tracker_ws_protocol::websocket::{
-    Frame, FrameKind, Upgrade, close_code, close_payload, close_reply, http_answer, parse_upgrade,
-    read_frame, switching_protocols, write_frame, write_frame_header,
-};
+use tracker_ws_protocol::session::{Event, Phase, Received, Session, SessionLimits};
+use tracker_ws_protocol::websocket::{FrameKind, close_code, write_frame, write_frame_header};
 
 /// Token of the listening socket.
 const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
@@ -177,16 +176,6 @@ pub(crate) struct SocketWorker {
     pub(crate) private: Option<PrivateCheck>,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for the upgrade request.
-    Handshake,
-    /// WebSocket frames both ways.
-    Open,
-    /// Nothing more is read or queued; closed once the last bytes are out.
-    Closing(Instant),
-}
-
 struct Connection {
     stream: Transport,
     /// Its place under `ws.max_connections_per_ip`, given back when it is dropped.
@@ -195,7 +184,12 @@ struct Connection {
     linger: Linger,
     /// The client's address family, for the counters.
     family: Family,
-    phase: Phase,
+    /// The WebSocket protocol's state: the upgrade, a message in fragments, the pong and
+    /// the close frame waiting.
+    session: Session,
+    /// Since when nothing more is read or queued; the connection closes once its last
+    /// bytes are out, or [`CLOSE_GRACE`] after that.
+    closing: Option<Instant>,
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
     written: usize,
@@ -203,17 +197,12 @@ struct Connection {
     shared: SharedBodies,
     /// The part of the unsent bytes counted in `WsCounters::queued_bytes`.
     accounted: usize,
-    /// The fragments of a message in progress; `None` between messages.
-    fragments: Option<Vec<u8>>,
     /// The last frame (or, before the upgrade, the accept).
     last_received: Instant,
     ping_sent: bool,
-    /// The payload of the latest ping, while its pong waits for the one before it to be
-    /// written (see [`Self::queue_pong`]).
-    pong: Option<Vec<u8>>,
-    /// Where the last pong queued in `write_buf` ends: a new one is queued only once
-    /// `written` has passed it.
-    pong_end: usize,
+    /// Where the last control frame the session gave ends in `write_buf`: once `written`
+    /// has passed it, the session hears that it is out (see [`Self::queue_control`]).
+    control_end: usize,
     /// The client closed its side: read no more.
     peer_closed: bool,
     /// Reading stopped before the socket was drained: read again once there is room.
@@ -247,23 +236,24 @@ impl Connection {
         self.awaiting.len() < MAX_AWAITING
     }
 
-    /// Moves the waiting pong into the write buffer once the pong before it is written,
-    /// if it fits within `max_unsent` bytes waiting for this connection.
-    fn queue_pong(&mut self, max_unsent: usize) {
-        if self.written < self.pong_end {
-            return;
+    /// Moves the control frames the session has waiting into the write buffer: the close
+    /// frame, or a pong if it fits within `max_unsent` bytes waiting for this connection
+    /// (the session gives one only once the one before is written). Returns whether any
+    /// was queued.
+    fn queue_control(&mut self, max_unsent: usize) -> bool {
+        if self.written >= self.control_end {
+            self.session.control_flushed();
         }
-        let Some(len) = self.pong.as_ref().map(Vec::len) else {
-            return;
-        };
-        if self.unsent() + len + MAX_FRAME_HEADER > max_unsent {
-            return;
+        if !self.session.control_waiting() {
+            return false;
         }
         self.compact();
-        if let Some(payload) = self.pong.take() {
-            write_frame(&mut self.write_buf, FrameKind::Pong, &payload);
+        let room = max_unsent.saturating_sub(self.unsent());
+        if self.session.write_control(&mut self.write_buf, room) == 0 {
+            return false;
         }
-        self.pong_end = self.write_buf.len();
+        self.control_end = self.write_buf.len();
+        true
     }
 
     /// Drops the written half of the write buffer (once at least half is written), so
@@ -272,7 +262,7 @@ impl Connection {
         if self.written > 0 && self.written >= self.write_buf.len() / 2 {
             self.write_buf.drain(..self.written);
             self.shared.shift(self.written);
-            self.pong_end = self.pong_end.saturating_sub(self.written);
+            self.control_end = self.control_end.saturating_sub(self.written);
             self.written = 0;
         }
     }
@@ -497,17 +487,16 @@ impl SocketWorker {
                 _address_permit: address_permit,
                 linger: Linger::default(),
                 family,
-                phase: Phase::Handshake,
+                session: Session::new(),
+                closing: None,
                 read_buf: Vec::new(),
                 write_buf: Vec::new(),
                 written: 0,
                 shared: SharedBodies::default(),
                 accounted: 0,
-                fragments: None,
                 last_received: Instant::now(),
                 ping_sent: false,
-                pong: None,
-                pong_end: 0,
+                control_end: 0,
                 peer_closed: false,
                 read_paused: false,
                 deferred: false,
@@ -548,7 +537,7 @@ impl SocketWorker {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
-            if backlogged && c.phase == Phase::Open && !c.peer_closed {
+            if backlogged && c.session.is_open() && !c.peer_closed {
                 // Read again (as if a close may have come unseen) once responses are taken.
                 if !c.deferred {
                     c.deferred = true;
@@ -557,7 +546,7 @@ impl SocketWorker {
                 return;
             }
             c.deferred = false;
-            if matches!(c.phase, Phase::Closing(_)) || c.peer_closed {
+            if c.closing.is_some() || c.peer_closed {
                 c.read_paused = false;
                 false
             } else {
@@ -580,221 +569,149 @@ impl SocketWorker {
         self.handle_input(slot, state);
         self.write(slot, state);
         if let Some(c) = state.slots.get_mut(slot) {
-            if c.peer_closed && !matches!(c.phase, Phase::Closing(_)) {
+            if c.peer_closed && c.closing.is_none() {
                 // The client is gone or half-closed: nothing more will come from it.
-                c.phase = Phase::Closing(Instant::now());
+                c.session.end_of_input();
+                c.closing = Some(Instant::now());
                 c.read_buf = Vec::new();
                 self.write(slot, state);
-            } else if c.read_paused && !matches!(c.phase, Phase::Closing(_)) && c.may_read() {
+            } else if c.read_paused && c.closing.is_none() && c.may_read() {
                 c.read_paused = false;
                 state.resume.push(slot);
             }
         }
     }
 
-    /// Handles the upgrade request or the whole frames at the start of the read buffer.
+    /// Hands the read buffer to the connection's session, one frame (or the upgrade
+    /// request) at a time, and acts on what it finds there, until it needs more bytes or
+    /// reads no more.
     fn handle_input(&mut self, slot: usize, state: &mut State) {
         let Some(c) = state.slots.get_mut(slot) else {
             return;
         };
-        if matches!(c.phase, Phase::Closing(_)) {
+        if c.closing.is_some() {
             return; // Lingering: what is left is not for the tracker.
-        }
-        if c.phase == Phase::Handshake {
-            match parse_upgrade(&c.read_buf, self.settings.max_handshake_bytes) {
-                Upgrade::Incomplete => return,
-                Upgrade::WebSocket {
-                    len,
-                    accept_key,
-                    origin,
-                    passkey,
-                } => {
-                    if !self.settings.origin.allows(origin.as_deref()) {
-                        http_answer(403, "Forbidden", "origin not allowed\n", &mut c.write_buf);
-                        c.phase = Phase::Closing(Instant::now());
-                        return;
-                    }
-                    // Public mode opens on any path, as it always has; private mode only
-                    // on the tracker's own, which carry the passkey, and only with a
-                    // passkey in force: a stranger holds no connection.
-                    match (passkey, &mut self.private) {
-                        (Some(passkey), None) => c.passkey = passkey,
-                        (None, None) => {}
-                        (Some(passkey), Some(check)) => match check.check_passkey(passkey) {
-                            Ok(_) => c.passkey = passkey,
-                            Err(cause) => {
-                                self.statistics.private().refused(cause);
-                                let body = format!("{}\n", cause.message());
-                                http_answer(403, "Forbidden", &body, &mut c.write_buf);
-                                c.phase = Phase::Closing(Instant::now());
-                                return;
-                            }
-                        },
-                        (None, Some(_)) => {
-                            add(&self.counters().bad_requests, 1);
-                            let body = "not found: connect to /PASSKEY/announce\n";
-                            http_answer(404, "Not Found", body, &mut c.write_buf);
-                            c.phase = Phase::Closing(Instant::now());
-                            return;
-                        }
-                    }
-                    switching_protocols(&accept_key, &mut c.write_buf);
-                    c.phase = Phase::Open;
-                    c.last_received = Instant::now();
-                    c.read_buf.drain(..len.min(c.read_buf.len()));
-                }
-                Upgrade::IndexPage => {
-                    let page = index_page(self.settings.port, self.settings.tls);
-                    http_answer(200, "OK", &page, &mut c.write_buf);
-                    c.phase = Phase::Closing(Instant::now());
-                    return;
-                }
-                Upgrade::Refuse(status, reason) => {
-                    add(&self.counters().bad_requests, 1);
-                    http_answer(status, reason, &format!("{reason}\n"), &mut c.write_buf);
-                    c.phase = Phase::Closing(Instant::now());
-                    return;
-                }
-            }
         }
         // The buffer leaves the connection while its messages are handled, which may
         // queue bytes on this and other connections.
         let mut buf = std::mem::take(&mut c.read_buf);
         let mut pos = 0;
-        let max = self.settings.max_message_bytes;
-        while let Some(rest) = buf.get_mut(pos..) {
-            match read_frame(rest, max) {
-                Frame::Incomplete => break,
-                Frame::Error(code) => {
-                    add(&self.counters().bad_requests, 1);
-                    self.fail_connection(slot, code, state);
-                    return;
+        let limits = SessionLimits {
+            max_handshake_bytes: self.settings.max_handshake_bytes,
+            max_message_bytes: self.settings.max_message_bytes,
+        };
+        loop {
+            let (Some(c), Some(rest)) = (state.slots.get_mut(slot), buf.get_mut(pos..)) else {
+                return;
+            };
+            let Received { consumed, event } = c.session.receive(rest, &limits);
+            pos += consumed;
+            if event.is_frame() {
+                // Any frame, pings and pongs included, shows the client alive: a client
+                // that only pings holds no more than an idle one (a pong's worth).
+                c.last_received = Instant::now();
+                c.ping_sent = false;
+            }
+            match event {
+                Event::Incomplete | Event::NotReading => break,
+                Event::Upgrade { origin, passkey } => {
+                    self.upgrade(slot, origin.as_deref(), passkey, state);
                 }
-                Frame::Whole {
-                    kind,
-                    fin,
-                    payload,
-                    len,
-                } => {
-                    let payload = pos + payload.start..pos + payload.end;
-                    pos += len;
-                    if let Some(c) = state.slots.get_mut(slot) {
-                        c.last_received = Instant::now();
-                        c.ping_sent = false;
-                    }
-                    let data = buf.get(payload).unwrap_or_default();
-                    if !self.handle_frame(slot, kind, fin, data, state) {
-                        return;
-                    }
+                Event::IndexPage => {
+                    let page = index_page(self.settings.port, self.settings.tls);
+                    self.answer_http(slot, 200, "OK", &page, state);
+                }
+                Event::Refused { status, reason } => {
+                    add(&self.counters().bad_requests, 1);
+                    self.answer_http(slot, status, reason, &format!("{reason}\n"), state);
+                }
+                Event::Message(text) => self.handle_message(slot, &text, state),
+                Event::Fragment | Event::Ping | Event::Pong => {}
+                // The session has queued the close frame that answers.
+                Event::Close { .. } => start_closing(slot, state),
+                Event::Failed { .. } => {
+                    add(&self.counters().bad_requests, 1);
+                    start_closing(slot, state);
                 }
             }
         }
         buf.drain(..pos.min(buf.len()));
         if let Some(c) = state.slots.get_mut(slot)
-            && c.phase == Phase::Open
+            && c.session.is_reading()
         {
-            // An idle connection keeps no buffer.
+            // What is not used yet waits for more; an idle connection keeps no buffer.
             c.read_buf = if buf.is_empty() { Vec::new() } else { buf };
         }
     }
 
-    /// Handles one frame; returns false once the connection is closing.
-    fn handle_frame(
+    /// Accepts an upgrade request, or refuses it: an origin not allowed; in private mode
+    /// a path that is not the tracker's, or no passkey in force.
+    fn upgrade(
         &mut self,
         slot: usize,
-        kind: FrameKind,
-        fin: bool,
-        data: &[u8],
+        origin: Option<&[u8]>,
+        passkey: Option<PasskeyParam>,
         state: &mut State,
-    ) -> bool {
-        let max = self.settings.max_message_bytes;
-        let Some(c) = state.slots.get_mut(slot) else {
-            return false;
-        };
-        let in_message = c.fragments.is_some();
-        match kind {
-            FrameKind::Text if !in_message => {
-                if fin {
-                    self.handle_message(slot, data, state);
-                } else {
-                    c.fragments = Some(data.to_vec());
-                }
-            }
-            FrameKind::Continuation if in_message => {
-                let mut message = c.fragments.take().unwrap_or_default();
-                if message.len().saturating_add(data.len()) > max {
-                    add(&self.counters().bad_requests, 1);
-                    self.fail_connection(slot, close_code::TOO_BIG, state);
-                    return false;
-                }
-                message.extend_from_slice(data);
-                if fin {
-                    self.handle_message(slot, &message, state);
-                } else {
-                    c.fragments = Some(message);
-                }
-            }
-            FrameKind::Binary => {
-                add(&self.counters().bad_requests, 1);
-                self.fail_connection(slot, close_code::UNSUPPORTED_DATA, state);
-                return false;
-            }
-            FrameKind::Text | FrameKind::Continuation => {
-                // A new message inside a fragmented one, or a continuation of none.
-                add(&self.counters().bad_requests, 1);
-                self.fail_connection(slot, close_code::PROTOCOL_ERROR, state);
-                return false;
-            }
-            FrameKind::Ping => {
-                // RFC 6455 (5.5.3) lets an endpoint answer only the latest of several
-                // pings: one pong waits at most, so a client that pings and does not
-                // read holds a pong's worth, however fast it pings.
-                match &mut c.pong {
-                    Some(pong) => {
-                        pong.clear();
-                        pong.extend_from_slice(data);
-                    }
-                    None => c.pong = Some(data.to_vec()),
-                }
-                mark_dirty(c, slot, &mut state.dirty);
-            }
-            FrameKind::Pong => {}
-            FrameKind::Close => {
-                // Echo the client's code if it may be sent (RFC 6455, 5.5.1), then close.
-                let code = close_reply(data);
-                write_frame(&mut c.write_buf, FrameKind::Close, &close_payload(code));
-                c.phase = Phase::Closing(Instant::now());
-                c.fragments = None;
-                mark_dirty(c, slot, &mut state.dirty);
-                return false;
-            }
+    ) {
+        if !self.settings.origin.allows(origin) {
+            self.answer_http(slot, 403, "Forbidden", "origin not allowed\n", state);
+            return;
         }
-        state
-            .slots
-            .get_mut(slot)
-            .is_some_and(|c| c.phase == Phase::Open)
+        // Public mode opens on any path, as it always has; private mode only on the
+        // tracker's own, which carry the passkey, and only with a passkey in force: a
+        // stranger holds no connection.
+        let passkey = match (passkey, &mut self.private) {
+            (Some(passkey), None) => passkey,
+            (None, None) => PasskeyParam::Missing,
+            (Some(passkey), Some(check)) => match check.check_passkey(passkey) {
+                Ok(_) => passkey,
+                Err(cause) => {
+                    self.statistics.private().refused(cause);
+                    let body = format!("{}\n", cause.message());
+                    self.answer_http(slot, 403, "Forbidden", &body, state);
+                    return;
+                }
+            },
+            (None, Some(_)) => {
+                add(&self.counters().bad_requests, 1);
+                let body = "not found: connect to /PASSKEY/announce\n";
+                self.answer_http(slot, 404, "Not Found", body, state);
+                return;
+            }
+        };
+        if let Some(c) = state.slots.get_mut(slot) {
+            c.passkey = passkey;
+            c.session.accept(&mut c.write_buf);
+            c.last_received = Instant::now();
+        }
     }
 
-    /// Sends a close frame with `code` and closes once it is out.
+    /// Answers the request with a plain HTTP answer, and closes once it is out.
+    fn answer_http(
+        &mut self,
+        slot: usize,
+        status: u16,
+        reason: &str,
+        body: &str,
+        state: &mut State,
+    ) {
+        if let Some(c) = state.slots.get_mut(slot) {
+            c.session
+                .answer_http(status, reason, body, &mut c.write_buf);
+            c.closing = Some(Instant::now());
+        }
+    }
+
+    /// Closes an open connection with a close frame of `code`, once it is out.
     fn fail_connection(&mut self, slot: usize, code: u16, state: &mut State) {
         if let Some(c) = state.slots.get_mut(slot) {
-            if c.phase == Phase::Open {
-                write_frame(&mut c.write_buf, FrameKind::Close, &close_payload(code));
-            }
-            c.phase = Phase::Closing(Instant::now());
-            c.read_buf = Vec::new();
-            c.fragments = None;
-            mark_dirty(c, slot, &mut state.dirty);
+            c.session.close(code);
         }
+        start_closing(slot, state);
     }
 
     /// Handles one whole text message.
-    fn handle_message(&mut self, slot: usize, text: &[u8], state: &mut State) {
-        let Ok(text) = std::str::from_utf8(text) else {
-            add(&self.counters().bad_requests, 1);
-            self.fail_connection(slot, close_code::INVALID_DATA, state);
-            return;
-        };
+    fn handle_message(&mut self, slot: usize, text: &str, state: &mut State) {
         let limits = Limits {
             max_offers: self.settings.max_offers,
             max_scrape_torrents: self.settings.max_scrape_torrents,
@@ -1348,7 +1265,7 @@ impl SocketWorker {
         let Some(c) = state.slots.get_mut(slot) else {
             return false;
         };
-        if c.phase != Phase::Open {
+        if !c.session.is_open() {
             return false;
         }
         let frame = payload + MAX_FRAME_HEADER;
@@ -1390,9 +1307,7 @@ impl SocketWorker {
         let Some(c) = state.slots.get_mut(slot) else {
             return;
         };
-        if c.phase == Phase::Open {
-            c.queue_pong(self.settings.max_outgoing_bytes);
-        }
+        c.queue_control(self.settings.max_outgoing_bytes);
         let round = write_round_shared(&mut c.stream, &c.write_buf, &mut c.written, &mut c.shared);
         add(
             &self.statistics.socket(self.index).bytes_sent,
@@ -1404,19 +1319,18 @@ impl SocketWorker {
             // Everything out: an idle connection keeps no buffer.
             c.write_buf = Vec::new();
             c.written = 0;
-            c.pong_end = 0;
+            c.control_end = 0;
+            // A ping came while the last pong was on its way: its turn now.
+            let queued = c.queue_control(self.settings.max_outgoing_bytes);
+            if queued {
+                mark_dirty(c, slot, &mut state.dirty);
+            }
             // Input still unread would turn the close into a reset that can destroy the
             // last bytes (a 400 answer, a close frame): linger unless the client has
             // closed its side. CLOSE_GRACE bounds it.
-            done = matches!(c.phase, Phase::Closing(_))
+            done = c.closing.is_some()
+                && !queued
                 && (c.peer_closed || linger(&mut c.stream, &mut c.linger));
-            if c.pong.is_some() && c.phase == Phase::Open {
-                // A ping came while the last pong was on its way: its turn now.
-                c.queue_pong(self.settings.max_outgoing_bytes);
-                if c.pong.is_none() {
-                    mark_dirty(c, slot, &mut state.dirty);
-                }
-            }
         }
         if round.failed || done {
             self.close(slot, state);
@@ -1481,7 +1395,7 @@ impl SocketWorker {
         let revoked: Vec<usize> = state
             .slots
             .iter_mut()
-            .filter(|(_, c)| c.phase == Phase::Open && check.check_passkey(c.passkey).is_err())
+            .filter(|(_, c)| c.session.is_open() && check.check_passkey(c.passkey).is_err())
             .map(|(slot, _)| slot)
             .collect();
         for slot in revoked {
@@ -1502,28 +1416,31 @@ impl SocketWorker {
         let mut lost = Vec::new();
         for (slot, c) in state.slots.iter_mut() {
             let quiet = now.saturating_duration_since(c.last_received);
-            match c.phase {
-                Phase::Closing(since) => {
+            match (c.closing, c.session.phase()) {
+                (Some(since), _) => {
                     if now.saturating_duration_since(since) > CLOSE_GRACE {
                         to_close.push(slot);
                     }
                 }
+                // Not open and not closing: the upgrade request is not all there yet (or,
+                // were a closed session ever left without `closing`, timed out all the
+                // same rather than kept for ever).
+                (None, Phase::Handshake | Phase::Answering | Phase::Closed) if quiet > timeout => {
+                    self.ws_counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                    to_close.push(slot);
+                }
                 // Closed only once pinged at an earlier round: rounds are a second or more
                 // apart, so one may pass over the second half of the timeout unseen.
-                Phase::Handshake if quiet > timeout => {
+                (None, Phase::Open) if quiet > timeout && c.ping_sent => {
                     self.ws_counters.timed_out.fetch_add(1, Ordering::Relaxed);
                     to_close.push(slot);
                 }
-                Phase::Open if quiet > timeout && c.ping_sent => {
-                    self.ws_counters.timed_out.fetch_add(1, Ordering::Relaxed);
-                    to_close.push(slot);
-                }
-                Phase::Open if quiet > timeout / 2 && !c.ping_sent => {
+                (None, Phase::Open) if quiet > timeout / 2 && !c.ping_sent => {
                     write_frame(&mut c.write_buf, FrameKind::Ping, b"");
                     c.ping_sent = true;
                     mark_dirty(c, slot, &mut state.dirty);
                 }
-                Phase::Open | Phase::Handshake => {}
+                (None, _) => {}
             }
             if !c.awaiting.is_empty()
                 && now.saturating_duration_since(c.awaiting_since) > AWAITING_TIMEOUT
@@ -1601,10 +1518,20 @@ fn replied(slot: usize, state: &mut State) {
 fn reply_came(slot: usize, what: Awaited, state: &mut State) {
     if let Some(c) = state.slots.get_mut(slot) {
         c.reply_came(what);
-        if c.read_paused && c.phase == Phase::Open && c.may_read() {
+        if c.read_paused && c.session.is_open() && c.may_read() {
             c.read_paused = false;
             state.resume.push(slot);
         }
+    }
+}
+
+/// Starts closing the connection in `slot`: nothing more is read or queued, and it closes
+/// once its last bytes (the session's close frame among them) are out.
+fn start_closing(slot: usize, state: &mut State) {
+    if let Some(c) = state.slots.get_mut(slot) {
+        c.closing.get_or_insert_with(Instant::now);
+        c.read_buf = Vec::new();
+        mark_dirty(c, slot, &mut state.dirty);
     }
 }
 
