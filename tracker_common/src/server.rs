@@ -381,7 +381,7 @@ impl Core {
             },
             self.supervisor.shutdown_flag().clone(),
             History::new(history_interval),
-        )
+        )?
         .with_ended_threads(self.supervisor.ended_threads());
         self.supervisor.spawn("metrics", move || server.run())?;
         log::info!(

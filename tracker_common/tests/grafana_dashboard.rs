@@ -47,7 +47,8 @@ fn exposed() -> Exposed {
             },
             shutdown.clone(),
             History::new(Duration::from_secs(10)),
-        );
+        )
+        .unwrap();
         let thread = std::thread::spawn(move || server.run());
         let (status, body) = http_get(addr, "/metrics");
         shutdown.set();

@@ -223,32 +223,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let per_address = AddressLimit::with_exempt(config.http.max_connections_per_ip, move |ip| {
         trusted.contains(ip)
     });
-    for (index, ((listener, poll), response_receiver)) in listeners
-        .into_iter()
-        .zip(polls)
-        .zip(channels.to_socket_workers)
-        .enumerate()
-    {
-        let worker = SocketWorker {
-            index,
-            listener: mio::net::TcpListener::from_std(listener),
-            poll,
-            request_senders: channels.to_request_workers.clone(),
-            response_receiver,
-            router: core.router.clone(),
-            access_list: AccessListCache::new(core.access_list.clone()),
-            settings: settings.clone(),
-            statistics: core.statistics.clone(),
-            http_counters: http_counters.clone(),
-            per_address: per_address.clone(),
-            tls: tls.clone(),
-            private: private.as_ref().map(PrivateCheck::new),
-            shutdown: core.supervisor.shutdown_flag().clone(),
-        };
-        core.supervisor
-            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
-    }
-    drop(channels.to_request_workers);
 
     let counters = http_counters.clone();
     core.spawn_statistics(config.statistics.interval_secs, move |_| ProtocolLine {
@@ -281,6 +255,36 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             }
         })?;
     }
+
+    // The socket workers start last: once they accept, a connection flood may take
+    // every file descriptor, and the threads above (the metrics poll, the signal
+    // pipe) must have theirs by then.
+    for (index, ((listener, poll), response_receiver)) in listeners
+        .into_iter()
+        .zip(polls)
+        .zip(channels.to_socket_workers)
+        .enumerate()
+    {
+        let worker = SocketWorker {
+            index,
+            listener: mio::net::TcpListener::from_std(listener),
+            poll,
+            request_senders: channels.to_request_workers.clone(),
+            response_receiver,
+            router: core.router.clone(),
+            access_list: AccessListCache::new(core.access_list.clone()),
+            settings: settings.clone(),
+            statistics: core.statistics.clone(),
+            http_counters: http_counters.clone(),
+            per_address: per_address.clone(),
+            tls: tls.clone(),
+            private: private.as_ref().map(PrivateCheck::new),
+            shutdown: core.supervisor.shutdown_flag().clone(),
+        };
+        core.supervisor
+            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
+    }
+    drop(channels.to_request_workers);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     log::info!(

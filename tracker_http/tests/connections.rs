@@ -99,7 +99,7 @@ fn freed_descriptors_restart_accepting_after_the_tracker_ran_out() {
         "127.0.0.1:0",
         "[http]\nmax_connections = 1000\n",
     );
-    let tracker = Spawned::start(&wrapper, &config);
+    let mut tracker = Spawned::start(&wrapper, &config);
     let addr = tracker.addr;
 
     // More connections than it has descriptors for, each with a request.
@@ -120,7 +120,14 @@ fn freed_descriptors_restart_accepting_after_the_tracker_ran_out() {
         .collect();
     let accepted = accepted_when_settled(addr.port(), &ports);
     let taken = accepted.iter().filter(|a| **a).count();
-    assert!(taken > 0 && taken < clients.len(), "{accepted:?}");
+    if taken == 0 || taken == clients.len() {
+        let status = tracker.child.try_wait();
+        let log: Vec<String> = tracker.lines.try_iter().collect();
+        panic!(
+            "{taken} of {} accepted; tracker {status:?}; log {log:#?}",
+            clients.len()
+        );
+    }
     assert!(accepted[..taken].iter().all(|a| *a), "{accepted:?}");
     for client in &mut clients[..taken] {
         assert_eq!(client.response().status, 200);

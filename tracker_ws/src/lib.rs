@@ -252,32 +252,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         tls: tls.is_some(),
     };
     let per_address = AddressLimit::new(config.ws.max_connections_per_ip);
-    for (index, ((listener, poll), response_receiver)) in listeners
-        .into_iter()
-        .zip(polls)
-        .zip(channels.to_socket_workers)
-        .enumerate()
-    {
-        let worker = SocketWorker {
-            index,
-            listener: mio::net::TcpListener::from_std(listener),
-            poll,
-            request_senders: channels.to_request_workers.clone(),
-            response_receiver,
-            router: core.router.clone(),
-            access_list: AccessListCache::new(core.access_list.clone()),
-            settings: settings.clone(),
-            statistics: core.statistics.clone(),
-            ws_counters: ws_counters.clone(),
-            per_address: per_address.clone(),
-            tls: tls.clone(),
-            shutdown: core.supervisor.shutdown_flag().clone(),
-            private: private.as_ref().map(PrivateCheck::new),
-        };
-        core.supervisor
-            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
-    }
-    drop(channels.to_request_workers);
 
     let counters = ws_counters.clone();
     let statistics = core.statistics.clone();
@@ -329,6 +303,36 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             }
         })?;
     }
+
+    // The socket workers start last: once they accept, a connection flood may take
+    // every file descriptor, and the threads above (the metrics poll, the signal
+    // pipe) must have theirs by then.
+    for (index, ((listener, poll), response_receiver)) in listeners
+        .into_iter()
+        .zip(polls)
+        .zip(channels.to_socket_workers)
+        .enumerate()
+    {
+        let worker = SocketWorker {
+            index,
+            listener: mio::net::TcpListener::from_std(listener),
+            poll,
+            request_senders: channels.to_request_workers.clone(),
+            response_receiver,
+            router: core.router.clone(),
+            access_list: AccessListCache::new(core.access_list.clone()),
+            settings: settings.clone(),
+            statistics: core.statistics.clone(),
+            ws_counters: ws_counters.clone(),
+            per_address: per_address.clone(),
+            tls: tls.clone(),
+            shutdown: core.supervisor.shutdown_flag().clone(),
+            private: private.as_ref().map(PrivateCheck::new),
+        };
+        core.supervisor
+            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
+    }
+    drop(channels.to_request_workers);
 
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     log::info!(

@@ -90,6 +90,9 @@ pub fn bind(address: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
 /// The metrics server: what it serves, where, and within which limits.
 pub struct MetricsServer {
     listener: TcpListener,
+    /// Made with the server, before the tracker serves: descriptors run short later (a
+    /// connection flood), never at its start. Taken by [`MetricsServer::run`].
+    poll: Option<Poll>,
     statistics: Arc<Statistics>,
     identity: Identity,
     shutdown: ShutdownFlag,
@@ -138,22 +141,30 @@ impl MetricsServer {
     /// A server on `listener` (see [`bind`]) serving the `statistics` of the tracker
     /// `identity`, sampling `history`, until `shutdown`, within [`Limits::default`]; it
     /// knows of no threads until [`MetricsServer::with_ended_threads`].
+    ///
+    /// # Errors
+    /// The poll could not be made, or the listener registered with it.
     pub fn new(
-        listener: TcpListener,
+        mut listener: TcpListener,
         statistics: Arc<Statistics>,
         identity: Identity,
         shutdown: ShutdownFlag,
         history: History,
-    ) -> Self {
-        Self {
+    ) -> anyhow::Result<Self> {
+        let poll = Poll::new().context("create metrics poll")?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .context("register metrics listener")?;
+        Ok(Self {
             listener,
+            poll: Some(poll),
             statistics,
             identity,
             shutdown,
             history,
             limits: Limits::default(),
             ended: EndedThreads::default(),
-        }
+        })
     }
 
     /// The same server within `limits`.
@@ -174,10 +185,10 @@ impl MetricsServer {
     /// # Errors
     /// The poll failed.
     pub fn run(mut self) -> anyhow::Result<()> {
-        let mut poll = Poll::new().context("create metrics poll")?;
-        poll.registry()
-            .register(&mut self.listener, LISTENER, Interest::READABLE)
-            .context("register metrics listener")?;
+        let mut poll = match self.poll.take() {
+            Some(poll) => poll,
+            None => anyhow::bail!("the metrics server runs once"),
+        };
         let mut events = Events::with_capacity(64);
         let mut slots: Vec<Option<Connection>> =
             (0..self.limits.max_connections).map(|_| None).collect();
@@ -507,6 +518,7 @@ mod tests {
                 shutdown.clone(),
                 History::new(Duration::from_secs(1)),
             )
+            .unwrap()
             .with_limits(limits)
             .with_ended_threads(ended);
             let thread = std::thread::spawn(move || server.run());
