@@ -1200,21 +1200,36 @@ impl SocketWorker {
         let Some(slot) = current(&state.slots, connection) else {
             return false;
         };
-        let Some(c) = state.slots.get(slot) else {
-            return false;
-        };
         let mut json = std::mem::take(&mut state.scratch);
         json.clear();
         write_out_message(message, &mut json);
         let frame = json.len() + MAX_FRAME_HEADER;
-        let unsent = c.unsent();
-        let total = queued_now(&self.ws_counters.queued_bytes, c);
-        // A connection with nothing waiting takes any one message (the config makes sure
-        // its bound holds the largest), so that big offers still reach idle peers.
-        let sent = if unsent > 0
-            && (unsent + frame > self.settings.max_outgoing_bytes / 2
-                || total + frame > self.settings.max_outgoing_bytes_total / 2)
-        {
+        let (max, max_total) = (
+            self.settings.max_outgoing_bytes,
+            self.settings.max_outgoing_bytes_total,
+        );
+        let over = move |c: &Connection, queued: &AtomicUsize| {
+            let unsent = c.unsent();
+            // A connection with nothing waiting takes any one message (the config makes
+            // sure its bound holds the largest), so that big offers still reach idle
+            // peers.
+            unsent > 0
+                && (unsent + frame > max / 2 || queued_now(queued, c) + frame > max_total / 2)
+        };
+        let Some(c) = state.slots.get(slot) else {
+            state.scratch = json;
+            return false;
+        };
+        // Bytes queued in this round may only be waiting for the write that follows it:
+        // the socket takes them first, and only what it does not take counts.
+        let over = over(c, &self.ws_counters.queued_bytes) && {
+            self.write(slot, state);
+            state
+                .slots
+                .get(slot)
+                .is_none_or(|c| over(c, &self.ws_counters.queued_bytes))
+        };
+        let sent = if over {
             add(&self.counters().relayed_shed, 1);
             false
         } else {
