@@ -223,6 +223,124 @@ pub fn tcp_sockets() -> Vec<TcpSocketLine> {
     sockets
 }
 
+/// A config file `name.toml` in `dir` for a TCP tracker binary: `address`, one socket
+/// and one request worker, statistics off, metrics on port 0, and `extra` sections.
+pub fn write_tcp_config(dir: &Path, name: &str, address: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[network]\naddress = \"{address}\"\n[workers]\nsocket_workers = 1\n\
+             request_workers = 1\n[statistics]\ninterval_secs = 0\n\
+             [metrics]\naddress = \"127.0.0.1:0\"\n{extra}"
+        ),
+    )
+    .unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+    path
+}
+
+/// Stops a TCP tracker `binary` (in `dir`) with SIGTERM while clients made by
+/// `served` (a connection with a completed request on it) are connected, waits until
+/// `closed_by_tracker` saw each closed, and checks that the tracker's side of those
+/// connections lingers (TIME_WAIT) yet a second start on the same port serves at once.
+pub fn restart_with_clients_connected<C>(
+    binary: &Path,
+    dir: &Path,
+    served: impl Fn(SocketAddr) -> C,
+    closed_by_tracker: impl Fn(&mut C) -> bool,
+) {
+    let first = write_tcp_config(dir, "first", "127.0.0.1:0", "");
+    let mut tracker = Spawned::start(binary, &first);
+    let addr = tracker.addr;
+    let mut clients: Vec<C> = (0..4).map(|_| served(addr)).collect();
+    tracker.signal("TERM");
+    assert_eq!(tracker.wait_exit(), Some(0));
+    // The tracker closed first; the clients close too, which leaves its side of each
+    // connection in TIME_WAIT for a minute.
+    for client in &mut clients {
+        assert!(closed_by_tracker(client), "a client was not closed");
+    }
+    drop(clients);
+    let lingering = tcp_sockets().into_iter().filter(|s| {
+        s.local_port == addr.port()
+            && matches!(
+                s.state,
+                tcp_state::TIME_WAIT | tcp_state::FIN_WAIT1 | tcp_state::FIN_WAIT2
+            )
+    });
+    assert!(lingering.count() >= 4, "the old connections hold the port");
+
+    let second = write_tcp_config(dir, "second", &addr.to_string(), "");
+    let mut tracker = Spawned::start(binary, &second);
+    assert_eq!(tracker.addr, addr);
+    drop(served(addr));
+    tracker.signal("TERM");
+    assert_eq!(tracker.wait_exit(), Some(0));
+}
+
+/// Runs a TCP tracker `binary` (in `dir`, with the `extra` config sections) allowed 64
+/// open files, far fewer than its connections, and opens 100 connections with
+/// `connect` (which also sends a request): accept fails with EMFILE. Checks that it took
+/// the first ones in backlog order and answers them (`answered`), and that once one of
+/// them closes, the descriptor it frees goes to the first connection waiting, with no
+/// new connection arriving to wake the listener.
+pub fn freed_descriptors_restart_accepting<C>(
+    binary: &Path,
+    dir: &Path,
+    extra: &str,
+    connect: impl Fn(SocketAddr) -> C,
+    local_port: impl Fn(&C) -> u16,
+    answered: impl Fn(&mut C) -> bool,
+) {
+    let wrapper = dir.join("tracker-with-64-files");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nulimit -n 64\nexec {} \"$@\"\n",
+            binary.display()
+        ),
+    )
+    .unwrap_or_else(|err| panic!("write {}: {err}", wrapper.display()));
+    let mut permissions = std::fs::metadata(&wrapper)
+        .unwrap_or_else(|err| panic!("{}: {err}", wrapper.display()))
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&wrapper, permissions)
+        .unwrap_or_else(|err| panic!("{}: {err}", wrapper.display()));
+    let config = write_tcp_config(dir, "emfile", "127.0.0.1:0", extra);
+    let mut tracker = Spawned::start(&wrapper, &config);
+    let addr = tracker.addr;
+
+    let mut clients: Vec<C> = (0..100).map(|_| connect(addr)).collect();
+    Spawned::wait_line(&tracker.lines, "Too many open files");
+    // Accepting is blocked now. The kernel shows which connections it took: their side
+    // has a file (an inode); those still in the backlog have none. The backlog is first
+    // in, first out.
+    let ports: Vec<u16> = clients.iter().map(&local_port).collect();
+    let accepted = accepted_when_settled(addr.port(), &ports);
+    let taken = accepted.iter().filter(|a| **a).count();
+    if taken == 0 || taken == clients.len() {
+        let status = tracker.child.try_wait();
+        let log: Vec<String> = tracker.lines.try_iter().collect();
+        panic!(
+            "{taken} of {} accepted; tracker {status:?}; log {log:#?}",
+            clients.len()
+        );
+    }
+    assert!(accepted.iter().take(taken).all(|a| *a), "{accepted:?}");
+    for client in clients.iter_mut().take(taken) {
+        assert!(answered(client), "an accepted connection was not answered");
+    }
+    drop(clients.remove(0));
+    let first_waiting = clients
+        .get_mut(taken - 1)
+        .unwrap_or_else(|| panic!("no connection waits"));
+    assert!(
+        answered(first_waiting),
+        "the first waiting connection was not served"
+    );
+}
+
 /// Which of the client connections to the server port `server_port` (named by their
 /// local ports) the server has accepted (their server side has a file), once that has
 /// not changed for three seconds. A server that ran out of descriptors retries

@@ -10,35 +10,19 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use tracker_common::testing::{
-    Spawned, accepted_when_settled, connect_with_small_receive_buffer, tcp_sockets, tcp_state,
-    temp_dir,
+    connect_with_small_receive_buffer, freed_descriptors_restart_accepting,
+    restart_with_clients_connected, tcp_sockets, tcp_state, temp_dir,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracker_ws");
 const UPGRADE: &[u8] = b"GET /announce HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
     Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-
-/// A config file `name.toml` in `dir`: `address`, one socket and one request worker,
-/// statistics off, metrics on port 0, and `extra` sections.
-fn write_config(dir: &Path, name: &str, address: &str, extra: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[network]\naddress = \"{address}\"\n[workers]\nsocket_workers = 1\n\
-             request_workers = 1\n[statistics]\ninterval_secs = 0\n\
-             [metrics]\naddress = \"127.0.0.1:0\"\n{extra}"
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// A WebSocket connection with a completed scrape on it.
 fn served(addr: SocketAddr) -> Client {
@@ -61,98 +45,30 @@ fn answer_head(stream: &mut TcpStream) -> String {
 #[test]
 fn a_tracker_stopped_with_clients_connected_starts_again_at_once() {
     let dir = temp_dir("ws-restart");
-    let first = write_config(&dir, "first", "127.0.0.1:0", "");
-    let mut tracker = Spawned::start(Path::new(BIN), &first);
-    let addr = tracker.addr;
-    let mut clients: Vec<Client> = (0..4).map(|_| served(addr)).collect();
-    tracker.signal("TERM");
-    assert_eq!(tracker.wait_exit(), Some(0));
-    // The tracker closed first; the clients close too, which leaves its side of each
-    // connection in TIME_WAIT for a minute.
-    for client in &mut clients {
-        // End of stream (the tracker sends no close frame when it stops).
-        assert_eq!(client.ws.get_mut().read(&mut [0u8; 64]).unwrap(), 0);
-    }
-    drop(clients);
-    let lingering = tcp_sockets().into_iter().filter(|s| {
-        s.local_port == addr.port()
-            && matches!(
-                s.state,
-                tcp_state::TIME_WAIT | tcp_state::FIN_WAIT1 | tcp_state::FIN_WAIT2
-            )
-    });
-    assert!(lingering.count() >= 4, "the old connections hold the port");
-
-    let second = write_config(&dir, "second", &addr.to_string(), "");
-    let mut tracker = Spawned::start(Path::new(BIN), &second);
-    assert_eq!(tracker.addr, addr);
-    drop(served(addr));
-    tracker.signal("TERM");
-    assert_eq!(tracker.wait_exit(), Some(0));
+    // End of stream: the tracker sends no close frame when it stops.
+    let closed = |client: &mut Client| client.ws.get_mut().read(&mut [0u8; 64]).unwrap() == 0;
+    restart_with_clients_connected(Path::new(BIN), &dir, served, closed);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn freed_descriptors_restart_accepting_after_the_tracker_ran_out() {
     let dir = temp_dir("ws-emfile");
-    // The tracker may open 64 files (soft and hard limit), far fewer than the
-    // connections it is allowed: accept fails with EMFILE.
-    let wrapper = dir.join("tracker-with-64-files");
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\nulimit -n 64\nexec {BIN} \"$@\"\n"),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&wrapper).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&wrapper, permissions).unwrap();
-    let config = write_config(
+    freed_descriptors_restart_accepting(
+        Path::new(BIN),
         &dir,
-        "emfile",
-        "127.0.0.1:0",
         "[ws]\nmax_connections = 1000\n",
-    );
-    let mut tracker = Spawned::start(&wrapper, &config);
-    let addr = tracker.addr;
-
-    // More connections than it has descriptors for, each with an upgrade request.
-    let mut clients: Vec<TcpStream> = (0..100)
-        .map(|_| {
+        |addr| {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
             stream.write_all(UPGRADE).unwrap();
             stream
-        })
-        .collect();
-    Spawned::wait_line(&tracker.lines, "Too many open files");
-    // Accepting is blocked now. The kernel shows which connections it took: their side
-    // has a file (an inode); those still in the backlog have none. The backlog is first
-    // in, first out.
-    let ports: Vec<u16> = clients
-        .iter()
-        .map(|client| client.local_addr().unwrap().port())
-        .collect();
-    let accepted = accepted_when_settled(addr.port(), &ports);
-    let taken = accepted.iter().filter(|a| **a).count();
-    if taken == 0 || taken == clients.len() {
-        let status = tracker.child.try_wait();
-        let log: Vec<String> = tracker.lines.try_iter().collect();
-        panic!(
-            "{taken} of {} accepted; tracker {status:?}; log {log:#?}",
-            clients.len()
-        );
-    }
-    assert!(accepted[..taken].iter().all(|a| *a), "{accepted:?}");
-    for client in &mut clients[..taken] {
-        assert!(answer_head(client).starts_with("HTTP/1.1 101"));
-    }
-    // One client leaves: the descriptor it frees goes to the first one waiting, with no
-    // new connection arriving to wake the listener.
-    drop(clients.remove(0));
-    assert!(answer_head(&mut clients[taken - 1]).starts_with("HTTP/1.1 101"));
-    drop(tracker);
+        },
+        |stream| stream.local_addr().unwrap().port(),
+        |stream| answer_head(stream).starts_with("HTTP/1.1 101"),
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
