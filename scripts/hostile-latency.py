@@ -130,7 +130,12 @@ def client_frame(opcode, payload):
 
 
 def hostile(kind, port, stop):
-    """Runs one hostile client until `stop` is set or 60 s pass."""
+    """Runs one hostile client until `stop` is set or 60 s pass. It shares the client
+    CPU with the honest client, at the lowest priority: it then stands for a client on
+    another machine, and the honest client's figures are the tracker's, not this CPU's
+    scheduling (at equal priority the honest client waits for the flooder's time slice,
+    about 4 ms, whatever the tracker does)."""
+    os.nice(19)
     started = time.monotonic()
     try:
         if kind == "http-pipeline":
