@@ -26,6 +26,8 @@
 //! - `request`: [`parse_request`] and the request types; `write_http` for load testers.
 //! - `response`: bencoded answers and the HTTP framing around them; parsing them back
 //!   for load testers and tests.
+//! - `session`: one server-side HTTP/1.1 connection as a state machine without I/O
+//!   ([`session::Session`]): requests in, answers out in request order, bounds.
 //! - `bencode`: a bounded bencode decoder ([`bencode::Value`]).
 //! - `ascii` (private): decimal numbers and IP address text, formatted on the stack.
 
@@ -34,6 +36,7 @@ pub mod bencode;
 mod query;
 mod request;
 mod response;
+pub mod session;
 
 pub use query::{QueryPairs, percent_decode};
 pub use request::{
