@@ -44,8 +44,9 @@ pub use request::{
     parse_request,
 };
 pub use response::{
-    AnnounceResponse, HttpResponse, ParsedAnnounce, ParsedPeer, ScrapeResponse, TrackerResponse,
-    parse_http_response, write_failure_body, write_http_head, write_http_response,
+    AnnounceResponse, HttpResponse, MAX_OK_HEAD_BYTES, ParsedAnnounce, ParsedPeer, ScrapeResponse,
+    TrackerResponse, max_announce_answer_bytes, max_scrape_answer_bytes, parse_http_response,
+    write_failure_body, write_http_head, write_http_response,
 };
 pub use tracker_types::{
     AnnounceEvent, InfoHash, Passkey, PasskeyParam, PeerId, ResponsePeerWithId, ScrapeCounts,
