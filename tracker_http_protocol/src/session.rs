@@ -7,7 +7,9 @@
 //! - **One request per call.** [`Session::receive`] parses at most one request (with
 //!   [`parse_request`]) from the front of the caller's input and says how many bytes it
 //!   used; input that does not hold a whole request is the normal [`Event::Incomplete`].
-//!   Events depend on the bytes only, never on how they were cut.
+//!   Events depend on the bytes (and on what the caller did between calls: answers
+//!   given, bytes written), never on how the bytes were cut: [`parse_request`] judges
+//!   a request on its first `max_request_bytes` bytes at most.
 //! - **Sequence numbers.** Every request read, a refused one included, gets the next
 //!   number (0, 1, ...); answers name their request by it.
 //! - **Answers go out in request order**, whatever order they come in
