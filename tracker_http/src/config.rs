@@ -15,6 +15,7 @@ use tracker_common::privileges::PrivilegeConfig;
 use tracker_common::tls::TlsConfig;
 
 use crate::proxy::TrustedProxies;
+use tracker_http_protocol::{max_announce_answer_bytes, max_scrape_answer_bytes};
 
 tracker_common::metrics_config_section!(9002);
 
@@ -98,6 +99,15 @@ impl TrackerConfig for Config {
             anyhow::bail!(
                 "http.min_announce_interval_secs: must not exceed swarm.announce_interval_secs ({})",
                 self.swarm.announce_interval_secs
+            );
+        }
+        let largest = max_announce_answer_bytes(self.swarm.numwant_max)
+            .max(max_scrape_answer_bytes(self.http.max_scrape_torrents));
+        if self.http.max_outgoing_bytes_per_connection < largest {
+            anyhow::bail!(
+                "http.max_outgoing_bytes_per_connection: must hold the largest answer, {largest} \
+                 bytes (an announce of swarm.numwant_max peers, or a scrape of \
+                 http.max_scrape_torrents torrents)"
             );
         }
         self.workers.validate()?;
@@ -190,6 +200,13 @@ config_section! {
         /// Most requests of one connection waiting for their answers (pipelining);
         /// further requests are not read until answers have gone out.
         pub max_pipelined_requests: usize,
+        /// Most bytes of answers waiting for one connection: no further request of it is
+        /// parsed while the answers held for it (ready, behind one still awaited) and
+        /// those not yet sent reach this, shared full-scrape bodies counted whole. One
+        /// answer always goes out when nothing else waits, so a full scrape larger than
+        /// this is still answered. Must hold the largest other answer: an announce of
+        /// swarm.numwant_max peers, a scrape of max_scrape_torrents torrents.
+        pub max_outgoing_bytes_per_connection: usize,
         /// Most info hashes answered in one scrape; further ones are ignored.
         pub max_scrape_torrents: usize,
         /// Most scrapes per socket worker waiting for answers from several request
@@ -215,6 +232,9 @@ impl Default for HttpConfig {
             max_connections_per_ip: 256,
             idle_timeout_secs: 120,
             max_pipelined_requests: 16,
+            // Sixteen pipelined answers of the largest default size (a scrape of 100
+            // torrents, about 10 KiB) fit in it several times over.
+            max_outgoing_bytes_per_connection: 256 * 1024,
             max_scrape_torrents: 100,
             max_pending_scrapes: 65_536,
             min_announce_interval_secs: 900,
@@ -319,7 +339,7 @@ mod tests {
         let mut c = Config::default();
         c.validate().unwrap();
         type Spoil = fn(&mut Config);
-        let cases: [(&str, Spoil); 7] = [
+        let cases: [(&str, Spoil); 9] = [
             ("http.max_request_bytes", |c| c.http.max_request_bytes = 10),
             ("private.refresh_secs", |c| c.private.refresh_secs = 0),
             ("accounting.url", |c| {
@@ -334,6 +354,13 @@ mod tests {
                 c.proxy.trusted_proxies = vec!["10.0.0.0/33".into()];
             }),
             ("network.backlog", |c| c.network.backlog = 0),
+            ("http.max_outgoing_bytes_per_connection", |c| {
+                c.http.max_outgoing_bytes_per_connection = 1000
+            }),
+            ("http.max_outgoing_bytes_per_connection", |c| {
+                c.http.max_scrape_torrents = 65_535;
+                c.http.max_outgoing_bytes_per_connection = 1024 * 1024;
+            }),
         ];
         for (key, spoil) in cases {
             let mut c = Config::default();

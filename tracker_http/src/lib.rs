@@ -200,6 +200,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let settings = SocketWorkerSettings {
         max_request_bytes: config.http.max_request_bytes,
         max_pipelined_requests: config.http.max_pipelined_requests,
+        max_outgoing_bytes: config.http.max_outgoing_bytes_per_connection,
         max_connections: config.http.max_connections,
         idle_timeout: Duration::from_secs(u64::from(config.http.idle_timeout_secs)),
         max_scrape_torrents: config.http.max_scrape_torrents,

@@ -682,6 +682,37 @@ fn a_client_that_does_not_read_is_held_back_then_answered_in_order() {
     tracker.shutdown();
 }
 
+/// A byte bound just above the largest answer holds parsing back a few answers at a
+/// time, not the answers: pipelined announces and index pages all come back, in order.
+#[test]
+fn a_small_byte_bound_holds_parsing_back_and_answers_everything_in_order() {
+    let mut config = test_config("127.0.0.1:0");
+    config.swarm.numwant_default = 1;
+    config.swarm.numwant_max = 1;
+    config.http.max_scrape_torrents = 1;
+    config.http.max_outgoing_bytes_per_connection = 600;
+    let tracker = start(config);
+    let mut client = Client::connect(tracker.local_addr());
+    let mut bytes = Vec::new();
+    for i in 0..60u16 {
+        let mut request = announce(info_hash(43), peer_id(1), 4000 + i, 0, AnnounceEvent::None);
+        request.numwant = Some(0);
+        request.write_http(&mut bytes, "t", true);
+        bytes.extend_from_slice(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    client.send(&bytes);
+    for i in 0..60 {
+        match TrackerResponse::parse_body(&client.response().body).unwrap() {
+            // Each announce adds one endpoint: the counts show the order.
+            TrackerResponse::Announce(a) => assert_eq!(a.complete, i + 1),
+            other => panic!("{other:?}"),
+        }
+        let index = client.response();
+        assert!(String::from_utf8_lossy(&index.body).contains("Announce URL"));
+    }
+    tracker.shutdown();
+}
+
 /// On the dual-stack default address, an IPv4 client (seen as an IPv4-mapped address)
 /// is in the IPv4 swarm and an IPv6 client in the IPv6 one, with `peers6`.
 #[test]

@@ -26,6 +26,8 @@
 //! - `request`: [`parse_request`] and the request types; `write_http` for load testers.
 //! - `response`: bencoded answers and the HTTP framing around them; parsing them back
 //!   for load testers and tests.
+//! - `session`: one server-side HTTP/1.1 connection as a state machine without I/O
+//!   ([`session::Session`]): requests in, answers out in request order, bounds.
 //! - `bencode`: a bounded bencode decoder ([`bencode::Value`]).
 //! - `ascii` (private): decimal numbers and IP address text, formatted on the stack.
 
@@ -34,6 +36,7 @@ pub mod bencode;
 mod query;
 mod request;
 mod response;
+pub mod session;
 
 pub use query::{QueryPairs, percent_decode};
 pub use request::{
@@ -41,8 +44,9 @@ pub use request::{
     parse_request,
 };
 pub use response::{
-    AnnounceResponse, HttpResponse, ParsedAnnounce, ParsedPeer, ScrapeResponse, TrackerResponse,
-    parse_http_response, write_failure_body, write_http_head, write_http_response,
+    AnnounceResponse, HttpResponse, MAX_OK_HEAD_BYTES, ParsedAnnounce, ParsedPeer, ScrapeResponse,
+    TrackerResponse, max_announce_answer_bytes, max_scrape_answer_bytes, parse_http_response,
+    write_failure_body, write_http_head, write_http_response,
 };
 pub use tracker_types::{
     AnnounceEvent, InfoHash, Passkey, PasskeyParam, PeerId, ResponsePeerWithId, ScrapeCounts,

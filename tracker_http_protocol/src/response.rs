@@ -187,6 +187,39 @@ pub fn write_http_head(
     });
 }
 
+/// The most bytes of the head [`write_http_head`] writes with status 200 and
+/// `text/plain`: the status line, a 20-digit `Content-Length` and `keep-alive`.
+pub const MAX_OK_HEAD_BYTES: usize = 128;
+
+/// The most bytes of a whole 200 answer (head and body) to an announce of up to
+/// `peers` peers, however written: the counts and intervals of 10 digits
+/// (`u32::MAX`), a 16-byte `external ip`, and each peer as a non-compact dictionary
+/// with its peer id and the longest address text (45 bytes, an IPv4-mapped IPv6
+/// address), which is longer than its compact form. A tracker checks its outgoing
+/// bounds against it when it reads its config.
+pub const fn max_announce_answer_bytes(peers: usize) -> usize {
+    // d2:ip45:<45>7:peer id20:<20>4:porti65535ee
+    const PEER: usize = 1 + 4 + 3 + 45 + 9 + 3 + 20 + 6 + 7 + 1;
+    // d8:completei..e11:external ip16:<16>10:incompletei..e8:intervali..e
+    // 12:min intervali..e5:peersl..e (or the compact strings, with peers6), e
+    const FIXED: usize = 256;
+    MAX_OK_HEAD_BYTES
+        .saturating_add(FIXED)
+        .saturating_add(peers.saturating_mul(PEER))
+}
+
+/// The most bytes of a whole 200 answer (head and body) to a scrape of up to `files`
+/// torrents: each its 20-byte hash and three counts of 10 digits (`u32::MAX`).
+pub const fn max_scrape_answer_bytes(files: usize) -> usize {
+    // 20:<20>d8:completei..e10:downloadedi..e10:incompletei..ee
+    const FILE: usize = 3 + 20 + 1 + 10 + 12 + 13 + 12 + 13 + 12 + 1;
+    // d5:filesd .. ee
+    const FIXED: usize = 9 + 2;
+    MAX_OK_HEAD_BYTES
+        .saturating_add(FIXED)
+        .saturating_add(files.saturating_mul(FILE))
+}
+
 /// An HTTP response read back (load testers and tests).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpResponse {
@@ -507,6 +540,78 @@ mod tests {
     use proptest::prelude::*;
 
     const PEER_ID: PeerId = PeerId(*b"-SH0100-abcdefghijkl");
+
+    #[test]
+    fn the_largest_answers_fit_their_bounds() {
+        let whole = |body: &[u8]| {
+            let mut out = Vec::new();
+            write_http_response(&mut out, 200, "OK", "text/plain", true, body);
+            out.len()
+        };
+        let mut head = Vec::new();
+        write_http_head(&mut head, 200, "OK", "text/plain", true, usize::MAX);
+        assert!(head.len() <= MAX_OK_HEAD_BYTES, "{}", head.len());
+        // The longest address texts (39 bytes for IPv6 without a run of zeros), the
+        // largest numbers, every optional key.
+        let long_v6 = Ipv6Addr::new(
+            0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xfffe, 0xfffe,
+        );
+        for n in [0usize, 1, 7, 50, 200] {
+            let v4 = vec![
+                ResponsePeerWithId {
+                    ip: Ipv4Addr::new(255, 255, 255, 255),
+                    port: u16::MAX,
+                    peer_id: PEER_ID,
+                };
+                n
+            ];
+            let v6 = vec![
+                ResponsePeerWithId {
+                    ip: long_v6,
+                    port: u16::MAX,
+                    peer_id: PEER_ID,
+                };
+                n
+            ];
+            for compact in [true, false] {
+                // Peers of one family, as a tracker answers.
+                for (peers_v4, peers_v6) in [(&v4[..], &v6[..0]), (&v4[..0], &v6[..])] {
+                    let answer = AnnounceResponse {
+                        interval: u32::MAX,
+                        min_interval: u32::MAX,
+                        complete: u32::MAX,
+                        incomplete: u32::MAX,
+                        peers_v4,
+                        peers_v6,
+                        compact,
+                        no_peer_id: false,
+                        external_ip: Some(IpAddr::V6(long_v6)),
+                    };
+                    let mut body = Vec::new();
+                    answer.write_body(&mut body);
+                    assert!(
+                        whole(&body) <= max_announce_answer_bytes(n),
+                        "{n} {compact}"
+                    );
+                }
+            }
+            let files: Vec<(InfoHash, ScrapeCounts)> = (0..n)
+                .map(|i| {
+                    let mut hash = [0xff; 20];
+                    hash[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                    let counts = ScrapeCounts {
+                        seeders: u32::MAX,
+                        completed: u32::MAX,
+                        leechers: u32::MAX,
+                    };
+                    (InfoHash(hash), counts)
+                })
+                .collect();
+            let mut body = Vec::new();
+            ScrapeResponse { files: &files }.write_body(&mut body);
+            assert!(whole(&body) <= max_scrape_answer_bytes(n), "{n}");
+        }
+    }
 
     fn v4_peer() -> ResponsePeerWithId<Ipv4Addr> {
         ResponsePeerWithId {

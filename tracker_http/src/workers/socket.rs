@@ -1,7 +1,9 @@
-//! Socket worker: accepts connections on its listener, reads and parses requests,
-//! answers what needs no swarm (the index page, errors), forwards announces and scrapes
-//! to the request workers in batches, and writes the answers back on their connections,
-//! in request order.
+//! Socket worker: accepts connections on its listener, hands what it reads to each
+//! connection's HTTP session (`tracker_http_protocol::session`: parsing, the pipeline,
+//! answers in request order, keep-alive, refusals, lost answers), answers what needs no
+//! swarm (the index page, failures), forwards announces and scrapes to the request
+//! workers in batches, and gives the answers back to the sessions, which hand them out
+//! to be written in request order.
 //!
 //! # What one client can hold
 //! - A place among `http.max_connections` (whole tracker), and among the
@@ -12,6 +14,10 @@
 //! - At most `http.max_pipelined_requests` requests waiting for answers; further
 //!   requests stay unread in the kernel until answers have gone out (TCP flow control
 //!   then slows the client down, not the tracker).
+//! - Answers: no further request is parsed while the answers held for it plus its
+//!   unsent bytes (shared full-scrape bodies counted whole) reach
+//!   `http.max_outgoing_bytes_per_connection`, and nothing is read while any byte is
+//!   unsent; one answer always goes out when nothing else waits.
 //! - Time: a connection that completes no request and takes no answer for
 //!   `http.idle_timeout_secs` is closed, whether it is idle, sends a request byte by
 //!   byte, or reads nothing.
@@ -24,7 +30,6 @@
 //! its passkey and counters to its request worker, which credits them. In public mode a
 //! passkey in the path is ignored.
 
-use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -51,9 +56,10 @@ use tracker_common::statistics::{
 use tracker_common::supervisor::ShutdownFlag;
 use tracker_common::swarm::{AnnounceCounts, AnnounceParams, NumWantPolicy, ScrapeCounts};
 use tracker_common::tls::SharedServerConfig;
+use tracker_http_protocol::session::{Answer, Answered, Event, Received, Session, SessionLimits};
 use tracker_http_protocol::{
-    AnnounceRequest, AnnounceResponse, InfoHash, Parsed, Request, RequestKind, RequestLimits,
-    ScrapeResponse, parse_request, write_failure_body, write_http_head, write_http_response,
+    AnnounceRequest, AnnounceResponse, InfoHash, Request, RequestKind, RequestLimits,
+    ScrapeResponse, write_failure_body, write_http_head, write_http_response,
 };
 
 use crate::messages::{ConnRef, HttpRequest, HttpResponse, HttpResponses};
@@ -72,7 +78,7 @@ const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request whose answer has not come by then (a request worker dropped it on a full
 /// channel, or its split scrape expired) is answered "overloaded": seen unanswered at
 /// the head of its pipeline at two housekeeping rounds this far apart, so within this
-/// plus two rounds (a second each) of being asked.
+/// plus two rounds (a second each) of being asked (see `Session::expire`).
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 /// Connections accepted per wake-up, so that a connect flood cannot starve the others.
 const MAX_ACCEPTS_PER_ROUND: usize = 256;
@@ -86,6 +92,8 @@ const ERR_OVERLOADED: &str = "tracker overloaded, try again later";
 pub(crate) struct SocketWorkerSettings {
     pub(crate) max_request_bytes: usize,
     pub(crate) max_pipelined_requests: usize,
+    /// No request is parsed while a connection's answers held and unsent reach it.
+    pub(crate) max_outgoing_bytes: usize,
     pub(crate) max_connections: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_scrape_torrents: usize,
@@ -144,8 +152,6 @@ pub(crate) struct SocketWorker {
 /// What an answer still waiting for a request worker needs to be written.
 #[derive(Debug)]
 enum Awaited {
-    /// The answer was known at once.
-    Nothing,
     Announce {
         compact: bool,
         no_peer_id: bool,
@@ -158,33 +164,13 @@ enum Awaited {
     FullScrape,
 }
 
-/// One request of a connection's pipeline.
+/// A request sent on to the request workers, with what its answer needs.
 #[derive(Debug)]
-struct Pending {
+struct Awaiting {
+    /// Its sequence number in the connection's session.
     seq: u64,
     keep_alive: bool,
     awaited: Awaited,
-    /// What the answer counts as when it is written; `None` for the index page.
-    kind: Option<ResponseKind>,
-    /// The whole HTTP response once it is known.
-    answer: Option<Answer>,
-}
-
-/// An HTTP response ready to write: its bytes, then a shared body, if any (a cached
-/// full scrape's, which every answer references rather than copies).
-#[derive(Debug)]
-struct Answer {
-    bytes: Vec<u8>,
-    shared: Option<Arc<[u8]>>,
-}
-
-impl From<Vec<u8>> for Answer {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self {
-            bytes,
-            shared: None,
-        }
-    }
 }
 
 struct Connection {
@@ -200,40 +186,51 @@ struct Connection {
     written: usize,
     /// Shared bodies queued between the write buffer's bytes.
     shared: SharedBodies,
-    /// Requests whose answers have not been written yet, in request order.
-    pipeline: VecDeque<Pending>,
-    next_seq: u64,
+    /// The HTTP protocol's state: the pipeline and its answers, keep-alive, closing.
+    session: Session,
+    /// Its requests sent on to the request workers whose answers its session has not
+    /// handed out yet (at most the pipeline's bound): what each answer needs. One given
+    /// an "overloaded" failure stays until that is handed out, so that a late answer
+    /// can still replace it.
+    awaiting: Vec<Awaiting>,
     last_progress: Instant,
-    /// No further request is read; the connection closes once its answers are out.
-    closing: bool,
     /// The client closed its side: read no more.
     peer_closed: bool,
     /// Reading stopped before the socket was drained (a full pipeline, read buffer or
     /// unsent answers): read again once the answers are out.
     read_paused: bool,
-    /// The request at the head of the pipeline still waiting for its answer, and when
-    /// housekeeping first saw it so (see [`ANSWER_DEADLINE`]).
-    waiting_head: Option<(u64, Instant)>,
 }
 
 impl Connection {
-    /// Whether bytes queued for it (the buffer's or shared bodies') are unsent.
-    fn unsent(&self) -> bool {
-        self.written < self.write_buf.len() || !self.shared.is_empty()
+    /// Bytes queued for it (the buffer's and shared bodies') not written yet.
+    fn unsent(&self) -> usize {
+        self.write_buf
+            .len()
+            .saturating_sub(self.written)
+            .saturating_add(self.shared.unsent())
     }
-}
 
-/// The request `conn` names, if its connection is still open.
-fn pending(slots: &mut Slots<Connection>, conn: ConnRef) -> Option<&mut Pending> {
-    get_current(slots, conn)?
-        .pipeline
-        .iter_mut()
-        .find(|p| p.seq == conn.seq)
+    /// Takes what the answer to request `seq` needs, if it is awaited.
+    fn take_awaiting(&mut self, seq: u64) -> Option<Awaiting> {
+        let index = self.awaiting.iter().position(|a| a.seq == seq)?;
+        Some(self.awaiting.swap_remove(index))
+    }
 }
 
 /// The connection `conn` names, if it is still open.
 fn get_current(slots: &mut Slots<Connection>, conn: ConnRef) -> Option<&mut Connection> {
     slots.get_current(conn.slot as usize, conn.generation)
+}
+
+/// Remembers what the answer to request `conn` needs, while a request worker makes it.
+fn await_answer(slots: &mut Slots<Connection>, conn: ConnRef, keep_alive: bool, awaited: Awaited) {
+    if let Some(c) = get_current(slots, conn) {
+        c.awaiting.push(Awaiting {
+            seq: conn.seq,
+            keep_alive,
+            awaited,
+        });
+    }
 }
 
 /// The worker's loop state, apart from sockets and channels.
@@ -395,13 +392,11 @@ impl SocketWorker {
                 write_buf: Vec::new(),
                 written: 0,
                 shared: SharedBodies::default(),
-                pipeline: VecDeque::new(),
-                next_seq: 0,
+                session: Session::new(),
+                awaiting: Vec::new(),
                 last_progress: Instant::now(),
-                closing: false,
                 peer_closed: false,
                 read_paused: false,
-                waiting_head: None,
             };
             let slot = state.slots.insert(connection);
             let registered = state.slots.get_mut(slot).map(|c| {
@@ -419,34 +414,54 @@ impl SocketWorker {
         true
     }
 
+    /// The bounds of a connection's session, with `header` the proxy address header.
+    fn session_limits<'h>(&self, header: &'h str) -> SessionLimits<'h> {
+        SessionLimits {
+            request: RequestLimits {
+                max_request_bytes: self.settings.max_request_bytes,
+                max_scrape_hashes: self.settings.max_scrape_torrents,
+                forwarded_header: (!self.settings.proxies.is_empty()).then_some(header),
+            },
+            max_pipelined: self.settings.max_pipelined_requests,
+            max_queued_bytes: self.settings.max_outgoing_bytes,
+        }
+    }
+
     /// Reads what the connection has and handles every whole request in it. Reading
-    /// stops early, until the answers are out, while the pipeline is full, the read
-    /// buffer holds a request head's worth, or answers are unsent: a client that sends
-    /// and never reads holds no more than that.
+    /// stops early, until the answers are out, while the session takes no request (a
+    /// full pipeline, or its byte bound reached), the read buffer holds a request
+    /// head's worth, or answers are unsent: a client that sends and never reads holds no
+    /// more than that.
     ///
     /// `may_be_closed`: see [`read_round`].
     fn read(&mut self, slot: usize, state: &mut State, may_be_closed: bool) {
-        let max_pipelined = self.settings.max_pipelined_requests;
+        let header = Arc::clone(&self.settings.address_header);
+        let limits = self.session_limits(&header);
         let max_request_bytes = self.settings.max_request_bytes;
         let failed = {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
-            if c.closing || c.peer_closed {
+            if !c.session.is_reading() || c.peer_closed {
                 c.read_paused = false;
                 false
             } else {
-                let pipeline_full = c.pipeline.len() >= max_pipelined;
                 let unsent = c.unsent();
+                let blocked = !c.session.wants_input(&limits, unsent) || unsent > 0;
                 let before = c.read_buf.len();
                 let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, |buf| {
-                    pipeline_full || unsent || buf.len() > max_request_bytes
+                    blocked || buf.len() > max_request_bytes
                 });
                 add(
                     &self.statistics.socket(self.index).bytes_received,
                     c.read_buf.len().saturating_sub(before) as u64,
                 );
-                c.peer_closed |= round.peer_closed;
+                if round.peer_closed {
+                    // Whole requests already read are still answered; half a one is
+                    // dropped.
+                    c.peer_closed = true;
+                    c.session.end_of_input();
+                }
                 c.read_paused = !round.drained;
                 round.failed
             }
@@ -455,54 +470,39 @@ impl SocketWorker {
             self.close(slot, state);
             return;
         }
-        self.parse_requests(slot, state);
+        self.handle_input(slot, &limits, state);
         self.write(slot, state);
         // Stopped only to parse, and there is room again: read on.
         if let Some(c) = state.slots.get_mut(slot)
             && c.read_paused
-            && !c.closing
-            && c.pipeline.len() < self.settings.max_pipelined_requests
-            && c.read_buf.len() <= self.settings.max_request_bytes
-            && !c.unsent()
+            && c.read_buf.len() <= max_request_bytes
+            && c.unsent() == 0
+            && c.session.wants_input(&limits, 0)
         {
             c.read_paused = false;
             state.resume.push(slot);
         }
     }
 
-    /// Handles the whole requests at the start of the connection's read buffer, as many
-    /// as the pipeline takes.
-    fn parse_requests(&mut self, slot: usize, state: &mut State) {
-        let header = Arc::clone(&self.settings.address_header);
-        let limits = RequestLimits {
-            max_request_bytes: self.settings.max_request_bytes,
-            max_scrape_hashes: self.settings.max_scrape_torrents,
-            forwarded_header: (!self.settings.proxies.is_empty()).then_some(&*header),
-        };
+    /// Hands the connection's read buffer to its session, one request at a time, and
+    /// handles each, as many as the session takes.
+    fn handle_input(&mut self, slot: usize, limits: &SessionLimits<'_>, state: &mut State) {
         loop {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
-            if c.closing || c.pipeline.len() >= self.settings.max_pipelined_requests {
-                return;
-            }
-            match parse_request(&c.read_buf, &limits) {
-                Ok(Parsed::Incomplete) => {
-                    if c.peer_closed && !c.read_buf.is_empty() {
-                        // Half a request and nothing more will come.
-                        c.read_buf.clear();
-                        c.closing = true;
+            let Received { consumed, event } = c.session.receive(&c.read_buf, limits, c.unsent());
+            c.read_buf.drain(..consumed.min(c.read_buf.len()));
+            match event {
+                Event::Incomplete | Event::NotReading => {
+                    if !c.session.is_reading() {
+                        // Nothing more is parsed: what is left is not for the tracker.
+                        c.read_buf = Vec::new();
                     }
                     return;
                 }
-                Ok(Parsed::Complete { request, len }) => {
-                    c.read_buf.drain(..len.min(c.read_buf.len()));
+                Event::Request { seq, request } => {
                     c.last_progress = Instant::now();
-                    let seq = c.next_seq;
-                    c.next_seq = c.next_seq.wrapping_add(1);
-                    if !request.keep_alive {
-                        c.closing = true;
-                    }
                     let peer_ip = c.peer_ip;
                     let conn = ConnRef {
                         slot: u32::try_from(slot).unwrap_or(u32::MAX),
@@ -511,30 +511,14 @@ impl SocketWorker {
                     };
                     self.handle_request(request, peer_ip, conn, state);
                 }
-                Err(error) => {
-                    add(&self.counters().bad_requests, 1);
-                    log::debug!("bad http request from {}: {error:?}", c.peer_ip);
-                    let mut answer = Vec::new();
-                    let body = format!("{}\n", error.reason());
-                    write_http_response(
-                        &mut answer,
-                        error.status(),
-                        error.reason(),
-                        "text/plain",
-                        false,
-                        body.as_bytes(),
-                    );
+                Event::Bad(error) => {
+                    // The session has queued the refusal; nothing more is parsed.
                     c.read_buf = Vec::new();
-                    c.closing = true;
-                    let seq = c.next_seq;
-                    c.next_seq = c.next_seq.wrapping_add(1);
-                    c.pipeline.push_back(Pending {
-                        seq,
-                        keep_alive: false,
-                        awaited: Awaited::Nothing,
-                        kind: Some(ResponseKind::Error),
-                        answer: Some(answer.into()),
-                    });
+                    let peer_ip = c.peer_ip;
+                    add(&self.counters().bad_requests, 1);
+                    self.counters()
+                        .response(ResponseKind::Error, Family::of(peer_ip));
+                    log::debug!("bad http request from {peer_ip}: {error:?}");
                     return;
                 }
             }
@@ -561,7 +545,7 @@ impl SocketWorker {
                     keep_alive,
                     page.as_bytes(),
                 );
-                self.ready(conn, keep_alive, None, answer, state);
+                self.ready(conn, None, answer.into(), state);
             }
             RequestKind::Failure(reason) => {
                 add(&self.counters().bad_requests, 1);
@@ -659,20 +643,12 @@ impl SocketWorker {
             numwant: self.settings.numwant.resolve(announce.numwant),
         };
         let shard = self.router.shard(&announce.info_hash);
-        let pending = Pending {
-            seq: conn.seq,
-            keep_alive,
-            awaited: Awaited::Announce {
-                compact: announce.compact,
-                no_peer_id: announce.no_peer_id,
-                external_ip: client_ip,
-            },
-            kind: Some(ResponseKind::Announce),
-            answer: None,
+        let awaited = Awaited::Announce {
+            compact: announce.compact,
+            no_peer_id: announce.no_peer_id,
+            external_ip: client_ip,
         };
-        if let Some(c) = get_current(&mut state.slots, conn) {
-            c.pipeline.push_back(pending);
-        }
+        await_answer(&mut state.slots, conn, keep_alive, awaited);
         self.push_request(
             shard,
             HttpRequest::Announce {
@@ -698,7 +674,7 @@ impl SocketWorker {
             ScrapeRoute::Nothing => {
                 let counts = vec![ScrapeCounts::default(); hashes.len()];
                 let answer = self.scrape_answer(&hashes, &counts, keep_alive, state);
-                self.ready(conn, keep_alive, Some(ResponseKind::Scrape), answer, state);
+                self.ready(conn, Some(ResponseKind::Scrape), answer.into(), state);
                 return;
             }
             ScrapeRoute::One { shard, part } => vec![(shard, part, None)],
@@ -720,15 +696,12 @@ impl SocketWorker {
                     .collect()
             }
         };
-        if let Some(c) = get_current(&mut state.slots, conn) {
-            c.pipeline.push_back(Pending {
-                seq: conn.seq,
-                keep_alive,
-                awaited: Awaited::Scrape { hashes },
-                kind: Some(ResponseKind::Scrape),
-                answer: None,
-            });
-        }
+        await_answer(
+            &mut state.slots,
+            conn,
+            keep_alive,
+            Awaited::Scrape { hashes },
+        );
         for (shard, part, pending_id) in parts {
             self.push_request(
                 shard,
@@ -745,22 +718,10 @@ impl SocketWorker {
     /// Answers a full scrape from the cache, or waits for the one in flight, or starts
     /// one: every request worker sends its busiest torrents.
     fn full_scrape(&mut self, conn: ConnRef, keep_alive: bool, state: &mut State) {
-        if let Some(c) = get_current(&mut state.slots, conn) {
-            c.pipeline.push_back(Pending {
-                seq: conn.seq,
-                keep_alive,
-                awaited: Awaited::FullScrape,
-                kind: Some(ResponseKind::Scrape),
-                answer: None,
-            });
-        }
+        await_answer(&mut state.slots, conn, keep_alive, Awaited::FullScrape);
         match state.full_scrape.ask(conn, Instant::now()) {
             // Written with the answers before it, once the request is parsed.
-            Ask::Cached { waiter, body } => {
-                if let Some(pending) = pending(&mut state.slots, waiter) {
-                    pending.answer = Some(full_scrape_answer(pending.keep_alive, &body));
-                }
-            }
+            Ask::Cached { waiter, body } => self.give_full_scrape(waiter, &body, state),
             Ask::Joined => {}
             Ask::Start { limit } => {
                 for shard in 0..state.outbox.num_shards() {
@@ -780,13 +741,22 @@ impl SocketWorker {
         }
     }
 
-    /// Gives `conn` the head of a full scrape's answer and a reference to its body.
+    /// Gives `conn` the head of a full scrape's answer and a reference to its body, and
+    /// writes what is ready.
     fn answer_full_scrape(&mut self, conn: ConnRef, body: &Arc<[u8]>, state: &mut State) {
-        let Some(pending) = pending(&mut state.slots, conn) else {
+        self.give_full_scrape(conn, body, state);
+        self.write(conn.slot as usize, state);
+    }
+
+    /// Gives `conn` the head of a full scrape's answer and a reference to its body.
+    fn give_full_scrape(&mut self, conn: ConnRef, body: &Arc<[u8]>, state: &mut State) {
+        let Some(awaiting) =
+            get_current(&mut state.slots, conn).and_then(|c| c.take_awaiting(conn.seq))
+        else {
             return;
         };
-        pending.answer = Some(full_scrape_answer(pending.keep_alive, body));
-        self.write(conn.slot as usize, state);
+        let answer = full_scrape_answer(awaiting.keep_alive, body);
+        self.ready(conn, Some(ResponseKind::Scrape), answer, state);
     }
 
     /// Answers with a bencoded `failure reason`, status 200 as clients expect.
@@ -794,27 +764,26 @@ impl SocketWorker {
         state.body.clear();
         write_failure_body(reason, &mut state.body);
         let answer = ok_answer(keep_alive, &state.body);
-        self.ready(conn, keep_alive, Some(ResponseKind::Error), answer, state);
+        self.ready(conn, Some(ResponseKind::Error), answer.into(), state);
     }
 
-    /// Queues an answer that is known at once, in its place in the pipeline; `kind` is
-    /// what it counts as when written.
+    /// Gives request `conn` its answer, which its session hands out in request order;
+    /// `kind` is what it counts as (`None`: the index page). An answer that replaces an
+    /// "overloaded" failure was counted as that failure.
     fn ready(
         &mut self,
         conn: ConnRef,
-        keep_alive: bool,
         kind: Option<ResponseKind>,
-        answer: Vec<u8>,
+        answer: Answer,
         state: &mut State,
     ) {
-        if let Some(c) = get_current(&mut state.slots, conn) {
-            c.pipeline.push_back(Pending {
-                seq: conn.seq,
-                keep_alive,
-                awaited: Awaited::Nothing,
-                kind,
-                answer: Some(answer.into()),
-            });
+        let Some(c) = get_current(&mut state.slots, conn) else {
+            return;
+        };
+        let answered = c.session.answer(conn.seq, answer);
+        if let (Answered::Queued, Some(kind)) = (answered, kind) {
+            let family = Family::of(c.peer_ip);
+            self.counters().response(kind, family);
         }
     }
 
@@ -845,51 +814,35 @@ impl SocketWorker {
     }
 
     /// Answers "overloaded" the requests of each connection whose head request has waited
-    /// past [`ANSWER_DEADLINE`]: its answer was lost, and those behind it, which could
-    /// only be written after it, get the same failure rather than wait for the idle
-    /// timeout. (An answer that comes after all replaces the failure if that is not
-    /// written yet.)
+    /// past [`ANSWER_DEADLINE`] (its session keeps the deadline): its answer was lost,
+    /// and those behind it, which could only be written after it, get the same failure
+    /// rather than wait for the idle timeout. (An answer that comes after all replaces
+    /// the failure if that is not written yet.) Counted where they were lost (a request
+    /// worker's dropped responses), and as error responses here.
     fn answer_lost(&mut self, now: Instant, state: &mut State) {
-        let mut lost = Vec::new();
+        let counters = self.statistics.socket(self.index);
         for (slot, c) in state.slots.iter_mut() {
-            let head = c
-                .pipeline
-                .iter()
-                .find(|p| p.answer.is_none())
-                .map(|p| p.seq);
-            let (waiting_head, expired) = head_deadline(head, c.waiting_head, now);
-            c.waiting_head = waiting_head;
-            if expired {
-                let unanswered = c.pipeline.iter().filter(|p| p.answer.is_none());
-                lost.extend(unanswered.map(|p| (slot, p.seq)));
+            let lost = c.session.expire(now, ANSWER_DEADLINE, ERR_OVERLOADED);
+            if lost > 0 {
+                let family = Family::of(c.peer_ip);
+                for _ in 0..lost {
+                    counters.response(ResponseKind::Error, family);
+                }
+                state.resume.push(slot);
             }
-        }
-        // Counted where they were lost (a request worker's dropped responses), and as
-        // error responses when written.
-        for (slot, seq) in lost {
-            let conn = ConnRef {
-                slot: u32::try_from(slot).unwrap_or(u32::MAX),
-                generation: state.slots.generation(slot),
-                seq,
-            };
-            self.answer_overloaded(conn, state);
         }
     }
 
-    /// Replaces the awaited answer of `conn` with an "overloaded" failure.
+    /// Gives `conn`, still unanswered, an "overloaded" failure.
     fn answer_overloaded(&mut self, conn: ConnRef, state: &mut State) {
-        let Some(pending) = pending(&mut state.slots, conn) else {
+        let Some(c) = get_current(&mut state.slots, conn) else {
             return;
         };
-        if pending.answer.is_some() {
-            return;
+        if c.session.overloaded(conn.seq, ERR_OVERLOADED) {
+            let family = Family::of(c.peer_ip);
+            self.counters().response(ResponseKind::Error, family);
+            state.resume.push(conn.slot as usize);
         }
-        pending.kind = Some(ResponseKind::Error);
-        let mut body = Vec::new();
-        write_failure_body(ERR_OVERLOADED, &mut body);
-        let answer = ok_answer(pending.keep_alive, &body);
-        pending.answer = Some(answer.into());
-        state.resume.push(conn.slot as usize);
     }
 
     fn take_responses(&mut self, state: &mut State) {
@@ -936,14 +889,16 @@ impl SocketWorker {
         batch: &HttpResponses,
         state: &mut State,
     ) {
-        let Some(pending) = pending(&mut state.slots, conn) else {
-            return;
-        };
-        let Awaited::Announce {
-            compact,
-            no_peer_id,
-            external_ip,
-        } = pending.awaited
+        let Some(Awaiting {
+            keep_alive,
+            awaited:
+                Awaited::Announce {
+                    compact,
+                    no_peer_id,
+                    external_ip,
+                },
+            ..
+        }) = get_current(&mut state.slots, conn).and_then(|c| c.take_awaiting(conn.seq))
         else {
             return;
         };
@@ -961,32 +916,22 @@ impl SocketWorker {
         };
         state.body.clear();
         response.write_body(&mut state.body);
-        let answer = ok_answer(pending.keep_alive, &state.body);
-        pending.answer = Some(answer.into());
+        let answer = ok_answer(keep_alive, &state.body);
+        self.ready(conn, Some(ResponseKind::Announce), answer.into(), state);
         self.write(conn.slot as usize, state);
     }
 
     fn answer_scrape(&mut self, conn: ConnRef, counts: &[ScrapeCounts], state: &mut State) {
-        let Some(c) = get_current(&mut state.slots, conn) else {
+        let Some(Awaiting {
+            keep_alive,
+            awaited: Awaited::Scrape { hashes },
+            ..
+        }) = get_current(&mut state.slots, conn).and_then(|c| c.take_awaiting(conn.seq))
+        else {
             return;
-        };
-        let Some(index) = c.pipeline.iter().position(|p| p.seq == conn.seq) else {
-            return;
-        };
-        let (hashes, keep_alive) = match c.pipeline.get_mut(index) {
-            Some(Pending {
-                awaited: Awaited::Scrape { hashes },
-                keep_alive,
-                ..
-            }) => (std::mem::take(hashes), *keep_alive),
-            _ => return,
         };
         let answer = self.scrape_answer(&hashes, counts, keep_alive, state);
-        if let Some(pending) =
-            get_current(&mut state.slots, conn).and_then(|c| c.pipeline.get_mut(index))
-        {
-            pending.answer = Some(answer.into());
-        }
+        self.ready(conn, Some(ResponseKind::Scrape), answer.into(), state);
         self.write(conn.slot as usize, state);
     }
 
@@ -1011,8 +956,9 @@ impl SocketWorker {
         ok_answer(keep_alive, &state.body)
     }
 
-    /// Moves the answers at the head of the pipeline into the write buffer, writes what
-    /// the socket takes, and closes the connection when it is done.
+    /// Moves the answers the session hands out (those at the head of the pipeline, in
+    /// request order) into the write buffer, writes what the socket takes, and closes
+    /// the connection when it is done.
     fn write(&mut self, slot: usize, state: &mut State) {
         let failed;
         let mut done = false;
@@ -1021,18 +967,12 @@ impl SocketWorker {
             let Some(c) = state.slots.get_mut(slot) else {
                 return;
             };
-            let had_unsent = c.unsent();
+            let had_unsent = c.unsent() > 0;
             let mut popped = 0usize;
             let counters = self.statistics.socket(self.index);
-            let family = Family::of(c.peer_ip);
-            while let Some(head) = c.pipeline.front_mut() {
-                let Some(answer) = head.answer.take() else {
-                    break;
-                };
-                if let Some(kind) = head.kind {
-                    counters.response(kind, family);
-                }
+            while let Some(output) = c.session.next_output() {
                 popped += 1;
+                let answer = output.answer;
                 if c.write_buf.is_empty() {
                     c.write_buf = answer.bytes;
                     c.written = 0;
@@ -1042,7 +982,12 @@ impl SocketWorker {
                 if let Some(body) = answer.shared {
                     c.shared.push(c.write_buf.len(), body);
                 }
-                c.pipeline.pop_front();
+            }
+            if popped > 0 {
+                // What an answer handed out (a real one, or the failure that stood for
+                // it) would have needed is needed no more.
+                let session = &c.session;
+                c.awaiting.retain(|a| session.keep_alive(a.seq).is_some());
             }
             let round =
                 write_round_shared(&mut c.stream, &c.write_buf, &mut c.written, &mut c.shared);
@@ -1060,11 +1005,10 @@ impl SocketWorker {
                 if c.read_buf.is_empty() {
                     c.read_buf = Vec::new();
                 }
-                if c.pipeline.is_empty() {
-                    c.pipeline = VecDeque::new();
+                if c.awaiting.is_empty() {
+                    c.awaiting = Vec::new();
                 }
-                let nothing_left = c.pipeline.is_empty();
-                if nothing_left && (c.closing || (c.peer_closed && c.read_buf.is_empty())) {
+                if c.session.is_finished() {
                     // Input still unread would turn the close into a reset that can
                     // destroy the last answer (a 400 or 431): linger unless the client
                     // has closed its side.
@@ -1073,9 +1017,11 @@ impl SocketWorker {
             }
             // Reading and parsing go on once answers have made room in the pipeline
             // (requests may wait in the read buffer), or once unsent answers, which held
-            // reading back, are out. Either is progress, so resuming cannot loop.
-            let all_out = !c.unsent();
-            if all_out && !c.closing && (popped > 0 || (had_unsent && c.read_paused)) {
+            // reading (and, past the byte bound, parsing) back, are out. Either is
+            // progress, so resuming cannot loop.
+            let all_out = c.unsent() == 0;
+            let held_back = c.read_paused || !c.read_buf.is_empty();
+            if all_out && c.session.is_reading() && (popped > 0 || (had_unsent && held_back)) {
                 resume = true;
             }
         }
@@ -1131,28 +1077,6 @@ impl SocketWorker {
     }
 }
 
-/// Housekeeping's look at a connection's first unanswered request `head` (its sequence
-/// number), given what it saw at earlier rounds (`seen`: that request and when it was
-/// first seen unanswered): what to remember now, and whether the answer is taken as
-/// lost (the same request unanswered for [`ANSWER_DEADLINE`]).
-fn head_deadline(
-    head: Option<u64>,
-    seen: Option<(u64, Instant)>,
-    now: Instant,
-) -> (Option<(u64, Instant)>, bool) {
-    match (head, seen) {
-        (None, _) => (None, false),
-        (Some(seq), Some((seen_seq, since))) if seq == seen_seq => {
-            if now.saturating_duration_since(since) < ANSWER_DEADLINE {
-                (Some((seq, since)), false)
-            } else {
-                (None, true)
-            }
-        }
-        (Some(seq), _) => (Some((seq, now)), false),
-    }
-}
-
 /// A 200 answer with a bencoded (or plain) `body`, ready to write.
 fn ok_answer(keep_alive: bool, body: &[u8]) -> Vec<u8> {
     let mut answer = Vec::with_capacity(body.len() + 128);
@@ -1178,37 +1102,4 @@ fn index_page(port: u16) -> String {
          Announce URL: http://<this host>:{port}/announce\n\
          Scrape URL:   http://<this host>:{port}/scrape\n"
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_head_request_unanswered_for_the_deadline_is_lost() {
-        let start = Instant::now();
-        let at = |secs: u64| start + Duration::from_secs(secs);
-        // Nothing waits: nothing is remembered.
-        assert_eq!(head_deadline(None, Some((3, start)), at(60)), (None, false));
-        // First seen unanswered: remembered from now.
-        assert_eq!(
-            head_deadline(Some(3), None, at(1)),
-            (Some((3, at(1))), false)
-        );
-        // Still the same request, under the deadline: kept, not lost.
-        assert_eq!(
-            head_deadline(Some(3), Some((3, at(1))), at(10)),
-            (Some((3, at(1))), false)
-        );
-        // The deadline reached: lost, and forgotten.
-        assert_eq!(
-            head_deadline(Some(3), Some((3, at(1))), at(11)),
-            (None, true)
-        );
-        // Another request at the head (the one before was answered): its own clock.
-        assert_eq!(
-            head_deadline(Some(4), Some((3, at(1))), at(30)),
-            (Some((4, at(30))), false)
-        );
-    }
 }
