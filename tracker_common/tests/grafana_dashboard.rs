@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tracker_common::history::History;
-use tracker_common::metrics::{self, Identity, MetricsServer, Protocol};
-use tracker_common::statistics::Statistics;
-use tracker_common::supervisor::ShutdownFlag;
+use tracker_common::observe::history::History;
+use tracker_common::observe::metrics::{self, Identity, MetricsServer};
+use tracker_common::observe::statistics::{Protocol, Statistics};
+use tracker_common::runtime::supervisor::ShutdownFlag;
 use tracker_common::testing::http_get;
 
 const DASHBOARD: &str = concat!(

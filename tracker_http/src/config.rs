@@ -4,15 +4,15 @@
 
 use std::net::SocketAddr;
 
-use tracker_common::access_list::AccessListConfig;
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
-use tracker_common::net::SocketOptions;
+use tracker_common::net::listen::SocketOptions;
+use tracker_common::net::tls::TlsConfig;
 use tracker_common::private::{AccountingConfig, PrivateConfig};
-use tracker_common::privileges::PrivilegeConfig;
-use tracker_common::tls::TlsConfig;
+use tracker_common::runtime::privileges::PrivilegeConfig;
+use tracker_common::swarm::access_list::AccessListConfig;
 
 use crate::proxy::TrustedProxies;
 use tracker_http_protocol::{max_announce_answer_bytes, max_scrape_answer_bytes};

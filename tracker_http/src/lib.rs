@@ -37,15 +37,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tracker_common::access_list::AccessListCache;
-use tracker_common::address_limit::AddressLimit;
 use tracker_common::config::TrackerConfig as _;
-use tracker_common::metrics::Protocol;
+use tracker_common::net::address_limit::AddressLimit;
+use tracker_common::net::tls::SharedServerConfig;
+use tracker_common::observe::statistics::{Protocol, ProtocolLine, Snapshot};
 use tracker_common::private::passkey::PrivateCheck;
-use tracker_common::server::{Core, TrackerHandle};
-use tracker_common::statistics::{ProtocolLine, Snapshot};
+use tracker_common::runtime::server::{Core, TrackerHandle};
 use tracker_common::swarm::NumWantPolicy;
-use tracker_common::tls::SharedServerConfig;
+use tracker_common::swarm::access_list::AccessListCache;
 
 pub use config::Config;
 
@@ -126,7 +125,7 @@ impl Tracker {
     /// A file could not be read, or the key does not fit the certificate.
     pub fn reload_tls(&self) -> anyhow::Result<()> {
         match &self.tls {
-            Some(shared) => tracker_common::tls::reload(shared, &self.config.tls),
+            Some(shared) => tracker_common::net::tls::reload(shared, &self.config.tls),
             None => Ok(()),
         }
     }
@@ -167,13 +166,16 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     config.validate()?;
     let proxies = config.proxy.trusted()?;
     let tls = if config.tls.enabled {
-        Some(tracker_common::tls::shared(&config.tls)?)
+        Some(tracker_common::net::tls::shared(&config.tls)?)
     } else {
         None
     };
-    tracker_common::net::ensure_open_files(config.http.max_connections, "http.max_connections")?;
+    tracker_common::net::listen::ensure_open_files(
+        config.http.max_connections,
+        "http.max_connections",
+    )?;
     let mut core = Core::new(&config.access_list, &config.workers, &config.swarm)?;
-    let (local_addr, listeners) = tracker_common::net::bind_tcp_listeners(
+    let (local_addr, listeners) = tracker_common::net::listen::bind_tcp_listeners(
         config.network.address,
         config.workers.socket_workers,
         &config.network.socket_options(),
@@ -181,15 +183,16 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     )?;
     // Everything that needs root is done: the listeners are bound, the access list and
     // the TLS certificates read. Drop privileges before any thread starts; glibc's
-    // setuid would change every thread anyway (see tracker_common::privileges::System).
-    tracker_common::privileges::drop_privileges(&config.privileges)?;
+    // setuid would change every thread anyway (see tracker_common::runtime::privileges::System).
+    tracker_common::runtime::privileges::drop_privileges(&config.privileges)?;
     // After dropping root: the accounting database is then the unprivileged user's.
     let private = core.start_private(
         &config.private,
         &config.accounting,
         u64::from(config.swarm.announce_interval_secs),
     )?;
-    let (polls, wakers) = tracker_common::server::make_polls(listeners.len(), WAKER_TOKEN)?;
+    let (polls, wakers) =
+        tracker_common::runtime::server::make_polls(listeners.len(), WAKER_TOKEN)?;
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, HttpHandler::default)?;
 
@@ -247,7 +250,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         let tls_config = config.tls.clone();
         core.spawn_signals(move || {
             if let Some(shared) = &tls {
-                match tracker_common::tls::reload(shared, &tls_config) {
+                match tracker_common::net::tls::reload(shared, &tls_config) {
                     Ok(()) => log::info!("tls certificates reloaded"),
                     Err(err) => {
                         log::error!("tls reload failed, keeping the old certificates: {err:#}");

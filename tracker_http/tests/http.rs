@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::*;
-use tracker_common::access_list::AccessListMode;
+use tracker_common::swarm::access_list::AccessListMode;
 use tracker_http_protocol::{AnnounceEvent, ParsedPeer, Passkey, PasskeyParam, TrackerResponse};
 
 fn loopback(port: u16) -> (IpAddr, u16) {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tracker_common::cli::run_app_with_args;
+use tracker_common::runtime::cli::run_app_with_args;
 
 const NAME: &str = "tracker_load_test";
 const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -265,8 +265,8 @@ fn info_hashes_are_printed_as_an_allow_list() {
     let list_path = dir.join("allow.txt");
     std::fs::write(&list_path, &out.stdout).unwrap();
     // shoal's own access list reader takes it, with every line a distinct hash.
-    let list = tracker_common::access_list::AccessList::load_file(
-        tracker_common::access_list::AccessListMode::Allow,
+    let list = tracker_common::swarm::access_list::AccessList::load_file(
+        tracker_common::swarm::access_list::AccessListMode::Allow,
         &list_path,
     )
     .unwrap();

@@ -2,14 +2,14 @@
 //!
 //! Print it with `tracker_udp -p`; the committed `config.example.toml` is that output.
 
-use tracker_common::access_list::AccessListConfig;
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
-use tracker_common::net::UdpNetworkConfig;
+use tracker_common::net::listen::UdpNetworkConfig;
 use tracker_common::private::{AccountingConfig, PrivateConfig};
-use tracker_common::privileges::PrivilegeConfig;
+use tracker_common::runtime::privileges::PrivilegeConfig;
+use tracker_common::swarm::access_list::AccessListConfig;
 use tracker_udp_protocol::MAX_ANNOUNCE_PEERS_IPV4;
 
 tracker_common::metrics_config_section!(9001);
@@ -271,7 +271,7 @@ mod tests {
         assert!(msg.starts_with("private.refresh_secs"), "{msg}");
 
         let mut c = Config::default();
-        c.access_list.mode = tracker_common::access_list::AccessListMode::Allow;
+        c.access_list.mode = tracker_common::swarm::access_list::AccessListMode::Allow;
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.starts_with("access_list.path"), "{msg}");
     }

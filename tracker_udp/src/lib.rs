@@ -47,13 +47,12 @@ mod workers;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tracker_common::access_list::AccessListCache;
 use tracker_common::config::TrackerConfig as _;
-use tracker_common::metrics::Protocol;
+use tracker_common::observe::statistics::{Protocol, ProtocolLine, RequestKind, Snapshot};
 use tracker_common::private::passkey::PrivateCheck;
-use tracker_common::server::{Core, TrackerHandle};
-use tracker_common::statistics::{ProtocolLine, RequestKind, Snapshot};
+use tracker_common::runtime::server::{Core, TrackerHandle};
 use tracker_common::swarm::NumWantPolicy;
+use tracker_common::swarm::access_list::AccessListCache;
 
 pub use config::Config;
 
@@ -146,9 +145,9 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let (local_addr, sockets) = bind_sockets(&config)?;
     // Everything that needs root is done: the sockets are bound, the access list read.
     // Drop privileges before any thread starts; glibc's setuid would change every thread
-    // anyway (see tracker_common::privileges::System).
-    tracker_common::privileges::drop_privileges(&config.privileges)?;
-    let (polls, wakers) = tracker_common::server::make_polls(sockets.len(), WAKER_TOKEN)?;
+    // anyway (see tracker_common::runtime::privileges::System).
+    tracker_common::runtime::privileges::drop_privileges(&config.privileges)?;
+    let (polls, wakers) = tracker_common::runtime::server::make_polls(sockets.len(), WAKER_TOKEN)?;
 
     // After dropping root (the database file belongs to the unprivileged user) and
     // before the request workers, which take their accounting from it.
@@ -241,7 +240,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
 /// Binds one socket per socket worker, all on the configured address and port; fails
 /// if another process serves that port.
 fn bind_sockets(config: &Config) -> anyhow::Result<(SocketAddr, Vec<mio::net::UdpSocket>)> {
-    let (local_addr, sockets) = tracker_common::net::bind_udp_sockets(
+    let (local_addr, sockets) = tracker_common::net::listen::bind_udp_sockets(
         config.network.address,
         config.workers.socket_workers,
         &config.network.socket_options(),

@@ -11,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::private::accounting::AccountInfo;
-use tracker_common::request_worker::{PeerBuffers, PeerRange, ResponseBatch};
-use tracker_common::scrape::ScrapePart;
+use tracker_common::runtime::request_worker::{PeerBuffers, PeerRange, ResponseBatch};
+use tracker_common::swarm::scrape::ScrapePart;
 use tracker_common::swarm::{AnnounceParams, ScrapeCounts};
 use tracker_common::types::ResponsePeer;
 use tracker_udp_protocol::{AnnounceResponseRef, Ip, TransactionId};

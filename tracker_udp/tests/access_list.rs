@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tracker_common::access_list::AccessListMode;
+use tracker_common::swarm::access_list::AccessListMode;
 use tracker_common::types::AnnounceEvent;
 use tracker_udp_protocol::Response;
 

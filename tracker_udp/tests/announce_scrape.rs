@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::*;
-use tracker_common::statistics::Snapshot;
+use tracker_common::observe::statistics::Snapshot;
 use tracker_common::types::AnnounceEvent;
 use tracker_udp_protocol::{ConnectionId, Request, Response, ScrapeRequest, TransactionId};
 

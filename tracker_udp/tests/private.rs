@@ -236,7 +236,7 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
     assert_eq!(stats.seeders + stats.leechers, 0, "{stats:?}");
     assert_eq!(stats.private.refused, [3, 2, 1]);
     assert_eq!(
-        stats.responses_of(tracker_common::statistics::ResponseKind::Error),
+        stats.responses_of(tracker_common::observe::statistics::ResponseKind::Error),
         6
     );
 

@@ -4,16 +4,16 @@
 
 use std::net::SocketAddr;
 
-use tracker_common::access_list::AccessListConfig;
-use tracker_common::channel::{BATCHES_PER_BYTE_CHANNEL, max_batch_bytes};
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
-use tracker_common::net::SocketOptions;
+use tracker_common::net::listen::SocketOptions;
+use tracker_common::net::tls::TlsConfig;
 use tracker_common::private::{AccountingConfig, PrivateConfig};
-use tracker_common::privileges::PrivilegeConfig;
-use tracker_common::tls::TlsConfig;
+use tracker_common::runtime::channel::{BATCHES_PER_BYTE_CHANNEL, max_batch_bytes};
+use tracker_common::runtime::privileges::PrivilegeConfig;
+use tracker_common::swarm::access_list::AccessListConfig;
 use tracker_ws_protocol::max_scrape_response_bytes;
 use tracker_ws_protocol::websocket::MAX_SERVER_FRAME_HEADER;
 

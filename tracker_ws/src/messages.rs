@@ -7,7 +7,7 @@
 //!
 //! # Weights
 //! Offers and answers run from a few bytes to a whole message, so the channels that
-//! carry these are bounded by bytes, not by count ([`tracker_common::channel`]): a
+//! carry these are bounded by bytes, not by count ([`tracker_common::runtime::channel`]): a
 //! message weighs its own size plus the heap bytes it holds (session descriptions,
 //! scrape lists). [`max_weight`] bounds what one request, and the responses one request
 //! makes for one socket worker, can weigh under the config's limits; the config is
@@ -17,8 +17,8 @@ use std::mem::size_of;
 
 use serde_json::value::RawValue;
 use tracker_common::private::accounting::AccountInfo;
-use tracker_common::request_worker::ResponseBatch;
-use tracker_common::scrape::ScrapePart;
+use tracker_common::runtime::request_worker::ResponseBatch;
+use tracker_common::swarm::scrape::ScrapePart;
 use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
 use tracker_common::swarm::{AnnounceCounts, ScrapeCounts};
 use tracker_common::types::{InfoHash, PeerId};
@@ -238,8 +238,8 @@ impl ResponseBatch for WsResponses {
 
 #[cfg(test)]
 mod tests {
-    use tracker_common::channel::{ChannelBound, bounded, max_batch_bytes};
-    use tracker_common::request_worker::{RequestBatch, RequestOutbox};
+    use tracker_common::runtime::channel::{ChannelBound, bounded, max_batch_bytes};
+    use tracker_common::runtime::request_worker::{RequestBatch, RequestOutbox};
     use tracker_common::types::AnnounceEvent;
 
     use super::*;

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
-use tracker_common::access_list::AccessListMode;
+use tracker_common::swarm::access_list::AccessListMode;
 use tracker_ws::config::OriginMode;
 use tracker_ws_protocol::{Action, AnnounceEvent, InMessage, ParsedOutMessage, ScrapeRequest};
 

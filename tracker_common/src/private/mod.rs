@@ -193,7 +193,7 @@ enum PasskeySource {
 }
 
 /// Private mode, started: the store opened, the passkeys and committed baselines
-/// loaded. [`crate::server::Core`] holds it until the request workers start.
+/// loaded. [`crate::runtime::server::Core`] holds it until the request workers start.
 pub struct PrivateRuntime {
     access: PrivateAccess,
     source: PasskeySource,
@@ -221,7 +221,7 @@ impl PrivateRuntime {
         private: &PrivateConfig,
         config: &AccountingConfig,
         announce_interval_secs: u64,
-        router: &crate::routing::ShardRouter,
+        router: &crate::swarm::routing::ShardRouter,
         stats: std::sync::Arc<stats::PrivateStatistics>,
     ) -> anyhow::Result<Self> {
         use anyhow::Context;
@@ -265,8 +265,8 @@ impl PrivateRuntime {
         let mut shards: Vec<_> = (0..router.num_shards())
             .map(|_| accounting::AccountingShard::new(rules, budget.clone()))
             .collect();
-        let since =
-            crate::statistics::unix_now_secs().saturating_sub(config.baseline_retention_secs);
+        let since = crate::observe::statistics::unix_now_secs()
+            .saturating_sub(config.baseline_retention_secs);
         let (mut restored, mut skipped) = (0u64, 0u64);
         {
             let set = passkeys.load();

@@ -32,12 +32,12 @@ use hashbrown::HashMap;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+use crate::observe::statistics::{RateLimitedWarning, unix_now_secs};
 use crate::private::accounting::{AccountAnnounce, AccountingShard, AnnounceOutcome, PeerCredit};
 use crate::private::passkey::Passkey;
 use crate::private::passkey::{PasskeySet, SharedPasskeys};
 use crate::private::stats::PrivateStatistics;
 use crate::private::store::{AccountingStore, Batch, BatchId, CommitOutcome, UserTorrentCredit};
-use crate::statistics::{RateLimitedWarning, unix_now_secs};
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
 use crate::types::InfoHash;
 

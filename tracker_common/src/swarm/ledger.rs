@@ -14,7 +14,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::routing::ShardRouter;
+use crate::swarm::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
 use crate::types::InfoHash;
 

@@ -9,7 +9,7 @@
 //! share the [`SwarmBudget`] type and [`SwarmLimits`].
 //!
 //! Each request worker owns one [`SwarmShard`] (the torrents that
-//! [`crate::routing::ShardRouter`] assigns to it), so the swarms themselves are not
+//! [`crate::swarm::routing::ShardRouter`] assigns to it), so the swarms themselves are not
 //! locked. What the shards share is one [`SwarmBudget`]: atomic counts of torrents and peers against the
 //! whole-tracker limits, touched only when a torrent or a peer is created or removed,
 //! never on a re-announce. The module is otherwise pure and deterministic: no sockets,
@@ -63,6 +63,24 @@
 //! emptied torrent, the archive, cleaning, scrapes, the busiest torrents) and the
 //! response pool and sampler of `peers`.
 //!
+//! # Beside the shards
+//! These modules are about the swarm without being a shard, and the purity above is not
+//! theirs (each states what it touches):
+//! - [`access_list`]: allow / deny lists of info hashes and the `[access_list]` section,
+//!   reloaded without locks on the hot path.
+//! - [`full_scrape`]: full scrapes (naming no torrent): gathered from every request worker,
+//!   merged, and one cached body shared by every answer.
+//! - [`routing`]: which request worker owns a torrent (a keyed hash, so that clients cannot
+//!   aim their torrents at one worker).
+//! - [`scrape`]: splitting a scrape over the request workers and merging the answers.
+//! - [`snapshot`]: the swarm saved to a file (periodically and at a clean shutdown) and
+//!   restored at start, in a checksummed format of its own.
+//!
+//! None of them starts a thread, holds a channel or opens a socket, and the shard
+//! modules import [`routing`] alone of them. The rest of the crate imports `swarm`; it
+//! imports nothing of the rest of the crate but the value types at the root and the
+//! `config_section!` macro.
+//!
 //! Nothing here panics on any input: the lints below forbid `unwrap`, `expect`, `panic!`
 //! and unchecked indexing in this module.
 
@@ -73,11 +91,16 @@
     clippy::indexing_slicing
 )]
 
+pub mod access_list;
 mod archive;
+pub mod full_scrape;
 mod ledger;
 mod peers;
+pub mod routing;
 mod rules;
 pub mod saved;
+pub mod scrape;
+pub mod snapshot;
 pub mod ws;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -87,7 +110,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hashbrown::{HashTable, hash_table};
 use rand::rngs::SmallRng;
 
-use crate::routing::ShardRouter;
+use crate::swarm::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
 

@@ -97,7 +97,7 @@ use indexmap::IndexMap;
 use indexmap::map::Slice;
 use rand::rngs::SmallRng;
 
-use crate::routing::ShardRouter;
+use crate::swarm::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
 

@@ -1,12 +1,12 @@
 //! The HTTP tracker's part of the request workers: what an announce or a scrape part
 //! means for the shard, and, in private mode, for the user's accounting. The loop is
-//! `tracker_common::request_worker`.
+//! `tracker_common::runtime::request_worker`.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use tracker_common::request_worker::{Announcer, RequestHandler, Swarm};
-use tracker_common::scrape::answer_part;
+use tracker_common::runtime::request_worker::{Announcer, RequestHandler, Swarm};
 use tracker_common::swarm::SwarmShard;
+use tracker_common::swarm::scrape::answer_part;
 use tracker_common::types::ResponsePeerWithId;
 
 use crate::messages::{HttpRequest, HttpResponse, HttpResponses};

@@ -107,7 +107,7 @@ pub fn run_burst(target: SocketAddr, count: u64, sources: usize) -> anyhow::Resu
 
     let mut rng = SmallRng::seed_from_u64(1);
     let snmp_before = rcvbuf_errors()?;
-    let port_before = tracker_common::net::udp_port_drops(target.port())?;
+    let port_before = tracker_common::net::listen::udp_port_drops(target.port())?;
     let mut buf = Vec::with_capacity(256);
     let mut sent = 0;
     for i in 0..count {
@@ -141,7 +141,8 @@ pub fn run_burst(target: SocketAddr, count: u64, sources: usize) -> anyhow::Resu
     Ok(BurstSummary {
         sent,
         answered: answered.load(Ordering::Relaxed),
-        port_drops: tracker_common::net::udp_port_drops(target.port())?.saturating_sub(port_before),
+        port_drops: tracker_common::net::listen::udp_port_drops(target.port())?
+            .saturating_sub(port_before),
         rcvbuf_errors: rcvbuf_errors()?.saturating_sub(snmp_before),
     })
 }

@@ -14,9 +14,9 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
-use tracker_common::net::UdpNetworkConfig as NetworkConfig;
-use tracker_common::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
-use tracker_common::udp_batch::{RecvBatch, SendBatch};
+use tracker_common::net::listen::UdpNetworkConfig as NetworkConfig;
+use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
+use tracker_common::runtime::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 
 const IO_BATCH: usize = 64;
 const CONNECTION_ID: [u8; 8] = *b"ceiling!";
@@ -193,7 +193,7 @@ pub fn run_ceiling(config: CeilingConfig) -> anyhow::Result<()> {
 
 fn start_inner(mut config: CeilingConfig, handle_signals: bool) -> anyhow::Result<Ceiling> {
     config.validate()?;
-    let (local_addr, sockets) = tracker_common::net::bind_udp_sockets(
+    let (local_addr, sockets) = tracker_common::net::listen::bind_udp_sockets(
         config.network.address,
         config.workers,
         &config.network.socket_options(),

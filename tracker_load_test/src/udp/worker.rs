@@ -12,8 +12,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
 use tracker_common::private::passkey::Passkey;
-use tracker_common::udp_batch::{RecvBatch, SendBatch};
 use tracker_udp_protocol::{
     AnnounceRequest, ConnectRequest, ConnectionId, Ip, Request, Response, ScrapeRequest,
     TransactionId,

@@ -1,11 +1,11 @@
 //! The UDP tracker's part of the request workers: what an announce or a scrape part
 //! means for the shard (and, in private mode, for the accounting of its torrents), and
 //! the responses they make. The loop itself (draining, batching, cleaning, gauges) is
-//! `tracker_common::request_worker`.
+//! `tracker_common::runtime::request_worker`.
 
-use tracker_common::request_worker::{Announcer, RequestHandler, Swarm};
-use tracker_common::scrape::answer_part;
+use tracker_common::runtime::request_worker::{Announcer, RequestHandler, Swarm};
 use tracker_common::swarm::SwarmShard;
+use tracker_common::swarm::scrape::answer_part;
 use tracker_common::types::ResponsePeer;
 
 use crate::messages::{AnnounceHeader, UdpRequest, UdpResponse, UdpResponses};

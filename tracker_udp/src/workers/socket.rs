@@ -22,21 +22,21 @@ use crossbeam_channel::TryRecvError;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use tracker_common::access_list::AccessListCache;
 use tracker_common::addr::CanonicalSocketAddr;
-use tracker_common::channel::{WeightedReceiver, WeightedSender};
-use tracker_common::private::accounting::AccountInfo;
-use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
-use tracker_common::request_worker::{RequestBatch, RequestOutbox};
-use tracker_common::routing::ShardRouter;
-use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
-use tracker_common::statistics::{
+use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
+use tracker_common::observe::statistics::{
     Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
 };
-use tracker_common::supervisor::ShutdownFlag;
+use tracker_common::private::accounting::AccountInfo;
+use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
+use tracker_common::runtime::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::runtime::request_worker::{RequestBatch, RequestOutbox};
+use tracker_common::runtime::supervisor::ShutdownFlag;
+use tracker_common::swarm::access_list::AccessListCache;
+use tracker_common::swarm::routing::ShardRouter;
+use tracker_common::swarm::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
 use tracker_common::swarm::{AnnounceParams, NumWantPolicy, ScrapeCounts};
 use tracker_common::time::{SecondsSinceServerStart, ServerStartInstant};
-use tracker_common::udp_batch::{RecvBatch, SendBatch};
 use tracker_udp_protocol::{
     AnnounceRequest, ConnectResponse, ErrorResponse, Request, RequestParseError, Response,
     ScrapeRequest, ScrapeResponse, TorrentScrapeStatistics, TransactionId,
@@ -45,7 +45,7 @@ use tracker_udp_protocol::{
 use crate::connection_id::ConnectionValidator;
 use crate::messages::{AnnounceHeader, UdpRequest, UdpResponse, UdpResponses};
 use crate::workers::max_peers_in_datagram;
-use tracker_common::request_worker::PeerRange;
+use tracker_common::runtime::request_worker::PeerRange;
 
 /// Token of the UDP socket in the worker's poll.
 pub(crate) const SOCKET_TOKEN: Token = Token(0);

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tracker_common::statistics::Snapshot;
+use tracker_common::observe::statistics::Snapshot;
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_udp::{Config, Tracker};
 use tracker_udp_protocol::{
@@ -275,7 +275,7 @@ pub fn assert_first_reply_is_connect(
 
 /// Datagrams the kernel dropped on the UDP sockets bound to `port`.
 pub fn kernel_drops(port: u16) -> u64 {
-    tracker_common::net::udp_port_drops(port).expect("read /proc/net/udp")
+    tracker_common::net::listen::udp_port_drops(port).expect("read /proc/net/udp")
 }
 
 /// Waits until the tracker's statistics equal `expected` (some counters are bumped

@@ -1,7 +1,7 @@
 //! The WebSocket tracker's part of the request workers: announces, the relay of offers
-//! and answers, departures and scrapes. The loop is `tracker_common::request_worker`.
+//! and answers, departures and scrapes. The loop is `tracker_common::runtime::request_worker`.
 
-use tracker_common::request_worker::{RequestHandler, Swarm};
+use tracker_common::runtime::request_worker::{RequestHandler, Swarm};
 use tracker_common::swarm::ws::{ConnectionRef, WsSwarmShard};
 use tracker_common::types::PeerId;
 

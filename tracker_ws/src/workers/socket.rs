@@ -53,26 +53,26 @@ use crossbeam_channel::TryRecvError;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use tracker_common::access_list::AccessListCache;
-use tracker_common::address_limit::{AddressLimit, AddressPermit};
-use tracker_common::channel::{WeightedReceiver, WeightedSender};
-use tracker_common::full_scrape::{Ask, FullScrapeSettings, FullScrapes, ScrapeFile};
-use tracker_common::private::accounting::AccountInfo;
-use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
-use tracker_common::ready::ReadyQueue;
-use tracker_common::request_worker::{RequestBatch, RequestOutbox};
-use tracker_common::routing::ShardRouter;
-use tracker_common::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
-use tracker_common::shared_bytes::{SharedBodies, write_round_shared};
-use tracker_common::slots::Slots;
-use tracker_common::statistics::{
+use tracker_common::net::address_limit::{AddressLimit, AddressPermit};
+use tracker_common::net::ready::ReadyQueue;
+use tracker_common::net::shared_bytes::{SharedBodies, write_round_shared};
+use tracker_common::net::slots::Slots;
+use tracker_common::net::tls::SharedServerConfig;
+use tracker_common::net::transport::{Accepted, Linger, Transport, accept_one, linger, read_round};
+use tracker_common::observe::statistics::{
     Family, RateLimitedWarning, RequestKind, ResponseKind, SocketCounters, Statistics, add,
 };
-use tracker_common::supervisor::ShutdownFlag;
+use tracker_common::private::accounting::AccountInfo;
+use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
+use tracker_common::runtime::channel::{WeightedReceiver, WeightedSender};
+use tracker_common::runtime::request_worker::{RequestBatch, RequestOutbox};
+use tracker_common::runtime::supervisor::ShutdownFlag;
+use tracker_common::swarm::access_list::AccessListCache;
+use tracker_common::swarm::full_scrape::{Ask, FullScrapeSettings, FullScrapes, ScrapeFile};
+use tracker_common::swarm::routing::ShardRouter;
+use tracker_common::swarm::scrape::{PendingScrapes, ScrapeRoute, route_scrape};
 use tracker_common::swarm::ws::{ConnectionRef, WsAnnounceParams};
 use tracker_common::swarm::{NumWantPolicy, ScrapeCounts};
-use tracker_common::tls::SharedServerConfig;
-use tracker_common::transport::{Accepted, Linger, Transport, accept_one, linger, read_round};
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_ws_protocol::{
     Action, AnnounceRequest, InMessage, Limits, OutMessage, ScrapeRequest, parse_in_text,

@@ -14,7 +14,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::private::stats::{PrivateSnapshot, PrivateStatistics};
 
-use crate::supervisor::ShutdownFlag;
+use crate::runtime::supervisor::ShutdownFlag;
 
 /// Adds `n` to a counter that only the calling thread writes.
 #[inline]
@@ -116,6 +116,55 @@ impl ResponseKind {
             ResponseKind::Scrape => "scrape",
             ResponseKind::Error => "error",
         }
+    }
+}
+
+/// Which tracker the figures are of: it names the `protocol` label and decides which
+/// series apply (connects are UDP's, connections TCP's, relays WebSocket's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// The UDP tracker.
+    Udp,
+    /// The HTTP tracker.
+    Http,
+    /// The WebSocket tracker.
+    Ws,
+}
+
+impl Protocol {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Http => "http",
+            Protocol::Ws => "ws",
+        }
+    }
+
+    pub(crate) fn request_kinds(self) -> &'static [RequestKind] {
+        match self {
+            Protocol::Udp => &RequestKind::ALL,
+            Protocol::Http | Protocol::Ws => &[RequestKind::Announce, RequestKind::Scrape],
+        }
+    }
+
+    pub(crate) fn response_kinds(self) -> &'static [ResponseKind] {
+        match self {
+            Protocol::Udp => &ResponseKind::ALL,
+            Protocol::Http | Protocol::Ws => &[
+                ResponseKind::Announce,
+                ResponseKind::Scrape,
+                ResponseKind::Error,
+            ],
+        }
+    }
+
+    pub(crate) fn has_connections(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Ws)
+    }
+
+    pub(crate) fn relays(self) -> bool {
+        self == Protocol::Ws
     }
 }
 

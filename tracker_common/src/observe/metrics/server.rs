@@ -30,10 +30,10 @@ use anyhow::Context;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::history::History;
-use crate::metrics::{ASSETS, Identity, encode_prometheus, health, to_json};
-use crate::statistics::{RateLimitedWarning, Statistics};
-use crate::supervisor::{EndedThreads, ShutdownFlag};
+use crate::observe::history::History;
+use crate::observe::metrics::{ASSETS, Identity, encode_prometheus, health, to_json};
+use crate::observe::statistics::{RateLimitedWarning, Statistics};
+use crate::runtime::supervisor::{EndedThreads, ShutdownFlag};
 
 /// Longest time one request may take, from accept to the last byte of its answer
 /// written: what [`Limits::default`] uses.
@@ -174,7 +174,7 @@ impl MetricsServer {
     }
 
     /// The same server, whose `/health` reports the threads that `ended` records (the
-    /// supervisor's, see [`crate::supervisor::Supervisor::ended_threads`]).
+    /// supervisor's, see [`crate::runtime::supervisor::Supervisor::ended_threads`]).
     pub fn with_ended_threads(mut self, ended: EndedThreads) -> Self {
         self.ended = ended;
         self
@@ -481,9 +481,8 @@ mod tests {
     use std::thread::JoinHandle;
 
     use super::*;
-    use crate::metrics::Protocol;
-    use crate::statistics::{Family, RequestKind};
-    use crate::supervisor::Supervisor;
+    use crate::observe::statistics::{Family, Protocol, RequestKind};
+    use crate::runtime::supervisor::Supervisor;
     use crate::testing::http_get;
 
     /// A server on an ephemeral port, in a thread of its own.

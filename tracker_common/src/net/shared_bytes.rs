@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::transport::{Transport, WriteRound, write_round};
+use crate::net::transport::{Transport, WriteRound, write_round};
 
 #[derive(Debug)]
 struct Queued {

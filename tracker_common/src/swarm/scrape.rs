@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
-use crate::routing::ShardRouter;
 use crate::swarm::ScrapeCounts;
+use crate::swarm::routing::ShardRouter;
 use crate::types::InfoHash;
 
 /// Info hashes of one scrape that one request worker owns, each with its position in the

@@ -12,7 +12,7 @@
 //!
 //! At start, before any request worker runs, the file is read whole and checked (its
 //! checksum, then every record's shape), and the tracker takes over its routing key (see
-//! [`crate::routing`]): the archive is keyed by the router's fingerprints of the info
+//! [`crate::swarm::routing`]): the archive is keyed by the router's fingerprints of the info
 //! hashes, so they must mean the same after the restart. Each torrent then goes to the
 //! shard that owns it now (`ShardRouter::shard`), each archived count to the shard of
 //! its fingerprint, whatever the number of workers was when it was saved. Peers whose
@@ -596,7 +596,7 @@ mod tests {
     use rand::rngs::SmallRng;
 
     use super::*;
-    use crate::routing::ShardRouter;
+    use crate::swarm::routing::ShardRouter;
     use crate::swarm::{AnnounceParams, SwarmBudget, SwarmLimits, SwarmShard};
     use crate::time::SecondsSinceServerStart;
     use crate::types::{AnnounceEvent, ResponsePeer};

@@ -5,7 +5,7 @@
 //! `max_torrents` of all the parts, sorted by info hash, and writes the answer's body
 //! once with the protocol's writer (HTTP a bencoded dictionary, WebSocket a JSON
 //! message). The body is an `Arc<[u8]>`: every answer for the cache period references
-//! it, and no connection holds a copy (see [`crate::shared_bytes`] for how connections
+//! it, and no connection holds a copy (see [`crate::net::shared_bytes`] for how connections
 //! write it). However many clients ask, it costs one walk over the torrents per cache
 //! period and socket worker.
 //!

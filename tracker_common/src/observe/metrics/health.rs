@@ -18,11 +18,11 @@
 //!
 //! A pure function of what it is given: no I/O, no clock.
 //!
-//! [`EndedThreads`]: crate::supervisor::EndedThreads
+//! [`EndedThreads`]: crate::runtime::supervisor::EndedThreads
 
 use serde_json::json;
 
-use crate::metrics::Identity;
+use crate::observe::metrics::Identity;
 use crate::private::stats::PrivateSnapshot;
 
 /// The answer to `/health`.
@@ -37,7 +37,7 @@ pub struct Health {
 
 /// The tracker's health from its private-mode figures (all zero when private mode is
 /// off) and the first thread that ended, if one has (see
-/// [`EndedThreads::first`](crate::supervisor::EndedThreads::first)).
+/// [`EndedThreads::first`](crate::runtime::supervisor::EndedThreads::first)).
 pub fn check(private: &PrivateSnapshot, id: &Identity, ended_thread: Option<&str>) -> Health {
     let mut problems = Vec::new();
     if let Some(name) = ended_thread {
@@ -79,7 +79,7 @@ pub fn check(private: &PrivateSnapshot, id: &Identity, ended_thread: Option<&str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Protocol;
+    use crate::observe::statistics::Protocol;
 
     fn id() -> Identity {
         Identity {

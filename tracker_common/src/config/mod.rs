@@ -17,8 +17,8 @@ use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::access_list::AccessListMode;
 use crate::config::env::EnvOverrides;
+use crate::swarm::access_list::AccessListMode;
 
 /// Gives the doc comment of a config field, so that `-p` can print it above the key.
 ///
@@ -173,10 +173,10 @@ impl WorkerConfig {
     /// # Errors
     /// A message naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.channel_capacity_requests < crate::channel::MAX_BATCH_LEN {
+        if self.channel_capacity_requests < crate::runtime::channel::MAX_BATCH_LEN {
             anyhow::bail!(
                 "workers.channel_capacity_requests: must be at least {} (the largest batch)",
-                crate::channel::MAX_BATCH_LEN
+                crate::runtime::channel::MAX_BATCH_LEN
             );
         }
         if self.socket_workers > 1024 || self.request_workers > 1024 {

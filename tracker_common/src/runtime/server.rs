@@ -5,8 +5,8 @@
 //! A tracker starts in a few named steps:
 //! 1. [`Core::new`] loads the access list and the swarm snapshot, if any, and makes the
 //!    statistics and the shard router (with the snapshot's key);
-//! 2. the tracker binds its sockets (see [`crate::net`]), drops root if its config says
-//!    so (see [`crate::privileges`]), and makes one waker per socket worker; in
+//! 2. the tracker binds its sockets (see [`crate::net::listen`]), drops root if its config says
+//!    so (see [`crate::runtime::privileges`]), and makes one waker per socket worker; in
 //!    private mode it then calls [`Core::start_private`], which opens the accounting
 //!    database as the unprivileged user and loads the passkeys and committed baselines;
 //! 3. [`Core::spawn_request_workers`] restores the snapshot into the shards, starts the
@@ -25,23 +25,27 @@ use anyhow::Context;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use crate::access_list::{self, AccessList, AccessListConfig, AccessListMode, SharedAccessList};
-use crate::channel::{ChannelBound, WeightedReceiver, WeightedSender, bounded};
 use crate::config::{SwarmConfig, WorkerConfig};
-use crate::history::History;
-use crate::metrics::{Identity, MetricsServer, Protocol};
+use crate::observe::history::History;
+use crate::observe::metrics::{Identity, MetricsServer};
+use crate::observe::statistics::{
+    Protocol, ProtocolLine, Snapshot, Statistics, run_statistics_logger, unix_now_secs,
+};
 use crate::private::writer::FINAL_COMMIT_DEADLINE;
 use crate::private::{AccountingConfig, PrivateAccess, PrivateConfig, PrivateRuntime};
-use crate::request_worker::{
+use crate::runtime::channel::{ChannelBound, WeightedReceiver, WeightedSender, bounded};
+use crate::runtime::request_worker::{
     CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, SnapshotDuty,
     Swarm, WakeFn,
 };
-use crate::routing::ShardRouter;
-use crate::snapshot::{self, LoadSink, SnapshotFile, SnapshotPart};
-use crate::statistics::{ProtocolLine, Snapshot, Statistics, run_statistics_logger, unix_now_secs};
-use crate::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
+use crate::runtime::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use crate::swarm::SwarmBudget;
+use crate::swarm::access_list::{
+    self, AccessList, AccessListConfig, AccessListMode, SharedAccessList,
+};
+use crate::swarm::routing::ShardRouter;
 use crate::swarm::saved::SavedTorrent;
+use crate::swarm::snapshot::{self, LoadSink, SnapshotFile, SnapshotPart};
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
 
 /// How long a stopping tracker waits for its threads.
@@ -98,7 +102,7 @@ pub struct Channels<H: RequestHandler> {
 impl Core {
     /// Loads the access list (a bad file is an error naming it and the line) and the
     /// swarm snapshot of `swarm.snapshot_path` (a missing or unusable one starts an empty
-    /// swarm, see [`crate::snapshot`]), and makes the shared state for `workers` (already
+    /// swarm, see [`crate::swarm::snapshot`]), and makes the shared state for `workers` (already
     /// resolved).
     ///
     /// # Errors
@@ -370,7 +374,7 @@ impl Core {
         let Some(address) = address else {
             return Ok(None);
         };
-        let (listener, local) = crate::metrics::bind(address)?;
+        let (listener, local) = crate::observe::metrics::bind(address)?;
         let server = MetricsServer::new(
             listener,
             self.statistics.clone(),

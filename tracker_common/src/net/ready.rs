@@ -12,7 +12,7 @@
 //!   come between any two turns of the same connection.
 //!
 //! What one connection gets in its part of a turn is the caller's bound (one read of at
-//! most [`crate::transport::READ_CHUNK`] bytes, say); this module bounds how often.
+//! most [`crate::net::transport::READ_CHUNK`] bytes, say); this module bounds how often.
 
 #![deny(
     clippy::unwrap_used,

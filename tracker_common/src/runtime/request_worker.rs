@@ -6,7 +6,7 @@
 //! socket worker, cleans the shard on schedule and publishes its gauges. Nothing else
 //! touches the shard, so nothing is locked.
 //!
-//! Channels are bounded by requests or bytes ([`crate::channel`]); a full channel drops
+//! Channels are bounded by requests or bytes ([`crate::runtime::channel`]); a full channel drops
 //! the batch, counts it and logs a rate-limited warning. Responses are flushed after at
 //! most [`MAX_BATCHES_PER_FLUSH`] batches, or as soon as one socket worker's batch reaches
 //! [`MAX_BATCH_LEN`] or its channel's largest batch weight, so that no batch is larger
@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use rand::rngs::SmallRng;
 
-use crate::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
+use crate::observe::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
 use crate::private::accounting::AccountInfo;
 use crate::private::writer::AccountingDuty;
-use crate::routing::ShardRouter;
-use crate::snapshot::SnapshotPart;
-use crate::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
-use crate::supervisor::ShutdownFlag;
+use crate::runtime::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
+use crate::runtime::supervisor::ShutdownFlag;
+use crate::swarm::routing::ShardRouter;
 use crate::swarm::saved::{SaveSink, SavedTorrent};
+use crate::swarm::snapshot::SnapshotPart;
 use crate::swarm::ws::WsSwarmShard;
 use crate::swarm::{
     AnnounceCounts, AnnounceParams, CleanStats, SwarmBudget, SwarmLimits, SwarmShard,
@@ -65,7 +65,7 @@ pub trait ResponseBatch: Send + Default + 'static {
     fn len(&self) -> usize;
 
     /// The batch's weight in its channel: its length, unless the tracker's channels are
-    /// bounded by bytes (see [`crate::channel::ChannelBound`]). Called after every
+    /// bounded by bytes (see [`crate::runtime::channel::ChannelBound`]). Called after every
     /// request handled: keep a running total rather than summing.
     fn weight(&self) -> usize {
         self.len()
@@ -88,7 +88,7 @@ pub trait ResponseBatch: Send + Default + 'static {
 pub trait Shard: Send + 'static {
     /// An empty shard, one of `router`'s, taking torrents and peers from `budget`.
     fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, router: &ShardRouter) -> Self;
-    /// Hands what a snapshot keeps of the shard to `sink` (see [`crate::snapshot`]).
+    /// Hands what a snapshot keeps of the shard to `sink` (see [`crate::swarm::snapshot`]).
     fn save(&self, now: SecondsSinceServerStart, max_peer_age_secs: u32, sink: &mut dyn SaveSink);
     /// Restores a saved torrent within the limits; returns the peers stored.
     fn restore_torrent(
@@ -501,7 +501,7 @@ pub struct CleaningSchedule {
 }
 
 /// When a request worker hands over its shard's snapshot, and where to
-/// ([`crate::snapshot`]).
+/// ([`crate::swarm::snapshot`]).
 pub struct SnapshotDuty {
     /// Time between periodic parts; `None` for a part at shutdown only.
     pub interval: Option<Duration>,
@@ -733,7 +733,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::channel::{WeightedSender, weighted};
+    use crate::runtime::channel::{WeightedSender, weighted};
     use crate::swarm::{AnnounceParams, SwarmBudget, SwarmLimits};
     use crate::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
 
@@ -931,8 +931,9 @@ mod tests {
     /// batch's bytes, exactly.
     #[test]
     fn a_weighed_outbox_keeps_batches_within_the_largest_weight() {
-        let (sender, receiver) =
-            crate::channel::bounded::<RequestBatch<u32>>(crate::channel::ChannelBound::Bytes(400));
+        let (sender, receiver) = crate::runtime::channel::bounded::<RequestBatch<u32>>(
+            crate::runtime::channel::ChannelBound::Bytes(400),
+        );
         assert_eq!(sender.max_batch_weight(), 100);
         let mut outbox = RequestOutbox::weighed(0, vec![sender.clone()], |r: &u32| *r as usize);
         assert!(outbox.push(0, 60).is_empty());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::address_limit::{AddressLimit, AddressPermit};
+use crate::net::address_limit::{AddressLimit, AddressPermit};
 
 /// Plain text rustls buffers per connection before it takes no more.
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
@@ -424,8 +424,8 @@ pub fn accept_one(
     open: &std::sync::atomic::AtomicUsize,
     max_connections: usize,
     per_address: &Arc<AddressLimit>,
-    tls: Option<&crate::tls::SharedServerConfig>,
-    warning: &mut crate::statistics::RateLimitedWarning,
+    tls: Option<&crate::net::tls::SharedServerConfig>,
+    warning: &mut crate::observe::statistics::RateLimitedWarning,
 ) -> Accepted {
     use std::sync::atomic::Ordering;
     let (stream, addr) = loop {

@@ -17,7 +17,7 @@
 //!   scrape. It is for a scraper on a trusted network, not for the public: its address
 //!   defaults to loopback.
 //!
-//! [`Statistics::snapshot`]: crate::statistics::Statistics::snapshot
+//! [`Statistics::snapshot`]: crate::observe::statistics::Statistics::snapshot
 
 pub mod health;
 pub mod server;
@@ -36,10 +36,10 @@ pub use server::{
 };
 
 #[cfg(doc)]
-use crate::history::History;
+use crate::observe::history::History;
+use crate::observe::statistics::{Family, Protocol, Snapshot};
 use crate::private::passkey::Refusal;
 use crate::private::stats::PrivateSnapshot;
-use crate::statistics::{Family, RequestKind, ResponseKind, Snapshot};
 
 /// The page and what it loads, built into the binary: path, content type, body. uPlot's
 /// files are vendored from npm (see `assets/README.md`).
@@ -47,22 +47,22 @@ pub(crate) const ASSETS: [(&str, &str, &[u8]); 4] = [
     (
         "/",
         "text/html; charset=utf-8",
-        include_bytes!("../assets/index.html"),
+        include_bytes!("../../assets/index.html"),
     ),
     (
         "/page.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../assets/page.js"),
+        include_bytes!("../../assets/page.js"),
     ),
     (
         "/uplot.min.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../assets/uplot.min.js"),
+        include_bytes!("../../assets/uplot.min.js"),
     ),
     (
         "/uplot.min.css",
         "text/css; charset=utf-8",
-        include_bytes!("../assets/uplot.min.css"),
+        include_bytes!("../../assets/uplot.min.css"),
     ),
 ];
 
@@ -122,55 +122,6 @@ macro_rules! metrics_config_section {
             }
         }
     };
-}
-
-/// Which tracker the figures are of: it names the `protocol` label and decides which
-/// series apply (connects are UDP's, connections TCP's, relays WebSocket's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// The UDP tracker.
-    Udp,
-    /// The HTTP tracker.
-    Http,
-    /// The WebSocket tracker.
-    Ws,
-}
-
-impl Protocol {
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Protocol::Udp => "udp",
-            Protocol::Http => "http",
-            Protocol::Ws => "ws",
-        }
-    }
-
-    pub(crate) fn request_kinds(self) -> &'static [RequestKind] {
-        match self {
-            Protocol::Udp => &RequestKind::ALL,
-            Protocol::Http | Protocol::Ws => &[RequestKind::Announce, RequestKind::Scrape],
-        }
-    }
-
-    fn response_kinds(self) -> &'static [ResponseKind] {
-        match self {
-            Protocol::Udp => &ResponseKind::ALL,
-            Protocol::Http | Protocol::Ws => &[
-                ResponseKind::Announce,
-                ResponseKind::Scrape,
-                ResponseKind::Error,
-            ],
-        }
-    }
-
-    fn has_connections(self) -> bool {
-        matches!(self, Protocol::Http | Protocol::Ws)
-    }
-
-    fn relays(self) -> bool {
-        self == Protocol::Ws
-    }
 }
 
 /// What the figures are of, fixed at start.

@@ -15,8 +15,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::metrics::Protocol;
-use crate::statistics::{RequestKind, Snapshot};
+use crate::observe::statistics::{Protocol, RequestKind, Snapshot};
 
 /// How far back the history reaches.
 pub const SPAN: Duration = Duration::from_secs(3600);
