@@ -132,10 +132,17 @@ impl<T> WeightedSender<T> {
     /// # Errors
     /// The message comes back when the channel is full or the receiver is gone.
     pub fn try_send(&self, message: T, weight: usize) -> Result<(), TrySendError<T>> {
-        // Reserve first, so that two senders cannot both see room for one message only.
-        let before = self.queued.fetch_add(weight, Ordering::AcqRel);
-        if before.saturating_add(weight) > self.capacity {
-            self.queued.fetch_sub(weight, Ordering::AcqRel);
+        // Reserve first, so that two senders cannot both see room for one message only;
+        // and only if there is room, so that the count never passes the capacity, not
+        // even for a moment (a reader of `queued` sees the bound hold).
+        let reserved = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued
+                    .checked_add(weight)
+                    .filter(|after| *after <= self.capacity)
+            });
+        if reserved.is_err() {
             return Err(TrySendError::Full(message));
         }
         self.inner.send((message, weight)).map_err(|err| {
