@@ -144,9 +144,13 @@ def hostile(kind, port, stop):
             requests = b"GET / HTTP/1.1\r\nHost: tracker.test\r\n\r\n" * 256
             s.setblocking(False)
             buf = bytearray(1 << 16)
+            # A send may take part of the buffer: the rest goes first next time, so
+            # that the stream stays whole requests.
+            pending = memoryview(requests)
             while not stop.is_set() and time.monotonic() - started < 60:
                 try:
-                    s.send(requests)
+                    sent = s.send(pending)
+                    pending = pending[sent:] if sent < len(pending) else memoryview(requests)
                 except BlockingIOError:
                     pass
                 try:

@@ -140,6 +140,9 @@ pub(crate) enum WsResponse {
     AnswerTaken {
         /// The answering connection's id.
         connection: u64,
+        /// How many of its answers (those handled one after another are counted in one
+        /// message, so that a connection streaming answers costs one message a batch).
+        count: u32,
     },
 }
 

@@ -89,9 +89,18 @@ impl RequestHandler for WsHandler {
                     });
                 }
                 if let Some(batch) = out.get_mut(from) {
-                    batch.push(WsResponse::AnswerTaken {
-                        connection: connection.connection,
-                    });
+                    match batch.0.last_mut() {
+                        Some(WsResponse::AnswerTaken {
+                            connection: last,
+                            count,
+                        }) if *last == connection.connection && *count < u32::MAX => {
+                            *count += 1;
+                        }
+                        _ => batch.push(WsResponse::AnswerTaken {
+                            connection: connection.connection,
+                            count: 1,
+                        }),
+                    }
                 }
             }
             WsRequest::Leave {

@@ -1159,8 +1159,10 @@ impl SocketWorker {
                 }
             }
             WsResponse::FullScrape { files } => self.full_scrape_part(&files, state),
-            WsResponse::AnswerTaken { connection } => {
-                self.reply_came_to(connection, Awaited::Answer, state);
+            WsResponse::AnswerTaken { connection, count } => {
+                for _ in 0..count {
+                    self.reply_came_to(connection, Awaited::Answer, state);
+                }
             }
         }
     }
