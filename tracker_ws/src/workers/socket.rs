@@ -214,6 +214,9 @@ struct Connection {
     awaiting: Vec<Awaited>,
     /// When a reply last came, or the first of `awaiting` was sent.
     awaiting_since: Instant,
+    /// Messages were queued since its last write attempt (which gave the socket all it
+    /// could take then).
+    queued_since_write: bool,
     /// Already in the worker's list of connections with bytes to send.
     dirty: bool,
     /// The torrents this connection is a peer of, with the peer id it announced.
@@ -502,6 +505,7 @@ impl SocketWorker {
                 deferred: false,
                 awaiting: Vec::new(),
                 awaiting_since: Instant::now(),
+                queued_since_write: false,
                 dirty: false,
                 swarms: Vec::new(),
                 passkey: PasskeyParam::Missing,
@@ -1223,14 +1227,18 @@ impl SocketWorker {
             return false;
         };
         // Bytes queued in this round may only be waiting for the write that follows it:
-        // the socket takes them first, and only what it does not take counts.
-        let over = over(c, &self.ws_counters.queued_bytes) && {
-            self.write(slot, state);
-            state
-                .slots
-                .get(slot)
-                .is_none_or(|c| over(c, &self.ws_counters.queued_bytes))
-        };
+        // the socket takes them first, and only what it does not take counts. A
+        // connection with nothing queued since its last write attempt has had its chance
+        // (the socket took what it could): it is not written again for each message
+        // aimed at it, so a peer that does not read costs no system call per shed offer.
+        let over = over(c, &self.ws_counters.queued_bytes)
+            && (!c.queued_since_write || {
+                self.write(slot, state);
+                state
+                    .slots
+                    .get(slot)
+                    .is_none_or(|c| over(c, &self.ws_counters.queued_bytes))
+            });
         let sent = if over {
             add(&self.counters().relayed_shed, 1);
             false
@@ -1306,6 +1314,7 @@ impl SocketWorker {
                 c.shared.push(c.write_buf.len(), Arc::clone(body));
             }
         }
+        c.queued_since_write = true;
         mark_dirty(c, slot, &mut state.dirty);
         true
     }
@@ -1326,6 +1335,7 @@ impl SocketWorker {
         };
         c.queue_control(self.settings.max_outgoing_bytes);
         let round = write_round_shared(&mut c.stream, &c.write_buf, &mut c.written, &mut c.shared);
+        c.queued_since_write = false;
         add(
             &self.statistics.socket(self.index).bytes_sent,
             round.wrote as u64,
