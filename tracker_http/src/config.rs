@@ -110,6 +110,13 @@ impl TrackerConfig for Config {
                  http.max_scrape_torrents torrents)"
             );
         }
+        if self.http.max_outgoing_bytes_total < self.http.max_outgoing_bytes_per_connection {
+            anyhow::bail!(
+                "http.max_outgoing_bytes_total: must be at least \
+                 http.max_outgoing_bytes_per_connection ({})",
+                self.http.max_outgoing_bytes_per_connection
+            );
+        }
         self.workers.validate()?;
         self.access_list.validate()?;
         self.privileges.validate()?;
@@ -207,6 +214,11 @@ config_section! {
         /// this is still answered. Must hold the largest other answer: an announce of
         /// swarm.numwant_max peers, a scrape of max_scrape_torrents torrents.
         pub max_outgoing_bytes_per_connection: usize,
+        /// Most bytes of answers waiting to be sent over all connections: once this many
+        /// wait, a connection with any answer held or unsent parses no further request
+        /// until its bytes are out (one with nothing waiting still gets one answer).
+        /// At least max_outgoing_bytes_per_connection.
+        pub max_outgoing_bytes_total: usize,
         /// Most info hashes answered in one scrape; further ones are ignored.
         pub max_scrape_torrents: usize,
         /// Most scrapes per socket worker waiting for answers from several request
@@ -235,6 +247,9 @@ impl Default for HttpConfig {
             // Sixteen pipelined answers of the largest default size (a scrape of 100
             // torrents, about 10 KiB) fit in it several times over.
             max_outgoing_bytes_per_connection: 256 * 1024,
+            // A thousand connections' worth at their bound: a flood of clients that do
+            // not read costs at most this (plus one answer per connection).
+            max_outgoing_bytes_total: 256 * 1024 * 1024,
             max_scrape_torrents: 100,
             max_pending_scrapes: 65_536,
             min_announce_interval_secs: 900,
@@ -339,7 +354,7 @@ mod tests {
         let mut c = Config::default();
         c.validate().unwrap();
         type Spoil = fn(&mut Config);
-        let cases: [(&str, Spoil); 9] = [
+        let cases: [(&str, Spoil); 10] = [
             ("http.max_request_bytes", |c| c.http.max_request_bytes = 10),
             ("private.refresh_secs", |c| c.private.refresh_secs = 0),
             ("accounting.url", |c| {
@@ -354,6 +369,9 @@ mod tests {
                 c.proxy.trusted_proxies = vec!["10.0.0.0/33".into()];
             }),
             ("network.backlog", |c| c.network.backlog = 0),
+            ("http.max_outgoing_bytes_total", |c| {
+                c.http.max_outgoing_bytes_total = 1000
+            }),
             ("http.max_outgoing_bytes_per_connection", |c| {
                 c.http.max_outgoing_bytes_per_connection = 1000
             }),

@@ -49,7 +49,8 @@ use tracker_common::swarm::access_list::AccessListCache;
 pub use config::Config;
 
 use crate::workers::request::HttpHandler;
-use crate::workers::socket::{HttpCounters, SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
+use crate::workers::socket::{SocketWorker, SocketWorkerParts, SocketWorkerSettings};
+use tracker_common::net::front::{Driver, DriverParts, FrontCounters, FrontSettings, WAKER_TOKEN};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_http";
@@ -59,7 +60,7 @@ pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A running tracker.
 pub struct Tracker {
     handle: TrackerHandle,
-    http_counters: Arc<HttpCounters>,
+    http_counters: Arc<FrontCounters>,
     tls: Option<SharedServerConfig>,
     config: Config,
 }
@@ -196,19 +197,22 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, HttpHandler::default)?;
 
-    let http_counters = Arc::new(HttpCounters {
+    let http_counters = Arc::new(FrontCounters {
         open: core.statistics.open_connections().clone(),
-        ..HttpCounters::default()
+        ..FrontCounters::default()
     });
+    let front_settings = FrontSettings {
+        max_connections: config.http.max_connections,
+        poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
+    };
     let settings = SocketWorkerSettings {
         max_request_bytes: config.http.max_request_bytes,
         max_pipelined_requests: config.http.max_pipelined_requests,
         max_outgoing_bytes: config.http.max_outgoing_bytes_per_connection,
-        max_connections: config.http.max_connections,
+        max_outgoing_bytes_total: config.http.max_outgoing_bytes_total,
         idle_timeout: Duration::from_secs(u64::from(config.http.idle_timeout_secs)),
         max_scrape_torrents: config.http.max_scrape_torrents,
         max_pending_scrapes: config.http.max_pending_scrapes,
-        poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
         numwant: NumWantPolicy {
             default: config.swarm.numwant_default,
             max: config.swarm.numwant_max,
@@ -269,24 +273,32 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         .zip(channels.to_socket_workers)
         .enumerate()
     {
-        let worker = SocketWorker {
+        let protocol = SocketWorker::new(SocketWorkerParts {
             index,
-            listener: mio::net::TcpListener::from_std(listener),
-            poll,
             request_senders: channels.to_request_workers.clone(),
             response_receiver,
             router: core.router.clone(),
             access_list: AccessListCache::new(core.access_list.clone()),
             settings: settings.clone(),
             statistics: core.statistics.clone(),
-            http_counters: http_counters.clone(),
-            per_address: per_address.clone(),
-            tls: tls.clone(),
             private: private.as_ref().map(PrivateCheck::new),
-            shutdown: core.supervisor.shutdown_flag().clone(),
-        };
+        });
+        let driver = Driver::new(
+            DriverParts {
+                index,
+                listener: mio::net::TcpListener::from_std(listener),
+                poll,
+                settings: front_settings.clone(),
+                counters: http_counters.clone(),
+                statistics: core.statistics.clone(),
+                per_address: per_address.clone(),
+                tls: tls.clone(),
+                shutdown: core.supervisor.shutdown_flag().clone(),
+            },
+            protocol,
+        )?;
         core.supervisor
-            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
+            .spawn(&format!("socket-{:02}", index + 1), move || driver.run())?;
     }
     drop(channels.to_request_workers);
 

@@ -23,10 +23,14 @@
 //!   the tracker's internals.
 //! - [`address_limit`]: the cap on open connections per client address (IPv4 address, IPv6
 //!   /64) that both TCP trackers enforce at accept; it counts, the caller refuses.
+//! - [`front`]: the TCP front, the one event loop of both TCP trackers' socket workers,
+//!   generic over the protocol: accepting, reading, writing, closing, the ready queue and
+//!   the tracker-wide count of queued bytes.
 //! - [`shared_bytes`]: shared bodies (a full scrape's cached answer) in a connection's
 //!   outgoing stream, written from their one copy.
 
 pub mod address_limit;
+pub mod front;
 pub mod listen;
 pub mod ready;
 pub mod shared_bytes;

@@ -1,0 +1,767 @@
+//! The TCP front: the one event loop of the HTTP and WebSocket trackers' socket workers,
+//! generic over the protocol spoken on the connections.
+//!
+//! [`Driver`] owns the poll, the listener, the connections' slots, accepting (under
+//! `max_connections` and the per-address cap, with EMFILE retried once descriptors free
+//! up), reading, writing, the tracker-wide count of queued bytes, lingering closes, the
+//! housekeeping clock, and the order connections are served in ([`ReadyQueue`]: each
+//! connection with work left once per turn, a zero poll timeout while work remains).
+//! A [`Protocol`] owns what the bytes mean: it parses what [`Front::read`] brought in
+//! (with its I/O-free session: `tracker_http_protocol::session`,
+//! `tracker_ws_protocol::session`), sends requests on to the request workers, and puts
+//! the answers in each connection's [`Outgoing`] bytes; [`Front::write`] writes them.
+//!
+//! # A turn of the loop
+//! 1. Poll (zero timeout while connections wait in the ready queue), and hand each
+//!    event to the protocol ([`Protocol::readable`]) or write ([`Front::write`]).
+//! 2. Accept, at most [`MAX_ACCEPTS_PER_ROUND`] connections.
+//! 3. [`Protocol::after_events`]: the protocol takes the request workers' responses.
+//! 4. One turn of the ready queue: every connection queued when it began reads again
+//!    (at most a chunk) and handles what it read, once.
+//! 5. [`Protocol::after_turn`], then the connections marked dirty are written.
+//! 6. Once a second, housekeeping: lingering closes that took too long, the protocol's
+//!    idle rule for each connection ([`Protocol::idle`]), [`Protocol::housekeeping`].
+//!
+//! # What it guarantees every protocol
+//! - A connection is in the ready queue at most once, and is served once per turn.
+//! - Bytes queued for a connection are counted, shared bodies included, and added up
+//!   over the whole tracker (`FrontCounters::queued_bytes`) at each write attempt.
+//! - A connection is closed after its last byte is out by shutting its write side and
+//!   draining what the client still sends (see [`linger`]), so that unread input does not
+//!   turn the close into a reset that destroys the last answer.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::net::address_limit::{AddressLimit, AddressPermit};
+use crate::net::ready::ReadyQueue;
+use crate::net::shared_bytes::{SharedBodies, write_round_shared};
+use crate::net::slots::Slots;
+use crate::net::tls::SharedServerConfig;
+use crate::net::transport::{
+    Accepted, Linger, ReadRound, Transport, WriteRound, accept_one, linger, read_round,
+};
+use crate::observe::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
+use crate::runtime::supervisor::ShutdownFlag;
+
+/// Token of the listening socket.
+const LISTENER_TOKEN: Token = Token(usize::MAX - 1);
+/// Token of the waker that request workers use after sending responses.
+pub const WAKER_TOKEN: Token = Token(usize::MAX - 2);
+/// Connections accepted per wake-up, so that a connect flood cannot starve the others.
+pub const MAX_ACCEPTS_PER_ROUND: usize = 256;
+/// How often housekeeping runs.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// Connection counts of a TCP tracker, over all its socket workers.
+#[derive(Debug, Default)]
+pub struct FrontCounters {
+    /// Connections open now (the count the metrics read).
+    pub open: Arc<AtomicUsize>,
+    /// Connections closed at once because `max_connections` were open.
+    pub refused: AtomicU64,
+    /// Connections closed at once because their address had `max_connections_per_ip`
+    /// open.
+    pub refused_per_ip: AtomicU64,
+    /// Connections closed by their protocol's idle rule.
+    pub timed_out: AtomicU64,
+    /// Connections closed for not reading what was sent to them.
+    pub slow_readers: AtomicU64,
+    /// Bytes waiting to be sent, over all connections (each connection's as of its last
+    /// write attempt; see [`Front::queued_now`]).
+    pub queued_bytes: AtomicUsize,
+}
+
+/// What the front needs from the config.
+#[derive(Clone, Debug)]
+pub struct FrontSettings {
+    /// Connections open at most over the whole tracker; one more is closed at once.
+    pub max_connections: usize,
+    /// How long a poll waits for events when no connection has work left.
+    pub poll_timeout: Duration,
+}
+
+/// A connection's outgoing bytes: a write buffer, written from an offset on, with shared
+/// bodies between its bytes (see [`SharedBodies`]).
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    buf: Vec<u8>,
+    written: usize,
+    shared: SharedBodies,
+    /// Bytes of the stream dropped from the front of `buf` (written, then compacted or
+    /// cleared), so that [`Self::mark`]s stay valid.
+    base: u64,
+    /// The part of [`Self::unsent`] counted in [`FrontCounters::queued_bytes`].
+    accounted: usize,
+}
+
+impl Outgoing {
+    /// Bytes queued and not written yet, shared bodies included.
+    pub fn unsent(&self) -> usize {
+        self.buf
+            .len()
+            .saturating_sub(self.written)
+            .saturating_add(self.shared.unsent())
+    }
+
+    /// Queues `bytes`, moved in without a copy when nothing is waiting.
+    pub fn push_vec(&mut self, bytes: Vec<u8>) {
+        if self.buf.is_empty() {
+            self.buf = bytes;
+            self.written = 0;
+        } else {
+            self.buf.extend_from_slice(&bytes);
+        }
+    }
+
+    /// Queues `body` after everything queued so far, referenced, not copied.
+    pub fn push_shared(&mut self, body: Arc<[u8]>) {
+        self.shared.push(self.buf.len(), body);
+    }
+
+    /// The write buffer, to append to (after [`Self::compact`] when it may have grown).
+    pub fn buf_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Drops the written half of the write buffer (once at least half is written), so
+    /// that a connection that is always sent something does not grow it for ever.
+    pub fn compact(&mut self) {
+        if self.written > 0 && self.written >= self.buf.len() / 2 {
+            self.buf.drain(..self.written);
+            self.shared.shift(self.written);
+            self.base = self.base.saturating_add(self.written as u64);
+            self.written = 0;
+        }
+    }
+
+    /// Where the bytes queued so far end in the connection's stream.
+    pub fn mark(&self) -> u64 {
+        self.base.saturating_add(self.buf.len() as u64)
+    }
+
+    /// Whether the stream is written up to `mark` (and, with it, the bodies before it).
+    pub fn passed(&self, mark: u64) -> bool {
+        self.base.saturating_add(self.written as u64) >= mark
+    }
+
+    /// Unsent bytes not yet counted in the tracker-wide total.
+    fn unaccounted(&self) -> usize {
+        self.unsent().saturating_sub(self.accounted)
+    }
+
+    /// Writes what the socket takes.
+    fn write(&mut self, stream: &mut Transport) -> WriteRound {
+        write_round_shared(stream, &self.buf, &mut self.written, &mut self.shared)
+    }
+
+    /// Everything is out: the connection keeps no buffer while idle.
+    fn clear(&mut self) {
+        self.base = self.base.saturating_add(self.buf.len() as u64);
+        self.buf = Vec::new();
+        self.written = 0;
+    }
+}
+
+/// One open connection: its bytes in and out, and its protocol's state.
+pub struct Conn<S> {
+    stream: Transport,
+    /// Its place under the per-address cap, given back when it is dropped.
+    _address_permit: AddressPermit,
+    /// Closing after its last bytes (see [`linger`]).
+    linger: Linger,
+    /// Queued in the front's list of connections to write.
+    dirty: bool,
+    /// The TCP peer, IPv4-mapped addresses as IPv4.
+    pub peer_ip: IpAddr,
+    /// Bytes read and not yet used by the protocol.
+    pub read_buf: Vec<u8>,
+    /// Bytes waiting to be written.
+    pub out: Outgoing,
+    /// The client closed its side: read no more.
+    pub peer_closed: bool,
+    /// Reading stopped before the socket was drained: the protocol reads again (puts the
+    /// connection in the ready queue) once it has room.
+    pub read_paused: bool,
+    /// What the protocol keeps for it.
+    pub state: S,
+}
+
+/// How a write attempt went, for [`Protocol::written`].
+#[derive(Copy, Clone, Debug)]
+pub struct Written {
+    /// [`Protocol::fill`] moved something in before it.
+    pub filled: bool,
+    /// Bytes were waiting before it.
+    pub had_unsent: bool,
+    /// Bytes the socket took.
+    pub wrote: usize,
+    /// Everything is out.
+    pub all_out: bool,
+}
+
+/// What a protocol's idle rule says of a connection (see [`Protocol::idle`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// Leave it be.
+    Keep,
+    /// It queued bytes (a ping): write them.
+    Wrote,
+    /// Close it, counted in `timed_out`.
+    TimedOut,
+    /// Close it, not counted (a closing connection's grace is over).
+    Close,
+}
+
+/// What the bytes on the connections mean: parsing, answers, the request workers.
+pub trait Protocol: Sized {
+    /// What it keeps for each connection.
+    type State;
+
+    /// The state of a connection just accepted from `peer_ip`.
+    fn open(&mut self, peer_ip: IpAddr, now: Instant) -> Self::State;
+
+    /// The connection in `slot` may have input: a readable event (`may_be_closed`: see
+    /// [`read_round`]), or its turn in the ready queue. Reads ([`Front::read`]) if it
+    /// takes input now, handles it, and writes.
+    fn readable(&mut self, front: &mut Front<Self::State>, slot: usize, may_be_closed: bool);
+
+    /// Moves what waits to be written (answers in order, control frames) into `conn.out`,
+    /// before a write attempt and after one that got everything out; returns whether it
+    /// moved anything.
+    fn fill(&self, conn: &mut Conn<Self::State>) -> bool;
+
+    /// After a write attempt; returns whether the connection should read again (it is
+    /// put in the ready queue).
+    fn written(&self, conn: &mut Conn<Self::State>, round: Written) -> bool;
+
+    /// Whether the connection closes once its bytes are out.
+    fn finished(&self, conn: &Conn<Self::State>) -> bool;
+
+    /// The connection was closed (its `slot` at `generation` is free now).
+    fn closed(
+        &mut self,
+        front: &mut Front<Self::State>,
+        slot: usize,
+        generation: u32,
+        state: Self::State,
+    );
+
+    /// After the poll's events and accepting: take the request workers' responses.
+    fn after_events(&mut self, front: &mut Front<Self::State>);
+
+    /// After the turn of the ready queue: send on the requests it made.
+    fn after_turn(&mut self, front: &mut Front<Self::State>);
+
+    /// Whether the request workers are gone (an error unless shutting down).
+    fn request_workers_gone(&self) -> bool;
+
+    /// Housekeeping's rule for one connection that is not lingering.
+    fn idle(&self, conn: &mut Conn<Self::State>, now: Instant) -> Idle;
+
+    /// The protocol's own housekeeping, once a second after the idle rule's.
+    fn housekeeping(&mut self, front: &mut Front<Self::State>, now: Instant);
+}
+
+/// The connections of one socket worker, and the means to read, write and close them.
+pub struct Front<S> {
+    slots: Slots<Conn<S>>,
+    registry: Registry,
+    ready: ReadyQueue,
+    dirty: Vec<usize>,
+    counters: Arc<FrontCounters>,
+    statistics: Arc<Statistics>,
+    index: usize,
+    /// Accepting stopped for want of descriptors (EMFILE): the waiting connections raise
+    /// no new edge, so accepting is retried when a connection closes and at
+    /// housekeeping.
+    accept_blocked: bool,
+    /// Retry accepting at the next round (a descriptor was freed while blocked).
+    retry_accept: bool,
+}
+
+impl<S> Front<S> {
+    /// The connection in `slot`.
+    pub fn get(&self, slot: usize) -> Option<&Conn<S>> {
+        self.slots.get(slot)
+    }
+
+    /// The connection in `slot`.
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Conn<S>> {
+        self.slots.get_mut(slot)
+    }
+
+    /// The connection in `slot`, if the slot still has `generation`.
+    pub fn get_current(&mut self, slot: usize, generation: u32) -> Option<&mut Conn<S>> {
+        self.slots.get_current(slot, generation)
+    }
+
+    /// Whether `slot` holds a connection of `generation`.
+    pub fn is_current(&self, slot: usize, generation: u32) -> bool {
+        self.slots.is_current(slot, generation)
+    }
+
+    /// The generation of `slot` now.
+    pub fn generation(&self, slot: usize) -> u32 {
+        self.slots.generation(slot)
+    }
+
+    /// Every open connection with its slot.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Conn<S>)> {
+        self.slots.iter_mut()
+    }
+
+    /// The tracker's connection counts.
+    pub fn counters(&self) -> &Arc<FrontCounters> {
+        &self.counters
+    }
+
+    /// This socket worker's request and byte counters.
+    pub fn socket_counters(&self) -> &SocketCounters {
+        self.statistics.socket(self.index)
+    }
+
+    /// Bytes waiting over the whole tracker now, with `conn`'s queued since its last
+    /// write attempt.
+    pub fn queued_now(&self, conn: &Conn<S>) -> usize {
+        self.counters
+            .queued_bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(conn.out.unaccounted())
+    }
+
+    /// Has the connection in `slot` read again in the next turn (once, however often
+    /// asked).
+    pub fn ready(&mut self, slot: usize) {
+        self.ready.push(slot);
+    }
+
+    /// Has the connection in `slot` written after this turn (once, however often asked).
+    pub fn mark_dirty(&mut self, slot: usize) {
+        if let Some(c) = self.slots.get_mut(slot)
+            && !c.dirty
+        {
+            c.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Reads from the connection into its read buffer until the socket has nothing
+    /// more, `blocked(buf)` says to stop, or a chunk came (see [`read_round`]); counts
+    /// the bytes, and notes whether the client closed its side and whether reading was
+    /// paused. `None` if no connection is in `slot`; a failed round's connection is the
+    /// caller's to close.
+    pub fn read(
+        &mut self,
+        slot: usize,
+        may_be_closed: bool,
+        blocked: impl FnMut(&[u8]) -> bool,
+    ) -> Option<ReadRound> {
+        let c = self.slots.get_mut(slot)?;
+        let before = c.read_buf.len();
+        let round = read_round(&mut c.stream, &mut c.read_buf, may_be_closed, blocked);
+        add(
+            &self.statistics.socket(self.index).bytes_received,
+            c.read_buf.len().saturating_sub(before) as u64,
+        );
+        c.peer_closed |= round.peer_closed;
+        c.read_paused = !round.drained;
+        Some(round)
+    }
+
+    /// Moves what the protocol has waiting into the connection's bytes, writes what the
+    /// socket takes, and closes the connection when it failed, or when it is finished
+    /// and everything is out (after lingering, see [`linger`]).
+    pub fn write<P: Protocol<State = S>>(&mut self, slot: usize, protocol: &mut P) {
+        let Some(c) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let had_unsent = c.out.unsent() > 0;
+        let filled = protocol.fill(c);
+        let round = c.out.write(&mut c.stream);
+        add(
+            &self.statistics.socket(self.index).bytes_sent,
+            round.wrote as u64,
+        );
+        let mut done = false;
+        if round.all_out {
+            c.out.clear();
+            // More may wait now that the last is out (a pong held back behind the one
+            // before): write it after this turn.
+            if protocol.fill(c) {
+                if !c.dirty {
+                    c.dirty = true;
+                    self.dirty.push(slot);
+                }
+            } else if protocol.finished(c) {
+                // Input still unread would turn the close into a reset that can destroy
+                // the last answer: linger unless the client has closed its side.
+                done = c.peer_closed || linger(&mut c.stream, &mut c.linger);
+            }
+        }
+        account(&self.counters.queued_bytes, &mut c.out);
+        let resume = protocol.written(
+            c,
+            Written {
+                filled,
+                had_unsent,
+                wrote: round.wrote,
+                all_out: round.all_out,
+            },
+        );
+        if round.failed || done {
+            self.close(slot, protocol);
+        } else if resume {
+            self.ready.push(slot);
+        }
+    }
+
+    /// Closes the connection in `slot` and tells the protocol.
+    pub fn close<P: Protocol<State = S>>(&mut self, slot: usize, protocol: &mut P) {
+        let generation = self.slots.generation(slot);
+        let Some(mut c) = self.slots.remove(slot) else {
+            return;
+        };
+        let _ = self.registry.deregister(c.stream.socket());
+        self.counters.open.fetch_sub(1, Ordering::AcqRel);
+        self.counters
+            .queued_bytes
+            .fetch_sub(c.out.accounted, Ordering::Relaxed);
+        // A descriptor is freed: a connection waiting in the backlog may now be taken.
+        self.retry_accept |= self.accept_blocked;
+        protocol.closed(self, slot, generation, c.state);
+    }
+
+    /// Writes the connections marked dirty.
+    fn write_dirty<P: Protocol<State = S>>(&mut self, protocol: &mut P) {
+        while let Some(slot) = self.dirty.pop() {
+            if let Some(c) = self.slots.get_mut(slot) {
+                c.dirty = false;
+            }
+            self.write(slot, protocol);
+        }
+    }
+
+    /// Closes lingering connections whose time is up and applies the protocol's idle
+    /// rule to the others.
+    fn housekeeping<P: Protocol<State = S>>(&mut self, protocol: &mut P, now: Instant) {
+        let mut to_close = Vec::new();
+        let mut to_write = Vec::new();
+        for (slot, c) in self.slots.iter_mut() {
+            if c.linger.started() {
+                if c.linger.expired(now) {
+                    to_close.push(slot);
+                }
+                continue;
+            }
+            match protocol.idle(c, now) {
+                Idle::Keep => {}
+                Idle::Wrote => to_write.push(slot),
+                Idle::TimedOut => {
+                    self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                    to_close.push(slot);
+                }
+                Idle::Close => to_close.push(slot),
+            }
+        }
+        for slot in to_close {
+            self.close(slot, protocol);
+        }
+        for slot in to_write {
+            self.mark_dirty(slot);
+        }
+        self.retry_accept |= self.accept_blocked;
+    }
+}
+
+/// Brings the whole tracker's count of waiting bytes up to date with one connection's.
+fn account(queued: &AtomicUsize, out: &mut Outgoing) {
+    let unsent = out.unsent();
+    if unsent > out.accounted {
+        queued.fetch_add(unsent - out.accounted, Ordering::Relaxed);
+    } else {
+        queued.fetch_sub(out.accounted - unsent, Ordering::Relaxed);
+    }
+    out.accounted = unsent;
+}
+
+/// One socket worker: its listener and poll, its connections, and its protocol.
+pub struct Driver<P: Protocol> {
+    poll: Poll,
+    listener: TcpListener,
+    settings: FrontSettings,
+    per_address: Arc<AddressLimit>,
+    tls: Option<SharedServerConfig>,
+    shutdown: ShutdownFlag,
+    accept_warning: RateLimitedWarning,
+    front: Front<P::State>,
+    protocol: P,
+}
+
+/// What a [`Driver`] is made of, apart from its protocol.
+pub struct DriverParts {
+    /// Its index among the socket workers (for the statistics).
+    pub index: usize,
+    /// Its listening socket (of a SO_REUSEPORT group).
+    pub listener: TcpListener,
+    /// Its poll, with the waker at [`WAKER_TOKEN`] that the request workers use.
+    pub poll: Poll,
+    /// What it needs from the config.
+    pub settings: FrontSettings,
+    /// The tracker's connection counts, shared by its socket workers.
+    pub counters: Arc<FrontCounters>,
+    /// The tracker's statistics (this worker's bytes in and out).
+    pub statistics: Arc<Statistics>,
+    /// Open connections per client address, shared by all socket workers.
+    pub per_address: Arc<AddressLimit>,
+    /// The TLS config in force, when the port speaks TLS.
+    pub tls: Option<SharedServerConfig>,
+    /// Set when the tracker stops.
+    pub shutdown: ShutdownFlag,
+}
+
+impl<P: Protocol> Driver<P> {
+    /// A socket worker speaking `protocol`.
+    ///
+    /// # Errors
+    /// The poll's registry could not be shared.
+    pub fn new(parts: DriverParts, protocol: P) -> anyhow::Result<Self> {
+        let registry = parts
+            .poll
+            .registry()
+            .try_clone()
+            .map_err(|err| anyhow::Error::new(err).context("share the poll's registry"))?;
+        Ok(Self {
+            poll: parts.poll,
+            listener: parts.listener,
+            settings: parts.settings,
+            per_address: parts.per_address,
+            tls: parts.tls,
+            shutdown: parts.shutdown,
+            accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
+            front: Front {
+                slots: Slots::default(),
+                registry,
+                ready: ReadyQueue::default(),
+                dirty: Vec::new(),
+                counters: parts.counters,
+                statistics: parts.statistics,
+                index: parts.index,
+                accept_blocked: false,
+                retry_accept: false,
+            },
+            protocol,
+        })
+    }
+
+    /// Runs until shutdown.
+    ///
+    /// # Errors
+    /// Polling failed, or the request workers are gone while no shutdown was asked for.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut self.listener, LISTENER_TOKEN, Interest::READABLE)
+            .map_err(|err| anyhow::Error::new(err).context("register listener"))?;
+        let mut events = Events::with_capacity(1024);
+        let mut last_housekeeping = Instant::now();
+        let mut listener_ready = false;
+        let (front, protocol) = (&mut self.front, &mut self.protocol);
+
+        while !self.shutdown.is_set() {
+            // While connections have work left, only look for events, and come back.
+            let timeout = if front.ready.is_empty() {
+                self.settings.poll_timeout
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => return Err(anyhow::Error::new(err).context("poll")),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER_TOKEN => listener_ready = true,
+                    WAKER_TOKEN => {}
+                    Token(slot) => {
+                        if event.is_readable() || event.is_read_closed() {
+                            let may_be_closed = event.is_read_closed() || event.is_error();
+                            protocol.readable(front, slot, may_be_closed);
+                        }
+                        if event.is_writable() {
+                            front.write(slot, protocol);
+                        }
+                    }
+                }
+            }
+            if listener_ready || std::mem::take(&mut front.retry_accept) {
+                listener_ready = accept(
+                    &self.listener,
+                    &self.settings,
+                    &self.per_address,
+                    self.tls.as_ref(),
+                    &mut self.accept_warning,
+                    front,
+                    protocol,
+                );
+            }
+            protocol.after_events(front);
+            // One turn: each connection with work left reads (at most a chunk) and
+            // handles once; one that has more waits for the next turn, after the poll.
+            let mut turn = front.ready.turn();
+            while let Some(slot) = front.ready.next(&mut turn) {
+                // Reading was paused: a FIN may have come meanwhile, its edge consumed.
+                protocol.readable(front, slot, true);
+            }
+            protocol.after_turn(front);
+            front.write_dirty(protocol);
+            if protocol.request_workers_gone() && !self.shutdown.is_set() {
+                anyhow::bail!("request worker channel closed");
+            }
+            if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+                let now = Instant::now();
+                front.housekeeping(protocol, now);
+                protocol.housekeeping(front, now);
+                front.write_dirty(protocol);
+                last_housekeeping = Instant::now();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Accepts waiting connections; returns whether more may be waiting.
+fn accept<P: Protocol>(
+    listener: &TcpListener,
+    settings: &FrontSettings,
+    per_address: &Arc<AddressLimit>,
+    tls: Option<&SharedServerConfig>,
+    warning: &mut RateLimitedWarning,
+    front: &mut Front<P::State>,
+    protocol: &mut P,
+) -> bool {
+    for _ in 0..MAX_ACCEPTS_PER_ROUND {
+        let accepted = accept_one(
+            listener,
+            &front.counters.open,
+            settings.max_connections,
+            per_address,
+            tls,
+            warning,
+        );
+        let (stream, addr, address_permit) = match accepted {
+            Accepted::Connection(stream, addr, permit) => (stream, addr, permit),
+            Accepted::Refused => {
+                front.counters.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Accepted::OverAddressLimit => {
+                front
+                    .counters
+                    .refused_per_ip
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Accepted::Skipped => continue,
+            Accepted::None => {
+                front.accept_blocked = false;
+                return false;
+            }
+            Accepted::Blocked => {
+                front.accept_blocked = true;
+                return false;
+            }
+        };
+        let peer_ip = addr.ip().to_canonical();
+        let connection = Conn {
+            stream,
+            _address_permit: address_permit,
+            linger: Linger::default(),
+            dirty: false,
+            peer_ip,
+            read_buf: Vec::new(),
+            out: Outgoing::default(),
+            peer_closed: false,
+            read_paused: false,
+            state: protocol.open(peer_ip, Instant::now()),
+        };
+        let slot = front.slots.insert(connection);
+        let registered = front.slots.get_mut(slot).map(|c| {
+            front.registry.register(
+                c.stream.socket(),
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        });
+        match registered {
+            Some(Err(err)) => {
+                log::warn!("register connection: {err}");
+                front.close(slot, protocol);
+            }
+            // Bytes may have come with the connection: read them now.
+            _ => front.ready.push(slot),
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_survive_compaction_and_clearing() {
+        let mut out = Outgoing::default();
+        out.push_vec(b"hello ".to_vec());
+        let first = out.mark();
+        out.push_vec(b"world".to_vec());
+        let second = out.mark();
+        assert_eq!(out.unsent(), 11);
+        assert!(!out.passed(first));
+        out.written = 6;
+        assert!(out.passed(first) && !out.passed(second));
+        out.compact();
+        assert_eq!(out.buf, b"world");
+        assert!(out.passed(first) && !out.passed(second));
+        out.written = 5;
+        assert!(out.passed(second));
+        out.clear();
+        assert!(out.passed(second));
+        assert_eq!(out.mark(), second);
+        out.push_vec(b"!".to_vec());
+        assert!(!out.passed(out.mark()));
+    }
+
+    #[test]
+    fn shared_bodies_count_as_unsent_and_follow_their_position() {
+        let mut out = Outgoing::default();
+        out.push_vec(b"head".to_vec());
+        out.push_shared(Arc::from(&b"body"[..]));
+        out.buf_mut().extend_from_slice(b"tail");
+        assert_eq!(out.unsent(), 12);
+        assert_eq!(out.unaccounted(), 12);
+        let queued = AtomicUsize::new(0);
+        account(&queued, &mut out);
+        assert_eq!(queued.load(Ordering::Relaxed), 12);
+        assert_eq!(out.unaccounted(), 0);
+        out.written = 4;
+        // The head out, the body and the tail not.
+        assert_eq!(out.unsent(), 8);
+        account(&queued, &mut out);
+        assert_eq!(queued.load(Ordering::Relaxed), 8);
+    }
+}
