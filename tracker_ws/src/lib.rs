@@ -57,7 +57,8 @@ use tracker_common::swarm::access_list::AccessListCache;
 pub use config::Config;
 
 use crate::workers::request::WsHandler;
-use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN, WsCounters};
+use crate::workers::socket::{SocketWorker, SocketWorkerParts, SocketWorkerSettings};
+use tracker_common::net::front::{Driver, DriverParts, FrontCounters, FrontSettings, WAKER_TOKEN};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_ws";
@@ -67,7 +68,7 @@ pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A running tracker.
 pub struct Tracker {
     handle: TrackerHandle,
-    ws_counters: Arc<WsCounters>,
+    ws_counters: Arc<FrontCounters>,
     tls: Option<SharedServerConfig>,
     config: Config,
 }
@@ -227,14 +228,17 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         WsHandler::default,
     )?;
 
-    let ws_counters = Arc::new(WsCounters {
+    let ws_counters = Arc::new(FrontCounters {
         open: core.statistics.open_connections().clone(),
-        ..WsCounters::default()
+        ..FrontCounters::default()
     });
+    let front_settings = FrontSettings {
+        max_connections: config.ws.max_connections,
+        poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
+    };
     let settings = SocketWorkerSettings {
         max_handshake_bytes: config.ws.max_handshake_bytes,
         max_message_bytes: config.ws.max_message_bytes,
-        max_connections: config.ws.max_connections,
         idle_timeout: Duration::from_secs(u64::from(config.ws.idle_timeout_secs)),
         max_offers: config.ws.max_offers_per_announce,
         max_swarms_per_connection: config.ws.max_swarms_per_connection,
@@ -242,7 +246,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         max_outgoing_bytes_total: config.ws.max_outgoing_bytes_total,
         max_scrape_torrents: config.ws.max_scrape_torrents,
         max_pending_scrapes: config.ws.max_pending_scrapes,
-        poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
         numwant: NumWantPolicy {
             default: config.swarm.numwant_default,
             max: config.swarm.numwant_max,
@@ -316,24 +319,33 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         .zip(channels.to_socket_workers)
         .enumerate()
     {
-        let worker = SocketWorker {
+        let protocol = SocketWorker::new(SocketWorkerParts {
             index,
-            listener: mio::net::TcpListener::from_std(listener),
-            poll,
             request_senders: channels.to_request_workers.clone(),
             response_receiver,
             router: core.router.clone(),
             access_list: AccessListCache::new(core.access_list.clone()),
             settings: settings.clone(),
             statistics: core.statistics.clone(),
-            ws_counters: ws_counters.clone(),
-            per_address: per_address.clone(),
-            tls: tls.clone(),
-            shutdown: core.supervisor.shutdown_flag().clone(),
+            conns: ws_counters.clone(),
             private: private.as_ref().map(PrivateCheck::new),
-        };
+        });
+        let driver = Driver::new(
+            DriverParts {
+                index,
+                listener: mio::net::TcpListener::from_std(listener),
+                poll,
+                settings: front_settings.clone(),
+                counters: ws_counters.clone(),
+                statistics: core.statistics.clone(),
+                per_address: per_address.clone(),
+                tls: tls.clone(),
+                shutdown: core.supervisor.shutdown_flag().clone(),
+            },
+            protocol,
+        )?;
         core.supervisor
-            .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
+            .spawn(&format!("socket-{:02}", index + 1), move || driver.run())?;
     }
     drop(channels.to_request_workers);
 
