@@ -110,11 +110,10 @@ impl TrackerConfig for Config {
                  http.max_scrape_torrents torrents)"
             );
         }
-        if self.http.max_outgoing_bytes_total < self.http.max_outgoing_bytes_per_connection {
+        if self.http.max_outgoing_bytes_total == 0 {
             anyhow::bail!(
-                "http.max_outgoing_bytes_total: must be at least \
-                 http.max_outgoing_bytes_per_connection ({})",
-                self.http.max_outgoing_bytes_per_connection
+                "http.max_outgoing_bytes_total: must be at least 1 (a connection with \
+                 nothing waiting still gets one answer)"
             );
         }
         self.workers.validate()?;
@@ -216,8 +215,8 @@ config_section! {
         pub max_outgoing_bytes_per_connection: usize,
         /// Most bytes of answers waiting to be sent over all connections: once this many
         /// wait, a connection with any answer held or unsent parses no further request
-        /// until its bytes are out (one with nothing waiting still gets one answer).
-        /// At least max_outgoing_bytes_per_connection.
+        /// until its bytes are out (one with nothing waiting still gets one answer), so
+        /// that clients that do not read hold at most about this plus an answer each.
         pub max_outgoing_bytes_total: usize,
         /// Most info hashes answered in one scrape; further ones are ignored.
         pub max_scrape_torrents: usize,
@@ -370,7 +369,7 @@ mod tests {
             }),
             ("network.backlog", |c| c.network.backlog = 0),
             ("http.max_outgoing_bytes_total", |c| {
-                c.http.max_outgoing_bytes_total = 1000
+                c.http.max_outgoing_bytes_total = 0
             }),
             ("http.max_outgoing_bytes_per_connection", |c| {
                 c.http.max_outgoing_bytes_per_connection = 1000

@@ -40,7 +40,7 @@ use std::time::Duration;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::net::address_limit::AddressLimit;
 use tracker_common::net::tls::SharedServerConfig;
-use tracker_common::observe::statistics::{Protocol, ProtocolLine, Snapshot};
+use tracker_common::observe::statistics::{ConnectionCounters, Protocol, ProtocolLine, Snapshot};
 use tracker_common::private::passkey::PrivateCheck;
 use tracker_common::runtime::server::{Core, TrackerHandle};
 use tracker_common::swarm::NumWantPolicy;
@@ -50,7 +50,7 @@ pub use config::Config;
 
 use crate::workers::request::HttpHandler;
 use crate::workers::socket::{SocketWorker, SocketWorkerParts, SocketWorkerSettings};
-use tracker_common::net::front::{Driver, DriverParts, FrontCounters, FrontSettings, WAKER_TOKEN};
+use tracker_common::net::front::{Driver, DriverParts, FrontSettings, WAKER_TOKEN};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_http";
@@ -60,7 +60,7 @@ pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A running tracker.
 pub struct Tracker {
     handle: TrackerHandle,
-    http_counters: Arc<FrontCounters>,
+    http_counters: Arc<ConnectionCounters>,
     tls: Option<SharedServerConfig>,
     config: Config,
 }
@@ -77,6 +77,8 @@ pub struct Connections {
     pub refused_per_ip: u64,
     /// Closed for making no progress for `http.idle_timeout_secs`.
     pub timed_out: u64,
+    /// Bytes of answers waiting to be sent, over all connections.
+    pub queued_bytes: usize,
 }
 
 impl Tracker {
@@ -108,6 +110,7 @@ impl Tracker {
             refused: self.http_counters.refused.load(Ordering::Relaxed),
             refused_per_ip: self.http_counters.refused_per_ip.load(Ordering::Relaxed),
             timed_out: self.http_counters.timed_out.load(Ordering::Relaxed),
+            queued_bytes: self.http_counters.queued_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -197,10 +200,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     let channels =
         core.spawn_request_workers(&config.swarm, &config.workers, wakers, HttpHandler::default)?;
 
-    let http_counters = Arc::new(FrontCounters {
-        open: core.statistics.open_connections().clone(),
-        ..FrontCounters::default()
-    });
+    let http_counters = core.statistics.connections().clone();
     let front_settings = FrontSettings {
         max_connections: config.http.max_connections,
         poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
@@ -289,7 +289,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
                 listener: mio::net::TcpListener::from_std(listener),
                 poll,
                 settings: front_settings.clone(),
-                counters: http_counters.clone(),
                 statistics: core.statistics.clone(),
                 per_address: per_address.clone(),
                 tls: tls.clone(),

@@ -47,7 +47,7 @@ use std::time::Duration;
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::net::address_limit::AddressLimit;
 use tracker_common::net::tls::SharedServerConfig;
-use tracker_common::observe::statistics::{Protocol, ProtocolLine, Snapshot};
+use tracker_common::observe::statistics::{ConnectionCounters, Protocol, ProtocolLine, Snapshot};
 use tracker_common::private::passkey::PrivateCheck;
 use tracker_common::runtime::channel::ChannelBound;
 use tracker_common::runtime::server::{Core, TrackerHandle};
@@ -58,7 +58,7 @@ pub use config::Config;
 
 use crate::workers::request::WsHandler;
 use crate::workers::socket::{SocketWorker, SocketWorkerParts, SocketWorkerSettings};
-use tracker_common::net::front::{Driver, DriverParts, FrontCounters, FrontSettings, WAKER_TOKEN};
+use tracker_common::net::front::{Driver, DriverParts, FrontSettings, WAKER_TOKEN};
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_ws";
@@ -68,7 +68,7 @@ pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A running tracker.
 pub struct Tracker {
     handle: TrackerHandle,
-    ws_counters: Arc<FrontCounters>,
+    ws_counters: Arc<ConnectionCounters>,
     tls: Option<SharedServerConfig>,
     config: Config,
 }
@@ -228,10 +228,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         WsHandler::default,
     )?;
 
-    let ws_counters = Arc::new(FrontCounters {
-        open: core.statistics.open_connections().clone(),
-        ..FrontCounters::default()
-    });
+    let ws_counters = core.statistics.connections().clone();
     let front_settings = FrontSettings {
         max_connections: config.ws.max_connections,
         poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
@@ -336,7 +333,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
                 listener: mio::net::TcpListener::from_std(listener),
                 poll,
                 settings: front_settings.clone(),
-                counters: ws_counters.clone(),
                 statistics: core.statistics.clone(),
                 per_address: per_address.clone(),
                 tls: tls.clone(),

@@ -25,7 +25,7 @@
 //! # What it guarantees every protocol
 //! - A connection is in the ready queue at most once, and is served once per turn.
 //! - Bytes queued for a connection are counted, shared bodies included, and added up
-//!   over the whole tracker (`FrontCounters::queued_bytes`) at each write attempt.
+//!   over the whole tracker (`ConnectionCounters::queued_bytes`) at each write attempt.
 //! - A connection is closed after its last byte is out by shutting its write side and
 //!   draining what the client still sends (see [`linger`]), so that unread input does not
 //!   turn the close into a reset that destroys the last answer.
@@ -40,7 +40,7 @@
 use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -54,7 +54,9 @@ use crate::net::tls::SharedServerConfig;
 use crate::net::transport::{
     Accepted, Linger, ReadRound, Transport, WriteRound, accept_one, linger, read_round,
 };
-use crate::observe::statistics::{RateLimitedWarning, SocketCounters, Statistics, add};
+use crate::observe::statistics::{
+    ConnectionCounters, RateLimitedWarning, SocketCounters, Statistics, add,
+};
 use crate::runtime::supervisor::ShutdownFlag;
 
 /// Token of the listening socket.
@@ -65,25 +67,6 @@ pub const WAKER_TOKEN: Token = Token(usize::MAX - 2);
 pub const MAX_ACCEPTS_PER_ROUND: usize = 256;
 /// How often housekeeping runs.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
-
-/// Connection counts of a TCP tracker, over all its socket workers.
-#[derive(Debug, Default)]
-pub struct FrontCounters {
-    /// Connections open now (the count the metrics read).
-    pub open: Arc<AtomicUsize>,
-    /// Connections closed at once because `max_connections` were open.
-    pub refused: AtomicU64,
-    /// Connections closed at once because their address had `max_connections_per_ip`
-    /// open.
-    pub refused_per_ip: AtomicU64,
-    /// Connections closed by their protocol's idle rule.
-    pub timed_out: AtomicU64,
-    /// Connections closed for not reading what was sent to them.
-    pub slow_readers: AtomicU64,
-    /// Bytes waiting to be sent, over all connections (each connection's as of its last
-    /// write attempt; see [`Front::queued_now`]).
-    pub queued_bytes: AtomicUsize,
-}
 
 /// What the front needs from the config.
 #[derive(Clone, Debug)]
@@ -104,7 +87,7 @@ pub struct Outgoing {
     /// Bytes of the stream dropped from the front of `buf` (written, then compacted or
     /// cleared), so that [`Self::mark`]s stay valid.
     base: u64,
-    /// The part of [`Self::unsent`] counted in [`FrontCounters::queued_bytes`].
+    /// The part of [`Self::unsent`] counted in [`ConnectionCounters::queued_bytes`].
     accounted: usize,
 }
 
@@ -282,7 +265,7 @@ pub struct Front<S> {
     registry: Registry,
     ready: ReadyQueue,
     dirty: Vec<usize>,
-    counters: Arc<FrontCounters>,
+    counters: Arc<ConnectionCounters>,
     statistics: Arc<Statistics>,
     index: usize,
     /// Accepting stopped for want of descriptors (EMFILE): the waiting connections raise
@@ -325,7 +308,7 @@ impl<S> Front<S> {
     }
 
     /// The tracker's connection counts.
-    pub fn counters(&self) -> &Arc<FrontCounters> {
+    pub fn counters(&self) -> &Arc<ConnectionCounters> {
         &self.counters
     }
 
@@ -521,9 +504,7 @@ pub struct DriverParts {
     pub poll: Poll,
     /// What it needs from the config.
     pub settings: FrontSettings,
-    /// The tracker's connection counts, shared by its socket workers.
-    pub counters: Arc<FrontCounters>,
-    /// The tracker's statistics (this worker's bytes in and out).
+    /// The tracker's statistics (its connection counts, this worker's bytes in and out).
     pub statistics: Arc<Statistics>,
     /// Open connections per client address, shared by all socket workers.
     pub per_address: Arc<AddressLimit>,
@@ -557,7 +538,7 @@ impl<P: Protocol> Driver<P> {
                 registry,
                 ready: ReadyQueue::default(),
                 dirty: Vec::new(),
-                counters: parts.counters,
+                counters: parts.statistics.connections().clone(),
                 statistics: parts.statistics,
                 index: parts.index,
                 accept_blocked: false,
@@ -722,6 +703,244 @@ fn accept<P: Protocol>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::thread::JoinHandle;
+
+    /// A line protocol to drive the front with: each line comes back in capitals, `big`
+    /// is answered with [`BIG`] bytes and a newline, and `quit` is answered `bye` and
+    /// closes the connection. Reading stops while 1 KiB
+    /// waits to be sent.
+    struct Lines {
+        idle_timeout: Duration,
+    }
+
+    struct LineConn {
+        last: Instant,
+        quit: bool,
+    }
+
+    const MAX_UNSENT: usize = 1024;
+    const BIG: usize = 64 * 1024;
+
+    impl Protocol for Lines {
+        type State = LineConn;
+
+        fn open(&mut self, _: IpAddr, now: Instant) -> LineConn {
+            LineConn {
+                last: now,
+                quit: false,
+            }
+        }
+
+        fn readable(&mut self, front: &mut Front<LineConn>, slot: usize, may_be_closed: bool) {
+            let Some(c) = front.get(slot) else {
+                return;
+            };
+            if !c.state.quit && !c.peer_closed {
+                let blocked = c.out.unsent() >= MAX_UNSENT;
+                let round = front.read(slot, may_be_closed, |_| blocked);
+                if round.is_some_and(|r| r.failed) {
+                    front.close(slot, self);
+                    return;
+                }
+            }
+            if let Some(c) = front.get_mut(slot) {
+                while !c.state.quit
+                    && c.out.unsent() < MAX_UNSENT
+                    && let Some(end) = c.read_buf.iter().position(|b| *b == b'\n')
+                {
+                    let line: Vec<u8> = c.read_buf.drain(..=end).collect();
+                    c.state.last = Instant::now();
+                    if line == b"quit\n" {
+                        c.state.quit = true;
+                        c.read_buf = Vec::new();
+                        c.out.push_vec(b"bye\n".to_vec());
+                    } else if line == b"big\n" {
+                        let mut big = vec![b'B'; BIG];
+                        big.push(b'\n');
+                        c.out.push_vec(big);
+                    } else {
+                        c.out.push_vec(line.to_ascii_uppercase());
+                    }
+                }
+            }
+            front.write(slot, self);
+            if let Some(c) = front.get_mut(slot)
+                && c.read_paused
+                && !c.state.quit
+                && c.out.unsent() < MAX_UNSENT
+            {
+                front.ready(slot);
+            }
+        }
+
+        fn fill(&self, _: &mut Conn<LineConn>) -> bool {
+            false
+        }
+
+        fn written(&self, c: &mut Conn<LineConn>, round: Written) -> bool {
+            round.all_out && round.had_unsent && !c.state.quit
+        }
+
+        fn finished(&self, c: &Conn<LineConn>) -> bool {
+            c.state.quit
+        }
+
+        fn closed(&mut self, _: &mut Front<LineConn>, _: usize, _: u32, _: LineConn) {}
+
+        fn after_events(&mut self, _: &mut Front<LineConn>) {}
+
+        fn after_turn(&mut self, _: &mut Front<LineConn>) {}
+
+        fn request_workers_gone(&self) -> bool {
+            false
+        }
+
+        fn idle(&self, c: &mut Conn<LineConn>, now: Instant) -> Idle {
+            if now.saturating_duration_since(c.state.last) > self.idle_timeout {
+                Idle::TimedOut
+            } else {
+                Idle::Keep
+            }
+        }
+
+        fn housekeeping(&mut self, _: &mut Front<LineConn>, _: Instant) {}
+    }
+
+    /// A running front speaking [`Lines`] on 127.0.0.1; stopped when dropped.
+    struct Running {
+        addr: std::net::SocketAddr,
+        counters: Arc<ConnectionCounters>,
+        shutdown: ShutdownFlag,
+        thread: Option<JoinHandle<anyhow::Result<()>>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.shutdown.set();
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn start(max_connections: usize, idle_timeout: Duration) -> Running {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let statistics = Arc::new(Statistics::new(1, 1));
+        let counters = statistics.connections().clone();
+        let shutdown = ShutdownFlag::new();
+        let driver = Driver::new(
+            DriverParts {
+                index: 0,
+                listener: TcpListener::from_std(listener),
+                poll: Poll::new().unwrap(),
+                settings: FrontSettings {
+                    max_connections,
+                    poll_timeout: Duration::from_millis(20),
+                },
+                statistics,
+                per_address: AddressLimit::new(0),
+                tls: None,
+                shutdown: shutdown.clone(),
+            },
+            Lines { idle_timeout },
+        )
+        .unwrap();
+        Running {
+            addr,
+            counters,
+            shutdown,
+            thread: Some(std::thread::spawn(move || driver.run())),
+        }
+    }
+
+    /// Waits (at most 10 s) until `done` holds.
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn connect(addr: std::net::SocketAddr) -> TcpStream {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    }
+
+    #[test]
+    fn answers_then_closes_gracefully_with_input_left_unread() {
+        let front = start(16, Duration::from_secs(60));
+        let mut client = connect(front.addr);
+        // Input after `quit` is never read: the close must not turn into a reset that
+        // destroys the answers.
+        let mut input = b"one\ntwo\nquit\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 30_000));
+        client.write_all(&input).unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, b"ONE\nTWO\nbye\n");
+        drop(client);
+        wait_until("the connection is closed", || {
+            front.counters.open.load(Ordering::Acquire) == 0
+        });
+    }
+
+    #[test]
+    fn queued_bytes_are_counted_over_the_tracker_and_given_back_at_close() {
+        let front = start(16, Duration::from_secs(60));
+        let mut client = connect(front.addr);
+        // A client that asks for big answers and never reads: once they fill the socket
+        // buffers, the front holds them, and the protocol parses no more past its bound.
+        // 4,000 answers of 64 KiB are far more than any socket buffer holds.
+        client.write_all(&b"big\n".repeat(4000)).unwrap();
+        wait_until("the front holds answers it cannot send", || {
+            front.counters.queued_bytes.load(Ordering::Relaxed) >= MAX_UNSENT
+        });
+        // Parsing stops at the bound: one answer may pass it.
+        let queued = front.counters.queued_bytes.load(Ordering::Relaxed);
+        let bound = MAX_UNSENT + BIG + 1;
+        assert!(queued <= bound, "{queued} bytes queued, bound {bound}");
+        client.shutdown(Shutdown::Both).unwrap();
+        drop(client);
+        wait_until("the connection is closed and its bytes given back", || {
+            front.counters.open.load(Ordering::Acquire) == 0
+                && front.counters.queued_bytes.load(Ordering::Relaxed) == 0
+        });
+    }
+
+    #[test]
+    fn connections_over_the_limit_are_refused_and_idle_ones_time_out() {
+        let front = start(1, Duration::from_secs(1));
+        let mut first = connect(front.addr);
+        first.write_all(b"hi\n").unwrap();
+        let mut answer = [0u8; 3];
+        first.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"HI\n");
+        let mut second = connect(front.addr);
+        let mut rest = Vec::new();
+        // Refused: closed at once, with nothing said.
+        let _ = second.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+        wait_until("the refusal is counted", || {
+            front.counters.refused.load(Ordering::Relaxed) == 1
+        });
+        // The first says nothing more: the idle rule closes it.
+        let mut rest = Vec::new();
+        first.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        wait_until("the idle connection is counted", || {
+            front.counters.timed_out.load(Ordering::Relaxed) == 1
+                && front.counters.open.load(Ordering::Acquire) == 0
+        });
+    }
 
     #[test]
     fn marks_survive_compaction_and_clearing() {

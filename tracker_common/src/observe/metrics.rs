@@ -267,6 +267,37 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
             "Client connections open now",
             gauge(s.open_connections),
         );
+        registry.register_collector(Box::new(Ordered {
+            name: "connections_refused",
+            help: "Connections closed at accept, by cause: max_connections (the tracker's \
+                   limit was reached), per_ip (the client address's limit was reached)",
+            series: vec![
+                (
+                    vec![("cause", "max_connections")],
+                    ConstCounter::new(s.connections_refused),
+                ),
+                (
+                    vec![("cause", "per_ip")],
+                    ConstCounter::new(s.connections_refused_per_ip),
+                ),
+            ],
+        }));
+        registry.register(
+            "connections_timed_out",
+            "Connections closed for being idle too long",
+            ConstCounter::new(s.connections_timed_out),
+        );
+        registry.register(
+            "connections_slow_readers",
+            "Connections closed for not reading what was sent to them",
+            ConstCounter::new(s.connections_slow_readers),
+        );
+        registry.register_with_unit(
+            "queued",
+            "Bytes waiting to be sent over all connections",
+            Unit::Bytes,
+            gauge(s.queued_bytes),
+        );
     }
     if id.protocol.relays() {
         registry.register_collector(Box::new(Ordered {
@@ -452,6 +483,19 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
     if let Some(map) = json.as_object_mut() {
         if id.protocol.has_connections() {
             map.insert("connections_open".into(), s.open_connections.into());
+            map.insert(
+                "connections".into(),
+                serde_json::json!({
+                    "open": s.open_connections,
+                    "refused": {
+                        "max_connections": s.connections_refused,
+                        "per_ip": s.connections_refused_per_ip,
+                    },
+                    "timed_out": s.connections_timed_out,
+                    "slow_readers": s.connections_slow_readers,
+                    "queued_bytes": s.queued_bytes,
+                }),
+            );
         }
         if s.private.enabled {
             let p = &s.private;
@@ -519,6 +563,11 @@ mod tests {
             bytes_received: 27,
             bytes_sent: 28,
             open_connections: 29,
+            connections_refused: 36,
+            connections_refused_per_ip: 37,
+            connections_timed_out: 38,
+            connections_slow_readers: 39,
+            queued_bytes: 40,
             offers_relayed: 30,
             answers_relayed: 31,
             relayed_shed: 32,
@@ -612,6 +661,25 @@ mod tests {
         assert!(ws.contains("shoal_relayed_total{protocol=\"ws\",kind=\"answer\"} 31\n"));
         assert!(ws.contains("shoal_relayed_shed_total{protocol=\"ws\"} 32\n"));
         assert!(ws.contains("shoal_connections_open{protocol=\"ws\"} 29\n"));
+        for line in [
+            "shoal_connections_refused_total{protocol=\"http\",cause=\"max_connections\"} 36",
+            "shoal_connections_refused_total{protocol=\"http\",cause=\"per_ip\"} 37",
+            "shoal_connections_timed_out_total{protocol=\"http\"} 38",
+            "shoal_connections_slow_readers_total{protocol=\"http\"} 39",
+            "# UNIT shoal_queued_bytes bytes",
+            "shoal_queued_bytes{protocol=\"http\"} 40",
+        ] {
+            assert!(http.lines().any(|l| l == line), "{line} missing in\n{http}");
+        }
+        let json = to_json(&snapshot(), &id(Protocol::Ws));
+        assert_eq!(json["connections"]["refused"]["per_ip"], 37);
+        assert_eq!(json["connections"]["queued_bytes"], 40);
+        assert_eq!(json["connections_open"], 29);
+        assert!(
+            to_json(&snapshot(), &id(Protocol::Udp))
+                .get("connections")
+                .is_none()
+        );
     }
 
     #[test]

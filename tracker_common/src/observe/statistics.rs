@@ -247,8 +247,28 @@ pub struct Statistics {
     request: Box<[CachePadded<RequestWorkerGauges>]>,
     access_list_len: AtomicU64,
     access_list_loaded_unix_secs: AtomicU64,
-    open_connections: Arc<AtomicUsize>,
+    connections: Arc<ConnectionCounters>,
     private: Arc<PrivateStatistics>,
+}
+
+/// Connection counts of a TCP tracker, over all its socket workers (zero for UDP).
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// Connections open now. It enforces the connection limit, so it is one count,
+    /// changed per connection (never per request).
+    pub open: AtomicUsize,
+    /// Connections closed at once because `max_connections` were open.
+    pub refused: AtomicU64,
+    /// Connections closed at once because their address had `max_connections_per_ip`
+    /// open.
+    pub refused_per_ip: AtomicU64,
+    /// Connections closed by their protocol's idle rule.
+    pub timed_out: AtomicU64,
+    /// Connections closed for not reading what was sent to them.
+    pub slow_readers: AtomicU64,
+    /// Bytes waiting to be sent, over all connections (each connection's as of its last
+    /// write attempt).
+    pub queued_bytes: AtomicUsize,
 }
 
 /// The sum of every worker's counters at one moment.
@@ -302,6 +322,17 @@ pub struct Snapshot {
     pub peers_cleaned: u64,
     /// Connections open now (TCP trackers; 0 for UDP).
     pub open_connections: u64,
+    /// Connections closed at once because `max_connections` were open.
+    pub connections_refused: u64,
+    /// Connections closed at once because their address had `max_connections_per_ip`
+    /// open.
+    pub connections_refused_per_ip: u64,
+    /// Connections closed for being idle too long.
+    pub connections_timed_out: u64,
+    /// Connections closed for not reading what was sent to them.
+    pub connections_slow_readers: u64,
+    /// Bytes waiting to be sent over all connections.
+    pub queued_bytes: u64,
     /// Info hashes in the access list.
     pub access_list_len: u64,
     /// When the access list was last loaded (Unix seconds).
@@ -334,7 +365,7 @@ impl Statistics {
                 .collect(),
             access_list_len: AtomicU64::new(0),
             access_list_loaded_unix_secs: AtomicU64::new(0),
-            open_connections: Arc::default(),
+            connections: Arc::default(),
             private: Arc::new(PrivateStatistics::new(request_workers)),
         }
     }
@@ -344,11 +375,9 @@ impl Statistics {
         &self.private
     }
 
-    /// The number of open connections, which the TCP trackers' socket workers share:
-    /// it enforces their connection limit, so it is one count, changed per connection
-    /// (never per request).
-    pub fn open_connections(&self) -> &Arc<AtomicUsize> {
-        &self.open_connections
+    /// The connection counts, which the TCP trackers' socket workers share.
+    pub fn connections(&self) -> &Arc<ConnectionCounters> {
+        &self.connections
     }
 
     /// Socket worker `index`'s counters.
@@ -416,7 +445,13 @@ impl Statistics {
             s.completed += get(&g.completed);
             s.peers_cleaned += get(&g.peers_cleaned);
         }
-        s.open_connections = self.open_connections.load(Ordering::Acquire) as u64;
+        let c = &self.connections;
+        s.open_connections = c.open.load(Ordering::Acquire) as u64;
+        s.connections_refused = get(&c.refused);
+        s.connections_refused_per_ip = get(&c.refused_per_ip);
+        s.connections_timed_out = get(&c.timed_out);
+        s.connections_slow_readers = get(&c.slow_readers);
+        s.queued_bytes = c.queued_bytes.load(Ordering::Relaxed) as u64;
         s.access_list_len = get(&self.access_list_len);
         s.access_list_loaded_unix_secs = get(&self.access_list_loaded_unix_secs);
         s.private = self.private.snapshot();
@@ -650,11 +685,16 @@ mod tests {
     #[test]
     fn open_connections_and_access_list_are_read_at_snapshot() {
         let stats = Statistics::new(1, 1);
-        let open = stats.open_connections().clone();
-        open.store(3, Ordering::Release);
+        let connections = stats.connections().clone();
+        connections.open.store(3, Ordering::Release);
         assert_eq!(stats.snapshot().open_connections, 3);
-        open.store(5, Ordering::Release);
-        assert_eq!(stats.snapshot().open_connections, 5);
+        connections.open.store(5, Ordering::Release);
+        connections.refused_per_ip.store(7, Ordering::Relaxed);
+        connections.queued_bytes.store(1234, Ordering::Relaxed);
+        let s = stats.snapshot();
+        assert_eq!(s.open_connections, 5);
+        assert_eq!(s.connections_refused_per_ip, 7);
+        assert_eq!(s.queued_bytes, 1234);
         let before = unix_now_secs();
         stats.access_list_loaded(42);
         let s = stats.snapshot();

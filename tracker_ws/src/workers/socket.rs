@@ -52,9 +52,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TryRecvError;
 
-use tracker_common::net::front::{Conn, Front, FrontCounters, Idle, Protocol, Written};
+use tracker_common::net::front::{Conn, Front, Idle, Protocol, Written};
 use tracker_common::observe::statistics::{
-    Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
+    ConnectionCounters, Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
 };
 use tracker_common::private::accounting::AccountInfo;
 use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
@@ -131,7 +131,7 @@ pub(crate) struct SocketWorkerParts {
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) statistics: Arc<Statistics>,
     /// The tracker's connection counts (the front's), for slow readers and queued bytes.
-    pub(crate) conns: Arc<FrontCounters>,
+    pub(crate) conns: Arc<ConnectionCounters>,
     pub(crate) private: Option<PrivateCheck>,
 }
 
@@ -144,7 +144,7 @@ pub(crate) struct SocketWorker {
     access_list: AccessListCache,
     settings: SocketWorkerSettings,
     statistics: Arc<Statistics>,
-    conns: Arc<FrontCounters>,
+    conns: Arc<ConnectionCounters>,
     /// Private mode's check; `None` in public mode.
     private: Option<PrivateCheck>,
     pending_scrapes: PendingScrapes<(u64, Vec<InfoHash>)>,
