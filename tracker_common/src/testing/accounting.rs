@@ -517,6 +517,16 @@ pub fn run_scenario(
             // A commit failed while it is down (the rounds' credit was tried), and
             // several flush intervals pass.
             Spawned::wait_line(&spawned.lines, "not committed, will retry");
+            // /health says so, and still answers 200: announces are served.
+            let metrics = spawned
+                .metrics
+                .unwrap_or_else(|| panic!("the tracker logged no metrics address"));
+            let (status, body) = crate::testing::http_get(metrics, "/health");
+            assert_eq!(status, 200, "/health while the database is down: {body}");
+            let health: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|err| panic!("/health body {body:?}: {err}"));
+            assert_eq!(health["status"], "degraded", "{health}");
+            assert_eq!(health["accounting"]["status"], "failing", "{health}");
             std::thread::sleep(Duration::from_secs(4 * FLUSH_INTERVAL_SECS));
             server
                 .start_again()

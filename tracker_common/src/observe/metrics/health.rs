@@ -2,12 +2,16 @@
 //! balancer, a container runtime or a monitor reads, and a small JSON body that a person
 //! reads.
 //!
-//! - 200 with `"status": "ok"` while no part is known to be down;
-//! - 503 with `"status": "down"` and `"problems"`, one sentence per part that is down:
-//!   - a supervised thread has ended ([`EndedThreads`]): the process is on its way out;
-//!   - in private mode, the last attempt to commit credit to the accounting database
-//!     failed (announces are still answered and the credit waits, but nothing reaches
-//!     the database until a commit works again).
+//! - 200 while every thread of the tracker is alive: `"status": "ok"`, or `"degraded"`
+//!   when, in private mode, the last attempt to commit credit to the accounting database
+//!   failed. Announces are still answered then and the credit waits until a commit
+//!   works again, so a load balancer must not take the tracker out of service for it:
+//!   that would turn a database outage into a tracker outage. `"problems"` says it,
+//!   and `"accounting"` shows the state.
+//! - 503 with `"status": "down"` once a supervised thread has ended ([`EndedThreads`]):
+//!   the process is on its way out.
+//!
+//! `"problems"` has one sentence per part that is down or failing.
 //!
 //! What "threads alive" rests on: the supervisor ends the process when any worker
 //! returns or panics, and each thread records its name as it ends, before the
@@ -28,7 +32,7 @@ use crate::private::stats::PrivateSnapshot;
 /// The answer to `/health`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Health {
-    /// Whether every part is up: 200 if so, 503 if not.
+    /// Whether every thread is alive: 200 if so, 503 if not.
     pub ok: bool,
     /// The body: `status`, `protocol`, `version`, `start_time_unix_secs`, `problems`
     /// and, in private mode, `accounting`.
@@ -46,13 +50,19 @@ pub fn check(private: &PrivateSnapshot, id: &Identity, ended_thread: Option<&str
     let accounting_ok = private.commit_failures_in_a_row == 0;
     if private.enabled && !accounting_ok {
         problems.push(format!(
-            "accounting database: the last {} commit attempts failed",
+            "accounting database: the last {} commit attempts failed; announces are \
+             answered and their credit waits",
             private.commit_failures_in_a_row
         ));
     }
-    let ok = problems.is_empty();
+    let ok = ended_thread.is_none();
+    let status = match (ok, problems.is_empty()) {
+        (false, _) => "down",
+        (true, true) => "ok",
+        (true, false) => "degraded",
+    };
     let mut body = json!({
-        "status": if ok { "ok" } else { "down" },
+        "status": status,
         "protocol": id.protocol.label(),
         "version": id.version,
         "start_time_unix_secs": id.start_unix_secs,
@@ -114,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn private_mode_reports_its_accounting_and_a_failing_database_is_down() {
+    fn private_mode_reports_its_accounting_and_a_failing_database_degrades_but_serves() {
         let mut private = PrivateSnapshot {
             enabled: true,
             credits_pending: 5,
@@ -139,12 +149,20 @@ mod tests {
         private.commit_failures_in_a_row = 3;
         private.batches_failed = 3;
         let health = check(&private, &id(), None);
-        assert!(!health.ok);
-        assert_eq!(health.body["status"], "down");
+        assert!(health.ok, "the tracker still serves: 200");
+        assert_eq!(health.body["status"], "degraded");
         assert_eq!(health.body["accounting"]["status"], "failing");
         assert_eq!(
             health.body["problems"],
-            json!(["accounting database: the last 3 commit attempts failed"])
+            json!([
+                "accounting database: the last 3 commit attempts failed; announces are \
+                 answered and their credit waits"
+            ])
         );
+        // A stopped thread is down whatever the database does.
+        let health = check(&private, &id(), Some("socket-01"));
+        assert!(!health.ok);
+        assert_eq!(health.body["status"], "down");
+        assert_eq!(health.body["problems"].as_array().map(Vec::len), Some(2));
     }
 }
