@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of a tracker with real BitTorrent clients, all on loopback.
 # Usage: scripts/e2e.sh udp|http|https|private|ws|wss [extra args for the test, e.g. --timeout 180]
+# Environment: SHOAL_E2E_PROFILE=release (default) or debug, the build to test.
 #
 # udp, http, https: e2e/real_clients.py (libtorrent seeding, aria2c and then
 # transmission-daemon downloading) against tracker_udp or tracker_http; https
@@ -33,14 +34,25 @@ cd "$repo_root"
 
 bash scripts/install-test-deps.sh
 
-cargo build --release --locked -p "$tracker"
+# SHOAL_E2E_PROFILE=debug: the debug build, which scripts/test.sh uses so that these
+# suites share the build of the workspace's tests instead of making a release build of
+# their own (see there); release otherwise.
+profile="${SHOAL_E2E_PROFILE:-release}"
+case "$profile" in
+    release) cargo build --release --locked -p "$tracker" ;;
+    debug) cargo build --locked -p "$tracker" ;;
+    *)
+        echo "SHOAL_E2E_PROFILE must be release or debug, not '$profile'" >&2
+        exit 2
+        ;;
+esac
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in
     /*) ;;
     *) target_dir="$repo_root/$target_dir" ;;
 esac
-tracker_bin="$target_dir/release/$tracker"
+tracker_bin="$target_dir/$profile/$tracker"
 
 case "$protocol" in
     udp | http | https)

@@ -12,6 +12,13 @@ cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
 cargo test --workspace --locked
+# The end-to-end suites test the trackers' debug builds: they then share the
+# dependencies just built for the tests above (only the trackers themselves are
+# compiled again, without the test-only features), where a release build of their
+# own would compile everything a second time, with optimizations, for a few hundred
+# announces. Debug builds also check every integer operation for overflow. Run a suite
+# by itself (scripts/e2e-udp.sh, ...) to test the release build.
+export SHOAL_E2E_PROFILE=debug
 scripts/e2e-udp.sh
 scripts/e2e-http.sh
 scripts/e2e-https.sh
