@@ -329,6 +329,19 @@ impl WsConfig {
                 self.max_outgoing_bytes_per_connection
             );
         }
+        // So is a scrape's answer: one of ws.max_scrape_torrents torrents must fit.
+        let scrape_bytes = max_scrape_response_bytes(self.max_scrape_torrents)
+            .saturating_add(MAX_SERVER_FRAME_HEADER);
+        if scrape_bytes > self.max_outgoing_bytes_per_connection {
+            anyhow::bail!(
+                "ws.max_scrape_torrents: an answer of {} torrents takes up to {} bytes, \
+                 more than ws.max_outgoing_bytes_per_connection ({}) lets wait for one \
+                 connection: lower the first or raise the second",
+                self.max_scrape_torrents,
+                scrape_bytes,
+                self.max_outgoing_bytes_per_connection
+            );
+        }
         // After the full scrape's own bound, which names the key to lower first.
         let heaviest = max_weight(WeightLimits {
             max_message_bytes: self.max_message_bytes,
@@ -492,6 +505,26 @@ mod tests {
             msg.contains("ws.max_outgoing_bytes_per_connection"),
             "{msg}"
         );
+        c.ws.max_outgoing_bytes_per_connection *= 2;
+        c.validate().unwrap();
+    }
+
+    /// So must the answer to a scrape of ws.max_scrape_torrents torrents: a client
+    /// asking for as many as the config allows is answered, not disconnected as a slow
+    /// reader.
+    #[test]
+    fn a_scrape_must_fit_the_outgoing_bound() {
+        let mut c = Config::default();
+        let bound = c.ws.max_outgoing_bytes_per_connection;
+        let fits = (1..=usize::from(u16::MAX))
+            .take_while(|&n| max_scrape_response_bytes(n) + MAX_SERVER_FRAME_HEADER <= bound)
+            .last()
+            .unwrap();
+        c.ws.max_scrape_torrents = fits;
+        c.validate().unwrap();
+        c.ws.max_scrape_torrents = fits + 1;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("ws.max_scrape_torrents"), "{msg}");
         c.ws.max_outgoing_bytes_per_connection *= 2;
         c.validate().unwrap();
     }
