@@ -74,8 +74,17 @@ fn metrics_count_what_was_sent_by_kind_and_family() {
     });
     assert!(settled, "{}", json());
 
-    let (status, text) = http_get(metrics, "/metrics");
-    assert_eq!(status, 200);
+    // The bytes sent are counted just after the write that the client may already have
+    // read: the scrape is taken once they are the same before and after it.
+    let mut text = String::new();
+    let still = eventually(Duration::from_secs(10), || {
+        let before = json()["sent_bytes"].clone();
+        let (status, body) = http_get(metrics, "/metrics");
+        assert_eq!(status, 200);
+        text = body;
+        json()["sent_bytes"] == before
+    });
+    assert!(still, "the bytes sent kept moving: {}", json());
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
     for (kind, v4_count, v6_count) in [("announce", 2, 2), ("scrape", 2, 1)] {
         for (family, n) in [("ipv4", v4_count), ("ipv6", v6_count)] {
