@@ -243,6 +243,8 @@ fn binary_oversize_and_unmasked_frames_close_with_their_codes() {
     let mut config = test_config("127.0.0.1:0");
     config.ws.max_message_bytes = 2048;
     config.ws.max_outgoing_bytes_per_connection = 4096;
+    // A scrape answer must fit the bound.
+    config.ws.max_scrape_torrents = 10;
     let tracker = start(config);
     let mut client = Client::connect(tracker.local_addr());
     client
@@ -547,6 +549,8 @@ fn a_peer_that_does_not_read_is_shed_for_then_disconnected_not_buffered_for() {
     config.ws.max_message_bytes = 4096;
     let bound = 16 * 1024;
     config.ws.max_outgoing_bytes_per_connection = bound;
+    // A scrape answer must fit the bound.
+    config.ws.max_scrape_torrents = 10;
     // No ping of the tracker's own (a control frame outside the relay rule) within the
     // test: the bound below is then exact.
     config.ws.idle_timeout_secs = 3600;
