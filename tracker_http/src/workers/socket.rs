@@ -279,7 +279,9 @@ impl Protocol for SocketWorker {
     /// Reading and parsing go on once answers have made room in the pipeline (requests
     /// may wait in the read buffer), or once unsent answers, which held reading (and,
     /// past the byte bound, parsing) back, are out. Either is progress, so resuming
-    /// cannot loop.
+    /// cannot loop. A connection that was held back in nothing (its read buffer empty,
+    /// its socket read to the end) is not read again: a new request raises a new edge,
+    /// and a read that would find nothing costs a system call per answer.
     fn written(&self, c: &mut Conn<HttpConn>, round: Written) -> bool {
         if round.wrote > 0 {
             c.state.last_progress = Instant::now();
@@ -296,7 +298,7 @@ impl Protocol for SocketWorker {
             c.state.awaiting = Vec::new();
         }
         let held_back = c.read_paused || !c.read_buf.is_empty();
-        c.state.session.is_reading() && (round.filled || (round.had_unsent && held_back))
+        held_back && c.state.session.is_reading() && (round.filled || round.had_unsent)
     }
 
     fn finished(&self, c: &Conn<HttpConn>) -> bool {
