@@ -52,7 +52,7 @@ use crate::net::shared_bytes::{SharedBodies, write_round_shared};
 use crate::net::slots::Slots;
 use crate::net::tls::SharedServerConfig;
 use crate::net::transport::{
-    Accepted, Linger, ReadRound, Transport, WriteRound, accept_one, linger, read_round,
+    Accepted, Linger, ReadRound, Transport, WriteRound, accept_one, linger, read_round, write_round,
 };
 use crate::observe::statistics::{
     ConnectionCounters, RateLimitedWarning, SocketCounters, Statistics, add,
@@ -83,7 +83,9 @@ pub struct FrontSettings {
 pub struct Outgoing {
     buf: Vec<u8>,
     written: usize,
-    shared: SharedBodies,
+    /// Boxed, and only while bodies are queued: most connections never have one, and
+    /// an idle connection should cost as little as it can.
+    shared: Option<Box<SharedBodies>>,
     /// Bytes of the stream dropped from the front of `buf` (written, then compacted or
     /// cleared), so that [`Self::mark`]s stay valid.
     base: u64,
@@ -97,7 +99,7 @@ impl Outgoing {
         self.buf
             .len()
             .saturating_sub(self.written)
-            .saturating_add(self.shared.unsent())
+            .saturating_add(self.shared.as_ref().map_or(0, |shared| shared.unsent()))
     }
 
     /// Queues `bytes`, moved in without a copy when nothing is waiting.
@@ -112,7 +114,8 @@ impl Outgoing {
 
     /// Queues `body` after everything queued so far, referenced, not copied.
     pub fn push_shared(&mut self, body: Arc<[u8]>) {
-        self.shared.push(self.buf.len(), body);
+        let at = self.buf.len();
+        self.shared.get_or_insert_default().push(at, body);
     }
 
     /// The write buffer, to append to (after [`Self::compact`] when it may have grown).
@@ -125,7 +128,9 @@ impl Outgoing {
     pub fn compact(&mut self) {
         if self.written > 0 && self.written >= self.buf.len() / 2 {
             self.buf.drain(..self.written);
-            self.shared.shift(self.written);
+            if let Some(shared) = &mut self.shared {
+                shared.shift(self.written);
+            }
             self.base = self.base.saturating_add(self.written as u64);
             self.written = 0;
         }
@@ -148,7 +153,14 @@ impl Outgoing {
 
     /// Writes what the socket takes.
     fn write(&mut self, stream: &mut Transport) -> WriteRound {
-        write_round_shared(stream, &self.buf, &mut self.written, &mut self.shared)
+        let Some(shared) = &mut self.shared else {
+            return write_round(stream, &self.buf, &mut self.written);
+        };
+        let round = write_round_shared(stream, &self.buf, &mut self.written, shared);
+        if shared.is_empty() {
+            self.shared = None;
+        }
+        round
     }
 
     /// Everything is out: the connection keeps no buffer while idle.
