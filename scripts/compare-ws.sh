@@ -26,6 +26,7 @@
 #                  aquatic_ws_load_test 0.9.0 runs only then: it always speaks TLS (its
 #                  connections go through a rustls TlsConnector, with no setting to turn
 #                  that off), so it cannot load a plain ws:// server.
+#   SHOAL_BIN      run this tracker_ws binary as shoal instead of the one built here
 #   SHOAL_MAX_OUTGOING  shoal's ws.max_outgoing_bytes_per_connection (default: shoal's
 #                  own default, 256 KiB). aquatic_ws_load_test reads one message per
 #                  message it sends, so most of what the tracker relays to it is not
@@ -97,6 +98,9 @@ aquatic_ws="$aquatic_root/bin/aquatic_ws"
 aquatic_load="$aquatic_root/bin/aquatic_ws_load_test"
 
 build_release tracker_ws tracker_load_test
+# SHOAL_BIN: another tracker_ws binary as "shoal" (one built from an older commit, for
+# before/after figures against the same aquatic_ws run).
+shoal_bin="${SHOAL_BIN:-$bin/tracker_ws}"
 start_work
 # Both servers and the idle-connection script need one descriptor per connection.
 ulimit -n "$(ulimit -Hn)"
@@ -151,7 +155,7 @@ certificate_chain_path = "$work/cert.pem"
 private_key_path = "$work/key.pem"
 TOML
             fi
-            pinned "$cpus" "$bin/tracker_ws" -c "$work/shoal.toml" > "$work/server.log" 2>&1 &
+            pinned "$cpus" "$shoal_bin" -c "$work/shoal.toml" > "$work/server.log" 2>&1 &
             ;;
         aquatic)
             "$aquatic_ws" -p \
