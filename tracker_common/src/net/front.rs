@@ -483,12 +483,20 @@ impl<S> Front<S> {
 }
 
 /// Brings the whole tracker's count of waiting bytes up to date with one connection's.
+///
+/// The count is one cache line that every socket worker writes: a write that leaves a
+/// connection's count as it was (all out before and after, the common case) does not
+/// touch it.
 fn account(queued: &AtomicUsize, out: &mut Outgoing) {
     let unsent = out.unsent();
-    if unsent > out.accounted {
-        queued.fetch_add(unsent - out.accounted, Ordering::Relaxed);
-    } else {
-        queued.fetch_sub(out.accounted - unsent, Ordering::Relaxed);
+    match unsent.cmp(&out.accounted) {
+        std::cmp::Ordering::Greater => {
+            queued.fetch_add(unsent - out.accounted, Ordering::Relaxed);
+        }
+        std::cmp::Ordering::Less => {
+            queued.fetch_sub(out.accounted - unsent, Ordering::Relaxed);
+        }
+        std::cmp::Ordering::Equal => return,
     }
     out.accounted = unsent;
 }
