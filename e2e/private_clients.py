@@ -21,7 +21,7 @@ The test checks:
     least one completed download and no leechers;
   * after aria2c is stopped (SIGINT), the libtorrent torrent removed (both then
     announce `stopped`) and the tracker stopped with SIGTERM (exit status 0),
-    shoal_user_torrents, read with Python's sqlite3, credits each user with the
+    shoal_credits, read with Python's sqlite3, credits each user with the
     bytes moved, within what the clients reported: B downloaded at least the
     payload and at most what aria2c last announced (plus a piece); A uploaded at
     least the payload and at most what libtorrent counted (plus a piece); A
@@ -71,12 +71,13 @@ class PrivateRun(rc.Run):
     def tracker_config(self):
         passkeys = os.path.join(self.tmp, "passkeys.txt")
         with open(passkeys, "w") as f:
-            f.write(f"# users\n{self.passkey_a}  # A: libtorrent\n{self.passkey_b}  # B: aria2c\n")
+            f.write(f"# users\n{self.passkey_a} 1  # A: libtorrent\n{self.passkey_b} 2  # B: aria2c\n")
         return (
             super().tracker_config()
             + "[private]\n"
             + "enabled = true\n"
             + f"passkeys_path = {rc.toml_string(passkeys)}\n"
+            + f"site_cache_path = {rc.toml_string(os.path.join(self.tmp, 'site.cache'))}\n"
             + "[accounting]\n"
             + f"url = {rc.toml_string('sqlite://' + self.db_path)}\n"
             + "flush_interval_secs = 1\n"
@@ -143,19 +144,21 @@ class PrivateRun(rc.Run):
     # ---- the accounting database ----
 
     def user_torrents(self):
-        """shoal_user_torrents' rows of the torrent, by passkey."""
+        """shoal_credits' rows of the torrent, by passkey (user 1 is A, user 2 is B,
+        as the passkey file says; another user id is returned as itself)."""
         db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
         try:
             rows = db.execute(
-                "SELECT passkey, uploaded, downloaded, completed_at FROM shoal_user_torrents "
+                "SELECT user_id, uploaded, downloaded, completed_at FROM shoal_credits "
                 "WHERE info_hash = ?",
                 (self.info_hash,),
             ).fetchall()
         finally:
             db.close()
+        users = {1: self.passkey_a, 2: self.passkey_b}
         return {
-            passkey: {"uploaded": up, "downloaded": down, "completed_at": done}
-            for passkey, up, down, done in rows
+            users.get(user, user): {"uploaded": up, "downloaded": down, "completed_at": done}
+            for user, up, down, done in rows
         }
 
     def wait_credit(self, passkey, field, at_least, seconds=20.0):
@@ -174,20 +177,20 @@ class PrivateRun(rc.Run):
                 return rows
             if time.monotonic() >= end:
                 raise TestFailure(
-                    f"shoal_user_torrents never credited {field} >= {at_least} "
+                    f"shoal_credits never credited {field} >= {at_least} "
                     f"(last: {rows}, {problem})"
                 )
             time.sleep(0.5)
 
     def check_accounting(self, aria2_downloaded, libtorrent_uploaded):
         rows = self.user_torrents()
-        log(f"shoal_user_torrents: {rows}")
+        log(f"shoal_credits: {rows}")
         a = rows.get(self.passkey_a)
         b = rows.get(self.passkey_b)
         if a is None or b is None:
-            raise TestFailure(f"shoal_user_torrents lacks a user's row: {rows}")
+            raise TestFailure(f"shoal_credits lacks a user's row: {rows}")
         if set(rows) != {self.passkey_a, self.passkey_b}:
-            raise TestFailure(f"shoal_user_torrents has rows of other passkeys: {rows}")
+            raise TestFailure(f"shoal_credits has rows of other passkeys: {rows}")
         checks = [
             (
                 PAYLOAD_SIZE <= b["downloaded"] <= aria2_downloaded + MARGIN,

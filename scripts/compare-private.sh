@@ -79,6 +79,7 @@ TOML
 [private]
 enabled = true
 passkeys_path = "$work/passkeys.txt"
+site_cache_path = "$work/site.cache"
 [accounting]
 url = "sqlite://$work/accounting.db"
 max_peers = 100000000
@@ -148,7 +149,7 @@ if [ "$memory" = 1 ]; then
             previous=-1
             for _ in $(seq 1 60); do
                 sleep 2
-                committed="$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1], timeout=10).execute("SELECT COUNT(*) FROM shoal_peers").fetchone()[0])' "$work/accounting.db")"
+                committed="$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1], timeout=10).execute("SELECT COUNT(*) FROM shoal_peer_marks").fetchone()[0])' "$work/accounting.db")"
                 if [ "$committed" = "$previous" ]; then
                     break
                 fi

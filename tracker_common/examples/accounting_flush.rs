@@ -1,7 +1,8 @@
 //! Measures how long the accounting database takes to commit large batches: each batch
-//! holds `--credits` credits (one per user and torrent) and as many baselines (one peer
-//! each), like the writer's batch after a busy flush interval. The first batch inserts
-//! every row; the later ones update the same rows, as a tracker's steady state does.
+//! holds `--credits` peer reports (one peer per user and torrent), like the writer's
+//! batch after a busy flush interval; the database reads each peer's mark and its
+//! (user, torrent)'s time marks, and writes both. The first batch inserts every row; the
+//! later ones update the same rows, as a tracker's steady state does.
 //!
 //! ```text
 //! cargo run --release -p tracker_common --example accounting_flush -- \
@@ -16,11 +17,9 @@ use std::time::Instant;
 use anyhow::Context;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tracker_common::private::passkey::Passkey;
-use tracker_common::private::store::{
-    self, Batch, BatchId, CommitOutcome, PeerBaseline, UserTorrentCredit,
-};
-use tracker_common::types::{InfoHash, PeerId};
+use tracker_common::private::ledger::{CreditRules, PeerReport, Point};
+use tracker_common::private::store::{self, Batch, BatchId, CommitOutcome, PeerKey, PeerState};
+use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 
 /// Torrents per user: the credits are spread over `credits / TORRENTS_PER_USER` users.
 const TORRENTS_PER_USER: usize = 100;
@@ -44,21 +43,20 @@ fn main() -> anyhow::Result<()> {
 
     // The same rows in every batch, in primary key order, as `make_batch` sorts them.
     let mut rng = SmallRng::seed_from_u64(1);
-    let mut rows: Vec<(Passkey, InfoHash, PeerId)> = (0..credits)
-        .map(|i| {
-            let user = i / TORRENTS_PER_USER;
-            let passkey =
-                Passkey::parse(format!("{user:0>32}").as_bytes()).context("a generated passkey")?;
-            Ok((passkey, InfoHash(rng.random()), PeerId(rng.random())))
+    let mut rows: Vec<PeerKey> = (0..credits)
+        .map(|i| PeerKey {
+            user: (i / TORRENTS_PER_USER) as i64,
+            info_hash: InfoHash(rng.random()),
+            peer_id: PeerId(rng.random()),
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect();
     rows.sort_unstable();
     // Batch ids differ from run to run, so that a second run on the same database is
     // measured too (updating the rows the first one inserted).
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
-    println!("{url}: {batches} batches of {credits} credits and {credits} baselines");
+    println!("{url}: {batches} batches of {credits} peer reports");
     for n in 0..batches {
         let now = 1_700_000_000 + n * 5;
         let mut id = [0; 16];
@@ -66,33 +64,30 @@ fn main() -> anyhow::Result<()> {
         id[8..].copy_from_slice(&n.to_le_bytes());
         let batch = Batch {
             id: BatchId(id),
-            credits: rows
+            reports: rows
                 .iter()
-                .map(|&(passkey, info_hash, _)| UserTorrentCredit {
-                    passkey,
-                    info_hash,
-                    uploaded: 1 << 20,
-                    downloaded: 1 << 19,
-                    seed_seconds: 5,
-                    leech_seconds: 0,
-                    completed_at: None,
-                    first_announce: now,
-                    last_announce: now,
-                    flagged_announces: 0,
+                .map(|&key| {
+                    PeerReport::new(
+                        key,
+                        Point {
+                            at: now,
+                            uploaded: Some((n + 1) << 20),
+                            downloaded: Some((n + 1) << 19),
+                            state: PeerState::Seeding,
+                            event: if n == 0 {
+                                AnnounceEvent::Started
+                            } else {
+                                AnnounceEvent::None
+                            },
+                        },
+                    )
                 })
                 .collect(),
-            baselines: rows
-                .iter()
-                .map(|&(passkey, info_hash, peer_id)| PeerBaseline {
-                    passkey,
-                    info_hash,
-                    peer_id,
-                    uploaded: (n + 1) << 20,
-                    downloaded: (n + 1) << 19,
-                    last_announce: now,
-                    seeding: true,
-                })
-                .collect(),
+            rules: CreditRules {
+                interval_secs: 1800,
+                grace_secs: 300,
+                flag_upload_bytes_per_sec: 0,
+            },
             created_at: now,
         };
         let started = Instant::now();

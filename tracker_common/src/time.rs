@@ -54,3 +54,45 @@ impl SecondsSinceServerStart {
         Self(self.0.saturating_sub(secs))
     }
 }
+
+/// The one clock of private mode's accounting: Unix seconds, read from the wall clock
+/// once, at the server's start, and counted on by the monotonic clock since. Announce
+/// times, batch times and the retention all go by it, so that a step of the wall clock
+/// while the server runs (NTP correcting, an operator's `date -s`) moves none of them.
+#[derive(Copy, Clone, Debug)]
+pub struct UnixClock {
+    unix_at_start: u64,
+    start: ServerStartInstant,
+}
+
+impl UnixClock {
+    /// The clock of a server started at `start`: the wall clock now, less the seconds
+    /// elapsed since `start`.
+    pub fn new(start: ServerStartInstant) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self::at_start(
+            start,
+            now.saturating_sub(u64::from(start.seconds_elapsed().0)),
+        )
+    }
+
+    /// A clock that reads `unix_at_start` at `start`.
+    pub fn at_start(start: ServerStartInstant, unix_at_start: u64) -> Self {
+        Self {
+            unix_at_start,
+            start,
+        }
+    }
+
+    /// Unix seconds at `since` seconds after the start.
+    pub fn at(&self, since: SecondsSinceServerStart) -> u64 {
+        self.unix_at_start.saturating_add(u64::from(since.0))
+    }
+
+    /// Unix seconds now.
+    pub fn now(&self) -> u64 {
+        self.at(self.start.seconds_elapsed())
+    }
+}

@@ -2,17 +2,20 @@
 //! temporary file, PostgreSQL on a server of the test's own ([`TestPostgres`]). Every
 //! check runs on both; the outage checks on PostgreSQL only.
 //!
-//! The checks are written from the store's contract (`tracker_common::private::store`):
-//! a batch applies its credits (sums, first completion, earliest and latest announce,
-//! saturating at `i64::MAX`) and baselines exactly once, and what is read back from the
-//! tables is checked, never trusted.
+//! The checks are written from the store's contract (`tracker_common::private::store`
+//! and `ledger`): a batch is applied exactly once, each report is credited against the
+//! committed peer mark (nothing for a stale one), time against the (user, torrent)'s
+//! time marks, factors from the site's tables, sums saturating at `i64::MAX`; and what
+//! is read back from the tables is checked, never trusted.
 
+use tracker_common::private::ledger::{CreditRules, PeerReport, Point};
 use tracker_common::private::passkey::Passkey;
 use tracker_common::private::store::{
-    self, AccountingStore, Batch, BatchId, CommitOutcome, PeerBaseline, UserTorrentCredit,
+    self, AccountingStore, Batch, BatchId, CommitOutcome, PasskeyUser, PeerKey, PeerState,
+    derived_user_id,
 };
 use tracker_common::testing::postgres::TestPostgres;
-use tracker_common::types::{InfoHash, PeerId};
+use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 
 /// A database to test, with a side door for raw SQL (to read the tables and to put rows
 /// there that the store would never write).
@@ -115,7 +118,14 @@ impl Backend for Postgres {
 
     fn row(&self, sql: &str) -> Vec<Option<i64>> {
         let row = self.client().query_one(sql, &[]).unwrap();
-        (0..row.len()).map(|i| row.get(i)).collect()
+        (0..row.len())
+            .map(|i| {
+                row.try_get::<_, Option<i64>>(i)
+                    .or_else(|_| row.try_get::<_, Option<i32>>(i).map(|v| v.map(i64::from)))
+                    .or_else(|_| row.try_get::<_, Option<i16>>(i).map(|v| v.map(i64::from)))
+                    .unwrap()
+            })
+            .collect()
     }
 
     fn blob(&self, bytes: &[u8]) -> String {
@@ -136,339 +146,365 @@ fn passkey(n: u32) -> Passkey {
     Passkey::parse(format!("{n:0>32}").as_bytes()).unwrap()
 }
 
-fn batch(id: u8, credits: Vec<UserTorrentCredit>, baselines: Vec<PeerBaseline>) -> Batch {
-    Batch {
-        id: BatchId([id; 16]),
-        credits,
-        baselines,
-        created_at: 1_000,
+const T0: u64 = 1_800_000_000;
+
+fn rules() -> CreditRules {
+    CreditRules {
+        interval_secs: 1800,
+        grace_secs: 300,
+        flag_upload_bytes_per_sec: 0,
     }
 }
 
-fn credit(user: u32, torrent: u8) -> UserTorrentCredit {
-    UserTorrentCredit {
-        passkey: passkey(user),
-        info_hash: InfoHash([torrent; 20]),
-        uploaded: 0,
-        downloaded: 0,
-        seed_seconds: 0,
-        leech_seconds: 0,
-        completed_at: None,
-        first_announce: 500,
-        last_announce: 600,
-        flagged_announces: 0,
-    }
-}
-
-fn baseline(user: u32, torrent: u8, peer: u8, last_announce: u64) -> PeerBaseline {
-    PeerBaseline {
-        passkey: passkey(user),
+fn key(user: i64, torrent: u8, peer: u8) -> PeerKey {
+    PeerKey {
+        user,
         info_hash: InfoHash([torrent; 20]),
         peer_id: PeerId([peer; 20]),
-        uploaded: 10,
-        downloaded: 20,
-        last_announce,
-        seeding: false,
     }
 }
 
-/// The row of (user, torrent) in shoal_user_torrents: uploaded, downloaded,
-/// seed_seconds, leech_seconds, completed_at, first_announce, last_announce,
-/// flagged_announces.
-fn user_torrent(db: &dyn Backend, user: u32, torrent: u8) -> Vec<Option<i64>> {
+/// A report of one announce.
+fn report(key: PeerKey, at: u64, uploaded: u64, event: AnnounceEvent, seeding: bool) -> PeerReport {
+    PeerReport::new(
+        key,
+        Point {
+            at,
+            uploaded: Some(uploaded),
+            downloaded: Some(uploaded / 2),
+            state: if event == AnnounceEvent::Stopped {
+                PeerState::Stopped
+            } else if seeding {
+                PeerState::Seeding
+            } else {
+                PeerState::Leeching
+            },
+            event,
+        },
+    )
+}
+
+fn batch(id: u8, reports: Vec<PeerReport>) -> Batch {
+    Batch {
+        id: BatchId([id; 16]),
+        reports,
+        rules: rules(),
+        created_at: T0,
+    }
+}
+
+/// `shoal_credits` of (user, torrent): uploaded, downloaded, uploaded_raw,
+/// downloaded_raw, seed_seconds, leech_seconds, completed_at.
+fn credits(db: &dyn Backend, user: i64, torrent: u8) -> Vec<Option<i64>> {
     db.row(&format!(
-        "SELECT uploaded, downloaded, seed_seconds, leech_seconds, completed_at,
-                first_announce, last_announce, flagged_announces
-         FROM shoal_user_torrents WHERE passkey = '{}' AND info_hash = {}",
-        passkey(user),
+        "SELECT uploaded, downloaded, uploaded_raw, downloaded_raw, seed_seconds,
+                leech_seconds, completed_at
+         FROM shoal_credits WHERE user_id = {user} AND info_hash = {}",
         db.blob(&[torrent; 20])
     ))
 }
 
-fn loaded(store: &mut dyn AccountingStore, since: u64) -> Vec<PeerBaseline> {
-    let mut baselines = Vec::new();
-    store
-        .load_baselines(since, &mut |baseline| baselines.push(baseline))
-        .unwrap();
-    baselines.sort_by_key(|b| (b.passkey, b.info_hash, b.peer_id));
-    baselines
+/// `shoal_peer_marks` of a peer: uploaded, downloaded, last_announce, state.
+fn mark(db: &dyn Backend, key: PeerKey) -> Vec<Option<i64>> {
+    db.row(&format!(
+        "SELECT uploaded, downloaded, last_announce, state FROM shoal_peer_marks
+         WHERE user_id = {} AND info_hash = {} AND peer_id = {}",
+        key.user,
+        db.blob(&key.info_hash.0),
+        db.blob(&key.peer_id.0)
+    ))
 }
 
 fn schema_is_created_once(db: &dyn Backend) {
     drop(db.open());
+    let mut store = db.open();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM shoal_schema_migrations"),
+        2,
+        "migrations 1 and 2, once each"
+    );
     for table in [
         "shoal_passkeys",
-        "shoal_user_torrents",
-        "shoal_peers",
+        "shoal_users",
+        "shoal_torrents",
+        "shoal_settings",
+        "shoal_credits",
+        "shoal_peer_marks",
         "shoal_batches",
     ] {
-        assert_eq!(db.count(&format!("SELECT count(*) FROM {table}")), 0);
+        assert_eq!(
+            db.count(&format!("SELECT COUNT(*) FROM {table}")),
+            0,
+            "{table}"
+        );
     }
-    let migrations = "SELECT count(*), CAST(min(version) AS BIGINT), CAST(max(version) AS BIGINT) \
-                      FROM shoal_schema_migrations";
-    assert_eq!(db.row(migrations), [Some(1), Some(1), Some(1)]);
-    let mut store = db.open();
-    assert_eq!(db.row(migrations), [Some(1), Some(1), Some(1)]);
-    assert!(store.load_passkeys().unwrap().is_empty());
+    assert_eq!(store.load_site().unwrap(), Default::default());
 }
 
-fn commit_adds_credits(db: &dyn Backend) {
+fn reports_are_credited_against_the_marks(db: &dyn Backend) {
     let mut store = db.open();
-    let first = UserTorrentCredit {
-        uploaded: 100,
-        downloaded: 200,
-        seed_seconds: 30,
-        leech_seconds: 40,
-        flagged_announces: 1,
-        first_announce: 500,
-        last_announce: 600,
-        ..credit(1, 1)
-    };
-    let other = UserTorrentCredit {
-        uploaded: 7,
-        ..credit(2, 1)
-    };
-    let outcome = store.commit(&batch(1, vec![first, other], vec![])).unwrap();
-    assert_eq!(outcome, CommitOutcome::Applied);
+    let a = key(1, 1, 1);
+    let started = report(a, T0, 100, AnnounceEvent::Started, false);
     assert_eq!(
-        user_torrent(db, 1, 1),
-        [
-            Some(100),
-            Some(200),
-            Some(30),
-            Some(40),
-            None,
-            Some(500),
-            Some(600),
-            Some(1)
-        ]
-    );
-
-    // Later and earlier announces than the row's, and a first completion.
-    let second = UserTorrentCredit {
-        uploaded: 1,
-        downloaded: 2,
-        seed_seconds: 3,
-        leech_seconds: 4,
-        flagged_announces: 5,
-        completed_at: Some(550),
-        first_announce: 400,
-        last_announce: 550,
-        ..credit(1, 1)
-    };
-    let third = UserTorrentCredit {
-        completed_at: Some(700),
-        first_announce: 650,
-        last_announce: 700,
-        ..credit(1, 1)
-    };
-    assert_eq!(
-        store.commit(&batch(2, vec![second], vec![])).unwrap(),
+        store.commit(&batch(1, vec![started])).unwrap(),
         CommitOutcome::Applied
     );
     assert_eq!(
-        store.commit(&batch(3, vec![third], vec![])).unwrap(),
-        CommitOutcome::Applied
+        credits(db, 1, 1)[..6],
+        [Some(100), Some(50), Some(100), Some(50), Some(0), Some(0)]
     );
+    assert_eq!(mark(db, a), [Some(100), Some(50), Some(T0 as i64), Some(0)]);
+    // 600 s later, seeding after a completion: the difference, and the time leeching.
+    let done = report(a, T0 + 600, 700, AnnounceEvent::Completed, true);
+    store.commit(&batch(2, vec![done])).unwrap();
+    let row = credits(db, 1, 1);
     assert_eq!(
-        user_torrent(db, 1, 1),
+        row[..6],
         [
-            Some(101),
-            Some(202),
-            Some(33),
-            Some(44),
-            Some(550),
-            Some(400),
             Some(700),
-            Some(6)
+            Some(350),
+            Some(700),
+            Some(350),
+            Some(0),
+            Some(600)
         ]
     );
-    assert_eq!(user_torrent(db, 2, 1)[0], Some(7));
-    assert_eq!(db.count("SELECT count(*) FROM shoal_batches"), 3);
+    assert_eq!(row[6], Some((T0 + 600) as i64), "the completion");
+    // A stale report (another tracker's, older than the mark) credits nothing.
+    let stale = report(a, T0 + 300, 400, AnnounceEvent::None, false);
+    store.commit(&batch(3, vec![stale])).unwrap();
     assert_eq!(
-        db.row("SELECT committed_at, credits FROM shoal_batches WHERE id = '01010101010101010101010101010101'"),
-        [Some(1_000), Some(2)]
+        credits(db, 1, 1)[..6],
+        [
+            Some(700),
+            Some(350),
+            Some(700),
+            Some(350),
+            Some(0),
+            Some(600)
+        ]
+    );
+    // The same announce seen by a second tracker a second later: time only.
+    let twin = report(a, T0 + 601, 700, AnnounceEvent::None, true);
+    store.commit(&batch(4, vec![twin])).unwrap();
+    assert_eq!(
+        credits(db, 1, 1)[..6],
+        [
+            Some(700),
+            Some(350),
+            Some(700),
+            Some(350),
+            Some(1),
+            Some(600)
+        ]
+    );
+    // Stopped: saved, and no time across it.
+    let stop = report(a, T0 + 900, 800, AnnounceEvent::Stopped, false);
+    store.commit(&batch(5, vec![stop])).unwrap();
+    assert_eq!(mark(db, a)[3], Some(2));
+    let back = report(a, T0 + 1200, 800, AnnounceEvent::None, true);
+    store.commit(&batch(6, vec![back])).unwrap();
+    assert_eq!(
+        credits(db, 1, 1)[..6],
+        [
+            Some(800),
+            Some(400),
+            Some(800),
+            Some(400),
+            Some(300),
+            Some(600)
+        ]
     );
 }
 
 fn a_batch_applies_once(db: &dyn Backend) {
     let mut store = db.open();
-    let credits = vec![UserTorrentCredit {
-        uploaded: 5,
-        ..credit(1, 1)
-    }];
-    let one = batch(9, credits, vec![baseline(1, 1, 1, 600)]);
-    assert_eq!(store.commit(&one).unwrap(), CommitOutcome::Applied);
-    // The baseline moves on; a replay of the batch must not move it back.
-    let newer = PeerBaseline {
-        uploaded: 99,
-        ..baseline(1, 1, 1, 700)
-    };
-    store.commit(&batch(10, vec![], vec![newer])).unwrap();
-    assert_eq!(store.commit(&one).unwrap(), CommitOutcome::AlreadyApplied);
-    let mut reopened = db.open();
-    assert_eq!(
-        reopened.commit(&one).unwrap(),
-        CommitOutcome::AlreadyApplied
+    let one = batch(
+        1,
+        vec![report(key(1, 1, 1), T0, 10, AnnounceEvent::Started, false)],
     );
-    assert_eq!(user_torrent(db, 1, 1)[0], Some(5));
-    assert_eq!(loaded(&mut *store, 0), [newer]);
-    assert_eq!(db.count("SELECT count(*) FROM shoal_batches"), 2);
+    assert_eq!(store.commit(&one).unwrap(), CommitOutcome::Applied);
+    assert_eq!(store.commit(&one).unwrap(), CommitOutcome::AlreadyApplied);
+    assert_eq!(credits(db, 1, 1)[0], Some(10));
+    assert_eq!(db.count("SELECT COUNT(*) FROM shoal_batches"), 1);
+}
+
+fn two_stores_on_one_database_credit_one_client_once(db: &dyn Backend) {
+    let (mut udp, mut http) = (db.open(), db.open());
+    let peer = key(3, 2, 9);
+    for (n, at, up) in [
+        (0u8, T0, 0u64),
+        (1, T0 + 1800, 5_000),
+        (2, T0 + 3600, 9_000),
+    ] {
+        let event = if n == 0 {
+            AnnounceEvent::Started
+        } else {
+            AnnounceEvent::None
+        };
+        // Each tracker saw the announce, one second apart, in either order.
+        let first = batch(10 + n, vec![report(peer, at, up, event, true)]);
+        let second = batch(20 + n, vec![report(peer, at + 1, up, event, true)]);
+        if n % 2 == 0 {
+            http.commit(&second).unwrap();
+            udp.commit(&first).unwrap();
+        } else {
+            udp.commit(&first).unwrap();
+            http.commit(&second).unwrap();
+        }
+    }
+    let row = credits(db, 3, 2);
+    assert_eq!(row[0], Some(9_000), "bytes once");
+    // From T0 to T0 + 3601, less the first second: the report of T0 arrived after the
+    // one of T0 + 1 and was stale. Never twice the wall clock.
+    assert_eq!(row[4], Some(3600), "wall-clock seeding time once");
+}
+
+fn time_is_credited_once_per_user_and_torrent(db: &dyn Backend) {
+    let mut store = db.open();
+    // 100 peer ids of one user seed one torrent through the same half hour.
+    let starts: Vec<PeerReport> = (0..100)
+        .map(|peer| {
+            report(
+                key(4, 3, peer),
+                T0 + u64::from(peer),
+                0,
+                AnnounceEvent::Started,
+                true,
+            )
+        })
+        .collect();
+    store.commit(&batch(1, starts)).unwrap();
+    let laters: Vec<PeerReport> = (0..100)
+        .map(|peer| {
+            report(
+                key(4, 3, peer),
+                T0 + 1800 + u64::from(peer),
+                0,
+                AnnounceEvent::None,
+                true,
+            )
+        })
+        .collect();
+    store.commit(&batch(2, laters)).unwrap();
+    assert_eq!(
+        credits(db, 4, 3)[4],
+        Some(1899),
+        "the union of the spans, not 100 times"
+    );
+}
+
+fn factors_come_from_the_site_tables(db: &dyn Backend) {
+    let mut store = db.open();
+    db.exec(&format!(
+        "INSERT INTO shoal_torrents (info_hash, upload_percent, download_percent)
+             VALUES ({}, 100, 0);
+         INSERT INTO shoal_settings (name, value) VALUES ('upload_percent', 200);",
+        db.blob(&[5; 20])
+    ));
+    store
+        .commit(&batch(
+            1,
+            vec![
+                report(key(1, 5, 1), T0, 1_000, AnnounceEvent::Started, false),
+                report(key(1, 6, 1), T0, 1_000, AnnounceEvent::Started, false),
+            ],
+        ))
+        .unwrap();
+    // Freeleech and double upload on torrent 5; double upload only on torrent 6.
+    assert_eq!(
+        credits(db, 1, 5)[..4],
+        [Some(2_000), Some(0), Some(1_000), Some(500)]
+    );
+    assert_eq!(
+        credits(db, 1, 6)[..4],
+        [Some(2_000), Some(500), Some(1_000), Some(500)]
+    );
 }
 
 fn sums_saturate_at_i64_max(db: &dyn Backend) {
     let mut store = db.open();
-    let huge = UserTorrentCredit {
-        uploaded: u64::MAX,
-        downloaded: u64::MAX,
-        seed_seconds: u64::MAX,
-        leech_seconds: u64::MAX,
-        flagged_announces: u64::MAX,
-        completed_at: Some(u64::MAX),
-        first_announce: u64::MAX,
-        last_announce: u64::MAX,
-        ..credit(1, 1)
-    };
-    let near = UserTorrentCredit {
-        uploaded: i64::MAX as u64 - 1,
-        ..credit(1, 2)
-    };
-    store.commit(&batch(1, vec![huge, near], vec![])).unwrap();
-    let plus_two = UserTorrentCredit {
-        uploaded: 2,
-        ..credit(1, 2)
-    };
-    store
-        .commit(&batch(2, vec![huge, plus_two], vec![]))
-        .unwrap();
-    let max = Some(i64::MAX);
-    assert_eq!(
-        user_torrent(db, 1, 1),
-        [max, max, max, max, max, max, max, max]
-    );
-    assert_eq!(user_torrent(db, 1, 2)[0], max);
-    let huge_baseline = PeerBaseline {
-        uploaded: u64::MAX,
-        downloaded: u64::MAX,
-        ..baseline(1, 1, 1, u64::MAX)
-    };
-    store
-        .commit(&batch(3, vec![], vec![huge_baseline]))
-        .unwrap();
-    let read_back = PeerBaseline {
-        uploaded: i64::MAX as u64,
-        downloaded: i64::MAX as u64,
-        last_announce: i64::MAX as u64,
-        ..huge_baseline
-    };
-    assert_eq!(loaded(&mut *store, u64::MAX), [read_back]);
+    let huge = report(key(1, 1, 1), T0, u64::MAX, AnnounceEvent::Started, false);
+    store.commit(&batch(1, vec![huge])).unwrap();
+    let again = report(key(1, 1, 2), T0, u64::MAX, AnnounceEvent::Started, false);
+    store.commit(&batch(2, vec![again])).unwrap();
+    assert_eq!(credits(db, 1, 1)[0], Some(i64::MAX));
+    assert_eq!(credits(db, 1, 1)[2], Some(i64::MAX));
 }
 
-fn baselines_are_upserted_and_loaded(db: &dyn Backend) {
+fn malformed_marks_count_as_none(db: &dyn Backend) {
     let mut store = db.open();
-    let a = baseline(1, 1, 1, 100);
-    let b = baseline(1, 1, 2, 200);
-    let c = PeerBaseline {
-        seeding: true,
-        ..baseline(2, 3, 1, 300)
-    };
-    store.commit(&batch(1, vec![], vec![a, b, c])).unwrap();
-    assert_eq!(loaded(&mut *store, 0), [a, b, c]);
-    assert_eq!(loaded(&mut *store, 200), [b, c]);
-    assert_eq!(loaded(&mut *store, 301), []);
-    let a2 = PeerBaseline {
-        uploaded: 1_000,
-        downloaded: 2_000,
-        seeding: true,
-        ..baseline(1, 1, 1, 400)
-    };
-    store.commit(&batch(2, vec![], vec![a2])).unwrap();
-    assert_eq!(loaded(&mut *store, 0), [a2, b, c]);
-    assert_eq!(db.count("SELECT count(*) FROM shoal_peers"), 3);
-}
-
-fn malformed_rows_are_skipped(db: &dyn Backend) {
-    let mut store = db.open();
-    let good = baseline(1, 1, 1, 100);
-    store.commit(&batch(1, vec![], vec![good])).unwrap();
-    let key = passkey(1).to_string();
-    let id = db.blob(&[1; 20]);
-    let t = db.boolean(true);
-    let bad_rows = [
-        (
-            format!("'{}'", &key[..31]),
-            id.clone(),
-            db.blob(&[2; 20]),
-            "1",
-        ),
-        (
-            format!("'{}-'", &key[..31]),
-            id.clone(),
-            db.blob(&[3; 20]),
-            "1",
-        ),
-        (
-            format!("'{key}'"),
-            db.blob(&[1; 19]),
-            db.blob(&[4; 20]),
-            "1",
-        ),
-        (format!("'{key}'"), id.clone(), db.blob(&[5; 21]), "1"),
-        (format!("'{key}'"), id.clone(), db.blob(&[6; 20]), "-1"),
-    ];
-    for (passkey, info_hash, peer_id, uploaded) in bad_rows {
-        db.exec(&format!(
-            "INSERT INTO shoal_peers VALUES ({passkey}, {info_hash}, {peer_id}, {uploaded}, 0, \
-             100, {t})"
-        ));
-    }
-    assert_eq!(loaded(&mut *store, 0), [good]);
-}
-
-fn passkeys_are_loaded(db: &dyn Backend) {
-    let mut store = db.open();
-    let (t, f) = (db.boolean(true), db.boolean(false));
+    let a = key(1, 1, 1);
     db.exec(&format!(
-        "INSERT INTO shoal_passkeys (passkey) VALUES ('{}');
-         INSERT INTO shoal_passkeys VALUES ('{}', {t});
-         INSERT INTO shoal_passkeys VALUES ('{}', {f});
-         INSERT INTO shoal_passkeys VALUES ('short', {t});
-         INSERT INTO shoal_passkeys VALUES ('{}é', {t});
-         INSERT INTO shoal_passkeys VALUES ('', {t});",
-        passkey(1),
-        passkey(2),
-        passkey(3),
-        &passkey(4).to_string()[..30],
+        "INSERT INTO shoal_peer_marks VALUES (1, {}, {}, -5, 0, {T0}, 0)",
+        db.blob(&a.info_hash.0),
+        db.blob(&a.peer_id.0)
     ));
-    let mut keys = store.load_passkeys().unwrap();
-    keys.sort();
-    assert_eq!(keys, [passkey(1), passkey(2)]);
+    // Not started: with no (good) mark, the report sets it and credits nothing.
+    store
+        .commit(&batch(
+            1,
+            vec![report(a, T0 + 10, 500, AnnounceEvent::None, false)],
+        ))
+        .unwrap();
+    assert_eq!(credits(db, 1, 1)[0], Some(0));
+    assert_eq!(mark(db, a)[0], Some(500));
+}
+
+fn the_site_tables_are_loaded(db: &dyn Backend) {
+    let mut store = db.open();
+    let (a, b, c) = (passkey(1), passkey(2), passkey(3));
+    db.exec(&format!(
+        "INSERT INTO shoal_passkeys (passkey, enabled, user_id) VALUES ('{a}', {t}, 7);
+         INSERT INTO shoal_passkeys (passkey, enabled, user_id) VALUES ('{b}', {t}, NULL);
+         INSERT INTO shoal_passkeys (passkey, enabled, user_id) VALUES ('{c}', {f}, 9);
+         INSERT INTO shoal_passkeys (passkey, enabled, user_id) VALUES ('not a passkey', {t}, 1);
+         INSERT INTO shoal_users (user_id, can_leech) VALUES (7, {f});
+         INSERT INTO shoal_users (user_id, can_leech) VALUES (8, {t});
+         INSERT INTO shoal_torrents (info_hash) VALUES ({});
+         INSERT INTO shoal_torrents (info_hash) VALUES ({});",
+        db.blob(&[1; 20]),
+        db.blob(&[2; 20]),
+        t = db.boolean(true),
+        f = db.boolean(false),
+    ));
+    let mut site = store.load_site().unwrap();
+    site.passkeys.sort_by_key(|k| k.passkey);
+    site.torrents.sort();
+    assert_eq!(
+        site.passkeys,
+        [
+            PasskeyUser {
+                passkey: a,
+                user: 7
+            },
+            PasskeyUser {
+                passkey: b,
+                user: derived_user_id(&b)
+            },
+        ]
+    );
+    assert_eq!(site.no_leech, [7]);
+    assert_eq!(site.torrents, [InfoHash([1; 20]), InfoHash([2; 20])]);
 }
 
 fn forget_before_deletes(db: &dyn Backend) {
     let mut store = db.open();
-    let old = baseline(1, 1, 1, 100);
-    let edge = baseline(1, 1, 2, 200);
-    let new = baseline(1, 1, 3, 300);
     store
-        .commit(&batch(1, vec![], vec![old, edge, new]))
+        .commit(&batch(
+            1,
+            vec![
+                report(key(1, 1, 1), T0, 1, AnnounceEvent::Started, false),
+                report(key(1, 1, 2), T0 + 100, 1, AnnounceEvent::Started, false),
+            ],
+        ))
         .unwrap();
-    let later = Batch {
-        created_at: 5_000,
-        ..batch(2, vec![], vec![])
-    };
-    store.commit(&later).unwrap();
-    assert_eq!(store.forget_before(200).unwrap(), 1);
-    assert_eq!(loaded(&mut *store, 0), [edge, new]);
-    assert_eq!(db.count("SELECT count(*) FROM shoal_batches"), 2);
-    assert_eq!(store.forget_before(2_000).unwrap(), 2);
-    assert_eq!(loaded(&mut *store, 0), []);
-    assert_eq!(db.count("SELECT count(*) FROM shoal_batches"), 1);
-    // A forgotten batch id can be applied again: the retention outlives any retry.
-    assert_eq!(
-        store.commit(&batch(1, vec![], vec![])).unwrap(),
-        CommitOutcome::Applied
-    );
+    assert_eq!(store.forget_before(T0 + 50).unwrap(), 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM shoal_peer_marks"), 1);
+    assert_eq!(store.forget_before(T0 + 50).unwrap(), 0);
+    // The batch was committed (created_at T0) before T0 + 50: gone too.
+    assert_eq!(db.count("SELECT COUNT(*) FROM shoal_batches"), 0);
+    assert_eq!(credits(db, 1, 1)[0], Some(2), "credit is never forgotten");
 }
 
 macro_rules! on_both_backends {
@@ -494,12 +530,14 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     schema_is_created_once,
-    commit_adds_credits,
+    reports_are_credited_against_the_marks,
     a_batch_applies_once,
+    two_stores_on_one_database_credit_one_client_once,
+    time_is_credited_once_per_user_and_torrent,
+    factors_come_from_the_site_tables,
     sums_saturate_at_i64_max,
-    baselines_are_upserted_and_loaded,
-    malformed_rows_are_skipped,
-    passkeys_are_loaded,
+    malformed_marks_count_as_none,
+    the_site_tables_are_loaded,
     forget_before_deletes,
 );
 
@@ -507,20 +545,16 @@ on_both_backends!(
 fn sqlite_stores_integers_and_uses_wal() {
     let db = Sqlite::new("types");
     let mut store = db.open();
-    let huge = UserTorrentCredit {
-        uploaded: u64::MAX,
-        ..credit(1, 1)
-    };
-    store.commit(&batch(1, vec![huge], vec![])).unwrap();
-    store.commit(&batch(2, vec![huge], vec![])).unwrap();
+    for id in 1..=2 {
+        let huge = report(key(1, 1, id), T0, u64::MAX, AnnounceEvent::Started, false);
+        store.commit(&batch(id, vec![huge])).unwrap();
+    }
     // An overflowing sum would have become a REAL.
     let connection = db.connection();
     let kind: String = connection
-        .query_row(
-            "SELECT typeof(uploaded) FROM shoal_user_torrents",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT typeof(uploaded) FROM shoal_credits", [], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(kind, "integer");
     let mode: String = connection
@@ -533,19 +567,22 @@ fn sqlite_stores_integers_and_uses_wal() {
 fn sqlite_skips_values_of_the_wrong_type() {
     let db = Sqlite::new("wrongtype");
     let mut store = db.open();
-    let key = passkey(1);
-    let id = db.blob(&[1; 20]);
+    let a = key(1, 1, 1);
     db.exec(&format!(
-        "INSERT INTO shoal_peers VALUES ('{key}', {id}, {}, 1.5, 0, 100, 1);
-         INSERT INTO shoal_peers VALUES ('{key}', {id}, {}, 1, 0, 100, 'yes');
-         INSERT INTO shoal_peers VALUES (x'00', {id}, {}, 1, 0, 100, 1);
-         INSERT INTO shoal_passkeys VALUES (42, 1);",
-        db.blob(&[2; 20]),
-        db.blob(&[3; 20]),
-        db.blob(&[4; 20]),
+        "INSERT INTO shoal_peer_marks VALUES (1, {}, {}, 1.5, 0, {T0}, 1);
+         INSERT INTO shoal_passkeys VALUES (42, 1, NULL);",
+        db.blob(&a.info_hash.0),
+        db.blob(&a.peer_id.0),
     ));
-    assert_eq!(loaded(&mut *store, 0), []);
-    assert_eq!(store.load_passkeys().unwrap(), []);
+    assert_eq!(store.load_site().unwrap(), Default::default());
+    // The mark with a REAL counter is no mark: a later report credits nothing.
+    store
+        .commit(&batch(
+            1,
+            vec![report(a, T0 + 5, 100, AnnounceEvent::None, true)],
+        ))
+        .unwrap();
+    assert_eq!(credits(&db, 1, 1)[0], Some(0));
 }
 
 /// The server goes away between two calls and comes back: the store fails while it is
@@ -555,35 +592,25 @@ fn sqlite_skips_values_of_the_wrong_type() {
 fn postgres_outage_is_survived() {
     let mut db = Postgres::new();
     let mut store = db.open();
-    let one = batch(
-        1,
-        vec![UserTorrentCredit {
-            uploaded: 5,
-            ..credit(1, 1)
-        }],
-        vec![],
-    );
+    let peer = key(1, 1, 1);
+    let one = batch(1, vec![report(peer, T0, 5, AnnounceEvent::Started, false)]);
     assert_eq!(store.commit(&one).unwrap(), CommitOutcome::Applied);
 
     db.server.stop().unwrap();
     let two = batch(
         2,
-        vec![UserTorrentCredit {
-            uploaded: 7,
-            ..credit(1, 1)
-        }],
-        vec![baseline(1, 1, 1, 100)],
+        vec![report(peer, T0 + 60, 12, AnnounceEvent::None, false)],
     );
     assert!(store.commit(&two).is_err());
     // While the server is down, every call fails (connection refused).
     assert!(store.commit(&two).is_err());
-    assert!(store.load_passkeys().is_err());
+    assert!(store.load_site().is_err());
 
     db.server.start_again().unwrap();
     assert_eq!(store.commit(&two).unwrap(), CommitOutcome::Applied);
     assert_eq!(store.commit(&two).unwrap(), CommitOutcome::AlreadyApplied);
-    assert_eq!(user_torrent(&db, 1, 1)[0], Some(12));
-    assert_eq!(loaded(&mut *store, 0), [baseline(1, 1, 1, 100)]);
+    assert_eq!(credits(&db, 1, 1)[0], Some(12));
+    assert_eq!(mark(&db, peer)[2], Some((T0 + 60) as i64));
 }
 
 /// The store's connection is killed by the server between two calls: the next call may
@@ -592,31 +619,27 @@ fn postgres_outage_is_survived() {
 fn postgres_killed_connection_is_replaced() {
     let db = Postgres::new();
     let mut store = db.open();
-    let credits = |id: u8| {
+    let reports = |id: u8| {
         batch(
             id,
-            vec![UserTorrentCredit {
-                uploaded: 1,
-                ..credit(1, 1)
-            }],
-            vec![],
+            vec![report(key(1, 1, id), T0, 1, AnnounceEvent::Started, false)],
         )
     };
-    store.commit(&credits(1)).unwrap();
+    store.commit(&reports(1)).unwrap();
     for id in 2..5 {
         let killed = db.count(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
              WHERE application_name = 'shoal'",
         );
         assert_eq!(killed, 1);
-        let batch = credits(id);
+        let batch = reports(id);
         let mut outcome = store.commit(&batch);
         if outcome.is_err() {
             outcome = store.commit(&batch);
         }
         assert_eq!(outcome.unwrap(), CommitOutcome::Applied);
     }
-    assert_eq!(user_torrent(&db, 1, 1)[0], Some(4));
+    assert_eq!(credits(&db, 1, 1)[0], Some(4));
 }
 
 #[test]
@@ -625,4 +648,22 @@ fn postgres_open_fails_when_the_server_is_down() {
     db.server.stop().unwrap();
     let err = store::open(&db.url()).err().unwrap();
     assert!(format!("{err:#}").contains("connect to postgresql on 127.0.0.1"));
+}
+
+/// Two trackers starting at once against a new database: both migrate (one waits for
+/// the other's lock), neither fails.
+#[test]
+fn postgres_two_stores_migrate_a_new_database_at_once() {
+    let db = Postgres::new();
+    let url = db.url();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || store::open(&url).map(drop))
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap().unwrap();
+    }
+    assert_eq!(db.count("SELECT COUNT(*) FROM shoal_schema_migrations"), 2);
 }

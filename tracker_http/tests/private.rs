@@ -41,8 +41,8 @@ impl AnnounceClient for HttpAnnouncer {
             info_hash: peer.info_hash,
             peer_id: peer.peer_id,
             port: peer.port,
-            uploaded: step.uploaded,
-            downloaded: step.downloaded,
+            uploaded: Some(step.uploaded),
+            downloaded: Some(step.downloaded),
             left: step.left,
             event: step.event,
             numwant: None,
@@ -100,7 +100,7 @@ fn with_passkey(
     passkey: PasskeyParam,
 ) -> AnnounceRequest {
     AnnounceRequest {
-        uploaded,
+        uploaded: Some(uploaded),
         passkey,
         ..announce(hash, peer, 6881, 0, AnnounceEvent::None)
     }
@@ -295,7 +295,7 @@ fn scrapes_without_a_passkey_when_the_config_allows_them() {
         client.scrape_with(&[], PasskeyParam::Missing),
         TrackerResponse::Scrape(_)
     ));
-    assert_eq!(tracker.statistics().private.refused, [1, 0, 0]);
+    assert_eq!(tracker.statistics().private.refused, [1, 0, 0, 0, 0]);
     tracker.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -83,10 +83,10 @@ pub struct AnnounceRequest {
     pub peer_id: PeerId,
     /// The peer's listening port (required; 0 is allowed and means "do not store").
     pub port: u16,
-    /// Bytes uploaded so far (0 when missing).
-    pub uploaded: u64,
-    /// Bytes downloaded so far (0 when missing).
-    pub downloaded: u64,
+    /// Bytes uploaded so far (`None` when missing).
+    pub uploaded: Option<u64>,
+    /// Bytes downloaded so far (`None` when missing).
+    pub downloaded: Option<u64>,
     /// Bytes left to download (required).
     pub left: u64,
     /// `started`, `completed`, `stopped`, or none (missing, empty or `empty`).
@@ -176,7 +176,7 @@ impl HttpError {
 /// - A repeated announce parameter: the last one counts (scrape's `info_hash` is the
 ///   one parameter meant to repeat). Parameter names are matched as sent, not decoded.
 /// - Announce: `info_hash` and `peer_id` must decode to 20 bytes; `port` (u16) and
-///   `left` (u64) are required; `uploaded` and `downloaded` are 0 when missing; `event`
+///   `left` (u64) are required; `uploaded` and `downloaded` are `None` when missing; `event`
 ///   is `started`, `completed`, `stopped`, `empty` or empty. Any of these wrong is a
 ///   failure. Lenient where a value only tunes the answer: `numwant` that is not an
 ///   `i64` and `ip` that is not an IP address read as `None`; `compact` is false only
@@ -357,12 +357,12 @@ fn announce_from(
     let left = params.left.ok_or("missing left")?;
     let left = decimal(left).ok_or("malformed left")?;
     let uploaded = match params.uploaded {
-        Some(raw) => decimal(raw).ok_or("malformed uploaded")?,
-        None => 0,
+        Some(raw) => Some(decimal(raw).ok_or("malformed uploaded")?),
+        None => None,
     };
     let downloaded = match params.downloaded {
-        Some(raw) => decimal(raw).ok_or("malformed downloaded")?,
-        None => 0,
+        Some(raw) => Some(decimal(raw).ok_or("malformed downloaded")?),
+        None => None,
     };
     let event = match params.event {
         Some(raw) => event(raw).ok_or("malformed event")?,
@@ -460,10 +460,14 @@ impl AnnounceRequest {
         percent_encode(&self.peer_id.0, out);
         out.extend_from_slice(b"&port=");
         push_u64(out, u64::from(self.port));
-        out.extend_from_slice(b"&uploaded=");
-        push_u64(out, self.uploaded);
-        out.extend_from_slice(b"&downloaded=");
-        push_u64(out, self.downloaded);
+        if let Some(uploaded) = self.uploaded {
+            out.extend_from_slice(b"&uploaded=");
+            push_u64(out, uploaded);
+        }
+        if let Some(downloaded) = self.downloaded {
+            out.extend_from_slice(b"&downloaded=");
+            push_u64(out, downloaded);
+        }
         out.extend_from_slice(b"&left=");
         push_u64(out, self.left);
         let event: &[u8] = match self.event {
@@ -591,8 +595,8 @@ mod tests {
             info_hash: InfoHash(HASH),
             peer_id: PeerId(*b"-SH0100-abcdefghijkl"),
             port: 6881,
-            uploaded: 1,
-            downloaded: 2,
+            uploaded: Some(1),
+            downloaded: Some(2),
             left: 3,
             event: AnnounceEvent::Started,
             numwant: Some(-1),
@@ -655,8 +659,8 @@ mod tests {
                 info_hash: InfoHash([b'a'; 20]),
                 peer_id: PeerId([b'b'; 20]),
                 port: 1,
-                uploaded: 0,
-                downloaded: 0,
+                uploaded: None,
+                downloaded: None,
                 left: 0,
                 event: AnnounceEvent::None,
                 numwant: None,
@@ -1222,7 +1226,7 @@ mod tests {
         ];
         (
             (any::<[u8; 20]>(), any::<[u8; 20]>(), any::<u16>()),
-            (any::<u64>(), any::<u64>(), any::<u64>()),
+            (any::<Option<u64>>(), any::<Option<u64>>(), any::<u64>()),
             (event, any::<Option<i64>>(), any::<bool>(), any::<bool>()),
             (any::<Option<IpAddr>>(), passkey_param()),
         )

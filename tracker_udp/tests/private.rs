@@ -234,7 +234,7 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
     assert_eq!(client.scrape_one(hash), (0, 0, 0));
     let stats = tracker.statistics();
     assert_eq!(stats.seeders + stats.leechers, 0, "{stats:?}");
-    assert_eq!(stats.private.refused, [3, 2, 1]);
+    assert_eq!(stats.private.refused, [3, 2, 1, 0, 0]);
     assert_eq!(
         stats.responses_of(tracker_common::observe::statistics::ResponseKind::Error),
         6
@@ -254,7 +254,7 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
         "{response:?}"
     );
     assert_eq!(client.scrape_one(hash), (0, 0, 2));
-    assert_eq!(tracker.statistics().private.refused, [3, 2, 1]);
+    assert_eq!(tracker.statistics().private.refused, [3, 2, 1, 0, 0]);
 
     // Credited to the two users, each exactly its one served announce (every refused
     // one was a `started` of 1,000 bytes too, A's among them), and to no one else.
@@ -293,7 +293,7 @@ fn udp_scrapes_need_a_passkey_they_cannot_carry() {
         Some(Refusal::MissingPasskey.message())
     );
     assert_eq!(response.transaction_id(), tid);
-    assert_eq!(tracker.statistics().private.refused, [1, 0, 0]);
+    assert_eq!(tracker.statistics().private.refused, [1, 0, 0, 0, 0]);
     tracker.shutdown();
 }
 
@@ -304,7 +304,7 @@ fn refusals_go_only_to_a_valid_connection_id() {
     client.connection_id = ConnectionId(client.connection_id.0 ^ 1);
     let (response, _, _) = announce_with(&mut client, info_hash(1), qbittorrent(1), b"");
     assert_eq!(error_message(&response), Some("invalid connection id"));
-    assert_eq!(tracker.statistics().private.refused, [0, 0, 0]);
+    assert_eq!(tracker.statistics().private.refused, [0, 0, 0, 0, 0]);
     tracker.shutdown();
 }
 
@@ -331,7 +331,7 @@ fn public_mode_ignores_passkeys() {
     assert_eq!(client.scrape_one(hash), (0, 0, 3));
     let stats = tracker.statistics();
     assert!(!stats.private.enabled);
-    assert_eq!(stats.private.refused, [0, 0, 0]);
+    assert_eq!(stats.private.refused, [0, 0, 0, 0, 0]);
     tracker.shutdown();
 }
 

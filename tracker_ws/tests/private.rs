@@ -201,7 +201,7 @@ fn refusals_are_answered_counted_and_stored_nowhere() {
     // Counted by cause: missing (2 upgrades), unknown (2 upgrades), client (2 announces).
     let private = tracker.statistics().private;
     assert!(private.enabled);
-    assert_eq!(private.refused, [2, 2, 2], "{private:?}");
+    assert_eq!(private.refused, [2, 2, 2, 0, 0], "{private:?}");
 
     // An upgrade on a path that is not the tracker's is refused in private mode.
     assert_upgrade_refused(

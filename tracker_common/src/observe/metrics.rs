@@ -360,12 +360,12 @@ fn register_private(registry: &mut Registry, p: &PrivateSnapshot) {
     );
     registry.register(
         "private_peers",
-        "Peers with accounting state (baselines kept in memory)",
+        "Peers with an accounting report waiting in the request workers",
         gauge(p.peers),
     );
     registry.register(
         "private_credits_pending",
-        "Peers whose credit waits to be committed to the accounting database",
+        "Peer reports waiting to be committed to the accounting database",
         gauge(p.credits_pending),
     );
     registry.register_collector(Box::new(Ordered {
@@ -383,7 +383,7 @@ fn register_private(registry: &mut Registry, p: &PrivateSnapshot) {
     }));
     registry.register(
         "private_credits_committed",
-        "Peer credits committed to the accounting database",
+        "Peer reports committed to the accounting database",
         ConstCounter::new(p.credits_committed),
     );
     registry.register_with_unit(
@@ -405,6 +405,19 @@ fn register_private(registry: &mut Registry, p: &PrivateSnapshot) {
         Unit::Seconds,
         gauge(p.last_commit_unix_secs),
     );
+    registry.register(
+        "private_database_up",
+        "1 while the accounting database is open and its last use worked, else 0 (reports \
+         then wait, and are committed when it is back)",
+        gauge(u64::from(p.database_up)),
+    );
+    registry.register_with_unit(
+        "private_site_loaded_timestamp",
+        "When the site's tables (passkeys, users, registered torrents) were last read from \
+         the accounting database, in Unix time (0: not yet; the cache or file is in force)",
+        Unit::Seconds,
+        gauge(p.site_loaded_unix_secs),
+    );
     registry.register_collector(Box::new(Ordered {
         name: "private_refused",
         help: "Private-mode requests refused, by cause",
@@ -421,13 +434,14 @@ fn register_private(registry: &mut Registry, p: &PrivateSnapshot) {
     registry.register(
         "private_flagged_announces",
         "Announces whose implied upload speed exceeded accounting.flag_upload_bytes_per_sec \
-         (credited, and counted in shoal_user_torrents.flagged_announces)",
+         (credited, and counted in shoal_credits.flagged_announces)",
         ConstCounter::new(p.flagged),
     );
     registry.register(
-        "private_over_limit",
-        "New peers served but not credited because an accounting limit was reached",
-        ConstCounter::new(p.over_limit),
+        "private_evictions",
+        "Peer reports evicted because accounting.max_peers or max_peers_per_passkey was \
+         reached (a new peer took the place of the least recently seen)",
+        ConstCounter::new(p.evicted),
     );
 }
 
@@ -522,7 +536,9 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
                     "commit_failures_in_a_row": p.commit_failures_in_a_row,
                     "refused": refused,
                     "flagged_announces": p.flagged,
-                    "over_limit": p.over_limit,
+                    "evictions": p.evicted,
+                    "database_up": p.database_up,
+                    "site_loaded_unix_secs": p.site_loaded_unix_secs,
                 }),
             );
         }
@@ -705,9 +721,11 @@ mod tests {
             last_flush_micros: 1_500,
             last_commit_unix_secs: 1_800_000_000,
             commit_failures_in_a_row: 0,
-            refused: [9, 10, 11],
+            refused: [9, 10, 11, 0, 0],
+            database_up: true,
+            site_loaded_unix_secs: 0,
             flagged: 12,
-            over_limit: 13,
+            evicted: 13,
         };
         let text = encode_prometheus(&s, &id(Protocol::Http)).unwrap();
         for line in [
@@ -724,7 +742,7 @@ mod tests {
             "shoal_private_refused_total{protocol=\"http\",cause=\"unknown_passkey\"} 10",
             "shoal_private_refused_total{protocol=\"http\",cause=\"client_not_allowed\"} 11",
             "shoal_private_flagged_announces_total{protocol=\"http\"} 12",
-            "shoal_private_over_limit_total{protocol=\"http\"} 13",
+            "shoal_private_evictions_total{protocol=\"http\"} 13",
         ] {
             assert!(
                 text.contains(&format!("{line}\n")),

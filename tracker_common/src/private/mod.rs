@@ -6,25 +6,33 @@
 //!   optional client allow list); the passkey type and where a request carries one are
 //!   `tracker_types`'. Refused requests are answered with a
 //!   protocol error and never reach a request worker.
-//! - [`accounting`]: the credit rules, per (passkey, info hash, peer id); pure and
-//!   deterministic (time comes in as an argument). Each request worker owns the
-//!   accounting of its shard's torrents, next to the swarm.
-//! - [`store`]: what a batch writes, and the SQLite and PostgreSQL backends.
+//! - [`accounting`]: each request worker's reports of its peers' announces, merged per
+//!   peer, with the limits that bound them; pure and deterministic (time comes in as an
+//!   argument).
+//! - [`ledger`]: the credit rules, applied by the database's transaction against the
+//!   committed marks: the one place credit is decided.
+//! - [`store`]: what a batch is, and the SQLite, PostgreSQL and MySQL/MariaDB backends.
+//! - [`site_cache`]: the local copy of the site's tables, for a start without the
+//!   database.
 //! - [`stats`]: its counters, for the statistics line and the metrics endpoint.
 //! - [`writer`]: the `accounting` thread, which takes the request workers' hand-overs,
 //!   commits them in batches and retries a batch until it is known to be applied.
 //!
-//! # Exactly once
-//! Credits are computed against each peer's baseline (its counters at its previous
-//! announce). The database holds the *committed* baselines, in the same transaction as
-//! the credits they account for, and they are loaded at start. A peer's next announce
-//! after a restart, a crash or a database outage is credited against its committed
-//! baseline, and its cumulative counters carry whatever was not committed. What waits for
-//! the database stays merged in each peer's entry, so it is bounded by the number of
-//! peers, not by the number of announces.
+//! # Exactly once, whatever number of writers
+//! The database decides every credit: a batch's transaction computes each peer's credit
+//! against the peer's committed high-water mark (counters, state and announce time) and
+//! its (user, torrent)'s time marks, under the database's accounting lock, and records
+//! the batch id. A retried batch applies nothing; a stale or reordered report credits
+//! nothing; two trackers (UDP and HTTP, or several nodes) reporting one client are
+//! credited once; a restart that overlaps the old process's last commit is credited
+//! once. What waits for the database stays merged per peer in the request workers,
+//! bounded by the limits, and a crash loses only time: a peer's bytes are in its
+//! cumulative counters, credited at its next announce against its committed mark.
 
 pub mod accounting;
+pub mod ledger;
 pub mod passkey;
+pub mod site_cache;
 pub mod stats;
 pub mod store;
 pub mod writer;
@@ -38,12 +46,14 @@ crate::config_section! {
     pub struct PrivateConfig {
         /// Serve only requests with a known passkey, and account for every user.
         pub enabled: bool,
-        /// File of passkeys (32 characters of 0-9, A-Z, a-z), one a line; blank lines
-        /// and # comments allowed. Re-read on SIGUSR1. Empty: read the enabled rows of
-        /// the accounting database's shoal_passkeys table instead, every refresh_secs and
-        /// on SIGUSR1.
+        /// File of passkeys (32 characters of 0-9, A-Z, a-z), one a line, each optionally
+        /// followed by its user id (a 64-bit integer; without one, the passkey is its own
+        /// user); blank lines and # comments allowed. Re-read on SIGUSR1. Empty: read the
+        /// enabled rows of the accounting database's shoal_passkeys table instead, every
+        /// refresh_secs and on SIGUSR1.
         pub passkeys_path: PathBuf,
-        /// Seconds between two reads of shoal_passkeys (when passkeys_path is empty).
+        /// Seconds between two reads of the site's tables (shoal_passkeys when
+        /// passkeys_path is empty, shoal_users and shoal_torrents).
         pub refresh_secs: u64,
         /// Peer id prefixes of the clients allowed to announce (for example "-qB4",
         /// "-TR4", "-lt20"). Empty: every client.
@@ -51,6 +61,14 @@ crate::config_section! {
         /// Whether scrapes need a known passkey too. UDP scrapes cannot carry one (BEP 41
         /// options follow announces only), so with this on they are refused.
         pub scrape_requires_passkey: bool,
+        /// Serve only the torrents of the accounting database's shoal_torrents table
+        /// (others are refused: "unregistered torrent"); read with the passkeys, every
+        /// refresh_secs and on SIGUSR1.
+        pub require_registered_torrents: bool,
+        /// Where the site's tables (passkeys, users who may not leech, registered
+        /// torrents) are cached after each read, for a start while the database is
+        /// down. Empty: no cache.
+        pub site_cache_path: PathBuf,
     }
 }
 
@@ -62,6 +80,8 @@ impl Default for PrivateConfig {
             refresh_secs: 60,
             allowed_clients: Vec::new(),
             scrape_requires_passkey: true,
+            require_registered_torrents: false,
+            site_cache_path: PathBuf::from("shoal-site.cache"),
         }
     }
 }
@@ -96,22 +116,25 @@ crate::config_section! {
     /// is on).
     pub struct AccountingConfig {
         /// The accounting database: "sqlite://PATH" (created with its schema on first
-        /// start; a relative PATH is relative to the working directory) or
-        /// "postgresql://user:password@host:port/database".
+        /// start; a relative PATH is relative to the working directory),
+        /// "postgresql://user:password@host:port/database" or
+        /// "mysql://user:password@host:port/database" (MySQL or MariaDB). Several
+        /// trackers may share one database: each credit is decided by the database.
         pub url: String,
         /// Seconds between two batches written to the database.
         pub flush_interval_secs: u64,
         /// Seconds beyond the announce interval that a gap between two announces may last
         /// and still be credited as seeding or leeching time.
         pub grace_secs: u64,
-        /// Seconds a peer's accounting baseline is kept after its last announce, so that
-        /// a user returning after an outage is credited exactly.
+        /// Seconds a peer's committed mark is kept after its last announce, so that a
+        /// user returning after an outage is credited exactly.
         pub baseline_retention_secs: u64,
-        /// The most peers with accounting state, over the whole tracker. A new peer beyond
-        /// it is served but not credited (and counted).
+        /// The most peers whose reports wait in memory for the database, over the whole
+        /// tracker (shared evenly by the request workers). A new peer beyond it takes the
+        /// place of the least recently seen one, whose report goes (counted): its bytes
+        /// are credited at its next announce.
         pub max_peers: usize,
-        /// The most peers with accounting state one passkey holds, over the whole
-        /// tracker.
+        /// The same, for the peers of one user.
         pub max_peers_per_passkey: usize,
         /// Upload speed, in bytes per second, above which an announce is flagged in
         /// shoal_user_torrents.flagged_announces for review (never refused). 0: no flags.
@@ -141,11 +164,13 @@ impl AccountingConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.url.starts_with("sqlite://")
             || self.url.starts_with("postgresql://")
-            || self.url.starts_with("postgres://"))
+            || self.url.starts_with("postgres://")
+            || self.url.starts_with("mysql://"))
         {
             anyhow::bail!(
-                "accounting.url: must start with sqlite:// or postgresql:// (got {:?})",
-                self.url
+                "accounting.url: must start with sqlite://, postgresql:// or mysql:// (got \
+                 {:?})",
+                redact(&self.url)
             );
         }
         if self.url == "sqlite://" {
@@ -176,32 +201,34 @@ pub struct PrivateAccess {
     pub clients: std::sync::Arc<passkey::ClientAllowList>,
     /// Whether scrapes need a known passkey.
     pub scrape_requires_passkey: bool,
+    /// Whether only registered torrents are served.
+    pub require_registered_torrents: bool,
 }
 
 impl PrivateAccess {
     /// A socket worker's gate.
     pub fn gate(&self) -> passkey::PasskeyGate {
-        passkey::PasskeyGate::new(self.passkeys.clone(), self.clients.clone())
+        passkey::PasskeyGate::new(
+            self.passkeys.clone(),
+            self.clients.clone(),
+            self.require_registered_torrents,
+        )
     }
 }
 
-/// How SIGUSR1 re-reads the passkeys.
-#[derive(Clone)]
-enum PasskeySource {
-    File(PathBuf),
-    Database(std::sync::Arc<std::sync::atomic::AtomicBool>),
-}
-
-/// Private mode, started: the store opened, the passkeys and committed baselines
-/// loaded. [`crate::runtime::server::Core`] holds it until the request workers start.
+/// Private mode, started: the passkeys in force, and the accounting database opened if
+/// it could be. [`crate::runtime::server::Core`] holds it until the request workers
+/// start.
 pub struct PrivateRuntime {
     access: PrivateAccess,
-    source: PasskeySource,
+    passkeys_path: Option<PathBuf>,
+    reload_requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stats: std::sync::Arc<stats::PrivateStatistics>,
     /// Each request worker's shard, until its duty takes it.
     shards: Vec<Option<accounting::AccountingShard>>,
     sender: crossbeam_channel::Sender<writer::HandOver>,
     outstanding: writer::Outstanding,
+    clock: crate::time::UnixClock,
     /// What the request workers' flush times count from.
     epoch: std::time::Instant,
     flush_interval: std::time::Duration,
@@ -209,107 +236,140 @@ pub struct PrivateRuntime {
 }
 
 impl PrivateRuntime {
-    /// Opens the accounting database (creating or migrating its schema), loads the
-    /// passkeys and the committed baselines of the last `baseline_retention_secs` into
-    /// one accounting shard per request worker (routed like the torrents), and prepares
-    /// the `accounting` thread.
+    /// Loads the passkeys (from the file, or from the database, or, when the database
+    /// cannot be reached, from the site cache), opens the accounting database (creating
+    /// or migrating its schema) if it can be reached now, and prepares one accounting
+    /// shard per request worker and the `accounting` thread, which opens the database
+    /// later if it could not be now.
     ///
     /// # Errors
-    /// The database cannot be opened or read, or the passkey file is bad; the message
-    /// names the key.
+    /// The passkey file is bad; the message names the key.
     pub fn start(
         private: &PrivateConfig,
         config: &AccountingConfig,
         announce_interval_secs: u64,
-        router: &crate::swarm::routing::ShardRouter,
+        workers: usize,
+        start: crate::time::ServerStartInstant,
         stats: std::sync::Arc<stats::PrivateStatistics>,
     ) -> anyhow::Result<Self> {
         use anyhow::Context;
         use std::sync::Arc;
 
-        let mut store = store::open(&config.url).with_context(|| {
-            format!(
-                "accounting.url: cannot open the accounting database {}",
-                redact(&config.url)
-            )
-        })?;
-        let (set, source) = if private.passkeys_path.as_os_str().is_empty() {
-            let keys = store
-                .load_passkeys()
-                .context("accounting.url: reading shoal_passkeys")?;
-            (
-                passkey::PasskeySet::new(keys),
-                PasskeySource::Database(Arc::default()),
-            )
+        let clock = crate::time::UnixClock::new(start);
+        let file_keys = if private.passkeys_path.as_os_str().is_empty() {
+            None
         } else {
-            let set = passkey::PasskeySet::load_file(&private.passkeys_path)
-                .context("private.passkeys_path")?;
-            (set, PasskeySource::File(private.passkeys_path.clone()))
+            Some(
+                passkey::PasskeySet::load_file(&private.passkeys_path)
+                    .context("private.passkeys_path")?,
+            )
+        };
+        let cache = (!private.site_cache_path.as_os_str().is_empty())
+            .then(|| private.site_cache_path.clone());
+        stats.enable();
+        let mut store = match store::open(&config.url) {
+            Ok(store) => {
+                stats
+                    .database_up
+                    .store(1, std::sync::atomic::Ordering::Relaxed);
+                Some(store)
+            }
+            Err(err) => {
+                log::error!(
+                    "accounting.url: the accounting database {} cannot be opened now: \
+                     {err:#}; serving on, reports wait and are committed once it opens",
+                    redact(&config.url)
+                );
+                None
+            }
+        };
+        let site = store.as_mut().map(|store| store.load_site());
+        let set = match site {
+            Some(Ok(site)) => {
+                stats
+                    .site_loaded_unix_secs
+                    .store(clock.now(), std::sync::atomic::Ordering::Relaxed);
+                let set = passkey::PasskeySet::of_site(&site, file_keys.as_ref());
+                if let Some(path) = &cache
+                    && let Err(err) = site_cache::write(path, &set.to_site())
+                {
+                    log::warn!("private.site_cache_path: {err:#}");
+                }
+                set
+            }
+            failed => {
+                if let Some(Err(err)) = failed {
+                    log::error!("accounting: reading the site's tables: {err:#}");
+                }
+                match cache.as_deref().map(site_cache::read) {
+                    Some(Ok(site)) => {
+                        log::warn!(
+                            "private mode: the site's tables come from the cache {} until \
+                             the database answers",
+                            private.site_cache_path.display()
+                        );
+                        passkey::PasskeySet::of_site(&site, file_keys.as_ref())
+                    }
+                    other => {
+                        if let Some(Err(err)) = other {
+                            log::warn!("private.site_cache_path: {err:#}");
+                        }
+                        if file_keys.is_none() {
+                            log::error!(
+                                "private mode: no passkeys until the accounting database \
+                                 answers (no passkey file, no site cache)"
+                            );
+                        }
+                        file_keys.clone().unwrap_or_default()
+                    }
+                }
+            }
         };
         log::info!("private mode: {} passkeys in force", set.len());
-        stats.enable();
         stats
             .passkeys_loaded
             .store(set.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let passkeys = writer::shared_passkeys(set);
 
-        let rules = accounting::AccountingRules {
+        let credit = ledger::CreditRules {
             interval_secs: announce_interval_secs,
             grace_secs: config.grace_secs,
-            retention_secs: config.baseline_retention_secs,
             flag_upload_bytes_per_sec: config.flag_upload_bytes_per_sec,
-            max_peers: config.max_peers,
-            max_peers_per_passkey: config.max_peers_per_passkey,
         };
-        let budget = Arc::new(accounting::AccountingBudget::default());
-        let mut shards: Vec<_> = (0..router.num_shards())
-            .map(|_| accounting::AccountingShard::new(rules, budget.clone()))
-            .collect();
-        let since = crate::observe::statistics::unix_now_secs()
-            .saturating_sub(config.baseline_retention_secs);
-        let (mut restored, mut skipped) = (0u64, 0u64);
-        {
-            let set = passkeys.load();
-            store
-                .load_baselines(since, &mut |baseline| {
-                    let shard = router.shard(&baseline.info_hash);
-                    let count = set.peer_count(&baseline.passkey).map(|c| &**c);
-                    let stored = shards
-                        .get_mut(shard)
-                        .is_some_and(|s| s.restore(&baseline, count));
-                    if stored {
-                        restored += 1;
-                    } else {
-                        skipped += 1;
-                    }
-                })
-                .context("accounting.url: loading the committed baselines from shoal_peers")?;
-        }
-        log::info!(
-            "accounting: {restored} committed baselines loaded ({skipped} skipped: passkey no \
-             longer in force, or over a limit)"
+        let rules = accounting::AccountingRules::shard_share(
+            credit,
+            config.max_peers,
+            config.max_peers_per_passkey,
+            workers,
         );
-
-        let workers = router.num_shards();
+        let shards = (0..workers)
+            .map(|_| Some(accounting::AccountingShard::new(rules)))
+            .collect();
         let (sender, receiver) =
             crossbeam_channel::bounded(workers.saturating_mul(writer::CHANNEL_ROUNDS).max(1));
-        let refresh = match &source {
-            PasskeySource::Database(requested) => Some(writer::PasskeyRefresh {
-                shared: passkeys.clone(),
-                interval: std::time::Duration::from_secs(private.refresh_secs),
-                requested: requested.clone(),
-            }),
-            PasskeySource::File(_) => None,
-        };
+        let reload_requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let outstanding = writer::outstanding_flags(workers);
         let flush_interval = std::time::Duration::from_secs(config.flush_interval_secs);
         let writer = writer::AccountingWriter {
-            store,
+            store: match store {
+                Some(store) => writer::StoreSlot::Open(store),
+                None => writer::StoreSlot::Closed {
+                    url: config.url.clone(),
+                },
+            },
             receiver,
             outstanding: outstanding.clone(),
             flush_interval,
             retention_secs: config.baseline_retention_secs,
-            passkeys: refresh,
+            site: writer::SiteRefresh {
+                shared: passkeys.clone(),
+                interval: std::time::Duration::from_secs(private.refresh_secs),
+                requested: reload_requested.clone(),
+                passkeys_from_file: file_keys.is_some(),
+                cache,
+            },
+            rules: credit,
+            clock,
             stats: stats.clone(),
         };
         Ok(Self {
@@ -317,12 +377,15 @@ impl PrivateRuntime {
                 passkeys,
                 clients: Arc::new(passkey::ClientAllowList::new(&private.allowed_clients)),
                 scrape_requires_passkey: private.scrape_requires_passkey,
+                require_registered_torrents: private.require_registered_torrents,
             },
-            source,
+            passkeys_path: file_keys.map(|_| private.passkeys_path.clone()),
+            reload_requested,
             stats,
-            shards: shards.into_iter().map(Some).collect(),
+            shards,
             sender,
             outstanding,
+            clock,
             epoch: std::time::Instant::now(),
             flush_interval,
             writer: Some(writer),
@@ -335,23 +398,18 @@ impl PrivateRuntime {
     }
 
     /// Request worker `index`'s accounting duty (each index once; `None` after).
-    pub fn duty(
-        &mut self,
-        index: usize,
-        start: crate::time::ServerStartInstant,
-    ) -> Option<writer::AccountingDuty> {
+    pub fn duty(&mut self, index: usize) -> Option<writer::AccountingDuty> {
         let shard = self.shards.get_mut(index)?.take()?;
-        Some(writer::AccountingDuty::new(
+        Some(writer::AccountingDuty::new(writer::DutyParts {
             index,
             shard,
-            self.access.passkeys.clone(),
-            self.sender.clone(),
-            self.outstanding.clone(),
-            self.epoch,
-            self.flush_interval,
-            start,
-            self.stats.clone(),
-        ))
+            sender: self.sender.clone(),
+            outstanding: self.outstanding.clone(),
+            clock: self.clock,
+            epoch: self.epoch,
+            flush_interval: self.flush_interval,
+            stats: self.stats.clone(),
+        }))
     }
 
     /// The `accounting` thread, once; the runtime's own sender is dropped with it, so
@@ -362,45 +420,67 @@ impl PrivateRuntime {
         self.writer.take()
     }
 
-    /// Re-reads the passkeys, as SIGUSR1 asks: the file now, or the table at the
-    /// `accounting` thread's next wake-up (within a second).
+    /// Re-reads what SIGUSR1 asks: the passkey file now (if passkeys come from one), and
+    /// the site's tables at the `accounting` thread's next wake-up (within a second).
     pub fn reloader(&self) -> impl Fn() + Send + 'static {
-        let source = self.source.clone();
+        let path = self.passkeys_path.clone();
         let shared = self.access.passkeys.clone();
         let stats = self.stats.clone();
-        move || match &source {
-            PasskeySource::File(path) => match passkey::PasskeySet::load_file(path) {
-                Ok(set) => {
-                    let set = set.carry_over(&shared.load());
-                    let len = set.len();
-                    shared.store(std::sync::Arc::new(set));
-                    stats
-                        .passkeys_loaded
-                        .store(len as u64, std::sync::atomic::Ordering::Relaxed);
-                    log::info!("passkeys reloaded: {len}");
+        let requested = self.reload_requested.clone();
+        move || {
+            if let Some(path) = &path {
+                match passkey::PasskeySet::load_file(path) {
+                    Ok(keys) => {
+                        let set = shared.load().with_keys_of(&keys);
+                        let len = set.len();
+                        shared.store(std::sync::Arc::new(set));
+                        stats
+                            .passkeys_loaded
+                            .store(len as u64, std::sync::atomic::Ordering::Relaxed);
+                        log::info!("passkeys reloaded: {len}");
+                    }
+                    Err(err) => {
+                        log::error!(
+                            "passkey reload failed, keeping the passkeys in force: {err:#}"
+                        );
+                    }
                 }
-                Err(err) => {
-                    log::error!("passkey reload failed, keeping the passkeys in force: {err:#}");
-                }
-            },
-            PasskeySource::Database(requested) => {
-                requested.store(true, std::sync::atomic::Ordering::Relaxed);
-                log::info!("passkeys: re-reading shoal_passkeys");
             }
+            requested.store(true, std::sync::atomic::Ordering::Relaxed);
+            log::info!("private mode: re-reading the site's tables");
         }
     }
 }
 
-/// The URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+/// The URL with every secret replaced, for messages: the password of the user
+/// information (`user:secret@`) and the value of any `password` query parameter.
+pub fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
+            let userinfo = &base[scheme + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key.to_ascii_lowercase().contains("pass") => {
+                    format!("{key}=***")
+                }
+                _ => param.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }

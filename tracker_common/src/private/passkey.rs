@@ -13,57 +13,85 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use anyhow::Context;
 use arc_swap::{ArcSwap, Cache};
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 pub use tracker_types::{PASSKEY_LEN, Passkey, PasskeyParam};
 
-use crate::types::PeerId;
+use crate::private::accounting::AccountInfo;
+use crate::private::store::{PasskeyUser, SiteTables, UserId, derived_user_id};
+use crate::types::{AnnounceEvent, InfoHash, PeerId};
 
-/// The passkeys in force, each with the count of peers that hold accounting state under
-/// it (over all request workers, for `accounting.max_peers_per_passkey`).
-#[derive(Clone, Debug, Default)]
+/// What the socket workers check an announce against: the passkeys in force and their
+/// users, the users who may not leech, and the registered torrents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PasskeySet {
-    keys: HashMap<Passkey, Arc<AtomicUsize>>,
+    keys: HashMap<Passkey, UserId>,
+    no_leech: HashSet<UserId>,
+    /// The registered torrents, once read from the database (or its cache).
+    torrents: Option<HashSet<InfoHash>>,
 }
-
-impl PartialEq for PasskeySet {
-    fn eq(&self, other: &Self) -> bool {
-        self.keys.len() == other.keys.len() && self.keys.keys().all(|k| other.contains(k))
-    }
-}
-
-impl Eq for PasskeySet {}
 
 impl PasskeySet {
-    /// A set of these passkeys.
-    pub fn new(keys: impl IntoIterator<Item = Passkey>) -> Self {
+    /// A set of these passkeys and users, without site tables.
+    pub fn new(keys: impl IntoIterator<Item = PasskeyUser>) -> Self {
         Self {
-            keys: keys.into_iter().map(|k| (k, Arc::default())).collect(),
+            keys: keys.into_iter().map(|k| (k.passkey, k.user)).collect(),
+            no_leech: HashSet::new(),
+            torrents: None,
         }
     }
 
-    /// This set, with the peer counts of the passkeys that `previous` holds too: what a
-    /// reload swaps in, so that a user's count survives it.
-    pub fn carry_over(mut self, previous: &PasskeySet) -> Self {
-        for (key, count) in &mut self.keys {
-            if let Some(old) = previous.keys.get(key) {
-                *count = Arc::clone(old);
-            }
+    /// The set of the site's tables: its passkeys (unless `file_keys`, the passkey
+    /// file's, are given), users who may not leech and registered torrents.
+    pub fn of_site(site: &SiteTables, file_keys: Option<&PasskeySet>) -> Self {
+        let keys = match file_keys {
+            Some(file) => file.keys.clone(),
+            None => site.passkeys.iter().map(|k| (k.passkey, k.user)).collect(),
+        };
+        Self {
+            keys,
+            no_leech: site.no_leech.iter().copied().collect(),
+            torrents: Some(site.torrents.iter().copied().collect()),
         }
-        self
     }
 
-    /// The count of peers with accounting state under `key`, if it is in force.
-    pub fn peer_count(&self, key: &Passkey) -> Option<&Arc<AtomicUsize>> {
-        self.keys.get(key)
+    /// This set with the passkeys of `keys` (a reloaded passkey file), the rest kept.
+    pub fn with_keys_of(&self, keys: &PasskeySet) -> Self {
+        Self {
+            keys: keys.keys.clone(),
+            no_leech: self.no_leech.clone(),
+            torrents: self.torrents.clone(),
+        }
     }
 
-    /// Parses a passkey file: one passkey a line, blank lines and `#` comments allowed
-    /// (a comment may follow a passkey). A repeated passkey counts once.
+    /// The user of `key`, if it is in force.
+    pub fn user(&self, key: &Passkey) -> Option<UserId> {
+        self.keys.get(key).copied()
+    }
+
+    /// Whether `user` may leech.
+    pub fn may_leech(&self, user: UserId) -> bool {
+        !self.no_leech.contains(&user)
+    }
+
+    /// Whether `info_hash` is registered (`false` until the torrents were read).
+    pub fn registered(&self, info_hash: &InfoHash) -> bool {
+        self.torrents
+            .as_ref()
+            .is_some_and(|t| t.contains(info_hash))
+    }
+
+    /// Whether the registered torrents were read.
+    pub fn has_torrents(&self) -> bool {
+        self.torrents.is_some()
+    }
+
+    /// Parses a passkey file: one passkey a line, optionally followed by its user id;
+    /// blank lines and `#` comments allowed (a comment may follow). A repeated passkey
+    /// counts once.
     ///
     /// # Errors
     /// The 1-based line number and a message for the first bad line.
@@ -98,6 +126,37 @@ impl PasskeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// Registered torrents known.
+    pub fn num_torrents(&self) -> usize {
+        self.torrents.as_ref().map_or(0, HashSet::len)
+    }
+
+    /// The site tables this set holds (for the local cache).
+    pub fn to_site(&self) -> SiteTables {
+        let mut passkeys: Vec<PasskeyUser> = self
+            .keys
+            .iter()
+            .map(|(passkey, user)| PasskeyUser {
+                passkey: *passkey,
+                user: *user,
+            })
+            .collect();
+        passkeys.sort_unstable_by_key(|k| k.passkey);
+        let mut no_leech: Vec<UserId> = self.no_leech.iter().copied().collect();
+        no_leech.sort_unstable();
+        let mut torrents: Vec<InfoHash> = self
+            .torrents
+            .iter()
+            .flat_map(|t| t.iter().copied())
+            .collect();
+        torrents.sort_unstable();
+        SiteTables {
+            passkeys,
+            no_leech,
+            torrents,
+        }
+    }
 }
 
 /// The passkeys in force, shared by every worker and swapped whole on reload.
@@ -112,14 +171,22 @@ pub enum Refusal {
     UnknownPasskey,
     /// The client's peer id does not start with an allowed prefix.
     ClientNotAllowed,
+    /// `private.require_registered_torrents` is on and the torrent is not in
+    /// `shoal_torrents`.
+    UnregisteredTorrent,
+    /// The user may not leech (`shoal_users.can_leech` is false) and announced `left`
+    /// above 0.
+    LeechingNotAllowed,
 }
 
 impl Refusal {
     /// Every cause, in the order of [`Refusal::index`].
-    pub const ALL: [Refusal; 3] = [
+    pub const ALL: [Refusal; 5] = [
         Refusal::MissingPasskey,
         Refusal::UnknownPasskey,
         Refusal::ClientNotAllowed,
+        Refusal::UnregisteredTorrent,
+        Refusal::LeechingNotAllowed,
     ];
 
     /// The message the client gets (a failure reason, a UDP error, a WebSocket failure).
@@ -128,6 +195,8 @@ impl Refusal {
             Refusal::MissingPasskey => "missing passkey",
             Refusal::UnknownPasskey => "unknown passkey",
             Refusal::ClientNotAllowed => "client not allowed",
+            Refusal::UnregisteredTorrent => "unregistered torrent",
+            Refusal::LeechingNotAllowed => "leeching not allowed for this account",
         }
     }
 
@@ -137,6 +206,8 @@ impl Refusal {
             Refusal::MissingPasskey => "missing_passkey",
             Refusal::UnknownPasskey => "unknown_passkey",
             Refusal::ClientNotAllowed => "client_not_allowed",
+            Refusal::UnregisteredTorrent => "unregistered_torrent",
+            Refusal::LeechingNotAllowed => "leeching_not_allowed",
         }
     }
 
@@ -146,6 +217,8 @@ impl Refusal {
             Refusal::MissingPasskey => 0,
             Refusal::UnknownPasskey => 1,
             Refusal::ClientNotAllowed => 2,
+            Refusal::UnregisteredTorrent => 3,
+            Refusal::LeechingNotAllowed => 4,
         }
     }
 }
@@ -175,24 +248,48 @@ impl ClientAllowList {
     }
 }
 
+/// What the gate checks of an announce besides its passkey.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AnnounceFacts {
+    /// The peer id (the client allow list).
+    pub peer_id: PeerId,
+    /// The torrent (registered torrents).
+    pub info_hash: InfoHash,
+    /// Bytes left (users who may not leech).
+    pub left: u64,
+    /// The event (a `stopped` is always let through: the peer leaves).
+    pub event: AnnounceEvent,
+    /// `uploaded`; `None` if missing or negative.
+    pub uploaded: Option<u64>,
+    /// `downloaded`; `None` if missing or negative.
+    pub downloaded: Option<u64>,
+}
+
 /// A socket worker's private-mode check: its cached view of the passkeys in force and the
 /// client allow list. One per socket worker.
 pub struct PasskeyGate {
     passkeys: Cache<SharedPasskeys, Arc<PasskeySet>>,
     clients: Arc<ClientAllowList>,
+    require_registered: bool,
     /// The set [`Self::passkeys_changed`] saw last (held, so that a new set cannot take
     /// its address and pass for it).
     seen: Arc<PasskeySet>,
 }
 
 impl PasskeyGate {
-    /// A gate over the shared passkeys and the allow list.
-    pub fn new(passkeys: SharedPasskeys, clients: Arc<ClientAllowList>) -> Self {
+    /// A gate over the shared passkeys and the allow list; `require_registered` refuses
+    /// announces of torrents that are not registered.
+    pub fn new(
+        passkeys: SharedPasskeys,
+        clients: Arc<ClientAllowList>,
+        require_registered: bool,
+    ) -> Self {
         let mut passkeys = Cache::new(passkeys);
         let seen = Arc::clone(passkeys.load());
         Self {
             passkeys,
             clients,
+            require_registered,
             seen,
         }
     }
@@ -209,37 +306,48 @@ impl PasskeyGate {
         true
     }
 
-    /// Checks an announce's passkey and peer id; returns the passkey to credit.
+    /// Checks an announce: its passkey, its client, its torrent and whether its user may
+    /// leech; returns what its request worker accounts.
     ///
     /// # Errors
     /// The [`Refusal`] to answer with.
     pub fn check_announce(
         &mut self,
         passkey: PasskeyParam,
-        peer_id: &PeerId,
-    ) -> Result<Passkey, Refusal> {
-        let passkey = self.check_passkey(passkey)?;
-        if !self.clients.allows(peer_id) {
+        facts: &AnnounceFacts,
+    ) -> Result<AccountInfo, Refusal> {
+        let user = self.check_passkey(passkey)?;
+        if !self.clients.allows(&facts.peer_id) {
             return Err(Refusal::ClientNotAllowed);
         }
-        Ok(passkey)
+        let set = self.passkeys.load();
+        if self.require_registered && !set.registered(&facts.info_hash) {
+            return Err(Refusal::UnregisteredTorrent);
+        }
+        if facts.left > 0 && facts.event != AnnounceEvent::Stopped && !set.may_leech(user) {
+            return Err(Refusal::LeechingNotAllowed);
+        }
+        Ok(AccountInfo {
+            user,
+            uploaded: facts.uploaded,
+            downloaded: facts.downloaded,
+        })
     }
 
-    /// Checks a passkey alone (a scrape, a WebSocket answer).
+    /// Checks a passkey alone (a scrape, a WebSocket answer); returns its user.
     ///
     /// # Errors
     /// The [`Refusal`] to answer with.
-    pub fn check_passkey(&mut self, passkey: PasskeyParam) -> Result<Passkey, Refusal> {
+    pub fn check_passkey(&mut self, passkey: PasskeyParam) -> Result<UserId, Refusal> {
         let passkey = match passkey {
             PasskeyParam::Missing => return Err(Refusal::MissingPasskey),
             PasskeyParam::Malformed => return Err(Refusal::UnknownPasskey),
             PasskeyParam::Key(key) => key,
         };
-        if self.passkeys.load().contains(&passkey) {
-            Ok(passkey)
-        } else {
-            Err(Refusal::UnknownPasskey)
-        }
+        self.passkeys
+            .load()
+            .user(&passkey)
+            .ok_or(Refusal::UnknownPasskey)
     }
 }
 
@@ -259,23 +367,23 @@ impl PrivateCheck {
         }
     }
 
-    /// Checks an announce's passkey and peer id (see [`PasskeyGate::check_announce`]).
+    /// Checks an announce (see [`PasskeyGate::check_announce`]).
     ///
     /// # Errors
     /// The [`Refusal`] to answer with.
     pub fn check_announce(
         &mut self,
         passkey: PasskeyParam,
-        peer_id: &PeerId,
-    ) -> Result<Passkey, Refusal> {
-        self.gate.check_announce(passkey, peer_id)
+        facts: &AnnounceFacts,
+    ) -> Result<AccountInfo, Refusal> {
+        self.gate.check_announce(passkey, facts)
     }
 
     /// Checks a passkey alone (see [`PasskeyGate::check_passkey`]).
     ///
     /// # Errors
     /// The [`Refusal`] to answer with.
-    pub fn check_passkey(&mut self, passkey: PasskeyParam) -> Result<Passkey, Refusal> {
+    pub fn check_passkey(&mut self, passkey: PasskeyParam) -> Result<UserId, Refusal> {
         self.gate.check_passkey(passkey)
     }
 
@@ -315,28 +423,49 @@ pub fn parse_list(key: &str, list: &[String]) -> anyhow::Result<Vec<Passkey>> {
         .collect()
 }
 
-/// The passkeys of a passkey file's text, in file order, repeats kept: one a line,
-/// blank lines and `#` comments allowed (a comment may follow a passkey).
+/// The passkeys of a passkey file's text and their users, in file order, repeats kept:
+/// one passkey a line, optionally followed by its user id (a 64-bit integer; without
+/// one the passkey is its own user, see [`derived_user_id`]); blank lines and `#`
+/// comments allowed (a comment may follow).
 ///
 /// # Errors
 /// The 1-based line number and a message for the first bad line.
-pub fn parse_lines(text: &str) -> Result<Vec<Passkey>, (usize, String)> {
+pub fn parse_lines(text: &str) -> Result<Vec<PasskeyUser>, (usize, String)> {
     let mut keys = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or_default().trim();
         if content.is_empty() {
             continue;
         }
-        let key = Passkey::parse(content.as_bytes()).ok_or_else(|| {
+        let mut fields = content.split_whitespace();
+        let (Some(key), user, None) = (fields.next(), fields.next(), fields.next()) else {
+            return Err((
+                index + 1,
+                "expected a passkey, optionally followed by a user id".to_string(),
+            ));
+        };
+        let passkey = Passkey::parse(key.as_bytes()).ok_or_else(|| {
             (
                 index + 1,
                 format!(
                     "not a passkey (32 characters of 0-9, A-Z, a-z): {:?}",
-                    content.chars().take(64).collect::<String>()
+                    key.chars().take(64).collect::<String>()
                 ),
             )
         })?;
-        keys.push(key);
+        let user = match user {
+            None => derived_user_id(&passkey),
+            Some(text) => text.parse::<UserId>().map_err(|_| {
+                (
+                    index + 1,
+                    format!(
+                        "not a user id (a 64-bit integer): {:?}",
+                        text.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?,
+        };
+        keys.push(PasskeyUser { passkey, user });
     }
     Ok(keys)
 }
@@ -347,67 +476,179 @@ mod tests {
 
     const KEY: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz012345";
 
+    fn user_of(key: &[u8; 32], user: UserId) -> PasskeyUser {
+        PasskeyUser {
+            passkey: Passkey(*key),
+            user,
+        }
+    }
+
+    fn facts(peer_id: PeerId, left: u64, event: AnnounceEvent) -> AnnounceFacts {
+        AnnounceFacts {
+            peer_id,
+            info_hash: InfoHash([1; 20]),
+            left,
+            event,
+            uploaded: Some(1),
+            downloaded: None,
+        }
+    }
+
     #[test]
     fn passkey_file() {
         let other = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
         let text = format!(
-            "# users\n\n{}  # alice\n  {other}\n{other}\n",
+            "# users\n\n{}  # alice\n  {other} 42\n{other} 42\n",
             std::str::from_utf8(KEY).unwrap()
         );
         let set = PasskeySet::parse(&text).unwrap();
         assert_eq!(set.len(), 2);
         assert!(set.contains(&Passkey(*KEY)));
+        assert_eq!(
+            set.user(&Passkey(*KEY)),
+            Some(derived_user_id(&Passkey(*KEY)))
+        );
+        assert_eq!(
+            set.user(&Passkey(*other.as_bytes().first_chunk().unwrap())),
+            Some(42)
+        );
         let (line, message) = PasskeySet::parse(&format!("{other}\nshort\n")).unwrap_err();
         assert_eq!(line, 2);
         assert!(message.contains("short"), "{message}");
+        let (line, message) = PasskeySet::parse(&format!("{other} x1\n")).unwrap_err();
+        assert_eq!(line, 1);
+        assert!(message.contains("user id"), "{message}");
+        assert_eq!(
+            PasskeySet::parse(&format!("{other} 1 2\n")).unwrap_err().0,
+            1
+        );
     }
 
     #[test]
     fn gate_refuses_by_cause() {
-        let shared = Arc::new(ArcSwap::from_pointee(PasskeySet::new([Passkey(*KEY)])));
+        let shared = Arc::new(ArcSwap::from_pointee(PasskeySet::new([user_of(KEY, 5)])));
         let clients = Arc::new(ClientAllowList::new(["-qB4", "-TR4"]));
-        let mut gate = PasskeyGate::new(shared.clone(), clients);
+        let mut gate = PasskeyGate::new(shared.clone(), clients, false);
         let mut qbit = PeerId([b'x'; 20]);
         qbit.0[..4].copy_from_slice(b"-qB4");
         let key = |bytes: &[u8]| PasskeyParam::from_segment(Some(bytes));
-        assert_eq!(gate.check_announce(key(KEY), &qbit), Ok(Passkey(*KEY)));
+        let seeding = facts(qbit, 0, AnnounceEvent::None);
         assert_eq!(
-            gate.check_announce(PasskeyParam::Missing, &qbit),
+            gate.check_announce(key(KEY), &seeding),
+            Ok(AccountInfo {
+                user: 5,
+                uploaded: Some(1),
+                downloaded: None
+            })
+        );
+        assert_eq!(
+            gate.check_announce(PasskeyParam::Missing, &seeding),
             Err(Refusal::MissingPasskey)
         );
         assert_eq!(
-            gate.check_announce(key(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"), &qbit),
+            gate.check_announce(key(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"), &seeding),
             Err(Refusal::UnknownPasskey)
         );
         assert_eq!(key(b"bad"), PasskeyParam::Malformed);
         assert_eq!(
-            gate.check_announce(key(b"bad"), &qbit),
+            gate.check_announce(key(b"bad"), &seeding),
             Err(Refusal::UnknownPasskey)
         );
         assert_eq!(
-            gate.check_announce(key(KEY), &PeerId([b'x'; 20])),
+            gate.check_announce(key(KEY), &facts(PeerId([b'x'; 20]), 0, AnnounceEvent::None)),
             Err(Refusal::ClientNotAllowed)
         );
         // A reload takes the key away.
         shared.store(Arc::new(PasskeySet::default()));
         assert_eq!(
-            gate.check_announce(key(KEY), &qbit),
+            gate.check_announce(key(KEY), &seeding),
             Err(Refusal::UnknownPasskey)
         );
         assert!(ClientAllowList::default().allows(&PeerId([0; 20])));
     }
 
     #[test]
+    fn registered_torrents_and_users_who_may_not_leech() {
+        let site = SiteTables {
+            passkeys: vec![user_of(KEY, 5)],
+            no_leech: vec![5],
+            torrents: vec![InfoHash([1; 20])],
+        };
+        let shared = Arc::new(ArcSwap::from_pointee(PasskeySet::of_site(&site, None)));
+        let key = PasskeyParam::Key(Passkey(*KEY));
+        let mut gate = PasskeyGate::new(shared.clone(), Arc::default(), true);
+        let peer = PeerId([0; 20]);
+        assert!(
+            gate.check_announce(key, &facts(peer, 0, AnnounceEvent::None))
+                .is_ok()
+        );
+        assert_eq!(
+            gate.check_announce(key, &facts(peer, 10, AnnounceEvent::Started)),
+            Err(Refusal::LeechingNotAllowed)
+        );
+        // A leecher may still leave.
+        assert!(
+            gate.check_announce(key, &facts(peer, 10, AnnounceEvent::Stopped))
+                .is_ok()
+        );
+        let mut other = facts(peer, 0, AnnounceEvent::None);
+        other.info_hash = InfoHash([2; 20]);
+        assert_eq!(
+            gate.check_announce(key, &other),
+            Err(Refusal::UnregisteredTorrent)
+        );
+        // Without the requirement, any torrent.
+        let mut open = PasskeyGate::new(shared.clone(), Arc::default(), false);
+        assert!(open.check_announce(key, &other).is_ok());
+        // Passkeys from a file keep the site's other tables.
+        let file = PasskeySet::new([user_of(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", 6)]);
+        let mixed = PasskeySet::of_site(&site, Some(&file));
+        assert_eq!(mixed.user(&Passkey(*KEY)), None);
+        assert!(mixed.registered(&InfoHash([1; 20])));
+        assert!(!mixed.may_leech(5));
+        let reloaded = mixed.with_keys_of(&PasskeySet::new([user_of(KEY, 5)]));
+        assert_eq!(reloaded.user(&Passkey(*KEY)), Some(5));
+        assert!(reloaded.registered(&InfoHash([1; 20])));
+        // Before any read of the site, no torrent is registered.
+        assert!(!PasskeySet::default().registered(&InfoHash([1; 20])));
+    }
+
+    #[test]
+    fn a_rotated_passkey_keeps_its_user() {
+        let old = user_of(KEY, 77);
+        let new = user_of(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", 77);
+        let shared = Arc::new(ArcSwap::from_pointee(PasskeySet::new([old, new])));
+        let mut gate = PasskeyGate::new(shared.clone(), Arc::default(), false);
+        let seeding = facts(PeerId([0; 20]), 0, AnnounceEvent::None);
+        assert_eq!(
+            gate.check_announce(PasskeyParam::Key(old.passkey), &seeding)
+                .map(|a| a.user),
+            Ok(77)
+        );
+        assert_eq!(
+            gate.check_announce(PasskeyParam::Key(new.passkey), &seeding)
+                .map(|a| a.user),
+            Ok(77)
+        );
+        // The site disables the old one: refused after the reload.
+        shared.store(Arc::new(PasskeySet::new([new])));
+        assert_eq!(
+            gate.check_announce(PasskeyParam::Key(old.passkey), &seeding),
+            Err(Refusal::UnknownPasskey)
+        );
+    }
+
+    #[test]
     fn a_gate_sees_each_reload_once() {
-        let shared = Arc::new(ArcSwap::from_pointee(PasskeySet::new([Passkey(*KEY)])));
-        let mut gate = PasskeyGate::new(shared.clone(), Arc::default());
+        let shared = Arc::new(ArcSwap::from_pointee(PasskeySet::new([user_of(KEY, 1)])));
+        let mut gate = PasskeyGate::new(shared.clone(), Arc::default(), false);
         assert!(
             !gate.passkeys_changed(),
             "nothing changed since the gate was made"
         );
         // Even a reload to the same keys is another set: what was admitted is checked
         // again, which costs a look-up per connection and never misses a change.
-        shared.store(Arc::new(PasskeySet::new([Passkey(*KEY)])));
+        shared.store(Arc::new(PasskeySet::new([user_of(KEY, 1)])));
         assert!(gate.passkeys_changed());
         assert!(!gate.passkeys_changed());
         shared.store(Arc::new(PasskeySet::default()));
@@ -424,9 +665,10 @@ mod tests {
         let key = PasskeyParam::Key(Passkey(*KEY));
         for required in [false, true] {
             let access = crate::private::PrivateAccess {
-                passkeys: Arc::new(ArcSwap::from_pointee(PasskeySet::new([Passkey(*KEY)]))),
+                passkeys: Arc::new(ArcSwap::from_pointee(PasskeySet::new([user_of(KEY, 3)]))),
                 clients: Arc::new(ClientAllowList::default()),
                 scrape_requires_passkey: required,
+                require_registered_torrents: false,
             };
             let mut check = PrivateCheck::new(&access);
             assert_eq!(check.check_scrape(key), Ok(()));
@@ -441,10 +683,13 @@ mod tests {
             );
             // Announces need one either way.
             assert_eq!(
-                check.check_announce(PasskeyParam::Missing, &PeerId([0; 20])),
+                check.check_announce(
+                    PasskeyParam::Missing,
+                    &facts(PeerId([0; 20]), 0, AnnounceEvent::None)
+                ),
                 Err(Refusal::MissingPasskey)
             );
-            assert_eq!(check.check_passkey(key), Ok(Passkey(*KEY)));
+            assert_eq!(check.check_passkey(key), Ok(3));
         }
     }
 }

@@ -13,9 +13,9 @@ use crate::private::passkey::Refusal;
 pub struct PrivateStatistics {
     enabled: AtomicBool,
     /// Requests refused, by [`Refusal::index`].
-    refused: [CachePadded<AtomicU64>; 3],
-    /// Per request worker: peers with accounting state, peers with pending credit,
-    /// flagged announces, new peers over a limit.
+    refused: [CachePadded<AtomicU64>; 5],
+    /// Per request worker: peers with a report waiting, flagged announces, reports
+    /// evicted by a limit.
     shards: Box<[CachePadded<ShardGauges>]>,
     /// Passkeys in force.
     pub passkeys_loaded: AtomicU64,
@@ -39,19 +39,22 @@ pub struct PrivateStatistics {
     /// Commit attempts that failed since the last one that succeeded: 0 while the
     /// database takes the batches (or none was tried yet).
     pub commit_failures_in_a_row: AtomicU64,
+    /// 1 while the accounting database is open and its last use worked, else 0.
+    pub database_up: AtomicU64,
+    /// Unix seconds of the last read of the site's tables (0: none yet; the local cache
+    /// or the passkey file is in force).
+    pub site_loaded_unix_secs: AtomicU64,
 }
 
 /// One request worker's accounting gauges.
 #[derive(Debug, Default)]
 pub struct ShardGauges {
-    /// Peers with accounting state.
+    /// Peers with a report not yet handed to the `accounting` thread.
     pub peers: AtomicU64,
-    /// Peers with credit not yet handed to the `accounting` thread.
-    pub pending: AtomicU64,
     /// Announces flagged for their upload speed.
     pub flagged: AtomicU64,
-    /// New peers not credited because of a limit.
-    pub over_limit: AtomicU64,
+    /// Reports evicted by a limit (a new peer took their place).
+    pub evicted: AtomicU64,
 }
 
 /// Private mode's figures at one moment (all zero when it is off).
@@ -61,10 +64,10 @@ pub struct PrivateSnapshot {
     pub enabled: bool,
     /// Passkeys in force.
     pub passkeys_loaded: u64,
-    /// Peers with accounting state.
+    /// Peers with a report in the request workers.
     pub peers: u64,
-    /// Peers with credit waiting to be committed (in the request workers or the
-    /// `accounting` thread; a peer may be counted in both).
+    /// Reports waiting to be committed (in the request workers or the `accounting`
+    /// thread; a peer may be counted in both).
     pub credits_pending: u64,
     /// Batches committed.
     pub batches_committed: u64,
@@ -82,12 +85,16 @@ pub struct PrivateSnapshot {
     pub last_commit_unix_secs: u64,
     /// Commit attempts that failed since the last one that succeeded.
     pub commit_failures_in_a_row: u64,
+    /// Whether the accounting database is open and its last use worked.
+    pub database_up: bool,
+    /// Unix seconds of the last read of the site's tables (0: none yet).
+    pub site_loaded_unix_secs: u64,
     /// Requests refused, by [`Refusal::index`].
-    pub refused: [u64; 3],
+    pub refused: [u64; 5],
     /// Announces flagged for their upload speed.
     pub flagged: u64,
-    /// New peers not credited because of a limit.
-    pub over_limit: u64,
+    /// Reports evicted by a limit.
+    pub evicted: u64,
 }
 
 impl PrivateSnapshot {
@@ -140,6 +147,8 @@ impl PrivateStatistics {
             last_flush_micros: get(&self.last_flush_micros),
             last_commit_unix_secs: get(&self.last_commit_unix_secs),
             commit_failures_in_a_row: get(&self.commit_failures_in_a_row),
+            database_up: get(&self.database_up) == 1,
+            site_loaded_unix_secs: get(&self.site_loaded_unix_secs),
             ..PrivateSnapshot::default()
         };
         for (sum, counter) in s.refused.iter_mut().zip(&self.refused) {
@@ -147,9 +156,9 @@ impl PrivateStatistics {
         }
         for g in self.shards.iter() {
             s.peers += get(&g.peers);
-            s.credits_pending += get(&g.pending);
+            s.credits_pending += get(&g.peers);
             s.flagged += get(&g.flagged);
-            s.over_limit += get(&g.over_limit);
+            s.evicted += get(&g.evicted);
         }
         s
     }

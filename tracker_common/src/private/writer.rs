@@ -1,77 +1,81 @@
 //! The `accounting` thread, and each request worker's side of it.
 //!
-//! Credit waits in the request workers' shards, merged in each peer's own state (see
-//! [`AccountingShard`]). A worker hands the credit of at most [`MAX_BATCH_CREDITS`]
-//! peers over every `flush_interval_secs`, or at its next check (each second) when some
-//! of it is urgent, but only once the thread has committed its previous hand-over: a
-//! worker has at most one hand-over outstanding. So the thread merges nothing, holds
-//! at most one hand-over per worker, and a thread that is behind (a busy CPU, a slow or
-//! absent database) costs the workers nothing: their credit keeps merging in place,
-//! bounded by the number of peers, and announces are answered throughout.
+//! Reports wait in the request workers' shards, one per peer (see [`AccountingShard`]).
+//! A worker hands at most [`MAX_BATCH_REPORTS`] reports over every
+//! `flush_interval_secs`, or at its next check (each second) when some are urgent, but
+//! only once the thread has committed its previous hand-over: a worker has at most one
+//! hand-over outstanding. So the thread holds at most one hand-over per worker, and a
+//! thread that is behind (a busy CPU, a slow or absent database) costs the workers
+//! nothing: their reports keep merging in place, bounded by the shard's limits, and
+//! announces are answered throughout.
 //!
 //! The thread commits what it holds as one [`Batch`] with a fresh id once every worker
-//! with credit has handed over or the oldest hand-over has waited [`GATHER`]. A batch
+//! with reports has handed over or the oldest hand-over has waited [`GATHER`]. A batch
 //! whose commit fails is kept and retried, id and content unchanged, until the store
-//! says it is applied (now, or by an earlier attempt whose reply was lost).
+//! says it is applied (now, or by an earlier attempt whose reply was lost). The database
+//! decides each credit in the batch's transaction (see [`crate::private::ledger`]).
 //!
-//! When passkeys come from the database, the thread also re-reads `shoal_passkeys`
-//! every `refresh_secs` and when asked (SIGUSR1), and it deletes baselines older than
-//! the retention once an hour.
+//! The database need not be there at start: the thread opens it when it can, retrying
+//! every flush interval, and commits what waited once it is back. It also re-reads the
+//! site's tables (passkeys, users who may not leech, registered torrents) every
+//! `refresh_secs` and when asked (SIGUSR1), keeps a local cache of them for a start
+//! while the database is down, and deletes peer marks older than the retention once an
+//! hour.
 //!
 //! At shutdown the request workers hand over everything and drop their senders; the
 //! thread then commits what it holds, retrying for a bounded time.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, Cache};
+use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use hashbrown::HashMap;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::observe::statistics::{RateLimitedWarning, unix_now_secs};
-use crate::private::accounting::{AccountAnnounce, AccountingShard, AnnounceOutcome, PeerCredit};
-use crate::private::passkey::Passkey;
+use crate::observe::statistics::RateLimitedWarning;
+use crate::private::accounting::{AccountAnnounce, AccountingShard, AnnounceOutcome};
+use crate::private::ledger::{CreditRules, PeerReport};
 use crate::private::passkey::{PasskeySet, SharedPasskeys};
+use crate::private::site_cache;
 use crate::private::stats::PrivateStatistics;
-use crate::private::store::{AccountingStore, Batch, BatchId, CommitOutcome, UserTorrentCredit};
-use crate::time::{SecondsSinceServerStart, ServerStartInstant};
-use crate::types::InfoHash;
+use crate::private::store::{AccountingStore, Batch, BatchId, CommitOutcome};
+use crate::time::{SecondsSinceServerStart, UnixClock};
 
-/// How often a request worker checks whether to hand credit over.
+/// How often a request worker checks whether to hand reports over.
 pub const HAND_OVER_CHECK: Duration = Duration::from_secs(1);
 /// Hand-overs the channel holds per request worker: the one outstanding, and the last
 /// one a stopping worker sends.
 pub const CHANNEL_ROUNDS: usize = 2;
 /// How long the thread keeps retrying its last commit at shutdown.
 pub const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(20);
-/// The most peers' credit one batch (one transaction) holds, and one hand-over but a
-/// stopping worker's last (which the thread then commits batch after batch).
-pub const MAX_BATCH_CREDITS: usize = 100_000;
+/// The most reports one batch (one transaction) holds, and one hand-over but a stopping
+/// worker's last (which the thread then commits batch after batch).
+pub const MAX_BATCH_REPORTS: usize = 100_000;
 /// How long the thread waits, after the first hand-over arrives, for the other
 /// workers' before it commits: the workers' flush times are aligned, so that one
 /// transaction usually takes them all.
 pub const GATHER: Duration = Duration::from_secs(1);
 /// A worker whose hand-over has been outstanding this long says so in the log.
 const OUTSTANDING_WARNING_AFTER: Duration = Duration::from_secs(60);
-/// Time between deletions of expired baselines.
+/// Time between deletions of expired marks.
 const FORGET_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// One request worker's pending credit, handed to the `accounting` thread.
+/// One request worker's reports, handed to the `accounting` thread.
 #[derive(Debug)]
 pub struct HandOver {
     /// The request worker's index.
     pub worker: usize,
-    /// The credit, each peer once.
-    pub credits: Vec<PeerCredit>,
+    /// The reports, each peer once.
+    pub reports: Vec<PeerReport>,
 }
 
 /// Per request worker: whether the `accounting` thread holds a hand-over of it not yet
 /// committed. Set by the worker as it hands over, cleared by the thread once the
-/// hand-over's last credit is committed.
+/// hand-over's last report is committed.
 pub type Outstanding = Arc<[AtomicBool]>;
 
 /// The outstanding flags of `workers` request workers, all clear.
@@ -82,14 +86,11 @@ pub fn outstanding_flags(workers: usize) -> Outstanding {
 /// A request worker's accounting: its shard, the clock, and the channel to the
 /// `accounting` thread.
 pub struct AccountingDuty {
-    /// The accounting of the worker's torrents.
+    /// The reports of the worker's torrents.
     pub shard: AccountingShard,
-    passkeys: Cache<SharedPasskeys, Arc<PasskeySet>>,
     sender: Sender<HandOver>,
     outstanding: Outstanding,
-    /// Unix seconds at the server's start: `now` in Unix seconds is this plus
-    /// [`SecondsSinceServerStart`].
-    unix_at_start: u64,
+    clock: UnixClock,
     /// The instant the workers' flush times count from, shared by all of them.
     epoch: Instant,
     flush_interval: Duration,
@@ -103,45 +104,47 @@ pub struct AccountingDuty {
     behind_warning: RateLimitedWarning,
 }
 
+/// What a request worker's [`AccountingDuty`] is made of.
+pub struct DutyParts {
+    /// The request worker's index.
+    pub index: usize,
+    /// Its shard.
+    pub shard: AccountingShard,
+    /// To the `accounting` thread.
+    pub sender: Sender<HandOver>,
+    /// The workers' outstanding flags.
+    pub outstanding: Outstanding,
+    /// The one clock.
+    pub clock: UnixClock,
+    /// What flush times count from.
+    pub epoch: Instant,
+    /// Time between hand-overs.
+    pub flush_interval: Duration,
+    /// The counters.
+    pub stats: Arc<PrivateStatistics>,
+}
+
 impl AccountingDuty {
-    /// The duty of request worker `index`; its flush times are `epoch` plus whole
+    /// The duty of request worker `parts.index`; its flush times are `epoch` plus whole
     /// multiples of `flush_interval`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        index: usize,
-        shard: AccountingShard,
-        passkeys: SharedPasskeys,
-        sender: Sender<HandOver>,
-        outstanding: Outstanding,
-        epoch: Instant,
-        flush_interval: Duration,
-        start: ServerStartInstant,
-        stats: Arc<PrivateStatistics>,
-    ) -> Self {
-        let elapsed = u64::from(start.seconds_elapsed().0);
+    pub fn new(parts: DutyParts) -> Self {
         let now = Instant::now();
-        let flush_interval = flush_interval.max(Duration::from_millis(1));
+        let flush_interval = parts.flush_interval.max(Duration::from_millis(1));
         Self {
-            shard,
-            passkeys: Cache::new(passkeys),
-            sender,
-            outstanding,
-            unix_at_start: unix_now_secs().saturating_sub(elapsed),
-            epoch,
+            shard: parts.shard,
+            sender: parts.sender,
+            outstanding: parts.outstanding,
+            clock: parts.clock,
+            epoch: parts.epoch,
             flush_interval,
             check_interval: HAND_OVER_CHECK,
             next_check: now + HAND_OVER_CHECK,
-            next_flush: next_multiple(epoch, flush_interval, now),
+            next_flush: next_multiple(parts.epoch, flush_interval, now),
             handed_over_at: now,
-            stats,
-            index,
+            stats: parts.stats,
+            index: parts.index,
             behind_warning: RateLimitedWarning::new(OUTSTANDING_WARNING_AFTER),
         }
-    }
-
-    /// `now` in Unix seconds.
-    pub fn unix(&self, now: SecondsSinceServerStart) -> u64 {
-        self.unix_at_start.saturating_add(u64::from(now.0))
     }
 
     /// Applies an accepted announce.
@@ -150,28 +153,15 @@ impl AccountingDuty {
         announce: &AccountAnnounce,
         now: SecondsSinceServerStart,
     ) -> AnnounceOutcome {
-        let unix = self.unix(now);
-        let passkeys = &mut self.passkeys;
-        self.shard.announce(announce, unix, || {
-            passkeys.load().peer_count(&announce.passkey).map(|c| &**c)
-        })
-    }
-
-    /// Removes the baselines older than the retention; the request worker calls it
-    /// with its swarm's cleaning, on the same schedule.
-    pub fn clean(&mut self, now: SecondsSinceServerStart) {
-        let unix = self.unix(now);
-        let passkeys = Arc::clone(self.passkeys.load());
-        self.shard
-            .clean(unix, |key| passkeys.peer_count(key).map(|c| &**c));
+        self.shard.announce(announce, self.clock.at(now))
     }
 
     fn flag(&self) -> Option<&AtomicBool> {
         self.outstanding.get(self.index)
     }
 
-    /// Hands pending credit over when due and publishes the gauges. Called by the
-    /// request worker's loop.
+    /// Hands reports over when due and publishes the gauges. Called by the request
+    /// worker's loop.
     pub fn tick(&mut self) {
         let instant = Instant::now();
         if instant < self.next_check {
@@ -179,19 +169,19 @@ impl AccountingDuty {
         }
         self.next_check = instant + self.check_interval;
         let due = instant >= self.next_flush || self.shard.has_urgent();
-        if due && self.shard.num_pending() > 0 {
+        if due && self.shard.num_peers() > 0 {
             if self.flag().is_some_and(|f| f.load(Ordering::Acquire)) {
                 if instant.duration_since(self.handed_over_at) >= OUTSTANDING_WARNING_AFTER
                     && let Some(held_back) = self.behind_warning.check(instant)
                 {
                     log::warn!(
                         "request-{:02}: the accounting thread has not committed this worker's \
-                         last credit for {} s (the database is slow or down, or the CPU \
-                         busy); {} peers' credit waits here ({held_back} more times since \
+                         last reports for {} s (the database is slow or down, or the CPU \
+                         busy); {} peers' reports wait here ({held_back} more times since \
                          the last warning)",
                         self.index + 1,
                         instant.duration_since(self.handed_over_at).as_secs(),
-                        self.shard.num_pending()
+                        self.shard.num_peers()
                     );
                 }
             } else {
@@ -201,15 +191,14 @@ impl AccountingDuty {
         if let Some(gauges) = self.stats.shard(self.index) {
             let set = |g: &std::sync::atomic::AtomicU64, v: u64| g.store(v, Ordering::Relaxed);
             set(&gauges.peers, self.shard.num_peers() as u64);
-            set(&gauges.pending, self.shard.num_pending() as u64);
             set(&gauges.flagged, self.shard.num_flagged());
-            set(&gauges.over_limit, self.shard.num_over_limit());
+            set(&gauges.evicted, self.shard.num_evicted());
         }
     }
 
     fn hand_over(&mut self, instant: Instant) {
-        let mut credits = Vec::new();
-        if self.shard.take_pending(&mut credits, MAX_BATCH_CREDITS) == 0 {
+        let mut reports = Vec::new();
+        if self.shard.take_pending(&mut reports, MAX_BATCH_REPORTS) == 0 {
             return;
         }
         self.next_flush = next_multiple(self.epoch, self.flush_interval, instant);
@@ -219,31 +208,30 @@ impl AccountingDuty {
         }
         let hand_over = HandOver {
             worker: self.index,
-            credits,
+            reports,
         };
         match self.sender.try_send(hand_over) {
             Ok(()) => {}
             // Neither happens while the thread runs (the channel has room for every
-            // worker's outstanding hand-over); the credit stays here either way.
+            // worker's outstanding hand-over); the reports stay here either way.
             Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
                 if let Some(flag) = self.flag() {
                     flag.store(false, Ordering::Release);
                 }
-                self.shard.put_back(back.credits);
+                self.shard.put_back(back.reports);
             }
         }
     }
 
-    /// Hands everything over as the worker stops (see [`AccountingShard::take_all`]),
-    /// waiting a little for room.
+    /// Hands everything over as the worker stops, waiting a little for room.
     pub fn finish(&mut self) {
-        let mut credits = Vec::new();
-        if self.shard.take_all(&mut credits) == 0 {
+        let mut reports = Vec::new();
+        if self.shard.take_all(&mut reports) == 0 {
             return;
         }
         let hand_over = HandOver {
             worker: self.index,
-            credits,
+            reports,
         };
         if self
             .sender
@@ -251,8 +239,8 @@ impl AccountingDuty {
             .is_err()
         {
             log::warn!(
-                "request-{:02}: the accounting thread took no last credit; it is recovered \
-                 from the committed baselines at the peers' next announces",
+                "request-{:02}: the accounting thread took no last reports; the peers' bytes \
+                 are credited at their next announces, against their committed marks",
                 self.index + 1
             );
         }
@@ -267,30 +255,50 @@ fn next_multiple(epoch: Instant, interval: Duration, now: Instant) -> Instant {
     epoch + interval.saturating_mul(steps)
 }
 
-/// Where the thread's passkeys come from, when it reads them.
-pub struct PasskeyRefresh {
+/// Where the site's tables come from and go.
+pub struct SiteRefresh {
     /// The set in force.
     pub shared: SharedPasskeys,
-    /// Time between reads of `shoal_passkeys`.
+    /// Time between reads.
     pub interval: Duration,
     /// Set by SIGUSR1: read now.
     pub requested: Arc<AtomicBool>,
+    /// Whether the passkeys come from a file (then only the users who may not leech and
+    /// the registered torrents are read from the database).
+    pub passkeys_from_file: bool,
+    /// The local cache of the last read, if any.
+    pub cache: Option<PathBuf>,
+}
+
+/// The accounting database, opened when it can be.
+pub enum StoreSlot {
+    /// Open.
+    Open(Box<dyn AccountingStore>),
+    /// Not yet: opened by URL at the next try.
+    Closed {
+        /// The accounting URL.
+        url: String,
+    },
 }
 
 /// The `accounting` thread.
 pub struct AccountingWriter {
     /// The database.
-    pub store: Box<dyn AccountingStore>,
-    /// Credit from the request workers; disconnected once they all stopped.
+    pub store: StoreSlot,
+    /// Reports from the request workers; disconnected once they all stopped.
     pub receiver: Receiver<HandOver>,
     /// The request workers' outstanding flags, cleared here.
     pub outstanding: Outstanding,
-    /// Time between retries of a batch that failed.
+    /// Time between retries of a batch that failed, or of opening the database.
     pub flush_interval: Duration,
-    /// Baselines older than this many seconds are deleted.
+    /// Marks older than this many seconds are deleted.
     pub retention_secs: u64,
-    /// Passkeys from the database, if that is where they come from.
-    pub passkeys: Option<PasskeyRefresh>,
+    /// The site's tables.
+    pub site: SiteRefresh,
+    /// The credit rules batches carry.
+    pub rules: CreditRules,
+    /// The one clock.
+    pub clock: UnixClock,
     /// The counters.
     pub stats: Arc<PrivateStatistics>,
 }
@@ -298,8 +306,6 @@ pub struct AccountingWriter {
 /// A batch being committed.
 struct InFlight {
     batch: Batch,
-    /// Peer credits it holds.
-    credits: usize,
     /// Workers whose hand-over ends in it: their flags clear once it is applied.
     completes: Vec<usize>,
 }
@@ -330,14 +336,14 @@ impl WriterState {
         self.queue.push_back((Instant::now(), hand_over));
     }
 
-    /// Peer credits queued.
+    /// Reports queued.
     fn queued(&self) -> usize {
-        self.queue.iter().map(|(_, h)| h.credits.len()).sum()
+        self.queue.iter().map(|(_, h)| h.reports.len()).sum()
     }
 
-    /// Peer credits held, queued or in flight.
+    /// Reports held, queued or in flight.
     fn held(&self) -> usize {
-        self.queued() + self.in_flight.as_ref().map_or(0, |f| f.credits)
+        self.queued() + self.in_flight.as_ref().map_or(0, |f| f.batch.reports.len())
     }
 
     /// Whether to commit now: a batch to retry whose time has come, or a full batch's
@@ -349,7 +355,7 @@ impl WriterState {
         let Some((oldest, _)) = self.queue.front() else {
             return false;
         };
-        self.queued() >= MAX_BATCH_CREDITS
+        self.queued() >= MAX_BATCH_REPORTS
             || self.queue.len() >= workers
             || now.saturating_duration_since(*oldest) >= GATHER
     }
@@ -362,31 +368,31 @@ impl WriterState {
         self.queue.front().map(|(oldest, _)| *oldest + GATHER)
     }
 
-    /// Makes the next batch of at most [`MAX_BATCH_CREDITS`] peer credits from the
-    /// queue, oldest first, unless one is in flight.
-    fn take_batch(&mut self) {
+    /// Makes the next batch of at most [`MAX_BATCH_REPORTS`] reports from the queue,
+    /// oldest first, unless one is in flight.
+    fn take_batch(&mut self, rules: CreditRules, created_at: u64) {
         if self.in_flight.is_some() || self.queue.is_empty() {
             return;
         }
-        let mut credits: Vec<PeerCredit> = Vec::new();
+        let mut reports: Vec<PeerReport> = Vec::new();
         let mut completes = Vec::new();
-        while credits.len() < MAX_BATCH_CREDITS {
-            let room = MAX_BATCH_CREDITS - credits.len();
+        while reports.len() < MAX_BATCH_REPORTS {
+            let room = MAX_BATCH_REPORTS - reports.len();
             let Some((_, front)) = self.queue.front_mut() else {
                 break;
             };
-            if front.credits.len() > room {
+            if front.reports.len() > room {
                 // A hand-over holds each peer once, in no particular order: its tail
                 // goes, without moving the rest.
-                let at = front.credits.len() - room;
-                credits.extend(front.credits.split_off(at));
+                let at = front.reports.len() - room;
+                reports.extend(front.reports.split_off(at));
                 break;
             }
             if let Some((_, whole)) = self.queue.pop_front() {
-                if credits.is_empty() {
-                    credits = whole.credits;
+                if reports.is_empty() {
+                    reports = whole.reports;
                 } else {
-                    credits.extend(whole.credits);
+                    reports.extend(whole.reports);
                 }
                 completes.push(whole.worker);
             }
@@ -394,8 +400,7 @@ impl WriterState {
         let mut id = [0u8; 16];
         self.rng.fill_bytes(&mut id);
         self.in_flight = Some(InFlight {
-            batch: make_batch(BatchId(id), &credits, unix_now_secs()),
-            credits: credits.len(),
+            batch: make_batch(BatchId(id), reports, rules, created_at),
             completes,
         });
     }
@@ -411,8 +416,11 @@ impl AccountingWriter {
         lower_priority();
         let mut state = WriterState::new(StdRng::from_os_rng());
         let workers = self.outstanding.len().max(1);
-        let mut next_refresh = self.passkeys.as_ref().map(|p| Instant::now() + p.interval);
+        let mut next_refresh = Instant::now() + self.site.interval;
         let mut next_forget = Instant::now();
+        // A tracker that started without its database reads the site's tables as soon
+        // as the database is there.
+        let mut site_loaded = self.stats.site_loaded_unix_secs.load(Ordering::Relaxed) > 0;
         loop {
             // Wake at least once a second, for a SIGUSR1 reload.
             let mut wake = Instant::now() + Duration::from_secs(1);
@@ -442,31 +450,31 @@ impl AccountingWriter {
                 .writer_pending
                 .store(state.held() as u64, Ordering::Relaxed);
             let now = Instant::now();
-            if let Some(refresh) = &self.passkeys {
-                let requested = refresh.requested.swap(false, Ordering::Relaxed);
-                if requested || next_refresh.is_some_and(|due| now >= due) {
-                    self.refresh_passkeys();
-                    next_refresh = self.passkeys.as_ref().map(|p| Instant::now() + p.interval);
-                }
+            let requested = self.site.requested.swap(false, Ordering::Relaxed);
+            if requested || now >= next_refresh || (!site_loaded && self.database_ready()) {
+                site_loaded |= self.refresh_site();
+                next_refresh = Instant::now() + self.site.interval;
             }
-            if now >= next_forget {
-                let before = unix_now_secs().saturating_sub(self.retention_secs);
-                match self.store.forget_before(before) {
-                    Ok(n) if n > 0 => log::info!("accounting: forgot {n} expired baselines"),
-                    Ok(_) => {}
-                    Err(err) => log::warn!("accounting: deleting expired baselines: {err:#}"),
+            if now >= next_forget && self.database_ready() {
+                let before = self.clock.now().saturating_sub(self.retention_secs);
+                if let StoreSlot::Open(store) = &mut self.store {
+                    match store.forget_before(before) {
+                        Ok(n) if n > 0 => log::info!("accounting: forgot {n} expired peer marks"),
+                        Ok(_) => {}
+                        Err(err) => log::warn!("accounting: deleting expired peer marks: {err:#}"),
+                    }
                 }
                 next_forget = now + FORGET_INTERVAL;
             }
         }
-        // Every request worker has stopped and handed its credit over.
+        // Every request worker has stopped and handed its reports over.
         let deadline = Instant::now() + FINAL_COMMIT_DEADLINE;
         while state.in_flight.is_some() || !state.queue.is_empty() {
             let committed = self.flush(&mut state);
             if Instant::now() >= deadline {
                 log::error!(
-                    "accounting: the database took no last batch; {} peers' credit is \
-                     recovered from the committed baselines at their next announces",
+                    "accounting: the database took no last batch; {} peers' bytes are \
+                     credited at their next announces, against their committed marks",
                     state.held()
                 );
                 break;
@@ -479,17 +487,49 @@ impl AccountingWriter {
         Ok(())
     }
 
-    /// Commits the batch in flight, or makes one of the queued credit and commits it.
+    /// The store, opening it if it is closed (at most once per flush interval).
+    fn open_store(&mut self) -> anyhow::Result<&mut dyn AccountingStore> {
+        if let StoreSlot::Closed { url } = &self.store {
+            match crate::private::store::open(url) {
+                Ok(store) => {
+                    log::info!("accounting: database opened");
+                    self.store = StoreSlot::Open(store);
+                }
+                Err(err) => {
+                    self.stats.database_up.store(0, Ordering::Relaxed);
+                    return Err(err);
+                }
+            }
+        }
+        match &mut self.store {
+            StoreSlot::Open(store) => Ok(store.as_mut()),
+            StoreSlot::Closed { .. } => anyhow::bail!("the accounting database is not open"),
+        }
+    }
+
+    /// Whether the database is open (or opens now).
+    fn database_ready(&mut self) -> bool {
+        match &self.store {
+            StoreSlot::Open(_) => true,
+            StoreSlot::Closed { .. } => false,
+        }
+    }
+
+    /// Commits the batch in flight, or makes one of the queued reports and commits it.
     /// Whether it was committed.
     fn flush(&mut self, state: &mut WriterState) -> bool {
-        state.take_batch();
+        state.take_batch(self.rules, self.clock.now());
         let Some(in_flight) = &state.in_flight else {
             return false;
         };
-        let batch = &in_flight.batch;
-        let peer_credits = in_flight.credits;
+        let reports = in_flight.batch.reports.len();
         let began = Instant::now();
-        match self.store.commit(batch) {
+        let result = match self.open_store() {
+            Ok(store) => store.commit(&in_flight.batch),
+            Err(err) => Err(err),
+        };
+        let batch = &in_flight.batch;
+        match result {
             Ok(outcome) => {
                 let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let counter = match outcome {
@@ -499,7 +539,7 @@ impl AccountingWriter {
                 counter.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .credits_committed
-                    .fetch_add(peer_credits as u64, Ordering::Relaxed);
+                    .fetch_add(reports as u64, Ordering::Relaxed);
                 self.stats
                     .flush_micros_total
                     .fetch_add(micros, Ordering::Relaxed);
@@ -508,18 +548,16 @@ impl AccountingWriter {
                     .store(micros, Ordering::Relaxed);
                 self.stats
                     .last_commit_unix_secs
-                    .store(unix_now_secs(), Ordering::Relaxed);
+                    .store(self.clock.now(), Ordering::Relaxed);
                 self.stats
                     .commit_failures_in_a_row
                     .store(0, Ordering::Relaxed);
+                self.stats.database_up.store(1, Ordering::Relaxed);
                 log::debug!(
-                    "accounting: batch {} {:?}: {} peers' credit, {} user torrents, {} \
-                     baselines, {} ms",
+                    "accounting: batch {} {:?}: {} peers' reports, {} ms",
                     batch.id.to_hex(),
                     outcome,
-                    peer_credits,
-                    batch.credits.len(),
-                    batch.baselines.len(),
+                    reports,
                     micros / 1000
                 );
                 for worker in &in_flight.completes {
@@ -531,6 +569,7 @@ impl AccountingWriter {
                 true
             }
             Err(err) => {
+                self.stats.database_up.store(0, Ordering::Relaxed);
                 self.stats.batches_failed.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .commit_failures_in_a_row
@@ -540,7 +579,7 @@ impl AccountingWriter {
                         "accounting: batch {} of {} peers not committed, will retry it: {err:#} \
                          ({held_back} more failures since the last message)",
                         batch.id.to_hex(),
-                        peer_credits
+                        reports
                     );
                 }
                 state.retry_at = Instant::now() + self.flush_interval;
@@ -549,25 +588,39 @@ impl AccountingWriter {
         }
     }
 
-    fn refresh_passkeys(&mut self) {
-        let Some(refresh) = &self.passkeys else {
-            return;
-        };
-        match self.store.load_passkeys() {
-            Ok(keys) => {
-                let set = PasskeySet::new(keys).carry_over(&refresh.shared.load());
-                let len = set.len();
-                refresh.shared.store(Arc::new(set));
-                self.stats
-                    .passkeys_loaded
-                    .store(len as u64, Ordering::Relaxed);
-                log::debug!("accounting: {len} passkeys loaded from shoal_passkeys");
+    /// Reads the site's tables and swaps them in, writing the cache; whether it worked.
+    fn refresh_site(&mut self) -> bool {
+        let site = match self.open_store().and_then(|store| store.load_site()) {
+            Ok(site) => site,
+            Err(err) => {
+                log::warn!(
+                    "accounting: reading the site's tables failed, keeping those in force: \
+                     {err:#}"
+                );
+                return false;
             }
-            Err(err) => log::warn!(
-                "accounting: reading shoal_passkeys failed, keeping the passkeys in force: \
-                 {err:#}"
-            ),
+        };
+        let current = self.site.shared.load();
+        let file_keys = self.site.passkeys_from_file.then_some(&**current);
+        let set = PasskeySet::of_site(&site, file_keys);
+        if let Some(path) = &self.site.cache
+            && let Err(err) = site_cache::write(path, &set.to_site())
+        {
+            log::warn!(
+                "accounting: writing the site cache {}: {err:#}",
+                path.display()
+            );
         }
+        let (keys, torrents) = (set.len(), set.num_torrents());
+        self.site.shared.store(Arc::new(set));
+        self.stats
+            .passkeys_loaded
+            .store(keys as u64, Ordering::Relaxed);
+        self.stats
+            .site_loaded_unix_secs
+            .store(self.clock.now(), Ordering::Relaxed);
+        log::debug!("accounting: {keys} passkeys and {torrents} registered torrents in force");
+        true
     }
 }
 
@@ -575,7 +628,7 @@ impl AccountingWriter {
 pub const ACCOUNTING_NICE: i32 = 10;
 
 /// Lowers this thread's scheduling priority to [`ACCOUNTING_NICE`]: when the CPU is
-/// short, announces come first and the credit waits (merged per peer, so bounded),
+/// short, announces come first and the reports wait (merged per peer, so bounded),
 /// rather than every announce waiting for the database. On Linux a nice value is per
 /// thread.
 fn lower_priority() {
@@ -593,56 +646,26 @@ fn lower_priority() {
     }
 }
 
-/// A batch of peer credits: summed per (passkey, info hash), with every peer's baseline.
-pub fn make_batch(id: BatchId, credits: &[PeerCredit], created_at: u64) -> Batch {
-    let mut sums: HashMap<(Passkey, InfoHash), UserTorrentCredit> = HashMap::new();
-    for c in credits {
-        let b = &c.baseline;
-        let entry = sums
-            .entry((b.passkey, b.info_hash))
-            .or_insert(UserTorrentCredit {
-                passkey: b.passkey,
-                info_hash: b.info_hash,
-                uploaded: 0,
-                downloaded: 0,
-                seed_seconds: 0,
-                leech_seconds: 0,
-                completed_at: None,
-                first_announce: c.first_announce,
-                last_announce: b.last_announce,
-                flagged_announces: 0,
-            });
-        entry.uploaded = entry.uploaded.saturating_add(c.uploaded);
-        entry.downloaded = entry.downloaded.saturating_add(c.downloaded);
-        entry.seed_seconds = entry.seed_seconds.saturating_add(c.seed_seconds);
-        entry.leech_seconds = entry.leech_seconds.saturating_add(c.leech_seconds);
-        entry.completed_at = match (entry.completed_at, c.completed_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        entry.first_announce = entry.first_announce.min(c.first_announce);
-        entry.last_announce = entry.last_announce.max(b.last_announce);
-        entry.flagged_announces = entry.flagged_announces.saturating_add(c.flagged_announces);
+/// A batch of reports: one per peer, a peer that came twice (a stopping worker's last
+/// hand-over after its outstanding one) merged, older first.
+pub fn make_batch(
+    id: BatchId,
+    mut reports: Vec<PeerReport>,
+    rules: CreditRules,
+    created_at: u64,
+) -> Batch {
+    reports.sort_by_key(|r| (r.key, r.first.at));
+    let mut merged: Vec<PeerReport> = Vec::with_capacity(reports.len());
+    for report in reports {
+        match merged.last_mut() {
+            Some(last) if last.key == report.key => last.merge_report(&report, &rules),
+            _ => merged.push(report),
+        }
     }
-    // In key order: both databases then walk their primary-key B-trees in order.
-    let mut rows: Vec<UserTorrentCredit> = sums.into_values().collect();
-    rows.sort_unstable_by_key(|a| (a.passkey, a.info_hash));
-    let mut baselines: Vec<_> = credits
-        .iter()
-        .filter(|c| c.baseline_changed)
-        .map(|c| c.baseline)
-        .collect();
-    // A peer may come twice (a stopping worker's last hand-over after its outstanding
-    // one): the later baseline is the one to write. A stable sort keeps the order of
-    // arrival within a peer; reversed, the dedup keeps the latest.
-    baselines.sort_by_key(|b| (b.passkey, b.info_hash, b.peer_id));
-    baselines.reverse();
-    baselines.dedup_by_key(|b| (b.passkey, b.info_hash, b.peer_id));
-    baselines.reverse();
     Batch {
         id,
-        credits: rows,
-        baselines,
+        reports: merged,
+        rules,
         created_at,
     }
 }
@@ -654,126 +677,79 @@ pub fn shared_passkeys(set: PasskeySet) -> SharedPasskeys {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
     use std::sync::Mutex;
 
     use super::*;
-    use crate::private::accounting::{AccountingBudget, AccountingRules};
-    use crate::private::store::PeerBaseline;
-    use crate::types::{AnnounceEvent, PeerId};
+    use crate::private::ledger::Point;
+    use crate::private::store::memory::{Failure, MemoryDatabase, MemoryStore};
+    use crate::private::store::{PeerKey, PeerState, UserTorrentKey};
+    use crate::time::ServerStartInstant;
+    use crate::types::{AnnounceEvent, InfoHash, PeerId};
 
-    type PeerKey = (InfoHash, Passkey, PeerId);
+    const T0: u64 = 1_800_000_000;
 
-    /// A store in memory that fails as told: `Lose` applies the batch and then reports
-    /// an error (a commit whose reply was lost), `Refuse` applies nothing and errors.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    enum Failure {
-        Lose,
-        Refuse,
-    }
-
-    #[derive(Default)]
-    struct Memory {
-        applied: HashSet<BatchId>,
-        uploaded: HashMap<(Passkey, InfoHash), u64>,
-        baselines: HashMap<PeerKey, PeerBaseline>,
-        failures: Vec<Failure>,
-        commits: usize,
-    }
-
-    struct MemoryStore(Arc<Mutex<Memory>>);
-
-    impl AccountingStore for MemoryStore {
-        fn load_baselines(
-            &mut self,
-            _since: u64,
-            _sink: &mut dyn FnMut(PeerBaseline),
-        ) -> anyhow::Result<()> {
-            Ok(())
-        }
-        fn load_passkeys(&mut self) -> anyhow::Result<Vec<Passkey>> {
-            Ok(Vec::new())
-        }
-        fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
-            let mut m = self.0.lock().unwrap();
-            m.commits += 1;
-            let failure = if m.failures.is_empty() {
-                None
-            } else {
-                Some(m.failures.remove(0))
-            };
-            if failure == Some(Failure::Refuse) {
-                anyhow::bail!("connection refused");
-            }
-            let outcome = if m.applied.insert(batch.id) {
-                for c in &batch.credits {
-                    *m.uploaded.entry((c.passkey, c.info_hash)).or_default() += c.uploaded;
-                }
-                for b in &batch.baselines {
-                    m.baselines.insert((b.info_hash, b.passkey, b.peer_id), *b);
-                }
-                CommitOutcome::Applied
-            } else {
-                CommitOutcome::AlreadyApplied
-            };
-            if failure == Some(Failure::Lose) {
-                anyhow::bail!("connection reset after commit");
-            }
-            Ok(outcome)
-        }
-        fn forget_before(&mut self, _before: u64) -> anyhow::Result<u64> {
-            Ok(0)
+    fn rules() -> CreditRules {
+        CreditRules {
+            interval_secs: 1800,
+            grace_secs: 300,
+            flag_upload_bytes_per_sec: 0,
         }
     }
 
-    fn credit(peer: u8, uploaded: u64, baseline: u64) -> PeerCredit {
-        PeerCredit {
-            baseline: PeerBaseline {
-                passkey: Passkey([b'k'; 32]),
-                info_hash: InfoHash([1; 20]),
-                peer_id: PeerId([peer; 20]),
-                uploaded: baseline,
-                downloaded: 0,
-                last_announce: 100,
-                seeding: false,
+    fn key(peer: u8) -> PeerKey {
+        PeerKey {
+            user: 7,
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([peer; 20]),
+        }
+    }
+
+    fn started(peer: u8, uploaded: u64, at: u64) -> PeerReport {
+        PeerReport::new(
+            key(peer),
+            Point {
+                at,
+                uploaded: Some(uploaded),
+                downloaded: Some(0),
+                state: PeerState::Leeching,
+                event: AnnounceEvent::Started,
             },
-            uploaded,
-            downloaded: 0,
-            seed_seconds: 0,
-            leech_seconds: 0,
-            completed_at: None,
-            first_announce: 100,
-            flagged_announces: 0,
-            urgent: false,
-            baseline_changed: true,
-        }
+        )
     }
 
     fn writer(
-        memory: &Arc<Mutex<Memory>>,
+        memory: &Arc<Mutex<MemoryDatabase>>,
         workers: usize,
     ) -> (Sender<HandOver>, Outstanding, AccountingWriter) {
         let (sender, receiver) = crossbeam_channel::bounded(workers * CHANNEL_ROUNDS);
         let outstanding = outstanding_flags(workers);
         let writer = AccountingWriter {
-            store: Box::new(MemoryStore(memory.clone())),
+            store: StoreSlot::Open(Box::new(MemoryStore(memory.clone()))),
             receiver,
             outstanding: outstanding.clone(),
             flush_interval: Duration::from_millis(20),
             retention_secs: 3600,
-            passkeys: None,
+            site: SiteRefresh {
+                shared: shared_passkeys(PasskeySet::default()),
+                interval: Duration::from_secs(3600),
+                requested: Arc::default(),
+                passkeys_from_file: true,
+                cache: None,
+            },
+            rules: rules(),
+            clock: UnixClock::at_start(ServerStartInstant::new(), T0),
             stats: Arc::new(PrivateStatistics::new(workers)),
         };
         (sender, outstanding, writer)
     }
 
-    /// Hands `credits` over as worker `worker` does: once its previous hand-over is
+    /// Hands `reports` over as worker `worker` does: once its previous hand-over is
     /// committed.
     fn hand_over(
         sender: &Sender<HandOver>,
         outstanding: &Outstanding,
         worker: usize,
-        credits: Vec<PeerCredit>,
+        reports: Vec<PeerReport>,
     ) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while outstanding[worker].load(Ordering::Acquire) {
@@ -784,148 +760,139 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         outstanding[worker].store(true, Ordering::Release);
-        sender.send(HandOver { worker, credits }).unwrap();
+        sender.send(HandOver { worker, reports }).unwrap();
+    }
+
+    fn uploaded(memory: &Arc<Mutex<MemoryDatabase>>) -> u64 {
+        memory
+            .lock()
+            .unwrap()
+            .credits
+            .get(&UserTorrentKey {
+                user: 7,
+                info_hash: InfoHash([1; 20]),
+            })
+            .map_or(0, |row| row.uploaded)
     }
 
     #[test]
     fn a_batch_whose_reply_was_lost_is_applied_once() {
-        let memory = Arc::new(Mutex::new(Memory {
+        let memory = Arc::new(Mutex::new(MemoryDatabase {
             failures: vec![Failure::Refuse, Failure::Lose, Failure::Refuse],
-            ..Memory::default()
+            ..MemoryDatabase::default()
         }));
         let (sender, outstanding, writer) = writer(&memory, 2);
         let stats = writer.stats.clone();
         let thread = std::thread::spawn(move || writer.run());
-        hand_over(
-            &sender,
-            &outstanding,
-            0,
-            vec![credit(1, 100, 100), credit(2, 50, 50)],
-        );
-        // Worker 0's next hand-over waits until the first is applied; worker 1's goes
-        // in meanwhile.
-        hand_over(&sender, &outstanding, 1, vec![credit(3, 4, 4)]);
-        hand_over(&sender, &outstanding, 0, vec![credit(1, 7, 107)]);
-        hand_over(&sender, &outstanding, 0, vec![credit(2, 3, 53)]);
+        hand_over(&sender, &outstanding, 0, vec![started(1, 100, T0)]);
+        hand_over(&sender, &outstanding, 1, vec![started(2, 10, T0)]);
         drop(sender);
         thread.join().unwrap().unwrap();
-        assert!(outstanding.iter().all(|f| !f.load(Ordering::Acquire)));
+        assert_eq!(uploaded(&memory), 110, "applied once");
         let m = memory.lock().unwrap();
-        let key = (Passkey([b'k'; 32]), InfoHash([1; 20]));
-        assert_eq!(m.uploaded[&key], 164, "every credit once");
-        let peer = |p: u8| m.baselines[&(InfoHash([1; 20]), Passkey([b'k'; 32]), PeerId([p; 20]))];
-        assert_eq!(peer(1).uploaded, 107);
-        assert_eq!(peer(2).uploaded, 53);
-        let s = stats.snapshot();
-        assert_eq!(s.batches_failed, 3);
-        assert_eq!(s.batches_already_applied, 1, "the lost reply's retry");
-        assert!(s.batches_committed >= 1);
+        assert!(m.commits >= 4, "refused, lost, refused, then found applied");
+        assert_eq!(stats.batches_already_applied.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.batches_failed.load(Ordering::Relaxed), 3);
     }
 
-    /// What `/health` reads: failures count up until a commit works, which resets them.
     #[test]
-    fn failures_in_a_row_count_until_a_commit_works() {
-        let memory = Arc::new(Mutex::new(Memory {
-            failures: vec![Failure::Refuse, Failure::Refuse],
-            ..Memory::default()
-        }));
-        let (_sender, _outstanding, mut writer) = writer(&memory, 1);
-        let mut state = WriterState::new(StdRng::seed_from_u64(1));
-        state.push(HandOver {
-            worker: 0,
-            credits: vec![credit(1, 1, 1)],
-        });
-        let in_a_row = |w: &AccountingWriter| w.stats.snapshot().commit_failures_in_a_row;
-        assert_eq!(in_a_row(&writer), 0);
-        assert!(!writer.flush(&mut state));
-        assert_eq!(in_a_row(&writer), 1);
-        assert!(!writer.flush(&mut state));
-        assert_eq!(in_a_row(&writer), 2);
-        assert!(writer.flush(&mut state));
-        assert_eq!(in_a_row(&writer), 0);
-        assert_eq!(writer.stats.snapshot().batches_failed, 2);
+    fn a_database_missing_at_start_is_opened_later_and_takes_what_waited() {
+        let dir = crate::testing::temp_dir("writer-late-open");
+        let path = dir.join("later").join("accounting.db");
+        let memory = Arc::new(Mutex::new(MemoryDatabase::default()));
+        let (sender, outstanding, mut writer) = writer(&memory, 1);
+        writer.store = StoreSlot::Closed {
+            url: format!("sqlite://{}", path.display()),
+        };
+        let stats = writer.stats.clone();
+        let thread = std::thread::spawn(move || writer.run());
+        hand_over(
+            &sender,
+            &Arc::clone(&outstanding),
+            0,
+            vec![started(1, 5, T0)],
+        );
+        // The directory is missing: opening fails, and the batch waits.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stats.batches_failed.load(Ordering::Relaxed) < 2 {
+            assert!(Instant::now() < deadline, "no failed attempt");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(stats.database_up.load(Ordering::Relaxed), 0);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        hand_over(&sender, &outstanding, 0, vec![started(2, 6, T0)]);
+        drop(sender);
+        thread.join().unwrap().unwrap();
+        assert_eq!(stats.database_up.load(Ordering::Relaxed), 1);
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let up: i64 = db
+            .query_row("SELECT SUM(uploaded) FROM shoal_credits", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(up, 11);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn every_workers_hand_over_goes_in_one_transaction() {
-        let memory = Arc::new(Mutex::new(Memory::default()));
-        let (sender, outstanding, writer) = writer(&memory, 2);
-        hand_over(&sender, &outstanding, 0, vec![credit(1, 1, 1)]);
-        hand_over(&sender, &outstanding, 1, vec![credit(2, 1, 1)]);
-        drop(sender);
-        writer.run().unwrap();
-        let m = memory.lock().unwrap();
-        assert_eq!(m.commits, 1);
-        assert_eq!(m.baselines.len(), 2);
-    }
-
-    fn rules() -> AccountingRules {
-        AccountingRules {
-            interval_secs: 1800,
-            grace_secs: 300,
-            retention_secs: 3600,
-            flag_upload_bytes_per_sec: 0,
-            max_peers: 100,
-            max_peers_per_passkey: 100,
+        let memory = Arc::new(Mutex::new(MemoryDatabase::default()));
+        let (sender, outstanding, writer) = writer(&memory, 3);
+        let thread = std::thread::spawn(move || writer.run());
+        for worker in 0..3 {
+            hand_over(
+                &sender,
+                &outstanding,
+                worker,
+                vec![started(worker as u8, 1, T0)],
+            );
         }
+        drop(sender);
+        thread.join().unwrap().unwrap();
+        assert_eq!(memory.lock().unwrap().commits, 1);
+        assert_eq!(uploaded(&memory), 3);
     }
 
     #[test]
-    fn a_worker_keeps_its_credit_while_its_hand_over_is_outstanding() {
-        let key = Passkey([b'k'; 32]);
-        let passkeys = shared_passkeys(PasskeySet::new(vec![key]));
-        let (sender, receiver) = crossbeam_channel::bounded(CHANNEL_ROUNDS);
-        let outstanding = outstanding_flags(1);
-        let mut duty = AccountingDuty::new(
-            0,
-            AccountingShard::new(rules(), Arc::new(AccountingBudget::default())),
-            passkeys,
-            sender,
-            outstanding.clone(),
-            Instant::now(),
-            Duration::from_secs(3600),
-            ServerStartInstant::new(),
-            Arc::new(PrivateStatistics::new(1)),
+    fn a_batch_merges_a_peer_that_came_twice_older_first() {
+        let mut later = started(1, 0, T0 + 60);
+        later.first.event = AnnounceEvent::None;
+        later.first.uploaded = Some(500);
+        let batch = make_batch(
+            BatchId([0; 16]),
+            vec![later, started(1, 0, T0)],
+            rules(),
+            T0,
         );
-        duty.check_interval = Duration::ZERO;
-        duty.next_check = Instant::now();
-        let announce = |peer: u8, uploaded: u64| AccountAnnounce {
-            passkey: key,
-            info_hash: InfoHash([1; 20]),
-            peer_id: PeerId([peer; 20]),
-            uploaded,
-            downloaded: 0,
-            left: 1,
-            event: AnnounceEvent::Started,
-        };
-        let now = SecondsSinceServerStart(0);
-        duty.announce(&announce(1, 10), now);
-        duty.tick();
-        let first = receiver.try_recv().expect("a new peer's credit is urgent");
-        assert_eq!(first.credits.len(), 1);
-        assert!(outstanding[0].load(Ordering::Acquire));
-        // While that is outstanding, new credit, urgent or not, stays in the shard.
-        duty.announce(&announce(2, 20), now);
-        duty.announce(&announce(3, 30), now);
-        duty.tick();
-        assert!(
-            receiver.try_recv().is_err(),
-            "one hand-over outstanding at most"
-        );
-        assert_eq!(duty.shard.num_pending(), 2);
-        // Committed: the next check hands the rest over.
-        outstanding[0].store(false, Ordering::Release);
-        duty.tick();
-        let second = receiver
-            .try_recv()
-            .expect("handed over once the first is done");
-        let mut uploaded: Vec<u64> = second.credits.iter().map(|c| c.uploaded).collect();
-        uploaded.sort_unstable();
-        assert_eq!(uploaded, [20, 30]);
-        assert_eq!(duty.shard.num_pending(), 0);
+        assert_eq!(batch.reports.len(), 1);
+        let r = batch.reports[0];
+        assert_eq!(r.first.at, T0);
+        assert_eq!(r.last.at, T0 + 60);
+        assert_eq!(r.middle.uploaded, 500);
+        assert_eq!(r.middle.leech_seconds, 60);
     }
 
-    /// The nice value of thread `tid`.
+    #[test]
+    fn a_backlog_goes_out_in_bounded_batches_each_once() {
+        let memory = Arc::new(Mutex::new(MemoryDatabase::default()));
+        let (sender, _outstanding, writer) = writer(&memory, 1);
+        let thread = std::thread::spawn(move || writer.run());
+        let n = MAX_BATCH_REPORTS * 2 + 10;
+        let reports: Vec<PeerReport> = (0..n)
+            .map(|i| {
+                let mut r = started(0, 1, T0);
+                r.key.peer_id.0[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                r
+            })
+            .collect();
+        sender.send(HandOver { worker: 0, reports }).unwrap();
+        drop(sender);
+        thread.join().unwrap().unwrap();
+        let m = memory.lock().unwrap();
+        assert_eq!(m.commits, 3);
+        assert_eq!(m.marks.len(), n);
+        drop(m);
+        assert_eq!(uploaded(&memory), n as u64);
+    }
+
     fn nice_of(tid: libc::pid_t) -> i32 {
         // SAFETY: getpriority only reads its arguments.
         unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) }
@@ -949,52 +916,6 @@ mod tests {
             nice_of(main),
             before,
             "the calling thread's own priority is unchanged"
-        );
-    }
-
-    #[test]
-    fn a_batch_sums_per_user_torrent_and_keeps_each_peers_latest_baseline() {
-        // Peer 1 twice (an outstanding hand-over and a stopping worker's last one).
-        let credits = [credit(1, 10, 10), credit(2, 5, 5), credit(1, 3, 13)];
-        let batch = make_batch(BatchId([0; 16]), &credits, 5);
-        assert_eq!(batch.credits.len(), 1, "one row per (passkey, info hash)");
-        assert_eq!(batch.credits[0].uploaded, 18);
-        assert_eq!(batch.baselines.len(), 2, "one baseline per peer");
-        let of = |p: u8| {
-            batch
-                .baselines
-                .iter()
-                .find(|b| b.peer_id == PeerId([p; 20]))
-                .unwrap()
-                .uploaded
-        };
-        assert_eq!(of(1), 13, "the later baseline");
-        assert_eq!(of(2), 5);
-    }
-
-    #[test]
-    fn a_backlog_goes_out_in_bounded_batches_each_once() {
-        let memory = Arc::new(Mutex::new(Memory::default()));
-        let (sender, _outstanding, writer) = writer(&memory, 1);
-        let peers = MAX_BATCH_CREDITS * 2 + 10;
-        let thread = std::thread::spawn(move || writer.run());
-        let credits: Vec<PeerCredit> = (0..peers)
-            .map(|i| {
-                let mut c = credit(0, 1, 1);
-                c.baseline.peer_id.0[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                c
-            })
-            .collect();
-        // A stopping worker's last hand-over may hold more than one batch.
-        sender.send(HandOver { worker: 0, credits }).unwrap();
-        drop(sender);
-        thread.join().unwrap().unwrap();
-        let m = memory.lock().unwrap();
-        assert_eq!(m.commits, 3, "three batches of at most MAX_BATCH_CREDITS");
-        assert_eq!(m.baselines.len(), peers);
-        assert_eq!(
-            m.uploaded[&(Passkey([b'k'; 32]), InfoHash([1; 20]))],
-            peers as u64
         );
     }
 }

@@ -595,9 +595,6 @@ impl<H: RequestHandler> RequestWorker<H> {
                     cleaned.removed_torrents
                 );
                 add(&gauges.peers_cleaned, cleaned.removed_peers as u64);
-                if let Some(accounting) = &mut self.swarm.accounting {
-                    accounting.clean(now);
-                }
                 next_cleaning = Instant::now() + self.cleaning.interval;
             }
             if let (Some(due), Some(duty)) = (next_snapshot, &self.snapshot)

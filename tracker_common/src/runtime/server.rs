@@ -168,8 +168,8 @@ impl Core {
         })
     }
 
-    /// Starts private mode if `private.enabled`: opens the accounting database, loads the
-    /// passkeys and the committed baselines (see [`PrivateRuntime::start`]). Call it
+    /// Starts private mode if `private.enabled`: loads the passkeys and opens the
+    /// accounting database if it can (see [`PrivateRuntime::start`]). Call it
     /// after dropping privileges (the database file is then the unprivileged user's, and
     /// a relative path is inside the chroot) and before
     /// [`Core::spawn_request_workers`]. Returns what the socket workers need, `None` in
@@ -190,7 +190,8 @@ impl Core {
             private,
             accounting,
             announce_interval_secs,
-            &self.router,
+            self.router.num_shards(),
+            self.start,
             self.statistics.private().clone(),
         )?;
         let access = runtime.access();
@@ -265,10 +266,7 @@ impl Core {
                     shard,
                     rng: SmallRng::from_os_rng(),
                     now: SecondsSinceServerStart(0),
-                    accounting: self
-                        .private
-                        .as_mut()
-                        .and_then(|p| p.duty(index, self.start)),
+                    accounting: self.private.as_mut().and_then(|p| p.duty(index)),
                 },
                 cleaning,
                 start: self.start,

@@ -7,7 +7,7 @@
 //! (all in round 1), and in the last round some peers stop. Every announce of round 2 is
 //! sent twice, as a multi-homed client would. [`Script::truth`] is, per (passkey, info
 //! hash), the bytes its peers moved and whether one completed: what
-//! `shoal_user_torrents` must hold at the end.
+//! `shoal_credits` must hold at the end.
 //!
 //! [`run_scenario`] starts the tracker binary in private mode on a passkey file and a
 //! fresh SQLite file or PostgreSQL server, plays the script through a protocol's
@@ -22,7 +22,7 @@
 //!   rounds 3 and 4 are played while it is down (every announce must still be
 //!   answered), it stays down for several flush intervals more, and is started again.
 //!
-//! At the end the sums in `shoal_user_torrents` must equal the truth (polled until they
+//! At the end the sums in `shoal_credits` must equal the truth (polled until they
 //! do, 30 s at most), and still equal it after a last SIGTERM.
 
 use std::collections::BTreeMap;
@@ -34,6 +34,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::private::passkey::Passkey;
+use crate::private::store::derived_user_id;
 use crate::private::{AccountingConfig, PrivateConfig};
 use crate::testing::postgres::TestPostgres;
 use crate::testing::{Spawned, temp_dir};
@@ -77,7 +78,7 @@ pub struct Step {
     pub left: u64,
 }
 
-/// What `shoal_user_torrents` holds for one (passkey, info hash), as far as the
+/// What `shoal_credits` holds for one (passkey, info hash), as far as the
 /// scenarios check it.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -287,20 +288,19 @@ impl Database {
         }
     }
 
-    /// Every row of `shoal_user_torrents`, as [`Totals`].
+    /// Every row of `shoal_credits`, as [`Totals`] under users A and B.
     ///
     /// # Errors
     /// The database cannot be read, or a row's passkey or info hash is malformed (so that
     /// credit under such a key cannot go unseen).
     pub fn totals(&self) -> anyhow::Result<BTreeMap<(Passkey, InfoHash), Totals>> {
         let mut out = BTreeMap::new();
-        let mut put = |passkey: String, hash: Vec<u8>, up: i64, down: i64, done: Option<i64>| {
-            let (Some(key), Ok(hash)) = (
-                Passkey::parse(passkey.as_bytes()),
-                <[u8; 20]>::try_from(hash.as_slice()),
-            ) else {
+        let users = [PASSKEY_A, PASSKEY_B].map(|k| (derived_user_id(&k), k));
+        let mut put = |user: i64, hash: Vec<u8>, up: i64, down: i64, done: Option<i64>| {
+            let passkey = users.iter().find(|(id, _)| *id == user).map(|(_, k)| *k);
+            let (Some(key), Ok(hash)) = (passkey, <[u8; 20]>::try_from(hash.as_slice())) else {
                 anyhow::bail!(
-                    "shoal_user_torrents has a row under passkey {passkey:?} and an info \
+                    "shoal_credits has a row under user {user} (neither A nor B) or an info \
                      hash of {} bytes",
                     hash.len()
                 );
@@ -315,8 +315,8 @@ impl Database {
             );
             Ok(())
         };
-        const QUERY: &str = "SELECT passkey, info_hash, uploaded, downloaded, completed_at \
-                             FROM shoal_user_torrents";
+        const QUERY: &str = "SELECT user_id, info_hash, uploaded, downloaded, completed_at \
+                             FROM shoal_credits";
         if let Some(path) = self.url.strip_prefix("sqlite://") {
             let db = rusqlite::Connection::open(path)?;
             let mut statement = db.prepare(QUERY)?;
@@ -345,12 +345,12 @@ impl Database {
         Ok(out)
     }
 
-    /// Rows of `shoal_peers` (committed baselines).
+    /// Rows of `shoal_peer_marks` (committed peer marks).
     ///
     /// # Errors
     /// The database cannot be read.
     pub fn committed_baselines(&self) -> anyhow::Result<u64> {
-        const QUERY: &str = "SELECT COUNT(*) FROM shoal_peers";
+        const QUERY: &str = "SELECT COUNT(*) FROM shoal_peer_marks";
         let n: i64 = if let Some(path) = self.url.strip_prefix("sqlite://") {
             rusqlite::Connection::open(path)?.query_row(QUERY, [], |row| row.get(0))?
         } else {
@@ -379,7 +379,7 @@ impl Database {
                 return totals;
             }
             if Instant::now() >= deadline {
-                return read.unwrap_or_else(|err| panic!("read shoal_user_torrents: {err:#}"));
+                return read.unwrap_or_else(|err| panic!("read shoal_credits: {err:#}"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -403,6 +403,7 @@ pub fn configure_private(
         .unwrap_or_else(|err| panic!("write {}: {err}", passkeys.display()));
     private.enabled = true;
     private.passkeys_path = passkeys;
+    private.site_cache_path = dir.join("site.cache");
     private.allowed_clients = vec!["-qB4".to_string()];
     let database = Database::new(Backend::Sqlite, dir);
     accounting.url.clone_from(&database.url);
@@ -424,9 +425,11 @@ pub fn write_private_config(dir: &Path, url: &str, private_extra: &str) -> PathB
         "[network]\naddress = \"127.0.0.1:0\"\n\
          [statistics]\ninterval_secs = 0\n\
          [metrics]\naddress = \"127.0.0.1:0\"\n\
-         [private]\nenabled = true\npasskeys_path = \"{}\"\n{private_extra}\
+         [private]\nenabled = true\npasskeys_path = \"{}\"\nsite_cache_path = \"{}\"\n\
+         {private_extra}\
          [accounting]\nurl = \"{url}\"\nflush_interval_secs = {FLUSH_INTERVAL_SECS}\n",
-        passkeys.display()
+        passkeys.display(),
+        dir.join("site.cache").display()
     );
     std::fs::write(&config, text).unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
     config
@@ -537,7 +540,7 @@ pub fn run_scenario(
         play(&spawned, client, round);
     }
     let totals = database.wait_for(Duration::from_secs(30), |t| *t == truth);
-    assert_eq!(totals, truth, "shoal_user_torrents against the bytes moved");
+    assert_eq!(totals, truth, "shoal_credits against the bytes moved");
     spawned.signal("TERM");
     assert_eq!(
         spawned.wait_exit(),

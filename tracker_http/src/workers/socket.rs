@@ -44,7 +44,7 @@ use tracker_common::observe::statistics::{
     self, Family, ResponseKind, SocketCounters, Statistics, add,
 };
 use tracker_common::private::accounting::AccountInfo;
-use tracker_common::private::passkey::{PrivateCheck, Refusal};
+use tracker_common::private::passkey::{AnnounceFacts, PrivateCheck, Refusal};
 use tracker_common::runtime::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::runtime::request_worker::{PeerRange, RequestBatch, RequestOutbox};
 use tracker_common::swarm::access_list::AccessListCache;
@@ -484,12 +484,16 @@ impl SocketWorker {
                 let account = match &mut self.private {
                     None => None,
                     Some(check) => {
-                        match check.check_announce(announce.passkey, &announce.peer_id) {
-                            Ok(passkey) => Some(AccountInfo {
-                                passkey,
-                                uploaded: announce.uploaded,
-                                downloaded: announce.downloaded,
-                            }),
+                        let facts = AnnounceFacts {
+                            peer_id: announce.peer_id,
+                            info_hash: announce.info_hash,
+                            left: announce.left,
+                            event: announce.event,
+                            uploaded: announce.uploaded,
+                            downloaded: announce.downloaded,
+                        };
+                        match check.check_announce(announce.passkey, &facts) {
+                            Ok(account) => Some(account),
                             Err(cause) => {
                                 self.refuse(conn, keep_alive, cause, tcp_peer, front);
                                 return;

@@ -671,8 +671,8 @@ fn issue(
                 info_hash: workload.info_hash(peer.torrent),
                 peer_id: peer.peer_id,
                 port: peer.port,
-                uploaded: 0,
-                downloaded: 0,
+                uploaded: Some(0),
+                downloaded: Some(0),
                 left: workload.bytes_left(&peer, event).max(0) as u64,
                 event,
                 // Negative asks for the tracker's default: leave the parameter out.

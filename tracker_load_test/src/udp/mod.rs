@@ -127,7 +127,7 @@ impl PrivateConfig {
                 path.display()
             )
         })?;
-        keys.extend(from_file);
+        keys.extend(from_file.into_iter().map(|k| k.passkey));
         Ok(keys)
     }
 }

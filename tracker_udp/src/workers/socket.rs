@@ -28,7 +28,7 @@ use tracker_common::observe::statistics::{
     Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
 };
 use tracker_common::private::accounting::AccountInfo;
-use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
+use tracker_common::private::passkey::{AnnounceFacts, PasskeyParam, PrivateCheck, Refusal};
 use tracker_common::runtime::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::runtime::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::runtime::supervisor::ShutdownFlag;
@@ -101,14 +101,18 @@ fn check_announce(
     check: &mut PrivateCheck,
     request: &AnnounceRequest,
 ) -> Result<AccountInfo, Refusal> {
-    let passkey = check.check_announce(request.passkey(), &request.peer_id)?;
-    // Negative counters are nonsense: credit nothing for them rather than a fortune.
-    let counter = |n: i64| u64::try_from(n).unwrap_or(0);
-    Ok(AccountInfo {
-        passkey,
+    // A negative counter is nonsense: it counts as unchanged, neither a fortune nor 0
+    // (after which the next announce would credit the whole counter again).
+    let counter = |n: i64| u64::try_from(n).ok();
+    let facts = AnnounceFacts {
+        peer_id: request.peer_id,
+        info_hash: request.info_hash,
+        left: u64::try_from(request.bytes_left).unwrap_or(u64::MAX),
+        event: request.event,
         uploaded: counter(request.bytes_uploaded),
         downloaded: counter(request.bytes_downloaded),
-    })
+    };
+    check.check_announce(request.passkey(), &facts)
 }
 
 /// The mutable state of the worker's loop, apart from the socket and channels.

@@ -57,7 +57,7 @@ use tracker_common::observe::statistics::{
     ConnectionCounters, Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
 };
 use tracker_common::private::accounting::AccountInfo;
-use tracker_common::private::passkey::{PasskeyParam, PrivateCheck, Refusal};
+use tracker_common::private::passkey::{AnnounceFacts, PasskeyParam, PrivateCheck, Refusal};
 use tracker_common::runtime::channel::{WeightedReceiver, WeightedSender};
 use tracker_common::runtime::request_worker::{RequestBatch, RequestOutbox};
 use tracker_common::swarm::access_list::AccessListCache;
@@ -746,12 +746,16 @@ impl SocketWorker {
                 }
             };
         }
-        match private.check_announce(c.state.passkey, &request.peer_id) {
-            Ok(passkey) => Ok(Some(AccountInfo {
-                passkey,
-                uploaded: request.uploaded.unwrap_or(0),
-                downloaded: request.downloaded.unwrap_or(0),
-            })),
+        let facts = AnnounceFacts {
+            peer_id: request.peer_id,
+            info_hash: request.info_hash,
+            left: request.left.unwrap_or(u64::MAX),
+            event: request.event,
+            uploaded: request.uploaded,
+            downloaded: request.downloaded,
+        };
+        match private.check_announce(c.state.passkey, &facts) {
+            Ok(account) => Ok(Some(account)),
             Err(cause) => {
                 self.statistics.private().refused(cause);
                 Err(Some(cause))

@@ -47,13 +47,19 @@ pub fn check(private: &PrivateSnapshot, id: &Identity, ended_thread: Option<&str
     if let Some(name) = ended_thread {
         problems.push(format!("thread {name} has stopped"));
     }
-    let accounting_ok = private.commit_failures_in_a_row == 0;
-    if private.enabled && !accounting_ok {
+    let accounting_ok = private.commit_failures_in_a_row == 0 && private.database_up;
+    if private.enabled && private.commit_failures_in_a_row > 0 {
         problems.push(format!(
             "accounting database: the last {} commit attempts failed; announces are \
              answered and their credit waits",
             private.commit_failures_in_a_row
         ));
+    } else if private.enabled && !private.database_up {
+        problems.push(
+            "accounting database: not open yet; announces are answered and their credit \
+             waits"
+                .to_string(),
+        );
     }
     let ok = ended_thread.is_none();
     let status = match (ok, problems.is_empty()) {
@@ -78,6 +84,7 @@ pub fn check(private: &PrivateSnapshot, id: &Identity, ended_thread: Option<&str
                 "commit_failures_in_a_row": private.commit_failures_in_a_row,
                 "last_commit_unix_secs": private.last_commit_unix_secs,
                 "credits_pending": private.credits_pending,
+                "database_up": private.database_up,
                 "batches_committed": private.batches_committed,
                 "batches_failed": private.batches_failed,
             }),
@@ -130,6 +137,7 @@ mod tests {
             credits_pending: 5,
             batches_committed: 4,
             last_commit_unix_secs: 1_800_000_000,
+            database_up: true,
             ..PrivateSnapshot::default()
         };
         let health = check(&private, &id(), None);
@@ -141,10 +149,17 @@ mod tests {
                 "commit_failures_in_a_row": 0,
                 "last_commit_unix_secs": 1_800_000_000u64,
                 "credits_pending": 5,
+                "database_up": true,
                 "batches_committed": 4,
                 "batches_failed": 0,
             })
         );
+
+        private.database_up = false;
+        let health = check(&private, &id(), None);
+        assert!(health.ok);
+        assert_eq!(health.body["status"], "degraded", "a database not open yet");
+        assert_eq!(health.body["accounting"]["status"], "failing");
 
         private.commit_failures_in_a_row = 3;
         private.batches_failed = 3;

@@ -753,6 +753,7 @@ mod tests {
         // tracker still serves (200).
         let private = statistics.private();
         private.enable();
+        private.database_up.store(1, Ordering::Relaxed);
         private.writer_pending.store(5, Ordering::Relaxed);
         private
             .last_commit_unix_secs

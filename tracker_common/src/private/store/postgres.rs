@@ -4,24 +4,27 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::{Client, Config, NoTls, Row, Transaction};
 use anyhow::Context;
 
 use super::{
-    AccountingStore, Batch, CommitOutcome, PeerBaseline, RawBaseline, to_column, unix_now,
-    warn_skipped,
+    AccountingStore, Batch, CommitOutcome, CreditRow, Factors, Ledger, PasskeyUser, PeerKey,
+    PeerMark, SiteTables, TimeMarks, UserTorrentKey, checked_mark, checked_percent, to_column,
+    unix_now, user_of, warn_skipped,
 };
+use crate::private::ledger;
 use crate::private::passkey::Passkey;
+use crate::types::InfoHash;
 
 /// The schema's migrations, applied in order, each in its own transaction and recorded
 /// in `shoal_schema_migrations`. Never edit one that has shipped: add the next.
 ///
 /// Passkeys are ASCII identifiers, compared byte by byte (`COLLATE "C"`) rather than by
 /// the database's locale: cheaper, and the order a [`Batch`]'s rows come in.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE shoal_passkeys (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE shoal_passkeys (
         passkey TEXT COLLATE "C" PRIMARY KEY,
         enabled BOOLEAN NOT NULL DEFAULT TRUE
     );
@@ -54,24 +57,75 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         credits BIGINT NOT NULL
     );
     CREATE INDEX shoal_batches_committed_at ON shoal_batches (committed_at);"#,
-)];
+    ),
+    (
+        2,
+        r#"ALTER TABLE shoal_passkeys ADD COLUMN user_id BIGINT NULL;
+        CREATE TABLE shoal_users (
+            user_id BIGINT PRIMARY KEY,
+            can_leech BOOLEAN NOT NULL DEFAULT TRUE
+        );
+        CREATE TABLE shoal_torrents (
+            info_hash BYTEA PRIMARY KEY CHECK (octet_length(info_hash) = 20),
+            upload_percent INTEGER NOT NULL DEFAULT 100,
+            download_percent INTEGER NOT NULL DEFAULT 100
+        );
+        CREATE TABLE shoal_settings (
+            name TEXT PRIMARY KEY,
+            value BIGINT NOT NULL
+        );
+        CREATE TABLE shoal_credits (
+            user_id BIGINT NOT NULL,
+            info_hash BYTEA NOT NULL CHECK (octet_length(info_hash) = 20),
+            uploaded BIGINT NOT NULL DEFAULT 0,
+            downloaded BIGINT NOT NULL DEFAULT 0,
+            uploaded_raw BIGINT NOT NULL DEFAULT 0,
+            downloaded_raw BIGINT NOT NULL DEFAULT 0,
+            seed_seconds BIGINT NOT NULL DEFAULT 0,
+            leech_seconds BIGINT NOT NULL DEFAULT 0,
+            completed_at BIGINT NULL,
+            first_announce BIGINT NOT NULL,
+            last_announce BIGINT NOT NULL,
+            flagged_announces BIGINT NOT NULL DEFAULT 0,
+            seed_until BIGINT NOT NULL DEFAULT 0,
+            leech_until BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (user_id, info_hash)
+        );
+        CREATE TABLE shoal_peer_marks (
+            user_id BIGINT NOT NULL,
+            info_hash BYTEA NOT NULL,
+            peer_id BYTEA NOT NULL,
+            uploaded BIGINT NOT NULL,
+            downloaded BIGINT NOT NULL,
+            last_announce BIGINT NOT NULL,
+            state SMALLINT NOT NULL,
+            PRIMARY KEY (user_id, info_hash, peer_id)
+        );"#,
+    ),
+];
 
-/// Adds a chunk of credits, one array per column. `bigint + bigint` raises an error on
-/// overflow, and an error here would fail the batch for ever: each sum is capped at
-/// `i64::MAX` by a comparison made before it (the added values are never negative, so
-/// `i64::MAX - added` cannot overflow, nor can `old + added` when it is not capped). This
-/// spares the conversions to `numeric` and back, and is the SQLite backend's rule.
+/// Adds a chunk of credits, one array per column (see [`super::CreditRow`]).
+/// `bigint + bigint` raises an error on overflow, and an error here would fail the batch
+/// for ever: each sum is capped at `i64::MAX` by a comparison made before it (the added
+/// values are never negative, so `i64::MAX - added` cannot overflow, nor can
+/// `old + added` when it is not capped). This is the SQLite backend's rule.
 const UPSERT_CREDITS: &str = "
-    INSERT INTO shoal_user_torrents AS t (passkey, info_hash, uploaded, downloaded,
-        seed_seconds, leech_seconds, completed_at, first_announce, last_announce,
-        flagged_announces)
-    SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[],
-        $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])
-    ON CONFLICT (passkey, info_hash) DO UPDATE SET
+    INSERT INTO shoal_credits AS t (user_id, info_hash, uploaded, downloaded, uploaded_raw,
+        downloaded_raw, seed_seconds, leech_seconds, completed_at, first_announce,
+        last_announce, flagged_announces, seed_until, leech_until)
+    SELECT * FROM UNNEST($1::int8[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[],
+        $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+        $12::int8[], $13::int8[], $14::int8[])
+    ON CONFLICT (user_id, info_hash) DO UPDATE SET
         uploaded = CASE WHEN t.uploaded > 9223372036854775807 - EXCLUDED.uploaded
             THEN 9223372036854775807 ELSE t.uploaded + EXCLUDED.uploaded END,
         downloaded = CASE WHEN t.downloaded > 9223372036854775807 - EXCLUDED.downloaded
             THEN 9223372036854775807 ELSE t.downloaded + EXCLUDED.downloaded END,
+        uploaded_raw = CASE WHEN t.uploaded_raw > 9223372036854775807 - EXCLUDED.uploaded_raw
+            THEN 9223372036854775807 ELSE t.uploaded_raw + EXCLUDED.uploaded_raw END,
+        downloaded_raw = CASE
+            WHEN t.downloaded_raw > 9223372036854775807 - EXCLUDED.downloaded_raw
+            THEN 9223372036854775807 ELSE t.downloaded_raw + EXCLUDED.downloaded_raw END,
         seed_seconds = CASE WHEN t.seed_seconds > 9223372036854775807 - EXCLUDED.seed_seconds
             THEN 9223372036854775807 ELSE t.seed_seconds + EXCLUDED.seed_seconds END,
         leech_seconds = CASE WHEN t.leech_seconds > 9223372036854775807 - EXCLUDED.leech_seconds
@@ -79,20 +133,43 @@ const UPSERT_CREDITS: &str = "
         completed_at = COALESCE(t.completed_at, EXCLUDED.completed_at),
         first_announce = LEAST(t.first_announce, EXCLUDED.first_announce),
         last_announce = GREATEST(t.last_announce, EXCLUDED.last_announce),
-        flagged_announces = CASE WHEN t.flagged_announces > 9223372036854775807 - EXCLUDED.flagged_announces
-            THEN 9223372036854775807 ELSE t.flagged_announces + EXCLUDED.flagged_announces END";
+        flagged_announces = CASE
+            WHEN t.flagged_announces > 9223372036854775807 - EXCLUDED.flagged_announces
+            THEN 9223372036854775807 ELSE t.flagged_announces + EXCLUDED.flagged_announces END,
+        seed_until = GREATEST(t.seed_until, EXCLUDED.seed_until),
+        leech_until = GREATEST(t.leech_until, EXCLUDED.leech_until)";
 
-/// Replaces a chunk of baselines, one array per column.
-const UPSERT_BASELINES: &str = "
-    INSERT INTO shoal_peers (passkey, info_hash, peer_id, uploaded, downloaded,
-        last_announce, seeding)
-    SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::bytea[], $4::int8[], $5::int8[],
-        $6::int8[], $7::bool[])
-    ON CONFLICT (passkey, info_hash, peer_id) DO UPDATE SET
+/// Replaces a chunk of peer marks, one array per column.
+const UPSERT_MARKS: &str = "
+    INSERT INTO shoal_peer_marks (user_id, info_hash, peer_id, uploaded, downloaded,
+        last_announce, state)
+    SELECT * FROM UNNEST($1::int8[], $2::bytea[], $3::bytea[], $4::int8[], $5::int8[],
+        $6::int8[], $7::int2[])
+    ON CONFLICT (user_id, info_hash, peer_id) DO UPDATE SET
         uploaded = EXCLUDED.uploaded,
         downloaded = EXCLUDED.downloaded,
         last_announce = EXCLUDED.last_announce,
-        seeding = EXCLUDED.seeding";
+        state = EXCLUDED.state";
+
+/// Reads the marks of a chunk of peers, with each key's 1-based position.
+const SELECT_MARKS: &str = "
+    SELECT k.i, m.uploaded, m.downloaded, m.last_announce, m.state
+    FROM UNNEST($1::int8[], $2::bytea[], $3::bytea[]) WITH ORDINALITY
+        AS k(user_id, info_hash, peer_id, i)
+    JOIN shoal_peer_marks m ON m.user_id = k.user_id AND m.info_hash = k.info_hash
+        AND m.peer_id = k.peer_id";
+
+/// Reads the time marks of a chunk of (user, torrent)s, with each key's position.
+const SELECT_TIME_MARKS: &str = "
+    SELECT k.i, c.seed_until, c.leech_until
+    FROM UNNEST($1::int8[], $2::bytea[]) WITH ORDINALITY AS k(user_id, info_hash, i)
+    JOIN shoal_credits c ON c.user_id = k.user_id AND c.info_hash = k.info_hash";
+
+/// Reads the factors of a chunk of torrents, with each key's position.
+const SELECT_FACTORS: &str = "
+    SELECT k.i, t.upload_percent, t.download_percent
+    FROM UNNEST($1::bytea[]) WITH ORDINALITY AS k(info_hash, i)
+    JOIN shoal_torrents t ON t.info_hash = k.info_hash";
 
 /// Rows sent in one statement: large enough that the round trips do not matter, small
 /// enough that one statement stays well inside the statement timeout.
@@ -101,6 +178,10 @@ const CHUNK_ROWS: usize = 10_000;
 /// Any number that the migration transactions' advisory lock is known by, so that two
 /// trackers starting at once against a new database do not both apply a migration.
 const MIGRATION_LOCK: i64 = 0x73686f616c; // "shoal"
+
+/// The advisory lock every batch's transaction takes first: writers apply their batches
+/// one at a time, each against the marks the others committed.
+const ACCOUNTING_LOCK: i64 = 0x0073_686f_616c_0001;
 
 /// The accounting database on a PostgreSQL server, through one connection without TLS
 /// (run it on the host, a private network or through a tunnel).
@@ -118,26 +199,18 @@ const MIGRATION_LOCK: i64 = 0x73686f616c; // "shoal"
 /// over these.
 ///
 /// # Tables
-/// Created by migration 1 (see [`super`] for what each holds; passkeys are
-/// `TEXT COLLATE "C"`):
-/// - `shoal_schema_migrations(version INTEGER PRIMARY KEY, applied_at BIGINT)`;
-/// - `shoal_passkeys(passkey TEXT PRIMARY KEY, enabled BOOLEAN NOT NULL DEFAULT TRUE)`;
-/// - `shoal_user_torrents(passkey TEXT, info_hash BYTEA (20 bytes), uploaded, downloaded,
-///   seed_seconds, leech_seconds BIGINT DEFAULT 0, completed_at BIGINT NULL,
-///   first_announce, last_announce BIGINT, flagged_announces BIGINT DEFAULT 0,
-///   PRIMARY KEY (passkey, info_hash))`;
-/// - `shoal_peers(passkey TEXT, info_hash BYTEA, peer_id BYTEA, uploaded, downloaded,
-///   last_announce BIGINT, seeding BOOLEAN, PRIMARY KEY (passkey, info_hash, peer_id))`,
-///   not indexed on `last_announce`: every upsert would pay for that index, while only
-///   the hourly deletion of expired baselines reads it (a scan);
-/// - `shoal_batches(id TEXT PRIMARY KEY, committed_at BIGINT, credits BIGINT)`, indexed
-///   on `committed_at`.
+/// Those of [`super`], created by migrations 1 and 2; passkeys are `TEXT COLLATE "C"`,
+/// ids and hashes `BYTEA`, counters and times `BIGINT`, states `SMALLINT`.
+/// `shoal_peer_marks` is not indexed on `last_announce`: every upsert would pay for that
+/// index, while only the hourly deletion of expired marks reads it (a scan).
 ///
-/// Times are Unix seconds. A batch's rows are upserted in the order the batch holds them
-/// (primary key order, see [`Batch`]) from arrays (`UNNEST`), in chunks of 10,000 rows,
-/// so that a batch costs a few round trips, not one a row. A batch must therefore hold at most one credit per (passkey, info hash)
-/// and one baseline per (passkey, info hash, peer id), as [`Batch`] says, or PostgreSQL
-/// refuses it (one statement may not update a row twice).
+/// # Writers
+/// Every batch's transaction takes one advisory lock first (`pg_advisory_xact_lock`),
+/// so that several trackers on one database apply their batches one at a time, each
+/// against the marks the others committed. A batch reads the marks and writes its rows
+/// from arrays (`UNNEST`), in chunks of 10,000 rows: a few round trips, not one a row.
+/// The ledger hands each write at most one row per key, as PostgreSQL requires of one
+/// statement.
 pub struct PostgresStore {
     config: Config,
     /// `None` after an error, until the next call connects again.
@@ -237,15 +310,17 @@ impl PostgresStore {
 
     fn migrate(&mut self) -> anyhow::Result<()> {
         self.with_client("migrate", |client| {
-            client.batch_execute(
-                "CREATE TABLE IF NOT EXISTS shoal_schema_migrations (
-                    version INTEGER PRIMARY KEY,
-                    applied_at BIGINT
-                )",
-            )?;
             for &(version, sql) in MIGRATIONS {
                 let mut tx = client.transaction()?;
+                // The lock comes first: two trackers starting at once against a new
+                // database would otherwise race to create the migrations table.
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+                tx.batch_execute(
+                    "CREATE TABLE IF NOT EXISTS shoal_schema_migrations (
+                        version INTEGER PRIMARY KEY,
+                        applied_at BIGINT
+                    )",
+                )?;
                 let applied = tx
                     .query_opt(
                         "SELECT 1 FROM shoal_schema_migrations WHERE version = $1::int8",
@@ -269,128 +344,236 @@ impl PostgresStore {
     }
 }
 
-fn baseline(row: &Row) -> Option<PeerBaseline> {
-    RawBaseline {
-        passkey: row.try_get::<_, &str>(0).ok()?.as_bytes(),
-        info_hash: row.try_get(1).ok()?,
-        peer_id: row.try_get(2).ok()?,
-        uploaded: row.try_get(3).ok()?,
-        downloaded: row.try_get(4).ok()?,
-        last_announce: row.try_get(5).ok()?,
-        seeding: row.try_get(6).ok()?,
-    }
-    .check()
-}
-
-fn upsert_credits(tx: &mut Transaction<'_>, batch: &Batch) -> anyhow::Result<()> {
-    let statement = tx.prepare(UPSERT_CREDITS)?;
-    for chunk in batch.credits.chunks(CHUNK_ROWS) {
-        let passkeys: Vec<&str> = chunk.iter().map(|c| c.passkey.as_str()).collect();
-        let info_hashes: Vec<&[u8]> = chunk.iter().map(|c| &c.info_hash.0[..]).collect();
-        let column = |f: fn(&super::UserTorrentCredit) -> u64| -> Vec<i64> {
-            chunk.iter().map(|c| to_column(f(c))).collect()
-        };
-        let completed_at: Vec<Option<i64>> = chunk
-            .iter()
-            .map(|c| c.completed_at.map(to_column))
-            .collect();
-        tx.execute(
-            &statement,
-            &[
-                &passkeys,
-                &info_hashes,
-                &column(|c| c.uploaded),
-                &column(|c| c.downloaded),
-                &column(|c| c.seed_seconds),
-                &column(|c| c.leech_seconds),
-                &completed_at,
-                &column(|c| c.first_announce),
-                &column(|c| c.last_announce),
-                &column(|c| c.flagged_announces),
-            ],
-        )
-        .context("upsert into shoal_user_torrents")?;
+/// Puts the value of each row at its key's 1-based position (column 0) in `out`, which
+/// holds `len` slots after `base`.
+fn place<T>(
+    rows: &[Row],
+    out: &mut [Option<T>],
+    read: impl Fn(&Row) -> Option<T>,
+) -> anyhow::Result<()> {
+    for row in rows {
+        let position: i64 = row.try_get(0)?;
+        let slot = usize::try_from(position - 1)
+            .ok()
+            .and_then(|index| out.get_mut(index));
+        if let Some(slot) = slot {
+            *slot = read(row);
+        }
     }
     Ok(())
 }
 
-fn upsert_baselines(tx: &mut Transaction<'_>, batch: &Batch) -> anyhow::Result<()> {
-    let statement = tx.prepare(UPSERT_BASELINES)?;
-    for chunk in batch.baselines.chunks(CHUNK_ROWS) {
-        let passkeys: Vec<&str> = chunk.iter().map(|b| b.passkey.as_str()).collect();
-        let info_hashes: Vec<&[u8]> = chunk.iter().map(|b| &b.info_hash.0[..]).collect();
-        let peer_ids: Vec<&[u8]> = chunk.iter().map(|b| &b.peer_id.0[..]).collect();
-        let column = |f: fn(&PeerBaseline) -> u64| -> Vec<i64> {
-            chunk.iter().map(|b| to_column(f(b))).collect()
-        };
-        let seeding: Vec<bool> = chunk.iter().map(|b| b.seeding).collect();
-        tx.execute(
-            &statement,
-            &[
-                &passkeys,
-                &info_hashes,
-                &peer_ids,
-                &column(|b| b.uploaded),
-                &column(|b| b.downloaded),
-                &column(|b| b.last_announce),
-                &seeding,
-            ],
-        )
-        .context("upsert into shoal_peers")?;
+/// A batch's transaction, as the ledger sees it.
+struct PostgresLedger<'a, 'b> {
+    tx: &'a mut Transaction<'b>,
+}
+
+impl Ledger for PostgresLedger<'_, '_> {
+    fn peer_marks(&mut self, keys: &[PeerKey]) -> anyhow::Result<Vec<Option<PeerMark>>> {
+        let statement = self.tx.prepare(SELECT_MARKS)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let users: Vec<i64> = chunk.iter().map(|k| k.user).collect();
+            let hashes: Vec<&[u8]> = chunk.iter().map(|k| &k.info_hash.0[..]).collect();
+            let peers: Vec<&[u8]> = chunk.iter().map(|k| &k.peer_id.0[..]).collect();
+            let rows = self
+                .tx
+                .query(&statement, &[&users, &hashes, &peers])
+                .context("read shoal_peer_marks")?;
+            let mut marks = vec![None; chunk.len()];
+            place(&rows, &mut marks, |row| {
+                checked_mark(
+                    row.try_get(1).ok()?,
+                    row.try_get(2).ok()?,
+                    row.try_get(3).ok()?,
+                    i64::from(row.try_get::<_, i16>(4).ok()?),
+                )
+            })?;
+            out.extend(marks);
+        }
+        Ok(out)
     }
-    Ok(())
+
+    fn time_marks(&mut self, keys: &[UserTorrentKey]) -> anyhow::Result<Vec<Option<TimeMarks>>> {
+        let statement = self.tx.prepare(SELECT_TIME_MARKS)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let users: Vec<i64> = chunk.iter().map(|k| k.user).collect();
+            let hashes: Vec<&[u8]> = chunk.iter().map(|k| &k.info_hash.0[..]).collect();
+            let rows = self
+                .tx
+                .query(&statement, &[&users, &hashes])
+                .context("read shoal_credits")?;
+            let mut marks = vec![None; chunk.len()];
+            place(&rows, &mut marks, |row| {
+                Some(TimeMarks {
+                    seed_until: u64::try_from(row.try_get::<_, i64>(1).ok()?).ok()?,
+                    leech_until: u64::try_from(row.try_get::<_, i64>(2).ok()?).ok()?,
+                })
+            })?;
+            out.extend(marks);
+        }
+        Ok(out)
+    }
+
+    fn factors(&mut self, hashes: &[InfoHash]) -> anyhow::Result<(Factors, Vec<Option<Factors>>)> {
+        let mut global = Factors::NEUTRAL;
+        for row in self
+            .tx
+            .query(
+                "SELECT name, value FROM shoal_settings
+                 WHERE name IN ('upload_percent', 'download_percent')",
+                &[],
+            )
+            .context("read shoal_settings")?
+        {
+            let value = checked_percent(row.try_get(1).ok());
+            match row.try_get::<_, &str>(0).ok() {
+                Some("upload_percent") => global.upload_percent = value,
+                Some("download_percent") => global.download_percent = value,
+                _ => {}
+            }
+        }
+        let statement = self.tx.prepare(SELECT_FACTORS)?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(CHUNK_ROWS) {
+            let keys: Vec<&[u8]> = chunk.iter().map(|h| &h.0[..]).collect();
+            let rows = self
+                .tx
+                .query(&statement, &[&keys])
+                .context("read shoal_torrents")?;
+            let mut factors = vec![None; chunk.len()];
+            place(&rows, &mut factors, |row| {
+                let percent = |index: usize| {
+                    checked_percent(row.try_get::<_, i32>(index).ok().map(i64::from))
+                };
+                Some(Factors {
+                    upload_percent: percent(1),
+                    download_percent: percent(2),
+                })
+            })?;
+            out.extend(factors);
+        }
+        Ok((global, out))
+    }
+
+    fn put_peer_marks(&mut self, rows: &[(PeerKey, PeerMark)]) -> anyhow::Result<()> {
+        let statement = self.tx.prepare(UPSERT_MARKS)?;
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            let users: Vec<i64> = chunk.iter().map(|(k, _)| k.user).collect();
+            let hashes: Vec<&[u8]> = chunk.iter().map(|(k, _)| &k.info_hash.0[..]).collect();
+            let peers: Vec<&[u8]> = chunk.iter().map(|(k, _)| &k.peer_id.0[..]).collect();
+            let column = |f: fn(&PeerMark) -> u64| -> Vec<i64> {
+                chunk.iter().map(|(_, m)| to_column(f(m))).collect()
+            };
+            let states: Vec<i16> = chunk
+                .iter()
+                .map(|(_, m)| i16::try_from(m.state.to_column()).unwrap_or(0))
+                .collect();
+            self.tx
+                .execute(
+                    &statement,
+                    &[
+                        &users,
+                        &hashes,
+                        &peers,
+                        &column(|m| m.uploaded),
+                        &column(|m| m.downloaded),
+                        &column(|m| m.last_announce),
+                        &states,
+                    ],
+                )
+                .context("upsert into shoal_peer_marks")?;
+        }
+        Ok(())
+    }
+
+    fn add_credits(&mut self, rows: &[CreditRow]) -> anyhow::Result<()> {
+        let statement = self.tx.prepare(UPSERT_CREDITS)?;
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            let users: Vec<i64> = chunk.iter().map(|r| r.key.user).collect();
+            let hashes: Vec<&[u8]> = chunk.iter().map(|r| &r.key.info_hash.0[..]).collect();
+            let column = |f: fn(&CreditRow) -> u64| -> Vec<i64> {
+                chunk.iter().map(|r| to_column(f(r))).collect()
+            };
+            let completed_at: Vec<Option<i64>> = chunk
+                .iter()
+                .map(|r| r.completed_at.map(to_column))
+                .collect();
+            self.tx
+                .execute(
+                    &statement,
+                    &[
+                        &users,
+                        &hashes,
+                        &column(|r| r.uploaded),
+                        &column(|r| r.downloaded),
+                        &column(|r| r.uploaded_raw),
+                        &column(|r| r.downloaded_raw),
+                        &column(|r| r.seed_seconds),
+                        &column(|r| r.leech_seconds),
+                        &completed_at,
+                        &column(|r| r.first_announce),
+                        &column(|r| r.last_announce),
+                        &column(|r| r.flagged_announces),
+                        &column(|r| r.seed_until),
+                        &column(|r| r.leech_until),
+                    ],
+                )
+                .context("upsert into shoal_credits")?;
+        }
+        Ok(())
+    }
 }
 
 impl AccountingStore for PostgresStore {
-    fn load_baselines(
-        &mut self,
-        since: u64,
-        sink: &mut dyn FnMut(PeerBaseline),
-    ) -> anyhow::Result<()> {
-        self.with_client("load shoal_peers", |client| {
-            let since = to_column(since);
-            // Rows are streamed, not collected: there may be millions.
-            let mut rows = client.query_raw(
-                "SELECT passkey, info_hash, peer_id, uploaded, downloaded, last_announce,
-                        seeding
-                 FROM shoal_peers WHERE last_announce >= $1",
-                [&since],
-            )?;
+    fn load_site(&mut self) -> anyhow::Result<SiteTables> {
+        self.with_client("load the site's tables", |client| {
+            let mut site = SiteTables::default();
             let mut skipped = 0;
-            while let Some(row) = rows.next()? {
-                match baseline(&row) {
-                    Some(baseline) => sink(baseline),
-                    None => skipped += 1,
-                }
-            }
-            warn_skipped("shoal_peers", skipped);
-            Ok(())
-        })
-    }
-
-    fn load_passkeys(&mut self) -> anyhow::Result<Vec<Passkey>> {
-        self.with_client("load shoal_passkeys", |client| {
-            let rows = client.query("SELECT passkey FROM shoal_passkeys WHERE enabled", &[])?;
-            let mut skipped = 0;
-            let mut passkeys = Vec::with_capacity(rows.len());
-            for row in &rows {
-                match row
+            for row in client.query(
+                "SELECT passkey, user_id FROM shoal_passkeys WHERE enabled",
+                &[],
+            )? {
+                let passkey = row
                     .try_get::<_, &str>(0)
                     .ok()
-                    .and_then(|key| Passkey::parse(key.as_bytes()))
-                {
-                    Some(passkey) => passkeys.push(passkey),
+                    .and_then(|key| Passkey::parse(key.as_bytes()));
+                match passkey {
+                    Some(passkey) => site.passkeys.push(PasskeyUser {
+                        passkey,
+                        user: user_of(&passkey, row.try_get(1).ok().flatten()),
+                    }),
                     None => skipped += 1,
                 }
             }
             warn_skipped("shoal_passkeys", skipped);
-            Ok(passkeys)
+            for row in client.query("SELECT user_id FROM shoal_users WHERE NOT can_leech", &[])? {
+                if let Ok(user) = row.try_get(0) {
+                    site.no_leech.push(user);
+                }
+            }
+            let mut skipped = 0;
+            for row in client.query("SELECT info_hash FROM shoal_torrents", &[])? {
+                match row
+                    .try_get::<_, &[u8]>(0)
+                    .ok()
+                    .and_then(|b| <[u8; 20]>::try_from(b).ok())
+                {
+                    Some(hash) => site.torrents.push(InfoHash(hash)),
+                    None => skipped += 1,
+                }
+            }
+            warn_skipped("shoal_torrents", skipped);
+            Ok(site)
         })
     }
 
     fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
         self.with_client("commit a batch", |client| {
             let mut tx = client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ACCOUNTING_LOCK])
+                .context("take the accounting lock")?;
             let inserted = tx
                 .execute(
                     "INSERT INTO shoal_batches (id, committed_at, credits) VALUES ($1, $2, $3)
@@ -398,7 +581,7 @@ impl AccountingStore for PostgresStore {
                     &[
                         &batch.id.to_hex(),
                         &to_column(batch.created_at),
-                        &to_column(batch.credits.len() as u64),
+                        &to_column(batch.reports.len() as u64),
                     ],
                 )
                 .context("insert into shoal_batches")?;
@@ -406,19 +589,18 @@ impl AccountingStore for PostgresStore {
                 tx.rollback()?;
                 return Ok(CommitOutcome::AlreadyApplied);
             }
-            upsert_credits(&mut tx, batch)?;
-            upsert_baselines(&mut tx, batch)?;
+            ledger::apply(&mut PostgresLedger { tx: &mut tx }, batch)?;
             tx.commit().context("commit")?;
             Ok(CommitOutcome::Applied)
         })
     }
 
     fn forget_before(&mut self, before: u64) -> anyhow::Result<u64> {
-        self.with_client("forget old baselines and batches", |client| {
+        self.with_client("forget old marks and batches", |client| {
             let before = to_column(before);
             let mut tx = client.transaction()?;
             let deleted = tx.execute(
-                "DELETE FROM shoal_peers WHERE last_announce < $1",
+                "DELETE FROM shoal_peer_marks WHERE last_announce < $1",
                 &[&before],
             )?;
             tx.execute(

@@ -8,10 +8,13 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    AccountingStore, Batch, CommitOutcome, PeerBaseline, RawBaseline, to_column, unix_now,
-    warn_skipped,
+    AccountingStore, Batch, CommitOutcome, CreditRow, Factors, Ledger, PasskeyUser, PeerKey,
+    PeerMark, SiteTables, TimeMarks, UserTorrentKey, checked_mark, checked_percent, to_column,
+    unix_now, user_of, warn_skipped,
 };
+use crate::private::ledger;
 use crate::private::passkey::Passkey;
+use crate::types::InfoHash;
 
 /// The schema's migrations, applied in order, each in its own transaction and recorded
 /// in `shoal_schema_migrations`. Never edit one that has shipped: add the next.
@@ -19,9 +22,10 @@ use crate::private::passkey::Passkey;
 /// The tables keyed by several columns are `WITHOUT ROWID`: the primary key is then the
 /// table's own B-tree, not a second index beside it, which halves the writes of an
 /// upsert.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE shoal_passkeys (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE shoal_passkeys (
         passkey TEXT PRIMARY KEY,
         enabled INTEGER NOT NULL DEFAULT 1
     );
@@ -54,40 +58,110 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         credits INTEGER NOT NULL
     );
     CREATE INDEX shoal_batches_committed_at ON shoal_batches (committed_at);",
-)];
+    ),
+    (
+        2,
+        "ALTER TABLE shoal_passkeys ADD COLUMN user_id INTEGER NULL;
+        CREATE TABLE shoal_users (
+            user_id INTEGER PRIMARY KEY,
+            can_leech INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE TABLE shoal_torrents (
+            info_hash BLOB PRIMARY KEY CHECK (length(info_hash) = 20),
+            upload_percent INTEGER NOT NULL DEFAULT 100,
+            download_percent INTEGER NOT NULL DEFAULT 100
+        ) WITHOUT ROWID;
+        CREATE TABLE shoal_settings (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+        CREATE TABLE shoal_credits (
+            user_id INTEGER NOT NULL,
+            info_hash BLOB NOT NULL CHECK (length(info_hash) = 20),
+            uploaded INTEGER NOT NULL DEFAULT 0,
+            downloaded INTEGER NOT NULL DEFAULT 0,
+            uploaded_raw INTEGER NOT NULL DEFAULT 0,
+            downloaded_raw INTEGER NOT NULL DEFAULT 0,
+            seed_seconds INTEGER NOT NULL DEFAULT 0,
+            leech_seconds INTEGER NOT NULL DEFAULT 0,
+            completed_at INTEGER NULL,
+            first_announce INTEGER NOT NULL,
+            last_announce INTEGER NOT NULL,
+            flagged_announces INTEGER NOT NULL DEFAULT 0,
+            seed_until INTEGER NOT NULL DEFAULT 0,
+            leech_until INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (user_id, info_hash)
+        ) WITHOUT ROWID;
+        CREATE TABLE shoal_peer_marks (
+            user_id INTEGER NOT NULL,
+            info_hash BLOB NOT NULL,
+            peer_id BLOB NOT NULL,
+            uploaded INTEGER NOT NULL,
+            downloaded INTEGER NOT NULL,
+            last_announce INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            PRIMARY KEY (user_id, info_hash, peer_id)
+        ) WITHOUT ROWID;",
+    ),
+];
 
-/// Adds a credit to its row. SQLite turns an integer sum that overflows into a REAL, so
-/// each sum is capped by comparison before it is made, and stays an INTEGER.
-const UPSERT_CREDIT: &str = "
-    INSERT INTO shoal_user_torrents (passkey, info_hash, uploaded, downloaded,
-        seed_seconds, leech_seconds, completed_at, first_announce, last_announce,
-        flagged_announces)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-    ON CONFLICT (passkey, info_hash) DO UPDATE SET
-        uploaded = CASE WHEN uploaded > 9223372036854775807 - excluded.uploaded
-            THEN 9223372036854775807 ELSE uploaded + excluded.uploaded END,
-        downloaded = CASE WHEN downloaded > 9223372036854775807 - excluded.downloaded
-            THEN 9223372036854775807 ELSE downloaded + excluded.downloaded END,
-        seed_seconds = CASE WHEN seed_seconds > 9223372036854775807 - excluded.seed_seconds
-            THEN 9223372036854775807 ELSE seed_seconds + excluded.seed_seconds END,
-        leech_seconds = CASE WHEN leech_seconds > 9223372036854775807 - excluded.leech_seconds
-            THEN 9223372036854775807 ELSE leech_seconds + excluded.leech_seconds END,
+/// `a + b` capped at `i64::MAX`, in SQL: SQLite turns an integer sum that overflows
+/// into a REAL, so the sum is capped by a comparison made before it, and stays an
+/// INTEGER.
+macro_rules! capped_sum {
+    ($column:literal) => {
+        concat!(
+            $column,
+            " = CASE WHEN ",
+            $column,
+            " > 9223372036854775807 - excluded.",
+            $column,
+            " THEN 9223372036854775807 ELSE ",
+            $column,
+            " + excluded.",
+            $column,
+            " END"
+        )
+    };
+}
+
+/// Adds a credit to its row (see [`super::CreditRow`]).
+const UPSERT_CREDIT: &str = concat!(
+    "INSERT INTO shoal_credits (user_id, info_hash, uploaded, downloaded, uploaded_raw,
+        downloaded_raw, seed_seconds, leech_seconds, completed_at, first_announce,
+        last_announce, flagged_announces, seed_until, leech_until)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+    ON CONFLICT (user_id, info_hash) DO UPDATE SET ",
+    capped_sum!("uploaded"),
+    ", ",
+    capped_sum!("downloaded"),
+    ", ",
+    capped_sum!("uploaded_raw"),
+    ", ",
+    capped_sum!("downloaded_raw"),
+    ", ",
+    capped_sum!("seed_seconds"),
+    ", ",
+    capped_sum!("leech_seconds"),
+    ", ",
+    capped_sum!("flagged_announces"),
+    ",
         completed_at = COALESCE(completed_at, excluded.completed_at),
         first_announce = MIN(first_announce, excluded.first_announce),
         last_announce = MAX(last_announce, excluded.last_announce),
-        flagged_announces = CASE
-            WHEN flagged_announces > 9223372036854775807 - excluded.flagged_announces
-            THEN 9223372036854775807 ELSE flagged_announces + excluded.flagged_announces END";
+        seed_until = MAX(seed_until, excluded.seed_until),
+        leech_until = MAX(leech_until, excluded.leech_until)"
+);
 
-const UPSERT_BASELINE: &str = "
-    INSERT INTO shoal_peers (passkey, info_hash, peer_id, uploaded, downloaded,
-        last_announce, seeding)
+const UPSERT_MARK: &str = "
+    INSERT INTO shoal_peer_marks (user_id, info_hash, peer_id, uploaded, downloaded,
+        last_announce, state)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-    ON CONFLICT (passkey, info_hash, peer_id) DO UPDATE SET
+    ON CONFLICT (user_id, info_hash, peer_id) DO UPDATE SET
         uploaded = excluded.uploaded,
         downloaded = excluded.downloaded,
         last_announce = excluded.last_announce,
-        seeding = excluded.seeding";
+        state = excluded.state";
 
 /// The accounting database in one SQLite file.
 ///
@@ -99,20 +173,17 @@ const UPSERT_BASELINE: &str = "
 /// waits up to `busy_timeout` for another's lock before its call fails.
 ///
 /// # Tables
-/// Created by migration 1 (see [`super`] for what each holds); integers are SQLite's
-/// 64-bit INTEGER, booleans 0 or 1, ids BLOBs:
-/// - `shoal_schema_migrations(version INTEGER PRIMARY KEY, applied_at INTEGER)`;
-/// - `shoal_passkeys(passkey TEXT PRIMARY KEY, enabled INTEGER NOT NULL DEFAULT 1)`;
-/// - `shoal_user_torrents(passkey TEXT, info_hash BLOB (20 bytes), uploaded, downloaded,
-///   seed_seconds, leech_seconds INTEGER DEFAULT 0, completed_at INTEGER NULL,
-///   first_announce, last_announce INTEGER, flagged_announces INTEGER DEFAULT 0,
-///   PRIMARY KEY (passkey, info_hash))`;
-/// - `shoal_peers(passkey TEXT, info_hash BLOB, peer_id BLOB, uploaded, downloaded,
-///   last_announce INTEGER, seeding INTEGER, PRIMARY KEY (passkey, info_hash, peer_id))`,
-///   not indexed on `last_announce`: every upsert would pay for that index, while only
-///   the hourly deletion of expired baselines reads it (a scan);
-/// - `shoal_batches(id TEXT PRIMARY KEY, committed_at INTEGER, credits INTEGER)`, indexed
-///   on `committed_at`.
+/// Those of [`super`], created by migrations 1 and 2; integers are SQLite's 64-bit
+/// INTEGER, booleans 0 or 1, info hashes and peer ids 20-byte BLOBs, passkeys TEXT. The
+/// tables keyed by several columns are `WITHOUT ROWID`. `shoal_peer_marks` is not
+/// indexed on `last_announce`: every upsert would pay for that index, while only the
+/// hourly deletion of expired marks reads it (a scan). `shoal_batches` is indexed on
+/// `committed_at`.
+///
+/// # Writers
+/// A batch's transaction is `BEGIN IMMEDIATE`: it holds the file's write lock from its
+/// first read of the marks to its commit, so that two processes on one file apply
+/// their batches one after the other, each against the other's marks.
 ///
 /// Times are Unix seconds.
 ///
@@ -225,61 +296,202 @@ fn integer(value: ValueRef<'_>) -> Option<i64> {
     }
 }
 
-fn baseline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<PeerBaseline>> {
-    let raw = (|| {
-        Some(RawBaseline {
-            passkey: bytes(row.get_ref(0).ok()?)?,
-            info_hash: bytes(row.get_ref(1).ok()?)?,
-            peer_id: bytes(row.get_ref(2).ok()?)?,
-            uploaded: integer(row.get_ref(3).ok()?)?,
-            downloaded: integer(row.get_ref(4).ok()?)?,
-            last_announce: integer(row.get_ref(5).ok()?)?,
-            seeding: integer(row.get_ref(6).ok()?)? != 0,
-        })
-    })();
-    Ok(raw.and_then(|raw| raw.check()))
+/// A batch's transaction, as the ledger sees it.
+struct SqliteLedger<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
 }
 
-impl AccountingStore for SqliteStore {
-    fn load_baselines(
-        &mut self,
-        since: u64,
-        sink: &mut dyn FnMut(PeerBaseline),
-    ) -> anyhow::Result<()> {
-        let mut statement = self.connection.prepare(
-            "SELECT passkey, info_hash, peer_id, uploaded, downloaded, last_announce, seeding
-             FROM shoal_peers WHERE last_announce >= ?1",
+impl Ledger for SqliteLedger<'_> {
+    fn peer_marks(&mut self, keys: &[PeerKey]) -> anyhow::Result<Vec<Option<PeerMark>>> {
+        let mut select = self.tx.prepare_cached(
+            "SELECT uploaded, downloaded, last_announce, state FROM shoal_peer_marks
+             WHERE user_id = ?1 AND info_hash = ?2 AND peer_id = ?3",
         )?;
-        let mut rows = statement.query([to_column(since)])?;
-        let mut skipped = 0;
-        while let Some(row) = rows.next().context("read shoal_peers")? {
-            match baseline(row)? {
-                Some(baseline) => sink(baseline),
-                None => skipped += 1,
-            }
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mark = select
+                .query_row(
+                    params![key.user, &key.info_hash.0[..], &key.peer_id.0[..]],
+                    |row| {
+                        Ok((|| {
+                            checked_mark(
+                                integer(row.get_ref(0).ok()?)?,
+                                integer(row.get_ref(1).ok()?)?,
+                                integer(row.get_ref(2).ok()?)?,
+                                integer(row.get_ref(3).ok()?)?,
+                            )
+                        })())
+                    },
+                )
+                .optional()
+                .context("read shoal_peer_marks")?
+                .flatten();
+            out.push(mark);
         }
-        warn_skipped("shoal_peers", skipped);
+        Ok(out)
+    }
+
+    fn time_marks(&mut self, keys: &[UserTorrentKey]) -> anyhow::Result<Vec<Option<TimeMarks>>> {
+        let mut select = self.tx.prepare_cached(
+            "SELECT seed_until, leech_until FROM shoal_credits
+             WHERE user_id = ?1 AND info_hash = ?2",
+        )?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let marks = select
+                .query_row(params![key.user, &key.info_hash.0[..]], |row| {
+                    Ok((|| {
+                        Some(TimeMarks {
+                            seed_until: u64::try_from(integer(row.get_ref(0).ok()?)?).ok()?,
+                            leech_until: u64::try_from(integer(row.get_ref(1).ok()?)?).ok()?,
+                        })
+                    })())
+                })
+                .optional()
+                .context("read shoal_credits")?
+                .flatten();
+            out.push(marks);
+        }
+        Ok(out)
+    }
+
+    fn factors(&mut self, hashes: &[InfoHash]) -> anyhow::Result<(Factors, Vec<Option<Factors>>)> {
+        let setting = |name: &str| -> anyhow::Result<Option<i64>> {
+            Ok(self
+                .tx
+                .query_row(
+                    "SELECT value FROM shoal_settings WHERE name = ?1",
+                    [name],
+                    |row| Ok(integer(row.get_ref(0)?)),
+                )
+                .optional()
+                .context("read shoal_settings")?
+                .flatten())
+        };
+        let global = Factors {
+            upload_percent: checked_percent(setting("upload_percent")?),
+            download_percent: checked_percent(setting("download_percent")?),
+        };
+        let mut select = self.tx.prepare_cached(
+            "SELECT upload_percent, download_percent FROM shoal_torrents WHERE info_hash = ?1",
+        )?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let factors = select
+                .query_row([&hash.0[..]], |row| {
+                    Ok(Factors {
+                        upload_percent: checked_percent(integer(row.get_ref(0)?)),
+                        download_percent: checked_percent(integer(row.get_ref(1)?)),
+                    })
+                })
+                .optional()
+                .context("read shoal_torrents")?;
+            out.push(factors);
+        }
+        Ok((global, out))
+    }
+
+    fn put_peer_marks(&mut self, rows: &[(PeerKey, PeerMark)]) -> anyhow::Result<()> {
+        let mut upsert = self.tx.prepare_cached(UPSERT_MARK)?;
+        for (key, mark) in rows {
+            upsert
+                .execute(params![
+                    key.user,
+                    &key.info_hash.0[..],
+                    &key.peer_id.0[..],
+                    to_column(mark.uploaded),
+                    to_column(mark.downloaded),
+                    to_column(mark.last_announce),
+                    mark.state.to_column(),
+                ])
+                .context("upsert into shoal_peer_marks")?;
+        }
         Ok(())
     }
 
-    fn load_passkeys(&mut self) -> anyhow::Result<Vec<Passkey>> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT passkey FROM shoal_passkeys WHERE enabled")?;
-        let mut rows = statement.query([])?;
-        let mut passkeys = Vec::new();
+    fn add_credits(&mut self, rows: &[CreditRow]) -> anyhow::Result<()> {
+        let mut upsert = self.tx.prepare_cached(UPSERT_CREDIT)?;
+        for row in rows {
+            upsert
+                .execute(params![
+                    row.key.user,
+                    &row.key.info_hash.0[..],
+                    to_column(row.uploaded),
+                    to_column(row.downloaded),
+                    to_column(row.uploaded_raw),
+                    to_column(row.downloaded_raw),
+                    to_column(row.seed_seconds),
+                    to_column(row.leech_seconds),
+                    row.completed_at.map(to_column),
+                    to_column(row.first_announce),
+                    to_column(row.last_announce),
+                    to_column(row.flagged_announces),
+                    to_column(row.seed_until),
+                    to_column(row.leech_until),
+                ])
+                .context("upsert into shoal_credits")?;
+        }
+        Ok(())
+    }
+}
+
+impl AccountingStore for SqliteStore {
+    fn load_site(&mut self) -> anyhow::Result<SiteTables> {
+        let mut site = SiteTables::default();
         let mut skipped = 0;
-        while let Some(row) = rows.next().context("read shoal_passkeys")? {
-            match row.get_ref(0).ok().and_then(bytes).and_then(Passkey::parse) {
-                Some(passkey) => passkeys.push(passkey),
-                None => skipped += 1,
+        {
+            let mut statement = self
+                .connection
+                .prepare("SELECT passkey, user_id FROM shoal_passkeys WHERE enabled")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next().context("read shoal_passkeys")? {
+                let passkey = row.get_ref(0).ok().and_then(bytes).and_then(Passkey::parse);
+                let user = row.get_ref(1).ok().and_then(integer);
+                match passkey {
+                    Some(passkey) => site.passkeys.push(PasskeyUser {
+                        passkey,
+                        user: user_of(&passkey, user),
+                    }),
+                    None => skipped += 1,
+                }
             }
         }
         warn_skipped("shoal_passkeys", skipped);
-        Ok(passkeys)
+        {
+            let mut statement = self
+                .connection
+                .prepare("SELECT user_id FROM shoal_users WHERE NOT can_leech")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next().context("read shoal_users")? {
+                if let Some(user) = row.get_ref(0).ok().and_then(integer) {
+                    site.no_leech.push(user);
+                }
+            }
+        }
+        let mut skipped = 0;
+        {
+            let mut statement = self
+                .connection
+                .prepare("SELECT info_hash FROM shoal_torrents")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next().context("read shoal_torrents")? {
+                match row
+                    .get_ref(0)
+                    .ok()
+                    .and_then(bytes)
+                    .and_then(|b| <[u8; 20]>::try_from(b).ok())
+                {
+                    Some(hash) => site.torrents.push(InfoHash(hash)),
+                    None => skipped += 1,
+                }
+            }
+        }
+        warn_skipped("shoal_torrents", skipped);
+        Ok(site)
     }
 
     fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
+        // IMMEDIATE takes the database's write lock at once: the accounting lock.
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -291,7 +503,7 @@ impl AccountingStore for SqliteStore {
                 params![
                     batch.id.to_hex(),
                     to_column(batch.created_at),
-                    to_column(batch.credits.len() as u64)
+                    to_column(batch.reports.len() as u64)
                 ],
             )
             .context("insert into shoal_batches")?;
@@ -299,39 +511,7 @@ impl AccountingStore for SqliteStore {
             // Dropping `tx` rolls back (nothing was written).
             return Ok(CommitOutcome::AlreadyApplied);
         }
-        {
-            let mut upsert = tx.prepare(UPSERT_CREDIT)?;
-            for credit in &batch.credits {
-                upsert
-                    .execute(params![
-                        credit.passkey.as_str(),
-                        &credit.info_hash.0[..],
-                        to_column(credit.uploaded),
-                        to_column(credit.downloaded),
-                        to_column(credit.seed_seconds),
-                        to_column(credit.leech_seconds),
-                        credit.completed_at.map(to_column),
-                        to_column(credit.first_announce),
-                        to_column(credit.last_announce),
-                        to_column(credit.flagged_announces),
-                    ])
-                    .context("upsert into shoal_user_torrents")?;
-            }
-            let mut upsert = tx.prepare(UPSERT_BASELINE)?;
-            for baseline in &batch.baselines {
-                upsert
-                    .execute(params![
-                        baseline.passkey.as_str(),
-                        &baseline.info_hash.0[..],
-                        &baseline.peer_id.0[..],
-                        to_column(baseline.uploaded),
-                        to_column(baseline.downloaded),
-                        to_column(baseline.last_announce),
-                        baseline.seeding,
-                    ])
-                    .context("upsert into shoal_peers")?;
-            }
-        }
+        ledger::apply(&mut SqliteLedger { tx: &tx }, batch)?;
         tx.commit().context("commit")?;
         Ok(CommitOutcome::Applied)
     }
@@ -340,8 +520,11 @@ impl AccountingStore for SqliteStore {
         let before = to_column(before);
         let tx = self.connection.transaction()?;
         let deleted = tx
-            .execute("DELETE FROM shoal_peers WHERE last_announce < ?1", [before])
-            .context("delete from shoal_peers")?;
+            .execute(
+                "DELETE FROM shoal_peer_marks WHERE last_announce < ?1",
+                [before],
+            )
+            .context("delete from shoal_peer_marks")?;
         tx.execute(
             "DELETE FROM shoal_batches WHERE committed_at < ?1",
             [before],
