@@ -436,7 +436,7 @@ fn malformed_marks_count_as_none(db: &dyn Backend) {
     let mut store = db.open();
     let a = key(1, 1, 1);
     db.exec(&format!(
-        "INSERT INTO shoal_peer_marks VALUES (1, {}, {}, -5, 0, {T0}, 0)",
+        "INSERT INTO shoal_peer_marks VALUES (1, {}, {}, -5, 0, {T0}, 0, NULL, NULL)",
         db.blob(&a.info_hash.0),
         db.blob(&a.peer_id.0)
     ));
@@ -569,7 +569,7 @@ fn sqlite_skips_values_of_the_wrong_type() {
     let mut store = db.open();
     let a = key(1, 1, 1);
     db.exec(&format!(
-        "INSERT INTO shoal_peer_marks VALUES (1, {}, {}, 1.5, 0, {T0}, 1);
+        "INSERT INTO shoal_peer_marks VALUES (1, {}, {}, 1.5, 0, {T0}, 1, NULL, NULL);
          INSERT INTO shoal_passkeys VALUES (42, 1, NULL);",
         db.blob(&a.info_hash.0),
         db.blob(&a.peer_id.0),

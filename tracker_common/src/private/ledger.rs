@@ -27,8 +27,12 @@
 //! - `started`: counters from zero are credited, unless the peer is live (its mark is
 //!   recent and not stopped) and its counters did not go backwards: that is the same
 //!   session announcing `started` to a second tracker, credited like any other step.
-//! - A peer without a mark that is not `started` (its state was lost or expired) sets
-//!   the mark and is credited nothing; one whose counters are missing sets nothing.
+//! - A peer without a mark that is not `started` (its state was lost or expired, or
+//!   another tracker's report of its start is late) sets the mark and is credited
+//!   nothing: its counters are *noted*. When the report of the `started` they count
+//!   from arrives (even older than the mark), the noted counters are credited, once; a
+//!   `started` of a new session drops them. One whose counters are missing sets
+//!   nothing.
 //! - Time since the previous announce is credited to the state the peer was in
 //!   (seeding if its `left` was 0), only when that gap is at most the announce interval
 //!   plus the grace, and never across a `stopped` (the stopped state is a mark too).
@@ -95,6 +99,8 @@ pub struct Previous {
     pub at: u64,
     /// The state after it.
     pub state: PeerState,
+    /// Counters noted but never credited (see [`PeerMark::noted`]).
+    pub noted: Option<(u64, u64)>,
 }
 
 impl From<PeerMark> for Previous {
@@ -104,6 +110,7 @@ impl From<PeerMark> for Previous {
             downloaded: Some(mark.downloaded),
             at: mark.last_announce,
             state: mark.state,
+            noted: mark.noted,
         }
     }
 }
@@ -121,16 +128,23 @@ impl Previous {
             downloaded: counter(self.downloaded, next.downloaded),
             at: self.at.max(next.at),
             state: next.state,
+            noted: self.noted,
         }
     }
 
-    /// The mark a first announce sets (no previous mark).
+    /// The mark a first announce sets (no previous mark): a `started`'s counters were
+    /// credited; any other's are only noted.
     pub fn first(next: &Point) -> Self {
+        let noted = match (next.event, next.uploaded, next.downloaded) {
+            (AnnounceEvent::Started, ..) => None,
+            (_, up, down) => Some((up.unwrap_or(0), down.unwrap_or(0))),
+        };
         Self {
             uploaded: next.uploaded,
             downloaded: next.downloaded,
             at: next.at,
             state: next.state,
+            noted,
         }
     }
 
@@ -141,6 +155,7 @@ impl Previous {
             downloaded: self.downloaded?,
             last_announce: self.at,
             state: self.state,
+            noted: self.noted,
         })
     }
 }
@@ -368,10 +383,36 @@ pub fn apply(ledger: &mut dyn Ledger, batch: &Batch) -> anyhow::Result<Applied> 
         let (mut seed, mut leech) = (0, 0);
         let first_at = report.first.at;
         let last_at = report.last.at;
+        // The report of the start of a peer whose mark was set without it: the noted
+        // counters are credited if this start is of the session they count from.
+        let (noted_credit, start_seen) = match *mark {
+            Some(previous)
+                if report.first.event == AnnounceEvent::Started && previous.noted.is_some() =>
+            {
+                let gap = first_at.saturating_sub(previous.at);
+                let live = previous.state != PeerState::Stopped && gap <= rules.max_gap();
+                let backwards = matches!(
+                    (previous.uploaded, report.first.uploaded),
+                    (Some(o), Some(n)) if n < o
+                ) || matches!(
+                    (previous.downloaded, report.first.downloaded),
+                    (Some(o), Some(n)) if n < o
+                );
+                let same_session = first_at <= previous.at || (live && !backwards);
+                (previous.noted.filter(|_| same_session), true)
+            }
+            _ => (None, false),
+        };
         let new_mark = match *mark {
             Some(previous) if last_at < previous.at => {
                 applied.stale += 1;
-                continue;
+                if !start_seen {
+                    continue;
+                }
+                Some(Previous {
+                    noted: None,
+                    ..previous
+                })
             }
             Some(previous) if first_at < previous.at => {
                 // Another tracker reported announces within this report's span: only
@@ -402,6 +443,9 @@ pub fn apply(ledger: &mut dyn Ledger, batch: &Batch) -> anyhow::Result<Applied> 
                 after.downloaded = previous.downloaded.max(report.last.downloaded);
                 after.at = last_at;
                 after.state = report.last.state;
+                if start_seen {
+                    after.noted = None;
+                }
                 Some(after)
             }
             previous => {
@@ -441,8 +485,30 @@ pub fn apply(ledger: &mut dyn Ledger, batch: &Batch) -> anyhow::Result<Applied> 
                         .saturating_sub(behind(previous.downloaded, report.first.downloaded));
                 }
                 Some(match previous {
-                    Some(previous) => merge_last(previous.after(&report.first), &report.last),
-                    None => report.last,
+                    Some(previous) => {
+                        let mut after = merge_last(previous.after(&report.first), &report.last);
+                        if start_seen {
+                            after.noted = None;
+                        }
+                        after
+                    }
+                    None => Previous {
+                        noted: Previous::first(&report.first).noted.map(|(up, down)| {
+                            (
+                                report
+                                    .first
+                                    .uploaded
+                                    .or(report.last.uploaded)
+                                    .map_or(up, |v| v),
+                                report
+                                    .first
+                                    .downloaded
+                                    .or(report.last.downloaded)
+                                    .map_or(down, |v| v),
+                            )
+                        }),
+                        ..report.last
+                    },
                 })
             }
         };
@@ -450,6 +516,10 @@ pub fn apply(ledger: &mut dyn Ledger, batch: &Batch) -> anyhow::Result<Applied> 
             continue;
         };
         *mark = Some(new_mark);
+        if let Some((up, down)) = noted_credit {
+            credit.uploaded = credit.uploaded.saturating_add(up);
+            credit.downloaded = credit.downloaded.saturating_add(down);
+        }
         let factor = factors
             .get(&report.key.info_hash)
             .copied()
@@ -518,6 +588,7 @@ fn merge_last(after_first: Previous, last: &Previous) -> Previous {
         downloaded: counter(after_first.downloaded, last.downloaded),
         at: after_first.at.max(last.at),
         state: last.state,
+        noted: after_first.noted,
     }
 }
 
@@ -560,6 +631,7 @@ mod tests {
             downloaded: Some(0),
             at,
             state,
+            noted: None,
         }
     }
 
@@ -744,8 +816,6 @@ mod tests {
         Commit(usize, bool),
         /// A writer crashes: its shard and queued batches are gone.
         Crash(usize),
-        /// Every writer hands over and its batches are committed.
-        Settle,
     }
 
     const WRITERS: usize = 3;
@@ -853,15 +923,7 @@ mod tests {
         };
         let mut plan: Vec<Action> = Vec::new();
         let mut actions = actions.iter();
-        for (i, a) in announces.iter().enumerate() {
-            // With crashes of some writers, the survivors commit within a flush
-            // interval (5 s): otherwise a crashed writer's later report could reach
-            // the database before a survivor's report of the peer's start, and the
-            // bytes before it would be lost (never doubled: see `crashes_never_double`,
-            // where batches may be late without bound).
-            if crashes == Crashes::Others && i > 0 && a.at > announces[i - 1].at + 5 {
-                plan.push(Action::Settle);
-            }
+        for (i, _) in announces.iter().enumerate() {
             plan.push(Action::Deliver(i));
             // Between announces, a few random actions.
             for _ in 0..2 {
@@ -914,14 +976,6 @@ mod tests {
                         }
                         assert_eq!(outcome, CommitOutcome::Applied);
                         writers[w].queued.pop_front();
-                    }
-                }
-                Action::Settle => {
-                    for writer in &mut writers {
-                        flush(writer, &mut next_batch);
-                        while let Some(batch) = writer.queued.pop_front() {
-                            db.commit(&batch).unwrap();
-                        }
                     }
                 }
                 Action::Crash(w) => {
@@ -1026,6 +1080,75 @@ mod tests {
                 prop_assert!(row.map_or(0, |(_, r)| r.seed_seconds) <= last - first);
             }
         }
+    }
+
+    #[test]
+    fn a_start_reported_late_credits_the_noted_counters_once() {
+        let key = PeerKey {
+            user: 1,
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([1; 20]),
+        };
+        let batch = |id: u8, report: PeerReport| Batch {
+            id: BatchId([id; 16]),
+            reports: vec![report],
+            rules: rules(),
+            created_at: T0,
+        };
+        let none = AnnounceEvent::None;
+        let mut db = MemoryDatabase::default();
+        // The tracker that saw the start is behind: another's later report comes first,
+        // and its counters are only noted.
+        db.commit(&batch(
+            1,
+            PeerReport::new(key, point(T0 + 60, 500, Leeching, none)),
+        ))
+        .unwrap();
+        assert_eq!(db.credits[&key.user_torrent()].uploaded, 0);
+        assert_eq!(db.marks[&key].noted, Some((500, 0)));
+        db.commit(&batch(
+            2,
+            PeerReport::new(key, point(T0 + 120, 800, Leeching, none)),
+        ))
+        .unwrap();
+        assert_eq!(db.credits[&key.user_torrent()].uploaded, 300);
+        // The start arrives, older than the mark: the noted 500 are credited, once.
+        let mut start = PeerReport::new(key, point(T0, 0, Leeching, Started));
+        start.merge(&point(T0 + 60, 500, Leeching, none), &rules());
+        db.commit(&batch(3, start)).unwrap();
+        assert_eq!(db.credits[&key.user_torrent()].uploaded, 800);
+        assert_eq!(db.marks[&key].noted, None);
+        db.commit(&batch(
+            4,
+            PeerReport::new(key, point(T0, 0, Leeching, Started)),
+        ))
+        .unwrap();
+        assert_eq!(db.credits[&key.user_torrent()].uploaded, 800, "once");
+
+        // A start of a new session (after a stop) drops the noted counters: they count
+        // from a start that may have been credited under a mark since forgotten.
+        let other = PeerKey {
+            peer_id: PeerId([2; 20]),
+            ..key
+        };
+        db.commit(&batch(
+            5,
+            PeerReport::new(other, point(T0, 900, Leeching, none)),
+        ))
+        .unwrap();
+        let stop = PeerReport::new(other, point(T0 + 10, 950, PeerState::Stopped, Stopped));
+        db.commit(&batch(6, stop)).unwrap();
+        db.commit(&batch(
+            7,
+            PeerReport::new(other, point(T0 + 20, 0, Leeching, Started)),
+        ))
+        .unwrap();
+        assert_eq!(
+            db.credits[&key.user_torrent()].uploaded,
+            850,
+            "800 + the 50 after the mark"
+        );
+        assert_eq!(db.marks[&other].noted, None);
     }
 
     #[test]

@@ -26,8 +26,10 @@
 //!   last_announce, flagged_announces, seed_until, leech_until, PRIMARY KEY (user_id,
 //!   info_hash))`: the credit, added to by each batch (see [`CreditRow`]).
 //! - `shoal_peer_marks(user_id, info_hash, peer_id, uploaded, downloaded,
-//!   last_announce, state, PRIMARY KEY (user_id, info_hash, peer_id))`: each peer's
-//!   high-water mark ([`PeerMark`]; `state` 0 leeching, 1 seeding, 2 stopped).
+//!   last_announce, state, noted_uploaded NULL, noted_downloaded NULL, PRIMARY KEY
+//!   (user_id, info_hash, peer_id))`: each peer's high-water mark ([`PeerMark`];
+//!   `state` 0 leeching, 1 seeding, 2 stopped; the noted counters NULL but for a peer
+//!   first seen without its `started`).
 //! - `shoal_batches(id PRIMARY KEY, committed_at, credits)`: the batches applied.
 //! - From migration 1, kept for their history and no longer written:
 //!   `shoal_user_torrents` (credit by passkey) and `shoal_peers`.
@@ -157,6 +159,12 @@ pub struct PeerMark {
     pub last_announce: u64,
     /// The state after it.
     pub state: PeerState,
+    /// `(uploaded, downloaded)` noted but never credited: a peer first seen without its
+    /// `started` (its state was lost, or another tracker's report of the start is late)
+    /// sets its mark with the counters it had, which count from a start no report
+    /// showed yet. The report of that `started`, when it arrives, credits them. `None`
+    /// once the start was seen (the usual case).
+    pub noted: Option<(u64, u64)>,
 }
 
 /// How far a (user, torrent)'s seeding and leeching time has been credited: time up to
@@ -383,13 +391,30 @@ pub(crate) fn checked_mark(
     downloaded: i64,
     last_announce: i64,
     state: i64,
+    noted: (Option<i64>, Option<i64>),
 ) -> Option<PeerMark> {
+    let noted = match noted {
+        (Some(up), Some(down)) => Some((u64::try_from(up).ok()?, u64::try_from(down).ok()?)),
+        (None, None) => None,
+        _ => return None,
+    };
     Some(PeerMark {
         uploaded: u64::try_from(uploaded).ok()?,
         downloaded: u64::try_from(downloaded).ok()?,
         last_announce: u64::try_from(last_announce).ok()?,
         state: PeerState::from_column(state)?,
+        noted,
     })
+}
+
+impl PeerMark {
+    /// `noted_uploaded` and `noted_downloaded` as stored (NULL when `None`).
+    pub fn noted_columns(&self) -> (Option<i64>, Option<i64>) {
+        match self.noted {
+            Some((up, down)) => (Some(to_column(up)), Some(to_column(down))),
+            None => (None, None),
+        }
+    }
 }
 
 /// A percent column as read: 0 up to 100,000 %; another value counts as 100.
@@ -426,13 +451,19 @@ mod tests {
 
     #[test]
     fn a_mark_row_is_checked_field_by_field() {
+        let good = PeerMark {
+            uploaded: 3,
+            downloaded: 4,
+            last_announce: 5,
+            state: PeerState::Seeding,
+            noted: None,
+        };
+        assert_eq!(checked_mark(3, 4, 5, 1, (None, None)), Some(good));
         assert_eq!(
-            checked_mark(3, 4, 5, 1),
+            checked_mark(3, 4, 5, 1, (Some(1), Some(2))),
             Some(PeerMark {
-                uploaded: 3,
-                downloaded: 4,
-                last_announce: 5,
-                state: PeerState::Seeding,
+                noted: Some((1, 2)),
+                ..good
             })
         );
         for bad in [
@@ -442,8 +473,14 @@ mod tests {
             (3, 4, 5, 3),
             (3, 4, 5, -1),
         ] {
-            assert_eq!(checked_mark(bad.0, bad.1, bad.2, bad.3), None, "{bad:?}");
+            assert_eq!(
+                checked_mark(bad.0, bad.1, bad.2, bad.3, (None, None)),
+                None,
+                "{bad:?}"
+            );
         }
+        assert_eq!(checked_mark(3, 4, 5, 1, (Some(1), None)), None);
+        assert_eq!(checked_mark(3, 4, 5, 1, (Some(-1), Some(0))), None);
     }
 
     #[test]

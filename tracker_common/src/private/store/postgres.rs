@@ -99,6 +99,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
             downloaded BIGINT NOT NULL,
             last_announce BIGINT NOT NULL,
             state SMALLINT NOT NULL,
+            noted_uploaded BIGINT NULL,
+            noted_downloaded BIGINT NULL,
             PRIMARY KEY (user_id, info_hash, peer_id)
         );"#,
     ),
@@ -142,18 +144,21 @@ const UPSERT_CREDITS: &str = "
 /// Replaces a chunk of peer marks, one array per column.
 const UPSERT_MARKS: &str = "
     INSERT INTO shoal_peer_marks (user_id, info_hash, peer_id, uploaded, downloaded,
-        last_announce, state)
+        last_announce, state, noted_uploaded, noted_downloaded)
     SELECT * FROM UNNEST($1::int8[], $2::bytea[], $3::bytea[], $4::int8[], $5::int8[],
-        $6::int8[], $7::int2[])
+        $6::int8[], $7::int2[], $8::int8[], $9::int8[])
     ON CONFLICT (user_id, info_hash, peer_id) DO UPDATE SET
         uploaded = EXCLUDED.uploaded,
         downloaded = EXCLUDED.downloaded,
         last_announce = EXCLUDED.last_announce,
-        state = EXCLUDED.state";
+        state = EXCLUDED.state,
+        noted_uploaded = EXCLUDED.noted_uploaded,
+        noted_downloaded = EXCLUDED.noted_downloaded";
 
 /// Reads the marks of a chunk of peers, with each key's 1-based position.
 const SELECT_MARKS: &str = "
-    SELECT k.i, m.uploaded, m.downloaded, m.last_announce, m.state
+    SELECT k.i, m.uploaded, m.downloaded, m.last_announce, m.state, m.noted_uploaded,
+        m.noted_downloaded
     FROM UNNEST($1::int8[], $2::bytea[], $3::bytea[]) WITH ORDINALITY
         AS k(user_id, info_hash, peer_id, i)
     JOIN shoal_peer_marks m ON m.user_id = k.user_id AND m.info_hash = k.info_hash
@@ -387,6 +392,7 @@ impl Ledger for PostgresLedger<'_, '_> {
                     row.try_get(2).ok()?,
                     row.try_get(3).ok()?,
                     i64::from(row.try_get::<_, i16>(4).ok()?),
+                    (row.try_get(5).ok()?, row.try_get(6).ok()?),
                 )
             })?;
             out.extend(marks);
@@ -466,6 +472,10 @@ impl Ledger for PostgresLedger<'_, '_> {
             let column = |f: fn(&PeerMark) -> u64| -> Vec<i64> {
                 chunk.iter().map(|(_, m)| to_column(f(m))).collect()
             };
+            let noted: Vec<(Option<i64>, Option<i64>)> =
+                chunk.iter().map(|(_, m)| m.noted_columns()).collect();
+            let noted_up: Vec<Option<i64>> = noted.iter().map(|n| n.0).collect();
+            let noted_down: Vec<Option<i64>> = noted.iter().map(|n| n.1).collect();
             let states: Vec<i16> = chunk
                 .iter()
                 .map(|(_, m)| i16::try_from(m.state.to_column()).unwrap_or(0))
@@ -481,6 +491,8 @@ impl Ledger for PostgresLedger<'_, '_> {
                         &column(|m| m.downloaded),
                         &column(|m| m.last_announce),
                         &states,
+                        &noted_up,
+                        &noted_down,
                     ],
                 )
                 .context("upsert into shoal_peer_marks")?;

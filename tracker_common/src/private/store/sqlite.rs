@@ -100,6 +100,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
             downloaded INTEGER NOT NULL,
             last_announce INTEGER NOT NULL,
             state INTEGER NOT NULL,
+            noted_uploaded INTEGER NULL,
+            noted_downloaded INTEGER NULL,
             PRIMARY KEY (user_id, info_hash, peer_id)
         ) WITHOUT ROWID;",
     ),
@@ -155,13 +157,15 @@ const UPSERT_CREDIT: &str = concat!(
 
 const UPSERT_MARK: &str = "
     INSERT INTO shoal_peer_marks (user_id, info_hash, peer_id, uploaded, downloaded,
-        last_announce, state)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        last_announce, state, noted_uploaded, noted_downloaded)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT (user_id, info_hash, peer_id) DO UPDATE SET
         uploaded = excluded.uploaded,
         downloaded = excluded.downloaded,
         last_announce = excluded.last_announce,
-        state = excluded.state";
+        state = excluded.state,
+        noted_uploaded = excluded.noted_uploaded,
+        noted_downloaded = excluded.noted_downloaded";
 
 /// The accounting database in one SQLite file.
 ///
@@ -304,7 +308,9 @@ struct SqliteLedger<'a> {
 impl Ledger for SqliteLedger<'_> {
     fn peer_marks(&mut self, keys: &[PeerKey]) -> anyhow::Result<Vec<Option<PeerMark>>> {
         let mut select = self.tx.prepare_cached(
-            "SELECT uploaded, downloaded, last_announce, state FROM shoal_peer_marks
+            "SELECT uploaded, downloaded, last_announce, state, noted_uploaded,
+                    noted_downloaded
+             FROM shoal_peer_marks
              WHERE user_id = ?1 AND info_hash = ?2 AND peer_id = ?3",
         )?;
         let mut out = Vec::with_capacity(keys.len());
@@ -314,11 +320,18 @@ impl Ledger for SqliteLedger<'_> {
                     params![key.user, &key.info_hash.0[..], &key.peer_id.0[..]],
                     |row| {
                         Ok((|| {
+                            let nullable = |i: usize| -> Option<Option<i64>> {
+                                match row.get_ref(i).ok()? {
+                                    ValueRef::Null => Some(None),
+                                    value => Some(Some(integer(value)?)),
+                                }
+                            };
                             checked_mark(
                                 integer(row.get_ref(0).ok()?)?,
                                 integer(row.get_ref(1).ok()?)?,
                                 integer(row.get_ref(2).ok()?)?,
                                 integer(row.get_ref(3).ok()?)?,
+                                (nullable(4)?, nullable(5)?),
                             )
                         })())
                     },
@@ -394,6 +407,7 @@ impl Ledger for SqliteLedger<'_> {
     fn put_peer_marks(&mut self, rows: &[(PeerKey, PeerMark)]) -> anyhow::Result<()> {
         let mut upsert = self.tx.prepare_cached(UPSERT_MARK)?;
         for (key, mark) in rows {
+            let (noted_up, noted_down) = mark.noted_columns();
             upsert
                 .execute(params![
                     key.user,
@@ -403,6 +417,8 @@ impl Ledger for SqliteLedger<'_> {
                     to_column(mark.downloaded),
                     to_column(mark.last_announce),
                     mark.state.to_column(),
+                    noted_up,
+                    noted_down,
                 ])
                 .context("upsert into shoal_peer_marks")?;
         }
