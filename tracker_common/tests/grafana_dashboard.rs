@@ -4,10 +4,11 @@
 //! label or label value fails here rather than leaving an empty panel in production.
 //!
 //! The figures come from the real endpoint: a [`MetricsServer`] for each protocol on
-//! port 0, read over HTTP as Prometheus would. The queries are read with a small PromQL
-//! tokenizer that knows just what the checks need: selectors (`name{label op "value"}`),
-//! grouping clauses (`by (..)`, `without (..)`, `on (..)`, `ignoring (..)`) and
-//! `label_values(name, label)`.
+//! port 0, public and in private mode (whose `shoal_private_*` series only a private
+//! tracker serves), read over HTTP as Prometheus would. The queries are read with a
+//! small PromQL tokenizer that knows just what the checks need: selectors
+//! (`name{label op "value"}`), grouping clauses (`by (..)`, `without (..)`, `on (..)`,
+//! `ignoring (..)`) and `label_values(name, label)`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,32 +32,44 @@ const TARGET_LABELS: [&str; 2] = ["instance", "job"];
 /// Sample name → label name → the values seen, over all three protocols.
 type Exposed = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
 
-/// What each protocol's tracker serves at `/metrics`, from a metrics server on port 0.
+/// What each protocol's tracker serves at `/metrics`, public and private, from a metrics
+/// server on port 0.
 fn exposed() -> Exposed {
     let mut all = Exposed::new();
     for protocol in [Protocol::Udp, Protocol::Http, Protocol::Ws] {
-        let (listener, addr) = metrics::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let shutdown = ShutdownFlag::new();
-        let server = MetricsServer::new(
-            listener,
-            Arc::new(Statistics::new(1, 1)),
-            Identity {
-                protocol,
-                version: env!("CARGO_PKG_VERSION"),
-                start_unix_secs: 1,
-            },
-            shutdown.clone(),
-            History::new(Duration::from_secs(10)),
-        )
-        .unwrap();
-        let thread = std::thread::spawn(move || server.run());
-        let (status, body) = http_get(addr, "/metrics");
-        shutdown.set();
-        thread.join().unwrap().unwrap();
-        assert_eq!(status, 200, "{body}");
-        parse_samples(&body, &mut all);
+        for private in [false, true] {
+            parse_samples(&served(protocol, private), &mut all);
+        }
     }
     all
+}
+
+/// The `/metrics` text of a `protocol` tracker, in private mode if `private`.
+fn served(protocol: Protocol, private: bool) -> String {
+    let statistics = Arc::new(Statistics::new(1, 1));
+    if private {
+        statistics.private().enable();
+    }
+    let (listener, addr) = metrics::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let shutdown = ShutdownFlag::new();
+    let server = MetricsServer::new(
+        listener,
+        statistics,
+        Identity {
+            protocol,
+            version: env!("CARGO_PKG_VERSION"),
+            start_unix_secs: 1,
+        },
+        shutdown.clone(),
+        History::new(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let thread = std::thread::spawn(move || server.run());
+    let (status, body) = http_get(addr, "/metrics");
+    shutdown.set();
+    thread.join().unwrap().unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// Adds the sample lines of an OpenMetrics text to `into`: the names as Prometheus
@@ -413,6 +426,24 @@ fn dashboard_reads_only_metrics_the_trackers_serve() {
     // Every series a tracker serves is on the dashboard: a new one needs a panel.
     let unused: Vec<_> = exposed.keys().filter(|m| !used.contains(*m)).collect();
     assert!(unused.is_empty(), "no panel reads {unused:?}");
+}
+
+/// The first test sees private mode's series only because [`exposed`] also serves
+/// trackers in private mode: they must come from private mode, and only from it.
+#[test]
+fn private_series_come_from_private_mode_only() {
+    for protocol in [Protocol::Udp, Protocol::Http, Protocol::Ws] {
+        let private_series = |private: bool| {
+            let mut exposed = Exposed::new();
+            parse_samples(&served(protocol, private), &mut exposed);
+            exposed
+                .into_keys()
+                .filter(|m| m.starts_with("shoal_private_"))
+                .count()
+        };
+        assert_eq!(private_series(false), 0, "{protocol:?}");
+        assert!(private_series(true) > 0, "{protocol:?}");
+    }
 }
 
 /// A small dashboard of the same shape as the real one, written here so that the test
