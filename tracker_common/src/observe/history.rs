@@ -8,6 +8,9 @@
 //! - Rates from deltas: requests per second between two samples is the counters'
 //!   difference over the time between them; the first sample has no rate, and a counter
 //!   that went backwards (it cannot, but a clock can) gives 0, never a negative rate.
+//! - Private mode's series (credits committed, batches by outcome, refusals by cause)
+//!   only when private mode is on: a sample taken while it was off has none, and a rate
+//!   needs both of its samples to have them.
 //!
 //! It takes the time as an argument and does no I/O. Only the metrics thread holds it:
 //! sampling reads the workers' counters as a scrape does, and takes no lock.
@@ -16,6 +19,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::observe::statistics::{Protocol, RequestKind, Snapshot};
+use crate::private::passkey::Refusal;
+use crate::private::stats::PrivateSnapshot;
 
 /// How far back the history reaches.
 pub const SPAN: Duration = Duration::from_secs(3600);
@@ -30,6 +35,36 @@ struct Sample {
     torrents: u64,
     seeders: u64,
     leechers: u64,
+    /// Private mode's counters, if it is on.
+    private: Option<PrivateSample>,
+}
+
+/// The labels of [`PrivateSample::batches`], as the metrics endpoint names the outcomes.
+const BATCH_OUTCOMES: [&str; 3] = ["committed", "already_applied", "failed"];
+
+/// Private mode's counters in one sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PrivateSample {
+    /// Peer reports committed so far.
+    credits_committed: u64,
+    /// Batches so far by outcome, in [`BATCH_OUTCOMES`] order.
+    batches: [u64; 3],
+    /// Requests refused so far, by [`Refusal::index`].
+    refused: [u64; 5],
+}
+
+impl PrivateSample {
+    fn of(p: &PrivateSnapshot) -> Option<Self> {
+        p.enabled.then_some(PrivateSample {
+            credits_committed: p.credits_committed,
+            batches: [
+                p.batches_committed,
+                p.batches_already_applied,
+                p.batches_failed,
+            ],
+            refused: p.refused,
+        })
+    }
 }
 
 /// The samples of the last [`SPAN`], oldest first.
@@ -87,23 +122,57 @@ impl History {
             torrents: snapshot.torrents,
             seeders: snapshot.seeders,
             leechers: snapshot.leechers,
+            private: PrivateSample::of(&snapshot.private),
         });
     }
 
     /// Requests of `kind` per second from the sample before each sample to it, oldest
     /// first; `None` for the first sample held (nothing before it).
     pub fn request_rates(&self, kind: RequestKind) -> Vec<Option<f64>> {
+        self.rates(|s| s.requests.get(kind as usize).copied())
+    }
+
+    /// The per-second rate of `counter` from the sample before each sample to it, oldest
+    /// first; `None` for the first sample and where either sample has no such counter.
+    fn rates(&self, counter: impl Fn(&Sample) -> Option<u64>) -> Vec<Option<f64>> {
         let mut rates = Vec::with_capacity(self.samples.len());
         let mut previous: Option<&Sample> = None;
         for sample in &self.samples {
-            rates.push(previous.map(|p| rate(p, sample, kind)));
+            rates.push(previous.and_then(|p| {
+                let ms = sample.unix_ms.saturating_sub(p.unix_ms);
+                Some(rate(counter(p)?, counter(sample)?, ms))
+            }));
             previous = Some(sample);
         }
         rates
     }
 
+    /// Private mode's rates, if a sample held has them: credits committed, batches by
+    /// outcome and refusals by cause, per second.
+    fn private_json(&self) -> Option<serde_json::Value> {
+        if self.samples.iter().all(|s| s.private.is_none()) {
+            return None;
+        }
+        let batches =
+            serde_json::Map::from_iter(BATCH_OUTCOMES.iter().enumerate().map(|(i, &outcome)| {
+                let rates = self.rates(|s| s.private?.batches.get(i).copied());
+                (outcome.to_owned(), rates.into())
+            }));
+        let refused = serde_json::Map::from_iter(Refusal::ALL.into_iter().map(|cause| {
+            let rates = self.rates(|s| s.private?.refused.get(cause.index()).copied());
+            (cause.label().to_owned(), rates.into())
+        }));
+        Some(serde_json::json!({
+            "credits_committed_per_sec": self.rates(|s| Some(s.private?.credits_committed)),
+            "batches_per_sec": batches,
+            "refused_per_sec": refused,
+        }))
+    }
+
     /// The history as the page reads it: the times in Unix seconds, and per time the
-    /// request rates of the protocol's kinds, the torrents, seeders and leechers.
+    /// request rates of the protocol's kinds, the torrents, seeders and leechers; in
+    /// private mode also `private`, its rates (`null` where a sample was taken before
+    /// private mode was on).
     pub fn to_json(&self, protocol: Protocol) -> serde_json::Value {
         let timestamps: Vec<f64> = self
             .samples
@@ -117,7 +186,7 @@ impl History {
                 .map(|&kind| (kind.label().to_owned(), self.request_rates(kind).into())),
         );
         let series = |f: fn(&Sample) -> u64| self.samples.iter().map(f).collect::<Vec<u64>>();
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "protocol": protocol.label(),
             "interval_secs": self.interval.as_secs(),
             "capacity": self.capacity,
@@ -126,24 +195,27 @@ impl History {
             "torrents": series(|s| s.torrents),
             "seeders": series(|s| s.seeders),
             "leechers": series(|s| s.leechers),
-        })
+        });
+        if let (Some(map), Some(private)) = (json.as_object_mut(), self.private_json()) {
+            map.insert("private".into(), private);
+        }
+        json
     }
 }
 
-fn rate(from: &Sample, to: &Sample, kind: RequestKind) -> f64 {
-    let i = kind as usize;
-    let (Some(before), Some(after)) = (from.requests.get(i), to.requests.get(i)) else {
-        return 0.0;
-    };
-    let ms = to.unix_ms.saturating_sub(from.unix_ms);
+/// A counter's rate per second from `before` to `after`, `ms` apart: 0 when no time
+/// passed or the counter went backwards.
+fn rate(before: u64, after: u64, ms: u64) -> f64 {
     if ms == 0 {
         return 0.0;
     }
-    after.saturating_sub(*before) as f64 * 1000.0 / ms as f64
+    after.saturating_sub(before) as f64 * 1000.0 / ms as f64
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn snapshot(announces: u64, torrents: u64) -> Snapshot {
@@ -224,6 +296,73 @@ mod tests {
         assert_eq!(
             http["requests_per_sec"]["scrape"],
             serde_json::json!([null])
+        );
+        assert!(http.get("private").is_none(), "{http}");
+    }
+
+    fn private_snapshot(credits: u64, committed: u64, unknown_passkey: u64) -> Snapshot {
+        let mut s = snapshot(0, 0);
+        s.private = PrivateSnapshot {
+            enabled: true,
+            credits_committed: credits,
+            batches_committed: committed,
+            batches_already_applied: 1,
+            batches_failed: 2,
+            refused: [3, unknown_passkey, 0, 0, 0],
+            ..PrivateSnapshot::default()
+        };
+        s
+    }
+
+    #[test]
+    fn private_rates_need_private_mode_in_both_samples() {
+        let mut history = History::new(Duration::from_secs(10));
+        history.push(0, &snapshot(0, 0));
+        history.push(10_000, &snapshot(0, 0));
+        assert!(history.to_json(Protocol::Udp).get("private").is_none());
+        // Private mode came on between the second sample and the third.
+        history.push(20_000, &private_snapshot(100, 5, 7));
+        history.push(30_000, &private_snapshot(300, 7, 17));
+        history.push(35_000, &private_snapshot(350, 8, 17));
+        let json = history.to_json(Protocol::Udp);
+        let private = &json["private"];
+        assert_eq!(
+            private["credits_committed_per_sec"],
+            serde_json::json!([null, null, null, 20.0, 10.0])
+        );
+        assert_eq!(
+            private["batches_per_sec"]["committed"],
+            serde_json::json!([null, null, null, 0.2, 0.2])
+        );
+        assert_eq!(
+            private["batches_per_sec"]["already_applied"],
+            serde_json::json!([null, null, null, 0.0, 0.0])
+        );
+        assert_eq!(
+            private["batches_per_sec"]["failed"],
+            serde_json::json!([null, null, null, 0.0, 0.0])
+        );
+        assert_eq!(
+            private["refused_per_sec"]["unknown_passkey"],
+            serde_json::json!([null, null, null, 1.0, 0.0])
+        );
+        // Every cause, by its metrics label.
+        let causes: BTreeSet<&str> = private["refused_per_sec"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let labels: BTreeSet<&str> = Refusal::ALL.iter().map(|c| c.label()).collect();
+        assert_eq!(causes, labels);
+        // Once the samples before it are gone, every rate but the first is a number.
+        let mut short = History::new(Duration::from_secs(1800));
+        for (i, credits) in [0, 10, 40].into_iter().enumerate() {
+            short.push(i as u64 * 1000, &private_snapshot(credits, 0, 0));
+        }
+        assert_eq!(
+            short.to_json(Protocol::Http)["private"]["credits_committed_per_sec"],
+            serde_json::json!([null, 30.0])
         );
     }
 }
