@@ -6,11 +6,14 @@
 //! themselves.
 //!
 //! - [`accounting`]: private mode's scenario tests, shared by the three trackers.
+//! - [`operator`]: private mode's operator scenarios (restarts, caps, several
+//!   processes on one database, the database down at start).
 //! - [`metrics`]: reading a tracker's `/metrics`.
 //! - [`postgres`]: a throwaway PostgreSQL server, for the accounting database's tests.
 
 pub mod accounting;
 pub mod metrics;
+pub mod operator;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};

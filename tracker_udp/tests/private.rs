@@ -5,12 +5,13 @@
 //! PostgreSQL.
 
 mod common;
+mod private_client;
 
-use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
 use common::*;
+use private_client::{UdpAnnounceClient, passkey_url};
 use tracker_common::private::passkey::{Passkey, Refusal};
 use tracker_common::testing::accounting::{
     AnnounceClient, Database, PASSKEY_A, PASSKEY_B, PASSKEY_UNKNOWN, ScriptPeer, Step, Totals,
@@ -18,128 +19,7 @@ use tracker_common::testing::accounting::{
 };
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId};
 use tracker_udp::Config;
-use tracker_udp_protocol::{
-    AnnounceRequest, ConnectRequest, ConnectionId, Request, Response, TransactionId,
-};
-
-/// The BEP 41 URL data of an announce URL with `passkey`.
-fn passkey_url(passkey: &Passkey) -> Vec<u8> {
-    format!("/{passkey}/announce").into_bytes()
-}
-
-/// The scenarios' client: connect, then announce with `/PASSKEY/announce` in the URL
-/// data, each resent on timeout (UDP may drop a datagram; a repeated announce is
-/// harmless, accounting credits it once).
-struct UdpAnnounceClient {
-    socket: UdpSocket,
-    connection: Option<(SocketAddr, ConnectionId)>,
-    next_tid: i32,
-}
-
-impl UdpAnnounceClient {
-    const ATTEMPTS: usize = 5;
-
-    fn new() -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        Self {
-            socket,
-            connection: None,
-            next_tid: 0,
-        }
-    }
-
-    /// Sends `request` and returns the answer with its transaction id (older answers,
-    /// to requests already resent, are skipped); `None` after a timeout.
-    fn exchange(&mut self, tracker: SocketAddr, request: &Request) -> Option<Response> {
-        let tid = match request {
-            Request::Connect(r) => r.transaction_id,
-            Request::Announce(r) => r.transaction_id,
-            Request::Scrape(r) => r.transaction_id,
-        };
-        let mut bytes = Vec::new();
-        request.write_bytes(&mut bytes).unwrap();
-        self.socket.send_to(&bytes, tracker).unwrap();
-        let mut buf = [0u8; 2048];
-        loop {
-            let (len, from) = self.socket.recv_from(&mut buf).ok()?;
-            if from != tracker {
-                continue;
-            }
-            match Response::parse_bytes(&buf[..len], true) {
-                Ok(response) if response.transaction_id() == tid => return Some(response),
-                _ => {}
-            }
-        }
-    }
-
-    fn tid(&mut self) -> TransactionId {
-        self.next_tid += 1;
-        TransactionId(self.next_tid)
-    }
-
-    fn connection_id(&mut self, tracker: SocketAddr) -> anyhow::Result<ConnectionId> {
-        if let Some((addr, id)) = self.connection
-            && addr == tracker
-        {
-            return Ok(id);
-        }
-        for _ in 0..Self::ATTEMPTS {
-            let request = Request::Connect(ConnectRequest {
-                transaction_id: self.tid(),
-            });
-            if let Some(Response::Connect(r)) = self.exchange(tracker, &request) {
-                self.connection = Some((tracker, r.connection_id));
-                return Ok(r.connection_id);
-            }
-        }
-        anyhow::bail!("no answer to {} connects", Self::ATTEMPTS)
-    }
-}
-
-impl AnnounceClient for UdpAnnounceClient {
-    fn announce(
-        &mut self,
-        tracker: SocketAddr,
-        peer: &ScriptPeer,
-        step: &Step,
-    ) -> anyhow::Result<()> {
-        for _ in 0..Self::ATTEMPTS {
-            let connection_id = self.connection_id(tracker)?;
-            let request = Request::Announce(AnnounceRequest {
-                connection_id,
-                transaction_id: self.tid(),
-                info_hash: peer.info_hash,
-                peer_id: peer.peer_id,
-                bytes_downloaded: i64::try_from(step.downloaded)?,
-                bytes_left: i64::try_from(step.left)?,
-                bytes_uploaded: i64::try_from(step.uploaded)?,
-                event: step.event,
-                ip_address: None,
-                key: 1,
-                peers_wanted: 10,
-                port: peer.port,
-                url_data: passkey_url(&peer.passkey),
-            });
-            match self.exchange(tracker, &request) {
-                Some(Response::AnnounceIpv4(_)) => return Ok(()),
-                Some(Response::Error(e)) if e.message.contains("connection id") => {
-                    self.connection = None;
-                }
-                Some(Response::Error(e)) => anyhow::bail!("error answer: {}", e.message),
-                Some(other) => anyhow::bail!("unexpected answer: {other:?}"),
-                None => {}
-            }
-        }
-        anyhow::bail!("no answer to {} announces", Self::ATTEMPTS)
-    }
-
-    fn reset(&mut self) {
-        self.connection = None;
-    }
-}
+use tracker_udp_protocol::{ConnectionId, Request, Response};
 
 tracker_common::accounting_scenario_tests!(
     env!("CARGO_BIN_EXE_tracker_udp"),
@@ -385,3 +265,10 @@ fn sigusr1_reloads_the_passkeys() {
     drop(spawned);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// --- operator scenarios (restarts, caps, overlapping processes, the database down) ---
+
+tracker_common::operator_scenario_tests!(
+    env!("CARGO_BIN_EXE_tracker_udp"),
+    UdpAnnounceClient::new()
+);

@@ -345,6 +345,73 @@ impl Database {
         Ok(out)
     }
 
+    /// `(seed_seconds, leech_seconds)` of `user` on `info_hash` (0 without a row).
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn seconds(&self, user: i64, info_hash: InfoHash) -> anyhow::Result<(u64, u64)> {
+        const QUERY: &str = "SELECT seed_seconds, leech_seconds FROM shoal_credits \
+                             WHERE user_id = $1 AND info_hash = $2";
+        let row: Option<(i64, i64)> = if let Some(path) = self.url.strip_prefix("sqlite://") {
+            use rusqlite::OptionalExtension;
+            rusqlite::Connection::open(path)?
+                .query_row(
+                    &QUERY.replace('$', "?"),
+                    rusqlite::params![user, &info_hash.0[..]],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?
+        } else {
+            postgres::Client::connect(&self.url, postgres::NoTls)?
+                .query_opt(QUERY, &[&user, &&info_hash.0[..]])?
+                .map(|row| (row.get(0), row.get(1)))
+        };
+        Ok(row.map_or((0, 0), |(seed, leech)| (seed as u64, leech as u64)))
+    }
+
+    /// Every time the database holds, named: `shoal_batches.committed_at`,
+    /// `shoal_credits.first_announce` and `last_announce`, `shoal_peer_marks.last_announce`.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn times(&self) -> anyhow::Result<Vec<(&'static str, u64)>> {
+        const QUERIES: [(&str, &str); 4] = [
+            (
+                "shoal_batches.committed_at",
+                "SELECT committed_at FROM shoal_batches",
+            ),
+            (
+                "shoal_credits.first_announce",
+                "SELECT first_announce FROM shoal_credits",
+            ),
+            (
+                "shoal_credits.last_announce",
+                "SELECT last_announce FROM shoal_credits",
+            ),
+            (
+                "shoal_peer_marks.last_announce",
+                "SELECT last_announce FROM shoal_peer_marks",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (name, query) in QUERIES {
+            let values: Vec<i64> = if let Some(path) = self.url.strip_prefix("sqlite://") {
+                let db = rusqlite::Connection::open(path)?;
+                let mut statement = db.prepare(query)?;
+                let rows = statement.query_map([], |row| row.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            } else {
+                postgres::Client::connect(&self.url, postgres::NoTls)?
+                    .query(query, &[])?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect()
+            };
+            out.extend(values.into_iter().map(|v| (name, v as u64)));
+        }
+        Ok(out)
+    }
+
     /// Rows of `shoal_peer_marks` (committed peer marks).
     ///
     /// # Errors
