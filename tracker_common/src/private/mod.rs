@@ -137,7 +137,7 @@ crate::config_section! {
         /// The same, for the peers of one user.
         pub max_peers_per_passkey: usize,
         /// Upload speed, in bytes per second, above which an announce is flagged in
-        /// shoal_user_torrents.flagged_announces for review (never refused). 0: no flags.
+        /// shoal_credits.flagged_announces for review (never refused). 0: no flags.
         pub flag_upload_bytes_per_sec: u64,
     }
 }
