@@ -176,6 +176,10 @@ pub struct AccountingShard {
     urgent: usize,
     evicted: u64,
     flagged: u64,
+    /// The most reports held at a hand-over lately (it decays by a quarter at each):
+    /// the tables keep room for that many, rather than growing again from nothing
+    /// after every hand-over.
+    recent_peak: usize,
 }
 
 impl AccountingShard {
@@ -191,6 +195,7 @@ impl AccountingShard {
             urgent: 0,
             evicted: 0,
             flagged: 0,
+            recent_peak: 0,
         }
     }
 
@@ -227,7 +232,7 @@ impl AccountingShard {
                 if let Some((_, user)) = self.users.get_mut(&key.user) {
                     user.queue.push_back((hash, seq));
                 }
-                self.compact();
+                self.compact(key.user);
                 AnnounceOutcome::Merged
             }
             Entry::Vacant(_) => {
@@ -257,7 +262,7 @@ impl AccountingShard {
                 let (count, user) = self.users.entry(key.user).or_default();
                 *count += 1;
                 user.queue.push_back((hash, seq));
-                self.compact();
+                self.compact(key.user);
                 outcome
             }
         }
@@ -303,9 +308,11 @@ impl AccountingShard {
         Some(held)
     }
 
-    /// Drops stale queue entries once they outnumber the live ones, so that the queues
-    /// stay within twice the reports (plus a little).
-    fn compact(&mut self) {
+    /// Drops stale queue entries once they outnumber the live ones, in the shard's
+    /// queue and in `user`'s (the one just touched), so that the queues stay within
+    /// twice the reports (plus a little). Each entry is dropped once, so the cost is
+    /// constant per announce, amortized.
+    fn compact(&mut self, user: UserId) {
         const SLACK: usize = 1024;
         let live = self.reports.len();
         let reports = &self.reports;
@@ -313,10 +320,10 @@ impl AccountingShard {
         if self.recency.queue.len() > 2 * live + SLACK {
             self.recency.queue.retain(current);
         }
-        for (count, user) in self.users.values_mut() {
-            if user.queue.len() > 2 * *count + 16 {
-                user.queue.retain(current);
-            }
+        if let Some((count, queue)) = self.users.get_mut(&user)
+            && queue.queue.len() > 2 * *count + 16
+        {
+            queue.queue.retain(current);
         }
     }
 
@@ -324,6 +331,10 @@ impl AccountingShard {
     /// them. Returns how many were moved.
     pub fn take_pending(&mut self, out: &mut Vec<PeerReport>, max: usize) -> usize {
         let before = out.len();
+        self.recent_peak = self
+            .reports
+            .len()
+            .max(self.recent_peak - self.recent_peak / 4);
         while out.len() - before < max {
             let Some((hash, seq)) = self.recency.queue.pop_front() else {
                 break;
@@ -346,12 +357,19 @@ impl AccountingShard {
     }
 
     /// After a burst (every peer announcing within one hand-over, as after a restart)
-    /// the tables would keep room for all of them.
+    /// the tables would keep room for all of them: they keep room for the recent peak.
     fn shrink(&mut self) {
-        self.reports
-            .shrink_to(0, |h| self.hasher.hash_one(h.report.key));
-        self.recency.queue.shrink_to(1024);
-        self.users.shrink_to(0);
+        let keep = self.recent_peak;
+        if self.reports.capacity() > 2 * keep + 1024 {
+            self.reports
+                .shrink_to(keep, |h| self.hasher.hash_one(h.report.key));
+        }
+        if self.recency.queue.capacity() > 4 * keep + 1024 {
+            self.recency.queue.shrink_to(2 * keep);
+        }
+        if self.users.capacity() > 2 * keep + 1024 {
+            self.users.shrink_to(keep);
+        }
     }
 
     /// Puts reports that could not be handed over back. A peer that announced since
