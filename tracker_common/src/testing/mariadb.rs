@@ -56,6 +56,9 @@ impl TestMariaDb {
     /// How long the server may take to start or stop.
     const WAIT: Duration = Duration::from_secs(30);
 
+    /// Starts tried again on another port when the one picked was taken meanwhile.
+    const PORT_TRIES: u32 = 3;
+
     /// Initialises a data directory in a new temporary directory, starts the server on a
     /// free port and waits until the user `shoal` can connect to the database `shoal`.
     ///
@@ -74,20 +77,31 @@ impl TestMariaDb {
         }
         let instance = INSTANCES.fetch_add(1, Ordering::Relaxed);
         let dir = crate::testing::temp_dir(&format!("mariadb{instance}"));
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .context("pick a free port")?
-            .port();
         let mut server = Self {
             dir,
-            port,
+            port: 0,
             as_root: nix::unistd::geteuid().is_root(),
             server: None,
         };
         std::fs::write(server.init_file(), INIT_SQL).context("write the init file")?;
         server.install_db()?;
-        server.start_again()?;
-        Ok(server)
+        // The port was free when picked, but is not held until the server binds it:
+        // another process may take it meanwhile (an outgoing connection's local port,
+        // say). That, and only that, is tried again on another port.
+        let mut tries = 0;
+        loop {
+            server.port = free_port()?;
+            match server.start_again() {
+                Ok(()) => return Ok(server),
+                Err(err)
+                    if tries < Self::PORT_TRIES
+                        && format!("{err:#}").contains("Address already in use") =>
+                {
+                    tries += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// The URL of the database `shoal`.
@@ -204,6 +218,9 @@ impl TestMariaDb {
         }
         let output = command
             .arg(self.path_arg("--datadir", &self.data_dir()))
+            // Its own: a server starting removes every temporary table file in its
+            // tmpdir, another server's too (a shared /tmp fails concurrent bootstraps).
+            .arg(self.path_arg("--tmpdir", &self.dir))
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .arg("--skip-name-resolve")
@@ -225,6 +242,7 @@ impl TestMariaDb {
 
     /// Connects as `shoal` until that works, the server exits, or [`Self::WAIT`] passes.
     fn wait_ready(&mut self) -> anyhow::Result<()> {
+        // Short timeouts: a probe that times out is simply made again, until WAIT.
         let opts = mysql::OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
             .tcp_port(self.port)
@@ -232,20 +250,22 @@ impl TestMariaDb {
             .db_name(Some("shoal"))
             .prefer_socket(false)
             .tcp_connect_timeout(Some(Duration::from_secs(1)))
-            .read_timeout(Some(Duration::from_secs(5)))
-            .write_timeout(Some(Duration::from_secs(5)));
+            .read_timeout(Some(Duration::from_secs(2)))
+            .write_timeout(Some(Duration::from_secs(2)));
         let deadline = Instant::now() + Self::WAIT;
         loop {
-            let last = match mysql::Conn::new(opts.clone()) {
-                Ok(_) => return Ok(()),
-                Err(err) => err,
-            };
+            // Before connecting: whatever answers on a port the server could not bind
+            // is not the server.
             if let Some(child) = self.server.as_mut()
                 && let Some(status) = child.try_wait().context("wait for mariadbd")?
             {
                 self.server = None;
                 anyhow::bail!("mariadbd exited ({status})");
             }
+            let last = match mysql::Conn::new(opts.clone()) {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
             if Instant::now() >= deadline {
                 anyhow::bail!(
                     "mariadbd did not accept connections within {:?}: {last}",
@@ -255,6 +275,14 @@ impl TestMariaDb {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A loopback port that no socket is bound to now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .context("pick a free port")?
+        .port())
 }
 
 impl Drop for TestMariaDb {
