@@ -812,6 +812,52 @@ fn a_commit_during_an_outage_fails_and_its_retry_applies_once() {
         db.credit(peer)[..5],
         [Some(70), Some(0), Some(70), Some(0), Some(120)]
     );
+
+    // So does a connection the server closed (wait_timeout, an operator's KILL).
+    let mut side = db.conn();
+    let others: Vec<u64> = side
+        .query(
+            "SELECT id FROM information_schema.processlist
+             WHERE user = 'shoal' AND id <> CONNECTION_ID()",
+        )
+        .unwrap();
+    assert_eq!(others.len(), 1, "the store's connection");
+    for id in others {
+        side.query_drop(format!("KILL CONNECTION {id}")).unwrap();
+    }
+    let t3 = T0 + 180;
+    let fourth = batch(
+        4,
+        t3,
+        vec![report(peer, t3, 80, 0, PeerState::Seeding, next)],
+    );
+    assert_eq!(store.commit(&fourth).unwrap(), CommitOutcome::Applied);
+    assert_eq!(
+        db.credit(peer)[..5],
+        [Some(80), Some(0), Some(80), Some(0), Some(180)]
+    );
+}
+
+/// Without the row every batch locks, writers would not be serialised: commits stop
+/// (applying nothing) until it is back.
+#[test]
+fn a_missing_lock_row_stops_commits() {
+    let db = Db::start();
+    let mut store = db.open();
+    db.exec("DELETE FROM shoal_lock");
+    let peer = key(3, 3, 3);
+    let started = AnnounceEvent::Started;
+    let first = batch(
+        1,
+        T0,
+        vec![report(peer, T0, 10, 0, PeerState::Seeding, started)],
+    );
+    let err = format!("{:#}", store.commit(&first).err().unwrap());
+    assert!(err.contains("shoal_lock has no row"), "{err}");
+    assert_eq!(db.ints("SELECT COUNT(*) FROM shoal_batches"), [[Some(0)]]);
+    assert_eq!(db.ints("SELECT COUNT(*) FROM shoal_credits"), [[Some(0)]]);
+    db.exec("INSERT INTO shoal_lock (id) VALUES (1)");
+    assert_eq!(store.commit(&first).unwrap(), CommitOutcome::Applied);
 }
 
 #[test]
