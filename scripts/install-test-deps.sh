@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(python3-libtorrent aria2 openssl transmission-daemon iproute2 util-linux postgresql faketime)
+packages=(python3-libtorrent aria2 openssl transmission-daemon iproute2 util-linux postgresql
+    faketime mariadb-server)
 
 # The npm packages of a test directory (e2e/ws: the WebTorrent clients;
 # e2e/metrics-page: puppeteer-core). `npm ci` (a clean install of the lockfile's
@@ -81,13 +82,14 @@ echo "install-test-deps: installing: ${missing[*]}"
 "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
 
 # transmission-daemon's package enables and starts a system service (as
-# debian-transmission, on every interface, with DHT on), and so does
-# postgresql's (a cluster "main" on port 5432). The end-to-end test runs its
-# own daemon on 127.0.0.1, the accounting tests their own PostgreSQL servers
-# (tracker_common::testing::postgres) on free ports, and the services must
-# never run: while the packages install, a policy-rc.d that denies every
-# service start is in place (unless one already is), and the services are
-# disabled afterwards.
+# debian-transmission, on every interface, with DHT on), and so do
+# postgresql's (a cluster "main" on port 5432) and mariadb-server's (on port
+# 3306). The end-to-end test runs its own daemon on 127.0.0.1, the accounting
+# tests their own PostgreSQL and MariaDB servers
+# (tracker_common::testing::{postgres,mariadb}) on free ports, and the
+# services must never run: while the packages install, a policy-rc.d that
+# denies every service start is in place (unless one already is), and the
+# services are disabled afterwards.
 policy=/usr/sbin/policy-rc.d
 added_policy=false
 if [ ! -e "$policy" ]; then
@@ -106,7 +108,7 @@ trap remove_policy EXIT
 "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y --no-install-recommends "${missing[@]}"
 
-for service in transmission-daemon postgresql; do
+for service in transmission-daemon postgresql mariadb; do
     if command -v systemctl >/dev/null 2>&1; then
         "${sudo_cmd[@]}" systemctl disable "$service.service" >/dev/null 2>&1 || true
     elif command -v update-rc.d >/dev/null 2>&1; then
@@ -126,5 +128,8 @@ command -v unshare ip >/dev/null
 /usr/bin/chromium --version
 # The newest server, as tracker_common::testing::postgres picks it.
 "$(ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -n 1)" --version
+# The binaries tracker_common::testing::mariadb runs.
+/usr/sbin/mariadbd --version
+command -v mariadb-install-db >/dev/null
 
 install_npm_packages

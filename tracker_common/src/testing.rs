@@ -10,8 +10,10 @@
 //!   processes on one database, the database down at start).
 //! - [`metrics`]: reading a tracker's `/metrics`.
 //! - [`postgres`]: a throwaway PostgreSQL server, for the accounting database's tests.
+//! - [`mariadb`]: a throwaway MariaDB server, for the MySQL backend's tests.
 
 pub mod accounting;
+pub mod mariadb;
 pub mod metrics;
 pub mod operator;
 pub mod postgres;

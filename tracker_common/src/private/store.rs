@@ -46,9 +46,11 @@
 
 #[cfg(test)]
 pub(crate) mod memory;
+mod mysql;
 mod postgres;
 mod sqlite;
 
+pub use self::mysql::MysqlStore;
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 
