@@ -1,6 +1,7 @@
 //! The accounting database's backends, each against a real database: SQLite in a
-//! temporary file, PostgreSQL on a server of the test's own ([`TestPostgres`]). Every
-//! check runs on both; the outage checks on PostgreSQL only.
+//! temporary file, PostgreSQL and MariaDB on servers of the test's own
+//! ([`TestPostgres`], `TestMariaDb`). Every check runs on all three; the outage checks
+//! on PostgreSQL here (MariaDB's are in `mysql_store.rs`).
 //!
 //! The checks are written from the store's contract (`tracker_common::private::store`
 //! and `ledger`): a batch is applied exactly once, each report is credited against the
@@ -37,6 +38,11 @@ trait Backend {
 
     fn count(&self, sql: &str) -> i64 {
         self.row(sql)[0].unwrap()
+    }
+
+    /// Migrations of the backend's schema (MySQL's first is the whole layout).
+    fn migrations(&self) -> i64 {
+        2
     }
 }
 
@@ -137,6 +143,54 @@ impl Backend for Postgres {
     }
 }
 
+struct Mariadb {
+    server: tracker_common::testing::mariadb::TestMariaDb,
+}
+
+impl Mariadb {
+    fn new() -> Self {
+        Self {
+            server: tracker_common::testing::mariadb::TestMariaDb::start()
+                .unwrap_or_else(|err| panic!("{err:#}")),
+        }
+    }
+
+    fn conn(&self) -> mysql::Conn {
+        mysql::Conn::new(mysql::Opts::from_url(&self.server.url()).unwrap()).unwrap()
+    }
+}
+
+impl Backend for Mariadb {
+    fn url(&self) -> String {
+        self.server.url()
+    }
+
+    fn exec(&self, sql: &str) {
+        use mysql::prelude::Queryable;
+        self.conn().query_drop(sql).unwrap();
+    }
+
+    fn row(&self, sql: &str) -> Vec<Option<i64>> {
+        use mysql::prelude::Queryable;
+        let row: mysql::Row = self.conn().query_first(sql).unwrap().unwrap();
+        (0..row.len())
+            .map(|i| row.get::<Option<i64>, _>(i).flatten())
+            .collect()
+    }
+
+    fn blob(&self, bytes: &[u8]) -> String {
+        format!("X'{}'", hex(bytes))
+    }
+
+    fn boolean(&self, value: bool) -> &'static str {
+        if value { "TRUE" } else { "FALSE" }
+    }
+
+    fn migrations(&self) -> i64 {
+        1
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -220,8 +274,8 @@ fn schema_is_created_once(db: &dyn Backend) {
     let mut store = db.open();
     assert_eq!(
         db.count("SELECT COUNT(*) FROM shoal_schema_migrations"),
-        2,
-        "migrations 1 and 2, once each"
+        db.migrations(),
+        "each migration once"
     );
     for table in [
         "shoal_passkeys",
@@ -522,6 +576,14 @@ macro_rules! on_both_backends {
                 #[test]
                 fn $check() {
                     super::$check(&super::Postgres::new());
+                }
+            )*
+        }
+        mod on_mariadb {
+            $(
+                #[test]
+                fn $check() {
+                    super::$check(&super::Mariadb::new());
                 }
             )*
         }

@@ -27,6 +27,12 @@ tracker_common::accounting_scenario_tests!(
     UdpAnnounceClient::new()
 );
 
+tracker_common::mysql_scenario_tests!(
+    env!("CARGO_BIN_EXE_tracker_udp"),
+    "udp-private",
+    UdpAnnounceClient::new()
+);
+
 // --- refusals, in-process ---
 
 /// A tracker in private mode on a fresh SQLite file, users A and B in a passkey file,

@@ -39,7 +39,7 @@
 //!
 //! # Backends
 //! [`open`] picks one by the URL's scheme: [`SqliteStore`] (`sqlite://PATH`),
-//! [`PostgresStore`] (`postgresql://...`) or `MysqlStore` (`mysql://...`, for MySQL
+//! [`PostgresStore`] (`postgresql://...`) or [`MysqlStore`] (`mysql://...`, for MySQL
 //! and MariaDB). They keep the same tables, columns and migration numbers, and none
 //! panics on what it reads: a row that does not hold what it must is skipped (and
 //! counted in a warning), or, for a peer mark, read as no mark.
@@ -365,6 +365,9 @@ pub fn open(url: &str) -> anyhow::Result<Box<dyn AccountingStore>> {
     if url.starts_with("postgresql://") || url.starts_with("postgres://") {
         return Ok(Box::new(PostgresStore::open(url)?));
     }
+    if url.starts_with("mysql://") {
+        return Ok(Box::new(MysqlStore::open(url)?));
+    }
     anyhow::bail!(
         "accounting database {}: must start with sqlite://, postgresql:// or mysql://",
         crate::private::redact(url)
@@ -507,7 +510,7 @@ mod tests {
 
     #[test]
     fn open_refuses_unknown_schemes() {
-        for url in ["", "sqlite://", "mysql://x", "sqlite:x.db"] {
+        for url in ["", "sqlite://", "mysql://", "sqlite:x.db", "redis://x"] {
             assert!(open(url).is_err(), "{url}");
         }
     }

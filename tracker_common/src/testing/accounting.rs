@@ -36,6 +36,7 @@ use rand::{Rng, SeedableRng};
 use crate::private::passkey::Passkey;
 use crate::private::store::derived_user_id;
 use crate::private::{AccountingConfig, PrivateConfig};
+use crate::testing::mariadb::TestMariaDb;
 use crate::testing::postgres::TestPostgres;
 use crate::testing::{Spawned, temp_dir};
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
@@ -230,6 +231,8 @@ pub enum Backend {
     Sqlite,
     /// A PostgreSQL server of the test's own ([`TestPostgres`]).
     Postgres,
+    /// A MariaDB server of the test's own ([`TestMariaDb`]).
+    Mysql,
 }
 
 /// What happens after round 2.
@@ -264,6 +267,8 @@ pub struct Database {
     pub url: String,
     /// The server, for PostgreSQL.
     pub postgres: Option<TestPostgres>,
+    /// The server, for MariaDB.
+    pub mariadb: Option<TestMariaDb>,
 }
 
 impl Database {
@@ -276,6 +281,7 @@ impl Database {
             Backend::Sqlite => Self {
                 url: sqlite_url(dir),
                 postgres: None,
+                mariadb: None,
             },
             Backend::Postgres => {
                 let server =
@@ -283,6 +289,16 @@ impl Database {
                 Self {
                     url: server.url(),
                     postgres: Some(server),
+                    mariadb: None,
+                }
+            }
+            Backend::Mysql => {
+                let server =
+                    TestMariaDb::start().unwrap_or_else(|err| panic!("start MariaDB: {err:#}"));
+                Self {
+                    url: server.url(),
+                    postgres: None,
+                    mariadb: Some(server),
                 }
             }
         }
@@ -330,6 +346,15 @@ impl Database {
                     row.get(4)?,
                 )?;
             }
+        } else if self.url.starts_with("mysql://") {
+            use mysql::prelude::Queryable;
+            let mut conn = self.mysql()?;
+            let rows: Vec<mysql::Row> = conn.query(QUERY)?;
+            for row in rows {
+                let (user, hash, up, down, done): (i64, Vec<u8>, i64, i64, Option<i64>) =
+                    mysql::from_row_opt(row)?;
+                put(user, hash, up, down, done)?;
+            }
         } else {
             let mut client = postgres::Client::connect(&self.url, postgres::NoTls)?;
             for row in client.query(QUERY, &[])? {
@@ -361,6 +386,12 @@ impl Database {
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?
+        } else if self.url.starts_with("mysql://") {
+            use mysql::prelude::Queryable;
+            self.mysql()?.exec_first(
+                QUERY.replace("$1", "?").replace("$2", "?"),
+                (user, info_hash.0.to_vec()),
+            )?
         } else {
             postgres::Client::connect(&self.url, postgres::NoTls)?
                 .query_opt(QUERY, &[&user, &&info_hash.0[..]])?
@@ -400,6 +431,9 @@ impl Database {
                 let mut statement = db.prepare(query)?;
                 let rows = statement.query_map([], |row| row.get(0))?;
                 rows.collect::<Result<_, _>>()?
+            } else if self.url.starts_with("mysql://") {
+                use mysql::prelude::Queryable;
+                self.mysql()?.query(query)?
             } else {
                 postgres::Client::connect(&self.url, postgres::NoTls)?
                     .query(query, &[])?
@@ -412,6 +446,48 @@ impl Database {
         Ok(out)
     }
 
+    /// Stops the database server (PostgreSQL or MariaDB).
+    ///
+    /// # Panics
+    /// SQLite (no server), or the server did not stop.
+    pub fn stop_server(&mut self) {
+        if let Some(server) = self.postgres.as_mut() {
+            server
+                .stop()
+                .unwrap_or_else(|err| panic!("stop PostgreSQL: {err:#}"));
+        } else if let Some(server) = self.mariadb.as_mut() {
+            server
+                .stop()
+                .unwrap_or_else(|err| panic!("stop MariaDB: {err:#}"));
+        } else {
+            panic!("SQLite has no server to stop");
+        }
+    }
+
+    /// Starts the stopped server again, on the same port and data.
+    ///
+    /// # Panics
+    /// SQLite (no server), or the server did not start.
+    pub fn start_server_again(&mut self) {
+        if let Some(server) = self.postgres.as_mut() {
+            server
+                .start_again()
+                .unwrap_or_else(|err| panic!("start PostgreSQL: {err:#}"));
+        } else if let Some(server) = self.mariadb.as_mut() {
+            server
+                .start_again()
+                .unwrap_or_else(|err| panic!("start MariaDB: {err:#}"));
+        } else {
+            panic!("SQLite has no server to start");
+        }
+    }
+
+    /// A connection to the MariaDB database.
+    fn mysql(&self) -> anyhow::Result<mysql::Conn> {
+        let opts = mysql::Opts::from_url(&self.url)?;
+        Ok(mysql::Conn::new(opts)?)
+    }
+
     /// Rows of `shoal_peer_marks` (committed peer marks).
     ///
     /// # Errors
@@ -420,6 +496,9 @@ impl Database {
         const QUERY: &str = "SELECT COUNT(*) FROM shoal_peer_marks";
         let n: i64 = if let Some(path) = self.url.strip_prefix("sqlite://") {
             rusqlite::Connection::open(path)?.query_row(QUERY, [], |row| row.get(0))?
+        } else if self.url.starts_with("mysql://") {
+            use mysql::prelude::Queryable;
+            self.mysql()?.query_first(QUERY)?.unwrap_or(0)
         } else {
             postgres::Client::connect(&self.url, postgres::NoTls)?
                 .query_one(QUERY, &[])?
@@ -515,8 +594,8 @@ pub fn run_scenario(
     client: &mut dyn AnnounceClient,
 ) {
     assert!(
-        interruption != Interruption::DatabaseOutage || backend == Backend::Postgres,
-        "a database outage is a PostgreSQL scenario"
+        interruption != Interruption::DatabaseOutage || backend != Backend::Sqlite,
+        "a database outage is a PostgreSQL or MariaDB scenario"
     );
     let dir = temp_dir(&format!("{}-{backend:?}-{interruption:?}", tracker.name).to_lowercase());
     let mut database = Database::new(backend, &dir);
@@ -577,10 +656,7 @@ pub fn run_scenario(
             client.reset();
         }
         Interruption::DatabaseOutage => {
-            let server = database.postgres.as_mut().expect("a PostgreSQL scenario");
-            server
-                .stop()
-                .unwrap_or_else(|err| panic!("stop PostgreSQL: {err:#}"));
+            database.stop_server();
             play(&spawned, client, 3);
             play(&spawned, client, 4);
             next_round = 5;
@@ -598,9 +674,7 @@ pub fn run_scenario(
             assert_eq!(health["status"], "degraded", "{health}");
             assert_eq!(health["accounting"]["status"], "failing", "{health}");
             std::thread::sleep(Duration::from_secs(4 * FLUSH_INTERVAL_SECS));
-            server
-                .start_again()
-                .unwrap_or_else(|err| panic!("start PostgreSQL again: {err:#}"));
+            database.start_server_again();
         }
     }
     for round in next_round..ROUNDS {
@@ -623,6 +697,21 @@ pub fn run_scenario(
     );
     drop(database);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The four scenario tests of a tracker on MariaDB (`mysql_` `clean_run`,
+/// `sigterm_and_restart`, `kill_and_restart` and `outage_mid_way`), as
+/// [`accounting_scenario_tests!`] makes them on SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! mysql_scenario_tests {
+    ($binary:expr, $name:expr, $client:expr) => {
+        $crate::accounting_scenario_tests!(@all $binary, $name, $client;
+            mysql_clean_run, Mysql, None, 8;
+            mysql_sigterm_and_restart, Mysql, Sigterm, 9;
+            mysql_kill_and_restart, Mysql, Kill, 10;
+            mysql_outage_mid_way, Mysql, DatabaseOutage, 11;
+        );
+    };
 }
 
 /// The seven scenario tests of a tracker: `sqlite_` and `postgres_` `clean_run`,

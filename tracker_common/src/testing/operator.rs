@@ -249,20 +249,14 @@ pub fn overlapping_restart(binary: &Path, backend: Backend, client: &mut dyn Ann
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The tracker starts while PostgreSQL is down: it serves the passkey file's users,
+/// The tracker starts while its database server (PostgreSQL or MariaDB) is down: it serves the passkey file's users,
 /// `/health` says the accounting database is not reachable (200, "degraded"), and once
 /// the server is back what waited is committed.
-pub fn database_down_at_start(binary: &Path, client: &mut dyn AnnounceClient) {
-    let dir = temp_dir("db-down-at-start");
-    let mut database = Database::new(Backend::Postgres, &dir);
+pub fn database_down_at_start(binary: &Path, backend: Backend, client: &mut dyn AnnounceClient) {
+    let dir = temp_dir(&format!("db-down-at-start-{backend:?}").to_lowercase());
+    let mut database = Database::new(backend, &dir);
     let config = write_config(&dir, &database.url, "");
-    let server = database
-        .postgres
-        .as_mut()
-        .unwrap_or_else(|| panic!("a PostgreSQL database"));
-    server
-        .stop()
-        .unwrap_or_else(|err| panic!("stop PostgreSQL: {err:#}"));
+    database.stop_server();
     let mut spawned = Spawned::start(binary, &config);
     let p = peer(5, 1);
     announce(
@@ -286,13 +280,7 @@ pub fn database_down_at_start(binary: &Path, client: &mut dyn AnnounceClient) {
         serde_json::from_str(&body).unwrap_or_else(|err| panic!("{body:?}: {err}"));
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["accounting"]["database_up"], false, "{health}");
-    let server = database
-        .postgres
-        .as_mut()
-        .unwrap_or_else(|| panic!("a PostgreSQL database"));
-    server
-        .start_again()
-        .unwrap_or_else(|err| panic!("start PostgreSQL: {err:#}"));
+    database.start_server_again();
     let totals = database.wait_for(Duration::from_secs(60), |t| {
         t.get(&(PASSKEY_A, InfoHash([5; 20])))
             .is_some_and(|x| x.uploaded == 2_000)
@@ -531,8 +519,8 @@ pub fn wall_clock_step(binary: &Path, client: &mut dyn AnnounceClient) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The operator scenarios of a tracker, on SQLite and PostgreSQL (and the database
-/// outage at start on PostgreSQL): `$binary` (`env!("CARGO_BIN_EXE_...")`), and an
+/// The operator scenarios of a tracker, on SQLite, PostgreSQL and MariaDB (the database
+/// down at start on the two servers, the clock step on SQLite): `$binary` (`env!("CARGO_BIN_EXE_...")`), and an
 /// expression making a fresh [`AnnounceClient`].
 #[macro_export]
 macro_rules! operator_scenario_tests {
@@ -546,17 +534,16 @@ macro_rules! operator_scenario_tests {
             postgres_overlapping_restart, overlapping_restart, Postgres;
             sqlite_kill_after_committed_seconds, kill_after_committed_seconds, Sqlite;
             postgres_kill_after_committed_seconds, kill_after_committed_seconds, Postgres;
+            postgres_down_at_start, database_down_at_start, Postgres;
+            mysql_seedbox_restarts, seedbox_restarts, Mysql;
+            mysql_many_peer_ids_one_torrent, many_peer_ids_one_torrent, Mysql;
+            mysql_overlapping_restart, overlapping_restart, Mysql;
+            mysql_kill_after_committed_seconds, kill_after_committed_seconds, Mysql;
+            mysql_down_at_start, database_down_at_start, Mysql;
         );
         #[test]
         fn sqlite_wall_clock_step() {
             $crate::testing::operator::wall_clock_step(
-                ::std::path::Path::new($binary),
-                &mut $client,
-            );
-        }
-        #[test]
-        fn postgres_down_at_start() {
-            $crate::testing::operator::database_down_at_start(
                 ::std::path::Path::new($binary),
                 &mut $client,
             );
