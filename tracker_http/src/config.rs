@@ -358,7 +358,7 @@ mod tests {
             ("private.refresh_secs", |c| c.private.refresh_secs = 0),
             ("accounting.url", |c| {
                 c.private.enabled = true;
-                c.accounting.url = "mysql://x".into();
+                c.accounting.url = "redis://x".into();
             }),
             ("http.max_connections", |c| c.http.max_connections = 0),
             ("http.max_pipelined_requests", |c| {
@@ -391,7 +391,7 @@ mod tests {
         assert!(msg.starts_with("http.min_announce_interval_secs"), "{msg}");
         // The accounting section is read only in private mode.
         let mut c = Config::default();
-        c.accounting.url = "mysql://x".into();
+        c.accounting.url = "redis://x".into();
         c.validate().unwrap();
     }
 }

@@ -260,7 +260,7 @@ mod tests {
 
         // The accounting section is checked only in private mode.
         let mut c = Config::default();
-        c.accounting.url = "mysql://x".to_string();
+        c.accounting.url = "redis://x".to_string();
         c.validate().unwrap();
         c.private.enabled = true;
         let msg = c.validate().unwrap_err().to_string();

@@ -14,9 +14,10 @@
 //! - Memory is bounded: at most `max_peers` reports in the shard, and at most
 //!   `max_peers_per_user` of one user. A new peer beyond either takes the place of the
 //!   least recently seen peer (of the shard, or of that user): its report goes, counted
-//!   as an eviction, and the new peer is credited. What an evicted report loses is its
-//!   time and a `started`'s counters; its bytes are credited at the peer's next
-//!   announce, against its committed mark.
+//!   as an eviction, and the new peer is credited. An evicted report loses its time, its
+//!   completion, its flags, and the bytes that only it showed (a `started`'s counters,
+//!   or the last counters of a `stopped` peer that does not come back); a peer that
+//!   announces again has the rest of its bytes credited against its committed mark.
 
 #![deny(
     clippy::unwrap_used,
@@ -146,9 +147,104 @@ pub enum AnnounceOutcome {
     Evicted,
 }
 
+/// A [`PeerReport`] as a shard holds it, in 136 bytes rather than 224: times as `u32`
+/// Unix seconds (until 2106), a missing counter as `u64::MAX` (so a counter of
+/// `u64::MAX` reads as missing, that is unchanged), the middle's seconds, completion
+/// and flags as `u32`, and none of what the database works out for itself. A shard of
+/// a million waiting reports is the most memory private mode takes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct CompactReport {
+    key: PeerKey,
+    first_uploaded: u64,
+    first_downloaded: u64,
+    last_uploaded: u64,
+    last_downloaded: u64,
+    middle_uploaded: u64,
+    middle_downloaded: u64,
+    first_at: u32,
+    last_at: u32,
+    middle_seed_seconds: u32,
+    middle_leech_seconds: u32,
+    /// 0: none.
+    middle_completed_at: u32,
+    middle_flagged: u32,
+    first_state: PeerState,
+    first_event: AnnounceEvent,
+    last_state: PeerState,
+}
+
+const MISSING: u64 = u64::MAX;
+
+fn pack(counter: Option<u64>) -> u64 {
+    counter.unwrap_or(MISSING)
+}
+
+fn unpack(counter: u64) -> Option<u64> {
+    (counter != MISSING).then_some(counter)
+}
+
+fn secs32(secs: u64) -> u32 {
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+impl CompactReport {
+    fn of(report: &PeerReport) -> Self {
+        Self {
+            key: report.key,
+            first_uploaded: pack(report.first.uploaded),
+            first_downloaded: pack(report.first.downloaded),
+            last_uploaded: pack(report.last.uploaded),
+            last_downloaded: pack(report.last.downloaded),
+            middle_uploaded: report.middle.uploaded,
+            middle_downloaded: report.middle.downloaded,
+            first_at: secs32(report.first.at),
+            last_at: secs32(report.last.at),
+            middle_seed_seconds: secs32(report.middle.seed_seconds),
+            middle_leech_seconds: secs32(report.middle.leech_seconds),
+            middle_completed_at: report.middle.completed_at.map_or(0, secs32),
+            middle_flagged: secs32(report.middle.flagged),
+            first_state: report.first.state,
+            first_event: report.first.event,
+            last_state: report.last.state,
+        }
+    }
+
+    fn expand(&self) -> PeerReport {
+        let first = Point {
+            at: u64::from(self.first_at),
+            uploaded: unpack(self.first_uploaded),
+            downloaded: unpack(self.first_downloaded),
+            state: self.first_state,
+            event: self.first_event,
+        };
+        PeerReport {
+            key: self.key,
+            first,
+            last: crate::private::ledger::Previous {
+                uploaded: unpack(self.last_uploaded),
+                downloaded: unpack(self.last_downloaded),
+                at: u64::from(self.last_at),
+                state: self.last_state,
+                noted: None,
+            },
+            middle: crate::private::ledger::Credit {
+                uploaded: self.middle_uploaded,
+                downloaded: self.middle_downloaded,
+                seed_seconds: u64::from(self.middle_seed_seconds),
+                leech_seconds: u64::from(self.middle_leech_seconds),
+                completed_at: (self.middle_completed_at != 0)
+                    .then_some(u64::from(self.middle_completed_at)),
+                flagged: u64::from(self.middle_flagged),
+            },
+        }
+    }
+}
+
+const _: () = assert!(size_of::<CompactReport>() <= 136);
+
 /// A report, and when it was last touched (for least recently seen).
 struct Held {
-    report: PeerReport,
+    report: CompactReport,
     /// The sequence number of its latest entry in the queues.
     seq: u64,
     /// Whether its loss in a crash would lose credit no later announce brings back: a
@@ -218,11 +314,13 @@ impl AccountingShard {
         ) {
             Entry::Occupied(mut occupied) => {
                 let held = occupied.get_mut();
-                let before = held.report.middle.flagged;
-                held.report.merge(&point, &self.rules.credit);
+                let mut report = held.report.expand();
+                let before = report.middle.flagged;
+                report.merge(&point, &self.rules.credit);
                 self.flagged = self
                     .flagged
-                    .saturating_add(held.report.middle.flagged.saturating_sub(before));
+                    .saturating_add(report.middle.flagged.saturating_sub(before));
+                held.report = CompactReport::of(&report);
                 held.seq = seq;
                 if urgent && !held.urgent {
                     held.urgent = true;
@@ -249,7 +347,7 @@ impl AccountingShard {
                 self.reports.insert_unique(
                     hash,
                     Held {
-                        report: PeerReport::new(key, point),
+                        report: CompactReport::of(&PeerReport::new(key, point)),
                         seq,
                         urgent,
                     },
@@ -340,7 +438,7 @@ impl AccountingShard {
                 break;
             };
             if let Some(held) = self.remove(hash, seq) {
-                out.push(held.report);
+                out.push(held.report.expand());
             }
         }
         if self.reports.is_empty() {
@@ -382,8 +480,8 @@ impl AccountingShard {
                 || report.middle.completed_at.is_some()
                 || report.last.state == PeerState::Stopped;
             if let Some(held) = self.reports.find_mut(hash, |h| h.report.key == key) {
-                report.merge_report(&held.report, &self.rules.credit);
-                held.report = report;
+                report.merge_report(&held.report.expand(), &self.rules.credit);
+                held.report = CompactReport::of(&report);
                 if urgent && !held.urgent {
                     held.urgent = true;
                     self.urgent += 1;
@@ -396,7 +494,7 @@ impl AccountingShard {
             self.reports.insert_unique(
                 hash,
                 Held {
-                    report,
+                    report: CompactReport::of(&report),
                     seq,
                     urgent,
                 },
@@ -584,6 +682,57 @@ mod tests {
         assert_eq!(reports[0].last.at, T0 + 100);
         assert_eq!(reports[0].middle.uploaded, 300);
         assert_eq!(reports[0].middle.seed_seconds, 100);
+    }
+
+    proptest::proptest! {
+        /// A report held compact comes back as it went in, for counters below
+        /// `u64::MAX` and times before 2106.
+        #[test]
+        fn a_compact_report_round_trips(
+            counters in proptest::array::uniform6(proptest::option::of(0..u64::MAX)),
+            times in proptest::array::uniform4(0..u64::from(u32::MAX)),
+            middle in proptest::array::uniform2(0..u64::MAX),
+            completed in proptest::option::of(1..u64::from(u32::MAX)),
+            events in (0..4u8, 0..3u8, 0..3u8),
+        ) {
+            let state = |n: u8| match n {
+                0 => PeerState::Leeching,
+                1 => PeerState::Seeding,
+                _ => PeerState::Stopped,
+            };
+            let event = match events.0 {
+                0 => AnnounceEvent::None,
+                1 => AnnounceEvent::Started,
+                2 => AnnounceEvent::Completed,
+                _ => AnnounceEvent::Stopped,
+            };
+            let report = PeerReport {
+                key: PeerKey { user: -5, info_hash: InfoHash([3; 20]), peer_id: PeerId([4; 20]) },
+                first: Point {
+                    at: times[0],
+                    uploaded: counters[0],
+                    downloaded: counters[1],
+                    state: state(events.1),
+                    event,
+                },
+                last: crate::private::ledger::Previous {
+                    uploaded: counters[2],
+                    downloaded: counters[3],
+                    at: times[1],
+                    state: state(events.2),
+                    noted: None,
+                },
+                middle: crate::private::ledger::Credit {
+                    uploaded: middle[0],
+                    downloaded: middle[1],
+                    seed_seconds: times[2],
+                    leech_seconds: times[3],
+                    completed_at: completed,
+                    flagged: counters[4].unwrap_or(0) % 1000,
+                },
+            };
+            proptest::prop_assert_eq!(CompactReport::of(&report).expand(), report);
+        }
     }
 
     #[test]

@@ -26,8 +26,11 @@
 //! nothing; two trackers (UDP and HTTP, or several nodes) reporting one client are
 //! credited once; a restart that overlaps the old process's last commit is credited
 //! once. What waits for the database stays merged per peer in the request workers,
-//! bounded by the limits, and a crash loses only time: a peer's bytes are in its
-//! cumulative counters, credited at its next announce against its committed mark.
+//! bounded by the limits. A crash loses what was not committed, and of that a peer that
+//! announces again gets its bytes back (they are in its cumulative counters, credited
+//! against its committed mark); its time, a completion, flags and the counters of a
+//! last `stopped` are lost. Reports holding a `started`, a completion or a `stopped`
+//! are handed over within a second to keep that window short.
 
 pub mod accounting;
 pub mod ledger;
@@ -483,4 +486,46 @@ pub fn redact(url: &str) -> String {
         out.push_str(&params.join("&"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_every_password() {
+        assert_eq!(
+            redact("postgresql://shoal:s3cret@db:5432/shoal"),
+            "postgresql://shoal:***@db:5432/shoal"
+        );
+        assert_eq!(
+            redact("postgresql://shoal@db/shoal?password=s3cret&sslmode=disable"),
+            "postgresql://shoal@db/shoal?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact("mysql://u:p@h/d?PASSWORD=x&passfile=/x"),
+            "mysql://u:***@h/d?PASSWORD=***&passfile=***"
+        );
+        assert_eq!(
+            redact("sqlite:///var/lib/shoal/a.db"),
+            "sqlite:///var/lib/shoal/a.db"
+        );
+        for url in [
+            "postgresql://shoal:s3cret@db/shoal",
+            "postgresql://db/shoal?password=s3cret",
+        ] {
+            assert!(!redact(url).contains("s3cret"), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_its_password() {
+        let config = AccountingConfig {
+            url: "redis://u:s3cret@h/0".to_string(),
+            ..AccountingConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("accounting.url:"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
 }
