@@ -148,7 +148,10 @@ fn a_private_tracker_serves_the_passkeys() {
     assert_sane(&summary);
     let stats = tracker.statistics();
     assert_eq!(stats.private.refused, [0; 5], "{stats:?}");
-    assert!(stats.private.peers > 0, "{stats:?}");
+    assert!(
+        stats.private.peers + stats.private.credits_committed > 0,
+        "reports waiting or committed: {stats:?}"
+    );
     tracker.shutdown();
     std::fs::remove_dir_all(&dir).unwrap();
 }
