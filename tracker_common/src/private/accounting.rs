@@ -209,6 +209,39 @@ impl CompactReport {
         }
     }
 
+    /// Merges the peer's next announce in, as [`PeerReport::merge`] does, without
+    /// expanding the rest; returns whether the step was flagged.
+    fn merge(&mut self, next: &Point, rules: &CreditRules) -> bool {
+        let last = crate::private::ledger::Previous {
+            uploaded: unpack(self.last_uploaded),
+            downloaded: unpack(self.last_downloaded),
+            at: u64::from(self.last_at),
+            state: self.last_state,
+            noted: None,
+        };
+        let credit = crate::private::ledger::step(Some(&last), next, rules);
+        self.middle_uploaded = self.middle_uploaded.saturating_add(credit.uploaded);
+        self.middle_downloaded = self.middle_downloaded.saturating_add(credit.downloaded);
+        self.middle_seed_seconds = self
+            .middle_seed_seconds
+            .saturating_add(secs32(credit.seed_seconds));
+        self.middle_leech_seconds = self
+            .middle_leech_seconds
+            .saturating_add(secs32(credit.leech_seconds));
+        if let Some(at) = credit.completed_at.map(secs32)
+            && (self.middle_completed_at == 0 || at < self.middle_completed_at)
+        {
+            self.middle_completed_at = at;
+        }
+        self.middle_flagged = self.middle_flagged.saturating_add(secs32(credit.flagged));
+        let after = last.after(next);
+        self.last_uploaded = pack(after.uploaded);
+        self.last_downloaded = pack(after.downloaded);
+        self.last_at = secs32(after.at);
+        self.last_state = after.state;
+        credit.flagged > 0
+    }
+
     fn expand(&self) -> PeerReport {
         let first = Point {
             at: u64::from(self.first_at),
@@ -314,13 +347,9 @@ impl AccountingShard {
         ) {
             Entry::Occupied(mut occupied) => {
                 let held = occupied.get_mut();
-                let mut report = held.report.expand();
-                let before = report.middle.flagged;
-                report.merge(&point, &self.rules.credit);
-                self.flagged = self
-                    .flagged
-                    .saturating_add(report.middle.flagged.saturating_sub(before));
-                held.report = CompactReport::of(&report);
+                if held.report.merge(&point, &self.rules.credit) {
+                    self.flagged = self.flagged.saturating_add(1);
+                }
                 held.seq = seq;
                 if urgent && !held.urgent {
                     held.urgent = true;
@@ -732,6 +761,31 @@ mod tests {
                 },
             };
             proptest::prop_assert_eq!(CompactReport::of(&report).expand(), report);
+        }
+    }
+
+    #[test]
+    fn a_compact_merge_is_the_report_merge() {
+        let credit = rules(1, 1).credit;
+        let key = ann(1, 1, 0, AnnounceEvent::Started).key;
+        let steps = [
+            (AnnounceEvent::None, Some(500), 0, 60),
+            (AnnounceEvent::Completed, Some(900), 0, 400),
+            (AnnounceEvent::None, None, 0, 500),
+            (AnnounceEvent::None, Some(100), 5, 3000),
+            (AnnounceEvent::Stopped, Some(200), 5, 3100),
+        ];
+        let mut full = PeerReport::new(key, ann(1, 1, 0, AnnounceEvent::Started).point(T0));
+        let mut compact = CompactReport::of(&full);
+        for (event, uploaded, left, offset) in steps {
+            let mut a = ann(1, 1, 0, event);
+            a.uploaded = uploaded;
+            a.left = left;
+            let point = a.point(T0 + offset);
+            full.merge(&point, &credit);
+            compact.merge(&point, &credit);
+            full.last.noted = None;
+            assert_eq!(compact.expand(), full, "after {event:?} at +{offset}");
         }
     }
 
