@@ -11,8 +11,8 @@ use private_client::{PlainHttpClient, UdpAnnounceClient, tracker_http};
 use tracker_common::testing::accounting::Backend;
 use tracker_common::testing::operator::two_trackers_one_database;
 
-#[test]
-fn sqlite_udp_and_http_on_one_database_credit_once() {
+/// UDP and HTTP trackers on one database of `backend`, one client announcing to both.
+fn udp_and_http_credit_once(backend: Backend) {
     two_trackers_one_database(
         (
             env!("CARGO_BIN_EXE_tracker_udp").as_ref(),
@@ -24,40 +24,21 @@ fn sqlite_udp_and_http_on_one_database_credit_once() {
                 counters_missing: false,
             },
         ),
-        Backend::Sqlite,
+        backend,
     );
+}
+
+#[test]
+fn sqlite_udp_and_http_on_one_database_credit_once() {
+    udp_and_http_credit_once(Backend::Sqlite);
 }
 
 #[test]
 fn postgres_udp_and_http_on_one_database_credit_once() {
-    two_trackers_one_database(
-        (
-            env!("CARGO_BIN_EXE_tracker_udp").as_ref(),
-            &mut UdpAnnounceClient::new(),
-        ),
-        (
-            &tracker_http(),
-            &mut PlainHttpClient {
-                counters_missing: false,
-            },
-        ),
-        Backend::Postgres,
-    );
+    udp_and_http_credit_once(Backend::Postgres);
 }
 
 #[test]
 fn mysql_udp_and_http_on_one_database_credit_once() {
-    two_trackers_one_database(
-        (
-            env!("CARGO_BIN_EXE_tracker_udp").as_ref(),
-            &mut UdpAnnounceClient::new(),
-        ),
-        (
-            &tracker_http(),
-            &mut PlainHttpClient {
-                counters_missing: false,
-            },
-        ),
-        Backend::Mysql,
-    );
+    udp_and_http_credit_once(Backend::Mysql);
 }

@@ -524,21 +524,9 @@ pub fn apply(ledger: &mut dyn Ledger, batch: &Batch) -> anyhow::Result<Applied> 
             .get(&report.key.info_hash)
             .copied()
             .unwrap_or_default();
-        let row = rows.entry(report.key.user_torrent()).or_insert(CreditRow {
-            key: report.key.user_torrent(),
-            uploaded: 0,
-            downloaded: 0,
-            uploaded_raw: 0,
-            downloaded_raw: 0,
-            seed_seconds: 0,
-            leech_seconds: 0,
-            completed_at: None,
-            first_announce: first_at,
-            last_announce: last_at,
-            flagged_announces: 0,
-            seed_until: 0,
-            leech_until: 0,
-        });
+        let row = rows
+            .entry(report.key.user_torrent())
+            .or_insert_with(|| CreditRow::zero(report.key.user_torrent(), first_at, last_at));
         row.uploaded_raw = row.uploaded_raw.saturating_add(credit.uploaded);
         row.downloaded_raw = row.downloaded_raw.saturating_add(credit.downloaded);
         row.uploaded = row.uploaded.saturating_add(factored(

@@ -316,11 +316,13 @@ impl PasskeyGate {
         passkey: PasskeyParam,
         facts: &AnnounceFacts,
     ) -> Result<AccountInfo, Refusal> {
-        let user = self.check_passkey(passkey)?;
+        let passkey = key_of(passkey)?;
+        // One look at the set in force for every check of the announce.
+        let set = self.passkeys.load();
+        let user = set.user(&passkey).ok_or(Refusal::UnknownPasskey)?;
         if !self.clients.allows(&facts.peer_id) {
             return Err(Refusal::ClientNotAllowed);
         }
-        let set = self.passkeys.load();
         if self.require_registered && !set.registered(&facts.info_hash) {
             return Err(Refusal::UnregisteredTorrent);
         }
@@ -339,15 +341,20 @@ impl PasskeyGate {
     /// # Errors
     /// The [`Refusal`] to answer with.
     pub fn check_passkey(&mut self, passkey: PasskeyParam) -> Result<UserId, Refusal> {
-        let passkey = match passkey {
-            PasskeyParam::Missing => return Err(Refusal::MissingPasskey),
-            PasskeyParam::Malformed => return Err(Refusal::UnknownPasskey),
-            PasskeyParam::Key(key) => key,
-        };
+        let passkey = key_of(passkey)?;
         self.passkeys
             .load()
             .user(&passkey)
             .ok_or(Refusal::UnknownPasskey)
+    }
+}
+
+/// The passkey a request carried, or the refusal for none (or a malformed one).
+fn key_of(passkey: PasskeyParam) -> Result<Passkey, Refusal> {
+    match passkey {
+        PasskeyParam::Missing => Err(Refusal::MissingPasskey),
+        PasskeyParam::Malformed => Err(Refusal::UnknownPasskey),
+        PasskeyParam::Key(key) => Ok(key),
     }
 }
 

@@ -236,6 +236,28 @@ pub struct CreditRow {
     pub leech_until: u64,
 }
 
+impl CreditRow {
+    /// A row of `key` that adds nothing, for announces from `first_announce` to
+    /// `last_announce`.
+    pub fn zero(key: UserTorrentKey, first_announce: u64, last_announce: u64) -> Self {
+        Self {
+            key,
+            uploaded: 0,
+            downloaded: 0,
+            uploaded_raw: 0,
+            downloaded_raw: 0,
+            seed_seconds: 0,
+            leech_seconds: 0,
+            completed_at: None,
+            first_announce,
+            last_announce,
+            flagged_announces: 0,
+            seed_until: 0,
+            leech_until: 0,
+        }
+    }
+}
+
 /// One batch: peers' reports, applied in one transaction against the committed marks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {

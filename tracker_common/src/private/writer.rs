@@ -507,12 +507,9 @@ impl AccountingWriter {
         }
     }
 
-    /// Whether the database is open (or opens now).
-    fn database_ready(&mut self) -> bool {
-        match &self.store {
-            StoreSlot::Open(_) => true,
-            StoreSlot::Closed { .. } => false,
-        }
+    /// Whether the database is open.
+    fn database_ready(&self) -> bool {
+        matches!(self.store, StoreSlot::Open(_))
     }
 
     /// Commits the batch in flight, or makes one of the queued reports and commits it.

@@ -63,6 +63,32 @@ pub fn write_config(dir: &Path, url: &str, accounting_extra: &str) -> std::path:
     config
 }
 
+/// A scenario's directory (`NAME-BACKEND` under the temporary directory), its fresh
+/// database, and a config for it with `accounting_extra` (see [`write_config`]).
+fn prepare(
+    name: &str,
+    backend: Backend,
+    accounting_extra: &str,
+) -> (std::path::PathBuf, Database, std::path::PathBuf) {
+    let dir = temp_dir(&format!("{name}-{backend:?}").to_lowercase());
+    let database = Database::new(backend, &dir);
+    let config = write_config(&dir, &database.url, accounting_extra);
+    (dir, database, config)
+}
+
+/// Stops the tracker with SIGTERM (it must exit 0), then removes what [`prepare`] made.
+fn finish(mut spawned: Spawned, database: Database, dir: &Path) {
+    spawned.signal("TERM");
+    assert_eq!(spawned.wait_exit(), Some(0), "exit status after SIGTERM");
+    clean_up(database, dir);
+}
+
+/// Stops the database's server, if it has one, and removes the scenario's directory.
+fn clean_up(database: Database, dir: &Path) {
+    drop(database);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn announce(client: &mut dyn AnnounceClient, addr: SocketAddr, peer: &ScriptPeer, step: &Step) {
     client
         .announce(addr, peer, step)
@@ -84,10 +110,8 @@ fn totals_of(database: &Database, hash: InfoHash) -> Totals {
 /// `max_peers_per_passkey = 40`: 60 peer ids in all, more than the cap. Every restart is
 /// credited: 6,000 bytes per torrent.
 pub fn seedbox_restarts(binary: &Path, backend: Backend, client: &mut dyn AnnounceClient) {
-    let dir = temp_dir(&format!("seedbox-{backend:?}").to_lowercase());
-    let database = Database::new(backend, &dir);
-    let config = write_config(&dir, &database.url, "max_peers_per_passkey = 40\n");
-    let mut spawned = Spawned::start(binary, &config);
+    let (dir, database, config) = prepare("seedbox", backend, "max_peers_per_passkey = 40\n");
+    let spawned = Spawned::start(binary, &config);
     let (torrents, restarts) = (10u8, 6u32);
     for restart in 0..restarts {
         for torrent in 0..torrents {
@@ -137,20 +161,15 @@ pub fn seedbox_restarts(binary: &Path, backend: Backend, client: &mut dyn Announ
             "torrent {torrent} after {restarts} restarts of 10 torrents, cap 40: {totals:?}"
         );
     }
-    spawned.signal("TERM");
-    assert_eq!(spawned.wait_exit(), Some(0));
-    drop(database);
-    let _ = std::fs::remove_dir_all(&dir);
+    finish(spawned, database, &dir);
 }
 
 /// 30 peer ids of user A seed one torrent, each announcing `started` and again about
 /// two seconds later: the torrent's seeding time is at most the wall clock the test
 /// spent between its first and last announce (not 30 times it), and not nothing.
 pub fn many_peer_ids_one_torrent(binary: &Path, backend: Backend, client: &mut dyn AnnounceClient) {
-    let dir = temp_dir(&format!("peerids-{backend:?}").to_lowercase());
-    let database = Database::new(backend, &dir);
-    let config = write_config(&dir, &database.url, "");
-    let mut spawned = Spawned::start(binary, &config);
+    let (dir, database, config) = prepare("peerids", backend, "");
+    let spawned = Spawned::start(binary, &config);
     let began = Instant::now();
     for n in 0..30 {
         announce(
@@ -183,10 +202,7 @@ pub fn many_peer_ids_one_torrent(binary: &Path, backend: Backend, client: &mut d
         "seed_seconds {} for 30 peer ids over {wall} s of wall clock",
         seconds.0
     );
-    spawned.signal("TERM");
-    assert_eq!(spawned.wait_exit(), Some(0));
-    drop(database);
-    let _ = std::fs::remove_dir_all(&dir);
+    finish(spawned, database, &dir);
 }
 
 /// The old process holds reports it has not committed (a long flush interval) when a
@@ -245,8 +261,7 @@ pub fn overlapping_restart(binary: &Path, backend: Backend, client: &mut dyn Ann
     new.signal("TERM");
     assert_eq!(new.wait_exit(), Some(0));
     assert_eq!(totals_of(&database, InfoHash([3; 20])).uploaded, want);
-    drop(database);
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(database, &dir);
 }
 
 /// The tracker starts while its database server (PostgreSQL or MariaDB) is down: it serves the passkey file's users,
@@ -257,7 +272,7 @@ pub fn database_down_at_start(binary: &Path, backend: Backend, client: &mut dyn 
     let mut database = Database::new(backend, &dir);
     let config = write_config(&dir, &database.url, "");
     database.stop_server();
-    let mut spawned = Spawned::start(binary, &config);
+    let spawned = Spawned::start(binary, &config);
     let p = peer(5, 1);
     announce(
         client,
@@ -295,10 +310,7 @@ pub fn database_down_at_start(binary: &Path, backend: Backend, client: &mut dyn 
     let health: serde_json::Value =
         serde_json::from_str(&body).unwrap_or_else(|err| panic!("{body:?}: {err}"));
     assert_eq!(health["accounting"]["database_up"], true, "{health}");
-    spawned.signal("TERM");
-    assert_eq!(spawned.wait_exit(), Some(0));
-    drop(database);
-    let _ = std::fs::remove_dir_all(&dir);
+    finish(spawned, database, &dir);
 }
 
 /// A seeder announces three times two seconds apart, its seconds are committed, the
@@ -310,9 +322,7 @@ pub fn kill_after_committed_seconds(
     backend: Backend,
     client: &mut dyn AnnounceClient,
 ) {
-    let dir = temp_dir(&format!("kill-seconds-{backend:?}").to_lowercase());
-    let database = Database::new(backend, &dir);
-    let config = write_config(&dir, &database.url, "");
+    let (dir, database, config) = prepare("kill-seconds", backend, "");
     let began = Instant::now();
     let mut spawned = Spawned::start(binary, &config);
     let p = peer(9, 1);
@@ -340,7 +350,7 @@ pub fn kill_after_committed_seconds(
     assert!(before >= 3, "seconds committed before the kill: {before}");
     spawned.signal("KILL");
     let _ = spawned.wait_exit();
-    let mut spawned = Spawned::start(binary, &config);
+    let spawned = Spawned::start(binary, &config);
     client.reset();
     std::thread::sleep(Duration::from_millis(1_000));
     announce(client, spawned.addr, &p, &step(AnnounceEvent::None, 300, 0));
@@ -353,10 +363,7 @@ pub fn kill_after_committed_seconds(
         after >= before && after <= wall,
         "seed_seconds {after} (was {before}) over {wall} s of wall clock"
     );
-    spawned.signal("TERM");
-    assert_eq!(spawned.wait_exit(), Some(0));
-    drop(database);
-    let _ = std::fs::remove_dir_all(&dir);
+    finish(spawned, database, &dir);
 }
 
 /// Two tracker processes on one database (`first` and `second`, each with its client:
@@ -424,8 +431,7 @@ pub fn two_trackers_one_database(
         (1..=wall).contains(&seed),
         "seed_seconds {seed} over {wall} s of wall clock"
     );
-    drop(database);
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(database, &dir);
 }
 
 /// Where Debian's `faketime` package puts its multi-threaded preload library.
@@ -463,7 +469,7 @@ pub fn wall_clock_step(binary: &Path, client: &mut dyn AnnounceClient) {
         .map_or(0, |d| d.as_secs());
     let offset_path = offset.display().to_string();
     let preload_path = preload.display().to_string();
-    let mut spawned = Spawned::start_with_env(
+    let spawned = Spawned::start_with_env(
         binary,
         &config,
         &[
@@ -513,10 +519,7 @@ pub fn wall_clock_step(binary: &Path, client: &mut dyn AnnounceClient) {
         database.committed_baselines().unwrap_or(0) >= 1,
         "the mark is kept"
     );
-    spawned.signal("TERM");
-    assert_eq!(spawned.wait_exit(), Some(0));
-    drop(database);
-    let _ = std::fs::remove_dir_all(&dir);
+    finish(spawned, database, &dir);
 }
 
 /// The operator scenarios of a tracker, on SQLite, PostgreSQL and MariaDB (the database

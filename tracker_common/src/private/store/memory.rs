@@ -57,19 +57,10 @@ impl MemoryDatabase {
             self.marks.insert(key, mark);
         }
         for add in credits {
-            let row = self.credits.entry(add.key).or_insert(CreditRow {
-                uploaded: 0,
-                downloaded: 0,
-                uploaded_raw: 0,
-                downloaded_raw: 0,
-                seed_seconds: 0,
-                leech_seconds: 0,
-                completed_at: None,
-                flagged_announces: 0,
-                seed_until: 0,
-                leech_until: 0,
-                ..add
-            });
+            let row = self
+                .credits
+                .entry(add.key)
+                .or_insert_with(|| CreditRow::zero(add.key, add.first_announce, add.last_announce));
             let sum = |a: u64, b: u64| a.saturating_add(b).min(i64::MAX as u64);
             row.uploaded = sum(row.uploaded, add.uploaded);
             row.downloaded = sum(row.downloaded, add.downloaded);
