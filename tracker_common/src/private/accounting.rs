@@ -12,9 +12,11 @@
 //!   report is handed over, the shard forgets it (the committed mark is the database's).
 //!   A stopped peer is forgotten with its report. Nothing is kept of dead peer ids.
 //! - Memory is bounded: at most `max_peers` reports in the shard, and at most
-//!   `max_peers_per_user` of one user. A new peer beyond either takes the place of the
-//!   least recently seen peer (of the shard, or of that user): its report goes, counted
-//!   as an eviction, and the new peer is credited. An evicted report loses its time, its
+//!   `max_peers_per_user` of one user. A new peer beyond either takes the place of a
+//!   least recently seen peer (of the shard, or of that user), as a clock finds it (see
+//!   [`Clock`]: the first peer, in the order they came, not announced since the clock's
+//!   hand last passed it): its report goes, counted as an eviction, and the new peer is
+//!   credited. An evicted report loses its time, its
 //!   completion, its flags, and the bytes that only it showed (a `started`'s counters,
 //!   or the last counters of a `stopped` peer that does not come back); a peer that
 //!   announces again has the rest of its bytes credited against its committed mark.
@@ -275,21 +277,72 @@ impl CompactReport {
 
 const _: () = assert!(size_of::<CompactReport>() <= 136);
 
-/// A report, and when it was last touched (for least recently seen).
+/// Bits of [`Held::seen`]: announced since the shard's clock hand last passed the
+/// report, and since its user's clock hand did.
+const SEEN_BY_SHARD: u8 = 1;
+const SEEN_BY_USER: u8 = 2;
+
+/// A report, and what the clocks need of it.
 struct Held {
     report: CompactReport,
-    /// The sequence number of its latest entry in the queues.
-    seq: u64,
+    /// A number no other report of the shard had: its entries in the clocks carry it.
+    id: u64,
     /// Whether its loss in a crash would lose credit no later announce brings back: a
     /// `started`, a completion or a `stopped` in it.
     urgent: bool,
+    /// [`SEEN_BY_SHARD`] and [`SEEN_BY_USER`].
+    seen: u8,
 }
 
-/// A queue of (hash, sequence number), least recently seen first. An entry whose
-/// sequence number is not its report's current one is stale and skipped.
+/// A clock (second chance) over reports: a ring of (hash, id), in the order the
+/// reports came, that a hand goes round when one must go. A report announced since the
+/// hand last passed it is passed again (to the back, its bit cleared); the first one
+/// not announced since goes. An entry whose report has gone (handed over, or gone by
+/// the other clock) is a hole: skipped when met, counted, and swept out once holes
+/// outnumber the reports.
+///
+/// An announce of a held report only sets two bits in it: the clocks cost nothing per
+/// re-announce, where a queue of exact least recently seen order costs an entry per
+/// announce and a lookup per entry to drop the stale ones.
 #[derive(Default)]
-struct Recency {
-    queue: VecDeque<(u64, u64)>,
+struct Clock {
+    ring: VecDeque<(u64, u64)>,
+    holes: usize,
+}
+
+impl Clock {
+    /// Sweeps the holes out once they outnumber `live` entries by more than `slack`.
+    fn tidy(&mut self, live: usize, slack: usize, reports: &HashTable<Held>) {
+        if self.holes > live + slack {
+            self.ring
+                .retain(|&(hash, id)| reports.find(hash, |h| h.id == id).is_some());
+            self.holes = 0;
+        }
+    }
+
+    /// One report that had an entry here has gone, taken from the other clock: its
+    /// entry goes if it is the next one, and is a hole otherwise.
+    fn forget(&mut self, hash: u64, id: u64) {
+        if self.ring.front() == Some(&(hash, id)) {
+            self.ring.pop_front();
+        } else {
+            self.holes += 1;
+        }
+    }
+}
+
+/// A user's reports in a shard.
+#[derive(Default)]
+struct UserReports {
+    count: usize,
+    clock: Clock,
+}
+
+/// Which clock an entry was taken from.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Hand {
+    Shard,
+    User,
 }
 
 /// The reports of one request worker's torrents.
@@ -297,11 +350,11 @@ pub struct AccountingShard {
     rules: AccountingRules,
     reports: HashTable<Held>,
     hasher: DefaultHashBuilder,
-    /// Every report's latest entry, least recently seen first.
-    recency: Recency,
-    /// Per user with reports: how many, and their latest entries.
-    users: HashMap<UserId, (usize, Recency)>,
-    next_seq: u64,
+    /// Every report, in the order they came.
+    clock: Clock,
+    /// Per user with reports: how many, and their clock.
+    users: HashMap<UserId, UserReports>,
+    next_id: u64,
     urgent: usize,
     evicted: u64,
     flagged: u64,
@@ -318,9 +371,9 @@ impl AccountingShard {
             rules,
             reports: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            recency: Recency::default(),
+            clock: Clock::default(),
             users: HashMap::new(),
-            next_seq: 0,
+            next_id: 0,
             urgent: 0,
             evicted: 0,
             flagged: 0,
@@ -337,8 +390,6 @@ impl AccountingShard {
             AnnounceEvent::Started | AnnounceEvent::Completed | AnnounceEvent::Stopped
         );
         let hash = self.hasher.hash_one(key);
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
         let hasher = &self.hasher;
         match self.reports.entry(
             hash,
@@ -350,75 +401,112 @@ impl AccountingShard {
                 if held.report.merge(&point, &self.rules.credit) {
                     self.flagged = self.flagged.saturating_add(1);
                 }
-                held.seq = seq;
+                held.seen = SEEN_BY_SHARD | SEEN_BY_USER;
                 if urgent && !held.urgent {
                     held.urgent = true;
                     self.urgent += 1;
                 }
-                self.recency.queue.push_back((hash, seq));
-                if let Some((_, user)) = self.users.get_mut(&key.user) {
-                    user.queue.push_back((hash, seq));
-                }
-                self.compact(key.user);
                 AnnounceOutcome::Merged
             }
             Entry::Vacant(_) => {
-                let mut outcome = AnnounceOutcome::New;
-                let user_count = self.users.get(&key.user).map_or(0, |(n, _)| *n);
-                if user_count >= self.rules.max_peers_per_user {
-                    if self.evict_oldest_of(Some(key.user)) {
-                        outcome = AnnounceOutcome::Evicted;
-                    }
-                } else if self.reports.len() >= self.rules.max_peers && self.evict_oldest_of(None) {
-                    outcome = AnnounceOutcome::Evicted;
-                }
-                let hasher = &self.hasher;
-                self.reports.insert_unique(
-                    hash,
-                    Held {
-                        report: CompactReport::of(&PeerReport::new(key, point)),
-                        seq,
-                        urgent,
-                    },
-                    |h| hasher.hash_one(h.report.key),
-                );
-                if urgent {
-                    self.urgent += 1;
-                }
-                self.recency.queue.push_back((hash, seq));
-                let (count, user) = self.users.entry(key.user).or_default();
-                *count += 1;
-                user.queue.push_back((hash, seq));
-                self.compact(key.user);
+                let outcome = if self.make_room(key.user) {
+                    AnnounceOutcome::Evicted
+                } else {
+                    AnnounceOutcome::New
+                };
+                let report = CompactReport::of(&PeerReport::new(key, point));
+                self.insert(hash, report, urgent, false);
                 outcome
             }
         }
     }
 
-    /// Removes the least recently seen report (of `user`, or of the shard), counted as
-    /// an eviction; whether one went.
-    fn evict_oldest_of(&mut self, user: Option<UserId>) -> bool {
-        loop {
-            let entry = match user {
-                Some(user) => self
-                    .users
-                    .get_mut(&user)
-                    .and_then(|(_, r)| r.queue.pop_front()),
-                None => self.recency.queue.pop_front(),
-            };
-            let Some((hash, seq)) = entry else {
-                return false;
-            };
-            if self.remove(hash, seq).is_some() {
-                self.evicted = self.evicted.saturating_add(1);
-                return true;
+    /// Before a new report of `user`: if the user or the shard is at its cap, evicts
+    /// by that clock; whether a report went.
+    fn make_room(&mut self, user: UserId) -> bool {
+        let of_user = self.users.get(&user).map_or(0, |u| u.count);
+        if of_user >= self.rules.max_peers_per_user {
+            self.evict(Hand::User, user)
+        } else if self.reports.len() >= self.rules.max_peers {
+            self.evict(Hand::Shard, user)
+        } else {
+            false
+        }
+    }
+
+    /// Holds a new report, its entries at the back of the clocks (or at the front,
+    /// `first`: the next to go).
+    fn insert(&mut self, hash: u64, report: CompactReport, urgent: bool, first: bool) {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let user = report.key.user;
+        let hasher = &self.hasher;
+        self.reports.insert_unique(
+            hash,
+            Held {
+                report,
+                id,
+                urgent,
+                seen: 0,
+            },
+            |h| hasher.hash_one(h.report.key),
+        );
+        if urgent {
+            self.urgent += 1;
+        }
+        let reports = self.users.entry(user).or_default();
+        reports.count += 1;
+        for ring in [&mut self.clock.ring, &mut reports.clock.ring] {
+            if first {
+                ring.push_front((hash, id));
+            } else {
+                ring.push_back((hash, id));
             }
         }
     }
 
-    /// Removes the report of `hash` whose latest entry is `seq`, if there is one.
-    fn remove(&mut self, hash: u64, seq: u64) -> Option<Held> {
-        let Ok(found) = self.reports.find_entry(hash, |h| h.seq == seq) else {
+    /// Removes the report that the shard's clock (`Hand::Shard`) or `user`'s
+    /// (`Hand::User`) shows next, not announced since the hand last passed it, counted
+    /// as an eviction; whether one went.
+    fn evict(&mut self, hand: Hand, user: UserId) -> bool {
+        let bit = match hand {
+            Hand::Shard => SEEN_BY_SHARD,
+            Hand::User => SEEN_BY_USER,
+        };
+        loop {
+            let clock = match hand {
+                Hand::Shard => &mut self.clock,
+                Hand::User => match self.users.get_mut(&user) {
+                    Some(reports) => &mut reports.clock,
+                    None => return false,
+                },
+            };
+            let Some((hash, id)) = clock.ring.pop_front() else {
+                return false;
+            };
+            match self.reports.find_mut(hash, |h| h.id == id) {
+                Some(held) if held.seen & bit != 0 => {
+                    held.seen &= !bit;
+                    clock.ring.push_back((hash, id));
+                }
+                Some(_) => {
+                    self.remove_taken(hash, id, hand);
+                    self.evicted = self.evicted.saturating_add(1);
+                    return true;
+                }
+                None => clock.holes = clock.holes.saturating_sub(1),
+            }
+        }
+    }
+
+    /// Removes the report of the entry (`hash`, `id`) just taken from `hand`'s clock,
+    /// if it is not a hole; its entry in the other clock goes too.
+    fn remove_taken(&mut self, hash: u64, id: u64, hand: Hand) -> Option<Held> {
+        let Ok(found) = self.reports.find_entry(hash, |h| h.id == id) else {
+            // A hole (`evict` meets its own before it gets here).
+            if hand == Hand::Shard {
+                self.clock.holes = self.clock.holes.saturating_sub(1);
+            }
             return None;
         };
         let (held, _) = found.remove();
@@ -426,36 +514,24 @@ impl AccountingShard {
             self.urgent = self.urgent.saturating_sub(1);
         }
         let user = held.report.key.user;
-        if let Some((count, _)) = self.users.get_mut(&user) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+        if let Some(reports) = self.users.get_mut(&user) {
+            reports.count = reports.count.saturating_sub(1);
+            if reports.count == 0 {
                 self.users.remove(&user);
+            } else if hand == Hand::Shard {
+                reports.clock.forget(hash, id);
+                reports.clock.tidy(reports.count, 16, &self.reports);
             }
+        }
+        if hand == Hand::User {
+            self.clock.forget(hash, id);
+            self.clock.tidy(self.reports.len(), 1024, &self.reports);
         }
         Some(held)
     }
 
-    /// Drops stale queue entries once they outnumber the live ones, in the shard's
-    /// queue and in `user`'s (the one just touched), so that the queues stay within
-    /// twice the reports (plus a little). Each entry is dropped once, so the cost is
-    /// constant per announce, amortized.
-    fn compact(&mut self, user: UserId) {
-        const SLACK: usize = 1024;
-        let live = self.reports.len();
-        let reports = &self.reports;
-        let current = |&(hash, seq): &(u64, u64)| reports.find(hash, |h| h.seq == seq).is_some();
-        if self.recency.queue.len() > 2 * live + SLACK {
-            self.recency.queue.retain(current);
-        }
-        if let Some((count, queue)) = self.users.get_mut(&user)
-            && queue.queue.len() > 2 * *count + 16
-        {
-            queue.queue.retain(current);
-        }
-    }
-
-    /// Moves at most `max` reports (least recently seen first) into `out`, forgetting
-    /// them. Returns how many were moved.
+    /// Moves at most `max` reports (those that came first, first) into `out`,
+    /// forgetting them. Returns how many were moved.
     pub fn take_pending(&mut self, out: &mut Vec<PeerReport>, max: usize) -> usize {
         let before = out.len();
         self.recent_peak = self
@@ -463,15 +539,16 @@ impl AccountingShard {
             .len()
             .max(self.recent_peak - self.recent_peak / 4);
         while out.len() - before < max {
-            let Some((hash, seq)) = self.recency.queue.pop_front() else {
+            let Some((hash, id)) = self.clock.ring.pop_front() else {
                 break;
             };
-            if let Some(held) = self.remove(hash, seq) {
+            if let Some(held) = self.remove_taken(hash, id, Hand::Shard) {
                 out.push(held.report.expand());
             }
         }
         if self.reports.is_empty() {
-            self.recency.queue.clear();
+            self.clock.ring.clear();
+            self.clock.holes = 0;
             self.users.clear();
             self.shrink();
         }
@@ -491,8 +568,8 @@ impl AccountingShard {
             self.reports
                 .shrink_to(keep, |h| self.hasher.hash_one(h.report.key));
         }
-        if self.recency.queue.capacity() > 4 * keep + 1024 {
-            self.recency.queue.shrink_to(2 * keep);
+        if self.clock.ring.capacity() > 2 * keep + 1024 {
+            self.clock.ring.shrink_to(keep);
         }
         if self.users.capacity() > 2 * keep + 1024 {
             self.users.shrink_to(keep);
@@ -500,7 +577,9 @@ impl AccountingShard {
     }
 
     /// Puts reports that could not be handed over back. A peer that announced since
-    /// keeps one report: the one put back, followed by the newer.
+    /// keeps one report: the one put back, followed by the newer. One that did not is
+    /// held again like a new peer (within the caps, evicting by the clocks), at the
+    /// front of the clocks.
     pub fn put_back(&mut self, reports: Vec<PeerReport>) {
         for mut report in reports {
             let key = report.key;
@@ -517,26 +596,9 @@ impl AccountingShard {
                 }
                 continue;
             }
-            let seq = self.next_seq;
-            self.next_seq = self.next_seq.wrapping_add(1);
-            let hasher = &self.hasher;
-            self.reports.insert_unique(
-                hash,
-                Held {
-                    report: CompactReport::of(&report),
-                    seq,
-                    urgent,
-                },
-                |h| hasher.hash_one(h.report.key),
-            );
-            if urgent {
-                self.urgent += 1;
-            }
-            // Least recently seen: first to go again.
-            self.recency.queue.push_front((hash, seq));
-            let (count, user) = self.users.entry(key.user).or_default();
-            *count += 1;
-            user.queue.push_front((hash, seq));
+            // Within the caps like a new peer; came first, so first to go again.
+            self.make_room(key.user);
+            self.insert(hash, CompactReport::of(&report), urgent, true);
         }
     }
 
@@ -686,15 +748,39 @@ mod tests {
     }
 
     #[test]
-    fn queues_stay_bounded_under_many_merges() {
+    fn merges_add_no_clock_entries() {
         let mut shard = AccountingShard::new(rules(100, 100));
         for i in 0..100_000u64 {
             shard.announce(&ann(1, (i % 7) as u8, i, AnnounceEvent::None), T0 + i);
         }
-        assert!(shard.recency.queue.len() <= 2 * 7 + 1024);
-        let (_, user) = &shard.users[&1];
-        assert!(user.queue.len() <= 2 * 7 + 16);
+        assert_eq!(shard.clock.ring.len(), 7);
+        assert_eq!(shard.users[&1].clock.ring.len(), 7);
         assert_eq!(take(&mut shard).len(), 7);
+    }
+
+    #[test]
+    fn clocks_stay_bounded_under_evictions_of_both_kinds() {
+        // Users 1..=4, each over its cap of 3 in turn, in a shard capped at 8: both
+        // clocks evict, each leaving holes in the other.
+        let mut shard = AccountingShard::new(rules(8, 3));
+        for i in 0..20_000u64 {
+            let user = 1 + (i % 4) as i64;
+            let peer = (i / 4 % 251) as u8;
+            shard.announce(&ann(user, peer, i, AnnounceEvent::None), T0 + i);
+            assert!(shard.num_peers() <= 8);
+            let live = shard.num_peers();
+            assert_eq!(shard.clock.ring.len(), live + shard.clock.holes);
+            assert!(shard.clock.holes <= live + 1024);
+            for reports in shard.users.values() {
+                assert!(reports.count <= 3);
+                assert_eq!(
+                    reports.clock.ring.len(),
+                    reports.count + reports.clock.holes
+                );
+                assert!(reports.clock.holes <= reports.count + 16);
+            }
+        }
+        assert!(shard.num_evicted() > 0);
     }
 
     #[test]
@@ -786,6 +872,232 @@ mod tests {
             compact.merge(&point, &credit);
             full.last.noted = None;
             assert_eq!(compact.expand(), full, "after {event:?} at +{offset}");
+        }
+    }
+
+    /// The clock rule on its own, for the model test: per scope a ring of peers in the
+    /// order they came; an announce of a held peer marks it seen in both rings; a new
+    /// peer over a cap sends that scope's hand round, passing (to the back, unmarked)
+    /// the peers seen since it last passed them, and the first one not seen goes,
+    /// from both rings. A hand-over takes the shard ring's first peers; a put-back
+    /// peer goes to the front of both.
+    #[derive(Default)]
+    struct ClockModel {
+        shard: Vec<(UserId, u8)>,
+        users: std::collections::BTreeMap<UserId, Vec<(UserId, u8)>>,
+        seen_shard: std::collections::BTreeSet<(UserId, u8)>,
+        seen_user: std::collections::BTreeSet<(UserId, u8)>,
+    }
+
+    impl ClockModel {
+        fn held(&self, peer: (UserId, u8)) -> bool {
+            self.shard.contains(&peer)
+        }
+
+        fn drop_peer(&mut self, peer: (UserId, u8)) {
+            self.shard.retain(|p| *p != peer);
+            if let Some(ring) = self.users.get_mut(&peer.0) {
+                ring.retain(|p| *p != peer);
+            }
+            self.seen_shard.remove(&peer);
+            self.seen_user.remove(&peer);
+        }
+
+        /// The scope's hand goes round; the peer that goes.
+        fn hand(&mut self, user: Option<UserId>) -> (UserId, u8) {
+            loop {
+                let (ring, seen) = match user {
+                    Some(u) => (self.users.entry(u).or_default(), &mut self.seen_user),
+                    None => (&mut self.shard, &mut self.seen_shard),
+                };
+                let first = ring.remove(0);
+                if seen.remove(&first) {
+                    ring.push(first);
+                } else {
+                    self.drop_peer(first);
+                    return first;
+                }
+            }
+        }
+
+        fn announce(&mut self, peer: (UserId, u8), max_peers: usize, per_user: usize) {
+            if self.held(peer) {
+                self.seen_shard.insert(peer);
+                self.seen_user.insert(peer);
+                return;
+            }
+            self.make_room(peer.0, max_peers, per_user);
+            self.shard.push(peer);
+            self.users.entry(peer.0).or_default().push(peer);
+        }
+
+        /// Whether a peer went.
+        fn make_room(&mut self, user: UserId, max_peers: usize, per_user: usize) -> bool {
+            if self.users.get(&user).map_or(0, Vec::len) >= per_user {
+                self.hand(Some(user));
+                true
+            } else if self.shard.len() >= max_peers {
+                self.hand(None);
+                true
+            } else {
+                false
+            }
+        }
+
+        fn take(&mut self, max: usize) -> Vec<(UserId, u8)> {
+            let taken: Vec<_> = self.shard.iter().copied().take(max).collect();
+            for peer in &taken {
+                self.drop_peer(*peer);
+            }
+            taken
+        }
+
+        /// How many peers went.
+        fn put_back(&mut self, peers: &[(UserId, u8)], max_peers: usize, per_user: usize) -> u64 {
+            let mut evicted = 0;
+            for peer in peers {
+                if !self.held(*peer) {
+                    evicted += u64::from(self.make_room(peer.0, max_peers, per_user));
+                    self.shard.insert(0, *peer);
+                    self.users.entry(peer.0).or_default().insert(0, *peer);
+                }
+            }
+            evicted
+        }
+    }
+
+    fn peer_of(report: &CompactReport) -> (UserId, u8) {
+        (report.key.user, report.key.peer_id.0[0])
+    }
+
+    /// The shard's rings, holes skipped, with the peers marked seen in each.
+    #[allow(clippy::type_complexity)]
+    fn rings_of(
+        shard: &AccountingShard,
+    ) -> (
+        Vec<(UserId, u8)>,
+        Vec<(UserId, u8)>,
+        std::collections::BTreeMap<UserId, Vec<(UserId, u8)>>,
+        Vec<(UserId, u8)>,
+    ) {
+        let live = |ring: &VecDeque<(u64, u64)>| -> Vec<&Held> {
+            ring.iter()
+                .filter_map(|&(hash, id)| shard.reports.find(hash, |h| h.id == id))
+                .collect()
+        };
+        let ring = live(&shard.clock.ring);
+        let seen_shard = ring
+            .iter()
+            .filter(|h| h.seen & SEEN_BY_SHARD != 0)
+            .map(|h| peer_of(&h.report))
+            .collect();
+        let mut users = std::collections::BTreeMap::new();
+        let mut seen_user = Vec::new();
+        for (user, reports) in &shard.users {
+            let ring = live(&reports.clock.ring);
+            seen_user.extend(
+                ring.iter()
+                    .filter(|h| h.seen & SEEN_BY_USER != 0)
+                    .map(|h| peer_of(&h.report)),
+            );
+            users.insert(*user, ring.iter().map(|h| peer_of(&h.report)).collect());
+        }
+        seen_user.sort_unstable();
+        (
+            ring.iter().map(|h| peer_of(&h.report)).collect(),
+            seen_shard,
+            users,
+            seen_user,
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Announce(UserId, u8),
+        Take(usize),
+        PutBack,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            8 => (1..=3i64, 0..6u8).prop_map(|(u, p)| Op::Announce(u, p)),
+            1 => (0..6usize).prop_map(Op::Take),
+            1 => Just(Op::PutBack),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn the_clocks_follow_the_rule(
+            max_peers in 1..9usize,
+            per_user in 1..6usize,
+            ops in proptest::collection::vec(op(), 1..200),
+        ) {
+            let mut shard = AccountingShard::new(rules(max_peers, per_user));
+            let mut model = ClockModel::default();
+            let mut in_flight: Vec<PeerReport> = Vec::new();
+            let mut evictions = 0u64;
+            for (t, op) in ops.into_iter().enumerate() {
+                let now = T0 + t as u64;
+                match op {
+                    Op::Announce(user, peer) => {
+                        let outcome =
+                            shard.announce(&ann(user, peer, t as u64, AnnounceEvent::None), now);
+                        let held_before = model.held((user, peer));
+                        let before = model.shard.len();
+                        model.announce((user, peer), max_peers, per_user);
+                        let expected = if held_before {
+                            AnnounceOutcome::Merged
+                        } else if model.shard.len() == before {
+                            AnnounceOutcome::Evicted
+                        } else {
+                            AnnounceOutcome::New
+                        };
+                        proptest::prop_assert_eq!(outcome, expected);
+                        evictions += u64::from(outcome == AnnounceOutcome::Evicted);
+                    }
+                    Op::Take(max) => {
+                        let mut out = Vec::new();
+                        shard.take_pending(&mut out, max);
+                        let taken: Vec<(UserId, u8)> = out
+                            .iter()
+                            .map(|r| (r.key.user, r.key.peer_id.0[0]))
+                            .collect();
+                        proptest::prop_assert_eq!(taken, model.take(max));
+                        in_flight.extend(out);
+                    }
+                    Op::PutBack => {
+                        let peers: Vec<(UserId, u8)> = in_flight
+                            .iter()
+                            .map(|r| (r.key.user, r.key.peer_id.0[0]))
+                            .collect();
+                        shard.put_back(std::mem::take(&mut in_flight));
+                        evictions += model.put_back(&peers, max_peers, per_user);
+                    }
+                }
+                let (ring, seen_shard, users, seen_user) = rings_of(&shard);
+                proptest::prop_assert_eq!(&ring, &model.shard);
+                proptest::prop_assert_eq!(
+                    seen_shard.iter().copied().collect::<std::collections::BTreeSet<_>>(),
+                    model.seen_shard.clone()
+                );
+                let model_users: std::collections::BTreeMap<_, _> = model
+                    .users
+                    .iter()
+                    .filter(|(_, r)| !r.is_empty())
+                    .map(|(u, r)| (*u, r.clone()))
+                    .collect();
+                proptest::prop_assert_eq!(users, model_users);
+                proptest::prop_assert_eq!(
+                    seen_user,
+                    model.seen_user.iter().copied().collect::<Vec<_>>()
+                );
+                proptest::prop_assert!(ring.len() <= max_peers);
+                proptest::prop_assert_eq!(shard.num_peers(), ring.len());
+                proptest::prop_assert_eq!(shard.num_evicted(), evictions);
+            }
         }
     }
 
