@@ -370,6 +370,9 @@ impl PrivateRuntime {
                 requested: reload_requested.clone(),
                 passkeys_from_file: file_keys.is_some(),
                 cache,
+                cache_warning: crate::observe::statistics::RateLimitedWarning::new(
+                    std::time::Duration::from_secs(3600),
+                ),
             },
             rules: credit,
             clock,

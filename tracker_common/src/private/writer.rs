@@ -268,6 +268,9 @@ pub struct SiteRefresh {
     pub passkeys_from_file: bool,
     /// The local cache of the last read, if any.
     pub cache: Option<PathBuf>,
+    /// One warning an hour when the cache cannot be written (a path the service may
+    /// not write is met at every read).
+    pub cache_warning: RateLimitedWarning,
 }
 
 /// The accounting database, opened when it can be.
@@ -602,9 +605,12 @@ impl AccountingWriter {
         let set = PasskeySet::of_site(&site, file_keys);
         if let Some(path) = &self.site.cache
             && let Err(err) = site_cache::write(path, &set.to_site())
+            && let Some(held_back) = self.site.cache_warning.check(Instant::now())
         {
             log::warn!(
-                "accounting: writing the site cache {}: {err:#}",
+                "accounting: writing the site cache {}: {err:#} ({held_back} more failures \
+                 since the last warning; set private.site_cache_path to a path the tracker \
+                 may write, or to \"\" for no cache)",
                 path.display()
             );
         }
@@ -736,6 +742,7 @@ mod tests {
                 requested: Arc::default(),
                 passkeys_from_file: true,
                 cache: None,
+                cache_warning: RateLimitedWarning::new(Duration::from_secs(3600)),
             },
             rules: rules(),
             clock: UnixClock::at_start(ServerStartInstant::new(), T0),
