@@ -15,6 +15,11 @@
 #   MEMORY         1 (default) also fills each mode with 1M peers in 100k torrents and
 #                  reports the tracker's memory; 0 skips that
 #   OUT_DIR        where the raw results go (default .local/bench/compare-private-DATE)
+#   BASELINE_BIN   a tracker_udp binary of another commit (e.g. built in a worktree:
+#                  `git worktree add ../base COMMIT && cd ../base && cargo build
+#                  --release -p tracker_udp`): each round also runs it in private mode
+#                  under the same load, as a third row ("baseline"), and the table adds
+#                  private / baseline
 #
 # Round after round, runs tracker_udp in public mode and in private mode (a passkey
 # file of USERS passkeys, accounting to a SQLite file in the temporary directory,
@@ -53,10 +58,15 @@ for _ in range(int(sys.argv[1])):
     print("".join(rng.choice(alphabet) for _ in range(32)))
 PY
 
-# start_tracker MODE PORT: starts tracker_udp pinned in MODE (public | private), sets
-# server_pid, waits for the port.
+# start_tracker MODE PORT: starts tracker_udp pinned in MODE (public | private |
+# baseline: BASELINE_BIN in private mode), sets server_pid, waits for the port.
 start_tracker() {
     local mode="$1" port="$2"
+    local binary="$bin/tracker_udp"
+    if [ "$mode" = baseline ]; then
+        binary="$BASELINE_BIN"
+        mode=private
+    fi
     rm -f "$work"/accounting.db*
     {
         cat <<TOML
@@ -87,7 +97,7 @@ max_peers_per_passkey = 100000000
 TOML
         fi
     } > "$work/tracker.toml"
-    pinned "$tracker_cpus" "$bin/tracker_udp" -c "$work/tracker.toml" > "$work/server.log" 2>&1 &
+    pinned "$tracker_cpus" "$binary" -c "$work/tracker.toml" > "$work/server.log" 2>&1 &
     server_pid=$!
     wait_udp_port "$port"
 }
@@ -103,7 +113,7 @@ run_load() {
         echo "warmup_secs = $warm"
         echo "workers = 1"
         echo "tracker_pid = $server_pid"
-        if [ "$mode" = private ]; then
+        if [ "$mode" != public ]; then
             echo "[private]"
             echo "passkeys_path = \"$work/passkeys.txt\""
         fi
@@ -116,16 +126,21 @@ run_load() {
 
 results="$out_dir/runs.tsv"
 echo -e "round\tmode\tresponses_per_sec\tresponses_per_cpu_sec\tpeak_rss_mb" > "$results"
+modes="public private"
+if [ -n "${BASELINE_BIN:-}" ]; then
+    [ -x "$BASELINE_BIN" ] || { echo "BASELINE_BIN: $BASELINE_BIN is not an executable" >&2; exit 1; }
+    modes="public private baseline"
+fi
 for round in $(seq 1 "$rounds"); do
-    for mode in public private; do
+    for mode in $modes; do
         port="$(free_udp_port)"
         start_tracker "$mode" "$port"
         read -r rps cpu < <(run_load "$mode" "$port" "$duration" "$warmup" "${LOAD_EXTRA:-}")
         rss="$(peak_rss_mb "$server_pid")"
         stop_process "$server_pid"
         server_pid=""
-        if [ "$mode" = private ] && grep -q 'ERROR' "$work/server.log"; then
-            echo "tracker errors in private mode:" >&2
+        if [ "$mode" != public ] && grep -q 'ERROR' "$work/server.log"; then
+            echo "tracker errors in $mode mode:" >&2
             cat "$work/server.log" >&2
             exit 1
         fi
@@ -144,14 +159,23 @@ if [ "$memory" = 1 ]; then
         run_load "$mode" "$port" 20 0 "$fill" > /dev/null
         committed=""
         if [ "$mode" = private ]; then
-            # The steady state: every peer's baseline committed (the count stops
-            # growing), so that no batch or backlog is counted as the peers' memory.
+            # The steady state: every peer's mark committed (all 1M, or the count
+            # unchanged for 8 s, longer than a flush interval: a worker hands over at
+            # most 100,000 reports per interval when none is urgent), so that no batch
+            # or backlog is counted as the peers' memory.
             previous=-1
-            for _ in $(seq 1 60); do
+            unchanged=0
+            for _ in $(seq 1 90); do
                 sleep 2
                 committed="$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1], timeout=10).execute("SELECT COUNT(*) FROM shoal_peer_marks").fetchone()[0])' "$work/accounting.db")"
-                if [ "$committed" = "$previous" ]; then
+                if [ "$committed" -ge 1000000 ]; then
                     break
+                fi
+                if [ "$committed" = "$previous" ]; then
+                    unchanged=$((unchanged + 1))
+                    [ "$unchanged" -ge 4 ] && break
+                else
+                    unchanged=0
                 fi
                 previous="$committed"
             done
@@ -173,13 +197,29 @@ def med(mode, key):
 print()
 print("| mode | responses/s | responses per tracker CPU second | peak RSS (MB) |")
 print("|---|---|---|---|")
-for mode in ("public", "private"):
+modes = [m for m in ("public", "private", "baseline") if any(r["mode"] == m for r in runs)]
+for mode in modes:
     print(f"| {mode} | {med(mode, 'responses_per_sec'):,.0f} | "
           f"{med(mode, 'responses_per_cpu_sec'):,.0f} | {med(mode, 'peak_rss_mb'):.0f} |")
 print()
+pairs = [("private", "public")]
+if "baseline" in modes:
+    pairs += [("baseline", "public"), ("private", "baseline")]
+def round_ratios(a, b, key):
+    by_round = {}
+    for r in runs:
+        by_round.setdefault(r["round"], {})[r["mode"]] = float(r[key])
+    return [v[a] / v[b] for v in by_round.values() if a in v and b in v and v[b] > 0]
+# Two figures per pair: the ratio of the medians, and the median of each round's ratio
+# (runs of one round are seconds apart, so a round's ratio cancels the machine's slower
+# drifts; on a shared machine it is the steadier of the two).
 for key, name in (("responses_per_sec", "responses per second"),
                   ("responses_per_cpu_sec", "responses per tracker CPU second")):
-    print(f"private / public, {name}: {med('private', key) / med('public', key):.3f}")
+    for a, b in pairs:
+        ratios = round_ratios(a, b, key)
+        print(f"{a} / {b}, {name}: {med(a, key) / med(b, key):.3f} (ratio of the medians); "
+              f"{statistics.median(ratios):.3f} (median of the rounds' ratios: "
+              f"{', '.join(f'{x:.2f}' for x in ratios)})")
 if sys.argv[3] == "1":
     mem = {r["mode"]: r for r in csv.DictReader(open(sys.argv[2]), delimiter="\t")}
     extra = float(mem["private"]["rss_mb"]) - float(mem["public"]["rss_mb"])
