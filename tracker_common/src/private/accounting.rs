@@ -14,7 +14,7 @@
 //! - Memory is bounded: at most `max_peers` reports in the shard, and at most
 //!   `max_peers_per_user` of one user. A new peer beyond either takes the place of a
 //!   least recently seen peer (of the shard, or of that user), as a clock finds it (see
-//!   [`Clock`]: the first peer, in the order they came, not announced since the clock's
+//!   `Clock`: the first peer, in the order they came, not announced since the clock's
 //!   hand last passed it): its report goes, counted as an eviction, and the new peer is
 //!   credited. An evicted report loses its time, its
 //!   completion, its flags, and the bytes that only it showed (a `started`'s counters,
