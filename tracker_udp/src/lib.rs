@@ -56,7 +56,7 @@ use tracker_common::swarm::access_list::AccessListCache;
 
 pub use config::Config;
 
-use crate::connection_id::ConnectionValidator;
+use crate::connection_id::{ConnectionIdKeys, ConnectionValidator};
 use crate::workers::request::UdpHandler;
 use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
 
@@ -142,6 +142,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
     config.validate()?;
     let mut core = Core::new(&config.access_list, &config.workers, &config.swarm)?;
+    // Before privileges are dropped: the secret file may be readable by root alone.
+    let keys = if config
+        .cluster
+        .connection_id_secret_path
+        .as_os_str()
+        .is_empty()
+    {
+        ConnectionIdKeys::Process
+    } else {
+        ConnectionIdKeys::Cluster {
+            path: &config.cluster.connection_id_secret_path,
+            max_clock_skew_secs: config.cluster.max_clock_skew_secs,
+            start_unix_secs: core.start_unix_secs,
+        }
+    };
+    let validator =
+        ConnectionValidator::from_keys(&keys, config.protocol.connection_id_valid_secs)?;
     let (local_addr, sockets) = bind_sockets(&config)?;
     // Everything that needs root is done: the sockets are bound, the access list read.
     // Drop privileges before any thread starts; glibc's setuid would change every thread
@@ -178,7 +195,6 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             max: config.swarm.numwant_max,
         },
     };
-    let validator = ConnectionValidator::new(config.protocol.connection_id_valid_secs)?;
     for (index, ((socket, poll), response_receiver)) in sockets
         .into_iter()
         .zip(polls)

@@ -134,8 +134,8 @@ crate::config_section! {
         pub baseline_retention_secs: u64,
         /// The most peers whose reports wait in memory for the database, over the whole
         /// tracker (shared evenly by the request workers). A new peer beyond it takes the
-        /// place of the least recently seen one, whose report goes (counted): its bytes
-        /// are credited at its next announce.
+        /// place of a least recently seen one (as a clock finds it), whose report goes
+        /// (counted): its bytes are credited at its next announce.
         pub max_peers: usize,
         /// The same, for the peers of one user.
         pub max_peers_per_passkey: usize,
