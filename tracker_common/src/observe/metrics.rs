@@ -437,6 +437,22 @@ fn register_private(registry: &mut Registry, p: &PrivateSnapshot) {
          (credited, and counted in shoal_credits.flagged_announces)",
         ConstCounter::new(p.flagged),
     );
+    registry.register_collector(Box::new(Ordered {
+        name: "private_reports",
+        help: "Committed reports the database found behind their peer's mark (stale: \
+               credited nothing) or overlapping it (another tracker, or the process before a \
+               restart, reported part of their span: credited beyond the mark only)",
+        series: vec![
+            (
+                vec![("outcome", "stale")],
+                ConstCounter::new(p.reports_stale),
+            ),
+            (
+                vec![("outcome", "overlapping")],
+                ConstCounter::new(p.reports_overlapping),
+            ),
+        ],
+    }));
     registry.register(
         "private_evictions",
         "Peer reports evicted because accounting.max_peers or max_peers_per_passkey was \
@@ -537,6 +553,10 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
                     "refused": refused,
                     "flagged_announces": p.flagged,
                     "evictions": p.evicted,
+                    "reports": {
+                        "stale": p.reports_stale,
+                        "overlapping": p.reports_overlapping,
+                    },
                     "database_up": p.database_up,
                     "site_loaded_unix_secs": p.site_loaded_unix_secs,
                 }),
@@ -726,6 +746,8 @@ mod tests {
             site_loaded_unix_secs: 0,
             flagged: 12,
             evicted: 13,
+            reports_stale: 14,
+            reports_overlapping: 15,
         };
         let text = encode_prometheus(&s, &id(Protocol::Http)).unwrap();
         for line in [
@@ -743,6 +765,8 @@ mod tests {
             "shoal_private_refused_total{protocol=\"http\",cause=\"client_not_allowed\"} 11",
             "shoal_private_flagged_announces_total{protocol=\"http\"} 12",
             "shoal_private_evictions_total{protocol=\"http\"} 13",
+            "shoal_private_reports_total{protocol=\"http\",outcome=\"stale\"} 14",
+            "shoal_private_reports_total{protocol=\"http\",outcome=\"overlapping\"} 15",
         ] {
             assert!(
                 text.contains(&format!("{line}\n")),
@@ -753,6 +777,7 @@ mod tests {
         assert_eq!(json["private"]["refused"]["unknown_passkey"], 10);
         assert_eq!(json["private"]["batches"]["already_applied"], 7);
         assert_eq!(json["private"]["flush_seconds_total"], 2.5);
+        assert_eq!(json["private"]["reports"]["overlapping"], 15);
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct PrivateStatistics {
     /// Unix seconds of the last read of the site's tables (0: none yet; the local cache
     /// or the passkey file is in force).
     pub site_loaded_unix_secs: AtomicU64,
+    /// Committed reports that were behind their peer's mark (credited nothing).
+    pub reports_stale: AtomicU64,
+    /// Committed reports that overlapped their peer's mark (credited beyond it only).
+    pub reports_overlapping: AtomicU64,
 }
 
 /// One request worker's accounting gauges.
@@ -95,6 +99,10 @@ pub struct PrivateSnapshot {
     pub flagged: u64,
     /// Reports evicted by a limit.
     pub evicted: u64,
+    /// Committed reports behind their peer's mark.
+    pub reports_stale: u64,
+    /// Committed reports that overlapped their peer's mark.
+    pub reports_overlapping: u64,
 }
 
 impl PrivateSnapshot {
@@ -149,6 +157,8 @@ impl PrivateStatistics {
             commit_failures_in_a_row: get(&self.commit_failures_in_a_row),
             database_up: get(&self.database_up) == 1,
             site_loaded_unix_secs: get(&self.site_loaded_unix_secs),
+            reports_stale: get(&self.reports_stale),
+            reports_overlapping: get(&self.reports_overlapping),
             ..PrivateSnapshot::default()
         };
         for (sum, counter) in s.refused.iter_mut().zip(&self.refused) {

@@ -54,7 +54,7 @@ pub use self::mysql::MysqlStore;
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 
-use crate::private::ledger::{CreditRules, PeerReport};
+use crate::private::ledger::{Applied, CreditRules, PeerReport};
 use crate::private::passkey::Passkey;
 use crate::types::{InfoHash, PeerId};
 
@@ -358,7 +358,16 @@ pub trait AccountingStore: Send {
     ///
     /// # Errors
     /// The outcome is unknown: the caller retries the same batch.
-    fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome>;
+    fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
+        Ok(self.commit_counted(batch)?.0)
+    }
+
+    /// As [`AccountingStore::commit`], with what the ledger counted of the batch's
+    /// reports (all zero when it was already applied).
+    ///
+    /// # Errors
+    /// The outcome is unknown: the caller retries the same batch.
+    fn commit_counted(&mut self, batch: &Batch) -> anyhow::Result<(CommitOutcome, Applied)>;
 
     /// Deletes the peer marks whose `last_announce` is before `before` (Unix seconds),
     /// and the `shoal_batches` rows committed before it; returns the marks deleted.

@@ -525,13 +525,19 @@ impl AccountingWriter {
         let reports = in_flight.batch.reports.len();
         let began = Instant::now();
         let result = match self.open_store() {
-            Ok(store) => store.commit(&in_flight.batch),
+            Ok(store) => store.commit_counted(&in_flight.batch),
             Err(err) => Err(err),
         };
         let batch = &in_flight.batch;
         match result {
-            Ok(outcome) => {
+            Ok((outcome, applied)) => {
                 let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.stats
+                    .reports_stale
+                    .fetch_add(applied.stale, Ordering::Relaxed);
+                self.stats
+                    .reports_overlapping
+                    .fetch_add(applied.overlapping, Ordering::Relaxed);
                 let counter = match outcome {
                     CommitOutcome::Applied => &self.stats.batches_committed,
                     CommitOutcome::AlreadyApplied => &self.stats.batches_already_applied,
@@ -838,6 +844,54 @@ mod tests {
             .unwrap();
         assert_eq!(up, 11);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A peer's report of two announces, at `from` and `to`, counting `up` bytes at each.
+    fn span(from: u64, up_from: u64, to: u64, up_to: u64) -> PeerReport {
+        let point = |at, uploaded| Point {
+            at,
+            uploaded: Some(uploaded),
+            downloaded: Some(0),
+            state: PeerState::Leeching,
+            event: AnnounceEvent::None,
+        };
+        let mut report = PeerReport::new(key(1), point(from, up_from));
+        report.merge(&point(to, up_to), &rules());
+        report
+    }
+
+    #[test]
+    fn stale_and_overlapping_reports_are_counted() {
+        let memory = Arc::new(Mutex::new(MemoryDatabase::default()));
+        let (sender, outstanding, writer) = writer(&memory, 1);
+        let stats = writer.stats.clone();
+        let thread = std::thread::spawn(move || writer.run());
+        // The mark: the peer at T0 + 100, 100 bytes.
+        hand_over(&sender, &outstanding, 0, vec![span(T0, 0, T0 + 100, 100)]);
+        // Another tracker's report of T0 + 50 to T0 + 150: overlapping, 50 bytes beyond.
+        hand_over(
+            &sender,
+            &outstanding,
+            0,
+            vec![span(T0 + 50, 50, T0 + 150, 150)],
+        );
+        // And one of T0 + 20 to T0 + 30: stale.
+        hand_over(
+            &sender,
+            &outstanding,
+            0,
+            vec![span(T0 + 20, 20, T0 + 30, 30)],
+        );
+        drop(sender);
+        thread.join().unwrap().unwrap();
+        assert_eq!(uploaded(&memory), 150, "every byte once");
+        assert_eq!(stats.reports_overlapping.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.reports_stale.load(Ordering::Relaxed), 1);
+        let snapshot = stats.snapshot();
+        assert_eq!(
+            (snapshot.reports_stale, snapshot.reports_overlapping),
+            (1, 1)
+        );
     }
 
     #[test]

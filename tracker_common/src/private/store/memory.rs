@@ -8,7 +8,7 @@ use super::{
     AccountingStore, Batch, BatchId, CommitOutcome, CreditRow, Factors, Ledger, PeerKey, PeerMark,
     SiteTables, TimeMarks, UserTorrentKey,
 };
-use crate::private::ledger;
+use crate::private::ledger::{self, Applied};
 use crate::types::InfoHash;
 
 /// How a commit fails: `Lose` applies the batch and then reports an error (a commit
@@ -43,15 +43,23 @@ pub(crate) struct MemoryDatabase {
 impl MemoryDatabase {
     /// Applies `batch` as a backend's transaction does (all or nothing).
     pub(crate) fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
+        Ok(self.commit_counted(batch)?.0)
+    }
+
+    /// As [`MemoryDatabase::commit`], with the ledger's counts.
+    pub(crate) fn commit_counted(
+        &mut self,
+        batch: &Batch,
+    ) -> anyhow::Result<(CommitOutcome, Applied)> {
         if self.applied.contains(&batch.id) {
-            return Ok(CommitOutcome::AlreadyApplied);
+            return Ok((CommitOutcome::AlreadyApplied, Applied::default()));
         }
         let mut tx = MemoryLedger {
             db: self,
             marks: Vec::new(),
             credits: Vec::new(),
         };
-        ledger::apply(&mut tx, batch)?;
+        let applied = ledger::apply(&mut tx, batch)?;
         let (marks, credits) = (tx.marks, tx.credits);
         for (key, mark) in marks {
             self.marks.insert(key, mark);
@@ -76,7 +84,7 @@ impl MemoryDatabase {
             row.leech_until = row.leech_until.max(add.leech_until);
         }
         self.applied.insert(batch.id);
-        Ok(CommitOutcome::Applied)
+        Ok((CommitOutcome::Applied, applied))
     }
 }
 
@@ -133,7 +141,7 @@ impl AccountingStore for MemoryStore {
         Ok(SiteTables::default())
     }
 
-    fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
+    fn commit_counted(&mut self, batch: &Batch) -> anyhow::Result<(CommitOutcome, Applied)> {
         let mut db = self
             .0
             .lock()
@@ -147,7 +155,7 @@ impl AccountingStore for MemoryStore {
         if failure == Some(Failure::Refuse) {
             anyhow::bail!("connection refused");
         }
-        let outcome = db.commit(batch)?;
+        let outcome = db.commit_counted(batch)?;
         if failure == Some(Failure::Lose) {
             anyhow::bail!("connection reset after commit");
         }

@@ -29,7 +29,7 @@ use super::{
     PeerMark, SiteTables, TimeMarks, UserTorrentKey, checked_mark, checked_percent, to_column,
     unix_now, user_of, warn_skipped,
 };
-use crate::private::ledger;
+use crate::private::ledger::{self, Applied};
 use crate::private::passkey::Passkey;
 use crate::types::{InfoHash, PeerId};
 
@@ -699,7 +699,7 @@ impl AccountingStore for MysqlStore {
         })
     }
 
-    fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
+    fn commit_counted(&mut self, batch: &Batch) -> anyhow::Result<(CommitOutcome, Applied)> {
         self.with_conn("commit a batch", |conn| {
             // No Transaction guard: on an error the connection is dropped, and the server
             // rolls back, without a ROLLBACK sent to a server that may not answer.
@@ -723,11 +723,11 @@ impl AccountingStore for MysqlStore {
             .context("insert into shoal_batches")?;
             if conn.affected_rows() == 0 {
                 conn.query_drop("ROLLBACK")?;
-                return Ok(CommitOutcome::AlreadyApplied);
+                return Ok((CommitOutcome::AlreadyApplied, Applied::default()));
             }
-            ledger::apply(&mut MysqlLedger { conn: &mut *conn }, batch)?;
+            let applied = ledger::apply(&mut MysqlLedger { conn: &mut *conn }, batch)?;
             conn.query_drop("COMMIT").context("commit")?;
-            Ok(CommitOutcome::Applied)
+            Ok((CommitOutcome::Applied, applied))
         })
     }
 

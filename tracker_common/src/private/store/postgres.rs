@@ -12,7 +12,7 @@ use super::{
     PeerMark, SiteTables, TimeMarks, UserTorrentKey, checked_mark, checked_percent, to_column,
     unix_now, user_of, warn_skipped,
 };
-use crate::private::ledger;
+use crate::private::ledger::{self, Applied};
 use crate::private::passkey::Passkey;
 use crate::types::InfoHash;
 
@@ -581,7 +581,7 @@ impl AccountingStore for PostgresStore {
         })
     }
 
-    fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
+    fn commit_counted(&mut self, batch: &Batch) -> anyhow::Result<(CommitOutcome, Applied)> {
         self.with_client("commit a batch", |client| {
             let mut tx = client.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ACCOUNTING_LOCK])
@@ -599,11 +599,11 @@ impl AccountingStore for PostgresStore {
                 .context("insert into shoal_batches")?;
             if inserted == 0 {
                 tx.rollback()?;
-                return Ok(CommitOutcome::AlreadyApplied);
+                return Ok((CommitOutcome::AlreadyApplied, Applied::default()));
             }
-            ledger::apply(&mut PostgresLedger { tx: &mut tx }, batch)?;
+            let applied = ledger::apply(&mut PostgresLedger { tx: &mut tx }, batch)?;
             tx.commit().context("commit")?;
-            Ok(CommitOutcome::Applied)
+            Ok((CommitOutcome::Applied, applied))
         })
     }
 

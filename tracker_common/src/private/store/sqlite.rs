@@ -12,7 +12,7 @@ use super::{
     PeerMark, SiteTables, TimeMarks, UserTorrentKey, checked_mark, checked_percent, to_column,
     unix_now, user_of, warn_skipped,
 };
-use crate::private::ledger;
+use crate::private::ledger::{self, Applied};
 use crate::private::passkey::Passkey;
 use crate::types::InfoHash;
 
@@ -506,7 +506,7 @@ impl AccountingStore for SqliteStore {
         Ok(site)
     }
 
-    fn commit(&mut self, batch: &Batch) -> anyhow::Result<CommitOutcome> {
+    fn commit_counted(&mut self, batch: &Batch) -> anyhow::Result<(CommitOutcome, Applied)> {
         // IMMEDIATE takes the database's write lock at once: the accounting lock.
         let tx = self
             .connection
@@ -525,11 +525,11 @@ impl AccountingStore for SqliteStore {
             .context("insert into shoal_batches")?;
         if inserted == 0 {
             // Dropping `tx` rolls back (nothing was written).
-            return Ok(CommitOutcome::AlreadyApplied);
+            return Ok((CommitOutcome::AlreadyApplied, Applied::default()));
         }
-        ledger::apply(&mut SqliteLedger { tx: &tx }, batch)?;
+        let applied = ledger::apply(&mut SqliteLedger { tx: &tx }, batch)?;
         tx.commit().context("commit")?;
-        Ok(CommitOutcome::Applied)
+        Ok((CommitOutcome::Applied, applied))
     }
 
     fn forget_before(&mut self, before: u64) -> anyhow::Result<u64> {
