@@ -67,6 +67,11 @@ start_tracker() {
         binary="$BASELINE_BIN"
         mode=private
     fi
+    # A key the binary knows (an older baseline may predate the site cache).
+    local site_cache_line=""
+    if "$binary" -p 2>/dev/null | grep '^site_cache_path' > /dev/null; then
+        site_cache_line="site_cache_path = \"$work/site.cache\""
+    fi
     rm -f "$work"/accounting.db*
     {
         cat <<TOML
@@ -89,7 +94,7 @@ TOML
 [private]
 enabled = true
 passkeys_path = "$work/passkeys.txt"
-site_cache_path = "$work/site.cache"
+$site_cache_line
 [accounting]
 url = "sqlite://$work/accounting.db"
 max_peers = 100000000
