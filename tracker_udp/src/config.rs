@@ -68,7 +68,8 @@ config_section! {
         /// rotation. Nodes with the same secret accept each other's connection ids, timed
         /// by the wall clock: keep their clocks in step (NTP) within
         /// max_clock_skew_secs, and start them after the clock is synchronized. Read at
-        /// start. Empty: each process makes its own random key, and its ids die with it.
+        /// start and on SIGUSR1 (a bad file is logged and the secrets in force stay).
+        /// Empty: each process makes its own random key, and its ids die with it.
         pub connection_id_secret_path: PathBuf,
         /// How far apart the nodes' clocks may be, in seconds (0 to 60): a connection id
         /// is accepted that much before and after its lifetime says.

@@ -15,9 +15,10 @@
 //!   connect answered by one node is accepted by another: behind anycast or ECMP a
 //!   client's connect and its announce may reach different nodes. The file's optional
 //!   second secret is accepted too, never used to make ids, so that the secret can be
-//!   rotated with no id refused (see the README). The nodes' clocks must agree within
-//!   `cluster.max_clock_skew_secs` (NTP): an id is accepted that much earlier and later
-//!   than its lifetime says.
+//!   rotated with no id refused (see the README); SIGUSR1 re-reads the file, and the
+//!   socket workers take the new keys at their next packet. The nodes' clocks must
+//!   agree within `cluster.max_clock_skew_secs` (NTP): an id is accepted that much
+//!   earlier and later than its lifetime says.
 //!
 //! The MAC input is an unambiguous byte string, so that no two (time, address) pairs
 //! hash the same bytes: `valid_until` (4 bytes, big-endian), then a family tag (4 or 6)
@@ -38,8 +39,10 @@ use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
+use arc_swap::{ArcSwap, Cache};
 use rand::TryRngCore;
 use siphasher::sip::SipHasher24;
 
@@ -72,6 +75,8 @@ pub(crate) struct ConnectionValidator {
     /// Seconds an id may claim beyond `valid_secs` (the workers' one second, plus a
     /// cluster's clock skew).
     late: u32,
+    /// The cluster secrets it was made from (0: a process key).
+    secrets: usize,
 }
 
 impl fmt::Debug for ConnectionValidator {
@@ -80,6 +85,26 @@ impl fmt::Debug for ConnectionValidator {
         f.debug_struct("ConnectionValidator")
             .field("valid_secs", &self.valid_secs)
             .finish_non_exhaustive()
+    }
+}
+
+/// The validator in force, shared by the socket workers; a re-read of the cluster's
+/// secret (SIGUSR1) replaces it.
+pub(crate) type SharedValidator = Arc<ArcSwap<ConnectionValidator>>;
+
+/// A socket worker's view of the [`SharedValidator`]: one atomic load per use while it
+/// is unchanged.
+pub(crate) struct ValidatorCache(Cache<SharedValidator, Arc<ConnectionValidator>>);
+
+impl ValidatorCache {
+    /// A cache over the shared validator.
+    pub(crate) fn new(shared: SharedValidator) -> Self {
+        Self(Cache::new(shared))
+    }
+
+    /// The validator in force.
+    pub(crate) fn get(&mut self) -> &ConnectionValidator {
+        self.0.load()
     }
 }
 
@@ -139,6 +164,11 @@ impl ConnectionValidator {
         }
     }
 
+    /// How many secrets a cluster validator accepts (0 for a process key).
+    pub(crate) fn secrets(&self) -> usize {
+        self.secrets
+    }
+
     /// A validator with the given key: for tests that pin the algorithm.
     fn with_key(key: &[u8; 16], valid_secs: u32) -> Self {
         Self {
@@ -148,6 +178,7 @@ impl ConnectionValidator {
             base: 0,
             early: 0,
             late: 1,
+            secrets: 0,
         }
     }
 
@@ -167,6 +198,7 @@ impl ConnectionValidator {
             base,
             early: skew,
             late: skew.saturating_add(1),
+            secrets: secrets.len().min(2),
         }
     }
 

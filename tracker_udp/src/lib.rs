@@ -45,7 +45,10 @@ mod messages;
 mod workers;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use tracker_common::config::TrackerConfig as _;
 use tracker_common::observe::statistics::{Protocol, ProtocolLine, RequestKind, Snapshot};
@@ -56,7 +59,10 @@ use tracker_common::swarm::access_list::AccessListCache;
 
 pub use config::Config;
 
-use crate::connection_id::{ConnectionIdKeys, ConnectionValidator};
+use crate::config::ClusterConfig;
+use crate::connection_id::{
+    ConnectionIdKeys, ConnectionValidator, SharedValidator, ValidatorCache,
+};
 use crate::workers::request::UdpHandler;
 use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
 
@@ -69,6 +75,8 @@ pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Tracker {
     handle: TrackerHandle,
     config: Config,
+    secret: SecretReload,
+    validator: SharedValidator,
 }
 
 impl Tracker {
@@ -96,6 +104,16 @@ impl Tracker {
     /// Connect requests received.
     pub fn connects(&self) -> u64 {
         self.handle.statistics().requests_of(RequestKind::Connect)
+    }
+
+    /// Re-reads the cluster's connection id secret file, as SIGUSR1 does; returns how
+    /// many secrets are in force. On error the secrets in force stay.
+    ///
+    /// # Errors
+    /// No secret file is configured, or it cannot be read, is readable by other users
+    /// or is malformed.
+    pub fn reload_connection_id_secret(&self) -> anyhow::Result<usize> {
+        self.secret.reload(&self.validator)
     }
 
     /// Re-reads the access list file, as SIGUSR1 does. On error the old list stays.
@@ -143,22 +161,12 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     config.validate()?;
     let mut core = Core::new(&config.access_list, &config.workers, &config.swarm)?;
     // Before privileges are dropped: the secret file may be readable by root alone.
-    let keys = if config
-        .cluster
-        .connection_id_secret_path
-        .as_os_str()
-        .is_empty()
-    {
-        ConnectionIdKeys::Process
-    } else {
-        ConnectionIdKeys::Cluster {
-            path: &config.cluster.connection_id_secret_path,
-            max_clock_skew_secs: config.cluster.max_clock_skew_secs,
-            start_unix_secs: core.start_unix_secs,
-        }
+    let secret = SecretReload {
+        config: config.cluster.clone(),
+        valid_secs: config.protocol.connection_id_valid_secs,
+        start_unix_secs: core.start_unix_secs,
     };
-    let validator =
-        ConnectionValidator::from_keys(&keys, config.protocol.connection_id_valid_secs)?;
+    let validator: SharedValidator = Arc::new(ArcSwap::from_pointee(secret.read()?));
     let (local_addr, sockets) = bind_sockets(&config)?;
     // Everything that needs root is done: the sockets are bound, the access list read.
     // Drop privileges before any thread starts; glibc's setuid would change every thread
@@ -208,7 +216,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             request_senders: channels.to_request_workers.clone(),
             response_receiver,
             router: core.router.clone(),
-            validator: validator.clone(),
+            validator: ValidatorCache::new(validator.clone()),
             access_list: AccessListCache::new(core.access_list.clone()),
             settings: settings.clone(),
             start: core.start,
@@ -239,7 +247,18 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         APP_VERSION,
     )?;
     if handle_signals {
-        core.spawn_signals(|| {})?;
+        let (secret, validator) = (secret.clone(), validator.clone());
+        core.spawn_signals(move || {
+            if secret.is_cluster() {
+                match secret.reload(&validator) {
+                    Ok(n) => log::info!("connection id secret re-read: {n} secret(s) in force"),
+                    Err(err) => log::error!(
+                        "connection id secret re-read failed, keeping the secrets in force: \
+                         {err:#}"
+                    ),
+                }
+            }
+        })?;
     }
 
     log::info!(
@@ -250,7 +269,51 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     Ok(Tracker {
         handle: core.into_handle(local_addr),
         config,
+        secret,
+        validator,
     })
+}
+
+/// What re-reading the cluster's connection id secret needs.
+#[derive(Clone)]
+struct SecretReload {
+    config: ClusterConfig,
+    valid_secs: u32,
+    start_unix_secs: u64,
+}
+
+impl SecretReload {
+    fn is_cluster(&self) -> bool {
+        !self.config.connection_id_secret_path.as_os_str().is_empty()
+    }
+
+    /// The validator the config asks for: a process key, or the cluster's secrets.
+    fn read(&self) -> anyhow::Result<ConnectionValidator> {
+        let keys = if self.is_cluster() {
+            ConnectionIdKeys::Cluster {
+                path: &self.config.connection_id_secret_path,
+                max_clock_skew_secs: self.config.max_clock_skew_secs,
+                start_unix_secs: self.start_unix_secs,
+            }
+        } else {
+            ConnectionIdKeys::Process
+        };
+        ConnectionValidator::from_keys(&keys, self.valid_secs)
+    }
+
+    /// Re-reads the cluster's secret file into `shared`; on error the secrets in force
+    /// stay. Returns how many secrets are in force.
+    fn reload(&self, shared: &SharedValidator) -> anyhow::Result<usize> {
+        anyhow::ensure!(
+            self.is_cluster(),
+            "cluster.connection_id_secret_path is not set: this tracker's connection id key \
+             is its own, and stays"
+        );
+        let validator = self.read()?;
+        let secrets = validator.secrets();
+        shared.store(Arc::new(validator));
+        Ok(secrets)
+    }
 }
 
 /// Binds one socket per socket worker, all on the configured address and port; fails

@@ -142,3 +142,93 @@ fn a_secret_others_can_read_or_a_bad_one_is_refused_at_start() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_re_read_secret_replaces_the_one_in_force_and_a_bad_one_does_not() {
+    let dir = scratch("reload");
+    let a_only = write_secret(&dir, "a", &[SECRET_A], 0o600);
+    let path = write_secret(&dir, "b", &[SECRET_A], 0o600);
+    let a = node(Some(&a_only));
+    let b = node(Some(&path));
+    let mut from_b = Client::connected("127.0.0.1:0", b.local_addr());
+    assert!(announce_to(&mut from_b, &a, 1));
+
+    // B's file now makes ids with the new secret and still accepts the old one.
+    write_secret(&dir, "b", &[SECRET_B, SECRET_A], 0o600);
+    assert_eq!(b.reload_connection_id_secret().unwrap(), 2);
+    let mut from_b = Client::connected("127.0.0.1:0", b.local_addr());
+    assert!(announce_to(&mut from_b, &b, 2));
+    assert!(
+        !announce_to(&mut from_b, &a, 3),
+        "A knows only the old secret"
+    );
+    let mut from_a = Client::connected("127.0.0.1:0", a.local_addr());
+    assert!(
+        announce_to(&mut from_a, &b, 4),
+        "B still accepts the old secret"
+    );
+
+    // A file others may read: refused, and B keeps the secrets in force.
+    write_secret(&dir, "b", &[SECRET_A], 0o644);
+    let err = format!("{:#}", b.reload_connection_id_secret().unwrap_err());
+    assert!(err.contains("mode 0644"), "{err}");
+    let mut from_b = Client::connected("127.0.0.1:0", b.local_addr());
+    assert!(announce_to(&mut from_b, &b, 5));
+    assert!(!announce_to(&mut from_b, &a, 6), "still the new secret");
+    let mut from_a = Client::connected("127.0.0.1:0", a.local_addr());
+    assert!(announce_to(&mut from_a, &b, 7));
+
+    // A tracker with a key of its own has nothing to re-read.
+    let alone = node(None);
+    let err = alone.reload_connection_id_secret().unwrap_err().to_string();
+    assert!(err.contains("is not set"), "{err}");
+    for tracker in [a, b, alone] {
+        tracker.shutdown();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigusr1_re_reads_the_secret_of_the_running_binary() {
+    let dir = scratch("sigusr1");
+    let path = write_secret(&dir, "secret", &[SECRET_A], 0o600);
+    let config = dir.join("udp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[network]\naddress = \"127.0.0.1:0\"\nrecv_buffer_bytes = 0\n\
+             [statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n\
+             [cluster]\nconnection_id_secret_path = {:?}\n",
+            path.display().to_string()
+        ),
+    )
+    .unwrap();
+    let spawned = Spawned::start(&config);
+    let other = write_secret(&dir, "other", &[SECRET_B], 0o600);
+    let b_node = node(Some(&other));
+    let mut client = Client::connected("127.0.0.1:0", spawned.addr);
+    assert!(!announce_to(&mut client, &b_node, 1));
+
+    write_secret(&dir, "secret", &[SECRET_B, SECRET_A], 0o600);
+    spawned.signal("USR1");
+    let line = Spawned::wait_line(&spawned.lines, "connection id secret re-read");
+    assert!(line.contains("2 secret(s) in force"), "{line}");
+    let mut client = Client::connected("127.0.0.1:0", spawned.addr);
+    assert!(
+        announce_to(&mut client, &b_node, 2),
+        "ids made with the new secret"
+    );
+
+    write_secret(&dir, "secret", &["not hex"], 0o600);
+    spawned.signal("USR1");
+    let line = Spawned::wait_line(&spawned.lines, "re-read failed");
+    assert!(line.contains("line 1"), "{line}");
+    let mut client = Client::connected("127.0.0.1:0", spawned.addr);
+    assert!(
+        announce_to(&mut client, &b_node, 3),
+        "the secrets in force stay"
+    );
+    b_node.shutdown();
+    drop(spawned);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -42,7 +42,7 @@ use tracker_udp_protocol::{
     ScrapeRequest, ScrapeResponse, TorrentScrapeStatistics, TransactionId,
 };
 
-use crate::connection_id::ConnectionValidator;
+use crate::connection_id::ValidatorCache;
 use crate::messages::{AnnounceHeader, UdpRequest, UdpResponse, UdpResponses};
 use crate::workers::max_peers_in_datagram;
 use tracker_common::runtime::request_worker::PeerRange;
@@ -85,7 +85,7 @@ pub(crate) struct SocketWorker {
     pub(crate) request_senders: Vec<WeightedSender<RequestBatch<UdpRequest>>>,
     pub(crate) response_receiver: WeightedReceiver<UdpResponses>,
     pub(crate) router: ShardRouter,
-    pub(crate) validator: ConnectionValidator,
+    pub(crate) validator: ValidatorCache,
     pub(crate) access_list: AccessListCache,
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) start: ServerStartInstant,
@@ -242,7 +242,7 @@ impl SocketWorker {
         ) {
             Ok(Request::Connect(request)) => {
                 self.counters().request(RequestKind::Connect, family);
-                let connection_id = self.validator.create(ip, state.now);
+                let connection_id = self.validator.get().create(ip, state.now);
                 let response = Response::Connect(ConnectResponse {
                     transaction_id: request.transaction_id,
                     connection_id,
@@ -253,6 +253,7 @@ impl SocketWorker {
                 self.counters().request(RequestKind::Announce, family);
                 if !self
                     .validator
+                    .get()
                     .is_valid(request.connection_id, ip, state.now)
                 {
                     self.reject_connection_id(src, request.transaction_id, state);
@@ -279,6 +280,7 @@ impl SocketWorker {
                 self.counters().request(RequestKind::Scrape, family);
                 if !self
                     .validator
+                    .get()
                     .is_valid(request.connection_id, ip, state.now)
                 {
                     self.reject_connection_id(src, request.transaction_id, state);
@@ -304,7 +306,7 @@ impl SocketWorker {
                 log::debug!("bad request from {}: {err}", src.socket_addr());
                 // Answer only a client that proved its address: an error to a spoofed
                 // source could be larger than the packet that caused it.
-                if self.validator.is_valid(connection_id, ip, state.now) {
+                if self.validator.get().is_valid(connection_id, ip, state.now) {
                     self.send_error(src, transaction_id, err, state);
                 }
             }
