@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Two tracker_udp binaries in public mode, in alternation, under the same
+# tracker_load_test udp load: for measuring a change against the commit before it.
+#
+# Usage: scripts/ab-udp.sh NEW_BIN OLD_BIN [ROUNDS]
+#   NEW_BIN, OLD_BIN  tracker_udp binaries (the old one built in a worktree, e.g.
+#                     `git worktree add ../base COMMIT && cd ../base && cargo build
+#                     --release -p tracker_udp`)
+#   ROUNDS            rounds of one run each (default 5); 10 s measured after a 5 s
+#                     warm-up per run
+# Environment: TRACKER_CPUS (default 0) and LOAD_CPUS (default 1), as in
+# compare-private.sh: one socket and one request worker, all the tracker's threads on
+# TRACKER_CPUS, the load tester's default workload on LOAD_CPUS.
+#
+# Prints each run, then each round's ratio new / old and their median (a round's runs
+# are seconds apart, so a round's ratio cancels the machine's slower drifts), and the
+# ratio of the medians. Traffic goes to 127.0.0.1 only; every process is stopped.
+set -euo pipefail
+
+new="$1"
+old="$2"
+rounds="${3:-5}"
+tracker_cpus="${TRACKER_CPUS-0}"
+load_cpus="${LOAD_CPUS-1}"
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+# shellcheck source=lib/udp-bench.sh
+source scripts/lib/udp-bench.sh
+for binary in "$new" "$old"; do
+    [ -x "$binary" ] || { echo "$binary is not an executable" >&2; exit 1; }
+done
+build_release
+start_work
+
+results="$work/runs.tsv"
+for round in $(seq 1 "$rounds"); do
+    for which in new old; do
+        binary="$new"
+        [ "$which" = old ] && binary="$old"
+        port="$(free_udp_port)"
+        cat > "$work/tracker.toml" <<TOML
+log_level = "warn"
+[network]
+address = "127.0.0.1:$port"
+[workers]
+socket_workers = 1
+request_workers = 1
+[swarm]
+# The load tester announces every peer from one loopback address.
+max_peers_per_ip = 100000000
+max_peers = 100000000
+max_torrents = 100000000
+[statistics]
+interval_secs = 0
+TOML
+        pinned "$tracker_cpus" "$binary" -c "$work/tracker.toml" > "$work/server.log" 2>&1 &
+        server_pid=$!
+        wait_udp_port "$port"
+        cat > "$work/load.toml" <<TOML
+server_address = "127.0.0.1:$port"
+[run]
+duration_secs = 10
+warmup_secs = 5
+workers = 1
+tracker_pid = $server_pid
+TOML
+        (pinned "$load_cpus" "$bin/tracker_load_test" udp -c "$work/load.toml" --json "$work/summary.json") \
+            > "$work/load.log" 2>&1 || { cat "$work/load.log" >&2; exit 1; }
+        stop_process "$server_pid"
+        server_pid=""
+        echo -e "$round\t$which\t$(json_field "$work/summary.json" responses_per_sec)" | tee -a "$results"
+    done
+done
+
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+by_round = {}
+for round_, which, rps in rows:
+    by_round.setdefault(round_, {})[which] = float(rps)
+ratios = [r["new"] / r["old"] for r in by_round.values() if "new" in r and "old" in r]
+med = lambda which: statistics.median(r[which] for r in by_round.values())
+print(f"new / old: {statistics.median(ratios):.3f} (median of the rounds' ratios: "
+      f"{', '.join(f'{x:.2f}' for x in ratios)}); {med('new') / med('old'):.3f} "
+      f"(ratio of the medians: {med('new'):,.0f} / {med('old'):,.0f} responses/s)")
+PY
