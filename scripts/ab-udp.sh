@@ -39,21 +39,7 @@ for round in $(seq 1 "$rounds"); do
         binary="$new"
         [ "$which" = old ] && binary="$old"
         port="$(free_udp_port)"
-        cat > "$work/tracker.toml" <<TOML
-log_level = "warn"
-[network]
-address = "127.0.0.1:$port"
-[workers]
-socket_workers = 1
-request_workers = 1
-[swarm]
-# The load tester announces every peer from one loopback address.
-max_peers_per_ip = 100000000
-max_peers = 100000000
-max_torrents = 100000000
-[statistics]
-interval_secs = 0
-TOML
+        one_core_tracker_toml "$port" > "$work/tracker.toml"
         pinned "$tracker_cpus" "$binary" -c "$work/tracker.toml" > "$work/server.log" 2>&1 &
         server_pid=$!
         wait_udp_port "$port"

@@ -74,21 +74,7 @@ start_tracker() {
     fi
     rm -f "$work"/accounting.db*
     {
-        cat <<TOML
-log_level = "warn"
-[network]
-address = "127.0.0.1:$port"
-[workers]
-socket_workers = 1
-request_workers = 1
-[swarm]
-# The load tester announces every peer from one loopback address.
-max_peers_per_ip = 100000000
-max_peers = 100000000
-max_torrents = 100000000
-[statistics]
-interval_secs = 0
-TOML
+        one_core_tracker_toml "$port"
         if [ "$mode" = private ]; then
             cat <<TOML
 [private]

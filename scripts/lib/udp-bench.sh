@@ -134,6 +134,28 @@ with open(dst, "w") as out:
 PY
 }
 
+# one_core_tracker_toml PORT: the public-mode tracker_udp config of the one-core
+# comparisons (compare-private.sh, ab-udp.sh): 127.0.0.1:PORT, one socket and one
+# request worker, limits the load tester's one-address peers never reach.
+one_core_tracker_toml() {
+    local port="$1"
+    cat <<TOML
+log_level = "warn"
+[network]
+address = "127.0.0.1:$port"
+[workers]
+socket_workers = 1
+request_workers = 1
+[swarm]
+# The load tester announces every peer from one loopback address.
+max_peers_per_ip = 100000000
+max_peers = 100000000
+max_torrents = 100000000
+[statistics]
+interval_secs = 0
+TOML
+}
+
 # Makes the temporary directory $work and arranges that on exit the server whose pid
 # is in $server_pid (if any) is stopped and $work removed.
 start_work() {

@@ -75,8 +75,6 @@ pub(crate) struct ConnectionValidator {
     /// Seconds an id may claim beyond `valid_secs` (the workers' one second, plus a
     /// cluster's clock skew).
     late: u32,
-    /// The cluster secrets it was made from (0: a process key).
-    secrets: usize,
 }
 
 impl fmt::Debug for ConnectionValidator {
@@ -108,22 +106,6 @@ impl ValidatorCache {
     }
 }
 
-/// How a tracker makes its connection ids.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum ConnectionIdKeys<'a> {
-    /// A random key of this process.
-    Process,
-    /// The secrets of a cluster, from a file.
-    Cluster {
-        /// The secret file.
-        path: &'a Path,
-        /// `cluster.max_clock_skew_secs`.
-        max_clock_skew_secs: u32,
-        /// Unix seconds at the server's start.
-        start_unix_secs: u64,
-    },
-}
-
 impl ConnectionValidator {
     /// A validator with a new random key from the OS; ids last `valid_secs`.
     ///
@@ -137,36 +119,37 @@ impl ConnectionValidator {
         Ok(Self::with_key(&key, valid_secs))
     }
 
-    /// The validator `keys` asks for; ids last `valid_secs`.
+    /// A cluster node's validator from the secret file at `path` (see the module doc);
+    /// ids last `valid_secs`, times count from `start_unix_secs`.
     ///
     /// # Errors
-    /// The OS random number generator failed, or the cluster's secret file cannot be
-    /// read, is readable by other users or is malformed (the message names the key).
-    pub(crate) fn from_keys(keys: &ConnectionIdKeys<'_>, valid_secs: u32) -> anyhow::Result<Self> {
-        match *keys {
-            ConnectionIdKeys::Process => Self::new(valid_secs),
-            ConnectionIdKeys::Cluster {
-                path,
-                max_clock_skew_secs,
-                start_unix_secs,
-            } => {
-                let secrets = read_secret_file(path)?;
-                let base = u32::try_from(start_unix_secs).with_context(|| {
-                    format!("{SECRET_KEY}: the wall clock ({start_unix_secs}) is past 2106")
-                })?;
-                Ok(Self::cluster(
-                    &secrets,
-                    valid_secs,
-                    max_clock_skew_secs,
-                    base,
-                ))
-            }
-        }
+    /// The file cannot be read, is readable by other users or is malformed (the message
+    /// names the key).
+    pub(crate) fn from_secret_file(
+        path: &Path,
+        valid_secs: u32,
+        max_clock_skew_secs: u32,
+        start_unix_secs: u64,
+    ) -> anyhow::Result<Self> {
+        let secrets = read_secret_file(path)?;
+        let Some((first, rest)) = secrets.split_first() else {
+            anyhow::bail!("{SECRET_KEY}: {} holds no secret", path.display());
+        };
+        let base = u32::try_from(start_unix_secs).with_context(|| {
+            format!("{SECRET_KEY}: the wall clock ({start_unix_secs}) is past 2106")
+        })?;
+        Ok(Self::cluster(
+            first,
+            rest.first(),
+            valid_secs,
+            max_clock_skew_secs,
+            base,
+        ))
     }
 
-    /// How many secrets a cluster validator accepts (0 for a process key).
-    pub(crate) fn secrets(&self) -> usize {
-        self.secrets
+    /// How many cluster secrets a validator made by [`Self::from_secret_file`] accepts.
+    pub(crate) fn accepted_secrets(&self) -> usize {
+        1 + usize::from(self.also.is_some())
     }
 
     /// A validator with the given key: for tests that pin the algorithm.
@@ -178,27 +161,26 @@ impl ConnectionValidator {
             base: 0,
             early: 0,
             late: 1,
-            secrets: 0,
         }
     }
 
     /// A cluster node's validator: the first secret makes and accepts ids, a second one
     /// is accepted too; times are Unix seconds from `base` (the start).
-    fn cluster(secrets: &[[u8; 32]], valid_secs: u32, skew: u32, base: u32) -> Self {
-        let mut keys = secrets
-            .iter()
-            .map(|s| SipHasher24::new_with_key(&derive_key(s)));
-        let first = keys
-            .next()
-            .unwrap_or_else(|| SipHasher24::new_with_key(&[0; 16]));
+    fn cluster(
+        first: &[u8; 32],
+        also: Option<&[u8; 32]>,
+        valid_secs: u32,
+        skew: u32,
+        base: u32,
+    ) -> Self {
+        let mac = |secret: &[u8; 32]| SipHasher24::new_with_key(&derive_key(secret));
         Self {
-            mac: first,
-            also: keys.next(),
+            mac: mac(first),
+            also: also.map(mac),
             valid_secs,
             base,
             early: skew,
             late: skew.saturating_add(1),
-            secrets: secrets.len().min(2),
         }
     }
 
@@ -430,7 +412,7 @@ mod tests {
 
     /// A node of a cluster started at Unix time `started`.
     fn node(secrets: &[[u8; 32]], started: u32) -> ConnectionValidator {
-        ConnectionValidator::cluster(secrets, 120, 5, started)
+        ConnectionValidator::cluster(&secrets[0], secrets.get(1), 120, 5, started)
     }
 
     #[test]

@@ -60,9 +60,7 @@ use tracker_common::swarm::access_list::AccessListCache;
 pub use config::Config;
 
 use crate::config::ClusterConfig;
-use crate::connection_id::{
-    ConnectionIdKeys, ConnectionValidator, SharedValidator, ValidatorCache,
-};
+use crate::connection_id::{ConnectionValidator, SharedValidator, ValidatorCache};
 use crate::workers::request::UdpHandler;
 use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
 
@@ -289,16 +287,16 @@ impl SecretReload {
 
     /// The validator the config asks for: a process key, or the cluster's secrets.
     fn read(&self) -> anyhow::Result<ConnectionValidator> {
-        let keys = if self.is_cluster() {
-            ConnectionIdKeys::Cluster {
-                path: &self.config.connection_id_secret_path,
-                max_clock_skew_secs: self.config.max_clock_skew_secs,
-                start_unix_secs: self.start_unix_secs,
-            }
+        if self.is_cluster() {
+            ConnectionValidator::from_secret_file(
+                &self.config.connection_id_secret_path,
+                self.valid_secs,
+                self.config.max_clock_skew_secs,
+                self.start_unix_secs,
+            )
         } else {
-            ConnectionIdKeys::Process
-        };
-        ConnectionValidator::from_keys(&keys, self.valid_secs)
+            ConnectionValidator::new(self.valid_secs)
+        }
     }
 
     /// Re-reads the cluster's secret file into `shared`; on error the secrets in force
@@ -310,7 +308,7 @@ impl SecretReload {
              is its own, and stays"
         );
         let validator = self.read()?;
-        let secrets = validator.secrets();
+        let secrets = validator.accepted_secrets();
         shared.store(Arc::new(validator));
         Ok(secrets)
     }

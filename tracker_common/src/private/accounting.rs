@@ -16,10 +16,10 @@
 //!   least recently seen peer (of the shard, or of that user), as a clock finds it (see
 //!   `Clock`: the first peer, in the order they came, not announced since the clock's
 //!   hand last passed it): its report goes, counted as an eviction, and the new peer is
-//!   credited. An evicted report loses its time, its
-//!   completion, its flags, and the bytes that only it showed (a `started`'s counters,
-//!   or the last counters of a `stopped` peer that does not come back); a peer that
-//!   announces again has the rest of its bytes credited against its committed mark.
+//!   credited. An evicted report loses its time, its completion, its flags, and the
+//!   bytes that only it showed (a `started`'s counters, or the last counters of a
+//!   `stopped` peer that does not come back); a peer that announces again has the rest
+//!   of its bytes credited against its committed mark.
 
 #![deny(
     clippy::unwrap_used,

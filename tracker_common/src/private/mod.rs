@@ -371,7 +371,7 @@ impl PrivateRuntime {
                 passkeys_from_file: file_keys.is_some(),
                 cache,
                 cache_warning: crate::observe::statistics::RateLimitedWarning::new(
-                    std::time::Duration::from_secs(3600),
+                    writer::SITE_CACHE_WARNING_INTERVAL,
                 ),
             },
             rules: credit,

@@ -268,8 +268,8 @@ pub struct SiteRefresh {
     pub passkeys_from_file: bool,
     /// The local cache of the last read, if any.
     pub cache: Option<PathBuf>,
-    /// One warning an hour when the cache cannot be written (a path the service may
-    /// not write is met at every read).
+    /// One warning per [`SITE_CACHE_WARNING_INTERVAL`] when the cache cannot be written
+    /// (a path the service may not write is met at every read).
     pub cache_warning: RateLimitedWarning,
 }
 
@@ -633,6 +633,9 @@ impl AccountingWriter {
     }
 }
 
+/// How often a site cache that cannot be written is warned about.
+pub const SITE_CACHE_WARNING_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// The nice value of the `accounting` thread.
 pub const ACCOUNTING_NICE: i32 = 19;
 
@@ -748,7 +751,7 @@ mod tests {
                 requested: Arc::default(),
                 passkeys_from_file: true,
                 cache: None,
-                cache_warning: RateLimitedWarning::new(Duration::from_secs(3600)),
+                cache_warning: RateLimitedWarning::new(SITE_CACHE_WARNING_INTERVAL),
             },
             rules: rules(),
             clock: UnixClock::at_start(ServerStartInstant::new(), T0),
@@ -846,7 +849,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A peer's report of two announces, at `from` and `to`, counting `up` bytes at each.
+    /// A peer's report of two announces, at `from` (`up_from` bytes uploaded) and at
+    /// `to` (`up_to`).
     fn span(from: u64, up_from: u64, to: u64, up_to: u64) -> PeerReport {
         let point = |at, uploaded| Point {
             at,
