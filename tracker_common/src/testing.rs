@@ -564,6 +564,40 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// A loopback TCP port for a test's database server, free now and outside the kernel's
+/// range of local ports for outgoing connections (`ip_local_port_range`). A server that
+/// a test stops and starts again on the same port must not find it taken meanwhile by
+/// some connection's local port, as a port from that range can be.
+///
+/// # Errors
+/// The range cannot be read, or no port below it is free.
+pub fn server_port() -> anyhow::Result<u16> {
+    use anyhow::Context as _;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .context("read /proc/sys/net/ipv4/ip_local_port_range")?;
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("ip_local_port_range: {range:?}"))?;
+    let first = 10_000u16.min(low / 2);
+    let span = low.saturating_sub(first).max(1);
+    // Start at a place of this process's own, so that tests running side by side seldom
+    // try the same ports.
+    let start = (std::process::id() as u16).wrapping_mul(7919) % span;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let start = (start + (nanos % u32::from(span)) as u16) % span;
+    for offset in 0..span {
+        let port = first + (start + offset) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port between {first} and {low}")
+}
+
 impl TrackerBinary<'_> {
     /// Writes a config file `name.toml` in `dir`: `address` in `[network]`, metrics on
     /// port 0, statistics off, and `sections` after them.

@@ -11,7 +11,6 @@
 //! keeps InnoDB's durability settings (`innodb_flush_log_at_trx_commit=1`): what a
 //! commit acknowledged survives a stop.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,7 +89,7 @@ impl TestMariaDb {
         // say). That, and only that, is tried again on another port.
         let mut tries = 0;
         loop {
-            server.port = free_port()?;
+            server.port = crate::testing::server_port()?;
             match server.start_again() {
                 Ok(()) => return Ok(server),
                 Err(err)
@@ -275,14 +274,6 @@ impl TestMariaDb {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// A loopback port that no socket is bound to now.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .context("pick a free port")?
-        .port())
 }
 
 impl Drop for TestMariaDb {

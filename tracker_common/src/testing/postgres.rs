@@ -4,7 +4,6 @@
 //! `initdb` refuses to run as root; when the test does (CI does), every server command
 //! runs as Debian's `postgres` user through `runuser`, in a directory given to that user.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,10 +46,7 @@ impl TestPostgres {
             nix::unistd::chown(&dir, Some(user.uid), Some(user.gid))
                 .with_context(|| format!("chown {} to postgres", dir.display()))?;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .context("pick a free port")?
-            .port();
+        let port = crate::testing::server_port()?;
         let mut server = Self {
             bin,
             dir,
