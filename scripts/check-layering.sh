@@ -14,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-crates=(tracker_types tracker_udp_protocol tracker_http_protocol tracker_ws_protocol)
+crates=(tracker_types tracker_udp_protocol tracker_http_protocol tracker_ws_protocol tracker_cluster_protocol)
 forbidden=(tracker_common rusqlite postgres rustls mio prometheus-client)
 
 failed=0

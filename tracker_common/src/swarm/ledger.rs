@@ -37,10 +37,47 @@ pub(super) trait SwarmTorrent {
     /// leechers went.
     fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> (usize, usize);
 
+    /// [`Self::remove_seen_before`], saying also how many of the peers removed were
+    /// remote (stored from another node's change). A swarm that never stores remote
+    /// peers keeps this default.
+    fn remove_expired(&mut self, cutoff: SecondsSinceServerStart) -> Expired {
+        let (seeders, leechers) = self.remove_seen_before(cutoff);
+        Expired::peers(seeders, leechers)
+    }
+
     /// Seeders and leechers together.
     fn num_peers(&self) -> usize {
         let (seeders, leechers) = self.counts();
         seeders.saturating_add(leechers)
+    }
+}
+
+/// The peers a cleaning removed from a torrent or a store.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub(super) struct Expired {
+    pub(super) seeders: usize,
+    pub(super) leechers: usize,
+    /// Of the seeders and leechers, those marked remote.
+    pub(super) remote: usize,
+}
+
+impl Expired {
+    /// `seeders` and `leechers`, none of them remote.
+    pub(super) fn peers(seeders: usize, leechers: usize) -> Self {
+        Self {
+            seeders,
+            leechers,
+            remote: 0,
+        }
+    }
+
+    /// Both together.
+    pub(super) fn plus(self, other: Self) -> Self {
+        Self {
+            seeders: self.seeders.saturating_add(other.seeders),
+            leechers: self.leechers.saturating_add(other.leechers),
+            remote: self.remote.saturating_add(other.remote),
+        }
     }
 }
 
@@ -57,6 +94,8 @@ pub(super) struct Ledger {
     // over every torrent.
     num_seeders: usize,
     num_leechers: usize,
+    // Of the seeders and leechers, those marked remote (see `rules::LastSeen`).
+    num_remote: usize,
     num_rejected_by_limits: u64,
     num_completed: u64,
 }
@@ -72,6 +111,7 @@ impl Ledger {
             archive: Archive::new(limits.max_archived_torrents / router.num_shards().max(1)),
             num_seeders: 0,
             num_leechers: 0,
+            num_remote: 0,
             num_rejected_by_limits: 0,
             num_completed: 0,
         }
@@ -172,6 +212,16 @@ impl Ledger {
     pub(super) fn peer_removed(&mut self, budget: &SwarmBudget, status: Status) {
         self.peer_left(status);
         budget.release_peers(1);
+    }
+
+    /// A peer marked remote was stored (after [`Self::peer_added`]).
+    pub(super) fn remote_added(&mut self) {
+        self.num_remote = self.num_remote.saturating_add(1);
+    }
+
+    /// `n` peers marked remote were removed or lost the mark.
+    pub(super) fn remote_gone(&mut self, n: usize) {
+        self.num_remote = self.num_remote.saturating_sub(n);
     }
 
     fn peer_left(&mut self, status: Status) {
@@ -297,12 +347,18 @@ impl Ledger {
             archive,
             num_seeders,
             num_leechers,
+            num_remote,
             ..
         } = self;
         torrents.retain(|torrent| {
-            let (seeders, leechers) = torrent.remove_seen_before(cutoff);
+            let Expired {
+                seeders,
+                leechers,
+                remote,
+            } = torrent.remove_expired(cutoff);
             *num_seeders = num_seeders.saturating_sub(seeders);
             *num_leechers = num_leechers.saturating_sub(leechers);
+            *num_remote = num_remote.saturating_sub(remote);
             stats.removed_peers = stats
                 .removed_peers
                 .saturating_add(seeders)
@@ -350,6 +406,19 @@ impl Ledger {
             .put(Self::archive_key_of_fingerprint(fingerprint), completed);
     }
 
+    /// Makes the archived count of `info_hash` (a torrent not stored) at least
+    /// `completed`: a count another node sent, which must not lower this node's own.
+    pub(super) fn archive_at_least(&mut self, info_hash: &InfoHash, completed: u32) {
+        let key = self.archive_key(info_hash);
+        if self
+            .archive
+            .get(key)
+            .is_none_or(|archived| archived < completed)
+        {
+            self.archive.put(key, completed);
+        }
+    }
+
     /// The router's fingerprint of `info_hash`.
     pub(super) fn fingerprint(&self, info_hash: &InfoHash) -> u64 {
         self.router.fingerprint(info_hash)
@@ -363,6 +432,11 @@ impl Ledger {
     /// Leechers stored.
     pub(super) fn num_leechers(&self) -> usize {
         self.num_leechers
+    }
+
+    /// Peers stored that are marked remote.
+    pub(super) fn num_remote(&self) -> usize {
+        self.num_remote
     }
 
     /// Announces that stored nothing because a limit was reached.

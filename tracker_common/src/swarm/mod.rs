@@ -56,6 +56,27 @@
 //!   `archive.rs` for what it keeps when full); the count comes back with the torrent, and
 //!   a scrape of an archived torrent answers 0 seeders, 0 leechers and that count.
 //!
+//! # Between the nodes of a cluster
+//! By [`SwarmShard`] alone (the WebTorrent swarm is not replicated). The wire format of
+//! the changes is the `tracker_cluster_protocol` crate; publishing and receiving them is
+//! the caller's.
+//! - Recording is off unless [`SwarmShard::record_changes`] turns it on; then each local
+//!   announce that stores or refreshes a peer (a new peer, a re-announce, a status move)
+//!   records an upsert of age 0, with `completed` set exactly when that announce counted
+//!   a completion, and an `event=stopped` that removed a stored peer records a removal.
+//!   Port 0, an announce refused by the limits, a stop that removed nothing, cleaning
+//!   and everything applied from other nodes record nothing.
+//! - Another node's change ([`SwarmShard::apply_remote`]): an upsert refreshes a stored
+//!   peer (peer id, status, last seen the later of its own and the change's) or stores a
+//!   new one through the admission of a restored peer (every limit above, refusals
+//!   counted), seen `age_secs` before now; with `completed` set, the torrent's count grows
+//!   by one and the peer's flag is set (the completion was counted once, where it
+//!   happened). A removal removes the peer at that endpoint, local or not.
+//! - A peer stored by another node's change ([`SwarmShard::apply_remote`],
+//!   [`SwarmShard::merge_torrent`]) is remote ([`SwarmShard::num_remote_peers`]) until
+//!   it announces here; another node's change to a stored peer leaves its mark as it is.
+//!   Peers restored from a snapshot are this node's.
+//!
 //! The decisions behind the rules marked (*) live in private modules that both kinds of
 //! shard call: `rules` (status from bytes left, when a completion counts and the flag
 //! that keeps it from counting twice, the expiry cutoff), `ledger` (admission against the
@@ -109,6 +130,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::{HashTable, hash_table};
 use rand::rngs::SmallRng;
+use tracker_cluster_protocol::{PeerChange, PeerUpsert};
 
 use crate::swarm::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
@@ -277,6 +299,10 @@ pub struct SwarmShard {
     budget: Arc<SwarmBudget>,
     // Limits, totals, refusals, archive and the table's keyed hasher.
     ledger: Ledger,
+    // Whether local announces append what they change to `changes`, for the other nodes
+    // of a cluster; off unless `record_changes` turned it on.
+    recording: bool,
+    changes: Vec<PeerChange>,
 }
 
 impl SwarmShard {
@@ -298,7 +324,33 @@ impl SwarmShard {
             torrents: HashTable::new(),
             budget,
             ledger: Ledger::new(limits, router),
+            recording: false,
+            changes: Vec::new(),
         }
+    }
+
+    /// Turns on or off the recording of what local announces change, for the other nodes
+    /// of a cluster (see the module's cluster rules); off when the shard is made. Turning
+    /// it off drops the changes not taken yet. While it is on, the caller must take the
+    /// changes ([`Self::take_changes`]) regularly: they are kept until then.
+    pub fn record_changes(&mut self, on: bool) {
+        self.recording = on;
+        if !on {
+            self.changes = Vec::new();
+        }
+    }
+
+    /// Appends the changes recorded since the last call to `out`, oldest first, and
+    /// empties the shard's own buffer (keeping its capacity for the next ones).
+    pub fn take_changes(&mut self, out: &mut Vec<PeerChange>) {
+        out.append(&mut self.changes);
+    }
+
+    /// Peers stored that are remote: stored from another node's change
+    /// ([`Self::apply_remote`], [`Self::merge_torrent`]) and not announced to this node
+    /// since.
+    pub fn num_remote_peers(&self) -> usize {
+        self.ledger.num_remote()
     }
 
     /// Applies the announce from `ip` (IPv4, including IPv4-mapped IPv6 addresses, which
@@ -351,7 +403,15 @@ impl SwarmShard {
         let hash = self.hash(&info_hash);
         // Stopped comes before the port check: a leaving client wants no peers.
         if params.event == AnnounceEvent::Stopped {
-            return self.remove_peer(hash, &info_hash, &key);
+            let (counts, removed) = self.remove_peer(hash, &info_hash, &key);
+            if removed && self.recording {
+                self.changes.push(PeerChange::Removed {
+                    info_hash,
+                    ip: ip.into(),
+                    port: params.port,
+                });
+            }
+            return counts;
         }
         let status = Status::from_bytes_left(params.bytes_left);
 
@@ -376,7 +436,22 @@ impl SwarmShard {
             torrents,
             budget,
             ledger,
+            recording,
+            changes,
         } = self;
+        // What the announce stored, for the other nodes: `Some(completed)` once a peer
+        // is stored or refreshed, `completed` saying whether its completion counted now.
+        let record = |changes: &mut Vec<PeerChange>, completed: bool| {
+            changes.push(PeerChange::Upsert(PeerUpsert {
+                info_hash,
+                ip: ip.into(),
+                port: params.port,
+                peer_id: params.peer_id,
+                seeder: status == Status::Seeder,
+                completed,
+                age_secs: 0,
+            }));
+        };
         let limits = ledger.limits();
         let torrent = match torrents.entry(
             hash,
@@ -394,17 +469,27 @@ impl SwarmShard {
                 let mut torrent = Torrent::new(info_hash, completed);
                 F::peers_or_insert(&mut torrent).insert(status, key, new_peer);
                 ledger.peer_added(status);
+                if *recording {
+                    record(changes, false);
+                }
                 // The announcer is the only peer: nothing to send.
                 return family_counts::<F>(entry.insert(torrent).get());
             }
         };
 
+        // Whether a peer was stored or refreshed, and whether its completion counted now.
+        let mut stored = None;
         let location = match F::peers(torrent).and_then(|peers| peers.locate(&key, status)) {
             // The common case: a stored peer re-announcing with its status unchanged.
             Some(found) if found.status == status => {
                 if let Some(peer) = F::peers_mut(torrent).and_then(|p| p.peer_mut(found)) {
+                    // A remote peer announcing here becomes this node's.
+                    if peer.last_seen.is_remote() {
+                        ledger.remote_gone(1);
+                    }
                     peer.peer_id = params.peer_id;
                     peer.last_seen = peer.last_seen.refreshed(now);
+                    stored = Some(false);
                 }
                 Some(found)
             }
@@ -414,6 +499,9 @@ impl SwarmShard {
                 let previous = peers
                     .take(found.status, &key)
                     .map_or(LastSeen::new(now, false), |old| old.last_seen);
+                if previous.is_remote() {
+                    ledger.remote_gone(1);
+                }
                 let (last_seen, counts_now) =
                     previous.reannounced(now, found.status, status, params.event);
                 let moved = Peer {
@@ -426,6 +514,7 @@ impl SwarmShard {
                     ledger.download_completed();
                 }
                 ledger.peer_moved(found.status, status);
+                stored = Some(counts_now);
                 Some(location)
             }
             // A new peer: the only case that checks the limits.
@@ -437,41 +526,52 @@ impl SwarmShard {
                 if admitted {
                     let location = F::peers_or_insert(torrent).insert(status, key, new_peer);
                     ledger.peer_added(status);
+                    stored = Some(false);
                     Some(location)
                 } else {
                     None
                 }
             }
         };
+        if *recording && let Some(completed) = stored {
+            record(changes, completed);
+        }
         if let Some(peers) = F::peers(torrent) {
             peers.select_peers(status, location, params.numwant, rng, out);
         }
         family_counts::<F>(torrent)
     }
 
-    /// Handles `event=stopped`: removes the peer, and its torrent if that is left empty.
+    /// Handles `event=stopped` (and another node's): removes the peer, and its torrent if
+    /// that is left empty. Returns the counts after, and whether a peer was removed.
     fn remove_peer<F: Family>(
         &mut self,
         hash: u64,
         info_hash: &InfoHash,
         key: &PeerKey<F>,
-    ) -> AnnounceCounts {
-        self.ledger
+    ) -> (AnnounceCounts, bool) {
+        let mut removed_remote = None;
+        let counts = self
+            .ledger
             .remove_peer(
                 &mut self.torrents,
                 &self.budget,
                 hash,
                 info_hash,
                 |torrent| {
-                    let removed = F::peers_mut(torrent).and_then(|peers| peers.remove(key));
-                    if removed.is_some() {
-                        F::drop_if_empty(torrent);
-                    }
-                    removed
+                    let (status, peer) =
+                        F::peers_mut(torrent).and_then(|peers| peers.remove(key))?;
+                    F::drop_if_empty(torrent);
+                    removed_remote = Some(peer.last_seen.is_remote());
+                    Some(status)
                 },
                 family_counts::<F>,
             )
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if removed_remote == Some(true) {
+            self.ledger.remote_gone(1);
+        }
+        (counts, removed_remote.is_some())
     }
 
     /// Seeders, completed downloads and leechers of the torrent, both families; for a
@@ -559,6 +659,11 @@ impl SwarmTorrent for Torrent {
     }
 
     fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> (usize, usize) {
+        let expired = Torrent::remove_seen_before(self, cutoff);
+        (expired.seeders, expired.leechers)
+    }
+
+    fn remove_expired(&mut self, cutoff: SecondsSinceServerStart) -> ledger::Expired {
         Torrent::remove_seen_before(self, cutoff)
     }
 }
@@ -926,10 +1031,10 @@ mod tests {
         assert_eq!(LastSeen::new(t, true).time(), t);
         assert!(LastSeen::new(t, true).completion_counted());
         assert!(!LastSeen::new(t, false).completion_counted());
-        // Times beyond 31 bits saturate instead of setting the flag.
+        // Times beyond 30 bits saturate instead of setting the flag or the remote mark.
         let late = LastSeen::new(SecondsSinceServerStart(u32::MAX), false);
-        assert!(!late.completion_counted());
-        assert_eq!(late.time(), SecondsSinceServerStart(u32::MAX >> 1));
+        assert!(!late.completion_counted() && !late.is_remote());
+        assert_eq!(late.time(), SecondsSinceServerStart(u32::MAX >> 2));
     }
 
     #[test]
@@ -1975,5 +2080,774 @@ mod tests {
             "{two_ids} {completed_left} {cycles}"
         );
         run_model(LIMITS, FEW_PEERS, 2, ops).unwrap();
+    }
+
+    // --- cluster: recording local changes, applying other nodes' ---
+
+    fn v4_upsert(h: u8, n: u32, port: u16, id: u32, seeder: bool) -> PeerUpsert {
+        PeerUpsert {
+            info_hash: hash(h),
+            ip: ip(n).into(),
+            port,
+            peer_id: peer_id(id),
+            seeder,
+            completed: false,
+            age_secs: 0,
+        }
+    }
+
+    fn upsert(u: PeerUpsert) -> PeerChange {
+        PeerChange::Upsert(u)
+    }
+
+    fn removed(h: u8, n: u32, port: u16) -> PeerChange {
+        PeerChange::Removed {
+            info_hash: hash(h),
+            ip: ip(n).into(),
+            port,
+        }
+    }
+
+    impl Harness {
+        fn take(&mut self) -> Vec<PeerChange> {
+            let mut out = Vec::new();
+            self.shard.take_changes(&mut out);
+            out
+        }
+
+        fn apply(&mut self, change: PeerChange, now: u32) -> bool {
+            self.shard
+                .apply_remote(&change, SecondsSinceServerStart(now))
+        }
+
+        /// The stored IPv4 peer at (ip(n), port) of torrent `h`: seeder?, peer id, last
+        /// seen time, counted flag, remote mark.
+        fn peer(&self, h: u8, n: u32, port: u16) -> Option<(bool, PeerId, u32, bool, bool)> {
+            let t = self.shard.torrent(&hash(h))?;
+            let key = PeerKey { ip: ip(n), port };
+            [(&t.v4.seeders, true), (&t.v4.leechers, false)]
+                .into_iter()
+                .find_map(|(store, seeder)| {
+                    let (_, p) = store.entries().into_iter().find(|(k, _)| *k == key)?;
+                    Some((
+                        seeder,
+                        p.peer_id,
+                        p.last_seen.time().0,
+                        p.last_seen.completion_counted(),
+                        p.last_seen.is_remote(),
+                    ))
+                })
+        }
+    }
+
+    #[test]
+    fn nothing_recorded_when_off() {
+        let mut h = Harness::new(LIMITS);
+        h.announce(&params(1, 1, 1, 1, AnnounceEvent::Started), ip(1));
+        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
+        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Stopped), ip(1));
+        assert!(h.take().is_empty());
+        // Turned on, then off again: what was not taken is dropped.
+        h.shard.record_changes(true);
+        h.announce(&params(1, 1, 1, 1, AnnounceEvent::Started), ip(1));
+        h.shard.record_changes(false);
+        h.announce(&params(1, 1, 1, 1, AnnounceEvent::None), ip(1));
+        assert!(h.take().is_empty());
+    }
+
+    /// New peer (new torrent or not), re-announce, status moves: an upsert of age 0 each,
+    /// `completed` only for the announce whose completion counted.
+    #[test]
+    fn records_an_upsert_for_every_peer_stored_or_refreshed() {
+        let mut h = Harness::new(LIMITS);
+        h.shard.record_changes(true);
+        let u = |n, id, seeder, completed| {
+            upsert(PeerUpsert {
+                completed,
+                ..v4_upsert(1, n, 6881, id, seeder)
+            })
+        };
+        h.announce(&params(1, 1, 6881, 9, AnnounceEvent::Started), ip(1));
+        h.announce(&params(1, 2, 6881, 0, AnnounceEvent::Started), ip(2));
+        h.announce(&params(1, 3, 6881, 9, AnnounceEvent::None), ip(1));
+        h.announce(&params(1, 3, 6881, 0, AnnounceEvent::Completed), ip(1));
+        h.announce(&params(1, 3, 6881, 5, AnnounceEvent::None), ip(1));
+        // Back to seeder with completed: already counted, so not completed.
+        h.announce(&params(1, 3, 6881, 0, AnnounceEvent::Completed), ip(1));
+        assert_eq!(
+            h.take(),
+            [
+                u(1, 1, false, false),
+                u(2, 2, true, false),
+                u(1, 3, false, false),
+                u(1, 3, true, true),
+                u(1, 3, false, false),
+                u(1, 3, true, false),
+            ]
+        );
+        assert_eq!(h.completed(1), 1);
+        // Taken: the buffer is empty.
+        assert!(h.take().is_empty());
+        // IPv6: the address as announced.
+        h.announce6(&params(1, 4, 7, 0, AnnounceEvent::None), v6(3));
+        assert_eq!(
+            h.take(),
+            [upsert(PeerUpsert {
+                ip: v6(3).into(),
+                port: 7,
+                ..v4_upsert(1, 0, 7, 4, true)
+            })]
+        );
+    }
+
+    #[test]
+    fn records_a_removal_only_when_stopped_removed_a_peer() {
+        let mut h = Harness::new(LIMITS);
+        h.announce(&params(1, 1, 6881, 9, AnnounceEvent::Started), ip(1));
+        h.shard.record_changes(true);
+        // Not stored: another port, another address, another torrent.
+        h.announce(&params(1, 1, 6882, 9, AnnounceEvent::Stopped), ip(1));
+        h.announce(&params(1, 1, 6881, 9, AnnounceEvent::Stopped), ip(2));
+        h.announce(&params(2, 1, 6881, 9, AnnounceEvent::Stopped), ip(1));
+        assert!(h.take().is_empty());
+        h.announce(&params(1, 1, 6881, 9, AnnounceEvent::Stopped), ip(1));
+        assert_eq!(h.take(), [removed(1, 1, 6881)]);
+        h.announce(&params(1, 1, 6881, 9, AnnounceEvent::Stopped), ip(1));
+        assert!(h.take().is_empty());
+    }
+
+    #[test]
+    fn records_nothing_for_port_zero_refusals_or_cleaning() {
+        let limits = SwarmLimits {
+            max_peers_per_torrent: 1,
+            max_torrents: 1,
+            ..LIMITS
+        };
+        let mut h = Harness::new(limits);
+        h.announce(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1));
+        h.shard.record_changes(true);
+        h.announce(&params(1, 2, 0, 9, AnnounceEvent::Started), ip(2));
+        // Rejected by limits: the torrent is full, no room for another torrent.
+        h.announce(&params(1, 2, 1, 9, AnnounceEvent::Started), ip(2));
+        h.announce(&params(2, 2, 1, 9, AnnounceEvent::Started), ip(2));
+        assert_eq!(h.shard.num_rejected_by_limits(), 2);
+        assert_eq!(
+            h.shard
+                .clean(SecondsSinceServerStart(100), 10)
+                .removed_peers,
+            1
+        );
+        assert!(h.take().is_empty());
+        assert_eq!(h.shard.num_torrents(), 0);
+    }
+
+    #[test]
+    fn applying_records_nothing() {
+        let mut h = Harness::new(LIMITS);
+        h.shard.record_changes(true);
+        assert!(h.apply(upsert(v4_upsert(1, 1, 1, 1, false)), 0));
+        assert!(h.apply(removed(1, 1, 1), 0));
+        assert!(h.take().is_empty());
+    }
+
+    #[test]
+    fn apply_remote_stores_a_new_peer_marked_remote() {
+        let mut h = Harness::new(LIMITS);
+        // Torrent 1 emptied with a count of 1, archived.
+        h.announce(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1));
+        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
+        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Stopped), ip(1));
+        assert_eq!(h.shard.num_torrents(), 0);
+        let change = PeerUpsert {
+            age_secs: 30,
+            ..v4_upsert(1, 2, 6881, 7, true)
+        };
+        assert!(h.apply(upsert(change), 100));
+        assert_eq!(
+            h.peer(1, 2, 6881),
+            Some((true, peer_id(7), 70, false, true))
+        );
+        assert_eq!(h.shard.num_remote_peers(), 1);
+        // The archived count came back with the torrent.
+        assert_eq!(
+            h.shard.scrape(&hash(1)),
+            ScrapeCounts {
+                seeders: 1,
+                completed: 1,
+                leechers: 0
+            }
+        );
+        // A second peer in the stored torrent; an age beyond `now` is seen at 0.
+        let change = PeerUpsert {
+            age_secs: u16::MAX,
+            ..v4_upsert(1, 3, 6881, 8, false)
+        };
+        assert!(h.apply(upsert(change), 100));
+        assert_eq!(
+            h.peer(1, 3, 6881),
+            Some((false, peer_id(8), 0, false, true))
+        );
+        assert_eq!(h.shard.num_remote_peers(), 2);
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (1, 1));
+        // Port 0 does nothing.
+        assert!(!h.apply(upsert(v4_upsert(1, 4, 0, 8, false)), 100));
+        assert!(!h.apply(removed(1, 4, 0), 100));
+        // Announcers get the remote peers like any.
+        h.announce_at(&params(1, 9, 1, 9, AnnounceEvent::Started), ip(9), 100);
+        assert_eq!(h.returned_ips(), HashSet::from([ip(2), ip(3)]));
+        // An IPv4-mapped address is the IPv4 peer.
+        let mapped = PeerUpsert {
+            ip: ip(2).to_ipv6_mapped().into(),
+            ..v4_upsert(1, 2, 6881, 7, true)
+        };
+        h.apply(upsert(mapped), 100);
+        assert_eq!(h.shard.num_seeders() + h.shard.num_leechers(), 3);
+    }
+
+    /// A refresh takes the later of the peer's own time and the change's: a change that
+    /// took long to arrive never moves a peer back in time.
+    #[test]
+    fn apply_remote_refresh_never_goes_back_in_time() {
+        let mut h = Harness::new(LIMITS);
+        h.announce_at(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1), 50);
+        let at_age = |age| {
+            upsert(PeerUpsert {
+                age_secs: age,
+                ..v4_upsert(1, 1, 1, 1, false)
+            })
+        };
+        // Seen at 40 elsewhere: older, nothing changes.
+        assert!(!h.apply(at_age(20), 60));
+        assert_eq!(h.peer(1, 1, 1).unwrap().2, 50);
+        // Seen at 55 elsewhere: later.
+        assert!(h.apply(at_age(5), 60));
+        assert_eq!(h.peer(1, 1, 1).unwrap().2, 55);
+        // A local peer stays local.
+        assert!(!h.peer(1, 1, 1).unwrap().4);
+        assert_eq!(h.shard.num_remote_peers(), 0);
+        // Cleaning sees the later time: 55 + 10 >= 65 stays, then goes.
+        assert_eq!(
+            h.shard.clean(SecondsSinceServerStart(65), 10).removed_peers,
+            0
+        );
+        assert_eq!(
+            h.shard.clean(SecondsSinceServerStart(66), 10).removed_peers,
+            1
+        );
+        // A new peer id is a change even with an older time.
+        h.apply(at_age(0), 100);
+        let new_id = upsert(PeerUpsert {
+            age_secs: 50,
+            ..v4_upsert(1, 1, 1, 2, false)
+        });
+        assert!(h.apply(new_id, 100));
+        assert_eq!(h.peer(1, 1, 1), Some((false, peer_id(2), 100, false, true)));
+    }
+
+    #[test]
+    fn apply_remote_moves_status_keeping_the_mark() {
+        let mut h = Harness::new(LIMITS);
+        h.apply(upsert(v4_upsert(1, 1, 1, 1, false)), 10);
+        h.announce_at(&params(1, 2, 1, 9, AnnounceEvent::Started), ip(2), 10);
+        assert!(h.apply(upsert(v4_upsert(1, 1, 1, 1, true)), 20));
+        assert!(h.apply(upsert(v4_upsert(1, 2, 1, 2, true)), 20));
+        assert_eq!(h.peer(1, 1, 1), Some((true, peer_id(1), 20, false, true)));
+        assert_eq!(h.peer(1, 2, 1), Some((true, peer_id(2), 20, false, false)));
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (2, 0));
+        assert_eq!(h.shard.num_remote_peers(), 1);
+        assert!(h.apply(upsert(v4_upsert(1, 1, 1, 1, false)), 20));
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (1, 1));
+        assert_eq!(h.shard.num_remote_peers(), 1);
+        // Unchanged: the same status, peer id and time.
+        assert!(!h.apply(upsert(v4_upsert(1, 1, 1, 1, false)), 20));
+    }
+
+    /// Each change with `completed` adds one, whatever the peer's flag, and sets the flag,
+    /// so that the peer's own completed announce here does not count it again.
+    #[test]
+    fn apply_remote_counts_completed_once_per_change_and_sets_the_flag() {
+        let mut h = Harness::new(LIMITS);
+        h.announce(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1));
+        let completed = upsert(PeerUpsert {
+            completed: true,
+            ..v4_upsert(1, 1, 1, 1, true)
+        });
+        assert!(h.apply(completed, 0));
+        assert_eq!(h.completed(1), 1);
+        assert_eq!(h.shard.num_completed(), 1);
+        assert_eq!(h.peer(1, 1, 1), Some((true, peer_id(1), 0, true, false)));
+        // The peer goes back to leecher and completes here: the flag keeps it at one.
+        h.announce(&params(1, 1, 1, 9, AnnounceEvent::None), ip(1));
+        h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
+        assert_eq!(h.completed(1), 1);
+        // Another change with completed (another node counted another completion).
+        assert!(h.apply(completed, 0));
+        assert_eq!(h.completed(1), 2);
+        // A new peer (and a new torrent) of a completed change: counted, flag set.
+        let new = upsert(PeerUpsert {
+            completed: true,
+            ..v4_upsert(2, 5, 1, 5, true)
+        });
+        assert!(h.apply(new, 0));
+        assert_eq!(h.completed(2), 1);
+        assert_eq!(h.peer(2, 5, 1), Some((true, peer_id(5), 0, true, true)));
+        assert_eq!(h.shard.num_completed(), 3);
+    }
+
+    #[test]
+    fn apply_remote_removal_removes_and_archives_the_torrent() {
+        let mut h = Harness::new(LIMITS);
+        h.apply(
+            upsert(PeerUpsert {
+                completed: true,
+                ..v4_upsert(1, 1, 1, 1, true)
+            }),
+            0,
+        );
+        h.apply(upsert(v4_upsert(1, 2, 1, 2, false)), 0);
+        assert_eq!(h.shard.num_remote_peers(), 2);
+        assert!(h.apply(removed(1, 2, 1), 0));
+        assert!(!h.apply(removed(1, 2, 1), 0));
+        assert!(!h.apply(removed(3, 2, 1), 0));
+        assert_eq!(h.shard.num_remote_peers(), 1);
+        assert!(h.apply(removed(1, 1, 1), 0));
+        assert_eq!(h.shard.num_remote_peers(), 0);
+        assert_eq!(h.shard.num_torrents(), 0);
+        assert_eq!(h.shard.num_archived_torrents(), 1);
+        assert_eq!(h.completed(1), 1);
+        // A removal removes a local peer too: the endpoint left, wherever it said so.
+        h.announce(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1));
+        assert!(h.apply(removed(1, 1, 1), 0));
+        assert_eq!(h.shard.num_torrents(), 0);
+    }
+
+    #[test]
+    fn apply_remote_respects_limits_and_counts_refusals() {
+        let limits = SwarmLimits {
+            max_torrents: 1,
+            max_peers: 3,
+            max_peers_per_torrent: 2,
+            max_peers_per_ip: 1,
+            ..LIMITS
+        };
+        let budget = Arc::new(SwarmBudget::new(&limits));
+        let mut shard = SwarmShard::new(limits, budget.clone(), 1);
+        let now = SecondsSinceServerStart(0);
+        let mut apply = |change| shard.apply_remote(&upsert(change), now);
+        assert!(apply(v4_upsert(1, 1, 1, 1, false)));
+        // Per address: a second port of ip(1).
+        assert!(!apply(v4_upsert(1, 1, 2, 1, false)));
+        assert!(apply(v4_upsert(1, 2, 1, 1, false)));
+        // Per torrent.
+        assert!(!apply(v4_upsert(1, 3, 1, 1, false)));
+        // Torrents.
+        assert!(!apply(v4_upsert(2, 3, 1, 1, false)));
+        // A refused peer's completion still counts in the stored torrent.
+        assert!(apply(PeerUpsert {
+            completed: true,
+            ..v4_upsert(1, 3, 1, 1, true)
+        }));
+        assert_eq!(shard.num_rejected_by_limits(), 4);
+        assert_eq!(shard.num_remote_peers(), 2);
+        assert_eq!(budget.num_peers(), 2);
+        assert_eq!(budget.num_torrents(), 1);
+        assert_eq!(shard.scrape(&hash(1)).completed, 1);
+    }
+
+    #[test]
+    fn remote_count_through_takeover_stop_clean_and_remove() {
+        let mut h = Harness::new(LIMITS);
+        for n in 0..6 {
+            h.apply(upsert(v4_upsert(1, n, 1, n, n % 2 == 0)), 10);
+        }
+        assert_eq!(h.shard.num_remote_peers(), 6);
+        // Local takeover, same status and with a move.
+        h.announce_at(&params(1, 0, 1, 0, AnnounceEvent::None), ip(0), 10);
+        h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1), 10);
+        assert!(!h.peer(1, 0, 1).unwrap().4);
+        assert_eq!(h.shard.num_remote_peers(), 4);
+        // Stopped and removed.
+        h.announce_at(&params(1, 2, 1, 0, AnnounceEvent::Stopped), ip(2), 10);
+        h.apply(removed(1, 3, 1), 10);
+        assert_eq!(h.shard.num_remote_peers(), 2);
+        // Expiry: peer 4 refreshed remotely stays, peer 5 goes.
+        h.apply(upsert(v4_upsert(1, 4, 1, 4, true)), 30);
+        h.shard.clean(SecondsSinceServerStart(30), 10);
+        assert_eq!(h.shard.num_remote_peers(), 1);
+        assert!(h.peer(1, 4, 1).unwrap().4);
+        h.shard.clean(SecondsSinceServerStart(100), 10);
+        assert_eq!(h.shard.num_remote_peers(), 0);
+        assert_eq!(h.shard.num_torrents(), 0);
+    }
+
+    #[test]
+    fn merge_torrent_marks_remote_keeps_stored_and_takes_the_larger_count() {
+        let mut h = Harness::new(LIMITS);
+        h.announce_at(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1), 100);
+        let saved_peer = |n: u32, seeder| saved::SavedPeer {
+            ip: ip(n).into(),
+            port: 1,
+            peer_id: peer_id(50 + n),
+            seeder,
+            completion_counted: seeder,
+            remaining_secs: 40,
+        };
+        let saved = saved::SavedTorrent {
+            info_hash: hash(1),
+            completed: 5,
+            peers: vec![
+                saved_peer(1, true),
+                saved_peer(2, true),
+                saved_peer(3, false),
+            ],
+        };
+        assert_eq!(
+            h.shard
+                .merge_torrent(&saved, SecondsSinceServerStart(100), 60),
+            2
+        );
+        // The stored peer is left as it was.
+        assert_eq!(
+            h.peer(1, 1, 1),
+            Some((false, peer_id(1), 100, false, false))
+        );
+        assert_eq!(h.peer(1, 2, 1), Some((true, peer_id(52), 80, true, true)));
+        assert_eq!(h.peer(1, 3, 1), Some((false, peer_id(53), 80, false, true)));
+        assert_eq!(h.shard.num_remote_peers(), 2);
+        assert_eq!(h.completed(1), 5);
+        // A smaller count does not lower it; counts are not downloads of this shard.
+        let smaller = saved::SavedTorrent {
+            completed: 2,
+            ..saved.clone()
+        };
+        assert_eq!(
+            h.shard
+                .merge_torrent(&smaller, SecondsSinceServerStart(100), 60),
+            0
+        );
+        assert_eq!(h.completed(1), 5);
+        assert_eq!(h.shard.num_completed(), 0);
+        // A torrent that gets no peer: its archived count, the larger.
+        let empty = |completed| saved::SavedTorrent {
+            info_hash: hash(2),
+            completed,
+            peers: Vec::new(),
+        };
+        h.shard
+            .merge_torrent(&empty(7), SecondsSinceServerStart(100), 60);
+        h.shard
+            .merge_torrent(&empty(3), SecondsSinceServerStart(100), 60);
+        assert_eq!(h.completed(2), 7);
+        // Restored peers are this node's own, merged ones remote: both counted exactly.
+        let restored = saved::SavedTorrent {
+            info_hash: hash(3),
+            completed: 0,
+            peers: vec![saved_peer(1, true)],
+        };
+        h.shard
+            .restore_torrent(&restored, SecondsSinceServerStart(100), 60);
+        assert_eq!(h.shard.num_remote_peers(), 2);
+        h.shard.clean(SecondsSinceServerStart(1000), 60);
+        assert_eq!(h.shard.num_remote_peers(), 0);
+    }
+
+    /// Shard A records its announces; the changes go through the wire format to shard B,
+    /// which applies them: B then answers scrapes and announces as A does.
+    #[test]
+    fn replicated_shard_answers_like_the_origin() {
+        use tracker_cluster_protocol::{BatchHeader, BatchWriter, decode_batch};
+
+        let mut a = Harness::new(LIMITS);
+        let mut b = Harness::new(LIMITS);
+        a.shard.record_changes(true);
+        let mut rng = SmallRng::seed_from_u64(11);
+        for (sequence, round) in (0..20u32).enumerate() {
+            let now = round * 5;
+            for _ in 0..50 {
+                let h = rng.random_range(0..4u8);
+                let n = rng.random_range(0..12u32);
+                let port = rng.random_range(1..3u16);
+                let left = if rng.random_bool(0.4) { 0 } else { 100 };
+                let event = match rng.random_range(0..6) {
+                    0 => AnnounceEvent::Stopped,
+                    1 | 2 => AnnounceEvent::Completed,
+                    3 => AnnounceEvent::Started,
+                    _ => AnnounceEvent::None,
+                };
+                let p = params(h, rng.random_range(0..3), port, left, event);
+                let at = SecondsSinceServerStart(now);
+                if n % 3 == 0 {
+                    a.shard
+                        .announce_ipv6(&p, v6(n), at, &mut a.rng, &mut a.out6);
+                } else {
+                    a.shard.announce_ipv4(&p, ip(n), at, &mut a.rng, &mut a.out);
+                }
+            }
+            let changes = a.take();
+            let mut writer = BatchWriter::new(&BatchHeader {
+                epoch: 1,
+                sequence: sequence as u64,
+                sent_unix_millis: 0,
+            });
+            for change in &changes {
+                writer.push(change);
+            }
+            let (_, received) = decode_batch(&writer.finish()).unwrap();
+            assert_eq!(received, changes);
+            for change in &received {
+                b.shard.apply_remote(change, SecondsSinceServerStart(now));
+            }
+            a.shard.clean(SecondsSinceServerStart(now), 30);
+            b.shard.clean(SecondsSinceServerStart(now), 30);
+        }
+        assert!(a.shard.num_completed() > 0);
+        assert_eq!(a.shard.num_completed(), b.shard.num_completed());
+        assert_eq!(a.shard.num_torrents(), b.shard.num_torrents());
+        assert_eq!(a.shard.num_seeders(), b.shard.num_seeders());
+        assert_eq!(a.shard.num_leechers(), b.shard.num_leechers());
+        assert_eq!(
+            b.shard.num_remote_peers(),
+            b.shard.num_seeders() + b.shard.num_leechers()
+        );
+        assert_eq!(a.shard.num_remote_peers(), 0);
+        for h in 0..4 {
+            assert_eq!(a.shard.scrape(&hash(h)), b.shard.scrape(&hash(h)));
+            // Port 0 stores nothing: both get every peer of a family, with peer ids.
+            for seeder in [true, false] {
+                let left = if seeder { 0 } else { 1 };
+                let mut p = params(h, 99, 0, left, AnnounceEvent::None);
+                p.numwant = 1000;
+                let at = SecondsSinceServerStart(100);
+                let peers4 = |s: &mut Harness| {
+                    let mut out = Vec::<ResponsePeerWithId<Ipv4Addr>>::new();
+                    s.shard.announce_ipv4(&p, ip(99), at, &mut s.rng, &mut out);
+                    out.into_iter()
+                        .map(|r| (r.ip, r.port, r.peer_id))
+                        .collect::<HashSet<_>>()
+                };
+                assert_eq!(peers4(&mut a), peers4(&mut b));
+                let peers6 = |s: &mut Harness| {
+                    let mut out = Vec::<ResponsePeerWithId<Ipv6Addr>>::new();
+                    s.shard.announce_ipv6(&p, v6(99), at, &mut s.rng, &mut out);
+                    out.into_iter()
+                        .map(|r| (r.ip, r.port, r.peer_id))
+                        .collect::<HashSet<_>>()
+                };
+                assert_eq!(peers6(&mut a), peers6(&mut b));
+            }
+        }
+    }
+
+    /// The remote peer rules, written from the module documentation: a peer stored by
+    /// another node's change is remote until announced here; refreshed or moved by one,
+    /// it keeps its mark; it goes with a stop, a removal or expiry.
+    #[derive(Clone, Copy, Debug)]
+    struct RemoteModelPeer {
+        seeder: bool,
+        seen: u32,
+        counted: bool,
+        remote: bool,
+    }
+
+    /// A torrent of the model: its completed count, its peers by (IP number, port).
+    type RemoteModelTorrent = (u32, StdHashMap<(u32, u16), RemoteModelPeer>);
+
+    #[derive(Default)]
+    struct RemoteModel {
+        torrents: StdHashMap<u8, RemoteModelTorrent>,
+        archive: StdHashMap<u8, u32>,
+    }
+
+    impl RemoteModel {
+        fn remote(&self) -> usize {
+            self.torrents
+                .values()
+                .flat_map(|(_, peers)| peers.values())
+                .filter(|p| p.remote)
+                .count()
+        }
+
+        fn torrent(&mut self, h: u8) -> &mut RemoteModelTorrent {
+            let archived = self.archive.remove(&h);
+            self.torrents
+                .entry(h)
+                .or_insert_with(|| (archived.unwrap_or(0), StdHashMap::new()))
+        }
+
+        fn remove(&mut self, h: u8, key: (u32, u16)) {
+            if let Some((completed, peers)) = self.torrents.get_mut(&h) {
+                peers.remove(&key);
+                if peers.is_empty() {
+                    if *completed > 0 {
+                        self.archive.insert(h, *completed);
+                    }
+                    self.torrents.remove(&h);
+                }
+            }
+        }
+
+        fn scrape(&self, h: u8) -> ScrapeCounts {
+            match self.torrents.get(&h) {
+                Some((completed, peers)) => {
+                    let seeders = peers.values().filter(|p| p.seeder).count() as u32;
+                    ScrapeCounts {
+                        seeders,
+                        completed: *completed,
+                        leechers: peers.len() as u32 - seeders,
+                    }
+                }
+                None => ScrapeCounts {
+                    completed: self.archive.get(&h).copied().unwrap_or(0),
+                    ..ScrapeCounts::default()
+                },
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum RemoteOp {
+        Announce {
+            hash: u8,
+            ip: u32,
+            port: u16,
+            seeder: bool,
+            completed_event: bool,
+        },
+        Stop {
+            hash: u8,
+            ip: u32,
+            port: u16,
+        },
+        Upsert {
+            hash: u8,
+            ip: u32,
+            port: u16,
+            seeder: bool,
+            completed: bool,
+            age: u16,
+        },
+        Remove {
+            hash: u8,
+            ip: u32,
+            port: u16,
+        },
+        Clean {
+            max_age: u32,
+        },
+        Tick(u32),
+    }
+
+    fn remote_op_strategy() -> impl Strategy<Value = RemoteOp> {
+        let endpoint = (0..3u8, 0..4u32, 1..3u16);
+        prop_oneof![
+            4 => (endpoint.clone(), any::<bool>(), any::<bool>()).prop_map(
+                |((hash, ip, port), seeder, completed_event)| RemoteOp::Announce {
+                    hash, ip, port, seeder, completed_event,
+                }
+            ),
+            1 => endpoint.clone().prop_map(|(hash, ip, port)| RemoteOp::Stop { hash, ip, port }),
+            4 => (endpoint.clone(), any::<bool>(), prop::bool::weighted(0.2), 0..30u16).prop_map(
+                |((hash, ip, port), seeder, completed, age)| RemoteOp::Upsert {
+                    hash, ip, port, seeder, completed, age,
+                }
+            ),
+            1 => endpoint.prop_map(|(hash, ip, port)| RemoteOp::Remove { hash, ip, port }),
+            1 => (0..40u32).prop_map(|max_age| RemoteOp::Clean { max_age }),
+            2 => (0..10u32).prop_map(RemoteOp::Tick),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn remote_count_matches_model(
+            ops in prop::collection::vec(remote_op_strategy(), 1..300),
+        ) {
+            let mut h = Harness::new(LIMITS);
+            let mut model = RemoteModel::default();
+            let mut now = 0u32;
+            for op in ops {
+                match op {
+                    RemoteOp::Announce { hash: t, ip: n, port, seeder, completed_event } => {
+                        let event = if completed_event {
+                            AnnounceEvent::Completed
+                        } else {
+                            AnnounceEvent::None
+                        };
+                        let left = if seeder { 0 } else { 1 };
+                        h.announce_at(&params(t, n, port, left, event), ip(n), now);
+                        let (completed, peers) = model.torrent(t);
+                        let peer = peers.entry((n, port)).or_insert(RemoteModelPeer {
+                            seeder,
+                            seen: now,
+                            counted: false,
+                            remote: false,
+                        });
+                        if !peer.seeder && seeder && completed_event && !peer.counted {
+                            *completed += 1;
+                            peer.counted = true;
+                        }
+                        peer.seeder = seeder;
+                        peer.seen = now;
+                        peer.remote = false;
+                    }
+                    RemoteOp::Stop { hash: t, ip: n, port } => {
+                        h.announce_at(&params(t, n, port, 1, AnnounceEvent::Stopped), ip(n), now);
+                        model.remove(t, (n, port));
+                    }
+                    RemoteOp::Upsert { hash: t, ip: n, port, seeder, completed, age } => {
+                        let change = PeerUpsert {
+                            completed,
+                            age_secs: age,
+                            ..v4_upsert(t, n, port, n, seeder)
+                        };
+                        h.apply(upsert(change), now);
+                        let seen = now.saturating_sub(u32::from(age));
+                        let (count, peers) = model.torrent(t);
+                        let peer = peers.entry((n, port)).or_insert(RemoteModelPeer {
+                            seeder,
+                            seen,
+                            counted: false,
+                            remote: true,
+                        });
+                        peer.seeder = seeder;
+                        peer.seen = peer.seen.max(seen);
+                        if completed {
+                            *count += 1;
+                            peer.counted = true;
+                        }
+                    }
+                    RemoteOp::Remove { hash: t, ip: n, port } => {
+                        h.apply(removed(t, n, port), now);
+                        model.remove(t, (n, port));
+                    }
+                    RemoteOp::Clean { max_age } => {
+                        h.shard.clean(SecondsSinceServerStart(now), max_age);
+                        let expired: Vec<(u8, (u32, u16))> = model
+                            .torrents
+                            .iter()
+                            .flat_map(|(t, (_, peers))| {
+                                peers
+                                    .iter()
+                                    .filter(|(_, p)| p.seen + max_age < now)
+                                    .map(|(k, _)| (*t, *k))
+                            })
+                            .collect();
+                        for (t, key) in expired {
+                            model.remove(t, key);
+                        }
+                    }
+                    RemoteOp::Tick(secs) => now += secs,
+                }
+                prop_assert_eq!(h.shard.num_remote_peers(), model.remote());
+                for t in 0..3 {
+                    prop_assert_eq!(h.shard.scrape(&hash(t)), model.scrape(t));
+                    for ((n, port), p) in model.torrents.get(&t).map(|(_, m)| m.clone()).unwrap_or_default() {
+                        let got = h.peer(t, n, port).map(|(s, _, seen, counted, remote)| (s, seen, counted, remote));
+                        prop_assert_eq!(got, Some((p.seeder, p.seen, p.counted, p.remote)));
+                    }
+                }
+                prop_assert_eq!(h.shard.num_torrents(), model.torrents.len());
+            }
+        }
     }
 }

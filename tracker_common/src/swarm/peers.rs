@@ -29,7 +29,7 @@
 //! over any [`PeerPool`]) serve `super::ws` too, on its own stores, so that both kinds of
 //! shard answer by the same rule with the same sampler.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 use indexmap::IndexMap;
@@ -40,6 +40,7 @@ use rand::rngs::SmallRng;
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnouncePeer, InfoHash, Ip, PeerId};
 
+use super::ledger::Expired;
 use super::rules::{LastSeen, Status};
 
 /// What identifies a peer within a torrent: the endpoint it announced from and listens on.
@@ -230,24 +231,33 @@ impl<I: Ip> PeerStore<I> {
         }
     }
 
-    /// Removes the peers last seen before `cutoff`; returns how many went. Then gives back
+    /// Removes the peers last seen before `cutoff`; returns how many went, and how many of
+    /// those were remote. Then gives back
     /// memory: a small store is reallocated to its length, a map left with
     /// [`SMALL_AFTER_CLEANING`] peers or fewer becomes a small store, and a larger map that
     /// uses a quarter of its capacity or less is shrunk. Without this, a torrent that was
     /// once huge would keep its peak memory for as long as it has a single peer.
-    fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> usize {
+    fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> (usize, usize) {
+        let mut remote = 0usize;
+        let mut keep = |peer: &Peer| {
+            let keep = peer.last_seen.seen_since(cutoff);
+            if !keep && peer.last_seen.is_remote() {
+                remote += 1;
+            }
+            keep
+        };
         match self {
             Self::Small(entries) => {
                 let before = entries.len();
-                entries.retain(|(_, peer)| peer.last_seen.seen_since(cutoff));
+                entries.retain(|(_, peer)| keep(peer));
                 entries.shrink_to_fit();
-                before.saturating_sub(entries.len())
+                (before.saturating_sub(entries.len()), remote)
             }
             Self::Large(store) => {
                 let LargeStore { peers, groups } = &mut **store;
                 let before = peers.len();
                 peers.retain(|key, peer| {
-                    let keep = peer.last_seen.seen_since(cutoff);
+                    let keep = keep(peer);
                     if !keep {
                         LargeStore::group_left(groups, &key.ip);
                     }
@@ -265,7 +275,7 @@ impl<I: Ip> PeerStore<I> {
                         groups.shrink_to(groups.len().saturating_mul(2));
                     }
                 }
-                removed
+                (removed, remote)
             }
         }
     }
@@ -391,14 +401,14 @@ impl<I: Ip> Peers<I> {
         self.store_mut(status).swap_remove(key)
     }
 
-    /// Removes the peer with `key` from whichever store holds it.
-    pub(super) fn remove(&mut self, key: &PeerKey<I>) -> Option<Status> {
-        if self.seeders.swap_remove(key).is_some() {
-            Some(Status::Seeder)
-        } else if self.leechers.swap_remove(key).is_some() {
-            Some(Status::Leecher)
+    /// Removes the peer with `key` from whichever store holds it: which, and the peer.
+    pub(super) fn remove(&mut self, key: &PeerKey<I>) -> Option<(Status, Peer)> {
+        if let Some(peer) = self.seeders.swap_remove(key) {
+            Some((Status::Seeder, peer))
         } else {
-            None
+            self.leechers
+                .swap_remove(key)
+                .map(|peer| (Status::Leecher, peer))
         }
     }
 
@@ -416,13 +426,16 @@ impl<I: Ip> Peers<I> {
     }
 
     /// Removes the peers last seen before `cutoff`; returns how many seeders and leechers
-    /// went. Each store then gives back memory it no longer needs (see
-    /// [`PeerStore::remove_seen_before`]).
-    pub(super) fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> (usize, usize) {
-        (
-            self.seeders.remove_seen_before(cutoff),
-            self.leechers.remove_seen_before(cutoff),
-        )
+    /// went, and how many of them were remote. Each store then gives back memory it no
+    /// longer needs (see [`PeerStore::remove_seen_before`]).
+    pub(super) fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> Expired {
+        let (seeders, remote_seeders) = self.seeders.remove_seen_before(cutoff);
+        let (leechers, remote_leechers) = self.leechers.remove_seen_before(cutoff);
+        Expired {
+            seeders,
+            leechers,
+            remote: remote_seeders.saturating_add(remote_leechers),
+        }
     }
 
     /// Fills `out` (which the caller has cleared) with up to `numwant` peers chosen at
@@ -527,22 +540,20 @@ impl Torrent {
     }
 
     /// Removes the peers last seen before `cutoff`, both families; returns how many
-    /// seeders and leechers went.
-    pub(super) fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> (usize, usize) {
-        let (mut seeders, mut leechers) = self.v4.remove_seen_before(cutoff);
+    /// seeders and leechers went, and how many of them were remote.
+    pub(super) fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> Expired {
+        let mut expired = self.v4.remove_seen_before(cutoff);
         if let Some(v6) = &mut self.v6 {
-            let (s, l) = v6.remove_seen_before(cutoff);
-            seeders = seeders.saturating_add(s);
-            leechers = leechers.saturating_add(l);
+            expired = expired.plus(v6.remove_seen_before(cutoff));
         }
         <Ipv6Addr as Family>::drop_if_empty(self);
-        (seeders, leechers)
+        expired
     }
 }
 
 /// Access to one family's peers of a [`Torrent`], so that the announce code is written
 /// once for both.
-pub(super) trait Family: Ip + Sized {
+pub(super) trait Family: Ip + Sized + Into<IpAddr> {
     /// This family's peers, if any.
     fn peers(torrent: &Torrent) -> Option<&Peers<Self>>;
     /// This family's peers, if any.
@@ -1106,7 +1117,7 @@ mod tests {
         // The refreshed peers kept their refreshed time through the conversion.
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(1)),
-            (0, 1)
+            Expired::peers(0, 1)
         );
         assert_eq!(torrent.locate(&key(max), Status::Leecher), None);
     }
@@ -1133,11 +1144,14 @@ mod tests {
         assert_eq!(torrent.count_group(100), 1);
         assert!(torrent.leechers.form_is_consistent(false));
         // Removal and expiry update it.
-        assert_eq!(torrent.remove(&port(7, 2)), Some(Status::Leecher));
+        assert_eq!(
+            torrent.remove(&port(7, 2)).map(|(status, _)| status),
+            Some(Status::Leecher)
+        );
         assert_eq!(torrent.count_group(7), 3);
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(1)),
-            (0, 2)
+            Expired::peers(0, 2)
         );
         assert_eq!(torrent.count_group(7), 1);
         assert!(torrent.leechers.form_is_consistent(true));
@@ -1155,20 +1169,23 @@ mod tests {
         assert!(torrent.leechers.is_large());
         // Stopped peers leave a map a map, however few remain.
         for i in max / 2 + 1..3 * max {
-            assert_eq!(torrent.remove(&key(i)), Some(Status::Leecher));
+            assert_eq!(
+                torrent.remove(&key(i)).map(|(status, _)| status),
+                Some(Status::Leecher)
+            );
         }
         assert_eq!(torrent.leechers.len(), SMALL_MAX / 2 + 1);
         assert!(torrent.leechers.is_large());
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(0)),
-            (0, 0)
+            Expired::peers(0, 0)
         );
         assert!(torrent.leechers.is_large());
         assert!(torrent.leechers.form_is_consistent(true));
         // Peer max / 2 (seen at 0) expires: SMALL_AFTER_CLEANING left, small again, exact.
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(5)),
-            (0, 1)
+            Expired::peers(0, 1)
         );
         assert!(!torrent.leechers.is_large());
         assert_eq!(torrent.leechers.capacity(), SMALL_AFTER_CLEANING);
@@ -1186,7 +1203,7 @@ mod tests {
         // Everything expiring empties it, and the map becomes an empty small store.
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(11)),
-            (0, SMALL_MAX + 1)
+            Expired::peers(0, SMALL_MAX + 1)
         );
         assert!(torrent.is_empty() && !torrent.leechers.is_large());
         assert_eq!(torrent.leechers.capacity(), 0);
@@ -1228,6 +1245,40 @@ mod tests {
         assert!(torrent.leechers.form_is_consistent(false));
     }
 
+    /// Cleaning says how many of the peers it removed were remote, in both forms.
+    #[test]
+    fn cleaning_counts_the_remote_peers_it_removes() {
+        for n in [4u32, 3 * SMALL_MAX as u32] {
+            let mut torrent = Peers::<Ipv4Addr>::new();
+            for i in 0..n {
+                let remote = i % 3 == 0;
+                let status = if i % 2 == 0 {
+                    Status::Seeder
+                } else {
+                    Status::Leecher
+                };
+                let peer = Peer {
+                    peer_id: PeerId([1; 20]),
+                    last_seen: LastSeen::new(SecondsSinceServerStart(i % 4), false)
+                        .with_remote(remote),
+                };
+                torrent.insert(status, key(i), peer);
+            }
+            // Peers seen at 0 and 1 go: i % 4 < 2.
+            let gone: Vec<u32> = (0..n).filter(|i| i % 4 < 2).collect();
+            let expired = torrent.remove_seen_before(SecondsSinceServerStart(2));
+            assert_eq!(
+                expired,
+                Expired {
+                    seeders: gone.iter().filter(|i| *i % 2 == 0).count(),
+                    leechers: gone.iter().filter(|i| *i % 2 == 1).count(),
+                    remote: gone.iter().filter(|i| *i % 3 == 0).count(),
+                },
+                "{n} peers"
+            );
+        }
+    }
+
     #[test]
     fn cleaning_shrinks_sparse_maps() {
         let mut torrent = Peers::<Ipv4Addr>::new();
@@ -1236,7 +1287,7 @@ mod tests {
         }
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(1000 - 3 * SMALL_MAX as u32)),
-            (0, 1000 - 3 * SMALL_MAX)
+            Expired::peers(0, 1000 - 3 * SMALL_MAX)
         );
         assert!(torrent.leechers.is_large());
         assert!(torrent.leechers.capacity() < 12 * SMALL_MAX);
@@ -1248,7 +1299,7 @@ mod tests {
         }
         assert_eq!(
             torrent.remove_seen_before(SecondsSinceServerStart(2)),
-            (2, 0)
+            Expired::peers(2, 0)
         );
         assert_eq!(torrent.seeders.capacity(), 2);
     }

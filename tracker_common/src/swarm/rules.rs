@@ -33,32 +33,62 @@ impl Status {
     }
 }
 
-/// When a peer was last seen, and whether its completion has been counted, in one `u32`.
+/// When a peer was last seen, whether its completion has been counted, and whether it
+/// came from another node of a cluster, in one `u32`.
 ///
-/// The low 31 bits are whole seconds since the server started (saturating: 2^31 seconds
-/// are 68 years); the top bit says that this stored peer's `event=completed` was counted,
-/// so that it is never counted again while the peer stays stored. Packing the flag here
-/// keeps the IP swarm's per-peer data at 24 bytes.
+/// The low 30 bits are whole seconds since the server started (saturating: 2^30 seconds
+/// are 34 years). The top bit says that this stored peer's `event=completed` was counted,
+/// so that it is never counted again while the peer stays stored. The next bit marks a
+/// remote peer: one stored from another node's change (see `SwarmShard::apply_remote`),
+/// until an announce to this node takes it over. Packing the flags here keeps the IP
+/// swarm's per-peer data at 24 bytes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(super) struct LastSeen(u32);
 
 impl LastSeen {
     const COUNTED: u32 = 1 << 31;
+    const REMOTE: u32 = 1 << 30;
+    const TIME: u32 = Self::REMOTE - 1;
 
-    /// Seen at `now`, with the completion flag `counted`. A new peer starts with `false`.
+    /// Seen at `now`, with the completion flag `counted`, not remote. A new peer starts
+    /// with `false`.
     pub(super) fn new(now: SecondsSinceServerStart, counted: bool) -> Self {
-        let secs = now.0.min(Self::COUNTED - 1);
+        let secs = now.0.min(Self::TIME);
         Self(if counted { secs | Self::COUNTED } else { secs })
+    }
+
+    /// The same, marked remote or not.
+    pub(super) fn with_remote(self, remote: bool) -> Self {
+        if remote {
+            Self(self.0 | Self::REMOTE)
+        } else {
+            Self(self.0 & !Self::REMOTE)
+        }
     }
 
     /// The time part.
     pub(super) fn time(self) -> SecondsSinceServerStart {
-        SecondsSinceServerStart(self.0 & !Self::COUNTED)
+        SecondsSinceServerStart(self.0 & Self::TIME)
     }
 
     /// Whether this peer's completion has been counted.
     pub(super) fn completion_counted(self) -> bool {
         self.0 & Self::COUNTED != 0
+    }
+
+    /// Whether this peer was stored from another node's change and has not announced to
+    /// this node since.
+    pub(super) fn is_remote(self) -> bool {
+        self.0 & Self::REMOTE != 0
+    }
+
+    /// Another node saw this stored peer at `seen` and, if `completed`, counted its
+    /// completion: the later of the two times (a change that took long to arrive never
+    /// moves it back), the flag set if either counted, the remote mark as it was (a peer
+    /// that announced here stays this node's until it expires or leaves).
+    pub(super) fn seen_remotely(self, seen: SecondsSinceServerStart, completed: bool) -> Self {
+        let time = self.time().max(seen);
+        Self::new(time, self.completion_counted() || completed).with_remote(self.is_remote())
     }
 
     /// The completion rule, for a stored peer of status `stored` that announces `announced`
@@ -69,7 +99,8 @@ impl LastSeen {
     /// only if this stored peer's completion was not counted before. The flag is kept
     /// whatever the move (seeder to leecher and back, or a new peer id taking over the
     /// entry), so that cycles never count again; only a peer that is removed and comes
-    /// back starts with a clear flag ([`Self::new`]).
+    /// back starts with a clear flag ([`Self::new`]). The remote mark is cleared: the peer
+    /// announced here.
     pub(super) fn reannounced(
         self,
         now: SecondsSinceServerStart,
@@ -86,8 +117,8 @@ impl LastSeen {
     }
 
     /// [`Self::reannounced`] for a peer whose status stays what it was, where nothing can
-    /// count: seen at `now`, flag kept. Separate so that the common re-announce is one
-    /// store of a `u32`.
+    /// count: seen at `now`, flag kept, remote mark cleared. Separate so that the common
+    /// re-announce is one store of a `u32`.
     pub(super) fn refreshed(self, now: SecondsSinceServerStart) -> Self {
         Self::new(now, self.completion_counted())
     }
@@ -156,6 +187,48 @@ mod tests {
                             assert_eq!(before.refreshed(now), after);
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The remote mark and the completion flag are independent bits beside a 30-bit
+    /// time; an announce here clears the mark, another node's change keeps it.
+    #[test]
+    fn remote_mark_beside_time_and_flag() {
+        let t = SecondsSinceServerStart(77);
+        for counted in [false, true] {
+            let remote = LastSeen::new(t, counted).with_remote(true);
+            assert!(remote.is_remote());
+            assert_eq!(remote.completion_counted(), counted);
+            assert_eq!(remote.time(), t);
+            assert_eq!(remote.with_remote(false), LastSeen::new(t, counted));
+            assert!(!remote.refreshed(t).is_remote());
+            for stored in STATUSES {
+                for event in EVENTS {
+                    let (after, _) = remote.reannounced(t, stored, Status::Seeder, event);
+                    assert!(!after.is_remote());
+                }
+            }
+        }
+        // Times beyond 30 bits saturate instead of setting either flag.
+        let late = LastSeen::new(SecondsSinceServerStart(u32::MAX), false);
+        assert!(!late.is_remote() && !late.completion_counted());
+        assert_eq!(late.time(), SecondsSinceServerStart((1 << 30) - 1));
+    }
+
+    /// Another node's sighting: the later time, the flag if either counted, the mark kept.
+    #[test]
+    fn seen_remotely_takes_the_later_time_and_keeps_the_mark() {
+        let at = SecondsSinceServerStart;
+        for remote in [false, true] {
+            for counted in [false, true] {
+                let stored = LastSeen::new(at(50), counted).with_remote(remote);
+                for (seen, completed) in [(at(40), false), (at(60), false), (at(50), true)] {
+                    let after = stored.seen_remotely(seen, completed);
+                    assert_eq!(after.time(), at(seen.0.max(50)));
+                    assert_eq!(after.completion_counted(), counted || completed);
+                    assert_eq!(after.is_remote(), remote);
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! A shard's state as a snapshot keeps it, and the way back in.
+//! A shard's state as a snapshot keeps it, and the ways back in: from a snapshot, and
+//! from another node of a cluster (its changes one by one, its torrents for a resync).
 //!
 //! Saving walks the shard and hands each torrent, live peer and archived count to a
 //! [`SaveSink`] (the snapshot's encoder), so that nothing is copied first. A peer's time
@@ -10,10 +11,16 @@
 //! per address. A snapshot made under larger limits is cut down, not taken whole, and
 //! what is refused is counted like a refused announce. A torrent left without peers
 //! keeps its completed count in the archive, as one whose peers left would.
+//!
+//! Another node's changes ([`SwarmShard::apply_remote`]) and torrents
+//! ([`SwarmShard::merge_torrent`]) go through the same admission, and the peers they
+//! store are marked remote (see the cluster rules in the module `swarm`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::hash_table;
+
+use tracker_cluster_protocol::{PeerChange, PeerUpsert};
 
 use crate::time::SecondsSinceServerStart;
 use crate::types::{InfoHash, Ip, PeerId};
@@ -85,9 +92,34 @@ impl SwarmShard {
         max_peer_age_secs: u32,
         sink: &mut dyn SaveSink,
     ) {
+        self.save_peers(now, max_peer_age_secs, sink, false);
+    }
+
+    /// [`Self::save`] of this node's own peers: those marked remote are left out, and a
+    /// torrent that has no others goes as an archived count. What a cluster node answers
+    /// a resync with: each node sends the peers it heard, so that no node gets its own
+    /// peers back from another, nor a third node's second-hand.
+    pub fn save_local(
+        &self,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+        sink: &mut dyn SaveSink,
+    ) {
+        self.save_peers(now, max_peer_age_secs, sink, true);
+    }
+
+    fn save_peers(
+        &self,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+        sink: &mut dyn SaveSink,
+        local_only: bool,
+    ) {
         let cutoff = expiry_cutoff(now, max_peer_age_secs);
         let live = |last_seen: LastSeen| {
-            last_seen.seen_since(cutoff) && remaining_secs(last_seen, now, max_peer_age_secs) > 0
+            last_seen.seen_since(cutoff)
+                && remaining_secs(last_seen, now, max_peer_age_secs) > 0
+                && !(local_only && last_seen.is_remote())
         };
         for torrent in &self.torrents {
             let mut count: u32 = 0;
@@ -139,6 +171,50 @@ impl SwarmShard {
         max_peer_age_secs: u32,
     ) -> usize {
         let info_hash = saved.info_hash;
+        let stored = self.store_saved_peers(saved, now, max_peer_age_secs, false);
+        let hash = self.hash(&info_hash);
+        let present = self
+            .torrents
+            .find(hash, |t| t.info_hash == info_hash)
+            .is_some();
+        if !present {
+            self.restore_archived(self.ledger.fingerprint(&info_hash), saved.completed);
+        }
+        stored
+    }
+
+    /// Another node's torrent, for a resync: its peers are stored as
+    /// [`Self::restore_torrent`] stores them, marked remote (peers stored here already are
+    /// left as they are), and the torrent's completed count becomes the larger of its own
+    /// and the saved one (its archived count, if the torrent is not stored). Returns the
+    /// peers stored. Completions are not counted as downloads of this shard
+    /// ([`Self::num_completed`]): they were counted where they happened.
+    pub fn merge_torrent(
+        &mut self,
+        saved: &SavedTorrent,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+    ) -> usize {
+        let info_hash = saved.info_hash;
+        let stored = self.store_saved_peers(saved, now, max_peer_age_secs, true);
+        let hash = self.hash(&info_hash);
+        match self.torrents.find_mut(hash, |t| t.info_hash == info_hash) {
+            Some(torrent) => torrent.completed = torrent.completed.max(saved.completed),
+            None => self.ledger.archive_at_least(&info_hash, saved.completed),
+        }
+        stored
+    }
+
+    /// Stores the peers of `saved` (see [`Self::restore_torrent`]), marked `remote` or
+    /// not; returns how many.
+    fn store_saved_peers(
+        &mut self,
+        saved: &SavedTorrent,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+        remote: bool,
+    ) -> usize {
+        let info_hash = saved.info_hash;
         let hash = self.hash(&info_hash);
         let mut stored = 0;
         for peer in &saved.peers {
@@ -146,7 +222,8 @@ impl SwarmShard {
                 continue;
             }
             let age = max_peer_age_secs.saturating_sub(peer.remaining_secs);
-            let last_seen = LastSeen::new(now.sub_secs(age), peer.completion_counted);
+            let last_seen =
+                LastSeen::new(now.sub_secs(age), peer.completion_counted).with_remote(remote);
             let status = if peer.seeder {
                 Status::Seeder
             } else {
@@ -178,13 +255,6 @@ impl SwarmShard {
             };
             stored += usize::from(added);
         }
-        let present = self
-            .torrents
-            .find(hash, |t| t.info_hash == info_hash)
-            .is_some();
-        if !present {
-            self.restore_archived(self.ledger.fingerprint(&info_hash), saved.completed);
-        }
         stored
     }
 
@@ -207,6 +277,7 @@ impl SwarmShard {
             torrents,
             budget,
             ledger,
+            ..
         } = self;
         let limits = ledger.limits();
         match torrents.entry(
@@ -226,6 +297,9 @@ impl SwarmShard {
                 if admitted {
                     F::peers_or_insert(torrent).insert(status, key, peer);
                     ledger.peer_added(status);
+                    if peer.last_seen.is_remote() {
+                        ledger.remote_added();
+                    }
                 }
                 admitted
             }
@@ -238,10 +312,158 @@ impl SwarmShard {
                 let mut torrent = Torrent::new(*info_hash, completed.max(archived));
                 F::peers_or_insert(&mut torrent).insert(status, key, peer);
                 ledger.peer_added(status);
+                if peer.last_seen.is_remote() {
+                    ledger.remote_added();
+                }
                 entry.insert(torrent);
                 true
             }
         }
+    }
+
+    /// Applies another node's change at `now`, recording nothing (see the cluster rules
+    /// in the module `swarm`); returns whether anything changed.
+    ///
+    /// An upsert refreshes a stored peer of either status: its peer id and status (moving
+    /// between the stores as an announce does), its last seen time the later of its own
+    /// and `now - age_secs`, its remote mark as it was. A new peer goes through the
+    /// admission of a restored one (the budget, the peers per torrent and per address; a
+    /// refusal is counted like any) and is stored seen at `now - age_secs`, marked remote;
+    /// a new torrent gets back its archived count. If the upsert's `completed` is set, the
+    /// torrent's completed count (and the shard's downloads) grows by one and the peer's
+    /// flag is set, whatever it was: the completion was counted once, on the node that
+    /// handled it, and so it is here. A removal removes the peer if it is stored, and its
+    /// torrent if that is left empty (archived as usual). A change of port 0 does
+    /// nothing.
+    pub fn apply_remote(&mut self, change: &PeerChange, now: SecondsSinceServerStart) -> bool {
+        match change {
+            PeerChange::Upsert(upsert) => {
+                if upsert.port == 0 {
+                    return false;
+                }
+                match upsert.ip.to_canonical() {
+                    IpAddr::V4(ip) => self.apply_upsert::<Ipv4Addr>(upsert, ip, now),
+                    IpAddr::V6(ip) => self.apply_upsert::<Ipv6Addr>(upsert, ip, now),
+                }
+            }
+            PeerChange::Removed {
+                info_hash,
+                ip,
+                port,
+            } => {
+                if *port == 0 {
+                    return false;
+                }
+                let hash = self.hash(info_hash);
+                let port = *port;
+                match ip.to_canonical() {
+                    IpAddr::V4(ip) => self.remove_peer(hash, info_hash, &PeerKey { ip, port }).1,
+                    IpAddr::V6(ip) => self.remove_peer(hash, info_hash, &PeerKey { ip, port }).1,
+                }
+            }
+        }
+    }
+
+    /// [`Self::apply_remote`] of an upsert of a peer of family `F` at `ip`.
+    fn apply_upsert<F: Family>(
+        &mut self,
+        upsert: &PeerUpsert,
+        ip: F,
+        now: SecondsSinceServerStart,
+    ) -> bool {
+        let info_hash = upsert.info_hash;
+        let hash = self.hash(&info_hash);
+        let key = PeerKey {
+            ip,
+            port: upsert.port,
+        };
+        let status = if upsert.seeder {
+            Status::Seeder
+        } else {
+            Status::Leecher
+        };
+        let seen = now.sub_secs(u32::from(upsert.age_secs));
+        let new_peer = Peer {
+            peer_id: upsert.peer_id,
+            last_seen: LastSeen::new(seen, upsert.completed).with_remote(true),
+        };
+        let Self {
+            torrents,
+            budget,
+            ledger,
+            ..
+        } = self;
+        let limits = ledger.limits();
+        let torrent = match torrents.entry(
+            hash,
+            |t| t.info_hash == info_hash,
+            |t| ledger.hash(&t.info_hash),
+        ) {
+            hash_table::Entry::Occupied(entry) => entry.into_mut(),
+            hash_table::Entry::Vacant(entry) => {
+                let Some(archived) =
+                    ledger.admit_torrent(budget, &info_hash, limits.max_peers_per_ip > 0)
+                else {
+                    return false;
+                };
+                let mut torrent = Torrent::new(info_hash, archived);
+                F::peers_or_insert(&mut torrent).insert(status, key, new_peer);
+                ledger.peer_added(status);
+                ledger.remote_added();
+                if upsert.completed {
+                    torrent.completed = torrent.completed.saturating_add(1);
+                    ledger.download_completed();
+                }
+                entry.insert(torrent);
+                return true;
+            }
+        };
+        let mut changed = match F::peers(torrent).and_then(|peers| peers.locate(&key, status)) {
+            Some(found) => {
+                let peers = F::peers_or_insert(torrent);
+                if found.status == status {
+                    peers.peer_mut(found).is_some_and(|peer| {
+                        let updated = Peer {
+                            peer_id: upsert.peer_id,
+                            last_seen: peer.last_seen.seen_remotely(seen, upsert.completed),
+                        };
+                        let changed = updated != *peer;
+                        *peer = updated;
+                        changed
+                    })
+                } else if let Some(old) = peers.take(found.status, &key) {
+                    let moved = Peer {
+                        peer_id: upsert.peer_id,
+                        last_seen: old.last_seen.seen_remotely(seen, upsert.completed),
+                    };
+                    peers.insert(status, key, moved);
+                    ledger.peer_moved(found.status, status);
+                    true
+                } else {
+                    false
+                }
+            }
+            None => {
+                let admitted = ledger.admit_peer(budget, torrent.num_peers(), || {
+                    F::peers(torrent).map_or(0, |p| p.count_group(ip.group()))
+                        < limits.max_peers_per_ip
+                });
+                if admitted {
+                    F::peers_or_insert(torrent).insert(status, key, new_peer);
+                    ledger.peer_added(status);
+                    ledger.remote_added();
+                }
+                admitted
+            }
+        };
+        // Counted even if the peer was refused here: the torrent's count is the same on
+        // every node that stores the torrent.
+        if upsert.completed {
+            torrent.completed = torrent.completed.saturating_add(1);
+            ledger.download_completed();
+            changed = true;
+        }
+        changed
     }
 
     /// Archives a saved completed count (see [`SaveSink::archived`]) by the archive's
