@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(python3-libtorrent aria2 openssl transmission-daemon iproute2 util-linux postgresql
-    faketime mariadb-server)
+    faketime mariadb-server nats-server)
 
 # The npm packages of a test directory (e2e/ws: the WebTorrent clients;
 # e2e/metrics-page: puppeteer-core). `npm ci` (a clean install of the lockfile's

@@ -65,6 +65,9 @@
 //!     `[metrics]` config section.
 //!   - [`observe::history`]: the last hour of figures for the page's charts: a bounded ring
 //!     of samples.
+//! - [`cluster`]: several nodes as one tracker over NATS: the `[cluster]` section, the
+//!   `cluster` thread (the NATS client on a tokio runtime of its own) that publishes the
+//!   request workers' peer changes and hands them other nodes', resyncs, and its figures.
 //! - [`config`]: documented config sections (`config_section!`), the shared ones
 //!   (logging, workers, swarm limits), and keys from the environment ([`config::env`]).
 //! - [`private`]: private mode: passkeys, and per-user accounting written exactly once
@@ -78,6 +81,7 @@
 //! reading, writing and polling them is the trackers' business.
 
 pub mod addr;
+pub mod cluster;
 pub mod config;
 pub mod net;
 pub mod observe;

@@ -15,6 +15,7 @@
 pub mod accounting;
 pub mod mariadb;
 pub mod metrics;
+pub mod nats;
 pub mod operator;
 pub mod postgres;
 

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use tracker_common::cluster::ClusterConfig;
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
@@ -54,6 +55,8 @@ config_section! {
         pub private: PrivateConfig,
         /// The accounting database of private mode (read only when private.enabled).
         pub accounting: AccountingConfig,
+        /// Several nodes serving as one tracker, sharing their swarms over NATS.
+        pub cluster: ClusterConfig,
     }
 }
 
@@ -77,6 +80,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             private: PrivateConfig::default(),
             accounting: AccountingConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -120,6 +124,7 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
+        self.cluster.validate(false)?;
         self.private.validate_with(&self.accounting)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);

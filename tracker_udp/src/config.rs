@@ -2,8 +2,7 @@
 //!
 //! Print it with `tracker_udp -p`; the committed `config.example.toml` is that output.
 
-use std::path::PathBuf;
-
+use tracker_common::cluster::ClusterConfig;
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
@@ -58,46 +57,6 @@ config_section! {
     }
 }
 
-config_section! {
-    /// Several UDP nodes serving as one tracker: behind anycast or ECMP, a client's
-    /// connect may reach one node and its announce another.
-    pub struct ClusterConfig {
-        /// A file that only the tracker's user may read (mode 0600), whose first line is
-        /// the cluster's connection id secret, 64 hex digits (`openssl rand -hex 32`), and
-        /// whose optional second line is another secret also accepted, during a
-        /// rotation. Nodes with the same secret accept each other's connection ids, timed
-        /// by the wall clock: keep their clocks in step (NTP) within
-        /// max_clock_skew_secs, and start them after the clock is synchronized. Read at
-        /// start and on SIGUSR1 (a bad file is logged and the secrets in force stay).
-        /// Empty: each process makes its own random key, and its ids die with it.
-        pub connection_id_secret_path: PathBuf,
-        /// How far apart the nodes' clocks may be, in seconds (0 to 60): a connection id
-        /// is accepted that much before and after its lifetime says.
-        pub max_clock_skew_secs: u32,
-    }
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        Self {
-            connection_id_secret_path: PathBuf::new(),
-            max_clock_skew_secs: 5,
-        }
-    }
-}
-
-impl ClusterConfig {
-    fn validate(&self) -> anyhow::Result<()> {
-        if self.max_clock_skew_secs > 60 {
-            anyhow::bail!(
-                "cluster.max_clock_skew_secs: must be at most 60 (clocks further apart need \
-                 NTP, not a longer id lifetime)"
-            );
-        }
-        Ok(())
-    }
-}
-
 #[expect(
     clippy::derivable_impls,
     reason = "every config section spells out its defaults in one hand-written place"
@@ -146,7 +105,7 @@ impl TrackerConfig for Config {
         self.privileges.validate()?;
         self.metrics.validate()?;
         self.private.validate_with(&self.accounting)?;
-        self.cluster.validate()?;
+        self.cluster.validate(true)?;
         if self.private.enabled && self.protocol.max_url_data_bytes < MIN_PRIVATE_URL_DATA_BYTES {
             anyhow::bail!(
                 "protocol.max_url_data_bytes: must be at least {MIN_PRIVATE_URL_DATA_BYTES} in \

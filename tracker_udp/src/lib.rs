@@ -59,10 +59,10 @@ use tracker_common::swarm::access_list::AccessListCache;
 
 pub use config::Config;
 
-use crate::config::ClusterConfig;
 use crate::connection_id::{ConnectionValidator, SharedValidator, ValidatorCache};
 use crate::workers::request::UdpHandler;
 use crate::workers::socket::{SocketWorker, SocketWorkerSettings, WAKER_TOKEN};
+use tracker_common::cluster::ClusterConfig;
 
 /// The binary's name.
 pub const APP_NAME: &str = "tracker_udp";
@@ -179,6 +179,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         &config.accounting,
         u64::from(config.swarm.announce_interval_secs),
     )?;
+    core.start_cluster(&config.cluster)?;
     let interval = i32::try_from(config.swarm.announce_interval_secs).unwrap_or(i32::MAX);
     let channels = core.spawn_request_workers(&config.swarm, &config.workers, wakers, || {
         UdpHandler::new(interval)

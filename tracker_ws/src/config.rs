@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use tracker_common::cluster::ClusterConfig;
 use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
@@ -63,6 +64,8 @@ config_section! {
         /// uploaded and downloaded are the counters the WebTorrent client sends with
         /// each announce.
         pub accounting: AccountingConfig,
+        /// Several nodes serving as one tracker, sharing their swarms over NATS.
+        pub cluster: ClusterConfig,
     }
 }
 
@@ -86,6 +89,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             private: PrivateConfig::default(),
             accounting: AccountingConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -108,6 +112,13 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
+        self.cluster.validate(false)?;
+        if self.cluster.enabled {
+            anyhow::bail!(
+                "cluster.enabled: the WebSocket tracker cannot join a cluster yet (its offers \
+                 and answers are not forwarded between nodes); run one node per swarm"
+            );
+        }
         self.private.validate_with(&self.accounting)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);

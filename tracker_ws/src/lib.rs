@@ -217,6 +217,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         &config.accounting,
         u64::from(config.swarm.announce_interval_secs),
     )?;
+    core.start_cluster(&config.cluster)?;
     let (polls, wakers) =
         tracker_common::runtime::server::make_polls(listeners.len(), WAKER_TOKEN)?;
     // Bounded by bytes: offers and answers vary in size (see messages).

@@ -26,15 +26,17 @@ use std::borrow::Cow;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 pub use server::{
     Limits, MAX_CONNECTIONS, MAX_REQUEST_BYTES, MetricsServer, REQUEST_TIMEOUT, bind,
 };
 
+use crate::cluster::stats::{ClusterSnapshot, DELAY_BUCKETS_MS};
 #[cfg(doc)]
 use crate::observe::history::History;
 use crate::observe::statistics::{Family, Protocol, Snapshot};
@@ -320,6 +322,9 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
     if s.private.enabled {
         register_private(&mut registry, &s.private);
     }
+    if s.cluster.enabled {
+        register_cluster(&mut registry, &s.cluster);
+    }
     registry.register(
         "access_list_info_hashes",
         "Info hashes in the access list",
@@ -349,6 +354,171 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// A cluster node's series, `shoal_cluster_*`.
+fn register_cluster(registry: &mut Registry, c: &ClusterSnapshot) {
+    registry.register(
+        "cluster_bus_up",
+        "Whether the connection to NATS is up (1) or not (0)",
+        gauge(u64::from(c.bus_up)),
+    );
+    registry.register(
+        "cluster_live_nodes",
+        "Other nodes heard from in the last seconds",
+        gauge(c.live_nodes),
+    );
+    registry.register(
+        "cluster_remote_peers",
+        "Peers stored from other nodes' changes",
+        gauge(c.remote_peers),
+    );
+    registry.register_collector(Box::new(Ordered {
+        name: "cluster_changes",
+        help: "Peer changes: published (this node's), applied (other nodes'), dropped \
+               (direction out: the hand-off to the bus was full or the bus down; in: a \
+               request worker's channel was full)",
+        series: vec![
+            (
+                vec![("outcome", "published"), ("direction", "out")],
+                ConstCounter::new(c.changes_published),
+            ),
+            (
+                vec![("outcome", "dropped"), ("direction", "out")],
+                ConstCounter::new(c.changes_dropped_outgoing),
+            ),
+            (
+                vec![("outcome", "applied"), ("direction", "in")],
+                ConstCounter::new(c.changes_applied),
+            ),
+            (
+                vec![("outcome", "dropped"), ("direction", "in")],
+                ConstCounter::new(c.changes_dropped_incoming),
+            ),
+        ],
+    }));
+    registry.register(
+        "cluster_batches_published",
+        "Batches of changes published, heartbeats included",
+        ConstCounter::new(c.batches_published),
+    );
+    registry.register_collector(Box::new(Ordered {
+        name: "cluster_bytes",
+        help: "Bytes of change batches published and received",
+        series: vec![
+            (
+                vec![("direction", "out")],
+                ConstCounter::new(c.bytes_published),
+            ),
+            (
+                vec![("direction", "in")],
+                ConstCounter::new(c.bytes_received),
+            ),
+        ],
+    }));
+    registry.register(
+        "cluster_bad_batches",
+        "Batches from other nodes that could not be read",
+        ConstCounter::new(c.bad_batches),
+    );
+    registry.register(
+        "cluster_sequence_gaps",
+        "Batches of other nodes that never arrived",
+        ConstCounter::new(c.sequence_gaps),
+    );
+    registry.register(
+        "cluster_slow_consumer",
+        "Times this node fell behind its subscription and messages were dropped",
+        ConstCounter::new(c.slow_consumer),
+    );
+    registry.register_collector(Box::new(Ordered {
+        name: "cluster_resyncs",
+        help: "Resyncs: started by this node, failed, answered for other nodes",
+        series: vec![
+            (vec![("outcome", "started")], ConstCounter::new(c.resyncs)),
+            (
+                vec![("outcome", "failed")],
+                ConstCounter::new(c.resyncs_failed),
+            ),
+            (
+                vec![("outcome", "served")],
+                ConstCounter::new(c.resyncs_served),
+            ),
+        ],
+    }));
+    registry.register(
+        "cluster_resync_peers",
+        "Peers received from other nodes by resyncs",
+        ConstCounter::new(c.resync_peers),
+    );
+    let buckets: Vec<(f64, u64)> = DELAY_BUCKETS_MS
+        .iter()
+        .zip(c.delay_buckets)
+        .map(|(bound, count)| (*bound as f64 / 1000.0, count))
+        .collect();
+    registry.register_collector(Box::new(DelayHistogram {
+        buckets,
+        count: c.delay_count,
+        sum_secs: c.delay_sum_ms as f64 / 1000.0,
+    }));
+}
+
+/// How long other nodes' changes took to arrive, as a Prometheus histogram.
+#[derive(Debug)]
+struct DelayHistogram {
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    sum_secs: f64,
+}
+
+impl Collector for DelayHistogram {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metric = ConstHistogram {
+            buckets: &self.buckets,
+            count: self.count,
+            sum: self.sum_secs,
+        };
+        let mut family = encoder.encode_descriptor(
+            "cluster_change_delay",
+            "Time from a change's publication on another node to its arrival here (wall \
+             clocks: as close as NTP keeps them).",
+            Some(&Unit::Seconds),
+            metric.metric_type(),
+        )?;
+        metric.encode(family.encode_family(&Vec::<(&str, &str)>::new())?)
+    }
+}
+
+/// A histogram of fixed counts.
+#[derive(Debug)]
+struct ConstHistogram<'a> {
+    buckets: &'a [(f64, u64)],
+    count: u64,
+    sum: f64,
+}
+
+impl TypedMetric for ConstHistogram<'_> {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for ConstHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        // The encoder wants each bucket's own count; ours are cumulative.
+        let mut previous = 0;
+        let mut own: Vec<(f64, u64)> = Vec::with_capacity(self.buckets.len() + 1);
+        for (bound, cumulative) in self.buckets {
+            own.push((*bound, cumulative.saturating_sub(previous)));
+            previous = *cumulative;
+        }
+        own.push((f64::INFINITY, self.count.saturating_sub(previous)));
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum, self.count, &own, None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// Private mode's series, `shoal_private_*`.
@@ -560,6 +730,12 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
                     "database_up": p.database_up,
                     "site_loaded_unix_secs": p.site_loaded_unix_secs,
                 }),
+            );
+        }
+        if s.cluster.enabled {
+            map.insert(
+                "cluster".into(),
+                serde_json::to_value(s.cluster).unwrap_or_default(),
             );
         }
         if id.protocol.relays() {

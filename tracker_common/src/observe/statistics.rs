@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
 
+use crate::cluster::stats::{ClusterSnapshot, ClusterStatistics};
 use crate::private::stats::{PrivateSnapshot, PrivateStatistics};
 
 use crate::runtime::supervisor::ShutdownFlag;
@@ -238,6 +239,8 @@ pub struct RequestWorkerGauges {
     /// Peers removed by cleaning because they were not seen for too long (a running
     /// total).
     pub peers_cleaned: AtomicU64,
+    /// Peers stored from other cluster nodes' changes.
+    pub remote_peers: AtomicU64,
 }
 
 /// All workers' counters, and the few figures of the whole tracker.
@@ -249,6 +252,7 @@ pub struct Statistics {
     access_list_loaded_unix_secs: AtomicU64,
     connections: Arc<ConnectionCounters>,
     private: Arc<PrivateStatistics>,
+    cluster: Arc<ClusterStatistics>,
 }
 
 /// Connection counts of a TCP tracker, over all its socket workers (zero for UDP).
@@ -339,6 +343,8 @@ pub struct Snapshot {
     pub access_list_loaded_unix_secs: u64,
     /// Private mode's figures (all zero when it is off).
     pub private: PrivateSnapshot,
+    /// The cluster's figures (`enabled: false` and zeros on a single node).
+    pub cluster: ClusterSnapshot,
 }
 
 impl Snapshot {
@@ -367,7 +373,13 @@ impl Statistics {
             access_list_loaded_unix_secs: AtomicU64::new(0),
             connections: Arc::default(),
             private: Arc::new(PrivateStatistics::new(request_workers)),
+            cluster: Arc::default(),
         }
+    }
+
+    /// The cluster's counters.
+    pub fn cluster(&self) -> &Arc<ClusterStatistics> {
+        &self.cluster
     }
 
     /// Private mode's counters.
@@ -432,7 +444,9 @@ impl Statistics {
         s.scrape = s.requests_of(RequestKind::Scrape);
         s.responses = s.responses_by_kind.iter().flatten().sum();
         s.error_responses = s.responses_of(ResponseKind::Error);
+        let mut remote_peers = 0;
         for g in self.request.iter() {
+            remote_peers += get(&g.remote_peers);
             s.torrents += get(&g.torrents);
             s.seeders += get(&g.seeders);
             s.leechers += get(&g.leechers);
@@ -455,6 +469,7 @@ impl Statistics {
         s.access_list_len = get(&self.access_list_len);
         s.access_list_loaded_unix_secs = get(&self.access_list_loaded_unix_secs);
         s.private = self.private.snapshot();
+        s.cluster = self.cluster.snapshot(remote_peers);
         s
     }
 }

@@ -196,6 +196,15 @@ impl<T> WeightedReceiver<T> {
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         self.inner.try_recv().map(|m| self.release(m))
     }
+
+    /// Waits up to `timeout` until this channel or `other` has a message (or a sender
+    /// side closed), taking none.
+    pub fn wait_either<U>(&self, other: &WeightedReceiver<U>, timeout: Duration) {
+        let mut select = crossbeam_channel::Select::new();
+        select.recv(&self.inner);
+        select.recv(&other.inner);
+        let _ = select.ready_timeout(timeout);
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use rand::rngs::SmallRng;
 
+use tracker_cluster_protocol::PeerChange;
+
+use crate::cluster::sync::ChunkSink;
+use crate::cluster::{ClusterDuty, ShardMessage};
 use crate::observe::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
 use crate::private::accounting::AccountInfo;
 use crate::private::writer::AccountingDuty;
@@ -115,11 +119,46 @@ pub trait Shard: Send + 'static {
     fn num_archived_torrents(&self) -> usize;
     /// Bytes the archive takes.
     fn archive_memory_bytes(&self) -> usize;
+    /// Whether the shard's swarms are replicated over a cluster (see [`crate::cluster`]):
+    /// shards that are not say so, and a cluster node refuses to start with them.
+    fn replicated() -> bool {
+        false
+    }
+    /// Starts (or stops) recording the peer changes of local announces.
+    fn record_changes(&mut self, _on: bool) {}
+    /// Hands this node's own peers (not those of other nodes) to `sink`, as
+    /// [`Self::save`] does all of them.
+    fn save_local(
+        &self,
+        _now: SecondsSinceServerStart,
+        _max_peer_age_secs: u32,
+        _sink: &mut dyn SaveSink,
+    ) {
+    }
+    /// Moves the recorded changes to `out`.
+    fn take_changes(&mut self, _out: &mut Vec<PeerChange>) {}
+    /// Applies another node's change; returns whether anything changed.
+    fn apply_remote(&mut self, _change: &PeerChange, _now: SecondsSinceServerStart) -> bool {
+        false
+    }
+    /// Merges a torrent of another node's resync; returns the peers stored.
+    fn merge_torrent(
+        &mut self,
+        _saved: &SavedTorrent,
+        _now: SecondsSinceServerStart,
+        _max_peer_age_secs: u32,
+    ) -> usize {
+        0
+    }
+    /// Peers stored from other nodes.
+    fn num_remote_peers(&self) -> usize {
+        0
+    }
 }
 
 /// Implements [`Shard`] for a shard type whose inherent methods have the trait's names.
 macro_rules! impl_shard {
-    ($shard:ty) => {
+    ($shard:ty $(, $replicated:ident)?) => {
         impl Shard for $shard {
             fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, router: &ShardRouter) -> Self {
                 <$shard>::with_router(limits, budget, router)
@@ -167,11 +206,45 @@ macro_rules! impl_shard {
             fn archive_memory_bytes(&self) -> usize {
                 <$shard>::archive_memory_bytes(self)
             }
+            $(impl_shard!(@$replicated $shard);)?
+        }
+    };
+    (@replicated $shard:ty) => {
+        fn replicated() -> bool {
+            true
+        }
+        fn record_changes(&mut self, on: bool) {
+            <$shard>::record_changes(self, on)
+        }
+        fn take_changes(&mut self, out: &mut Vec<PeerChange>) {
+            <$shard>::take_changes(self, out)
+        }
+        fn save_local(
+            &self,
+            now: SecondsSinceServerStart,
+            max_peer_age_secs: u32,
+            sink: &mut dyn SaveSink,
+        ) {
+            <$shard>::save_local(self, now, max_peer_age_secs, sink)
+        }
+        fn apply_remote(&mut self, change: &PeerChange, now: SecondsSinceServerStart) -> bool {
+            <$shard>::apply_remote(self, change, now)
+        }
+        fn merge_torrent(
+            &mut self,
+            saved: &SavedTorrent,
+            now: SecondsSinceServerStart,
+            max_peer_age_secs: u32,
+        ) -> usize {
+            <$shard>::merge_torrent(self, saved, now, max_peer_age_secs)
+        }
+        fn num_remote_peers(&self) -> usize {
+            <$shard>::num_remote_peers(self)
         }
     };
 }
 
-impl_shard!(SwarmShard);
+impl_shard!(SwarmShard, replicated);
 impl_shard!(WsSwarmShard);
 
 /// A shard and what a handler needs to apply requests to it.
@@ -534,6 +607,8 @@ pub struct RequestWorker<H: RequestHandler> {
     pub shutdown: ShutdownFlag,
     /// Snapshots to take, if they are on.
     pub snapshot: Option<SnapshotDuty>,
+    /// The cluster's messages and hand-off, on a cluster node.
+    pub cluster: Option<ClusterDuty>,
 }
 
 impl<H: RequestHandler> RequestWorker<H> {
@@ -557,8 +632,21 @@ impl<H: RequestHandler> RequestWorker<H> {
             .map(|_| H::Responses::default())
             .collect();
 
+        let mut changes = Vec::new();
         while !self.shutdown.is_set() {
-            match self.receiver.recv_timeout(RECV_TIMEOUT) {
+            let received = match &self.cluster {
+                None => self.receiver.recv_timeout(RECV_TIMEOUT),
+                Some(cluster) => {
+                    self.receiver.wait_either(&cluster.incoming, RECV_TIMEOUT);
+                    self.receiver.try_recv().map_err(|err| match err {
+                        crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        crossbeam_channel::TryRecvError::Disconnected => {
+                            RecvTimeoutError::Disconnected
+                        }
+                    })
+                }
+            };
+            match received {
                 Ok(first) => {
                     self.swarm.now = self.start.seconds_elapsed();
                     let mut next = Some(first);
@@ -583,6 +671,13 @@ impl<H: RequestHandler> RequestWorker<H> {
                     }
                     anyhow::bail!("request channel closed");
                 }
+            }
+            if let Some(cluster) = &self.cluster {
+                self.swarm.shard.take_changes(&mut changes);
+                if !changes.is_empty() {
+                    cluster.outgoing.send(std::mem::take(&mut changes));
+                }
+                self.handle_cluster_messages();
             }
 
             if Instant::now() >= next_cleaning {
@@ -623,6 +718,40 @@ impl<H: RequestHandler> RequestWorker<H> {
             let _ = duty.last.send((self.index, self.snapshot_part()));
         }
         Ok(())
+    }
+
+    /// Applies what the `cluster` thread sent: at most [`MAX_BATCHES_PER_FLUSH`]
+    /// messages, so that requests wait no longer behind them than behind their own.
+    fn handle_cluster_messages(&mut self) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let now = self.start.seconds_elapsed();
+        let max_age = self.cleaning.max_peer_age_secs;
+        for _ in 0..MAX_BATCHES_PER_FLUSH {
+            let Ok(message) = cluster.incoming.try_recv() else {
+                break;
+            };
+            match message {
+                ShardMessage::Changes(changes) => {
+                    let mut applied = 0;
+                    for change in &changes {
+                        applied += u64::from(self.swarm.shard.apply_remote(change, now));
+                    }
+                    add(&cluster.statistics.changes_applied, applied);
+                }
+                ShardMessage::Merge(torrents) => {
+                    for torrent in &torrents {
+                        self.swarm.shard.merge_torrent(torrent, now, max_age);
+                    }
+                }
+                ShardMessage::Save { max_bytes, reply } => {
+                    let mut sink = ChunkSink::new(max_bytes);
+                    self.swarm.shard.save_local(now, max_age, &mut sink);
+                    let _ = reply.send(sink.finish());
+                }
+            }
+        }
     }
 
     /// The shard's snapshot part, taken now.
@@ -714,6 +843,7 @@ fn publish_gauges(shard: &impl Shard, gauges: &RequestWorkerGauges) {
     set(&gauges.leechers, shard.num_leechers());
     set(&gauges.archived_torrents, shard.num_archived_torrents());
     set(&gauges.archive_bytes, shard.archive_memory_bytes());
+    set(&gauges.remote_peers, shard.num_remote_peers());
     gauges
         .rejected_by_limits
         .store(shard.num_rejected_by_limits(), Ordering::Relaxed);
@@ -837,6 +967,7 @@ mod tests {
             statistics: statistics.clone(),
             shutdown: shutdown.clone(),
             snapshot: None,
+            cluster: None,
         };
         let thread = std::thread::spawn(move || worker.run());
         Running {

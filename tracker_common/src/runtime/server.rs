@@ -25,6 +25,8 @@ use anyhow::Context;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+use crate::cluster::bus::{Bus, connect_options};
+use crate::cluster::{ClusterConfig, ClusterDuty, change_channel};
 use crate::config::{SwarmConfig, WorkerConfig};
 use crate::observe::history::History;
 use crate::observe::metrics::{Identity, MetricsServer};
@@ -33,7 +35,7 @@ use crate::observe::statistics::{
 };
 use crate::private::writer::FINAL_COMMIT_DEADLINE;
 use crate::private::{AccountingConfig, PrivateAccess, PrivateConfig, PrivateRuntime};
-use crate::runtime::channel::{ChannelBound, WeightedReceiver, WeightedSender, bounded};
+use crate::runtime::channel::{ChannelBound, WeightedReceiver, WeightedSender, bounded, weighted};
 use crate::runtime::request_worker::{
     CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, SnapshotDuty,
     Swarm, WakeFn,
@@ -71,7 +73,19 @@ pub struct Core {
     metrics_addr: Option<SocketAddr>,
     snapshot: Option<SnapshotSetup>,
     private: Option<PrivateRuntime>,
+    cluster: Option<ClusterSetup>,
 }
+
+/// A cluster node's set-up, between [`Core::start_cluster`] and the request workers.
+struct ClusterSetup {
+    config: ClusterConfig,
+    node_id: String,
+    options: async_nats::ConnectOptions,
+}
+
+/// Other nodes' changes and resync torrents queued for one request worker, at most (in
+/// peers): beyond, changes are dropped and counted, and the node resyncs.
+const CLUSTER_CHANNEL_CAPACITY: usize = 1 << 17;
 
 /// Snapshots, when `swarm.snapshot_path` is set.
 struct SnapshotSetup {
@@ -165,6 +179,7 @@ impl Core {
             start_unix_secs: unix_now_secs(),
             metrics_addr: None,
             private: None,
+            cluster: None,
         })
     }
 
@@ -197,6 +212,32 @@ impl Core {
         let access = runtime.access();
         self.private = Some(runtime);
         Ok(Some(access))
+    }
+
+    /// Makes this tracker a node of the cluster that `config` names, if it is enabled:
+    /// its request workers will record and apply peer changes, and
+    /// [`Self::spawn_request_workers`] starts the `cluster` thread (see
+    /// [`crate::cluster`]). Not being able to reach NATS does not stop a start: the node
+    /// serves its own swarms and keeps trying.
+    ///
+    /// # Errors
+    /// No node id can be made, or the credentials file cannot be read.
+    pub fn start_cluster(&mut self, config: &ClusterConfig) -> anyhow::Result<()> {
+        if !config.enabled {
+            return Ok(());
+        }
+        let node_id = config.resolved_node_id()?;
+        let options = connect_options(config, &node_id)?;
+        self.statistics
+            .cluster()
+            .enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.cluster = Some(ClusterSetup {
+            config: config.clone(),
+            node_id,
+            options,
+        });
+        Ok(())
     }
 
     /// Starts `workers.request_workers` request workers named `request-01`, ..., each
@@ -245,6 +286,7 @@ impl Core {
             .map(|_| <H::Shard as Shard>::new(limits, budget.clone(), &self.router))
             .collect();
         let duties = self.start_snapshots(swarm, &mut shards)?;
+        let mut cluster_duties = self.start_cluster_bus::<H::Shard>(&mut shards)?;
         for ((index, receiver), (shard, snapshot)) in request_receivers
             .into_iter()
             .enumerate()
@@ -273,6 +315,7 @@ impl Core {
                 statistics: self.statistics.clone(),
                 shutdown: self.supervisor.shutdown_flag().clone(),
                 snapshot,
+                cluster: cluster_duties.get_mut(index).and_then(Option::take),
             };
             self.supervisor
                 .spawn(&format!("request-{:02}", index + 1), move || worker.run())?;
@@ -284,6 +327,47 @@ impl Core {
             to_request_workers,
             to_socket_workers,
         })
+    }
+
+    /// On a cluster node, turns on the shards' change records and starts the `cluster`
+    /// thread; returns each request worker's duty (none on a single node).
+    fn start_cluster_bus<S: Shard>(
+        &mut self,
+        shards: &mut [S],
+    ) -> anyhow::Result<Vec<Option<ClusterDuty>>> {
+        let Some(setup) = self.cluster.take() else {
+            return Ok(shards.iter().map(|_| None).collect());
+        };
+        anyhow::ensure!(
+            S::replicated(),
+            "cluster.enabled: this tracker's swarms cannot be shared over a cluster"
+        );
+        let statistics = self.statistics.cluster().clone();
+        let (outbox, inbox) = change_channel(setup.config.max_queued_changes, statistics.clone());
+        let mut senders = Vec::with_capacity(shards.len());
+        let mut duties = Vec::with_capacity(shards.len());
+        for shard in shards.iter_mut() {
+            shard.record_changes(true);
+            let (sender, receiver) = weighted(CLUSTER_CHANNEL_CAPACITY);
+            senders.push(sender);
+            duties.push(Some(ClusterDuty {
+                incoming: receiver,
+                outgoing: outbox.clone(),
+                statistics: statistics.clone(),
+            }));
+        }
+        let bus = Bus {
+            config: setup.config,
+            node_id: setup.node_id,
+            statistics,
+            router: self.router.clone(),
+            workers: senders,
+            inbox,
+            shutdown: self.supervisor.shutdown_flag().clone(),
+            options: Some(setup.options),
+        };
+        self.supervisor.spawn("cluster", move || bus.run())?;
+        Ok(duties)
     }
 
     /// Restores the snapshot read at start into `shards` and, with snapshots on, starts

@@ -434,6 +434,60 @@ pub fn two_trackers_one_database(
     clean_up(database, &dir);
 }
 
+/// Two nodes of a cluster (`binary`, each with `cluster_sections[i]` added to its config)
+/// on one database, a client whose peers move from node to node at every announce, as
+/// behind ECMP: each announce reaches one node only, and every byte is credited once.
+pub fn peers_moving_between_nodes(
+    binary: &Path,
+    client: &mut dyn AnnounceClient,
+    backend: Backend,
+    cluster_sections: [&str; 2],
+) {
+    let dir = temp_dir(&format!("moving-peers-{backend:?}").to_lowercase());
+    let database = Database::new(backend, &dir);
+    let nodes: Vec<Spawned> = cluster_sections
+        .iter()
+        .enumerate()
+        .map(|(n, section)| {
+            let node_dir = dir.join(format!("node{n}"));
+            std::fs::create_dir_all(&node_dir)
+                .unwrap_or_else(|err| panic!("{}: {err}", node_dir.display()));
+            Spawned::start(binary, &write_config(&node_dir, &database.url, section))
+        })
+        .collect();
+    let peers: Vec<ScriptPeer> = (0..3).map(|n| peer(5, 100 + n)).collect();
+    let rounds: [(AnnounceEvent, u64); 5] = [
+        (AnnounceEvent::Started, 0),
+        (AnnounceEvent::None, 10_000),
+        (AnnounceEvent::None, 25_000),
+        (AnnounceEvent::None, 26_000),
+        (AnnounceEvent::Stopped, 30_000),
+    ];
+    for (round, (event, uploaded)) in rounds.into_iter().enumerate() {
+        for (n, p) in peers.iter().enumerate() {
+            let node = &nodes[(round + n) % nodes.len()];
+            announce(client, node.addr, p, &step(event, uploaded, 0));
+        }
+        std::thread::sleep(Duration::from_millis(1_100));
+    }
+    let want = 30_000 * peers.len() as u64;
+    let hash = InfoHash([5; 20]);
+    database.wait_for(Duration::from_secs(30), |t| {
+        t.get(&(PASSKEY_A, hash))
+            .is_some_and(|x| x.uploaded >= want)
+    });
+    for mut node in nodes {
+        node.signal("TERM");
+        assert_eq!(node.wait_exit(), Some(0));
+    }
+    assert_eq!(
+        totals_of(&database, hash).uploaded,
+        want,
+        "three peers at 30,000 bytes, each announce to one of two nodes, credited once"
+    );
+    clean_up(database, &dir);
+}
+
 /// Where Debian's `faketime` package puts its multi-threaded preload library.
 fn libfaketime() -> std::path::PathBuf {
     let found = ["x86_64-linux-gnu", "aarch64-linux-gnu"]

@@ -26,6 +26,7 @@
 
 use serde_json::json;
 
+use crate::cluster::stats::ClusterSnapshot;
 use crate::observe::metrics::Identity;
 use crate::private::stats::PrivateSnapshot;
 
@@ -42,8 +43,20 @@ pub struct Health {
 /// The tracker's health from its private-mode figures (all zero when private mode is
 /// off) and the first thread that ended, if one has (see
 /// [`EndedThreads::first`](crate::runtime::supervisor::EndedThreads::first)).
-pub fn check(private: &PrivateSnapshot, id: &Identity, ended_thread: Option<&str>) -> Health {
+pub fn check(
+    private: &PrivateSnapshot,
+    cluster: &ClusterSnapshot,
+    id: &Identity,
+    ended_thread: Option<&str>,
+) -> Health {
     let mut problems = Vec::new();
+    if cluster.enabled && !cluster.bus_up {
+        problems.push(
+            "cluster: NATS is not reachable; this node answers from its own swarms and \
+             keeps reconnecting"
+                .to_string(),
+        );
+    }
     if let Some(name) = ended_thread {
         problems.push(format!("thread {name} has stopped"));
     }
@@ -90,6 +103,19 @@ pub fn check(private: &PrivateSnapshot, id: &Identity, ended_thread: Option<&str
             }),
         );
     }
+    if cluster.enabled
+        && let Some(map) = body.as_object_mut()
+    {
+        map.insert(
+            "cluster".into(),
+            json!({
+                "bus_up": cluster.bus_up,
+                "live_nodes": cluster.live_nodes,
+                "remote_peers": cluster.remote_peers,
+                "resyncs": cluster.resyncs,
+            }),
+        );
+    }
     Health { ok, body }
 }
 
@@ -107,8 +133,38 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_node_without_its_bus_is_degraded_but_serves() {
+        let mut cluster = ClusterSnapshot {
+            enabled: true,
+            bus_up: true,
+            live_nodes: 2,
+            ..ClusterSnapshot::default()
+        };
+        let health = check(&PrivateSnapshot::default(), &cluster, &id(), None);
+        assert_eq!(health.body["status"], "ok");
+        assert_eq!(health.body["cluster"]["bus_up"], true);
+        assert_eq!(health.body["cluster"]["live_nodes"], 2);
+        cluster.bus_up = false;
+        let health = check(&PrivateSnapshot::default(), &cluster, &id(), None);
+        assert!(health.ok);
+        assert_eq!(health.body["status"], "degraded");
+        assert!(
+            health.body["problems"][0]
+                .as_str()
+                .is_some_and(|p| p.starts_with("cluster: NATS is not reachable")),
+            "{}",
+            health.body
+        );
+    }
+
+    #[test]
     fn public_and_whole_is_ok_without_accounting() {
-        let health = check(&PrivateSnapshot::default(), &id(), None);
+        let health = check(
+            &PrivateSnapshot::default(),
+            &ClusterSnapshot::default(),
+            &id(),
+            None,
+        );
         assert!(health.ok);
         assert_eq!(
             health.body,
@@ -124,7 +180,12 @@ mod tests {
 
     #[test]
     fn an_ended_thread_is_down_and_named() {
-        let health = check(&PrivateSnapshot::default(), &id(), Some("request-02"));
+        let health = check(
+            &PrivateSnapshot::default(),
+            &ClusterSnapshot::default(),
+            &id(),
+            Some("request-02"),
+        );
         assert!(!health.ok);
         assert_eq!(health.body["status"], "down");
         assert_eq!(health.body["problems"][0], "thread request-02 has stopped");
@@ -140,7 +201,7 @@ mod tests {
             database_up: true,
             ..PrivateSnapshot::default()
         };
-        let health = check(&private, &id(), None);
+        let health = check(&private, &ClusterSnapshot::default(), &id(), None);
         assert!(health.ok, "{}", health.body);
         assert_eq!(
             health.body["accounting"],
@@ -156,14 +217,14 @@ mod tests {
         );
 
         private.database_up = false;
-        let health = check(&private, &id(), None);
+        let health = check(&private, &ClusterSnapshot::default(), &id(), None);
         assert!(health.ok);
         assert_eq!(health.body["status"], "degraded", "a database not open yet");
         assert_eq!(health.body["accounting"]["status"], "failing");
 
         private.commit_failures_in_a_row = 3;
         private.batches_failed = 3;
-        let health = check(&private, &id(), None);
+        let health = check(&private, &ClusterSnapshot::default(), &id(), None);
         assert!(health.ok, "the tracker still serves: 200");
         assert_eq!(health.body["status"], "degraded");
         assert_eq!(health.body["accounting"]["status"], "failing");
@@ -175,7 +236,12 @@ mod tests {
             ])
         );
         // A stopped thread is down whatever the database does.
-        let health = check(&private, &id(), Some("socket-01"));
+        let health = check(
+            &private,
+            &ClusterSnapshot::default(),
+            &id(),
+            Some("socket-01"),
+        );
         assert!(!health.ok);
         assert_eq!(health.body["status"], "down");
         assert_eq!(health.body["problems"].as_array().map(Vec::len), Some(2));

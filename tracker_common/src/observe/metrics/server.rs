@@ -431,7 +431,12 @@ impl MetricsServer {
                 Err(_) => status(500, "Internal Server Error"),
             },
             "/health" => {
-                let health = health::check(&snapshot.private, &self.identity, self.ended.first());
+                let health = health::check(
+                    &snapshot.private,
+                    &snapshot.cluster,
+                    &self.identity,
+                    self.ended.first(),
+                );
                 let (code, reason) = if health.ok {
                     (200, "OK")
                 } else {

@@ -1,0 +1,686 @@
+//! The `cluster` thread: the NATS connection, on a current-thread tokio runtime of its
+//! own (see the module doc of [`crate::cluster`] for what it publishes and applies).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event, ServerAddr};
+use futures_util::StreamExt;
+use tracker_cluster_protocol::{BatchHeader, BatchWriter, MAX_CHANGE_BYTES, PeerChange};
+
+use crate::cluster::stats::ClusterStatistics;
+use crate::cluster::sync::read_chunk;
+use crate::cluster::{
+    ChangeInbox, ClusterConfig, HEARTBEAT, PUBLISH_DELAY, RESYNC_INTERVAL, ShardMessage,
+};
+use crate::observe::statistics::{RateLimitedWarning, add};
+use crate::runtime::channel::{TrySendError, WeightedSender};
+use crate::runtime::supervisor::ShutdownFlag;
+use crate::swarm::routing::ShardRouter;
+use crate::swarm::saved::SavedTorrent;
+
+/// The largest batch of changes published, whatever the server allows: small batches
+/// spread the work of the receiving nodes.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// The largest resync chunk, whatever the server allows.
+const MAX_CHUNK_BYTES: usize = 1 << 20;
+/// Room kept in a message for what the NATS protocol adds (subject, headers).
+const PAYLOAD_MARGIN: usize = 1024;
+/// Messages the client holds for a subscription this thread has not read yet.
+const SUBSCRIPTION_CAPACITY: usize = 1024;
+/// A node not heard for this long is not asked for a resync.
+const LIVE_FOR: Duration = Duration::from_secs(3);
+/// Other nodes tracked at most (a bus shared by a misconfigured fleet cannot grow the
+/// table without bound).
+const MAX_NODES: usize = 4096;
+/// How long a resync waits for the next chunk, or a worker for room in its channel.
+const RESYNC_STEP_TIMEOUT: Duration = Duration::from_secs(15);
+/// A resync chunk message: the first byte says which kind, the next four its index.
+const CHUNK: u8 = 1;
+/// The message after the last chunk; its index is the number of chunks.
+const CHUNKS_END: u8 = 2;
+
+/// Everything the `cluster` thread owns.
+pub struct Bus {
+    /// The `[cluster]` section.
+    pub config: ClusterConfig,
+    /// This node's id.
+    pub node_id: String,
+    /// The counters.
+    pub statistics: Arc<ClusterStatistics>,
+    /// Which request worker owns which torrent.
+    pub router: ShardRouter,
+    /// To each request worker, by index.
+    pub workers: Vec<WeightedSender<ShardMessage>>,
+    /// The request workers' changes.
+    pub inbox: ChangeInbox,
+    /// Set when the tracker stops.
+    pub shutdown: ShutdownFlag,
+    /// The connection's options, made at start (they read the credentials file).
+    pub options: Option<ConnectOptions>,
+}
+
+/// The connection options of `config`: no echo of our own messages, reconnecting for
+/// ever, credentials and TLS roots as configured.
+///
+/// # Errors
+/// The credentials file cannot be read.
+pub fn connect_options(config: &ClusterConfig, node_id: &str) -> anyhow::Result<ConnectOptions> {
+    let mut options = if config.credentials_path.as_os_str().is_empty() {
+        ConnectOptions::new()
+    } else {
+        let creds = std::fs::read_to_string(&config.credentials_path).with_context(|| {
+            format!(
+                "cluster.credentials_path: cannot read {}",
+                config.credentials_path.display()
+            )
+        })?;
+        ConnectOptions::with_credentials(&creds).with_context(|| {
+            format!(
+                "cluster.credentials_path: {} is not a NATS credentials file",
+                config.credentials_path.display()
+            )
+        })?
+    };
+    if !config.tls_ca_path.as_os_str().is_empty() {
+        anyhow::ensure!(
+            config.tls_ca_path.is_file(),
+            "cluster.tls_ca_path: {} is not a file",
+            config.tls_ca_path.display()
+        );
+        options = options
+            .add_root_certificates(config.tls_ca_path.clone())
+            .require_tls(true);
+    }
+    // The client reads no credentials from the URL: they are taken from it here.
+    for url in config.nats_url.split(',') {
+        let Ok(addr) = url.trim().parse::<ServerAddr>() else {
+            continue;
+        };
+        match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.to_owned(), password.to_owned());
+                break;
+            }
+            (Some(token), None) if !token.is_empty() => {
+                options = options.token(token.to_owned());
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(options
+        .name(format!("shoal {node_id}"))
+        .no_echo()
+        .retry_on_initial_connect()
+        // Messages waiting in the client for this thread, per subscription: about five
+        // seconds of one busy node's batches. Past it the client drops them and reports
+        // a slow consumer, and the node resyncs, instead of holding what the other
+        // nodes publish without bound.
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2)))
+}
+
+/// `urls` with any "user:password@" or "token@" left out, for the log.
+fn redacted(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let url = url.trim();
+            match (url.split_once("://"), url.rsplit_once('@')) {
+                (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+                (None, Some((_, host))) => host.to_owned(),
+                _ => url.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Unix time in milliseconds (0 before the epoch).
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What this node knows of another.
+struct NodeState {
+    epoch: u64,
+    next_sequence: u64,
+    last_heard: Instant,
+}
+
+/// The batch being filled.
+struct Outgoing {
+    /// Changes waiting, at most a batch's worth.
+    pending: Vec<PeerChange>,
+    /// When the first of them came.
+    since: Instant,
+    epoch: u64,
+    sequence: u64,
+    last_published: Instant,
+}
+
+impl Bus {
+    /// Runs until shutdown.
+    ///
+    /// # Errors
+    /// The runtime could not be made.
+    pub fn run(self) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cluster: tokio runtime")?;
+        runtime.block_on(self.main())
+    }
+
+    fn subject(&self, kind: &str, node: &str) -> String {
+        format!("shoal.{}.{kind}.{node}", self.config.name)
+    }
+
+    async fn main(mut self) -> anyhow::Result<()> {
+        let (events_sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let options = self
+            .options
+            .take()
+            .unwrap_or_default()
+            .event_callback(move |event| {
+                let sender = events_sender.clone();
+                async move {
+                    let _ = sender.send(event);
+                }
+            });
+        let addrs: Vec<ServerAddr> = self
+            .config
+            .nats_url
+            .split(',')
+            .filter_map(|url| url.trim().parse().ok())
+            .collect();
+        let client = options
+            .connect(addrs)
+            .await
+            .context("cluster: NATS client")?;
+        let mut peers = client
+            .subscribe(self.subject("peers", "*"))
+            .await
+            .context("cluster: subscribe")?;
+        let mut sync_requests = client
+            .subscribe(self.subject("sync", &self.node_id))
+            .await
+            .context("cluster: subscribe")?;
+        log::info!(
+            "cluster {}: node {} on {}",
+            self.config.name,
+            self.node_id,
+            redacted(&self.config.nats_url)
+        );
+
+        let start = Instant::now();
+        let mut out = Outgoing {
+            pending: Vec::new(),
+            since: start,
+            epoch: rand::Rng::random(
+                &mut <rand::rngs::SmallRng as rand::SeedableRng>::from_os_rng(),
+            ),
+            sequence: 0,
+            last_published: start,
+        };
+        let mut nodes: HashMap<String, NodeState> = HashMap::new();
+        // The first resync, once the other nodes have had a heartbeat to show themselves.
+        let mut resync_due: Option<Instant> = Some(start + HEARTBEAT + HEARTBEAT / 2);
+        let mut last_resync: Option<Instant> = None;
+        let resyncing = Arc::new(AtomicBool::new(false));
+        let serving = Arc::new(tokio::sync::Mutex::new(()));
+        let mut disconnected = false;
+        let mut tick = tokio::time::interval(PUBLISH_DELAY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut bad_batch_warning = RateLimitedWarning::new(Duration::from_secs(10));
+        let mut event_warning = RateLimitedWarning::new(Duration::from_secs(10));
+
+        loop {
+            tokio::select! {
+                Some(changes) = self.inbox.recv() => {
+                    self.add_changes(&client, &mut out, &changes).await;
+                }
+                Some(message) = peers.next() => {
+                    let want = self.on_batch(&message, &mut nodes, &mut bad_batch_warning);
+                    if want {
+                        resync_due.get_or_insert_with(Instant::now);
+                    }
+                }
+                Some(message) = sync_requests.next() => {
+                    if let Some(reply) = message.reply {
+                        let serving = serving.clone();
+                        let client = client.clone();
+                        let workers = self.workers.clone();
+                        let statistics = self.statistics.clone();
+                        tokio::spawn(async move {
+                            let _one_at_a_time = serving.lock().await;
+                            if let Err(err) = serve_resync(&client, reply.to_string(), &workers).await {
+                                log::warn!("cluster: answering a resync failed: {err:#}");
+                            } else {
+                                add(&statistics.resyncs_served, 1);
+                            }
+                        });
+                    }
+                }
+                Some(event) = events.recv() => {
+                    match event {
+                        Event::Connected => {
+                            self.statistics.bus_up.store(true, Ordering::Relaxed);
+                            log::info!("cluster: connected to NATS");
+                            if disconnected {
+                                disconnected = false;
+                                resync_due = Some(Instant::now() + HEARTBEAT + HEARTBEAT / 2);
+                            }
+                        }
+                        Event::Disconnected => {
+                            disconnected = true;
+                            self.statistics.bus_up.store(false, Ordering::Relaxed);
+                            log::warn!(
+                                "cluster: lost NATS; serving this node's swarms, reconnecting"
+                            );
+                        }
+                        Event::SlowConsumer(_) => {
+                            add(&self.statistics.slow_consumer, 1);
+                            resync_due.get_or_insert_with(Instant::now);
+                        }
+                        other => {
+                            if let Some(more) = event_warning.check(Instant::now()) {
+                                log::warn!("cluster: NATS: {other} (and {more} more events)");
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.shutdown.is_set() {
+                        self.publish(&client, &mut out).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+                        return Ok(());
+                    }
+                    let now = Instant::now();
+                    if !out.pending.is_empty() && now.duration_since(out.since) >= PUBLISH_DELAY
+                        || now.duration_since(out.last_published) >= HEARTBEAT
+                    {
+                        self.publish(&client, &mut out).await;
+                    }
+                    nodes.retain(|_, node| now.duration_since(node.last_heard) < LIVE_FOR * 20);
+                    let live: Vec<&String> = nodes
+                        .iter()
+                        .filter(|(_, node)| now.duration_since(node.last_heard) < LIVE_FOR)
+                        .map(|(id, _)| id)
+                        .collect();
+                    self.statistics.live_nodes.store(live.len() as u64, Ordering::Relaxed);
+                    let due = resync_due.is_some_and(|due| now >= due)
+                        && last_resync.is_none_or(|last| now.duration_since(last) >= RESYNC_INTERVAL)
+                        && !resyncing.load(Ordering::Acquire)
+                        && client.connection_state() == State::Connected;
+                    if due {
+                        resync_due = None;
+                        // Every live node sends the peers it heard itself.
+                        let mut targets: Vec<String> = nodes
+                            .iter()
+                            .filter(|(_, node)| now.duration_since(node.last_heard) < LIVE_FOR)
+                            .map(|(id, _)| id.clone())
+                            .collect();
+                        targets.sort();
+                        if !targets.is_empty() {
+                            last_resync = Some(now);
+                            resyncing.store(true, Ordering::Release);
+                            add(&self.statistics.resyncs, 1);
+                            let task = Resync {
+                                client: client.clone(),
+                                targets: targets
+                                    .into_iter()
+                                    .map(|node| {
+                                        let subject = self.subject("sync", &node);
+                                        (node, subject)
+                                    })
+                                    .collect(),
+                                workers: self.workers.clone(),
+                                router: self.router.clone(),
+                                statistics: self.statistics.clone(),
+                                running: resyncing.clone(),
+                            };
+                            tokio::spawn(task.run());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `changes` to the batch being filled, publishing it whenever it is full.
+    async fn add_changes(&self, client: &Client, out: &mut Outgoing, changes: &[PeerChange]) {
+        let server_max = client.server_info().max_payload;
+        let max_changes = if server_max > PAYLOAD_MARGIN + MAX_CHANGE_BYTES {
+            MAX_BATCH_BYTES.min(server_max - PAYLOAD_MARGIN)
+        } else {
+            MAX_BATCH_BYTES
+        } / MAX_CHANGE_BYTES;
+        for change in changes {
+            if out.pending.len() >= max_changes {
+                self.publish(client, out).await;
+            }
+            if out.pending.is_empty() {
+                out.since = Instant::now();
+            }
+            out.pending.push(*change);
+        }
+    }
+
+    /// Publishes the batch being filled, or an empty one (a heartbeat). While the
+    /// connection is down the batch is dropped and counted: the client would only queue
+    /// it, and the other nodes resync once it is back.
+    async fn publish(&self, client: &Client, out: &mut Outgoing) {
+        let header = BatchHeader {
+            epoch: out.epoch,
+            sequence: out.sequence,
+            sent_unix_millis: unix_millis(),
+        };
+        let mut writer = BatchWriter::new(&header);
+        for change in &out.pending {
+            writer.push(change);
+        }
+        let count = out.pending.len() as u64;
+        out.pending.clear();
+        out.sequence = out.sequence.wrapping_add(1);
+        out.last_published = Instant::now();
+        if client.connection_state() != State::Connected {
+            add(&self.statistics.changes_dropped_outgoing, count);
+            return;
+        }
+        let bytes = writer.finish();
+        let len = bytes.len() as u64;
+        match client
+            .publish(self.subject("peers", &self.node_id), bytes.into())
+            .await
+        {
+            Ok(()) => {
+                add(&self.statistics.batches_published, 1);
+                add(&self.statistics.changes_published, count);
+                add(&self.statistics.bytes_published, len);
+            }
+            Err(err) => {
+                add(&self.statistics.changes_dropped_outgoing, count);
+                log::debug!("cluster: publish: {err}");
+            }
+        }
+    }
+
+    /// Reads another node's batch and hands its changes to the request workers; returns
+    /// whether this node should resync (a batch was lost, or changes were dropped).
+    fn on_batch(
+        &self,
+        message: &async_nats::Message,
+        nodes: &mut HashMap<String, NodeState>,
+        warning: &mut RateLimitedWarning,
+    ) -> bool {
+        let Some(node) = message.subject.rsplit('.').next() else {
+            return false;
+        };
+        if node == self.node_id {
+            if let Some(more) = warning.check(Instant::now()) {
+                log::warn!(
+                    "cluster: another process publishes as node {node} (and {more} more \
+                     warnings): node ids must be unique in a cluster"
+                );
+            }
+            return false;
+        }
+        add(
+            &self.statistics.bytes_received,
+            message.payload.len() as u64,
+        );
+        let (header, changes) = match tracker_cluster_protocol::decode_batch(&message.payload) {
+            Ok(batch) => batch,
+            Err(err) => {
+                add(&self.statistics.bad_batches, 1);
+                if let Some(more) = warning.check(Instant::now()) {
+                    log::warn!(
+                        "cluster: unreadable batch from node {node}: {err} (and {more} more \
+                         warnings)"
+                    );
+                }
+                return false;
+            }
+        };
+        let now = Instant::now();
+        let mut want_resync = false;
+        let known = nodes.len();
+        match nodes.get_mut(node) {
+            Some(state) if state.epoch == header.epoch => {
+                if header.sequence < state.next_sequence {
+                    // Already seen (NATS does not reorder one publisher's messages).
+                    return false;
+                }
+                if header.sequence > state.next_sequence {
+                    add(
+                        &self.statistics.sequence_gaps,
+                        header.sequence - state.next_sequence,
+                    );
+                    want_resync = true;
+                }
+                state.next_sequence = header.sequence.wrapping_add(1);
+                state.last_heard = now;
+            }
+            Some(state) => {
+                // The node restarted: a new epoch, whose sequence starts anywhere.
+                *state = NodeState {
+                    epoch: header.epoch,
+                    next_sequence: header.sequence.wrapping_add(1),
+                    last_heard: now,
+                };
+            }
+            None if known >= MAX_NODES => return false,
+            None => {
+                nodes.insert(
+                    node.to_owned(),
+                    NodeState {
+                        epoch: header.epoch,
+                        next_sequence: header.sequence.wrapping_add(1),
+                        last_heard: now,
+                    },
+                );
+            }
+        }
+        if changes.is_empty() {
+            return want_resync;
+        }
+        let delay = unix_millis().saturating_sub(header.sent_unix_millis);
+        self.statistics.record_delay(delay, changes.len() as u64);
+        let mut by_shard: Vec<Vec<PeerChange>> = self.workers.iter().map(|_| Vec::new()).collect();
+        for change in changes {
+            let info_hash = match &change {
+                PeerChange::Upsert(upsert) => upsert.info_hash,
+                PeerChange::Removed { info_hash, .. } => *info_hash,
+            };
+            if let Some(shard) = by_shard.get_mut(self.router.shard(&info_hash)) {
+                shard.push(change);
+            }
+        }
+        for (changes, worker) in by_shard.into_iter().zip(&self.workers) {
+            if changes.is_empty() {
+                continue;
+            }
+            let message = ShardMessage::Changes(changes);
+            let weight = message.weight();
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                worker.try_send(message, weight)
+            {
+                add(&self.statistics.changes_dropped_incoming, weight as u64);
+                want_resync = true;
+            }
+        }
+        want_resync
+    }
+}
+
+/// Answers a resync: every request worker's shard as chunks, one worker after the other
+/// (so that one shard's chunks are in memory at a time), then the end.
+async fn serve_resync(
+    client: &Client,
+    reply: String,
+    workers: &[WeightedSender<ShardMessage>],
+) -> anyhow::Result<()> {
+    let max_bytes = client
+        .server_info()
+        .max_payload
+        .saturating_sub(PAYLOAD_MARGIN)
+        .clamp(4096, MAX_CHUNK_BYTES);
+    let mut index: u32 = 0;
+    for worker in workers {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        send_waiting(
+            worker,
+            ShardMessage::Save {
+                max_bytes: max_bytes - 5,
+                reply: sender,
+            },
+        )
+        .await?;
+        let chunks = tokio::time::timeout(RESYNC_STEP_TIMEOUT, receiver)
+            .await
+            .context("a request worker did not save its shard in time")?
+            .context("a request worker is gone")?;
+        for chunk in chunks {
+            let mut message = Vec::with_capacity(chunk.len() + 5);
+            message.push(CHUNK);
+            message.extend_from_slice(&index.to_le_bytes());
+            message.extend_from_slice(&chunk);
+            client.publish(reply.clone(), message.into()).await?;
+            index += 1;
+        }
+    }
+    let mut end = vec![CHUNKS_END];
+    end.extend_from_slice(&index.to_le_bytes());
+    client.publish(reply, end.into()).await?;
+    client.flush().await?;
+    Ok(())
+}
+
+/// Sends `message` to a request worker, waiting for room (a resync must not lose
+/// torrents to a full channel), at most [`RESYNC_STEP_TIMEOUT`].
+async fn send_waiting(
+    worker: &WeightedSender<ShardMessage>,
+    mut message: ShardMessage,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + RESYNC_STEP_TIMEOUT;
+    loop {
+        let weight = message.weight().min(worker.capacity());
+        match worker.try_send(message, weight) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(back)) => {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "a request worker's channel stayed full"
+                );
+                message = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(TrySendError::Disconnected(_)) => anyhow::bail!("a request worker is gone"),
+        }
+    }
+}
+
+/// A resync from the other nodes, one after the other, as a task of its own.
+struct Resync {
+    client: Client,
+    /// Each live node, and its sync subject.
+    targets: Vec<(String, String)>,
+    workers: Vec<WeightedSender<ShardMessage>>,
+    router: ShardRouter,
+    statistics: Arc<ClusterStatistics>,
+    running: Arc<AtomicBool>,
+}
+
+impl Resync {
+    async fn run(self) {
+        for (node, subject) in &self.targets {
+            let started = Instant::now();
+            match self.fetch(subject).await {
+                Ok((chunks, peers)) => {
+                    add(&self.statistics.resync_peers, peers);
+                    log::info!(
+                        "cluster: resync from node {node}: {peers} peers in {chunks} chunks, \
+                         {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                Err(err) => {
+                    add(&self.statistics.resyncs_failed, 1);
+                    log::warn!("cluster: resync from node {node} failed: {err:#}");
+                }
+            }
+        }
+        self.running.store(false, Ordering::Release);
+    }
+
+    /// Asks the node of `subject` for its peers and merges them; returns the chunks and
+    /// peers.
+    async fn fetch(&self, subject: &str) -> anyhow::Result<(u32, u64)> {
+        let inbox = self.client.new_inbox();
+        let mut replies = self.client.subscribe(inbox.clone()).await?;
+        self.client
+            .publish_with_reply(subject.to_owned(), inbox, Default::default())
+            .await?;
+        self.client.flush().await?;
+        let mut expected: u32 = 0;
+        let mut peers = 0u64;
+        loop {
+            let message = tokio::time::timeout(RESYNC_STEP_TIMEOUT, replies.next())
+                .await
+                .context("no answer in time")?
+                .context("the subscription ended")?;
+            let payload = &message.payload;
+            let (Some(&kind), Some(index)) = (payload.first(), payload.get(1..5)) else {
+                anyhow::bail!("a chunk of {} bytes", payload.len());
+            };
+            let index = u32::from_le_bytes(index.try_into().unwrap_or_default());
+            anyhow::ensure!(
+                index == expected,
+                "chunk {index} came where {expected} was expected"
+            );
+            match kind {
+                CHUNKS_END => break,
+                CHUNK => {}
+                other => anyhow::bail!("a chunk of unknown kind {other}"),
+            }
+            let mut by_shard: Vec<Vec<SavedTorrent>> =
+                self.workers.iter().map(|_| Vec::new()).collect();
+            read_chunk(payload.get(5..).unwrap_or_default().to_vec(), |torrent| {
+                peers += torrent.peers.len() as u64;
+                if let Some(shard) = by_shard.get_mut(self.router.shard(&torrent.info_hash)) {
+                    shard.push(torrent);
+                }
+            })
+            .map_err(|err| anyhow::anyhow!("chunk {index}: {err}"))?;
+            for (torrents, worker) in by_shard.into_iter().zip(&self.workers) {
+                if !torrents.is_empty() {
+                    send_waiting(worker, ShardMessage::Merge(torrents)).await?;
+                }
+            }
+            expected += 1;
+        }
+        let _ = replies.unsubscribe().await;
+        Ok((expected, peers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_the_log() {
+        assert_eq!(
+            redacted("nats://user:secret@10.0.0.1:4222, tls://token@host:4443,host2:4222"),
+            "nats://10.0.0.1:4222,tls://host:4443,host2:4222"
+        );
+    }
+}
