@@ -26,3 +26,4 @@ scripts/e2e-ws.sh
 scripts/e2e-wss.sh
 scripts/e2e-metrics-page.sh
 scripts/e2e-private.sh
+scripts/e2e-cluster.sh
