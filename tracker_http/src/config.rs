@@ -124,7 +124,7 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
-        self.cluster.validate(false)?;
+        self.cluster.validate(false, self.swarm.max_peer_age_secs)?;
         self.private.validate_with(&self.accounting)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);

@@ -105,7 +105,7 @@ impl TrackerConfig for Config {
         self.privileges.validate()?;
         self.metrics.validate()?;
         self.private.validate_with(&self.accounting)?;
-        self.cluster.validate(true)?;
+        self.cluster.validate(true, self.swarm.max_peer_age_secs)?;
         if self.private.enabled && self.protocol.max_url_data_bytes < MIN_PRIVATE_URL_DATA_BYTES {
             anyhow::bail!(
                 "protocol.max_url_data_bytes: must be at least {MIN_PRIVATE_URL_DATA_BYTES} in \

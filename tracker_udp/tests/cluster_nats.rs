@@ -69,8 +69,10 @@ impl Cluster {
                  cleaning_interval_secs = 1\n\
                  max_peers_per_ip = 10000\n\
                  [workers]\nsocket_workers = 1\nrequest_workers = 2\n\
-                 [statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n{}",
-                self.section(id, true)
+                 [statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n{}\
+                 refresh_window_secs = {}\n",
+                self.section(id, true),
+                max_peer_age_secs / 3
             ),
         )
         .unwrap();

@@ -112,7 +112,7 @@ impl TrackerConfig for Config {
         self.access_list.validate()?;
         self.privileges.validate()?;
         self.metrics.validate()?;
-        self.cluster.validate(false)?;
+        self.cluster.validate(false, self.swarm.max_peer_age_secs)?;
         if self.cluster.enabled {
             anyhow::bail!(
                 "cluster.enabled: the WebSocket tracker cannot join a cluster yet (its offers \

@@ -89,6 +89,13 @@ config_section! {
         /// The most peer changes waiting for the bus thread; more are dropped (and
         /// counted), so that request workers never wait for the bus.
         pub max_queued_changes: usize,
+        /// A peer that re-announces with nothing new (same status and peer id, no
+        /// event) is published once per window of this many seconds: the other nodes'
+        /// copy is refreshed at least every two windows, and a client announcing faster
+        /// than the interval costs the bus one change per window. At most a third of
+        /// swarm.max_peer_age_secs, so that a live peer never expires on another node. 0:
+        /// every announce is published.
+        pub refresh_window_secs: u32,
         /// (UDP only.) A file that only the tracker's user may read (mode 0600), whose
         /// first line is the cluster's connection id secret, 64 hex digits (`openssl rand
         /// -hex 32`), and whose optional second line is another secret also accepted,
@@ -114,6 +121,7 @@ impl Default for ClusterConfig {
             name: "shoal".into(),
             node_id: String::new(),
             max_queued_changes: 65_536,
+            refresh_window_secs: 600,
             connection_id_secret_path: PathBuf::new(),
             max_clock_skew_secs: 5,
         }
@@ -130,11 +138,11 @@ fn is_token(s: &str) -> bool {
 
 impl ClusterConfig {
     /// Checks the section; `connection_ids` says whether the tracker has connection ids
-    /// (UDP), whose keys only it reads.
+    /// (UDP), whose keys only it reads, and `max_peer_age_secs` is the swarm's.
     ///
     /// # Errors
     /// A bad value, naming its key.
-    pub fn validate(&self, connection_ids: bool) -> anyhow::Result<()> {
+    pub fn validate(&self, connection_ids: bool, max_peer_age_secs: u32) -> anyhow::Result<()> {
         if self.max_clock_skew_secs > 60 {
             anyhow::bail!(
                 "cluster.max_clock_skew_secs: must be at most 60 (clocks further apart need \
@@ -182,6 +190,14 @@ impl ClusterConfig {
         }
         if self.max_queued_changes == 0 {
             anyhow::bail!("cluster.max_queued_changes: must be at least 1");
+        }
+        if self.refresh_window_secs > max_peer_age_secs / 3 {
+            anyhow::bail!(
+                "cluster.refresh_window_secs: must be at most a third of \
+                 swarm.max_peer_age_secs ({}), or a peer that announces could expire on \
+                 the other nodes",
+                max_peer_age_secs / 3
+            );
         }
         Ok(())
     }
@@ -330,7 +346,7 @@ mod tests {
             node_id: "node-1_a".into(),
             ..ClusterConfig::default()
         };
-        valid.validate(true).unwrap();
+        valid.validate(true, 3600).unwrap();
         for (name, node_id, key) in [
             ("a.b", "n", "cluster.name"),
             ("", "n", "cluster.name"),
@@ -343,7 +359,7 @@ mod tests {
                 node_id: node_id.into(),
                 ..valid.clone()
             };
-            let err = config.validate(true).unwrap_err().to_string();
+            let err = config.validate(true, 3600).unwrap_err().to_string();
             assert!(err.starts_with(key), "{name:?} {node_id:?}: {err}");
         }
     }
@@ -365,7 +381,7 @@ mod tests {
                 nats_url: url.into(),
                 ..config.clone()
             };
-            let err = config.validate(true).unwrap_err().to_string();
+            let err = config.validate(true, 3600).unwrap_err().to_string();
             assert!(err.starts_with("cluster.nats_url"), "{url:?}: {err}");
         }
         for url in [
@@ -377,18 +393,18 @@ mod tests {
                 nats_url: url.into(),
                 ..config.clone()
             };
-            config.validate(true).unwrap();
+            config.validate(true, 3600).unwrap();
         }
         let config = ClusterConfig {
             connection_id_secret_path: "/etc/shoal/secret".into(),
             ..ClusterConfig::default()
         };
-        let err = config.validate(false).unwrap_err().to_string();
+        let err = config.validate(false, 3600).unwrap_err().to_string();
         assert!(
             err.starts_with("cluster.connection_id_secret_path"),
             "{err}"
         );
-        config.validate(true).unwrap();
+        config.validate(true, 3600).unwrap();
     }
 
     #[test]

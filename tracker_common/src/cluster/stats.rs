@@ -23,7 +23,8 @@ pub struct ClusterStatistics {
     /// Peer changes not published: the hand-off to the bus thread was full, or the bus
     /// was down.
     pub changes_dropped_outgoing: AtomicU64,
-    /// Other nodes' changes applied to the shards.
+    /// Other nodes' changes applied to the shards (each one handed to its shard, whether
+    /// it changed anything there or not).
     pub changes_applied: AtomicU64,
     /// Other nodes' changes dropped: a request worker's channel was full.
     pub changes_dropped_incoming: AtomicU64,

@@ -124,8 +124,9 @@ pub trait Shard: Send + 'static {
     fn replicated() -> bool {
         false
     }
-    /// Starts (or stops) recording the peer changes of local announces.
-    fn record_changes(&mut self, _on: bool) {}
+    /// Starts (or stops) recording the peer changes of local announces, a peer's plain
+    /// re-announces once per `refresh_window_secs` (0: all).
+    fn record_changes(&mut self, _on: bool, _refresh_window_secs: u32) {}
     /// Hands this node's own peers (not those of other nodes) to `sink`, as
     /// [`Self::save`] does all of them.
     fn save_local(
@@ -213,8 +214,8 @@ macro_rules! impl_shard {
         fn replicated() -> bool {
             true
         }
-        fn record_changes(&mut self, on: bool) {
-            <$shard>::record_changes(self, on)
+        fn record_changes(&mut self, on: bool, refresh_window_secs: u32) {
+            <$shard>::record_changes(self, on, refresh_window_secs)
         }
         fn take_changes(&mut self, out: &mut Vec<PeerChange>) {
             <$shard>::take_changes(self, out)
@@ -734,11 +735,10 @@ impl<H: RequestHandler> RequestWorker<H> {
             };
             match message {
                 ShardMessage::Changes(changes) => {
-                    let mut applied = 0;
                     for change in &changes {
-                        applied += u64::from(self.swarm.shard.apply_remote(change, now));
+                        self.swarm.shard.apply_remote(change, now);
                     }
-                    add(&cluster.statistics.changes_applied, applied);
+                    add(&cluster.statistics.changes_applied, changes.len() as u64);
                 }
                 ShardMessage::Merge(torrents) => {
                     for torrent in &torrents {

@@ -347,7 +347,7 @@ impl Core {
         let mut senders = Vec::with_capacity(shards.len());
         let mut duties = Vec::with_capacity(shards.len());
         for shard in shards.iter_mut() {
-            shard.record_changes(true);
+            shard.record_changes(true, setup.config.refresh_window_secs);
             let (sender, receiver) = weighted(CLUSTER_CHANNEL_CAPACITY);
             senders.push(sender);
             duties.push(Some(ClusterDuty {

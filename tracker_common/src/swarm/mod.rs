@@ -61,8 +61,8 @@
 //! the changes is the `tracker_cluster_protocol` crate; publishing and receiving them is
 //! the caller's.
 //! - Recording is off unless [`SwarmShard::record_changes`] turns it on; then each local
-//!   announce that stores or refreshes a peer (a new peer, a re-announce, a status move)
-//!   records an upsert of age 0, with `completed` set exactly when that announce counted
+//!   announce that stores or refreshes a peer (a new peer, a re-announce, a status move;
+//!   a plain re-announce once per window, see there) records an upsert of age 0, with `completed` set exactly when that announce counted
 //!   a completion, and an `event=stopped` that removed a stored peer records a removal.
 //!   Port 0, an announce refused by the limits, a stop that removed nothing, cleaning
 //!   and everything applied from other nodes record nothing.
@@ -302,6 +302,9 @@ pub struct SwarmShard {
     // Whether local announces append what they change to `changes`, for the other nodes
     // of a cluster; off unless `record_changes` turned it on.
     recording: bool,
+    // Seconds of a window in which a peer's plain re-announces are recorded once (0:
+    // every one); see `record_changes`.
+    refresh_window_secs: u32,
     changes: Vec<PeerChange>,
 }
 
@@ -325,6 +328,7 @@ impl SwarmShard {
             budget,
             ledger: Ledger::new(limits, router),
             recording: false,
+            refresh_window_secs: 0,
             changes: Vec::new(),
         }
     }
@@ -333,8 +337,19 @@ impl SwarmShard {
     /// of a cluster (see the module's cluster rules); off when the shard is made. Turning
     /// it off drops the changes not taken yet. While it is on, the caller must take the
     /// changes ([`Self::take_changes`]) regularly: they are kept until then.
-    pub fn record_changes(&mut self, on: bool) {
+    ///
+    /// A plain re-announce (a stored peer of this node, same status and peer id, no
+    /// completion) is recorded only if it is the peer's first announce in its window of
+    /// `refresh_window_secs` (windows counted from the server's start; 0: every
+    /// re-announce is recorded). Another node's copy is then refreshed at least every
+    /// two windows while the peer announces, so with windows of at most a third of the
+    /// peer age it never expires there while the peer lives, and a peer that dies leaves
+    /// the other nodes at most a window before this one. A client that re-announces
+    /// faster than the interval costs the bus one change per window, not one per
+    /// announce.
+    pub fn record_changes(&mut self, on: bool, refresh_window_secs: u32) {
         self.recording = on;
+        self.refresh_window_secs = refresh_window_secs;
         if !on {
             self.changes = Vec::new();
         }
@@ -437,6 +452,7 @@ impl SwarmShard {
             budget,
             ledger,
             recording,
+            refresh_window_secs,
             changes,
         } = self;
         // What the announce stored, for the other nodes: `Some(completed)` once a peer
@@ -484,12 +500,20 @@ impl SwarmShard {
             Some(found) if found.status == status => {
                 if let Some(peer) = F::peers_mut(torrent).and_then(|p| p.peer_mut(found)) {
                     // A remote peer announcing here becomes this node's.
-                    if peer.last_seen.is_remote() {
+                    let was_remote = peer.last_seen.is_remote();
+                    if was_remote {
                         ledger.remote_gone(1);
                     }
+                    let window = *refresh_window_secs;
+                    let news = was_remote
+                        || peer.peer_id != params.peer_id
+                        || window == 0
+                        || peer.last_seen.time().0 / window != now.0 / window;
                     peer.peer_id = params.peer_id;
                     peer.last_seen = peer.last_seen.refreshed(now);
-                    stored = Some(false);
+                    if news {
+                        stored = Some(false);
+                    }
                 }
                 Some(found)
             }
@@ -2148,9 +2172,9 @@ mod tests {
         h.announce(&params(1, 1, 1, 0, AnnounceEvent::Stopped), ip(1));
         assert!(h.take().is_empty());
         // Turned on, then off again: what was not taken is dropped.
-        h.shard.record_changes(true);
+        h.shard.record_changes(true, 0);
         h.announce(&params(1, 1, 1, 1, AnnounceEvent::Started), ip(1));
-        h.shard.record_changes(false);
+        h.shard.record_changes(false, 0);
         h.announce(&params(1, 1, 1, 1, AnnounceEvent::None), ip(1));
         assert!(h.take().is_empty());
     }
@@ -2160,7 +2184,7 @@ mod tests {
     #[test]
     fn records_an_upsert_for_every_peer_stored_or_refreshed() {
         let mut h = Harness::new(LIMITS);
-        h.shard.record_changes(true);
+        h.shard.record_changes(true, 0);
         let u = |n, id, seeder, completed| {
             upsert(PeerUpsert {
                 completed,
@@ -2200,11 +2224,48 @@ mod tests {
         );
     }
 
+    /// With a window, a plain re-announce is recorded once per window; anything else
+    /// that changes the peer is recorded at once.
+    #[test]
+    fn plain_re_announces_are_recorded_once_per_window() {
+        let mut h = Harness::new(LIMITS);
+        h.shard.record_changes(true, 100);
+        let plain = params(1, 1, 6881, 9, AnnounceEvent::None);
+        // New at 10: recorded. Re-announces at 20 and 99, same window: not.
+        h.announce_at(&plain, ip(1), 10);
+        h.announce_at(&plain, ip(1), 20);
+        h.announce_at(&plain, ip(1), 99);
+        assert_eq!(h.take(), [upsert(v4_upsert(1, 1, 6881, 1, false))]);
+        // The first in the next window is; the next one in it is not.
+        h.announce_at(&plain, ip(1), 100);
+        h.announce_at(&plain, ip(1), 150);
+        assert_eq!(h.take().len(), 1);
+        // Within the window: a new peer id, a status move and a stop are all recorded.
+        h.announce_at(&params(1, 2, 6881, 9, AnnounceEvent::None), ip(1), 160);
+        h.announce_at(&params(1, 2, 6881, 0, AnnounceEvent::Completed), ip(1), 170);
+        h.announce_at(&params(1, 2, 6881, 0, AnnounceEvent::Stopped), ip(1), 180);
+        assert_eq!(
+            h.take(),
+            [
+                upsert(v4_upsert(1, 1, 6881, 2, false)),
+                upsert(PeerUpsert {
+                    completed: true,
+                    ..v4_upsert(1, 1, 6881, 2, true)
+                }),
+                removed(1, 1, 6881),
+            ]
+        );
+        // A remote peer announcing here is recorded at once: it is this node's now.
+        assert!(h.apply(upsert(v4_upsert(1, 3, 6881, 3, false)), 190));
+        h.announce_at(&params(1, 3, 6881, 9, AnnounceEvent::None), ip(3), 191);
+        assert_eq!(h.take(), [upsert(v4_upsert(1, 3, 6881, 3, false))]);
+    }
+
     #[test]
     fn records_a_removal_only_when_stopped_removed_a_peer() {
         let mut h = Harness::new(LIMITS);
         h.announce(&params(1, 1, 6881, 9, AnnounceEvent::Started), ip(1));
-        h.shard.record_changes(true);
+        h.shard.record_changes(true, 0);
         // Not stored: another port, another address, another torrent.
         h.announce(&params(1, 1, 6882, 9, AnnounceEvent::Stopped), ip(1));
         h.announce(&params(1, 1, 6881, 9, AnnounceEvent::Stopped), ip(2));
@@ -2225,7 +2286,7 @@ mod tests {
         };
         let mut h = Harness::new(limits);
         h.announce(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1));
-        h.shard.record_changes(true);
+        h.shard.record_changes(true, 0);
         h.announce(&params(1, 2, 0, 9, AnnounceEvent::Started), ip(2));
         // Rejected by limits: the torrent is full, no room for another torrent.
         h.announce(&params(1, 2, 1, 9, AnnounceEvent::Started), ip(2));
@@ -2244,7 +2305,7 @@ mod tests {
     #[test]
     fn applying_records_nothing() {
         let mut h = Harness::new(LIMITS);
-        h.shard.record_changes(true);
+        h.shard.record_changes(true, 0);
         assert!(h.apply(upsert(v4_upsert(1, 1, 1, 1, false)), 0));
         assert!(h.apply(removed(1, 1, 1), 0));
         assert!(h.take().is_empty());
@@ -2559,7 +2620,7 @@ mod tests {
 
         let mut a = Harness::new(LIMITS);
         let mut b = Harness::new(LIMITS);
-        a.shard.record_changes(true);
+        a.shard.record_changes(true, 0);
         let mut rng = SmallRng::seed_from_u64(11);
         for (sequence, round) in (0..20u32).enumerate() {
             let now = round * 5;
