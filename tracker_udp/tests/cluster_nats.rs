@@ -33,11 +33,16 @@ struct Cluster {
 
 impl Cluster {
     fn new(name: &str) -> Self {
+        Self::with_nats(name, &[])
+    }
+
+    /// A cluster whose nats-server gets `args`.
+    fn with_nats(name: &str, args: &[&str]) -> Self {
         let dir = temp_dir(&format!("cluster-nats-{name}"));
         let secret = dir.join("secret");
         std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let nats = TestNats::start().unwrap_or_else(|err| panic!("{err:#}"));
+        let nats = TestNats::start_with(args).unwrap_or_else(|err| panic!("{err:#}"));
         Self { dir, nats, secret }
     }
 
@@ -60,6 +65,11 @@ impl Cluster {
 
     /// Starts a UDP node `id` whose peers live `max_peer_age_secs`.
     fn udp_node(&self, id: &str, max_peer_age_secs: u32) -> Node {
+        self.udp_node_at(id, max_peer_age_secs, &self.nats.url())
+    }
+
+    /// [`Self::udp_node`] with `nats_url` for the server's URL.
+    fn udp_node_at(&self, id: &str, max_peer_age_secs: u32, nats_url: &str) -> Node {
         let config = self.dir.join(format!("{id}.toml"));
         std::fs::write(
             &config,
@@ -71,7 +81,7 @@ impl Cluster {
                  [workers]\nsocket_workers = 1\nrequest_workers = 2\n\
                  [statistics]\ninterval_secs = 0\n[metrics]\naddress = \"127.0.0.1:0\"\n{}\
                  refresh_window_secs = {}\n",
-                self.section(id, true),
+                self.section(id, true).replace(&self.nats.url(), nats_url),
                 max_peer_age_secs / 3
             ),
         )
@@ -397,4 +407,35 @@ fn postgres_private_mode_across_nodes_credits_a_moving_peer_once() {
 #[test]
 fn mysql_private_mode_across_nodes_credits_a_moving_peer_once() {
     private_mode_across_nodes(tracker_common::testing::accounting::Backend::Mysql);
+}
+
+#[test]
+fn nodes_log_in_with_the_user_and_password_of_the_url() {
+    let cluster = Cluster::with_nats("auth", &["--user", "shoal", "--pass", "s3cret"]);
+    let port = cluster.nats.port();
+    let a = cluster.udp_node_at("a", 600, &format!("nats://shoal:s3cret@127.0.0.1:{port}"));
+    let b = cluster.udp_node_at("b", 600, &format!("nats://shoal:s3cret@127.0.0.1:{port}"));
+    let wrong = cluster.udp_node_at("c", 600, &format!("nats://shoal:wrong@127.0.0.1:{port}"));
+    wait_until_joined(&[&a, &b]);
+    let mut client = a.client();
+    announce(&mut client, 6, 1, 100, AnnounceEvent::Started);
+    wait_for("B has A's peer", || b.scrape(6) == (0, 0, 1));
+    // Refused by the server: its bus stays down, and it serves its own swarms.
+    assert_eq!(wrong.figure("bus_up"), 0);
+    assert_eq!(wrong.figure("live_nodes"), 0);
+    assert_eq!(wrong.health().1["status"], "degraded");
+    assert_eq!(wrong.scrape(6), (0, 0, 0));
+    // The password is in no log line; the server's refusal is.
+    let logged: Vec<String> = wrong.spawned.lines.try_iter().collect();
+    assert!(
+        logged.iter().any(|l| l.contains("authorization violation")),
+        "{logged:#?}"
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains(&format!("node c on nats://127.0.0.1:{port}"))),
+        "{logged:#?}"
+    );
+    assert!(!logged.iter().any(|l| l.contains("wrong")), "{logged:#?}");
 }

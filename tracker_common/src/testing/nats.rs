@@ -16,6 +16,7 @@ const BINARY: &str = "/usr/sbin/nats-server";
 /// A `nats-server` of its own for one test, on 127.0.0.1.
 pub struct TestNats {
     port: u16,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -26,13 +27,26 @@ impl TestNats {
     /// `nats-server` is not installed (the message says how to install it), or it did
     /// not start.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`] with `args` added to the server's command line (`--user`,
+    /// `--pass`, ...).
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub fn start_with(args: &[&str]) -> anyhow::Result<Self> {
         anyhow::ensure!(
             Path::new(BINARY).exists(),
             "{BINARY} is missing: install Debian's nats-server package \
              (scripts/install-test-deps.sh does)"
         );
         let port = crate::testing::server_port()?;
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
         server.start_again()?;
         Ok(server)
     }
@@ -55,6 +69,7 @@ impl TestNats {
         anyhow::ensure!(self.child.is_none(), "the NATS server is running already");
         let child = Command::new(BINARY)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
