@@ -46,8 +46,17 @@ wait_tcp_port "$nats_port"
 
 (umask 077 && openssl rand -hex 32 > "$work/cluster.secret")
 
-cluster_section() {
+# node_toml NODE_ID PORT METRICS_PORT: a small node of the cluster on 127.0.0.1:PORT.
+node_toml() {
     cat <<TOML
+log_level = "warn"
+[network]
+address = "127.0.0.1:$2"
+[workers]
+socket_workers = 1
+request_workers = 1
+[metrics]
+address = "127.0.0.1:$3"
 [cluster]
 enabled = true
 nats_url = "nats://127.0.0.1:$nats_port"
@@ -61,17 +70,7 @@ for n in 1 2 3; do
     port="$(free_udp_port)"
     metrics="$(free_tcp_port)"
     {
-        cat <<TOML
-log_level = "warn"
-[network]
-address = "127.0.0.1:$port"
-[workers]
-socket_workers = 1
-request_workers = 1
-[metrics]
-address = "127.0.0.1:$metrics"
-TOML
-        cluster_section "udp$n"
+        node_toml "udp$n" "$port" "$metrics"
         echo "connection_id_secret_path = \"$work/cluster.secret\""
     } > "$work/udp$n.toml"
     "$bin/tracker_udp" -c "$work/udp$n.toml" > "$work/udp$n.log" 2>&1 &
@@ -81,19 +80,7 @@ TOML
 done
 port="$(free_tcp_port)"
 metrics="$(free_tcp_port)"
-{
-    cat <<TOML
-log_level = "warn"
-[network]
-address = "127.0.0.1:$port"
-[workers]
-socket_workers = 1
-request_workers = 1
-[metrics]
-address = "127.0.0.1:$metrics"
-TOML
-    cluster_section "http1"
-} > "$work/http1.toml"
+node_toml http1 "$port" "$metrics" > "$work/http1.toml"
 "$bin/tracker_http" -c "$work/http1.toml" > "$work/http1.log" 2>&1 &
 pids+=($!)
 wait_tcp_port "$port"

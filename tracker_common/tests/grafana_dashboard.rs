@@ -32,23 +32,30 @@ const TARGET_LABELS: [&str; 2] = ["instance", "job"];
 /// Sample name → label name → the values seen, over all three protocols.
 type Exposed = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
 
-/// What each protocol's tracker serves at `/metrics`, public and private, from a metrics
-/// server on port 0.
+/// What each protocol's tracker serves at `/metrics`, public and private, alone and as a
+/// cluster node, from a metrics server on port 0.
 fn exposed() -> Exposed {
     let mut all = Exposed::new();
     for protocol in [Protocol::Udp, Protocol::Http, Protocol::Ws] {
-        for private in [false, true] {
-            parse_samples(&served(protocol, private), &mut all);
+        for (private, cluster) in [(false, false), (true, false), (false, true)] {
+            parse_samples(&served(protocol, private, cluster), &mut all);
         }
     }
     all
 }
 
-/// The `/metrics` text of a `protocol` tracker, in private mode if `private`.
-fn served(protocol: Protocol, private: bool) -> String {
+/// The `/metrics` text of a `protocol` tracker, in private mode if `private`, a cluster
+/// node if `cluster`.
+fn served(protocol: Protocol, private: bool, cluster: bool) -> String {
     let statistics = Arc::new(Statistics::new(1, 1));
     if private {
         statistics.private().enable();
+    }
+    if cluster {
+        statistics
+            .cluster()
+            .enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let (listener, addr) = metrics::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let shutdown = ShutdownFlag::new();
@@ -428,21 +435,26 @@ fn dashboard_reads_only_metrics_the_trackers_serve() {
     assert!(unused.is_empty(), "no panel reads {unused:?}");
 }
 
-/// The first test sees private mode's series only because [`exposed`] also serves
-/// trackers in private mode: they must come from private mode, and only from it.
+/// The first test sees private mode's and the cluster's series only because [`exposed`]
+/// also serves trackers in private mode and cluster nodes: each must come from its
+/// mode, and only from it.
 #[test]
-fn private_series_come_from_private_mode_only() {
+fn private_and_cluster_series_come_from_their_modes_only() {
     for protocol in [Protocol::Udp, Protocol::Http, Protocol::Ws] {
-        let private_series = |private: bool| {
+        let series = |private: bool, cluster: bool, prefix: &str| {
             let mut exposed = Exposed::new();
-            parse_samples(&served(protocol, private), &mut exposed);
+            parse_samples(&served(protocol, private, cluster), &mut exposed);
             exposed
                 .into_keys()
-                .filter(|m| m.starts_with("shoal_private_"))
+                .filter(|m| m.starts_with(prefix))
                 .count()
         };
-        assert_eq!(private_series(false), 0, "{protocol:?}");
-        assert!(private_series(true) > 0, "{protocol:?}");
+        assert_eq!(series(false, false, "shoal_private_"), 0, "{protocol:?}");
+        assert_eq!(series(false, true, "shoal_private_"), 0, "{protocol:?}");
+        assert!(series(true, false, "shoal_private_") > 0, "{protocol:?}");
+        assert_eq!(series(false, false, "shoal_cluster_"), 0, "{protocol:?}");
+        assert_eq!(series(true, false, "shoal_cluster_"), 0, "{protocol:?}");
+        assert!(series(false, true, "shoal_cluster_") > 0, "{protocol:?}");
     }
 }
 
