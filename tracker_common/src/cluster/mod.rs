@@ -54,7 +54,7 @@ use tracker_cluster_protocol::PeerChange;
 use crate::cluster::stats::ClusterStatistics;
 use crate::config_section;
 use crate::observe::statistics::add;
-use crate::runtime::channel::WeightedReceiver;
+use crate::runtime::channel::{WeightedReceiver, reserve};
 use crate::swarm::saved::SavedTorrent;
 
 /// The most time between two batches of a node: an empty one if nothing changed.
@@ -272,14 +272,7 @@ impl ChangeOutbox {
         if n == 0 {
             return;
         }
-        let reserved = self
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                queued
-                    .checked_add(n)
-                    .filter(|after| *after <= self.capacity)
-            });
-        if reserved.is_err() {
+        if !reserve(&self.queued, n, self.capacity) {
             add(&self.statistics.changes_dropped_outgoing, n as u64);
             return;
         }

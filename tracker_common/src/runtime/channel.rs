@@ -88,6 +88,17 @@ pub struct WeightedReceiver<T> {
     capacity: usize,
 }
 
+/// Adds `weight` to `queued` if the sum stays within `capacity`; whether it did. Two
+/// callers cannot both see room for one, and `queued` never passes `capacity`, not even
+/// for a moment.
+pub fn reserve(queued: &AtomicUsize, weight: usize, capacity: usize) -> bool {
+    queued
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            now.checked_add(weight).filter(|after| *after <= capacity)
+        })
+        .is_ok()
+}
+
 /// A channel that holds messages of total weight at most `capacity`.
 ///
 /// A single message heavier than `capacity` can never be sent; callers keep their batches
@@ -135,14 +146,7 @@ impl<T> WeightedSender<T> {
         // Reserve first, so that two senders cannot both see room for one message only;
         // and only if there is room, so that the count never passes the capacity, not
         // even for a moment (a reader of `queued` sees the bound hold).
-        let reserved = self
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                queued
-                    .checked_add(weight)
-                    .filter(|after| *after <= self.capacity)
-            });
-        if reserved.is_err() {
+        if !reserve(&self.queued, weight, self.capacity) {
             return Err(TrySendError::Full(message));
         }
         self.inner.send((message, weight)).map_err(|err| {
