@@ -2426,7 +2426,7 @@ mod tests {
     /// Each change with `completed` adds one, whatever the peer's flag, and sets the flag,
     /// so that the peer's own completed announce here does not count it again.
     #[test]
-    fn apply_remote_counts_completed_once_per_change_and_sets_the_flag() {
+    fn apply_remote_counts_completed_once_per_peer_and_sets_the_flag() {
         let mut h = Harness::new(LIMITS);
         h.announce(&params(1, 1, 1, 9, AnnounceEvent::Started), ip(1));
         let completed = upsert(PeerUpsert {
@@ -2441,7 +2441,12 @@ mod tests {
         h.announce(&params(1, 1, 1, 9, AnnounceEvent::None), ip(1));
         h.announce(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1));
         assert_eq!(h.completed(1), 1);
-        // Another change with completed (another node counted another completion).
+        // Another change with completed for the stored peer whose completion counted
+        // here: the same completion (the client announced it to another node too).
+        assert!(!h.apply(completed, 0));
+        assert_eq!(h.completed(1), 1);
+        // Counted again only as a new peer's: after the peer left and came back there.
+        assert!(h.apply(removed(1, 1, 1), 0));
         assert!(h.apply(completed, 0));
         assert_eq!(h.completed(1), 2);
         // A new peer (and a new torrent) of a completed change: counted, flag set.
@@ -2872,7 +2877,9 @@ mod tests {
                         });
                         peer.seeder = seeder;
                         peer.seen = peer.seen.max(seen);
-                        if completed {
+                        // Once per stored peer: a completion counted here before is the
+                        // same one, come by another node.
+                        if completed && !peer.counted {
                             *count += 1;
                             peer.counted = true;
                         }

@@ -331,8 +331,9 @@ impl SwarmShard {
     /// refusal is counted like any) and is stored seen at `now - age_secs`, marked remote;
     /// a new torrent gets back its archived count. If the upsert's `completed` is set, the
     /// torrent's completed count (and the shard's downloads) grows by one and the peer's
-    /// flag is set, whatever it was: the completion was counted once, on the node that
-    /// handled it, and so it is here. A removal removes the peer if it is stored, and its
+    /// flag is set: the completion was counted once, on the node that handled it, and so
+    /// it is here; unless the stored peer's flag was set already (a client that announced
+    /// its completion to two nodes, each counting it: the same completion). A removal removes the peer if it is stored, and its
     /// torrent if that is left empty (archived as usual). A change of port 0 does
     /// nothing.
     pub fn apply_remote(&mut self, change: &PeerChange, now: SecondsSinceServerStart) -> bool {
@@ -361,7 +362,31 @@ impl SwarmShard {
                     IpAddr::V6(ip) => self.remove_peer(hash, info_hash, &PeerKey { ip, port }).1,
                 }
             }
+            // WebTorrent peers are another swarm's.
+            PeerChange::WsUpsert(_) | PeerChange::WsRemoved { .. } => false,
         }
+    }
+
+    /// [`Self::apply_remote`], whichever node the change came from: an endpoint is one
+    /// peer whatever node it announced to. (The shard trait's form, which the WebTorrent
+    /// swarm needs the node for.)
+    pub fn apply_remote_from(
+        &mut self,
+        change: &PeerChange,
+        _node: u32,
+        now: SecondsSinceServerStart,
+    ) -> bool {
+        self.apply_remote(change, now)
+    }
+
+    /// Nothing: a resync sends IP peers in [`Self::save_local`]'s chunks. (The shard
+    /// trait's form, which the WebTorrent swarm's peers, without addresses, need.)
+    pub fn save_local_changes(
+        &self,
+        _now: SecondsSinceServerStart,
+        _max_peer_age_secs: u32,
+        _out: &mut Vec<PeerChange>,
+    ) {
     }
 
     /// [`Self::apply_remote`] of an upsert of a peer of family `F` at `ip`.
@@ -418,11 +443,16 @@ impl SwarmShard {
                 return true;
             }
         };
+        // Whether the peer's completion was counted here before: then this one is the
+        // same completion come by another way (a client that announced it to two nodes,
+        // each counting it), and does not count again.
+        let mut counted_before = false;
         let mut changed = match F::peers(torrent).and_then(|peers| peers.locate(&key, status)) {
             Some(found) => {
                 let peers = F::peers_or_insert(torrent);
                 if found.status == status {
                     peers.peer_mut(found).is_some_and(|peer| {
+                        counted_before = peer.last_seen.completion_counted();
                         let updated = Peer {
                             peer_id: upsert.peer_id,
                             last_seen: peer.last_seen.seen_remotely(seen, upsert.completed),
@@ -432,6 +462,7 @@ impl SwarmShard {
                         changed
                     })
                 } else if let Some(old) = peers.take(found.status, &key) {
+                    counted_before = old.last_seen.completion_counted();
                     let moved = Peer {
                         peer_id: upsert.peer_id,
                         last_seen: old.last_seen.seen_remotely(seen, upsert.completed),
@@ -458,7 +489,7 @@ impl SwarmShard {
         };
         // Counted even if the peer was refused here: the torrent's count is the same on
         // every node that stores the torrent.
-        if upsert.completed {
+        if upsert.completed && !counted_before {
             torrent.completed = torrent.completed.saturating_add(1);
             ledger.download_completed();
             changed = true;
