@@ -113,12 +113,6 @@ impl TrackerConfig for Config {
         self.privileges.validate()?;
         self.metrics.validate()?;
         self.cluster.validate(false, self.swarm.max_peer_age_secs)?;
-        if self.cluster.enabled {
-            anyhow::bail!(
-                "cluster.enabled: the WebSocket tracker cannot join a cluster yet (its offers \
-                 and answers are not forwarded between nodes); run one node per swarm"
-            );
-        }
         self.private.validate_with(&self.accounting)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);

@@ -226,7 +226,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         &config.workers,
         ChannelBound::Bytes(config.ws.max_channel_bytes),
         wakers,
-        WsHandler::default,
+        {
+            let max_sdp_bytes = config.ws.max_message_bytes;
+            move || WsHandler::new(max_sdp_bytes)
+        },
     )?;
 
     let ws_counters = core.statistics.connections().clone();

@@ -3,22 +3,25 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
-use futures_util::StreamExt;
-use tracker_cluster_protocol::{BatchHeader, BatchWriter, MAX_CHANGE_BYTES, PeerChange};
+use futures_util::{FutureExt, StreamExt};
+use tracker_cluster_protocol::{
+    BatchHeader, BatchWriter, MAX_CHANGE_BYTES, PeerChange, Relay, RelayWriter, decode_relays,
+};
 
 use crate::cluster::stats::ClusterStatistics;
 use crate::cluster::sync::read_chunk;
 use crate::cluster::{
-    ChangeInbox, ClusterConfig, HEARTBEAT, PUBLISH_DELAY, RESYNC_INTERVAL, ShardMessage,
+    ChangeInbox, ClusterConfig, ClusterRelay, HEARTBEAT, Handoff, PUBLISH_DELAY, RESYNC_INTERVAL,
+    ShardMessage,
 };
 use crate::observe::statistics::{RateLimitedWarning, add};
-use crate::runtime::channel::{TrySendError, WeightedSender};
+use crate::runtime::channel::{TrySendError, WeightedSender, reserve};
 use crate::runtime::supervisor::ShutdownFlag;
 use crate::swarm::routing::ShardRouter;
 use crate::swarm::saved::SavedTorrent;
@@ -39,10 +42,16 @@ const LIVE_FOR: Duration = Duration::from_secs(3);
 const MAX_NODES: usize = 4096;
 /// How long a resync waits for the next chunk, or a worker for room in its channel.
 const RESYNC_STEP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Resync requests of other nodes waiting to be answered, at most: each node has at most
+/// one resync running, so more is a node that misbehaves.
+const MAX_WAITING_RESYNC_REQUESTS: usize = 64;
 /// A resync chunk message: the first byte says which kind, the next four its index.
 const CHUNK: u8 = 1;
 /// The message after the last chunk; its index is the number of chunks.
 const CHUNKS_END: u8 = 2;
+/// A resync chunk of peer changes (peers without addresses: WebTorrent), in the
+/// change batch format.
+const CHUNK_CHANGES: u8 = 3;
 
 /// Everything the `cluster` thread owns.
 pub struct Bus {
@@ -148,8 +157,43 @@ fn unix_millis() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The numbers this thread gives the nodes it hears, in the order it hears them: a
+/// node's number names it to the request workers (a WebTorrent peer of another node is
+/// stored with its node's number) and never changes while the process runs. At most
+/// [`MAX_NODES`].
+#[derive(Default)]
+struct NodeNames {
+    numbers: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl NodeNames {
+    /// The number of node `name`, given now if it has none; `None` once [`MAX_NODES`]
+    /// have numbers.
+    fn number(&mut self, name: &str) -> Option<u32> {
+        if let Some(number) = self.numbers.get(name) {
+            return Some(*number);
+        }
+        if self.names.len() >= MAX_NODES {
+            return None;
+        }
+        let number = u32::try_from(self.names.len()).ok()?;
+        self.numbers.insert(name.to_owned(), number);
+        self.names.push(name.to_owned());
+        Some(number)
+    }
+
+    /// The name of node `number`.
+    fn name(&self, number: u32) -> Option<&str> {
+        self.names
+            .get(usize::try_from(number).ok()?)
+            .map(String::as_str)
+    }
+}
+
 /// What this node knows of another.
 struct NodeState {
+    number: u32,
     epoch: u64,
     next_sequence: u64,
     last_heard: Instant,
@@ -213,6 +257,10 @@ impl Bus {
             .subscribe(self.subject("sync", &self.node_id))
             .await
             .context("cluster: subscribe")?;
+        let mut relays = client
+            .subscribe(self.subject("relay", &self.node_id))
+            .await
+            .context("cluster: subscribe")?;
         log::info!(
             "cluster {}: node {} on {}",
             self.config.name,
@@ -231,10 +279,16 @@ impl Bus {
             last_published: start,
         };
         let mut nodes: HashMap<String, NodeState> = HashMap::new();
+        let mut names = NodeNames::default();
         // The first resync, once the other nodes have had a heartbeat to show themselves.
         let mut resync_due: Option<Instant> = Some(start + HEARTBEAT + HEARTBEAT / 2);
         let mut last_resync: Option<Instant> = None;
         let resyncing = Arc::new(AtomicBool::new(false));
+        // Set by a resync that some node failed to answer: it is tried again (all
+        // nodes), RESYNC_INTERVAL after the last.
+        let resync_failed = Arc::new(AtomicBool::new(false));
+        // Resync requests of other nodes being answered or waiting to be.
+        let serving_requests = Arc::new(AtomicUsize::new(0));
         let serving = Arc::new(tokio::sync::Mutex::new(()));
         let mut disconnected = false;
         let mut tick = tokio::time::interval(PUBLISH_DELAY);
@@ -244,30 +298,64 @@ impl Bus {
 
         loop {
             tokio::select! {
-                Some(changes) = self.inbox.recv() => {
-                    self.add_changes(&client, &mut out, &changes).await;
-                }
+                Some(handoff) = self.inbox.recv() => match handoff {
+                    Handoff::Changes(changes) => {
+                        self.add_changes(&client, &mut out, &changes).await;
+                    }
+                    Handoff::Relays(outgoing) => {
+                        // The changes first: an offer's target answers it through its
+                        // own node, which must know the offerer by then (NATS keeps one
+                        // connection's messages in order).
+                        if !out.pending.is_empty() {
+                            self.publish(&client, &mut out).await;
+                        }
+                        self.publish_relays(&client, &names, outgoing).await;
+                    }
+                },
                 Some(message) = peers.next() => {
-                    let want = self.on_batch(&message, &mut nodes, &mut bad_batch_warning);
+                    let want = self.on_batch(
+                        &message,
+                        (&mut nodes, &mut names),
+                        &mut bad_batch_warning,
+                    );
                     if want {
                         resync_due.get_or_insert_with(Instant::now);
                     }
                 }
-                Some(message) = sync_requests.next() => {
-                    if let Some(reply) = message.reply {
-                        let serving = serving.clone();
-                        let client = client.clone();
-                        let workers = self.workers.clone();
-                        let statistics = self.statistics.clone();
-                        tokio::spawn(async move {
-                            let _one_at_a_time = serving.lock().await;
-                            if let Err(err) = serve_resync(&client, reply.to_string(), &workers).await {
-                                log::warn!("cluster: answering a resync failed: {err:#}");
-                            } else {
-                                add(&statistics.resyncs_served, 1);
-                            }
-                        });
+                Some(message) = relays.next() => {
+                    // The batches that came before it first (the offerer of an offer
+                    // must be known here when its answer comes back).
+                    while let Some(Some(batch)) = peers.next().now_or_never() {
+                        if self.on_batch(&batch, (&mut nodes, &mut names), &mut bad_batch_warning) {
+                            resync_due.get_or_insert_with(Instant::now);
+                        }
                     }
+                    self.on_relays(&message.payload, &mut bad_batch_warning);
+                }
+                Some(message) = sync_requests.next() => {
+                    // Answered one at a time; a node asks again after a while, so more
+                    // waiting than there could be nodes is a misbehaving one, dropped.
+                    let Some(reply) = message.reply else {
+                        continue;
+                    };
+                    if !reserve(&serving_requests, 1, MAX_WAITING_RESYNC_REQUESTS) {
+                        add(&self.statistics.resyncs_refused, 1);
+                        continue;
+                    }
+                    let waiting = serving_requests.clone();
+                    let serving = serving.clone();
+                    let client = client.clone();
+                    let workers = self.workers.clone();
+                    let statistics = self.statistics.clone();
+                    tokio::spawn(async move {
+                        let _one_at_a_time = serving.lock().await;
+                        if let Err(err) = serve_resync(&client, reply.to_string(), &workers).await {
+                            log::warn!("cluster: answering a resync failed: {err:#}");
+                        } else {
+                            add(&statistics.resyncs_served, 1);
+                        }
+                        waiting.fetch_sub(1, Ordering::AcqRel);
+                    });
                 }
                 Some(event) = events.recv() => {
                     match event {
@@ -316,6 +404,9 @@ impl Bus {
                         .map(|(id, _)| id)
                         .collect();
                     self.statistics.live_nodes.store(live.len() as u64, Ordering::Relaxed);
+                    if resync_failed.swap(false, Ordering::AcqRel) {
+                        resync_due.get_or_insert(now);
+                    }
                     let due = resync_due.is_some_and(|due| now >= due)
                         && last_resync.is_none_or(|last| now.duration_since(last) >= RESYNC_INTERVAL)
                         && !resyncing.load(Ordering::Acquire)
@@ -323,10 +414,10 @@ impl Bus {
                     if due {
                         resync_due = None;
                         // Every live node sends the peers it heard itself.
-                        let mut targets: Vec<String> = nodes
+                        let mut targets: Vec<(String, u32)> = nodes
                             .iter()
                             .filter(|(_, node)| now.duration_since(node.last_heard) < LIVE_FOR)
-                            .map(|(id, _)| id.clone())
+                            .map(|(id, node)| (id.clone(), node.number))
                             .collect();
                         targets.sort();
                         if !targets.is_empty() {
@@ -337,15 +428,16 @@ impl Bus {
                                 client: client.clone(),
                                 targets: targets
                                     .into_iter()
-                                    .map(|node| {
+                                    .map(|(node, number)| {
                                         let subject = self.subject("sync", &node);
-                                        (node, subject)
+                                        (node, number, subject)
                                     })
                                     .collect(),
                                 workers: self.workers.clone(),
                                 router: self.router.clone(),
                                 statistics: self.statistics.clone(),
                                 running: resyncing.clone(),
+                                failed: resync_failed.clone(),
                             };
                             tokio::spawn(task.run());
                         }
@@ -418,7 +510,7 @@ impl Bus {
     fn on_batch(
         &self,
         message: &async_nats::Message,
-        nodes: &mut HashMap<String, NodeState>,
+        (nodes, names): (&mut HashMap<String, NodeState>, &mut NodeNames),
         warning: &mut RateLimitedWarning,
     ) -> bool {
         let Some(node) = message.subject.rsplit('.').next() else {
@@ -452,6 +544,9 @@ impl Bus {
         };
         let now = Instant::now();
         let mut want_resync = false;
+        let Some(number) = names.number(node) else {
+            return false;
+        };
         let known = nodes.len();
         match nodes.get_mut(node) {
             Some(state) if state.epoch == header.epoch => {
@@ -472,6 +567,7 @@ impl Bus {
             Some(state) => {
                 // The node restarted: a new epoch, whose sequence starts anywhere.
                 *state = NodeState {
+                    number,
                     epoch: header.epoch,
                     next_sequence: header.sequence.wrapping_add(1),
                     last_heard: now,
@@ -479,9 +575,13 @@ impl Bus {
             }
             None if known >= MAX_NODES => return false,
             None => {
+                // A node not heard before (one that joined, or one this node had lost
+                // for a while): its peers are not all here.
+                want_resync = true;
                 nodes.insert(
                     node.to_owned(),
                     NodeState {
+                        number,
                         epoch: header.epoch,
                         next_sequence: header.sequence.wrapping_add(1),
                         last_heard: now,
@@ -496,11 +596,7 @@ impl Bus {
         self.statistics.record_delay(delay, changes.len() as u64);
         let mut by_shard: Vec<Vec<PeerChange>> = self.workers.iter().map(|_| Vec::new()).collect();
         for change in changes {
-            let info_hash = match &change {
-                PeerChange::Upsert(upsert) => upsert.info_hash,
-                PeerChange::Removed { info_hash, .. } => *info_hash,
-            };
-            if let Some(shard) = by_shard.get_mut(self.router.shard(&info_hash)) {
+            if let Some(shard) = by_shard.get_mut(self.router.shard(change.info_hash())) {
                 shard.push(change);
             }
         }
@@ -508,7 +604,10 @@ impl Bus {
             if changes.is_empty() {
                 continue;
             }
-            let message = ShardMessage::Changes(changes);
+            let message = ShardMessage::Changes {
+                node: number,
+                changes,
+            };
             let weight = message.weight();
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
                 worker.try_send(message, weight)
@@ -518,6 +617,125 @@ impl Bus {
             }
         }
         want_resync
+    }
+}
+
+impl Bus {
+    /// Publishes offers and answers to the nodes of their peers, in as few messages as
+    /// the server's payload limit allows. Dropped and counted while the bus is down (the
+    /// client would only queue them, and WebRTC signalling is worth nothing late) or for
+    /// a node that has no name.
+    async fn publish_relays(
+        &self,
+        client: &Client,
+        names: &NodeNames,
+        mut relays: Vec<(u32, ClusterRelay)>,
+    ) {
+        if client.connection_state() != State::Connected {
+            add(
+                &self.statistics.relays_dropped_outgoing,
+                relays.len() as u64,
+            );
+            return;
+        }
+        // A relay larger than this goes alone, and the server refuses it (counted).
+        let max_bytes = client
+            .server_info()
+            .max_payload
+            .saturating_sub(PAYLOAD_MARGIN);
+        relays.sort_by_key(|(node, _)| *node);
+        let mut rest = relays.as_slice();
+        while let Some(((node, _), _)) = rest.split_first() {
+            let node = *node;
+            let same = rest.iter().take_while(|(n, _)| *n == node).count();
+            let (group, after) = rest.split_at(same);
+            rest = after;
+            let Some(name) = names.name(node) else {
+                add(&self.statistics.relays_dropped_outgoing, same as u64);
+                continue;
+            };
+            let subject = self.subject("relay", name);
+            let mut writer = RelayWriter::new();
+            for (_, relay) in group {
+                if writer.count() > 0 && writer.len_bytes() + relay.weight() > max_bytes {
+                    let full = std::mem::replace(&mut writer, RelayWriter::new());
+                    self.publish_relay_message(client, &subject, full).await;
+                }
+                let written = writer.push(&Relay {
+                    kind: relay.kind,
+                    info_hash: relay.info_hash,
+                    to: relay.to,
+                    from: relay.from,
+                    offer_id: relay.offer_id,
+                    sdp: relay.sdp.as_bytes(),
+                });
+                if !written {
+                    add(&self.statistics.relays_dropped_outgoing, 1);
+                }
+            }
+            self.publish_relay_message(client, &subject, writer).await;
+        }
+    }
+
+    /// Publishes one message of relays, counting them.
+    async fn publish_relay_message(&self, client: &Client, subject: &str, writer: RelayWriter) {
+        let count = u64::from(writer.count());
+        if count == 0 {
+            return;
+        }
+        let bytes = writer.finish();
+        match client.publish(subject.to_owned(), bytes.into()).await {
+            Ok(()) => add(&self.statistics.relays_published, count),
+            Err(err) => {
+                add(&self.statistics.relays_dropped_outgoing, count);
+                log::debug!("cluster: publish relays: {err}");
+            }
+        }
+    }
+
+    /// Hands offers and answers another node relayed to this one to the request workers
+    /// that own their torrents. A relay whose session description is not UTF-8 is
+    /// dropped (counted) here; the request worker checks that it is JSON.
+    fn on_relays(&self, payload: &[u8], warning: &mut RateLimitedWarning) {
+        let relays = match decode_relays(payload) {
+            Ok(relays) => relays,
+            Err(err) => {
+                add(&self.statistics.relays_dropped_incoming, 1);
+                if let Some(more) = warning.check(Instant::now()) {
+                    log::warn!("cluster: unreadable relays: {err} (and {more} more warnings)");
+                }
+                return;
+            }
+        };
+        let mut by_shard: Vec<Vec<ClusterRelay>> =
+            self.workers.iter().map(|_| Vec::new()).collect();
+        for relay in relays {
+            let Ok(sdp) = std::str::from_utf8(relay.sdp) else {
+                add(&self.statistics.relays_dropped_incoming, 1);
+                continue;
+            };
+            if let Some(shard) = by_shard.get_mut(self.router.shard(&relay.info_hash)) {
+                shard.push(ClusterRelay {
+                    kind: relay.kind,
+                    info_hash: relay.info_hash,
+                    to: relay.to,
+                    from: relay.from,
+                    offer_id: relay.offer_id,
+                    sdp: sdp.into(),
+                });
+            }
+        }
+        for (relays, worker) in by_shard.into_iter().zip(&self.workers) {
+            if relays.is_empty() {
+                continue;
+            }
+            let n = relays.len() as u64;
+            let message = ShardMessage::Relays(relays);
+            let weight = message.weight().min(worker.capacity());
+            if worker.try_send(message, weight).is_err() {
+                add(&self.statistics.relays_dropped_incoming, n);
+            }
+        }
     }
 }
 
@@ -548,9 +766,14 @@ async fn serve_resync(
             .await
             .context("a request worker did not save its shard in time")?
             .context("a request worker is gone")?;
-        for chunk in chunks {
+        // Changes first: the torrents they make are there when the snapshot chunks'
+        // completed counts come (a torrent the receiver does not hold takes its count
+        // into the archive, which may be off).
+        let kinds = (chunks.changes.into_iter().map(|c| (CHUNK_CHANGES, c)))
+            .chain(chunks.snapshots.into_iter().map(|c| (CHUNK, c)));
+        for (kind, chunk) in kinds {
             let mut message = Vec::with_capacity(chunk.len() + 5);
-            message.push(CHUNK);
+            message.push(kind);
             message.extend_from_slice(&index.to_le_bytes());
             message.extend_from_slice(&chunk);
             client.publish(reply.clone(), message.into()).await?;
@@ -591,19 +814,20 @@ async fn send_waiting(
 /// A resync from the other nodes, one after the other, as a task of its own.
 struct Resync {
     client: Client,
-    /// Each live node, and its sync subject.
-    targets: Vec<(String, String)>,
+    /// Each live node, its number and its sync subject.
+    targets: Vec<(String, u32, String)>,
     workers: Vec<WeightedSender<ShardMessage>>,
     router: ShardRouter,
     statistics: Arc<ClusterStatistics>,
     running: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
 }
 
 impl Resync {
     async fn run(self) {
-        for (node, subject) in &self.targets {
+        for (node, number, subject) in &self.targets {
             let started = Instant::now();
-            match self.fetch(subject).await {
+            match self.fetch(*number, subject).await {
                 Ok((chunks, peers)) => {
                     add(&self.statistics.resync_peers, peers);
                     log::info!(
@@ -614,7 +838,12 @@ impl Resync {
                 }
                 Err(err) => {
                     add(&self.statistics.resyncs_failed, 1);
-                    log::warn!("cluster: resync from node {node} failed: {err:#}");
+                    self.failed.store(true, Ordering::Release);
+                    log::warn!(
+                        "cluster: resync from node {node} failed: {err:#} (tried again in \
+                         {} s)",
+                        RESYNC_INTERVAL.as_secs()
+                    );
                 }
             }
         }
@@ -623,7 +852,7 @@ impl Resync {
 
     /// Asks the node of `subject` for its peers and merges them; returns the chunks and
     /// peers.
-    async fn fetch(&self, subject: &str) -> anyhow::Result<(u32, u64)> {
+    async fn fetch(&self, node: u32, subject: &str) -> anyhow::Result<(u32, u64)> {
         let inbox = self.client.new_inbox();
         let mut replies = self.client.subscribe(inbox.clone()).await?;
         self.client
@@ -646,29 +875,56 @@ impl Resync {
                 index == expected,
                 "chunk {index} came where {expected} was expected"
             );
+            let chunk = payload.get(5..).unwrap_or_default();
             match kind {
                 CHUNKS_END => break,
-                CHUNK => {}
+                CHUNK => peers += self.merge_snapshot_chunk(chunk, index).await?,
+                CHUNK_CHANGES => peers += self.apply_change_chunk(node, chunk, index).await?,
                 other => anyhow::bail!("a chunk of unknown kind {other}"),
-            }
-            let mut by_shard: Vec<Vec<SavedTorrent>> =
-                self.workers.iter().map(|_| Vec::new()).collect();
-            read_chunk(payload.get(5..).unwrap_or_default().to_vec(), |torrent| {
-                peers += torrent.peers.len() as u64;
-                if let Some(shard) = by_shard.get_mut(self.router.shard(&torrent.info_hash)) {
-                    shard.push(torrent);
-                }
-            })
-            .map_err(|err| anyhow::anyhow!("chunk {index}: {err}"))?;
-            for (torrents, worker) in by_shard.into_iter().zip(&self.workers) {
-                if !torrents.is_empty() {
-                    send_waiting(worker, ShardMessage::Merge(torrents)).await?;
-                }
             }
             expected += 1;
         }
         let _ = replies.unsubscribe().await;
         Ok((expected, peers))
+    }
+
+    /// Merges a snapshot chunk into the shards; returns its peers.
+    async fn merge_snapshot_chunk(&self, chunk: &[u8], index: u32) -> anyhow::Result<u64> {
+        let mut peers = 0u64;
+        let mut by_shard: Vec<Vec<SavedTorrent>> =
+            self.workers.iter().map(|_| Vec::new()).collect();
+        read_chunk(chunk.to_vec(), |torrent| {
+            peers += torrent.peers.len() as u64;
+            if let Some(shard) = by_shard.get_mut(self.router.shard(&torrent.info_hash)) {
+                shard.push(torrent);
+            }
+        })
+        .map_err(|err| anyhow::anyhow!("chunk {index}: {err}"))?;
+        for (torrents, worker) in by_shard.into_iter().zip(&self.workers) {
+            if !torrents.is_empty() {
+                send_waiting(worker, ShardMessage::Merge(torrents)).await?;
+            }
+        }
+        Ok(peers)
+    }
+
+    /// Applies a chunk of node `node`'s changes to the shards; returns its changes.
+    async fn apply_change_chunk(&self, node: u32, chunk: &[u8], index: u32) -> anyhow::Result<u64> {
+        let (_, changes) = tracker_cluster_protocol::decode_batch(chunk)
+            .map_err(|err| anyhow::anyhow!("chunk {index}: {err}"))?;
+        let count = changes.len() as u64;
+        let mut by_shard: Vec<Vec<PeerChange>> = self.workers.iter().map(|_| Vec::new()).collect();
+        for change in changes {
+            if let Some(shard) = by_shard.get_mut(self.router.shard(change.info_hash())) {
+                shard.push(change);
+            }
+        }
+        for (changes, worker) in by_shard.into_iter().zip(&self.workers) {
+            if !changes.is_empty() {
+                send_waiting(worker, ShardMessage::Changes { node, changes }).await?;
+            }
+        }
+        Ok(count)
     }
 }
 

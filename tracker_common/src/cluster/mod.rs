@@ -18,6 +18,17 @@
 //! counted where it was announced is counted once on every node, so the `downloaded`
 //! counts are the cluster's.
 //!
+//! # WebTorrent peers
+//! A WebTorrent peer is reachable only through its WebSocket connection, so the other
+//! nodes store it as a peer of its node (`swarm::ws::ConnectionRef::remote`, with the
+//! node's number, which this thread gives each node it hears). Its changes carry no
+//! address (`PeerChange::WsUpsert`, `PeerChange::WsRemoved`). An offer for a peer of
+//! another node, or an answer for an offerer there, is handed to this thread with the
+//! node's number ([`ChangeOutbox::send_relays`], bounded by bytes) and published at once
+//! on `shoal.<name>.relay.<node_id>`; the node that receives it routes it to the request
+//! worker that owns the torrent, which hands it to the peer's connection if the peer is
+//! still there (`RequestHandler::relay`).
+//!
 //! # Catching up
 //! A batch is published at least every [`HEARTBEAT`] (empty if nothing changed), with a
 //! per-process epoch and a sequence number. A node asks every live node (one heard from
@@ -25,13 +36,16 @@
 //! `shoal.<name>.sync.<node_id>`, answered with chunks under the server's `max_payload`,
 //! each a snapshot, see [`sync`]) and merges them as remote peers. Asking each node for
 //! its own peers, rather than one node for all it holds, keeps a node from getting its
-//! own peers back, and anyone's second-hand. It resyncs:
-//! - when it starts and hears another node;
+//! own peers back, and anyone's second-hand. (WebTorrent peers, which have no address
+//! for a snapshot, come as chunks of changes, before the snapshot chunks that carry the
+//! completed counts.) It resyncs:
+//! - when it starts, and when it hears a node it had not heard (lately);
 //! - when it reconnects to NATS after losing it;
 //! - when a node's sequence skips (a batch lost), when NATS calls it a slow consumer,
 //!   or when a request worker's channel was full and changes were dropped.
 //!
-//! Resyncs are at least [`RESYNC_INTERVAL`] apart. A merge adds what is missing and
+//! Resyncs are at least [`RESYNC_INTERVAL`] apart; one that some node did not answer is
+//! tried again after that. A merge adds what is missing and
 //! keeps what is there; a peer that stopped while its node's answer was on its way
 //! can come back as a remote peer, and then ages out (`swarm.max_peer_age_secs`).
 //!
@@ -49,13 +63,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tracker_cluster_protocol::PeerChange;
+pub use tracker_cluster_protocol::RelayKind;
+use tracker_cluster_protocol::{MAX_CHANGE_BYTES, PeerChange, RELAY_FIXED_BYTES};
 
 use crate::cluster::stats::ClusterStatistics;
 use crate::config_section;
 use crate::observe::statistics::add;
 use crate::runtime::channel::{WeightedReceiver, reserve};
 use crate::swarm::saved::SavedTorrent;
+use crate::types::{InfoHash, PeerId};
 
 /// The most time between two batches of a node: an empty one if nothing changed.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -65,6 +81,9 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 pub const PUBLISH_DELAY: Duration = Duration::from_millis(5);
 /// The longest node id and cluster name: a NATS subject token.
 pub const MAX_NAME_LEN: usize = 64;
+/// The least `max_queued_relay_bytes`: a few relays of the largest WebSocket message the
+/// config allows (`ws.max_message_bytes`, at most 1 MiB).
+pub const MIN_QUEUED_RELAY_BYTES: usize = 4 << 20;
 
 config_section! {
     /// Several nodes serving as one tracker, over a NATS server (or cluster of them).
@@ -89,6 +108,10 @@ config_section! {
         /// The most peer changes waiting for the bus thread; more are dropped (and
         /// counted), so that request workers never wait for the bus.
         pub max_queued_changes: usize,
+        /// (WebSocket only.) Bytes of WebRTC offers and answers for peers on other nodes
+        /// waiting for the bus thread; more are dropped (and counted), so that request
+        /// workers never wait for the bus.
+        pub max_queued_relay_bytes: usize,
         /// A peer that re-announces with nothing new (same status and peer id, no
         /// event) is published once per window of this many seconds: the other nodes'
         /// copy is refreshed at least every two windows, and a client announcing faster
@@ -121,6 +144,7 @@ impl Default for ClusterConfig {
             name: "shoal".into(),
             node_id: String::new(),
             max_queued_changes: 65_536,
+            max_queued_relay_bytes: 16 << 20,
             refresh_window_secs: 600,
             connection_id_secret_path: PathBuf::new(),
             max_clock_skew_secs: 5,
@@ -191,6 +215,12 @@ impl ClusterConfig {
         if self.max_queued_changes == 0 {
             anyhow::bail!("cluster.max_queued_changes: must be at least 1");
         }
+        if self.max_queued_relay_bytes < MIN_QUEUED_RELAY_BYTES {
+            anyhow::bail!(
+                "cluster.max_queued_relay_bytes: must be at least {MIN_QUEUED_RELAY_BYTES} \
+                 (an offer or answer of the largest WebSocket message must fit)"
+            );
+        }
         if self.refresh_window_secs > max_peer_age_secs / 3 {
             anyhow::bail!(
                 "cluster.refresh_window_secs: must be at most a third of \
@@ -226,11 +256,51 @@ impl ClusterConfig {
     }
 }
 
+/// A WebRTC offer or answer on its way between a WebTorrent peer of one node and a peer
+/// of another (see [`crate::cluster`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterRelay {
+    /// An offer or an answer.
+    pub kind: RelayKind,
+    /// The torrent.
+    pub info_hash: InfoHash,
+    /// The peer it is for.
+    pub to: PeerId,
+    /// The peer that sent it.
+    pub from: PeerId,
+    /// The offer's id, as its offerer chose it.
+    pub offer_id: [u8; 20],
+    /// The session description, the JSON text the client sent.
+    pub sdp: Box<str>,
+}
+
+impl ClusterRelay {
+    /// Bytes it takes on the wire, and its weight in the hand-off.
+    pub fn weight(&self) -> usize {
+        RELAY_FIXED_BYTES + self.sdp.len()
+    }
+}
+
+/// A resync's answer from one request worker: snapshot chunks of its IP peers and
+/// completed counts, and change batches of its peers without addresses (WebTorrent).
+#[derive(Debug, Default)]
+pub struct ResyncChunks {
+    /// Chunks in the snapshot format ([`sync`]).
+    pub snapshots: Vec<Vec<u8>>,
+    /// Change batches (`tracker_cluster_protocol`).
+    pub changes: Vec<Vec<u8>>,
+}
+
 /// What the `cluster` thread asks of a request worker.
 #[derive(Debug)]
 pub enum ShardMessage {
-    /// Other nodes' changes to the worker's torrents, to apply.
-    Changes(Vec<PeerChange>),
+    /// Another node's changes to the worker's torrents, to apply.
+    Changes {
+        /// The node, as the `cluster` thread numbers the nodes it hears.
+        node: u32,
+        /// The changes.
+        changes: Vec<PeerChange>,
+    },
     /// Torrents of a resync, to merge.
     Merge(Vec<SavedTorrent>),
     /// Save the shard's own peers (not other nodes') as resync chunks of at most
@@ -239,28 +309,48 @@ pub enum ShardMessage {
         /// The largest chunk.
         max_bytes: usize,
         /// Where the chunks go.
-        reply: tokio::sync::oneshot::Sender<Vec<Vec<u8>>>,
+        reply: tokio::sync::oneshot::Sender<ResyncChunks>,
     },
+    /// Offers and answers from other nodes for WebTorrent peers of the worker's
+    /// torrents, to hand to their connections.
+    Relays(Vec<ClusterRelay>),
 }
 
 impl ShardMessage {
-    /// Its weight in the worker's channel: changes or torrents carried.
+    /// Its weight in the worker's channel: changes or torrents carried, offers and
+    /// answers as the changes their bytes would make.
     pub fn weight(&self) -> usize {
         match self {
-            Self::Changes(changes) => changes.len().max(1),
+            Self::Changes { changes, .. } => changes.len().max(1),
             Self::Merge(torrents) => torrents.iter().map(|t| t.peers.len().max(1)).sum(),
             Self::Save { .. } => 1,
+            Self::Relays(relays) => relays
+                .iter()
+                .map(|relay| relay.weight().div_ceil(MAX_CHANGE_BYTES))
+                .sum::<usize>()
+                .max(1),
         }
     }
 }
 
-/// A request worker's end of the hand-off to the `cluster` thread: bounded by changes
-/// over all workers, never waiting.
+/// What a request worker hands the `cluster` thread.
+#[derive(Debug)]
+pub enum Handoff {
+    /// Its peer changes, to publish.
+    Changes(Vec<PeerChange>),
+    /// Offers and answers for peers of other nodes, each with its node's number.
+    Relays(Vec<(u32, ClusterRelay)>),
+}
+
+/// A request worker's end of the hand-off to the `cluster` thread: bounded over all
+/// workers (by changes, and by bytes of offers and answers), never waiting.
 #[derive(Clone, Debug)]
 pub struct ChangeOutbox {
-    sender: tokio::sync::mpsc::UnboundedSender<Vec<PeerChange>>,
+    sender: tokio::sync::mpsc::UnboundedSender<Handoff>,
     queued: Arc<AtomicUsize>,
     capacity: usize,
+    relay_bytes_queued: Arc<AtomicUsize>,
+    relay_bytes_capacity: usize,
     statistics: Arc<ClusterStatistics>,
 }
 
@@ -276,44 +366,85 @@ impl ChangeOutbox {
             add(&self.statistics.changes_dropped_outgoing, n as u64);
             return;
         }
-        if self.sender.send(changes).is_err() {
+        if self.sender.send(Handoff::Changes(changes)).is_err() {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             add(&self.statistics.changes_dropped_outgoing, n as u64);
         }
     }
+
+    /// Hands `relays` over, or drops and counts them if their bytes would take the
+    /// queue past its capacity (or the thread is gone).
+    pub fn send_relays(&self, relays: Vec<(u32, ClusterRelay)>) {
+        let n = relays.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let bytes = relay_bytes(&relays);
+        if !reserve(&self.relay_bytes_queued, bytes, self.relay_bytes_capacity) {
+            add(&self.statistics.relays_dropped_outgoing, n);
+            return;
+        }
+        if self.sender.send(Handoff::Relays(relays)).is_err() {
+            self.relay_bytes_queued.fetch_sub(bytes, Ordering::AcqRel);
+            add(&self.statistics.relays_dropped_outgoing, n);
+        }
+    }
+}
+
+/// The bytes of `relays` on the wire.
+fn relay_bytes(relays: &[(u32, ClusterRelay)]) -> usize {
+    relays.iter().map(|(_, relay)| relay.weight()).sum()
 }
 
 /// The `cluster` thread's end of the hand-off.
 #[derive(Debug)]
 pub struct ChangeInbox {
-    receiver: tokio::sync::mpsc::UnboundedReceiver<Vec<PeerChange>>,
+    receiver: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     queued: Arc<AtomicUsize>,
+    relay_bytes_queued: Arc<AtomicUsize>,
 }
 
 impl ChangeInbox {
-    /// The next changes handed over; `None` once every outbox is gone.
-    pub async fn recv(&mut self) -> Option<Vec<PeerChange>> {
-        let changes = self.receiver.recv().await?;
-        self.queued.fetch_sub(changes.len(), Ordering::AcqRel);
-        Some(changes)
+    /// The next hand-off; `None` once every outbox is gone.
+    pub async fn recv(&mut self) -> Option<Handoff> {
+        let handoff = self.receiver.recv().await?;
+        match &handoff {
+            Handoff::Changes(changes) => {
+                self.queued.fetch_sub(changes.len(), Ordering::AcqRel);
+            }
+            Handoff::Relays(relays) => {
+                self.relay_bytes_queued
+                    .fetch_sub(relay_bytes(relays), Ordering::AcqRel);
+            }
+        }
+        Some(handoff)
     }
 }
 
-/// A hand-off of at most `capacity` changes queued.
+/// A hand-off of at most `capacity` changes and `relay_bytes_capacity` bytes of relays
+/// queued.
 pub fn change_channel(
     capacity: usize,
+    relay_bytes_capacity: usize,
     statistics: Arc<ClusterStatistics>,
 ) -> (ChangeOutbox, ChangeInbox) {
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
+    let relay_bytes_queued = Arc::new(AtomicUsize::new(0));
     (
         ChangeOutbox {
             sender,
             queued: queued.clone(),
             capacity,
+            relay_bytes_queued: relay_bytes_queued.clone(),
+            relay_bytes_capacity,
             statistics,
         },
-        ChangeInbox { receiver, queued },
+        ChangeInbox {
+            receiver,
+            queued,
+            relay_bytes_queued,
+        },
     )
 }
 
@@ -403,7 +534,7 @@ mod tests {
     #[test]
     fn the_outbox_never_queues_more_than_its_capacity() {
         let stats = Arc::new(ClusterStatistics::default());
-        let (outbox, mut inbox) = change_channel(3, stats.clone());
+        let (outbox, mut inbox) = change_channel(3, 1000, stats.clone());
         let change = || PeerChange::Removed {
             info_hash: crate::types::InfoHash([1; 20]),
             ip: std::net::Ipv4Addr::LOCALHOST.into(),
@@ -416,8 +547,40 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        assert_eq!(rt.block_on(inbox.recv()).map(|c| c.len()), Some(2));
+        assert!(matches!(rt.block_on(inbox.recv()), Some(Handoff::Changes(c)) if c.len() == 2));
         outbox.send(vec![change(), change()]);
         assert_eq!(stats.changes_dropped_outgoing.load(Ordering::Relaxed), 2);
+    }
+
+    /// Relays are bounded by their bytes on the wire, over all outboxes: what would take
+    /// the queue past the capacity is dropped and counted, and room comes back as the
+    /// bus thread takes them.
+    #[test]
+    fn the_outbox_never_queues_more_relay_bytes_than_its_capacity() {
+        let stats = Arc::new(ClusterStatistics::default());
+        let relay = |sdp_bytes: usize| ClusterRelay {
+            kind: RelayKind::Offer,
+            info_hash: InfoHash([1; 20]),
+            to: PeerId([2; 20]),
+            from: PeerId([3; 20]),
+            offer_id: [4; 20],
+            sdp: "x".repeat(sdp_bytes).into(),
+        };
+        // Room for exactly two relays of 115 bytes on the wire.
+        let (outbox, mut inbox) = change_channel(10, 2 * (RELAY_FIXED_BYTES + 30), stats.clone());
+        let other = outbox.clone();
+        outbox.send_relays(vec![(0, relay(30))]);
+        other.send_relays(vec![(1, relay(30)), (1, relay(0))]);
+        other.send_relays(vec![(1, relay(30))]);
+        outbox.send_relays(vec![(0, relay(31))]);
+        assert_eq!(stats.relays_dropped_outgoing.load(Ordering::Relaxed), 3);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(matches!(rt.block_on(inbox.recv()), Some(Handoff::Relays(r)) if r.len() == 1));
+        outbox.send_relays(vec![(0, relay(31))]);
+        assert_eq!(stats.relays_dropped_outgoing.load(Ordering::Relaxed), 4);
+        outbox.send_relays(vec![(0, relay(30))]);
+        assert_eq!(stats.relays_dropped_outgoing.load(Ordering::Relaxed), 4);
     }
 }

@@ -48,8 +48,20 @@ pub struct ClusterStatistics {
     pub resync_peers: AtomicU64,
     /// Resyncs this node answered for others.
     pub resyncs_served: AtomicU64,
+    /// Resync requests of others not answered: too many were waiting.
+    pub resyncs_refused: AtomicU64,
     /// Other nodes heard within the last few heartbeats.
     pub live_nodes: AtomicU64,
+    /// WebTorrent offers and answers for peers on other nodes, published.
+    pub relays_published: AtomicU64,
+    /// Offers and answers for other nodes not published: the hand-off to the bus thread
+    /// was full, the bus was down, or the node is unknown.
+    pub relays_dropped_outgoing: AtomicU64,
+    /// Offers and answers from other nodes handed to a connection here.
+    pub relays_delivered: AtomicU64,
+    /// Offers and answers from other nodes not delivered: unreadable, a request
+    /// worker's channel was full, or the peer is not on a connection here (any more).
+    pub relays_dropped_incoming: AtomicU64,
     /// How long changes took to arrive, by [`DELAY_BUCKETS_MS`] (the last bucket
     /// counts what took longer).
     pub delay_buckets: [AtomicU64; DELAY_BUCKETS_MS.len() + 1],
@@ -92,8 +104,18 @@ pub struct ClusterSnapshot {
     pub resync_peers: u64,
     /// See [`ClusterStatistics::resyncs_served`].
     pub resyncs_served: u64,
+    /// See [`ClusterStatistics::resyncs_refused`].
+    pub resyncs_refused: u64,
     /// See [`ClusterStatistics::live_nodes`].
     pub live_nodes: u64,
+    /// See [`ClusterStatistics::relays_published`].
+    pub relays_published: u64,
+    /// See [`ClusterStatistics::relays_dropped_outgoing`].
+    pub relays_dropped_outgoing: u64,
+    /// See [`ClusterStatistics::relays_delivered`].
+    pub relays_delivered: u64,
+    /// See [`ClusterStatistics::relays_dropped_incoming`].
+    pub relays_dropped_incoming: u64,
     /// Peers stored from other nodes' changes (summed over the request workers).
     pub remote_peers: u64,
     /// Cumulative counts of changes that arrived within each of [`DELAY_BUCKETS_MS`].
@@ -148,7 +170,12 @@ impl ClusterStatistics {
             resyncs_failed: get(&self.resyncs_failed),
             resync_peers: get(&self.resync_peers),
             resyncs_served: get(&self.resyncs_served),
+            resyncs_refused: get(&self.resyncs_refused),
             live_nodes: get(&self.live_nodes),
+            relays_published: get(&self.relays_published),
+            relays_dropped_outgoing: get(&self.relays_dropped_outgoing),
+            relays_delivered: get(&self.relays_delivered),
+            relays_dropped_incoming: get(&self.relays_dropped_incoming),
             remote_peers,
             delay_buckets,
             delay_count,

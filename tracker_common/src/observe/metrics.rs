@@ -397,6 +397,31 @@ fn register_cluster(registry: &mut Registry, c: &ClusterSnapshot) {
             ),
         ],
     }));
+    registry.register_collector(Box::new(Ordered {
+        name: "cluster_relays",
+        help: "WebTorrent offers and answers between nodes: published (for peers on other \
+               nodes), delivered (from other nodes, to a connection here), dropped \
+               (direction out: the hand-off to the bus was full or the bus down; in: \
+               unreadable, a request worker's channel full, or the peer gone)",
+        series: vec![
+            (
+                vec![("outcome", "published"), ("direction", "out")],
+                ConstCounter::new(c.relays_published),
+            ),
+            (
+                vec![("outcome", "dropped"), ("direction", "out")],
+                ConstCounter::new(c.relays_dropped_outgoing),
+            ),
+            (
+                vec![("outcome", "delivered"), ("direction", "in")],
+                ConstCounter::new(c.relays_delivered),
+            ),
+            (
+                vec![("outcome", "dropped"), ("direction", "in")],
+                ConstCounter::new(c.relays_dropped_incoming),
+            ),
+        ],
+    }));
     registry.register(
         "cluster_batches_published",
         "Batches of changes published, heartbeats included",
@@ -433,7 +458,8 @@ fn register_cluster(registry: &mut Registry, c: &ClusterSnapshot) {
     );
     registry.register_collector(Box::new(Ordered {
         name: "cluster_resyncs",
-        help: "Resyncs: started by this node, failed, answered for other nodes",
+        help: "Resyncs: started by this node, failed, answered for other nodes, refused \
+               (too many of other nodes' requests waiting)",
         series: vec![
             (vec![("outcome", "started")], ConstCounter::new(c.resyncs)),
             (
@@ -443,6 +469,10 @@ fn register_cluster(registry: &mut Registry, c: &ClusterSnapshot) {
             (
                 vec![("outcome", "served")],
                 ConstCounter::new(c.resyncs_served),
+            ),
+            (
+                vec![("outcome", "refused")],
+                ConstCounter::new(c.resyncs_refused),
             ),
         ],
     }));

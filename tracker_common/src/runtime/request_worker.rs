@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use rand::rngs::SmallRng;
 
-use tracker_cluster_protocol::PeerChange;
+use tracker_cluster_protocol::{BatchHeader, BatchWriter, MAX_CHANGE_BYTES, PeerChange};
 
 use crate::cluster::sync::ChunkSink;
-use crate::cluster::{ClusterDuty, ShardMessage};
+use crate::cluster::{ClusterDuty, ClusterRelay, ResyncChunks, ShardMessage};
 use crate::observe::statistics::{RateLimitedWarning, RequestWorkerGauges, Statistics, add};
 use crate::private::accounting::AccountInfo;
 use crate::private::writer::AccountingDuty;
@@ -138,9 +138,24 @@ pub trait Shard: Send + 'static {
     }
     /// Moves the recorded changes to `out`.
     fn take_changes(&mut self, _out: &mut Vec<PeerChange>) {}
-    /// Applies another node's change; returns whether anything changed.
-    fn apply_remote(&mut self, _change: &PeerChange, _now: SecondsSinceServerStart) -> bool {
+    /// Applies cluster node `node`'s change (`node` as the `cluster` thread numbers the
+    /// nodes it hears); returns whether anything changed.
+    fn apply_remote(
+        &mut self,
+        _change: &PeerChange,
+        _node: u32,
+        _now: SecondsSinceServerStart,
+    ) -> bool {
         false
+    }
+    /// Hands this node's own peers that a resync sends as changes rather than in
+    /// [`Self::save_local`]'s chunks (peers without an address) to `out`.
+    fn save_local_changes(
+        &self,
+        _now: SecondsSinceServerStart,
+        _max_peer_age_secs: u32,
+        _out: &mut Vec<PeerChange>,
+    ) {
     }
     /// Merges a torrent of another node's resync; returns the peers stored.
     fn merge_torrent(
@@ -155,6 +170,23 @@ pub trait Shard: Send + 'static {
     fn num_remote_peers(&self) -> usize {
         0
     }
+}
+
+/// `changes` as change batches of at most `max_bytes` each (a resync's chunks).
+fn change_batches(changes: &[PeerChange], max_bytes: usize) -> Vec<Vec<u8>> {
+    let mut batches = Vec::new();
+    let header = BatchHeader::default();
+    let mut writer = BatchWriter::new(&header);
+    for change in changes {
+        if writer.count() > 0 && writer.len_bytes() + MAX_CHANGE_BYTES > max_bytes {
+            batches.push(std::mem::replace(&mut writer, BatchWriter::new(&header)).finish());
+        }
+        writer.push(change);
+    }
+    if writer.count() > 0 {
+        batches.push(writer.finish());
+    }
+    batches
 }
 
 /// Implements [`Shard`] for a shard type whose inherent methods have the trait's names.
@@ -228,8 +260,21 @@ macro_rules! impl_shard {
         ) {
             <$shard>::save_local(self, now, max_peer_age_secs, sink)
         }
-        fn apply_remote(&mut self, change: &PeerChange, now: SecondsSinceServerStart) -> bool {
-            <$shard>::apply_remote(self, change, now)
+        fn apply_remote(
+            &mut self,
+            change: &PeerChange,
+            node: u32,
+            now: SecondsSinceServerStart,
+        ) -> bool {
+            <$shard>::apply_remote_from(self, change, node, now)
+        }
+        fn save_local_changes(
+            &self,
+            now: SecondsSinceServerStart,
+            max_peer_age_secs: u32,
+            out: &mut Vec<PeerChange>,
+        ) {
+            <$shard>::save_local_changes(self, now, max_peer_age_secs, out)
         }
         fn merge_torrent(
             &mut self,
@@ -246,7 +291,7 @@ macro_rules! impl_shard {
 }
 
 impl_shard!(SwarmShard, replicated);
-impl_shard!(WsSwarmShard);
+impl_shard!(WsSwarmShard, replicated);
 
 /// A shard and what a handler needs to apply requests to it.
 pub struct Swarm<S = SwarmShard> {
@@ -258,6 +303,9 @@ pub struct Swarm<S = SwarmShard> {
     pub now: SecondsSinceServerStart,
     /// Private mode's accounting of the shard's torrents; `None` in public mode.
     pub accounting: Option<AccountingDuty>,
+    /// Offers and answers for peers on other cluster nodes, each with its node's number,
+    /// that the handler relays: handed to the `cluster` thread after each round.
+    pub relays: Vec<(u32, ClusterRelay)>,
 }
 
 impl<S> Swarm<S> {
@@ -555,6 +603,18 @@ pub trait RequestHandler: Send + 'static {
         request: Self::Request,
         out: &mut [Self::Responses],
     );
+
+    /// Hands an offer or answer that another cluster node relayed to its peer's
+    /// connection here, adding it to `out`; returns whether it was (the peer may have
+    /// left, or be another node's now). Trackers without relays keep this default.
+    fn relay(
+        &mut self,
+        _swarm: &mut Swarm<Self::Shard>,
+        _relay: ClusterRelay,
+        _out: &mut [Self::Responses],
+    ) -> bool {
+        false
+    }
 }
 
 /// The channel back to one socket worker and how to wake it.
@@ -678,7 +738,16 @@ impl<H: RequestHandler> RequestWorker<H> {
                 if !changes.is_empty() {
                     cluster.outgoing.send(std::mem::take(&mut changes));
                 }
-                self.handle_cluster_messages();
+                if !self.swarm.relays.is_empty() {
+                    cluster
+                        .outgoing
+                        .send_relays(std::mem::take(&mut self.swarm.relays));
+                }
+                if self.handle_cluster_messages(&mut outgoing, gauges, &mut full_warning) {
+                    for to in 0..outgoing.len() {
+                        self.flush(to, &mut outgoing, gauges, &mut full_warning);
+                    }
+                }
             }
 
             if Instant::now() >= next_cleaning {
@@ -723,22 +792,30 @@ impl<H: RequestHandler> RequestWorker<H> {
 
     /// Applies what the `cluster` thread sent: at most [`MAX_BATCHES_PER_FLUSH`]
     /// messages, so that requests wait no longer behind them than behind their own.
-    fn handle_cluster_messages(&mut self) {
+    /// Returns whether relays added responses to `outgoing` (to flush).
+    fn handle_cluster_messages(
+        &mut self,
+        outgoing: &mut [H::Responses],
+        gauges: &RequestWorkerGauges,
+        full_warning: &mut RateLimitedWarning,
+    ) -> bool {
         let Some(cluster) = &self.cluster else {
-            return;
+            return false;
         };
+        let statistics = cluster.statistics.clone();
         let now = self.start.seconds_elapsed();
         let max_age = self.cleaning.max_peer_age_secs;
+        let mut responses = false;
         for _ in 0..MAX_BATCHES_PER_FLUSH {
-            let Ok(message) = cluster.incoming.try_recv() else {
+            let Some(Ok(message)) = self.cluster.as_ref().map(|c| c.incoming.try_recv()) else {
                 break;
             };
             match message {
-                ShardMessage::Changes(changes) => {
+                ShardMessage::Changes { node, changes } => {
                     for change in &changes {
-                        self.swarm.shard.apply_remote(change, now);
+                        self.swarm.shard.apply_remote(change, node, now);
                     }
-                    add(&cluster.statistics.changes_applied, changes.len() as u64);
+                    add(&statistics.changes_applied, changes.len() as u64);
                 }
                 ShardMessage::Merge(torrents) => {
                     for torrent in &torrents {
@@ -748,10 +825,34 @@ impl<H: RequestHandler> RequestWorker<H> {
                 ShardMessage::Save { max_bytes, reply } => {
                     let mut sink = ChunkSink::new(max_bytes);
                     self.swarm.shard.save_local(now, max_age, &mut sink);
-                    let _ = reply.send(sink.finish());
+                    let mut changes = Vec::new();
+                    self.swarm
+                        .shard
+                        .save_local_changes(now, max_age, &mut changes);
+                    let _ = reply.send(ResyncChunks {
+                        snapshots: sink.finish(),
+                        changes: change_batches(&changes, max_bytes),
+                    });
+                }
+                ShardMessage::Relays(relays) => {
+                    self.swarm.now = now;
+                    for relay in relays {
+                        let delivered = self.handler.relay(&mut self.swarm, relay, outgoing);
+                        add(
+                            if delivered {
+                                &statistics.relays_delivered
+                            } else {
+                                &statistics.relays_dropped_incoming
+                            },
+                            1,
+                        );
+                        responses |= delivered;
+                        self.flush_full(outgoing, gauges, full_warning);
+                    }
                 }
             }
         }
+        responses
     }
 
     /// The shard's snapshot part, taken now.
@@ -776,21 +877,31 @@ impl<H: RequestHandler> RequestWorker<H> {
         for request in batch.requests {
             self.handler
                 .handle(&mut self.swarm, from, request, outgoing);
-            // Most handlers answer the sender only; checking every destination keeps the
-            // bound for those that also write elsewhere. A batch passes its largest weight
-            // by one request's responses at most, which the config validation keeps
-            // within that weight again: at most twice it, at most the capacity.
-            for to in 0..outgoing.len() {
-                let max_weight = self
-                    .responders
-                    .get(to)
-                    .map_or(usize::MAX, |r| r.sender.max_batch_weight());
-                if outgoing
-                    .get(to)
-                    .is_some_and(|out| out.len() >= MAX_BATCH_LEN || out.weight() >= max_weight)
-                {
-                    self.flush(to, outgoing, gauges, full_warning);
-                }
+            self.flush_full(outgoing, gauges, full_warning);
+        }
+    }
+
+    /// Sends every batch that reached [`MAX_BATCH_LEN`] or its channel's largest weight.
+    /// Most handlers answer the sender only; checking every destination keeps the bound
+    /// for those that also write elsewhere. A batch passes its largest weight by one
+    /// request's (or relay's) responses at most, which the config validation keeps within
+    /// that weight again: at most twice it, at most the capacity.
+    fn flush_full(
+        &self,
+        outgoing: &mut [H::Responses],
+        gauges: &RequestWorkerGauges,
+        full_warning: &mut RateLimitedWarning,
+    ) {
+        for to in 0..outgoing.len() {
+            let max_weight = self
+                .responders
+                .get(to)
+                .map_or(usize::MAX, |r| r.sender.max_batch_weight());
+            if outgoing
+                .get(to)
+                .is_some_and(|out| out.len() >= MAX_BATCH_LEN || out.weight() >= max_weight)
+            {
+                self.flush(to, outgoing, gauges, full_warning);
             }
         }
     }
@@ -958,6 +1069,7 @@ mod tests {
                 rng: SmallRng::seed_from_u64(1),
                 now: SecondsSinceServerStart(0),
                 accounting: None,
+                relays: Vec::new(),
             },
             cleaning: CleaningSchedule {
                 interval: Duration::from_secs(3600),

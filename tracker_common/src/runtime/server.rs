@@ -309,6 +309,7 @@ impl Core {
                     rng: SmallRng::from_os_rng(),
                     now: SecondsSinceServerStart(0),
                     accounting: self.private.as_mut().and_then(|p| p.duty(index)),
+                    relays: Vec::new(),
                 },
                 cleaning,
                 start: self.start,
@@ -343,7 +344,11 @@ impl Core {
             "cluster.enabled: this tracker's swarms cannot be shared over a cluster"
         );
         let statistics = self.statistics.cluster().clone();
-        let (outbox, inbox) = change_channel(setup.config.max_queued_changes, statistics.clone());
+        let (outbox, inbox) = change_channel(
+            setup.config.max_queued_changes,
+            setup.config.max_queued_relay_bytes,
+            statistics.clone(),
+        );
         let mut senders = Vec::with_capacity(shards.len());
         let mut duties = Vec::with_capacity(shards.len());
         for shard in shards.iter_mut() {

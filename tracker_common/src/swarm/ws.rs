@@ -96,12 +96,13 @@ use hashbrown::{DefaultHashBuilder, HashTable, hash_table};
 use indexmap::IndexMap;
 use indexmap::map::Slice;
 use rand::rngs::SmallRng;
+use tracker_cluster_protocol::{PeerChange, WsPeerUpsert};
 
 use crate::swarm::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnounceEvent, InfoHash, PeerId};
 
-use super::ledger::{Ledger, SwarmTorrent};
+use super::ledger::{Expired, Ledger, SwarmTorrent};
 use super::peers::{Location, PeerPool, response_pool, sample_into, shrink_if_sparse};
 use super::rules::{LastSeen, Status};
 use super::{AnnounceCounts, CleanStats, ScrapeCounts, SwarmBudget, SwarmLimits, saturated_counts};
@@ -117,6 +118,30 @@ pub struct ConnectionRef {
     /// packing a slot index and that slot's generation into the `u64`): the swarm trusts
     /// it to tell a peer's connection from any other, now and later.
     pub connection: u64,
+}
+
+/// The socket worker index that marks a peer of another cluster node: a socket worker
+/// index is at most 1023 (the config's limit), so no local connection has it.
+pub const REMOTE_WORKER: u16 = u16::MAX;
+
+impl ConnectionRef {
+    /// Where a peer of cluster node `node` is, as this node stores it: not on any of its
+    /// connections, but reachable through that node (see [`crate::cluster`]).
+    pub fn remote(node: u32) -> Self {
+        Self {
+            worker: REMOTE_WORKER,
+            connection: u64::from(node),
+        }
+    }
+
+    /// The cluster node the peer is on, if it is another node's.
+    pub fn remote_node(&self) -> Option<u32> {
+        if self.worker == REMOTE_WORKER {
+            u32::try_from(self.connection).ok()
+        } else {
+            None
+        }
+    }
 }
 
 /// One WebTorrent announce, protocol-independent. `numwant` is already resolved (see
@@ -365,11 +390,80 @@ impl SwarmTorrent for WsTorrent {
         let [seeders, leechers] = removed;
         (seeders, leechers)
     }
+
+    fn remove_expired(&mut self, cutoff: SecondsSinceServerStart) -> Expired {
+        let mut expired = Expired::default();
+        let mut remote = 0usize;
+        for (store, removed) in [
+            (&mut self.seeders, &mut expired.seeders),
+            (&mut self.leechers, &mut expired.leechers),
+        ] {
+            let before = store.len();
+            store.retain(|_, peer| {
+                let keep = peer.last_seen.seen_since(cutoff);
+                if !keep && peer.worker == REMOTE_WORKER {
+                    remote += 1;
+                }
+                keep
+            });
+            *removed = before.saturating_sub(store.len());
+            shrink_if_sparse(store);
+        }
+        expired.remote = remote;
+        expired
+    }
 }
 
 /// Seeders and leechers of a torrent, as the answers carry them.
 fn counts_of(torrent: &WsTorrent) -> AnnounceCounts {
     saturated_counts(torrent.counts())
+}
+
+/// The peer changes of local announces, for the other nodes of a cluster (see
+/// [`WsSwarmShard::record_changes`]).
+#[derive(Default)]
+struct ChangeLog {
+    on: bool,
+    refresh_window_secs: u32,
+    changes: Vec<PeerChange>,
+}
+
+impl ChangeLog {
+    /// The peer `peer_id` is stored (new, moved, under a new id, or completed).
+    fn upsert(&mut self, info_hash: InfoHash, peer_id: PeerId, status: Status, completed: bool) {
+        if self.on {
+            self.changes.push(PeerChange::WsUpsert(WsPeerUpsert {
+                info_hash,
+                peer_id,
+                seeder: status == Status::Seeder,
+                completed,
+                age_secs: 0,
+            }));
+        }
+    }
+
+    /// The peer `peer_id`, last seen at `before`, re-announced at `now` with nothing new:
+    /// recorded only as its first announce in a refresh window.
+    fn refresh(
+        &mut self,
+        info_hash: InfoHash,
+        peer_id: PeerId,
+        status: Status,
+        (before, now): (SecondsSinceServerStart, SecondsSinceServerStart),
+    ) {
+        let window = self.refresh_window_secs;
+        if window == 0 || before.0 / window != now.0 / window {
+            self.upsert(info_hash, peer_id, status, false);
+        }
+    }
+
+    /// The peer `peer_id` left.
+    fn removed(&mut self, info_hash: InfoHash, peer_id: PeerId) {
+        if self.on {
+            self.changes
+                .push(PeerChange::WsRemoved { info_hash, peer_id });
+        }
+    }
 }
 
 /// The WebTorrent torrents of one shard.
@@ -379,6 +473,7 @@ pub struct WsSwarmShard {
     // Limits, totals, refusals, archive and the table's keyed hasher.
     ledger: Ledger,
     num_peer_id_conflicts: u64,
+    changes: ChangeLog,
 }
 
 impl WsSwarmShard {
@@ -401,6 +496,7 @@ impl WsSwarmShard {
             budget,
             ledger: Ledger::new(limits, router),
             num_peer_id_conflicts: 0,
+            changes: ChangeLog::default(),
         }
     }
 
@@ -422,6 +518,7 @@ impl WsSwarmShard {
         let hash = self.ledger.hash(&info_hash);
         let status = Status::from_optional_bytes_left(params.bytes_left);
         if params.event == AnnounceEvent::Stopped {
+            let mut removed = None;
             let counts = self
                 .ledger
                 .remove_peer(
@@ -434,11 +531,16 @@ impl WsSwarmShard {
                             .find_owned(&params.peer_id, status, connection)
                             .map(|_| params.peer_id)
                             .or(params.previous_peer_id)?;
-                        torrent.remove_owned(&own, connection)
+                        let status = torrent.remove_owned(&own, connection)?;
+                        removed = Some(own);
+                        Some(status)
                     },
                     counts_of,
                 )
                 .unwrap_or_default();
+            if let Some(peer_id) = removed {
+                self.changes.removed(info_hash, peer_id);
+            }
             return WsAnnounceOutcome {
                 counts,
                 stored: false,
@@ -450,6 +552,7 @@ impl WsSwarmShard {
             budget,
             ledger,
             num_peer_id_conflicts,
+            changes,
         } = self;
         let torrent = match torrents.entry(
             hash,
@@ -466,6 +569,7 @@ impl WsSwarmShard {
                 let peer = WsPeer::new(connection, LastSeen::new(now, false));
                 torrent.insert(status, params.peer_id, peer);
                 ledger.peer_added(status);
+                changes.upsert(info_hash, params.peer_id, status, false);
                 // The announcer is the only peer: nobody to send offers to.
                 return WsAnnounceOutcome {
                     counts: counts_of(entry.insert(torrent).get()),
@@ -484,6 +588,7 @@ impl WsSwarmShard {
                 {
                     // The other connection's peer is still here: the torrent stays.
                     ledger.peer_removed(budget, removed);
+                    changes.removed(info_hash, *previous);
                 }
                 return WsAnnounceOutcome {
                     counts: counts_of(torrent),
@@ -497,6 +602,12 @@ impl WsSwarmShard {
                 ledger.peer_moved(stored.status, status);
                 if completed {
                     ledger.download_completed();
+                }
+                if stored.status == status && !completed {
+                    let times = (peer.last_seen.time(), now);
+                    changes.refresh(info_hash, params.peer_id, status, times);
+                } else {
+                    changes.upsert(info_hash, params.peer_id, status, completed);
                 }
                 location
             }
@@ -513,6 +624,8 @@ impl WsSwarmShard {
                         if completed {
                             ledger.download_completed();
                         }
+                        changes.removed(info_hash, previous);
+                        changes.upsert(info_hash, params.peer_id, status, completed);
                         location
                     }
                     // A new peer: the only case that checks the limits.
@@ -526,6 +639,7 @@ impl WsSwarmShard {
                         let peer = WsPeer::new(connection, LastSeen::new(now, false));
                         let location = torrent.insert(status, params.peer_id, peer);
                         ledger.peer_added(status);
+                        changes.upsert(info_hash, params.peer_id, status, false);
                         location
                     }
                 }
@@ -558,14 +672,22 @@ impl WsSwarmShard {
         connection: ConnectionRef,
     ) {
         let hash = self.ledger.hash(info_hash);
+        let mut removed = false;
         self.ledger.remove_peer(
             &mut self.torrents,
             &self.budget,
             hash,
             info_hash,
-            |torrent| torrent.remove_owned(peer_id, connection),
+            |torrent| {
+                let status = torrent.remove_owned(peer_id, connection)?;
+                removed = true;
+                Some(status)
+            },
             |_| (),
         );
+        if removed {
+            self.changes.removed(*info_hash, *peer_id);
+        }
     }
 
     /// Seeders, completed downloads and leechers of the torrent; for a torrent not stored,
@@ -629,6 +751,254 @@ impl WsSwarmShard {
     /// Bytes this shard's archive takes (allocated once, whatever it holds).
     pub fn archive_memory_bytes(&self) -> usize {
         self.ledger.archive_memory_bytes()
+    }
+
+    /// Starts (or stops) recording the peer changes of local announces for the other
+    /// nodes of a cluster ([`Self::take_changes`]): a peer stored, moved, completed or
+    /// under a new peer id at once, a plain re-announce as the peer's first in a window
+    /// of `refresh_window_secs` (0: every one), a peer that left (stopped, its connection
+    /// closed, or its connection's entry went in a peer id conflict). Expiry is not
+    /// recorded: every node expires peers by itself.
+    pub fn record_changes(&mut self, on: bool, refresh_window_secs: u32) {
+        self.changes.on = on;
+        self.changes.refresh_window_secs = refresh_window_secs;
+        if !on {
+            self.changes.changes.clear();
+        }
+    }
+
+    /// Moves the changes recorded since the last call to `out`.
+    pub fn take_changes(&mut self, out: &mut Vec<PeerChange>) {
+        out.append(&mut self.changes.changes);
+    }
+
+    /// Peers stored from other nodes' changes.
+    pub fn num_remote_peers(&self) -> usize {
+        self.ledger.num_remote()
+    }
+
+    /// Applies cluster node `node`'s change at `now`, recording nothing; returns whether
+    /// anything changed. Changes of IP peers are not this swarm's and do nothing.
+    ///
+    /// A peer of another node is stored on [`ConnectionRef::remote`]`(node)`, so it is
+    /// an offer target like any other peer (offers and answers for it go to its node),
+    /// and it is "another connection's" peer for the rules of this module: a local
+    /// announce of its peer id is a conflict, and it never takes a local peer's place.
+    /// - An upsert of a peer id stored on a local connection leaves that peer alone (this
+    ///   node's own peer wins here). One stored as another node's is refreshed: its node
+    ///   becomes `node` (the peer moved between nodes), its status and time as announced
+    ///   there (the later of its own and `now - age_secs`). A new peer goes through the
+    ///   limits (budget and peers per torrent, a refusal counted like any) and is stored
+    ///   seen at `now - age_secs`; a new torrent gets back its archived count.
+    /// - An upsert's `completed` adds one to the torrent's completed count (and the
+    ///   shard's downloads) whether or not the peer was stored: the completion was
+    ///   counted once, on the node that handled it, and so it is here. Unless the peer
+    ///   is stored here with its completion counted already (a client that announced
+    ///   to two nodes, each counting it): then it is the same completion, and the
+    ///   stored peer's flag is set, so that its own announce of it here counts
+    ///   nothing either.
+    /// - A removal removes the peer only if it is stored as `node`'s (a peer that has
+    ///   moved to another node since stays), and the torrent if that leaves it empty.
+    pub fn apply_remote_from(
+        &mut self,
+        change: &PeerChange,
+        node: u32,
+        now: SecondsSinceServerStart,
+    ) -> bool {
+        match change {
+            PeerChange::WsUpsert(upsert) => self.apply_upsert(upsert, node, now),
+            PeerChange::WsRemoved { info_hash, peer_id } => {
+                let hash = self.ledger.hash(info_hash);
+                let mut removed = false;
+                self.ledger.remove_peer(
+                    &mut self.torrents,
+                    &self.budget,
+                    hash,
+                    info_hash,
+                    |torrent| {
+                        let status = torrent.remove_owned(peer_id, ConnectionRef::remote(node))?;
+                        removed = true;
+                        Some(status)
+                    },
+                    |_| (),
+                );
+                if removed {
+                    self.ledger.remote_gone(1);
+                }
+                removed
+            }
+            PeerChange::Upsert(_) | PeerChange::Removed { .. } => false,
+        }
+    }
+
+    /// [`Self::apply_remote_from`] of an upsert.
+    fn apply_upsert(
+        &mut self,
+        upsert: &WsPeerUpsert,
+        node: u32,
+        now: SecondsSinceServerStart,
+    ) -> bool {
+        let info_hash = upsert.info_hash;
+        let hash = self.ledger.hash(&info_hash);
+        let status = if upsert.seeder {
+            Status::Seeder
+        } else {
+            Status::Leecher
+        };
+        let seen = now.sub_secs(u32::from(upsert.age_secs));
+        let owner = ConnectionRef::remote(node);
+        let new_peer = WsPeer::new(owner, LastSeen::new(seen, upsert.completed));
+        let Self {
+            torrents,
+            budget,
+            ledger,
+            ..
+        } = self;
+        let torrent = match torrents.entry(
+            hash,
+            |t| t.info_hash == info_hash,
+            |t| ledger.hash(&t.info_hash),
+        ) {
+            hash_table::Entry::Occupied(entry) => entry.into_mut(),
+            hash_table::Entry::Vacant(entry) => {
+                let Some(archived) = ledger.admit_torrent(budget, &info_hash, true) else {
+                    return false;
+                };
+                let mut torrent = WsTorrent::new(info_hash, archived);
+                torrent.insert(status, upsert.peer_id, new_peer);
+                ledger.peer_added(status);
+                ledger.remote_added();
+                if upsert.completed {
+                    torrent.completed = torrent.completed.saturating_add(1);
+                    ledger.download_completed();
+                }
+                entry.insert(torrent);
+                return true;
+            }
+        };
+        // Whether the peer's completion was counted here before (by an announce here,
+        // or another node's change): then this one is the same completion, come by
+        // another way (a client announcing to two nodes), and does not count again.
+        let (mut changed, counted_before) = match torrent.find(&upsert.peer_id, status) {
+            // This node's own peer: it stays as it is, but for its completion flag.
+            Some((found, peer)) if peer.worker != REMOTE_WORKER => {
+                let counted = peer.last_seen.completion_counted();
+                if upsert.completed
+                    && !counted
+                    && let Some((_, stored)) =
+                        torrent.store_mut(found.status).get_index_mut(found.index)
+                {
+                    stored.last_seen = stored.last_seen.seen_remotely(peer.last_seen.time(), true);
+                }
+                (false, counted)
+            }
+            Some((found, peer)) => {
+                let updated = WsPeer {
+                    last_seen: peer.last_seen.seen_remotely(seen, upsert.completed),
+                    ..new_peer
+                };
+                let changed = if found.status == status {
+                    match torrent.store_mut(status).get_index_mut(found.index) {
+                        Some((_, stored)) => {
+                            let changed = *stored != updated;
+                            *stored = updated;
+                            changed
+                        }
+                        None => false,
+                    }
+                } else {
+                    torrent.take(found.status, &upsert.peer_id);
+                    torrent.insert(status, upsert.peer_id, updated);
+                    ledger.peer_moved(found.status, status);
+                    true
+                };
+                (changed, peer.last_seen.completion_counted())
+            }
+            None => {
+                let admitted = ledger.admit_peer(budget, torrent.num_peers(), || true);
+                if admitted {
+                    torrent.insert(status, upsert.peer_id, new_peer);
+                    ledger.peer_added(status);
+                    ledger.remote_added();
+                }
+                (admitted, false)
+            }
+        };
+        // Counted even if the peer was refused here: the torrent's count is the same on
+        // every node that stores the torrent.
+        if upsert.completed && !counted_before {
+            torrent.completed = torrent.completed.saturating_add(1);
+            ledger.download_completed();
+            changed = true;
+        }
+        changed
+    }
+
+    /// This node's own peers (not other nodes'), as the upserts another node applies to
+    /// catch up (a resync), into `out`; their completions are not marked, since every
+    /// node counted them already. Peers not seen for `max_peer_age_secs` are left out.
+    pub fn save_local_changes(
+        &self,
+        now: SecondsSinceServerStart,
+        max_peer_age_secs: u32,
+        out: &mut Vec<PeerChange>,
+    ) {
+        let cutoff = super::rules::expiry_cutoff(now, max_peer_age_secs);
+        for torrent in &self.torrents {
+            for (store, seeder) in [(&torrent.seeders, true), (&torrent.leechers, false)] {
+                for (peer_id, peer) in store {
+                    if peer.worker == REMOTE_WORKER || !peer.last_seen.seen_since(cutoff) {
+                        continue;
+                    }
+                    let age = now.0.saturating_sub(peer.last_seen.time().0);
+                    out.push(PeerChange::WsUpsert(WsPeerUpsert {
+                        info_hash: torrent.info_hash,
+                        peer_id: *peer_id,
+                        seeder,
+                        completed: false,
+                        age_secs: u16::try_from(age).unwrap_or(u16::MAX),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The completed counts of the torrents stored, for a resync: each as a torrent
+    /// without peers (the peers go as changes, [`Self::save_local_changes`]). The time
+    /// arguments are [`Self::save`]'s, unused.
+    pub fn save_local(
+        &self,
+        _now: SecondsSinceServerStart,
+        _max_peer_age_secs: u32,
+        sink: &mut dyn super::saved::SaveSink,
+    ) {
+        for torrent in &self.torrents {
+            if torrent.completed > 0 {
+                sink.torrent(&torrent.info_hash, torrent.completed, 0);
+            }
+        }
+    }
+
+    /// Merges a torrent of another node's resync: its completed count, the larger of the
+    /// two, into the stored torrent or else the archive (the peers come as changes).
+    /// Returns the peers stored: none.
+    pub fn merge_torrent(
+        &mut self,
+        saved: &super::saved::SavedTorrent,
+        _now: SecondsSinceServerStart,
+        _max_peer_age_secs: u32,
+    ) -> usize {
+        let hash = self.ledger.hash(&saved.info_hash);
+        match self
+            .torrents
+            .find_mut(hash, |t| t.info_hash == saved.info_hash)
+        {
+            Some(torrent) => torrent.completed = torrent.completed.max(saved.completed),
+            None => self
+                .ledger
+                .archive_at_least(&saved.info_hash, saved.completed),
+        }
+        0
     }
 
     /// Hands the shard's completed counts to `sink`, each as an archived count: its
@@ -1979,5 +2349,314 @@ mod tests {
             few.stale_own_entries_skipped + many.stale_own_entries_skipped,
             0
         );
+    }
+
+    /// The cluster rules (see [`WsSwarmShard::record_changes`] and
+    /// [`WsSwarmShard::apply_remote_from`]).
+    mod cluster {
+        use super::*;
+
+        fn recording() -> Harness {
+            let mut h = Harness::new(LIMITS);
+            h.shard.record_changes(true, 600);
+            h
+        }
+
+        fn taken(h: &mut Harness) -> Vec<PeerChange> {
+            let mut out = Vec::new();
+            h.shard.take_changes(&mut out);
+            out
+        }
+
+        fn up(h: u8, id: u32, seeder: bool, completed: bool) -> PeerChange {
+            PeerChange::WsUpsert(WsPeerUpsert {
+                info_hash: hash(h),
+                peer_id: peer_id(id),
+                seeder,
+                completed,
+                age_secs: 0,
+            })
+        }
+
+        fn gone(h: u8, id: u32) -> PeerChange {
+            PeerChange::WsRemoved {
+                info_hash: hash(h),
+                peer_id: peer_id(id),
+            }
+        }
+
+        fn apply(h: &mut Harness, change: PeerChange, node: u32) -> bool {
+            let now = SecondsSinceServerStart(h.now);
+            h.shard.apply_remote_from(&change, node, now)
+        }
+
+        #[test]
+        fn nothing_is_recorded_unless_asked() {
+            let mut h = Harness::new(LIMITS);
+            h.announce(1, 1, 1, Some(1), Started);
+            h.announce(1, 1, 1, Some(1), Stopped);
+            assert!(taken(&mut h).is_empty());
+        }
+
+        #[test]
+        fn local_announces_record_what_the_other_nodes_need() {
+            let mut h = recording();
+            // A new peer, and a new torrent.
+            h.announce(1, 1, 1, Some(5), Started);
+            assert_eq!(taken(&mut h), [up(1, 1, false, false)]);
+            // A plain re-announce in the same window: nothing; in the next window: once.
+            h.now = 10;
+            h.announce(1, 1, 1, Some(5), NoEvent);
+            assert!(taken(&mut h).is_empty());
+            h.now = 600;
+            h.announce(1, 1, 1, Some(5), NoEvent);
+            h.announce(1, 1, 1, Some(5), NoEvent);
+            assert_eq!(taken(&mut h), [up(1, 1, false, false)]);
+            // A completion, at once, marked.
+            h.announce(1, 1, 1, Some(0), Completed);
+            assert_eq!(taken(&mut h), [up(1, 1, true, true)]);
+            // A status move without a completion.
+            h.announce(1, 1, 1, Some(3), NoEvent);
+            assert_eq!(taken(&mut h), [up(1, 1, false, false)]);
+            // A new peer id on the same connection: the old one leaves, the new one comes.
+            h.announce(1, 1, 2, Some(3), NoEvent);
+            assert_eq!(taken(&mut h), [gone(1, 1), up(1, 2, false, false)]);
+            // A second peer on another connection; then the first stops.
+            h.announce(1, 2, 7, None, Started);
+            h.announce(1, 1, 2, Some(3), Stopped);
+            assert_eq!(taken(&mut h), [up(1, 7, false, false), gone(1, 2)]);
+            // A connection closing.
+            h.close(2);
+            assert_eq!(taken(&mut h), [gone(1, 7)]);
+            // A stop of a peer that is not stored records nothing.
+            h.announce(1, 3, 9, Some(3), Stopped);
+            assert!(taken(&mut h).is_empty());
+        }
+
+        #[test]
+        fn a_conflict_records_the_removal_of_the_connections_own_entry() {
+            let mut h = recording();
+            h.announce(1, 1, 1, Some(5), Started);
+            h.announce(1, 2, 2, Some(5), Started);
+            taken(&mut h);
+            // Connection 2 now claims peer 1, connection 1's: refused, and its own entry
+            // (peer 2) goes.
+            assert_eq!(h.announce(1, 2, 1, Some(5), NoEvent), not_stored(0, 1));
+            assert_eq!(taken(&mut h), [gone(1, 2)]);
+        }
+
+        #[test]
+        fn a_remote_peer_is_an_offer_target_on_its_node() {
+            let mut h = Harness::new(LIMITS);
+            assert!(apply(&mut h, up(1, 50, true, false), 3));
+            assert_eq!(h.shard.num_remote_peers(), 1);
+            assert_eq!(h.scrape(1), scrape(1, 0, 0));
+            assert_eq!(h.announce(1, 1, 1, Some(5), Started), stored(1, 1));
+            assert_eq!(h.out, [(peer_id(50), ConnectionRef::remote(3))]);
+            assert_eq!(ConnectionRef::remote(3).remote_node(), Some(3));
+            assert_eq!(conn(3).remote_node(), None);
+            assert_eq!(
+                h.shard.connection_of(&hash(1), &peer_id(50)),
+                Some(ConnectionRef::remote(3))
+            );
+        }
+
+        #[test]
+        fn a_remote_peer_id_is_another_connections_here() {
+            let mut h = recording();
+            apply(&mut h, up(1, 50, false, false), 3);
+            // A local connection announcing it: a conflict, nothing stored or recorded.
+            assert_eq!(h.announce(1, 1, 50, Some(5), Started), not_stored(0, 1));
+            assert_eq!(h.shard.num_peer_id_conflicts(), 1);
+            assert!(taken(&mut h).is_empty());
+            // Closing that connection leaves the remote peer alone.
+            h.close(1);
+            assert_eq!(h.scrape(1), scrape(0, 0, 1));
+        }
+
+        #[test]
+        fn a_local_peer_wins_over_another_nodes_upsert_of_its_id() {
+            let mut h = Harness::new(LIMITS);
+            h.announce(1, 1, 1, Some(5), Started);
+            assert!(!apply(&mut h, up(1, 1, true, false), 3));
+            assert_eq!(h.scrape(1), scrape(0, 0, 1));
+            assert_eq!(h.shard.connection_of(&hash(1), &peer_id(1)), Some(conn(1)));
+            // Nor can another node remove it.
+            assert!(!apply(&mut h, gone(1, 1), 3));
+            assert_eq!(h.scrape(1), scrape(0, 0, 1));
+            assert_eq!(h.shard.num_remote_peers(), 0);
+        }
+
+        #[test]
+        fn a_peer_moving_between_nodes_is_removed_only_by_its_new_node() {
+            let mut h = Harness::new(LIMITS);
+            apply(&mut h, up(1, 50, false, false), 3);
+            // It announced on node 4 now, as a seeder.
+            assert!(apply(&mut h, up(1, 50, true, false), 4));
+            assert_eq!(h.scrape(1), scrape(1, 0, 0));
+            assert_eq!(
+                h.shard.connection_of(&hash(1), &peer_id(50)),
+                Some(ConnectionRef::remote(4))
+            );
+            // Node 3's late removal does nothing; node 4's removes it, and the torrent.
+            assert!(!apply(&mut h, gone(1, 50), 3));
+            assert_eq!(h.scrape(1), scrape(1, 0, 0));
+            assert!(apply(&mut h, gone(1, 50), 4));
+            assert_eq!(h.shard.num_torrents(), 0);
+            assert_eq!(h.shard.num_remote_peers(), 0);
+        }
+
+        #[test]
+        fn a_completion_counts_once_per_change_even_where_the_peer_is_refused() {
+            let mut h = Harness::new(SwarmLimits {
+                max_peers_per_torrent: 1,
+                ..LIMITS
+            });
+            apply(&mut h, up(1, 50, true, true), 3);
+            assert_eq!(h.scrape(1), scrape(1, 1, 0));
+            // A second peer does not fit, but its completion counts.
+            assert!(apply(&mut h, up(1, 51, true, true), 3));
+            assert_eq!(h.scrape(1), scrape(1, 2, 0));
+            assert_eq!(h.shard.num_rejected_by_limits(), 1);
+            assert_eq!(h.shard.num_completed(), 2);
+        }
+
+        /// A client that announces to two nodes is each one's own peer; its completion
+        /// counts once on each, whichever node hears of it first.
+        #[test]
+        fn a_completion_announced_to_two_nodes_counts_once() {
+            for a_first in [true, false] {
+                let (mut a, mut b) = (recording(), recording());
+                a.announce(1, 1, 1, Some(5), Started);
+                b.announce(1, 1, 1, Some(5), Started);
+                a.announce(1, 1, 1, Some(0), Completed);
+                let from_a = taken(&mut a);
+                if a_first {
+                    for change in from_a.clone() {
+                        apply(&mut b, change, 0);
+                    }
+                }
+                b.announce(1, 1, 1, Some(0), Completed);
+                let from_b = taken(&mut b);
+                for change in from_b {
+                    apply(&mut a, change, 1);
+                }
+                if !a_first {
+                    for change in from_a {
+                        apply(&mut b, change, 0);
+                    }
+                }
+                assert_eq!(a.scrape(1), scrape(1, 1, 0), "a first: {a_first}");
+                assert_eq!(b.scrape(1), scrape(1, 1, 0), "a first: {a_first}");
+            }
+        }
+
+        #[test]
+        fn remote_peers_expire_and_are_never_sent_back() {
+            let mut h = Harness::new(LIMITS);
+            h.now = 100;
+            let aged = PeerChange::WsUpsert(WsPeerUpsert {
+                info_hash: hash(1),
+                peer_id: peer_id(50),
+                seeder: false,
+                completed: false,
+                age_secs: 30,
+            });
+            apply(&mut h, aged, 3);
+            h.announce(1, 1, 1, Some(5), Started);
+            h.now = 110;
+            let mut own = Vec::new();
+            h.shard
+                .save_local_changes(SecondsSinceServerStart(h.now), 3600, &mut own);
+            let own_age = PeerChange::WsUpsert(WsPeerUpsert {
+                info_hash: hash(1),
+                peer_id: peer_id(1),
+                seeder: false,
+                completed: false,
+                age_secs: 10,
+            });
+            assert_eq!(own, [own_age]);
+            // Seen at 70 there: gone at a cleaning after 70 + 100.
+            let stats = h.shard.clean(SecondsSinceServerStart(171), 100);
+            assert_eq!(stats.removed_peers, 1);
+            assert_eq!(h.shard.num_remote_peers(), 0);
+            assert_eq!(h.scrape(1), scrape(0, 0, 1));
+        }
+
+        #[test]
+        fn ip_changes_are_not_this_swarms() {
+            let mut h = Harness::new(LIMITS);
+            let ip = PeerChange::Removed {
+                info_hash: hash(1),
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                port: 1,
+            };
+            assert!(!apply(&mut h, ip, 3));
+        }
+
+        /// What a node holds of a torrent: peer id to (seeder, node), where a local
+        /// peer's node is the node itself.
+        fn view(shard: &WsSwarmShard, me: u32) -> BTreeMap<(u8, u32), (bool, u32)> {
+            let mut view = BTreeMap::new();
+            for torrent in &shard.torrents {
+                for (store, seeder) in [(&torrent.seeders, true), (&torrent.leechers, false)] {
+                    for (id, peer) in store {
+                        let node = peer.connection().remote_node().unwrap_or(me);
+                        view.insert((torrent.info_hash.0[0], peer_number(id)), (seeder, node));
+                    }
+                }
+            }
+            view
+        }
+
+        proptest! {
+            /// Two nodes, each with its own connections, announcing, stopping and
+            /// closing at random, each applying the other's changes as they come: at
+            /// any point after the changes are exchanged, both hold the same peers with
+            /// the same status, each peer on the node where its connection is, and the
+            /// same counts, completions included. (Peer ids
+            /// are per node here, as different browsers' are; the limits never bind.)
+            #[test]
+            fn two_nodes_that_exchange_their_changes_hold_the_same_swarm(
+                ops in proptest::collection::vec(
+                    (0u32..2, 0u8..3, 0u64..4, 0u32..3, proptest::option::of(0u64..2), 0u8..5),
+                    1..120,
+                ),
+            ) {
+                let mut nodes = [recording(), recording()];
+                for (node, h, c, id, left, what) in ops {
+                    let n = node as usize;
+                    let me = &mut nodes[n];
+                    // Node-distinct peer ids and connections.
+                    let id = node * 100 + id;
+                    match what {
+                        0 => { me.announce(h, c, id, left, Started); }
+                        1 => { me.announce(h, c, id, left, NoEvent); }
+                        2 => { me.announce(h, c, id, left, Stopped); }
+                        3 => { me.announce(h, c, id, left, Completed); }
+                        _ => me.close(c),
+                    }
+                    me.now += 1;
+                    let now = me.now;
+                    let changes = taken(me);
+                    let other = &mut nodes[1 - n];
+                    other.now = other.now.max(now);
+                    for change in changes {
+                        apply(other, change, node);
+                    }
+                    prop_assert_eq!(view(&nodes[0].shard, 0), view(&nodes[1].shard, 1));
+                    for h in 0..3 {
+                        prop_assert_eq!(nodes[0].scrape(h), nodes[1].scrape(h));
+                    }
+                }
+                for (n, h) in nodes.iter().enumerate() {
+                    let remote = view(&h.shard, n as u32)
+                        .values()
+                        .filter(|(_, node)| *node != n as u32)
+                        .count();
+                    prop_assert_eq!(h.shard.num_remote_peers(), remote);
+                }
+            }
+        }
     }
 }
