@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end test of a tracker with real BitTorrent clients, all on loopback.
-# Usage: scripts/e2e.sh udp|http|https|private|ws|wss [extra args for the test, e.g. --timeout 180]
+# Usage: scripts/e2e.sh udp|http|https|private|ws|wss|ws-cluster [extra args for the test, e.g. --timeout 180]
 # Environment: SHOAL_E2E_PROFILE=release (default) or debug, the build to test.
 #
 # udp, http, https: e2e/real_clients.py (libtorrent seeding, aria2c and then
@@ -13,16 +13,17 @@
 # ws, wss: e2e/ws/run.mjs (two WebTorrent clients in Node, WebRTC between them)
 # against tracker_ws, in a network namespace of its own whose only interface is
 # lo, so that WebRTC, which offers every interface it sees, stays on loopback;
-# wss as https.
+# wss as https; ws-cluster with the two clients on two tracker_ws nodes of one
+# cluster over a nats-server (Debian's package), started in the same namespace.
 set -euo pipefail
 
-usage="usage: scripts/e2e.sh udp|http|https|private|ws|wss [args]"
+usage="usage: scripts/e2e.sh udp|http|https|private|ws|wss|ws-cluster [args]"
 protocol="${1:?$usage}"
 shift
 case "$protocol" in
     udp) tracker=tracker_udp ;;
     http | https | private) tracker=tracker_http ;;
-    ws | wss) tracker=tracker_ws ;;
+    ws | wss | ws-cluster) tracker=tracker_ws ;;
     *)
         echo "$usage" >&2
         exit 2
@@ -76,6 +77,12 @@ for i in "${!args[@]}"; do
     fi
 done
 summary="e2e $protocol real clients"
+if [ "$protocol" = ws-cluster ]; then
+    ws_args=(--protocol ws --cluster)
+    summary="e2e ws cluster real clients"
+else
+    ws_args=(--protocol "$protocol")
+fi
 
 # A new network namespace: as root directly, otherwise inside a new user
 # namespace (where we are root too). Whichever works; none is a failure.
@@ -94,7 +101,7 @@ fi
 status=0
 timeout --kill-after=10 "$((budget + 30))" "${netns[@]}" -- \
     sh -c 'ip link set lo up && exec "$@"' sh \
-    node e2e/ws/run.mjs --protocol "$protocol" --tracker-bin "$tracker_bin" "$@" ||
+    node e2e/ws/run.mjs "${ws_args[@]}" --tracker-bin "$tracker_bin" "$@" ||
     status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
     echo "the test did not end within $((budget + 30)) s and was killed"

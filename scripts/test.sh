@@ -24,6 +24,7 @@ scripts/e2e-http.sh
 scripts/e2e-https.sh
 scripts/e2e-ws.sh
 scripts/e2e-wss.sh
+scripts/e2e-ws-cluster.sh
 scripts/e2e-metrics-page.sh
 scripts/e2e-private.sh
 scripts/e2e-cluster.sh

@@ -19,6 +19,7 @@ import { createReadStream, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 
+import parseTorrent from 'parse-torrent'
 import WebTorrent from 'webtorrent'
 
 function report (event, fields = {}) {
@@ -41,8 +42,9 @@ function sha256File (path) {
 }
 
 const [role, ...args] = process.argv.slice(2)
-if (!['seed', 'download'].includes(role) || args.length !== (role === 'seed' ? 3 : 2)) {
-  process.stderr.write('usage: client.mjs seed PAYLOAD ANNOUNCE_URL TORRENT_OUT | download TORRENT_FILE OUT_DIR\n')
+const argsOk = role === 'seed' ? args.length === 3 : [2, 3].includes(args.length)
+if (!['seed', 'download'].includes(role) || !argsOk) {
+  process.stderr.write('usage: client.mjs seed PAYLOAD ANNOUNCE_URL TORRENT_OUT | download TORRENT_FILE OUT_DIR [ANNOUNCE_URL]\n')
   process.exit(2)
 }
 
@@ -94,9 +96,15 @@ if (role === 'seed') {
   })
   watch(torrent)
 } else {
-  const [torrentFile, outDir] = args
+  // An optional third argument replaces the torrent's trackers (another node of a
+  // cluster than the seeder's).
+  const [torrentFile, outDir, announceUrl] = args
   const started = Date.now()
-  const torrent = client.add(readFileSync(torrentFile), { path: outDir })
+  // The client adds `announce` options to the torrent's own trackers: replacing
+  // them takes the parsed torrent.
+  const parsed = await parseTorrent(readFileSync(torrentFile))
+  if (announceUrl) parsed.announce = [announceUrl]
+  const torrent = client.add(parsed, { path: outDir })
   watch(torrent)
   torrent.on('done', async () => {
     const file = torrent.files[0]

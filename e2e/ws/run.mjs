@@ -4,6 +4,13 @@
 //
 //   node e2e/ws/run.mjs --protocol ws  --tracker-bin target/release/tracker_ws
 //   node e2e/ws/run.mjs --protocol wss --tracker-bin target/release/tracker_ws
+//   node e2e/ws/run.mjs --protocol ws  --tracker-bin target/release/tracker_ws --cluster
+//
+// With --cluster, two trackers are nodes of one cluster over a nats-server
+// (Debian's package, started here on a loopback port): the seeder announces to
+// node A, the downloader to node B, so that they find each other, and their
+// offers and answers travel, only through the cluster; every scrape below is
+// asked of both nodes, which must agree.
 //
 // It must run in a network namespace whose only interface is `lo` (that is how
 // scripts/e2e-ws.sh starts it: `unshare -n`), so that every packet, the
@@ -211,6 +218,11 @@ class Run {
     this.children = []
     this.cleaningUp = false
     this.tracker = null
+    // With --cluster: the nats-server, node B and its URL.
+    this.nats = null
+    this.natsUrl = null
+    this.trackerB = null
+    this.urlB = null
     this.seeder = null
     this.downloader = null
     this.certPath = null
@@ -276,7 +288,7 @@ class Run {
     log(`self-signed certificate for ${LOOPBACK}: ${this.certPath}`)
   }
 
-  trackerConfig () {
+  trackerConfig (node) {
     // debug: the tracker logs every message it cannot parse ("bad message"),
     // which the test looks for.
     let text = 'log_level = "debug"\n[network]\n' + `address = "${LOOPBACK}:0"\n`
@@ -288,33 +300,69 @@ class Run {
     // A statistics line each second (relayed offers and answers, connections,
     // peers) for the log printed on failure.
     text += '[statistics]\ninterval_secs = 1\n'
+    if (node) {
+      // Two trackers side by side: metrics on ports of their own choosing.
+      text += '[metrics]\naddress = "127.0.0.1:0"\n'
+      text += '[cluster]\nenabled = true\n' + `nats_url = ${JSON.stringify(this.natsUrl)}\n` +
+        `name = "e2e"\nnode_id = "${node}"\n`
+    }
     return text
   }
 
-  async startTracker () {
-    const config = join(this.tmp, 'tracker.toml')
-    writeFileSync(config, this.trackerConfig())
-    log(`starting the tracker: ${this.args['tracker-bin']} -c ${config}`)
-    this.tracker = this.start('tracker', this.args['tracker-bin'], ['-c', config])
-    const pattern = new RegExp(`listening on ${this.protocol}://127\\.0\\.0\\.1:(\\d+)`)
-    const end = Date.now() + this.cap(10) * 1000
+  /** With --cluster: a nats-server on a loopback port of its choosing. */
+  async startNats () {
+    this.nats = this.start('nats-server', '/usr/sbin/nats-server', ['-a', LOOPBACK, '-p', '-1'])
+    const m = await this.waitLine(this.nats, /Listening for client connections on [^:]+:(\d+)/, 10)
+    this.natsUrl = `nats://${LOOPBACK}:${m[1]}`
+    log(`nats-server listens on ${this.natsUrl}`)
+  }
+
+  /** Waits for a line of `child`'s stderr to match `pattern`; the match. */
+  async waitLine (child, pattern, seconds) {
+    const end = Date.now() + this.cap(seconds) * 1000
     for (;;) {
-      for (const line of this.tracker.stderr) {
+      for (const line of child.stderr) {
         const m = pattern.exec(line)
-        if (m) {
-          this.port = Number(m[1])
-          this.url = `${this.protocol}://${LOOPBACK}:${this.port}`
-          log(`tracker listens on ${this.url}`)
-          return
-        }
+        if (m) return m
       }
-      if (!this.tracker.running()) {
-        throw new TestFailure(`the tracker exited early (${describeExit(this.tracker.exit)})`)
+      if (!child.running()) {
+        throw new TestFailure(`the ${child.name} exited early (${describeExit(child.exit)})`)
       }
       if (Date.now() >= end) {
-        throw new TestFailure(`the tracker did not log "listening on ${this.protocol}://127.0.0.1:PORT" within 10 s`)
+        throw new TestFailure(`the ${child.name} did not log ${pattern} within ${seconds} s`)
       }
       await sleep(50)
+    }
+  }
+
+  /** Starts a tracker (cluster node `node`, if given); its process and URL. */
+  async startOneTracker (name, node) {
+    const config = join(this.tmp, `${name}.toml`)
+    writeFileSync(config, this.trackerConfig(node))
+    log(`starting the ${name}: ${this.args['tracker-bin']} -c ${config}`)
+    const tracker = this.start(name, this.args['tracker-bin'], ['-c', config])
+    const pattern = new RegExp(`listening on ${this.protocol}://127\\.0\\.0\\.1:(\\d+)`)
+    const m = await this.waitLine(tracker, pattern, 10)
+    const url = `${this.protocol}://${LOOPBACK}:${m[1]}`
+    log(`the ${name} listens on ${url}`)
+    return { tracker, port: Number(m[1]), url }
+  }
+
+  async startTracker () {
+    if (this.args.cluster) await this.startNats()
+    const a = await this.startOneTracker('tracker', this.args.cluster ? 'a' : null)
+    this.tracker = a.tracker
+    this.port = a.port
+    this.url = a.url
+    if (this.args.cluster) {
+      const b = await this.startOneTracker('tracker B', 'b')
+      this.trackerB = b.tracker
+      this.urlB = b.url
+      // Each node logs the other's first resync once it has heard it.
+      for (const [tracker, other] of [[this.tracker, 'b'], [this.trackerB, 'a']]) {
+        await this.waitLine(tracker, new RegExp(`resync from node ${other}`), 15)
+      }
+      log('the nodes hear each other')
     }
   }
 
@@ -342,11 +390,11 @@ class Run {
     throw new TestFailure('the wss tracker answered a plain ws:// scrape')
   }
 
-  async scrape () {
+  async scrape (url = this.url) {
     let problem = null
     for (let attempt = 0; attempt < 4; attempt++) {
       try {
-        return await scrapeOnce(this.WebSocket, this.url, this.infoHash, this.ca, 3)
+        return await scrapeOnce(this.WebSocket, url, this.infoHash, this.ca, 3)
       } catch (err) {
         if (err instanceof TestFailure) throw err
         if (/certificate/i.test(err.message)) {
@@ -356,7 +404,7 @@ class Run {
         await sleep(200)
       }
     }
-    throw new TestFailure(`no scrape answer from ${this.url} after 4 tries (${problem})`)
+    throw new TestFailure(`no scrape answer from ${url} after 4 tries (${problem})`)
   }
 
   /** Scrapes until `want(counts)` holds or `seconds` pass; returns the counts. */
@@ -365,10 +413,17 @@ class Run {
     let last = null
     for (;;) {
       const counts = await this.scrape()
-      const text = `seeders=${counts.complete} leechers=${counts.incomplete} completed=${counts.downloaded}`
+      let text = `seeders=${counts.complete} leechers=${counts.incomplete} completed=${counts.downloaded}`
+      let wanted = want(counts)
+      if (this.urlB) {
+        // A cluster: node B must say the same.
+        const b = await this.scrape(this.urlB)
+        text = `node A ${text}; node B seeders=${b.complete} leechers=${b.incomplete} completed=${b.downloaded}`
+        wanted = wanted && want(b)
+      }
       if (text !== last) log(`scrape: ${text}`)
       last = text
-      if (want(counts)) return counts
+      if (wanted) return counts
       if (Date.now() >= end) throw new TestFailure(`scrape never showed ${describe}; last: ${text}`)
       await sleep(200)
     }
@@ -395,8 +450,10 @@ class Run {
     const outDir = join(this.tmp, 'download')
     mkdirSync(outDir)
     const started = Date.now()
+    // In a cluster the downloader asks node B only: the seeder is on node A.
+    const announce = this.urlB ? [this.urlB] : []
     this.downloader = this.start('downloader', process.execPath, [
-      join(HERE, 'client.mjs'), 'download', this.torrentPath, outDir
+      join(HERE, 'client.mjs'), 'download', this.torrentPath, outDir, ...announce
     ], this.clientEnv())
     const done = await this.downloader.waitEvent('done', this.cap(30), 'download done')
     log(`download done in ${((Date.now() - started) / 1000).toFixed(1)} s ` +
@@ -437,18 +494,21 @@ class Run {
   }
 
   checkTrackerParsedAll () {
-    const bad = this.tracker.stderr.filter(line => line.includes('bad message'))
+    const trackers = [this.tracker, this.trackerB].filter(t => t !== null)
+    const bad = trackers.flatMap(t => t.stderr.filter(line => line.includes('bad message')))
     if (bad.length > 0) {
       throw new TestFailure(`the tracker could not parse messages of the real clients:\n${bad.join('\n')}`)
     }
   }
 
   async stopTracker () {
-    log('stopping the tracker with SIGTERM')
-    this.tracker.proc.kill('SIGTERM')
-    const exit = await this.tracker.waitExit(this.cap(10))
-    if (exit.code !== 0) throw new TestFailure(`the tracker exited with ${describeExit(exit)} after SIGTERM, expected status 0`)
-    log('the tracker exited with status 0')
+    for (const tracker of [this.tracker, this.trackerB].filter(t => t !== null)) {
+      log(`stopping the ${tracker.name} with SIGTERM`)
+      tracker.proc.kill('SIGTERM')
+      const exit = await tracker.waitExit(this.cap(10))
+      if (exit.code !== 0) throw new TestFailure(`the ${tracker.name} exited with ${describeExit(exit)} after SIGTERM, expected status 0`)
+      log(`the ${tracker.name} exited with status 0`)
+    }
   }
 
   async run () {
@@ -527,11 +587,12 @@ async function main () {
       'tracker-bin': { type: 'string' },
       timeout: { type: 'string', default: '60' },
       'keep-tmp': { type: 'boolean', default: false },
+      cluster: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false }
     }
   })
   if (!['ws', 'wss'].includes(args.protocol) || !args['tracker-bin']) {
-    process.stderr.write('usage: node e2e/ws/run.mjs --protocol ws|wss --tracker-bin PATH [--timeout SECS] [--keep-tmp] [--verbose]\n')
+    process.stderr.write('usage: node e2e/ws/run.mjs --protocol ws|wss --tracker-bin PATH [--cluster] [--timeout SECS] [--keep-tmp] [--verbose]\n')
     return 2
   }
   args.timeout = Number(args.timeout)
@@ -539,7 +600,7 @@ async function main () {
   // environment says.
   delete process.env.NODE_TLS_REJECT_UNAUTHORIZED
   args['tracker-bin'] = resolve(args['tracker-bin'])
-  const summary = `e2e ${args.protocol} real clients`
+  const summary = `e2e ${args.protocol}${args.cluster ? ' cluster' : ''} real clients`
 
   let WebSocket
   try {
