@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::{
     Client, announce, answer, info_hash, offer_id, offers, peer_id, sdp, start, test_config,
 };
-use tracker_common::testing::http_get;
 use tracker_common::testing::nats::TestNats;
+use tracker_common::testing::{Spawned, http_get, temp_dir};
 use tracker_ws::Tracker;
 use tracker_ws_protocol::{AnnounceEvent, AnnounceRequest, ParsedOutMessage};
 
@@ -292,4 +292,66 @@ fn a_node_that_starts_later_learns_the_webtorrent_peers_by_resync() {
     }
     a.shutdown();
     c.shutdown();
+}
+
+/// A node as a process of its own, to be killed.
+fn node_process(nats: &TestNats, id: &str, dir: &std::path::Path) -> Spawned {
+    let config = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[network]\naddress = \"127.0.0.1:0\"\n[statistics]\ninterval_secs = 0\n\
+             [metrics]\naddress = \"127.0.0.1:0\"\n[ws]\nmax_connections_per_ip = 0\n\
+             [cluster]\nenabled = true\nnats_url = {:?}\nname = \"ws-test\"\n\
+             node_id = \"{id}\"\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    Spawned::start(env!("CARGO_BIN_EXE_tracker_ws").as_ref(), &config)
+}
+
+/// The peers on a node's connections are reachable only through it: when its process
+/// dies (no departure is ever published), the other nodes drop them once they have not
+/// heard it for a while, and a node restarted under the same id starts afresh.
+#[test]
+fn the_peers_of_a_node_that_dies_leave_the_others() {
+    let nats = TestNats::start().unwrap_or_else(|err| panic!("{err:#}"));
+    let dir = temp_dir("ws-cluster-node-dies");
+    let b = node(&nats, "b", 600);
+    let mut a = node_process(&nats, "a", &dir);
+    wait_for("B hears A", || figure(&b, "live_nodes") == 1);
+
+    let mut client = Client::connect(a.addr);
+    client.announce_counts(announce(
+        info_hash(1),
+        peer_id(1),
+        Some(10),
+        AnnounceEvent::Started,
+    ));
+    wait_for("B holds A's peer", || scrape(&b, 1) == (0, 0, 1));
+
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let took = wait_for("B drops the dead node's peer", || {
+        scrape(&b, 1) == (0, 0, 0)
+    });
+    println!("the dead node's peer left B {took:?} after the kill");
+    assert_eq!(figure(&b, "live_nodes"), 0);
+
+    // Restarted under the same id: heard as a node again, its new peers shared.
+    let a = node_process(&nats, "a", &dir);
+    wait_for("B hears A again", || figure(&b, "live_nodes") == 1);
+    let mut client = Client::connect(a.addr);
+    client.announce_counts(announce(
+        info_hash(1),
+        peer_id(2),
+        Some(0),
+        AnnounceEvent::Started,
+    ));
+    wait_for("B holds the restarted node's peer", || {
+        scrape(&b, 1) == (1, 0, 0)
+    });
+    drop(a);
+    b.shutdown();
 }

@@ -37,6 +37,10 @@ const PAYLOAD_MARGIN: usize = 1024;
 const SUBSCRIPTION_CAPACITY: usize = 1024;
 /// A node not heard for this long is not asked for a resync.
 const LIVE_FOR: Duration = Duration::from_secs(3);
+/// A node not heard for this long is gone: forgotten (heard again, it is new, and this
+/// node resyncs from it), and the peers that live on its connections (WebTorrent peers,
+/// reachable only through it) are dropped.
+pub const NODE_GONE_AFTER: Duration = Duration::from_secs(10);
 /// Other nodes tracked at most (a bus shared by a misconfigured fleet cannot grow the
 /// table without bound).
 const MAX_NODES: usize = 4096;
@@ -397,7 +401,20 @@ impl Bus {
                     {
                         self.publish(&client, &mut out).await;
                     }
-                    nodes.retain(|_, node| now.duration_since(node.last_heard) < LIVE_FOR * 20);
+                    let gone: Vec<(String, u32)> = nodes
+                        .iter()
+                        .filter(|(_, node)| now.duration_since(node.last_heard) >= NODE_GONE_AFTER)
+                        .map(|(id, node)| (id.clone(), node.number))
+                        .collect();
+                    for (id, number) in gone {
+                        nodes.remove(&id);
+                        log::warn!(
+                            "cluster: node {id} not heard for {} s: gone, its connections' \
+                             peers are dropped here",
+                            NODE_GONE_AFTER.as_secs()
+                        );
+                        self.forget_node(number);
+                    }
                     let live: Vec<&String> = nodes
                         .iter()
                         .filter(|(_, node)| now.duration_since(node.last_heard) < LIVE_FOR)
@@ -565,7 +582,10 @@ impl Bus {
                 state.last_heard = now;
             }
             Some(state) => {
-                // The node restarted: a new epoch, whose sequence starts anywhere.
+                // The node restarted: a new epoch, whose sequence starts anywhere. The
+                // connections of the process that was are gone, and their peers with
+                // them, before the new process's changes.
+                self.forget_node(number);
                 *state = NodeState {
                     number,
                     epoch: header.epoch,
@@ -621,6 +641,17 @@ impl Bus {
 }
 
 impl Bus {
+    /// Tells every request worker that node `number`'s connections are gone. A worker
+    /// whose channel is full misses it (counted as a dropped change): that node's
+    /// peers then expire by age.
+    fn forget_node(&self, number: u32) {
+        for worker in &self.workers {
+            if worker.try_send(ShardMessage::NodeGone(number), 1).is_err() {
+                add(&self.statistics.changes_dropped_incoming, 1);
+            }
+        }
+    }
+
     /// Publishes offers and answers to the nodes of their peers, in as few messages as
     /// the server's payload limit allows. Dropped and counted while the bus is down (the
     /// client would only queue them, and WebRTC signalling is worth nothing late) or for

@@ -27,7 +27,10 @@
 //! node's number ([`ChangeOutbox::send_relays`], bounded by bytes) and published at once
 //! on `shoal.<name>.relay.<node_id>`; the node that receives it routes it to the request
 //! worker that owns the torrent, which hands it to the peer's connection if the peer is
-//! still there (`RequestHandler::relay`).
+//! still there (`RequestHandler::relay`). A node not heard for [`bus::NODE_GONE_AFTER`],
+//! or heard under a new epoch (restarted), is gone: its peers that live on its
+//! connections are dropped (`Shard::forget_node`), since nobody can reach them; IP
+//! peers stay, reachable at their addresses, and expire by age.
 //!
 //! # Catching up
 //! A batch is published at least every [`HEARTBEAT`] (empty if nothing changed), with a
@@ -314,6 +317,9 @@ pub enum ShardMessage {
     /// Offers and answers from other nodes for WebTorrent peers of the worker's
     /// torrents, to hand to their connections.
     Relays(Vec<ClusterRelay>),
+    /// The node of this number is gone (not heard for a while, or restarted): the
+    /// peers that live on its connections go.
+    NodeGone(u32),
 }
 
 impl ShardMessage {
@@ -323,7 +329,7 @@ impl ShardMessage {
         match self {
             Self::Changes { changes, .. } => changes.len().max(1),
             Self::Merge(torrents) => torrents.iter().map(|t| t.peers.len().max(1)).sum(),
-            Self::Save { .. } => 1,
+            Self::Save { .. } | Self::NodeGone(_) => 1,
             Self::Relays(relays) => relays
                 .iter()
                 .map(|relay| relay.weight().div_ceil(MAX_CHANGE_BYTES))

@@ -170,6 +170,11 @@ pub trait Shard: Send + 'static {
     fn num_remote_peers(&self) -> usize {
         0
     }
+    /// Cluster node `node` is gone: removes the peers that live on its connections;
+    /// returns how many.
+    fn forget_node(&mut self, _node: u32) -> usize {
+        0
+    }
 }
 
 /// `changes` as change batches of at most `max_bytes` each (a resync's chunks).
@@ -286,6 +291,9 @@ macro_rules! impl_shard {
         }
         fn num_remote_peers(&self) -> usize {
             <$shard>::num_remote_peers(self)
+        }
+        fn forget_node(&mut self, node: u32) -> usize {
+            <$shard>::forget_node(self, node)
         }
     };
 }
@@ -816,6 +824,9 @@ impl<H: RequestHandler> RequestWorker<H> {
                         self.swarm.shard.apply_remote(change, node, now);
                     }
                     add(&statistics.changes_applied, changes.len() as u64);
+                }
+                ShardMessage::NodeGone(node) => {
+                    self.swarm.shard.forget_node(node);
                 }
                 ShardMessage::Merge(torrents) => {
                     for torrent in &torrents {

@@ -379,6 +379,13 @@ impl SwarmShard {
         self.apply_remote(change, now)
     }
 
+    /// Nothing: IP peers do not live on a node's connections, they are reachable at
+    /// their address whatever becomes of the node they announced to, and expire by age.
+    /// (The shard trait's form, for the WebTorrent swarm.) Returns 0.
+    pub fn forget_node(&mut self, _node: u32) -> usize {
+        0
+    }
+
     /// Nothing: a resync sends IP peers in [`Self::save_local`]'s chunks. (The shard
     /// trait's form, which the WebTorrent swarm's peers, without addresses, need.)
     pub fn save_local_changes(

@@ -831,6 +831,35 @@ impl WsSwarmShard {
         }
     }
 
+    /// Cluster node `node` is gone (its process stopped or restarted): the peers on its
+    /// connections, which nobody can reach any more, are removed (as its removals would
+    /// remove them), and torrents left empty with them. Returns how many. A walk over
+    /// every torrent: it happens when a node goes.
+    pub fn forget_node(&mut self, node: u32) -> usize {
+        let owner = ConnectionRef::remote(node);
+        let mut theirs = Vec::new();
+        for torrent in &self.torrents {
+            for store in [&torrent.seeders, &torrent.leechers] {
+                for (peer_id, peer) in store {
+                    if peer.connection() == owner {
+                        theirs.push((torrent.info_hash, *peer_id));
+                    }
+                }
+            }
+        }
+        let now = SecondsSinceServerStart(0);
+        theirs
+            .into_iter()
+            .filter(|(info_hash, peer_id)| {
+                let removal = PeerChange::WsRemoved {
+                    info_hash: *info_hash,
+                    peer_id: *peer_id,
+                };
+                self.apply_remote_from(&removal, node, now)
+            })
+            .count()
+    }
+
     /// [`Self::apply_remote_from`] of an upsert.
     fn apply_upsert(
         &mut self,
@@ -2581,6 +2610,22 @@ mod tests {
             assert_eq!(stats.removed_peers, 1);
             assert_eq!(h.shard.num_remote_peers(), 0);
             assert_eq!(h.scrape(1), scrape(0, 0, 1));
+        }
+
+        #[test]
+        fn a_gone_node_takes_its_peers_and_no_other() {
+            let mut h = Harness::new(LIMITS);
+            h.announce(1, 1, 1, Some(5), Started);
+            apply(&mut h, up(1, 50, true, false), 3);
+            apply(&mut h, up(1, 51, false, false), 4);
+            apply(&mut h, up(2, 52, false, true), 3);
+            assert_eq!(h.shard.num_remote_peers(), 3);
+            assert_eq!(h.shard.forget_node(3), 2);
+            assert_eq!(h.scrape(1), scrape(0, 0, 2));
+            // Torrent 2 went with its only peer; its completed count is archived.
+            assert_eq!(h.shard.num_torrents(), 1);
+            assert_eq!(h.shard.num_remote_peers(), 1);
+            assert_eq!(h.shard.forget_node(3), 0);
         }
 
         #[test]
