@@ -13,7 +13,7 @@ use common::{
     Client, announce, answer, info_hash, offer_id, offers, peer_id, sdp, start, test_config,
 };
 use tracker_common::testing::nats::TestNats;
-use tracker_common::testing::{Spawned, http_get, temp_dir};
+use tracker_common::testing::{Spawned, http_get, server_port, temp_dir};
 use tracker_ws::Tracker;
 use tracker_ws_protocol::{AnnounceEvent, AnnounceRequest, ParsedOutMessage};
 
@@ -354,4 +354,47 @@ fn the_peers_of_a_node_that_dies_leave_the_others() {
     });
     drop(a);
     b.shutdown();
+}
+
+/// WebSocket nodes keep to subjects of their own, with `ws` after the cluster's name, so
+/// that they can share a NATS server and a cluster name with UDP and HTTP nodes without
+/// the two kinds of swarm mixing: read from the server's own list of subscriptions.
+#[test]
+fn webtorrent_swarms_have_subjects_of_their_own() {
+    let monitor = server_port().unwrap();
+    let monitor_port = monitor.to_string();
+    let nats = TestNats::start_with(&["-m", &monitor_port]).unwrap_or_else(|err| panic!("{err:#}"));
+    let w = node(&nats, "w", 600);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], monitor));
+    let mut subjects = Vec::new();
+    wait_for("the node's subscriptions are listed", || {
+        let (status, body) = http_get(addr, "/connz?subs=1");
+        assert_eq!(status, 200, "{body}");
+        let connz: serde_json::Value = serde_json::from_str(&body).unwrap();
+        subjects = connz["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["name"] == "shoal w")
+            .flat_map(|c| {
+                c["subscriptions_list"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .filter(|s| !s.starts_with("_INBOX"))
+            .collect();
+        subjects.len() >= 3
+    });
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "shoal.ws-test.ws.peers.*",
+            "shoal.ws-test.ws.relay.w",
+            "shoal.ws-test.ws.sync.w"
+        ]
+    );
+    w.shutdown();
 }

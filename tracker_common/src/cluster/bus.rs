@@ -75,6 +75,10 @@ pub struct Bus {
     pub shutdown: ShutdownFlag,
     /// The connection's options, made at start (they read the credentials file).
     pub options: Option<ConnectOptions>,
+    /// The kind of swarms, a subject token after the cluster's name ("ws" for
+    /// WebTorrent swarms), so that nodes of two kinds on one NATS server under one name
+    /// never mix theirs; empty for IP swarms.
+    pub swarm_kind: &'static str,
 }
 
 /// The connection options of `config`: no echo of our own messages, reconnecting for
@@ -228,7 +232,14 @@ impl Bus {
     }
 
     fn subject(&self, kind: &str, node: &str) -> String {
-        format!("shoal.{}.{kind}.{node}", self.config.name)
+        if self.swarm_kind.is_empty() {
+            format!("shoal.{}.{kind}.{node}", self.config.name)
+        } else {
+            format!(
+                "shoal.{}.{}.{kind}.{node}",
+                self.config.name, self.swarm_kind
+            )
+        }
     }
 
     async fn main(mut self) -> anyhow::Result<()> {

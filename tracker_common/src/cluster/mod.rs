@@ -19,13 +19,16 @@
 //! counts are the cluster's.
 //!
 //! # WebTorrent peers
-//! A WebTorrent peer is reachable only through its WebSocket connection, so the other
+//! WebSocket nodes use subjects of their own, with `ws` after the cluster's name
+//! (`shoal.<name>.ws.peers.<node_id>`, ...): WebTorrent swarms and IP swarms never mix,
+//! whatever names their nodes share. A WebTorrent peer is reachable only through its
+//! WebSocket connection, so the other
 //! nodes store it as a peer of its node (`swarm::ws::ConnectionRef::remote`, with the
 //! node's number, which this thread gives each node it hears). Its changes carry no
 //! address (`PeerChange::WsUpsert`, `PeerChange::WsRemoved`). An offer for a peer of
 //! another node, or an answer for an offerer there, is handed to this thread with the
 //! node's number ([`ChangeOutbox::send_relays`], bounded by bytes) and published at once
-//! on `shoal.<name>.relay.<node_id>`; the node that receives it routes it to the request
+//! on `shoal.<name>.ws.relay.<node_id>`; the node that receives it routes it to the request
 //! worker that owns the torrent, which hands it to the peer's connection if the peer is
 //! still there (`RequestHandler::relay`). A node not heard for [`bus::NODE_GONE_AFTER`],
 //! or heard under a new epoch (restarted), is gone: its peers that live on its

@@ -49,6 +49,7 @@ leaf_config_doc!(
     Vec<String>,
     PathBuf,
     SocketAddr,
+    Vec<SocketAddr>,
     LogLevel,
     AccessListMode,
 );

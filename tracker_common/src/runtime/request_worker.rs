@@ -124,6 +124,12 @@ pub trait Shard: Send + 'static {
     fn replicated() -> bool {
         false
     }
+    /// A subject token for the shard's kind of swarm on a cluster's bus, after the
+    /// cluster's name: empty for IP swarms (UDP and HTTP nodes share theirs), "ws" for
+    /// WebTorrent ones, which are another kind of peer.
+    fn swarm_kind() -> &'static str {
+        ""
+    }
     /// Starts (or stops) recording the peer changes of local announces, a peer's plain
     /// re-announces once per `refresh_window_secs` (0: all).
     fn record_changes(&mut self, _on: bool, _refresh_window_secs: u32) {}
@@ -196,7 +202,7 @@ fn change_batches(changes: &[PeerChange], max_bytes: usize) -> Vec<Vec<u8>> {
 
 /// Implements [`Shard`] for a shard type whose inherent methods have the trait's names.
 macro_rules! impl_shard {
-    ($shard:ty $(, $replicated:ident)?) => {
+    ($shard:ty $(, $replicated:ident $(, $kind:literal)?)?) => {
         impl Shard for $shard {
             fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, router: &ShardRouter) -> Self {
                 <$shard>::with_router(limits, budget, router)
@@ -244,7 +250,10 @@ macro_rules! impl_shard {
             fn archive_memory_bytes(&self) -> usize {
                 <$shard>::archive_memory_bytes(self)
             }
-            $(impl_shard!(@$replicated $shard);)?
+            $(impl_shard!(@$replicated $shard);
+            $(fn swarm_kind() -> &'static str {
+                $kind
+            })?)?
         }
     };
     (@replicated $shard:ty) => {
@@ -299,7 +308,7 @@ macro_rules! impl_shard {
 }
 
 impl_shard!(SwarmShard, replicated);
-impl_shard!(WsSwarmShard, replicated);
+impl_shard!(WsSwarmShard, replicated, "ws");
 
 /// A shard and what a handler needs to apply requests to it.
 pub struct Swarm<S = SwarmShard> {

@@ -370,6 +370,7 @@ impl Core {
             inbox,
             shutdown: self.supervisor.shutdown_flag().clone(),
             options: Some(setup.options),
+            swarm_kind: S::swarm_kind(),
         };
         self.supervisor.spawn("cluster", move || bus.run())?;
         Ok(duties)
