@@ -87,6 +87,11 @@ config_section! {
         /// Address of the tracker under test. Only loopback addresses (127.0.0.0/8, ::1)
         /// are accepted: this tool floods what it points at.
         pub server_address: SocketAddr,
+        /// Other nodes of one cluster, loaded together with server_address: connection
+        /// number n opens on the (n mod k)-th of the k addresses (server_address first),
+        /// so that offers and answers cross nodes. Loopback addresses only, like
+        /// server_address. Empty: one tracker.
+        pub cluster_server_addresses: Vec<SocketAddr>,
         /// Duration, warm-up and threads.
         pub run: RunConfig,
         /// The load generator's connections.
@@ -108,6 +113,7 @@ impl Default for Config {
         Self {
             log_level: LogLevel::Warn,
             server_address: SocketAddr::from(([127, 0, 0, 1], 6970)),
+            cluster_server_addresses: Vec::new(),
             run: RunConfig::default(),
             network: NetworkConfig::default(),
             webtorrent: WebTorrentConfig::default(),
@@ -131,6 +137,13 @@ impl TrackerConfig for Config {
 
     fn validate(&mut self) -> anyhow::Result<()> {
         check_server_address(self.server_address)?;
+        for address in &self.cluster_server_addresses {
+            check_server_address(*address).map_err(|err| {
+                let reason = err.to_string();
+                let reason = reason.trim_start_matches("server_address: ");
+                anyhow::anyhow!("cluster_server_addresses: {reason}")
+            })?;
+        }
         self.run.validate("run")?;
         self.network.validate()?;
         self.webtorrent.validate()?;
@@ -351,10 +364,19 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         type Spoil = fn(&mut Config);
-        let cases: [(Spoil, &str); 7] = [
+        let cases: [(Spoil, &str); 8] = [
             (
                 |c| c.server_address = "192.0.2.1:6970".parse().unwrap(),
                 "server_address",
+            ),
+            (
+                |c| {
+                    c.cluster_server_addresses = vec![
+                        "127.0.0.2:1".parse().unwrap(),
+                        "[2001:db8::1]:1".parse().unwrap(),
+                    ]
+                },
+                "cluster_server_addresses",
             ),
             (
                 |c| {

@@ -130,15 +130,16 @@ struct Connection {
 /// One load worker.
 pub(crate) struct Worker {
     index: usize,
-    server: SocketAddr,
-    host: String,
+    /// The tracker's address (and of the other cluster nodes, if any), with the Host
+    /// header for it: connection number n opens on the (n mod len)-th.
+    servers: Vec<(SocketAddr, String)>,
     /// The paths connections open on, by connection number: `/`, or
     /// `/PASSKEY/announce` for each of `network.passkeys`.
     paths: Vec<String>,
     origin: String,
-    /// The client config and the name the server's certificate is checked against
-    /// (its IP address), for wss.
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// The client config, for wss (a server's certificate is checked against its IP
+    /// address).
+    tls: Option<Arc<ClientConfig>>,
     depth: usize,
     timeout: Duration,
     max_message: usize,
@@ -181,7 +182,10 @@ impl Worker {
         messages: Messages,
         sender: Sender<TickReport>,
     ) -> anyhow::Result<Self> {
-        let server = config.server_address;
+        let servers = std::iter::once(config.server_address)
+            .chain(config.cluster_server_addresses.iter().copied())
+            .map(|server| (server, server.to_string()))
+            .collect();
         let network = &config.network;
         let per_worker = network.connections_per_worker;
         let worker_peers = PeerSet::range(
@@ -203,11 +207,10 @@ impl Worker {
         let now = Instant::now();
         let mut worker = Self {
             index,
-            server,
-            host: server.to_string(),
+            servers,
             paths: upgrade_paths(&network.passkeys),
             origin: network.origin.clone(),
-            tls: tls.map(|config| (config, ServerName::IpAddress(server.ip().into()))),
+            tls,
             depth: network.requests_in_flight,
             timeout: Duration::from_millis(network.request_timeout_ms),
             max_message: network.max_message_bytes,
@@ -232,7 +235,7 @@ impl Worker {
                 peer_id: worker.messages.peer_id(number),
                 stream: None,
                 tls: None,
-                source: source_ip(server, index, c, per_worker),
+                source: source_ip(config.server_address, index, c, per_worker),
                 peers: worker_peers.interleaved(c as u64, per_worker as u64),
                 phase: Phase::Connecting,
                 accept_key: String::new(),
@@ -249,8 +252,9 @@ impl Worker {
             });
             worker.open(c, now).with_context(|| {
                 format!(
-                    "connect from {:?} to {server}",
-                    worker.connections.get(c).and_then(|conn| conn.source)
+                    "connect from {:?} to {:?}",
+                    worker.connections.get(c).and_then(|conn| conn.source),
+                    worker.servers.first()
                 )
             })?;
         }
@@ -345,10 +349,16 @@ impl Worker {
         let Some(c) = self.connections.get_mut(i) else {
             return Ok(());
         };
-        let mut stream = open_stream(self.server, c.source)?;
+        let Some((server, host)) = self
+            .servers
+            .get(c.number as usize % self.servers.len().max(1))
+        else {
+            return Ok(());
+        };
+        let mut stream = open_stream(*server, c.source)?;
         c.tls = match &self.tls {
-            Some((config, name)) => Some(
-                ClientConnection::new(config.clone(), name.clone())
+            Some(config) => Some(
+                ClientConnection::new(config.clone(), ServerName::IpAddress(server.ip().into()))
                     .map_err(std::io::Error::other)?,
             ),
             None => None,
@@ -364,7 +374,7 @@ impl Worker {
             .paths
             .get(c.number as usize % self.paths.len().max(1))
             .map_or("/", String::as_str);
-        upgrade_request(&self.host, path, &key, &self.origin, &mut c.out);
+        upgrade_request(host, path, &key, &self.origin, &mut c.out);
         c.stream = Some(stream);
         c.phase = Phase::Connecting;
         c.opened_at = now;
