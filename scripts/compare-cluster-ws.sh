@@ -16,7 +16,9 @@
 # Prints each run (messages received per second, as the load tester counts them:
 # announce replies, relayed offers and answers, scrape replies), each round's ratio
 # cluster / alone and their median, and per cluster run the offers and answers the
-# nodes relayed to each other (published, delivered, dropped), the share of the
+# nodes relayed to each other (published, delivered, dropped on the way out: the
+# hand-off was full or the bus down; dropped on the way in: the peer had left, or a
+# request worker's queue was full), the share of the
 # relayed messages that crossed nodes, and both nodes' resident memory. Traffic goes to
 # 127.0.0.1 only; every process is stopped.
 set -euo pipefail
@@ -151,13 +153,14 @@ round_, rss_a, rss_b = sys.argv[3:]
 ca, cb = a["cluster"], b["cluster"]
 published = ca["relays_published"] + cb["relays_published"]
 delivered = ca["relays_delivered"] + cb["relays_delivered"]
-dropped = (ca["relays_dropped_outgoing"] + cb["relays_dropped_outgoing"]
-           + ca["relays_dropped_incoming"] + cb["relays_dropped_incoming"])
+dropped_out = ca["relays_dropped_outgoing"] + cb["relays_dropped_outgoing"]
+dropped_in = ca["relays_dropped_incoming"] + cb["relays_dropped_incoming"]
 # Offers and answers each node handed to its connections, from its own peers and
 # from the other node's.
 local = sum(s["relayed"]["offer"] + s["relayed"]["answer"] for s in (a, b))
 share = f"{delivered / local:.2f}" if local else "n/a"
-print(f"{round_}\t{published}\t{delivered}\t{dropped}\t{share}\t{rss_a}\t{rss_b}")
+print(f"{round_}\t{published}\t{delivered}\t{dropped_out}\t{dropped_in}\t{share}\t"
+      f"{rss_a}\t{rss_b}")
 PY
             stop_process "$node_b_pid"
             node_b_pid=""
@@ -169,7 +172,7 @@ PY
 done
 
 echo
-echo -e "round\trelays published\tdelivered\tdropped\tdelivered / all relayed to connections\tA MB\tB MB"
+echo -e "round\trelays published\tdelivered\tdropped out\tdropped in\tdelivered / all relayed to connections\tA MB\tB MB"
 cat "$details"
 python3 - "$results" <<'PY'
 import statistics, sys
