@@ -324,6 +324,31 @@ fn without_nats_nodes_serve_their_own_swarms_and_converge_when_it_is_back() {
     assert_eq!(a.health().1["status"], "ok");
 }
 
+/// An operator's restart at the wrong moment: the node starts while the NATS server is
+/// down. It starts anyway, serves its own swarms and says the bus is down; once the
+/// server is up it connects by itself and shares its swarms with the other node.
+#[test]
+fn a_node_started_while_nats_is_down_serves_and_joins_when_it_is_up() {
+    let mut cluster = Cluster::new("down-at-start");
+    cluster.nats.stop();
+    let a = cluster.udp_node("a", 600);
+    let b = cluster.udp_node("b", 600);
+    let (status, health) = a.health();
+    assert_eq!(status, 200, "a node without its bus still serves: {health}");
+    assert_eq!(health["cluster"]["bus_up"], false, "{health}");
+    let mut on_a = a.client();
+    announce(&mut on_a, 4, 1, 100, AnnounceEvent::Started);
+    assert_eq!(a.scrape(4), (0, 0, 1));
+
+    cluster.nats.start_again().unwrap();
+    wait_until_joined(&[&a, &b]);
+    let took = wait_for("B holds the peer A took while the bus was down", || {
+        b.scrape(4) == (0, 0, 1)
+    });
+    eprintln!("B had A's peer {took:?} after both nodes heard each other");
+    assert_eq!(a.health().1["status"], "ok");
+}
+
 #[test]
 fn a_node_started_late_catches_up_by_resync() {
     let cluster = Cluster::new("late");
