@@ -10,7 +10,9 @@
 #                     warm-up per run
 # Environment: TRACKER_CPUS (default 0) and LOAD_CPUS (default 1), as in
 # compare-private.sh: one socket and one request worker, all the tracker's threads on
-# TRACKER_CPUS, the load tester's default workload on LOAD_CPUS.
+# TRACKER_CPUS, the load tester's default workload on LOAD_CPUS. NEW_TOML: a file of
+# config sections appended to the new runs' config, to measure a setting (give the same
+# binary twice), e.g. a [rate_limits] section.
 #
 # Prints each run, then each round's ratio new / old and their median (a round's runs
 # are seconds apart, so a round's ratio cancels the machine's slower drifts), and the
@@ -40,6 +42,9 @@ for round in $(seq 1 "$rounds"); do
         [ "$which" = old ] && binary="$old"
         port="$(free_udp_port)"
         one_core_tracker_toml "$port" > "$work/tracker.toml"
+        if [ "$which" = new ] && [ -n "${NEW_TOML:-}" ]; then
+            cat "$NEW_TOML" >> "$work/tracker.toml"
+        fi
         pinned "$tracker_cpus" "$binary" -c "$work/tracker.toml" > "$work/server.log" 2>&1 &
         server_pid=$!
         wait_udp_port "$port"

@@ -8,6 +8,7 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::listen::UdpNetworkConfig;
+use tracker_common::net::rate_limit::RateLimitConfig;
 use tracker_common::private::{AccountingConfig, PrivateConfig};
 use tracker_common::runtime::privileges::PrivilegeConfig;
 use tracker_common::swarm::access_list::AccessListConfig;
@@ -54,6 +55,8 @@ config_section! {
         pub accounting: AccountingConfig,
         /// Several nodes serving as one tracker.
         pub cluster: ClusterConfig,
+        /// Rate limits per client address, off by default.
+        pub rate_limits: RateLimitConfig,
     }
 }
 
@@ -76,6 +79,7 @@ impl Default for Config {
             private: PrivateConfig::default(),
             accounting: AccountingConfig::default(),
             cluster: ClusterConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -106,6 +110,7 @@ impl TrackerConfig for Config {
         self.metrics.validate()?;
         self.private.validate_with(&self.accounting)?;
         self.cluster.validate(true, self.swarm.max_peer_age_secs)?;
+        self.rate_limits.validate()?;
         if self.private.enabled && self.protocol.max_url_data_bytes < MIN_PRIVATE_URL_DATA_BYTES {
             anyhow::bail!(
                 "protocol.max_url_data_bytes: must be at least {MIN_PRIVATE_URL_DATA_BYTES} in \

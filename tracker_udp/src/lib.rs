@@ -185,6 +185,8 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         UdpHandler::new(interval)
     })?;
 
+    // Allocated once, shared by every socket worker: the limits are the whole tracker's.
+    let rate_limiter = config.rate_limits.limiter();
     let settings = SocketWorkerSettings {
         max_scrape_torrents: config.protocol.max_scrape_torrents,
         max_pending_scrapes: config.protocol.max_pending_scrapes,
@@ -222,6 +224,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             statistics: core.statistics.clone(),
             shutdown: core.supervisor.shutdown_flag().clone(),
             private: private.as_ref().map(PrivateCheck::new),
+            rate_limiter: rate_limiter.clone(),
         };
         core.supervisor
             .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;

@@ -26,12 +26,16 @@
 //! - [`front`]: the TCP front, the one event loop of both TCP trackers' socket workers,
 //!   generic over the protocol: accepting, reading, writing, closing, the ready queue and
 //!   the tracker-wide count of queued bytes.
+//! - [`rate_limit`]: token buckets per client address (IPv4 address, IPv6 /64) and kind
+//!   of request, for the whole tracker, in a fixed table that a spoofed flood cannot
+//!   grow; it decides, the caller drops or refuses.
 //! - [`shared_bytes`]: shared bodies (a full scrape's cached answer) in a connection's
 //!   outgoing stream, written from their one copy.
 
 pub mod address_limit;
 pub mod front;
 pub mod listen;
+pub mod rate_limit;
 pub mod ready;
 pub mod shared_bytes;
 pub mod slots;

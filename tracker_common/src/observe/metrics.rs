@@ -207,14 +207,16 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
     let errors = [
         ("bad_request", s.bad_requests),
         ("access_denied", s.access_denied),
+        ("rate_limited", s.rate_limited),
         ("dropped", s.dropped),
         ("rejected_by_limits", s.rejected_by_limits),
     ];
     registry.register_collector(Box::new(Ordered {
         name: "errors",
         help: "Requests not served as asked, by cause: bad_request (malformed or refused \
-               before routing), access_denied (access list), dropped (a full channel or an \
-               overloaded worker), rejected_by_limits (answered but not stored: a swarm limit)",
+               before routing), access_denied (access list), rate_limited (over the address's \
+               rate limit), dropped (a full channel or an overloaded worker), \
+               rejected_by_limits (answered but not stored: a swarm limit)",
         series: errors
             .into_iter()
             .map(|(cause, value)| (vec![("cause", cause)], ConstCounter::new(value)))
@@ -692,6 +694,7 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
         "errors": {
             "bad_request": s.bad_requests,
             "access_denied": s.access_denied,
+            "rate_limited": s.rate_limited,
             "dropped": s.dropped,
             "rejected_by_limits": s.rejected_by_limits,
         },

@@ -191,6 +191,8 @@ pub struct SocketCounters {
     pub bad_requests: AtomicU64,
     /// Requests refused by the access list.
     pub access_denied: AtomicU64,
+    /// Requests over their address's rate limit, dropped or refused.
+    pub rate_limited: AtomicU64,
     /// Bytes received from clients (UDP payloads; TCP stream bytes after TLS).
     pub bytes_received: AtomicU64,
     /// Bytes sent to clients (as `bytes_received`).
@@ -298,6 +300,8 @@ pub struct Snapshot {
     pub bad_requests: u64,
     /// Requests refused by the access list.
     pub access_denied: u64,
+    /// Requests over their address's rate limit.
+    pub rate_limited: u64,
     /// Bytes received from clients.
     pub bytes_received: u64,
     /// Bytes sent to clients.
@@ -434,6 +438,7 @@ impl Statistics {
             s.dropped_full_channel += get(&c.dropped_full_channel);
             s.bad_requests += get(&c.bad_requests);
             s.access_denied += get(&c.access_denied);
+            s.rate_limited += get(&c.rate_limited);
             s.bytes_received += get(&c.bytes_received);
             s.bytes_sent += get(&c.bytes_sent);
             s.offers_relayed += get(&c.offers_relayed);

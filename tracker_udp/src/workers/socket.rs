@@ -23,6 +23,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::addr::CanonicalSocketAddr;
+use tracker_common::net::rate_limit::{Limited, RateLimiter};
 use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
 use tracker_common::observe::statistics::{
     Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
@@ -93,6 +94,8 @@ pub(crate) struct SocketWorker {
     pub(crate) shutdown: ShutdownFlag,
     /// Private mode's check; `None` in public mode.
     pub(crate) private: Option<PrivateCheck>,
+    /// The rate limits, shared by every socket worker; `None` when they are off.
+    pub(crate) rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// What an announce carries to its request worker for accounting, or why private mode
@@ -242,6 +245,9 @@ impl SocketWorker {
         ) {
             Ok(Request::Connect(request)) => {
                 self.counters().request(RequestKind::Connect, family);
+                if self.rate_limited(Limited::Connect, ip) {
+                    return;
+                }
                 let connection_id = self.validator.get().create(ip, state.now);
                 let response = Response::Connect(ConnectResponse {
                     transaction_id: request.transaction_id,
@@ -257,6 +263,11 @@ impl SocketWorker {
                     .is_valid(request.connection_id, ip, state.now)
                 {
                     self.reject_connection_id(src, request.transaction_id, state);
+                    return;
+                }
+                // After the connection id: a spoofed source cannot spend its victim's
+                // announces.
+                if self.rate_limited(Limited::Announce, ip) {
                     return;
                 }
                 // Before the access list: a client without a passkey learns nothing of
@@ -284,6 +295,9 @@ impl SocketWorker {
                     .is_valid(request.connection_id, ip, state.now)
                 {
                     self.reject_connection_id(src, request.transaction_id, state);
+                    return;
+                }
+                if self.rate_limited(Limited::Scrape, ip) {
                     return;
                 }
                 // A UDP scrape has no URL data to carry a passkey in.
@@ -314,6 +328,19 @@ impl SocketWorker {
                 add(&self.counters().bad_requests, 1);
                 log::debug!("unanswerable packet from {}: {err}", src.socket_addr());
             }
+        }
+    }
+
+    /// Whether a request of `kind` from `ip` is over its address's rate limit: then it
+    /// is counted and dropped without an answer (an answer to a spoofed source would be
+    /// traffic aimed at someone else).
+    fn rate_limited(&self, kind: Limited, ip: IpAddr) -> bool {
+        match &self.rate_limiter {
+            Some(limiter) if !limiter.allow(kind, ip, Instant::now()) => {
+                add(&self.counters().rate_limited, 1);
+                true
+            }
+            _ => false,
         }
     }
 
