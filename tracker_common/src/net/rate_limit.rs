@@ -31,11 +31,13 @@
 //! fraction of a 1/256th per update; rates that are multiples of 125 a second lose
 //! nothing.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
+
+use hashbrown::DefaultHashBuilder;
 
 use crate::config_section;
 use crate::net::address_limit::AddressKey;
@@ -195,7 +197,7 @@ pub struct RateLimiter {
     mask: usize,
     /// The rule of each kind, by [`Limited`]; `None`: not limited.
     rules: [Option<BucketRule>; 3],
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
     start: Instant,
     /// Slots that have held an address.
     occupied: AtomicUsize,
@@ -232,7 +234,7 @@ impl RateLimiter {
             slots,
             mask: len - 1,
             rules,
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
             start: Instant::now(),
             occupied: AtomicUsize::new(0),
         }

@@ -124,6 +124,8 @@ struct State {
     outbox: RequestOutbox<UdpRequest>,
     pending_scrapes: PendingScrapes<(CanonicalSocketAddr, TransactionId)>,
     now: SecondsSinceServerStart,
+    /// The time of the round, for the rate limits: read once per round of reads.
+    instant: Instant,
 }
 
 impl SocketWorker {
@@ -142,6 +144,7 @@ impl SocketWorker {
                 PENDING_SCRAPE_TIMEOUT,
             ),
             now: self.start.seconds_elapsed(),
+            instant: Instant::now(),
         };
         // Whether the socket may hold datagrams: after a round that stopped short of
         // WouldBlock, or after waking up, it is read without polling first.
@@ -154,6 +157,9 @@ impl SocketWorker {
                 socket_readable = true;
             }
             state.now = self.start.seconds_elapsed();
+            if self.rate_limiter.is_some() {
+                state.instant = Instant::now();
+            }
             if socket_readable {
                 socket_readable = self.read_packets(&mut recv, &mut state);
             }
@@ -245,7 +251,7 @@ impl SocketWorker {
         ) {
             Ok(Request::Connect(request)) => {
                 self.counters().request(RequestKind::Connect, family);
-                if self.rate_limited(Limited::Connect, ip) {
+                if self.rate_limited(Limited::Connect, ip, state) {
                     return;
                 }
                 let connection_id = self.validator.get().create(ip, state.now);
@@ -267,7 +273,7 @@ impl SocketWorker {
                 }
                 // After the connection id: a spoofed source cannot spend its victim's
                 // announces.
-                if self.rate_limited(Limited::Announce, ip) {
+                if self.rate_limited(Limited::Announce, ip, state) {
                     return;
                 }
                 // Before the access list: a client without a passkey learns nothing of
@@ -297,7 +303,7 @@ impl SocketWorker {
                     self.reject_connection_id(src, request.transaction_id, state);
                     return;
                 }
-                if self.rate_limited(Limited::Scrape, ip) {
+                if self.rate_limited(Limited::Scrape, ip, state) {
                     return;
                 }
                 // A UDP scrape has no URL data to carry a passkey in.
@@ -334,9 +340,9 @@ impl SocketWorker {
     /// Whether a request of `kind` from `ip` is over its address's rate limit: then it
     /// is counted and dropped without an answer (an answer to a spoofed source would be
     /// traffic aimed at someone else).
-    fn rate_limited(&self, kind: Limited, ip: IpAddr) -> bool {
+    fn rate_limited(&self, kind: Limited, ip: IpAddr, state: &State) -> bool {
         match &self.rate_limiter {
-            Some(limiter) if !limiter.allow(kind, ip, Instant::now()) => {
+            Some(limiter) if !limiter.allow(kind, ip, state.instant) => {
                 add(&self.counters().rate_limited, 1);
                 true
             }
