@@ -10,6 +10,7 @@ use tracker_common::config::{
 };
 use tracker_common::config_section;
 use tracker_common::net::listen::SocketOptions;
+use tracker_common::net::rate_limit::RateLimitConfig;
 use tracker_common::net::tls::TlsConfig;
 use tracker_common::private::{AccountingConfig, PrivateConfig};
 use tracker_common::runtime::privileges::PrivilegeConfig;
@@ -57,6 +58,8 @@ config_section! {
         pub accounting: AccountingConfig,
         /// Several nodes serving as one tracker, sharing their swarms over NATS.
         pub cluster: ClusterConfig,
+        /// Rate limits per client address, off by default (connects do not apply).
+        pub rate_limits: RateLimitConfig,
     }
 }
 
@@ -81,6 +84,7 @@ impl Default for Config {
             private: PrivateConfig::default(),
             accounting: AccountingConfig::default(),
             cluster: ClusterConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -125,6 +129,7 @@ impl TrackerConfig for Config {
         self.privileges.validate()?;
         self.metrics.validate()?;
         self.cluster.validate(false, self.swarm.max_peer_age_secs)?;
+        self.rate_limits.validate()?;
         self.private.validate_with(&self.accounting)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);

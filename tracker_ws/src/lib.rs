@@ -313,7 +313,9 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
 
     // The socket workers start last: once they accept, a connection flood may take
     // every file descriptor, and the threads above (the metrics poll, the signal
-    // pipe) must have theirs by then.
+    // pipe) must have theirs by then. The rate limits are allocated once, shared by
+    // every socket worker: they are the whole tracker's.
+    let rate_limiter = config.rate_limits.limiter();
     for (index, ((listener, poll), response_receiver)) in listeners
         .into_iter()
         .zip(polls)
@@ -330,6 +332,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             statistics: core.statistics.clone(),
             conns: ws_counters.clone(),
             private: private.as_ref().map(PrivateCheck::new),
+            rate_limiter: rate_limiter.clone(),
         });
         let driver = Driver::new(
             DriverParts {

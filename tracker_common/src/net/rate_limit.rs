@@ -55,10 +55,12 @@ const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
 const ONE_TOKEN: u64 = 1 << FRACTION_BITS;
 
 config_section! {
-    /// Rate limits per client address (an IPv4 address, an IPv6 /64), for the whole
-    /// tracker: a token bucket per address and kind of request. A request over its limit
-    /// is dropped without an answer (UDP: never more bytes back than it carried) and
-    /// counted (shoal_errors_total{cause="rate_limited"}).
+    /// Rate limits per client address (an IPv4 address, an IPv6 /64; behind a trusted
+    /// proxy, the address it forwards for), for the whole tracker: a token bucket per
+    /// address and kind of request. A request over its limit is counted
+    /// (shoal_errors_total{cause="rate_limited"}) and, over UDP, dropped without an
+    /// answer; over HTTP and WebSocket it gets the failure "rate limited". WebSocket
+    /// answers to relayed offers are not announces and are not limited.
     pub struct RateLimitConfig {
         /// Turn the limits on.
         pub enabled: bool,

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::TryRecvError;
 
 use tracker_common::net::front::{Conn, Front, Idle, Protocol, Written};
+use tracker_common::net::rate_limit::{Limited, RateLimiter};
 use tracker_common::observe::statistics::{
     self, Family, ResponseKind, SocketCounters, Statistics, add,
 };
@@ -72,6 +73,7 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 const ERR_NOT_ALLOWED: &str = "info hash not allowed";
 const ERR_FULL_SCRAPE: &str = "full scrape is not served: name the info_hash of each torrent";
 const ERR_OVERLOADED: &str = "tracker overloaded, try again later";
+const ERR_RATE_LIMITED: &str = "rate limited";
 
 /// Settings a socket worker needs from the config.
 #[derive(Clone, Debug)]
@@ -117,6 +119,8 @@ pub(crate) struct SocketWorker {
     body: Vec<u8>,
     /// The cached full scrape, shared by its answers, and the one being gathered.
     full_scrape: FullScrapes<ConnRef>,
+    /// The rate limits, shared by every socket worker; `None` when they are off.
+    rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// What a socket worker is made of.
@@ -129,6 +133,7 @@ pub(crate) struct SocketWorkerParts {
     pub(crate) settings: SocketWorkerSettings,
     pub(crate) statistics: Arc<Statistics>,
     pub(crate) private: Option<PrivateCheck>,
+    pub(crate) rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// What an answer still waiting for a request worker needs to be written.
@@ -357,6 +362,7 @@ impl SocketWorker {
             access_list: parts.access_list,
             statistics: parts.statistics,
             private: parts.private,
+            rate_limiter: parts.rate_limiter,
             pending_scrapes: PendingScrapes::new(
                 settings.max_pending_scrapes,
                 PENDING_SCRAPE_TIMEOUT,
@@ -479,6 +485,14 @@ impl SocketWorker {
             RequestKind::Announce(announce) => {
                 self.counters()
                     .request(statistics::RequestKind::Announce, Family::of(tcp_peer));
+                let client_ip = self
+                    .settings
+                    .proxies
+                    .client_ip(tcp_peer, request.forwarded_for.as_deref());
+                if self.rate_limited(Limited::Announce, client_ip) {
+                    self.fail(conn, keep_alive, ERR_RATE_LIMITED, front);
+                    return;
+                }
                 // The passkey before the access list: a stranger learns nothing about
                 // which torrents are served.
                 let account = match &mut self.private {
@@ -506,15 +520,19 @@ impl SocketWorker {
                     self.fail(conn, keep_alive, ERR_NOT_ALLOWED, front);
                     return;
                 }
-                let client_ip = self
-                    .settings
-                    .proxies
-                    .client_ip(tcp_peer, request.forwarded_for.as_deref());
                 self.route_announce(&announce, client_ip, account, conn, keep_alive, front);
             }
             RequestKind::Scrape(scrape) => {
                 self.counters()
                     .request(statistics::RequestKind::Scrape, Family::of(tcp_peer));
+                let client_ip = self
+                    .settings
+                    .proxies
+                    .client_ip(tcp_peer, request.forwarded_for.as_deref());
+                if self.rate_limited(Limited::Scrape, client_ip) {
+                    self.fail(conn, keep_alive, ERR_RATE_LIMITED, front);
+                    return;
+                }
                 if let Some(check) = &mut self.private
                     && let Err(cause) = check.check_scrape(scrape.passkey)
                 {
@@ -531,6 +549,19 @@ impl SocketWorker {
                 }
                 self.route_scrape(scrape.info_hashes, conn, keep_alive, front);
             }
+        }
+    }
+
+    /// Whether a request of `kind` from client `ip` (behind a trusted proxy, the address
+    /// it forwards for) is over its address's rate limit: then it is counted, and the
+    /// caller answers it with the failure `rate limited`.
+    fn rate_limited(&self, kind: Limited, ip: IpAddr) -> bool {
+        match &self.rate_limiter {
+            Some(limiter) if !limiter.allow(kind, ip, Instant::now()) => {
+                add(&self.counters().rate_limited, 1);
+                true
+            }
+            _ => false,
         }
     }
 

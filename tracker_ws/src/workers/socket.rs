@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::TryRecvError;
 
 use tracker_common::net::front::{Conn, Front, Idle, Protocol, Written};
+use tracker_common::net::rate_limit::{Limited, RateLimiter};
 use tracker_common::observe::statistics::{
     ConnectionCounters, Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
 };
@@ -94,6 +95,7 @@ const AWAITING_TIMEOUT: Duration = Duration::from_secs(10);
 const ERR_NOT_ALLOWED: &str = "info hash not allowed";
 const ERR_FULL_SCRAPE: &str = "full scrape is not served: name the info_hash of each torrent";
 const ERR_OVERLOADED: &str = "tracker overloaded, try again later";
+const ERR_RATE_LIMITED: &str = "rate limited";
 const ERR_TOO_MANY_SWARMS: &str = "too many torrents on one connection";
 const ERR_ANSWER_NOT_IN_SWARM: &str = "answer for a torrent this connection has not announced";
 
@@ -133,6 +135,7 @@ pub(crate) struct SocketWorkerParts {
     /// The tracker's connection counts (the front's), for slow readers and queued bytes.
     pub(crate) conns: Arc<ConnectionCounters>,
     pub(crate) private: Option<PrivateCheck>,
+    pub(crate) rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// The WebSocket protocol of one socket worker, and everything it owns.
@@ -157,6 +160,8 @@ pub(crate) struct SocketWorker {
     /// The cached full scrape, shared by its answers, and the one being gathered (its
     /// waiters by connection id).
     full_scrape: FullScrapes<u64>,
+    /// The rate limits, shared by every socket worker; `None` when they are off.
+    rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// What the WebSocket protocol keeps for a connection.
@@ -436,6 +441,7 @@ impl SocketWorker {
             statistics: parts.statistics,
             conns: parts.conns,
             private: parts.private,
+            rate_limiter: parts.rate_limiter,
             pending_scrapes: PendingScrapes::new(
                 settings.max_pending_scrapes,
                 PENDING_SCRAPE_TIMEOUT,
@@ -625,6 +631,12 @@ impl SocketWorker {
             action: Some(Action::Announce),
             info_hash: Some(info_hash),
         };
+        // An answer to a relayed offer is signalling, not an announce: not limited, or a
+        // browser answering many offers at once would lose its connections.
+        if request.answer.is_none() && self.rate_limited(Limited::Announce, slot, front) {
+            self.send_to_slot(slot, &fail(ERR_RATE_LIMITED), front);
+            return;
+        }
         let account = match self.check_announce(slot, &request, front) {
             Ok(account) => account,
             Err(Some(cause)) => {
@@ -773,6 +785,19 @@ impl SocketWorker {
         Some(cause)
     }
 
+    /// Whether a request of `kind` from the connection in `slot` is over its address's
+    /// rate limit: then it is counted, and the caller answers it with the failure
+    /// `rate limited`.
+    fn rate_limited(&self, kind: Limited, slot: usize, front: &Front<WsConn>) -> bool {
+        match (&self.rate_limiter, front.get(slot)) {
+            (Some(limiter), Some(c)) if !limiter.allow(kind, c.peer_ip, Instant::now()) => {
+                add(&self.counters().rate_limited, 1);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Counts a request of `kind` from the connection in `slot`.
     fn count_request(&self, kind: RequestKind, slot: usize, front: &Front<WsConn>) {
         if let Some(c) = front.get(slot) {
@@ -782,6 +807,10 @@ impl SocketWorker {
 
     fn scrape(&mut self, slot: usize, scrape: ScrapeRequest, front: &mut Front<WsConn>) {
         self.count_request(RequestKind::Scrape, slot, front);
+        if self.rate_limited(Limited::Scrape, slot, front) {
+            self.send_to_slot(slot, &scrape_failure(ERR_RATE_LIMITED), front);
+            return;
+        }
         if let Some(cause) = self.check_scrape(slot, front) {
             self.send_to_slot(slot, &scrape_failure(cause.message()), front);
             return;
