@@ -525,6 +525,9 @@ impl Database {
                 return totals;
             }
             if Instant::now() >= deadline {
+                // The caller's assertion says what is wrong; this says the wait ran out
+                // (a database far slower than usual, or credit that never came).
+                eprintln!("wait_for: not met within {timeout:?}; last totals: {totals:?}");
                 return read.unwrap_or_else(|err| panic!("read shoal_credits: {err:#}"));
             }
             std::thread::sleep(Duration::from_millis(100));
