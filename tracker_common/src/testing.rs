@@ -557,6 +557,22 @@ pub struct TrackerBinary<'a> {
 /// process (what an earlier run of the same process id left there is removed).
 ///
 /// # Panics
+/// Waits until `f` holds, checking every 10 ms; how long it took.
+///
+/// # Panics
+/// It did not hold within `deadline`: `what` says what was waited for.
+pub fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < deadline,
+            "not within {deadline:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
 /// It could not be made.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("shoal-{name}-{}", std::process::id()));

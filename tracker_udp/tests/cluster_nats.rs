@@ -13,7 +13,7 @@ mod private_client;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Client, info_hash, peer_id};
 use tracker_common::testing::nats::TestNats;
@@ -157,20 +157,9 @@ impl Node {
     }
 }
 
-/// Waits until `f` holds (checking every 10 ms); how long it took.
-///
-/// # Panics
-/// It did not hold within [`DEADLINE`]: `what` says what was waited for.
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "not within {DEADLINE:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    start.elapsed()
+/// Waits until `f` holds, at most [`DEADLINE`]; how long it took.
+fn wait_for(what: &str, f: impl FnMut() -> bool) -> Duration {
+    tracker_common::testing::wait_until(what, DEADLINE, f)
 }
 
 /// Waits until every node hears the `n - 1` others.

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
     Client, announce, answer, info_hash, offer_id, offers, peer_id, sdp, start, test_config,
@@ -43,17 +43,9 @@ fn figure(node: &Tracker, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no cluster.{name} in {body}"))
 }
 
-/// Waits until `f` holds (checking every 10 ms); how long it took.
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "not within {DEADLINE:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    start.elapsed()
+/// Waits until `f` holds, at most [`DEADLINE`]; how long it took.
+fn wait_for(what: &str, f: impl FnMut() -> bool) -> Duration {
+    tracker_common::testing::wait_until(what, DEADLINE, f)
 }
 
 fn wait_until_joined(nodes: &[&Tracker]) {

@@ -464,6 +464,11 @@ impl SocketWorker {
         front: &mut Front<HttpConn>,
     ) {
         let keep_alive = request.keep_alive;
+        // Behind a trusted proxy, the address it forwards for.
+        let client_ip = self
+            .settings
+            .proxies
+            .client_ip(tcp_peer, request.forwarded_for.as_deref());
         match request.kind {
             RequestKind::Index => {
                 let page = index_page(self.settings.port);
@@ -485,10 +490,6 @@ impl SocketWorker {
             RequestKind::Announce(announce) => {
                 self.counters()
                     .request(statistics::RequestKind::Announce, Family::of(tcp_peer));
-                let client_ip = self
-                    .settings
-                    .proxies
-                    .client_ip(tcp_peer, request.forwarded_for.as_deref());
                 if self.rate_limited(Limited::Announce, client_ip) {
                     self.fail(conn, keep_alive, ERR_RATE_LIMITED, front);
                     return;
@@ -525,10 +526,6 @@ impl SocketWorker {
             RequestKind::Scrape(scrape) => {
                 self.counters()
                     .request(statistics::RequestKind::Scrape, Family::of(tcp_peer));
-                let client_ip = self
-                    .settings
-                    .proxies
-                    .client_ip(tcp_peer, request.forwarded_for.as_deref());
                 if self.rate_limited(Limited::Scrape, client_ip) {
                     self.fail(conn, keep_alive, ERR_RATE_LIMITED, front);
                     return;
