@@ -29,10 +29,12 @@
 //! - [`rate_limit`]: token buckets per client address (IPv4 address, IPv6 /64) and kind
 //!   of request, for the whole tracker, in a fixed table that a spoofed flood cannot
 //!   grow; it decides, the caller drops or refuses.
+//! - [`bans`]: banned networks (`[bans]`); it decides, the caller drops or closes.
 //! - [`shared_bytes`]: shared bodies (a full scrape's cached answer) in a connection's
 //!   outgoing stream, written from their one copy.
 
 pub mod address_limit;
+pub mod bans;
 pub mod front;
 pub mod listen;
 pub mod rate_limit;
