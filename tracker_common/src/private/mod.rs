@@ -14,6 +14,8 @@
 //! - [`store`]: what a batch is, and the SQLite, PostgreSQL and MySQL/MariaDB backends.
 //! - [`site_cache`]: the local copy of the site's tables, for a start without the
 //!   database.
+//! - [`admin`]: the changes an operator makes at run time (passkeys, users, torrents),
+//!   written to their source and put in force at once.
 //! - [`stats`]: its counters, for the statistics line and the metrics endpoint.
 //! - [`writer`]: the `accounting` thread, which takes the request workers' hand-overs,
 //!   commits them in batches and retries a batch until it is known to be applied.
@@ -33,6 +35,7 @@
 //! are handed over within a second to keep that window short.
 
 pub mod accounting;
+pub mod admin;
 pub mod ledger;
 pub mod passkey;
 pub mod site_cache;
@@ -225,6 +228,12 @@ impl PrivateAccess {
 pub struct PrivateRuntime {
     access: PrivateAccess,
     passkeys_path: Option<PathBuf>,
+    /// Held by whoever replaces the set in force (see [`passkey::ChangeLock`]).
+    change_lock: passkey::ChangeLock,
+    /// The site cache, if one is kept.
+    site_cache: Option<PathBuf>,
+    /// The accounting database's URL (the admin API opens it per change).
+    accounting_url: String,
     reload_requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stats: std::sync::Arc<stats::PrivateStatistics>,
     /// Each request worker's shard, until its duty takes it.
@@ -351,6 +360,7 @@ impl PrivateRuntime {
         let (sender, receiver) =
             crossbeam_channel::bounded(workers.saturating_mul(writer::CHANNEL_ROUNDS).max(1));
         let reload_requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let change_lock = passkey::ChangeLock::default();
         let outstanding = writer::outstanding_flags(workers);
         let flush_interval = std::time::Duration::from_secs(config.flush_interval_secs);
         let writer = writer::AccountingWriter {
@@ -368,8 +378,9 @@ impl PrivateRuntime {
                 shared: passkeys.clone(),
                 interval: std::time::Duration::from_secs(private.refresh_secs),
                 requested: reload_requested.clone(),
+                lock: change_lock.clone(),
                 passkeys_from_file: file_keys.is_some(),
-                cache,
+                cache: cache.clone(),
                 cache_warning: crate::observe::statistics::RateLimitedWarning::new(
                     writer::SITE_CACHE_WARNING_INTERVAL,
                 ),
@@ -386,6 +397,9 @@ impl PrivateRuntime {
                 require_registered_torrents: private.require_registered_torrents,
             },
             passkeys_path: file_keys.map(|_| private.passkeys_path.clone()),
+            change_lock,
+            site_cache: cache,
+            accounting_url: config.url.clone(),
             reload_requested,
             stats,
             shards,
@@ -431,10 +445,14 @@ impl PrivateRuntime {
     pub fn reloader(&self) -> impl Fn() + Send + 'static {
         let path = self.passkeys_path.clone();
         let shared = self.access.passkeys.clone();
+        let lock = self.change_lock.clone();
         let stats = self.stats.clone();
         let requested = self.reload_requested.clone();
         move || {
             if let Some(path) = &path {
+                // From the read of the file to the swap: an admin API change of the
+                // file meanwhile is in the file read, or made on the set swapped in.
+                let _held = passkey::hold(&lock);
                 match passkey::PasskeySet::load_file(path) {
                     Ok(keys) => {
                         let set = shared.load().with_keys_of(&keys);

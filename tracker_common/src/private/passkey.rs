@@ -67,6 +67,55 @@ impl PasskeySet {
         }
     }
 
+    /// Puts `key` in force for `user`; the user it had, if it was in force.
+    pub fn insert_key(&mut self, key: Passkey, user: UserId) -> Option<UserId> {
+        self.keys.insert(key, user)
+    }
+
+    /// Takes `key` out of force; the user it had, if it was in force.
+    pub fn remove_key(&mut self, key: &Passkey) -> Option<UserId> {
+        self.keys.remove(key)
+    }
+
+    /// Lets `user` leech or not.
+    pub fn set_may_leech(&mut self, user: UserId, may_leech: bool) {
+        if may_leech {
+            self.no_leech.remove(&user);
+        } else {
+            self.no_leech.insert(user);
+        }
+    }
+
+    /// Registers `info_hash`. Registered torrents not yet read stay unknown: the set
+    /// then holds this one alone (until the site's tables are read), which refuses no
+    /// more than before.
+    pub fn insert_torrent(&mut self, info_hash: InfoHash) {
+        self.torrents
+            .get_or_insert_with(HashSet::new)
+            .insert(info_hash);
+    }
+
+    /// Unregisters `info_hash`; whether it was registered.
+    pub fn remove_torrent(&mut self, info_hash: &InfoHash) -> bool {
+        self.torrents
+            .as_mut()
+            .is_some_and(|torrents| torrents.remove(info_hash))
+    }
+
+    /// The passkeys in force and their users, sorted by passkey.
+    pub fn passkey_users(&self) -> Vec<PasskeyUser> {
+        let mut passkeys: Vec<PasskeyUser> = self
+            .keys
+            .iter()
+            .map(|(passkey, user)| PasskeyUser {
+                passkey: *passkey,
+                user: *user,
+            })
+            .collect();
+        passkeys.sort_unstable_by_key(|k| k.passkey);
+        passkeys
+    }
+
     /// The user of `key`, if it is in force.
     pub fn user(&self, key: &Passkey) -> Option<UserId> {
         self.keys.get(key).copied()
@@ -134,15 +183,7 @@ impl PasskeySet {
 
     /// The site tables this set holds (for the local cache).
     pub fn to_site(&self) -> SiteTables {
-        let mut passkeys: Vec<PasskeyUser> = self
-            .keys
-            .iter()
-            .map(|(passkey, user)| PasskeyUser {
-                passkey: *passkey,
-                user: *user,
-            })
-            .collect();
-        passkeys.sort_unstable_by_key(|k| k.passkey);
+        let passkeys = self.passkey_users();
         let mut no_leech: Vec<UserId> = self.no_leech.iter().copied().collect();
         no_leech.sort_unstable();
         let mut torrents: Vec<InfoHash> = self
@@ -161,6 +202,21 @@ impl PasskeySet {
 
 /// The passkeys in force, shared by every worker and swapped whole on reload.
 pub type SharedPasskeys = Arc<ArcSwap<PasskeySet>>;
+
+/// Held by whoever replaces the set in force with one made from its sources, from the
+/// read of the sources to the swap: the `accounting` thread's read of the site's
+/// tables, the SIGUSR1 reload of the passkey file and each change of the admin API.
+/// Each of them builds the new set from the one in force; without the lock, a read of
+/// the sources made before another's change, swapped in after it, would undo it.
+/// Never taken on the announce path.
+pub type ChangeLock = Arc<std::sync::Mutex<()>>;
+
+/// Takes `lock`, waiting for it. A poisoned lock is taken too: it guards no data, and
+/// what it orders (the set in force, the files) is each replaced whole.
+pub fn hold(lock: &ChangeLock) -> std::sync::MutexGuard<'_, ()> {
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Why a private-mode request was refused, each counted apart.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -440,7 +496,7 @@ pub fn parse_list(key: &str, list: &[String]) -> anyhow::Result<Vec<Passkey>> {
 pub fn parse_lines(text: &str) -> Result<Vec<PasskeyUser>, (usize, String)> {
     let mut keys = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        let content = line.split('#').next().unwrap_or_default().trim();
+        let content = line_content(line);
         if content.is_empty() {
             continue;
         }
@@ -475,6 +531,12 @@ pub fn parse_lines(text: &str) -> Result<Vec<PasskeyUser>, (usize, String)> {
         keys.push(PasskeyUser { passkey, user });
     }
     Ok(keys)
+}
+
+/// What a passkey file's line says: the text before any `#`, trimmed (empty for a
+/// blank or comment line).
+pub(crate) fn line_content(line: &str) -> &str {
+    line.split('#').next().unwrap_or_default().trim()
 }
 
 #[cfg(test)]

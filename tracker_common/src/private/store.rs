@@ -43,6 +43,14 @@
 //! and MariaDB). They keep the same tables, columns and migration numbers, and none
 //! panics on what it reads: a row that does not hold what it must is skipped (and
 //! counted in a warning), or, for a peer mark, read as no mark.
+//!
+//! # The site's tables, written
+//! The admin API ([`crate::private::admin`]) writes `shoal_passkeys`, `shoal_users`
+//! and `shoal_torrents` a row a call. A put looks the key up and upserts the row in one
+//! transaction, whose look-up says whether the row was [`Written::Created`] or
+//! [`Written::Replaced`]: exactly on SQLite, whose transaction holds the file's write
+//! lock; on PostgreSQL and MySQL two processes creating one key at the same moment may
+//! both be told `Created` (the row is right either way). A delete is one statement.
 
 #[cfg(test)]
 pub(crate) mod memory;
@@ -375,6 +383,89 @@ pub trait AccountingStore: Send {
     /// # Errors
     /// The database cannot be written.
     fn forget_before(&mut self, before: u64) -> anyhow::Result<u64>;
+
+    /// Writes `passkey`'s row of `shoal_passkeys`, enabled, with `user` as its
+    /// `user_id` (`None`: NULL, the passkey is its own user), in one transaction:
+    /// [`Written::Replaced`] if the passkey had a row (enabled or not).
+    ///
+    /// # Errors
+    /// The database cannot be written; the row is as it was.
+    fn put_passkey(&mut self, passkey: &Passkey, user: Option<UserId>) -> anyhow::Result<Written>;
+
+    /// Deletes `passkey`'s row of `shoal_passkeys` (enabled or not); whether it had one.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    fn delete_passkey(&mut self, passkey: &Passkey) -> anyhow::Result<bool>;
+
+    /// Writes `user`'s row of `shoal_users` with `can_leech`, in one transaction.
+    ///
+    /// # Errors
+    /// The database cannot be written; the row is as it was.
+    fn put_user(&mut self, user: UserId, can_leech: bool) -> anyhow::Result<Written>;
+
+    /// Deletes `user`'s row of `shoal_users` (the user may then leech); whether it had
+    /// one. Their passkeys are left as they are.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    fn delete_user(&mut self, user: UserId) -> anyhow::Result<bool>;
+
+    /// Writes `info_hash`'s row of `shoal_torrents` with `factors`, in one transaction:
+    /// the torrent is registered, and its factors apply to every batch committed after.
+    ///
+    /// # Errors
+    /// A factor is above [`MAX_PERCENT`], or the database cannot be written; the row is
+    /// as it was.
+    fn put_torrent(&mut self, info_hash: &InfoHash, factors: Factors) -> anyhow::Result<Written>;
+
+    /// Deletes `info_hash`'s row of `shoal_torrents`; whether it had one. Its credits
+    /// stay.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    fn delete_torrent(&mut self, info_hash: &InfoHash) -> anyhow::Result<bool>;
+}
+
+/// What a write of one row of the site's tables did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// There was no row for the key: one was made.
+    Created,
+    /// There was a row for the key: it was replaced.
+    Replaced,
+}
+
+impl Written {
+    /// [`Written::Replaced`] if a row `existed`, else [`Written::Created`].
+    pub fn existed(existed: bool) -> Self {
+        if existed {
+            Self::Replaced
+        } else {
+            Self::Created
+        }
+    }
+}
+
+/// The largest factor, in percent, that a `shoal_torrents` or `shoal_settings` row may
+/// hold: a larger one is read as 100, so none is written.
+pub const MAX_PERCENT: u32 = 100_000;
+
+/// `factors` as the two percent columns of `shoal_torrents`.
+///
+/// # Errors
+/// A factor is above [`MAX_PERCENT`].
+fn percent_columns(factors: Factors) -> anyhow::Result<(i32, i32)> {
+    let column = |name: &str, value: u32| {
+        i32::try_from(value)
+            .ok()
+            .filter(|_| value <= MAX_PERCENT)
+            .ok_or_else(|| anyhow::anyhow!("{name} {value}: at most {MAX_PERCENT}"))
+    };
+    Ok((
+        column("upload_percent", factors.upload_percent)?,
+        column("download_percent", factors.download_percent)?,
+    ))
 }
 
 /// Opens the accounting database that `url` names: `sqlite://PATH` (PATH as given:
@@ -457,7 +548,7 @@ impl PeerMark {
 pub(crate) fn checked_percent(value: Option<i64>) -> u32 {
     value
         .and_then(|v| u32::try_from(v).ok())
-        .filter(|v| *v <= 100_000)
+        .filter(|v| *v <= MAX_PERCENT)
         .unwrap_or(100)
 }
 

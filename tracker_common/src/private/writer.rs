@@ -39,7 +39,7 @@ use rand::{RngCore, SeedableRng};
 use crate::observe::statistics::RateLimitedWarning;
 use crate::private::accounting::{AccountAnnounce, AccountingShard, AnnounceOutcome};
 use crate::private::ledger::{CreditRules, PeerReport};
-use crate::private::passkey::{PasskeySet, SharedPasskeys};
+use crate::private::passkey::{ChangeLock, PasskeySet, SharedPasskeys, hold};
 use crate::private::site_cache;
 use crate::private::stats::PrivateStatistics;
 use crate::private::store::{AccountingStore, Batch, BatchId, CommitOutcome};
@@ -263,6 +263,9 @@ pub struct SiteRefresh {
     pub interval: Duration,
     /// Set by SIGUSR1: read now.
     pub requested: Arc<AtomicBool>,
+    /// Held from the read of the site's tables to the swap, so that a change of the
+    /// admin API made meanwhile is not undone by a set read before it.
+    pub lock: ChangeLock,
     /// Whether the passkeys come from a file (then only the users who may not leech and
     /// the registered torrents are read from the database).
     pub passkeys_from_file: bool,
@@ -595,7 +598,11 @@ impl AccountingWriter {
     }
 
     /// Reads the site's tables and swaps them in, writing the cache; whether it worked.
-    fn refresh_site(&mut self) -> bool {
+    /// Holds the change lock throughout: an admin API change waits for the swap, or
+    /// was written to the database before the read.
+    pub(crate) fn refresh_site(&mut self) -> bool {
+        let lock = self.site.lock.clone();
+        let _held = hold(&lock);
         let site = match self.open_store().and_then(|store| store.load_site()) {
             Ok(site) => site,
             Err(err) => {
@@ -749,6 +756,7 @@ mod tests {
                 shared: shared_passkeys(PasskeySet::default()),
                 interval: Duration::from_secs(3600),
                 requested: Arc::default(),
+                lock: ChangeLock::default(),
                 passkeys_from_file: true,
                 cache: None,
                 cache_warning: RateLimitedWarning::new(SITE_CACHE_WARNING_INTERVAL),

@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    AccountingStore, Batch, BatchId, CommitOutcome, CreditRow, Factors, Ledger, PeerKey, PeerMark,
-    SiteTables, TimeMarks, UserTorrentKey,
+    AccountingStore, Batch, BatchId, CommitOutcome, CreditRow, Factors, Ledger, PasskeyUser,
+    PeerKey, PeerMark, SiteTables, TimeMarks, UserId, UserTorrentKey, Written, percent_columns,
+    user_of,
 };
 use crate::private::ledger::{self, Applied};
+use crate::private::passkey::Passkey;
 use crate::types::InfoHash;
 
 /// How a commit fails: `Lose` applies the batch and then reports an error (a commit
@@ -30,8 +32,15 @@ pub(crate) struct MemoryDatabase {
     pub marks: BTreeMap<PeerKey, PeerMark>,
     /// `shoal_credits`.
     pub credits: BTreeMap<UserTorrentKey, CreditRow>,
-    /// `shoal_torrents`' factors.
+    /// `shoal_torrents`: the registered torrents and their factors.
     pub factors: BTreeMap<InfoHash, Factors>,
+    /// `shoal_passkeys`: whether enabled, and the user id (`None`: NULL).
+    pub passkeys: BTreeMap<Passkey, (bool, Option<UserId>)>,
+    /// `shoal_users`: whether the user may leech.
+    pub users: BTreeMap<UserId, bool>,
+    /// Whether the database is down: every call of a [`MemoryStore`] on it fails (and
+    /// changes nothing).
+    pub down: bool,
     /// `shoal_settings`' factors.
     pub global: Factors,
     /// What the next commits do, first first.
@@ -133,19 +142,49 @@ impl Ledger for MemoryLedger<'_> {
     }
 }
 
-/// A store over a shared [`MemoryDatabase`], failing as its `failures` say.
+/// A store over a shared [`MemoryDatabase`], failing as its `failures` say, and in
+/// every call while it is `down`.
 pub(crate) struct MemoryStore(pub(crate) Arc<Mutex<MemoryDatabase>>);
 
-impl AccountingStore for MemoryStore {
-    fn load_site(&mut self) -> anyhow::Result<SiteTables> {
-        Ok(SiteTables::default())
-    }
-
-    fn commit_counted(&mut self, batch: &Batch) -> anyhow::Result<(CommitOutcome, Applied)> {
-        let mut db = self
+impl MemoryStore {
+    /// The database, unless it is down.
+    fn database(&self) -> anyhow::Result<std::sync::MutexGuard<'_, MemoryDatabase>> {
+        let db = self
             .0
             .lock()
             .map_err(|_| anyhow::anyhow!("memory database poisoned"))?;
+        if db.down {
+            anyhow::bail!("connection refused");
+        }
+        Ok(db)
+    }
+}
+
+impl AccountingStore for MemoryStore {
+    fn load_site(&mut self) -> anyhow::Result<SiteTables> {
+        let db = self.database()?;
+        Ok(SiteTables {
+            passkeys: db
+                .passkeys
+                .iter()
+                .filter(|(_, (enabled, _))| *enabled)
+                .map(|(passkey, (_, user))| PasskeyUser {
+                    passkey: *passkey,
+                    user: user_of(passkey, *user),
+                })
+                .collect(),
+            no_leech: db
+                .users
+                .iter()
+                .filter(|(_, can_leech)| !**can_leech)
+                .map(|(user, _)| *user)
+                .collect(),
+            torrents: db.factors.keys().copied().collect(),
+        })
+    }
+
+    fn commit_counted(&mut self, batch: &Batch) -> anyhow::Result<(CommitOutcome, Applied)> {
+        let mut db = self.database()?;
         db.commits += 1;
         let failure = if db.failures.is_empty() {
             None
@@ -163,12 +202,38 @@ impl AccountingStore for MemoryStore {
     }
 
     fn forget_before(&mut self, before: u64) -> anyhow::Result<u64> {
-        let mut db = self
-            .0
-            .lock()
-            .map_err(|_| anyhow::anyhow!("memory database poisoned"))?;
+        let mut db = self.database()?;
         let old = db.marks.len();
         db.marks.retain(|_, m| m.last_announce >= before);
         Ok((old - db.marks.len()) as u64)
+    }
+
+    fn put_passkey(&mut self, passkey: &Passkey, user: Option<UserId>) -> anyhow::Result<Written> {
+        let old = self.database()?.passkeys.insert(*passkey, (true, user));
+        Ok(Written::existed(old.is_some()))
+    }
+
+    fn delete_passkey(&mut self, passkey: &Passkey) -> anyhow::Result<bool> {
+        Ok(self.database()?.passkeys.remove(passkey).is_some())
+    }
+
+    fn put_user(&mut self, user: UserId, can_leech: bool) -> anyhow::Result<Written> {
+        let old = self.database()?.users.insert(user, can_leech);
+        Ok(Written::existed(old.is_some()))
+    }
+
+    fn delete_user(&mut self, user: UserId) -> anyhow::Result<bool> {
+        Ok(self.database()?.users.remove(&user).is_some())
+    }
+
+    fn put_torrent(&mut self, info_hash: &InfoHash, factors: Factors) -> anyhow::Result<Written> {
+        // The backends' check of the columns.
+        percent_columns(factors)?;
+        let old = self.database()?.factors.insert(*info_hash, factors);
+        Ok(Written::existed(old.is_some()))
+    }
+
+    fn delete_torrent(&mut self, info_hash: &InfoHash) -> anyhow::Result<bool> {
+        Ok(self.database()?.factors.remove(info_hash).is_some())
     }
 }

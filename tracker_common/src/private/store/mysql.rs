@@ -26,8 +26,8 @@ use mysql::{Conn, Opts, OptsBuilder, Row, UrlError, Value};
 
 use super::{
     AccountingStore, Batch, CommitOutcome, CreditRow, Factors, Ledger, PasskeyUser, PeerKey,
-    PeerMark, SiteTables, TimeMarks, UserTorrentKey, checked_mark, checked_percent, to_column,
-    unix_now, user_of, warn_skipped,
+    PeerMark, SiteTables, TimeMarks, UserId, UserTorrentKey, Written, checked_mark,
+    checked_percent, percent_columns, to_column, unix_now, user_of, warn_skipped,
 };
 use crate::private::ledger::{self, Applied};
 use crate::private::passkey::Passkey;
@@ -365,6 +365,44 @@ impl MysqlStore {
             Ok(())
         })
     }
+}
+
+impl MysqlStore {
+    /// Looks a row of `table` up by its key (`exists`, whose one parameter is `key`; it
+    /// locks the row it finds) and writes it (`upsert`, with `values`), in one
+    /// transaction.
+    fn upsert(
+        &mut self,
+        table: &str,
+        exists: &str,
+        key: Value,
+        upsert: &str,
+        values: Vec<Value>,
+    ) -> anyhow::Result<Written> {
+        self.with_conn(&format!("write {table}"), |conn| {
+            // No Transaction guard, as for a batch: on an error the connection is
+            // dropped, and the server rolls back.
+            conn.query_drop("START TRANSACTION")?;
+            let found: Option<Row> = conn.exec_first(exists, vec![key])?;
+            conn.exec_drop(upsert, values)?;
+            conn.query_drop("COMMIT")?;
+            Ok(Written::existed(found.is_some()))
+        })
+    }
+
+    /// Runs `delete` (one statement, whose one parameter is `key`) on `table`; whether
+    /// it deleted a row.
+    fn delete(&mut self, table: &str, delete: &str, key: Value) -> anyhow::Result<bool> {
+        self.with_conn(&format!("delete from {table}"), |conn| {
+            conn.exec_drop(delete, vec![key])?;
+            Ok(conn.affected_rows() > 0)
+        })
+    }
+}
+
+/// A passkey as its column takes it.
+fn passkey_value(passkey: &Passkey) -> Value {
+    Value::Bytes(passkey.as_str().as_bytes().to_vec())
 }
 
 /// What is wrong with a URL, without the values it holds (a password among them).
@@ -747,6 +785,70 @@ impl AccountingStore for MysqlStore {
             conn.query_drop("COMMIT")?;
             Ok(deleted)
         })
+    }
+
+    fn put_passkey(&mut self, passkey: &Passkey, user: Option<UserId>) -> anyhow::Result<Written> {
+        self.upsert(
+            "shoal_passkeys",
+            "SELECT 1 FROM shoal_passkeys WHERE passkey = ? FOR UPDATE",
+            passkey_value(passkey),
+            "INSERT INTO shoal_passkeys (passkey, enabled, user_id) VALUES (?, TRUE, ?)
+             ON DUPLICATE KEY UPDATE enabled = TRUE, user_id = VALUES(user_id)",
+            vec![passkey_value(passkey), user.map_or(Value::NULL, Value::Int)],
+        )
+    }
+
+    fn delete_passkey(&mut self, passkey: &Passkey) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_passkeys",
+            "DELETE FROM shoal_passkeys WHERE passkey = ?",
+            passkey_value(passkey),
+        )
+    }
+
+    fn put_user(&mut self, user: UserId, can_leech: bool) -> anyhow::Result<Written> {
+        self.upsert(
+            "shoal_users",
+            "SELECT 1 FROM shoal_users WHERE user_id = ? FOR UPDATE",
+            Value::Int(user),
+            "INSERT INTO shoal_users (user_id, can_leech) VALUES (?, ?)
+             ON DUPLICATE KEY UPDATE can_leech = VALUES(can_leech)",
+            vec![Value::Int(user), Value::Int(i64::from(can_leech))],
+        )
+    }
+
+    fn delete_user(&mut self, user: UserId) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_users",
+            "DELETE FROM shoal_users WHERE user_id = ?",
+            Value::Int(user),
+        )
+    }
+
+    fn put_torrent(&mut self, info_hash: &InfoHash, factors: Factors) -> anyhow::Result<Written> {
+        let (upload, download) = percent_columns(factors)?;
+        self.upsert(
+            "shoal_torrents",
+            "SELECT 1 FROM shoal_torrents WHERE info_hash = ? FOR UPDATE",
+            hash_value(info_hash),
+            "INSERT INTO shoal_torrents (info_hash, upload_percent, download_percent)
+             VALUES (?, ?, ?)
+             ON DUPLICATE KEY UPDATE upload_percent = VALUES(upload_percent),
+                 download_percent = VALUES(download_percent)",
+            vec![
+                hash_value(info_hash),
+                Value::Int(i64::from(upload)),
+                Value::Int(i64::from(download)),
+            ],
+        )
+    }
+
+    fn delete_torrent(&mut self, info_hash: &InfoHash) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_torrents",
+            "DELETE FROM shoal_torrents WHERE info_hash = ?",
+            hash_value(info_hash),
+        )
     }
 }
 

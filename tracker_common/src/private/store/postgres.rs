@@ -4,13 +4,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, NoTls, Row, Transaction};
 use anyhow::Context;
 
 use super::{
     AccountingStore, Batch, CommitOutcome, CreditRow, Factors, Ledger, PasskeyUser, PeerKey,
-    PeerMark, SiteTables, TimeMarks, UserTorrentKey, checked_mark, checked_percent, to_column,
-    unix_now, user_of, warn_skipped,
+    PeerMark, SiteTables, TimeMarks, UserId, UserTorrentKey, Written, checked_mark,
+    checked_percent, percent_columns, to_column, unix_now, user_of, warn_skipped,
 };
 use crate::private::ledger::{self, Applied};
 use crate::private::passkey::Passkey;
@@ -349,6 +350,41 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Looks a row of `table` up by its key (`exists`, whose one parameter is `key`; it
+    /// locks the row it finds) and writes it (`upsert`, with `values`), in one
+    /// transaction.
+    fn upsert(
+        &mut self,
+        table: &str,
+        exists: &str,
+        key: &(dyn ToSql + Sync),
+        upsert: &str,
+        values: &[&(dyn ToSql + Sync)],
+    ) -> anyhow::Result<Written> {
+        self.with_client(&format!("write {table}"), |client| {
+            let mut tx = client.transaction()?;
+            let existed = tx.query_opt(exists, &[key])?.is_some();
+            tx.execute(upsert, values)?;
+            tx.commit()?;
+            Ok(Written::existed(existed))
+        })
+    }
+
+    /// Runs `delete` (one statement, whose one parameter is `key`) on `table`; whether
+    /// it deleted a row.
+    fn delete(
+        &mut self,
+        table: &str,
+        delete: &str,
+        key: &(dyn ToSql + Sync),
+    ) -> anyhow::Result<bool> {
+        self.with_client(&format!("delete from {table}"), |client| {
+            Ok(client.execute(delete, &[key])? > 0)
+        })
+    }
+}
+
 /// Puts the value of each row at its key's 1-based position (column 0) in `out`, which
 /// holds `len` slots after `base`.
 fn place<T>(
@@ -622,5 +658,66 @@ impl AccountingStore for PostgresStore {
             tx.commit()?;
             Ok(deleted)
         })
+    }
+
+    fn put_passkey(&mut self, passkey: &Passkey, user: Option<UserId>) -> anyhow::Result<Written> {
+        self.upsert(
+            "shoal_passkeys",
+            "SELECT 1 FROM shoal_passkeys WHERE passkey = $1 FOR UPDATE",
+            &passkey.as_str(),
+            "INSERT INTO shoal_passkeys (passkey, enabled, user_id) VALUES ($1, TRUE, $2)
+             ON CONFLICT (passkey) DO UPDATE SET enabled = TRUE, user_id = EXCLUDED.user_id",
+            &[&passkey.as_str(), &user],
+        )
+    }
+
+    fn delete_passkey(&mut self, passkey: &Passkey) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_passkeys",
+            "DELETE FROM shoal_passkeys WHERE passkey = $1",
+            &passkey.as_str(),
+        )
+    }
+
+    fn put_user(&mut self, user: UserId, can_leech: bool) -> anyhow::Result<Written> {
+        self.upsert(
+            "shoal_users",
+            "SELECT 1 FROM shoal_users WHERE user_id = $1 FOR UPDATE",
+            &user,
+            "INSERT INTO shoal_users (user_id, can_leech) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO UPDATE SET can_leech = EXCLUDED.can_leech",
+            &[&user, &can_leech],
+        )
+    }
+
+    fn delete_user(&mut self, user: UserId) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_users",
+            "DELETE FROM shoal_users WHERE user_id = $1",
+            &user,
+        )
+    }
+
+    fn put_torrent(&mut self, info_hash: &InfoHash, factors: Factors) -> anyhow::Result<Written> {
+        let (upload, download) = percent_columns(factors)?;
+        let hash = &info_hash.0[..];
+        self.upsert(
+            "shoal_torrents",
+            "SELECT 1 FROM shoal_torrents WHERE info_hash = $1 FOR UPDATE",
+            &hash,
+            "INSERT INTO shoal_torrents (info_hash, upload_percent, download_percent)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (info_hash) DO UPDATE SET upload_percent = EXCLUDED.upload_percent,
+                 download_percent = EXCLUDED.download_percent",
+            &[&hash, &upload, &download],
+        )
+    }
+
+    fn delete_torrent(&mut self, info_hash: &InfoHash) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_torrents",
+            "DELETE FROM shoal_torrents WHERE info_hash = $1",
+            &&info_hash.0[..],
+        )
     }
 }

@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use rusqlite::ToSql;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     AccountingStore, Batch, CommitOutcome, CreditRow, Factors, Ledger, PasskeyUser, PeerKey,
-    PeerMark, SiteTables, TimeMarks, UserTorrentKey, checked_mark, checked_percent, to_column,
-    unix_now, user_of, warn_skipped,
+    PeerMark, SiteTables, TimeMarks, UserId, UserTorrentKey, Written, checked_mark,
+    checked_percent, percent_columns, to_column, unix_now, user_of, warn_skipped,
 };
 use crate::private::ledger::{self, Applied};
 use crate::private::passkey::Passkey;
@@ -285,6 +286,44 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Looks a row of `table` up by its key (`exists`, whose one parameter is `key`)
+    /// and writes it (`upsert`, with `values`), in one transaction that holds the file's
+    /// write lock from the look-up to the commit.
+    fn upsert(
+        &mut self,
+        table: &str,
+        exists: &str,
+        key: &dyn ToSql,
+        upsert: &str,
+        values: &[&dyn ToSql],
+    ) -> anyhow::Result<Written> {
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin")?;
+        let existed = tx
+            .query_row(exists, [key], |_| Ok(()))
+            .optional()
+            .with_context(|| format!("read {table}"))?
+            .is_some();
+        tx.execute(upsert, values)
+            .with_context(|| format!("upsert into {table}"))?;
+        tx.commit().context("commit")?;
+        Ok(Written::existed(existed))
+    }
+
+    /// Runs `delete` (one statement, whose one parameter is `key`) on `table`; whether
+    /// it deleted a row.
+    fn delete(&mut self, table: &str, delete: &str, key: &dyn ToSql) -> anyhow::Result<bool> {
+        let deleted = self
+            .connection
+            .execute(delete, [key])
+            .with_context(|| format!("delete from {table}"))?;
+        Ok(deleted > 0)
+    }
+}
+
 /// The bytes of a TEXT or BLOB value; `None` for other types.
 fn bytes(value: ValueRef<'_>) -> Option<&[u8]> {
     match value {
@@ -548,5 +587,66 @@ impl AccountingStore for SqliteStore {
         .context("delete from shoal_batches")?;
         tx.commit()?;
         Ok(deleted as u64)
+    }
+
+    fn put_passkey(&mut self, passkey: &Passkey, user: Option<UserId>) -> anyhow::Result<Written> {
+        self.upsert(
+            "shoal_passkeys",
+            "SELECT 1 FROM shoal_passkeys WHERE passkey = ?1",
+            &passkey.as_str(),
+            "INSERT INTO shoal_passkeys (passkey, enabled, user_id) VALUES (?1, 1, ?2)
+             ON CONFLICT (passkey) DO UPDATE SET enabled = 1, user_id = excluded.user_id",
+            &[&passkey.as_str(), &user],
+        )
+    }
+
+    fn delete_passkey(&mut self, passkey: &Passkey) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_passkeys",
+            "DELETE FROM shoal_passkeys WHERE passkey = ?1",
+            &passkey.as_str(),
+        )
+    }
+
+    fn put_user(&mut self, user: UserId, can_leech: bool) -> anyhow::Result<Written> {
+        self.upsert(
+            "shoal_users",
+            "SELECT 1 FROM shoal_users WHERE user_id = ?1",
+            &user,
+            "INSERT INTO shoal_users (user_id, can_leech) VALUES (?1, ?2)
+             ON CONFLICT (user_id) DO UPDATE SET can_leech = excluded.can_leech",
+            &[&user, &can_leech],
+        )
+    }
+
+    fn delete_user(&mut self, user: UserId) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_users",
+            "DELETE FROM shoal_users WHERE user_id = ?1",
+            &user,
+        )
+    }
+
+    fn put_torrent(&mut self, info_hash: &InfoHash, factors: Factors) -> anyhow::Result<Written> {
+        let (upload, download) = percent_columns(factors)?;
+        let hash = &info_hash.0[..];
+        self.upsert(
+            "shoal_torrents",
+            "SELECT 1 FROM shoal_torrents WHERE info_hash = ?1",
+            &hash,
+            "INSERT INTO shoal_torrents (info_hash, upload_percent, download_percent)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (info_hash) DO UPDATE SET upload_percent = excluded.upload_percent,
+                 download_percent = excluded.download_percent",
+            &[&hash, &upload, &download],
+        )
+    }
+
+    fn delete_torrent(&mut self, info_hash: &InfoHash) -> anyhow::Result<bool> {
+        self.delete(
+            "shoal_torrents",
+            "DELETE FROM shoal_torrents WHERE info_hash = ?1",
+            &&info_hash.0[..],
+        )
     }
 }
