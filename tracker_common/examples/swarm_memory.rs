@@ -96,6 +96,7 @@ fn roomy() -> SwarmLimits {
         max_peers_per_torrent: usize::MAX,
         max_peers_per_ip: usize::MAX,
         max_archived_torrents: 0,
+        min_announce_interval_secs: 0,
     }
 }
 

@@ -192,6 +192,13 @@ config_section! {
     pub struct SwarmConfig {
         /// Seconds clients are asked to wait between announces.
         pub announce_interval_secs: u32,
+        /// Seconds a peer must wait between two announces; one sooner is answered with the
+        /// swarm's counts and no peers, and the peer is not re-stored (its last-seen time,
+        /// seeder state and peer id stay as they were). Announces with an event (started,
+        /// completed, stopped) always apply. 0 = off. Must be below announce_interval_secs;
+        /// a value near it punishes clients that announce a little early (many do, by a few
+        /// seconds), so leave a margin: e.g. 1500 for an 1800-second interval.
+        pub min_announce_interval_secs: u32,
         /// Peers returned when the client does not say how many it wants (or asks for a
         /// negative number).
         pub numwant_default: usize,
@@ -246,6 +253,7 @@ impl Default for SwarmConfig {
     fn default() -> Self {
         Self {
             announce_interval_secs: 1800,
+            min_announce_interval_secs: 0,
             numwant_default: 30,
             numwant_max: 50,
             max_peer_age_secs: 2700,
@@ -276,6 +284,13 @@ impl SwarmConfig {
         }
         if i32::try_from(self.announce_interval_secs).is_err() {
             anyhow::bail!("swarm.announce_interval_secs: must be at most {}", i32::MAX);
+        }
+        if self.min_announce_interval_secs >= self.announce_interval_secs {
+            anyhow::bail!(
+                "swarm.min_announce_interval_secs: must be below swarm.announce_interval_secs \
+                 ({}), or peers that announce on time would be throttled",
+                self.announce_interval_secs
+            );
         }
         if self.max_peer_age_secs <= self.announce_interval_secs {
             anyhow::bail!(
@@ -316,7 +331,8 @@ impl SwarmConfig {
         Ok(())
     }
 
-    /// The whole-tracker memory bounds these settings give the swarm.
+    /// The whole-tracker memory bounds and the minimum announce interval these settings
+    /// give the swarm.
     pub fn limits(&self) -> crate::swarm::SwarmLimits {
         crate::swarm::SwarmLimits {
             max_torrents: self.max_torrents,
@@ -324,6 +340,7 @@ impl SwarmConfig {
             max_peers_per_torrent: self.max_peers_per_torrent,
             max_peers_per_ip: self.max_peers_per_ip,
             max_archived_torrents: self.max_archived_torrents,
+            min_announce_interval_secs: self.min_announce_interval_secs,
         }
     }
 }
@@ -755,6 +772,47 @@ mod tests {
         };
         assert!(c.validate().is_ok());
         assert_eq!(c.limits().max_archived_torrents, 0);
+    }
+
+    /// The minimum announce interval: off by default, below the announce interval, and
+    /// handed to the shards in the limits.
+    #[test]
+    fn min_announce_interval_is_below_the_interval_and_reaches_the_limits() {
+        let c = SwarmConfig::default();
+        assert_eq!(c.min_announce_interval_secs, 0);
+        assert_eq!(c.limits().min_announce_interval_secs, 0);
+        for min in [
+            c.announce_interval_secs,
+            c.announce_interval_secs + 1,
+            u32::MAX,
+        ] {
+            let c = SwarmConfig {
+                min_announce_interval_secs: min,
+                ..SwarmConfig::default()
+            };
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(
+                msg.starts_with("swarm.min_announce_interval_secs:"),
+                "{msg}"
+            );
+        }
+        let c = SwarmConfig {
+            min_announce_interval_secs: 1500,
+            ..SwarmConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        assert_eq!(c.limits().min_announce_interval_secs, 1500);
+        // Just below the interval is allowed, however unwise.
+        let c = SwarmConfig {
+            announce_interval_secs: 60,
+            max_peer_age_secs: 90,
+            min_announce_interval_secs: 59,
+            ..SwarmConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        // Read from a file like any key.
+        let c: SwarmConfig = parse_config("min_announce_interval_secs = 1200\n").unwrap();
+        assert_eq!(c.min_announce_interval_secs, 1200);
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub trait Shard: Send + 'static {
     fn num_leechers(&self) -> usize;
     /// Announces not stored because a limit was reached.
     fn num_rejected_by_limits(&self) -> u64;
+    /// Re-announces answered without being applied because they came sooner than the
+    /// minimum announce interval.
+    fn num_throttled(&self) -> u64;
     /// Downloads counted as completed since the shard was made.
     fn num_completed(&self) -> u64;
     /// Completed counts held in the archive.
@@ -240,6 +243,9 @@ macro_rules! impl_shard {
             }
             fn num_rejected_by_limits(&self) -> u64 {
                 <$shard>::num_rejected_by_limits(self)
+            }
+            fn num_throttled(&self) -> u64 {
+                <$shard>::num_throttled(self)
             }
             fn num_completed(&self) -> u64 {
                 <$shard>::num_completed(self)
@@ -1083,6 +1089,7 @@ mod tests {
                         max_peers_per_torrent: 100_000,
                         max_peers_per_ip: 1,
                         max_archived_torrents: 0,
+                        min_announce_interval_secs: 0,
                     };
                     SwarmShard::new(limits, Arc::new(SwarmBudget::new(&limits)), 1)
                 },

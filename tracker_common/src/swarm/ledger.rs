@@ -16,10 +16,10 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::swarm::routing::ShardRouter;
 use crate::time::SecondsSinceServerStart;
-use crate::types::InfoHash;
+use crate::types::{AnnounceEvent, InfoHash};
 
 use super::archive::Archive;
-use super::rules::{Status, expiry_cutoff};
+use super::rules::{LastSeen, Status, expiry_cutoff};
 use super::{CleanStats, ScrapeCounts, SwarmBudget, SwarmLimits, saturated_counts};
 
 /// What the ledger needs of a torrent, whichever kind of swarm it belongs to.
@@ -97,6 +97,7 @@ pub(super) struct Ledger {
     // Of the seeders and leechers, those marked remote (see `rules::LastSeen`).
     num_remote: usize,
     num_rejected_by_limits: u64,
+    num_throttled: u64,
     num_completed: u64,
 }
 
@@ -113,6 +114,7 @@ impl Ledger {
             num_leechers: 0,
             num_remote: 0,
             num_rejected_by_limits: 0,
+            num_throttled: 0,
             num_completed: 0,
         }
     }
@@ -137,6 +139,23 @@ impl Ledger {
     /// The limits this shard enforces.
     pub(super) fn limits(&self) -> SwarmLimits {
         self.limits
+    }
+
+    /// The minimum-interval rule ([`LastSeen::too_soon`]) with this shard's
+    /// `min_announce_interval_secs`: whether the announce with `event` at `now` of a
+    /// stored peer last seen as `last_seen` is answered without being applied. Counted
+    /// if it is.
+    pub(super) fn throttles(
+        &mut self,
+        last_seen: LastSeen,
+        event: AnnounceEvent,
+        now: SecondsSinceServerStart,
+    ) -> bool {
+        let too_soon = last_seen.too_soon(now, event, self.limits.min_announce_interval_secs);
+        if too_soon {
+            self.num_throttled = self.num_throttled.saturating_add(1);
+        }
+        too_soon
     }
 
     fn reject(&mut self) {
@@ -442,6 +461,12 @@ impl Ledger {
     /// Announces that stored nothing because a limit was reached.
     pub(super) fn num_rejected_by_limits(&self) -> u64 {
         self.num_rejected_by_limits
+    }
+
+    /// Announces answered without being applied because they came too soon
+    /// ([`Self::throttles`]).
+    pub(super) fn num_throttled(&self) -> u64 {
+        self.num_throttled
     }
 
     /// A download was counted as completed (a torrent's `completed` grew).

@@ -50,6 +50,16 @@
 //!   over all shards, peers over all shards, peers of one torrent over both families. An
 //!   announce that would need a torrent or a peer beyond them is answered from what
 //!   exists, stores nothing and is counted ([`SwarmShard::num_rejected_by_limits`]).
+//! - (*) With [`SwarmLimits::min_announce_interval_secs`] set (0 = off), a plain
+//!   re-announce (no event) of a stored peer less than that long after the peer was
+//!   last seen is throttled: answered with the torrent's counts and no peers, it changes
+//!   nothing (last-seen time, status, peer id, `completed` all stay as they were; so the
+//!   peer expires on its old schedule) and records nothing for the cluster. It is counted
+//!   ([`SwarmShard::num_throttled`]). An announce with an event (started, completed,
+//!   stopped), a new peer, port 0 and the first announce here of a remote peer always
+//!   apply; so does the first plain re-announce once the interval has passed. The
+//!   last-seen time is the one cleaning goes by, so another node's change that moved it
+//!   later counts as an announce.
 //! - (*) [`SwarmShard::clean`] removes peers not seen for the configured age (one last
 //!   seen exactly that long ago stays) and the torrents left empty.
 //! - (*) A torrent that empties keeps its completed count in a bounded archive (see
@@ -64,8 +74,8 @@
 //!   announce that stores or refreshes a peer (a new peer, a re-announce, a status move;
 //!   a plain re-announce once per window, see there) records an upsert of age 0, with `completed` set exactly when that announce counted
 //!   a completion, and an `event=stopped` that removed a stored peer records a removal.
-//!   Port 0, an announce refused by the limits, a stop that removed nothing, cleaning
-//!   and everything applied from other nodes record nothing.
+//!   Port 0, an announce refused by the limits, a throttled re-announce, a stop that
+//!   removed nothing, cleaning and everything applied from other nodes record nothing.
 //! - Another node's change ([`SwarmShard::apply_remote`]): an upsert refreshes a stored
 //!   peer (peer id, status, last seen the later of its own and the change's) or stores a
 //!   new one through the admission of a restored peer (every limit above, refusals
@@ -167,7 +177,8 @@ impl NumWantPolicy {
     }
 }
 
-/// Bounds on memory, each for the whole tracker (all shards, both address families).
+/// Bounds on memory, each for the whole tracker (all shards, both address families), and
+/// on how often a stored peer's plain re-announces are applied.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SwarmLimits {
     /// The most torrents (distinct info hashes) stored.
@@ -180,6 +191,10 @@ pub struct SwarmLimits {
     pub max_peers_per_ip: usize,
     /// The most completed counts of emptied torrents kept (split evenly over the shards).
     pub max_archived_torrents: usize,
+    /// Seconds a stored peer must wait after its last announce before a plain
+    /// re-announce (no event) is applied again; a sooner one is answered with the counts
+    /// alone and changes nothing (see the module rules). 0 = off.
+    pub min_announce_interval_secs: u32,
 }
 
 /// The torrents and peers stored by all shards, against the whole-tracker limits. Shared
@@ -493,9 +508,18 @@ impl SwarmShard {
             }
         };
 
+        let found = F::peers(torrent).and_then(|peers| peers.locate(&key, status));
+        // A stored peer's plain re-announce that comes too soon changes nothing, records
+        // nothing and gets no peers.
+        if let Some(found) = found
+            && let Some(peer) = F::peers(torrent).and_then(|peers| peers.peer(found))
+            && ledger.throttles(peer.last_seen, params.event, now)
+        {
+            return family_counts::<F>(torrent);
+        }
         // Whether a peer was stored or refreshed, and whether its completion counted now.
         let mut stored = None;
-        let location = match F::peers(torrent).and_then(|peers| peers.locate(&key, status)) {
+        let location = match found {
             // The common case: a stored peer re-announcing with its status unchanged.
             Some(found) if found.status == status => {
                 if let Some(peer) = F::peers_mut(torrent).and_then(|p| p.peer_mut(found)) {
@@ -642,6 +666,12 @@ impl SwarmShard {
         self.ledger.num_rejected_by_limits()
     }
 
+    /// Announces answered with the counts alone, and not applied, because they came
+    /// sooner than [`SwarmLimits::min_announce_interval_secs`] after the peer's last one.
+    pub fn num_throttled(&self) -> u64 {
+        self.ledger.num_throttled()
+    }
+
     /// Downloads counted as completed (see the module rules) since the shard was made.
     pub fn num_completed(&self) -> u64 {
         self.ledger.num_completed()
@@ -721,6 +751,7 @@ mod tests {
         max_peers_per_torrent: 1000,
         max_peers_per_ip: 1000,
         max_archived_torrents: 1024,
+        min_announce_interval_secs: 0,
     };
 
     fn hash(n: u8) -> InfoHash {
@@ -1523,6 +1554,7 @@ mod tests {
         /// Unbounded: the tests' archives never fill a set (see `run_model`).
         archive: StdHashMap<u8, u32>,
         rejected: u64,
+        throttled: u64,
     }
 
     impl Model {
@@ -1646,11 +1678,14 @@ mod tests {
         ]
     }
 
-    /// How often a model run saw a peer store change form.
+    /// What a model run went through: peer stores changing form, and stored peers' plain
+    /// re-announces under a minimum interval, throttled or applied.
     #[derive(Debug, Default)]
-    struct FormChanges {
+    struct ModelRunStats {
         to_large: usize,
         to_small: usize,
+        throttled: u64,
+        applied_after_interval: u64,
     }
 
     /// Whether each torrent's IPv4 seeders and leechers are maps, by info hash number.
@@ -1685,7 +1720,7 @@ mod tests {
         space: OpSpace,
         seed: u64,
         ops: Vec<Op>,
-    ) -> Result<FormChanges, TestCaseError> {
+    ) -> Result<ModelRunStats, TestCaseError> {
         // 2 shards × one set each: at most 8 torrents per shard can be archived without
         // eviction, and the spaces have at most 8 hashes.
         let limits = SwarmLimits {
@@ -1702,7 +1737,7 @@ mod tests {
         let mut out4 = Vec::<ResponsePeerWithId<Ipv4Addr>>::new();
         let mut out6 = Vec::<ResponsePeerWithId<Ipv6Addr>>::new();
         let mut now = 0u32;
-        let mut changes = FormChanges::default();
+        let mut changes = ModelRunStats::default();
         for op in ops {
             let forms_before = forms(&shards, space.hashes);
             let just_cleaned = matches!(op, Op::Clean { .. });
@@ -1764,6 +1799,8 @@ mod tests {
                     // The rules, applied to the model.
                     let key = (family_v6, ip_n, port);
                     let total_peers = model.num_peers();
+                    let min_interval = limits.min_announce_interval_secs;
+                    let mut throttled = false;
                     if event == AnnounceEvent::Stopped {
                         if let Some(t) = model.torrents.get_mut(&h) {
                             t.peers.remove(&key);
@@ -1797,7 +1834,19 @@ mod tests {
                                 }
                             }
                             Some(t) => match t.peers.get_mut(&key) {
+                                // Too soon after its last announce, and no event: nothing
+                                // changes.
+                                Some(stored)
+                                    if event == AnnounceEvent::None
+                                        && now - stored.seen < min_interval =>
+                                {
+                                    throttled = true;
+                                    model.throttled += 1;
+                                }
                                 Some(stored) => {
+                                    if event == AnnounceEvent::None && min_interval > 0 {
+                                        changes.applied_after_interval += 1;
+                                    }
                                     let counts = !stored.seeder
                                         && seeder
                                         && event == AnnounceEvent::Completed
@@ -1883,7 +1932,7 @@ mod tests {
                     let unique: HashSet<_> = response.iter().copied().collect();
                     prop_assert_eq!(unique.len(), response.len(), "duplicates");
                     prop_assert!(unique.is_subset(&pool), "{:?} not in {:?}", unique, pool);
-                    let expected_len = if event == AnnounceEvent::Stopped {
+                    let expected_len = if event == AnnounceEvent::Stopped || throttled {
                         0
                     } else {
                         numwant.min(pool.len())
@@ -1896,6 +1945,7 @@ mod tests {
             let mut total_torrents = 0;
             let mut total_peers = 0;
             let mut rejected = 0;
+            let mut throttled = 0;
             for (n, shard) in shards.iter().enumerate() {
                 let mut seeders = 0;
                 let mut leechers = 0;
@@ -1948,6 +1998,7 @@ mod tests {
                 total_torrents += shard.num_torrents();
                 total_peers += seeders + leechers;
                 rejected += shard.num_rejected_by_limits();
+                throttled += shard.num_throttled();
             }
             prop_assert_eq!(total_torrents, model.torrents.len());
             prop_assert_eq!(total_peers, model.num_peers());
@@ -1956,6 +2007,7 @@ mod tests {
             prop_assert!(total_torrents <= limits.max_torrents);
             prop_assert!(total_peers <= limits.max_peers);
             prop_assert_eq!(rejected, model.rejected);
+            prop_assert_eq!(throttled, model.throttled);
             let archived: usize = shards.iter().map(SwarmShard::num_archived_torrents).sum();
             prop_assert_eq!(archived, model.archive.len());
             for h in 0..space.hashes {
@@ -1980,22 +2032,29 @@ mod tests {
                 }
             }
         }
+        changes.throttled = model.throttled;
         Ok(changes)
     }
 
+    /// Limits from the given strategies; the minimum announce interval off (0) in two
+    /// runs of three, else 1 to 19 seconds (ticks are up to 9).
     fn limits_strategy(
         max_torrents: impl Strategy<Value = usize>,
         max_peers: impl Strategy<Value = usize>,
         per_torrent: impl Strategy<Value = usize>,
         per_ip: impl Strategy<Value = usize>,
     ) -> impl Strategy<Value = SwarmLimits> {
-        (max_torrents, max_peers, per_torrent, per_ip).prop_map(|(t, p, pt, pi)| SwarmLimits {
-            max_torrents: t,
-            max_peers: p,
-            max_peers_per_torrent: pt,
-            max_peers_per_ip: pi,
-            max_archived_torrents: 0,
-        })
+        let min_interval = prop_oneof![2 => Just(0u32), 1 => 1..20u32];
+        (max_torrents, max_peers, per_torrent, per_ip, min_interval).prop_map(
+            |(t, p, pt, pi, min)| SwarmLimits {
+                max_torrents: t,
+                max_peers: p,
+                max_peers_per_torrent: pt,
+                max_peers_per_ip: pi,
+                max_archived_torrents: 0,
+                min_announce_interval_secs: min,
+            },
+        )
     }
 
     proptest! {
@@ -2047,6 +2106,7 @@ mod tests {
             max_peers_per_torrent: usize::MAX,
             max_peers_per_ip: usize::MAX,
             max_archived_torrents: 0,
+            min_announce_interval_secs: 0,
         };
         let changes = run_model(unlimited, MANY_PEERS, 1, ops).unwrap();
         assert!(
@@ -2103,7 +2163,19 @@ mod tests {
             two_ids > 50 && completed_left > 50 && cycles > 10,
             "{two_ids} {completed_left} {cycles}"
         );
-        run_model(LIMITS, FEW_PEERS, 2, ops).unwrap();
+        let stats = run_model(LIMITS, FEW_PEERS, 2, ops.clone()).unwrap();
+        assert_eq!(stats.throttled, 0);
+        // With a minimum interval of a few ticks, stored peers' plain re-announces come
+        // both too soon and after it.
+        let throttling = SwarmLimits {
+            min_announce_interval_secs: 8,
+            ..LIMITS
+        };
+        let stats = run_model(throttling, FEW_PEERS, 2, ops).unwrap();
+        assert!(
+            stats.throttled > 20 && stats.applied_after_interval > 20,
+            "{stats:?}"
+        );
     }
 
     // --- cluster: recording local changes, applying other nodes' ---
@@ -2917,5 +2989,244 @@ mod tests {
                 prop_assert_eq!(h.shard.num_torrents(), model.torrents.len());
             }
         }
+    }
+
+    // --- the minimum announce interval ---
+
+    /// [`LIMITS`] with a minimum announce interval of `secs`.
+    fn throttling(secs: u32) -> SwarmLimits {
+        SwarmLimits {
+            min_announce_interval_secs: secs,
+            ..LIMITS
+        }
+    }
+
+    /// A stored peer's plain re-announce sooner than the interval after its last one gets
+    /// the counts and no peers, and changes nothing: its status, peer id and last-seen
+    /// time stay, so it expires on its old schedule. At the interval it applies.
+    #[test]
+    fn early_plain_reannounce_changes_nothing_and_gets_no_peers() {
+        let mut h = Harness::new(throttling(100));
+        h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::Started), ip(1), 0);
+        h.announce_at(&params(1, 2, 1, 0, AnnounceEvent::Started), ip(2), 0);
+        h.announce_at(&params(1, 3, 1, 50, AnnounceEvent::Started), ip(3), 0);
+        // Two IPv6 peers, new at 10.
+        let at = SecondsSinceServerStart;
+        let p6 = params(1, 4, 1, 50, AnnounceEvent::None);
+        h.shard
+            .announce_ipv6(&p6, v6(4), at(10), &mut h.rng, &mut h.out6);
+        h.shard
+            .announce_ipv6(&p6, v6(5), at(10), &mut h.rng, &mut h.out6);
+        // The leecher at ip(1) re-announces at 50, its status unchanged: not refreshed.
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::None), ip(1), 50),
+            counts(1, 2)
+        );
+        assert!(h.out.is_empty());
+        assert_eq!(h.peer(1, 1, 1), Some((false, peer_id(1), 0, false, false)));
+        // Over IPv6 alike.
+        assert_eq!(
+            h.shard
+                .announce_ipv6(&p6, v6(4), at(60), &mut h.rng, &mut h.out6),
+            counts(0, 2)
+        );
+        assert!(h.out6.is_empty());
+        // At 99 it says it is a seeder, under another peer id: still a leecher with its
+        // old id and time.
+        assert_eq!(
+            h.announce_at(&params(1, 9, 1, 0, AnnounceEvent::None), ip(1), 99),
+            counts(1, 2)
+        );
+        assert!(h.out.is_empty());
+        assert_eq!(h.peer(1, 1, 1), Some((false, peer_id(1), 0, false, false)));
+        assert_eq!(
+            h.shard.scrape(&hash(1)),
+            ScrapeCounts {
+                seeders: 1,
+                completed: 0,
+                leechers: 4
+            }
+        );
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (1, 4));
+        assert_eq!(h.shard.num_throttled(), 3);
+        // At exactly the interval: applied, with peers.
+        assert_eq!(
+            h.announce_at(&params(1, 2, 1, 0, AnnounceEvent::None), ip(2), 100),
+            counts(1, 2)
+        );
+        assert_eq!(h.returned_ips(), [1, 3].map(ip).into());
+        assert_eq!(
+            h.announce_at(&params(1, 3, 1, 0, AnnounceEvent::None), ip(3), 100),
+            counts(2, 1)
+        );
+        assert_eq!(h.returned_ips(), [ip(1)].into());
+        assert_eq!(h.peer(1, 3, 1), Some((true, peer_id(3), 100, false, false)));
+        assert_eq!(h.shard.num_throttled(), 3);
+        // ip(1) was last seen at 0, whatever it sent since: with a maximum age of 100 it
+        // alone expires at 101; the IPv6 peer announced at 60 is gone at 111, as seen at
+        // 10.
+        assert_eq!(
+            h.shard
+                .clean(SecondsSinceServerStart(101), 100)
+                .removed_peers,
+            1
+        );
+        assert_eq!(h.peer(1, 1, 1), None);
+        assert_eq!(h.shard.scrape(&hash(1)).seeders, 2);
+        assert_eq!(
+            h.shard
+                .clean(SecondsSinceServerStart(111), 100)
+                .removed_peers,
+            2
+        );
+    }
+
+    /// Throttled announces do not move the window: a peer announcing every 60 seconds
+    /// under an interval of 100 is applied every other time, measured from its last
+    /// applied announce.
+    #[test]
+    fn the_interval_counts_from_the_last_applied_announce() {
+        let mut h = Harness::new(throttling(100));
+        h.announce_at(&params(1, 2, 1, 0, AnnounceEvent::Started), ip(2), 0);
+        h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::Started), ip(1), 0);
+        let mut applied = Vec::new();
+        for t in (60..=480).step_by(60) {
+            h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::None), ip(1), t);
+            if !h.out.is_empty() {
+                applied.push(t);
+            }
+            assert_eq!(h.peer(1, 1, 1).unwrap().2, *applied.last().unwrap_or(&0));
+        }
+        assert_eq!(applied, [120, 240, 360, 480]);
+        assert_eq!(h.shard.num_throttled(), 4);
+    }
+
+    /// Started, completed and stopped apply whatever the time, and so does a new peer
+    /// (a stopped one that comes back is one).
+    #[test]
+    fn announces_with_an_event_always_apply() {
+        let mut h = Harness::new(throttling(100));
+        h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::Started), ip(1), 0);
+        h.announce_at(&params(1, 2, 1, 50, AnnounceEvent::Started), ip(2), 0);
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::Started), ip(1), 10),
+            counts(0, 2)
+        );
+        assert_eq!(h.returned_ips(), [ip(2)].into());
+        assert_eq!(h.peer(1, 1, 1), Some((false, peer_id(1), 10, false, false)));
+        // Completed: a seeder, the download counted.
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::Completed), ip(1), 20),
+            counts(1, 1)
+        );
+        assert_eq!(h.returned_ips(), [ip(2)].into());
+        assert_eq!(h.completed(1), 1);
+        assert_eq!(h.peer(1, 1, 1), Some((true, peer_id(1), 20, true, false)));
+        // Stopped: removed.
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::Stopped), ip(1), 30),
+            counts(0, 1)
+        );
+        assert_eq!(h.peer(1, 1, 1), None);
+        // Back without an event: a new peer, stored, with peers; its next plain
+        // re-announce is measured from then.
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::None), ip(1), 31),
+            counts(1, 1)
+        );
+        assert_eq!(h.returned_ips(), [ip(2)].into());
+        assert_eq!(h.shard.num_throttled(), 0);
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::None), ip(1), 40),
+            counts(1, 1)
+        );
+        assert!(h.out.is_empty());
+        assert_eq!(h.peer(1, 1, 1), Some((true, peer_id(1), 31, false, false)));
+        assert_eq!(h.shard.num_throttled(), 1);
+    }
+
+    /// New peers (another endpoint, another torrent) and port 0 are never throttled.
+    #[test]
+    fn new_peers_and_port_zero_are_never_throttled() {
+        let mut h = Harness::new(throttling(100));
+        h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::None), ip(1), 0);
+        // Another port of the same address, and the same endpoint in another torrent.
+        assert_eq!(
+            h.announce_at(&params(1, 2, 2, 50, AnnounceEvent::None), ip(1), 1),
+            counts(1, 1)
+        );
+        assert_eq!(h.out, [ResponsePeer { ip: ip(1), port: 1 }]);
+        assert_eq!(
+            h.announce_at(&params(2, 1, 1, 0, AnnounceEvent::None), ip(1), 2),
+            counts(1, 0)
+        );
+        // Port 0, again and again: answered with peers every time, stored never.
+        for t in 3..6 {
+            assert_eq!(
+                h.announce_at(&params(1, 3, 0, 50, AnnounceEvent::None), ip(3), t),
+                counts(1, 1)
+            );
+            assert_eq!(h.out.len(), 2);
+        }
+        assert_eq!(h.shard.num_throttled(), 0);
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (2, 1));
+    }
+
+    /// A throttled announce records nothing for the other nodes; the first one after the
+    /// interval records as usual.
+    #[test]
+    fn throttled_reannounce_records_nothing() {
+        let mut h = Harness::new(throttling(100));
+        h.shard.record_changes(true, 0);
+        h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::Started), ip(1), 0);
+        assert_eq!(h.take(), [upsert(v4_upsert(1, 1, 1, 1, false))]);
+        // Would be a status move, then a new peer id.
+        h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::None), ip(1), 50);
+        h.announce_at(&params(1, 7, 1, 50, AnnounceEvent::None), ip(1), 60);
+        assert!(h.take().is_empty());
+        h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::None), ip(1), 100);
+        assert_eq!(h.take(), [upsert(v4_upsert(1, 1, 1, 1, false))]);
+    }
+
+    /// A remote peer's first announce here applies (it becomes this node's); its next
+    /// one is then measured from it.
+    #[test]
+    fn a_remote_peers_first_announce_here_applies() {
+        let mut h = Harness::new(throttling(100));
+        h.apply(upsert(v4_upsert(1, 1, 1, 1, false)), 10);
+        assert_eq!(h.shard.num_remote_peers(), 1);
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::None), ip(1), 20),
+            counts(1, 0)
+        );
+        assert_eq!(h.peer(1, 1, 1), Some((true, peer_id(1), 20, false, false)));
+        assert_eq!(h.shard.num_remote_peers(), 0);
+        h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::None), ip(1), 30);
+        assert_eq!(h.peer(1, 1, 1), Some((true, peer_id(1), 20, false, false)));
+        assert_eq!(h.shard.num_throttled(), 1);
+    }
+
+    /// Off (0), the rapid re-announces a throttle would stop all apply, as before the
+    /// interval existed: refreshed, moved, renamed, answered with peers.
+    #[test]
+    fn off_applies_every_reannounce() {
+        let mut h = Harness::new(throttling(0));
+        h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::Started), ip(1), 0);
+        h.announce_at(&params(1, 2, 1, 50, AnnounceEvent::Started), ip(2), 0);
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::None), ip(1), 0),
+            counts(0, 2)
+        );
+        assert_eq!(h.returned_ips(), [ip(2)].into());
+        h.announce_at(&params(1, 1, 1, 50, AnnounceEvent::None), ip(1), 1);
+        assert_eq!(h.peer(1, 1, 1), Some((false, peer_id(1), 1, false, false)));
+        assert_eq!(
+            h.announce_at(&params(1, 1, 1, 0, AnnounceEvent::None), ip(1), 2),
+            counts(1, 1)
+        );
+        assert_eq!(h.returned_ips(), [ip(2)].into());
+        h.announce_at(&params(1, 9, 1, 0, AnnounceEvent::None), ip(1), 3);
+        assert_eq!(h.peer(1, 1, 1), Some((true, peer_id(9), 3, false, false)));
+        assert_eq!(h.shard.num_throttled(), 0);
     }
 }

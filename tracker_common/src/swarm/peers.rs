@@ -166,6 +166,14 @@ impl<I: Ip> PeerStore<I> {
     }
 
     /// The peer at `index`.
+    fn peer(&self, index: usize) -> Option<&Peer> {
+        match self {
+            Self::Small(entries) => entries.get(index).map(|(_, peer)| peer),
+            Self::Large(store) => store.peers.get_index(index).map(|(_, peer)| peer),
+        }
+    }
+
+    /// The peer at `index`, to change.
     fn peer_mut(&mut self, index: usize) -> Option<&mut Peer> {
         match self {
             Self::Small(entries) => entries.get_mut(index).map(|(_, peer)| peer),
@@ -368,6 +376,13 @@ impl<I: Ip> Peers<I> {
         self.seeders.is_empty() && self.leechers.is_empty()
     }
 
+    fn store(&self, status: Status) -> &PeerStore<I> {
+        match status {
+            Status::Seeder => &self.seeders,
+            Status::Leecher => &self.leechers,
+        }
+    }
+
     fn store_mut(&mut self, status: Status) -> &mut PeerStore<I> {
         match status {
             Status::Seeder => &mut self.seeders,
@@ -392,6 +407,11 @@ impl<I: Ip> Peers<I> {
     }
 
     /// The stored peer at `location`.
+    pub(super) fn peer(&self, location: Location) -> Option<&Peer> {
+        self.store(location.status).peer(location.index)
+    }
+
+    /// The stored peer at `location`, to change.
     pub(super) fn peer_mut(&mut self, location: Location) -> Option<&mut Peer> {
         self.store_mut(location.status).peer_mut(location.index)
     }

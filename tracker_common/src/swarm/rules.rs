@@ -1,7 +1,7 @@
 //! The per-peer swarm rules, decided here once so that every kind of shard applies the
 //! same ones: a peer's status from its bytes left, when an announce counts a completed
-//! download (and the flag that keeps it from counting twice), and when a peer has been
-//! silent for too long.
+//! download (and the flag that keeps it from counting twice), when a re-announce comes
+//! too soon to be applied, and when a peer has been silent for too long.
 //!
 //! What the shards share beyond single peers (limits, the whole-tracker budget, totals,
 //! the archive, and the operations over a whole torrent table) is in [`super::ledger`].
@@ -123,6 +123,28 @@ impl LastSeen {
         Self::new(now, self.completion_counted())
     }
 
+    /// The minimum-interval rule, for the stored peer last seen as `self` that announces
+    /// with `event` at `now`, where a peer must wait `min_interval_secs` between two
+    /// applied announces (0 = off): whether this announce comes too soon, and so is
+    /// answered without being applied.
+    ///
+    /// Only a plain re-announce (no event) can come too soon, and only if less than
+    /// `min_interval_secs` passed since the peer was last seen; one with an event
+    /// (started, completed, stopped) always applies. So does the first announce here of
+    /// a remote peer: its time is another node's sighting, and the announce is what makes
+    /// it this node's.
+    pub(super) fn too_soon(
+        self,
+        now: SecondsSinceServerStart,
+        event: AnnounceEvent,
+        min_interval_secs: u32,
+    ) -> bool {
+        min_interval_secs > 0
+            && event == AnnounceEvent::None
+            && !self.is_remote()
+            && now.0.saturating_sub(self.time().0) < min_interval_secs
+    }
+
     /// Whether the peer was seen at or after `cutoff` ([`expiry_cutoff`]), so that
     /// cleaning keeps it.
     pub(super) fn seen_since(self, cutoff: SecondsSinceServerStart) -> bool {
@@ -232,6 +254,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Too soon: a plain re-announce of a local peer less than the interval after it
+    /// was last seen, and nothing else; never with the interval 0.
+    #[test]
+    fn too_soon_only_for_early_plain_reannounces() {
+        let at = SecondsSinceServerStart;
+        for counted in [false, true] {
+            let seen = LastSeen::new(at(100), counted);
+            for event in EVENTS {
+                for (now, min) in [(100, 10), (109, 10), (110, 10), (500, 10), (105, 0)] {
+                    let expected = event == AnnounceEvent::None && min > 0 && now < 100 + min;
+                    assert_eq!(
+                        seen.too_soon(at(now), event, min),
+                        expected,
+                        "{event:?} at {now}, interval {min}"
+                    );
+                    // A remote peer's first announce here always applies.
+                    assert!(!seen.with_remote(true).too_soon(at(now), event, min));
+                }
+            }
+        }
+        // A time ahead of now (none should be): too soon, and no underflow.
+        assert!(LastSeen::new(at(50), false).too_soon(at(40), AnnounceEvent::None, 1));
+        // The largest interval, a peer seen at the start.
+        let start = LastSeen::new(at(0), false);
+        assert!(start.too_soon(at(u32::MAX - 1), AnnounceEvent::None, u32::MAX));
+        assert!(!start.too_soon(at(u32::MAX), AnnounceEvent::None, u32::MAX));
     }
 
     #[test]

@@ -607,6 +607,7 @@ mod tests {
         max_peers_per_torrent: 1000,
         max_peers_per_ip: 1000,
         max_archived_torrents: 1024,
+        min_announce_interval_secs: 0,
     };
     const AGE: u32 = 3600;
     const KEY: [u8; 16] = [7; 16];
@@ -847,6 +848,7 @@ mod tests {
             max_peers_per_torrent: 2,
             max_peers_per_ip: 1,
             max_archived_torrents: 1024,
+            min_announce_interval_secs: 0,
         };
         let budget = Arc::new(SwarmBudget::new(&limits));
         let mut small = SwarmShard::with_router(limits, budget.clone(), &router);

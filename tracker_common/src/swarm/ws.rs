@@ -27,6 +27,14 @@
 //!   ([`WsSwarmShard::num_rejected_by_limits`]). `max_peers_per_ip` does not apply: a
 //!   WebTorrent peer has no IP endpoint in the swarm, and what one client can hold is
 //!   bounded by the tracker per connection instead (swarms per connection, connections).
+//! - With [`SwarmLimits::min_announce_interval_secs`] set, a plain re-announce (no
+//!   event) of a stored peer (its peer id, on its connection) sooner than that after it
+//!   was last seen is throttled: it changes nothing, records nothing for the cluster, is
+//!   answered with the counts and no offer targets (so none of its offers is relayed)
+//!   and is counted ([`WsSwarmShard::num_throttled`]). It is still reported as stored
+//!   ([`WsAnnounceOutcome::stored`]): the peer is there, under its old state. Announces
+//!   with an event, new peers, and a connection's peer under a new peer id (which takes
+//!   over the entry, below) always apply.
 //! - [`WsSwarmShard::clean`] removes peers not seen for the configured age (connections
 //!   that went silent; one last seen exactly that long ago stays), then empty torrents.
 //! - A torrent that empties keeps its completed count in the bounded archive; the count
@@ -176,7 +184,8 @@ pub struct WsAnnounceOutcome {
     /// exist).
     pub counts: AnnounceCounts,
     /// Whether the announcer is stored after the announce, as this connection's peer:
-    /// only then may its offers be relayed (it got offer targets only then).
+    /// only then may its offers be relayed (it got offer targets only then, and none if
+    /// its announce was throttled).
     pub stored: bool,
 }
 
@@ -504,7 +513,8 @@ impl WsSwarmShard {
     /// distinct other peers, with their connections, to relay one of the announcer's
     /// offers each to: chosen at random, leechers only for a seeder, seeders and leechers
     /// for a leecher, never the announcer and never a peer on its connection, and none at
-    /// all unless the announcer is stored. See the module documentation for the rules.
+    /// all unless the announcer is stored, nor for a throttled re-announce. See the module
+    /// documentation for the rules.
     pub fn announce(
         &mut self,
         params: &WsAnnounceParams,
@@ -593,6 +603,13 @@ impl WsSwarmShard {
                 return WsAnnounceOutcome {
                     counts: counts_of(torrent),
                     stored: false,
+                };
+            }
+            // This connection's peer re-announcing too soon: nothing changes, no targets.
+            Some((_, peer)) if ledger.throttles(peer.last_seen, params.event, now) => {
+                return WsAnnounceOutcome {
+                    counts: counts_of(torrent),
+                    stored: true,
                 };
             }
             // This connection's peer re-announcing.
@@ -735,6 +752,13 @@ impl WsSwarmShard {
     /// Downloads counted as completed (see the module rules) since the shard was made.
     pub fn num_completed(&self) -> u64 {
         self.ledger.num_completed()
+    }
+
+    /// Announces answered with the counts alone, no offer targets, and not applied,
+    /// because they came sooner than [`SwarmLimits::min_announce_interval_secs`] after
+    /// the peer's last one.
+    pub fn num_throttled(&self) -> u64 {
+        self.ledger.num_throttled()
     }
 
     /// Announces refused because their peer id is another connection's peer in that
@@ -1098,6 +1122,7 @@ mod tests {
         max_peers_per_torrent: 1000,
         max_peers_per_ip: 1000,
         max_archived_torrents: 1024,
+        min_announce_interval_secs: 0,
     };
 
     fn hash(n: u8) -> InfoHash {
@@ -1631,6 +1656,119 @@ mod tests {
         assert_eq!((budget.num_torrents(), budget.num_peers()), (0, 0));
     }
 
+    /// [`LIMITS`] with a minimum announce interval of `secs`.
+    fn throttling(secs: u32) -> SwarmLimits {
+        SwarmLimits {
+            min_announce_interval_secs: secs,
+            ..LIMITS
+        }
+    }
+
+    /// A stored peer's plain re-announce on its connection sooner than the interval after
+    /// its last one gets the counts and no offer targets, and changes nothing: its status
+    /// and last-seen time stay, so it expires on its old schedule. At the interval it
+    /// applies.
+    #[test]
+    fn early_plain_reannounce_changes_nothing_and_relays_no_offers() {
+        let mut h = Harness::new(throttling(100));
+        h.shard.record_changes(true, 0);
+        h.announce(1, 1, 1, Some(5), Started);
+        h.announce(1, 2, 2, Some(0), Started);
+        h.announce(1, 3, 3, Some(5), Started);
+        let mut changes = Vec::new();
+        h.shard.take_changes(&mut changes);
+        assert_eq!(changes.len(), 3);
+        // Peer 1 re-announces at 50, its status unchanged: still stored, no targets.
+        h.now = 50;
+        assert_eq!(h.announce(1, 1, 1, Some(5), NoEvent), stored(1, 2));
+        assert!(h.out.is_empty());
+        // At 99 it says it is a seeder: still a leecher, and no targets.
+        h.now = 99;
+        assert_eq!(h.announce(1, 1, 1, Some(0), NoEvent), stored(1, 2));
+        assert!(h.out.is_empty());
+        assert_eq!(h.scrape(1), scrape(1, 0, 2));
+        assert_eq!((h.shard.num_seeders(), h.shard.num_leechers()), (1, 2));
+        assert_eq!(h.shard.num_throttled(), 2);
+        h.shard.take_changes(&mut changes);
+        assert_eq!(changes.len(), 3, "a throttled announce records nothing");
+        // At exactly the interval: applied, with targets.
+        h.now = 100;
+        assert_eq!(h.announce(1, 2, 2, Some(0), NoEvent), stored(1, 2));
+        assert_eq!(h.targets(), [1, 3].into());
+        assert_eq!(h.announce(1, 3, 3, Some(0), NoEvent), stored(2, 1));
+        assert_eq!(h.targets(), [1].into());
+        assert_eq!(h.shard.num_throttled(), 2);
+        h.shard.take_changes(&mut changes);
+        assert_eq!(changes.len(), 5);
+        // Peer 1 was last seen at 0: with a maximum age of 100 it alone expires at 101.
+        assert_eq!(
+            h.shard
+                .clean(SecondsSinceServerStart(101), 100)
+                .removed_peers,
+            1
+        );
+        assert_eq!(h.shard.connection_of(&hash(1), &peer_id(1)), None);
+        assert_eq!(h.scrape(1), scrape(2, 0, 0));
+    }
+
+    /// Started, completed and stopped apply whatever the time, and so do a new peer and
+    /// a connection's peer under a new peer id (which takes over its entry); another
+    /// connection's peer id stays a conflict, not a throttle.
+    #[test]
+    fn events_new_peers_and_new_peer_ids_always_apply() {
+        let mut h = Harness::new(throttling(100));
+        h.announce(1, 1, 1, Some(5), Started);
+        h.announce(1, 2, 2, Some(5), Started);
+        h.now = 10;
+        assert_eq!(h.announce(1, 1, 1, Some(5), Started), stored(0, 2));
+        assert_eq!(h.targets(), [2].into());
+        h.now = 20;
+        assert_eq!(h.announce(1, 1, 1, Some(0), Completed), stored(1, 1));
+        assert_eq!(h.targets(), [2].into());
+        assert_eq!(h.scrape(1), scrape(1, 1, 1));
+        h.now = 30;
+        assert_eq!(h.announce(1, 1, 1, Some(0), Stopped), not_stored(0, 1));
+        assert_eq!(h.shard.connection_of(&hash(1), &peer_id(1)), None);
+        // Back without an event: a new peer, with targets.
+        h.now = 31;
+        assert_eq!(h.announce(1, 1, 1, Some(5), NoEvent), stored(0, 2));
+        assert_eq!(h.targets(), [2].into());
+        assert_eq!(h.shard.num_throttled(), 0);
+        // Under a new peer id on the same connection: the entry is taken over, with
+        // targets; the new id's next plain re-announce is then measured from it.
+        h.now = 40;
+        assert_eq!(h.announce(1, 1, 7, Some(5), NoEvent), stored(0, 2));
+        assert_eq!(h.targets(), [2].into());
+        assert_eq!(h.shard.connection_of(&hash(1), &peer_id(1)), None);
+        assert_eq!(h.shard.connection_of(&hash(1), &peer_id(7)), Some(conn(1)));
+        h.now = 139;
+        assert_eq!(h.announce(1, 1, 7, Some(5), NoEvent), stored(0, 2));
+        assert!(h.out.is_empty());
+        assert_eq!(h.shard.num_throttled(), 1);
+        h.now = 140;
+        h.announce(1, 1, 7, Some(5), NoEvent);
+        assert_eq!(h.targets(), [2].into());
+        // Another connection announcing peer 2: a conflict, as without the interval.
+        assert_eq!(h.announce(1, 3, 2, Some(5), NoEvent), not_stored(0, 2));
+        assert_eq!(h.shard.num_peer_id_conflicts(), 1);
+        assert_eq!(h.shard.num_throttled(), 1);
+    }
+
+    /// Off (0), the rapid re-announces a throttle would stop all apply, as before the
+    /// interval existed.
+    #[test]
+    fn off_applies_every_ws_reannounce() {
+        let mut h = Harness::new(throttling(0));
+        h.announce(1, 1, 1, Some(5), Started);
+        h.announce(1, 2, 2, Some(5), Started);
+        for left in [Some(5), Some(5), Some(0), None] {
+            h.announce(1, 1, 1, left, NoEvent);
+            assert_eq!(h.targets(), [2].into());
+        }
+        assert_eq!(h.scrape(1), scrape(0, 0, 2));
+        assert_eq!(h.shard.num_throttled(), 0);
+    }
+
     // ---------------------------------------------------------------------------------
     // The model: the rules of the module documentation, written naively over BTreeMaps.
 
@@ -1657,6 +1795,7 @@ mod tests {
         archive: BTreeMap<u8, u32>,
         rejected: u64,
         conflicts: u64,
+        throttled: u64,
     }
 
     /// How often a run met the cases the rules are about.
@@ -1673,6 +1812,8 @@ mod tests {
         closes_removed: usize,
         archive_restored: usize,
         rejected: usize,
+        throttled: usize,
+        applied_after_interval: usize,
         targets_given: usize,
         seeders_given_leechers_only: usize,
         stale_own_entries_skipped: usize,
@@ -1813,7 +1954,19 @@ mod tests {
                         }
                         false
                     }
+                    // Its own peer, too soon after its last announce and no event: nothing
+                    // changes; it stays stored.
+                    Some(p)
+                        if event == NoEvent && now - p.seen < limits.min_announce_interval_secs =>
+                    {
+                        self.throttled += 1;
+                        cov.throttled += 1;
+                        true
+                    }
                     Some(p) => {
+                        if event == NoEvent && limits.min_announce_interval_secs > 0 {
+                            cov.applied_after_interval += 1;
+                        }
                         let p = Self::reannounced(p, seeder, event, now, &mut t.completed, cov);
                         t.peers.insert(id, p);
                         true
@@ -2075,6 +2228,7 @@ mod tests {
                         &mut rng,
                         &mut out,
                     );
+                    let throttled_before = model.throttled;
                     let stored = model.announce(
                         &limits,
                         h,
@@ -2105,6 +2259,8 @@ mod tests {
                     prop_assert_eq!(unique.len(), targets.len(), "duplicate targets");
                     if !stored {
                         prop_assert!(targets.is_empty(), "targets for an announcer not stored");
+                    } else if model.throttled > throttled_before {
+                        prop_assert!(targets.is_empty(), "targets for a throttled announce");
                     } else {
                         check_targets(&model, h, id, pair(c), left, numwant, &targets, &mut cov)?;
                     }
@@ -2182,6 +2338,7 @@ mod tests {
     ) -> Result<(), TestCaseError> {
         let (mut torrents, mut seeders, mut leechers, mut rejected, mut conflicts) =
             (0, 0, 0, 0, 0);
+        let mut throttled = 0;
         let mut archived = 0;
         for (n, shard) in shards.iter().enumerate() {
             let (mut s, mut l) = (0, 0);
@@ -2232,6 +2389,7 @@ mod tests {
             leechers += l;
             rejected += shard.num_rejected_by_limits();
             conflicts += shard.num_peer_id_conflicts();
+            throttled += shard.num_throttled();
             archived += shard.num_archived_torrents();
         }
         prop_assert_eq!(torrents, model.torrents.len());
@@ -2242,6 +2400,7 @@ mod tests {
         prop_assert!(seeders + leechers <= limits.max_peers);
         prop_assert_eq!(rejected, model.rejected);
         prop_assert_eq!(conflicts, model.conflicts);
+        prop_assert_eq!(throttled, model.throttled);
         prop_assert_eq!(archived, model.archive.len());
         for h in 0..space.hashes {
             let shard = &shards[usize::from(h % 2)];
@@ -2261,21 +2420,30 @@ mod tests {
         Ok(())
     }
 
+    /// Limits from the given strategies; the minimum announce interval off (0) in two
+    /// runs of three, else 1 to 19 seconds (ticks are up to 4).
     fn ws_limits(
         max_torrents: impl Strategy<Value = usize>,
         max_peers: impl Strategy<Value = usize>,
         per_torrent: impl Strategy<Value = usize>,
     ) -> impl Strategy<Value = SwarmLimits> {
-        (max_torrents, max_peers, per_torrent, any::<usize>()).prop_map(|(t, p, pt, pi)| {
-            SwarmLimits {
+        let min_interval = prop_oneof![2 => Just(0u32), 1 => 1..20u32];
+        (
+            max_torrents,
+            max_peers,
+            per_torrent,
+            any::<usize>(),
+            min_interval,
+        )
+            .prop_map(|(t, p, pt, pi, min)| SwarmLimits {
                 max_torrents: t,
                 max_peers: p,
                 max_peers_per_torrent: pt,
                 // Whatever it is, it must not matter.
                 max_peers_per_ip: pi % 3,
                 max_archived_torrents: 0,
-            }
-        })
+                min_announce_interval_secs: min,
+            })
     }
 
     proptest! {
@@ -2377,6 +2545,18 @@ mod tests {
         assert_eq!(
             few.stale_own_entries_skipped + many.stale_own_entries_skipped,
             0
+        );
+        // No interval, no throttling; with one of a few ticks, stored peers' plain
+        // re-announces come both too soon and after it.
+        assert_eq!(few.throttled + lossy.throttled + many.throttled, 0);
+        let throttling = SwarmLimits {
+            min_announce_interval_secs: 6,
+            ..limits
+        };
+        let cov = run_ws_model(throttling, FEW, 4, ops(FEW, 5_000)).unwrap();
+        assert!(
+            cov.throttled >= 10 && cov.applied_after_interval >= 10,
+            "{cov:?}"
         );
     }
 
