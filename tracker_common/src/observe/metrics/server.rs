@@ -1,140 +1,45 @@
-//! The metrics listener: one thread, one mio poll, many connections at once.
+//! The metrics listener: the operator's HTTP server ([`crate::net::http_server`]: one
+//! thread, one mio poll, many connections at once, each with a deadline and bounds)
+//! serving the figures, `/health` and the page.
 //!
-//! Rules it keeps:
-//! - No client holds the thread. Sockets are non-blocking, and each connection is a
-//!   small state machine (read the request head, write the answer, then read what the
-//!   client still sends) that moves when its socket is ready. A silent client, one that
-//!   sends a byte a second and one that does not read its answer each hold one slot,
-//!   never the thread, so a scrape is answered as soon as it arrives.
-//! - One deadline per request, on the whole of it: from accept to the last byte of the
-//!   answer, [`Limits::request_timeout`]; a connection past it is closed, whatever it is
-//!   doing. (A timeout per read or write call would let a client that sends a byte a
-//!   second keep its slot for ever.)
-//! - Bounded: at most [`Limits::max_connections`] connections open (one more is closed
-//!   as soon as it is accepted), one request per connection, a request head of at most
-//!   [`MAX_REQUEST_BYTES`] (a larger one is answered 431), at most
-//!   [`MAX_DRAINED_BYTES`] read after the answer, and answers no larger than what the
-//!   server makes (the page's files, the figures).
-//! - The history of the page's charts is sampled on this thread, between two polls, on
-//!   its own timer: it has one owner and needs no lock.
+//! The history of the page's charts is sampled on this thread, between two polls, on
+//! its own timer: it has one owner and needs no lock.
 //!
 //! It is for a scraper on a trusted network, not for the public: its address defaults
 //! to loopback.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::net::TcpListener;
 
+use crate::net::http_server::{self, HttpServer, Request, Service, response, status};
+pub use crate::net::http_server::{
+    Limits, MAX_CONNECTIONS, MAX_DRAINED_BYTES, MAX_REQUEST_BYTES, REQUEST_TIMEOUT,
+};
 use crate::observe::history::History;
 use crate::observe::metrics::{ASSETS, Identity, encode_prometheus, health, to_json};
-use crate::observe::statistics::{RateLimitedWarning, Statistics};
+use crate::observe::statistics::Statistics;
 use crate::runtime::supervisor::{EndedThreads, ShutdownFlag};
-
-/// Longest time one request may take, from accept to the last byte of its answer
-/// written: what [`Limits::default`] uses.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Most connections open at once: what [`Limits::default`] uses. A Prometheus server
-/// holds one, a browser showing the page a few; 64 leaves room for several of each and
-/// bounds the listener's memory (64 request heads of [`MAX_REQUEST_BYTES`], 512 KiB)
-/// and file descriptors.
-pub const MAX_CONNECTIONS: usize = 64;
-/// Largest request head read; a larger one is answered 431.
-pub const MAX_REQUEST_BYTES: usize = 8192;
-/// Most bytes read, and dropped, after an answer to a request that was not read whole
-/// (too large, or not HTTP), so that closing does not reset the connection before the
-/// client has read the answer.
-pub const MAX_DRAINED_BYTES: usize = 8 * MAX_REQUEST_BYTES;
-/// How late the server notices a shutdown at most.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-/// The listener's token; connection `i` has `Token(i + 1)`.
-const LISTENER: Token = Token(0);
-/// Bytes read from a socket per call.
-const READ_CHUNK: usize = 4096;
-
-/// How much one client may take of the listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The deadline of a request, from accept to the last byte of its answer.
-    pub request_timeout: Duration,
-    /// Connections open at once; more are closed at accept.
-    pub max_connections: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            request_timeout: REQUEST_TIMEOUT,
-            max_connections: MAX_CONNECTIONS,
-        }
-    }
-}
 
 /// Binds the metrics listener.
 ///
 /// # Errors
 /// The address cannot be bound.
 pub fn bind(address: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(address)
-        .with_context(|| format!("bind metrics listener on {address}"))?;
-    let local = listener
-        .local_addr()
-        .context("read the metrics listener's address")?;
-    Ok((listener, local))
+    http_server::bind("metrics", address)
 }
 
 /// The metrics server: what it serves, where, and within which limits.
-pub struct MetricsServer {
-    listener: TcpListener,
-    /// Made with the server, before the tracker serves: descriptors run short later (a
-    /// connection flood), never at its start. Taken by [`MetricsServer::run`].
-    poll: Option<Poll>,
+pub struct MetricsServer(HttpServer<MetricsService>);
+
+/// What the metrics listener answers.
+struct MetricsService {
     statistics: Arc<Statistics>,
     identity: Identity,
-    shutdown: ShutdownFlag,
     history: History,
-    limits: Limits,
     ended: EndedThreads,
-}
-
-/// Where a connection is in its one request.
-enum State {
-    /// Reading the request head, which `head` holds so far.
-    Reading { head: Vec<u8> },
-    /// Writing `answer`, of which `written` bytes are out. `whole`: whether the request
-    /// was read whole (if not, see [`State::Draining`]).
-    Writing {
-        answer: Vec<u8>,
-        written: usize,
-        whole: bool,
-    },
-    /// The answer is out, after a request that was not read whole (too large, or not
-    /// HTTP): closing with unread bytes would reset the connection, and the reset can
-    /// destroy the answer before the client reads it. So the write side is shut, and what
-    /// the client still sends is read and dropped until it closes, up to
-    /// [`MAX_DRAINED_BYTES`], within the same deadline.
-    Draining { drained: usize },
-}
-
-/// One client connection.
-struct Connection {
-    stream: TcpStream,
-    /// When it is closed, whatever its state.
-    deadline: Instant,
-    state: State,
-}
-
-/// What to do with a connection once it cannot move further for now.
-#[derive(Debug, PartialEq, Eq)]
-enum Next {
-    /// Wait for its socket to be ready again.
-    Wait,
-    /// Close it: done, or the client went away.
-    Close,
 }
 
 impl MetricsServer {
@@ -145,38 +50,36 @@ impl MetricsServer {
     /// # Errors
     /// The poll could not be made, or the listener registered with it.
     pub fn new(
-        mut listener: TcpListener,
+        listener: TcpListener,
         statistics: Arc<Statistics>,
         identity: Identity,
         shutdown: ShutdownFlag,
         history: History,
     ) -> anyhow::Result<Self> {
-        let poll = Poll::new().context("create metrics poll")?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .context("register metrics listener")?;
-        Ok(Self {
-            listener,
-            poll: Some(poll),
+        let service = MetricsService {
             statistics,
             identity,
-            shutdown,
             history,
-            limits: Limits::default(),
             ended: EndedThreads::default(),
-        })
+        };
+        Ok(Self(HttpServer::new(
+            "metrics",
+            listener,
+            service,
+            shutdown,
+            Limits::default(),
+        )?))
     }
 
     /// The same server within `limits`.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self(self.0.with_limits(limits))
     }
 
     /// The same server, whose `/health` reports the threads that `ended` records (the
     /// supervisor's, see [`crate::runtime::supervisor::Supervisor::ended_threads`]).
     pub fn with_ended_threads(mut self, ended: EndedThreads) -> Self {
-        self.ended = ended;
+        self.0.service_mut().ended = ended;
         self
     }
 
@@ -184,228 +87,24 @@ impl MetricsServer {
     ///
     /// # Errors
     /// The poll failed.
-    pub fn run(mut self) -> anyhow::Result<()> {
-        let mut poll = match self.poll.take() {
-            Some(poll) => poll,
-            None => anyhow::bail!("the metrics server runs once"),
-        };
-        let mut events = Events::with_capacity(64);
-        let mut slots: Vec<Option<Connection>> =
-            (0..self.limits.max_connections).map(|_| None).collect();
-        let mut scratch = vec![0u8; READ_CHUNK];
-        let mut next_sample = Instant::now();
-        // Set when accept failed for want of file descriptors, say: the listener is
-        // edge-triggered and would not say again that connections wait.
-        let mut accept_again = false;
-        // Retried after every poll, a failing accept would otherwise log ten lines a
-        // second.
-        let mut accept_warning = RateLimitedWarning::new(Duration::from_secs(10));
-        while !self.shutdown.is_set() {
-            let now = Instant::now();
-            if now >= next_sample {
-                self.history
-                    .push(unix_now_ms(), &self.statistics.snapshot());
-                next_sample = now + self.history.interval();
-            }
-            let wake = slots
-                .iter()
-                .flatten()
-                .map(|c| c.deadline)
-                .fold(next_sample, Instant::min);
-            let timeout = wake
-                .saturating_duration_since(Instant::now())
-                .min(POLL_TIMEOUT);
-            match poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) => return Err(anyhow::Error::new(err).context("metrics poll")),
-            }
-            if std::mem::take(&mut accept_again) {
-                accept_again = !self.accept(&poll, &mut slots, &mut scratch, &mut accept_warning);
-            }
-            for event in &events {
-                let token = event.token();
-                if token == LISTENER {
-                    accept_again =
-                        !self.accept(&poll, &mut slots, &mut scratch, &mut accept_warning);
-                    continue;
-                }
-                // Events for a connection closed earlier in this batch find an empty
-                // slot, or the connection accepted into it since, which then tries
-                // its socket once more for nothing.
-                let Some(slot) = token.0.checked_sub(1).and_then(|i| slots.get_mut(i)) else {
-                    continue;
-                };
-                if let Some(connection) = slot
-                    && self.advance(connection, &mut scratch) == Next::Close
-                {
-                    *slot = None;
-                }
-            }
-            let now = Instant::now();
-            for slot in &mut slots {
-                if slot.as_ref().is_some_and(|c| now >= c.deadline) {
-                    log::debug!("metrics: a connection missed its deadline, closed");
-                    *slot = None;
-                }
-            }
-        }
-        Ok(())
+    pub fn run(self) -> anyhow::Result<()> {
+        self.0.run()
+    }
+}
+
+impl Service for MetricsService {
+    fn tick(&mut self, now: Instant) -> Instant {
+        self.history
+            .push(unix_now_ms(), &self.statistics.snapshot());
+        now + self.history.interval()
     }
 
-    /// Accepts every connection waiting, into a free slot, or closes it if there is
-    /// none. Whether the backlog was emptied (if not, accept failed and is tried again
-    /// after the next poll).
-    fn accept(
-        &self,
-        poll: &Poll,
-        slots: &mut [Option<Connection>],
-        scratch: &mut [u8],
-        warning: &mut RateLimitedWarning,
-    ) -> bool {
-        loop {
-            let (mut stream, peer) = match self.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return true,
-                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    if let Some(held_back) = warning.check(Instant::now()) {
-                        log::warn!(
-                            "metrics accept: {err} ({held_back} more since the last message)"
-                        );
-                    }
-                    return false;
-                }
-            };
-            let Some((index, slot)) = slots.iter_mut().enumerate().find(|(_, s)| s.is_none())
-            else {
-                // Dropping the stream closes it: the cap holds at once, and the client
-                // knows instead of waiting in the backlog.
-                log::debug!(
-                    "metrics: {peer} closed at accept, {} connections open",
-                    self.limits.max_connections
-                );
-                continue;
-            };
-            if let Err(err) = poll.registry().register(
-                &mut stream,
-                Token(index + 1),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                log::warn!("metrics: register a connection from {peer}: {err}");
-                continue;
-            }
-            let mut connection = Connection {
-                stream,
-                deadline: Instant::now() + self.limits.request_timeout,
-                state: State::Reading { head: Vec::new() },
-            };
-            // Its request may be there already: serve it now rather than on its event.
-            if self.advance(&mut connection, scratch) == Next::Wait {
-                *slot = Some(connection);
-            }
-        }
-    }
-
-    /// Moves `connection` as far as its socket allows now.
-    fn advance(&self, connection: &mut Connection, scratch: &mut [u8]) -> Next {
-        match self.try_advance(connection, scratch) {
-            Ok(next) => next,
-            Err(err) => {
-                // The client's doing (a reset, say), not the operator's concern.
-                log::debug!("metrics connection: {err}");
-                Next::Close
-            }
-        }
-    }
-
-    fn try_advance(
-        &self,
-        connection: &mut Connection,
-        scratch: &mut [u8],
-    ) -> std::io::Result<Next> {
-        let Connection { stream, state, .. } = connection;
-        loop {
-            match state {
-                State::Reading { head } => {
-                    let room = MAX_REQUEST_BYTES.saturating_sub(head.len());
-                    if room == 0 {
-                        *state = State::Writing {
-                            answer: status(431, "Request Header Fields Too Large"),
-                            written: 0,
-                            whole: false,
-                        };
-                        continue;
-                    }
-                    let buf = scratch.get_mut(..room.min(READ_CHUNK)).unwrap_or_default();
-                    match stream.read(buf) {
-                        // Gone before asking anything.
-                        Ok(0) => return Ok(Next::Close),
-                        Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
-                        Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(Next::Wait),
-                        Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                        Err(err) => return Err(err),
-                    }
-                    let mut headers = [httparse::EMPTY_HEADER; 32];
-                    let mut request = httparse::Request::new(&mut headers);
-                    let (answer, whole) = match request.parse(head) {
-                        Ok(httparse::Status::Complete(_)) => {
-                            (self.answer(request.method, request.path), true)
-                        }
-                        Ok(httparse::Status::Partial) => continue,
-                        Err(_) => (status(400, "Bad Request"), false),
-                    };
-                    *state = State::Writing {
-                        answer,
-                        written: 0,
-                        whole,
-                    };
-                }
-                State::Writing {
-                    answer,
-                    written,
-                    whole,
-                } => {
-                    let rest = answer.get(*written..).unwrap_or_default();
-                    if rest.is_empty() {
-                        if *whole {
-                            return Ok(Next::Close);
-                        }
-                        stream.shutdown(Shutdown::Write)?;
-                        *state = State::Draining { drained: 0 };
-                        continue;
-                    }
-                    match stream.write(rest) {
-                        Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                        Ok(n) => *written += n,
-                        Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(Next::Wait),
-                        Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                        Err(err) => return Err(err),
-                    }
-                }
-                State::Draining { drained } => {
-                    if *drained >= MAX_DRAINED_BYTES {
-                        return Ok(Next::Close);
-                    }
-                    match stream.read(scratch) {
-                        Ok(0) => return Ok(Next::Close),
-                        Ok(n) => *drained += n,
-                        Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(Next::Wait),
-                        Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                        Err(err) => return Err(err),
-                    }
-                }
-            }
-        }
-    }
-
-    /// The whole HTTP response to `method` on `path`.
-    fn answer(&self, method: Option<&str>, path: Option<&str>) -> Vec<u8> {
-        if method != Some("GET") {
+    fn answer(&mut self, request: &Request<'_>) -> Vec<u8> {
+        if request.method != "GET" {
             return status(405, "Method Not Allowed");
         }
         // A query string changes nothing.
-        let path = path.and_then(|p| p.split('?').next()).unwrap_or_default();
+        let path = request.path();
         if let Some((_, content_type, body)) = ASSETS.iter().find(|(p, _, _)| *p == path) {
             return response(200, "OK", content_type, body);
         }
@@ -430,25 +129,33 @@ impl MetricsServer {
                 Ok(body) => response(200, "OK", "application/json", &body),
                 Err(_) => status(500, "Internal Server Error"),
             },
-            "/health" => {
-                let health = health::check(
-                    &snapshot.private,
-                    &snapshot.cluster,
-                    &self.identity,
-                    self.ended.first(),
-                );
-                let (code, reason) = if health.ok {
-                    (200, "OK")
-                } else {
-                    (503, "Service Unavailable")
-                };
-                match serde_json::to_vec(&health.body) {
-                    Ok(body) => response(code, reason, "application/json", &body),
-                    Err(_) => status(500, "Internal Server Error"),
-                }
-            }
+            "/health" => health_answer(&self.statistics, &self.identity, &self.ended),
             _ => status(404, "Not Found"),
         }
+    }
+}
+
+/// The whole answer to `/health`: 200 or 503 with the JSON body of [`health::check`].
+pub fn health_answer(
+    statistics: &Statistics,
+    identity: &Identity,
+    ended: &EndedThreads,
+) -> Vec<u8> {
+    let snapshot = statistics.snapshot();
+    let health = health::check(
+        &snapshot.private,
+        &snapshot.cluster,
+        identity,
+        ended.first(),
+    );
+    let (code, reason) = if health.ok {
+        (200, "OK")
+    } else {
+        (503, "Service Unavailable")
+    };
+    match serde_json::to_vec(&health.body) {
+        Ok(body) => response(code, reason, "application/json", &body),
+        Err(_) => status(500, "Internal Server Error"),
     }
 }
 
@@ -458,32 +165,13 @@ fn unix_now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn status(code: u16, reason: &str) -> Vec<u8> {
-    response(
-        code,
-        reason,
-        "text/plain; charset=utf-8",
-        format!("{reason}\n").as_bytes(),
-    )
-}
-
-fn response(code: u16, reason: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
+    use std::io::{ErrorKind, Read, Write};
     use std::net::TcpStream;
     use std::sync::atomic::Ordering;
     use std::thread::JoinHandle;
+    use std::time::Duration;
 
     use super::*;
     use crate::observe::statistics::{Family, Protocol, RequestKind};
@@ -711,6 +399,7 @@ mod tests {
         let limits = Limits {
             request_timeout: Duration::from_secs(600),
             max_connections: 3,
+            ..Limits::default()
         };
         let server = Running::start(Arc::new(Statistics::new(1, 1)), Protocol::Ws, limits);
         let mut held: Vec<TcpStream> = (0..3)
