@@ -68,6 +68,10 @@
 //! - [`cluster`]: several nodes as one tracker over NATS: the `[cluster]` section, the
 //!   `cluster` thread (the NATS client on a tokio runtime of its own) that publishes the
 //!   request workers' peer changes and hands them other nodes', resyncs, and its figures.
+//! - [`api`]: the admin API (stats, torrents, the access list, bans, passkeys, reloads
+//!   over HTTP with a bearer token) and its `[api]` section; it runs on the operator's
+//!   HTTP server ([`net::http_server`]) on a thread of its own.
+//! - [`files`]: files rewritten while the tracker runs, replaced whole.
 //! - [`config`]: documented config sections (`config_section!`), the shared ones
 //!   (logging, workers, swarm limits), and keys from the environment ([`config::env`]).
 //! - [`private`]: private mode: passkeys, and per-user accounting written exactly once
@@ -76,13 +80,16 @@
 //!   turn it on): a tracker binary as a child process, a throwaway PostgreSQL server,
 //!   `/metrics` readers and private mode's scenario tests, for the integration tests.
 //!
-//! The only sockets this crate opens are the listening ones of [`net::listen`] and the
-//! metrics endpoint of [`observe::metrics`], which serves itself; apart from that one,
-//! reading, writing and polling them is the trackers' business.
+//! The only sockets this crate opens are the listening ones of [`net::listen`], the
+//! metrics endpoint of [`observe::metrics`] and the admin API of [`api`], which serve
+//! themselves; apart from those two, reading, writing and polling them is the trackers'
+//! business.
 
 pub mod addr;
+pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod files;
 pub mod net;
 pub mod observe;
 pub mod private;

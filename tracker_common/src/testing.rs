@@ -6,6 +6,7 @@
 //! themselves.
 //!
 //! - [`accounting`]: private mode's scenario tests, shared by the three trackers.
+//! - [`api`]: the admin API's client and the scenarios every tracker runs.
 //! - [`operator`]: private mode's operator scenarios (restarts, caps, several
 //!   processes on one database, the database down at start).
 //! - [`metrics`]: reading a tracker's `/metrics`.
@@ -13,6 +14,7 @@
 //! - [`mariadb`]: a throwaway MariaDB server, for the MySQL backend's tests.
 
 pub mod accounting;
+pub mod api;
 pub mod mariadb;
 pub mod metrics;
 pub mod nats;

@@ -9,6 +9,7 @@ use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
+use tracker_common::net::bans::BanConfig;
 use tracker_common::net::listen::SocketOptions;
 use tracker_common::net::rate_limit::RateLimitConfig;
 use tracker_common::net::tls::TlsConfig;
@@ -20,6 +21,7 @@ use crate::proxy::TrustedProxies;
 use tracker_http_protocol::{max_announce_answer_bytes, max_scrape_answer_bytes};
 
 tracker_common::metrics_config_section!(9002);
+tracker_common::api_config_section!(9102);
 
 config_section! {
     /// The whole configuration of the HTTP tracker.
@@ -60,6 +62,11 @@ config_section! {
         pub cluster: ClusterConfig,
         /// Rate limits per client address, off by default (connects do not apply).
         pub rate_limits: RateLimitConfig,
+        /// Banned networks: their UDP packets are dropped unanswered and their TCP
+        /// connections closed at accept. Re-read on SIGUSR1; changed by the admin API.
+        pub bans: BanConfig,
+        /// The admin API, off by default.
+        pub api: ApiConfig,
     }
 }
 
@@ -85,6 +92,8 @@ impl Default for Config {
             accounting: AccountingConfig::default(),
             cluster: ClusterConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            bans: BanConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -109,6 +118,14 @@ impl TrackerConfig for Config {
                 self.swarm.announce_interval_secs
             );
         }
+        if self.swarm.min_announce_interval_secs > self.http.min_announce_interval_secs {
+            anyhow::bail!(
+                "swarm.min_announce_interval_secs: must not exceed http.min_announce_interval_secs \
+                 ({}), the min interval clients are told: a client that waits what it was told \
+                 would be throttled",
+                self.http.min_announce_interval_secs
+            );
+        }
         let largest = max_announce_answer_bytes(self.swarm.numwant_max)
             .max(max_scrape_answer_bytes(self.http.max_scrape_torrents));
         if self.http.max_outgoing_bytes_per_connection < largest {
@@ -130,6 +147,8 @@ impl TrackerConfig for Config {
         self.metrics.validate()?;
         self.cluster.validate(false, self.swarm.max_peer_age_secs)?;
         self.rate_limits.validate()?;
+        self.bans.validate()?;
+        self.api.validate()?;
         self.private.validate_with(&self.accounting)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);

@@ -7,6 +7,7 @@ use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
+use tracker_common::net::bans::BanConfig;
 use tracker_common::net::listen::UdpNetworkConfig;
 use tracker_common::net::rate_limit::RateLimitConfig;
 use tracker_common::private::{AccountingConfig, PrivateConfig};
@@ -15,6 +16,7 @@ use tracker_common::swarm::access_list::AccessListConfig;
 use tracker_udp_protocol::MAX_ANNOUNCE_PEERS_IPV4;
 
 tracker_common::metrics_config_section!(9001);
+tracker_common::api_config_section!(9101);
 
 /// The URL data of a passkey URL, "/" + 32 characters + "/announce" (or the same bytes
 /// in "/announce/PASSKEY"): anything shorter cuts the passkey off.
@@ -57,6 +59,11 @@ config_section! {
         pub cluster: ClusterConfig,
         /// Rate limits per client address, off by default.
         pub rate_limits: RateLimitConfig,
+        /// Banned networks: their UDP packets are dropped unanswered and their TCP
+        /// connections closed at accept. Re-read on SIGUSR1; changed by the admin API.
+        pub bans: BanConfig,
+        /// The admin API, off by default.
+        pub api: ApiConfig,
     }
 }
 
@@ -80,6 +87,8 @@ impl Default for Config {
             accounting: AccountingConfig::default(),
             cluster: ClusterConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            bans: BanConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -111,6 +120,8 @@ impl TrackerConfig for Config {
         self.private.validate_with(&self.accounting)?;
         self.cluster.validate(true, self.swarm.max_peer_age_secs)?;
         self.rate_limits.validate()?;
+        self.bans.validate()?;
+        self.api.validate()?;
         if self.private.enabled && self.protocol.max_url_data_bytes < MIN_PRIVATE_URL_DATA_BYTES {
             anyhow::bail!(
                 "protocol.max_url_data_bytes: must be at least {MIN_PRIVATE_URL_DATA_BYTES} in \

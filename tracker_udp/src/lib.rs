@@ -51,8 +51,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use tracker_common::config::TrackerConfig as _;
+use tracker_common::net::bans::BanCache;
 use tracker_common::observe::statistics::{Protocol, ProtocolLine, RequestKind, Snapshot};
 use tracker_common::private::passkey::PrivateCheck;
+use tracker_common::runtime::reload::ReloadPart;
 use tracker_common::runtime::server::{Core, TrackerHandle};
 use tracker_common::swarm::NumWantPolicy;
 use tracker_common::swarm::access_list::AccessListCache;
@@ -87,6 +89,17 @@ impl Tracker {
     /// `None` when `metrics.enabled` is off.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.handle.metrics_addr()
+    }
+
+    /// Where the admin API listens (with the real port when 0 was configured); `None`
+    /// when `api.enabled` is off.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.handle.api_addr()
+    }
+
+    /// Runs what SIGUSR1 runs, and returns how each part went.
+    pub fn reload(&self) -> Vec<ReloadPart> {
+        self.handle.reload()
     }
 
     /// The config in force, with worker counts resolved.
@@ -157,7 +170,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Tracker> {
     config.validate()?;
-    let mut core = Core::new(&config.access_list, &config.workers, &config.swarm)?;
+    let mut core = Core::new(
+        &config.access_list,
+        &config.bans,
+        &config.workers,
+        &config.swarm,
+    )?;
     // Before privileges are dropped: the secret file may be readable by root alone.
     let secret = SecretReload {
         config: config.cluster.clone(),
@@ -187,6 +205,9 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
 
     // Allocated once, shared by every socket worker: the limits are the whole tracker's.
     let rate_limiter = config.rate_limits.limiter();
+    if let Some(limiter) = &rate_limiter {
+        core.statistics.watch_rate_limiter(limiter.clone());
+    }
     let settings = SocketWorkerSettings {
         max_scrape_torrents: config.protocol.max_scrape_torrents,
         max_pending_scrapes: config.protocol.max_pending_scrapes,
@@ -225,6 +246,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
             shutdown: core.supervisor.shutdown_flag().clone(),
             private: private.as_ref().map(PrivateCheck::new),
             rate_limiter: rate_limiter.clone(),
+            bans: BanCache::new(core.bans.clone()),
         };
         core.supervisor
             .spawn(&format!("socket-{:02}", index + 1), move || worker.run())?;
@@ -248,19 +270,20 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         Protocol::Udp,
         APP_VERSION,
     )?;
-    if handle_signals {
+    if secret.is_cluster() {
         let (secret, validator) = (secret.clone(), validator.clone());
-        core.spawn_signals(move || {
-            if secret.is_cluster() {
-                match secret.reload(&validator) {
-                    Ok(n) => log::info!("connection id secret re-read: {n} secret(s) in force"),
-                    Err(err) => log::error!(
-                        "connection id secret re-read failed, keeping the secrets in force: \
-                         {err:#}"
-                    ),
+        core.add_reload(move || {
+            vec![match secret.reload(&validator) {
+                Ok(n) => {
+                    ReloadPart::done("connection_id_secret", format!("{n} secret(s) in force"))
                 }
-            }
-        })?;
+                Err(err) => ReloadPart::failed("connection_id_secret", &err),
+            }]
+        });
+    }
+    core.spawn_api(config.api.settings(), Protocol::Udp, APP_VERSION)?;
+    if handle_signals {
+        core.spawn_signals()?;
     }
 
     log::info!(

@@ -9,6 +9,7 @@ use tracker_common::config::{
     LogLevel, StatisticsConfig, SwarmConfig, TrackerConfig, WorkerConfig,
 };
 use tracker_common::config_section;
+use tracker_common::net::bans::BanConfig;
 use tracker_common::net::listen::SocketOptions;
 use tracker_common::net::rate_limit::RateLimitConfig;
 use tracker_common::net::tls::TlsConfig;
@@ -22,6 +23,7 @@ use tracker_ws_protocol::websocket::MAX_SERVER_FRAME_HEADER;
 use crate::messages::{WeightLimits, max_weight};
 
 tracker_common::metrics_config_section!(9003);
+tracker_common::api_config_section!(9103);
 
 config_section! {
     /// The whole configuration of the WebSocket (WebTorrent) tracker.
@@ -69,6 +71,11 @@ config_section! {
         pub cluster: ClusterConfig,
         /// Rate limits per client address, off by default (connects do not apply).
         pub rate_limits: RateLimitConfig,
+        /// Banned networks: their UDP packets are dropped unanswered and their TCP
+        /// connections closed at accept. Re-read on SIGUSR1; changed by the admin API.
+        pub bans: BanConfig,
+        /// The admin API, off by default.
+        pub api: ApiConfig,
     }
 }
 
@@ -94,6 +101,8 @@ impl Default for Config {
             accounting: AccountingConfig::default(),
             cluster: ClusterConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            bans: BanConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -118,6 +127,8 @@ impl TrackerConfig for Config {
         self.metrics.validate()?;
         self.cluster.validate(false, self.swarm.max_peer_age_secs)?;
         self.rate_limits.validate()?;
+        self.bans.validate()?;
+        self.api.validate()?;
         self.private.validate_with(&self.accounting)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.workers.resolve(cpus);

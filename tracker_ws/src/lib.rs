@@ -50,6 +50,7 @@ use tracker_common::net::tls::SharedServerConfig;
 use tracker_common::observe::statistics::{ConnectionCounters, Protocol, ProtocolLine, Snapshot};
 use tracker_common::private::passkey::PrivateCheck;
 use tracker_common::runtime::channel::ChannelBound;
+use tracker_common::runtime::reload::ReloadPart;
 use tracker_common::runtime::server::{Core, TrackerHandle};
 use tracker_common::swarm::NumWantPolicy;
 use tracker_common::swarm::access_list::AccessListCache;
@@ -107,6 +108,17 @@ impl Tracker {
     /// `None` when `metrics.enabled` is off.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.handle.metrics_addr()
+    }
+
+    /// Where the admin API listens (with the real port when 0 was configured); `None`
+    /// when `api.enabled` is off.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.handle.api_addr()
+    }
+
+    /// Runs what SIGUSR1 runs, and returns how each part went.
+    pub fn reload(&self) -> Vec<ReloadPart> {
+        self.handle.reload()
     }
 
     /// The config in force, with worker counts resolved.
@@ -199,7 +211,12 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         config.ws.max_connections,
         "ws.max_connections",
     )?;
-    let mut core = Core::new(&config.access_list, &config.workers, &config.swarm)?;
+    let mut core = Core::new(
+        &config.access_list,
+        &config.bans,
+        &config.workers,
+        &config.swarm,
+    )?;
     let (local_addr, listeners) = tracker_common::net::listen::bind_tcp_listeners(
         config.network.address,
         config.workers.socket_workers,
@@ -296,19 +313,20 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         Protocol::Ws,
         APP_VERSION,
     )?;
+    if let Some(shared) = &tls {
+        let (shared, tls_config) = (shared.clone(), config.tls.clone());
+        core.add_reload(move || {
+            vec![
+                match tracker_common::net::tls::reload(&shared, &tls_config) {
+                    Ok(()) => ReloadPart::done("tls", "certificates re-read"),
+                    Err(err) => ReloadPart::failed("tls", &err),
+                },
+            ]
+        });
+    }
+    core.spawn_api(config.api.settings(), Protocol::Ws, APP_VERSION)?;
     if handle_signals {
-        let tls = tls.clone();
-        let tls_config = config.tls.clone();
-        core.spawn_signals(move || {
-            if let Some(shared) = &tls {
-                match tracker_common::net::tls::reload(shared, &tls_config) {
-                    Ok(()) => log::info!("tls certificates reloaded"),
-                    Err(err) => {
-                        log::error!("tls reload failed, keeping the old certificates: {err:#}");
-                    }
-                }
-            }
-        })?;
+        core.spawn_signals()?;
     }
 
     // The socket workers start last: once they accept, a connection flood may take
@@ -316,6 +334,9 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
     // pipe) must have theirs by then. The rate limits are allocated once, shared by
     // every socket worker: they are the whole tracker's.
     let rate_limiter = config.rate_limits.limiter();
+    if let Some(limiter) = &rate_limiter {
+        core.statistics.watch_rate_limiter(limiter.clone());
+    }
     for (index, ((listener, poll), response_receiver)) in listeners
         .into_iter()
         .zip(polls)
@@ -342,6 +363,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
                 settings: front_settings.clone(),
                 statistics: core.statistics.clone(),
                 per_address: per_address.clone(),
+                bans: core.bans.clone(),
                 tls: tls.clone(),
                 shutdown: core.supervisor.shutdown_flag().clone(),
             },

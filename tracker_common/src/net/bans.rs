@@ -52,7 +52,6 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -468,43 +467,15 @@ impl BanList {
         text
     }
 
-    /// Writes the list to `path` so that a crash leaves the old file or the new one,
-    /// never part of one: into `<path>.tmp-<pid>` in the same directory, synced, renamed
-    /// over `path`, and the directory synced so that the rename lasts. Two writes to one
-    /// path at once from one process share the temporary file: the caller makes its
-    /// writes one at a time.
+    /// Writes the list to `path`, replacing the file whole (see
+    /// [`crate::files::write_atomic`]). Two writes to one path at once from one process
+    /// share the temporary file: the caller makes its writes one at a time.
     ///
     /// # Errors
     /// Creating, writing, syncing or renaming failed (naming the file); the old file is
-    /// then as it was, and the temporary file removed.
+    /// then as it was.
     pub fn write_file(&self, path: &Path) -> anyhow::Result<()> {
-        let mut name = path
-            .file_name()
-            .with_context(|| format!("write bans file {}: not a file name", path.display()))?
-            .to_os_string();
-        name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = path.with_file_name(name);
-        let result = (|| {
-            let mut file =
-                std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-            file.write_all(self.to_text().as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("write {}", tmp.display()))?;
-            drop(file);
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            std::fs::File::open(dir)
-                .and_then(|dir| dir.sync_all())
-                .with_context(|| format!("sync directory {}", dir.display()))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        crate::files::write_atomic(path, self.to_text().as_bytes(), 0o644)
     }
 
     /// Where `network` is in the sorted bans, or where it would go.

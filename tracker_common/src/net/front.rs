@@ -47,12 +47,14 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::net::address_limit::{AddressLimit, AddressPermit};
+use crate::net::bans::{BanCache, SharedBans};
 use crate::net::ready::ReadyQueue;
 use crate::net::shared_bytes::{SharedBodies, write_round_shared};
 use crate::net::slots::Slots;
 use crate::net::tls::SharedServerConfig;
 use crate::net::transport::{
-    Accepted, Linger, ReadRound, Transport, WriteRound, accept_one, linger, read_round, write_round,
+    Accepted, Admission, Linger, ReadRound, Transport, WriteRound, accept_one, linger, read_round,
+    write_round,
 };
 use crate::observe::statistics::{
     ConnectionCounters, RateLimitedWarning, SocketCounters, Statistics, add,
@@ -506,7 +508,7 @@ pub struct Driver<P: Protocol> {
     poll: Poll,
     listener: TcpListener,
     settings: FrontSettings,
-    per_address: Arc<AddressLimit>,
+    admission: Admission,
     tls: Option<SharedServerConfig>,
     shutdown: ShutdownFlag,
     accept_warning: RateLimitedWarning,
@@ -528,6 +530,8 @@ pub struct DriverParts {
     pub statistics: Arc<Statistics>,
     /// Open connections per client address, shared by all socket workers.
     pub per_address: Arc<AddressLimit>,
+    /// The bans in force: a banned address's connections are closed at accept.
+    pub bans: SharedBans,
     /// The TLS config in force, when the port speaks TLS.
     pub tls: Option<SharedServerConfig>,
     /// Set when the tracker stops.
@@ -549,7 +553,10 @@ impl<P: Protocol> Driver<P> {
             poll: parts.poll,
             listener: parts.listener,
             settings: parts.settings,
-            per_address: parts.per_address,
+            admission: Admission {
+                per_address: parts.per_address,
+                bans: BanCache::new(parts.bans),
+            },
             tls: parts.tls,
             shutdown: parts.shutdown,
             accept_warning: RateLimitedWarning::new(Duration::from_secs(10)),
@@ -613,7 +620,7 @@ impl<P: Protocol> Driver<P> {
                 listener_ready = accept(
                     &self.listener,
                     &self.settings,
-                    &self.per_address,
+                    &mut self.admission,
                     self.tls.as_ref(),
                     &mut self.accept_warning,
                     front,
@@ -649,7 +656,7 @@ impl<P: Protocol> Driver<P> {
 fn accept<P: Protocol>(
     listener: &TcpListener,
     settings: &FrontSettings,
-    per_address: &Arc<AddressLimit>,
+    admission: &mut Admission,
     tls: Option<&SharedServerConfig>,
     warning: &mut RateLimitedWarning,
     front: &mut Front<P::State>,
@@ -660,7 +667,7 @@ fn accept<P: Protocol>(
             listener,
             &front.counters.open,
             settings.max_connections,
-            per_address,
+            admission,
             tls,
             warning,
         );
@@ -675,6 +682,10 @@ fn accept<P: Protocol>(
                     .counters
                     .refused_per_ip
                     .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Accepted::Banned => {
+                add(&front.statistics.socket(front.index).banned, 1);
                 continue;
             }
             Accepted::Skipped => continue,
@@ -864,6 +875,7 @@ mod tests {
                 },
                 statistics,
                 per_address: AddressLimit::new(0),
+                bans: crate::net::bans::shared(crate::net::bans::BanList::empty()),
                 tls: None,
                 shutdown: shutdown.clone(),
             },

@@ -30,12 +30,15 @@
 //!   of request, for the whole tracker, in a fixed table that a spoofed flood cannot
 //!   grow; it decides, the caller drops or refuses.
 //! - [`bans`]: banned networks (`[bans]`); it decides, the caller drops or closes.
+//! - [`http_server`]: a small HTTP/1.1 server for the operator's listeners (metrics,
+//!   admin API): one thread, bounded connections, a deadline per request.
 //! - [`shared_bytes`]: shared bodies (a full scrape's cached answer) in a connection's
 //!   outgoing stream, written from their one copy.
 
 pub mod address_limit;
 pub mod bans;
 pub mod front;
+pub mod http_server;
 pub mod listen;
 pub mod rate_limit;
 pub mod ready;

@@ -213,6 +213,15 @@ fn unpack(bucket: u64) -> (u64, u64) {
     (bucket >> TOKEN_BITS, bucket & TOKEN_MASK)
 }
 
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("capacity", &self.capacity())
+            .field("occupied", &self.occupied())
+            .finish_non_exhaustive()
+    }
+}
+
 impl RateLimiter {
     /// A limiter of `slots` slots (rounded up to a power of two, at least [`PROBES`]),
     /// allocated now, with the rules of announces, scrapes and connects (`None`: that

@@ -354,6 +354,15 @@ pub fn linger(stream: &mut Transport, linger: &mut Linger) -> bool {
     }
 }
 
+/// Who may connect, as [`accept_one`] checks it: not a banned address, and not one at
+/// its cap of open connections.
+pub struct Admission {
+    /// Open connections per client address, shared by all socket workers.
+    pub per_address: Arc<AddressLimit>,
+    /// This socket worker's view of the bans.
+    pub bans: crate::net::bans::BanCache,
+}
+
 /// What [`accept_one`] found.
 pub enum Accepted {
     /// A new connection, counted in `open` and under its address's cap (the permit
@@ -365,6 +374,9 @@ pub enum Accepted {
     /// A connection closed at once: its client address had the per-address cap's
     /// number of connections open. Not counted in `open`.
     OverAddressLimit,
+    /// A connection closed at once: its client address is banned. Not counted in
+    /// `open`.
+    Banned,
     /// An accept failed for that one connection (see [`AcceptError::Skip`]): go on
     /// accepting.
     Skipped,
@@ -417,13 +429,13 @@ impl AcceptError {
 
 /// Accepts one waiting connection on `listener`, counting it in `open` (shared by the
 /// tracker's socket workers) unless `max_connections` are open already, and under its
-/// client address in `per_address` unless that address is at its cap, with TCP_NODELAY
+/// client address unless it is banned or at its cap ([`Admission`]), with TCP_NODELAY
 /// and, when `tls` is given, a TLS session on the config in force now.
 pub fn accept_one(
     listener: &mio::net::TcpListener,
     open: &std::sync::atomic::AtomicUsize,
     max_connections: usize,
-    per_address: &Arc<AddressLimit>,
+    admission: &mut Admission,
     tls: Option<&crate::net::tls::SharedServerConfig>,
     warning: &mut crate::observe::statistics::RateLimitedWarning,
 ) -> Accepted {
@@ -453,11 +465,15 @@ pub fn accept_one(
             },
         }
     };
+    // First: a banned network costs one lookup and a close, and takes no place.
+    if admission.bans.is_banned(addr.ip()) {
+        return Accepted::Banned; // Dropping the stream closes it.
+    }
     if open.fetch_add(1, Ordering::AcqRel) >= max_connections {
         open.fetch_sub(1, Ordering::AcqRel);
         return Accepted::Refused; // Dropping the stream closes it.
     }
-    let Some(permit) = per_address.try_acquire(addr.ip()) else {
+    let Some(permit) = admission.per_address.try_acquire(addr.ip()) else {
         open.fetch_sub(1, Ordering::AcqRel);
         return Accepted::OverAddressLimit;
     };

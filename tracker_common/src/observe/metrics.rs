@@ -39,7 +39,7 @@ pub use server::{
 use crate::cluster::stats::{ClusterSnapshot, DELAY_BUCKETS_MS};
 #[cfg(doc)]
 use crate::observe::history::History;
-use crate::observe::statistics::{Family, Protocol, Snapshot};
+use crate::observe::statistics::{AdminChange, Family, Protocol, Snapshot};
 use crate::private::passkey::Refusal;
 use crate::private::stats::PrivateSnapshot;
 
@@ -208,15 +208,20 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
         ("bad_request", s.bad_requests),
         ("access_denied", s.access_denied),
         ("rate_limited", s.rate_limited),
+        ("banned", s.banned),
         ("dropped", s.dropped),
         ("rejected_by_limits", s.rejected_by_limits),
+        ("throttled", s.throttled),
     ];
     registry.register_collector(Box::new(Ordered {
         name: "errors",
         help: "Requests not served as asked, by cause: bad_request (malformed or refused \
                before routing), access_denied (access list), rate_limited (over the address's \
-               rate limit), dropped (a full channel or an overloaded worker), \
-               rejected_by_limits (answered but not stored: a swarm limit)",
+               rate limit), banned (a UDP packet dropped or a connection closed at accept for \
+               a ban), dropped (a full channel or an overloaded worker), \
+               rejected_by_limits (answered but not stored: a swarm limit), throttled (a \
+               re-announce sooner than swarm.min_announce_interval_secs: answered with the \
+               counts and no peers, not stored)",
         series: errors
             .into_iter()
             .map(|(cause, value)| (vec![("cause", cause)], ConstCounter::new(value)))
@@ -326,6 +331,35 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
     }
     if s.cluster.enabled {
         register_cluster(&mut registry, &s.cluster);
+    }
+    registry.register_collector(Box::new(Ordered {
+        name: "admin_changes",
+        help: "Changes made through the admin API, by what they changed",
+        series: AdminChange::ALL
+            .into_iter()
+            .map(|kind| {
+                let value = s.admin.changes.get(kind as usize).copied().unwrap_or(0);
+                (vec![("what", kind.label())], ConstCounter::new(value))
+            })
+            .collect(),
+    }));
+    registry.register(
+        "admin_unauthorized",
+        "Admin API requests refused for a missing or wrong token",
+        ConstCounter::new(s.admin.unauthorized),
+    );
+    registry.register("bans", "Banned networks in force", gauge(s.admin.bans));
+    if s.rate_limit_slots > 0 {
+        registry.register(
+            "rate_limit_addresses",
+            "Client addresses the rate limits track; at most rate_limit_slots",
+            gauge(s.rate_limit_addresses),
+        );
+        registry.register(
+            "rate_limit_slots",
+            "Slots of the rate limits' table (rate_limits.max_tracked_addresses)",
+            gauge(s.rate_limit_slots),
+        );
     }
     registry.register(
         "access_list_info_hashes",
@@ -695,6 +729,8 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
             "bad_request": s.bad_requests,
             "access_denied": s.access_denied,
             "rate_limited": s.rate_limited,
+            "banned": s.banned,
+            "throttled": s.throttled,
             "dropped": s.dropped,
             "rejected_by_limits": s.rejected_by_limits,
         },
@@ -711,6 +747,21 @@ pub fn to_json(s: &Snapshot, id: &Identity) -> serde_json::Value {
         "access_list": {
             "info_hashes": s.access_list_len,
             "last_reload_unix_secs": s.access_list_loaded_unix_secs,
+        },
+        "bans": s.admin.bans,
+        "rate_limits": {
+            "tracked_addresses": s.rate_limit_addresses,
+            "table_slots": s.rate_limit_slots,
+        },
+        "admin": {
+            "changes": AdminChange::ALL
+                .into_iter()
+                .map(|kind| {
+                    let value = s.admin.changes.get(kind as usize).copied().unwrap_or(0);
+                    (kind.label().to_string(), serde_json::Value::from(value))
+                })
+                .collect::<serde_json::Map<_, _>>(),
+            "unauthorized": s.admin.unauthorized,
         },
     });
     if let Some(map) = json.as_object_mut() {

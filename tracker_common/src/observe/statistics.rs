@@ -193,6 +193,9 @@ pub struct SocketCounters {
     pub access_denied: AtomicU64,
     /// Requests over their address's rate limit, dropped or refused.
     pub rate_limited: AtomicU64,
+    /// UDP packets dropped and TCP connections closed at accept because their address
+    /// is banned.
+    pub banned: AtomicU64,
     /// Bytes received from clients (UDP payloads; TCP stream bytes after TLS).
     pub bytes_received: AtomicU64,
     /// Bytes sent to clients (as `bytes_received`).
@@ -230,6 +233,9 @@ pub struct RequestWorkerGauges {
     pub leechers: AtomicU64,
     /// Announces not stored because a limit was reached (a running total).
     pub rejected_by_limits: AtomicU64,
+    /// Re-announces sooner than `swarm.min_announce_interval_secs`, answered but not
+    /// stored (a running total).
+    pub throttled: AtomicU64,
     /// Emptied torrents whose completed count is kept.
     pub archived_torrents: AtomicU64,
     /// Bytes the archive of completed counts takes.
@@ -245,6 +251,75 @@ pub struct RequestWorkerGauges {
     pub remote_peers: AtomicU64,
 }
 
+/// What the admin API changes, by kind: the index into [`AdminCounters::changes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminChange {
+    /// An info hash added to or removed from the access list.
+    AccessList,
+    /// A ban added, changed or lifted.
+    Bans,
+    /// A passkey added, changed or removed.
+    Passkeys,
+    /// A user's row set or removed.
+    Users,
+    /// A registered torrent set or removed.
+    RegisteredTorrents,
+}
+
+impl AdminChange {
+    /// Every kind, in index order.
+    pub const ALL: [Self; 5] = [
+        Self::AccessList,
+        Self::Bans,
+        Self::Passkeys,
+        Self::Users,
+        Self::RegisteredTorrents,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AccessList => "access_list",
+            Self::Bans => "bans",
+            Self::Passkeys => "passkeys",
+            Self::Users => "users",
+            Self::RegisteredTorrents => "registered_torrents",
+        }
+    }
+}
+
+/// The admin API's counters and the bans in force; written by the API and reload
+/// threads, read by snapshots.
+#[derive(Debug, Default)]
+pub struct AdminCounters {
+    /// Changes made through the API, by [`AdminChange`] (as `usize`).
+    pub changes: [AtomicU64; 5],
+    /// Bans in force.
+    pub bans: AtomicU64,
+    /// API requests refused for a missing or wrong token.
+    pub unauthorized: AtomicU64,
+}
+
+impl AdminCounters {
+    /// Counts one change of `kind`.
+    pub fn changed(&self, kind: AdminChange) {
+        if let Some(counter) = self.changes.get(kind as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// [`AdminCounters`], read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdminSnapshot {
+    /// Changes made through the API, by [`AdminChange`] (as `usize`).
+    pub changes: [u64; 5],
+    /// Bans in force.
+    pub bans: u64,
+    /// API requests refused for a missing or wrong token.
+    pub unauthorized: u64,
+}
+
 /// All workers' counters, and the few figures of the whole tracker.
 #[derive(Debug)]
 pub struct Statistics {
@@ -252,6 +327,9 @@ pub struct Statistics {
     request: Box<[CachePadded<RequestWorkerGauges>]>,
     access_list_len: AtomicU64,
     access_list_loaded_unix_secs: AtomicU64,
+    admin: AdminCounters,
+    /// The rate limiter, when the limits are on (set once at start).
+    rate_limiter: std::sync::OnceLock<Arc<crate::net::rate_limit::RateLimiter>>,
     connections: Arc<ConnectionCounters>,
     private: Arc<PrivateStatistics>,
     cluster: Arc<ClusterStatistics>,
@@ -302,6 +380,8 @@ pub struct Snapshot {
     pub access_denied: u64,
     /// Requests over their address's rate limit.
     pub rate_limited: u64,
+    /// UDP packets dropped and TCP connections closed at accept for a ban.
+    pub banned: u64,
     /// Bytes received from clients.
     pub bytes_received: u64,
     /// Bytes sent to clients.
@@ -320,6 +400,8 @@ pub struct Snapshot {
     pub leechers: u64,
     /// Announces not stored because a limit was reached.
     pub rejected_by_limits: u64,
+    /// Re-announces sooner than the minimum interval, answered but not stored.
+    pub throttled: u64,
     /// Emptied torrents whose completed count is kept.
     pub archived_torrents: u64,
     /// Bytes the archive of completed counts takes.
@@ -345,6 +427,13 @@ pub struct Snapshot {
     pub access_list_len: u64,
     /// When the access list was last loaded (Unix seconds).
     pub access_list_loaded_unix_secs: u64,
+    /// The admin API's counters and the bans in force.
+    pub admin: AdminSnapshot,
+    /// Addresses the rate limits track (0 when they are off): at most
+    /// [`Self::rate_limit_slots`], whatever the number of addresses seen.
+    pub rate_limit_addresses: u64,
+    /// Slots of the rate limits' table (0 when they are off).
+    pub rate_limit_slots: u64,
     /// Private mode's figures (all zero when it is off).
     pub private: PrivateSnapshot,
     /// The cluster's figures (`enabled: false` and zeros on a single node).
@@ -375,6 +464,8 @@ impl Statistics {
                 .collect(),
             access_list_len: AtomicU64::new(0),
             access_list_loaded_unix_secs: AtomicU64::new(0),
+            admin: AdminCounters::default(),
+            rate_limiter: std::sync::OnceLock::new(),
             connections: Arc::default(),
             private: Arc::new(PrivateStatistics::new(request_workers)),
             cluster: Arc::default(),
@@ -412,6 +503,16 @@ impl Statistics {
         &self.request[index]
     }
 
+    /// Makes snapshots report `limiter`'s table (once; later calls change nothing).
+    pub fn watch_rate_limiter(&self, limiter: Arc<crate::net::rate_limit::RateLimiter>) {
+        let _ = self.rate_limiter.set(limiter);
+    }
+
+    /// The admin API's and the bans' counters.
+    pub fn admin(&self) -> &AdminCounters {
+        &self.admin
+    }
+
     /// Records that the access list was (re)loaded now with `len` info hashes.
     pub fn access_list_loaded(&self, len: usize) {
         self.access_list_len.store(len as u64, Ordering::Relaxed);
@@ -439,6 +540,7 @@ impl Statistics {
             s.bad_requests += get(&c.bad_requests);
             s.access_denied += get(&c.access_denied);
             s.rate_limited += get(&c.rate_limited);
+            s.banned += get(&c.banned);
             s.bytes_received += get(&c.bytes_received);
             s.bytes_sent += get(&c.bytes_sent);
             s.offers_relayed += get(&c.offers_relayed);
@@ -456,6 +558,7 @@ impl Statistics {
             s.seeders += get(&g.seeders);
             s.leechers += get(&g.leechers);
             s.rejected_by_limits += get(&g.rejected_by_limits);
+            s.throttled += get(&g.throttled);
             s.archived_torrents += get(&g.archived_torrents);
             s.archive_bytes += get(&g.archive_bytes);
             // A request worker drops only on a full channel.
@@ -473,6 +576,15 @@ impl Statistics {
         s.queued_bytes = c.queued_bytes.load(Ordering::Relaxed) as u64;
         s.access_list_len = get(&self.access_list_len);
         s.access_list_loaded_unix_secs = get(&self.access_list_loaded_unix_secs);
+        if let Some(limiter) = self.rate_limiter.get() {
+            s.rate_limit_addresses = limiter.occupied() as u64;
+            s.rate_limit_slots = limiter.capacity() as u64;
+        }
+        s.admin = AdminSnapshot {
+            changes: self.admin.changes.each_ref().map(get),
+            bans: get(&self.admin.bans),
+            unauthorized: get(&self.admin.unauthorized),
+        };
         s.private = self.private.snapshot();
         s.cluster = self.cluster.snapshot(remote_peers);
         s

@@ -442,36 +442,41 @@ impl PrivateRuntime {
 
     /// Re-reads what SIGUSR1 asks: the passkey file now (if passkeys come from one), and
     /// the site's tables at the `accounting` thread's next wake-up (within a second).
-    pub fn reloader(&self) -> impl Fn() + Send + 'static {
+    /// The returned function says how the file's read went.
+    pub fn reloader(
+        &self,
+    ) -> impl Fn() -> crate::runtime::reload::ReloadPart + Send + Sync + 'static {
+        use crate::runtime::reload::ReloadPart;
         let path = self.passkeys_path.clone();
         let shared = self.access.passkeys.clone();
         let lock = self.change_lock.clone();
         let stats = self.stats.clone();
         let requested = self.reload_requested.clone();
         move || {
-            if let Some(path) = &path {
-                // From the read of the file to the swap: an admin API change of the
-                // file meanwhile is in the file read, or made on the set swapped in.
-                let _held = passkey::hold(&lock);
-                match passkey::PasskeySet::load_file(path) {
-                    Ok(keys) => {
-                        let set = shared.load().with_keys_of(&keys);
-                        let len = set.len();
-                        shared.store(std::sync::Arc::new(set));
-                        stats
-                            .passkeys_loaded
-                            .store(len as u64, std::sync::atomic::Ordering::Relaxed);
-                        log::info!("passkeys reloaded: {len}");
-                    }
-                    Err(err) => {
-                        log::error!(
-                            "passkey reload failed, keeping the passkeys in force: {err:#}"
-                        );
-                    }
-                }
-            }
+            // The site's tables are re-read either way: a bad file does not hold back
+            // the database's users and torrents.
             requested.store(true, std::sync::atomic::Ordering::Relaxed);
-            log::info!("private mode: re-reading the site's tables");
+            let Some(path) = &path else {
+                return ReloadPart::done(
+                    "passkeys",
+                    "the site's tables are re-read from the database within a second",
+                );
+            };
+            // From the read of the file to the swap: an admin API change of the file
+            // meanwhile is in the file read, or made on the set swapped in.
+            let _held = passkey::hold(&lock);
+            match passkey::PasskeySet::load_file(path) {
+                Ok(keys) => {
+                    let set = shared.load().with_keys_of(&keys);
+                    let len = set.len();
+                    shared.store(std::sync::Arc::new(set));
+                    stats
+                        .passkeys_loaded
+                        .store(len as u64, std::sync::atomic::Ordering::Relaxed);
+                    ReloadPart::done("passkeys", format!("{len} passkeys"))
+                }
+                Err(err) => ReloadPart::failed("passkeys", &err),
+            }
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   running tracker.
 //! - [`supervisor`]: named threads; any worker that ends takes the process down; the signal
 //!   thread.
+//! - [`reload`]: what SIGUSR1 and the admin API's reload do, part by part.
 //! - [`request_worker`]: the loop of the threads that own the shards, generic over what a
 //!   protocol's requests mean.
 //! - [`channel`]: channels between workers, bounded by the requests they hold.
@@ -24,6 +25,7 @@
 pub mod channel;
 pub mod cli;
 pub mod privileges;
+pub mod reload;
 pub mod request_worker;
 pub mod server;
 pub mod supervisor;

@@ -36,12 +36,13 @@ use crate::private::accounting::AccountInfo;
 use crate::private::writer::AccountingDuty;
 use crate::runtime::channel::{MAX_BATCH_LEN, TrySendError, WeightedReceiver, WeightedSender};
 use crate::runtime::supervisor::ShutdownFlag;
+use crate::swarm::inspect::TorrentDetail;
 use crate::swarm::routing::ShardRouter;
 use crate::swarm::saved::{SaveSink, SavedTorrent};
 use crate::swarm::snapshot::SnapshotPart;
 use crate::swarm::ws::WsSwarmShard;
 use crate::swarm::{
-    AnnounceCounts, AnnounceParams, CleanStats, SwarmBudget, SwarmLimits, SwarmShard,
+    AnnounceCounts, AnnounceParams, CleanStats, ScrapeCounts, SwarmBudget, SwarmLimits, SwarmShard,
 };
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
 use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
@@ -105,6 +106,16 @@ pub trait Shard: Send + 'static {
     fn restore_archived(&mut self, fingerprint: u64, completed: u32);
     /// Removes peers not seen for `max_peer_age_secs`, then emptied torrents.
     fn clean(&mut self, now: SecondsSinceServerStart, max_peer_age_secs: u32) -> CleanStats;
+    /// The torrent `info_hash` with at most `max_peers` of its peers, for the admin API;
+    /// `None` when the shard knows nothing of it.
+    fn torrent_detail(
+        &self,
+        info_hash: &InfoHash,
+        now: SecondsSinceServerStart,
+        max_peers: usize,
+    ) -> Option<TorrentDetail>;
+    /// The `limit` torrents with the most peers, with their counts, most peers first.
+    fn busiest_torrents(&self, limit: usize) -> Vec<(InfoHash, ScrapeCounts)>;
     /// Torrents stored.
     fn num_torrents(&self) -> usize;
     /// Seeders stored.
@@ -231,6 +242,17 @@ macro_rules! impl_shard {
             }
             fn clean(&mut self, now: SecondsSinceServerStart, max_age_secs: u32) -> CleanStats {
                 <$shard>::clean(self, now, max_age_secs)
+            }
+            fn torrent_detail(
+                &self,
+                info_hash: &InfoHash,
+                now: SecondsSinceServerStart,
+                max_peers: usize,
+            ) -> Option<TorrentDetail> {
+                <$shard>::torrent_detail(self, info_hash, now, max_peers)
+            }
+            fn busiest_torrents(&self, limit: usize) -> Vec<(InfoHash, ScrapeCounts)> {
+                <$shard>::busiest_torrents(self, limit)
             }
             fn num_torrents(&self) -> usize {
                 <$shard>::num_torrents(self)
@@ -669,6 +691,32 @@ pub struct SnapshotDuty {
     pub last: crossbeam_channel::Sender<(usize, SnapshotPart)>,
 }
 
+/// A question of the admin API to one request worker, answered between two rounds of
+/// requests. The reply channel has room for the answer: the worker never waits on it, and
+/// an asker that gave up (dropped its receiver) costs nothing.
+pub enum AdminQuery {
+    /// One torrent with at most `max_peers` of its peers.
+    Torrent {
+        /// The torrent.
+        info_hash: InfoHash,
+        /// Most peers listed.
+        max_peers: usize,
+        /// Where the answer goes.
+        reply: crossbeam_channel::Sender<Option<TorrentDetail>>,
+    },
+    /// The shard's `limit` busiest torrents.
+    Busiest {
+        /// Most torrents.
+        limit: usize,
+        /// Where the answer goes.
+        reply: crossbeam_channel::Sender<Vec<(InfoHash, ScrapeCounts)>>,
+    },
+}
+
+/// Admin queries a request worker answers per round at most: a query is a lookup or
+/// one walk over the shard, and requests wait behind it.
+const MAX_ADMIN_QUERIES_PER_ROUND: usize = 4;
+
 /// One request worker and everything it owns.
 pub struct RequestWorker<H: RequestHandler> {
     /// Its index among the request workers (its shard).
@@ -693,6 +741,8 @@ pub struct RequestWorker<H: RequestHandler> {
     pub snapshot: Option<SnapshotDuty>,
     /// The cluster's messages and hand-off, on a cluster node.
     pub cluster: Option<ClusterDuty>,
+    /// The admin API's questions (see [`AdminQuery`]).
+    pub admin: crossbeam_channel::Receiver<AdminQuery>,
 }
 
 impl<H: RequestHandler> RequestWorker<H> {
@@ -797,6 +847,7 @@ impl<H: RequestHandler> RequestWorker<H> {
                 }
                 next_snapshot = duty.interval.map(|interval| Instant::now() + interval);
             }
+            self.answer_admin_queries();
             publish_gauges(&self.swarm.shard, gauges);
             if let Some(accounting) = &mut self.swarm.accounting {
                 accounting.tick();
@@ -879,6 +930,31 @@ impl<H: RequestHandler> RequestWorker<H> {
             }
         }
         responses
+    }
+
+    /// Answers the admin API's waiting questions, [`MAX_ADMIN_QUERIES_PER_ROUND`] at
+    /// most.
+    fn answer_admin_queries(&mut self) {
+        for _ in 0..MAX_ADMIN_QUERIES_PER_ROUND {
+            let Ok(query) = self.admin.try_recv() else {
+                return;
+            };
+            // A send fails only when the asker gave up: nothing to do then.
+            match query {
+                AdminQuery::Torrent {
+                    info_hash,
+                    max_peers,
+                    reply,
+                } => {
+                    let now = self.start.seconds_elapsed();
+                    let _ =
+                        reply.try_send(self.swarm.shard.torrent_detail(&info_hash, now, max_peers));
+                }
+                AdminQuery::Busiest { limit, reply } => {
+                    let _ = reply.try_send(self.swarm.shard.busiest_torrents(limit));
+                }
+            }
+        }
     }
 
     /// The shard's snapshot part, taken now.
@@ -984,6 +1060,9 @@ fn publish_gauges(shard: &impl Shard, gauges: &RequestWorkerGauges) {
     gauges
         .rejected_by_limits
         .store(shard.num_rejected_by_limits(), Ordering::Relaxed);
+    gauges
+        .throttled
+        .store(shard.num_throttled(), Ordering::Relaxed);
     gauges
         .completed
         .store(shard.num_completed(), Ordering::Relaxed);
@@ -1107,6 +1186,7 @@ mod tests {
             shutdown: shutdown.clone(),
             snapshot: None,
             cluster: None,
+            admin: crossbeam_channel::never(),
         };
         let thread = std::thread::spawn(move || worker.run());
         Running {

@@ -13,21 +13,26 @@
 //!    request workers (and the `snapshot` thread) and returns the channels the socket
 //!    workers use;
 //! 4. the tracker spawns its socket workers on [`Core::supervisor`];
-//! 5. [`Core::spawn_statistics`], [`Core::spawn_metrics`] and [`Core::spawn_signals`],
-//!    then [`Core::into_handle`].
+//! 5. [`Core::spawn_statistics`], [`Core::spawn_metrics`], [`Core::add_reload`] for the
+//!    tracker's own files, [`Core::spawn_api`] and [`Core::spawn_signals`], then
+//!    [`Core::into_handle`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+use crate::api::{ApiContext, ApiService, ApiSettings};
 use crate::cluster::bus::{Bus, connect_options};
 use crate::cluster::{ClusterConfig, ClusterDuty, change_channel};
 use crate::config::{SwarmConfig, WorkerConfig};
+use crate::net::bans::{self, BanConfig, SharedBans};
+use crate::net::http_server::{self, HttpServer};
 use crate::observe::history::History;
 use crate::observe::metrics::{Identity, MetricsServer};
 use crate::observe::statistics::{
@@ -36,9 +41,10 @@ use crate::observe::statistics::{
 use crate::private::writer::FINAL_COMMIT_DEADLINE;
 use crate::private::{AccountingConfig, PrivateAccess, PrivateConfig, PrivateRuntime};
 use crate::runtime::channel::{ChannelBound, WeightedReceiver, WeightedSender, bounded, weighted};
+use crate::runtime::reload::{ReloadPart, Reloader};
 use crate::runtime::request_worker::{
-    CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard, SnapshotDuty,
-    Swarm, WakeFn,
+    AdminQuery, CleaningSchedule, RequestBatch, RequestHandler, RequestWorker, Responder, Shard,
+    SnapshotDuty, Swarm, WakeFn,
 };
 use crate::runtime::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 use crate::swarm::SwarmBudget;
@@ -63,6 +69,17 @@ pub struct Core {
     pub access_list: SharedAccessList,
     /// How the access list is read.
     pub access_list_config: AccessListConfig,
+    /// The bans, shared with the socket workers; reloaded by SIGUSR1, changed by the
+    /// admin API.
+    pub bans: SharedBans,
+    /// Where the bans are kept.
+    pub ban_config: BanConfig,
+    /// What SIGUSR1 and the admin API's reload do.
+    reloader: Reloader,
+    /// Held while the access list or the bans are changed or reloaded.
+    edit_lock: Arc<Mutex<()>>,
+    /// Where the admin API listens, once started.
+    api_addr: Option<SocketAddr>,
     /// The server's start, the origin of its coarse clock.
     pub start: ServerStartInstant,
     /// Which request worker owns which torrent.
@@ -74,6 +91,8 @@ pub struct Core {
     snapshot: Option<SnapshotSetup>,
     private: Option<PrivateRuntime>,
     cluster: Option<ClusterSetup>,
+    /// To each request worker, the admin API's questions; empty until they start.
+    admin_queries: Vec<crossbeam_channel::Sender<AdminQuery>>,
 }
 
 /// A cluster node's set-up, between [`Core::start_cluster`] and the request workers.
@@ -82,6 +101,10 @@ struct ClusterSetup {
     node_id: String,
     options: async_nats::ConnectOptions,
 }
+
+/// Admin API questions waiting for one request worker, at most: the API asks one at a
+/// time, so this only bounds what a stuck worker holds.
+const ADMIN_QUERY_CAPACITY: usize = 4;
 
 /// Other nodes' changes and resync torrents queued for one request worker, at most (in
 /// peers): beyond, changes are dropped and counted, and the node resyncs.
@@ -123,10 +146,19 @@ impl Core {
     /// The access list cannot be read, or the snapshot's directory does not exist.
     pub fn new(
         access_list_config: &AccessListConfig,
+        ban_config: &BanConfig,
         workers: &WorkerConfig,
         swarm: &SwarmConfig,
     ) -> anyhow::Result<Self> {
         let list = AccessList::from_config(access_list_config)?;
+        let ban_list = bans::load(ban_config)?;
+        if !ban_config.path.as_os_str().is_empty() {
+            log::info!(
+                "bans {}: {} networks",
+                ban_config.path.display(),
+                ban_list.len()
+            );
+        }
         if access_list_config.mode != AccessListMode::Off {
             log::info!(
                 "access list {}: {} info hashes ({:?} mode)",
@@ -137,6 +169,10 @@ impl Core {
         }
         let statistics = Statistics::new(workers.socket_workers, workers.request_workers);
         statistics.access_list_loaded(list.len());
+        statistics
+            .admin()
+            .bans
+            .store(ban_list.len() as u64, Ordering::Relaxed);
         let snapshot = if swarm.snapshot_path.is_empty() {
             None
         } else {
@@ -168,11 +204,60 @@ impl Core {
         } else {
             ServerStartInstant::new()
         };
+        let statistics = Arc::new(statistics);
+        let access_list = access_list::shared(list);
+        let bans = bans::shared(ban_list);
+        let edit_lock = Arc::new(Mutex::new(()));
+        let mut reloader = Reloader::default();
+        {
+            let (list, config, statistics, lock) = (
+                access_list.clone(),
+                access_list_config.clone(),
+                statistics.clone(),
+                edit_lock.clone(),
+            );
+            reloader.add(move || {
+                if config.mode == AccessListMode::Off {
+                    return Vec::new();
+                }
+                let _editing = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                vec![match reload_access_list(&list, &config, &statistics) {
+                    Ok(n) => ReloadPart::done("access_list", format!("{n} info hashes")),
+                    Err(err) => ReloadPart::failed("access_list", &err),
+                }]
+            });
+        }
+        {
+            let (shared, config, statistics, lock) = (
+                bans.clone(),
+                ban_config.clone(),
+                statistics.clone(),
+                edit_lock.clone(),
+            );
+            reloader.add(move || {
+                if config.path.as_os_str().is_empty() {
+                    return Vec::new();
+                }
+                let _editing = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                vec![match bans::reload(&shared, &config) {
+                    Ok(n) => {
+                        statistics.admin().bans.store(n as u64, Ordering::Relaxed);
+                        ReloadPart::done("bans", format!("{n} networks"))
+                    }
+                    Err(err) => ReloadPart::failed("bans", &err),
+                }]
+            });
+        }
         Ok(Self {
             supervisor: Supervisor::new(ShutdownFlag::new()),
-            statistics: Arc::new(statistics),
-            access_list: access_list::shared(list),
+            statistics,
+            access_list,
             access_list_config: access_list_config.clone(),
+            bans,
+            ban_config: ban_config.clone(),
+            reloader,
+            edit_lock,
+            api_addr: None,
             start,
             router,
             snapshot,
@@ -180,6 +265,7 @@ impl Core {
             metrics_addr: None,
             private: None,
             cluster: None,
+            admin_queries: Vec::new(),
         })
     }
 
@@ -210,6 +296,8 @@ impl Core {
             self.statistics.private().clone(),
         )?;
         let access = runtime.access();
+        let reload_passkeys = runtime.reloader();
+        self.reloader.add(move || vec![reload_passkeys()]);
         self.private = Some(runtime);
         Ok(Some(access))
     }
@@ -287,10 +375,15 @@ impl Core {
             .collect();
         let duties = self.start_snapshots(swarm, &mut shards)?;
         let mut cluster_duties = self.start_cluster_bus::<H::Shard>(&mut shards)?;
-        for ((index, receiver), (shard, snapshot)) in request_receivers
+        let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..workers.request_workers)
+            .map(|_| crossbeam_channel::bounded(ADMIN_QUERY_CAPACITY))
+            .unzip();
+        self.admin_queries = admin_senders;
+        for (((index, receiver), (shard, snapshot)), admin) in request_receivers
             .into_iter()
             .enumerate()
             .zip(shards.into_iter().zip(duties))
+            .zip(admin_receivers)
         {
             let worker = RequestWorker {
                 index,
@@ -317,6 +410,7 @@ impl Core {
                 shutdown: self.supervisor.shutdown_flag().clone(),
                 snapshot,
                 cluster: cluster_duties.get_mut(index).and_then(Option::take),
+                admin,
             };
             self.supervisor
                 .spawn(&format!("request-{:02}", index + 1), move || worker.run())?;
@@ -484,33 +578,78 @@ impl Core {
         Ok(Some(local))
     }
 
-    /// Starts the signal thread: SIGUSR1 reloads the access list (a bad file is logged
-    /// and the old list kept) and then runs `also` (a tracker's own reloads, such as its
-    /// TLS certificates), SIGTERM and SIGINT stop the tracker.
+    /// Adds a tracker's own part to what SIGUSR1 and the admin API's reload do (its TLS
+    /// certificates, say), after the access list, the bans and the passkeys. Call it
+    /// before [`Core::spawn_signals`] and [`Core::spawn_api`].
+    pub fn add_reload(&mut self, part: impl Fn() -> Vec<ReloadPart> + Send + Sync + 'static) {
+        self.reloader.add(part);
+    }
+
+    /// Starts the signal thread: SIGUSR1 runs the reload (the passkeys, the access list
+    /// and the bans, then the parts of [`Core::add_reload`]; a part that fails is logged
+    /// and keeps what was in force), SIGTERM and SIGINT stop the tracker.
     ///
     /// # Errors
     /// The signal handlers could not be installed.
-    pub fn spawn_signals(&mut self, mut also: impl FnMut() + Send + 'static) -> anyhow::Result<()> {
-        let list = self.access_list.clone();
-        let list_config = self.access_list_config.clone();
-        let statistics = self.statistics.clone();
-        let reload_passkeys = self.private.as_ref().map(PrivateRuntime::reloader);
+    pub fn spawn_signals(&mut self) -> anyhow::Result<()> {
+        let reloader = self.reloader.clone();
         spawn_signal_thread(&mut self.supervisor, move || {
-            if let Some(reload) = &reload_passkeys {
-                reload();
-            }
-            if list_config.mode == AccessListMode::Off {
-                log::info!("SIGUSR1: access list is off, nothing to reload");
-            } else {
-                match reload_access_list(&list, &list_config, &statistics) {
-                    Ok(n) => log::info!("access list reloaded: {n} info hashes"),
-                    Err(err) => {
-                        log::error!("access list reload failed, keeping the old list: {err:#}");
-                    }
-                }
-            }
-            also();
+            reloader.run();
         })
+    }
+
+    /// Starts the admin API if `settings` says so (see [`crate::api`]): reads its token,
+    /// binds its address and serves on a thread of its own. Call it after
+    /// [`Core::spawn_request_workers`] (it asks them about torrents) and
+    /// [`Core::add_reload`]. Returns where it listens.
+    ///
+    /// # Errors
+    /// The token file is missing or too short, or the address cannot be bound.
+    pub fn spawn_api(
+        &mut self,
+        settings: Option<ApiSettings>,
+        protocol: Protocol,
+        version: &'static str,
+    ) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(settings) = settings else {
+            return Ok(None);
+        };
+        let token = crate::api::read_token(&settings.token_path)?;
+        let (listener, local) = http_server::bind("admin API", settings.address)?;
+        let context = ApiContext {
+            statistics: self.statistics.clone(),
+            identity: Identity {
+                protocol,
+                version,
+                start_unix_secs: self.start_unix_secs,
+            },
+            ended: self.supervisor.ended_threads(),
+            router: self.router.clone(),
+            queries: self.admin_queries.clone(),
+            access_list: self.access_list.clone(),
+            access_list_config: self.access_list_config.clone(),
+            bans: self.bans.clone(),
+            ban_config: self.ban_config.clone(),
+            site: self.private.as_ref().map(PrivateRuntime::admin),
+            reloader: self.reloader.clone(),
+            edit_lock: self.edit_lock.clone(),
+        };
+        let server = HttpServer::new(
+            "admin API",
+            listener,
+            ApiService::new(token, context),
+            self.supervisor.shutdown_flag().clone(),
+            http_server::Limits {
+                max_body_bytes: crate::api::service::MAX_BODY_BYTES,
+                // An answer may wait for the request workers or the database.
+                request_timeout: Duration::from_secs(10),
+                max_connections: 16,
+            },
+        )?;
+        self.supervisor.spawn("api", move || server.run())?;
+        log::info!("admin API on http://{local}/api/v1/ (health on http://{local}/health)");
+        self.api_addr = Some(local);
+        Ok(Some(local))
     }
 
     /// The handle of the started tracker, listening on `local_addr`.
@@ -533,6 +672,8 @@ impl Core {
             final_snapshot,
             local_addr,
             metrics_addr: self.metrics_addr,
+            api_addr: self.api_addr,
+            reloader: self.reloader,
             supervisor: self.supervisor,
             statistics: self.statistics,
             access_list: self.access_list,
@@ -581,6 +722,8 @@ pub struct TrackerHandle {
     final_snapshot: Option<FinalSnapshot>,
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    api_addr: Option<SocketAddr>,
+    reloader: Reloader,
     supervisor: Supervisor,
     statistics: Arc<Statistics>,
     access_list: SharedAccessList,
@@ -597,6 +740,17 @@ impl TrackerHandle {
     /// `None` when it is disabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the admin API listens (with the real port when 0 was configured); `None`
+    /// when it is off.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// Runs the reload SIGUSR1 runs, and returns how each part went.
+    pub fn reload(&self) -> Vec<ReloadPart> {
+        self.reloader.run()
     }
 
     /// All workers' counters summed.

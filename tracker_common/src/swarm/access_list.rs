@@ -161,6 +161,55 @@ impl AccessList {
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
+
+    /// Whether `info_hash` is listed (whatever the mode makes of it).
+    pub fn contains(&self, info_hash: &InfoHash) -> bool {
+        self.hashes.contains(info_hash)
+    }
+
+    /// The listed hashes, in no order.
+    pub fn hashes(&self) -> impl Iterator<Item = &InfoHash> {
+        self.hashes.iter()
+    }
+
+    /// A copy with `info_hash` listed too.
+    pub fn with(&self, info_hash: InfoHash) -> Self {
+        let mut copy = self.clone();
+        copy.hashes.insert(info_hash);
+        copy
+    }
+
+    /// A copy without `info_hash`.
+    pub fn without(&self, info_hash: &InfoHash) -> Self {
+        let mut copy = self.clone();
+        copy.hashes.remove(info_hash);
+        copy
+    }
+
+    /// The list in its file format, sorted, under a header comment.
+    pub fn to_text(&self) -> String {
+        let mut hashes: Vec<String> = self.hashes.iter().map(InfoHash::to_hex).collect();
+        hashes.sort_unstable();
+        let mut text = String::with_capacity(41 * hashes.len() + 128);
+        text.push_str(
+            "# shoal access list: one info hash a line. Also written by the admin API, which\n\
+             # rewrites this file whole (comments are not kept).\n",
+        );
+        for hash in hashes {
+            text.push_str(&hash);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Writes the list to `path`, replacing the file whole (see
+    /// [`crate::files::write_atomic`]).
+    ///
+    /// # Errors
+    /// The file cannot be written; the message names it.
+    pub fn write_file(&self, path: &Path) -> anyhow::Result<()> {
+        crate::files::write_atomic(path, self.to_text().as_bytes(), 0o644)
+    }
 }
 
 /// The list in force, shared by every worker and swapped whole on reload.
@@ -247,6 +296,27 @@ mod tests {
         assert!(msg.contains("list.txt line 2"), "{msg}");
         let missing = AccessList::load_file(AccessListMode::Allow, &dir.join("nope"));
         assert!(format!("{:#}", missing.unwrap_err()).contains("nope"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn edits_round_trip_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("shoal-al-edit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("list.txt");
+        let list = AccessList::new(AccessListMode::Allow, [hash(A)]);
+        let added = list.with(hash(B));
+        assert!(added.contains(&hash(B)) && added.allows(&hash(B)));
+        assert!(!list.contains(&hash(B)), "the original is unchanged");
+        added.write_file(&path).unwrap();
+        assert_eq!(
+            AccessList::load_file(AccessListMode::Allow, &path).unwrap(),
+            added
+        );
+        let removed = added.without(&hash(A));
+        removed.write_file(&path).unwrap();
+        let read = AccessList::load_file(AccessListMode::Allow, &path).unwrap();
+        assert_eq!(read.hashes().collect::<Vec<_>>(), [&hash(B)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -101,6 +101,7 @@
 //!   reloaded without locks on the hot path.
 //! - [`full_scrape`]: full scrapes (naming no torrent): gathered from every request worker,
 //!   merged, and one cached body shared by every answer.
+//! - [`inspect`]: one torrent's counts and peers, for the admin API.
 //! - [`routing`]: which request worker owns a torrent (a keyed hash, so that clients cannot
 //!   aim their torrents at one worker).
 //! - [`scrape`]: splitting a scrape over the request workers and merging the answers.
@@ -125,6 +126,7 @@
 pub mod access_list;
 mod archive;
 pub mod full_scrape;
+pub mod inspect;
 mod ledger;
 mod peers;
 pub mod routing;

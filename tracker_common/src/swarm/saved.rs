@@ -512,10 +512,10 @@ impl SwarmShard {
 }
 
 /// What [`for_each_peer`] calls with every peer: its IP, its (port, status), the peer.
-type PeerVisitor<'a> = dyn FnMut(IpAddr, (u16, Status), &Peer) + 'a;
+pub(super) type PeerVisitor<'a> = dyn FnMut(IpAddr, (u16, Status), &Peer) + 'a;
 
 /// Calls `f` with every peer of `torrent`, both families.
-fn for_each_peer(torrent: &Torrent, f: &mut PeerVisitor<'_>) {
+pub(super) fn for_each_peer(torrent: &Torrent, f: &mut PeerVisitor<'_>) {
     fn family<I: Ip + Into<IpAddr>>(peers: &Peers<I>, f: &mut PeerVisitor<'_>) {
         peers
             .seeders

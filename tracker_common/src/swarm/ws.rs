@@ -987,6 +987,51 @@ impl WsSwarmShard {
         changed
     }
 
+    /// The torrent `info_hash` with at most `max_peers` of its peers (without an
+    /// address: a WebTorrent peer is a connection); `None` when the shard knows nothing
+    /// of it (not stored, and no archived completed count).
+    pub fn torrent_detail(
+        &self,
+        info_hash: &InfoHash,
+        now: SecondsSinceServerStart,
+        max_peers: usize,
+    ) -> Option<super::inspect::TorrentDetail> {
+        use super::inspect::{PeerDetail, TorrentDetail};
+        let counts = self.scrape(info_hash);
+        let hash = self.ledger.hash(info_hash);
+        let Some(torrent) = self.torrents.find(hash, |t| t.info_hash == *info_hash) else {
+            return (counts != ScrapeCounts::default()).then(|| TorrentDetail {
+                info_hash: *info_hash,
+                counts,
+                num_peers: 0,
+                peers: Vec::new(),
+            });
+        };
+        let mut peers = Vec::new();
+        let mut num_peers = 0;
+        for (store, seeder) in [(&torrent.seeders, true), (&torrent.leechers, false)] {
+            num_peers += store.len();
+            for (peer_id, peer) in store {
+                if peers.len() >= max_peers {
+                    break;
+                }
+                peers.push(PeerDetail {
+                    endpoint: None,
+                    peer_id: *peer_id,
+                    seeder,
+                    age_secs: now.0.saturating_sub(peer.last_seen.time().0),
+                    remote: peer.worker == REMOTE_WORKER,
+                });
+            }
+        }
+        Some(TorrentDetail {
+            info_hash: *info_hash,
+            counts,
+            num_peers,
+            peers,
+        })
+    }
+
     /// This node's own peers (not other nodes'), as the upserts another node applies to
     /// catch up (a resync), into `out`; their completions are not marked, since every
     /// node counted them already. Peers not seen for `max_peer_age_secs` are left out.

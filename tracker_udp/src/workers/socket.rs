@@ -23,6 +23,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::addr::CanonicalSocketAddr;
+use tracker_common::net::bans::BanCache;
 use tracker_common::net::rate_limit::{Limited, RateLimiter};
 use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
 use tracker_common::observe::statistics::{
@@ -96,6 +97,8 @@ pub(crate) struct SocketWorker {
     pub(crate) private: Option<PrivateCheck>,
     /// The rate limits, shared by every socket worker; `None` when they are off.
     pub(crate) rate_limiter: Option<Arc<RateLimiter>>,
+    /// The bans in force: a banned address's datagrams are dropped unread.
+    pub(crate) bans: BanCache,
 }
 
 /// What an announce carries to its request worker for accounting, or why private mode
@@ -243,6 +246,12 @@ impl SocketWorker {
 
     fn handle_packet(&mut self, packet: &[u8], src: CanonicalSocketAddr, state: &mut State) {
         let ip = src.canonical_ip();
+        // Before anything else, and never answered: a ban costs one lookup, and a
+        // spoofed source cannot turn it into traffic towards its victim.
+        if self.bans.is_banned(ip) {
+            add(&self.counters().banned, 1);
+            return;
+        }
         let family = Family::of(ip);
         match Request::parse_bytes(
             packet,
