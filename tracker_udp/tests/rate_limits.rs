@@ -129,3 +129,31 @@ fn connects_over_their_rate_get_no_answer() {
     }
     tracker.shutdown();
 }
+
+/// `swarm.min_announce_interval_secs`: a plain re-announce sooner is answered with the
+/// counts and no peers and not stored (a leecher claiming to be done stays a leecher),
+/// counted as throttled; an announce with an event applies whatever the time.
+#[test]
+fn a_re_announce_sooner_than_the_minimum_interval_is_not_stored() {
+    let mut config = test_config("127.0.0.1:0");
+    config.swarm.min_announce_interval_secs = 600;
+    let tracker = start(config);
+    let mut client = Client::connected("127.0.0.1:0", tracker.local_addr());
+    let hash = info_hash(3);
+    client.announce_v4(hash, peer_id(1), 7001, 0, AnnounceEvent::Started, 0);
+    let (seeders, leechers, _) =
+        client.announce_v4(hash, peer_id(2), 7002, 50, AnnounceEvent::Started, 0);
+    assert_eq!((seeders, leechers), (1, 1));
+    // Peer 2 says it is done, at once, without the completed event: throttled.
+    let (seeders, leechers, peers) =
+        client.announce_v4(hash, peer_id(2), 7002, 0, AnnounceEvent::None, 10);
+    assert_eq!((seeders, leechers), (1, 1), "not stored");
+    assert!(peers.is_empty(), "no peers for a throttled announce: {peers:?}");
+    // The gauge is published after the request worker's round.
+    common::eventually(Duration::from_secs(10), || tracker.statistics().throttled == 1);
+    assert_eq!(tracker.statistics().throttled, 1);
+    // The completed event applies.
+    let (seeders, leechers, _) =
+        client.announce_v4(hash, peer_id(2), 7002, 0, AnnounceEvent::Completed, 10);
+    assert_eq!((seeders, leechers), (2, 0));
+}

@@ -349,18 +349,16 @@ pub fn encode_prometheus(s: &Snapshot, id: &Identity) -> Result<String, std::fmt
         ConstCounter::new(s.admin.unauthorized),
     );
     registry.register("bans", "Banned networks in force", gauge(s.admin.bans));
-    if s.rate_limit_slots > 0 {
-        registry.register(
-            "rate_limit_addresses",
-            "Client addresses the rate limits track; at most rate_limit_slots",
-            gauge(s.rate_limit_addresses),
-        );
-        registry.register(
-            "rate_limit_slots",
-            "Slots of the rate limits' table (rate_limits.max_tracked_addresses)",
-            gauge(s.rate_limit_slots),
-        );
-    }
+    registry.register(
+        "rate_limit_addresses",
+        "Client addresses the rate limits track; at most rate_limit_slots (0 when off)",
+        gauge(s.rate_limit_addresses),
+    );
+    registry.register(
+        "rate_limit_slots",
+        "Slots of the rate limits' table, rate_limits.max_tracked_addresses (0 when off)",
+        gauge(s.rate_limit_slots),
+    );
     registry.register(
         "access_list_info_hashes",
         "Info hashes in the access list",

@@ -500,3 +500,41 @@ pub fn private_routes_refused_in_public_mode(api: &ApiClient) {
         assert_eq!(answer.status, 409, "{method} {path}: {answer:?}");
     }
 }
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 has many):
+/// how a test client comes from an address other than 127.0.0.1.
+///
+/// # Panics
+/// The socket cannot be bound or connected.
+pub fn tcp_connect_from(from: std::net::IpAddr, to: SocketAddr) -> TcpStream {
+    let domain = socket2::Domain::for_address(to);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)
+        .unwrap_or_else(|err| panic!("socket: {err}"));
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|err| panic!("bind {from}: {err}"));
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(10))
+        .unwrap_or_else(|err| panic!("connect {from} to {to}: {err}"));
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap_or_default();
+    stream
+}
+
+/// Whether the server closed `stream` without sending a byte: the read gives end of
+/// file, or a reset (it closed with bytes of ours unread). A read that times out is a
+/// failed test, not a "no".
+///
+/// # Panics
+/// The read timed out, or bytes came.
+pub fn closed_without_answer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => panic!("{n} bytes came from a connection that should be closed"),
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => true,
+        Err(err) => panic!("neither closed nor answered: {err}"),
+    }
+}
