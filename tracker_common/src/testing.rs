@@ -39,6 +39,9 @@ pub struct Spawned {
     /// Where its metrics endpoint listens, from its "metrics on http://ADDR/metrics"
     /// line (logged before "listening on"); `None` if it logged none.
     pub metrics: Option<SocketAddr>,
+    /// Where its admin API listens, from its "admin API on http://ADDR/api/v1/" line
+    /// (logged before "listening on"); `None` if it logged none.
+    pub api: Option<SocketAddr>,
 }
 
 impl Spawned {
@@ -76,10 +79,14 @@ impl Spawned {
             }
         });
         let mut metrics = None;
+        let mut api = None;
         let line = loop {
             let line = Self::wait_line(&lines, "");
             if let Some(rest) = line.split("metrics on http://").nth(1) {
                 metrics = rest.split('/').next().and_then(|addr| addr.parse().ok());
+            }
+            if let Some(rest) = line.split("admin API on http://").nth(1) {
+                api = rest.split('/').next().and_then(|addr| addr.parse().ok());
             }
             if line.contains("listening on ") {
                 break line;
@@ -96,6 +103,7 @@ impl Spawned {
             lines,
             addr,
             metrics,
+            api,
         }
     }
 

@@ -42,7 +42,6 @@ use tracker_common::net::address_limit::AddressLimit;
 use tracker_common::net::tls::SharedServerConfig;
 use tracker_common::observe::statistics::{ConnectionCounters, Protocol, ProtocolLine, Snapshot};
 use tracker_common::private::passkey::PrivateCheck;
-use tracker_common::runtime::reload::ReloadPart;
 use tracker_common::runtime::server::{Core, TrackerHandle};
 use tracker_common::swarm::NumWantPolicy;
 use tracker_common::swarm::access_list::AccessListCache;
@@ -101,7 +100,7 @@ impl Tracker {
     }
 
     /// Runs what SIGUSR1 runs, and returns how each part went.
-    pub fn reload(&self) -> Vec<ReloadPart> {
+    pub fn reload(&self) -> Vec<tracker_common::runtime::reload::ReloadPart> {
         self.handle.reload()
     }
 
@@ -268,15 +267,10 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         APP_VERSION,
     )?;
     if let Some(shared) = &tls {
-        let (shared, tls_config) = (shared.clone(), config.tls.clone());
-        core.add_reload(move || {
-            vec![
-                match tracker_common::net::tls::reload(&shared, &tls_config) {
-                    Ok(()) => ReloadPart::done("tls", "certificates re-read"),
-                    Err(err) => ReloadPart::failed("tls", &err),
-                },
-            ]
-        });
+        core.add_reload(tracker_common::net::tls::reload_part(
+            shared.clone(),
+            config.tls.clone(),
+        ));
     }
     core.spawn_api(config.api.settings(), Protocol::Http, APP_VERSION)?;
     if handle_signals {

@@ -10,23 +10,19 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{Client, announce, info_hash, peer_id, start, test_config};
-use tracker_common::swarm::access_list::AccessListMode;
 use tracker_common::testing::accounting::{PASSKEY_A, PASSKEY_UNKNOWN, configure_private};
 use tracker_common::testing::api::{
     self, ApiClient, ApiFiles, closed_without_answer, tcp_connect_from,
 };
 use tracker_common::testing::{temp_dir, wait_until};
 use tracker_http::{Config, Tracker};
-use tracker_http_protocol::{AnnounceEvent, AnnounceRequest, PasskeyParam, PeerId, TrackerResponse};
+use tracker_http_protocol::{
+    AnnounceEvent, AnnounceRequest, PasskeyParam, PeerId, TrackerResponse,
+};
 
 fn api_config(files: &ApiFiles) -> Config {
     let mut config = test_config("127.0.0.1:0");
-    config.api.enabled = true;
-    config.api.address = "127.0.0.1:0".parse().unwrap();
-    config.api.token_path = files.token.clone();
-    config.access_list.mode = AccessListMode::Deny;
-    config.access_list.path = files.access_list.clone();
-    config.bans.path = files.bans.clone();
+    tracker_common::configure_api!(config, files);
     config
 }
 
@@ -39,12 +35,7 @@ fn the_api_answers_and_refuses_as_documented() {
     let files = ApiFiles::new("http-scenarios");
     let tracker = start(api_config(&files));
     let api = api_of(&tracker);
-    api::refusals(&api);
-    api::access_list_edits(&api, &files.access_list);
-    api::ban_edits(&api, &files.bans);
-    api::reload_reports_errors(&api, &files);
-    api::private_routes_refused_in_public_mode(&api);
-    api::openapi_matches_routes(&api);
+    api::all_scenarios(&api, &files);
 }
 
 #[test]
@@ -58,7 +49,10 @@ fn torrents_are_listed_with_their_peers() {
     client.announce_ok(&announce(hash, peer_id(2), 7002, 5, AnnounceEvent::Started));
     let one = api.get(&format!("/api/v1/torrents/{}", hash.to_hex()));
     assert_eq!(one.status, 200, "{one:?}");
-    assert_eq!((one.json["seeders"].as_u64(), one.json["leechers"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (one.json["seeders"].as_u64(), one.json["leechers"].as_u64()),
+        (Some(1), Some(1))
+    );
     let mut ports: Vec<(u64, bool)> = one.json["peers"]
         .as_array()
         .unwrap()
@@ -71,7 +65,11 @@ fn torrents_are_listed_with_their_peers() {
     ports.sort();
     assert_eq!(ports, [(7001, true), (7002, false)]);
     let top = api.get("/api/v1/torrents?limit=5");
-    assert_eq!(top.json["torrents"][0]["info_hash"], hash.to_hex(), "{top:?}");
+    assert_eq!(
+        top.json["torrents"][0]["info_hash"],
+        hash.to_hex(),
+        "{top:?}"
+    );
 }
 
 /// Sends a plain announce on `stream` (a connection of its own).
@@ -107,7 +105,10 @@ fn a_banned_network_is_refused_at_accept_until_unbanned() {
     std::io::Read::read_to_end(&mut other, &mut answer).unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 
-    assert_eq!(api.send("DELETE", "/api/v1/bans/127.0.0.2/32", "").status, 200);
+    assert_eq!(
+        api.send("DELETE", "/api/v1/bans/127.0.0.2/32", "").status,
+        200
+    );
     let mut again = tcp_connect_from(banned, addr);
     send_announce(&mut again);
     let mut answer = Vec::new();
@@ -125,7 +126,13 @@ fn qbittorrent(n: u8) -> PeerId {
 fn private_announce(client: &mut Client, passkey: PasskeyParam, left: u64) -> TrackerResponse {
     client.announce(&AnnounceRequest {
         passkey,
-        ..announce(info_hash(6), qbittorrent(1), 6881, left, AnnounceEvent::None)
+        ..announce(
+            info_hash(6),
+            qbittorrent(1),
+            6881,
+            left,
+            AnnounceEvent::None,
+        )
     })
 }
 
@@ -149,12 +156,22 @@ fn passkeys_users_and_registered_torrents_change_at_run_time() {
     let new_key = PasskeyParam::Key(PASSKEY_UNKNOWN);
     let key_path = format!("/api/v1/passkeys/{}", PASSKEY_UNKNOWN.as_str());
 
-    assert_eq!(failure(private_announce(&mut client, new_key, 0)), "unknown passkey");
+    assert_eq!(
+        failure(private_announce(&mut client, new_key, 0)),
+        "unknown passkey"
+    );
     let put = api.send("PUT", &key_path, r#"{"user_id": 77}"#);
     assert_eq!(put.status, 201, "{put:?}");
     assert_eq!(put.json["user_id"], 77);
-    assert!(matches!(private_announce(&mut client, new_key, 10), TrackerResponse::Announce(_)));
-    assert!(std::fs::read_to_string(&passkeys_file).unwrap().contains(PASSKEY_UNKNOWN.as_str()));
+    assert!(matches!(
+        private_announce(&mut client, new_key, 10),
+        TrackerResponse::Announce(_)
+    ));
+    assert!(
+        std::fs::read_to_string(&passkeys_file)
+            .unwrap()
+            .contains(PASSKEY_UNKNOWN.as_str())
+    );
     let listed = api.get("/api/v1/passkeys");
     assert!(
         listed.json["passkeys"]
@@ -166,19 +183,33 @@ fn passkeys_users_and_registered_torrents_change_at_run_time() {
     );
 
     // User 77 may not leech, then may again.
-    assert_eq!(api.send("PUT", "/api/v1/users/77", r#"{"can_leech": false}"#).status, 201);
+    assert_eq!(
+        api.send("PUT", "/api/v1/users/77", r#"{"can_leech": false}"#)
+            .status,
+        201
+    );
     assert_eq!(
         failure(private_announce(&mut client, new_key, 10)),
         "leeching not allowed for this account"
     );
-    assert!(matches!(private_announce(&mut client, new_key, 0), TrackerResponse::Announce(_)));
+    assert!(matches!(
+        private_announce(&mut client, new_key, 0),
+        TrackerResponse::Announce(_)
+    ));
     assert_eq!(api.send("DELETE", "/api/v1/users/77", "").status, 200);
     assert_eq!(api.send("DELETE", "/api/v1/users/77", "").status, 404);
-    assert!(matches!(private_announce(&mut client, new_key, 10), TrackerResponse::Announce(_)));
+    assert!(matches!(
+        private_announce(&mut client, new_key, 10),
+        TrackerResponse::Announce(_)
+    ));
 
     // Registered torrents and their multipliers.
     let torrent = format!("/api/v1/registered-torrents/{}", info_hash(6).to_hex());
-    let put = api.send("PUT", &torrent, r#"{"upload_percent": 200, "download_percent": 0}"#);
+    let put = api.send(
+        "PUT",
+        &torrent,
+        r#"{"upload_percent": 200, "download_percent": 0}"#,
+    );
     assert_eq!(put.status, 201, "{put:?}");
     assert_eq!(api.send("PUT", &torrent, "").status, 200);
     assert_eq!(api.send("DELETE", &torrent, "").status, 200);
@@ -186,23 +217,38 @@ fn passkeys_users_and_registered_torrents_change_at_run_time() {
 
     // Refusals of the private routes.
     assert_eq!(api.send("PUT", "/api/v1/passkeys/short", "").status, 400);
-    assert_eq!(api.send("PUT", "/api/v1/users/x", r#"{"can_leech": true}"#).status, 400);
-    assert_eq!(api.send("PUT", "/api/v1/users/7", "").status, 400, "can_leech is required");
     assert_eq!(
-        api.send("PUT", &torrent, r#"{"upload_percent": 100000000}"#).status,
+        api.send("PUT", "/api/v1/users/x", r#"{"can_leech": true}"#)
+            .status,
+        400
+    );
+    assert_eq!(
+        api.send("PUT", "/api/v1/users/7", "").status,
+        400,
+        "can_leech is required"
+    );
+    assert_eq!(
+        api.send("PUT", &torrent, r#"{"upload_percent": 100000000}"#)
+            .status,
         400,
         "a factor out of range"
     );
 
     assert_eq!(api.send("DELETE", &key_path, "").status, 200);
     assert_eq!(api.send("DELETE", &key_path, "").status, 404);
-    assert_eq!(failure(private_announce(&mut client, new_key, 0)), "unknown passkey");
+    assert_eq!(
+        failure(private_announce(&mut client, new_key, 0)),
+        "unknown passkey"
+    );
     assert!(matches!(
         private_announce(&mut client, PasskeyParam::Key(PASSKEY_A), 0),
         TrackerResponse::Announce(_)
     ));
     let stats = api.get("/api/v1/stats");
     let changes = &stats.json["admin"]["changes"];
-    assert_eq!((changes["passkeys"].as_u64(), changes["users"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (changes["passkeys"].as_u64(), changes["users"].as_u64()),
+        (Some(2), Some(2))
+    );
     assert_eq!(changes["registered_torrents"], 3);
 }

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::{Client, assert_first_reply_is_connect, info_hash, kernel_drops, start, test_config};
 use tracker_common::observe::statistics::RequestKind;
-use tracker_common::swarm::access_list::AccessListMode;
 use tracker_common::testing::api::{self, ApiClient, ApiFiles};
 use tracker_common::testing::wait_until;
 use tracker_udp::{Config, Tracker};
@@ -23,12 +22,7 @@ use tracker_udp_protocol::{AnnounceEvent, ConnectRequest, Request, Response, Tra
 /// A config with the API on, its token, a deny-mode access list and a bans file.
 fn api_config(files: &ApiFiles) -> Config {
     let mut config = test_config("127.0.0.1:0");
-    config.api.enabled = true;
-    config.api.address = "127.0.0.1:0".parse().unwrap();
-    config.api.token_path = files.token.clone();
-    config.access_list.mode = AccessListMode::Deny;
-    config.access_list.path = files.access_list.clone();
-    config.bans.path = files.bans.clone();
+    tracker_common::configure_api!(config, files);
     config
 }
 
@@ -41,12 +35,7 @@ fn the_api_answers_and_refuses_as_documented() {
     let files = ApiFiles::new("udp-scenarios");
     let tracker = start(api_config(&files));
     let api = api_of(&tracker);
-    api::refusals(&api);
-    api::access_list_edits(&api, &files.access_list);
-    api::ban_edits(&api, &files.bans);
-    api::reload_reports_errors(&api, &files);
-    api::private_routes_refused_in_public_mode(&api);
-    api::openapi_matches_routes(&api);
+    api::all_scenarios(&api, &files);
     assert!(tracker.statistics().admin.unauthorized >= 12);
 }
 
@@ -314,4 +303,43 @@ fn a_flood_from_a_million_addresses_leaves_the_rate_limit_table_at_its_bound() {
     );
     // The tracker still serves a new address.
     Client::connected("127.0.0.5:0", addr);
+}
+
+/// The binary with the API on: it says where the API listens, serves it, and SIGUSR1
+/// re-reads a bans file edited by hand after the API wrote it.
+#[test]
+fn the_binary_serves_the_api_and_sigusr1_rereads_the_bans() {
+    let files = ApiFiles::new("udp-binary");
+    let config = files.dir.join("udp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[network]\naddress = \"127.0.0.1:0\"\n[metrics]\naddress = \"127.0.0.1:0\"\n\
+             [statistics]\ninterval_secs = 0\n[bans]\npath = \"{}\"\n[api]\nenabled = true\n\
+             address = \"127.0.0.1:0\"\ntoken_path = \"{}\"\n",
+            files.bans.display(),
+            files.token.display()
+        ),
+    )
+    .unwrap();
+    let tracker = common::Spawned::start(&config);
+    let api = ApiClient::new(tracker.api.expect("the binary logs where the API listens"));
+    assert_eq!(api.with_token(None).get("/health").status, 200);
+    assert_eq!(api.with_token(None).get("/api/v1/bans").status, 401);
+    assert_eq!(
+        api.send("PUT", "/api/v1/bans/203.0.113.0/24", "").status,
+        201
+    );
+    assert!(ApiFiles::read(&files.bans).contains("203.0.113.0/24"));
+    std::fs::write(&files.bans, "198.51.100.7\n2001:db8::/32\n").unwrap();
+    tracker.signal("USR1");
+    common::Spawned::wait_line(&tracker.lines, "reload bans: 2 networks");
+    let bans = api.get("/api/v1/bans");
+    let networks: Vec<&str> = bans.json["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["network"].as_str().unwrap())
+        .collect();
+    assert_eq!(networks, ["198.51.100.7/32", "2001:db8::/32"], "{bans:?}");
 }

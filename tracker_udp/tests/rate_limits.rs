@@ -148,9 +148,14 @@ fn a_re_announce_sooner_than_the_minimum_interval_is_not_stored() {
     let (seeders, leechers, peers) =
         client.announce_v4(hash, peer_id(2), 7002, 0, AnnounceEvent::None, 10);
     assert_eq!((seeders, leechers), (1, 1), "not stored");
-    assert!(peers.is_empty(), "no peers for a throttled announce: {peers:?}");
+    assert!(
+        peers.is_empty(),
+        "no peers for a throttled announce: {peers:?}"
+    );
     // The gauge is published after the request worker's round.
-    common::eventually(Duration::from_secs(10), || tracker.statistics().throttled == 1);
+    common::eventually(Duration::from_secs(10), || {
+        tracker.statistics().throttled == 1
+    });
     assert_eq!(tracker.statistics().throttled, 1);
     // The completed event applies.
     let (seeders, leechers, _) =

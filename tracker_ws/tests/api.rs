@@ -9,7 +9,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{Client, announce, info_hash, peer_id, start, test_config};
-use tracker_common::swarm::access_list::AccessListMode;
 use tracker_common::testing::api::{
     self, ApiClient, ApiFiles, closed_without_answer, tcp_connect_from,
 };
@@ -19,12 +18,7 @@ use tracker_ws_protocol::AnnounceEvent;
 
 fn api_config(files: &ApiFiles) -> Config {
     let mut config = test_config("127.0.0.1:0");
-    config.api.enabled = true;
-    config.api.address = "127.0.0.1:0".parse().unwrap();
-    config.api.token_path = files.token.clone();
-    config.access_list.mode = AccessListMode::Deny;
-    config.access_list.path = files.access_list.clone();
-    config.bans.path = files.bans.clone();
+    tracker_common::configure_api!(config, files);
     config
 }
 
@@ -37,12 +31,7 @@ fn the_api_answers_and_refuses_as_documented() {
     let files = ApiFiles::new("ws-scenarios");
     let tracker = start(api_config(&files));
     let api = api_of(&tracker);
-    api::refusals(&api);
-    api::access_list_edits(&api, &files.access_list);
-    api::ban_edits(&api, &files.bans);
-    api::reload_reports_errors(&api, &files);
-    api::private_routes_refused_in_public_mode(&api);
-    api::openapi_matches_routes(&api);
+    api::all_scenarios(&api, &files);
 }
 
 #[test]
@@ -57,14 +46,20 @@ fn a_torrent_lists_its_webtorrent_peers() {
     leecher.announce_counts(announce(hash, peer_id(2), Some(9), AnnounceEvent::Started));
     let one = api.get(&format!("/api/v1/torrents/{}", hash.to_hex()));
     assert_eq!(one.status, 200, "{one:?}");
-    assert_eq!((one.json["seeders"].as_u64(), one.json["leechers"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (one.json["seeders"].as_u64(), one.json["leechers"].as_u64()),
+        (Some(1), Some(1))
+    );
     let mut peers: Vec<(String, bool)> = one.json["peers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| {
             assert!(p["ip"].is_null() && p["port"].is_null(), "{p}");
-            (p["peer_id"].as_str().unwrap().to_string(), p["seeder"].as_bool().unwrap())
+            (
+                p["peer_id"].as_str().unwrap().to_string(),
+                p["seeder"].as_bool().unwrap(),
+            )
         })
         .collect();
     peers.sort();
@@ -98,7 +93,10 @@ fn a_banned_network_is_refused_at_accept_until_unbanned() {
         tracker.statistics().banned >= 1
     });
     upgraded("127.0.0.3".parse().unwrap());
-    assert_eq!(api.send("DELETE", "/api/v1/bans/127.0.0.2/32", "").status, 200);
+    assert_eq!(
+        api.send("DELETE", "/api/v1/bans/127.0.0.2/32", "").status,
+        200
+    );
     upgraded(banned);
     assert_eq!(tracker.statistics().banned, 1);
 }

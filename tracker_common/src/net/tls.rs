@@ -129,6 +129,21 @@ pub fn reload(shared: &SharedServerConfig, config: &TlsConfig) -> anyhow::Result
     Ok(())
 }
 
+/// The reload part (see [`crate::runtime::reload`]) that re-reads the certificates into
+/// `shared`.
+pub fn reload_part(
+    shared: SharedServerConfig,
+    config: TlsConfig,
+) -> impl Fn() -> Vec<crate::runtime::reload::ReloadPart> + Send + Sync + 'static {
+    use crate::runtime::reload::ReloadPart;
+    move || {
+        vec![match reload(&shared, &config) {
+            Ok(()) => ReloadPart::done("tls", "certificates re-read"),
+            Err(err) => ReloadPart::failed("tls", &err),
+        }]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

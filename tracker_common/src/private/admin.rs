@@ -41,7 +41,6 @@
 //! (`err.downcast_ref::<InvalidChange>()`; the API answers 400). Any other error is the
 //! database or the passkey file failing (503), and nothing changed.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -375,58 +374,13 @@ fn edit_lines(text: &str, key: &Passkey, line: Option<&str>) -> (String, bool) {
     (out, found)
 }
 
-/// Replaces the file at `path` with `contents`, so that it holds the old contents or
-/// the new whatever happens: written to a temporary file in the same directory (with
-/// the old file's permissions: a passkey file is a secret), synced, renamed over
-/// `path`, and the directory synced so that the rename survives a crash.
+/// Replaces the file at `path` with `contents` whole, keeping its permissions (see
+/// [`crate::files::write_atomic`]).
 ///
 /// # Errors
 /// The temporary file cannot be made, written or renamed; `path` is then untouched.
-/// (A directory that cannot be synced after the rename is only logged: the file is
-/// replaced by then.)
 fn replace_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    // The process id: two trackers sharing the file never share a temporary file.
-    name.push(format!(".admin-{}.tmp", std::process::id()));
-    let temporary = dir.join(name);
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o600);
-    let written = (|| -> anyhow::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .with_context(|| format!("create {}", temporary.display()))?;
-        // The mode at creation is masked by the umask: the old file's is set whole.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("set the permissions of {}", temporary.display()))?;
-        file.write_all(contents)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("write {}", temporary.display()))?;
-        std::fs::rename(&temporary, path)
-            .with_context(|| format!("rename {} to {}", temporary.display(), path.display()))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-        return written;
-    }
-    if let Err(err) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-        log::warn!(
-            "passkey file {}: syncing its directory after the rewrite: {err} (a power loss \
-             may bring the old file back)",
-            path.display()
-        );
-    }
-    Ok(())
+    crate::files::write_atomic(path, contents, 0o600)
 }
 
 #[cfg(test)]
@@ -990,7 +944,7 @@ mod tests {
         assert_eq!(read(), file);
 
         // A temporary file that cannot be made: nothing changes.
-        let blocker = dir.join(format!("passkeys.txt.admin-{}.tmp", std::process::id()));
+        let blocker = dir.join(format!("passkeys.txt.tmp-{}", std::process::id()));
         std::fs::create_dir(&blocker).unwrap();
         let before = in_force(&runtime);
         assert!(admin.put_passkey(key(5), None).is_err());

@@ -7,7 +7,6 @@
 //! a crash leaves the old cache or the new one, never half of one. The file holds
 //! passkeys: it is created readable by its owner only.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -38,25 +37,7 @@ pub fn write(path: &Path, site: &SiteTables) -> anyhow::Result<()> {
         }
         text.push('\n');
     }
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = std::path::PathBuf::from(temporary);
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .with_context(|| format!("create {}", temporary.display()))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("write {}", temporary.display()))?;
-    }
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("rename {} to {}", temporary.display(), path.display()))?;
-    Ok(())
+    crate::files::write_atomic(path, text.as_bytes(), 0o600)
 }
 
 /// Reads the cache at `path`.

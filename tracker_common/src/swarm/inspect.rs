@@ -42,6 +42,19 @@ pub struct PeerDetail {
     pub remote: bool,
 }
 
+impl TorrentDetail {
+    /// A torrent that is not stored: its detail if it has counts (an archived completed
+    /// count), `None` if the shard knows nothing of it.
+    pub(super) fn not_stored(info_hash: &InfoHash, counts: ScrapeCounts) -> Option<Self> {
+        (counts != ScrapeCounts::default()).then(|| Self {
+            info_hash: *info_hash,
+            counts,
+            num_peers: 0,
+            peers: Vec::new(),
+        })
+    }
+}
+
 impl SwarmShard {
     /// The torrent `info_hash` with at most `max_peers` of its peers; `None` when the
     /// shard knows nothing of it (not stored, and no archived completed count).
@@ -54,12 +67,7 @@ impl SwarmShard {
         let counts = self.scrape(info_hash);
         let hash = self.hash(info_hash);
         let Some(torrent) = self.torrents.find(hash, |t| t.info_hash == *info_hash) else {
-            return (counts != ScrapeCounts::default()).then(|| TorrentDetail {
-                info_hash: *info_hash,
-                counts,
-                num_peers: 0,
-                peers: Vec::new(),
-            });
+            return TorrentDetail::not_stored(info_hash, counts);
         };
         let mut peers = Vec::with_capacity(torrent.num_peers().min(max_peers));
         for_each_peer(torrent, &mut |ip, (port, status), peer| {

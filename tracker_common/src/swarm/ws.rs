@@ -1000,12 +1000,7 @@ impl WsSwarmShard {
         let counts = self.scrape(info_hash);
         let hash = self.ledger.hash(info_hash);
         let Some(torrent) = self.torrents.find(hash, |t| t.info_hash == *info_hash) else {
-            return (counts != ScrapeCounts::default()).then(|| TorrentDetail {
-                info_hash: *info_hash,
-                counts,
-                num_peers: 0,
-                peers: Vec::new(),
-            });
+            return TorrentDetail::not_stored(info_hash, counts);
         };
         let mut peers = Vec::new();
         let mut num_peers = 0;

@@ -150,6 +150,38 @@ impl Drop for ApiFiles {
     }
 }
 
+/// Turns the API on in a tracker's `config` (any of the three: their sections have the
+/// same fields) with `files`' token, on an ephemeral loopback port, with a deny-mode
+/// access list and a bans file.
+#[macro_export]
+macro_rules! configure_api {
+    ($config:expr, $files:expr) => {{
+        let files: &$crate::testing::api::ApiFiles = $files;
+        $config.api.enabled = true;
+        $config.api.address = ::std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        $config.api.token_path = files.token.clone();
+        $config.access_list.mode = $crate::swarm::access_list::AccessListMode::Deny;
+        $config.access_list.path = files.access_list.clone();
+        $config.bans.path = files.bans.clone();
+    }};
+}
+
+/// The scenarios every tracker runs against its API, in an order where each finds what
+/// the one before left: [`refusals`], [`access_list_edits`], [`ban_edits`],
+/// [`reload_reports_errors`], [`private_routes_refused_in_public_mode`] and, last since
+/// it touches every route, [`openapi_matches_routes`].
+///
+/// # Panics
+/// As each of them.
+pub fn all_scenarios(api: &ApiClient, files: &ApiFiles) {
+    refusals(api);
+    access_list_edits(api, &files.access_list);
+    ban_edits(api, &files.bans);
+    reload_reports_errors(api, files);
+    private_routes_refused_in_public_mode(api);
+    openapi_matches_routes(api);
+}
+
 const HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// Every refusal: no token, a wrong token (on a route and on no route), a malformed
