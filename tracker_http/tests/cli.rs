@@ -130,7 +130,7 @@ fn sigusr1_reloads_the_certificates_and_keeps_them_when_broken() {
     Spawned::wait_line(&spawned.lines, "tls certificates reloaded");
     std::fs::write(&key, "broken\n").unwrap();
     spawned.signal("USR1");
-    let line = Spawned::wait_line(&spawned.lines, "tls reload failed");
+    let line = Spawned::wait_line(&spawned.lines, "tls certificates reload failed");
     assert!(line.contains("tracker.key"), "{line}");
     spawned.signal("TERM");
     assert_eq!(spawned.wait_exit(), Some(0));

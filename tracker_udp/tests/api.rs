@@ -333,7 +333,7 @@ fn the_binary_serves_the_api_and_sigusr1_rereads_the_bans() {
     assert!(ApiFiles::read(&files.bans).contains("203.0.113.0/24"));
     std::fs::write(&files.bans, "198.51.100.7\n2001:db8::/32\n").unwrap();
     tracker.signal("USR1");
-    common::Spawned::wait_line(&tracker.lines, "reload bans: 2 networks");
+    common::Spawned::wait_line(&tracker.lines, "bans reloaded: 2 networks");
     let bans = api.get("/api/v1/bans");
     let networks: Vec<&str> = bans.json["bans"]
         .as_array()

@@ -211,7 +211,7 @@ fn sigusr1_re_reads_the_secret_of_the_running_binary() {
 
     write_secret(&dir, "secret", &[SECRET_B, SECRET_A], 0o600);
     spawned.signal("USR1");
-    let line = Spawned::wait_line(&spawned.lines, "connection id secret re-read");
+    let line = Spawned::wait_line(&spawned.lines, "connection id secret reloaded");
     assert!(line.contains("2 secret(s) in force"), "{line}");
     let mut client = Client::connected("127.0.0.1:0", spawned.addr);
     assert!(
@@ -221,7 +221,7 @@ fn sigusr1_re_reads_the_secret_of_the_running_binary() {
 
     write_secret(&dir, "secret", &["not hex"], 0o600);
     spawned.signal("USR1");
-    let line = Spawned::wait_line(&spawned.lines, "re-read failed");
+    let line = Spawned::wait_line(&spawned.lines, "connection id secret reload failed");
     assert!(line.contains("line 1"), "{line}");
     let mut client = Client::connected("127.0.0.1:0", spawned.addr);
     assert!(

@@ -29,6 +29,14 @@ impl ReloadPart {
         }
     }
 
+    /// What the part is, in words, for the log: "access list", "tls certificates".
+    pub fn label(&self) -> String {
+        match self.part {
+            "tls" => "tls certificates".to_string(),
+            part => part.replace('_', " "),
+        }
+    }
+
     /// A part that failed; `error` is shown with its causes.
     pub fn failed(part: &'static str, error: &anyhow::Error) -> Self {
         Self {
@@ -65,12 +73,12 @@ impl Reloader {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let outcomes: Vec<ReloadPart> = self.parts.iter().flat_map(|part| part()).collect();
         for outcome in &outcomes {
+            let what = outcome.label();
             if outcome.ok {
-                log::info!("reload {}: {}", outcome.part, outcome.message);
+                log::info!("{what} reloaded: {}", outcome.message);
             } else {
                 log::error!(
-                    "reload {} failed, keeping what was in force: {}",
-                    outcome.part,
+                    "{what} reload failed, keeping what was in force: {}",
                     outcome.message
                 );
             }
@@ -93,5 +101,7 @@ mod tests {
         let parts: Vec<_> = outcomes.iter().map(|o| (o.part, o.ok)).collect();
         assert_eq!(parts, [("a", true), ("b", false), ("c", true)]);
         assert_eq!(outcomes[1].message, "bad line 3");
+        assert_eq!(ReloadPart::done("access_list", "").label(), "access list");
+        assert_eq!(ReloadPart::done("tls", "").label(), "tls certificates");
     }
 }
