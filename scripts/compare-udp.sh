@@ -8,7 +8,7 @@
 #   TRACKER_CPUS   CPUs for the server under test (default 0: all its threads on one core)
 #   LOAD_CPUS      CPUs for the load generator (default 1)
 #   WORKERS        aquatic socket workers = shoal socket workers = shoal request
-#                  workers = ceiling workers (default 1)
+#                  workers = ceiling workers (default 1; the naive responder has one)
 #   LOAD_WORKERS   load generator threads, for both load testers (default 1)
 #   MEMORY         1 (default) also fills each tracker with 1M peers in 100k torrents
 #                  and reports its memory; 0 skips that
@@ -17,10 +17,12 @@
 # Installs aquatic_udp and aquatic_udp_load_test 0.9.0 from crates.io into the
 # git-ignored .local/aquatic (once), and Debian's opentracker for the memory
 # comparison if apt-get can. Then, round after round, runs every server (shoal,
-# aquatic_udp, and the ceiling responder of tracker_load_test) under both load
-# testers (tracker_load_test udp and aquatic_udp_load_test), in alternation, and
-# prints a table of medians: responses per second, responses per second of server
-# CPU time, peak RSS, and the ratios shoal / aquatic and shoal / ceiling.
+# aquatic_udp, the ceiling responder of tracker_load_test, and its naive responder:
+# one blocking socket, one recv_from and one send_to per datagram, no state) under
+# both load testers (tracker_load_test udp and aquatic_udp_load_test), in
+# alternation, and prints a table of medians: responses per second, responses per
+# second of server CPU time, peak RSS, and the ratios shoal / aquatic, shoal /
+# ceiling and shoal / naive.
 # Traffic goes to 127.0.0.1 only; every run is bounded and every process stopped.
 set -euo pipefail
 
@@ -104,6 +106,15 @@ address = "127.0.0.1:$port"
 TOML
             pinned "$tracker_cpus" "$bin/tracker_load_test" udp-ceiling -c "$work/ceiling.toml" > "$work/server.log" 2>&1 &
             ;;
+        naive)
+            # One blocking socket, one recv_from and one send_to per datagram, no state.
+            cat > "$work/naive.toml" <<TOML
+naive = true
+[network]
+address = "127.0.0.1:$port"
+TOML
+            pinned "$tracker_cpus" "$bin/tracker_load_test" udp-ceiling -c "$work/naive.toml" > "$work/server.log" 2>&1 &
+            ;;
         opentracker)
             # TCP on a second free port, UDP on PORT. As root it insists on dropping
             # privileges, to nobody then. Debian builds it to serve listed torrents
@@ -164,7 +175,7 @@ results="$out_dir/runs.tsv"
 echo -e "round\ttester\tserver\tresponses_per_sec\tserver_cpu_secs\tpeak_rss_mb" > "$results"
 for round in $(seq 1 "$rounds"); do
     for tester in shoal aquatic; do
-        for server in shoal aquatic ceiling; do
+        for server in shoal aquatic ceiling naive; do
             port="$(free_udp_port)"
             start_server "$server" "$port"
             if [ "$tester" = shoal ]; then
@@ -237,13 +248,13 @@ print(f"medians of {len({r['round'] for r in rows})} rounds, {duration:.0f} s me
 print(f"{'load tester':<24}{'server':<10}{'responses/s':>13}{'per CPU-s':>12}{'peak RSS MB':>13}")
 for tester in ("shoal", "aquatic"):
     name = "tracker_load_test" if tester == "shoal" else "aquatic_udp_load_test"
-    for server in ("shoal", "aquatic", "ceiling"):
+    for server in ("shoal", "aquatic", "ceiling", "naive"):
         print(f"{name:<24}{server:<10}{med(tester, server, rps):>13.0f}"
               f"{med(tester, server, per_cpu):>12.0f}{med(tester, server, rss):>13.1f}")
-    s, a, c = (med(tester, x, rps) for x in ("shoal", "aquatic", "ceiling"))
+    s, a, c, n = (med(tester, x, rps) for x in ("shoal", "aquatic", "ceiling", "naive"))
     ratio_cpu = med(tester, "shoal", per_cpu) / med(tester, "aquatic", per_cpu)
     print(f"  shoal / aquatic: {s / a:.2f}x responses/s, {ratio_cpu:.2f}x per CPU-s; "
-          f"shoal / ceiling: {s / c:.2f}")
+          f"shoal / ceiling: {s / c:.2f}; shoal / naive: {s / n:.2f}")
 if memory == "1":
     print()
     print("memory after filling with 1M peers in 100k torrents")

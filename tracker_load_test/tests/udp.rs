@@ -106,6 +106,22 @@ fn the_ceiling_answers_every_kind_well_formed() {
 }
 
 #[test]
+fn the_naive_responder_answers_every_kind_well_formed() {
+    let mut config = CeilingConfig::default();
+    config.network.address = "127.0.0.1:0".parse().unwrap();
+    config.network.poll_timeout_ms = 10;
+    config.naive = true;
+    let naive = start_ceiling(config.clone()).unwrap();
+    let summary = run(load_config(naive.local_addr())).unwrap();
+    assert_sane(&summary);
+    assert!(summary.peers_per_announce > 25.0, "{summary:?}");
+    naive.shutdown();
+    config.workers = 2;
+    let err = start_ceiling(config).err().expect("refused").to_string();
+    assert!(err.starts_with("workers"), "{err}");
+}
+
+#[test]
 fn only_loopback_is_accepted() {
     let mut config = Config {
         server_address: "192.0.2.1:6969".parse().unwrap(),

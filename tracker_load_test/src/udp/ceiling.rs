@@ -34,6 +34,10 @@ config_section! {
         pub workers: usize,
         /// Peers in each announce answer (fewer if the request asks for fewer).
         pub announce_peers: usize,
+        /// Answer as the naive responder does: one blocking socket (no SO_REUSEPORT, the
+        /// OS's buffer sizes, no epoll), one recv_from and one send_to per datagram. The
+        /// baseline a batched tracker should beat; needs workers = 1.
+        pub naive: bool,
     }
 }
 
@@ -47,6 +51,7 @@ impl Default for CeilingConfig {
             },
             workers: 1,
             announce_peers: 30,
+            naive: false,
         }
     }
 }
@@ -69,6 +74,9 @@ impl TrackerConfig for CeilingConfig {
         }
         if self.announce_peers > 200 {
             anyhow::bail!("announce_peers: must be at most 200");
+        }
+        if self.naive && self.workers != 1 {
+            anyhow::bail!("workers: must be 1 when naive is true (one plain socket)");
         }
         Ok(())
     }
@@ -193,6 +201,9 @@ pub fn run_ceiling(config: CeilingConfig) -> anyhow::Result<()> {
 
 fn start_inner(mut config: CeilingConfig, handle_signals: bool) -> anyhow::Result<Ceiling> {
     config.validate()?;
+    if config.naive {
+        return start_naive(&config, handle_signals);
+    }
     let (local_addr, sockets) = tracker_common::net::listen::bind_udp_sockets(
         config.network.address,
         config.workers,
@@ -217,6 +228,60 @@ fn start_inner(mut config: CeilingConfig, handle_signals: bool) -> anyhow::Resul
         local_addr,
         supervisor,
     })
+}
+
+/// The naive responder: one plain blocking socket, one datagram per system call.
+fn start_naive(config: &CeilingConfig, handle_signals: bool) -> anyhow::Result<Ceiling> {
+    let socket = std::net::UdpSocket::bind(config.network.address)
+        .with_context(|| format!("bind {}", config.network.address))?;
+    let local_addr = socket.local_addr().context("read the socket's address")?;
+    // A receive that waits at most this long lets the thread see a shutdown.
+    socket
+        .set_read_timeout(Some(Duration::from_millis(
+            config.network.poll_timeout_ms.max(1),
+        )))
+        .context("set the read timeout")?;
+    let mut supervisor = Supervisor::new(ShutdownFlag::new());
+    let shutdown = supervisor.shutdown_flag().clone();
+    let peers = PeerTemplates::new(config.announce_peers);
+    supervisor.spawn("naive-01", move || {
+        respond_naive(&socket, &peers, &shutdown);
+        Ok(())
+    })?;
+    if handle_signals {
+        spawn_signal_thread(&mut supervisor, || {})?;
+    }
+    log::info!("naive responder listening on udp://{local_addr}");
+    println!("naive responder listening on udp://{local_addr}");
+    Ok(Ceiling {
+        local_addr,
+        supervisor,
+    })
+}
+
+fn respond_naive(socket: &std::net::UdpSocket, peers: &PeerTemplates, shutdown: &ShutdownFlag) {
+    let mut request = [0u8; 2048];
+    let mut out = Vec::with_capacity(2048);
+    while !shutdown.is_set() {
+        let (len, src) = match socket.recv_from(&mut request) {
+            Ok(received) => received,
+            // A timeout (to look at the flag), an interruption, an ICMP error: go on.
+            Err(_) => continue,
+        };
+        out.clear();
+        let ipv4 = CanonicalSocketAddr::new(src).is_ipv4();
+        if answer(
+            request.get(..len).unwrap_or_default(),
+            ipv4,
+            peers,
+            &mut out,
+        )
+        .is_some()
+        {
+            // A full socket buffer drops the answer, as a loaded server's would.
+            let _ = socket.send_to(&out, src);
+        }
+    }
 }
 
 fn respond(
