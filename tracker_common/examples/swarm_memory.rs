@@ -2,8 +2,10 @@
 //! memory it took, per torrent and per peer. The figures go in documents/swarm-memory.md.
 //!
 //! Run: `cargo run --release -p tracker_common --example swarm_memory -- all` (each case
-//! in a process of its own, so that one case's freed memory does not hide another's), or
-//! name one case instead of `all`. Cases:
+//! for each kind of shard in a process of its own, so that one case's freed memory does
+//! not hide another's), or name one case instead of `all`, optionally followed by the
+//! kind: `http` (peer ids kept, `SwarmShard<PeerId>`, the default) or `udp` (none kept,
+//! `SwarmShard<NoPeerId>`). Cases:
 //!
 //! - `v4_1peer`, `v6_1peer`: 1M torrents of one peer (the long tail of a public tracker).
 //! - `v4_20peers`, `v6_20peers`: 50k torrents of 20 peers (10 seeders, 10 leechers).
@@ -21,7 +23,9 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tracker_common::config::SwarmConfig;
-use tracker_common::swarm::{AnnounceParams, SwarmBudget, SwarmLimits, SwarmShard};
+use tracker_common::swarm::{
+    AnnounceParams, NoPeerId, StoredPeerId, SwarmBudget, SwarmLimits, SwarmShard,
+};
 use tracker_common::time::SecondsSinceServerStart;
 use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
 
@@ -39,8 +43,11 @@ const CASES: [&str; 8] = [
     "flood_v6",
 ];
 
-struct Filler {
-    shard: SwarmShard,
+/// The kinds of shard, by what their peers keep of their ids.
+const KINDS: [&str; 2] = ["http", "udp"];
+
+struct Filler<D: StoredPeerId> {
+    shard: SwarmShard<D>,
     budget: Arc<SwarmBudget>,
     rng: SmallRng,
     out4: Vec<ResponsePeer<Ipv4Addr>>,
@@ -48,7 +55,7 @@ struct Filler {
     v6: bool,
 }
 
-impl Filler {
+impl<D: StoredPeerId> Filler<D> {
     fn new(limits: SwarmLimits, v6: bool) -> Self {
         let budget = Arc::new(SwarmBudget::new(&limits));
         Self {
@@ -100,7 +107,7 @@ fn roomy() -> SwarmLimits {
     }
 }
 
-fn run_case(case: &str) {
+fn run_case<D: StoredPeerId>(case: &str, kind: &str) {
     let v6 = case.contains("v6");
     let before = rss_bytes();
     let started = Instant::now();
@@ -111,7 +118,7 @@ fn run_case(case: &str) {
         "flood_v4" | "flood_v6" => (SwarmConfig::default().limits(), Vec::new()),
         _ => panic!("unknown case {case}; one of {CASES:?} or all"),
     };
-    let mut filler = Filler::new(limits, v6);
+    let mut filler = Filler::<D>::new(limits, v6);
     // Drawn before measuring, so that they are not counted as the swarm's.
     let hashes: Vec<InfoHash> = sizes
         .iter()
@@ -167,7 +174,7 @@ fn run_case(case: &str) {
     let peers = filler.num_peers();
     let grown = after.saturating_sub(before);
     println!(
-        "{case:<11} torrents {torrents:>9} peers {peers:>9} rss_before {:>7.1} MiB \
+        "{case:<11} {kind:<4} torrents {torrents:>9} peers {peers:>9} rss_before {:>7.1} MiB \
          rss_after {:>7.1} MiB grown {:>7.1} MiB  {:>6.1} B/torrent {:>6.1} B/peer \
          (archive {:.1} MiB allocated, untouched) {:.1} s",
         before as f64 / 1048576.0,
@@ -182,16 +189,25 @@ fn run_case(case: &str) {
 
 fn main() {
     let case = std::env::args().nth(1).unwrap_or_else(|| "all".to_string());
+    let kind = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "http".to_string());
     if case == "all" {
         let exe = std::env::current_exe().expect("own path");
         for case in CASES {
-            let status = std::process::Command::new(&exe)
-                .arg(case)
-                .status()
-                .expect("run a case");
-            assert!(status.success(), "case {case} failed");
+            for kind in KINDS {
+                let status = std::process::Command::new(&exe)
+                    .args([case, kind])
+                    .status()
+                    .expect("run a case");
+                assert!(status.success(), "case {case} ({kind}) failed");
+            }
         }
     } else {
-        run_case(&case);
+        match kind.as_str() {
+            "http" => run_case::<PeerId>(&case, &kind),
+            "udp" => run_case::<NoPeerId>(&case, &kind),
+            _ => panic!("unknown kind {kind}; one of {KINDS:?}"),
+        }
     }
 }

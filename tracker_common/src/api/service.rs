@@ -723,7 +723,7 @@ fn torrent_json(detail: &TorrentDetail) -> Value {
             json!({
                 "ip": ip,
                 "port": port,
-                "peer_id": hex(&peer.peer_id.0),
+                "peer_id": peer.peer_id.map(|id| hex(&id.0)),
                 "seeder": peer.seeder,
                 "age_secs": peer.age_secs,
                 "remote": peer.remote,

@@ -42,7 +42,8 @@ use crate::swarm::saved::{SaveSink, SavedTorrent};
 use crate::swarm::snapshot::SnapshotPart;
 use crate::swarm::ws::WsSwarmShard;
 use crate::swarm::{
-    AnnounceCounts, AnnounceParams, CleanStats, ScrapeCounts, SwarmBudget, SwarmLimits, SwarmShard,
+    AnnounceCounts, AnnounceParams, CleanStats, NoPeerId, ScrapeCounts, StoredPeerId, SwarmBudget,
+    SwarmLimits, SwarmShard,
 };
 use crate::time::{SecondsSinceServerStart, ServerStartInstant};
 use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
@@ -89,7 +90,8 @@ pub trait ResponseBatch: Send + Default + 'static {
 }
 
 /// What the request worker's loop needs of a shard, whatever kind of peers it holds
-/// ([`SwarmShard`] for the UDP and HTTP trackers, whose peers are endpoints).
+/// ([`SwarmShard`] for the UDP and HTTP trackers, whose peers are endpoints: the UDP
+/// tracker's keeps no peer ids, `SwarmShard<NoPeerId>`).
 pub trait Shard: Send + 'static {
     /// An empty shard, one of `router`'s, taking torrents and peers from `budget`.
     fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, router: &ShardRouter) -> Self;
@@ -336,6 +338,7 @@ macro_rules! impl_shard {
 }
 
 impl_shard!(SwarmShard, replicated);
+impl_shard!(SwarmShard<NoPeerId>, replicated);
 impl_shard!(WsSwarmShard, replicated, "ws");
 
 /// A shard and what a handler needs to apply requests to it.
@@ -585,11 +588,12 @@ where
     P4: AnnouncePeer<Ipv4Addr> + Clone,
     P6: AnnouncePeer<Ipv6Addr> + Clone,
 {
-    /// Applies the announce from `ip` to the shard of `swarm`; returns the torrent's counts
-    /// (of `ip`'s family) and where the chosen peers went in `buffers`.
-    pub fn announce(
+    /// Applies the announce from `ip` to the shard of `swarm` (whatever its peers keep of
+    /// their ids); returns the torrent's counts (of `ip`'s family) and where the chosen
+    /// peers went in `buffers`.
+    pub fn announce<D: StoredPeerId>(
         &mut self,
-        swarm: &mut Swarm,
+        swarm: &mut Swarm<SwarmShard<D>>,
         params: &AnnounceParams,
         ip: IpAddr,
         buffers: &mut PeerBuffers<P4, P6>,

@@ -11,7 +11,7 @@ use crate::types::{InfoHash, PeerId};
 
 use super::rules::Status;
 use super::saved::for_each_peer;
-use super::{ScrapeCounts, SwarmShard};
+use super::{ScrapeCounts, StoredPeerId, SwarmShard};
 
 /// A torrent's counts and (some of) its peers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +32,9 @@ pub struct PeerDetail {
     /// The address and port it announced from (IP swarms); `None` for a WebTorrent
     /// peer, which is a connection and has none in the swarm.
     pub endpoint: Option<(IpAddr, u16)>,
-    /// The peer id it announced last.
-    pub peer_id: PeerId,
+    /// The peer id it announced last; `None` where the swarm keeps none (the UDP
+    /// tracker's, see [`super::NoPeerId`]).
+    pub peer_id: Option<PeerId>,
     /// Whether it is a seeder.
     pub seeder: bool,
     /// Seconds since its last announce.
@@ -55,7 +56,7 @@ impl TorrentDetail {
     }
 }
 
-impl SwarmShard {
+impl<D: StoredPeerId> SwarmShard<D> {
     /// The torrent `info_hash` with at most `max_peers` of its peers; `None` when the
     /// shard knows nothing of it (not stored, and no archived completed count).
     pub fn torrent_detail(
@@ -74,7 +75,7 @@ impl SwarmShard {
             if peers.len() < max_peers {
                 peers.push(PeerDetail {
                     endpoint: Some((ip, port)),
-                    peer_id: peer.peer_id,
+                    peer_id: peer.peer_id.peer_id(),
                     seeder: status == Status::Seeder,
                     age_secs: now.0.saturating_sub(peer.last_seen.time().0),
                     remote: peer.last_seen.is_remote(),

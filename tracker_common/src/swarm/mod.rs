@@ -21,10 +21,19 @@
 //! By [`SwarmShard`]. The WebTorrent swarm applies those marked (*) too, through the same
 //! code.
 //! - A peer is keyed by (info hash, IP, port): its endpoint, the IP being the request's
-//!   source address. The peer id is stored as data (non-compact HTTP answers list it). A
-//!   request from another IP can neither move nor remove someone's peer, whatever peer id
-//!   it sends; a client that restarts with a new peer id on the same IP and port takes
-//!   over its old entry (the entry's peer id changes, nothing else).
+//!   source address. A request from another IP can neither move nor remove someone's
+//!   peer, whatever peer id it sends; a client that restarts with a new peer id on the
+//!   same IP and port takes over its old entry (the entry's peer id changes, nothing
+//!   else).
+//! - The peer id is data, and what a shard keeps of it is its type parameter
+//!   ([`StoredPeerId`]): `SwarmShard<PeerId>` (the default, the HTTP tracker's) keeps it,
+//!   because non-compact HTTP answers list it; `SwarmShard<NoPeerId>` (the UDP tracker's)
+//!   keeps none, because UDP answers never list peer ids (BEP 15) and, a peer being keyed
+//!   by its endpoint, nothing else reads it: a stored peer is then 4 bytes instead of 24
+//!   (see `peers`). Such a shard answers with zero ids (which its answers drop), saves
+//!   zeros in snapshots, lists no id in the admin API, and takes no peer id change for
+//!   news worth recording; its cluster changes carry the announce's own peer id, which
+//!   comes from the request. Everything else is the same for both kinds.
 //! - (*) `left == 0` makes a peer a seeder, anything else a leecher; an announce that
 //!   changes it moves the peer. Seeders and leechers are kept in separate stores per
 //!   torrent.
@@ -151,6 +160,8 @@ use crate::types::{AnnounceEvent, AnnouncePeer, InfoHash, PeerId};
 // What a scrape reports, defined with the other wire values so that the wire crates
 // need not depend on this crate; re-exported at its old path.
 pub use tracker_types::ScrapeCounts;
+
+pub use self::peers::{NoPeerId, StoredPeerId};
 
 use self::ledger::{Ledger, SwarmTorrent};
 use self::peers::{Family, Peer, PeerKey, Torrent};
@@ -307,12 +318,14 @@ pub struct CleanStats {
     pub removed_torrents: usize,
 }
 
-/// The torrents of one shard, both address families.
-pub struct SwarmShard {
+/// The torrents of one shard, both address families. `D` is what a stored peer keeps of
+/// its peer id: the whole id by default (the HTTP tracker), [`NoPeerId`] for the UDP
+/// tracker (see the rules above).
+pub struct SwarmShard<D: StoredPeerId = PeerId> {
     // Torrents are stored inline, info hash included: an 80-byte slot. Boxing would make
     // a slot 8 bytes plus an 80-byte heap chunk per torrent, which only saves memory while
     // the table is mostly empty, and would cost each announce a second cache miss.
-    torrents: HashTable<Torrent>,
+    torrents: HashTable<Torrent<D>>,
     budget: Arc<SwarmBudget>,
     // Limits, totals, refusals, archive and the table's keyed hasher.
     ledger: Ledger,
@@ -325,7 +338,7 @@ pub struct SwarmShard {
     changes: Vec<PeerChange>,
 }
 
-impl SwarmShard {
+impl<D: StoredPeerId> SwarmShard<D> {
     /// An empty shard, one of `num_shards` sharing `budget` (made from the same `limits`).
     /// The archive's capacity is split evenly over the shards.
     pub fn new(limits: SwarmLimits, budget: Arc<SwarmBudget>, num_shards: usize) -> Self {
@@ -457,11 +470,13 @@ impl SwarmShard {
             if let Some(peers) = F::peers(torrent) {
                 peers.select_peers(status, None, params.numwant, rng, out);
             }
-            return family_counts::<F>(torrent);
+            return family_counts::<F, D>(torrent);
         }
 
+        // What the shard keeps of the announced id (nothing, for the UDP kind).
+        let peer_id = D::from_peer_id(&params.peer_id);
         let new_peer = Peer {
-            peer_id: params.peer_id,
+            peer_id,
             last_seen: LastSeen::new(now, false),
         };
         let Self {
@@ -506,7 +521,7 @@ impl SwarmShard {
                     record(changes, false);
                 }
                 // The announcer is the only peer: nothing to send.
-                return family_counts::<F>(entry.insert(torrent).get());
+                return family_counts::<F, D>(entry.insert(torrent).get());
             }
         };
 
@@ -517,7 +532,7 @@ impl SwarmShard {
             && let Some(peer) = F::peers(torrent).and_then(|peers| peers.peer(found))
             && ledger.throttles(peer.last_seen, params.event, now)
         {
-            return family_counts::<F>(torrent);
+            return family_counts::<F, D>(torrent);
         }
         // Whether a peer was stored or refreshed, and whether its completion counted now.
         let mut stored = None;
@@ -531,11 +546,12 @@ impl SwarmShard {
                         ledger.remote_gone(1);
                     }
                     let window = *refresh_window_secs;
+                    // A kind that keeps no id sees no news in a new one.
                     let news = was_remote
-                        || peer.peer_id != params.peer_id
+                        || peer.peer_id != peer_id
                         || window == 0
                         || peer.last_seen.time().0 / window != now.0 / window;
-                    peer.peer_id = params.peer_id;
+                    peer.peer_id = peer_id;
                     peer.last_seen = peer.last_seen.refreshed(now);
                     if news {
                         stored = Some(false);
@@ -554,10 +570,7 @@ impl SwarmShard {
                 }
                 let (last_seen, counts_now) =
                     previous.reannounced(now, found.status, status, params.event);
-                let moved = Peer {
-                    peer_id: params.peer_id,
-                    last_seen,
-                };
+                let moved = Peer { peer_id, last_seen };
                 let location = peers.insert(status, key, moved);
                 if counts_now {
                     torrent.completed = torrent.completed.saturating_add(1);
@@ -589,7 +602,7 @@ impl SwarmShard {
         if let Some(peers) = F::peers(torrent) {
             peers.select_peers(status, location, params.numwant, rng, out);
         }
-        family_counts::<F>(torrent)
+        family_counts::<F, D>(torrent)
     }
 
     /// Handles `event=stopped` (and another node's): removes the peer, and its torrent if
@@ -615,7 +628,7 @@ impl SwarmShard {
                     removed_remote = Some(peer.last_seen.is_remote());
                     Some(status)
                 },
-                family_counts::<F>,
+                family_counts::<F, D>,
             )
             .unwrap_or_default();
         if removed_remote == Some(true) {
@@ -690,14 +703,14 @@ impl SwarmShard {
     }
 }
 
-impl Drop for SwarmShard {
+impl<D: StoredPeerId> Drop for SwarmShard<D> {
     /// Gives the shard's torrents and peers back to the shared budget.
     fn drop(&mut self) {
         self.ledger.release_all(&self.budget, self.torrents.len());
     }
 }
 
-impl SwarmTorrent for Torrent {
+impl<D: StoredPeerId> SwarmTorrent for Torrent<D> {
     fn info_hash(&self) -> &InfoHash {
         &self.info_hash
     }
@@ -725,7 +738,7 @@ impl SwarmTorrent for Torrent {
 }
 
 /// Seeders and leechers of family `F`: the swarm an announcer of that family sees.
-fn family_counts<F: Family>(torrent: &Torrent) -> AnnounceCounts {
+fn family_counts<F: Family, D: StoredPeerId>(torrent: &Torrent<D>) -> AnnounceCounts {
     saturated_counts(F::peers(torrent).map_or((0, 0), |p| (p.seeders.len(), p.leechers.len())))
 }
 
@@ -795,20 +808,21 @@ mod tests {
         }
     }
 
-    fn shard(limits: SwarmLimits) -> SwarmShard {
+    fn shard<D: StoredPeerId>(limits: SwarmLimits) -> SwarmShard<D> {
         SwarmShard::new(limits, Arc::new(SwarmBudget::new(&limits)), 1)
     }
 
-    impl SwarmShard {
-        fn torrent(&self, info_hash: &InfoHash) -> Option<&Torrent> {
+    impl<D: StoredPeerId> SwarmShard<D> {
+        fn torrent(&self, info_hash: &InfoHash) -> Option<&Torrent<D>> {
             self.torrents
                 .find(self.hash(info_hash), |t| t.info_hash == *info_hash)
         }
     }
 
-    /// A shard with reusable response buffers and a fixed seed.
-    struct Harness {
-        shard: SwarmShard,
+    /// A shard with reusable response buffers and a fixed seed; of the kind that keeps
+    /// peer ids unless made with [`Harness::of_kind`].
+    struct Harness<D: StoredPeerId = PeerId> {
+        shard: SwarmShard<D>,
         rng: SmallRng,
         out: Vec<ResponsePeer<Ipv4Addr>>,
         out6: Vec<ResponsePeer<Ipv6Addr>>,
@@ -816,6 +830,12 @@ mod tests {
 
     impl Harness {
         fn new(limits: SwarmLimits) -> Self {
+            Self::of_kind(limits)
+        }
+    }
+
+    impl<D: StoredPeerId> Harness<D> {
+        fn of_kind(limits: SwarmLimits) -> Self {
             Self {
                 shard: shard(limits),
                 rng: SmallRng::seed_from_u64(7),
@@ -1384,7 +1404,7 @@ mod tests {
             ..LIMITS
         };
         let budget = Arc::new(SwarmBudget::new(&limits));
-        let mut shards = [
+        let mut shards: [SwarmShard; 2] = [
             SwarmShard::new(limits, budget.clone(), 2),
             SwarmShard::new(limits, budget.clone(), 2),
         ];
@@ -1691,7 +1711,10 @@ mod tests {
     }
 
     /// Whether each torrent's IPv4 seeders and leechers are maps, by info hash number.
-    fn forms(shards: &[SwarmShard], hashes: u8) -> StdHashMap<u8, (bool, bool)> {
+    fn forms<D: StoredPeerId>(
+        shards: &[SwarmShard<D>],
+        hashes: u8,
+    ) -> StdHashMap<u8, (bool, bool)> {
         (0..hashes)
             .filter_map(|h| {
                 let t = shards[usize::from(h) % shards.len()].torrent(&hash(h))?;
@@ -1700,24 +1723,41 @@ mod tests {
             .collect()
     }
 
-    /// The stored peers of one family of a torrent, as (IP, port, peer id, seeder).
-    fn stored<I: Family>(t: &Torrent) -> Vec<(I, u16, PeerId, bool)> {
+    /// The stored peers of one family of a torrent, as (IP, port, peer id kept, seeder).
+    fn stored<I: Family, D: StoredPeerId>(t: &Torrent<D>) -> Vec<(I, u16, Option<PeerId>, bool)> {
         let Some(peers) = I::peers(t) else {
             return Vec::new();
         };
         let mut all = Vec::new();
         for (store, seeder) in [(&peers.seeders, true), (&peers.leechers, false)] {
             for (key, peer) in store.entries() {
-                all.push((key.ip, key.port, peer.peer_id, seeder));
+                all.push((key.ip, key.port, peer.peer_id.peer_id(), seeder));
             }
         }
         all
     }
 
-    /// Runs `ops` on two shards sharing one budget (torrent `h` in shard `h % 2`) and on
-    /// the model, checking after each that they agree, that the budget equals the real
-    /// totals and that every peer store follows its form rules.
-    fn run_model(
+    /// Whether shards of kind `D` keep peer ids.
+    fn keeps_ids<D: StoredPeerId>() -> bool {
+        D::from_peer_id(&peer_id(1)).peer_id().is_some()
+    }
+
+    /// The model's number of a peer id as a shard of kind `D` gives it back: the number,
+    /// or 0 (the zero id) from a kind that keeps none.
+    fn id_as_kept<D: StoredPeerId>(n: u32) -> u32 {
+        if keeps_ids::<D>() { n } else { 0 }
+    }
+
+    /// The number of a peer id made by `peer_id`.
+    fn id_number(id: &PeerId) -> u32 {
+        u32::from_be_bytes(id.0[..4].try_into().unwrap())
+    }
+
+    /// Runs `ops` on two shards of kind `D` sharing one budget (torrent `h` in shard
+    /// `h % 2`) and on the model, checking after each that they agree, that the budget
+    /// equals the real totals and that every peer store follows its form rules. Peer ids
+    /// are compared as the kind keeps them: whole, or not at all (zeros in answers).
+    fn run_model<D: StoredPeerId>(
         limits: SwarmLimits,
         space: OpSpace,
         seed: u64,
@@ -1730,7 +1770,7 @@ mod tests {
             ..limits
         };
         let budget = Arc::new(SwarmBudget::new(&limits));
-        let mut shards = vec![
+        let mut shards: Vec<SwarmShard<D>> = vec![
             SwarmShard::new(limits, budget.clone(), 2),
             SwarmShard::new(limits, budget.clone(), 2),
         ];
@@ -1904,7 +1944,7 @@ mod tests {
                                         && (*i, *po) != (ip_n, port)
                                         && !(seeder && p.seeder)
                                 })
-                                .map(|((_, i, po), p)| (*i, *po, p.peer_id))
+                                .map(|((_, i, po), p)| (*i, *po, id_as_kept::<D>(p.peer_id)))
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -1912,22 +1952,14 @@ mod tests {
                         out6.iter()
                             .map(|r| {
                                 let n = (0..space.ips).find(|&n| v6(n) == r.ip).unwrap();
-                                (
-                                    n,
-                                    r.port,
-                                    u32::from_be_bytes(r.peer_id.0[..4].try_into().unwrap()),
-                                )
+                                (n, r.port, id_number(&r.peer_id))
                             })
                             .collect()
                     } else {
                         out4.iter()
                             .map(|r| {
                                 let n = u32::from(r.ip) - u32::from(ip(0));
-                                (
-                                    n,
-                                    r.port,
-                                    u32::from_be_bytes(r.peer_id.0[..4].try_into().unwrap()),
-                                )
+                                (n, r.port, id_number(&r.peer_id))
                             })
                             .collect()
                     };
@@ -1959,27 +1991,24 @@ mod tests {
                     let m = m.unwrap();
                     prop_assert!(!t.is_empty());
                     prop_assert!(t.v6.as_ref().is_none_or(|p| !p.is_empty()));
+                    // A kind keeps the last announced id, or none at all.
+                    let kept = |id: Option<PeerId>| {
+                        prop_assert_eq!(id.is_some(), keeps_ids::<D>());
+                        Ok(id.as_ref().map_or(0, id_number))
+                    };
                     let mut real: Vec<(ModelKey, u32, bool)> = Vec::new();
-                    for (i, port, id, s) in stored::<Ipv4Addr>(t) {
-                        real.push((
-                            (false, u32::from(i) - u32::from(ip(0)), port),
-                            u32::from_be_bytes(id.0[..4].try_into().unwrap()),
-                            s,
-                        ));
+                    for (i, port, id, s) in stored::<Ipv4Addr, D>(t) {
+                        real.push(((false, u32::from(i) - u32::from(ip(0)), port), kept(id)?, s));
                     }
-                    for (i, port, id, s) in stored::<Ipv6Addr>(t) {
+                    for (i, port, id, s) in stored::<Ipv6Addr, D>(t) {
                         let n = (0..space.ips).find(|&n| v6(n) == i).unwrap();
-                        real.push((
-                            (true, n, port),
-                            u32::from_be_bytes(id.0[..4].try_into().unwrap()),
-                            s,
-                        ));
+                        real.push(((true, n, port), kept(id)?, s));
                     }
                     real.sort_unstable();
                     let mut expected: Vec<(ModelKey, u32, bool)> = m
                         .peers
                         .iter()
-                        .map(|(k, p)| (*k, p.peer_id, p.seeder))
+                        .map(|(k, p)| (*k, id_as_kept::<D>(p.peer_id), p.seeder))
                         .collect();
                     expected.sort_unstable();
                     prop_assert_eq!(real, expected);
@@ -2010,7 +2039,10 @@ mod tests {
             prop_assert!(total_peers <= limits.max_peers);
             prop_assert_eq!(rejected, model.rejected);
             prop_assert_eq!(throttled, model.throttled);
-            let archived: usize = shards.iter().map(SwarmShard::num_archived_torrents).sum();
+            let archived: usize = shards
+                .iter()
+                .map(SwarmShard::<D>::num_archived_torrents)
+                .sum();
             prop_assert_eq!(archived, model.archive.len());
             for h in 0..space.hashes {
                 prop_assert_eq!(shards[usize::from(h % 2)].scrape(&hash(h)), model.scrape(h));
@@ -2072,7 +2104,10 @@ mod tests {
             seed in any::<u64>(),
             ops in prop::collection::vec(op_strategy(FEW_PEERS), 1..200),
         ) {
-            run_model(limits, FEW_PEERS, seed, ops)?;
+            // Both kinds, on the same inputs: the rules do not depend on what a peer
+            // keeps of its id.
+            run_model::<PeerId>(limits, FEW_PEERS, seed, ops.clone())?;
+            run_model::<NoPeerId>(limits, FEW_PEERS, seed, ops)?;
         }
 
         #[test]
@@ -2086,7 +2121,8 @@ mod tests {
             seed in any::<u64>(),
             ops in prop::collection::vec(op_strategy(MANY_PEERS), 1..600),
         ) {
-            run_model(limits, MANY_PEERS, seed, ops)?;
+            run_model::<PeerId>(limits, MANY_PEERS, seed, ops.clone())?;
+            run_model::<NoPeerId>(limits, MANY_PEERS, seed, ops)?;
         }
     }
 
@@ -2110,10 +2146,15 @@ mod tests {
             max_archived_torrents: 0,
             min_announce_interval_secs: 0,
         };
-        let changes = run_model(unlimited, MANY_PEERS, 1, ops).unwrap();
+        let changes = run_model::<PeerId>(unlimited, MANY_PEERS, 1, ops.clone()).unwrap();
         assert!(
             changes.to_large >= 20 && changes.to_small >= 20,
             "{changes:?}"
+        );
+        let bare = run_model::<NoPeerId>(unlimited, MANY_PEERS, 1, ops).unwrap();
+        assert_eq!(
+            (bare.to_large, bare.to_small),
+            (changes.to_large, changes.to_small)
         );
         // The small space produces an endpoint under two peer ids, completed with bytes
         // left, and leecher -> seeder -> leecher -> seeder cycles of one stored peer.
@@ -2165,15 +2206,21 @@ mod tests {
             two_ids > 50 && completed_left > 50 && cycles > 10,
             "{two_ids} {completed_left} {cycles}"
         );
-        let stats = run_model(LIMITS, FEW_PEERS, 2, ops.clone()).unwrap();
+        let stats = run_model::<PeerId>(LIMITS, FEW_PEERS, 2, ops.clone()).unwrap();
         assert_eq!(stats.throttled, 0);
+        run_model::<NoPeerId>(LIMITS, FEW_PEERS, 2, ops.clone()).unwrap();
         // With a minimum interval of a few ticks, stored peers' plain re-announces come
         // both too soon and after it.
         let throttling = SwarmLimits {
             min_announce_interval_secs: 8,
             ..LIMITS
         };
-        let stats = run_model(throttling, FEW_PEERS, 2, ops).unwrap();
+        let stats = run_model::<PeerId>(throttling, FEW_PEERS, 2, ops.clone()).unwrap();
+        let bare = run_model::<NoPeerId>(throttling, FEW_PEERS, 2, ops).unwrap();
+        assert_eq!(
+            (bare.throttled, bare.applied_after_interval),
+            (stats.throttled, stats.applied_after_interval)
+        );
         assert!(
             stats.throttled > 20 && stats.applied_after_interval > 20,
             "{stats:?}"
@@ -2206,7 +2253,7 @@ mod tests {
         }
     }
 
-    impl Harness {
+    impl<D: StoredPeerId> Harness<D> {
         fn take(&mut self) -> Vec<PeerChange> {
             let mut out = Vec::new();
             self.shard.take_changes(&mut out);
@@ -2218,8 +2265,8 @@ mod tests {
                 .apply_remote(&change, SecondsSinceServerStart(now))
         }
 
-        /// The stored IPv4 peer at (ip(n), port) of torrent `h`: seeder?, peer id, last
-        /// seen time, counted flag, remote mark.
+        /// The stored IPv4 peer at (ip(n), port) of torrent `h`: seeder?, peer id (zeros
+        /// from a kind that keeps none), last seen time, counted flag, remote mark.
         fn peer(&self, h: u8, n: u32, port: u16) -> Option<(bool, PeerId, u32, bool, bool)> {
             let t = self.shard.torrent(&hash(h))?;
             let key = PeerKey { ip: ip(n), port };
@@ -2229,7 +2276,7 @@ mod tests {
                     let (_, p) = store.entries().into_iter().find(|(k, _)| *k == key)?;
                     Some((
                         seeder,
-                        p.peer_id,
+                        *p.peer_id.answered(),
                         p.last_seen.time().0,
                         p.last_seen.completion_counted(),
                         p.last_seen.is_remote(),
@@ -2571,7 +2618,7 @@ mod tests {
             ..LIMITS
         };
         let budget = Arc::new(SwarmBudget::new(&limits));
-        let mut shard = SwarmShard::new(limits, budget.clone(), 1);
+        let mut shard: SwarmShard = SwarmShard::new(limits, budget.clone(), 1);
         let now = SecondsSinceServerStart(0);
         let mut apply = |change| shard.apply_remote(&upsert(change), now);
         assert!(apply(v4_upsert(1, 1, 1, 1, false)));
@@ -2902,95 +2949,131 @@ mod tests {
         fn remote_count_matches_model(
             ops in prop::collection::vec(remote_op_strategy(), 1..300),
         ) {
-            let mut h = Harness::new(LIMITS);
-            let mut model = RemoteModel::default();
-            let mut now = 0u32;
-            for op in ops {
-                match op {
-                    RemoteOp::Announce { hash: t, ip: n, port, seeder, completed_event } => {
-                        let event = if completed_event {
-                            AnnounceEvent::Completed
-                        } else {
-                            AnnounceEvent::None
-                        };
-                        let left = if seeder { 0 } else { 1 };
-                        h.announce_at(&params(t, n, port, left, event), ip(n), now);
-                        let (completed, peers) = model.torrent(t);
-                        let peer = peers.entry((n, port)).or_insert(RemoteModelPeer {
-                            seeder,
-                            seen: now,
-                            counted: false,
-                            remote: false,
-                        });
-                        if !peer.seeder && seeder && completed_event && !peer.counted {
-                            *completed += 1;
-                            peer.counted = true;
-                        }
-                        peer.seeder = seeder;
-                        peer.seen = now;
-                        peer.remote = false;
-                    }
-                    RemoteOp::Stop { hash: t, ip: n, port } => {
-                        h.announce_at(&params(t, n, port, 1, AnnounceEvent::Stopped), ip(n), now);
-                        model.remove(t, (n, port));
-                    }
-                    RemoteOp::Upsert { hash: t, ip: n, port, seeder, completed, age } => {
-                        let change = PeerUpsert {
-                            completed,
-                            age_secs: age,
-                            ..v4_upsert(t, n, port, n, seeder)
-                        };
-                        h.apply(upsert(change), now);
-                        let seen = now.saturating_sub(u32::from(age));
-                        let (count, peers) = model.torrent(t);
-                        let peer = peers.entry((n, port)).or_insert(RemoteModelPeer {
-                            seeder,
-                            seen,
-                            counted: false,
-                            remote: true,
-                        });
-                        peer.seeder = seeder;
-                        peer.seen = peer.seen.max(seen);
-                        // Once per stored peer: a completion counted here before is the
-                        // same one, come by another node.
-                        if completed && !peer.counted {
-                            *count += 1;
-                            peer.counted = true;
-                        }
-                    }
-                    RemoteOp::Remove { hash: t, ip: n, port } => {
-                        h.apply(removed(t, n, port), now);
-                        model.remove(t, (n, port));
-                    }
-                    RemoteOp::Clean { max_age } => {
-                        h.shard.clean(SecondsSinceServerStart(now), max_age);
-                        let expired: Vec<(u8, (u32, u16))> = model
-                            .torrents
-                            .iter()
-                            .flat_map(|(t, (_, peers))| {
-                                peers
-                                    .iter()
-                                    .filter(|(_, p)| p.seen + max_age < now)
-                                    .map(|(k, _)| (*t, *k))
-                            })
-                            .collect();
-                        for (t, key) in expired {
-                            model.remove(t, key);
-                        }
-                    }
-                    RemoteOp::Tick(secs) => now += secs,
-                }
-                prop_assert_eq!(h.shard.num_remote_peers(), model.remote());
-                for t in 0..3 {
-                    prop_assert_eq!(h.shard.scrape(&hash(t)), model.scrape(t));
-                    for ((n, port), p) in model.torrents.get(&t).map(|(_, m)| m.clone()).unwrap_or_default() {
-                        let got = h.peer(t, n, port).map(|(s, _, seen, counted, remote)| (s, seen, counted, remote));
-                        prop_assert_eq!(got, Some((p.seeder, p.seen, p.counted, p.remote)));
-                    }
-                }
-                prop_assert_eq!(h.shard.num_torrents(), model.torrents.len());
-            }
+            run_remote_model::<PeerId>(ops.clone())?;
+            run_remote_model::<NoPeerId>(ops)?;
         }
+    }
+
+    /// Runs `ops` on a shard of kind `D` and on [`RemoteModel`], checking after each that
+    /// they agree.
+    fn run_remote_model<D: StoredPeerId>(ops: Vec<RemoteOp>) -> Result<(), TestCaseError> {
+        let mut h = Harness::<D>::of_kind(LIMITS);
+        let mut model = RemoteModel::default();
+        let mut now = 0u32;
+        for op in ops {
+            match op {
+                RemoteOp::Announce {
+                    hash: t,
+                    ip: n,
+                    port,
+                    seeder,
+                    completed_event,
+                } => {
+                    let event = if completed_event {
+                        AnnounceEvent::Completed
+                    } else {
+                        AnnounceEvent::None
+                    };
+                    let left = if seeder { 0 } else { 1 };
+                    h.announce_at(&params(t, n, port, left, event), ip(n), now);
+                    let (completed, peers) = model.torrent(t);
+                    let peer = peers.entry((n, port)).or_insert(RemoteModelPeer {
+                        seeder,
+                        seen: now,
+                        counted: false,
+                        remote: false,
+                    });
+                    if !peer.seeder && seeder && completed_event && !peer.counted {
+                        *completed += 1;
+                        peer.counted = true;
+                    }
+                    peer.seeder = seeder;
+                    peer.seen = now;
+                    peer.remote = false;
+                }
+                RemoteOp::Stop {
+                    hash: t,
+                    ip: n,
+                    port,
+                } => {
+                    h.announce_at(&params(t, n, port, 1, AnnounceEvent::Stopped), ip(n), now);
+                    model.remove(t, (n, port));
+                }
+                RemoteOp::Upsert {
+                    hash: t,
+                    ip: n,
+                    port,
+                    seeder,
+                    completed,
+                    age,
+                } => {
+                    let change = PeerUpsert {
+                        completed,
+                        age_secs: age,
+                        ..v4_upsert(t, n, port, n, seeder)
+                    };
+                    h.apply(upsert(change), now);
+                    let seen = now.saturating_sub(u32::from(age));
+                    let (count, peers) = model.torrent(t);
+                    let peer = peers.entry((n, port)).or_insert(RemoteModelPeer {
+                        seeder,
+                        seen,
+                        counted: false,
+                        remote: true,
+                    });
+                    peer.seeder = seeder;
+                    peer.seen = peer.seen.max(seen);
+                    // Once per stored peer: a completion counted here before is the
+                    // same one, come by another node.
+                    if completed && !peer.counted {
+                        *count += 1;
+                        peer.counted = true;
+                    }
+                }
+                RemoteOp::Remove {
+                    hash: t,
+                    ip: n,
+                    port,
+                } => {
+                    h.apply(removed(t, n, port), now);
+                    model.remove(t, (n, port));
+                }
+                RemoteOp::Clean { max_age } => {
+                    h.shard.clean(SecondsSinceServerStart(now), max_age);
+                    let expired: Vec<(u8, (u32, u16))> = model
+                        .torrents
+                        .iter()
+                        .flat_map(|(t, (_, peers))| {
+                            peers
+                                .iter()
+                                .filter(|(_, p)| p.seen + max_age < now)
+                                .map(|(k, _)| (*t, *k))
+                        })
+                        .collect();
+                    for (t, key) in expired {
+                        model.remove(t, key);
+                    }
+                }
+                RemoteOp::Tick(secs) => now += secs,
+            }
+            prop_assert_eq!(h.shard.num_remote_peers(), model.remote());
+            for t in 0..3 {
+                prop_assert_eq!(h.shard.scrape(&hash(t)), model.scrape(t));
+                for ((n, port), p) in model
+                    .torrents
+                    .get(&t)
+                    .map(|(_, m)| m.clone())
+                    .unwrap_or_default()
+                {
+                    let got = h
+                        .peer(t, n, port)
+                        .map(|(s, _, seen, counted, remote)| (s, seen, counted, remote));
+                    prop_assert_eq!(got, Some((p.seeder, p.seen, p.counted, p.remote)));
+                }
+            }
+            prop_assert_eq!(h.shard.num_torrents(), model.torrents.len());
+        }
+        Ok(())
     }
 
     // --- the minimum announce interval ---
@@ -3230,5 +3313,436 @@ mod tests {
         h.announce_at(&params(1, 9, 1, 0, AnnounceEvent::None), ip(1), 3);
         assert_eq!(h.peer(1, 1, 1), Some((true, peer_id(9), 3, false, false)));
         assert_eq!(h.shard.num_throttled(), 0);
+    }
+
+    // --- the kind that keeps no peer ids (the UDP tracker's) ---
+
+    /// One step of the differential test: an announce, a cleaning or a tick of the model
+    /// tests, or another node's change.
+    #[derive(Clone, Debug)]
+    enum KindOp {
+        Local(Op),
+        Upsert {
+            hash: u8,
+            v6: bool,
+            ip: u32,
+            port: u16,
+            peer: u32,
+            seeder: bool,
+            completed: bool,
+            age: u16,
+        },
+        Removed {
+            hash: u8,
+            v6: bool,
+            ip: u32,
+            port: u16,
+        },
+    }
+
+    fn kind_op_strategy(space: OpSpace) -> impl Strategy<Value = KindOp> {
+        let endpoint = (
+            0..space.hashes,
+            prop::bool::weighted(0.3),
+            0..space.ips,
+            0..space.ports,
+        );
+        prop_oneof![
+            8 => op_strategy(space).prop_map(KindOp::Local),
+            2 => (endpoint.clone(), 0..space.peers, any::<bool>(), prop::bool::weighted(0.2), 0..30u16)
+                .prop_map(|((hash, v6, ip, port), peer, seeder, completed, age)| KindOp::Upsert {
+                    hash, v6, ip, port, peer, seeder, completed, age,
+                }),
+            1 => endpoint.prop_map(|(hash, v6, ip, port)| KindOp::Removed { hash, v6, ip, port }),
+        ]
+    }
+
+    /// A stored peer as the differential test compares it: its endpoint, status, last
+    /// seen time with its flags; stores in order.
+    type StoredState = Vec<(std::net::IpAddr, u16, rules::Status, LastSeen)>;
+
+    /// Every torrent of `shard` with its peers in store order, by info hash.
+    fn shard_state<D: StoredPeerId>(shard: &SwarmShard<D>) -> Vec<(InfoHash, u32, StoredState)> {
+        let mut all: Vec<_> = shard
+            .torrents
+            .iter()
+            .map(|t| {
+                let mut peers = Vec::new();
+                saved::for_each_peer(t, &mut |ip, (port, status), peer| {
+                    peers.push((ip, port, status, peer.last_seen));
+                });
+                (t.info_hash, t.completed, peers)
+            })
+            .collect();
+        all.sort_by_key(|(hash, _, _)| hash.0);
+        all
+    }
+
+    /// A shard's totals, as the statistics read them.
+    fn totals<D: StoredPeerId>(s: &SwarmShard<D>) -> [u64; 8] {
+        [
+            s.num_torrents() as u64,
+            s.num_seeders() as u64,
+            s.num_leechers() as u64,
+            s.num_completed(),
+            s.num_rejected_by_limits(),
+            s.num_throttled(),
+            s.num_remote_peers() as u64,
+            s.num_archived_torrents() as u64,
+        ]
+    }
+
+    /// What a save hands its sink: each torrent (info hash, completed count, number of
+    /// peers) with its peers in order, and the archived counts.
+    #[derive(Debug, Default, PartialEq)]
+    struct SavedRecords {
+        torrents: Vec<(InfoHash, u32, u32, Vec<saved::SavedPeer>)>,
+        archived: Vec<u32>,
+    }
+
+    impl saved::SaveSink for SavedRecords {
+        fn torrent(&mut self, info_hash: &InfoHash, completed: u32, num_peers: u32) {
+            self.torrents
+                .push((*info_hash, completed, num_peers, Vec::new()));
+        }
+        fn peer(&mut self, peer: &saved::SavedPeer) {
+            if let Some((_, _, _, peers)) = self.torrents.last_mut() {
+                peers.push(*peer);
+            }
+        }
+        fn archived(&mut self, _fingerprint: u64, completed: u32) {
+            // Fingerprints are keyed per shard (a random router key): not comparable.
+            self.archived.push(completed);
+        }
+    }
+
+    impl SavedRecords {
+        /// In an order that does not depend on the torrent table's: by info hash.
+        fn sorted(mut self) -> Self {
+            self.torrents.sort_by_key(|t| t.0.0);
+            self.archived.sort_unstable();
+            self
+        }
+    }
+
+    /// Runs `ops` on a shard that keeps peer ids and one that keeps none, with the same
+    /// seeds, recording changes (every re-announce: a window of 0), and checks after each
+    /// step that they are alike in all but the ids: the counts an announce returns, the
+    /// endpoints it returns (in the same order: the same stores sampled with the same
+    /// randomness), the changes recorded (whose peer ids come from the requests), every
+    /// stored endpoint with its status, time and flags, every total and scrape, and the
+    /// admin API's detail; an upsert that changes the kind without ids changes the other
+    /// too. At the end, their snapshots differ only in the peer ids, zeros for the one
+    /// without.
+    fn run_both_kinds(
+        limits: SwarmLimits,
+        space: OpSpace,
+        seed: u64,
+        ops: Vec<KindOp>,
+    ) -> Result<(), TestCaseError> {
+        let mut kept = Harness::<PeerId>::of_kind(limits);
+        let mut bare = Harness::<NoPeerId>::of_kind(limits);
+        kept.rng = SmallRng::seed_from_u64(seed);
+        bare.rng = SmallRng::seed_from_u64(seed);
+        kept.shard.record_changes(true, 0);
+        bare.shard.record_changes(true, 0);
+        let mut now = 0u32;
+        let (mut kept4, mut bare4) = (Vec::new(), Vec::new());
+        let (mut kept6, mut bare6) = (Vec::new(), Vec::new());
+        for op in ops {
+            let at = SecondsSinceServerStart(now);
+            match op {
+                KindOp::Local(Op::Tick(secs)) => now += secs,
+                KindOp::Local(Op::Clean { max_age }) => {
+                    prop_assert_eq!(kept.shard.clean(at, max_age), bare.shard.clean(at, max_age));
+                }
+                KindOp::Local(Op::Announce {
+                    hash: h,
+                    v6: family_v6,
+                    ip: n,
+                    port,
+                    peer,
+                    seeder,
+                    event,
+                    numwant,
+                }) => {
+                    let p = AnnounceParams {
+                        numwant,
+                        ..params(h, peer, port, if seeder { 0 } else { 1 }, event)
+                    };
+                    if family_v6 {
+                        let a = kept
+                            .shard
+                            .announce_ipv6(&p, v6(n), at, &mut kept.rng, &mut kept6);
+                        let b = bare
+                            .shard
+                            .announce_ipv6(&p, v6(n), at, &mut bare.rng, &mut bare6);
+                        prop_assert_eq!(a, b);
+                    } else {
+                        let a = kept
+                            .shard
+                            .announce_ipv4(&p, ip(n), at, &mut kept.rng, &mut kept4);
+                        let b = bare
+                            .shard
+                            .announce_ipv4(&p, ip(n), at, &mut bare.rng, &mut bare4);
+                        prop_assert_eq!(a, b);
+                    }
+                    let endpoints4 = |out: &[ResponsePeerWithId<Ipv4Addr>]| {
+                        out.iter().map(|r| (r.ip, r.port)).collect::<Vec<_>>()
+                    };
+                    let endpoints6 = |out: &[ResponsePeerWithId<Ipv6Addr>]| {
+                        out.iter().map(|r| (r.ip, r.port)).collect::<Vec<_>>()
+                    };
+                    prop_assert_eq!(endpoints4(&kept4), endpoints4(&bare4));
+                    prop_assert_eq!(endpoints6(&kept6), endpoints6(&bare6));
+                    // The answers of the kind without ids carry zeros (UDP's drop them).
+                    prop_assert!(bare4.iter().all(|r| r.peer_id == PeerId([0; 20])));
+                    prop_assert!(bare6.iter().all(|r| r.peer_id == PeerId([0; 20])));
+                }
+                KindOp::Upsert {
+                    hash: h,
+                    v6: family_v6,
+                    ip: n,
+                    port,
+                    peer,
+                    seeder,
+                    completed,
+                    age,
+                } => {
+                    let address = if family_v6 {
+                        v6(n).into()
+                    } else {
+                        ip(n).into()
+                    };
+                    let change = upsert(PeerUpsert {
+                        ip: address,
+                        completed,
+                        age_secs: age,
+                        ..v4_upsert(h, n, port, peer, seeder)
+                    });
+                    let a = kept.shard.apply_remote(&change, at);
+                    let b = bare.shard.apply_remote(&change, at);
+                    // Only a new peer id can change the kind that keeps it alone.
+                    prop_assert!(a || !b);
+                }
+                KindOp::Removed {
+                    hash: h,
+                    v6: family_v6,
+                    ip: n,
+                    port,
+                } => {
+                    let address = if family_v6 {
+                        v6(n).into()
+                    } else {
+                        ip(n).into()
+                    };
+                    let change = PeerChange::Removed {
+                        info_hash: hash(h),
+                        ip: address,
+                        port,
+                    };
+                    prop_assert_eq!(
+                        kept.shard.apply_remote(&change, at),
+                        bare.shard.apply_remote(&change, at)
+                    );
+                }
+            }
+            prop_assert_eq!(kept.take(), bare.take());
+            prop_assert_eq!(shard_state(&kept.shard), shard_state(&bare.shard));
+            prop_assert_eq!(totals(&kept.shard), totals(&bare.shard));
+            for h in 0..space.hashes {
+                prop_assert_eq!(kept.shard.scrape(&hash(h)), bare.shard.scrape(&hash(h)));
+                let detail = |d: Option<inspect::TorrentDetail>, keep: bool| {
+                    d.map(|mut d| {
+                        for p in &mut d.peers {
+                            assert_eq!(p.peer_id.is_some(), keep);
+                            p.peer_id = None;
+                        }
+                        d
+                    })
+                };
+                prop_assert_eq!(
+                    detail(kept.shard.torrent_detail(&hash(h), at, 1000), true),
+                    detail(bare.shard.torrent_detail(&hash(h), at, 1000), false)
+                );
+            }
+        }
+        let at = SecondsSinceServerStart(now);
+        let (mut a, mut b) = (SavedRecords::default(), SavedRecords::default());
+        kept.shard.save(at, 50, &mut a);
+        bare.shard.save(at, 50, &mut b);
+        let (mut a, b) = (a.sorted(), b.sorted());
+        let zeros = PeerId([0; 20]);
+        for (_, _, _, peers) in &b.torrents {
+            prop_assert!(peers.iter().all(|p| p.peer_id == zeros));
+        }
+        for (_, _, _, peers) in &mut a.torrents {
+            peers.iter_mut().for_each(|p| p.peer_id = zeros);
+        }
+        prop_assert_eq!(a, b);
+        Ok(())
+    }
+
+    proptest! {
+        /// The same announces, cleanings and other nodes' changes on both kinds.
+        #[test]
+        fn without_peer_ids_behaves_the_same(
+            limits in limits_strategy(
+                prop_oneof![1 => Just(0usize), 6 => 1..5usize],
+                prop_oneof![1 => Just(0usize), 6 => 1..12usize],
+                prop_oneof![1 => Just(0usize), 6 => 1..8usize],
+                prop_oneof![1 => Just(0usize), 6 => 1..4usize],
+            ),
+            seed in any::<u64>(),
+            ops in prop::collection::vec(kind_op_strategy(FEW_PEERS), 1..200),
+        ) {
+            run_both_kinds(limits, FEW_PEERS, seed, ops)?;
+        }
+
+        /// The same on torrents large enough for both store forms.
+        #[test]
+        fn without_peer_ids_behaves_the_same_across_store_forms(
+            limits in limits_strategy(
+                1..3usize,
+                prop_oneof![3 => Just(usize::MAX), 1 => 0..60usize],
+                prop_oneof![3 => Just(usize::MAX), 1 => 0..40usize],
+                prop_oneof![3 => Just(usize::MAX), 1 => 1..5usize],
+            ),
+            seed in any::<u64>(),
+            ops in prop::collection::vec(kind_op_strategy(MANY_PEERS), 1..600),
+        ) {
+            run_both_kinds(limits, MANY_PEERS, seed, ops)?;
+        }
+    }
+
+    /// Without peer ids, a stored peer's new peer id is no news: within a refresh window
+    /// nothing is recorded for it (the kind with ids records it at once). What is
+    /// recorded carries the id the request sent, so that the other nodes get it.
+    #[test]
+    fn without_peer_ids_a_new_id_is_no_news_and_changes_carry_the_request_id() {
+        let mut kept = Harness::new(LIMITS);
+        let mut bare = Harness::<NoPeerId>::of_kind(LIMITS);
+        kept.shard.record_changes(true, 100);
+        bare.shard.record_changes(true, 100);
+        kept.announce_at(&params(1, 1, 6881, 9, AnnounceEvent::None), ip(1), 10);
+        bare.announce_at(&params(1, 1, 6881, 9, AnnounceEvent::None), ip(1), 10);
+        assert_eq!(bare.take(), [upsert(v4_upsert(1, 1, 6881, 1, false))]);
+        assert_eq!(kept.take(), [upsert(v4_upsert(1, 1, 6881, 1, false))]);
+        kept.announce_at(&params(1, 2, 6881, 9, AnnounceEvent::None), ip(1), 20);
+        bare.announce_at(&params(1, 2, 6881, 9, AnnounceEvent::None), ip(1), 20);
+        assert_eq!(kept.take(), [upsert(v4_upsert(1, 1, 6881, 2, false))]);
+        assert!(bare.take().is_empty());
+        // The next window's re-announce carries the request's id.
+        bare.announce_at(&params(1, 3, 6881, 9, AnnounceEvent::None), ip(1), 100);
+        assert_eq!(bare.take(), [upsert(v4_upsert(1, 1, 6881, 3, false))]);
+    }
+
+    /// The admin API's detail of a torrent of the kind without peer ids lists its peers
+    /// (endpoints, statuses, ages, remote marks) with no peer id; the other kind's lists
+    /// each one's last id.
+    #[test]
+    fn without_peer_ids_torrent_detail_has_none() {
+        let mut kept = Harness::new(LIMITS);
+        let mut bare = Harness::<NoPeerId>::of_kind(LIMITS);
+        kept.announce_at(&params(1, 1, 6881, 0, AnnounceEvent::Started), ip(1), 10);
+        bare.announce_at(&params(1, 1, 6881, 0, AnnounceEvent::Started), ip(1), 10);
+        kept.apply(upsert(v4_upsert(1, 2, 6882, 2, false)), 20);
+        bare.apply(upsert(v4_upsert(1, 2, 6882, 2, false)), 20);
+        let now = SecondsSinceServerStart(30);
+        let bare_detail = bare.shard.torrent_detail(&hash(1), now, 10).unwrap();
+        let kept_detail = kept.shard.torrent_detail(&hash(1), now, 10).unwrap();
+        let expected = |id: fn(u32) -> Option<PeerId>| {
+            vec![
+                inspect::PeerDetail {
+                    endpoint: Some((ip(1).into(), 6881)),
+                    peer_id: id(1),
+                    seeder: true,
+                    age_secs: 20,
+                    remote: false,
+                },
+                inspect::PeerDetail {
+                    endpoint: Some((ip(2).into(), 6882)),
+                    peer_id: id(2),
+                    seeder: false,
+                    age_secs: 10,
+                    remote: true,
+                },
+            ]
+        };
+        assert_eq!(bare_detail.peers, expected(|_| None));
+        assert_eq!(kept_detail.peers, expected(|n| Some(peer_id(n))));
+        assert_eq!(bare_detail.num_peers, 2);
+        assert_eq!(bare_detail.counts, kept_detail.counts);
+    }
+
+    /// A few fixed runs of the differential test go through what it is about: answers
+    /// with peers, both store forms, status moves, completions, refusals, throttling,
+    /// expiry and other nodes' changes.
+    #[test]
+    fn differential_runs_cover_the_rules() {
+        use proptest::strategy::ValueTree;
+
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let ops = prop::collection::vec(kind_op_strategy(MANY_PEERS), 3_000)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let unlimited = SwarmLimits {
+            max_torrents: 2,
+            max_peers: usize::MAX,
+            max_peers_per_torrent: usize::MAX,
+            max_peers_per_ip: usize::MAX,
+            max_archived_torrents: 0,
+            min_announce_interval_secs: 0,
+        };
+        run_both_kinds(unlimited, MANY_PEERS, 1, ops).unwrap();
+        let ops = prop::collection::vec(kind_op_strategy(FEW_PEERS), 2_000)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let tight = SwarmLimits {
+            max_peers_per_torrent: 4,
+            max_peers_per_ip: 2,
+            min_announce_interval_secs: 8,
+            ..LIMITS
+        };
+        run_both_kinds(tight, FEW_PEERS, 2, ops.clone()).unwrap();
+        // What those inputs did, seen on one kind.
+        let mut h = Harness::<NoPeerId>::of_kind(tight);
+        let mut now = 0;
+        for op in &ops {
+            match *op {
+                KindOp::Local(Op::Announce {
+                    hash: t,
+                    v6: false,
+                    ip: n,
+                    port,
+                    peer,
+                    seeder,
+                    event,
+                    ..
+                }) => {
+                    h.announce_at(
+                        &params(t, peer, port, if seeder { 0 } else { 1 }, event),
+                        ip(n),
+                        now,
+                    );
+                }
+                KindOp::Local(Op::Clean { max_age }) => {
+                    h.shard.clean(SecondsSinceServerStart(now), max_age);
+                }
+                KindOp::Local(Op::Tick(secs)) => now += secs,
+                _ => {}
+            }
+        }
+        assert!(
+            h.shard.num_completed() > 5
+                && h.shard.num_rejected_by_limits() > 5
+                && h.shard.num_throttled() > 5,
+            "{} {} {}",
+            h.shard.num_completed(),
+            h.shard.num_rejected_by_limits(),
+            h.shard.num_throttled()
+        );
     }
 }

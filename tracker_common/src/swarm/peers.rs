@@ -7,7 +7,18 @@
 //! moved into the hole, and order carries no meaning here.
 //!
 //! A stored peer is keyed by its endpoint (IP address and port) within the torrent; its
-//! peer id is data, kept for the answers that list it (non-compact HTTP).
+//! peer id is data, kept only for the answers that list it.
+//!
+//! # What a peer keeps of its peer id
+//! The stores are generic over [`StoredPeerId`], what a stored peer keeps of its id.
+//! The HTTP tracker keeps the whole [`PeerId`]: its non-compact answers list it (BEP 3),
+//! and so does the admin API. The UDP tracker keeps nothing ([`NoPeerId`], zero-sized):
+//! a UDP announce answer is addresses and ports only (BEP 15), and since a peer is keyed
+//! by its endpoint nothing else reads the id. That makes a stored peer 4 bytes instead
+//! of 24, and an entry of a small store 12 bytes for IPv4 and 24 for IPv6 instead of 32
+//! and 44 (the size assertions below). What the UDP kind cannot give back (a snapshot's
+//! or a resync's peer ids, the admin API's) is zeros or `None`; a cluster change still
+//! carries the announce's own peer id, which comes from the request, not the store.
 //!
 //! # Two forms of store
 //! Most torrents of a public tracker have one or two peers, and a hash map is a poor fit
@@ -54,35 +65,90 @@ pub(super) struct PeerKey<I: Ip> {
     pub(super) port: u16,
 }
 
-/// What a torrent stores per peer besides its key. Kept to 24 bytes (the peer id and a
-/// `u32`) because a public tracker holds millions of these; the seeder flag is not stored
-/// at all but implied by which store the peer is in.
+/// What a stored peer keeps of its peer id (see the module documentation): the id itself
+/// ([`PeerId`], for the HTTP tracker, whose answers list it) or nothing ([`NoPeerId`],
+/// for the UDP tracker, whose answers never do).
+pub trait StoredPeerId: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
+    /// What is kept of `id`.
+    fn from_peer_id(id: &PeerId) -> Self;
+    /// The id kept, to hand out (snapshots, the admin API); `None` when none is kept.
+    fn peer_id(&self) -> Option<PeerId>;
+    /// The id an announce answer is made with: the one kept, or zeros when none is kept
+    /// (the answers of such a shard never read it). A reference, so that sampling copies
+    /// nothing it does not need.
+    fn answered(&self) -> &PeerId;
+}
+
+/// The id of the answers of a kind that keeps none: never read by them.
+static NO_PEER_ID: PeerId = PeerId([0; 20]);
+
+impl StoredPeerId for PeerId {
+    fn from_peer_id(id: &PeerId) -> Self {
+        *id
+    }
+
+    fn peer_id(&self) -> Option<PeerId> {
+        Some(*self)
+    }
+
+    fn answered(&self) -> &PeerId {
+        self
+    }
+}
+
+/// No peer id kept: the UDP tracker's stored peers, whose answers never list one.
+/// Zero-sized, so that a stored peer is its last-seen word alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NoPeerId;
+
+impl StoredPeerId for NoPeerId {
+    fn from_peer_id(_: &PeerId) -> Self {
+        Self
+    }
+
+    fn peer_id(&self) -> Option<PeerId> {
+        None
+    }
+
+    fn answered(&self) -> &PeerId {
+        &NO_PEER_ID
+    }
+}
+
+/// What a torrent stores per peer besides its key: what it keeps of the peer id (`D`)
+/// and a `u32`. 24 bytes with the whole id, 4 without, because a public tracker holds
+/// millions of these; the seeder flag is not stored at all but implied by which store
+/// the peer is in.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) struct Peer {
-    pub(super) peer_id: PeerId,
+pub(super) struct Peer<D> {
+    pub(super) peer_id: D,
     pub(super) last_seen: LastSeen,
 }
 
-/// One peer of a small store: 32 bytes for IPv4, 44 for IPv6.
-type PeerEntry<I> = (PeerKey<I>, Peer);
+/// One peer of a small store: with the peer id 32 bytes for IPv4 and 44 for IPv6,
+/// without it 12 and 24.
+type PeerEntry<I, D> = (PeerKey<I>, Peer<D>);
 
-const _: () = assert!(size_of::<Peer>() == 24);
-const _: () = assert!(size_of::<PeerEntry<Ipv4Addr>>() == 32);
-const _: () = assert!(size_of::<PeerEntry<Ipv6Addr>>() == 44);
+const _: () = assert!(size_of::<Peer<PeerId>>() == 24);
+const _: () = assert!(size_of::<PeerEntry<Ipv4Addr, PeerId>>() == 32);
+const _: () = assert!(size_of::<PeerEntry<Ipv6Addr, PeerId>>() == 44);
+const _: () = assert!(size_of::<Peer<NoPeerId>>() == 4);
+const _: () = assert!(size_of::<PeerEntry<Ipv4Addr, NoPeerId>>() == 12);
+const _: () = assert!(size_of::<PeerEntry<Ipv6Addr, NoPeerId>>() == 24);
 
 /// The peers of a large store, by endpoint.
-type PeerMap<I> = IndexMap<PeerKey<I>, Peer, DefaultHashBuilder>;
+type PeerMap<I, D> = IndexMap<PeerKey<I>, Peer<D>, DefaultHashBuilder>;
 
 /// The large form of a store: the peers, and how many of them each address group holds
 /// (only groups holding at least one). Boxed in [`PeerStore`], so the two hashers' seeds
 /// and the second table cost only the few stores large enough to need a map.
-pub(super) struct LargeStore<I: Ip> {
-    peers: PeerMap<I>,
+pub(super) struct LargeStore<I: Ip, D> {
+    peers: PeerMap<I, D>,
     groups: HashMap<I::Group, u32, DefaultHashBuilder>,
 }
 
-impl<I: Ip> LargeStore<I> {
-    fn from_entries(entries: impl ExactSizeIterator<Item = PeerEntry<I>>) -> Self {
+impl<I: Ip, D: StoredPeerId> LargeStore<I, D> {
+    fn from_entries(entries: impl ExactSizeIterator<Item = PeerEntry<I, D>>) -> Self {
         let mut store = Self {
             peers: PeerMap::with_capacity_and_hasher(entries.len(), DefaultHashBuilder::default()),
             groups: HashMap::with_hasher(DefaultHashBuilder::default()),
@@ -94,7 +160,7 @@ impl<I: Ip> LargeStore<I> {
     }
 
     /// Adds a peer whose key is not here yet; returns its index.
-    fn insert(&mut self, key: PeerKey<I>, peer: Peer) -> usize {
+    fn insert(&mut self, key: PeerKey<I>, peer: Peer<D>) -> usize {
         let count = self.groups.entry(key.ip.group()).or_insert(0);
         *count = count.saturating_add(1);
         self.peers.insert_full(key, peer).0
@@ -122,23 +188,25 @@ pub(super) const SMALL_MAX: usize = 16;
 const SMALL_AFTER_CLEANING: usize = SMALL_MAX / 2;
 
 /// The peers of one status and one address family within one torrent.
-pub(super) enum PeerStore<I: Ip> {
+pub(super) enum PeerStore<I: Ip, D> {
     /// Up to [`SMALL_MAX`] peers, searched linearly. The capacity is always the length
     /// (growth and removal reallocate exactly), so a store of one peer is one allocation
     /// of one entry and an empty store allocates nothing. Reallocating on every change
     /// costs a `realloc` of a few hundred bytes at most, only when a peer arrives, leaves
     /// or changes status, never on the re-announces that make up most of the traffic.
-    Small(Vec<PeerEntry<I>>),
+    Small(Vec<PeerEntry<I, D>>),
     /// More than [`SMALL_MAX`] peers when it was made, found by hash. Boxed so that the
     /// enum stays the size of a `Vec`.
-    Large(Box<LargeStore<I>>),
+    Large(Box<LargeStore<I, D>>),
 }
 
 // The point of the two forms: a store is no bigger inline than a `Vec`.
-const _: () = assert!(size_of::<PeerStore<Ipv4Addr>>() <= 24);
-const _: () = assert!(size_of::<PeerStore<Ipv6Addr>>() <= 24);
+const _: () = assert!(size_of::<PeerStore<Ipv4Addr, PeerId>>() <= 24);
+const _: () = assert!(size_of::<PeerStore<Ipv6Addr, PeerId>>() <= 24);
+const _: () = assert!(size_of::<PeerStore<Ipv4Addr, NoPeerId>>() <= 24);
+const _: () = assert!(size_of::<PeerStore<Ipv6Addr, NoPeerId>>() <= 24);
 
-impl<I: Ip> PeerStore<I> {
+impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     /// An empty store, which allocates nothing.
     const fn new() -> Self {
         Self::Small(Vec::new())
@@ -166,7 +234,7 @@ impl<I: Ip> PeerStore<I> {
     }
 
     /// The peer at `index`.
-    fn peer(&self, index: usize) -> Option<&Peer> {
+    fn peer(&self, index: usize) -> Option<&Peer<D>> {
         match self {
             Self::Small(entries) => entries.get(index).map(|(_, peer)| peer),
             Self::Large(store) => store.peers.get_index(index).map(|(_, peer)| peer),
@@ -174,7 +242,7 @@ impl<I: Ip> PeerStore<I> {
     }
 
     /// The peer at `index`, to change.
-    fn peer_mut(&mut self, index: usize) -> Option<&mut Peer> {
+    fn peer_mut(&mut self, index: usize) -> Option<&mut Peer<D>> {
         match self {
             Self::Small(entries) => entries.get_mut(index).map(|(_, peer)| peer),
             Self::Large(store) => store.peers.get_index_mut(index).map(|(_, peer)| peer),
@@ -197,7 +265,7 @@ impl<I: Ip> PeerStore<I> {
 
     /// Adds a peer whose key is not here; returns its index. A full small store becomes a
     /// map, with every peer at the same position.
-    fn push(&mut self, key: PeerKey<I>, peer: Peer) -> usize {
+    fn push(&mut self, key: PeerKey<I>, peer: Peer<D>) -> usize {
         match self {
             Self::Small(entries) => {
                 let index = entries.len();
@@ -221,7 +289,7 @@ impl<I: Ip> PeerStore<I> {
     ///
     /// A map stays a map here, however small it gets: going back to the small form is left
     /// to cleaning ([`Self::remove_seen_before`]), the one place that gives memory back.
-    fn swap_remove(&mut self, key: &PeerKey<I>) -> Option<Peer> {
+    fn swap_remove(&mut self, key: &PeerKey<I>) -> Option<Peer<D>> {
         match self {
             Self::Small(entries) => {
                 let index = entries.iter().position(|(stored, _)| stored == key)?;
@@ -233,7 +301,7 @@ impl<I: Ip> PeerStore<I> {
             }
             Self::Large(store) => {
                 let peer = store.peers.swap_remove(key)?;
-                LargeStore::group_left(&mut store.groups, &key.ip);
+                LargeStore::<I, D>::group_left(&mut store.groups, &key.ip);
                 Some(peer)
             }
         }
@@ -247,7 +315,7 @@ impl<I: Ip> PeerStore<I> {
     /// once huge would keep its peak memory for as long as it has a single peer.
     fn remove_seen_before(&mut self, cutoff: SecondsSinceServerStart) -> (usize, usize) {
         let mut remote = 0usize;
-        let mut keep = |peer: &Peer| {
+        let mut keep = |peer: &Peer<D>| {
             let keep = peer.last_seen.seen_since(cutoff);
             if !keep && peer.last_seen.is_remote() {
                 remote += 1;
@@ -267,7 +335,7 @@ impl<I: Ip> PeerStore<I> {
                 peers.retain(|key, peer| {
                     let keep = keep(peer);
                     if !keep {
-                        LargeStore::group_left(groups, &key.ip);
+                        LargeStore::<I, D>::group_left(groups, &key.ip);
                     }
                     keep
                 });
@@ -289,7 +357,7 @@ impl<I: Ip> PeerStore<I> {
     }
 
     /// Calls `f` with every stored peer, in store order.
-    pub(super) fn for_each(&self, mut f: impl FnMut(&PeerKey<I>, &Peer)) {
+    pub(super) fn for_each(&self, mut f: impl FnMut(&PeerKey<I>, &Peer<D>)) {
         match self {
             Self::Small(entries) => entries.iter().for_each(|(key, peer)| f(key, peer)),
             Self::Large(store) => store.peers.iter().for_each(|(key, peer)| f(key, peer)),
@@ -337,7 +405,7 @@ impl<I: Ip> PeerStore<I> {
 
     /// Every stored peer: (key, peer).
     #[cfg(test)]
-    pub(super) fn entries(&self) -> Vec<PeerEntry<I>> {
+    pub(super) fn entries(&self) -> Vec<PeerEntry<I, D>> {
         match self {
             Self::Small(entries) => entries.clone(),
             Self::Large(store) => store.peers.iter().map(|(k, p)| (*k, *p)).collect(),
@@ -354,15 +422,15 @@ pub(super) struct Location {
 }
 
 /// One torrent's peers of one address family.
-pub(super) struct Peers<I: Ip> {
-    pub(super) seeders: PeerStore<I>,
-    pub(super) leechers: PeerStore<I>,
+pub(super) struct Peers<I: Ip, D> {
+    pub(super) seeders: PeerStore<I, D>,
+    pub(super) leechers: PeerStore<I, D>,
 }
 
 /// Below this capacity a map is never shrunk: reallocating saves too little to be worth it.
 const MIN_CAPACITY_TO_SHRINK: usize = 16;
 
-impl<I: Ip> Peers<I> {
+impl<I: Ip, D: StoredPeerId> Peers<I, D> {
     /// No peers, which allocates nothing.
     pub(super) const fn new() -> Self {
         Self {
@@ -376,14 +444,14 @@ impl<I: Ip> Peers<I> {
         self.seeders.is_empty() && self.leechers.is_empty()
     }
 
-    fn store(&self, status: Status) -> &PeerStore<I> {
+    fn store(&self, status: Status) -> &PeerStore<I, D> {
         match status {
             Status::Seeder => &self.seeders,
             Status::Leecher => &self.leechers,
         }
     }
 
-    fn store_mut(&mut self, status: Status) -> &mut PeerStore<I> {
+    fn store_mut(&mut self, status: Status) -> &mut PeerStore<I, D> {
         match status {
             Status::Seeder => &mut self.seeders,
             Status::Leecher => &mut self.leechers,
@@ -407,22 +475,22 @@ impl<I: Ip> Peers<I> {
     }
 
     /// The stored peer at `location`.
-    pub(super) fn peer(&self, location: Location) -> Option<&Peer> {
+    pub(super) fn peer(&self, location: Location) -> Option<&Peer<D>> {
         self.store(location.status).peer(location.index)
     }
 
     /// The stored peer at `location`, to change.
-    pub(super) fn peer_mut(&mut self, location: Location) -> Option<&mut Peer> {
+    pub(super) fn peer_mut(&mut self, location: Location) -> Option<&mut Peer<D>> {
         self.store_mut(location.status).peer_mut(location.index)
     }
 
     /// Removes the peer with `key` from the store of `status`.
-    pub(super) fn take(&mut self, status: Status, key: &PeerKey<I>) -> Option<Peer> {
+    pub(super) fn take(&mut self, status: Status, key: &PeerKey<I>) -> Option<Peer<D>> {
         self.store_mut(status).swap_remove(key)
     }
 
     /// Removes the peer with `key` from whichever store holds it: which, and the peer.
-    pub(super) fn remove(&mut self, key: &PeerKey<I>) -> Option<(Status, Peer)> {
+    pub(super) fn remove(&mut self, key: &PeerKey<I>) -> Option<(Status, Peer<D>)> {
         if let Some(peer) = self.seeders.swap_remove(key) {
             Some((Status::Seeder, peer))
         } else {
@@ -433,7 +501,7 @@ impl<I: Ip> Peers<I> {
     }
 
     /// Adds a peer whose key is stored in neither store; returns where it went.
-    pub(super) fn insert(&mut self, status: Status, key: PeerKey<I>, peer: Peer) -> Location {
+    pub(super) fn insert(&mut self, status: Status, key: PeerKey<I>, peer: Peer<D>) -> Location {
         let index = self.store_mut(status).push(key, peer);
         Location { status, index }
     }
@@ -516,18 +584,20 @@ pub(super) fn response_pool<'a, S: ?Sized>(
 ///
 /// The IPv6 peers are boxed and only present while there are some: most torrents have
 /// IPv4 peers only, and they pay 8 bytes for the pointer instead of 48 for two stores.
-/// With the info hash inline the whole table slot is 80 bytes.
-pub(super) struct Torrent {
+/// With the info hash inline the whole table slot is 80 bytes, whatever the peers keep
+/// of their ids (`D`).
+pub(super) struct Torrent<D> {
     pub(super) info_hash: InfoHash,
     /// Completed downloads, for the scrape's `downloaded` / UDP `completed` field.
     pub(super) completed: u32,
-    pub(super) v4: Peers<Ipv4Addr>,
-    pub(super) v6: Option<Box<Peers<Ipv6Addr>>>,
+    pub(super) v4: Peers<Ipv4Addr, D>,
+    pub(super) v6: Option<Box<Peers<Ipv6Addr, D>>>,
 }
 
-const _: () = assert!(size_of::<Torrent>() == 80);
+const _: () = assert!(size_of::<Torrent<PeerId>>() == 80);
+const _: () = assert!(size_of::<Torrent<NoPeerId>>() == 80);
 
-impl Torrent {
+impl<D: StoredPeerId> Torrent<D> {
     /// A torrent without peers, which allocates nothing.
     pub(super) fn new(info_hash: InfoHash, completed: u32) -> Self {
         Self {
@@ -566,7 +636,7 @@ impl Torrent {
         if let Some(v6) = &mut self.v6 {
             expired = expired.plus(v6.remove_seen_before(cutoff));
         }
-        <Ipv6Addr as Family>::drop_if_empty(self);
+        <Ipv6Addr as Family>::drop_if_empty::<D>(self);
         expired
     }
 }
@@ -575,39 +645,39 @@ impl Torrent {
 /// once for both.
 pub(super) trait Family: Ip + Sized + Into<IpAddr> {
     /// This family's peers, if any.
-    fn peers(torrent: &Torrent) -> Option<&Peers<Self>>;
+    fn peers<D: StoredPeerId>(torrent: &Torrent<D>) -> Option<&Peers<Self, D>>;
     /// This family's peers, if any.
-    fn peers_mut(torrent: &mut Torrent) -> Option<&mut Peers<Self>>;
+    fn peers_mut<D: StoredPeerId>(torrent: &mut Torrent<D>) -> Option<&mut Peers<Self, D>>;
     /// This family's peers, made if there are none.
-    fn peers_or_insert(torrent: &mut Torrent) -> &mut Peers<Self>;
+    fn peers_or_insert<D: StoredPeerId>(torrent: &mut Torrent<D>) -> &mut Peers<Self, D>;
     /// Frees this family's part of the torrent if it holds no peer.
-    fn drop_if_empty(torrent: &mut Torrent);
+    fn drop_if_empty<D: StoredPeerId>(torrent: &mut Torrent<D>);
 }
 
 impl Family for Ipv4Addr {
-    fn peers(torrent: &Torrent) -> Option<&Peers<Self>> {
+    fn peers<D: StoredPeerId>(torrent: &Torrent<D>) -> Option<&Peers<Self, D>> {
         Some(&torrent.v4)
     }
-    fn peers_mut(torrent: &mut Torrent) -> Option<&mut Peers<Self>> {
+    fn peers_mut<D: StoredPeerId>(torrent: &mut Torrent<D>) -> Option<&mut Peers<Self, D>> {
         Some(&mut torrent.v4)
     }
-    fn peers_or_insert(torrent: &mut Torrent) -> &mut Peers<Self> {
+    fn peers_or_insert<D: StoredPeerId>(torrent: &mut Torrent<D>) -> &mut Peers<Self, D> {
         &mut torrent.v4
     }
-    fn drop_if_empty(_: &mut Torrent) {}
+    fn drop_if_empty<D: StoredPeerId>(_: &mut Torrent<D>) {}
 }
 
 impl Family for Ipv6Addr {
-    fn peers(torrent: &Torrent) -> Option<&Peers<Self>> {
+    fn peers<D: StoredPeerId>(torrent: &Torrent<D>) -> Option<&Peers<Self, D>> {
         torrent.v6.as_deref()
     }
-    fn peers_mut(torrent: &mut Torrent) -> Option<&mut Peers<Self>> {
+    fn peers_mut<D: StoredPeerId>(torrent: &mut Torrent<D>) -> Option<&mut Peers<Self, D>> {
         torrent.v6.as_deref_mut()
     }
-    fn peers_or_insert(torrent: &mut Torrent) -> &mut Peers<Self> {
+    fn peers_or_insert<D: StoredPeerId>(torrent: &mut Torrent<D>) -> &mut Peers<Self, D> {
         torrent.v6.get_or_insert_with(|| Box::new(Peers::new()))
     }
-    fn drop_if_empty(torrent: &mut Torrent) {
+    fn drop_if_empty<D: StoredPeerId>(torrent: &mut Torrent<D>) {
         if torrent.v6.as_ref().is_some_and(|v6| v6.is_empty()) {
             torrent.v6 = None;
         }
@@ -617,9 +687,9 @@ impl Family for Ipv6Addr {
 ///
 /// One copy of the sampling code per pair of forms, so that it reads each form directly,
 /// with no branch on the form per peer.
-fn sample_stores<I: Ip, P: AnnouncePeer<I>>(
-    first: &PeerStore<I>,
-    second: &PeerStore<I>,
+fn sample_stores<I: Ip, D: StoredPeerId, P: AnnouncePeer<I>>(
+    first: &PeerStore<I, D>,
+    second: &PeerStore<I, D>,
     skip: Option<usize>,
     numwant: usize,
     rng: &mut SmallRng,
@@ -672,25 +742,25 @@ pub(super) trait PeerPool<P> {
     fn response_peer(&self, index: usize) -> Option<P>;
 }
 
-impl<I: Ip, P: AnnouncePeer<I>> PeerPool<P> for [PeerEntry<I>] {
+impl<I: Ip, D: StoredPeerId, P: AnnouncePeer<I>> PeerPool<P> for [PeerEntry<I, D>] {
     fn pool_len(&self) -> usize {
         self.len()
     }
 
     fn response_peer(&self, index: usize) -> Option<P> {
         self.get(index)
-            .map(|(key, peer)| P::from_stored(key.ip, key.port, &peer.peer_id))
+            .map(|(key, peer)| P::from_stored(key.ip, key.port, peer.peer_id.answered()))
     }
 }
 
-impl<I: Ip, P: AnnouncePeer<I>> PeerPool<P> for Slice<PeerKey<I>, Peer> {
+impl<I: Ip, D: StoredPeerId, P: AnnouncePeer<I>> PeerPool<P> for Slice<PeerKey<I>, Peer<D>> {
     fn pool_len(&self) -> usize {
         self.len()
     }
 
     fn response_peer(&self, index: usize) -> Option<P> {
         self.get_index(index)
-            .map(|(key, peer)| P::from_stored(key.ip, key.port, &peer.peer_id))
+            .map(|(key, peer)| P::from_stored(key.ip, key.port, peer.peer_id.answered()))
     }
 }
 
@@ -826,6 +896,14 @@ mod tests {
 
     use crate::types::ResponsePeer;
 
+    // These tests are of the kind that keeps peer ids; what differs without them is
+    // tested through the shard (`super::super::tests`), which runs on both kinds.
+    type Peer = super::Peer<PeerId>;
+    type PeerEntry<I> = super::PeerEntry<I, PeerId>;
+    type PeerStore<I> = super::PeerStore<I, PeerId>;
+    type Peers<I> = super::Peers<I, PeerId>;
+    type Torrent = super::Torrent<PeerId>;
+
     fn key(n: u32) -> PeerKey<Ipv4Addr> {
         PeerKey {
             ip: Ipv4Addr::from(n),
@@ -917,6 +995,39 @@ mod tests {
         // Info hash and counter (24), IPv4 stores (48), boxed IPv6 stores (8).
         assert_eq!(size_of::<Torrent>(), 80);
         assert_eq!(size_of::<Peers<Ipv6Addr>>(), 48);
+    }
+
+    /// Without the peer id (the UDP tracker's kind) a stored peer is its last-seen word
+    /// alone; entries shrink by 20 bytes, less the padding the key's alignment leaves.
+    #[test]
+    fn layout_without_peer_ids() {
+        type Bare = super::Peer<NoPeerId>;
+        assert_eq!(size_of::<NoPeerId>(), 0);
+        assert_eq!(size_of::<Bare>(), 4);
+        assert_eq!(size_of::<super::PeerEntry<Ipv4Addr, NoPeerId>>(), 12);
+        assert_eq!(size_of::<super::PeerEntry<Ipv6Addr, NoPeerId>>(), 24);
+        // A large store's entry, with indexmap's 8-byte hash.
+        assert_eq!(size_of::<(u64, PeerKey<Ipv4Addr>, Bare)>(), 24);
+        assert_eq!(size_of::<(u64, PeerKey<Ipv6Addr>, Bare)>(), 32);
+        assert_eq!(size_of::<super::PeerStore<Ipv4Addr, NoPeerId>>(), 24);
+        assert_eq!(size_of::<super::PeerStore<Ipv6Addr, NoPeerId>>(), 24);
+        // The torrent holds stores, not peers: the same 80-byte slot.
+        assert_eq!(size_of::<super::Torrent<NoPeerId>>(), 80);
+        assert_eq!(size_of::<super::Peers<Ipv6Addr, NoPeerId>>(), 48);
+    }
+
+    /// What each kind keeps of an id and gives back.
+    #[test]
+    fn stored_peer_ids_give_back_what_they_keep() {
+        let id = PeerId([7; 20]);
+        assert_eq!(
+            <PeerId as StoredPeerId>::from_peer_id(&id).peer_id(),
+            Some(id)
+        );
+        assert_eq!(<PeerId as StoredPeerId>::from_peer_id(&id).answered(), &id);
+        assert_eq!(NoPeerId::from_peer_id(&id), NoPeerId);
+        assert_eq!(NoPeerId.peer_id(), None);
+        assert_eq!(NoPeerId.answered(), &PeerId([0; 20]));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::time::SecondsSinceServerStart;
 use crate::types::{InfoHash, Ip, PeerId};
 
 use super::SwarmShard;
-use super::peers::{Family, Peer, PeerKey, Peers, Torrent};
+use super::peers::{Family, Peer, PeerKey, Peers, StoredPeerId, Torrent};
 use super::rules::{LastSeen, Status, expiry_cutoff};
 
 /// A peer as a snapshot keeps it.
@@ -36,7 +36,8 @@ pub struct SavedPeer {
     pub ip: IpAddr,
     /// Its port (never 0: such peers are not stored).
     pub port: u16,
-    /// The peer id it announced last.
+    /// The peer id it announced last; zeros from a shard that keeps none (the UDP
+    /// tracker's, see [`super::NoPeerId`]).
     pub peer_id: PeerId,
     /// Whether it is a seeder.
     pub seeder: bool,
@@ -81,7 +82,7 @@ fn remaining_secs(
         .saturating_sub(now.0)
 }
 
-impl SwarmShard {
+impl<D: StoredPeerId> SwarmShard<D> {
     /// Hands every torrent with its live peers (those with at least a second left), and
     /// every archived count, to `sink`. A torrent whose peers have all expired goes as an
     /// archived count, as cleaning would make it. Peers whose count would not fit a
@@ -147,7 +148,7 @@ impl SwarmShard {
                 sink.peer(&SavedPeer {
                     ip,
                     port,
-                    peer_id: peer.peer_id,
+                    peer_id: peer.peer_id.peer_id().unwrap_or_default(),
                     seeder: status == Status::Seeder,
                     completion_counted: peer.last_seen.completion_counted(),
                     remaining_secs: remaining_secs(peer.last_seen, now, max_peer_age_secs),
@@ -230,7 +231,7 @@ impl SwarmShard {
                 Status::Leecher
             };
             let value = Peer {
-                peer_id: peer.peer_id,
+                peer_id: D::from_peer_id(&peer.peer_id),
                 last_seen,
             };
             let added = match peer.ip.to_canonical() {
@@ -270,7 +271,7 @@ impl SwarmShard {
         ip: F,
         port: u16,
         status: Status,
-        peer: Peer,
+        peer: Peer<D>,
     ) -> bool {
         let key = PeerKey { ip, port };
         let Self {
@@ -291,7 +292,7 @@ impl SwarmShard {
                     return false;
                 }
                 let admitted = ledger.admit_peer(budget, torrent.num_peers(), || {
-                    F::peers(torrent).map_or(0, |p: &Peers<F>| p.count_group(ip.group()))
+                    F::peers(torrent).map_or(0, |p: &Peers<F, D>| p.count_group(ip.group()))
                         < limits.max_peers_per_ip
                 });
                 if admitted {
@@ -415,8 +416,9 @@ impl SwarmShard {
             Status::Leecher
         };
         let seen = now.sub_secs(u32::from(upsert.age_secs));
+        let peer_id = D::from_peer_id(&upsert.peer_id);
         let new_peer = Peer {
-            peer_id: upsert.peer_id,
+            peer_id,
             last_seen: LastSeen::new(seen, upsert.completed).with_remote(true),
         };
         let Self {
@@ -461,7 +463,7 @@ impl SwarmShard {
                     peers.peer_mut(found).is_some_and(|peer| {
                         counted_before = peer.last_seen.completion_counted();
                         let updated = Peer {
-                            peer_id: upsert.peer_id,
+                            peer_id,
                             last_seen: peer.last_seen.seen_remotely(seen, upsert.completed),
                         };
                         let changed = updated != *peer;
@@ -471,7 +473,7 @@ impl SwarmShard {
                 } else if let Some(old) = peers.take(found.status, &key) {
                     counted_before = old.last_seen.completion_counted();
                     let moved = Peer {
-                        peer_id: upsert.peer_id,
+                        peer_id,
                         last_seen: old.last_seen.seen_remotely(seen, upsert.completed),
                     };
                     peers.insert(status, key, moved);
@@ -512,11 +514,14 @@ impl SwarmShard {
 }
 
 /// What [`for_each_peer`] calls with every peer: its IP, its (port, status), the peer.
-pub(super) type PeerVisitor<'a> = dyn FnMut(IpAddr, (u16, Status), &Peer) + 'a;
+pub(super) type PeerVisitor<'a, D> = dyn FnMut(IpAddr, (u16, Status), &Peer<D>) + 'a;
 
 /// Calls `f` with every peer of `torrent`, both families.
-pub(super) fn for_each_peer(torrent: &Torrent, f: &mut PeerVisitor<'_>) {
-    fn family<I: Ip + Into<IpAddr>>(peers: &Peers<I>, f: &mut PeerVisitor<'_>) {
+pub(super) fn for_each_peer<D: StoredPeerId>(torrent: &Torrent<D>, f: &mut PeerVisitor<'_, D>) {
+    fn family<I: Ip + Into<IpAddr>, D: StoredPeerId>(
+        peers: &Peers<I, D>,
+        f: &mut PeerVisitor<'_, D>,
+    ) {
         peers
             .seeders
             .for_each(|key, peer| f(key.ip.into(), (key.port, Status::Seeder), peer));

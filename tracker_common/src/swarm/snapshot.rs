@@ -597,7 +597,9 @@ mod tests {
 
     use super::*;
     use crate::swarm::routing::ShardRouter;
-    use crate::swarm::{AnnounceParams, SwarmBudget, SwarmLimits, SwarmShard};
+    use crate::swarm::{
+        AnnounceParams, NoPeerId, StoredPeerId, SwarmBudget, SwarmLimits, SwarmShard,
+    };
     use crate::time::SecondsSinceServerStart;
     use crate::types::{AnnounceEvent, ResponsePeer};
 
@@ -631,12 +633,13 @@ mod tests {
         }
     }
 
-    fn shard(router: &ShardRouter) -> SwarmShard {
+    /// A shard of either kind (the UDP tracker's keeps no peer ids).
+    fn shard<D: StoredPeerId>(router: &ShardRouter) -> SwarmShard<D> {
         SwarmShard::with_router(LIMITS, Arc::new(SwarmBudget::new(&LIMITS)), router)
     }
 
-    fn announce(
-        shard: &mut SwarmShard,
+    fn announce<D: StoredPeerId>(
+        shard: &mut SwarmShard<D>,
         hash: u8,
         ip: u32,
         left: u64,
@@ -663,7 +666,7 @@ mod tests {
     }
 
     /// A shard with seeders, leechers, IPv6, a counted completion and archived counts.
-    fn populated(router: &ShardRouter) -> SwarmShard {
+    fn populated<D: StoredPeerId>(router: &ShardRouter) -> SwarmShard<D> {
         let mut s = shard(router);
         for hash in 1..=5u8 {
             for ip in 1..=u32::from(hash) {
@@ -704,7 +707,7 @@ mod tests {
         s
     }
 
-    fn save(shards: &[&SwarmShard], now: u32) -> Vec<u8> {
+    fn save<D: StoredPeerId>(shards: &[&SwarmShard<D>], now: u32) -> Vec<u8> {
         let parts: Vec<SnapshotPart> = shards
             .iter()
             .map(|s| {
@@ -725,9 +728,9 @@ mod tests {
         collected
     }
 
-    fn restore_into(shard: &mut SwarmShard, bytes: Vec<u8>, now: u32) {
-        struct Into<'a>(&'a mut SwarmShard, u32);
-        impl LoadSink for Into<'_> {
+    fn restore_into<D: StoredPeerId>(shard: &mut SwarmShard<D>, bytes: Vec<u8>, now: u32) {
+        struct Into<'a, D: StoredPeerId>(&'a mut SwarmShard<D>, u32);
+        impl<D: StoredPeerId> LoadSink for Into<'_, D> {
             fn torrent(&mut self, t: &SavedTorrent) {
                 self.0
                     .restore_torrent(t, SecondsSinceServerStart(self.1), AGE);
@@ -744,8 +747,14 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_peers_flags_times_and_counts() {
+        round_trip::<PeerId>();
+        round_trip::<NoPeerId>();
+    }
+
+    /// The round trip on a shard of kind `D`; returns the snapshot it made.
+    fn round_trip<D: StoredPeerId>() -> Vec<u8> {
         let router = ShardRouter::with_key(KEY, 1);
-        let original = populated(&router);
+        let original = populated::<D>(&router);
         let bytes = save(&[&original], 400);
         let file = SnapshotFile::parse(bytes.clone()).unwrap();
         assert_eq!(
@@ -766,8 +775,8 @@ mod tests {
         );
 
         // Restored elsewhere at another time, it saves the same records.
-        let mut restored = shard(&router);
-        restore_into(&mut restored, bytes, 4000);
+        let mut restored = shard::<D>(&router);
+        restore_into(&mut restored, bytes.clone(), 4000);
         assert_eq!(collect(save(&[&restored], 4000)), saved);
         for hash in 1..=7u8 {
             assert_eq!(
@@ -780,12 +789,67 @@ mod tests {
         announce(&mut restored, 5, 1, 1, AnnounceEvent::None, 4001);
         announce(&mut restored, 5, 1, 0, AnnounceEvent::Completed, 4002);
         assert_eq!(restored.scrape(&InfoHash([5; 20])).completed, 1);
+        bytes
+    }
+
+    /// Every peer of a snapshot with its torrent, by torrent and endpoint.
+    fn saved_peers(bytes: Vec<u8>) -> Vec<(InfoHash, SavedPeer)> {
+        struct Peers(Vec<(InfoHash, SavedPeer)>);
+        impl LoadSink for Peers {
+            fn torrent(&mut self, t: &SavedTorrent) {
+                self.0.extend(t.peers.iter().map(|p| (t.info_hash, *p)));
+            }
+            fn archived(&mut self, _: u64, _: u32) {}
+        }
+        let mut peers = Peers(Vec::new());
+        SnapshotFile::parse(bytes)
+            .unwrap()
+            .read(&mut peers)
+            .unwrap();
+        peers.0.sort_by_key(|(hash, p)| (hash.0, p.ip, p.port));
+        peers.0
+    }
+
+    /// A shard that keeps no peer ids (the UDP tracker's) saves zeros for them and
+    /// restores from either kind's snapshot; peer ids aside, its records are the other
+    /// kind's.
+    #[test]
+    fn without_peer_ids_saves_zeros_and_restores_either_kind() {
+        let zeros = PeerId([0; 20]);
+        let kept = saved_peers(round_trip::<PeerId>());
+        let bare = saved_peers(round_trip::<NoPeerId>());
+        assert_eq!(bare.len(), 16);
+        assert!(bare.iter().all(|(_, p)| p.peer_id == zeros));
+        assert!(kept.iter().all(|(_, p)| p.peer_id != zeros));
+        let zeroed: Vec<_> = kept
+            .iter()
+            .map(|(hash, p)| {
+                (
+                    *hash,
+                    SavedPeer {
+                        peer_id: zeros,
+                        ..*p
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(bare, zeroed);
+        let bare_bytes = round_trip::<NoPeerId>();
+        // The HTTP kind's snapshot into the UDP kind: the ids are dropped.
+        let router = ShardRouter::with_key(KEY, 1);
+        let mut udp = shard::<NoPeerId>(&router);
+        restore_into(&mut udp, save(&[&populated::<PeerId>(&router)], 400), 400);
+        assert_eq!(collect(save(&[&udp], 400)), collect(bare_bytes.clone()));
+        // The UDP kind's snapshot into the HTTP kind: zero ids, the rest whole.
+        let mut http = shard::<PeerId>(&router);
+        restore_into(&mut http, bare_bytes.clone(), 400);
+        assert_eq!(collect(save(&[&http], 400)), collect(bare_bytes));
     }
 
     #[test]
     fn expired_peers_are_not_saved_and_empty_torrents_become_archived() {
         let router = ShardRouter::with_key(KEY, 1);
-        let s = populated(&router);
+        let s = populated::<PeerId>(&router);
         // At 101 + AGE, the peers seen at 101 have no time left; torrent 1 keeps its
         // IPv6 peer (seen at 300).
         let saved = collect(save(&[&s], 101 + AGE));
@@ -799,7 +863,7 @@ mod tests {
     #[test]
     fn another_worker_count_routes_every_record_to_its_owner() {
         let two = ShardRouter::with_key(KEY, 2);
-        let mut old = [shard(&two), shard(&two)];
+        let mut old = [shard::<PeerId>(&two), shard(&two)];
         for hash in 1..=40u8 {
             let owner = two.shard(&InfoHash([hash; 20]));
             announce(&mut old[owner], hash, 1, 1, AnnounceEvent::Started, 10);
@@ -810,7 +874,7 @@ mod tests {
         }
         let bytes = save(&[&old[0], &old[1]], 20);
         let three = ShardRouter::with_key(KEY, 3);
-        let mut new = [shard(&three), shard(&three), shard(&three)];
+        let mut new = [shard::<PeerId>(&three), shard(&three), shard(&three)];
         struct Route<'a>(&'a mut [SwarmShard; 3], &'a ShardRouter);
         impl LoadSink for Route<'_> {
             fn torrent(&mut self, t: &SavedTorrent) {
@@ -841,7 +905,7 @@ mod tests {
     #[test]
     fn restoring_respects_the_limits() {
         let router = ShardRouter::with_key(KEY, 1);
-        let bytes = save(&[&populated(&router)], 400);
+        let bytes = save(&[&populated::<PeerId>(&router)], 400);
         let limits = SwarmLimits {
             max_torrents: 3,
             max_peers: 5,
@@ -851,7 +915,7 @@ mod tests {
             min_announce_interval_secs: 0,
         };
         let budget = Arc::new(SwarmBudget::new(&limits));
-        let mut small = SwarmShard::with_router(limits, budget.clone(), &router);
+        let mut small: SwarmShard = SwarmShard::with_router(limits, budget.clone(), &router);
         restore_into(&mut small, bytes, 400);
         assert!(small.num_torrents() <= 3);
         assert!(small.num_seeders() + small.num_leechers() <= 5);
@@ -863,7 +927,7 @@ mod tests {
     }
 
     fn small_file() -> Vec<u8> {
-        save(&[&populated(&ShardRouter::with_key(KEY, 1))], 400)
+        save(&[&populated::<PeerId>(&ShardRouter::with_key(KEY, 1))], 400)
     }
 
     #[test]

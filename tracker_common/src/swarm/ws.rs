@@ -1012,7 +1012,7 @@ impl WsSwarmShard {
                 }
                 peers.push(PeerDetail {
                     endpoint: None,
-                    peer_id: *peer_id,
+                    peer_id: Some(*peer_id),
                     seeder,
                     age_secs: now.0.saturating_sub(peer.last_seen.time().0),
                     remote: peer.worker == REMOTE_WORKER,

@@ -4,8 +4,8 @@
 //! `tracker_common::runtime::request_worker`.
 
 use tracker_common::runtime::request_worker::{Announcer, RequestHandler, Swarm};
-use tracker_common::swarm::SwarmShard;
 use tracker_common::swarm::scrape::answer_part;
+use tracker_common::swarm::{NoPeerId, SwarmShard};
 use tracker_common::types::ResponsePeer;
 
 use crate::messages::{AnnounceHeader, UdpRequest, UdpResponse, UdpResponses};
@@ -31,13 +31,14 @@ fn saturating_i32(n: u32) -> i32 {
 }
 
 impl RequestHandler for UdpHandler {
-    type Shard = SwarmShard;
+    // UDP answers never list peer ids (BEP 15): the shard keeps none.
+    type Shard = SwarmShard<NoPeerId>;
     type Request = UdpRequest;
     type Responses = UdpResponses;
 
     fn handle(
         &mut self,
-        swarm: &mut Swarm,
+        swarm: &mut Swarm<Self::Shard>,
         from: usize,
         request: UdpRequest,
         out: &mut [UdpResponses],
