@@ -2126,6 +2126,18 @@ mod tests {
         }
     }
 
+    /// Limits of two torrents and nothing else: the fixed coverage runs' limits.
+    fn two_torrents_unlimited() -> SwarmLimits {
+        SwarmLimits {
+            max_torrents: 2,
+            max_peers: usize::MAX,
+            max_peers_per_torrent: usize::MAX,
+            max_peers_per_ip: usize::MAX,
+            max_archived_torrents: 0,
+            min_announce_interval_secs: 0,
+        }
+    }
+
     /// The model run above, on one fixed long sequence, does go through both conversions
     /// many times, and its inputs do produce the cases the rules are about (a proptest
     /// case cannot check that its own inputs were interesting).
@@ -2138,14 +2150,7 @@ mod tests {
             .new_tree(&mut runner)
             .unwrap()
             .current();
-        let unlimited = SwarmLimits {
-            max_torrents: 2,
-            max_peers: usize::MAX,
-            max_peers_per_torrent: usize::MAX,
-            max_peers_per_ip: usize::MAX,
-            max_archived_torrents: 0,
-            min_announce_interval_secs: 0,
-        };
+        let unlimited = two_torrents_unlimited();
         let changes = run_model::<PeerId>(unlimited, MANY_PEERS, 1, ops.clone()).unwrap();
         assert!(
             changes.to_large >= 20 && changes.to_small >= 20,
@@ -3687,14 +3692,7 @@ mod tests {
             .new_tree(&mut runner)
             .unwrap()
             .current();
-        let unlimited = SwarmLimits {
-            max_torrents: 2,
-            max_peers: usize::MAX,
-            max_peers_per_torrent: usize::MAX,
-            max_peers_per_ip: usize::MAX,
-            max_archived_torrents: 0,
-            min_announce_interval_secs: 0,
-        };
+        let unlimited = two_torrents_unlimited();
         run_both_kinds(unlimited, MANY_PEERS, 1, ops).unwrap();
         let ops = prop::collection::vec(kind_op_strategy(FEW_PEERS), 2_000)
             .new_tree(&mut runner)
