@@ -30,19 +30,24 @@ impl InfoHash {
     }
 
     /// The 40 lowercase hexadecimal digits of this hash.
-    #[expect(
-        clippy::indexing_slicing,
-        reason = "a nibble (`b >> 4`, `b & 0xf`) is below 16, the length of DIGITS"
-    )]
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(40);
-        for b in self.0 {
-            s.push(char::from(DIGITS[usize::from(b >> 4)]));
-            s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-        }
-        s
+        hex20(&self.0)
     }
+}
+
+/// The 40 lowercase hexadecimal digits of 20 bytes (an info hash, a peer id).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "a nibble (`b >> 4`, `b & 0xf`) is below 16, the length of DIGITS"
+)]
+fn hex20(bytes: &[u8; 20]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(40);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -69,6 +74,13 @@ impl fmt::Display for InfoHash {
 /// A peer's self-chosen 20-byte id.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct PeerId(pub [u8; 20]);
+
+impl PeerId {
+    /// The 40 lowercase hexadecimal digits of this id.
+    pub fn to_hex(&self) -> String {
+        hex20(&self.0)
+    }
+}
 
 /// The `event` of an announce (BEP 3; BEP 15 numbers them 0–3).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]

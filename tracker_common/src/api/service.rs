@@ -9,7 +9,6 @@
 //! waits for [`QUERY_TIMEOUT`] at most, and a database write as long as the database
 //! takes to answer or fail: an operator's request, not the tracker's, waits.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use crate::swarm::ScrapeCounts;
 use crate::swarm::access_list::{AccessListConfig, AccessListMode, SharedAccessList};
 use crate::swarm::inspect::TorrentDetail;
 use crate::swarm::routing::ShardRouter;
-use crate::types::InfoHash;
+use crate::types::{InfoHash, PeerId};
 
 /// How long the API waits for a request worker's answer.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,7 +79,7 @@ pub struct ApiService {
     context: ApiContext,
 }
 
-/// A handler's answer: status, body, and the `Allow` header of a 405.
+/// A handler's answer: status and JSON body (headers are added where it is encoded).
 struct Answer {
     code: u16,
     body: Value,
@@ -717,13 +716,14 @@ fn torrent_json(detail: &TorrentDetail) -> Value {
         .iter()
         .map(|peer| {
             let (ip, port) = match peer.endpoint {
-                Some((ip, port)) => (Some(ip_text(ip)), Some(port)),
+                // Stored addresses are canonical: an IPv4 client is in the IPv4 family.
+                Some((ip, port)) => (Some(ip.to_string()), Some(port)),
                 None => (None, None),
             };
             json!({
                 "ip": ip,
                 "port": port,
-                "peer_id": peer.peer_id.map(|id| hex(&id.0)),
+                "peer_id": peer.peer_id.as_ref().map(PeerId::to_hex),
                 "seeder": peer.seeder,
                 "age_secs": peer.age_secs,
                 "remote": peer.remote,
@@ -737,18 +737,6 @@ fn torrent_json(detail: &TorrentDetail) -> Value {
         "downloaded": detail.counts.completed,
         "peers_total": detail.num_peers,
         "peers": peers,
-    })
-}
-
-fn ip_text(ip: IpAddr) -> String {
-    ip.to_canonical().to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut out, byte| {
-        let _ = write!(out, "{byte:02x}");
-        out
     })
 }
 
