@@ -9,6 +9,12 @@
 //!
 //! - `v4_1peer`, `v6_1peer`: 1M torrents of one peer (the long tail of a public tracker).
 //! - `v4_20peers`, `v6_20peers`: 50k torrents of 20 peers (10 seeders, 10 leechers).
+//! - `v4_10peers`: 100k torrents of 10 peers (5 seeders, 5 leechers).
+//! - `v4_fill`: the memory fill of `scripts/compare-udp.sh` (tracker_load_test's model):
+//!   1M peers, each drawn into one of 100k torrents by popularity (a Lomax law of shape 1
+//!   and scale 100 torrents, so that about 16.5k torrents get peers and the hottest
+//!   thousands), one in four a seeder, all from one address with random ports, arriving
+//!   in random order.
 //! - `v4_huge`, `v6_huge`: 4 torrents of 250k peers.
 //! - `flood_v4`, `flood_v6`: a flood of random info hashes, peer ids, addresses and ports
 //!   under the default limits (`SwarmConfig::default()`): new torrents until
@@ -32,9 +38,11 @@ use tracker_common::types::{AnnounceEvent, InfoHash, PeerId, ResponsePeer};
 mod common;
 use common::rss_bytes;
 
-const CASES: [&str; 8] = [
+const CASES: [&str; 10] = [
     "v4_1peer",
     "v6_1peer",
+    "v4_10peers",
+    "v4_fill",
     "v4_20peers",
     "v6_20peers",
     "v4_huge",
@@ -90,6 +98,21 @@ impl<D: StoredPeerId> Filler<D> {
         }
     }
 
+    /// A peer at `ip`:`port` (random id) announces to `info_hash`.
+    fn announce_from(&mut self, info_hash: InfoHash, seeder: bool, ip: Ipv4Addr, port: u16) {
+        let params = AnnounceParams {
+            info_hash,
+            peer_id: PeerId(self.rng.random()),
+            port,
+            bytes_left: if seeder { 0 } else { 1 },
+            event: AnnounceEvent::Started,
+            numwant: 0,
+        };
+        let now = SecondsSinceServerStart(0);
+        self.shard
+            .announce_ipv4(&params, ip, now, &mut self.rng, &mut self.out4);
+    }
+
     fn num_peers(&self) -> usize {
         self.shard.num_seeders() + self.shard.num_leechers()
     }
@@ -113,6 +136,8 @@ fn run_case<D: StoredPeerId>(case: &str, kind: &str) {
     let started = Instant::now();
     let (limits, sizes) = match case {
         "v4_1peer" | "v6_1peer" => (roomy(), vec![1usize; 1_000_000]),
+        "v4_10peers" => (roomy(), vec![10; 100_000]),
+        "v4_fill" => (roomy(), vec![0; 100_000]),
         "v4_20peers" | "v6_20peers" => (roomy(), vec![20; 50_000]),
         "v4_huge" | "v6_huge" => (roomy(), vec![250_000; 4]),
         "flood_v4" | "flood_v6" => (SwarmConfig::default().limits(), Vec::new()),
@@ -127,6 +152,28 @@ fn run_case<D: StoredPeerId>(case: &str, kind: &str) {
     // The archive is allocated but untouched (no torrent empties here): count it apart.
     let archive_bytes = filler.shard.archive_memory_bytes();
     let before = before.max(rss_bytes());
+    if case == "v4_fill" {
+        // The arrivals drawn before measuring too: (torrent, port, seeder).
+        let arrivals: Vec<(usize, u16, bool)> = (0..1_000_000)
+            .map(|_| {
+                let torrent = loop {
+                    let u: f64 = filler.rng.random();
+                    let rank = 100.0 * ((1.0 - u).powf(-1.0) - 1.0);
+                    if rank.is_finite() && rank < hashes.len() as f64 {
+                        break rank as usize;
+                    }
+                };
+                let port = filler.rng.random_range(1024..65024);
+                (torrent, port, filler.rng.random_bool(0.25))
+            })
+            .collect();
+        let before = before.max(rss_bytes());
+        for &(torrent, port, seeder) in &arrivals {
+            filler.announce_from(hashes[torrent], seeder, Ipv4Addr::LOCALHOST, port);
+        }
+        report(case, kind, &filler, before, started, archive_bytes);
+        return;
+    }
     if case.starts_with("flood") {
         // New torrents until the limit; each a random hash with one random peer.
         let mut first = Vec::new();
@@ -169,6 +216,18 @@ fn run_case<D: StoredPeerId>(case: &str, kind: &str) {
         }
         assert_eq!(filler.num_peers(), sizes.iter().sum::<usize>());
     }
+    report(case, kind, &filler, before, started, archive_bytes);
+}
+
+/// Prints what the shard of `filler` grew by since `before` (resident bytes).
+fn report<D: StoredPeerId>(
+    case: &str,
+    kind: &str,
+    filler: &Filler<D>,
+    before: u64,
+    started: Instant,
+    archive_bytes: usize,
+) {
     let after = rss_bytes();
     let torrents = filler.shard.num_torrents();
     let peers = filler.num_peers();

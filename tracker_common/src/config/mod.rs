@@ -317,6 +317,13 @@ impl SwarmConfig {
         if self.max_peers_per_torrent == 0 {
             anyhow::bail!("swarm.max_peers_per_torrent: must be at least 1");
         }
+        // A large store indexes its peers by `u32` position.
+        if self.max_peers_per_torrent >= crate::swarm::MAX_STORE_LEN {
+            anyhow::bail!(
+                "swarm.max_peers_per_torrent: must be below {}",
+                crate::swarm::MAX_STORE_LEN
+            );
+        }
         if self.max_peers_per_ip == 0 {
             anyhow::bail!("swarm.max_peers_per_ip: must be at least 1");
         }
@@ -759,6 +766,10 @@ mod tests {
                 (|c| c.max_peers = 0) as fn(&mut SwarmConfig),
             ),
             ("swarm.max_peers_per_ip:", |c| c.max_peers_per_ip = 0),
+            // A store indexes its peers by `u32` position.
+            ("swarm.max_peers_per_torrent:", |c| {
+                c.max_peers_per_torrent = u32::MAX as usize
+            }),
         ] {
             let mut c = SwarmConfig::default();
             set(&mut c);

@@ -104,7 +104,10 @@ pub(super) struct Ledger {
 impl Ledger {
     /// The books of one of the `router`'s shards: a fresh hasher seed and this shard's
     /// even share of the archive.
-    pub(super) fn new(limits: SwarmLimits, router: &ShardRouter) -> Self {
+    pub(super) fn new(mut limits: SwarmLimits, router: &ShardRouter) -> Self {
+        // A store indexes its peers by `u32` position (`super::dense`); the configuration
+        // check keeps the limit below that, and this keeps limits made in code there too.
+        limits.max_peers_per_torrent = limits.max_peers_per_torrent.min(super::MAX_STORE_LEN - 1);
         Self {
             hasher: DefaultHashBuilder::default(),
             router: router.clone(),

@@ -134,6 +134,8 @@
 
 pub mod access_list;
 mod archive;
+mod dense;
+pub(crate) use dense::MAX_LEN as MAX_STORE_LEN;
 pub mod full_scrape;
 pub mod inspect;
 mod ledger;
@@ -198,7 +200,8 @@ pub struct SwarmLimits {
     pub max_torrents: usize,
     /// The most peers stored, over all torrents.
     pub max_peers: usize,
-    /// The most peers (seeders and leechers, IPv4 and IPv6) one torrent holds.
+    /// The most peers (seeders and leechers, IPv4 and IPv6) one torrent holds; at most
+    /// `u32::MAX - 1` whatever is asked.
     pub max_peers_per_torrent: usize,
     /// The most peers one IPv4 address or one IPv6 /64 holds in one torrent.
     pub max_peers_per_ip: usize,

@@ -15,8 +15,8 @@
 //! and so does the admin API. The UDP tracker keeps nothing ([`NoPeerId`], zero-sized):
 //! a UDP announce answer is addresses and ports only (BEP 15), and since a peer is keyed
 //! by its endpoint nothing else reads the id. That makes a stored peer 4 bytes instead
-//! of 24, and an entry of a small store 12 bytes for IPv4 and 24 for IPv6 instead of 32
-//! and 44 (the size assertions below). What the UDP kind cannot give back (a snapshot's
+//! of 24, and an entry of a store 10 bytes for IPv4 and 22 for IPv6 instead of 30 and 42
+//! (the size assertions below). What the UDP kind cannot give back (a snapshot's
 //! or a resync's peer ids, the admin API's) is zeros or `None`; a cluster change still
 //! carries the announce's own peer id, which comes from the request, not the store.
 //!
@@ -26,7 +26,8 @@
 //! first peer on, allocates an index table of at least four buckets besides its entries.
 //! So a [`PeerStore`] is a plain vector of exactly as many peers as it holds, searched
 //! linearly, up to [`SMALL_MAX`] peers, and a boxed [`LargeStore`] above that, where a
-//! linear search would cost too much. Both forms are addressed by position in the same
+//! linear search would cost too much. Its peers are a `super::dense::DenseMap`: the same
+//! entries as a small store's in a vector, indexed by a hash table of 4-byte positions. Both forms are addressed by position in the same
 //! way, so [`Location`] and the sampling in [`sample_into`] work on either.
 //!
 //! # Peers per address
@@ -44,13 +45,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 use indexmap::IndexMap;
-use indexmap::map::Slice;
 use rand::Rng;
 use rand::rngs::SmallRng;
 
 use crate::time::SecondsSinceServerStart;
 use crate::types::{AnnouncePeer, InfoHash, Ip, PeerId};
 
+use super::dense::DenseMap;
 use super::ledger::Expired;
 use super::rules::{LastSeen, Status};
 
@@ -125,19 +126,20 @@ pub(super) struct Peer<D> {
     pub(super) last_seen: LastSeen,
 }
 
-/// One peer of a small store: with the peer id 32 bytes for IPv4 and 44 for IPv6,
-/// without it 12 and 24.
+/// One peer of a store: with the peer id 30 bytes for IPv4 and 42 for IPv6, without it
+/// 10 and 22 (everything in it is aligned to 2 bytes).
 type PeerEntry<I, D> = (PeerKey<I>, Peer<D>);
 
 const _: () = assert!(size_of::<Peer<PeerId>>() == 24);
-const _: () = assert!(size_of::<PeerEntry<Ipv4Addr, PeerId>>() == 32);
-const _: () = assert!(size_of::<PeerEntry<Ipv6Addr, PeerId>>() == 44);
+const _: () = assert!(size_of::<PeerEntry<Ipv4Addr, PeerId>>() == 30);
+const _: () = assert!(size_of::<PeerEntry<Ipv6Addr, PeerId>>() == 42);
 const _: () = assert!(size_of::<Peer<NoPeerId>>() == 4);
-const _: () = assert!(size_of::<PeerEntry<Ipv4Addr, NoPeerId>>() == 12);
-const _: () = assert!(size_of::<PeerEntry<Ipv6Addr, NoPeerId>>() == 24);
+const _: () = assert!(size_of::<PeerEntry<Ipv4Addr, NoPeerId>>() == 10);
+const _: () = assert!(size_of::<PeerEntry<Ipv6Addr, NoPeerId>>() == 22);
 
-/// The peers of a large store, by endpoint.
-type PeerMap<I, D> = IndexMap<PeerKey<I>, Peer<D>, DefaultHashBuilder>;
+/// The peers of a large store, by endpoint: entries as compact as a small store's, plus
+/// a 4-byte position per index bucket (see `super::dense`).
+type PeerMap<I, D> = DenseMap<PeerKey<I>, Peer<D>>;
 
 /// The large form of a store: the peers, and how many of them each address group holds
 /// (only groups holding at least one). Boxed in [`PeerStore`], so the two hashers' seeds
@@ -150,7 +152,7 @@ pub(super) struct LargeStore<I: Ip, D> {
 impl<I: Ip, D: StoredPeerId> LargeStore<I, D> {
     fn from_entries(entries: impl ExactSizeIterator<Item = PeerEntry<I, D>>) -> Self {
         let mut store = Self {
-            peers: PeerMap::with_capacity_and_hasher(entries.len(), DefaultHashBuilder::default()),
+            peers: PeerMap::with_capacity(entries.len()),
             groups: HashMap::with_hasher(DefaultHashBuilder::default()),
         };
         for (key, peer) in entries {
@@ -163,7 +165,7 @@ impl<I: Ip, D: StoredPeerId> LargeStore<I, D> {
     fn insert(&mut self, key: PeerKey<I>, peer: Peer<D>) -> usize {
         let count = self.groups.entry(key.ip.group()).or_insert(0);
         *count = count.saturating_add(1);
-        self.peers.insert_full(key, peer).0
+        self.peers.insert_new(key, peer)
     }
 
     fn group_left(groups: &mut HashMap<I::Group, u32, DefaultHashBuilder>, ip: &I) {
@@ -237,7 +239,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     fn peer(&self, index: usize) -> Option<&Peer<D>> {
         match self {
             Self::Small(entries) => entries.get(index).map(|(_, peer)| peer),
-            Self::Large(store) => store.peers.get_index(index).map(|(_, peer)| peer),
+            Self::Large(store) => store.peers.as_slice().get(index).map(|(_, peer)| peer),
         }
     }
 
@@ -245,7 +247,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     fn peer_mut(&mut self, index: usize) -> Option<&mut Peer<D>> {
         match self {
             Self::Small(entries) => entries.get_mut(index).map(|(_, peer)| peer),
-            Self::Large(store) => store.peers.get_index_mut(index).map(|(_, peer)| peer),
+            Self::Large(store) => store.peers.value_mut(index),
         }
     }
 
@@ -341,11 +343,11 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
                 });
                 let removed = before.saturating_sub(peers.len());
                 if peers.len() <= SMALL_AFTER_CLEANING {
-                    let mut entries = Vec::with_capacity(peers.len());
-                    entries.extend(peers.drain(..));
+                    let mut entries = peers.take_entries();
+                    entries.shrink_to_fit();
                     *self = Self::Small(entries);
                 } else {
-                    shrink_if_sparse(peers);
+                    peers.shrink_if_sparse();
                     let capacity = groups.capacity();
                     if capacity >= MIN_CAPACITY_TO_SHRINK && groups.len() <= capacity / 4 {
                         groups.shrink_to(groups.len().saturating_mul(2));
@@ -360,7 +362,11 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     pub(super) fn for_each(&self, mut f: impl FnMut(&PeerKey<I>, &Peer<D>)) {
         match self {
             Self::Small(entries) => entries.iter().for_each(|(key, peer)| f(key, peer)),
-            Self::Large(store) => store.peers.iter().for_each(|(key, peer)| f(key, peer)),
+            Self::Large(store) => store
+                .peers
+                .as_slice()
+                .iter()
+                .for_each(|(key, peer)| f(key, peer)),
         }
     }
 
@@ -391,7 +397,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
             Self::Large(store) => {
                 let mut recount: std::collections::HashMap<I::Group, u32> =
                     std::collections::HashMap::new();
-                for key in store.peers.keys() {
+                for (key, _) in store.peers.as_slice() {
                     *recount.entry(key.ip.group()).or_default() += 1;
                 }
                 let groups_exact = recount.len() == store.groups.len()
@@ -408,7 +414,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     pub(super) fn entries(&self) -> Vec<PeerEntry<I, D>> {
         match self {
             Self::Small(entries) => entries.clone(),
-            Self::Large(store) => store.peers.iter().map(|(k, p)| (*k, *p)).collect(),
+            Self::Large(store) => store.peers.as_slice().to_vec(),
         }
     }
 }
@@ -753,21 +759,10 @@ impl<I: Ip, D: StoredPeerId, P: AnnouncePeer<I>> PeerPool<P> for [PeerEntry<I, D
     }
 }
 
-impl<I: Ip, D: StoredPeerId, P: AnnouncePeer<I>> PeerPool<P> for Slice<PeerKey<I>, Peer<D>> {
-    fn pool_len(&self) -> usize {
-        self.len()
-    }
-
-    fn response_peer(&self, index: usize) -> Option<P> {
-        self.get_index(index)
-            .map(|(key, peer)| P::from_stored(key.ip, key.port, peer.peer_id.answered()))
-    }
-}
-
 /// How many consecutive pool entries [`sample_into`] takes at a time from a large pool.
-/// Eight entries of a map (indexmap stores each with its 8-byte hash) are 320 bytes for
-/// IPv4 and 448 for IPv6: a handful of adjacent cache lines, which the hardware prefetcher
-/// brings in together. (Pools of small stores are a few cache lines in all.)
+/// Eight entries of a large store are 96 to 352 bytes (IPv4 without peer ids to IPv6 with
+/// them): a handful of adjacent cache lines, which the hardware prefetcher brings in
+/// together. (Pools of small stores are a few cache lines in all.)
 const RUN_LEN: usize = 8;
 
 /// Appends to `out` up to `numwant` distinct peers chosen at random from the pool made of
@@ -984,12 +979,8 @@ mod tests {
         assert_eq!(size_of::<Peer>(), 24);
         assert_eq!(size_of::<PeerKey<Ipv4Addr>>(), 6);
         assert_eq!(size_of::<PeerKey<Ipv6Addr>>(), 18);
-        assert_eq!(size_of::<PeerEntry<Ipv4Addr>>(), 32);
-        assert_eq!(size_of::<PeerEntry<Ipv6Addr>>(), 44);
-        // A large store's entry (indexmap keeps the 8-byte hash with key and value): no
-        // larger than with the (peer id, IP) key and (port, time) value before.
-        assert_eq!(size_of::<(u64, PeerKey<Ipv4Addr>, Peer)>(), 40);
-        assert_eq!(size_of::<(u64, PeerKey<Ipv6Addr>, Peer)>(), 56);
+        assert_eq!(size_of::<PeerEntry<Ipv4Addr>>(), 30);
+        assert_eq!(size_of::<PeerEntry<Ipv6Addr>>(), 42);
         assert_eq!(size_of::<PeerStore<Ipv4Addr>>(), 24);
         assert_eq!(size_of::<PeerStore<Ipv6Addr>>(), 24);
         // Info hash and counter (24), IPv4 stores (48), boxed IPv6 stores (8).
@@ -998,17 +989,14 @@ mod tests {
     }
 
     /// Without the peer id (the UDP tracker's kind) a stored peer is its last-seen word
-    /// alone; entries shrink by 20 bytes, less the padding the key's alignment leaves.
+    /// alone; entries shrink by the id's 20 bytes.
     #[test]
     fn layout_without_peer_ids() {
         type Bare = super::Peer<NoPeerId>;
         assert_eq!(size_of::<NoPeerId>(), 0);
         assert_eq!(size_of::<Bare>(), 4);
-        assert_eq!(size_of::<super::PeerEntry<Ipv4Addr, NoPeerId>>(), 12);
-        assert_eq!(size_of::<super::PeerEntry<Ipv6Addr, NoPeerId>>(), 24);
-        // A large store's entry, with indexmap's 8-byte hash.
-        assert_eq!(size_of::<(u64, PeerKey<Ipv4Addr>, Bare)>(), 24);
-        assert_eq!(size_of::<(u64, PeerKey<Ipv6Addr>, Bare)>(), 32);
+        assert_eq!(size_of::<super::PeerEntry<Ipv4Addr, NoPeerId>>(), 10);
+        assert_eq!(size_of::<super::PeerEntry<Ipv6Addr, NoPeerId>>(), 22);
         assert_eq!(size_of::<super::PeerStore<Ipv4Addr, NoPeerId>>(), 24);
         assert_eq!(size_of::<super::PeerStore<Ipv6Addr, NoPeerId>>(), 24);
         // The torrent holds stores, not peers: the same 80-byte slot.

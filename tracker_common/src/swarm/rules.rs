@@ -34,52 +34,64 @@ impl Status {
 }
 
 /// When a peer was last seen, whether its completion has been counted, and whether it
-/// came from another node of a cluster, in one `u32`.
+/// came from another node of a cluster, in 32 bits.
 ///
 /// The low 30 bits are whole seconds since the server started (saturating: 2^30 seconds
 /// are 34 years). The top bit says that this stored peer's `event=completed` was counted,
 /// so that it is never counted again while the peer stays stored. The next bit marks a
 /// remote peer: one stored from another node's change (see `SwarmShard::apply_remote`),
 /// until an announce to this node takes it over. Packing the flags here keeps the IP
-/// swarm's per-peer data at 24 bytes.
+/// swarm's per-peer data at 24 bytes with the peer id and 4 without.
+///
+/// Kept as two `u16` halves rather than a `u32`, so that it is aligned to 2 bytes: after
+/// an endpoint of 6 bytes (IPv4) or 18 (IPv6), a stored peer without its id is then 10 or
+/// 22 bytes instead of 12 or 24, a sixth less for every IPv4 peer of the UDP tracker.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) struct LastSeen(u32);
+pub(super) struct LastSeen([u16; 2]);
 
 impl LastSeen {
     const COUNTED: u32 = 1 << 31;
     const REMOTE: u32 = 1 << 30;
     const TIME: u32 = Self::REMOTE - 1;
 
+    fn from_bits(bits: u32) -> Self {
+        Self([bits as u16, (bits >> 16) as u16])
+    }
+
+    fn bits(self) -> u32 {
+        u32::from(self.0[0]) | (u32::from(self.0[1]) << 16)
+    }
+
     /// Seen at `now`, with the completion flag `counted`, not remote. A new peer starts
     /// with `false`.
     pub(super) fn new(now: SecondsSinceServerStart, counted: bool) -> Self {
         let secs = now.0.min(Self::TIME);
-        Self(if counted { secs | Self::COUNTED } else { secs })
+        Self::from_bits(if counted { secs | Self::COUNTED } else { secs })
     }
 
     /// The same, marked remote or not.
     pub(super) fn with_remote(self, remote: bool) -> Self {
         if remote {
-            Self(self.0 | Self::REMOTE)
+            Self::from_bits(self.bits() | Self::REMOTE)
         } else {
-            Self(self.0 & !Self::REMOTE)
+            Self::from_bits(self.bits() & !Self::REMOTE)
         }
     }
 
     /// The time part.
     pub(super) fn time(self) -> SecondsSinceServerStart {
-        SecondsSinceServerStart(self.0 & Self::TIME)
+        SecondsSinceServerStart(self.bits() & Self::TIME)
     }
 
     /// Whether this peer's completion has been counted.
     pub(super) fn completion_counted(self) -> bool {
-        self.0 & Self::COUNTED != 0
+        self.bits() & Self::COUNTED != 0
     }
 
     /// Whether this peer was stored from another node's change and has not announced to
     /// this node since.
     pub(super) fn is_remote(self) -> bool {
-        self.0 & Self::REMOTE != 0
+        self.bits() & Self::REMOTE != 0
     }
 
     /// Another node saw this stored peer at `seen` and, if `completed`, counted its
