@@ -325,8 +325,8 @@ pub struct CleanStats {
 /// its peer id: the whole id by default (the HTTP tracker), [`NoPeerId`] for the UDP
 /// tracker (see the rules above).
 pub struct SwarmShard<D: StoredPeerId = PeerId> {
-    // Torrents are stored inline, info hash included: an 80-byte slot. Boxing would make
-    // a slot 8 bytes plus an 80-byte heap chunk per torrent, which only saves memory while
+    // Torrents are stored inline, info hash included: a 64-byte slot. Boxing would make
+    // a slot 8 bytes plus a 64-byte heap chunk per torrent, which only saves memory while
     // the table is mostly empty, and would cost each announce a second cache miss.
     torrents: HashTable<Torrent<D>>,
     budget: Arc<SwarmBudget>,

@@ -191,27 +191,37 @@ const SMALL_AFTER_CLEANING: usize = SMALL_MAX / 2;
 
 /// The peers of one status and one address family within one torrent.
 pub(super) enum PeerStore<I: Ip, D> {
-    /// Up to [`SMALL_MAX`] peers, searched linearly. The capacity is always the length
-    /// (growth and removal reallocate exactly), so a store of one peer is one allocation
-    /// of one entry and an empty store allocates nothing. Reallocating on every change
-    /// costs a `realloc` of a few hundred bytes at most, only when a peer arrives, leaves
-    /// or changes status, never on the re-announces that make up most of the traffic.
-    Small(Vec<PeerEntry<I, D>>),
+    /// Up to [`SMALL_MAX`] peers, searched linearly. A boxed slice, whose capacity is
+    /// its length (growth and removal reallocate exactly), so a store of one peer is one
+    /// allocation of one entry, an empty store allocates nothing, and no capacity word
+    /// is kept. Reallocating on every change costs a `realloc` of a few hundred bytes at
+    /// most, only when a peer arrives, leaves or changes status, never on the
+    /// re-announces that make up most of the traffic.
+    Small(Box<[PeerEntry<I, D>]>),
     /// More than [`SMALL_MAX`] peers when it was made, found by hash. Boxed so that the
-    /// enum stays the size of a `Vec`.
+    /// enum stays the size of a boxed slice.
     Large(Box<LargeStore<I, D>>),
 }
 
-// The point of the two forms: a store is no bigger inline than a `Vec`.
-const _: () = assert!(size_of::<PeerStore<Ipv4Addr, PeerId>>() <= 24);
-const _: () = assert!(size_of::<PeerStore<Ipv6Addr, PeerId>>() <= 24);
-const _: () = assert!(size_of::<PeerStore<Ipv4Addr, NoPeerId>>() <= 24);
-const _: () = assert!(size_of::<PeerStore<Ipv6Addr, NoPeerId>>() <= 24);
+// The point of the two forms: a store is no bigger inline than a boxed slice (the
+// compiler keeps the form in the slice pointer's niche), so that a torrent's table slot
+// is 64 bytes, one cache line.
+const _: () = assert!(size_of::<PeerStore<Ipv4Addr, PeerId>>() == 16);
+const _: () = assert!(size_of::<PeerStore<Ipv6Addr, PeerId>>() == 16);
+const _: () = assert!(size_of::<PeerStore<Ipv4Addr, NoPeerId>>() == 16);
+const _: () = assert!(size_of::<PeerStore<Ipv6Addr, NoPeerId>>() == 16);
+
+/// `entries` with `change` applied to them as a vector, reallocated to the exact length.
+fn resized<E>(entries: &mut Box<[E]>, change: impl FnOnce(&mut Vec<E>)) {
+    let mut vec = std::mem::take(entries).into_vec();
+    change(&mut vec);
+    *entries = vec.into_boxed_slice();
+}
 
 impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     /// An empty store, which allocates nothing.
-    const fn new() -> Self {
-        Self::Small(Vec::new())
+    fn new() -> Self {
+        Self::Small(Box::default())
     }
 
     /// Peers stored.
@@ -272,12 +282,15 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
             Self::Small(entries) => {
                 let index = entries.len();
                 if index < SMALL_MAX {
-                    // A no-op unless the vector is full, which it always is (capacity =
-                    // length); `push` alone would double the capacity.
-                    entries.reserve_exact(1);
-                    entries.push((key, peer));
+                    // `push` alone would double the capacity, which the slice then gives
+                    // back: one exact `realloc` instead.
+                    resized(entries, |vec| {
+                        vec.reserve_exact(1);
+                        vec.push((key, peer));
+                    });
                 } else {
-                    let mut store = LargeStore::from_entries(std::mem::take(entries).into_iter());
+                    let entries = std::mem::take(entries).into_vec();
+                    let mut store = LargeStore::from_entries(entries.into_iter());
                     store.insert(key, peer);
                     *self = Self::Large(Box::new(store));
                 }
@@ -295,10 +308,12 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
         match self {
             Self::Small(entries) => {
                 let index = entries.iter().position(|(stored, _)| stored == key)?;
-                let (_, peer) = entries.swap_remove(index);
-                // Keeps capacity = length (see `Small`); frees the buffer of an emptied
+                let (_, peer) = *entries.get(index)?;
+                // Reallocated to the length (see `Small`): frees the buffer of an emptied
                 // store, such as the leechers of a torrent whose only leecher completed.
-                entries.shrink_to_fit();
+                resized(entries, |vec| {
+                    vec.swap_remove(index);
+                });
                 Some(peer)
             }
             Self::Large(store) => {
@@ -327,8 +342,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
         match self {
             Self::Small(entries) => {
                 let before = entries.len();
-                entries.retain(|(_, peer)| keep(peer));
-                entries.shrink_to_fit();
+                resized(entries, |vec| vec.retain(|(_, peer)| keep(peer)));
                 (before.saturating_sub(entries.len()), remote)
             }
             Self::Large(store) => {
@@ -343,9 +357,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
                 });
                 let removed = before.saturating_sub(peers.len());
                 if peers.len() <= SMALL_AFTER_CLEANING {
-                    let mut entries = peers.take_entries();
-                    entries.shrink_to_fit();
-                    *self = Self::Small(entries);
+                    *self = Self::Small(peers.take_entries().into_boxed_slice());
                 } else {
                     peers.shrink_if_sparse();
                     let capacity = groups.capacity();
@@ -380,7 +392,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     #[cfg(test)]
     pub(super) fn capacity(&self) -> usize {
         match self {
-            Self::Small(entries) => entries.capacity(),
+            Self::Small(entries) => entries.len(),
             Self::Large(store) => store.peers.capacity(),
         }
     }
@@ -391,9 +403,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     #[cfg(test)]
     pub(super) fn form_is_consistent(&self, just_cleaned: bool) -> bool {
         match self {
-            Self::Small(entries) => {
-                entries.len() <= SMALL_MAX && entries.capacity() == entries.len()
-            }
+            Self::Small(entries) => entries.len() <= SMALL_MAX,
             Self::Large(store) => {
                 let mut recount: std::collections::HashMap<I::Group, u32> =
                     std::collections::HashMap::new();
@@ -413,7 +423,7 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
     #[cfg(test)]
     pub(super) fn entries(&self) -> Vec<PeerEntry<I, D>> {
         match self {
-            Self::Small(entries) => entries.clone(),
+            Self::Small(entries) => entries.to_vec(),
             Self::Large(store) => store.peers.as_slice().to_vec(),
         }
     }
@@ -438,7 +448,7 @@ const MIN_CAPACITY_TO_SHRINK: usize = 16;
 
 impl<I: Ip, D: StoredPeerId> Peers<I, D> {
     /// No peers, which allocates nothing.
-    pub(super) const fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             seeders: PeerStore::new(),
             leechers: PeerStore::new(),
@@ -589,9 +599,11 @@ pub(super) fn response_pool<'a, S: ?Sized>(
 /// limits hold across families and it is one entry of the torrent table.
 ///
 /// The IPv6 peers are boxed and only present while there are some: most torrents have
-/// IPv4 peers only, and they pay 8 bytes for the pointer instead of 48 for two stores.
-/// With the info hash inline the whole table slot is 80 bytes, whatever the peers keep
-/// of their ids (`D`).
+/// IPv4 peers only, and they pay 8 bytes for the pointer instead of 32 for two stores.
+/// With the info hash inline the whole table slot is 64 bytes, whatever the peers keep
+/// of their ids (`D`): in a large table (a page-aligned allocation of 64-byte slots
+/// before its control bytes) each slot is exactly one cache line, so that finding a
+/// torrent and reading its stores costs one miss, not two.
 pub(super) struct Torrent<D> {
     pub(super) info_hash: InfoHash,
     /// Completed downloads, for the scrape's `downloaded` / UDP `completed` field.
@@ -600,8 +612,8 @@ pub(super) struct Torrent<D> {
     pub(super) v6: Option<Box<Peers<Ipv6Addr, D>>>,
 }
 
-const _: () = assert!(size_of::<Torrent<PeerId>>() == 80);
-const _: () = assert!(size_of::<Torrent<NoPeerId>>() == 80);
+const _: () = assert!(size_of::<Torrent<PeerId>>() == 64);
+const _: () = assert!(size_of::<Torrent<NoPeerId>>() == 64);
 
 impl<D: StoredPeerId> Torrent<D> {
     /// A torrent without peers, which allocates nothing.
@@ -703,13 +715,13 @@ fn sample_stores<I: Ip, D: StoredPeerId, P: AnnouncePeer<I>>(
 ) {
     match (first, second) {
         (PeerStore::Small(a), PeerStore::Small(b)) => {
-            sample_into(a.as_slice(), b.as_slice(), skip, numwant, rng, out);
+            sample_into(&**a, &**b, skip, numwant, rng, out);
         }
         (PeerStore::Small(a), PeerStore::Large(b)) => {
-            sample_into(a.as_slice(), b.peers.as_slice(), skip, numwant, rng, out);
+            sample_into(&**a, b.peers.as_slice(), skip, numwant, rng, out);
         }
         (PeerStore::Large(a), PeerStore::Small(b)) => {
-            sample_into(a.peers.as_slice(), b.as_slice(), skip, numwant, rng, out);
+            sample_into(a.peers.as_slice(), &**b, skip, numwant, rng, out);
         }
         (PeerStore::Large(a), PeerStore::Large(b)) => {
             sample_into(
@@ -981,11 +993,11 @@ mod tests {
         assert_eq!(size_of::<PeerKey<Ipv6Addr>>(), 18);
         assert_eq!(size_of::<PeerEntry<Ipv4Addr>>(), 30);
         assert_eq!(size_of::<PeerEntry<Ipv6Addr>>(), 42);
-        assert_eq!(size_of::<PeerStore<Ipv4Addr>>(), 24);
-        assert_eq!(size_of::<PeerStore<Ipv6Addr>>(), 24);
-        // Info hash and counter (24), IPv4 stores (48), boxed IPv6 stores (8).
-        assert_eq!(size_of::<Torrent>(), 80);
-        assert_eq!(size_of::<Peers<Ipv6Addr>>(), 48);
+        assert_eq!(size_of::<PeerStore<Ipv4Addr>>(), 16);
+        assert_eq!(size_of::<PeerStore<Ipv6Addr>>(), 16);
+        // Info hash and counter (24), IPv4 stores (32), boxed IPv6 stores (8).
+        assert_eq!(size_of::<Torrent>(), 64);
+        assert_eq!(size_of::<Peers<Ipv6Addr>>(), 32);
     }
 
     /// Without the peer id (the UDP tracker's kind) a stored peer is its last-seen word
@@ -997,11 +1009,11 @@ mod tests {
         assert_eq!(size_of::<Bare>(), 4);
         assert_eq!(size_of::<super::PeerEntry<Ipv4Addr, NoPeerId>>(), 10);
         assert_eq!(size_of::<super::PeerEntry<Ipv6Addr, NoPeerId>>(), 22);
-        assert_eq!(size_of::<super::PeerStore<Ipv4Addr, NoPeerId>>(), 24);
-        assert_eq!(size_of::<super::PeerStore<Ipv6Addr, NoPeerId>>(), 24);
-        // The torrent holds stores, not peers: the same 80-byte slot.
-        assert_eq!(size_of::<super::Torrent<NoPeerId>>(), 80);
-        assert_eq!(size_of::<super::Peers<Ipv6Addr, NoPeerId>>(), 48);
+        assert_eq!(size_of::<super::PeerStore<Ipv4Addr, NoPeerId>>(), 16);
+        assert_eq!(size_of::<super::PeerStore<Ipv6Addr, NoPeerId>>(), 16);
+        // The torrent holds stores, not peers: the same 64-byte slot.
+        assert_eq!(size_of::<super::Torrent<NoPeerId>>(), 64);
+        assert_eq!(size_of::<super::Peers<Ipv6Addr, NoPeerId>>(), 32);
     }
 
     /// What each kind keeps of an id and gives back.
