@@ -61,6 +61,12 @@ config_section! {
         /// Milliseconds a socket worker sleeps in poll when idle; it bounds how late a
         /// shutdown is noticed.
         pub poll_timeout_ms: u64,
+        /// Send the answers of a batch that go to the same address with the same
+        /// length as one segmented send (UDP GSO, `UDP_SEGMENT`, Linux 4.18 and
+        /// later): the kernel's send path runs once for the group, which it then cuts
+        /// into the same datagrams. Ignored where the kernel lacks it; turned off, with
+        /// a warning, if the kernel refuses a segmented send.
+        pub segmentation: bool,
     }
 }
 
@@ -72,6 +78,7 @@ impl Default for UdpNetworkConfig {
             recv_buffer_bytes: 8 * 1024 * 1024,
             send_buffer_bytes: 0,
             poll_timeout_ms: 50,
+            segmentation: true,
         }
     }
 }

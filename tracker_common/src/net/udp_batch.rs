@@ -227,17 +227,86 @@ pub struct FlushOutcome {
 struct Queued {
     start: usize,
     len: usize,
+    /// The address as Rust sees it, to group datagrams by destination.
+    to: SocketAddr,
     addr: libc::sockaddr_storage,
     addr_len: libc::socklen_t,
 }
 
+/// `UDP_SEGMENT` of `<linux/udp.h>` (Linux 4.18): the segment size of a UDP GSO send,
+/// as a socket option or as a control message of level `SOL_UDP`.
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// The most segments one GSO send may carry (`UDP_MAX_SEGMENTS`, 64 in every kernel
+/// that has the option; newer ones allow more).
+const MAX_SEGMENTS: usize = 64;
+
+/// The most payload bytes one GSO send carries: a UDP datagram's payload limit over
+/// IPv4 (65,507), rounded down, so that the kernel takes it over IPv6 too.
+const MAX_SEGMENTED_BYTES: usize = 65_000;
+
+/// Datagrams longer than this are never grouped: every segment of a GSO send must fit
+/// the path's MTU unfragmented, and 1232 bytes (IPv6's minimum MTU of 1280 less the
+/// IPv6 and UDP headers) fits any path. A tracker's answers are shorter.
+const MAX_SEGMENT_LEN: usize = 1232;
+
+/// Room for one control message carrying a `u16` (`CMSG_SPACE(2)` is 24 on 64-bit
+/// Linux); `u64`s so that it is aligned for a `cmsghdr`.
+type Control = [u64; 4];
+
+/// Whether the kernel offers UDP segmentation offload (`UDP_SEGMENT`) on `socket`: it
+/// answers the option instead of refusing it as unknown.
+pub fn supports_segmentation(socket: &impl AsRawFd) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes given; the kernel
+    // writes at most `len` bytes into `value` and the new length into `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
+}
+
 /// Collects datagrams and sends them with as few `sendmmsg` calls as possible.
+///
+/// # Segmentation
+/// With segmentation on ([`Self::set_segmentation`]), datagrams to the same address
+/// with the same length leave as one message carrying a `UDP_SEGMENT` control message:
+/// the kernel takes the group through its UDP and IP send path once and cuts it into
+/// the separate datagrams at the end (in the device, or in software), so the receiver
+/// gets exactly the datagrams it would have got one by one. A batch is grouped by
+/// (address, length); within a group the datagrams keep the order they were pushed in.
+/// Datagrams to different addresses, or of different lengths, may leave in a
+/// different order than they were pushed, which UDP never promised anyway. A kernel
+/// that refuses a segmented send turns segmentation off for good (logged once); the
+/// refused group counts as dropped.
 pub struct SendBatch {
     capacity: usize,
     data: Vec<u8>,
     queued: Vec<Queued>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    segmentation: bool,
+    /// Queue positions in sending order (grouped), for a segmented flush.
+    order: Vec<u32>,
+    /// Per header: its datagrams, their payload bytes, and whether it is segmented.
+    messages: Vec<Message>,
+    /// One control buffer per segmented header.
+    controls: Vec<Control>,
+}
+
+/// What one header of a flush carries.
+#[derive(Clone, Copy)]
+struct Message {
+    datagrams: usize,
+    bytes: usize,
+    segmented: bool,
 }
 
 // SAFETY: as for `RecvBatch`: the pointers are rebuilt for each flush from buffers the
@@ -255,7 +324,22 @@ impl SendBatch {
             queued: Vec::with_capacity(capacity),
             iovecs: Vec::with_capacity(capacity),
             headers: Vec::with_capacity(capacity),
+            segmentation: false,
+            order: Vec::with_capacity(capacity),
+            messages: Vec::with_capacity(capacity),
+            controls: Vec::with_capacity(capacity / 2),
         }
+    }
+
+    /// Turns segmentation (see the type's documentation) on or off; off when made. Turn
+    /// it on only for a socket that [`supports_segmentation`].
+    pub fn set_segmentation(&mut self, on: bool) {
+        self.segmentation = on;
+    }
+
+    /// Whether segmentation is on: asked for, and not refused by the kernel since.
+    pub fn segmentation(&self) -> bool {
+        self.segmentation
     }
 
     /// Number of queued datagrams.
@@ -298,10 +382,50 @@ impl SendBatch {
         self.queued.push(Queued {
             start,
             len: self.data.len() - start,
+            to: addr,
             addr: storage,
             addr_len,
         });
         Ok(true)
+    }
+
+    /// Fills `order` with the queue positions in sending order and `messages` with one
+    /// entry per header to make: with segmentation, runs of the same address and length
+    /// (at most [`MAX_SEGMENTS`] datagrams and [`MAX_SEGMENTED_BYTES`] bytes each);
+    /// without, one datagram each, in queue order.
+    fn plan(&mut self) {
+        self.order.clear();
+        self.order.extend(0..self.queued.len() as u32);
+        self.messages.clear();
+        let queued = &self.queued;
+        let at = |i: u32| queued.get(i as usize);
+        if !self.segmentation {
+            self.messages
+                .extend(queued.iter().map(|q| Message::single(q.len)));
+            return;
+        }
+        // A stable sort: within a group, the push order stays.
+        self.order.sort_by_key(|&i| at(i).map(|q| (q.to, q.len)));
+        let mut run: Option<(SocketAddr, usize)> = None;
+        for &i in &self.order {
+            let Some(q) = at(i) else { continue };
+            let joins = run == Some((q.to, q.len))
+                && q.len <= MAX_SEGMENT_LEN
+                && self.messages.last().is_some_and(|m| {
+                    m.datagrams < MAX_SEGMENTS && m.bytes + q.len <= MAX_SEGMENTED_BYTES
+                });
+            match self.messages.last_mut() {
+                Some(message) if joins => {
+                    message.datagrams += 1;
+                    message.bytes += q.len;
+                    message.segmented = true;
+                }
+                _ => {
+                    self.messages.push(Message::single(q.len));
+                    run = Some((q.to, q.len));
+                }
+            }
+        }
     }
 
     /// Sends everything queued and empties the batch. Datagrams the kernel refuses (a
@@ -312,9 +436,13 @@ impl SendBatch {
         if self.queued.is_empty() {
             return outcome;
         }
+        self.plan();
         let base = self.data.as_mut_ptr();
         self.iovecs.clear();
-        for q in &self.queued {
+        for &i in &self.order {
+            let Some(q) = self.queued.get(i as usize) else {
+                continue;
+            };
             self.iovecs.push(libc::iovec {
                 // SAFETY: start + len <= data.len(): each entry was cut from `data`,
                 // which only grows until the clear at the end of this function.
@@ -322,24 +450,50 @@ impl SendBatch {
                 iov_len: q.len,
             });
         }
+        // Every buffer the headers point into is complete before the first pointer is
+        // taken, so that none of them moves afterwards.
+        self.controls.clear();
+        let segmented = self.messages.iter().filter(|m| m.segmented).count();
+        self.controls.resize(segmented, [0; 4]);
         self.headers.clear();
-        for (q, iov) in self.queued.iter_mut().zip(self.iovecs.iter_mut()) {
+        let mut first = 0;
+        let mut controls = self.controls.iter_mut();
+        for message in &self.messages {
+            let Some(&i) = self.order.get(first) else {
+                break;
+            };
+            let (Some(q), Some(iov)) = (
+                self.queued.get_mut(i as usize),
+                self.iovecs.get_mut(first..first + message.datagrams),
+            ) else {
+                break;
+            };
             let mut header = empty_mmsghdr();
             header.msg_hdr.msg_name = (&mut q.addr as *mut libc::sockaddr_storage).cast();
             header.msg_hdr.msg_namelen = q.addr_len;
-            header.msg_hdr.msg_iov = iov;
-            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_iov = iov.as_mut_ptr();
+            header.msg_hdr.msg_iovlen = iov.len();
+            if message.segmented
+                && let Some(control) = controls.next()
+            {
+                set_segment_size(&mut header.msg_hdr, control, q.len);
+            }
             self.headers.push(header);
+            first += message.datagrams;
         }
         let fd = socket.as_raw_fd();
         self.send_headers(&mut outcome, |rest| {
-            // SAFETY: each header points at an iovec in `iovecs` and an address in
-            // `queued`, and each iovec into `data`; none of these vectors is changed
-            // while the headers are in use, and the kernel only reads through them.
+            // SAFETY: each header points at an address in `queued`, at a run of iovecs
+            // in `iovecs` and, if segmented, at a control buffer in `controls`; each
+            // iovec points into `data`. None of these vectors is changed while the
+            // headers are in use, and the kernel only reads through them.
             unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) }
         });
         self.headers.clear();
         self.iovecs.clear();
+        self.controls.clear();
+        self.messages.clear();
+        self.order.clear();
         self.queued.clear();
         self.data.clear();
         outcome
@@ -352,47 +506,91 @@ impl SendBatch {
         outcome: &mut FlushOutcome,
         mut sendmmsg: impl FnMut(&mut [libc::mmsghdr]) -> libc::c_int,
     ) {
+        let datagrams = |messages: &[Message]| messages.iter().map(|m| m.datagrams).sum::<usize>();
         let mut next = 0;
         while next < self.headers.len() {
             let rest = self.headers.get_mut(next..).unwrap_or_default();
             let n = sendmmsg(rest);
             if n > 0 {
                 let n = n as usize;
-                outcome.sent += n;
-                outcome.bytes_sent += self
-                    .queued
-                    .get(next..next + n)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|q| q.len)
-                    .sum::<usize>();
+                let sent = self.messages.get(next..next + n).unwrap_or_default();
+                outcome.sent += datagrams(sent);
+                outcome.bytes_sent += sent.iter().map(|m| m.bytes).sum::<usize>();
                 next += n;
                 continue;
             }
+            let unsent = datagrams(self.messages.get(next..).unwrap_or_default());
             if n == 0 {
                 // Nothing sent and no error reported. errno is only meaningful after
                 // -1: reading it here could find a stale EINTR and retry for ever.
                 // Retrying would most likely get 0 again, so drop the rest.
                 log::debug!("sendmmsg sent nothing without an error");
-                outcome.dropped += self.headers.len() - next;
+                outcome.dropped += unsent;
                 break;
             }
             let err = io::Error::last_os_error();
+            let message = self.messages.get(next).copied();
             match err.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
                     // The send buffer is full: the rest would fail the same way now.
-                    outcome.dropped += self.headers.len() - next;
+                    outcome.dropped += unsent;
                     break;
                 }
                 _ => {
-                    // This datagram's address is refused (port 0, say); skip it only.
-                    log::debug!("sendmmsg: {err}");
-                    outcome.dropped += 1;
+                    // This message's address is refused (port 0, say), or the kernel
+                    // refuses to segment it: skip it only.
+                    if let Some(message) = message {
+                        if message.segmented && self.segmentation {
+                            log::warn!(
+                                "the kernel refused a segmented UDP send ({err}): sending \
+                                 datagrams one by one from now on"
+                            );
+                            self.segmentation = false;
+                        } else {
+                            log::debug!("sendmmsg: {err}");
+                        }
+                        outcome.dropped += message.datagrams;
+                    }
                     next += 1;
                 }
             }
         }
+    }
+}
+
+impl Message {
+    fn single(len: usize) -> Self {
+        Self {
+            datagrams: 1,
+            bytes: len,
+            segmented: false,
+        }
+    }
+}
+
+/// Points `header` at `control`, holding one `UDP_SEGMENT` control message of segment
+/// size `len`.
+fn set_segment_size(header: &mut libc::msghdr, control: &mut Control, len: usize) {
+    let space = size_of::<Control>();
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = space as _;
+    // SAFETY: `msg_control` points at `space` writable bytes aligned for a cmsghdr, as
+    // `msg_controllen` says; CMSG_SPACE(size_of::<u16>()) (24 on 64-bit Linux) fits in
+    // them (asserted below), so CMSG_FIRSTHDR returns a pointer to the start of the
+    // buffer and CMSG_DATA one inside it with room for the u16.
+    unsafe {
+        debug_assert!(libc::CMSG_SPACE(size_of::<u16>() as u32) as usize <= space);
+        let cmsg = libc::CMSG_FIRSTHDR(header);
+        if cmsg.is_null() {
+            return;
+        }
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+        let size = u16::try_from(len).unwrap_or(u16::MAX);
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+        header.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
     }
 }
 
@@ -565,8 +763,180 @@ mod tests {
                 .unwrap()
             );
         }
+        send.plan();
         send.headers = (0..n).map(|_| empty_mmsghdr()).collect();
         send
+    }
+
+    /// Pushes a datagram of `len` bytes, all `tag`, to `to`.
+    fn push(send: &mut SendBatch, to: SocketAddr, tag: u8, len: usize) {
+        let pushed = send.push_with(to, |b| {
+            b.extend(std::iter::repeat_n(tag, len));
+            Ok(())
+        });
+        assert!(pushed.unwrap());
+    }
+
+    /// The plan groups by address and length, keeps push order within a group, and caps
+    /// a group at MAX_SEGMENTS datagrams and MAX_SEGMENTED_BYTES bytes; datagrams longer
+    /// than MAX_SEGMENT_LEN are never grouped.
+    #[test]
+    fn segmentation_groups_by_address_and_length() {
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+        let mut send = SendBatch::new(1024, 0);
+        send.set_segmentation(true);
+        // a: 70 of 16 bytes (64 + 6), interleaved with b: 3 of 16 bytes and a: 3 of 20.
+        for i in 0..70u8 {
+            push(&mut send, a, i, 16);
+            if i < 3 {
+                push(&mut send, b, i, 16);
+                push(&mut send, a, i, 20);
+            }
+        }
+        // a: 60 of 1200 bytes: 54 fit in 65,000 bytes, then 6.
+        for i in 0..60u8 {
+            push(&mut send, a, i, 1200);
+        }
+        // a: 2 of 1300 bytes, each alone.
+        push(&mut send, a, 0, 1300);
+        push(&mut send, a, 1, 1300);
+        send.plan();
+        let groups: Vec<(SocketAddr, usize, usize)> = {
+            let mut first = 0;
+            send.messages
+                .iter()
+                .map(|m| {
+                    let q = &send.queued[send.order[first] as usize];
+                    first += m.datagrams;
+                    assert_eq!(m.bytes, m.datagrams * q.len);
+                    assert_eq!(m.segmented, m.datagrams > 1);
+                    (q.to, q.len, m.datagrams)
+                })
+                .collect()
+        };
+        assert_eq!(
+            groups,
+            vec![
+                (a, 16, 64),
+                (a, 16, 6),
+                (a, 20, 3),
+                (a, 1200, 54),
+                (a, 1200, 6),
+                (a, 1300, 1),
+                (a, 1300, 1),
+                (b, 16, 3),
+            ]
+        );
+        // Within a group, push order: the tags of a's 16-byte datagrams count up.
+        let tags: Vec<u8> = send.order[..70]
+            .iter()
+            .map(|&i| send.data[send.queued[i as usize].start])
+            .collect();
+        assert_eq!(tags, (0..70).collect::<Vec<u8>>());
+        // Off: one message per datagram, in push order.
+        send.set_segmentation(false);
+        send.plan();
+        assert_eq!(send.messages.len(), send.queued.len());
+        assert!(send.order.iter().enumerate().all(|(n, &i)| n == i as usize));
+    }
+
+    /// Over real sockets: what leaves segmented arrives as the datagrams pushed, each
+    /// whole, to the right receiver, and the outcome counts datagrams and bytes.
+    fn segmented_round_trip(addr: &str) {
+        let tx = UdpSocket::bind(addr).unwrap();
+        let (rx_a, rx_b) = pair(addr);
+        assert!(
+            supports_segmentation(&tx),
+            "this test needs a kernel with UDP_SEGMENT (Linux 4.18 or later)"
+        );
+        let (a, b) = (rx_a.local_addr().unwrap(), rx_b.local_addr().unwrap());
+        let mut send = SendBatch::new(64, 0);
+        send.set_segmentation(true);
+        let mut want_a = Vec::new();
+        let mut want_b = Vec::new();
+        for i in 0..20u8 {
+            push(&mut send, a, i, 16);
+            want_a.push(vec![i; 16]);
+            if i % 4 == 0 {
+                push(&mut send, b, 100 + i, 200);
+                want_b.push(vec![100 + i; 200]);
+                push(&mut send, a, 50 + i, 37);
+                want_a.push(vec![50 + i; 37]);
+            }
+        }
+        let bytes = want_a.iter().chain(&want_b).map(Vec::len).sum();
+        assert_eq!(
+            send.flush(&tx),
+            FlushOutcome {
+                sent: want_a.len() + want_b.len(),
+                dropped: 0,
+                bytes_sent: bytes,
+            }
+        );
+        assert!(send.segmentation(), "the kernel refused a segmented send");
+        for (rx, mut want) in [(&rx_a, want_a), (&rx_b, want_b)] {
+            let mut recv = RecvBatch::new(64, 2048);
+            let mut got: Vec<Vec<u8>> = recv_all(&mut recv, rx, want.len())
+                .into_iter()
+                .map(|(data, from)| {
+                    assert_eq!(from, tx.local_addr().unwrap());
+                    data
+                })
+                .collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn segmented_ipv4_round_trip() {
+        segmented_round_trip("127.0.0.1:0");
+    }
+
+    #[test]
+    fn segmented_ipv6_round_trip() {
+        if let Err(err) = UdpSocket::bind("[::1]:0") {
+            panic!("this test needs IPv6 loopback (::1), which this host lacks: {err}");
+        }
+        segmented_round_trip("[::1]:0");
+    }
+
+    /// A kernel that refuses a segmented send (EIO: no checksum offload on the route)
+    /// turns segmentation off; the refused group is counted dropped, the rest is sent.
+    #[test]
+    fn a_refused_segmented_send_turns_segmentation_off() {
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:10".parse().unwrap();
+        let mut send = SendBatch::new(8, 0);
+        send.set_segmentation(true);
+        for i in 0..3 {
+            push(&mut send, to, i, 4);
+        }
+        push(&mut send, other, 9, 4);
+        send.plan();
+        send.headers = send.messages.iter().map(|_| empty_mmsghdr()).collect();
+        let mut calls = 0;
+        let mut outcome = FlushOutcome::default();
+        send.send_headers(&mut outcome, |rest| {
+            calls += 1;
+            if calls == 1 {
+                set_errno(libc::EIO);
+                -1
+            } else {
+                rest.len() as libc::c_int
+            }
+        });
+        assert_eq!(
+            outcome,
+            FlushOutcome {
+                sent: 1,
+                dropped: 3,
+                bytes_sent: 4,
+            }
+        );
+        assert!(!send.segmentation());
     }
 
     fn set_errno(code: i32) {

@@ -15,7 +15,7 @@ use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
 use tracker_common::net::listen::UdpNetworkConfig as NetworkConfig;
-use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
+use tracker_common::net::udp_batch::{RecvBatch, SendBatch, supports_segmentation};
 use tracker_common::runtime::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 
 const IO_BATCH: usize = 64;
@@ -215,8 +215,9 @@ fn start_inner(mut config: CeilingConfig, handle_signals: bool) -> anyhow::Resul
         let socket = mio::net::UdpSocket::from_std(socket);
         let shutdown = supervisor.shutdown_flag().clone();
         let peers = PeerTemplates::new(config.announce_peers);
+        let segmentation = config.network.segmentation;
         supervisor.spawn(&format!("ceiling-{:02}", i + 1), move || {
-            respond(socket, &peers, &shutdown, poll_timeout)
+            respond(socket, &peers, &shutdown, poll_timeout, segmentation)
         })?;
     }
     if handle_signals {
@@ -289,6 +290,7 @@ fn respond(
     peers: &PeerTemplates,
     shutdown: &ShutdownFlag,
     poll_timeout: Duration,
+    segmentation: bool,
 ) -> anyhow::Result<()> {
     let mut poll = Poll::new().context("create poll")?;
     poll.registry()
@@ -297,6 +299,8 @@ fn respond(
     let mut events = Events::with_capacity(8);
     let mut recv = RecvBatch::new(IO_BATCH, 2048);
     let mut send = SendBatch::new(IO_BATCH, IO_BATCH * 256);
+    // As the tracker does, so that the ceiling stays the tracker's I/O without its work.
+    send.set_segmentation(segmentation && supports_segmentation(&socket));
     while !shutdown.is_set() {
         match recv.recv(&socket) {
             Ok(_) => {

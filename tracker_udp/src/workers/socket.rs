@@ -25,7 +25,7 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::net::bans::BanCache;
 use tracker_common::net::rate_limit::{Limited, RateLimiter};
-use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
+use tracker_common::net::udp_batch::{RecvBatch, SendBatch, supports_segmentation};
 use tracker_common::observe::statistics::{
     Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
 };
@@ -76,6 +76,8 @@ pub(crate) struct SocketWorkerSettings {
     pub(crate) max_pending_scrapes: usize,
     pub(crate) trust_client_ip: bool,
     pub(crate) poll_timeout: Duration,
+    /// `network.segmentation`: group answers into UDP GSO sends where the kernel can.
+    pub(crate) segmentation: bool,
     pub(crate) numwant: NumWantPolicy,
 }
 
@@ -139,8 +141,19 @@ impl SocketWorker {
     pub(crate) fn run(mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(64);
         let mut recv = RecvBatch::new(IO_BATCH, RECV_BUFFER_LEN);
+        let mut send = SendBatch::new(IO_BATCH, IO_BATCH * 512);
+        if self.settings.segmentation {
+            if supports_segmentation(&self.socket) {
+                send.set_segmentation(true);
+            } else if self.index == 0 {
+                log::info!(
+                    "network.segmentation: the kernel offers no UDP segmentation; sending \
+                     datagrams one by one"
+                );
+            }
+        }
         let mut state = State {
-            send: SendBatch::new(IO_BATCH, IO_BATCH * 512),
+            send,
             outbox: RequestOutbox::new(self.index, std::mem::take(&mut self.request_senders)),
             pending_scrapes: PendingScrapes::new(
                 self.settings.max_pending_scrapes,
