@@ -64,8 +64,9 @@ config_section! {
         /// Send the answers of a batch that go to the same address with the same
         /// length as one segmented send (UDP GSO, `UDP_SEGMENT`, Linux 4.18 and
         /// later): the kernel's send path runs once for the group, which it then cuts
-        /// into the same datagrams. Ignored where the kernel lacks it; turned off, with
-        /// a warning, if the kernel refuses a segmented send.
+        /// into the same datagrams. Ignored where the kernel lacks it; a group the kernel
+        /// refuses goes one datagram at a time, and segmentation is turned off (with a
+        /// warning) unless the refusal was for that route's MTU alone.
         pub segmentation: bool,
     }
 }

@@ -284,8 +284,9 @@ pub fn supports_segmentation(socket: &impl AsRawFd) -> bool {
 /// (address, length); within a group the datagrams keep the order they were pushed in.
 /// Datagrams to different addresses, or of different lengths, may leave in a
 /// different order than they were pushed, which UDP never promised anyway. A kernel
-/// that refuses a segmented send turns segmentation off for good (logged once); the
-/// refused group counts as dropped.
+/// that refuses a segmented send gets that group's datagrams one by one; unless it
+/// refused for that route alone (EINVAL: a path MTU below the segments), segmentation
+/// is then off for good (logged once).
 pub struct SendBatch {
     capacity: usize,
     data: Vec<u8>,
@@ -538,24 +539,73 @@ impl SendBatch {
                     break;
                 }
                 _ => {
-                    // This message's address is refused (port 0, say), or the kernel
-                    // refuses to segment it: skip it only.
-                    if let Some(message) = message {
-                        if message.segmented && self.segmentation {
-                            log::warn!(
-                                "the kernel refused a segmented UDP send ({err}): sending \
-                                 datagrams one by one from now on"
-                            );
-                            self.segmentation = false;
-                        } else {
-                            log::debug!("sendmmsg: {err}");
+                    match message {
+                        Some(message) if message.segmented => {
+                            // The kernel refused to segment: EINVAL when the route to
+                            // this address has a smaller MTU than the segments (a path
+                            // MTU the kernel learnt), anything else when it cannot
+                            // segment at all (EIO: no checksum offload on the route).
+                            // Either way this group's datagrams go one by one.
+                            let route_only = err.raw_os_error() == Some(libc::EINVAL);
+                            if !route_only && self.segmentation {
+                                log::warn!(
+                                    "the kernel refused a segmented UDP send ({err}): \
+                                     sending datagrams one by one from now on"
+                                );
+                                self.segmentation = false;
+                            }
+                            let sent = self.send_one_by_one(next, &mut sendmmsg);
+                            outcome.sent += sent;
+                            outcome.bytes_sent += sent * (message.bytes / message.datagrams);
+                            outcome.dropped += message.datagrams - sent;
                         }
-                        outcome.dropped += message.datagrams;
+                        Some(message) => {
+                            // This datagram's address is refused (port 0, say).
+                            log::debug!("sendmmsg: {err}");
+                            outcome.dropped += message.datagrams;
+                        }
+                        None => {}
                     }
                     next += 1;
                 }
             }
         }
+    }
+
+    /// Sends the datagrams of the segmented header `index` as single messages (each
+    /// pointing at one of its iovecs, to its address, with no control message);
+    /// returns how many the kernel took. Any error but an interruption drops the rest.
+    fn send_one_by_one(
+        &mut self,
+        index: usize,
+        sendmmsg: &mut impl FnMut(&mut [libc::mmsghdr]) -> libc::c_int,
+    ) -> usize {
+        let Some(header) = self.headers.get(index) else {
+            return 0;
+        };
+        // Pointer arithmetic only (never dereferenced here): the kernel reads them.
+        let mut singles: Vec<libc::mmsghdr> = (0..header.msg_hdr.msg_iovlen)
+            .map(|j| {
+                let mut single = empty_mmsghdr();
+                single.msg_hdr.msg_name = header.msg_hdr.msg_name;
+                single.msg_hdr.msg_namelen = header.msg_hdr.msg_namelen;
+                single.msg_hdr.msg_iov = header.msg_hdr.msg_iov.wrapping_add(j);
+                single.msg_hdr.msg_iovlen = 1;
+                single
+            })
+            .collect();
+        let mut sent = 0;
+        while sent < singles.len() {
+            let n = sendmmsg(singles.get_mut(sent..).unwrap_or_default());
+            if n > 0 {
+                sent += n as usize;
+            } else if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            } else {
+                break;
+            }
+        }
+        sent
     }
 }
 
@@ -903,40 +953,68 @@ mod tests {
         segmented_round_trip("[::1]:0");
     }
 
-    /// A kernel that refuses a segmented send (EIO: no checksum offload on the route)
-    /// turns segmentation off; the refused group is counted dropped, the rest is sent.
+    /// A kernel that refuses a segmented send has the group's datagrams sent one by
+    /// one. EIO (it cannot segment on that route at all) turns segmentation off; EINVAL
+    /// (a path MTU it learnt for that address is below the segments) leaves it on.
     #[test]
-    fn a_refused_segmented_send_turns_segmentation_off() {
-        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let other: SocketAddr = "127.0.0.1:10".parse().unwrap();
-        let mut send = SendBatch::new(8, 0);
-        send.set_segmentation(true);
-        for i in 0..3 {
-            push(&mut send, to, i, 4);
+    fn a_refused_segmented_send_goes_one_by_one() {
+        for (errno, stays_on) in [(libc::EIO, false), (libc::EINVAL, true)] {
+            let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+            let other: SocketAddr = "127.0.0.1:10".parse().unwrap();
+            let mut send = SendBatch::new(8, 0);
+            send.set_segmentation(true);
+            for i in 0..3 {
+                push(&mut send, to, i, 4);
+            }
+            push(&mut send, other, 9, 5);
+            send.plan();
+            // As flush builds them: the group of three points at three iovecs.
+            send.headers = send
+                .messages
+                .iter()
+                .map(|m| {
+                    let mut header = empty_mmsghdr();
+                    header.msg_hdr.msg_iovlen = m.datagrams;
+                    header
+                })
+                .collect();
+            let mut calls = Vec::new();
+            let mut outcome = FlushOutcome::default();
+            send.send_headers(&mut outcome, |rest| {
+                calls.push(
+                    rest.iter()
+                        .map(|h| h.msg_hdr.msg_iovlen)
+                        .collect::<Vec<_>>(),
+                );
+                match calls.len() {
+                    1 => {
+                        set_errno(errno);
+                        -1
+                    }
+                    // The singles: two taken, then an interruption, then the last.
+                    2 => 2,
+                    3 => {
+                        set_errno(libc::EINTR);
+                        -1
+                    }
+                    _ => rest.len() as libc::c_int,
+                }
+            });
+            assert_eq!(
+                calls,
+                vec![vec![3, 1], vec![1, 1, 1], vec![1], vec![1], vec![1]],
+                "the group, its singles, the rest of them, then the other address"
+            );
+            assert_eq!(
+                outcome,
+                FlushOutcome {
+                    sent: 4,
+                    dropped: 0,
+                    bytes_sent: 3 * 4 + 5,
+                }
+            );
+            assert_eq!(send.segmentation(), stays_on, "errno {errno}");
         }
-        push(&mut send, other, 9, 4);
-        send.plan();
-        send.headers = send.messages.iter().map(|_| empty_mmsghdr()).collect();
-        let mut calls = 0;
-        let mut outcome = FlushOutcome::default();
-        send.send_headers(&mut outcome, |rest| {
-            calls += 1;
-            if calls == 1 {
-                set_errno(libc::EIO);
-                -1
-            } else {
-                rest.len() as libc::c_int
-            }
-        });
-        assert_eq!(
-            outcome,
-            FlushOutcome {
-                sent: 1,
-                dropped: 3,
-                bytes_sent: 4,
-            }
-        );
-        assert!(!send.segmentation());
     }
 
     fn set_errno(code: i32) {
