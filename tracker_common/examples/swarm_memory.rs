@@ -78,14 +78,9 @@ impl<D: StoredPeerId> Filler<D> {
 
     /// A new peer (random id, address and port) announces to `info_hash`.
     fn announce(&mut self, info_hash: InfoHash, seeder: bool) {
-        let params = AnnounceParams {
-            info_hash,
-            peer_id: PeerId(self.rng.random()),
-            port: self.rng.random_range(1..=u16::MAX),
-            bytes_left: if seeder { 0 } else { 1 },
-            event: AnnounceEvent::Started,
-            numwant: 0,
-        };
+        let peer_id = PeerId(self.rng.random());
+        let port = self.rng.random_range(1..=u16::MAX);
+        let params = params(info_hash, seeder, peer_id, port);
         let now = SecondsSinceServerStart(0);
         if self.v6 {
             let ip = Ipv6Addr::from(self.rng.random::<u128>());
@@ -100,14 +95,7 @@ impl<D: StoredPeerId> Filler<D> {
 
     /// A peer at `ip`:`port` (random id) announces to `info_hash`.
     fn announce_from(&mut self, info_hash: InfoHash, seeder: bool, ip: Ipv4Addr, port: u16) {
-        let params = AnnounceParams {
-            info_hash,
-            peer_id: PeerId(self.rng.random()),
-            port,
-            bytes_left: if seeder { 0 } else { 1 },
-            event: AnnounceEvent::Started,
-            numwant: 0,
-        };
+        let params = params(info_hash, seeder, PeerId(self.rng.random()), port);
         let now = SecondsSinceServerStart(0);
         self.shard
             .announce_ipv4(&params, ip, now, &mut self.rng, &mut self.out4);
@@ -115,6 +103,18 @@ impl<D: StoredPeerId> Filler<D> {
 
     fn num_peers(&self) -> usize {
         self.shard.num_seeders() + self.shard.num_leechers()
+    }
+}
+
+/// A "started" announce of a seeder or a leecher, asking for no peers.
+fn params(info_hash: InfoHash, seeder: bool, peer_id: PeerId, port: u16) -> AnnounceParams {
+    AnnounceParams {
+        info_hash,
+        peer_id,
+        port,
+        bytes_left: if seeder { 0 } else { 1 },
+        event: AnnounceEvent::Started,
+        numwant: 0,
     }
 }
 

@@ -296,18 +296,17 @@ pub struct SendBatch {
     segmentation: bool,
     /// Queue positions in sending order (grouped), for a segmented flush.
     order: Vec<u32>,
-    /// Per header: its datagrams, their payload bytes, and whether it is segmented.
+    /// Per header: its datagrams and their payload bytes.
     messages: Vec<Message>,
     /// One control buffer per segmented header.
     controls: Vec<Control>,
 }
 
-/// What one header of a flush carries.
+/// What one header of a flush carries: one datagram, or a segmented group of several.
 #[derive(Clone, Copy)]
 struct Message {
     datagrams: usize,
     bytes: usize,
-    segmented: bool,
 }
 
 // SAFETY: as for `RecvBatch`: the pointers are rebuilt for each flush from buffers the
@@ -419,7 +418,6 @@ impl SendBatch {
                 Some(message) if joins => {
                     message.datagrams += 1;
                     message.bytes += q.len;
-                    message.segmented = true;
                 }
                 _ => {
                     self.messages.push(Message::single(q.len));
@@ -454,7 +452,7 @@ impl SendBatch {
         // Every buffer the headers point into is complete before the first pointer is
         // taken, so that none of them moves afterwards.
         self.controls.clear();
-        let segmented = self.messages.iter().filter(|m| m.segmented).count();
+        let segmented = self.messages.iter().filter(|m| m.segmented()).count();
         self.controls.resize(segmented, [0; 4]);
         self.headers.clear();
         let mut first = 0;
@@ -474,7 +472,7 @@ impl SendBatch {
             header.msg_hdr.msg_namelen = q.addr_len;
             header.msg_hdr.msg_iov = iov.as_mut_ptr();
             header.msg_hdr.msg_iovlen = iov.len();
-            if message.segmented
+            if message.segmented()
                 && let Some(control) = controls.next()
             {
                 set_segment_size(&mut header.msg_hdr, control, q.len);
@@ -540,7 +538,7 @@ impl SendBatch {
                 }
                 _ => {
                     match message {
-                        Some(message) if message.segmented => {
+                        Some(message) if message.segmented() => {
                             // The kernel refused to segment: EINVAL when the route to
                             // this address has a smaller MTU than the segments (a path
                             // MTU the kernel learnt), anything else when it cannot
@@ -614,8 +612,12 @@ impl Message {
         Self {
             datagrams: 1,
             bytes: len,
-            segmented: false,
         }
+    }
+
+    /// Whether it is a group, sent with a `UDP_SEGMENT` control message.
+    fn segmented(&self) -> bool {
+        self.datagrams > 1
     }
 }
 
@@ -860,7 +862,6 @@ mod tests {
                     let q = &send.queued[send.order[first] as usize];
                     first += m.datagrams;
                     assert_eq!(m.bytes, m.datagrams * q.len);
-                    assert_eq!(m.segmented, m.datagrams > 1);
                     (q.to, q.len, m.datagrams)
                 })
                 .collect()

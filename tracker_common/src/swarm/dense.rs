@@ -28,12 +28,11 @@ use std::hash::{BuildHasher, Hash};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use super::peers::sparse_shrink_target;
+
 /// The most entries a map holds: positions are `u32`s. `swarm.max_peers_per_torrent` is
 /// kept below this by the configuration check, so a torrent's stores never reach it.
 pub(crate) const MAX_LEN: usize = u32::MAX as usize;
-
-/// Below this capacity a map is never shrunk: reallocating saves too little to be worth it.
-const MIN_CAPACITY_TO_SHRINK: usize = 16;
 
 /// The entries (see the module documentation) and the index of their positions by key.
 pub(super) struct DenseMap<K, V> {
@@ -145,20 +144,17 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
         std::mem::take(&mut self.entries)
     }
 
-    /// Shrinks both tables to twice the length once the map uses a quarter of its
-    /// capacity or less. The gap between the two thresholds keeps a map whose size hovers
-    /// around one of them from reallocating at every cleaning.
+    /// Shrinks both tables as the stores' rule says (`super::peers::sparse_shrink_target`,
+    /// on the entries' capacity).
     pub(super) fn shrink_if_sparse(&mut self) {
-        let capacity = self.entries.capacity();
-        let len = self.entries.len();
-        if capacity >= MIN_CAPACITY_TO_SHRINK && len <= capacity / 4 {
-            self.entries.shrink_to(len.saturating_mul(2));
+        if let Some(target) = sparse_shrink_target(self.entries.len(), self.entries.capacity()) {
+            self.entries.shrink_to(target);
             let Self {
                 entries,
                 index,
                 hasher,
             } = self;
-            index.shrink_to(len.saturating_mul(2), |&j| rehash(hasher, entries, j));
+            index.shrink_to(target, |&j| rehash(hasher, entries, j));
         }
     }
 

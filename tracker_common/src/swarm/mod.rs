@@ -2094,16 +2094,31 @@ mod tests {
         )
     }
 
+    /// Limits for `FEW_PEERS`: small, and zero now and then (nothing can be stored).
+    fn few_peers_limits() -> impl Strategy<Value = SwarmLimits> {
+        limits_strategy(
+            prop_oneof![1 => Just(0usize), 6 => 1..5usize],
+            prop_oneof![1 => Just(0usize), 6 => 1..12usize],
+            prop_oneof![1 => Just(0usize), 6 => 1..8usize],
+            prop_oneof![1 => Just(0usize), 6 => 1..4usize],
+        )
+    }
+
+    /// Limits for `MANY_PEERS`: two torrents at most, mostly no other limit, so that
+    /// stores grow into their large form and back.
+    fn store_forms_limits() -> impl Strategy<Value = SwarmLimits> {
+        limits_strategy(
+            1..3usize,
+            prop_oneof![3 => Just(usize::MAX), 1 => 0..60usize],
+            prop_oneof![3 => Just(usize::MAX), 1 => 0..40usize],
+            prop_oneof![3 => Just(usize::MAX), 1 => 1..5usize],
+        )
+    }
+
     proptest! {
         #[test]
         fn matches_model_and_budget_holds(
-            // Zero now and then: nothing can be stored at all.
-            limits in limits_strategy(
-                prop_oneof![1 => Just(0usize), 6 => 1..5usize],
-                prop_oneof![1 => Just(0usize), 6 => 1..12usize],
-                prop_oneof![1 => Just(0usize), 6 => 1..8usize],
-                prop_oneof![1 => Just(0usize), 6 => 1..4usize],
-            ),
+            limits in few_peers_limits(),
             seed in any::<u64>(),
             ops in prop::collection::vec(op_strategy(FEW_PEERS), 1..200),
         ) {
@@ -2115,12 +2130,7 @@ mod tests {
 
         #[test]
         fn matches_model_across_store_forms(
-            limits in limits_strategy(
-                1..3usize,
-                prop_oneof![3 => Just(usize::MAX), 1 => 0..60usize],
-                prop_oneof![3 => Just(usize::MAX), 1 => 0..40usize],
-                prop_oneof![3 => Just(usize::MAX), 1 => 1..5usize],
-            ),
+            limits in store_forms_limits(),
             seed in any::<u64>(),
             ops in prop::collection::vec(op_strategy(MANY_PEERS), 1..600),
         ) {
@@ -3595,12 +3605,7 @@ mod tests {
         /// The same announces, cleanings and other nodes' changes on both kinds.
         #[test]
         fn without_peer_ids_behaves_the_same(
-            limits in limits_strategy(
-                prop_oneof![1 => Just(0usize), 6 => 1..5usize],
-                prop_oneof![1 => Just(0usize), 6 => 1..12usize],
-                prop_oneof![1 => Just(0usize), 6 => 1..8usize],
-                prop_oneof![1 => Just(0usize), 6 => 1..4usize],
-            ),
+            limits in few_peers_limits(),
             seed in any::<u64>(),
             ops in prop::collection::vec(kind_op_strategy(FEW_PEERS), 1..200),
         ) {
@@ -3610,12 +3615,7 @@ mod tests {
         /// The same on torrents large enough for both store forms.
         #[test]
         fn without_peer_ids_behaves_the_same_across_store_forms(
-            limits in limits_strategy(
-                1..3usize,
-                prop_oneof![3 => Just(usize::MAX), 1 => 0..60usize],
-                prop_oneof![3 => Just(usize::MAX), 1 => 0..40usize],
-                prop_oneof![3 => Just(usize::MAX), 1 => 1..5usize],
-            ),
+            limits in store_forms_limits(),
             seed in any::<u64>(),
             ops in prop::collection::vec(kind_op_strategy(MANY_PEERS), 1..600),
         ) {

@@ -360,9 +360,8 @@ impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
                     *self = Self::Small(peers.take_entries().into_boxed_slice());
                 } else {
                     peers.shrink_if_sparse();
-                    let capacity = groups.capacity();
-                    if capacity >= MIN_CAPACITY_TO_SHRINK && groups.len() <= capacity / 4 {
-                        groups.shrink_to(groups.len().saturating_mul(2));
+                    if let Some(target) = sparse_shrink_target(groups.len(), groups.capacity()) {
+                        groups.shrink_to(target);
                     }
                 }
                 (removed, remote)
@@ -442,9 +441,6 @@ pub(super) struct Peers<I: Ip, D> {
     pub(super) seeders: PeerStore<I, D>,
     pub(super) leechers: PeerStore<I, D>,
 }
-
-/// Below this capacity a map is never shrunk: reallocating saves too little to be worth it.
-const MIN_CAPACITY_TO_SHRINK: usize = 16;
 
 impl<I: Ip, D: StoredPeerId> Peers<I, D> {
     /// No peers, which allocates nothing.
@@ -736,17 +732,25 @@ fn sample_stores<I: Ip, D: StoredPeerId, P: AnnouncePeer<I>>(
     }
 }
 
-/// Shrinks `map` to twice its length once it uses a quarter of its capacity or less. The
-/// gap between the two thresholds keeps a map whose size hovers around one of them from
-/// reallocating at every cleaning.
+/// Below this capacity a table is never shrunk: reallocating saves too little to be worth it.
+const MIN_CAPACITY_TO_SHRINK: usize = 16;
+
+/// The capacity a table of `len` entries and room for `capacity` shrinks to, if it
+/// should: twice its length, once it uses a quarter of its capacity or less. The gap
+/// between the two thresholds keeps a table whose size hovers around one of them from
+/// reallocating at every cleaning. The one rule for every store's tables.
+pub(super) fn sparse_shrink_target(len: usize, capacity: usize) -> Option<usize> {
+    (capacity >= MIN_CAPACITY_TO_SHRINK && len <= capacity / 4).then(|| len.saturating_mul(2))
+}
+
+/// Shrinks `map` as [`sparse_shrink_target`] says.
 pub(super) fn shrink_if_sparse<K, V, S>(map: &mut IndexMap<K, V, S>)
 where
     K: std::hash::Hash + Eq,
     S: std::hash::BuildHasher,
 {
-    let capacity = map.capacity();
-    if capacity >= MIN_CAPACITY_TO_SHRINK && map.len() <= capacity / 4 {
-        map.shrink_to(map.len().saturating_mul(2));
+    if let Some(target) = sparse_shrink_target(map.len(), map.capacity()) {
+        map.shrink_to(target);
     }
 }
 
