@@ -392,6 +392,8 @@ pub struct RequestOutbox<R> {
     weigh: fn(&R) -> usize,
     full_warning: RateLimitedWarning,
     receiver_gone: bool,
+    /// Batches the channels took, since the outbox was made.
+    batches_sent: u64,
 }
 
 impl<R> RequestOutbox<R> {
@@ -417,7 +419,14 @@ impl<R> RequestOutbox<R> {
             weigh,
             full_warning: RateLimitedWarning::new(Duration::from_secs(10)),
             receiver_gone: false,
+            batches_sent: 0,
         }
+    }
+
+    /// How many batches the channels have taken so far: a socket worker that sees it
+    /// grow knows that responses are on their way.
+    pub fn batches_sent(&self) -> u64 {
+        self.batches_sent
     }
 
     /// How many request workers there are.
@@ -495,7 +504,10 @@ impl<R> RequestOutbox<R> {
             requests,
         };
         match sender.try_send(message, weight) {
-            Ok(()) => Vec::new(),
+            Ok(()) => {
+                self.batches_sent += 1;
+                Vec::new()
+            }
             Err(TrySendError::Full(message)) => {
                 if let Some(held_back) = self.full_warning.check(Instant::now()) {
                     log::warn!(

@@ -62,6 +62,9 @@ const RECV_BUFFER_LEN: usize = 4096;
 /// Datagrams per `recvmmsg` / `sendmmsg` call: enough to amortize the system call,
 /// small enough that the buffers stay in cache.
 const IO_BATCH: usize = 64;
+/// The longest a worker waits for the responses to requests it handed over before it
+/// reads its socket again (a request worker busy cleaning a large shard, say).
+const MAX_RESPONSE_WAIT: Duration = Duration::from_millis(5);
 /// A split scrape whose parts have not all come back by then is dropped.
 const PENDING_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -131,6 +134,9 @@ struct State {
     now: SecondsSinceServerStart,
     /// The time of the round, for the rate limits: read once per round of reads.
     instant: Instant,
+    /// Whether requests were handed to request workers and no response has come back
+    /// since: then the worker sleeps on its waker alone ([`SocketWorker::sleep`]).
+    awaiting_responses: bool,
 }
 
 impl SocketWorker {
@@ -161,6 +167,7 @@ impl SocketWorker {
             ),
             now: self.start.seconds_elapsed(),
             instant: Instant::now(),
+            awaiting_responses: false,
         };
         // Whether the socket may hold datagrams: after a round that stopped short of
         // WouldBlock, or after waking up, it is read without polling first.
@@ -169,13 +176,15 @@ impl SocketWorker {
 
         while !self.shutdown.is_set() {
             if !socket_readable {
-                self.sleep(&mut events)?;
+                self.sleep(&mut events, state.awaiting_responses)?;
+                state.awaiting_responses = false;
                 socket_readable = true;
             }
             state.now = self.start.seconds_elapsed();
             if self.rate_limiter.is_some() {
                 state.instant = Instant::now();
             }
+            let batches_sent = state.outbox.batches_sent();
             if socket_readable {
                 socket_readable = self.read_packets(&mut recv, &mut state);
             }
@@ -183,8 +192,11 @@ impl SocketWorker {
             if state.outbox.receiver_gone() && !self.shutdown.is_set() {
                 anyhow::bail!("request worker channel closed");
             }
-            self.send_responses(&mut state);
+            let answered = self.send_responses(&mut state);
             self.flush_sends(&mut state);
+            // Requests handed over in this round are unanswered; earlier ones may be.
+            state.awaiting_responses = state.outbox.batches_sent() != batches_sent
+                || (state.awaiting_responses && !answered);
 
             if last_housekeeping.elapsed() >= Duration::from_secs(1) {
                 state.pending_scrapes.expire(Instant::now());
@@ -207,18 +219,36 @@ impl SocketWorker {
     /// answers more requests per second this way than with the socket always registered
     /// (documents/udp-benchmark.md, optimisation 5).
     ///
+    /// # Why it waits for its responses before it listens to the socket again
+    /// With requests handed over and unanswered (`awaiting_responses`), the worker
+    /// sleeps on its waker alone, at most [`MAX_RESPONSE_WAIT`]: the responses are due
+    /// within microseconds, and datagrams that arrive meanwhile are read in one larger
+    /// round when they come. Listening to the socket as well would have every datagram
+    /// that arrives in that gap wake the worker, each wake-up an interrupt to this core
+    /// that the sender's core pays for too; where the request worker shares the core, the
+    /// wake-up also takes the core from the request worker that would answer
+    /// (documents/udp-benchmark.md, "Waiting for the responses").
+    ///
     /// # Errors
     /// Polling, registering or deregistering failed.
-    fn sleep(&mut self, events: &mut Events) -> anyhow::Result<()> {
-        let registry = self.poll.registry();
-        registry
-            .register(&mut self.socket, SOCKET_TOKEN, Interest::READABLE)
-            .map_err(|err| anyhow::Error::new(err).context("register socket"))?;
-        let polled = self.poll.poll(events, Some(self.settings.poll_timeout));
-        self.poll
-            .registry()
-            .deregister(&mut self.socket)
-            .map_err(|err| anyhow::Error::new(err).context("deregister socket"))?;
+    fn sleep(&mut self, events: &mut Events, awaiting_responses: bool) -> anyhow::Result<()> {
+        let registered = !awaiting_responses;
+        let timeout = if registered {
+            self.poll
+                .registry()
+                .register(&mut self.socket, SOCKET_TOKEN, Interest::READABLE)
+                .map_err(|err| anyhow::Error::new(err).context("register socket"))?;
+            self.settings.poll_timeout
+        } else {
+            self.settings.poll_timeout.min(MAX_RESPONSE_WAIT)
+        };
+        let polled = self.poll.poll(events, Some(timeout));
+        if registered {
+            self.poll
+                .registry()
+                .deregister(&mut self.socket)
+                .map_err(|err| anyhow::Error::new(err).context("deregister socket"))?;
+        }
         match polled {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == ErrorKind::Interrupted => Ok(()),
@@ -513,12 +543,16 @@ impl SocketWorker {
         add(&self.counters().dropped_full_channel, refused as u64);
     }
 
-    fn send_responses(&mut self, state: &mut State) {
+    /// Sends the responses the request workers have sent back; returns whether there
+    /// were any.
+    fn send_responses(&mut self, state: &mut State) -> bool {
+        let mut any = false;
         loop {
             let batch = match self.response_receiver.try_recv() {
                 Ok(batch) => batch,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return any,
             };
+            any = true;
             for response in &batch.responses {
                 match response {
                     UdpResponse::Announce {
