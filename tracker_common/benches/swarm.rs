@@ -20,6 +20,10 @@
 //! - `swarm/announce/40k_torrents_of_24_peers`: mid-sized torrents, whose seeders and
 //!   leechers (about 12 each) are near the size where a torrent's peer store switches from
 //!   a short vector searched linearly to a hash map; the bench behind that threshold.
+//! - `swarm/batch/1M_torrents_1_to_3_peers/{plain,touched}`: the same kind of swarm at a
+//!   million torrents, announces handled 16 in a row, as a request worker handles a
+//!   batch; `touched` first runs `SwarmShard::touch` over the 16, as the UDP request
+//!   workers do, so that their table and store reads overlap. Reported per announce.
 //!
 //! Run: `cargo bench -p tracker_common --bench swarm`; compare with
 //! `-- --save-baseline NAME` and `-- --baseline NAME`.
@@ -28,7 +32,7 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -176,6 +180,36 @@ fn bench_announce(c: &mut Criterion, name: &str, scenario: Scenario) {
     });
 }
 
+/// Announces a request worker handles in a row: `touch` first, as the UDP request
+/// workers do ([`SwarmShard::touch`]), or not; measured per announce.
+const BATCH: usize = 16;
+
+fn bench_batch(c: &mut Criterion, name: &str, scenario: &mut Scenario, touch: bool) {
+    let Scenario { shard, announces } = scenario;
+    let mut rng = SmallRng::seed_from_u64(2);
+    let mut out = Vec::<ResponsePeer<Ipv4Addr>>::with_capacity(NUMWANT);
+    let now = SecondsSinceServerStart(1);
+    let mut next = 0usize;
+    let mut group = c.benchmark_group("swarm/batch");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let batch = &announces[next..next + BATCH];
+            next = (next + BATCH) % NUM_ANNOUNCES;
+            if touch {
+                for (params, _) in batch {
+                    shard.touch(black_box(&params.info_hash));
+                }
+            }
+            for (params, ip) in batch {
+                let counts = shard.announce_ipv4(black_box(params), *ip, now, &mut rng, &mut out);
+                black_box((counts, out.len()));
+            }
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let mut rng = SmallRng::seed_from_u64(1);
     let sizes = zipf_sizes(100_000, 1_000_000);
@@ -200,6 +234,10 @@ fn benches(c: &mut Criterion) {
         "swarm/announce/40k_torrents_of_24_peers",
         populate(&[24; 40_000], &mut rng),
     );
+    let sizes: Vec<usize> = (0..1_000_000).map(|_| rng.random_range(1..=3)).collect();
+    let mut scenario = populate(&sizes, &mut rng);
+    bench_batch(c, "1M_torrents_1_to_3_peers/plain", &mut scenario, false);
+    bench_batch(c, "1M_torrents_1_to_3_peers/touched", &mut scenario, true);
 }
 
 criterion_group!(swarm, benches);

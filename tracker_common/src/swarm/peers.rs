@@ -219,6 +219,15 @@ fn resized<E>(entries: &mut Box<[E]>, change: impl FnOnce(&mut Vec<E>)) {
 }
 
 impl<I: Ip, D: StoredPeerId> PeerStore<I, D> {
+    /// Reads the first entry, so that it is in cache when an announce looks here.
+    fn touch(&self) {
+        let first = match self {
+            Self::Small(entries) => entries.first(),
+            Self::Large(store) => store.peers.as_slice().first(),
+        };
+        std::hint::black_box(first.map(|(key, _)| key.port));
+    }
+
     /// An empty store, which allocates nothing.
     fn new() -> Self {
         Self::Small(Box::default())
@@ -449,6 +458,12 @@ impl<I: Ip, D: StoredPeerId> Peers<I, D> {
             seeders: PeerStore::new(),
             leechers: PeerStore::new(),
         }
+    }
+
+    /// Reads the first entries of both stores (see [`super::SwarmShard::touch`]).
+    pub(super) fn touch(&self) {
+        self.seeders.touch();
+        self.leechers.touch();
     }
 
     /// Whether there is no peer.

@@ -36,6 +36,14 @@ impl RequestHandler for UdpHandler {
     type Request = UdpRequest;
     type Responses = UdpResponses;
 
+    fn prepare(&mut self, swarm: &Swarm<Self::Shard>, requests: &[UdpRequest]) {
+        for request in requests {
+            if let UdpRequest::Announce { params, .. } = request {
+                swarm.shard.touch(&params.info_hash);
+            }
+        }
+    }
+
     fn handle(
         &mut self,
         swarm: &mut Swarm<Self::Shard>,
