@@ -16,15 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Client, info_hash, peer_id};
-use tracker_common::testing::nats::TestNats;
+use tracker_common::testing::nats::{CLUSTER_DEADLINE, TestNats};
 use tracker_common::testing::{Spawned, http_get, temp_dir};
 use tracker_udp_protocol::{AnnounceEvent, Response};
 
-/// Long enough for anything that happens here; reached only when a test fails. A
-/// resync whose first attempt is not answered waits out the bus's 15 s step timeout and
-/// is tried again 5 s later (`cluster::RESYNC_INTERVAL`): two whole attempts, with room
-/// for a machine busy with the other tests, fit in a minute, where 20 s did not.
-const DEADLINE: Duration = Duration::from_secs(60);
+/// Long enough for anything that happens here (a resync tried twice included).
+const DEADLINE: Duration = CLUSTER_DEADLINE;
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// A cluster's scratch directory and its NATS server.

@@ -12,16 +12,13 @@ use std::time::Duration;
 use common::{
     Client, announce, answer, info_hash, offer_id, offers, peer_id, sdp, start, test_config,
 };
-use tracker_common::testing::nats::TestNats;
+use tracker_common::testing::nats::{CLUSTER_DEADLINE, TestNats};
 use tracker_common::testing::{Spawned, http_get, server_port, temp_dir};
 use tracker_ws::Tracker;
 use tracker_ws_protocol::{AnnounceEvent, AnnounceRequest, ParsedOutMessage};
 
-/// Long enough for anything that happens here; reached only when a test fails. A
-/// resync whose first attempt is not answered waits out the bus's 15 s step timeout and
-/// is tried again 5 s later (`cluster::RESYNC_INTERVAL`): two whole attempts, with room
-/// for a machine busy with the other tests, fit in a minute, where 20 s did not.
-const DEADLINE: Duration = Duration::from_secs(60);
+/// Long enough for anything that happens here (a resync tried twice included).
+const DEADLINE: Duration = CLUSTER_DEADLINE;
 
 /// Starts node `id` of the cluster on `nats`. A peer's plain re-announces are published
 /// once per `refresh_window_secs`.

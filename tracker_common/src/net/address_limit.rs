@@ -152,21 +152,9 @@ impl AddressLimit {
         if len == 0 {
             return None;
         }
-        let index = (spread(self.hasher.hash_one(key)) % len as u64) as usize;
+        let index = (self.hasher.hash_one(key) % len as u64) as usize;
         self.shards.get(index).map(lock)
     }
-}
-
-/// Mixes every bit of a hash into every other (the finalizer of splitmix64, a
-/// bijection), for a table indexed by the hash's low bits. The keyed hasher's outputs for
-/// neighbouring addresses can share their low bits: with some keys, five consecutive
-/// IPv4 addresses all fell on one slot of a 1024-slot table.
-pub(crate) fn spread(hash: u64) -> u64 {
-    let mut x = hash ^ (hash >> 30);
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// The map behind `shard`. Nothing panics while holding one (plain map operations), so

@@ -42,7 +42,7 @@ use std::time::Instant;
 use hashbrown::DefaultHashBuilder;
 
 use crate::config_section;
-use crate::net::address_limit::{AddressKey, spread};
+use crate::net::address_limit::AddressKey;
 
 /// Slots probed for an address: where it may be, and which it may take.
 pub const PROBES: usize = 4;
@@ -345,6 +345,18 @@ impl RateLimiter {
             bucket.store(pack(ms, tokens), Ordering::Release);
         }
     }
+}
+
+/// Mixes every bit of a hash into every other (the finalizer of splitmix64, a
+/// bijection), for a table indexed by the hash's low bits. hashbrown's keyed hasher
+/// can give neighbouring addresses hashes with the same low bits: with some keys, five
+/// consecutive IPv4 addresses all fell on one slot of a 1024-slot table.
+fn spread(hash: u64) -> u64 {
+    let mut x = hash ^ (hash >> 30);
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Takes a token from `bucket` under `rule` at `ms`, if it has one after its refill.

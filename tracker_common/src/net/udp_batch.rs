@@ -300,6 +300,9 @@ pub struct SendBatch {
     messages: Vec<Message>,
     /// One control buffer per segmented header.
     controls: Vec<Control>,
+    /// The single-datagram headers of a refused group ([`Self::send_one_by_one`]),
+    /// kept so that a route that keeps refusing costs no allocation each time.
+    singles: Vec<libc::mmsghdr>,
 }
 
 /// What one header of a flush carries: one datagram, or a segmented group of several.
@@ -328,6 +331,7 @@ impl SendBatch {
             order: Vec::with_capacity(capacity),
             messages: Vec::with_capacity(capacity),
             controls: Vec::with_capacity(capacity / 2),
+            singles: Vec::new(),
         }
     }
 
@@ -335,6 +339,13 @@ impl SendBatch {
     /// it on only for a socket that [`supports_segmentation`].
     pub fn set_segmentation(&mut self, on: bool) {
         self.segmentation = on;
+    }
+
+    /// Turns segmentation on if the kernel offers it on `socket`
+    /// ([`supports_segmentation`]); returns whether it is on.
+    pub fn enable_segmentation(&mut self, socket: &impl AsRawFd) -> bool {
+        self.segmentation = supports_segmentation(socket);
+        self.segmentation
     }
 
     /// Whether segmentation is on: asked for, and not refused by the kernel since.
@@ -581,17 +592,17 @@ impl SendBatch {
         let Some(header) = self.headers.get(index) else {
             return 0;
         };
+        let mut singles = std::mem::take(&mut self.singles);
+        singles.clear();
         // Pointer arithmetic only (never dereferenced here): the kernel reads them.
-        let mut singles: Vec<libc::mmsghdr> = (0..header.msg_hdr.msg_iovlen)
-            .map(|j| {
-                let mut single = empty_mmsghdr();
-                single.msg_hdr.msg_name = header.msg_hdr.msg_name;
-                single.msg_hdr.msg_namelen = header.msg_hdr.msg_namelen;
-                single.msg_hdr.msg_iov = header.msg_hdr.msg_iov.wrapping_add(j);
-                single.msg_hdr.msg_iovlen = 1;
-                single
-            })
-            .collect();
+        singles.extend((0..header.msg_hdr.msg_iovlen).map(|j| {
+            let mut single = empty_mmsghdr();
+            single.msg_hdr.msg_name = header.msg_hdr.msg_name;
+            single.msg_hdr.msg_namelen = header.msg_hdr.msg_namelen;
+            single.msg_hdr.msg_iov = header.msg_hdr.msg_iov.wrapping_add(j);
+            single.msg_hdr.msg_iovlen = 1;
+            single
+        }));
         let mut sent = 0;
         while sent < singles.len() {
             let n = sendmmsg(singles.get_mut(sent..).unwrap_or_default());
@@ -603,6 +614,9 @@ impl SendBatch {
                 break;
             }
         }
+        // No header outlives the call with its pointers.
+        singles.clear();
+        self.singles = singles;
         sent
     }
 }

@@ -13,6 +13,12 @@ use anyhow::Context;
 /// Where Debian's package puts the server.
 const BINARY: &str = "/usr/sbin/nats-server";
 
+/// How long a cluster test waits for what it expects; reached only when a test fails.
+/// A resync whose first attempt is not answered waits out the bus's 15 s step timeout and
+/// is tried again 5 s later (`cluster::RESYNC_INTERVAL`): two whole attempts, with room
+/// for a machine busy with the other tests, fit in a minute, where 20 s did not.
+pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(60);
+
 /// A `nats-server` of its own for one test, on 127.0.0.1.
 pub struct TestNats {
     port: u16,

@@ -15,7 +15,7 @@ use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
 use tracker_common::net::listen::UdpNetworkConfig as NetworkConfig;
-use tracker_common::net::udp_batch::{RecvBatch, SendBatch, supports_segmentation};
+use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
 use tracker_common::runtime::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
 
 const IO_BATCH: usize = 64;
@@ -300,7 +300,9 @@ fn respond(
     let mut recv = RecvBatch::new(IO_BATCH, 2048);
     let mut send = SendBatch::new(IO_BATCH, IO_BATCH * 256);
     // As the tracker does, so that the ceiling stays the tracker's I/O without its work.
-    send.set_segmentation(segmentation && supports_segmentation(&socket));
+    if segmentation {
+        send.enable_segmentation(&socket);
+    }
     while !shutdown.is_set() {
         match recv.recv(&socket) {
             Ok(_) => {

@@ -25,7 +25,7 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::net::bans::BanCache;
 use tracker_common::net::rate_limit::{Limited, RateLimiter};
-use tracker_common::net::udp_batch::{RecvBatch, SendBatch, supports_segmentation};
+use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
 use tracker_common::observe::statistics::{
     Family, RequestKind, ResponseKind, SocketCounters, Statistics, add,
 };
@@ -148,15 +148,13 @@ impl SocketWorker {
         let mut events = Events::with_capacity(64);
         let mut recv = RecvBatch::new(IO_BATCH, RECV_BUFFER_LEN);
         let mut send = SendBatch::new(IO_BATCH, IO_BATCH * 512);
-        if self.settings.segmentation {
-            if supports_segmentation(&self.socket) {
-                send.set_segmentation(true);
-            } else if self.index == 0 {
-                log::info!(
-                    "network.segmentation: the kernel offers no UDP segmentation; sending \
-                     datagrams one by one"
-                );
-            }
+        // Every worker tries; one of them says so if the kernel lacks it.
+        if self.settings.segmentation && !send.enable_segmentation(&self.socket) && self.index == 0
+        {
+            log::info!(
+                "network.segmentation: the kernel offers no UDP segmentation; sending \
+                 datagrams one by one"
+            );
         }
         let mut state = State {
             send,
@@ -177,6 +175,8 @@ impl SocketWorker {
         while !self.shutdown.is_set() {
             if !socket_readable {
                 self.sleep(&mut events, state.awaiting_responses)?;
+                // One bounded wait: whether or not the responses came, the next sleep
+                // listens to the socket again unless this round hands more over.
                 state.awaiting_responses = false;
                 socket_readable = true;
             }
