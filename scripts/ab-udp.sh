@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Two tracker_udp binaries in public mode, in alternation, under the same
-# tracker_load_test udp load: for measuring a change against the commit before it.
+# Two tracker_udp binaries in public mode, in alternation, under the same load
+# (tracker_load_test udp, or aquatic_udp_load_test): for measuring a change against the
+# commit before it.
 #
 # Usage: scripts/ab-udp.sh NEW_BIN OLD_BIN [ROUNDS]
 #   NEW_BIN, OLD_BIN  tracker_udp binaries (the old one built in a worktree, e.g.
@@ -12,7 +13,9 @@
 # compare-private.sh: one socket and one request worker, all the tracker's threads on
 # TRACKER_CPUS, the load tester's default workload on LOAD_CPUS. NEW_TOML: a file of
 # config sections appended to the new runs' config, to measure a setting (give the same
-# binary twice), e.g. a [rate_limits] section.
+# binary twice), e.g. a [rate_limits] section. TESTER=aquatic: aquatic_udp_load_test 0.9.0
+# with its defaults (installed into .local/aquatic as compare-udp.sh does), 15 s of which
+# the last 10 are summarized, instead of tracker_load_test.
 #
 # Prints each run, then each round's ratio new / old and their median (a round's runs
 # are seconds apart, so a round's ratio cancels the machine's slower drifts), and the
@@ -24,6 +27,7 @@ old="$2"
 rounds="${3:-5}"
 tracker_cpus="${TRACKER_CPUS-0}"
 load_cpus="${LOAD_CPUS-1}"
+tester="${TESTER:-shoal}"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -34,6 +38,9 @@ for binary in "$new" "$old"; do
 done
 build_release
 start_work
+if [ "$tester" = aquatic ]; then
+    install_aquatic aquatic_udp_load_test
+fi
 
 results="$work/runs.tsv"
 for round in $(seq 1 "$rounds"); do
@@ -48,7 +55,10 @@ for round in $(seq 1 "$rounds"); do
         pinned "$tracker_cpus" "$binary" -c "$work/tracker.toml" > "$work/server.log" 2>&1 &
         server_pid=$!
         wait_udp_port "$port"
-        cat > "$work/load.toml" <<TOML
+        if [ "$tester" = aquatic ]; then
+            read -r rps _ < <(run_aquatic_udp_load "$port" 5 10 "$load_cpus" 1)
+        else
+            cat > "$work/load.toml" <<TOML
 server_address = "127.0.0.1:$port"
 [run]
 duration_secs = 10
@@ -56,11 +66,13 @@ warmup_secs = 5
 workers = 1
 tracker_pid = $server_pid
 TOML
-        (pinned "$load_cpus" "$bin/tracker_load_test" udp -c "$work/load.toml" --json "$work/summary.json") \
-            > "$work/load.log" 2>&1 || { cat "$work/load.log" >&2; exit 1; }
+            (pinned "$load_cpus" "$bin/tracker_load_test" udp -c "$work/load.toml" --json "$work/summary.json") \
+                > "$work/load.log" 2>&1 || { cat "$work/load.log" >&2; exit 1; }
+            rps="$(json_field "$work/summary.json" responses_per_sec)"
+        fi
         stop_process "$server_pid"
         server_pid=""
-        echo -e "$round\t$which\t$(json_field "$work/summary.json" responses_per_sec)" | tee -a "$results"
+        echo -e "$round\t$which\t$rps" | tee -a "$results"
     done
 done
 

@@ -56,17 +56,9 @@ out_dir="${OUT_DIR:-$repo_root/.local/bench/compare-http-$(date -u +%Y%m%dT%H%M%
 mkdir -p "$out_dir"
 
 # --- install the baselines ---------------------------------------------------
-aquatic_root="$repo_root/.local/aquatic"
-aquatic_version="0.9.0"
-for crate in aquatic_http aquatic_http_load_test; do
-    if [ ! -x "$aquatic_root/bin/$crate" ]; then
-        # Not --locked, as for aquatic_udp: the 0.9.0 lock files pin crates that no
-        # longer build with current rustc.
-        cargo install "$crate@$aquatic_version" --root "$aquatic_root"
-    fi
-done
-aquatic_http="$aquatic_root/bin/aquatic_http"
-aquatic_load="$aquatic_root/bin/aquatic_http_load_test"
+install_aquatic aquatic_http aquatic_http_load_test
+aquatic_http="$aquatic_bin/aquatic_http"
+aquatic_load="$aquatic_bin/aquatic_http_load_test"
 
 build_release tracker_http tracker_load_test
 start_work

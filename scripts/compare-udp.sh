@@ -44,17 +44,8 @@ out_dir="${OUT_DIR:-$repo_root/.local/bench/compare-udp-$(date -u +%Y%m%dT%H%M%S
 mkdir -p "$out_dir"
 
 # --- install the baselines ---------------------------------------------------
-aquatic_root="$repo_root/.local/aquatic"
-aquatic_version="0.9.0"
-for crate in aquatic_udp aquatic_udp_load_test; do
-    if [ ! -x "$aquatic_root/bin/$crate" ]; then
-        # Not --locked: the lock file of aquatic_udp 0.9.0 pins metrics 0.22.3, which
-        # no longer compiles with current rustc (a newer borrow-check error).
-        cargo install "$crate@$aquatic_version" --root "$aquatic_root"
-    fi
-done
-aquatic_udp="$aquatic_root/bin/aquatic_udp"
-aquatic_load="$aquatic_root/bin/aquatic_udp_load_test"
+install_aquatic aquatic_udp aquatic_udp_load_test
+aquatic_udp="$aquatic_bin/aquatic_udp"
 opentracker=""
 if [ "$memory" = 1 ]; then
     if ! command -v opentracker > /dev/null; then
@@ -146,30 +137,6 @@ run_shoal_load() {
     echo "$(json_field "$work/summary.json" responses_per_sec) $(json_field "$work/summary.json" tracker_cpu_secs)"
 }
 
-# run_aquatic_load PORT: runs aquatic_udp_load_test, sampling the server's CPU time
-# over the same window it summarizes; prints "responses_per_sec cpu_secs".
-run_aquatic_load() {
-    local port="$1"
-    "$aquatic_load" -p \
-        | sed -e "s/^server_address = .*/server_address = \"127.0.0.1:$port\"/" \
-              -e "s/^workers = .*/workers = $load_workers/" \
-              -e "s/^duration = .*/duration = $((warmup + duration))/" \
-              -e "s/^summarize_last = .*/summarize_last = $duration/" \
-              -e "s/^extra_statistics = .*/extra_statistics = false/" > "$work/aquatic-load.toml"
-    pinned "$load_cpus" "$aquatic_load" -c "$work/aquatic-load.toml" > "$work/load.log" 2>&1 &
-    local load_pid=$!
-    sleep "$warmup"
-    local cpu0
-    cpu0="$(cpu_secs "$server_pid")"
-    sleep "$duration"
-    local cpu1
-    cpu1="$(cpu_secs "$server_pid")"
-    wait "$load_pid"
-    local rps
-    rps="$(awk '/^Average responses per second:/ { print $5 }' "$work/load.log")"
-    echo "$rps $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.3f", b - a }')"
-}
-
 # --- the alternating runs --------------------------------------------------------
 results="$out_dir/runs.tsv"
 echo -e "round\ttester\tserver\tresponses_per_sec\tserver_cpu_secs\tpeak_rss_mb" > "$results"
@@ -181,7 +148,7 @@ for round in $(seq 1 "$rounds"); do
             if [ "$tester" = shoal ]; then
                 read -r rps cpu < <(run_shoal_load "$port" "$duration" "$warmup")
             else
-                read -r rps cpu < <(run_aquatic_load "$port")
+                read -r rps cpu < <(run_aquatic_udp_load "$port" "$warmup" "$duration" "$load_cpus" "$load_workers")
             fi
             rss="$(peak_rss_mb "$server_pid")"
             stop_process "$server_pid"

@@ -156,6 +156,48 @@ interval_secs = 0
 TOML
 }
 
+# install_aquatic CRATE...: installs the aquatic CRATEs, version 0.9.0, from crates.io
+# into the git-ignored .local/aquatic (once each) and sets $aquatic_bin to their
+# directory. Not --locked: the lock files of 0.9.0 pin crates that no longer build with
+# current rustc (aquatic_udp's metrics 0.22.3, a newer borrow-check error).
+install_aquatic() {
+    local root="$repo_root/.local/aquatic"
+    for crate in "$@"; do
+        if [ ! -x "$root/bin/$crate" ]; then
+            cargo install "$crate@0.9.0" --root "$root"
+        fi
+    done
+    aquatic_bin="$root/bin"
+}
+
+# run_aquatic_udp_load PORT WARMUP DURATION LOAD_CPUS LOAD_WORKERS: runs
+# aquatic_udp_load_test (from install_aquatic) against 127.0.0.1:PORT for WARMUP +
+# DURATION seconds, summarizing the last DURATION, and samples the CPU time of the server
+# whose pid is in $server_pid over the same window; prints "responses_per_sec
+# cpu_secs". Its config and output go to $work.
+run_aquatic_udp_load() {
+    local port="$1" warmup="$2" duration="$3" load_cpus="$4" load_workers="$5"
+    "$aquatic_bin/aquatic_udp_load_test" -p \
+        | sed -e "s/^server_address = .*/server_address = \"127.0.0.1:$port\"/" \
+              -e "s/^workers = .*/workers = $load_workers/" \
+              -e "s/^duration = .*/duration = $((warmup + duration))/" \
+              -e "s/^summarize_last = .*/summarize_last = $duration/" \
+              -e "s/^extra_statistics = .*/extra_statistics = false/" > "$work/aquatic-load.toml"
+    pinned "$load_cpus" "$aquatic_bin/aquatic_udp_load_test" -c "$work/aquatic-load.toml" \
+        > "$work/load.log" 2>&1 &
+    local load_pid=$!
+    sleep "$warmup"
+    local cpu0
+    cpu0="$(cpu_secs "$server_pid")"
+    sleep "$duration"
+    local cpu1
+    cpu1="$(cpu_secs "$server_pid")"
+    wait "$load_pid"
+    local rps
+    rps="$(awk '/^Average responses per second:/ { print $5 }' "$work/load.log")"
+    echo "$rps $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.3f", b - a }')"
+}
+
 # Makes the temporary directory $work and arranges that on exit the server whose pid
 # is in $server_pid (if any) is stopped and $work removed.
 start_work() {
