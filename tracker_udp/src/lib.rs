@@ -221,6 +221,7 @@ fn start_inner(mut config: Config, handle_signals: bool) -> anyhow::Result<Track
         trust_client_ip: config.swarm.trust_client_ip,
         poll_timeout: Duration::from_millis(config.network.poll_timeout_ms),
         segmentation: config.network.segmentation,
+        gather: config.network.gather(),
         numwant: NumWantPolicy {
             default: config.swarm.numwant_default,
             max: config.swarm.numwant_max,

@@ -72,6 +72,13 @@ fn bad_config_files_name_the_file_the_key_and_the_problem() {
     assert!(err.contains("impossible.toml"), "{err}");
     assert!(err.contains("swarm.max_peer_age_secs"), "{err}");
 
+    let (code, err) = run_with_config("gather", "[network]\ngather_micros = 10001\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("gather.toml") && err.contains("network.gather_micros: must be at most"),
+        "{err}"
+    );
+
     let (code, err) = run_with_config("syntax", "[network\n");
     assert_eq!(code, Some(1));
     assert!(

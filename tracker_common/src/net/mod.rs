@@ -21,6 +21,8 @@
 //!   test), yet it stays here: the UDP tracker, and the load tester's generator and ceiling
 //!   responder, must share the same batched I/O, and the load tester should not reach into
 //!   the tracker's internals.
+//! - [`gather`]: when a UDP socket worker, after a round of few datagrams, waits before
+//!   it reads again (`network.gather_micros`).
 //! - [`address_limit`]: the cap on open connections per client address (IPv4 address, IPv6
 //!   /64) that both TCP trackers enforce at accept; it counts, the caller refuses.
 //! - [`front`]: the TCP front, the one event loop of both TCP trackers' socket workers,
@@ -38,6 +40,7 @@
 pub mod address_limit;
 pub mod bans;
 pub mod front;
+pub mod gather;
 pub mod http_server;
 pub mod listen;
 pub mod rate_limit;

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::config::{LogLevel, TrackerConfig};
 use tracker_common::config_section;
+use tracker_common::net::gather::Gather;
 use tracker_common::net::listen::UdpNetworkConfig as NetworkConfig;
 use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
 use tracker_common::runtime::supervisor::{ShutdownFlag, Supervisor, spawn_signal_thread};
@@ -216,8 +217,16 @@ fn start_inner(mut config: CeilingConfig, handle_signals: bool) -> anyhow::Resul
         let shutdown = supervisor.shutdown_flag().clone();
         let peers = PeerTemplates::new(config.announce_peers);
         let segmentation = config.network.segmentation;
+        let gather = config.network.gather();
         supervisor.spawn(&format!("ceiling-{:02}", i + 1), move || {
-            respond(socket, &peers, &shutdown, poll_timeout, segmentation)
+            respond(
+                socket,
+                &peers,
+                &shutdown,
+                poll_timeout,
+                segmentation,
+                gather,
+            )
         })?;
     }
     if handle_signals {
@@ -291,6 +300,7 @@ fn respond(
     shutdown: &ShutdownFlag,
     poll_timeout: Duration,
     segmentation: bool,
+    gather: Duration,
 ) -> anyhow::Result<()> {
     let mut poll = Poll::new().context("create poll")?;
     poll.registry()
@@ -303,9 +313,15 @@ fn respond(
     if segmentation {
         send.enable_segmentation(&socket);
     }
+    // As the tracker's socket workers do: after a round of few datagrams, wait before
+    // reading again so that the next round is larger.
+    let mut gather = Gather::new(gather);
+    let mut round = 0;
+    gather.begin_round();
     while !shutdown.is_set() {
         match recv.recv(&socket) {
-            Ok(_) => {
+            Ok(n) => {
+                round += n;
                 for (request, src) in recv.iter() {
                     let ipv4 = CanonicalSocketAddr::new(src).is_ipv4();
                     // A push into a batch of IO_BATCH after at most IO_BATCH receives
@@ -318,11 +334,19 @@ fn respond(
                 send.flush(&socket);
             }
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                match poll.poll(&mut events, Some(poll_timeout)) {
-                    Ok(()) => {}
-                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(err) => return Err(anyhow::Error::new(err).context("poll")),
+                gather.end_round(round);
+                round = 0;
+                let wait = gather.wait();
+                if wait.is_zero() {
+                    match poll.poll(&mut events, Some(poll_timeout)) {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(err) => return Err(anyhow::Error::new(err).context("poll")),
+                    }
+                } else {
+                    std::thread::sleep(wait);
                 }
+                gather.begin_round();
             }
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
             Err(err) => log::debug!("recvmmsg: {err}"),

@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use tracker_common::addr::CanonicalSocketAddr;
 use tracker_common::net::bans::BanCache;
+use tracker_common::net::gather::Gather;
 use tracker_common::net::rate_limit::{Limited, RateLimiter};
 use tracker_common::net::udp_batch::{RecvBatch, SendBatch};
 use tracker_common::observe::statistics::{
@@ -81,6 +82,8 @@ pub(crate) struct SocketWorkerSettings {
     pub(crate) poll_timeout: Duration,
     /// `network.segmentation`: group answers into UDP GSO sends where the kernel can.
     pub(crate) segmentation: bool,
+    /// `network.gather_micros`: see [`Gather`].
+    pub(crate) gather: Duration,
     pub(crate) numwant: NumWantPolicy,
 }
 
@@ -171,10 +174,15 @@ impl SocketWorker {
         // WouldBlock, or after waking up, it is read without polling first.
         let mut socket_readable = true;
         let mut last_housekeeping = Instant::now();
+        let mut gather = Gather::new(self.settings.gather);
 
         while !self.shutdown.is_set() {
             if !socket_readable {
-                self.sleep(&mut events, state.awaiting_responses)?;
+                // A round that asks for gathering sleeps below instead, unless it waits
+                // for responses: then the waker ends that sleep as they come.
+                if state.awaiting_responses || gather.wait().is_zero() {
+                    self.sleep(&mut events, state.awaiting_responses)?;
+                }
                 // One bounded wait: whether or not the responses came, the next sleep
                 // listens to the socket again unless this round hands more over.
                 state.awaiting_responses = false;
@@ -186,7 +194,18 @@ impl SocketWorker {
             }
             let batches_sent = state.outbox.batches_sent();
             if socket_readable {
-                socket_readable = self.read_packets(&mut recv, &mut state);
+                let wait = gather.wait();
+                if !wait.is_zero() {
+                    // Answers that are ready go out first: the wait delays only what
+                    // is still to come.
+                    self.send_responses(&mut state);
+                    self.flush_sends(&mut state);
+                    std::thread::sleep(wait);
+                }
+                gather.begin_round();
+                let read;
+                (socket_readable, read) = self.read_packets(&mut recv, &mut state);
+                gather.end_round(read);
             }
             self.flush_requests(&mut state);
             if state.outbox.receiver_gone() && !self.shutdown.is_set() {
@@ -257,13 +276,15 @@ impl SocketWorker {
     }
 
     /// Reads datagrams until the socket is drained or the round's quota is used up.
-    /// Returns whether the socket may still hold datagrams.
-    fn read_packets(&mut self, recv: &mut RecvBatch, state: &mut State) -> bool {
+    /// Returns whether the socket may still hold datagrams, and how many it read.
+    fn read_packets(&mut self, recv: &mut RecvBatch, state: &mut State) -> (bool, usize) {
         let mut read = 0;
+        let mut datagrams = 0;
         while read < MAX_READS_PER_ROUND {
             match recv.recv(&self.socket) {
                 Ok(n) => {
                     read += n.max(1);
+                    datagrams += n;
                     let mut bytes = 0;
                     for (packet, src) in recv.iter() {
                         bytes += packet.len();
@@ -271,7 +292,7 @@ impl SocketWorker {
                     }
                     add(&self.counters().bytes_received, bytes as u64);
                 }
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return (false, datagrams),
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) => {
                     // E.g. an ICMP error surfacing; nothing to do but carry on.
@@ -280,7 +301,7 @@ impl SocketWorker {
                 }
             }
         }
-        true
+        (true, datagrams)
     }
 
     fn counters(&self) -> &SocketCounters {
