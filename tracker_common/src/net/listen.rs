@@ -69,7 +69,7 @@ config_section! {
         /// warning) unless the refusal was for that route's MTU alone.
         pub segmentation: bool,
         /// After a round of reads that brought in a few datagrams but not many (4 to
-        /// 127), a socket worker reads again no sooner than this many microseconds after
+        /// 63), a socket worker reads again no sooner than this many microseconds after
         /// that round began, so that datagrams gather and are read, handled and answered
         /// in larger rounds: fewer system calls, wake-ups and thread switches per
         /// datagram, for at most this much added latency. A quiet socket, and one whose
