@@ -188,20 +188,21 @@ impl SocketWorker {
                 state.awaiting_responses = false;
                 socket_readable = true;
             }
+            let wait = gather.wait();
+            if !wait.is_zero() {
+                // Answers that are ready go out first: the wait delays only what is
+                // still to come.
+                self.send_responses(&mut state);
+                self.flush_sends(&mut state);
+                std::thread::sleep(wait);
+            }
+            // After any wait: the round's datagrams are checked against its time.
             state.now = self.start.seconds_elapsed();
             if self.rate_limiter.is_some() {
                 state.instant = Instant::now();
             }
             let batches_sent = state.outbox.batches_sent();
             if socket_readable {
-                let wait = gather.wait();
-                if !wait.is_zero() {
-                    // Answers that are ready go out first: the wait delays only what
-                    // is still to come.
-                    self.send_responses(&mut state);
-                    self.flush_sends(&mut state);
-                    std::thread::sleep(wait);
-                }
                 gather.begin_round();
                 let read;
                 (socket_readable, read) = self.read_packets(&mut recv, &mut state);
