@@ -15,14 +15,16 @@
 # config sections appended to the new runs' config, to measure a setting (give the same
 # binary twice), e.g. a [rate_limits] section. OLD_ENV: environment assignments for
 # the old runs only, e.g. OLD_ENV=SHOAL_UDP__NETWORK__GATHER_MICROS=0 to measure a
-# [network] key (a section NEW_TOML cannot add twice) against its default. TESTER=aquatic: aquatic_udp_load_test 0.9.0
-# with its defaults (installed into .local/aquatic as compare-udp.sh does), 15 s of which
-# the last 10 are summarized, instead of tracker_load_test.
+# [network] key (a section NEW_TOML cannot add twice) against its default.
+# TESTER=aquatic: aquatic_udp_load_test 0.9.0 with its defaults (installed into
+# .local/aquatic as compare-udp.sh does), 15 s of which the last 10 are summarized,
+# instead of tracker_load_test.
 #
 # Prints each run (responses/s and the tracker's CPU seconds in the measured 10 s), then
 # each round's ratio new / old and their median (a round's runs are seconds apart, so a
 # round's ratio cancels the machine's slower drifts), and the ratio of the medians; the
-# same for responses per CPU-second. Traffic goes to 127.0.0.1 only; every process is stopped.
+# same for responses per CPU-second. Traffic goes to 127.0.0.1 only; every process is
+# stopped.
 set -euo pipefail
 
 new="$1"
@@ -31,6 +33,9 @@ rounds="${3:-5}"
 tracker_cpus="${TRACKER_CPUS-0}"
 load_cpus="${LOAD_CPUS-1}"
 tester="${TESTER:-shoal}"
+# Seconds of warm-up, then measured, in every run.
+warmup=5
+measured=10
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -64,13 +69,13 @@ for round in $(seq 1 "$rounds"); do
         server_pid=$!
         wait_udp_port "$port"
         if [ "$tester" = aquatic ]; then
-            read -r rps cpu < <(run_aquatic_udp_load "$port" 5 10 "$load_cpus" 1)
+            read -r rps cpu < <(run_aquatic_udp_load "$port" "$warmup" "$measured" "$load_cpus" 1)
         else
             cat > "$work/load.toml" <<TOML
 server_address = "127.0.0.1:$port"
 [run]
-duration_secs = 10
-warmup_secs = 5
+duration_secs = $measured
+warmup_secs = $warmup
 workers = 1
 tracker_pid = $server_pid
 TOML
@@ -85,13 +90,14 @@ TOML
     done
 done
 
-python3 - "$results" <<'PY'
+python3 - "$results" "$measured" <<'PY'
 import statistics, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+measured = float(sys.argv[2])
 by_round = {}
 for round_, which, rps, cpu in rows:
-    # Responses in the measured 10 s per CPU second the tracker spent in them.
-    by_round.setdefault(round_, {})[which] = (float(rps), float(rps) * 10 / float(cpu))
+    # Responses in the measured seconds per CPU second the tracker spent in them.
+    by_round.setdefault(round_, {})[which] = (float(rps), float(rps) * measured / float(cpu))
 for index, unit in ((0, "responses/s"), (1, "responses per CPU-s")):
     pairs = [r for r in by_round.values() if "new" in r and "old" in r]
     ratios = [r["new"][index] / r["old"][index] for r in pairs]

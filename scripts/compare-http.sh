@@ -167,18 +167,7 @@ run_aquatic_load() {
               -e "s/^connection_creation_interval_ms = .*/connection_creation_interval_ms = $((1280 / connections))/" \
               -e "s/^duration = .*/duration = $((warmup + duration))/" \
               -e "s/^enable_tls = .*/enable_tls = $aquatic_tls/" > "$work/aquatic-load.toml"
-    pinned "$load_cpus" "$aquatic_load" -c "$work/aquatic-load.toml" > "$work/load.log" 2>&1 &
-    local load_pid=$!
-    sleep "$warmup"
-    local cpu0
-    cpu0="$(cpu_secs "$server_pid")"
-    sleep "$duration"
-    local cpu1
-    cpu1="$(cpu_secs "$server_pid")"
-    wait "$load_pid"
-    local rps
-    rps="$(awk '/^Average responses per second:/ { print $5 }' "$work/load.log")"
-    echo "$rps $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.3f", b - a }')"
+    run_aquatic_load_sampled "$aquatic_load" "$load_cpus" "$warmup" "$duration"
 }
 
 # --- the alternating runs --------------------------------------------------------

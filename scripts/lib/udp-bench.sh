@@ -183,8 +183,18 @@ run_aquatic_udp_load() {
               -e "s/^duration = .*/duration = $((warmup + duration))/" \
               -e "s/^summarize_last = .*/summarize_last = $duration/" \
               -e "s/^extra_statistics = .*/extra_statistics = false/" > "$work/aquatic-load.toml"
-    pinned "$load_cpus" "$aquatic_bin/aquatic_udp_load_test" -c "$work/aquatic-load.toml" \
-        > "$work/load.log" 2>&1 &
+    run_aquatic_load_sampled "$aquatic_bin/aquatic_udp_load_test" "$load_cpus" "$warmup" \
+        "$duration"
+}
+
+# run_aquatic_load_sampled LOAD_BIN LOAD_CPUS WARMUP DURATION: runs one of aquatic's load
+# testers with the config $work/aquatic-load.toml (its output to $work/load.log) and
+# samples the CPU time of the server whose pid is in $server_pid from WARMUP seconds in
+# for DURATION seconds; prints "responses_per_sec cpu_secs", the first from the tester's
+# "Average responses per second" line.
+run_aquatic_load_sampled() {
+    local load_bin="$1" load_cpus="$2" warmup="$3" duration="$4"
+    pinned "$load_cpus" "$load_bin" -c "$work/aquatic-load.toml" > "$work/load.log" 2>&1 &
     local load_pid=$!
     sleep "$warmup"
     local cpu0
