@@ -2,9 +2,10 @@
 //! responder) gets the same socket setup and the same refusal to share a port.
 //!
 //! Each worker gets its own socket with SO_REUSEPORT on one port, and the kernel
-//! spreads the traffic over them. SO_REUSEPORT also lets any other process of the same
-//! user join that group, after which the two would split the traffic without a word.
-//! So before the group is bound, the address is probed with a socket *without*
+//! spreads the traffic over them; a lone worker's socket goes without it, which spares
+//! the receive path the choice of a socket. SO_REUSEPORT also lets any other process of
+//! the same user join that group, after which the two would split the traffic without a
+//! word. So before the group is bound, the address is probed with a socket *without*
 //! SO_REUSEPORT: its bind fails with EADDRINUSE if any socket holds the port, with
 //! SO_REUSEPORT or not, and the start is refused with a message saying so. A process
 //! that binds the port after our group exists is not detected; the probe guards the
@@ -129,7 +130,8 @@ impl UdpNetworkConfig {
     }
 }
 
-/// Binds `count` (at least 1) non-blocking UDP sockets with SO_REUSEPORT to `addr`,
+/// Binds `count` (at least 1) non-blocking UDP sockets to `addr`, with SO_REUSEPORT when
+/// there are several,
 /// after checking that no other socket holds the port (see the module doc). Port 0
 /// lets the OS choose one port for all of them (a port it hands out is free, so there is
 /// nothing to probe). Returns the bound address and the
@@ -150,7 +152,8 @@ pub fn bind_udp_sockets(
     Ok((local_addr, sockets.into_iter().map(Into::into).collect()))
 }
 
-/// Binds `count` (at least 1) non-blocking TCP listeners with SO_REUSEPORT to `addr`,
+/// Binds `count` (at least 1) non-blocking TCP listeners to `addr` (SO_REUSEPORT when
+/// there are several),
 /// listening with a backlog of `backlog`, after the same check as [`bind_udp_sockets`]
 /// that no other socket holds the port, and with the same IPv4 fallback. The kernel
 /// spreads new connections over the listeners.
@@ -199,12 +202,17 @@ fn bind_group(
     transport: Transport,
 ) -> anyhow::Result<(SocketAddr, Vec<Socket>)> {
     let bind = |addr, reuse_port, warn| bound_socket(addr, options, transport, reuse_port, warn);
+    // One socket is no group: without SO_REUSEPORT the kernel's receive path skips
+    // choosing a member (a hash of every datagram's or connection's addresses, paid by
+    // the core that receives it), and no other process can join. Its bind fails like
+    // the probe's if any socket holds the port.
+    let group = count > 1;
     // With port 0 the OS picks a port nobody holds, and releasing a probe to bind the
     // group there would let any socket made meanwhile take it: the first socket of the
     // group is then bound directly. A configured port is probed first, without
     // SO_REUSEPORT, so that the bind fails if any socket holds it.
-    let first = if addr.port() == 0 {
-        with_ipv4_fallback(addr, options, |addr| bind(addr, true, true))?
+    let first = if addr.port() == 0 || !group {
+        with_ipv4_fallback(addr, options, |addr| bind(addr, group, true))?
     } else {
         let probe = with_ipv4_fallback(addr, options, |addr| bind(addr, false, false))?;
         let probed = socket_addr(&probe).context("read the probed address")?;
@@ -439,6 +447,32 @@ mod tests {
         // receives is what every tracker integration test relies on.)
         let err = sockets[0].recv_from(&mut [0; 8]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn only_a_group_of_several_sockets_uses_so_reuseport() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let options = SocketOptions::default();
+        let (one_addr, one) = bind_udp_sockets(any, 1, &options).unwrap();
+        assert!(!socket2::SockRef::from(&one[0]).reuse_port().unwrap());
+        let (_, two) = bind_udp_sockets(any, 2, &options).unwrap();
+        for s in &two {
+            assert!(socket2::SockRef::from(s).reuse_port().unwrap());
+        }
+        // Nobody joins a lone socket, not even with SO_REUSEPORT.
+        let intruder = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        intruder.set_reuse_port(true).unwrap();
+        let err = intruder.bind(&one_addr.into()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
+        // The same holds for a configured port and for TCP listeners.
+        drop(one);
+        let (again, one) = bind_udp_sockets(one_addr, 1, &options).unwrap();
+        assert_eq!(again, one_addr);
+        assert!(!socket2::SockRef::from(&one[0]).reuse_port().unwrap());
+        let (_, listeners) = bind_tcp_listeners(any, 1, &options, 16).unwrap();
+        assert!(!socket2::SockRef::from(&listeners[0]).reuse_port().unwrap());
+        let (_, listeners) = bind_tcp_listeners(any, 2, &options, 16).unwrap();
+        assert!(socket2::SockRef::from(&listeners[1]).reuse_port().unwrap());
     }
 
     #[test]
