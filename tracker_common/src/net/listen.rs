@@ -131,11 +131,10 @@ impl UdpNetworkConfig {
 }
 
 /// Binds `count` (at least 1) non-blocking UDP sockets to `addr`, with SO_REUSEPORT when
-/// there are several,
-/// after checking that no other socket holds the port (see the module doc). Port 0
-/// lets the OS choose one port for all of them (a port it hands out is free, so there is
-/// nothing to probe). Returns the bound address and the
-/// sockets; wrap them with `mio::net::UdpSocket::from_std` to poll them.
+/// there are several, after checking that no other socket holds the port (see the
+/// module doc). Port 0 lets the OS choose one port for all of them (a port it hands out
+/// is free, so there is nothing to probe). Returns the bound address and the sockets;
+/// wrap them with `mio::net::UdpSocket::from_std` to poll them.
 ///
 /// When `addr` is the IPv6 wildcard `[::]` (not `only_ipv6`) and the host has no IPv6
 /// (some containers), the sockets are bound to `0.0.0.0` instead, with a warning.
@@ -153,10 +152,9 @@ pub fn bind_udp_sockets(
 }
 
 /// Binds `count` (at least 1) non-blocking TCP listeners to `addr` (SO_REUSEPORT when
-/// there are several),
-/// listening with a backlog of `backlog`, after the same check as [`bind_udp_sockets`]
-/// that no other socket holds the port, and with the same IPv4 fallback. The kernel
-/// spreads new connections over the listeners.
+/// there are several), listening with a backlog of `backlog`, after the same check as
+/// [`bind_udp_sockets`] that no other socket holds the port, and with the same IPv4
+/// fallback. The kernel spreads new connections over the listeners.
 ///
 /// # Errors
 /// The port is in use ("tcp port P on A is already in use by another process"), or a
@@ -209,8 +207,8 @@ fn bind_group(
     let group = count > 1;
     // With port 0 the OS picks a port nobody holds, and releasing a probe to bind the
     // group there would let any socket made meanwhile take it: the first socket of the
-    // group is then bound directly. A configured port is probed first, without
-    // SO_REUSEPORT, so that the bind fails if any socket holds it.
+    // group is then bound directly, as is a lone socket. A group's configured port is
+    // probed first, without SO_REUSEPORT, so that the bind fails if any socket holds it.
     let first = if addr.port() == 0 || !group {
         with_ipv4_fallback(addr, options, |addr| bind(addr, group, true))?
     } else {

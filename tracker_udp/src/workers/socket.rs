@@ -186,7 +186,6 @@ impl SocketWorker {
                 // One bounded wait: whether or not the responses came, the next sleep
                 // listens to the socket again unless this round hands more over.
                 state.awaiting_responses = false;
-                socket_readable = true;
             }
             let wait = gather.wait();
             if !wait.is_zero() {
@@ -202,12 +201,11 @@ impl SocketWorker {
                 state.instant = Instant::now();
             }
             let batches_sent = state.outbox.batches_sent();
-            if socket_readable {
-                gather.begin_round();
-                let read;
-                (socket_readable, read) = self.read_packets(&mut recv, &mut state);
-                gather.end_round(read);
-            }
+            // Every pass reads: a socket found empty last time was slept on above.
+            gather.begin_round();
+            let read;
+            (socket_readable, read) = self.read_packets(&mut recv, &mut state);
+            gather.end_round(read);
             self.flush_requests(&mut state);
             if state.outbox.receiver_gone() && !self.shutdown.is_set() {
                 anyhow::bail!("request worker channel closed");
